@@ -1,0 +1,271 @@
+"""What a run shows while it works and when it ends.
+
+Four modes: a live rich display on a terminal; plain status lines at an
+interval in a log; one JSON event per line with `--json`; nothing but the
+summary and errors with `--quiet`. Per-item failures are printed as they
+happen (never only in a log file). All text passes through `redact`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from typing import Any, Literal, TextIO
+
+import anyio
+import orjson
+
+from ingest.errors import ManifestError, TransferError
+from ingest.item import Source
+from ingest.providers.base import Landed
+from ingest.redact import redact
+from ingest.scheduler import Engine, Outcome, Snapshot
+
+Mode = Literal["live", "plain", "json", "quiet"]
+
+HINTS: dict[str, str] = {
+    "stop": "check the API key variable and the account (balance, permissions)",
+    "fail_item": "the provider rejected these items; fix them and run `ingest retry-failed`",
+    "retry": "transient errors outlasted the retries; re-run the same command to retry them",
+    "resign": "upload URLs kept expiring; lower put_concurrency or raise resign_margin_s",
+    "rejected": "fix these manifest lines or files, then re-run the same command",
+}
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def human_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Reporter:
+    """Observer of one run (see `scheduler.Observer`) and its display."""
+
+    def __init__(
+        self,
+        mode: Mode,
+        *,
+        interval: float = 10.0,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+    ) -> None:
+        self.mode = mode
+        self.interval = interval
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.failures: Counter[tuple[str, str]] = Counter()
+        self._printed_failures = 0
+        self._live: Any = None
+
+    # -- events --------------------------------------------------------------
+
+    def event(self, kind: str, **fields: Any) -> None:
+        if self.mode == "json":
+            line = orjson.dumps({"event": kind, "t": round(time.time(), 3), **fields}).decode()
+            self.out.write(redact(line) + "\n")
+            self.out.flush()
+
+    def note(self, text: str) -> None:
+        """A line for humans (stderr, so stdout stays clean for --json)."""
+        if self.mode == "json":
+            self.event("note", message=text)
+            return
+        if self._live is not None:
+            self._live.console.print(redact(text), markup=False, highlight=False)
+        else:
+            self.err.write(redact(text) + "\n")
+            self.err.flush()
+
+    def item_done(self, source: Source, landed: Landed) -> None:
+        if self.mode == "json":
+            fields: dict[str, Any] = {"key": source.item.key, "remote_id": landed.remote_id}
+            if landed.url:
+                fields["url"] = landed.url
+            self.event("item_done", line=source.item.line, size=source.size, **fields)
+
+    def item_failed(self, key: str, line: int, err: TransferError) -> None:
+        self.failures[(err.action.value, err.code)] += 1
+        self.event(
+            "item_failed",
+            key=key,
+            line=line,
+            action=err.action.value,
+            code=err.code,
+            reason=err.message,
+        )
+        self._print_failure(f"failed  line {line} {key}: {err}")
+
+    def item_rejected(self, key: str | None, err: ManifestError) -> None:
+        self.failures[("rejected", err.reason.split(":")[0])] += 1
+        self.event("item_rejected", key=key, line=err.line, reason=err.reason)
+        where = f"line {err.line}" if err.line is not None else err.source
+        self._print_failure(f"rejected {where}{' ' + key if key else ''}: {err.reason}")
+
+    def item_changed(self, key: str, line: int) -> None:
+        self.event("item_changed", key=key, line=line)
+        self._print_failure(
+            f"changed line {line} {key}: the file changed since it was uploaded (kept the old upload)"
+        )
+
+    def _print_failure(self, text: str) -> None:
+        if self.mode in ("json", "quiet"):
+            return
+        self._printed_failures += 1
+        if self._printed_failures <= 50:
+            self.note(text)
+        elif self._printed_failures == 51:
+            self.note("… more problems; see the summary and `ingest status --json`")
+
+    # -- periodic display ----------------------------------------------------
+
+    def status_line(self, snap: Snapshot) -> str:
+        c = snap.counters
+        elapsed = max(snap.elapsed_s, 1e-6)
+        rate = c.done / elapsed
+        total = f"/{snap.total - c.skipped}" if snap.total is not None else ""
+        eta = ""
+        if snap.total is not None and rate > 0:
+            left = snap.total - c.skipped - c.done - c.failed - c.rejected
+            eta = f" eta {human_duration(left / rate)}"
+        throttled = ""
+        if snap.api_pacer.rate is not None:
+            throttled = f" paced {snap.api_pacer.rate:.1f}/s"
+        if snap.api_pacer.paused_for > 0:
+            throttled += f" paused {snap.api_pacer.paused_for:.0f}s"
+        return (
+            f"done {c.done}{total} ({rate:.1f} files/s, {human_bytes(c.bytes_done / elapsed)}/s)"
+            f" in flight {c.in_flight} retries {c.retries} re-signs {c.resigns}"
+            f" failed {c.failed} rejected {c.rejected}{throttled}{eta}"
+        )
+
+    async def watch(self, engine: Engine) -> None:
+        """Show progress until cancelled."""
+        if self.mode == "live":
+            await self._watch_live(engine)
+            return
+        while True:
+            await anyio.sleep(self.interval)
+            snap = engine.snapshot()
+            if self.mode == "plain":
+                self.note(self.status_line(snap))
+            elif self.mode == "json":
+                c = snap.counters
+                self.event(
+                    "stats",
+                    done=c.done,
+                    failed=c.failed,
+                    rejected=c.rejected,
+                    skipped=c.skipped,
+                    in_flight=c.in_flight,
+                    retries=c.retries,
+                    resigns=c.resigns,
+                    throttles=c.throttles,
+                    bytes=c.bytes_done,
+                    elapsed_s=round(snap.elapsed_s, 3),
+                    total=snap.total,
+                )
+
+    async def _watch_live(self, engine: Engine) -> None:
+        from rich.console import Console
+        from rich.live import Live
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(file=self.err)
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.fields[total_text]}"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=console,
+        )
+        task = bar.add_task("upload", total=None, total_text="?", detail="")
+        with Live(bar, console=console, refresh_per_second=4, transient=False) as live:
+            self._live = live
+            try:
+                while True:
+                    snap = engine.snapshot()
+                    c = snap.counters
+                    total = None if snap.total is None else snap.total - c.skipped
+                    elapsed = max(snap.elapsed_s, 1e-6)
+                    detail = (
+                        f"{c.done / elapsed:.1f} files/s {human_bytes(c.bytes_done / elapsed)}/s "
+                        f"in flight {c.in_flight} retries {c.retries} re-signs {c.resigns} "
+                        f"failed {c.failed + c.rejected}"
+                    )
+                    if snap.api_pacer.rate is not None:
+                        detail += f" paced {snap.api_pacer.rate:.1f}/s"
+                    bar.update(
+                        task,
+                        completed=c.done + c.failed + c.rejected,
+                        total=total,
+                        total_text="?" if total is None else str(total),
+                        detail=detail,
+                    )
+                    await anyio.sleep(0.25)
+            finally:
+                self._live = None
+
+    # -- the end -------------------------------------------------------------
+
+    def summary(
+        self, outcome: Outcome, counts: dict[str, int], total: int | None, journal: str
+    ) -> None:
+        c = outcome.counters
+        elapsed = max(outcome.elapsed_s, 1e-6)
+        if self.mode == "json":
+            self.event(
+                "summary",
+                journal=journal,
+                total=total,
+                done=counts["done"],
+                failed=counts["failed"],
+                rejected=counts["rejected"],
+                in_flight=counts["in_flight"],
+                this_run={
+                    "done": c.done,
+                    "skipped": c.skipped,
+                    "bytes": c.bytes_done,
+                    "retries": c.retries,
+                    "resigns": c.resigns,
+                    "throttles": c.throttles,
+                    "api_calls": c.api_calls,
+                    "puts": c.puts,
+                    "elapsed_s": round(outcome.elapsed_s, 3),
+                },
+                stop_reason=outcome.stop_reason,
+                failures=[
+                    {"class": a, "code": code, "count": n}
+                    for (a, code), n in self.failures.most_common()
+                ],
+            )
+            return
+        lines = [
+            f"uploaded {c.done} files ({human_bytes(c.bytes_done)}) in {human_duration(elapsed)}"
+            f" — {c.done / elapsed:.1f} files/s, {human_bytes(c.bytes_done / elapsed)}/s",
+            f"already done before: {c.skipped}; retries: {c.retries}; re-signed URLs: {c.resigns};"
+            f" throttled: {c.throttles}",
+            f"journal {journal}: {counts['done']} done"
+            + (f" of {total}" if total is not None else "")
+            + f", {counts['failed']} failed, {counts['rejected']} rejected, {counts['in_flight']} unfinished",
+        ]
+        if self.failures:
+            lines.append("problems by reason:")
+            for (action, code), n in self.failures.most_common():
+                hint = HINTS.get(action, "")
+                lines.append(f"  {n:>6}  {action}/{code}" + (f"  → {hint}" if hint else ""))
+        if outcome.stop_reason:
+            lines.append(f"stopped: {outcome.stop_reason}")
+        for line in lines:
+            self.err.write(redact(line) + "\n")
+        self.err.flush()

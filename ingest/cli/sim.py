@@ -1,0 +1,162 @@
+"""`ingest sim`: run the built-in provider emulator in the foreground.
+
+The first line on stdout is exactly ``ingest sim listening on http://HOST:PORT``
+(flushed at once, so a script or test can start the process and read the
+URL); details go to stderr. It serves until SIGINT or SIGTERM, then exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+Run the built-in provider emulator: Novita's upload API
+(POST /v3/assets/training_dataset) and an S3-like storage route
+(PUT /s3/BUCKET/KEY) that checks real SigV4 pre-signed URLs, expiry, chunked
+bodies and Content-Length the way S3 does, with optional seeded faults.
+
+Inspect it while it runs: GET /_sim/health, /_sim/objects, /_sim/assets,
+/_sim/stats; change faults with PUT /_sim/faults (body: a plan string).
+The first stdout line is "ingest sim listening on http://HOST:PORT".
+Stop it with Ctrl-C or SIGTERM (exit status 0).
+"""
+
+FAULTS_HELP = """\
+fault plan: comma-separated name=value items, e.g.
+"seed=7,api.429=0.1,api.retry_after=2,put.reset=0.05,skew=-300".
+Probabilities (0..1): api.429 api.500 api.503 api.stall put.429 put.500
+put.503 put.reset put.stall. Seconds: api.latency put.latency (mean added
+delay), api.retry_after put.retry_after (or "none": no Retry-After header),
+skew (signed clock offset), lifetime (overrides --lifetime). api.rate=R:
+token bucket of R requests/s on API routes. seed=INT. Default: no faults.
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "sim",
+        help="run the built-in provider emulator (for dry runs, tests and benchmarks)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1; control routes answer loopback only)",
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=0,
+        help="port to listen on; 0 picks a free one (default: 0)",
+    )
+    parser.add_argument(
+        "--lifetime",
+        type=_positive_seconds,
+        default=120.0,
+        metavar="SECONDS",
+        help="lifetime of issued upload URLs, X-Amz-Expires (default: 120, Novita's)",
+    )
+    parser.add_argument("--faults", type=_plan, default="", metavar="PLAN", help=FAULTS_HELP)
+    parser.add_argument(
+        "--key",
+        action="append",
+        dest="keys",
+        metavar="KEY",
+        help="accept only this API key (repeatable; default: accept any non-empty key)",
+    )
+    parser.add_argument(
+        "--assets-id-string",
+        action="store_true",
+        help="return Novita's assets_id as a 32-hex string instead of an integer",
+    )
+    parser.add_argument(
+        "--store-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep uploaded bodies under DIR/BUCKET/KEY (default: keep only size and SHA-256)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
+    return port
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return seconds
+
+
+def _plan(text: str) -> str:
+    from ingest.sim.faults import FaultPlan  # light: no aiohttp
+
+    try:
+        FaultPlan.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+
+    import anyio
+
+    from ingest.sim import FaultPlan, SimSettings, serve
+
+    try:
+        settings = SimSettings(
+            host=args.host,
+            port=args.port,
+            url_lifetime_s=args.lifetime,
+            api_keys=frozenset(args.keys) if args.keys else None,
+            assets_id_as_string=args.assets_id_string,
+            faults=FaultPlan.parse(args.faults),
+            store_dir=args.store_dir,
+        )
+    except ValueError as exc:
+        print(f"ingest sim: {exc}", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with serve(settings) as sim:
+                print(f"ingest sim listening on {sim.base_url}", flush=True)
+                keys = "any non-empty key" if settings.api_keys is None else "--key values"
+                print(
+                    f"ingest sim: providers: novita; URL lifetime {settings.url_lifetime_s:g} s; "
+                    f"API keys: {keys}; faults: {settings.faults}; stop with Ctrl-C",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                async for _ in signals:
+                    break
+
+    try:
+        anyio.run(main, backend="asyncio", backend_options=_backend_options())
+    except OSError as exc:  # e.g. the port is taken
+        print(f"ingest sim: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _backend_options() -> dict[str, bool]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}

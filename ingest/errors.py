@@ -1,0 +1,106 @@
+"""The one error tree of `ingest`.
+
+Every error the library raises on purpose derives from `IngestError`. Context
+travels in keyword fields, `str()` is one line, and no field ever holds a
+secret: URLs are redacted before they are stored here.
+
+    IngestError
+     ├── ConfigError          bad settings or a missing key variable (before any work)
+     ├── ManifestError        one bad manifest entry (line number, reason)
+     ├── JournalError         the journal cannot be used as asked
+     │    ├── JournalLocked   another run holds it
+     │    ├── JournalMismatch it belongs to another manifest or provider
+     │    └── JournalCorrupt  damage before the last line (line number)
+     └── TransferError        one provider or storage operation failed;
+                              carries an `Action` that tells the scheduler what to do
+
+Adapters classify (they set `action`); the scheduler decides. Cancellation is
+never wrapped in any of these.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Action(enum.Enum):
+    """What the scheduler should do about a failed operation."""
+
+    RETRY = "retry"  # transient: back off and try the same step again
+    RESIGN = "resign"  # the upload target is dead (expired): acquire a new one
+    FAIL_ITEM = "fail_item"  # this item cannot succeed as it is: record and go on
+    STOP = "stop"  # the run cannot succeed (bad key, no balance): stop cleanly
+
+
+class IngestError(Exception):
+    """Root of every error `ingest` raises on purpose."""
+
+
+class ConfigError(IngestError):
+    """Invalid configuration: a bad key, a wrong type, a missing key variable."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+class ManifestError(IngestError):
+    """One manifest entry that cannot be used; the others go on."""
+
+    def __init__(self, reason: str, *, source: str, line: int | None = None) -> None:
+        self.reason = reason
+        self.source = source
+        self.line = line
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {reason}")
+
+
+class JournalError(IngestError):
+    """The journal cannot be used as asked."""
+
+
+class JournalLocked(JournalError):
+    """Another run holds the journal's lock."""
+
+
+class JournalMismatch(JournalError):
+    """The journal was written for another manifest, provider or settings."""
+
+
+class JournalCorrupt(JournalError):
+    """A journal line before the last one cannot be read."""
+
+    def __init__(self, message: str, *, path: str, line: int) -> None:
+        self.path = path
+        self.line = line
+        super().__init__(f"{path}:{line}: {message}")
+
+
+class TransferError(IngestError):
+    """A provider or storage operation failed, classified by its adapter.
+
+    `code` is a short machine-readable reason (the provider's error code, or a
+    name of ours such as ``expired`` or ``network``); `message` is the server's
+    human text with secrets already removed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        action: Action,
+        code: str,
+        provider: str,
+        op: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = message
+        self.action = action
+        self.code = code
+        self.provider = provider
+        self.op = op
+        self.status = status
+        self.retry_after = retry_after
+        status_part = f" {status}" if status is not None else ""
+        super().__init__(f"{provider} {op}{status_part} {code}: {message}")

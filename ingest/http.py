@@ -1,0 +1,204 @@
+"""HTTP plumbing shared by the adapters: sessions, the error map, status triage.
+
+Owns three rules:
+- one `aiohttp.ClientSession` per role: the provider API session carries the
+  credentials, the storage session never does, so an Authorization header can
+  never reach a storage host;
+- foreign errors (aiohttp, timeouts, OS errors) become `TransferError` in one
+  place (`map_errors`), with secrets redacted from every message;
+- the default triage of an HTTP status into an `Action` (design.md §2), which
+  adapters refine with their provider's error codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+import yarl
+
+from ingest.errors import Action, TransferError
+from ingest.redact import redact
+from ingest.retry import parse_retry_after
+
+USER_AGENT = "ingest/0.1 (+https://github.com/ingest)"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. `read` bounds each wait for the server (a stalled server fires it)."""
+
+    connect: float = 10.0
+    read: float = 60.0
+    api_total: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A provider API answer, read whole (API bodies are small)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    sent_at: float
+    received_at: float
+
+    def json(self) -> Any:
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return None
+
+
+def api_session(
+    base_url: str, headers: Mapping[str, str], timeouts: Timeouts, limit: int
+) -> aiohttp.ClientSession:
+    """The control-plane session: credentials in its default headers."""
+    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        base_url=base_url,
+        headers={"User-Agent": USER_AGENT, **headers},
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(
+            total=timeouts.api_total, connect=timeouts.connect, sock_read=timeouts.read
+        ),
+        raise_for_status=False,
+    )
+
+
+def storage_session(timeouts: Timeouts, limit: int) -> aiohttp.ClientSession:
+    """The data-plane session: no credentials, no cookies, no decompression."""
+    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        headers={"User-Agent": USER_AGENT},
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=timeouts.connect, sock_read=timeouts.read
+        ),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        raise_for_status=False,
+    )
+
+
+@contextlib.asynccontextmanager
+async def map_errors(provider: str, op: str) -> AsyncIterator[None]:
+    """Translate transport failures into a retryable `TransferError`."""
+    try:
+        yield
+    except TransferError:
+        raise
+    except TimeoutError as exc:
+        raise TransferError(
+            "no answer in time", action=Action.RETRY, code="timeout", provider=provider, op=op
+        ) from exc
+    except aiohttp.ClientResponseError as exc:  # raised by aiohttp for e.g. bad redirects
+        raise TransferError(
+            redact(str(exc.message)),
+            action=Action.RETRY if exc.status >= 500 else Action.FAIL_ITEM,
+            code="http",
+            provider=provider,
+            op=op,
+            status=exc.status,
+        ) from exc
+    except (aiohttp.ClientError, ConnectionError, socket.gaierror) as exc:
+        raise TransferError(
+            redact(f"{type(exc).__name__}: {exc}"),
+            action=Action.RETRY,
+            code="network",
+            provider=provider,
+            op=op,
+        ) from exc
+
+
+def triage(status: int) -> Action:
+    """The default action for a non-success HTTP status."""
+    if status in (401, 402, 403):
+        return Action.STOP
+    if status in (408, 425, 429) or status >= 500:
+        return Action.RETRY
+    return Action.FAIL_ITEM
+
+
+def http_error(
+    response: Response,
+    *,
+    provider: str,
+    op: str,
+    code: str,
+    message: str,
+    action: Action | None = None,
+) -> TransferError:
+    """A `TransferError` for an error answer, Retry-After included."""
+    return TransferError(
+        redact(message)[:500],
+        action=action if action is not None else triage(response.status),
+        code=code,
+        provider=provider,
+        op=op,
+        status=response.status,
+        retry_after=parse_retry_after(response.headers),
+    )
+
+
+async def request(
+    session: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    *,
+    provider: str,
+    op: str,
+    json: Any = None,
+    clock: Callable[[], float] = time.time,
+) -> Response:
+    """One API call, read whole; transport failures become `TransferError`."""
+    body = orjson.dumps(json) if json is not None else None
+    headers = {"Content-Type": "application/json"} if body is not None else None
+    async with map_errors(provider, op):
+        sent_at = clock()
+        async with session.request(
+            method, path, data=body, headers=headers, allow_redirects=False
+        ) as resp:
+            data = await resp.read()
+            return Response(resp.status, resp.headers, data, sent_at, clock())
+
+
+def check_upload_url(url: str, *, allow_insecure: bool, provider: str) -> yarl.URL:
+    """The URL to PUT to, passed through byte for byte; plain http only to loopback.
+
+    `encoded=True` stops yarl from re-quoting the signed query (providers.md §5 #1).
+    """
+    parsed = yarl.URL(url, encoded=True)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise TransferError(
+            f"upload URL is not http(s): {redact(url)[:200]}",
+            action=Action.FAIL_ITEM,
+            code="bad_url",
+            provider=provider,
+            op="transfer",
+        )
+    if parsed.scheme == "http" and not allow_insecure and not is_loopback(parsed.host):
+        raise TransferError(
+            f"refusing plain-http upload to {parsed.host} (set allow_insecure_http to permit)",
+            action=Action.STOP,
+            code="insecure_url",
+            provider=provider,
+            op="transfer",
+        )
+    return parsed
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

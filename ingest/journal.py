@@ -1,0 +1,400 @@
+"""The journal: an append-only JSON-lines log of every item's state transitions.
+
+Layout: line 1 is a header binding the journal to its provider, manifest and
+the settings that matter; each later line is one record, written by orjson:
+
+    {"s":"run", "t":…}                        a run (or resume) started
+    {"s":"acq", "k":key, "r":remote_id}       an upload target was acquired
+    {"s":"up",  "k":key, "r":…, "x":{…}}      bytes landed, finalize pending
+    {"s":"done","k":key, "r":…, "u":url?, "z":size, "m":mtime_ns, "x":{…}}
+    {"s":"fail","k":key, "l":line, "a":action, "c":code, "e":message}
+    {"s":"bad", "k":key?, "l":line, "e":reason}  rejected locally (manifest/validation)
+    {"s":"end", "n":entries}                  the manifest was read to its end
+
+Invariants:
+- Records reach the OS at the end of the event-loop turn that produced them
+  (one write per turn: group commit), and are fsynced at a bounded interval and
+  on close. A SIGKILL therefore loses nothing already written; a power cut
+  loses at most one interval, and those items are simply redone.
+- Replay tolerates a torn last line (and cuts it off before appending); damage
+  anywhere else is `JournalCorrupt` with its line number, never silently dropped.
+- One run at a time: an exclusive lock on `<journal>.lock`.
+- No secrets: adapters never hand URLs or keys to the journal.
+- State per item is the last record for its key; counts are derived from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ingest.errors import JournalCorrupt, JournalError, JournalLocked, JournalMismatch
+
+FORMAT = "ingest-journal"
+VERSION = 1
+
+Record = dict[str, Any]
+
+
+def key_digest(key: str) -> int:
+    """A 64-bit digest of an item key: what replay keeps for done items."""
+    raw = key.encode("utf-8", "surrogateescape")
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little")
+
+
+def fingerprint(size: int, mtime_ns: int) -> int:
+    """A 64-bit fingerprint of a file's size and modification time."""
+    return ((size * 0x9E3779B97F4A7C15) ^ mtime_ns) & 0xFFFFFFFFFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What a journal is bound to."""
+
+    provider: str
+    manifest: str
+    bind: Mapping[str, str] = field(default_factory=dict)
+    created: float = 0.0
+
+    def to_record(self) -> Record:
+        return {
+            "journal": FORMAT,
+            "v": VERSION,
+            "provider": self.provider,
+            "manifest": self.manifest,
+            "bind": dict(self.bind),
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_record(cls, rec: Any, path: Path) -> Header:
+        if not isinstance(rec, dict) or rec.get("journal") != FORMAT:
+            raise JournalCorrupt("not an ingest journal (bad header)", path=str(path), line=1)
+        if rec.get("v") != VERSION:
+            raise JournalCorrupt(
+                f"unsupported journal version {rec.get('v')!r}", path=str(path), line=1
+            )
+        return cls(
+            provider=str(rec.get("provider", "")),
+            manifest=str(rec.get("manifest", "")),
+            bind={str(k): str(v) for k, v in (rec.get("bind") or {}).items()},
+            created=float(rec.get("created", 0.0)),
+        )
+
+
+@dataclass(slots=True)
+class Replay:
+    """The state a journal describes, kept compact enough for 10^6 items.
+
+    Done items are kept as digest → file fingerprint; every other item's last
+    record is kept whole (few of them: in flight, failed, rejected).
+    """
+
+    header: Header
+    done: dict[int, int] = field(default_factory=dict)
+    pending: dict[str, Record] = field(default_factory=dict)
+    bad_lines: int = 0  # rejected manifest lines without a key, in the latest run
+    total: int | None = None
+    runs: int = 0
+    records: int = 0
+    good_bytes: int = 0  # offset of the end of the last complete record
+    torn_tail: bool = False
+
+    def apply(self, rec: Record) -> None:
+        state = rec.get("s")
+        key = rec.get("k")
+        if isinstance(key, str):
+            if state == "done":
+                self.done[key_digest(key)] = fingerprint(int(rec.get("z", 0)), int(rec.get("m", 0)))
+                self.pending.pop(key, None)
+            else:
+                self.pending[key] = rec
+                if self.done:
+                    self.done.pop(key_digest(key), None)
+        elif state == "bad":
+            self.bad_lines += 1
+        elif state == "run":
+            self.runs += 1
+            self.bad_lines = 0
+        elif state == "end":
+            self.total = int(rec.get("n", 0))
+
+    def is_done(self, key: str) -> bool:
+        return key_digest(key) in self.done
+
+    def counts(self) -> dict[str, int]:
+        """Item counts by state, derived from the records."""
+        counts = {"done": len(self.done), "failed": 0, "rejected": self.bad_lines, "in_flight": 0}
+        for rec in self.pending.values():
+            state = rec.get("s")
+            if state == "fail":
+                counts["failed"] += 1
+            elif state == "bad":
+                counts["rejected"] += 1
+            else:
+                counts["in_flight"] += 1
+        return counts
+
+
+def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, end offset, raw line) for every line, the last maybe unterminated."""
+    offset = 0
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            offset += len(line)
+            yield number, offset, line
+
+
+def replay(path: Path) -> Replay:
+    """Read a journal; a torn last line is noted, damage elsewhere raises."""
+    result: Replay | None = None
+    pending_error: tuple[int, str] | None = None
+    for number, end, line in _lines(path):
+        if pending_error is not None:
+            # A bad line followed by more lines: damage in the middle.
+            raise JournalCorrupt(pending_error[1], path=str(path), line=pending_error[0])
+        complete = line.endswith(b"\n")
+        try:
+            rec = orjson.loads(line) if complete else None
+        except orjson.JSONDecodeError:
+            rec = None
+        if not isinstance(rec, dict):
+            if number == 1 and complete:
+                raise JournalCorrupt("not an ingest journal (bad header)", path=str(path), line=1)
+            pending_error = (number, "unreadable record" if complete else "torn record")
+            continue
+        if result is None:
+            result = Replay(header=Header.from_record(rec, path))
+        else:
+            result.apply(rec)
+            result.records += 1
+        result.good_bytes = end
+    if result is None:
+        raise JournalCorrupt("journal is empty or its header is torn", path=str(path), line=1)
+    result.torn_tail = pending_error is not None
+    return result
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lock(path: Path) -> int:
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise JournalLocked(
+            f"{path} is in use by another ingest run (pid {holder}); wait for it or stop it"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def compact(path: Path) -> int:
+    """Rewrite the journal with one record per item; returns records dropped.
+
+    Keeps the header, the latest run marker, the last record of every key,
+    the unkeyed rejections of the latest run and the latest end marker.
+    Written to a temporary file, fsynced, then renamed over the original.
+    """
+    last: dict[int, int] = {}
+    last_run = last_end = 0
+    for number, _end, line in _lines(path):
+        if number == 1:
+            continue
+        rec = orjson.loads(line) if line.endswith(b"\n") else None
+        if not isinstance(rec, dict):
+            continue
+        key = rec.get("k")
+        if isinstance(key, str):
+            last[key_digest(key)] = number
+        elif rec.get("s") == "run":
+            last_run = number
+        elif rec.get("s") == "end":
+            last_end = number
+    keep = set(last.values()) | {1, last_run, last_end}
+    tmp = path.with_name(path.name + ".compact")
+    dropped = 0
+    with tmp.open("wb") as out:
+        for number, _end, line in _lines(path):
+            if not line.endswith(b"\n"):
+                continue
+            if number in keep or (
+                number > last_run and b'"s":"bad"' in line and b'"k"' not in line
+            ):
+                out.write(line)
+            else:
+                dropped += 1
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path)
+    return dropped
+
+
+class Journal:
+    """An open, locked journal being appended to. Use `Journal.open`."""
+
+    def __init__(self, path: Path, fd: int, lock_fd: int, sync_interval: float) -> None:
+        self.path = path
+        self._fd = fd
+        self._lock_fd = lock_fd
+        self._sync_interval = sync_interval
+        self._buf = bytearray()
+        self._scheduled = False
+        self._dirty = False
+        self._closed = False
+        self.error: JournalError | None = None
+        self.records_written = 0
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        header: Header,
+        *,
+        force: bool = False,
+        sync_interval: float = 0.5,
+        compact_ratio: float = 1.5,
+    ) -> tuple[Journal, Replay]:
+        """Lock, replay (or create) and open for appending."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_fd = _lock(path)
+        try:
+            if path.exists() and path.stat().st_size > 0:
+                state = replay(path)
+                _check_binding(path, state.header, header, force)
+                if state.torn_tail:
+                    with path.open("r+b") as fh:
+                        fh.truncate(state.good_bytes)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                keys = len(state.done) + len(state.pending)
+                if state.records > compact_ratio * keys + 1000:
+                    compact(path)
+            else:
+                state = Replay(header=header)
+                tmp = path.with_name(path.name + ".new")
+                with tmp.open("wb") as fh:
+                    fh.write(orjson.dumps(header.to_record()) + b"\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+                _fsync_dir(path)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return cls(path, fd, lock_fd, sync_interval), state
+
+    # -- writing -----------------------------------------------------------
+
+    def record(self, rec: Record) -> None:
+        """Append one record; it reaches the OS at the end of this loop turn."""
+        if self.error is not None:
+            raise self.error
+        if self._closed:
+            raise JournalError(f"{self.path} is closed")
+        self._buf += orjson.dumps(rec)
+        self._buf += b"\n"
+        self.records_written += 1
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self._write_pending)
+            except RuntimeError:  # no loop: write now
+                self._write_pending()
+
+    def _write_pending(self) -> None:
+        self._scheduled = False
+        if not self._buf or self.error is not None:
+            return
+        data = memoryview(bytes(self._buf))
+        self._buf.clear()
+        try:
+            while data:
+                written = os.write(self._fd, data)
+                data = data[written:]
+        except OSError as exc:
+            reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
+            self.error = JournalError(f"cannot write {self.path}: {reason}")
+            return
+        self._dirty = True
+
+    def sync(self) -> None:
+        """Write what is buffered and fsync (blocking; use at exit)."""
+        self._write_pending()
+        if self._dirty and self.error is None:
+            self._dirty = False
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self.error = JournalError(f"cannot sync {self.path}: {exc.strerror}")
+
+    async def syncer(self) -> None:
+        """Fsync at the configured interval while records arrive (a background task)."""
+        import anyio
+
+        while True:
+            await anyio.sleep(self._sync_interval)
+            if self._dirty:
+                self._dirty = False
+                await anyio.to_thread.run_sync(self._fsync_quietly)
+
+    def _fsync_quietly(self) -> None:
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            self.error = JournalError(f"cannot sync {self.path}: {exc.strerror}")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        with contextlib.suppress(OSError):
+            self.sync()
+        self._closed = True
+        os.close(self._fd)
+        os.close(self._lock_fd)
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_binding(path: Path, found: Header, wanted: Header, force: bool) -> None:
+    if force:
+        return
+    problems = []
+    if found.provider != wanted.provider:
+        problems.append(f"provider {found.provider!r}, not {wanted.provider!r}")
+    if found.manifest != wanted.manifest:
+        problems.append(f"manifest {found.manifest}, not {wanted.manifest}")
+    for key, value in wanted.bind.items():
+        if key in found.bind and found.bind[key] != value:
+            problems.append(f"{key} {found.bind[key]!r}, not {value!r}")
+    if problems:
+        raise JournalMismatch(
+            f"{path} belongs to another run ({'; '.join(problems)}); "
+            "use another --journal, or --force to reuse it"
+        )

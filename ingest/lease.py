@@ -1,0 +1,106 @@
+"""Upload-target leases: when a pre-signed URL stops working, on our clock.
+
+Owns the rule from design.md §2: a lease's expiry comes from the response's
+`expires_at`, else from the URL itself (`X-Amz-Date` + `X-Amz-Expires`, or a
+SigV2/CloudFront `Expires` epoch), else from the provider's documented
+lifetime; and it is corrected for the skew between the server's clock (its
+`Date` header) and ours. All times are POSIX seconds on the local clock.
+"""
+
+from __future__ import annotations
+
+import calendar
+import email.utils
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import parse_qsl, urlsplit
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The life of one upload target, on the local clock."""
+
+    expires_at: float
+    granted_s: float  # the lifetime left when it was acquired
+    source: str  # "field", "url", "default": where the expiry came from (for reports)
+
+    def time_left(self, now: float) -> float:
+        return self.expires_at - now
+
+
+def server_skew(date_header: str | None, local_now: float) -> float:
+    """Seconds the server's clock is ahead of ours (0 when unknown).
+
+    The `Date` header has one-second resolution, so the result is accurate to
+    about a second; callers keep a safety margin larger than that.
+    """
+    if not date_header:
+        return 0.0
+    try:
+        parsed = email.utils.parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return 0.0
+    return parsed.timestamp() - local_now
+
+
+def _parse_amz_date(value: str) -> float | None:
+    try:
+        return float(calendar.timegm(time.strptime(value, "%Y%m%dT%H%M%SZ")))
+    except ValueError:
+        return None
+
+
+def _parse_iso(value: str) -> float | None:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return float(calendar.timegm(parsed.timetuple())) + parsed.microsecond / 1e6
+    return parsed.timestamp()
+
+
+def url_expiry(url: str) -> float | None:
+    """The server-clock expiry a signed URL carries in its query, if any."""
+    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    amz_date, amz_expires = query.get("X-Amz-Date"), query.get("X-Amz-Expires")
+    if amz_date and amz_expires and amz_expires.isdigit():
+        start = _parse_amz_date(amz_date)
+        if start is not None:
+            return start + int(amz_expires)
+    expires = query.get("Expires")
+    if expires and expires.isdigit():
+        return float(expires)
+    return None
+
+
+def lease_for(
+    *,
+    url: str | None,
+    expires_at: str | None,
+    date_header: str | None,
+    sent_at: float,
+    received_at: float,
+    default_lifetime: float | None,
+) -> Lease | None:
+    """Build the lease of a freshly acquired target.
+
+    `sent_at`/`received_at` bracket the API call on the local clock; the
+    default lifetime counts from `sent_at` (the earliest the server can have
+    signed), so it never overstates the time left.
+    """
+    skew = server_skew(date_header, received_at)
+    if expires_at:
+        server_expiry = _parse_iso(expires_at)
+        if server_expiry is not None:
+            return Lease(server_expiry - skew, server_expiry - skew - received_at, "field")
+    if url:
+        server_expiry = url_expiry(url)
+        if server_expiry is not None:
+            return Lease(server_expiry - skew, server_expiry - skew - received_at, "url")
+    if default_lifetime is not None:
+        return Lease(
+            sent_at + default_lifetime, sent_at + default_lifetime - received_at, "default"
+        )
+    return None

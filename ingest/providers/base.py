@@ -1,0 +1,84 @@
+"""The provider seam: what every adapter implements and declares.
+
+An adapter knows its wire format and classifies its errors into `Action`s; it
+never sleeps, retries or decides policy (the scheduler does). Each step is safe
+to repeat: `acquire` may be called again for the same item (a re-sign),
+`transfer` may be retried on the same target, `finalize` may be called again
+for an item whose earlier finalize outcome was lost.
+
+`Capabilities` is what the provider can do and what the contract suite may
+test; a provider that cannot do something says so here and the suite skips
+exactly that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+from ingest.item import Source
+from ingest.lease import Lease
+from ingest.sniff import ImageType
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider accepts and which steps it has."""
+
+    formats: frozenset[ImageType]
+    max_size: int | None  # bytes; None when undocumented
+    url_lifetime_s: float | None  # documented lifetime of an upload URL; None: no URL
+    finalize: bool = False  # has a step after the transfer (complete, attach)
+    finalize_batch: int = 1  # items per finalize call
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one item goes: the remote id and, usually, a pre-signed URL.
+
+    `url` authorises an upload: it is never journaled, logged or shown in a
+    repr. `extra` holds non-secret provider fields worth journaling.
+    """
+
+    remote_id: str
+    url: str | None = field(repr=False)
+    content_type: str
+    lease: Lease | None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Landed:
+    """The outcome of a finished item: its remote id and, if any, its final URL."""
+
+    remote_id: str
+    url: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    """One provider's adapter. Construct with open sessions; see `registry`."""
+
+    name: ClassVar[str]
+    caps: Capabilities
+
+    async def acquire(self, source: Source) -> Target:
+        """Ask the control plane for an upload target (signs a URL)."""
+        ...
+
+    async def transfer(self, source: Source, target: Target) -> None:
+        """Move the bytes (data plane). Raises `TransferError` when they did not land."""
+        ...
+
+    async def finalize(self, batch: Sequence[tuple[Source | None, Target]]) -> list[Landed]:
+        """Complete or attach transferred items, in order. Only if `caps.finalize`.
+
+        `Source` is None for an item resumed from the journal whose file was
+        not re-read (its transfer already landed).
+        """
+        ...
+
+    def landed(self, source: Source, target: Target) -> Landed:
+        """The outcome of an item that needs no finalize step."""
+        ...

@@ -1,0 +1,122 @@
+"""Novita AI's training-image upload API, as `providers.md` §1 describes it.
+
+Owns ``POST /v3/assets/training_dataset``: Bearer auth, JSON validation,
+Novita's error envelope ``{"code", "reason", "message", "metadata"}``, and
+the response ``{"assets_id", "upload_url", "method": "PUT", "headers":
+{"Host": {"values": [host]}}}`` whose URL is a SigV4 pre-signed PUT (only
+``host`` signed, ``x-id=PutObject``) to this emulator's
+``/s3/faas-training-dataset/sim/<32 hex>.<ext>``.
+
+`assets_id` is an int (the API reference's type) counting up from 100001,
+or the 32-hex string form (the guide's example) when
+`SimSettings.assets_id_as_string` is set. The state records it as a string.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ingest.sim.context import SimContext
+
+PROVIDER = "novita"
+BUCKET = "faas-training-dataset"
+PREFIX = "sim"
+ROUTE = "/v3/assets/training_dataset"
+EXTENSIONS = ("png", "webp", "jpeg")
+FIRST_ASSETS_ID = 100001
+
+_INJECTED = {
+    429: ("RATE_LIMIT_EXCEEDED", "rate limit exceeded, please try again later"),
+    500: ("INTERNAL_ERROR", "internal server error"),
+    503: ("SERVICE_UNAVAILABLE", "service unavailable, please try again later"),
+}
+
+
+def _json(status: int, body: dict[str, Any]) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def error(status: int, reason: str, message: str) -> web.Response:
+    """Novita's v3 error envelope."""
+    return _json(status, {"code": status, "reason": reason, "message": message, "metadata": {}})
+
+
+def injected_error(status: int) -> web.Response:
+    """The envelope of a fault-plan 429/500/503."""
+    reason, message = _INJECTED[status]
+    return error(status, reason, message)
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The key of ``Bearer <key>``; "" for another scheme; None when no key was sent."""
+    if header is None or not header.strip():
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return ""
+    return token.strip() or None
+
+
+def _validate(body: bytes) -> str | web.Response:
+    """The requested file extension, or the 400 that explains what is wrong."""
+
+    def bad(message: str) -> web.Response:
+        return error(400, "INVALID_REQUEST_BODY", message)
+
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return bad("request body is not valid JSON")
+    if not isinstance(data, dict):
+        return bad("request body must be a JSON object")
+    if "file_extension" not in data:
+        return bad("file_extension: field is required")
+    extension = data["file_extension"]
+    if not isinstance(extension, str):
+        return bad("file_extension: must be a string")
+    if extension not in EXTENSIONS:
+        return bad(f"file_extension: must be one of {', '.join(EXTENSIONS)}, got {extension!r}")
+    return extension
+
+
+def add_routes(ctx: SimContext) -> None:
+    """Register Novita's routes on the emulator."""
+    ids = itertools.count(FIRST_ASSETS_ID)
+
+    async def create_upload(request: web.Request) -> web.StreamResponse:
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is None:
+            return error(400, "MISSING_API_KEY", "missing api key")
+        if not ctx.key_accepted(token):
+            return error(403, "INVALID_API_KEY", "invalid api-key")
+        if request.content_type != "application/json":
+            return error(400, "INVALID_REQUEST_BODY", "Content-Type: must be application/json")
+        checked = _validate(await request.read())
+        if isinstance(checked, web.Response):
+            return checked
+        extension = checked
+        hex_id = uuid.uuid4().hex
+        assets_id: int | str = hex_id if ctx.settings.assets_id_as_string else next(ids)
+        url, host = ctx.issue_upload(
+            request,
+            provider=PROVIDER,
+            remote_id=str(assets_id),
+            bucket=BUCKET,
+            object_key=f"{PREFIX}/{uuid.uuid4().hex}.{extension}",
+        )
+        return _json(
+            200,
+            {
+                "assets_id": assets_id,
+                "upload_url": url,
+                "method": "PUT",
+                "headers": {"Host": {"values": [host]}},
+            },
+        )
+
+    ctx.add_api_route("POST", ROUTE, create_upload, provider=PROVIDER, errors=injected_error)

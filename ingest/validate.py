@@ -1,0 +1,213 @@
+"""Local checks of one manifest item, before any network: `Item` in, `Source` out.
+
+Owns what makes a file uploadable as far as this machine can tell: it exists,
+is a regular, non-empty, readable file within the provider's size limit, its
+bytes (never its name) are an image type the provider accepts, and they agree
+with any content type the manifest declared.
+
+Every check is blocking I/O by design (one open, one fstat, one short read per
+item, in that order, so a FIFO never blocks and the size and the bytes come
+from the same file); the engine calls `check_many` from a worker thread in
+batches. A failed check is returned, not raised, as a `ManifestError` whose
+reason stands on its own ("file not found: /data/a.png").
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from ingest.errors import ManifestError
+from ingest.item import Item, Source
+from ingest.sniff import SNIFF_BYTES, ImageType, sniff
+
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not wait for a writer
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+_MIME_ALIASES = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "image/x-png": "image/png",
+    "image/tif": "image/tiff",
+    "image/x-tiff": "image/tiff",
+    "image/x-bmp": "image/bmp",
+    "image/x-ms-bmp": "image/bmp",
+    "image/heif": "image/heic",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a provider accepts, as far as it can be checked locally.
+
+    `provider` only names the provider in messages ("novita accepts png, jpeg").
+    """
+
+    formats: frozenset[ImageType]
+    max_size: int | None  # bytes
+    provider: str | None = None
+
+
+def check(item: Item, limits: Limits, *, source: str | None = None) -> Source | ManifestError:
+    """`item` as a `Source` if its file can be uploaded under `limits`, else why not.
+
+    The error's `source` is `source` when given (the manifest, say), else the
+    item's path; its `line` is the item's manifest line.
+    """
+    where = str(item.path) if source is None else source
+
+    def fail(reason: str) -> ManifestError:
+        return ManifestError(reason, source=where, line=item.line)
+
+    path = item.path
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        return fail(f"file not found: {path}")
+    except NotADirectoryError:
+        return fail(f"file not found: {path} (a parent of it is not a directory)")
+    except IsADirectoryError:
+        return fail(f"is a directory: {path}")
+    except PermissionError:
+        return fail(f"permission denied: {path}")
+    except OSError as exc:
+        return fail(f"cannot open {path}: {exc.strerror or exc}")
+    except ValueError:
+        return fail(f"invalid path (it contains a NUL character): {path!r}")
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            return fail(f"is a directory: {path}")
+        if not stat.S_ISREG(st.st_mode):
+            return fail(f"not a regular file ({_file_kind(st.st_mode)}): {path}")
+        if st.st_size == 0:
+            return fail(f"empty file (0 bytes): {path}")
+        if limits.max_size is not None and st.st_size > limits.max_size:
+            return fail(f"{_too_large(st.st_size, limits.max_size, limits.provider)}: {path}")
+        try:
+            head = os.read(fd, SNIFF_BYTES)
+        except PermissionError:
+            return fail(f"permission denied: {path}")
+        except OSError as exc:
+            return fail(f"cannot read {path}: {exc.strerror or exc}")
+    finally:
+        os.close(fd)
+
+    image_type = sniff(head)
+    if image_type is None:
+        return fail(f"not an image (content looks like {describe_content(head)}): {path}")
+    if image_type not in limits.formats:
+        accepted = ", ".join(sorted(t.ext for t in limits.formats)) or "nothing"
+        who = f"{limits.provider} accepts" if limits.provider else "accepted:"
+        return fail(f"unsupported image type {image_type.ext} ({who} {accepted}): {path}")
+    if item.content_type is not None and _normal_mime(item.content_type) != image_type.mime:
+        return fail(
+            f"declared {item.content_type.strip()} but the file is {image_type.mime}: {path}"
+        )
+    return Source(item=item, size=st.st_size, mtime_ns=st.st_mtime_ns, image_type=image_type)
+
+
+def check_many(
+    items: Iterable[Item], limits: Limits, *, source: str | None = None
+) -> Iterator[Source | ManifestError]:
+    """`check` each item in turn, lazily."""
+    for item in items:
+        yield check(item, limits, source=source)
+
+
+def describe_content(head: bytes) -> str:
+    """A short guess at what a non-image file is, from its first bytes, for messages."""
+    if not head:
+        return "nothing (the file is empty)"
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    if head[4:8] == b"ftyp":
+        brand = head[8:12].decode("ascii", "replace").strip()
+        return f"an ISO media file of brand {brand!r} (a video?), not AVIF or HEIC"
+    if head[:4] == b"RIFF":
+        return f"a RIFF {head[8:12].decode('ascii', 'replace').strip()} file, not WebP"
+    text = _as_text(head)
+    if text is None:
+        return f"binary data starting {head[:8].hex(' ')}"
+    lowered = text.lstrip().lower()
+    if lowered.startswith(("<!doctype html", "<html", "<head", "<body")):
+        return "an HTML page (an error or login page saved by mistake?)"
+    if lowered.startswith(("<svg", "<?xml")):
+        return "SVG or XML (vector images are not supported; convert to PNG)"
+    if lowered.startswith("version https://git-lfs"):
+        return "a Git LFS pointer (run `git lfs pull` to fetch the real file)"
+    if lowered.startswith(("{", "[")):
+        return "JSON text"
+    return f"text ({_snippet(text)!r})"
+
+
+_MAGIC = (
+    (b"%PDF", "a PDF document (%PDF)"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x1f\x8b", "gzip-compressed data"),
+    (b"8BPS", "a Photoshop document (PSD)"),
+    (b"\xff\x0a", "JPEG XL (not supported)"),
+    (b"\x00\x00\x00\x0cJXL ", "JPEG XL (not supported)"),
+    (b"\x00\x00\x01\x00", "an icon (ICO)"),
+    (b"SQLite format 3\x00", "a SQLite database"),
+    (b"PAR1", "a Parquet file"),
+    (b"\x7fELF", "an executable (ELF)"),
+)
+
+
+def _as_text(head: bytes) -> str | None:
+    """`head` as text if it reads as printable UTF-8 (a cut-off last character allowed)."""
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return None
+    if all(ch.isprintable() or ch in "\t\n\r\f\v" for ch in text):
+        return text
+    return None
+
+
+def _snippet(text: str, limit: int = 24) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _normal_mime(declared: str) -> str:
+    mime = declared.split(";", 1)[0].strip().lower()
+    return _MIME_ALIASES.get(mime, mime)
+
+
+def _too_large(size: int, max_size: int, provider: str | None) -> str:
+    shown, limit = _human(size), _human(max_size)
+    if shown == limit:  # rounding hides the difference: show exact bytes
+        shown, limit = f"{size:,} bytes", f"{max_size:,} bytes"
+    whose = f"{provider}'s" if provider else "the provider's"
+    return f"too large: {shown}, over {whose} {limit} limit"
+
+
+def _human(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a file"

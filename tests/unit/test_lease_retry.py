@@ -1,0 +1,106 @@
+"""Leases (expiry from field, URL or default, corrected for skew) and the backoff policy."""
+
+from __future__ import annotations
+
+import random
+
+from ingest.lease import lease_for, server_skew, url_expiry
+from ingest.retry import RetryPolicy, parse_retry_after
+
+URL = (
+    "https://b.s3.amazonaws.com/k.png?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+    "&X-Amz-Credential=AKIA%2F20231102%2Fap-southeast-1%2Fs3%2Faws4_request"
+    "&X-Amz-Date=20231102T060519Z&X-Amz-Expires=120&X-Amz-SignedHeaders=host&x-id=PutObject"
+    "&X-Amz-Signature=abc"
+)
+SIGNED_AT = 1698905119.0  # 2023-11-02T06:05:19Z
+
+
+def test_url_expiry_from_amz_query() -> None:
+    assert url_expiry(URL) == SIGNED_AT + 120
+    assert url_expiry("https://x/y?Expires=1700000000&Signature=s") == 1700000000
+    assert url_expiry("https://x/y") is None
+
+
+def test_skew_from_date_header() -> None:
+    assert server_skew("Thu, 02 Nov 2023 06:05:19 GMT", SIGNED_AT - 300) == 300
+    assert server_skew(None, 0.0) == 0.0
+    assert server_skew("garbage", 0.0) == 0.0
+
+
+def test_lease_is_corrected_for_a_server_clock_ahead_of_ours() -> None:
+    local_now = SIGNED_AT - 300  # our clock is 5 minutes behind the server's
+    lease = lease_for(
+        url=URL,
+        expires_at=None,
+        date_header="Thu, 02 Nov 2023 06:05:19 GMT",
+        sent_at=local_now,
+        received_at=local_now,
+        default_lifetime=600,
+    )
+    assert lease is not None
+    assert lease.source == "url"
+    assert lease.time_left(local_now) == 120
+    assert lease.granted_s == 120
+
+
+def test_lease_prefers_the_expires_at_field() -> None:
+    lease = lease_for(
+        url=URL,
+        expires_at="2023-11-02T06:20:19Z",
+        date_header=None,
+        sent_at=SIGNED_AT,
+        received_at=SIGNED_AT,
+        default_lifetime=None,
+    )
+    assert lease is not None and lease.source == "field"
+    assert lease.time_left(SIGNED_AT) == 900
+
+
+def test_lease_default_counts_from_the_request() -> None:
+    lease = lease_for(
+        url="https://x/y",
+        expires_at=None,
+        date_header=None,
+        sent_at=10.0,
+        received_at=12.0,
+        default_lifetime=120,
+    )
+    assert lease is not None and lease.expires_at == 130.0 and lease.granted_s == 118.0
+    assert (
+        lease_for(
+            url=None,
+            expires_at=None,
+            date_header=None,
+            sent_at=0,
+            received_at=0,
+            default_lifetime=None,
+        )
+        is None
+    )
+
+
+def test_full_jitter_stays_under_the_exponential_ceiling() -> None:
+    policy = RetryPolicy(base_s=0.5, cap_s=8.0)
+    rng = random.Random(1)
+    for attempt in range(1, 10):
+        ceiling = min(8.0, 0.5 * 2 ** (attempt - 1))
+        waits = [policy.delay(attempt, rng) for _ in range(200)]
+        assert all(0 <= w <= ceiling for w in waits)
+        assert max(waits) > ceiling * 0.8  # really spread, not constant
+
+
+def test_retry_after_is_a_floor() -> None:
+    policy = RetryPolicy(base_s=0.1, cap_s=1.0)
+    rng = random.Random(2)
+    assert all(policy.delay(1, rng, retry_after=3.0) >= 3.0 for _ in range(50))
+
+
+def test_parse_retry_after_forms() -> None:
+    assert parse_retry_after({"Retry-After": "7"}) == 7.0
+    assert parse_retry_after({"retry-after-ms": "1500"}) == 1.5
+    assert (
+        parse_retry_after({"Retry-After": "Thu, 02 Nov 2023 06:05:29 GMT"}, now=SIGNED_AT) == 10.0
+    )
+    assert parse_retry_after({}) is None
+    assert parse_retry_after({"Retry-After": "soon"}) is None

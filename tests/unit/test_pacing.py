@@ -1,0 +1,73 @@
+"""The pacer: never faster than its rate, slows everyone on a throttle, recovers."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import anyio
+import pytest
+
+from ingest.pacing import Pacer
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_unlimited_until_throttled() -> None:
+    pacer = Pacer()
+    for _ in range(100):
+        await pacer.wait()
+    assert pacer.stats().rate is None
+
+
+async def test_starts_never_exceed_the_rate() -> None:
+    pacer = Pacer(rate=200.0)
+    starts: list[float] = []
+
+    async def caller() -> None:
+        for _ in range(5):
+            await pacer.wait()
+            starts.append(time.monotonic())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(8):
+            tg.start_soon(caller)
+    starts.sort()
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # Slots are 5 ms apart; a slow machine only makes gaps larger.
+    assert sum(gaps) >= (len(starts) - 1) * 0.005 * 0.9
+
+
+async def test_throttle_pauses_everyone_then_paces_at_what_got_through() -> None:
+    now = [100.0]
+    pacer = Pacer(clock=lambda: now[0])
+    pacer.on_throttle(retry_after=1.0)  # nothing measured yet: pause only
+    assert pacer.stats().rate is None
+    assert pacer.stats().paused_for == pytest.approx(1.0)
+    now[0] += 1.0
+    for _ in range(40):  # 20 calls/s get through for 2 s
+        await pacer.wait()
+        pacer.on_success()
+        now[0] += 0.05
+    pacer.on_throttle(retry_after=3.0)
+    stats = pacer.stats()
+    assert stats.throttles == 2
+    assert stats.paused_for == pytest.approx(3.0)
+    assert stats.rate == pytest.approx(20.0, rel=0.05)
+    pacer.on_throttle(retry_after=1.0)  # same burst: no second cut, pause not shortened
+    assert pacer.stats().rate == stats.rate
+    assert pacer.stats().paused_for == pytest.approx(3.0)
+
+
+async def test_successes_raise_the_rate_up_to_a_configured_ceiling() -> None:
+    now = [0.0]
+    pacer = Pacer(rate=10.0, clock=lambda: now[0])
+    for _ in range(20):
+        pacer.on_success()
+        now[0] += 0.15  # under 7 calls/s get through
+    pacer.on_throttle(None)
+    cut = pacer.stats().rate
+    assert cut is not None and cut < 10.0
+    for _ in range(1000):
+        pacer.on_success()
+    assert pacer.stats().rate == 10.0

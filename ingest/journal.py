@@ -185,6 +185,21 @@ def replay(path: Path) -> Replay:
     return result
 
 
+def peek_header(path: Path) -> Header | None:
+    """The header of an existing journal, or None when there is none yet."""
+    try:
+        with path.open("rb") as fh:
+            first = fh.readline()
+    except FileNotFoundError:
+        return None
+    if not first.endswith(b"\n"):
+        return None
+    try:
+        return Header.from_record(orjson.loads(first), path)
+    except (orjson.JSONDecodeError, JournalCorrupt):
+        return None
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path.parent, os.O_RDONLY)
     try:

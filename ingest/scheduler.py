@@ -490,8 +490,7 @@ class Engine:
             try:
                 await self.put_pacer.wait()
                 self.counters.puts += 1
-                await self.provider.transfer(source, target)
-                return target
+                return await self.provider.transfer(source, target)
             except TransferError as err:
                 if err.action is Action.RESIGN:
                     resigns += 1

@@ -57,6 +57,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
         help="manifest format (default: from the name)",
     )
     p.add_argument("--base-url", help="provider API base URL (overrides the config)")
+    p.add_argument("--model-id", help="scenario: the model to attach training images to")
+    p.add_argument("--order-id", help="autoenhance: the order to add images to")
+    p.add_argument("--mode", choices=("inline", "assets"), help="scenario: upload mode")
     p.add_argument("--api-concurrency", type=int, help="concurrent API calls")
     p.add_argument("--put-concurrency", type=int, help="concurrent uploads")
     p.add_argument("--api-rate", type=float, help="API calls per second (0: until throttled)")
@@ -89,7 +92,17 @@ def load(args: argparse.Namespace) -> Any:
         )
         if value is not None
     }
-    provider_overrides = {args.provider: {"base_url": args.base_url}} if args.base_url else {}
+    chosen = {
+        key: value
+        for key, value in (
+            ("base_url", args.base_url),
+            ("model_id", args.model_id),
+            ("order_id", args.order_id),
+            ("mode", args.mode),
+        )
+        if value is not None
+    }
+    provider_overrides = {args.provider: chosen} if chosen else {}
     return load_settings(config, run_overrides=run_overrides, provider_overrides=provider_overrides)
 
 
@@ -125,7 +138,7 @@ def _mode(args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from ingest.config import read_secrets
-    from ingest.journal import Header, Journal
+    from ingest.journal import Header, Journal, peek_header
     from ingest.manifest import read_manifest
     from ingest.providers import provider_class
     from ingest.redact import register_secret
@@ -145,7 +158,11 @@ def _run(args: argparse.Namespace) -> int:
     manifest = args.manifest.resolve()
     entries = read_manifest(manifest, args.format)  # raises ManifestError if unusable
     journal_path = (args.journal or default_journal(manifest, args.provider)).resolve()
-    header = Header(provider=args.provider, manifest=str(manifest), created=_now())
+    previous = peek_header(journal_path)
+    params = cls.run_params(
+        psettings, previous.bind if previous and previous.provider == args.provider else {}
+    )
+    header = Header(provider=args.provider, manifest=str(manifest), bind=params, created=_now())
     journal, replay = Journal.open(
         journal_path, header, force=args.force, sync_interval=settings.run.journal_sync_interval_s
     )
@@ -231,6 +248,7 @@ async def _main(
             storage_session(timeouts, run_settings.put_concurrency)
         )
         ctx = Context(
+            params=dict(replay.header.bind),
             api=api,
             storage=storage,
             settings=psettings,

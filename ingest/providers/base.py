@@ -15,11 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ingest.item import Source
 from ingest.lease import Lease
 from ingest.sniff import ImageType
+
+if TYPE_CHECKING:
+    from ingest.config import ProviderSettings
+    from ingest.providers.context import Context
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +71,12 @@ class Provider(Protocol):
         """Ask the control plane for an upload target (signs a URL)."""
         ...
 
-    async def transfer(self, source: Source, target: Target) -> None:
-        """Move the bytes (data plane). Raises `TransferError` when they did not land."""
+    async def transfer(self, source: Source, target: Target) -> Target:
+        """Move the bytes (data plane). Raises `TransferError` when they did not land.
+
+        Returns the target, updated where the transfer itself names the remote
+        object (e.g. Scenario's inline upload answers with the asset id).
+        """
         ...
 
     async def finalize(self, batch: Sequence[tuple[Source | None, Target]]) -> list[Landed]:
@@ -81,4 +89,36 @@ class Provider(Protocol):
 
     def landed(self, source: Source, target: Target) -> Landed:
         """The outcome of an item that needs no finalize step."""
+        ...
+
+
+class ProviderClass(Protocol):
+    """What the CLI needs of an adapter class before it has sessions."""
+
+    name: ClassVar[str]
+    key_envs: ClassVar[tuple[str, ...]]  # ProviderSettings fields naming secret variables
+
+    def __call__(self, ctx: Context) -> Provider: ...
+
+    @staticmethod
+    def auth_headers(secrets: Mapping[str, str]) -> dict[str, str]:
+        """API-session headers built from the secrets `key_envs` named."""
+        ...
+
+    @staticmethod
+    def run_params(settings: ProviderSettings, previous: Mapping[str, str]) -> dict[str, str]:
+        """Run-level values bound into the journal header (e.g. an order id).
+
+        `previous` is what an existing journal recorded: a resume keeps it
+        unless the settings name a value explicitly.
+        """
+        ...
+
+    @staticmethod
+    def export_document(rows: Sequence[Mapping[str, Any]], params: Mapping[str, str]) -> Any:
+        """Done items in the shape the provider's next API call wants.
+
+        Each row has `key`, `remote_id`, and where known `url`, `caption`,
+        `path` and the journaled extras.
+        """
         ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -18,5 +18,6 @@ class Context:
     api: aiohttp.ClientSession
     storage: aiohttp.ClientSession
     settings: ProviderSettings
+    params: Mapping[str, str] = field(default_factory=dict)  # bound in the journal header
     allow_insecure_http: bool = False
     clock: Callable[[], float] = field(default=time.time)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from ingest.config import ProviderSettings
 from ingest.errors import Action, TransferError
 from ingest.http import Response, http_error, request
 from ingest.item import Source
@@ -54,6 +55,21 @@ class NovitaProvider:
     @staticmethod
     def auth_headers(secrets: Mapping[str, str]) -> dict[str, str]:
         return {"Authorization": f"Bearer {secrets['api_key_env']}"}
+
+    @staticmethod
+    def run_params(settings: ProviderSettings, previous: Mapping[str, str]) -> dict[str, str]:
+        return {}
+
+    @staticmethod
+    def export_document(rows: Sequence[Mapping[str, Any]], params: Mapping[str, str]) -> Any:
+        """`image_dataset_items` for `POST /v3/training/subject|style` (≤ 50 per task)."""
+        items = []
+        for row in rows:
+            entry = {"assets_id": str(row["remote_id"])}
+            if row.get("caption"):
+                entry["caption"] = str(row["caption"])[:1024]
+            items.append(entry)
+        return {"image_dataset_items": items}
 
     def _error(self, response: Response, op: str) -> TransferError:
         payload = response.json()
@@ -106,7 +122,7 @@ class NovitaProvider:
             remote_id=str(assets_id), url=url, content_type=source.content_type, lease=lease
         )
 
-    async def transfer(self, source: Source, target: Target) -> None:
+    async def transfer(self, source: Source, target: Target) -> Target:
         assert target.url is not None
         await put_file(
             self._ctx.storage,
@@ -117,6 +133,7 @@ class NovitaProvider:
             provider=self.name,
             allow_insecure_http=self._ctx.allow_insecure_http,
         )
+        return target
 
     async def finalize(self, batch: Sequence[tuple[Source | None, Target]]) -> list[Landed]:
         raise NotImplementedError("novita has no finalize step")

@@ -23,14 +23,20 @@ The first stdout line is "ingest sim listening on http://HOST:PORT".
 Stop it with Ctrl-C or SIGTERM (exit status 0).
 """
 
-FAULTS_HELP = """\
-fault plan: comma-separated name=value items, e.g.
-"seed=7,api.429=0.1,api.retry_after=2,put.reset=0.05,skew=-300".
-Probabilities (0..1): api.429 api.500 api.503 api.stall put.429 put.500
-put.503 put.reset put.stall. Seconds: api.latency put.latency (mean added
-delay), api.retry_after put.retry_after (or "none": no Retry-After header),
-skew (signed clock offset), lifetime (overrides --lifetime). api.rate=R:
-token bucket of R requests/s on API routes. seed=INT. Default: no faults.
+FAULTS_EPILOG = """\
+fault plans (--faults, PUT /_sim/faults): comma-separated name=value items,
+e.g. "seed=7,api.429=0.1,api.retry_after=2,put.reset=0.05,skew=-300"
+  seed=INT                      random seed (default 0); same seed, same decisions
+  api.429 api.500 api.503=P     chance (0..1) an API request gets that status
+  api.stall put.stall=P         chance a request is held unanswered (to shutdown or 300 s)
+  api.latency put.latency=S     mean delay added to every request, seconds
+  api.retry_after=S|none        Retry-After on injected API 429s (default 1)
+  api.rate=R|none               token bucket of R requests/s (burst R) on API routes
+  put.429 put.500 put.503=P     chance a storage PUT gets that status (S3 XML)
+  put.retry_after=S|none        Retry-After on injected PUT 429/503s (default none)
+  put.reset=P                   chance a PUT is cut mid-body with a TCP reset
+  skew=S                        the emulator's clock is S seconds off (signed)
+  lifetime=S|none               overrides --lifetime for URLs issued from now on
 """
 
 
@@ -39,6 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "sim",
         help="run the built-in provider emulator (for dry runs, tests and benchmarks)",
         description=DESCRIPTION,
+        epilog=FAULTS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -59,7 +66,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help="lifetime of issued upload URLs, X-Amz-Expires (default: 120, Novita's)",
     )
-    parser.add_argument("--faults", type=_plan, default="", metavar="PLAN", help=FAULTS_HELP)
+    parser.add_argument(
+        "--faults",
+        type=_plan,
+        default="",
+        metavar="PLAN",
+        help="seeded fault plan, see below (default: no faults)",
+    )
     parser.add_argument(
         "--key",
         action="append",
@@ -102,7 +115,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def _plan(text: str) -> str:
-    from ingest.sim.faults import FaultPlan  # light: no aiohttp
+    from ingest.sim.faults import FaultPlan
 
     try:
         FaultPlan.parse(text)

@@ -56,6 +56,7 @@ class SimContext:
         self.injector = FaultInjector(settings.faults)
         self.closing = anyio.Event()
         self.providers: list[str] = []
+        self._date_cache: tuple[int, str] = (0, "")
 
     # -- clock and faults ---------------------------------------------------
 
@@ -72,8 +73,13 @@ class SimContext:
         return time.time() + self.injector.plan.skew
 
     def http_date(self) -> str:
-        """The emulator's clock as an HTTP ``Date`` value."""
-        return email.utils.formatdate(self.now(), usegmt=True)
+        """The emulator's clock as an HTTP ``Date`` value (formatted once per second)."""
+        second = int(self.now())
+        cached_second, text = self._date_cache
+        if second != cached_second:
+            text = email.utils.formatdate(second, usegmt=True)
+            self._date_cache = (second, text)
+        return text
 
     def url_lifetime(self) -> int:
         """Lifetime of URLs issued now, in whole seconds (at least 1)."""

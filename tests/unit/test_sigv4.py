@@ -36,9 +36,7 @@ def _aws_example() -> str:
 
 
 def _verify(url: str, method: str, headers: dict[str, str]) -> sigv4.Verification:
-    raw_path, pairs = sigv4.split_target(request_target(url))
-    auth = sigv4.parse_query_auth(pairs)
-    return sigv4.verify(method, raw_path, pairs, headers, auth, secret="s3cr3t/KEY+x")
+    return sigv4.verify_target(method, request_target(url), headers, secret="s3cr3t/KEY+x")
 
 
 def _novita_like(**overrides: object) -> str:

@@ -71,7 +71,15 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         _parser().parse_args(["sim", "--help"])
     text = capsys.readouterr().out
-    for needle in ("--lifetime", "--faults", "api.retry_after", "--key", "/_sim/stats", "SIGTERM"):
+    for needle in (
+        "--lifetime",
+        "--faults",
+        "api.retry_after",
+        "put.reset",
+        "--key",
+        "/_sim/stats",
+        "SIGTERM",
+    ):
         assert needle in text
 
 

@@ -63,9 +63,12 @@ class EngineSettings:
     circuit_breaker: int = 25
     read_batch: int = 128
     retry_failed: bool = False  # re-queue items a provider rejected in an earlier run
+    reupload_changed: bool = False  # upload again items whose file changed since upload
 
     @classmethod
-    def from_run(cls, run: RunSettings, *, retry_failed: bool = False) -> EngineSettings:
+    def from_run(
+        cls, run: RunSettings, *, retry_failed: bool = False, reupload_changed: bool = False
+    ) -> EngineSettings:
         return cls(
             api_concurrency=run.api_concurrency,
             put_concurrency=run.put_concurrency,
@@ -80,6 +83,7 @@ class EngineSettings:
             resign_margin_s=run.resign_margin_s,
             circuit_breaker=run.circuit_breaker,
             retry_failed=retry_failed,
+            reupload_changed=reupload_changed,
         )
 
 
@@ -308,12 +312,14 @@ class Engine:
             except OSError:
                 return None  # done earlier; the file is gone now, which is fine
             known = replay.done.get(key_digest(item.key))
-            if known != fingerprint(st.st_size, st.st_mtime_ns):
+            if known == fingerprint(st.st_size, st.st_mtime_ns):
+                return None
+            if not self.settings.reupload_changed:
                 return (
                     "changed",
                     ManifestError("changed since upload", source=item.key, line=item.line),
                 )
-            return None
+            # Changed and asked to upload it again: fall through to a fresh upload.
         previous = replay.pending.get(item.key)
         if previous is not None:
             state = previous.get("s")

@@ -62,6 +62,38 @@ class ProviderSettings:
         return int(self.max_size_mb * 1024 * 1024) if self.max_size_mb > 0 else None
 
 
+HELP: Mapping[str, str] = {
+    # [run]
+    "api_concurrency": "provider API calls in flight at once",
+    "put_concurrency": "uploads (PUTs) in flight at once",
+    "api_rate": "API calls per second; 0 = unlimited until throttled, then adaptive",
+    "lookahead": "signed URLs allowed to wait for a free upload slot",
+    "max_attempts": "tries of one step (the first included) before the item fails",
+    "max_resigns": "new URLs per item after expiry before the item fails",
+    "backoff_base_s": "seconds; the full-jitter backoff ceiling starts here and doubles",
+    "backoff_cap_s": "seconds; the backoff ceiling never exceeds this",
+    "resign_margin_s": "seconds; re-sign a URL with less than this left (at most 1/4 of its lifetime)",
+    "connect_timeout_s": "seconds to open a connection",
+    "read_timeout_s": "seconds to wait for any data from a server before retrying",
+    "circuit_breaker": "items failing in a row with the same error that stop the run",
+    "journal_sync_interval_s": "seconds between journal fsyncs (records reach the OS at once)",
+    "status_interval_s": "seconds between status lines when not on a terminal",
+    "allow_insecure_http": "allow plain-http upload URLs to hosts other than loopback",
+    # [providers.NAME]
+    "base_url": "the provider's API base URL",
+    "api_key_env": "the environment variable holding the API key",
+    "api_secret_env": "the environment variable holding the API secret (scenario)",
+    "url_lifetime_s": "seconds; a URL's lifetime when it carries no expiry (0 = provider default)",
+    "max_size_mb": "MiB; files above are rejected locally (0 = no local limit)",
+    "order_id": "autoenhance: the order to add images to (empty: one per journal)",
+    "model_id": "scenario: the model to attach training images to",
+    "mode": "scenario: inline | assets",
+    "preset": "scenario: default | style | subject",
+    "api_version": "autoenhance: the x-api-version header (empty: the account's default)",
+}
+"""One line per key: the help of its CLI flag and its comment in config.example.toml."""
+
+
 DEFAULT_PROVIDERS: Mapping[str, ProviderSettings] = {
     "novita": ProviderSettings(
         base_url="https://api.novita.ai", api_key_env="NOVITA_API_KEY", url_lifetime_s=120.0

@@ -47,7 +47,7 @@ from ingest.journal import Journal, Record, Replay, fingerprint, key_digest
 from ingest.pacing import Pacer, PacerStats
 from ingest.providers.base import Landed, Provider, Target
 from ingest.retry import RetryPolicy
-from ingest.validate import Limits, check
+from ingest.validate import Checker
 
 T = TypeVar("T")
 
@@ -189,7 +189,7 @@ class Engine:
         self.put_pacer = Pacer(None)
         self._api_limiter = anyio.CapacityLimiter(settings.api_concurrency)
         self._ahead = anyio.Semaphore(settings.put_concurrency + settings.lookahead)
-        self._limits = Limits(formats=provider.caps.formats, max_size=provider.caps.max_size)
+        self._check = Checker(provider.caps, provider.name)
         self._started = time.monotonic()
         self._scope: anyio.CancelScope | None = None
         self._reader_scope: anyio.CancelScope | None = None
@@ -341,7 +341,7 @@ class Engine:
                     extra={str(k): str(v) for k, v in (previous.get("x") or {}).items()},
                 )
                 return _Resume(item.key, item.line, target, previous)
-        result = check(item, self._limits)
+        result = self._check(item)
         if isinstance(result, ManifestError):
             return (item.key, result)
         return result

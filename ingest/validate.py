@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from ingest.errors import ManifestError
 from ingest.item import Item, Source
+from ingest.providers.base import Capabilities
 from ingest.sniff import SNIFF_BYTES, ImageType, sniff
 
 _OPEN_FLAGS = (
@@ -112,6 +113,46 @@ def check(item: Item, limits: Limits, *, source: str | None = None) -> Source | 
             f"declared {item.content_type.strip()} but the file is {image_type.mime}: {path}"
         )
     return Source(item=item, size=st.st_size, mtime_ns=st.st_mtime_ns, image_type=image_type)
+
+
+class NameLimit:
+    """A provider's cap on items sharing one file name (Autoenhance: 30 an hour).
+
+    Counts display names as items stream past; memory grows with the number of
+    distinct names, so it is only used for providers that declare the cap.
+    """
+
+    def __init__(self, limit: int, provider: str | None) -> None:
+        self.limit = limit
+        self.provider = provider or "the provider"
+        self._seen: dict[str, int] = {}
+
+    def check(self, item: Item) -> ManifestError | None:
+        name = item.display_name
+        count = self._seen.get(name, 0) + 1
+        self._seen[name] = count
+        if count <= self.limit:
+            return None
+        return ManifestError(
+            f"file name {name!r} is used by more than {self.limit} items; {self.provider} accepts "
+            f"at most {self.limit} identical file names per hour (give each entry a distinct name)",
+            source=str(item.path),
+            line=item.line,
+        )
+
+
+class Checker:
+    """Every local check a provider's items get, the same in `run`, `validate` and `--dry-run`."""
+
+    def __init__(self, caps: Capabilities, provider: str) -> None:
+        self.limits = Limits(formats=caps.formats, max_size=caps.max_size, provider=provider)
+        self.names = NameLimit(caps.same_name_limit, provider) if caps.same_name_limit else None
+
+    def __call__(self, item: Item) -> Source | ManifestError:
+        result = check(item, self.limits)
+        if isinstance(result, Source) and self.names is not None:
+            return self.names.check(item) or result
+        return result
 
 
 def check_many(

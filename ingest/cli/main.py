@@ -9,7 +9,15 @@ import sys
 from collections.abc import Sequence
 
 # Command modules are imported lazily by name so `ingest status` does not pay for aiohttp.
-COMMANDS: tuple[str, ...] = ("run", "status", "export", "sim")
+COMMANDS: tuple[str, ...] = (
+    "run",
+    "validate",
+    "status",
+    "export",
+    "retry-failed",
+    "config",
+    "sim",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"ingest.cli.{name}")
+        module = importlib.import_module(f"ingest.cli.{name.replace('-', '_')}")
         module.register(sub)
     return parser
 

@@ -75,8 +75,10 @@ class Reporter:
             self.out.write(redact(line) + "\n")
             self.out.flush()
 
-    def note(self, text: str) -> None:
-        """A line for humans (stderr, so stdout stays clean for --json)."""
+    def note(self, text: str, *, always: bool = False) -> None:
+        """A line for humans (stderr, so stdout stays clean for --json); `--quiet` keeps only `always`."""
+        if self.mode == "quiet" and not always:
+            return
         if self.mode == "json":
             self.event("note", message=text)
             return
@@ -118,13 +120,13 @@ class Reporter:
         )
 
     def _print_failure(self, text: str) -> None:
-        if self.mode in ("json", "quiet"):
+        if self.mode == "json":
             return
         self._printed_failures += 1
         if self._printed_failures <= 50:
-            self.note(text)
+            self.note(text, always=True)
         elif self._printed_failures == 51:
-            self.note("… more problems; see the summary and `ingest status --json`")
+            self.note("… more problems; see the summary and `ingest status JOURNAL`", always=True)
 
     # -- periodic display ----------------------------------------------------
 

@@ -11,10 +11,18 @@ import argparse
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from ingest.cli.options import add_settings_flags, settings_from_args
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = (
+    "exit codes: 0 every item done; 1 some items failed or were rejected; "
+    "2 bad usage, configuration or journal; 3 run stopped (bad key, provider outage, "
+    "disk full); 130 interrupted (run the same command to resume)"
+)
 SIM_KEY = "sim-key"
 DRAIN_GRACE_S = 30.0
 
@@ -27,83 +35,64 @@ def register(sub: Any) -> None:
             "Upload every image of MANIFEST to PROVIDER. Running the same command again "
             "resumes: done items are skipped, unfinished ones redone."
         ),
-        epilog=(
-            "exit codes: 0 all done, 1 some items failed or were rejected, 2 bad usage/config/journal, "
-            "3 run stopped (bad key, outage, disk full), 130 interrupted"
-        ),
+        epilog=EXIT_CODES,
     )
     p.add_argument("manifest", type=Path, help="JSON lines, CSV, a list of paths, or a folder")
-    add_common(p)
+    p.add_argument("--provider", required=True, choices=_provider_names())
+    add_run_flags(p)
+    p.set_defaults(func=run)
+
+
+def _provider_names() -> tuple[str, ...]:
+    from ingest.providers import PROVIDER_NAMES
+
+    return PROVIDER_NAMES
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by `run` and `retry-failed`."""
+    p.add_argument(
+        "--format",
+        choices=("jsonl", "csv", "list", "folder"),
+        help="manifest format (default: from the file name)",
+    )
     p.add_argument("--journal", type=Path, help="journal file (default: beside the manifest)")
     p.add_argument("--force", action="store_true", help="reuse a journal bound to another run")
     p.add_argument(
         "--retry-failed", action="store_true", help="also retry items the provider rejected before"
     )
+    p.add_argument(
+        "--reupload-changed",
+        action="store_true",
+        help="upload again items whose file changed since they were uploaded",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would be uploaded, skipped and rejected; call no API",
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
     out.add_argument("--quiet", action="store_true", help="only problems and the summary")
     out.add_argument("--plain", action="store_true", help="status lines instead of a live display")
-    p.set_defaults(func=run)
-
-
-def add_common(p: argparse.ArgumentParser) -> None:
-    from ingest.providers import PROVIDER_NAMES
-
-    p.add_argument("--provider", required=True, choices=PROVIDER_NAMES)
-    p.add_argument("--config", type=Path, help="TOML settings (default: ./ingest.toml if present)")
-    p.add_argument(
-        "--format",
-        choices=("jsonl", "csv", "list", "folder"),
-        help="manifest format (default: from the name)",
-    )
-    p.add_argument("--base-url", help="provider API base URL (overrides the config)")
-    p.add_argument("--model-id", help="scenario: the model to attach training images to")
-    p.add_argument("--order-id", help="autoenhance: the order to add images to")
-    p.add_argument("--mode", choices=("inline", "assets"), help="scenario: upload mode")
-    p.add_argument("--api-concurrency", type=int, help="concurrent API calls")
-    p.add_argument("--put-concurrency", type=int, help="concurrent uploads")
-    p.add_argument("--api-rate", type=float, help="API calls per second (0: until throttled)")
-    p.add_argument("--max-attempts", type=int, help="tries per step before an item fails")
-    p.add_argument(
+    sim = p.add_argument_group("built-in emulator")
+    sim.add_argument(
         "--sim", action="store_true", help="upload to the built-in emulator (no network)"
     )
-    p.add_argument(
-        "--sim-lifetime", type=float, default=120.0, help="emulator URL lifetime, s (with --sim)"
+    sim.add_argument(
+        "--sim-lifetime",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="emulator URL lifetime, seconds",
     )
-    p.add_argument(
-        "--sim-faults", default="", help="emulator fault plan (with --sim), e.g. seed=1,put.503=0.1"
+    sim.add_argument(
+        "--sim-faults",
+        default="",
+        metavar="PLAN",
+        help="emulator fault plan, e.g. seed=1,put.503=0.1",
     )
-
-
-def load(args: argparse.Namespace) -> Any:
-    """Settings from defaults, the config file and the flags."""
-    from ingest.config import load_settings
-
-    config = args.config
-    if config is None and Path("ingest.toml").exists():
-        config = Path("ingest.toml")
-    run_overrides = {
-        key: value
-        for key, value in (
-            ("api_concurrency", args.api_concurrency),
-            ("put_concurrency", args.put_concurrency),
-            ("api_rate", args.api_rate),
-            ("max_attempts", args.max_attempts),
-        )
-        if value is not None
-    }
-    chosen = {
-        key: value
-        for key, value in (
-            ("base_url", args.base_url),
-            ("model_id", args.model_id),
-            ("order_id", args.order_id),
-            ("mode", args.mode),
-        )
-        if value is not None
-    }
-    provider_overrides = {args.provider: chosen} if chosen else {}
-    return load_settings(config, run_overrides=run_overrides, provider_overrides=provider_overrides)
+    add_settings_flags(p)
 
 
 def default_journal(manifest: Path, provider: str) -> Path:
@@ -141,28 +130,30 @@ def _run(args: argparse.Namespace) -> int:
     from ingest.journal import Header, Journal, peek_header
     from ingest.manifest import read_manifest
     from ingest.providers import provider_class
-    from ingest.redact import register_secret
 
-    settings = load(args)
+    settings = settings_from_args(args, args.provider)
     cls = provider_class(args.provider)
     psettings = settings.provider(args.provider)
-    if args.sim:
-        for field in cls.key_envs:
-            variable = getattr(psettings, field)
-            if not os.environ.get(variable):
-                os.environ[variable] = SIM_KEY
-    secrets = read_secrets(args.provider, psettings, cls.key_envs)
-    for value in secrets.values():
-        register_secret(value)
-
     manifest = args.manifest.resolve()
     entries = read_manifest(manifest, args.format)  # raises ManifestError if unusable
     journal_path = (args.journal or default_journal(manifest, args.provider)).resolve()
+    if args.dry_run:
+        from ingest.cli.report import Reporter
+
+        return dry_run(Reporter(_mode(args)), cls, psettings, args.provider, entries, journal_path)
+    if args.sim:
+        for field in cls.key_envs:
+            variable = getattr(psettings, field)
+            if variable and not os.environ.get(variable):
+                os.environ[variable] = SIM_KEY
+    secrets = read_secrets(args.provider, psettings, cls.key_envs)
     previous = peek_header(journal_path)
     params = cls.run_params(
         psettings, previous.bind if previous and previous.provider == args.provider else {}
     )
-    header = Header(provider=args.provider, manifest=str(manifest), bind=params, created=_now())
+    header = Header(
+        provider=args.provider, manifest=str(manifest), bind=params, created=time.time()
+    )
     journal, replay = Journal.open(
         journal_path, header, force=args.force, sync_interval=settings.run.journal_sync_interval_s
     )
@@ -190,10 +181,46 @@ def _loop_options() -> dict[str, Any]:
     return {"use_uvloop": True}
 
 
-def _now() -> float:
-    import time
+def dry_run(
+    reporter: Any, cls: Any, psettings: Any, provider: str, entries: Any, journal_path: Path
+) -> int:
+    """What a run would do, from the manifest, the files and the journal; no API calls."""
+    from ingest.errors import ManifestError
+    from ingest.item import Source
+    from ingest.journal import Replay, replay
+    from ingest.validate import Checker
 
-    return time.time()
+    state: Replay | None = replay(journal_path) if journal_path.exists() else None
+    checker = Checker(cls.capabilities(psettings), provider)
+    upload = skip = rejected = 0
+    size = 0
+    for entry in entries:
+        if isinstance(entry, ManifestError):
+            rejected += 1
+            reporter.item_rejected(None, entry)
+            continue
+        if state is not None and state.is_done(entry.key):
+            skip += 1
+            reporter.event("would_skip", key=entry.key, line=entry.line)
+            continue
+        result = checker(entry)
+        if isinstance(result, Source):
+            upload += 1
+            size += result.size
+            reporter.event("would_upload", key=entry.key, line=entry.line, size=result.size)
+        else:
+            rejected += 1
+            reporter.item_rejected(entry.key, result)
+    from ingest.cli.report import human_bytes
+
+    reporter.event("summary", dry_run=True, upload=upload, bytes=size, skip=skip, rejected=rejected)
+    if reporter.mode != "json":
+        print(
+            f"dry run: would upload {upload} files ({human_bytes(size)}), skip {skip} already done, "
+            f"reject {rejected}; nothing was sent",
+            file=sys.stderr,
+        )
+    return EXIT_FAILED if rejected else EXIT_OK
 
 
 async def _main(
@@ -232,9 +259,9 @@ async def _main(
                     )
                 )
             )
-            base_url = sim.base_url
+            base_url = sim.base_url + _sim_base_path(psettings.base_url)
             reporter.note(
-                f"using the built-in emulator at {base_url} (nothing leaves this machine)"
+                f"using the built-in emulator at {sim.base_url} (nothing leaves this machine)"
             )
         api = await stack.enter_async_context(
             api_session(
@@ -248,10 +275,10 @@ async def _main(
             storage_session(timeouts, run_settings.put_concurrency)
         )
         ctx = Context(
-            params=dict(replay.header.bind),
             api=api,
             storage=storage,
             settings=psettings,
+            params=dict(replay.header.bind),
             allow_insecure_http=run_settings.allow_insecure_http,
         )
         provider = cls(ctx)
@@ -259,14 +286,12 @@ async def _main(
             provider,
             journal,
             replay,
-            EngineSettings.from_run(run_settings, retry_failed=args.retry_failed),
+            EngineSettings.from_run(
+                run_settings, retry_failed=args.retry_failed, reupload_changed=args.reupload_changed
+            ),
             observer=reporter,
         )
         resumed = replay.runs > 0
-        reporter.note(
-            f"{'resuming' if resumed else 'starting'} {args.provider} upload of {args.manifest} "
-            f"(journal {journal.path}; {len(replay.done)} already done)"
-        )
         reporter.event(
             "start",
             provider=args.provider,
@@ -274,6 +299,10 @@ async def _main(
             journal=str(journal.path),
             resumed=resumed,
             already_done=len(replay.done),
+        )
+        reporter.note(
+            f"{'resuming' if resumed else 'starting'} {args.provider} upload of {args.manifest} "
+            f"(journal {journal.path}; {len(replay.done)} already done)"
         )
         interrupted = False
 
@@ -287,7 +316,8 @@ async def _main(
                     interrupted = True
                     reporter.note(
                         f"stopping: finishing {engine.counters.in_flight} uploads in flight "
-                        f"(at most {DRAIN_GRACE_S:.0f}s); press Ctrl-C again to stop now"
+                        f"(at most {DRAIN_GRACE_S:.0f}s); press Ctrl-C again to stop now",
+                        always=True,
                     )
                     engine.drain()
                     tg.start_soon(_grace, engine)
@@ -301,22 +331,29 @@ async def _main(
     final = replay_journal(journal.path)
     counts = final.counts()
     reporter.summary(outcome, counts, final.total, str(journal.path))
-    if outcome.stop_reason == "interrupted" or (interrupted and outcome.drained):
+    if outcome.stop_reason == "interrupted" or outcome.drained:
         reporter.note(
-            f"interrupted; run the same command again to resume ({len(final.done)} done so far)"
+            f"interrupted; run the same command again to resume ({len(final.done)} done so far)",
+            always=True,
         )
         return EXIT_INTERRUPTED
     if outcome.stop_reason:
         return EXIT_STOPPED
-    if outcome.drained:
-        return EXIT_INTERRUPTED
     if counts["failed"] or counts["rejected"] or counts["in_flight"]:
         reporter.note(
             f"{counts['failed'] + counts['rejected']} items not uploaded "
-            f"({counts['failed']} failed, {counts['rejected']} rejected)"
+            f"({counts['failed']} failed, {counts['rejected']} rejected)",
+            always=True,
         )
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _sim_base_path(base_url: str) -> str:
+    """The path part of a provider's real base URL (Scenario's `/v1`), kept under the emulator."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(base_url).path.rstrip("/")
 
 
 async def _grace(engine: Any) -> None:

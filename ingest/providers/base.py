@@ -35,6 +35,7 @@ class Capabilities:
     url_lifetime_s: float | None  # documented lifetime of an upload URL; None: no URL
     finalize: bool = False  # has a step after the transfer (complete, attach)
     finalize_batch: int = 1  # items per finalize call
+    same_name_limit: int | None = None  # items that may share one file name (per hour)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,11 @@ class ProviderClass(Protocol):
     key_envs: ClassVar[tuple[str, ...]]  # ProviderSettings fields naming secret variables
 
     def __call__(self, ctx: Context) -> Provider: ...
+
+    @staticmethod
+    def capabilities(settings: ProviderSettings) -> Capabilities:
+        """What the provider accepts under these settings (no session needed)."""
+        ...
 
     @staticmethod
     def auth_headers(secrets: Mapping[str, str]) -> dict[str, str]:

@@ -46,10 +46,14 @@ class NovitaProvider:
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
-        self.caps = Capabilities(
+        self.caps = self.capabilities(ctx.settings)
+
+    @staticmethod
+    def capabilities(settings: ProviderSettings) -> Capabilities:
+        return Capabilities(
             formats=frozenset({ImageType.PNG, ImageType.JPEG, ImageType.WEBP}),
-            max_size=ctx.settings.max_size,
-            url_lifetime_s=ctx.settings.url_lifetime_s or 120.0,
+            max_size=settings.max_size,
+            url_lifetime_s=settings.url_lifetime_s or 120.0,
         )
 
     @staticmethod

@@ -1,0 +1,125 @@
+"""`ingest validate MANIFEST --provider P`: every local problem in one pass, no network.
+
+Runs exactly the checks `ingest run` applies as it streams (manifest syntax,
+duplicate ids, missing/unreadable/empty files, type sniffed from the bytes,
+size and name limits of the provider), then prints a summary table.
+Exit code 0 when everything would upload, 1 when anything would be rejected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ingest.cli.options import add_settings_flags, settings_from_args
+
+
+def register(sub: Any) -> None:
+    from ingest.providers import PROVIDER_NAMES
+
+    p = sub.add_parser(
+        "validate",
+        help="check a manifest and its files locally (no network)",
+        description=(
+            "Report every local problem of MANIFEST for PROVIDER in one pass, without any network: "
+            "bad lines, duplicate ids, missing, unreadable or empty files, types sniffed from the "
+            "bytes, size and name limits. Exit code 0 if all is well, 1 if anything would be rejected."
+        ),
+    )
+    p.add_argument("manifest", type=Path)
+    p.add_argument("--provider", required=True, choices=PROVIDER_NAMES)
+    p.add_argument("--format", choices=("jsonl", "csv", "list", "folder"))
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--limit", type=int, default=200, help="problems listed in full (default 200)")
+    add_settings_flags(p)
+    p.set_defaults(func=run)
+
+
+def category(reason: str) -> str:
+    """A short class of a rejection reason, for the summary table."""
+    head = re.sub(r" at (line|column) \d+.*$", "", reason.split(":", 1)[0].strip())
+    for prefix, name in (
+        ("duplicate", "duplicate id/path"),
+        ("file name", "name limit"),
+        ("unsupported image type", "unsupported type"),
+        ("not an image", "not an image"),
+        ("too large", "too large"),
+        ("declared", "declared type mismatch"),
+    ):
+        if head.startswith(prefix):
+            return name
+    return head[:40]
+
+
+def run(args: argparse.Namespace) -> int:
+    import orjson
+
+    from ingest.cli.report import human_bytes
+    from ingest.errors import IngestError, ManifestError
+    from ingest.item import Source
+    from ingest.manifest import read_manifest
+    from ingest.providers import provider_class
+    from ingest.validate import Checker
+
+    try:
+        settings = settings_from_args(args, args.provider)
+        cls = provider_class(args.provider)
+        checker = Checker(cls.capabilities(settings.provider(args.provider)), args.provider)
+        entries = read_manifest(args.manifest, args.format)
+    except IngestError as exc:
+        print(f"ingest: error: {exc}", file=sys.stderr)
+        return 2
+    problems: list[dict[str, Any]] = []
+    by_reason: Counter[str] = Counter()
+    by_type: Counter[str] = Counter()
+    ok = total_bytes = entries_seen = 0
+    for entry in entries:
+        entries_seen += 1
+        key: str | None = None
+        if not isinstance(entry, ManifestError):
+            key = entry.key
+            result: Source | ManifestError = checker(entry)
+        else:
+            result = entry
+        if isinstance(result, Source):
+            ok += 1
+            total_bytes += result.size
+            by_type[result.image_type.ext] += 1
+            continue
+        by_reason[category(result.reason)] += 1
+        problems.append({"line": result.line, "key": key, "reason": result.reason})
+    if args.json:
+        document = {
+            "manifest": str(args.manifest),
+            "provider": args.provider,
+            "entries": entries_seen,
+            "ok": ok,
+            "bytes": total_bytes,
+            "types": dict(by_type),
+            "problems": problems,
+            "by_reason": dict(by_reason.most_common()),
+            "valid": not problems,
+        }
+        sys.stdout.write(orjson.dumps(document).decode() + "\n")
+        return 1 if problems else 0
+    for problem in problems[: args.limit]:
+        where = f"line {problem['line']}" if problem["line"] is not None else str(args.manifest)
+        key_part = f" {problem['key']}" if problem["key"] else ""
+        print(f"{where}{key_part}: {problem['reason']}")
+    if len(problems) > args.limit:
+        print(f"… and {len(problems) - args.limit} more (use --json for all)")
+    types = ", ".join(f"{n} {t}" for t, n in by_type.most_common()) or "none"
+    print(
+        f"\n{args.manifest}: {entries_seen} entries for {args.provider}: {ok} ok "
+        f"({human_bytes(total_bytes)}; {types}), {len(problems)} problems"
+    )
+    if by_reason:
+        width = max(len(r) for r in by_reason)
+        print(f"  {'problem'.ljust(width)}  count")
+        for reason, n in by_reason.most_common():
+            print(f"  {reason.ljust(width)}  {n:>5}")
+    return 1 if problems else 0

@@ -88,10 +88,13 @@ async def test_targets_hide_their_url(harness: Harness, tmp_path: Path) -> None:
 async def test_bad_key_is_a_stop_with_a_clear_message(harness: Harness, tmp_path: Path) -> None:
     source = make_source(tmp_path, 3)
     wrong = {name: "wrong-" + value for name, value in harness.secrets.items()}
-    async with emulator(harness, api_keys=frozenset({*harness.secrets.values()})) as sim:
-        async with adapter(harness, sim, secrets=wrong) as provider:
-            with pytest.raises(TransferError) as info:
-                await land(provider, source)
+    keys = frozenset(harness.secrets.values())
+    async with (
+        emulator(harness, api_keys=keys) as sim,
+        adapter(harness, sim, secrets=wrong) as provider,
+    ):
+        with pytest.raises(TransferError) as info:
+            await land(provider, source)
     assert info.value.action is Action.STOP
     assert info.value.status in (400, 401, 403)
     for value in wrong.values():

@@ -138,12 +138,10 @@ async def test_engine_resigns_a_lease_that_expired_in_the_queue(
 
 async def test_429_carries_retry_after_and_is_retried(harness: Harness, tmp_path: Path) -> None:
     source = make_source(tmp_path, 5)
-    async with emulator(harness, faults=FaultPlan.parse("api.429=1,api.retry_after=2")) as sim:
-        async with adapter(harness, sim) as provider:
-            with pytest.raises(TransferError) as info:
-                await provider.acquire(source) if provider.caps.url_lifetime_s else await land(
-                    provider, source
-                )
+    plan = FaultPlan.parse("api.429=1,api.retry_after=2")
+    async with emulator(harness, faults=plan) as sim, adapter(harness, sim) as provider:
+        with pytest.raises(TransferError) as info:
+            await land(provider, source)
     assert info.value.action is Action.RETRY
     assert info.value.status == 429
     assert info.value.retry_after == 2
@@ -151,14 +149,14 @@ async def test_429_carries_retry_after_and_is_retried(harness: Harness, tmp_path
 
 async def test_engine_honours_retry_after_for_every_call(harness: Harness, tmp_path: Path) -> None:
     sources = [make_source(tmp_path, i) for i in range(3)]
-    async with emulator(
-        harness, faults=FaultPlan.parse("seed=1,api.429=1,api.retry_after=1")
-    ) as sim:
-        async with adapter(harness, sim) as provider:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(lambda: lift_faults_after_first_429(sim))
-                engine = await run_engine(provider, tmp_path, [s.item for s in sources])
-            landed = harness.landed(sim)
+    async with (
+        emulator(harness, faults=FaultPlan.parse("seed=1,api.429=1,api.retry_after=1")) as sim,
+        adapter(harness, sim) as provider,
+    ):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: lift_faults_after_first_429(sim))
+            engine = await run_engine(provider, tmp_path, [s.item for s in sources])
+        landed = harness.landed(sim)
     assert engine.counters.throttles >= 1
     assert engine.api_pacer.stats().throttles >= 1
     assert engine.counters.failed == 0

@@ -23,7 +23,7 @@ Invariants:
 - relative paths resolve against the manifest's directory; `Item.key` is the
   entry's ``id`` when given, else the path exactly as written;
 - a key seen before is an error naming the first line; keys are remembered as
-  8-byte digests, never as strings.
+  64-bit digests in a compact table, never as strings.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
-import hashlib
 import os
 import re
 from collections.abc import Generator, Iterator
@@ -42,6 +41,7 @@ from typing import Any, BinaryIO, Literal, get_args
 
 import orjson
 
+from ingest.digestset import DigestSet, digest64
 from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.sniff import sniff
@@ -300,18 +300,28 @@ def _clip(text: str, limit: int = 120) -> str:
 
 
 class _SeenKeys:
-    """Keys met so far, as 8-byte digests mapped to the line they were first seen on."""
+    """Keys met so far, as 64-bit digests in a `DigestSet` (flat memory at 10^6 keys).
 
-    __slots__ = ("_first",)
+    The line a key was first seen on is remembered for the first
+    `LINES_KEPT` keys only, so small manifests name it exactly and huge ones
+    stay small.
+    """
+
+    __slots__ = ("_digests", "_lines")
+    LINES_KEPT = 20_000
 
     def __init__(self) -> None:
-        self._first: dict[int, int] = {}
+        self._digests = DigestSet()
+        self._lines: dict[int, int] = {}
 
     def first_line(self, key: str, line: int) -> int | None:
-        """The line `key` was first seen on, or None (and remember `line`) if it is new."""
-        digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).digest()
-        first = self._first.setdefault(int.from_bytes(digest, "little"), line)
-        return None if first == line else first
+        """The line `key` was first seen on (0 if forgotten), or None (remembering it) if new."""
+        digest = digest64(key)
+        if self._digests.add(digest):
+            if len(self._lines) < self.LINES_KEPT:
+                self._lines[digest] = line
+            return None
+        return self._lines.get(digest, 0)
 
 
 def _path_problem(written: str) -> str | None:
@@ -353,8 +363,9 @@ def _entry(
     first = seen.first_line(key, line)
     if first is not None:
         what = "path" if id_ is None else "id"
+        where = f"first at line {first}" if first else "also on an earlier line"
         return ManifestError(
-            f"duplicate {what} {_clip(key, 80)!r} (first at line {first})", source=source, line=line
+            f"duplicate {what} {_clip(key, 80)!r} ({where})", source=source, line=line
         )
     return Item(
         key=key,

@@ -1,0 +1,35 @@
+"""DigestSet behaves exactly like a set of non-zero 64-bit ints, through growth."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ingest.digestset import DigestSet, digest64
+
+
+@given(st.lists(st.integers(min_value=1, max_value=(1 << 64) - 1), max_size=3000))
+def test_matches_a_python_set(values: list[int]) -> None:
+    table = DigestSet(capacity=16)
+    reference: set[int] = set()
+    for value in values:
+        assert table.add(value) == (value not in reference)
+        reference.add(value)
+        assert value in table
+    assert len(table) == len(reference)
+    assert all(v in table for v in reference)
+
+
+def test_colliding_slots_and_absent_members() -> None:
+    table = DigestSet(capacity=16)
+    clashing = [1 + 16 * i for i in range(10)]  # same low bits: one probe chain
+    for value in clashing:
+        assert table.add(value)
+    assert all(v in table for v in clashing)
+    assert 2 not in table
+    assert 1 + 16 * 11 not in table
+
+
+def test_digest_is_never_zero_and_stable() -> None:
+    assert digest64("a") == digest64("a") != digest64("b")
+    assert digest64("\udcff") != 0  # non-UTF-8 names (surrogate escapes) hash too

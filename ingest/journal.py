@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from ingest.digestset import digest64
 from ingest.errors import JournalCorrupt, JournalError, JournalLocked, JournalMismatch
 
 FORMAT = "ingest-journal"
@@ -48,8 +48,7 @@ Record = dict[str, Any]
 
 def key_digest(key: str) -> int:
     """A 64-bit digest of an item key: what replay keeps for done items."""
-    raw = key.encode("utf-8", "surrogateescape")
-    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little")
+    return digest64(key)
 
 
 def fingerprint(size: int, mtime_ns: int) -> int:

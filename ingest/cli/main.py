@@ -17,6 +17,7 @@ COMMANDS: tuple[str, ...] = (
     "retry-failed",
     "config",
     "sim",
+    "bench",
 )
 
 

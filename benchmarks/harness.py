@@ -1,0 +1,256 @@
+"""Shared plumbing of the benchmarks: datasets, the emulator, measured processes, tables.
+
+Every measured client runs as its own process; its wall time, CPU time
+(user + system, start-up included) and peak RSS come from `os.wait4`, and
+the emulator's CPU over the same interval from ``/proc``. Clients of one
+round run one after another in a rotating order, rounds are repeated, and
+medians are reported with ratios against *bare* from the same rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ingest.bench.dataset import make_images, write_manifest  # noqa: E402
+from ingest.bench.emulator import EmulatorProcess  # noqa: E402
+from ingest.bench.runner import run_measured  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+DATA = Path(os.environ.get("INGEST_BENCH_DATA", tempfile.gettempdir())) / "ingest-bench-data"
+KEY = "sk-bench"
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def dataset(count: int, size: int) -> tuple[list[Path], Path, Path]:
+    """Images (made once, then reused), a JSON lines manifest and a list of paths."""
+    root = DATA / f"{count}x{size}"
+    images = root / "images"
+    done = root / ".complete"
+    if not done.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        paths = make_images(images, count, size)
+        write_manifest(paths, root / "manifest.jsonl")
+        (root / "paths.txt").write_text("".join(f"{p}\n" for p in paths))
+        done.touch()
+    paths = [Path(line) for line in (root / "paths.txt").read_text().splitlines()]
+    return paths, root / "manifest.jsonl", root / "paths.txt"
+
+
+@dataclass
+class Sample:
+    wall_s: float
+    cpu_s: float
+    rss_mib: float
+    emulator_cpu_s: float
+    ok: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def measure(
+    args: Sequence[str],
+    emulator: EmulatorProcess | None,
+    *,
+    env: dict[str, str] | None = None,
+    parse: Callable[[str], dict[str, Any]] | None = None,
+) -> Sample:
+    """Run one client process to its end and measure it (and the emulator meanwhile)."""
+    before = emulator.cpu_s() if emulator else 0.0
+    out, err, usage = run_measured(list(args), env=env)
+    emu = (emulator.cpu_s() - before) if emulator else 0.0
+    ok = usage.status == 0
+    if not ok:
+        print(
+            f"  ! {Path(args[1]).name if len(args) > 1 else args[0]} exited {usage.status}: "
+            f"{err.strip()[-400:]}",
+            file=sys.stderr,
+        )
+    extra = parse(out) if (parse and ok) else {}
+    return Sample(usage.wall_s, usage.cpu_s, usage.peak_rss_bytes / 2**20, emu, ok, extra)
+
+
+def env_with_key() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env["NOVITA_API_KEY"] = KEY
+    return env
+
+
+def ingest_run(manifest: Path, base_url: str, journal: Path, *extra: str) -> list[str]:
+    for leftover in journal.parent.glob(journal.name + "*"):
+        leftover.unlink()
+    return [
+        sys.executable, "-m", "ingest", "run", str(manifest), "--provider", "novita",
+        "--base-url", base_url, "--journal", str(journal), "--json", *extra,
+    ]  # fmt: skip
+
+
+def ingest_summary(out: str) -> dict[str, Any]:
+    for line in reversed(out.splitlines()):
+        if line.startswith("{") and '"event":"summary"' in line.replace(" ", ""):
+            return dict(json.loads(line))
+    return {}
+
+
+def bare(paths_file: Path, base_url: str) -> list[str]:
+    return [sys.executable, str(ROOT / "benchmarks" / "bare.py"), "--base-url", base_url,
+            "--key", KEY, str(paths_file)]  # fmt: skip
+
+
+def presign(base_url: str, paths: Sequence[Path]) -> list[str]:
+    """Fresh upload URLs for `paths` (acquired outside any measurement)."""
+    import aiohttp
+
+    exts = {".png": "png", ".jpg": "jpeg", ".webp": "webp"}
+
+    async def main() -> list[str]:
+        urls: list[str] = [""] * len(paths)
+        it = iter(enumerate(paths))
+        async with aiohttp.ClientSession(
+            base_url=base_url + "/", headers={"Authorization": f"Bearer {KEY}"}
+        ) as session:
+
+            async def worker() -> None:
+                for index, path in it:
+                    async with session.post(
+                        "v3/assets/training_dataset", json={"file_extension": exts[path.suffix]}
+                    ) as resp:
+                        urls[index] = (await resp.json())["upload_url"]
+
+            await asyncio.gather(*(worker() for _ in range(16)))
+        return urls
+
+    return asyncio.run(main())
+
+
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp"}
+
+
+def curl_config(paths: Sequence[Path], urls: Sequence[str], config: Path) -> Path:
+    """One transfer per file; `next` keeps each transfer's headers its own."""
+    groups = [
+        f'url = "{url}"\nupload-file = "{path}"\noutput = "/dev/null"\n'
+        f'header = "Content-Type: {CONTENT_TYPES[path.suffix]}"\nheader = "Expect:"\n'
+        for path, url in zip(paths, urls, strict=True)
+    ]
+    config.write_text("next\n".join(groups))
+    return config
+
+
+def rclone_env() -> dict[str, str]:
+    """rclone's S3 backend refuses a CA bundle variable on a plain-http endpoint."""
+    return {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+
+
+def have(tool: str, package: str | None = None) -> bool:
+    """Whether `tool` is on PATH; tries apt-get (as root) once if it is not."""
+    if shutil.which(tool):
+        return True
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"  installing {package or tool} with apt-get …", file=sys.stderr)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", package or tool],
+            capture_output=True,
+            check=False,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    return shutil.which(tool) is not None
+
+
+def rclone(source_dir: Path, base_url: str, transfers: int = 32) -> list[str]:
+    return [
+        "rclone", "copy", str(source_dir), ":s3:rclone-sink/run",
+        "--s3-provider", "Other", "--s3-endpoint", base_url, "--s3-access-key-id", "x",
+        "--s3-secret-access-key", "y", "--s3-force-path-style=true", "--s3-no-check-bucket",
+        "--s3-no-head", "--s3-disable-checksum", "--no-check-dest", "--ignore-checksum",
+        "--transfers", str(transfers), "--checkers", "16", "--config", "/dev/null", "-q",
+    ]  # fmt: skip
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(samples: dict[str, list[Sample]], files: int, nbytes: int) -> dict[str, Any]:
+    """Medians per client, ratios against bare."""
+    out: dict[str, Any] = {}
+    for name, runs in samples.items():
+        good = [s for s in runs if s.ok]
+        if not good:
+            out[name] = {"runs": len(runs), "ok": 0}
+            continue
+        out[name] = {
+            "runs": len(runs),
+            "ok": len(good),
+            "files_per_s": median([files / s.wall_s for s in good]),
+            "mib_per_s": median([nbytes / 2**20 / s.wall_s for s in good]),
+            "cpu_ms_per_file": median([s.cpu_s * 1000 / files for s in good]),
+            "peak_rss_mib": max(s.rss_mib for s in good),
+            "emulator_cores": median([s.emulator_cpu_s / s.wall_s for s in good]),
+            "wall_s": [round(s.wall_s, 3) for s in good],
+        }
+    base = out.get("bare")
+    if base and base.get("ok"):
+        for row in out.values():
+            if row.get("ok"):
+                row["vs_bare"] = {
+                    "files_per_s": row["files_per_s"] / base["files_per_s"],
+                    "cpu_per_file": row["cpu_ms_per_file"] / base["cpu_ms_per_file"],
+                }
+    return out
+
+
+def table(rows: dict[str, Any], *, mib: bool = False) -> str:
+    head = "| client | files/s | MiB/s | CPU ms/file | peak RSS MiB | emulator cores | × bare files/s | × bare CPU/file |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, row in rows.items():
+        if not row.get("ok"):
+            lines.append(f"| {name} | failed | | | | | | |")
+            continue
+        vs = row.get("vs_bare", {})
+        lines.append(
+            f"| {name} | {row['files_per_s']:,.0f} | {row['mib_per_s']:,.1f} | "
+            f"{row['cpu_ms_per_file']:.3f} | {row['peak_rss_mib']:.0f} | "
+            f"{row['emulator_cores']:.2f} | {vs.get('files_per_s', float('nan')):.2f} | "
+            f"{vs.get('cpu_per_file', float('nan')):.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def save(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"benchmark": name, "when": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
+               **payload}  # fmt: skip
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path

@@ -1,0 +1,280 @@
+"""The emulator in benchmark mode: a storage fast path, a sink for other tools, a child process.
+
+`build_app(settings, fast=True)` assembles the same emulator as
+`ingest.sim.app.build_app` (Novita's API, the ``/_sim`` routes, the same
+`SimContext`, faults and counters) with one change: the storage route admits
+each PUT exactly as the real one does (SigV4 over the raw target, expiry,
+issued key, no chunked bodies, Content-Length required, the fault plan's
+delay, stall, reset and statuses), then *counts and discards* the body
+instead of hashing it. Objects are recorded with their size and an empty
+``sha256``. With ``fast=False`` the stock storage route is used unchanged.
+
+`sink` adds ``PUT /{bucket}/{key}`` for tools that sign with an
+``Authorization`` header (rclone's S3 backend, path style): the body is
+discarded and counted (``GET /_bench/sink``: puts and bytes); no signature check.
+
+Run it as its own process with ``python -m ingest.bench.emulator`` (same first
+stdout line as ``ingest sim``); `EmulatorProcess` does that and reads its CPU
+time from ``/proc`` so a benchmark can report the emulator's share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from ingest.sim import control, novita, storage
+from ingest.sim.context import SimContext, abort_connection
+from ingest.sim.faults import FaultPlan, retry_after_header
+from ingest.sim.settings import SimSettings
+
+READY_PREFIX = "ingest sim listening on "
+_ADMITTED: web.RequestKey[web.Response | None] = web.RequestKey("ingest.bench.admission")
+
+
+def _add_fast_storage(ctx: SimContext) -> None:
+    """The storage route with the real admission and a discarding body reader."""
+    state = ctx.state
+
+    def admit(request: web.Request) -> web.Response | None:
+        if _ADMITTED in request:
+            return request[_ADMITTED]
+        names = {name.lower() for name in request.headers}
+        state.observe_storage_headers(names)
+        # The stock route's own admission, so both refuse exactly the same requests.
+        response = storage._check(ctx, request, names)
+        if response is not None:
+            response.headers["Date"] = ctx.http_date()
+            state.count_put(response.status)
+        request[_ADMITTED] = response
+        return response
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return storage.s3_error(417, "ExpectationFailed", "Cannot match the Expect header.")
+        refused = admit(request)
+        if refused is not None:
+            return refused
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        return None
+
+    async def put(request: web.Request) -> web.StreamResponse:
+        import anyio
+
+        refused = admit(request)
+        if refused is not None:
+            return refused
+        injector = ctx.injector
+        decision = injector.decide_put()
+        if decision.delay:
+            await anyio.sleep(decision.delay)
+        if decision.stall:
+            state.count("storage_stalls")
+            await ctx.hold(request)
+            return web.Response()
+        if decision.reset:
+            await request.content.readany()
+            state.count("resets")
+            abort_connection(request)
+            return web.Response()
+        expected = request.content_length or 0
+        size = 0
+        content = request.content
+        try:
+            while chunk := await content.readany():
+                size += len(chunk)
+        except (OSError, ClientPayloadError, HttpProcessingError):
+            size = -1
+        if size != expected:
+            state.count("incomplete_bodies")
+            abort_connection(request)
+            return web.Response()
+        response: web.Response
+        if decision.status is not None:
+            code, message = storage._INJECTED[decision.status]
+            response = storage.s3_error(decision.status, code, message)
+            retry_after = retry_after_header(injector.plan.put_retry_after)
+            if retry_after is not None and decision.status in (429, 503):
+                response.headers["Retry-After"] = retry_after
+        else:
+            key = f"{request.match_info['bucket']}/{request.match_info['key']}"
+            state.store(key, size=size, sha256="", content_type=request.headers.get("Content-Type"))
+            response = web.Response()
+        response.headers["Date"] = ctx.http_date()
+        state.count_put(response.status)
+        return response
+
+    ctx.app.router.add_route("PUT", storage.ROUTE, put, expect_handler=expect)
+
+
+def _add_sink(ctx: SimContext) -> None:
+    """``PUT /{bucket}/{key}``: a discarding sink for header-signed S3 clients."""
+
+    async def sink(request: web.Request) -> web.StreamResponse:
+        size = 0
+        while chunk := await request.content.readany():
+            size += len(chunk)
+        ctx.state.count("sink_puts")
+        ctx.state.count("sink_bytes", size)
+        return web.Response(headers={"ETag": '"00000000000000000000000000000000"'})
+
+    async def counts(request: web.Request) -> web.StreamResponse:
+        events = ctx.state.events
+        return web.json_response({"puts": events["sink_puts"], "bytes": events["sink_bytes"]})
+
+    ctx.app.router.add_get("/_bench/sink", counts, allow_head=False)
+    ctx.app.router.add_route("PUT", "/{bucket}/{key:.+}", sink)
+
+
+def build_app(
+    settings: SimSettings, *, fast: bool = True, sink: bool = False
+) -> tuple[web.Application, SimContext]:
+    """The emulator's app, with the storage fast path unless `fast` is False."""
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    ctx = SimContext(settings, app)
+    if fast:
+        _add_fast_storage(ctx)
+    else:
+        storage.add_routes(ctx)
+    control.add_routes(ctx)
+    novita.add_routes(ctx)
+    if sink:
+        _add_sink(ctx)
+    return app, ctx
+
+
+@asynccontextmanager
+async def serve(
+    settings: SimSettings, *, fast: bool = True, sink: bool = False
+) -> AsyncIterator[str]:
+    """Run the benchmark emulator for the block; yields its base URL."""
+    import anyio
+
+    app, ctx = build_app(settings, fast=fast, sink=sink)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+        await site.start()
+        yield f"http://{settings.host}:{runner.addresses[0][1]}"
+    finally:
+        ctx.closing.set()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ingest.bench.emulator``: serve until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m ingest.bench.emulator")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--lifetime", type=float, default=120.0)
+    parser.add_argument("--faults", default="")
+    parser.add_argument("--stock", action="store_true", help="the stock storage route (hashes)")
+    parser.add_argument("--sink", action="store_true", help="also PUT /BUCKET/KEY for rclone")
+    args = parser.parse_args(argv)
+
+    import signal
+
+    import anyio
+
+    settings = SimSettings(
+        host="127.0.0.1",
+        port=args.port,
+        url_lifetime_s=args.lifetime,
+        faults=FaultPlan.parse(args.faults),
+    )
+
+    async def run() -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with serve(settings, fast=not args.stock, sink=args.sink) as url:
+                print(READY_PREFIX + url, flush=True)
+                async for _ in signals:
+                    break
+
+    options: dict[str, Any] = {}
+    try:
+        import uvloop  # noqa: F401
+
+        options = {"use_uvloop": True}
+    except ImportError:
+        pass
+    anyio.run(run, backend="asyncio", backend_options=options)
+    return 0
+
+
+@dataclass
+class EmulatorProcess:
+    """A benchmark emulator in its own process (see `start`)."""
+
+    base_url: str
+    proc: subprocess.Popen[str]
+
+    @classmethod
+    def start(
+        cls, *, lifetime: float = 120.0, faults: str = "", fast: bool = True, sink: bool = False
+    ) -> EmulatorProcess:
+        args = [sys.executable, "-m", "ingest.bench.emulator", "--lifetime", str(lifetime)]
+        if faults:
+            args += ["--faults", faults]
+        if not fast:
+            args.append("--stock")
+        if sink:
+            args.append("--sink")
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        first = proc.stdout.readline().strip()
+        if not first.startswith(READY_PREFIX):
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            raise RuntimeError(f"the emulator did not start: {first!r} {err.strip()[-500:]}")
+        return cls(first[len(READY_PREFIX) :], proc)
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the emulator has used so far."""
+        return process_cpu_s(self.proc.pid)
+
+    def get(self, route: str) -> Any:
+        with urllib.request.urlopen(self.base_url + route, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.get("/_sim/stats"))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
+    def __enter__(self) -> EmulatorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process, from ``/proc/PID/stat``."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        fields = fh.read().rsplit(b")", 1)[1].split()
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""`ingest bench`'s pieces without processes: sizes, percentiles, the timing wrapper, the verdict."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.bench.dataset import image_bytes, make_images, write_manifest
+from ingest.bench.timing import percentile, timed
+from ingest.bench.verdict import verdict
+from ingest.cli.bench import parse_size
+from ingest.errors import Action, TransferError
+from ingest.item import Item, Source
+from ingest.lease import Lease
+from ingest.manifest import read_manifest
+from ingest.providers.base import Capabilities, Landed, Target
+from ingest.sniff import ImageType, sniff
+
+
+def test_parse_size_units() -> None:
+    assert parse_size("65536") == 65536
+    assert parse_size("64KiB") == 64 * 1024
+    assert parse_size("16MiB") == 16 * 2**20
+    assert parse_size("1.5MB") == 1_500_000
+    for bad in ("", "12 parsecs", "10"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_size(bad)
+
+
+def test_percentile_nearest_rank() -> None:
+    assert percentile([], 0.5) is None
+    assert percentile([3.0], 0.99) == 3.0
+    samples = [float(i) for i in range(1, 101)]
+    assert percentile(samples, 0.5) in (50.0, 51.0)
+    assert percentile(samples, 0.99) == 99.0
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg", "webp"])
+def test_images_are_sniffable_exact_and_distinct(kind: Any) -> None:
+    first, second = image_bytes(kind, 5000, 1), image_bytes(kind, 5000, 2)
+    assert len(first) == len(second) == 5000
+    assert first != second
+    assert image_bytes(kind, 5000, 1) == first
+    assert sniff(first[:64]) is ImageType[kind.upper()]
+
+
+def test_manifest_cycles_files_under_distinct_ids(tmp_path: Path) -> None:
+    paths = make_images(tmp_path / "img", 3, 128)
+    manifest = write_manifest(paths, tmp_path / "m.jsonl", entries=7)
+    items = list(read_manifest(manifest))
+    assert all(isinstance(item, Item) for item in items)
+    assert len({item.key for item in items if isinstance(item, Item)}) == 7
+    assert {item.path for item in items if isinstance(item, Item)} == set(paths)
+
+
+class _Fake:
+    name = "fake"
+
+    def __init__(self, now: list[float], fail: TransferError | None = None) -> None:
+        self.caps = Capabilities(formats=frozenset(ImageType), max_size=None, url_lifetime_s=10)
+        self.now = now
+        self.fail = fail
+
+    async def acquire(self, source: Source) -> Target:
+        if self.fail is not None:
+            raise self.fail
+        lease = Lease(expires_at=self.now[0] + 10, granted_s=10, source="default")
+        return Target("r1", "http://127.0.0.1/x", "image/png", lease)
+
+    async def transfer(self, source: Source, target: Target) -> Target:
+        return target
+
+    async def finalize(self, batch: Sequence[tuple[Source | None, Target]]) -> list[Landed]:
+        return []
+
+    def landed(self, source: Source, target: Target) -> Landed:
+        return Landed(target.remote_id)
+
+
+@pytest.mark.anyio
+async def test_timed_provider_records_queueing_and_429s() -> None:
+    now = [1000.0]
+    source = Source(Item("k", Path("x.png"), 1), 10, 0, ImageType.PNG)
+    provider = timed(_Fake(now))
+    provider._clock = lambda: now[0]
+    assert provider.name == "fake"
+    target = await provider.acquire(source)
+    now[0] += 4.0  # the target waited 4 s for a PUT slot
+    await provider.transfer(source, target)
+    t = provider.timings
+    assert (t.acquires, t.transfers) == (1, 1)
+    assert list(t.queued_s) == [4.0]
+    assert list(t.granted_s) == [10.0]
+    assert len(t.acquire_s) == len(t.transfer_s) == 1
+
+    throttled = timed(
+        _Fake(
+            now,
+            TransferError(
+                "slow down",
+                action=Action.RETRY,
+                code="x",
+                provider="fake",
+                op="acquire",
+                status=429,
+            ),
+        )
+    )
+    with pytest.raises(TransferError):
+        await throttled.acquire(source)
+    assert throttled.timings.api_429 == 1
+    assert len(throttled.timings.acquire_s) == 1
+
+
+def _report(**over: Any) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "client": {
+            "process_wall_s": 2.0,
+            "cpu_s": 1.0,
+            "loop_busy": 0.4,
+            "cpu_ms_per_file": 0.5,
+        },
+        "emulator": {"cpu_cores": 0.3},
+        "throttling": {"per_1000_files": 0.0},
+        "latency_ms": {"api": {"p50": 2.0}, "put": {"p50": 15.0}},
+    }
+    for section, values in over.items():
+        report[section] = {**(report[section] or {}), **values} if values else None
+    return report
+
+
+def test_verdict_names_each_bottleneck() -> None:
+    assert verdict(_report(), cores=2)[0] == "storage bandwidth"
+    assert verdict(_report(emulator={"cpu_cores": 0.95}), cores=2)[0] == "the emulator itself"
+    assert verdict(_report(throttling={"per_1000_files": 40.0}), cores=2)[0] == (
+        "provider rate limit"
+    )
+    assert verdict(_report(client={"loop_busy": 0.9}), cores=2)[0] == "client CPU"
+    assert verdict(_report(latency_ms={"api": {"p50": 90.0}}), cores=2)[0] == (
+        "provider API latency"
+    )
+    assert verdict(_report(emulator=None), cores=2)[0] == "storage bandwidth"

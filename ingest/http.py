@@ -62,7 +62,7 @@ def api_session(
 ) -> aiohttp.ClientSession:
     """The control-plane session: credentials in its default headers."""
     connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         base_url=base_url,
         headers={"User-Agent": USER_AGENT, **headers},
         connector=connector,
@@ -71,12 +71,13 @@ def api_session(
         ),
         raise_for_status=False,
     )
+    return _no_hidden_retries(session)
 
 
 def storage_session(timeouts: Timeouts, limit: int) -> aiohttp.ClientSession:
     """The data-plane session: no credentials, no cookies, no decompression."""
     connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         headers={"User-Agent": USER_AGENT},
         connector=connector,
         timeout=aiohttp.ClientTimeout(
@@ -86,11 +87,43 @@ def storage_session(timeouts: Timeouts, limit: int) -> aiohttp.ClientSession:
         auto_decompress=False,
         raise_for_status=False,
     )
+    return _no_hidden_retries(session)
+
+
+def _no_hidden_retries(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    """Turn off aiohttp's silent second try of an idempotent request (PUT, GET).
+
+    aiohttp (3.10+) re-sends a PUT once, by itself, when the connection drops
+    before the answer. The scheduler owns retries: each attempt re-checks the
+    URL's lease (a dead URL is re-signed, never retried), backs off, goes
+    through the pacer and is counted. The hidden re-send skipped all of that;
+    the fault suite saw twice as many PUTs at the emulator as the run counted.
+    There is no public switch: this is the attribute aiohttp's own test client
+    sets (`aiohttp.test_utils.TestClient`).
+    """
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+    return session
+
+
+class RedactedCause(Exception):
+    """Stands in for a transport error as the cause of a `TransferError`, secrets masked.
+
+    aiohttp's errors name the request's URL ("Can not write request body for
+    http://…&X-Amz-Signature=…"), so chaining them as they are would print a
+    signed URL in any traceback. The chain shows this instead; the original
+    error stays reachable as `original` (never printed).
+    """
+
+    def __init__(self, exc: BaseException) -> None:
+        kind = type(exc)
+        super().__init__(redact(f"{kind.__module__}.{kind.__qualname__}: {exc}"))
+        self.original = exc
 
 
 @contextlib.asynccontextmanager
 async def map_errors(provider: str, op: str) -> AsyncIterator[None]:
-    """Translate transport failures into a retryable `TransferError`."""
+    """Translate transport failures into a retryable `TransferError` (causes redacted)."""
     try:
         yield
     except TransferError:
@@ -98,7 +131,7 @@ async def map_errors(provider: str, op: str) -> AsyncIterator[None]:
     except TimeoutError as exc:
         raise TransferError(
             "no answer in time", action=Action.RETRY, code="timeout", provider=provider, op=op
-        ) from exc
+        ) from RedactedCause(exc)
     except aiohttp.ClientResponseError as exc:  # raised by aiohttp for e.g. bad redirects
         raise TransferError(
             redact(str(exc.message)),
@@ -107,7 +140,7 @@ async def map_errors(provider: str, op: str) -> AsyncIterator[None]:
             provider=provider,
             op=op,
             status=exc.status,
-        ) from exc
+        ) from RedactedCause(exc)
     except (aiohttp.ClientError, ConnectionError, socket.gaierror) as exc:
         raise TransferError(
             redact(f"{type(exc).__name__}: {exc}"),
@@ -115,7 +148,7 @@ async def map_errors(provider: str, op: str) -> AsyncIterator[None]:
             code="network",
             provider=provider,
             op=op,
-        ) from exc
+        ) from RedactedCause(exc)
 
 
 def triage(status: int) -> Action:
@@ -156,15 +189,21 @@ async def request(
     provider: str,
     op: str,
     json: Any = None,
+    headers: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Response:
-    """One API call, read whole; transport failures become `TransferError`."""
+    """One API call, read whole; transport failures become `TransferError`.
+
+    `headers` are added to the session's (e.g. a per-provider API version).
+    """
     body = orjson.dumps(json) if json is not None else None
-    headers = {"Content-Type": "application/json"} if body is not None else None
+    sent = dict(headers or {})
+    if body is not None:
+        sent["Content-Type"] = "application/json"
     async with map_errors(provider, op):
         sent_at = clock()
         async with session.request(
-            method, path, data=body, headers=headers, allow_redirects=False
+            method, path, data=body, headers=sent or None, allow_redirects=False
         ) as resp:
             data = await resp.read()
             return Response(resp.status, resp.headers, data, sent_at, clock())

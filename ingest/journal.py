@@ -18,6 +18,9 @@ Invariants:
   loses at most one interval, and those items are simply redone.
 - Replay tolerates a torn last line (and cuts it off before appending); damage
   anywhere else is `JournalCorrupt` with its line number, never silently dropped.
+  `repair` (``ingest repair``) rewrites such a journal keeping every intact record.
+- A write that fails (a full disk) makes the journal refuse further records and
+  calls `Journal.on_error`, so the run stops; what was written stays readable.
 - One run at a time: an exclusive lock on `<journal>.lock`.
 - No secrets: adapters never hand URLs or keys to the journal.
 - State per item is the last record for its key; counts are derived from it.
@@ -30,7 +33,8 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import Iterator, Mapping
+import shutil
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,7 +165,12 @@ def replay(path: Path) -> Replay:
     for number, end, line in _lines(path):
         if pending_error is not None:
             # A bad line followed by more lines: damage in the middle.
-            raise JournalCorrupt(pending_error[1], path=str(path), line=pending_error[0])
+            raise JournalCorrupt(
+                f"{pending_error[1]}, with more records after it; run `ingest repair {path}` "
+                "to keep every intact record (the items whose records are lost are redone)",
+                path=str(path),
+                line=pending_error[0],
+            )
         complete = line.endswith(b"\n")
         try:
             rec = orjson.loads(line) if complete else None
@@ -197,6 +206,24 @@ def peek_header(path: Path) -> Header | None:
         return Header.from_record(orjson.loads(first), path)
     except (orjson.JSONDecodeError, JournalCorrupt):
         return None
+
+
+def _io_reason(exc: OSError) -> str:
+    """Why a journal write failed, in words a user can act on."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full (free some space, then run the same command to resume)"
+    if exc.errno == errno.EFBIG:
+        return "the file size limit was reached (raise `ulimit -f`, then resume)"
+    return exc.strerror or str(exc)
+
+
+def _compact_if_possible(path: Path) -> None:
+    """Compact, or leave the journal as it is when there is no room to (it stays valid)."""
+    try:
+        compact(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.with_name(path.name + ".compact").unlink()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -265,6 +292,76 @@ def compact(path: Path) -> int:
     return dropped
 
 
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """What `repair` kept and dropped."""
+
+    kept: int  # records kept, the header not counted
+    dropped: tuple[tuple[int, str], ...]  # (line number, why) of every line left out
+    backup: Path | None  # the original, copied aside before the rewrite (None: not rewritten)
+
+
+def repair(path: Path, *, dry_run: bool = False) -> Repair:
+    """Rewrite a damaged journal keeping every intact record, in order.
+
+    A line is intact when it is one complete JSON object (NUL bytes before it,
+    which some filesystems leave after a power cut, are ignored). The header
+    must be intact: without it the journal's binding is lost, so that is a
+    `JournalCorrupt` error. Items whose records are dropped are simply redone
+    by the next run. The original is copied to ``<journal>.damaged`` (or
+    ``.damaged.N``) first, and the rewrite goes through a temporary file and a
+    rename, so a crash during repair leaves the old or the new journal, whole.
+    Takes the journal's lock: refused while a run uses it.
+    """
+    lock_fd = _lock(path)
+    try:
+        kept: list[bytes] = []
+        dropped: list[tuple[int, str]] = []
+        for number, _end, raw in _lines(path):
+            line = raw.lstrip(b"\x00")
+            complete = line.endswith(b"\n")
+            try:
+                rec = orjson.loads(line) if complete else None
+            except orjson.JSONDecodeError:
+                rec = None
+            if number == 1:
+                try:
+                    Header.from_record(rec, path)
+                except JournalCorrupt:
+                    raise JournalCorrupt(
+                        "the header is damaged, so the run this journal belongs to is unknown "
+                        "and it cannot be repaired; move it aside to start over",
+                        path=str(path),
+                        line=1,
+                    ) from None
+            if isinstance(rec, dict):
+                kept.append(line)
+            elif line.strip(b"\x00\r\n\t "):
+                dropped.append((number, "unreadable record" if complete else "torn record"))
+            else:
+                dropped.append((number, "blank line"))
+        if not kept:
+            raise JournalCorrupt("journal is empty or its header is torn", path=str(path), line=1)
+        if not dropped or dry_run:
+            return Repair(len(kept) - 1, tuple(dropped), None)
+        backup = path.with_name(path.name + ".damaged")
+        n = 0
+        while backup.exists():
+            n += 1
+            backup = path.with_name(f"{path.name}.damaged.{n}")
+        shutil.copyfile(path, backup)
+        tmp = path.with_name(path.name + ".repair")
+        with tmp.open("wb") as out:
+            out.writelines(kept)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path)
+        return Repair(len(kept) - 1, tuple(dropped), backup)
+    finally:
+        os.close(lock_fd)
+
+
 class Journal:
     """An open, locked journal being appended to. Use `Journal.open`."""
 
@@ -278,6 +375,9 @@ class Journal:
         self._dirty = False
         self._closed = False
         self.error: JournalError | None = None
+        # Called (on the event loop's thread) when a write or sync fails, so the
+        # run stops at once instead of at its next record.
+        self.on_error: Callable[[JournalError], None] | None = None
         self.records_written = 0
 
     @classmethod
@@ -291,8 +391,11 @@ class Journal:
         compact_ratio: float = 1.5,
     ) -> tuple[Journal, Replay]:
         """Lock, replay (or create) and open for appending."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = _lock(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock_fd = _lock(path)
+        except OSError as exc:
+            raise JournalError(f"cannot open {path}: {_io_reason(exc)}") from exc
         try:
             if path.exists() and path.stat().st_size > 0:
                 state = replay(path)
@@ -304,17 +407,27 @@ class Journal:
                         os.fsync(fh.fileno())
                 keys = len(state.done) + len(state.pending)
                 if state.records > compact_ratio * keys + 1000:
-                    compact(path)
+                    _compact_if_possible(path)
             else:
                 state = Replay(header=header)
                 tmp = path.with_name(path.name + ".new")
-                with tmp.open("wb") as fh:
-                    fh.write(orjson.dumps(header.to_record()) + b"\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                try:
+                    with tmp.open("wb") as fh:
+                        fh.write(orjson.dumps(header.to_record()) + b"\n")
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+                    raise
                 os.replace(tmp, path)
                 _fsync_dir(path)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:
+            # A full disk (or a file size limit) while creating or repairing the
+            # journal: a clear error before any work, not a traceback.
+            os.close(lock_fd)
+            raise JournalError(f"cannot write {path}: {_io_reason(exc)}") from exc
         except BaseException:
             os.close(lock_fd)
             raise
@@ -349,20 +462,29 @@ class Journal:
                 written = os.write(self._fd, data)
                 data = data[written:]
         except OSError as exc:
-            reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
-            self.error = JournalError(f"cannot write {self.path}: {reason}")
+            # Whatever part of the batch reached the file ends in a torn line,
+            # which replay tolerates; nothing is written after it.
+            self._dirty = True
+            self._failed(JournalError(f"cannot write {self.path}: {_io_reason(exc)}"))
             return
         self._dirty = True
+
+    def _failed(self, error: JournalError) -> None:
+        if self.error is None:
+            self.error = error
+            if self.on_error is not None:
+                self.on_error(error)
 
     def sync(self) -> None:
         """Write what is buffered and fsync (blocking; use at exit)."""
         self._write_pending()
-        if self._dirty and self.error is None:
+        if self._dirty:
+            # Even after a write error: what did reach the file should be durable.
             self._dirty = False
             try:
                 os.fsync(self._fd)
             except OSError as exc:
-                self.error = JournalError(f"cannot sync {self.path}: {exc.strerror}")
+                self._failed(JournalError(f"cannot sync {self.path}: {_io_reason(exc)}"))
 
     async def syncer(self) -> None:
         """Fsync at the configured interval while records arrive (a background task)."""
@@ -372,13 +494,16 @@ class Journal:
             await anyio.sleep(self._sync_interval)
             if self._dirty:
                 self._dirty = False
-                await anyio.to_thread.run_sync(self._fsync_quietly)
+                failure = await anyio.to_thread.run_sync(self._fsync_quietly)
+                if failure is not None:
+                    self._failed(failure)
 
-    def _fsync_quietly(self) -> None:
+    def _fsync_quietly(self) -> JournalError | None:
         try:
             os.fsync(self._fd)
         except OSError as exc:
-            self.error = JournalError(f"cannot sync {self.path}: {exc.strerror}")
+            return JournalError(f"cannot sync {self.path}: {_io_reason(exc)}")
+        return None
 
     def close(self) -> None:
         if self._closed:

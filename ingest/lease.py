@@ -44,6 +44,26 @@ def server_skew(date_header: str | None, local_now: float) -> float:
     return parsed.timestamp() - local_now
 
 
+def _latest_skew(date_header: str | None, sent_at: float) -> float:
+    """The largest skew the `Date` header allows (0 when there is none).
+
+    The server stamped `Date` somewhere between `sent_at` and the answer, and
+    truncated it to the second, so its clock read at most `Date + 1 s` when
+    ours read `sent_at`. Taking that upper bound means a lease never
+    overstates the time left: with equal clocks, the plain difference
+    `Date - received_at` is up to a second (plus the round trip) too small,
+    which pushed a short lease's expiry past the real one and let PUTs start
+    on URLs that storage had already expired.
+    """
+    if not date_header:
+        return 0.0
+    try:
+        parsed = email.utils.parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return 0.0
+    return parsed.timestamp() + 1.0 - sent_at
+
+
 def _parse_amz_date(value: str) -> float | None:
     try:
         return float(calendar.timegm(time.strptime(value, "%Y%m%dT%H%M%SZ")))
@@ -88,9 +108,11 @@ def lease_for(
 
     `sent_at`/`received_at` bracket the API call on the local clock; the
     default lifetime counts from `sent_at` (the earliest the server can have
-    signed), so it never overstates the time left.
+    signed), so it never overstates the time left; for the same reason a
+    server-clock expiry is moved to ours with the largest skew the `Date`
+    header allows (`_latest_skew`).
     """
-    skew = server_skew(date_header, received_at)
+    skew = _latest_skew(date_header, sent_at)
     if expires_at:
         server_expiry = _parse_iso(expires_at)
         if server_expiry is not None:

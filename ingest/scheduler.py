@@ -236,6 +236,9 @@ class Engine:
     async def run(self, entries: Iterator[Item | ManifestError]) -> Outcome:
         s = self.settings
         self._started = time.monotonic()
+        # A journal that cannot be written (a full disk) stops the run at once:
+        # every upload after it would be redone by the next run anyway.
+        self.journal.on_error = lambda err: self._stop(str(err))
         self._record({"s": "run", "t": round(self.clock(), 3), "pid": os.getpid()})
         validated_send, validated_recv = anyio.create_memory_object_stream[Source | _Resume](
             s.put_concurrency
@@ -332,7 +335,14 @@ class Engine:
                     "failed",
                     ManifestError(str(previous.get("e", "")), source=item.key, line=item.line),
                 )
-            if state == "up" and self.provider.caps.finalize:
+            # Bytes landed earlier (journaled `up`, or a finalize that failed for a
+            # transient reason): finalize only, never upload again.
+            finalize_only = state == "up" or (
+                state == "fail"
+                and previous.get("st") == "up"
+                and previous.get("a") != Action.FAIL_ITEM.value
+            )
+            if finalize_only and self.provider.caps.finalize:
                 target = Target(
                     remote_id=str(previous.get("r", "")),
                     url=None,
@@ -399,7 +409,7 @@ class Engine:
         """One provider API call with the pacer, the limiter and retries."""
         policy = self.settings.retry
         for attempt in itertools.count(1):
-            await self.api_pacer.wait()
+            started = await self.api_pacer.wait()
             try:
                 async with self._api_limiter:
                     self.counters.api_calls += 1
@@ -407,7 +417,7 @@ class Engine:
             except TransferError as err:
                 if err.status == 429:
                     self.counters.throttles += 1
-                    self.api_pacer.on_throttle(err.retry_after)
+                    self.api_pacer.on_throttle(err.retry_after, started)
                 if err.action is Action.RETRY and attempt < policy.max_attempts:
                     self.counters.retries += 1
                     await anyio.sleep(policy.delay(attempt, self.rng, err.retry_after))
@@ -493,8 +503,8 @@ class Engine:
                     resigns += 1
                     target = await self._resign(source, resigns)
             attempts += 1
+            started = await self.put_pacer.wait()
             try:
-                await self.put_pacer.wait()
                 self.counters.puts += 1
                 return await self.provider.transfer(source, target)
             except TransferError as err:
@@ -504,7 +514,7 @@ class Engine:
                     continue
                 if err.status == 429:
                     self.counters.throttles += 1
-                    self.put_pacer.on_throttle(err.retry_after)
+                    self.put_pacer.on_throttle(err.retry_after, started)
                 if err.action is Action.RETRY and attempts < policy.max_attempts:
                     self.counters.retries += 1
                     await anyio.sleep(policy.delay(attempts, self.rng, err.retry_after))
@@ -548,11 +558,13 @@ class Engine:
         try:
             results = await self._call_api(lambda: self.provider.finalize(pairs))
         except TransferError as err:
-            for _source, key, line, _target in batch:
-                self._fail(key, line, err)
-            return
-        for (source, key, line, target), landed in zip(batch, results, strict=True):
-            self._done_key(key, line, source, target, landed)
+            results = [err] * len(batch)
+        for (source, key, line, target), outcome in zip(batch, results, strict=True):
+            if isinstance(outcome, TransferError):
+                # Keep what a resume needs to finalize without uploading again.
+                self._fail(key, line, outcome, landed=(target, source))
+            else:
+                self._done_key(key, line, source, target, outcome)
 
     # -- outcomes ------------------------------------------------------------
 
@@ -581,21 +593,36 @@ class Engine:
         if source is not None:
             self.observer.item_done(source, landed)
 
-    def _fail(self, key: str, line: int, err: TransferError) -> None:
+    def _fail(
+        self,
+        key: str,
+        line: int,
+        err: TransferError,
+        *,
+        landed: tuple[Target, Source | None] | None = None,
+    ) -> None:
+        """Record a failed item; `landed` is its target (and source) when only finalize failed."""
         if err.action is Action.STOP:
             self._stop(str(err))
             return
         self.counters.failed += 1
-        self._record(
-            {
-                "s": "fail",
-                "k": key,
-                "l": line,
-                "a": err.action.value,
-                "c": err.code,
-                "e": err.message,
-            }
-        )
+        rec: Record = {
+            "s": "fail",
+            "k": key,
+            "l": line,
+            "a": err.action.value,
+            "c": err.code,
+            "e": err.message,
+        }
+        if landed is not None:
+            target, source = landed
+            rec.update(st="up", r=target.remote_id, x=dict(target.extra))
+            if source is not None:
+                rec.update(z=source.size, m=source.mtime_ns)
+            else:
+                previous = self.replay.pending.get(key, {})
+                rec.update(z=previous.get("z", 0), m=previous.get("m", 0))
+        self._record(rec)
         self.observer.item_failed(key, line, err)
         if err.code == self._streak_code:
             self._streak += 1

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -51,29 +52,37 @@ class SimProcess:
 
 @contextmanager
 def sim_process(*args: str) -> Iterator[SimProcess]:
-    """`ingest sim` with `args`, in its own process, stopped at exit."""
-    proc = subprocess.Popen(
-        [*INGEST, "sim", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline().strip()
-        prefix = "ingest sim listening on "
-        if not first.startswith(prefix):
-            proc.kill()
-            _, err = proc.communicate(timeout=10)
-            raise RuntimeError(f"ingest sim did not start: {first!r} {err}")
-        yield SimProcess(first[len(prefix) :], proc)
-    finally:
-        proc.terminate()
+    """`ingest sim` with `args`, in its own process, stopped at exit.
+
+    Its stderr goes to a temporary file, not a pipe: nobody reads a pipe while
+    the test runs, and once 64 KiB of log (say, aiohttp's tracebacks for
+    clients killed mid-request) fill it, the emulator blocks on the write and
+    every request hangs.
+    """
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [*INGEST, "sim", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
         try:
-            proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+            assert proc.stdout is not None
+            first = proc.stdout.readline().strip()
+            prefix = "ingest sim listening on "
+            if not first.startswith(prefix):
+                proc.kill()
+                proc.communicate(timeout=10)
+                log.seek(0)
+                raise RuntimeError(f"ingest sim did not start: {first!r} {log.read()}")
+            yield SimProcess(first[len(prefix) :], proc)
+        finally:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
 
 
 def ingest_env(**keys: str) -> dict[str, str]:

@@ -97,7 +97,9 @@ class TimedProvider:
         finally:
             t.transfer_s.append(self._perf() - start)
 
-    async def finalize(self, batch: Sequence[tuple[Source | None, Target]]) -> list[Landed]:
+    async def finalize(
+        self, batch: Sequence[tuple[Source | None, Target]]
+    ) -> list[Landed | TransferError]:
         return await self.inner.finalize(batch)
 
     def landed(self, source: Source, target: Target) -> Landed:

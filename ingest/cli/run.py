@@ -251,14 +251,15 @@ async def _main(
         base_url = psettings.base_url
         if args.sim:
             from ingest.sim import FaultPlan, SimSettings, serve
+            from ingest.sim.settings import ScenarioSimSettings
 
-            sim = await stack.enter_async_context(
-                serve(
-                    SimSettings(
-                        url_lifetime_s=args.sim_lifetime, faults=FaultPlan.parse(args.sim_faults)
-                    )
-                )
+            sim_settings = SimSettings(
+                url_lifetime_s=args.sim_lifetime,
+                faults=FaultPlan.parse(args.sim_faults),
+                # A dry run names its own model: the emulator creates it on first use.
+                scenario=ScenarioSimSettings(auto_create_models=True),
             )
+            sim = await stack.enter_async_context(serve(sim_settings))
             base_url = sim.base_url + _sim_base_path(psettings.base_url)
             reporter.note(
                 f"using the built-in emulator at {sim.base_url} (nothing leaves this machine)"

@@ -10,15 +10,26 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingest.sim.settings import (
+        AutoenhanceSimSettings,
+        ModelHunterSimSettings,
+        ScenarioSimSettings,
+    )
 
 DESCRIPTION = """\
-Run the built-in provider emulator: Novita's upload API
-(POST /v3/assets/training_dataset) and an S3-like storage route
+Run the built-in provider emulator: the upload APIs of Novita
+(POST /v3/assets/training_dataset), ModelHunter (POST /api/v1/files/upload-url,
+POST /api/v1/files/ID/complete) and Autoenhance (POST /v3/images/, GET
+/v3/images/ID, GET /v3/orders/ID), Scenario (under /v1: models, their
+training-images, assets and multipart uploads), and an S3-like storage route
 (PUT /s3/BUCKET/KEY) that checks real SigV4 pre-signed URLs, expiry, chunked
 bodies and Content-Length the way S3 does, with optional seeded faults.
 
 Inspect it while it runs: GET /_sim/health, /_sim/objects, /_sim/assets,
-/_sim/stats; change faults with PUT /_sim/faults (body: a plan string).
+/_sim/stats, /_sim/modelhunter/files, /_sim/scenario/models; change faults with PUT /_sim/faults (body: a plan string).
 The first stdout line is "ingest sim listening on http://HOST:PORT".
 Stop it with Ctrl-C or SIGTERM (exit status 0).
 """
@@ -32,6 +43,7 @@ e.g. "seed=7,api.429=0.1,api.retry_after=2,put.reset=0.05,skew=-300"
   api.latency put.latency=S     mean delay added to every request, seconds
   api.retry_after=S|none        Retry-After on injected API 429s (default 1)
   api.rate=R|none               token bucket of R requests/s (burst R) on API routes
+  api.route=TEXT|none           API faults (status, stall, latency) only on paths containing TEXT
   put.429 put.500 put.503=P     chance a storage PUT gets that status (S3 XML)
   put.retry_after=S|none        Retry-After on injected PUT 429/503s (default none)
   put.reset=P                   chance a PUT is cut mid-body with a TCP reset
@@ -91,7 +103,131 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DIR",
         help="keep uploaded bodies under DIR/BUCKET/KEY (default: keep only size and SHA-256)",
     )
+    _add_modelhunter_flags(parser.add_argument_group("ModelHunter"))
+    _add_autoenhance_flags(parser.add_argument_group("Autoenhance"))
+    _add_scenario_flags(parser.add_argument_group("Scenario"))
     parser.set_defaults(func=run)
+
+
+def _add_modelhunter_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--modelhunter-max-mb",
+        type=float,
+        default=100.0,
+        metavar="MB",
+        help="sizeBytes limit of upload-url, MiB; larger → 422 FILE_TOO_LARGE (default: 100)",
+    )
+    group.add_argument(
+        "--modelhunter-unsigned-content-type",
+        action="store_true",
+        help="sign only host in upload URLs (default: content-type is signed too)",
+    )
+    group.add_argument(
+        "--modelhunter-complete-ttl",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="forget files not completed this long after their URL was issued (410); "
+        "default: never",
+    )
+
+
+def _add_autoenhance_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--autoenhance-url-field",
+        choices=("upload_url", "s3PutObjectUrl"),
+        default="upload_url",
+        help="the URL field answered without x-api-version (default: upload_url; "
+        "s3PutObjectUrl as for older accounts)",
+    )
+    group.add_argument(
+        "--autoenhance-rate",
+        type=float,
+        default=300.0,
+        metavar="R",
+        help="requests/s per client IP before 429 (default: 300; 0: no limit)",
+    )
+    group.add_argument(
+        "--autoenhance-name-limit",
+        type=int,
+        default=30,
+        metavar="N",
+        help="images with one exact image_name per hour before 429 (default: 30; 0: no limit)",
+    )
+    group.add_argument(
+        "--autoenhance-daily-limit",
+        type=int,
+        metavar="N",
+        help="images per key per day before new ones are created in the error state "
+        "(default: no limit)",
+    )
+
+
+def _add_scenario_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--scenario-model",
+        action="append",
+        dest="scenario_models",
+        metavar="MODEL_ID",
+        help="a Scenario model that exists from the start (repeatable)",
+    )
+    group.add_argument(
+        "--scenario-auto-create",
+        action="store_true",
+        help="create any Scenario model a request names (default: unknown ids are 404)",
+    )
+    group.add_argument(
+        "--scenario-batch-response",
+        choices=("single", "list"),
+        default="single",
+        help="answer to an assetIds attach: one trainingImage (default, as documented) "
+        "or a trainingImages list",
+    )
+    group.add_argument(
+        "--scenario-image-limit",
+        type=int,
+        metavar="N",
+        help="training images per model before the dataset-ceiling 429 (default: no limit)",
+    )
+    group.add_argument(
+        "--scenario-pending-polls",
+        type=int,
+        default=0,
+        metavar="N",
+        help="GET /v1/uploads/ID answers 'validating' N times before 'imported' (default: 0)",
+    )
+
+
+def _scenario_settings(args: argparse.Namespace) -> ScenarioSimSettings:
+    from ingest.sim.settings import ScenarioSimSettings
+
+    return ScenarioSimSettings(
+        models=frozenset(args.scenario_models or ()),
+        auto_create_models=args.scenario_auto_create,
+        batch_response=args.scenario_batch_response,
+        training_image_limit=args.scenario_image_limit,
+        pending_polls=args.scenario_pending_polls,
+    )
+
+
+def _modelhunter_settings(args: argparse.Namespace) -> ModelHunterSimSettings:
+    from ingest.sim.settings import ModelHunterSimSettings
+
+    return ModelHunterSimSettings(
+        sign_content_type=not args.modelhunter_unsigned_content_type,
+        max_size_bytes=int(args.modelhunter_max_mb * 1024 * 1024),
+        complete_ttl_s=args.modelhunter_complete_ttl,
+    )
+
+
+def _autoenhance_settings(args: argparse.Namespace) -> AutoenhanceSimSettings:
+    from ingest.sim.settings import AutoenhanceSimSettings
+
+    return AutoenhanceSimSettings(
+        url_field=args.autoenhance_url_field,
+        rate=args.autoenhance_rate or None,
+        same_name_limit=args.autoenhance_name_limit or None,
+        daily_limit=args.autoenhance_daily_limit,
+    )
 
 
 def _port(text: str) -> int:
@@ -140,6 +276,9 @@ def run(args: argparse.Namespace) -> int:
             assets_id_as_string=args.assets_id_string,
             faults=FaultPlan.parse(args.faults),
             store_dir=args.store_dir,
+            modelhunter=_modelhunter_settings(args),
+            autoenhance=_autoenhance_settings(args),
+            scenario=_scenario_settings(args),
         )
     except ValueError as exc:
         print(f"ingest sim: {exc}", file=sys.stderr)
@@ -151,7 +290,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"ingest sim listening on {sim.base_url}", flush=True)
                 keys = "any non-empty key" if settings.api_keys is None else "--key values"
                 print(
-                    f"ingest sim: providers: novita; URL lifetime {settings.url_lifetime_s:g} s; "
+                    f"ingest sim: providers: {', '.join(sim.providers)}; "
+                    f"URL lifetime {settings.url_lifetime_s:g} s; "
                     f"API keys: {keys}; faults: {settings.faults}; stop with Ctrl-C",
                     file=sys.stderr,
                     flush=True,

@@ -12,7 +12,10 @@ from typing import Any
 from ingest.errors import ConfigError
 
 _MODULES: dict[str, tuple[str, str]] = {
+    "autoenhance": ("ingest.providers.autoenhance", "AutoenhanceProvider"),
+    "modelhunter": ("ingest.providers.modelhunter", "ModelHunterProvider"),
     "novita": ("ingest.providers.novita", "NovitaProvider"),
+    "scenario": ("ingest.providers.scenario", "ScenarioProvider"),
 }
 
 PROVIDER_NAMES: tuple[str, ...] = tuple(sorted(_MODULES))

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from ingest.errors import TransferError
 from ingest.item import Source
 from ingest.lease import Lease
 from ingest.sniff import ImageType
@@ -80,8 +81,14 @@ class Provider(Protocol):
         """
         ...
 
-    async def finalize(self, batch: Sequence[tuple[Source | None, Target]]) -> list[Landed]:
-        """Complete or attach transferred items, in order. Only if `caps.finalize`.
+    async def finalize(
+        self, batch: Sequence[tuple[Source | None, Target]]
+    ) -> list[Landed | TransferError]:
+        """Complete or attach transferred items: one outcome per item, in order.
+
+        Only if `caps.finalize`. An item-class failure of one item is returned
+        in its place so the others still land; an error that concerns the
+        whole call (RETRY, STOP) is raised.
 
         `Source` is None for an item resumed from the journal whose file was
         not re-read (its transfer already landed).

@@ -139,7 +139,9 @@ class NovitaProvider:
         )
         return target
 
-    async def finalize(self, batch: Sequence[tuple[Source | None, Target]]) -> list[Landed]:
+    async def finalize(
+        self, batch: Sequence[tuple[Source | None, Target]]
+    ) -> list[Landed | TransferError]:
         raise NotImplementedError("novita has no finalize step")
 
     def landed(self, source: Source, target: Target) -> Landed:

@@ -12,12 +12,17 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from ingest.sim import control, novita, storage
+from ingest.sim import autoenhance, control, modelhunter, novita, scenario, storage
 from ingest.sim.context import SimContext
 from ingest.sim.settings import SimSettings
 
 # Provider route modules, each `add_routes(ctx)`; their routes share storage, state and faults.
-PROVIDERS: tuple[Callable[[SimContext], None], ...] = (novita.add_routes,)
+PROVIDERS: tuple[Callable[[SimContext], None], ...] = (
+    novita.add_routes,
+    modelhunter.add_routes,
+    autoenhance.add_routes,
+    scenario.add_routes,
+)
 
 # Largest API request body read into memory (provider JSON bodies are small).
 _CLIENT_MAX_SIZE = 8 * 1024 * 1024

@@ -56,6 +56,9 @@ class SimContext:
         self.injector = FaultInjector(settings.faults)
         self.closing = anyio.Event()
         self.providers: list[str] = []
+        # Buckets whose storage answers in Cloudflare R2's dialect where it differs
+        # from S3's (an expired URL: 403 ExpiredRequest); a provider module adds its own.
+        self.r2_buckets: set[str] = set()
         self._date_cache: tuple[int, str] = (0, "")
 
     # -- clock and faults ---------------------------------------------------
@@ -111,12 +114,14 @@ class SimContext:
         bucket: str,
         object_key: str,
         content_type: str | None = None,
+        keep_body: bool = False,
     ) -> tuple[str, str]:
         """Sign a PUT URL for ``/s3/<bucket>/<object_key>`` and record the asset.
 
         The URL points at the authority the API request came in on, so it works
         whichever name the client used. With `content_type`, the URL signs
-        ``content-type`` too and the PUT must send exactly that value.
+        ``content-type`` too and the PUT must send exactly that value. With
+        `keep_body`, storage keeps the uploaded body in `SimState.bodies`.
         Returns ``(url, host)``.
         """
         host = request.host
@@ -146,6 +151,7 @@ class SimContext:
                 created=now,
                 expires=math.floor(now) + lifetime,
                 content_type=content_type,
+                keep_body=keep_body,
             )
         )
         return url, host
@@ -168,7 +174,7 @@ class SimContext:
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
             injector = self.injector
-            decision = injector.decide_api()
+            decision = injector.decide_api(request.path)
             wait = injector.throttle_api()
             if decision.stall:
                 self.state.count("api_stalls")

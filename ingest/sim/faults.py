@@ -14,6 +14,9 @@ once; the empty string (or ``none``) is the plan with no faults.
     api.latency=S            mean delay added to every API request (seconds)
     api.retry_after=S|none   Retry-After on injected API 429s (default 1; none = no header)
     api.rate=R|none          token bucket, R requests/s with burst R, on API routes
+    api.route=TEXT|none      the api.429/500/503, api.stall and api.latency faults hit only
+                             API requests whose path contains TEXT (e.g. /complete); the
+                             others draw the same numbers but are spared (api.rate: all)
     put.429=P put.500=P put.503=P   chance a storage PUT gets that status (after its body)
     put.reset=P              chance a storage PUT is cut mid-body (TCP reset)
     put.stall=P              chance a storage PUT is held unanswered
@@ -26,7 +29,7 @@ Invariants: probabilities are in [0, 1] and the status/reset probabilities of
 one side sum to at most 1; every request draws the same number of random
 numbers from its side's stream (``api`` or ``put``, each seeded from `seed`),
 so a seed gives the same sequence of decisions whatever the mix of traffic.
-Latency is drawn uniformly from [0.5 S, 1.5 S].
+Latency is drawn uniformly from [0.5 S, 1.5 S]. TEXT may not contain a comma.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-_Kind = Literal["int", "prob", "seconds", "seconds_or_none", "rate_or_none", "signed"]
+_Kind = Literal[
+    "int", "prob", "seconds", "seconds_or_none", "rate_or_none", "signed", "text_or_none"
+]
 
 # name in the grammar -> (field name, kind); the order here is the order of `str()`.
 _ITEMS: dict[str, tuple[str, _Kind]] = {
@@ -51,6 +56,7 @@ _ITEMS: dict[str, tuple[str, _Kind]] = {
     "api.latency": ("api_latency", "seconds"),
     "api.stall": ("api_stall", "prob"),
     "api.rate": ("api_rate", "rate_or_none"),
+    "api.route": ("api_route", "text_or_none"),
     "put.429": ("put_429", "prob"),
     "put.500": ("put_500", "prob"),
     "put.503": ("put_503", "prob"),
@@ -75,6 +81,7 @@ class FaultPlan:
     api_latency: float = 0.0
     api_stall: float = 0.0
     api_rate: float | None = None
+    api_route: str | None = None
     put_429: float = 0.0
     put_500: float = 0.0
     put_503: float = 0.0
@@ -129,14 +136,16 @@ class FaultPlan:
                 parts.append(f"{name}={_format(value)}")
         return ",".join(parts)
 
-    def replace(self, **changes: float | int | None) -> FaultPlan:
+    def replace(self, **changes: float | int | str | None) -> FaultPlan:
         """A copy with some fields changed (validated like any plan)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
 def _convert(item: str, kind: _Kind, value: str) -> object:
-    if kind in ("seconds_or_none", "rate_or_none") and value.lower() == "none":
+    if kind in ("seconds_or_none", "rate_or_none", "text_or_none") and value.lower() == "none":
         return None
+    if kind == "text_or_none":
+        return value
     try:
         return int(value) if kind == "int" else float(value)
     except ValueError:
@@ -144,7 +153,11 @@ def _convert(item: str, kind: _Kind, value: str) -> object:
 
 
 def _check(name: str, kind: _Kind, value: object) -> None:
-    if value is None and kind in ("seconds_or_none", "rate_or_none"):
+    if value is None and kind in ("seconds_or_none", "rate_or_none", "text_or_none"):
+        return
+    if kind == "text_or_none":
+        if not isinstance(value, str) or not value or "," in value:
+            raise ValueError(f"{name} must be non-empty text without commas")
         return
     if kind == "int":
         if not isinstance(value, int) or isinstance(value, bool):
@@ -163,6 +176,8 @@ def _check(name: str, kind: _Kind, value: object) -> None:
 def _format(value: object) -> str:
     if value is None:
         return "none"
+    if isinstance(value, str):
+        return value
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return repr(value)
@@ -222,16 +237,19 @@ class FaultInjector:
         wait = self._bucket.take(self._monotonic())
         return wait if wait > 0.0 else None
 
-    def decide_api(self) -> Decision:
-        """The injected fate of one API request."""
+    def decide_api(self, path: str | None = None) -> Decision:
+        """The injected fate of one API request (to `path`, for ``api.route``)."""
         p = self.plan
-        return _decide(
+        decision = _decide(
             self._api_rng,
             p.api_latency,
             p.api_stall,
             ((429, p.api_429), (500, p.api_500), (503, p.api_503)),
             0.0,
         )
+        if p.api_route is not None and path is not None and p.api_route not in path:
+            return Decision()
+        return decision
 
     def decide_put(self) -> Decision:
         """The injected fate of one storage PUT."""

@@ -51,6 +51,11 @@ class SimServer:
     def faults(self) -> FaultPlan:
         return self._ctx.faults
 
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The providers whose API routes this emulator serves."""
+        return tuple(self._ctx.providers)
+
     def set_faults(self, plan: FaultPlan | str) -> None:
         """Replace the fault plan now; a string is parsed with `FaultPlan.parse`."""
         self._ctx.set_faults(FaultPlan.parse(plan) if isinstance(plan, str) else plan)

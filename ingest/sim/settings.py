@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from ingest.sim.faults import FaultPlan
 
@@ -20,6 +21,100 @@ class StorageCredentials:
     access_key: str = "AKIAINGESTSIMULATOR1"
     secret: str = "ingestSIMsecretKEYnotAsecret/0000000000"
     region: str = "ap-southeast-1"
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioSimSettings:
+    """How the emulated Scenario API behaves (see `ingest.sim.scenario`).
+
+    `models` exist from the start; with `auto_create_models` a route naming an
+    unknown model id creates it (for ``ingest run --sim``). `batch_response`
+    is the answer to an ``assetIds`` attach: one ``trainingImage`` (what the
+    docs show) or a ``trainingImages`` list. `training_image_limit` is the
+    per-model dataset ceiling (a 429 naming ``add-training-image``).
+    `pending_polls` is how many ``GET /uploads/{id}`` answers say
+    ``validating`` before ``imported``. Every multipart part but the last
+    must be at least `min_part_size` bytes.
+    """
+
+    models: frozenset[str] = frozenset()
+    auto_create_models: bool = False
+    batch_response: Literal["single", "list"] = "single"
+    training_image_limit: int | None = None
+    pending_polls: int = 0
+    min_part_size: int = 5 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.batch_response not in ("single", "list"):
+            raise ValueError(f"batch_response must be single or list, got {self.batch_response!r}")
+        if self.training_image_limit is not None and self.training_image_limit < 0:
+            raise ValueError(f"training_image_limit must be >= 0, got {self.training_image_limit}")
+        if self.pending_polls < 0:
+            raise ValueError(f"pending_polls must be >= 0, got {self.pending_polls}")
+        if self.min_part_size < 1:
+            raise ValueError(f"min_part_size must be >= 1, got {self.min_part_size}")
+        if not all(self.models):
+            raise ValueError("models must not contain an empty id")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelHunterSimSettings:
+    """How the emulated ModelHunter API behaves where its docs are silent (see `ingest.sim.modelhunter`).
+
+    `sign_content_type`: upload URLs sign ``content-type`` (undocumented; on,
+    the strict choice). `max_size_bytes`: the ``sizeBytes`` limit of upload-url
+    (the docs say 100 MB there, 50 MB for images elsewhere). `complete_ttl_s`:
+    a file not completed this long after its URL was issued is forgotten (410
+    ``UPLOAD_EXPIRED``); None, the default, never forgets (the docs give the
+    URL 15 minutes and say nothing about the file id).
+    """
+
+    sign_content_type: bool = True
+    max_size_bytes: int = 100 * 1024 * 1024
+    complete_ttl_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_size_bytes < 1:
+            raise ValueError(f"max_size_bytes must be >= 1, got {self.max_size_bytes}")
+        if self.complete_ttl_s is not None and self.complete_ttl_s <= 0:
+            raise ValueError(f"complete_ttl_s must be > 0, got {self.complete_ttl_s}")
+
+
+@dataclass(frozen=True, slots=True)
+class AutoenhanceSimSettings:
+    """How the emulated Autoenhance API behaves (see `ingest.sim.autoenhance`).
+
+    `url_field` is what the account's default API version returns
+    (``upload_url``, or ``s3PutObjectUrl`` for older accounts); an
+    ``x-api-version`` header on or after `upload_url_since` gets
+    ``upload_url``, an earlier one ``s3PutObjectUrl`` (which version switched
+    is undocumented). `rate`: requests/s per client IP (None: no limit).
+    `same_name_limit`: images with one exact ``image_name`` per
+    `same_name_window_s` (None: no limit). `daily_limit`: images per key per
+    day before new ones are created in the ``error`` state (None: no limit;
+    the docs' default for new accounts is 500).
+    """
+
+    url_field: Literal["upload_url", "s3PutObjectUrl"] = "upload_url"
+    upload_url_since: str = "2024-10-01"
+    rate: float | None = 300.0
+    same_name_limit: int | None = 30
+    same_name_window_s: float = 3600.0
+    daily_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.url_field not in ("upload_url", "s3PutObjectUrl"):
+            raise ValueError(
+                f"url_field must be upload_url or s3PutObjectUrl, got {self.url_field!r}"
+            )
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError(f"rate must be > 0, got {self.rate}")
+        if self.same_name_limit is not None and self.same_name_limit < 1:
+            raise ValueError(f"same_name_limit must be >= 1, got {self.same_name_limit}")
+        if self.same_name_window_s <= 0:
+            raise ValueError(f"same_name_window_s must be > 0, got {self.same_name_window_s}")
+        if self.daily_limit is not None and self.daily_limit < 0:
+            raise ValueError(f"daily_limit must be >= 0, got {self.daily_limit}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +136,9 @@ class SimSettings:
     store_dir: Path | None = None
     stall_cap_s: float = 300.0
     credentials: StorageCredentials = field(default_factory=StorageCredentials)
+    scenario: ScenarioSimSettings = field(default_factory=ScenarioSimSettings)
+    modelhunter: ModelHunterSimSettings = field(default_factory=ModelHunterSimSettings)
+    autoenhance: AutoenhanceSimSettings = field(default_factory=AutoenhanceSimSettings)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -2,9 +2,11 @@
 
 Owns the emulator's memory of the world, for tests and benchmarks to inspect
 (in process through `SimState`, out of process through ``/_sim/objects`` and
-``/_sim/stats``). Uploaded bytes are never kept here: storage hashes them as
+``/_sim/stats``). Uploaded bytes are not kept here: storage hashes them as
 they stream and keeps size and SHA-256 only (or writes them to `store_dir`
-when one is configured).
+when one is configured); the one exception is an asset issued with
+`keep_body` (a multipart part), whose body waits in `bodies` until the
+provider route that assembles the parts takes it.
 
 Invariants: an object exists only for a key that was issued, and only after a
 PUT whose whole body arrived and was answered 200; `puts` counts those PUTs,
@@ -36,6 +38,7 @@ class IssuedAsset:
     created: float  # emulator clock (possibly skewed), epoch seconds
     expires: float  # created + lifetime
     content_type: str | None  # the Content-Type the URL signs, or None if unsigned
+    keep_body: bool = False  # storage keeps the body in `SimState.bodies` (multipart parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,7 @@ class SimState:
         self.assets: dict[str, IssuedAsset] = {}  # remote id -> asset
         self.assets_by_key: dict[str, IssuedAsset] = {}  # key -> asset
         self.objects: dict[str, StoredObject] = {}  # key -> object
+        self.bodies: dict[str, bytes] = {}  # key -> body, for assets issued with keep_body
         self.api_requests: Counter[tuple[str, int]] = Counter()
         self.storage_puts: Counter[int] = Counter()
         self.storage_headers: Counter[str] = Counter()
@@ -118,9 +122,19 @@ class SimState:
         self.assets_by_key[asset.key] = asset
         self._notify()
 
-    def store(self, key: str, *, size: int, sha256: str, content_type: str | None) -> StoredObject:
-        """Record a completed PUT of an issued key and return the object."""
+    def store(
+        self,
+        key: str,
+        *,
+        size: int,
+        sha256: str,
+        content_type: str | None,
+        body: bytes | None = None,
+    ) -> StoredObject:
+        """Record a completed PUT of an issued key and return the object (and `body`, if given)."""
         asset = self.assets_by_key[key]
+        if body is not None:
+            self.bodies[key] = body
         previous = self.objects.get(key)
         obj = StoredObject(
             key=key,

@@ -11,7 +11,8 @@ Admission, at request start and before any body byte is read (also from the
 2. malformed ``X-Amz-*`` parameters → 400 AuthorizationQueryParametersError;
    unknown access key → 403 InvalidAccessKeyId;
 3. signature over the raw request target (`ingest.sim.sigv4`) → 403 SignatureDoesNotMatch;
-4. expiry: emulator clock > X-Amz-Date + X-Amz-Expires → 403 AccessDenied "Request has expired";
+4. expiry: emulator clock > X-Amz-Date + X-Amz-Expires → 403 AccessDenied "Request has expired"
+   (R2's 403 ExpiredRequest for a bucket in `SimContext.r2_buckets`);
 5. a key that was never issued → 403 AccessDenied;
 6. ``Transfer-Encoding: chunked`` → 501 NotImplemented;
 7. no ``Content-Length`` → 411 MissingContentLength.
@@ -128,7 +129,8 @@ def add_routes(ctx: SimContext) -> None:
 
         key = f"{request.match_info['bucket']}/{request.match_info['key']}"
         expected = request.content_length or 0
-        keep: list[bytes] | None = [] if ctx.settings.store_dir is not None else None
+        keep_body = state.assets_by_key[key].keep_body
+        keep: list[bytes] | None = [] if ctx.settings.store_dir is not None or keep_body else None
         digest = hashlib.sha256()
         size = 0
         content = request.content
@@ -161,7 +163,11 @@ def add_routes(ctx: SimContext) -> None:
             if keep is not None and ctx.settings.store_dir is not None:
                 await _write(ctx.settings.store_dir / key, keep)
             state.store(
-                key, size=size, sha256=sha256, content_type=request.headers.get("Content-Type")
+                key,
+                size=size,
+                sha256=sha256,
+                content_type=request.headers.get("Content-Type"),
+                body=b"".join(keep) if keep is not None and keep_body else None,
             )
             response = web.Response(headers={"ETag": f'"{sha256[:32]}"'})
         response.headers["Date"] = ctx.http_date()
@@ -229,6 +235,10 @@ def _check(ctx: SimContext, request: web.Request, names: set[str]) -> web.Respon
     expires_at = auth.amz_date.timestamp() + auth.expires
     if now > expires_at:
         ctx.state.count("expired")
+        if request.match_info["bucket"] in ctx.r2_buckets:
+            return s3_error(
+                403, "ExpiredRequest", "Presigned URL or request signature has expired."
+            )
         return s3_error(
             403,
             "AccessDenied",

@@ -25,6 +25,9 @@ from ingest.providers import PROVIDER_NAMES, provider_class
 from ingest.providers.base import Provider
 from ingest.providers.context import Context
 from ingest.sim import SimServer, SimSettings, serve
+from ingest.sim.modelhunter import completed_by_sha
+from ingest.sim.scenario_world import attached_by_sha
+from ingest.sim.settings import ScenarioSimSettings
 from ingest.sniff import ImageType
 from tests.images import image_bytes
 
@@ -58,12 +61,33 @@ class Harness:
 
 HARNESSES: dict[str, Harness] = {
     "novita": Harness("novita"),
+    # A ModelHunter file counts once it is completed, not when its bytes land.
+    "modelhunter": Harness("modelhunter", landed=completed_by_sha),
+    "autoenhance": Harness("autoenhance"),
+    "scenario": Harness(
+        "scenario",
+        secrets={"api_key_env": KEY, "api_secret_env": SECRET},
+        settings={"model_id": "model_contract"},
+        sim={"scenario": ScenarioSimSettings(models=frozenset({"model_contract"}))},
+        base_path="/v1",
+        landed=attached_by_sha,
+        rejected_type=ImageType.BMP,
+    ),
+    "scenario-inline": Harness(
+        "scenario",
+        secrets={"api_key_env": KEY, "api_secret_env": SECRET},
+        settings={"model_id": "model_contract", "mode": "inline"},
+        sim={"scenario": ScenarioSimSettings(models=frozenset({"model_contract"}))},
+        base_path="/v1",
+        landed=attached_by_sha,
+        rejected_type=ImageType.BMP,
+    ),
 }
 
 
 def available() -> list[str]:
-    """Providers with both an adapter and a harness."""
-    return [name for name in PROVIDER_NAMES if name in HARNESSES]
+    """Harnesses whose provider has an adapter (a provider may have several modes)."""
+    return [key for key, harness in HARNESSES.items() if harness.name in PROVIDER_NAMES]
 
 
 @contextlib.asynccontextmanager

@@ -48,8 +48,10 @@ async def land(provider: Provider, source: Source) -> Landed:
     target = await provider.acquire(source)
     target = await provider.transfer(source, target)
     if provider.caps.finalize:
-        [landed] = await provider.finalize([(source, target)])
-        return landed
+        [outcome] = await provider.finalize([(source, target)])
+        if isinstance(outcome, TransferError):
+            raise outcome
+        return outcome
     return provider.landed(source, target)
 
 
@@ -61,12 +63,12 @@ async def test_steps_are_safe_to_repeat(harness: Harness, tmp_path: Path) -> Non
     async with emulator(harness) as sim, adapter(harness, sim) as provider:
         first = await provider.acquire(source)
         second = await provider.acquire(source)  # a re-sign: a fresh target, no error
-        assert second.remote_id
         target = await provider.transfer(source, second)
         target = await provider.transfer(source, target)  # the same transfer again
         if provider.caps.finalize:
             [one] = await provider.finalize([(source, target)])
             [two] = await provider.finalize([(source, target)])
+            assert isinstance(one, Landed) and isinstance(two, Landed)
             assert one.remote_id == two.remote_id
         landed = harness.landed(sim)
         assert landed[sha(source)] == 1, "repeating steps committed the bytes more than once"
@@ -210,7 +212,9 @@ class CrashAfter:
         self._maybe_crash("transfer", source.item.key)
         return target
 
-    async def finalize(self, batch: list[tuple[Source | None, Target]]) -> list[Landed]:
+    async def finalize(
+        self, batch: list[tuple[Source | None, Target]]
+    ) -> list[Landed | TransferError]:
         landed = await self.inner.finalize(batch)
         self._maybe_crash("finalize", batch[0][1].remote_id)
         return landed
@@ -244,7 +248,9 @@ class ExpireOnce:
                 self.sim.set_faults(FaultPlan())  # type: ignore[attr-defined]
         return await self.inner.transfer(source, target)
 
-    async def finalize(self, batch: list[tuple[Source | None, Target]]) -> list[Landed]:
+    async def finalize(
+        self, batch: list[tuple[Source | None, Target]]
+    ) -> list[Landed | TransferError]:
         return await self.inner.finalize(batch)
 
     def landed(self, source: Source, target: Target) -> Landed:

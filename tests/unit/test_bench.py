@@ -74,7 +74,9 @@ class _Fake:
     async def transfer(self, source: Source, target: Target) -> Target:
         return target
 
-    async def finalize(self, batch: Sequence[tuple[Source | None, Target]]) -> list[Landed]:
+    async def finalize(
+        self, batch: Sequence[tuple[Source | None, Target]]
+    ) -> list[Landed | TransferError]:
         return []
 
     def landed(self, source: Source, target: Target) -> Landed:

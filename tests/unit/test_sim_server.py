@@ -22,7 +22,9 @@ async def test_health_and_empty_records() -> None:
         assert yarl.URL(sim.base_url).port not in (None, 0)
         async with http.get(f"{sim.base_url}/_sim/health") as resp:
             assert resp.status == 200
-            assert await resp.json() == {"ok": True, "providers": ["novita"], "faults": "seed=0"}
+            body = await resp.json()
+            assert body == {"ok": True, "providers": list(sim.providers), "faults": "seed=0"}
+            assert {"novita", "modelhunter", "autoenhance"} <= set(body["providers"])
         async with http.get(f"{sim.base_url}/_sim/objects") as resp:
             assert await resp.json() == {"objects": []}
 

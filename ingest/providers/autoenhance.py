@@ -1,0 +1,240 @@
+"""Autoenhance.ai: create an image, then PUT its bytes (providers.md §4).
+
+    acquire   POST /v3/images/ {image_name, content_type, order_id}
+              → {image_id, order_id, upload_url | s3PutObjectUrl, status, ...}
+    transfer  PUT the URL with Content-Type equal to the declared content_type
+
+There is no finalize step: enhancement starts when the bytes land. Every
+image of a run goes into one order: `run_params` binds ``order_id`` in the
+journal header (the configured one, else the one an earlier run of this
+journal recorded, else a new uuid4), so a resume keeps adding to it. Newer API
+versions answer ``upload_url``, older accounts ``s3PutObjectUrl``: both are
+read. ``api_version`` in the settings is sent as ``x-api-version``. The URL's
+lifetime is undocumented: the lease comes from its ``X-Amz-*`` query.
+
+Errors (bodies ``{message, detail}``), by status:
+
+    STOP       401 (missing or bad key), 402, 403
+    FAIL_ITEM  422 (``detail: {location: {field: [msgs]}}``, flattened into the
+               message); a 429 of the identical-file-name rule (30 per hour:
+               retrying within the hour cannot succeed); a create answered with
+               ``status: "error"`` (e.g. the daily enhancement limit: the image
+               exists but will never be processed); other 4xx
+    RETRY      other 429s (300 requests/s: "resolves instantly"), 408, 5xx
+
+Telling the two 429s apart: Autoenhance documents no body for them. The
+emulator's name-rule 429 carries ``detail: {"rule": "same_file_name", ...}``,
+which is matched by structure; failing that, a message or string detail that
+says "same", "duplicate" or "identical" together with "name" is taken to be
+the name rule (the stable words of the documented rule, "30 duplicate file
+names per hour"). A rate-limit 429 never mentions names.
+
+A re-sign creates another image in the order (the API has no way to re-issue
+a URL), and counts against the name rule like any create.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from ingest.config import ProviderSettings
+from ingest.errors import Action, TransferError
+from ingest.http import Response, http_error, request
+from ingest.item import Source
+from ingest.lease import lease_for
+from ingest.providers.base import Capabilities, Landed, Target
+from ingest.providers.context import Context
+from ingest.sniff import ImageType
+from ingest.storage import put_file
+
+SAME_NAME_LIMIT = 30  # identical file names per hour
+SAME_NAME_RULE = "same_file_name"
+FALLBACK_LIFETIME_S = 3600.0  # only when a URL carries no expiry (boto3's default)
+_URL_FIELDS = ("upload_url", "s3PutObjectUrl")
+_NAME_RULE_WORDS = re.compile(r"(?is)\b(?:same|duplicate|identical)\b.*\bnames?\b")
+
+
+def _flatten(detail: Any) -> str:
+    """``{location: {field: [msgs]}}`` as ``location.field: msg; ...``."""
+    if not isinstance(detail, dict):
+        return str(detail) if detail else ""
+    parts = []
+    for location, fields in detail.items():
+        if not isinstance(fields, dict):
+            parts.append(f"{location}: {fields}")
+            continue
+        for name, messages in fields.items():
+            text = "; ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
+            parts.append(f"{location}.{name}: {text}")
+    return "; ".join(parts)
+
+
+def is_same_name_429(payload: Any) -> bool:
+    """Whether a 429 body is the identical-file-name rule rather than the request rate."""
+    if not isinstance(payload, dict):
+        return False
+    detail = payload.get("detail")
+    if isinstance(detail, dict) and detail.get("rule") == SAME_NAME_RULE:
+        return True
+    text = f"{payload.get('message') or ''} {detail if isinstance(detail, str) else ''}"
+    return _NAME_RULE_WORDS.search(text) is not None
+
+
+class AutoenhanceProvider:
+    """Adapter for Autoenhance's v3 image creation and upload."""
+
+    name: ClassVar[str] = "autoenhance"
+    key_envs: ClassVar[tuple[str, ...]] = ("api_key_env",)
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self.caps = self.capabilities(ctx.settings)
+        self._headers = (
+            {"x-api-version": ctx.settings.api_version} if ctx.settings.api_version else {}
+        )
+
+    @staticmethod
+    def capabilities(settings: ProviderSettings) -> Capabilities:
+        # Formats: the emulator's choice for a real-estate photo service (inferred;
+        # providers.md documents none); the API itself answers 422 for others.
+        return Capabilities(
+            formats=frozenset(
+                {ImageType.JPEG, ImageType.PNG, ImageType.WEBP, ImageType.HEIC, ImageType.TIFF}
+            ),
+            max_size=settings.max_size,
+            url_lifetime_s=settings.url_lifetime_s or FALLBACK_LIFETIME_S,
+            same_name_limit=SAME_NAME_LIMIT,
+        )
+
+    @staticmethod
+    def auth_headers(secrets: Mapping[str, str]) -> dict[str, str]:
+        return {"x-api-key": secrets["api_key_env"]}
+
+    @staticmethod
+    def run_params(settings: ProviderSettings, previous: Mapping[str, str]) -> dict[str, str]:
+        return {"order_id": settings.order_id or previous.get("order_id") or str(uuid.uuid4())}
+
+    @staticmethod
+    def export_document(rows: Sequence[Mapping[str, Any]], params: Mapping[str, str]) -> Any:
+        """The run's order and its image ids (``{"orders": [...]}`` if rows span orders)."""
+        orders: dict[str, list[str]] = {}
+        for row in rows:
+            order = str(row.get("order_id") or params.get("order_id") or "")
+            orders.setdefault(order, []).append(str(row["remote_id"]))
+        if len(orders) <= 1:
+            order, ids = next(iter(orders.items()), (params.get("order_id", ""), []))
+            return {"order_id": order, "image_ids": ids}
+        return {"orders": [{"order_id": o, "image_ids": ids} for o, ids in orders.items()]}
+
+    # -- errors ----------------------------------------------------------------
+
+    def _error(self, response: Response, op: str) -> TransferError:
+        payload = response.json()
+        status = response.status
+        code = f"http_{status}"
+        message = response.body[:200].decode("utf-8", "replace").strip() or f"HTTP {status}"
+        if isinstance(payload, dict):
+            head = str(payload.get("message") or "").strip()
+            detail = _flatten(payload.get("detail"))
+            message = ": ".join(part for part in (head, detail) if part) or message
+        action: Action | None = None
+        if status == 422:
+            code = "validation_error"
+        elif status == 429 and is_same_name_429(payload):
+            code, action = "same_name_limit", Action.FAIL_ITEM
+            message = (
+                f"{message} (Autoenhance accepts at most {SAME_NAME_LIMIT} images with one "
+                "file name per hour: give the item another name, or retry it after the hour "
+                "with --retry-failed)"
+            )
+        elif status == 429:
+            code = "rate_limited"
+        elif status == 401:
+            code = "unauthorized"
+        return http_error(
+            response, provider=self.name, op=op, code=code, message=message, action=action
+        )
+
+    # -- steps -------------------------------------------------------------------
+
+    async def acquire(self, source: Source) -> Target:
+        body = {"image_name": source.item.display_name, "content_type": source.content_type}
+        order_id = self._ctx.params.get("order_id")
+        if order_id:
+            body["order_id"] = order_id
+        response = await request(
+            self._ctx.api,
+            "POST",
+            "v3/images/",
+            provider=self.name,
+            op="acquire",
+            json=body,
+            headers=self._headers,
+            clock=self._ctx.clock,
+        )
+        if response.status not in (200, 201):
+            raise self._error(response, "acquire")
+        payload: Any = response.json()
+        if not isinstance(payload, dict):
+            payload = {}
+        image_id = payload.get("image_id")
+        url = next((payload[f] for f in _URL_FIELDS if isinstance(payload.get(f), str)), None)
+        if not isinstance(image_id, str) or not image_id or url is None:
+            raise TransferError(
+                "answer lacks image_id or upload_url/s3PutObjectUrl",
+                action=Action.RETRY,
+                code="bad_response",
+                provider=self.name,
+                op="acquire",
+                status=response.status,
+            )
+        if payload.get("status") == "error":
+            raise TransferError(
+                f"image {image_id} was created in the error state: "
+                f"{payload.get('status_reason') or 'no reason given'}",
+                action=Action.FAIL_ITEM,
+                code="image_error",
+                provider=self.name,
+                op="acquire",
+                status=response.status,
+            )
+        lease = lease_for(
+            url=url,
+            expires_at=None,
+            date_header=response.headers.get("Date"),
+            sent_at=response.sent_at,
+            received_at=response.received_at,
+            default_lifetime=self.caps.url_lifetime_s,
+        )
+        order = str(payload.get("order_id") or order_id or "")
+        return Target(
+            remote_id=image_id,
+            url=url,
+            content_type=source.content_type,
+            lease=lease,
+            extra={"order_id": order} if order else {},
+        )
+
+    async def transfer(self, source: Source, target: Target) -> Target:
+        assert target.url is not None
+        await put_file(
+            self._ctx.storage,
+            target.url,
+            source.item.path,
+            source.size,
+            target.content_type,
+            provider=self.name,
+            allow_insecure_http=self._ctx.allow_insecure_http,
+        )
+        return target
+
+    async def finalize(
+        self, batch: Sequence[tuple[Source | None, Target]]
+    ) -> list[Landed | TransferError]:
+        raise NotImplementedError("autoenhance has no finalize step")
+
+    def landed(self, source: Source, target: Target) -> Landed:
+        return Landed(remote_id=target.remote_id, extra=dict(target.extra))

@@ -1,0 +1,218 @@
+"""ModelHunter: upload-url, PUT to R2, then complete → CDN url (providers.md §3).
+
+    acquire   POST /api/v1/files/upload-url {filename, contentType, sizeBytes}
+              → {success, data: {upload_url, file_id, expires_at}}
+    transfer  PUT upload_url with exactly the declared Content-Type (it may be signed)
+    finalize  POST /api/v1/files/{file_id}/complete → {success, data: {id, url, ...}}
+
+The lease comes from ``expires_at`` (ISO-8601, "valid for 15 minutes"); the
+CDN ``url`` of the complete answer is what `Landed.url` journals and exports.
+Complete is idempotent at the server, so a complete whose answer was lost is
+simply sent again.
+
+Errors arrive as ``{"success": false, "error": {"code", "message",
+"details"?}}`` and are classified by code first, then by status:
+
+    STOP       AUTH_* (401), FORBIDDEN / KEY_* (403), INSUFFICIENT_BALANCE (402)
+    FAIL_ITEM  VALIDATION_ERROR, INVALID_PARAMETER, MISSING_PARAMETER (400),
+               FILE_TOO_LARGE (422); on complete: NOT_FOUND (404, unknown or
+               forgotten file id), UPLOAD_NOT_FOUND (409, no bytes landed),
+               UPLOAD_EXPIRED (410, not completed in time)
+    RETRY      429 and 5xx (502 is ModelHunter's "provider error"), 408
+    other      `ingest.http.triage` (other 4xx fail the item)
+
+A complete that cannot succeed for this file id fails the item rather than
+asking for a new URL: the engine re-signs only before a transfer, so a new
+upload has to come from ``--retry-failed``, and the message says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from ingest.config import ProviderSettings
+from ingest.errors import Action, TransferError
+from ingest.http import Response, http_error, request
+from ingest.item import Source
+from ingest.lease import lease_for
+from ingest.providers.base import Capabilities, Landed, Target
+from ingest.providers.context import Context
+from ingest.sniff import ImageType
+from ingest.storage import put_file
+
+DOCUMENTED_LIFETIME_S = 900.0  # "valid for 15 minutes"
+
+_STOP_CODES = frozenset(
+    {
+        "AUTH_REQUIRED",
+        "AUTH_INVALID_TOKEN",
+        "AUTH_TOKEN_EXPIRED",
+        "FORBIDDEN",
+        "KEY_PERMISSION_DENIED",
+        "KEY_EXPIRED",
+        "KEY_REVOKED",
+        "INSUFFICIENT_BALANCE",
+    }
+)
+_ITEM_CODES = frozenset(
+    {"VALIDATION_ERROR", "INVALID_PARAMETER", "MISSING_PARAMETER", "FILE_TOO_LARGE"}
+)
+# Complete answers that mean this file id will never complete: upload it anew.
+_GONE_CODES = frozenset({"NOT_FOUND", "UPLOAD_NOT_FOUND", "UPLOAD_EXPIRED"})
+
+
+class ModelHunterProvider:
+    """Adapter for ModelHunter's file uploads."""
+
+    name: ClassVar[str] = "modelhunter"
+    key_envs: ClassVar[tuple[str, ...]] = ("api_key_env",)
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self.caps = self.capabilities(ctx.settings)
+
+    @staticmethod
+    def capabilities(settings: ProviderSettings) -> Capabilities:
+        return Capabilities(
+            formats=frozenset({ImageType.PNG, ImageType.JPEG, ImageType.WEBP}),
+            max_size=settings.max_size,
+            url_lifetime_s=settings.url_lifetime_s or DOCUMENTED_LIFETIME_S,
+            finalize=True,
+            finalize_batch=1,
+        )
+
+    @staticmethod
+    def auth_headers(secrets: Mapping[str, str]) -> dict[str, str]:
+        return {"Authorization": f"Bearer {secrets['api_key_env']}"}
+
+    @staticmethod
+    def run_params(settings: ProviderSettings, previous: Mapping[str, str]) -> dict[str, str]:
+        return {}
+
+    @staticmethod
+    def export_document(rows: Sequence[Mapping[str, Any]], params: Mapping[str, str]) -> Any:
+        """Each file's id and CDN url, to pass as ``image_url`` in generation requests."""
+        files = []
+        for row in rows:
+            entry = {"key": str(row["key"]), "file_id": str(row["remote_id"])}
+            if row.get("url"):
+                entry["url"] = str(row["url"])
+            files.append(entry)
+        return {"files": files}
+
+    # -- errors ----------------------------------------------------------------
+
+    def _error(self, response: Response, op: str, file_id: str | None = None) -> TransferError:
+        payload = response.json()
+        error = payload.get("error") if isinstance(payload, dict) else None
+        code, message = f"http_{response.status}", response.body[:200].decode("utf-8", "replace")
+        if isinstance(error, dict):
+            code = str(error.get("code") or code)
+            message = str(error.get("message") or message)
+            details = error.get("details")
+            if isinstance(details, dict) and details.get("reason"):
+                message = f"{message} ({details.get('field', '?')}: {details['reason']})"
+        action: Action | None = None
+        if code in _STOP_CODES:
+            action = Action.STOP
+        elif code in _ITEM_CODES:
+            action = Action.FAIL_ITEM
+        elif op == "finalize" and code in _GONE_CODES:
+            action = Action.FAIL_ITEM
+            message = (
+                f"{message}; the bytes of {file_id} must be uploaded again: run with --retry-failed"
+            )
+        return http_error(
+            response, provider=self.name, op=op, code=code, message=message, action=action
+        )
+
+    def _bad_response(self, response: Response, op: str, what: str) -> TransferError:
+        return TransferError(
+            f"answer lacks {what}",
+            action=Action.RETRY,
+            code="bad_response",
+            provider=self.name,
+            op=op,
+            status=response.status,
+        )
+
+    def _data(self, response: Response, op: str, file_id: str | None = None) -> dict[str, Any]:
+        """The ``data`` of a successful answer; raises the classified error otherwise."""
+        payload = response.json()
+        if response.status != 200 or (
+            isinstance(payload, dict) and payload.get("success") is False
+        ):
+            raise self._error(response, op, file_id)
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, dict):
+            raise self._bad_response(response, op, "data")
+        return data
+
+    # -- steps -------------------------------------------------------------------
+
+    async def acquire(self, source: Source) -> Target:
+        response = await request(
+            self._ctx.api,
+            "POST",
+            "api/v1/files/upload-url",
+            provider=self.name,
+            op="acquire",
+            json={
+                "filename": source.item.display_name,
+                "contentType": source.content_type,
+                "sizeBytes": source.size,
+            },
+            clock=self._ctx.clock,
+        )
+        data = self._data(response, "acquire")
+        url, file_id = data.get("upload_url"), data.get("file_id")
+        if not isinstance(url, str) or not isinstance(file_id, str) or not file_id:
+            raise self._bad_response(response, "acquire", "upload_url or file_id")
+        expires_at = data.get("expires_at")
+        lease = lease_for(
+            url=url,
+            expires_at=expires_at if isinstance(expires_at, str) else None,
+            date_header=response.headers.get("Date"),
+            sent_at=response.sent_at,
+            received_at=response.received_at,
+            default_lifetime=self.caps.url_lifetime_s,
+        )
+        return Target(remote_id=file_id, url=url, content_type=source.content_type, lease=lease)
+
+    async def transfer(self, source: Source, target: Target) -> Target:
+        assert target.url is not None
+        await put_file(
+            self._ctx.storage,
+            target.url,
+            source.item.path,
+            source.size,
+            target.content_type,
+            provider=self.name,
+            allow_insecure_http=self._ctx.allow_insecure_http,
+        )
+        return target
+
+    async def finalize(
+        self, batch: Sequence[tuple[Source | None, Target]]
+    ) -> list[Landed | TransferError]:
+        return [await self._complete(target.remote_id) for _source, target in batch]
+
+    async def _complete(self, file_id: str) -> Landed:
+        response = await request(
+            self._ctx.api,
+            "POST",
+            f"api/v1/files/{quote(file_id, safe='')}/complete",
+            provider=self.name,
+            op="finalize",
+            clock=self._ctx.clock,
+        )
+        data = self._data(response, "finalize", file_id)
+        url = data.get("url")
+        if not isinstance(url, str) or not url:
+            raise self._bad_response(response, "finalize", "the file's url")
+        return Landed(remote_id=str(data.get("id") or file_id), url=url)
+
+    def landed(self, source: Source, target: Target) -> Landed:
+        raise NotImplementedError("modelhunter lands items through finalize (complete)")

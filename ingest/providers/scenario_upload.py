@@ -1,0 +1,258 @@
+"""Scenario's multipart uploads, for images of 6 MB or more (providers.md §2.2).
+
+How it works: `create` (the acquire step) asks ``POST /uploads`` for one
+pre-signed PUT URL per part; the target's lease is the earliest part's
+``expires``. `transfer` PUTs each byte range of the file to its part URL
+(`storage.put_range`: exact Content-Length, the declared Content-Type, which
+the URL may sign), completes the upload (``POST /uploads/{id}/action``) and
+polls ``GET /uploads/{id}`` until ``imported``/``complete``, whose
+``entityId`` is the new asset's id.
+
+Parts are `PART_SIZE` (5 MiB, S3's minimum for every part but the last),
+larger only when a file would need more than `MAX_PARTS` parts; the last
+part holds the rest. The docs give no part-size rule (providers.md §6).
+
+Per upload this process created, the part URLs and the parts that landed are
+kept, so a retried transfer sends only what is missing and a completed one
+only polls again. An upload is forgotten when it succeeds, fails for good, or
+is replaced by a re-sign; only one whose retries ran out stays behind (a few
+hundred bytes each). The poll is the one wait in an adapter: the API offers
+no completion event. It is bounded (about 23 s), then the transfer is
+retried, which polls again rather than uploading again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+
+from ingest.errors import Action, TransferError
+from ingest.http import Response, request
+from ingest.item import Source
+from ingest.lease import Lease, lease_for
+from ingest.providers.base import Target
+from ingest.providers.context import Context
+from ingest.providers.scenario_wire import PROVIDER, bad_response, id_of, object_of
+from ingest.redact import redact
+from ingest.storage import put_range
+
+PART_SIZE = 5 * 1024 * 1024
+MAX_PARTS = 10_000
+# Import polling after a complete: first wait, cap, attempts (~23 s in all).
+POLL_FIRST_S, POLL_MAX_S, POLL_ATTEMPTS = 0.1, 2.0, 15
+_DONE_STATUSES = frozenset({"imported", "complete"})
+_poll_sleep = anyio.sleep  # tests replace it
+
+
+def part_size_for(size: int) -> int:
+    """The part size of a multipart upload of `size` bytes (at most `MAX_PARTS` parts)."""
+    return max(PART_SIZE, math.ceil(size / MAX_PARTS))
+
+
+@dataclass(slots=True)
+class _Multipart:
+    """A multipart upload this process created: its part URLs and what already landed."""
+
+    key: str
+    urls: tuple[str, ...] = field(repr=False)
+    part_size: int
+    landed: set[int] = field(default_factory=set)
+    completed: bool = False
+
+
+class MultipartUploads:
+    """The multipart uploads of one adapter (see the module docstring)."""
+
+    name = PROVIDER
+
+    def __init__(self, ctx: Context, error: Callable[[Response, str], TransferError]) -> None:
+        self._ctx = ctx
+        self._error = error
+        self._uploads: dict[str, _Multipart] = {}  # upload id -> state
+        self._upload_of: dict[str, str] = {}  # item key -> its current upload id
+
+    def __len__(self) -> int:
+        """Uploads held in memory (created here, not yet finished or given up)."""
+        return len(self._uploads)
+
+    async def create(self, source: Source) -> Target:
+        """Start the upload of `source` (acquire): a target leased by its parts' expiry."""
+        part_size = part_size_for(source.size)
+        parts = math.ceil(source.size / part_size)
+        response = await request(
+            self._ctx.api,
+            "POST",
+            "uploads",
+            provider=self.name,
+            op="acquire",
+            json={
+                "fileName": source.item.display_name,
+                "fileSize": source.size,
+                "contentType": source.content_type,
+                "kind": "image",
+                "parts": parts,
+            },
+            clock=self._ctx.clock,
+        )
+        if response.status != 200:
+            raise self._error(response, "acquire")
+        payload = response.json()
+        upload_id = id_of(payload, "upload", op="acquire", status=response.status)
+        upload = object_of(payload, "upload") or {}
+        listed = upload.get("parts")
+        numbered: dict[int, dict[str, Any]] = {}
+        if isinstance(listed, list):
+            numbered = {
+                p["number"]: p
+                for p in listed
+                if isinstance(p, dict) and isinstance(p.get("number"), int)
+            }
+        if sorted(numbered) != list(range(1, parts + 1)) or not all(
+            isinstance(p.get("url"), str) for p in numbered.values()
+        ):
+            raise bad_response(
+                f"upload {upload_id} lists no URL for some of its {parts} parts",
+                op="acquire",
+                status=response.status,
+            )
+        urls = tuple(str(numbered[n]["url"]) for n in range(1, parts + 1))
+        expires = [numbered[n].get("expires") for n in range(1, parts + 1)]
+        lease = self._earliest_lease(response, urls, expires)
+        key = source.item.key
+        previous = self._upload_of.pop(key, None)
+        if previous is not None:  # a re-sign: the old upload's URLs are dead to us
+            self._uploads.pop(previous, None)
+        self._uploads[upload_id] = _Multipart(key, urls, part_size)
+        self._upload_of[key] = upload_id
+        return Target(
+            remote_id="",
+            url=urls[0],
+            content_type=source.content_type,
+            lease=lease,
+            extra={"upload_id": upload_id, "parts": str(parts)},
+        )
+
+    def _earliest_lease(
+        self, response: Response, urls: Sequence[str], expires: Sequence[Any]
+    ) -> Lease | None:
+        earliest: Lease | None = None
+        for url, when in zip(urls, expires, strict=True):
+            lease = lease_for(
+                url=url,
+                expires_at=when if isinstance(when, str) else None,
+                date_header=response.headers.get("Date"),
+                sent_at=response.sent_at,
+                received_at=response.received_at,
+                default_lifetime=None,
+            )
+            if lease is not None and (earliest is None or lease.expires_at < earliest.expires_at):
+                earliest = lease
+        return earliest
+
+    async def transfer(self, source: Source, target: Target, upload_id: str) -> Target:
+        """PUT the parts still missing, complete, and wait for the asset id."""
+        state = self._uploads.get(upload_id)
+        if state is None:
+            raise TransferError(
+                f"upload {upload_id} was not created by this process; it needs new part URLs",
+                action=Action.RESIGN,
+                code="unknown_upload",
+                provider=self.name,
+                op="transfer",
+            )
+        try:
+            first: dict[str, Any] | None = None
+            if not state.completed:
+                await self._put_parts(source, target, state)
+                first = await self._complete(upload_id)
+                state.completed = True
+            asset_id = await self._await_import(upload_id, first)
+        except TransferError as err:
+            if err.action is not Action.RETRY:  # this upload will not be tried again
+                self._forget(upload_id)
+            raise
+        self._forget(upload_id)
+        return dataclasses.replace(target, remote_id=asset_id)
+
+    def _forget(self, upload_id: str) -> None:
+        state = self._uploads.pop(upload_id, None)
+        if state is not None and self._upload_of.get(state.key) == upload_id:
+            del self._upload_of[state.key]
+
+    async def _put_parts(self, source: Source, target: Target, state: _Multipart) -> None:
+        for number, url in enumerate(state.urls, start=1):
+            if number in state.landed:
+                continue  # landed on an earlier attempt of this transfer
+            offset = (number - 1) * state.part_size
+            await put_range(
+                self._ctx.storage,
+                url,
+                source.item.path,
+                offset,
+                min(state.part_size, source.size - offset),
+                target.content_type,
+                provider=self.name,
+                allow_insecure_http=self._ctx.allow_insecure_http,
+            )
+            state.landed.add(number)
+
+    async def _complete(self, upload_id: str) -> dict[str, Any]:
+        response = await request(
+            self._ctx.api,
+            "POST",
+            f"uploads/{quote(upload_id, safe='')}/action",
+            provider=self.name,
+            op="transfer",
+            json={"action": "complete"},
+            clock=self._ctx.clock,
+        )
+        if response.status != 200:
+            raise self._error(response, "transfer")
+        upload = object_of(response.json(), "upload")
+        if upload is None:
+            raise bad_response("answer lacks upload", op="transfer", status=200)
+        return upload
+
+    async def _await_import(self, upload_id: str, upload: dict[str, Any] | None) -> str:
+        """The asset id once the upload is imported; a bounded poll (the API has no event)."""
+        for attempt in range(POLL_ATTEMPTS + 1):
+            if upload is not None:
+                status, entity = upload.get("status"), upload.get("entityId")
+                if status in _DONE_STATUSES and isinstance(entity, str) and entity:
+                    return entity
+                if status == "failed":
+                    raise TransferError(
+                        redact(str(upload.get("errorMessage") or "upload failed"))[:300],
+                        action=Action.FAIL_ITEM,
+                        code="upload_failed",
+                        provider=self.name,
+                        op="transfer",
+                    )
+            if attempt == POLL_ATTEMPTS:
+                break
+            if upload is not None:
+                await _poll_sleep(min(POLL_FIRST_S * 2**attempt, POLL_MAX_S))
+            response = await request(
+                self._ctx.api,
+                "GET",
+                f"uploads/{quote(upload_id, safe='')}",
+                provider=self.name,
+                op="transfer",
+                clock=self._ctx.clock,
+            )
+            if response.status != 200:
+                raise self._error(response, "transfer")
+            upload = object_of(response.json(), "upload")
+        raise TransferError(
+            f"upload {upload_id} was not imported in time; it will be checked again",
+            action=Action.RETRY,
+            code="import_pending",
+            provider=self.name,
+            op="transfer",
+        )

@@ -1,0 +1,129 @@
+"""Scenario's wire format: the error envelope and its triage, answer shapes, base64 bodies.
+
+Owns three things the adapter and its multipart uploads share: `classify`,
+which turns an error answer (``{"message", "reason"?, "details"?}``) into a
+`TransferError` with its `Action`; the small readers of answer objects
+(``{"asset": {"id": …}}`` and the like), which treat a malformed answer as
+retryable; and `json_with_b64`, a JSON body whose middle is a file in base64,
+read and encoded chunk by chunk so a 6 MB image never sits in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import anyio
+
+from ingest.errors import Action, TransferError
+from ingest.http import Response, http_error
+from ingest.item import Source
+from ingest.storage import FileChanged
+
+PROVIDER = "scenario"
+_B64_CHUNK = 3 * 64 * 1024  # a multiple of 3, so chunk encodings concatenate cleanly
+
+
+def classify(response: Response, *, provider: str, op: str, auth_hint: str = "") -> TransferError:
+    """A `TransferError` for a Scenario error answer (envelope ``{message, reason?, details?}``)."""
+    payload = response.json()
+    message = response.body[:200].decode("utf-8", "replace").strip() or f"HTTP {response.status}"
+    reason: str | None = None
+    details: Mapping[str, Any] = {}
+    if isinstance(payload, dict):
+        message = str(payload.get("message") or payload.get("error") or message)
+        reason = str(payload["reason"]) if payload.get("reason") else None
+        if isinstance(payload.get("details"), dict):
+            details = payload["details"]
+    status, lowered = response.status, message.lower()
+    code = reason or f"http_{status}"
+    action: Action | None = None
+    if status in (401, 403):
+        action, code = Action.STOP, "unauthorized" if status == 401 else "forbidden"
+        if auth_hint:
+            message = f"{message} ({auth_hint})"
+    elif status == 429 and ("actionName" in details or "actionLimit" in details):
+        action, code = Action.STOP, "limit_reached"
+        name, limit = details.get("actionName", "?"), details.get("actionLimit", "?")
+        message = (
+            f"{message} ({name} limit {limit}); attaching in smaller batches cannot get "
+            "under this ceiling: free room in the model or raise the plan's limit, then re-run"
+        )
+    elif status == 400 and "already a training image" in lowered:
+        action, code = Action.FAIL_ITEM, "already_attached"
+    elif status == 400 and "too many assetids" in lowered:
+        action, code = Action.FAIL_ITEM, "too_many_asset_ids"
+    err = http_error(response, provider=provider, op=op, code=code, message=message, action=action)
+    if err.retry_after is None and status == 429:
+        remaining = details.get("remainingSeconds")
+        if isinstance(remaining, int | float) and not isinstance(remaining, bool):
+            err.retry_after = float(remaining)
+    return err
+
+
+def b64_length(size: int) -> int:
+    """Length of the padded base64 encoding of `size` bytes."""
+    return 4 * math.ceil(size / 3)
+
+
+def bad_response(message: str, *, op: str, status: int | None = None) -> TransferError:
+    return TransferError(
+        message, action=Action.RETRY, code="bad_response", provider=PROVIDER, op=op, status=status
+    )
+
+
+def object_of(payload: Any, key: str) -> dict[str, Any] | None:
+    value = payload.get(key) if isinstance(payload, dict) else None
+    return value if isinstance(value, dict) else None
+
+
+def id_of(payload: Any, key: str, *, op: str, status: int) -> str:
+    """``payload[key]["id"]`` as a non-empty string, else a retryable bad answer."""
+    obj = object_of(payload, key)
+    value = obj.get("id") if obj is not None else None
+    if not isinstance(value, str) or not value:
+        raise bad_response(f"answer lacks {key}.id", op=op, status=status)
+    return value
+
+
+async def json_with_b64(
+    head: bytes, source: Source, tail: bytes, problems: list[BaseException]
+) -> AsyncGenerator[bytes, None]:
+    """`head`, the file's bytes in base64 (read and encoded chunk by chunk), `tail`.
+
+    A file that shrank or grew since it was checked, or cannot be read, ends
+    the body early (storage of a cut body keeps nothing) and is appended to
+    `problems`: aiohttp reports it as a send error, which would look
+    retryable, so the caller looks there first.
+    """
+    size, sent, carry = source.size, 0, b""
+    yield head
+    try:
+        fh = await anyio.open_file(source.item.path, "rb")
+        try:
+            while sent < size:
+                want = min(_B64_CHUNK, size - sent)
+                # The last read asks for one byte more, to catch a file that grew.
+                chunk = await fh.read(want + 1 if sent + want == size else want)
+                if len(chunk) > want:
+                    raise FileChanged(f"file grew during upload: more than {size} bytes")
+                if not chunk:
+                    break
+                sent += len(chunk)
+                data = carry + chunk if carry else chunk
+                cut = len(data) - len(data) % 3
+                if cut:
+                    yield base64.b64encode(data[:cut])
+                carry = data[cut:]
+        finally:
+            fh.wrapped.close()  # not awaited: see `storage._stream`
+        if sent != size:
+            raise FileChanged(f"file shrank during upload: {sent} of {size} bytes")
+    except (FileChanged, OSError) as exc:
+        problems.append(exc)
+        raise
+    if carry:
+        yield base64.b64encode(carry)
+    yield tail

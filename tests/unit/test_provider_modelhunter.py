@@ -1,0 +1,196 @@
+"""The ModelHunter adapter: its requests, and how it classifies every answer (no network)."""
+
+from __future__ import annotations
+
+import calendar
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.errors import Action, TransferError
+from ingest.providers.base import Landed, Target
+from ingest.providers.modelhunter import ModelHunterProvider
+from ingest.sniff import ImageType
+from tests.fakeapi import Canned, FakeApi, context, source
+
+pytestmark = pytest.mark.anyio
+
+URL = "https://storage.example.invalid/uploads/file_abc123?X-Amz-Signature=deadbeef"
+
+
+def envelope(code: str, message: str = "nope", **details: str) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return {"success": False, "error": error}
+
+
+def provider(*answers: Canned) -> tuple[ModelHunterProvider, FakeApi]:
+    api = FakeApi(*answers)
+    return ModelHunterProvider(context(api, "modelhunter")), api
+
+
+def issued(expires_at: str = "2031-01-15T11:00:00Z") -> Canned:
+    data = {"upload_url": URL, "file_id": "file_abc123", "expires_at": expires_at}
+    return Canned(200, {"success": True, "data": data})
+
+
+async def test_acquire_declares_name_type_and_size_and_leases_from_expires_at(
+    tmp_path: Path,
+) -> None:
+    mh, api = provider(issued())
+    target = await mh.acquire(source(tmp_path, "cat.jpg", 4321))
+    [sent] = api.sent
+    assert (sent.method, sent.path) == ("POST", "api/v1/files/upload-url")
+    assert sent.json == {"filename": "cat.jpg", "contentType": "image/jpeg", "sizeBytes": 4321}
+    assert target.remote_id == "file_abc123"
+    assert target.url == URL
+    assert target.content_type == "image/jpeg"
+    assert target.lease is not None
+    assert target.lease.source == "field"
+    assert target.lease.expires_at == calendar.timegm((2031, 1, 15, 11, 0, 0))
+
+
+def test_capabilities_and_auth() -> None:
+    caps = ModelHunterProvider.capabilities(context(FakeApi(), "modelhunter").settings)
+    assert caps.finalize and caps.finalize_batch == 1
+    assert caps.max_size == 100 * 1024 * 1024
+    assert caps.url_lifetime_s == 900
+    assert caps.formats == {ImageType.PNG, ImageType.JPEG, ImageType.WEBP}
+    headers = ModelHunterProvider.auth_headers({"api_key_env": "river_test_x"})
+    assert headers == {"Authorization": "Bearer river_test_x"}
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "action"),
+    [
+        (401, "AUTH_REQUIRED", Action.STOP),
+        (401, "AUTH_INVALID_TOKEN", Action.STOP),
+        (401, "AUTH_TOKEN_EXPIRED", Action.STOP),
+        (403, "FORBIDDEN", Action.STOP),
+        (403, "KEY_PERMISSION_DENIED", Action.STOP),
+        (403, "KEY_EXPIRED", Action.STOP),
+        (403, "KEY_REVOKED", Action.STOP),
+        (402, "INSUFFICIENT_BALANCE", Action.STOP),
+        (400, "VALIDATION_ERROR", Action.FAIL_ITEM),
+        (400, "INVALID_PARAMETER", Action.FAIL_ITEM),
+        (400, "MISSING_PARAMETER", Action.FAIL_ITEM),
+        (422, "FILE_TOO_LARGE", Action.FAIL_ITEM),
+        (422, "VALIDATION_ERROR", Action.FAIL_ITEM),
+        (429, "RATE_LIMIT_EXCEEDED", Action.RETRY),
+        (500, "INTERNAL_ERROR", Action.RETRY),
+        (502, "PROVIDER_ERROR", Action.RETRY),
+        (503, "SERVICE_UNAVAILABLE", Action.RETRY),
+        (404, "NOT_FOUND", Action.FAIL_ITEM),
+        (409, "CONFLICT", Action.FAIL_ITEM),
+        (418, "SOMETHING_NEW", Action.FAIL_ITEM),
+    ],
+)
+async def test_acquire_errors_are_classified_by_code_then_status(
+    tmp_path: Path, status: int, code: str, action: Action
+) -> None:
+    mh, _ = provider(Canned(status, envelope(code, "Server says no"), {"Retry-After": "3"}))
+    with pytest.raises(TransferError) as info:
+        await mh.acquire(source(tmp_path))
+    err = info.value
+    assert (err.action, err.code, err.status, err.op) == (action, code, status, "acquire")
+    assert err.message.startswith("Server says no")
+    assert err.retry_after == 3
+
+
+async def test_error_details_are_kept_in_the_message(tmp_path: Path) -> None:
+    body = envelope("VALIDATION_ERROR", "Invalid contentType", field="contentType", reason="gif")
+    mh, _ = provider(Canned(400, body))
+    with pytest.raises(TransferError) as info:
+        await mh.acquire(source(tmp_path))
+    assert info.value.message == "Invalid contentType (contentType: gif)"
+
+
+@pytest.mark.parametrize(
+    ("answer", "action", "code"),
+    [
+        (Canned(502, b"<html>bad gateway</html>"), Action.RETRY, "http_502"),
+        (Canned(200, {"success": True}), Action.RETRY, "bad_response"),
+        (Canned(200, b"not json"), Action.RETRY, "bad_response"),
+        (Canned(200, {"success": True, "data": {"file_id": "f"}}), Action.RETRY, "bad_response"),
+        (Canned(200, envelope("VALIDATION_ERROR")), Action.FAIL_ITEM, "VALIDATION_ERROR"),
+    ],
+)
+async def test_odd_answers(tmp_path: Path, answer: Canned, action: Action, code: str) -> None:
+    mh, _ = provider(answer)
+    with pytest.raises(TransferError) as info:
+        await mh.acquire(source(tmp_path))
+    assert (info.value.action, info.value.code) == (action, code)
+
+
+def _target() -> Target:
+    return Target(remote_id="file_abc123", url=None, content_type="", lease=None)
+
+
+async def test_finalize_completes_and_returns_the_cdn_url(tmp_path: Path) -> None:
+    data = {
+        "id": "file_abc123",
+        "url": "https://cdn.example.invalid/files/file_abc123.jpg",
+        "filename": "cat.jpg",
+        "content_type": "image/jpeg",
+        "size_bytes": 4321,
+        "created_at": "2031-01-15T10:50:00Z",
+    }
+    mh, api = provider(Canned(200, {"success": True, "data": data}))
+    landed = await mh.finalize([(None, _target())])
+    assert landed == [Landed(remote_id="file_abc123", url=data["url"])]
+    [sent] = api.sent
+    assert (sent.method, sent.path, sent.json) == (
+        "POST",
+        "api/v1/files/file_abc123/complete",
+        None,
+    )
+    assert "Content-Type" not in sent.headers  # no body
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(404, "NOT_FOUND"), (409, "UPLOAD_NOT_FOUND"), (410, "UPLOAD_EXPIRED")],
+)
+async def test_a_complete_that_can_never_succeed_fails_the_item_and_says_what_to_do(
+    status: int, code: str
+) -> None:
+    mh, _ = provider(Canned(status, envelope(code, "File gone")))
+    with pytest.raises(TransferError) as info:
+        await mh.finalize([(None, _target())])
+    err = info.value
+    assert (err.action, err.code, err.op) == (Action.FAIL_ITEM, code, "finalize")
+    assert "file_abc123" in err.message
+    assert "--retry-failed" in err.message
+
+
+@pytest.mark.parametrize(
+    ("answer", "action"),
+    [
+        (Canned(429, envelope("RATE_LIMIT_EXCEEDED")), Action.RETRY),
+        (Canned(503, envelope("SERVICE_UNAVAILABLE")), Action.RETRY),
+        (Canned(401, envelope("AUTH_INVALID_TOKEN")), Action.STOP),
+        (Canned(402, envelope("INSUFFICIENT_BALANCE")), Action.STOP),
+        (Canned(200, {"success": True, "data": {"id": "file_abc123"}}), Action.RETRY),
+    ],
+)
+async def test_finalize_errors(answer: Canned, action: Action) -> None:
+    mh, _ = provider(answer)
+    with pytest.raises(TransferError) as info:
+        await mh.finalize([(None, _target())])
+    assert info.value.action is action
+
+
+def test_export_document_lists_file_ids_and_urls() -> None:
+    rows = [
+        {"key": "a", "remote_id": "file_1", "url": "http://cdn/file_1.png"},
+        {"key": "b", "remote_id": "file_2"},
+    ]
+    assert ModelHunterProvider.export_document(rows, {}) == {
+        "files": [
+            {"key": "a", "file_id": "file_1", "url": "http://cdn/file_1.png"},
+            {"key": "b", "file_id": "file_2"},
+        ]
+    }
+    assert ModelHunterProvider.run_params(context(FakeApi(), "modelhunter").settings, {}) == {}

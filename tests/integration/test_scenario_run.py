@@ -269,3 +269,13 @@ def test_dataset_ceiling_stops_with_a_clear_message(dataset: list[Path], tmp_pat
     assert "smaller batches cannot" in done.stderr
     info = status(journal)
     assert info["done"] <= 5 and not info["complete"]
+
+
+@pytest.mark.slow
+def test_thousand_images(tmp_path: Path) -> None:
+    paths = make_dataset(tmp_path / "images", 1000, min_size=1024, max_size=64 * 1024, seed=37)
+    manifest, journal = manifest_for(paths, tmp_path)
+    with scenario_sim() as sim:
+        done = run_ingest(run_args(manifest, sim, "--quiet"), env=env())
+        assert done.returncode == 0, done.stderr
+        check_attached_once(sim, paths, journal)

@@ -10,6 +10,7 @@ is stored as 1 (a 2^-64 chance of merging two keys, like any digest).
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterator
 
 _MASK64 = (1 << 64) - 1
 
@@ -39,6 +40,16 @@ class DigestSet:
     def __len__(self) -> int:
         return self._count
 
+    def __iter__(self) -> Iterator[int]:
+        return (digest for digest in self._table if digest)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DigestSet):
+            return NotImplemented
+        return len(self) == len(other) and all(digest in other for digest in self)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
     def __contains__(self, digest: int) -> bool:
         table, mask = self._table, self._mask
         slot = digest & mask
@@ -65,6 +76,29 @@ class DigestSet:
         self._count += 1
         if self._count * 10 > (mask + 1) * 7:
             self._grow()
+        return True
+
+    def discard(self, digest: int) -> bool:
+        """Remove `digest`; True if it was there. Backward-shift deletion keeps probes short."""
+        table, mask = self._table, self._mask
+        slot = digest & mask
+        while True:
+            found = table[slot]
+            if found == 0:
+                return False
+            if found == digest:
+                break
+            slot = (slot + 1) & mask
+        table[slot] = 0
+        self._count -= 1
+        hole, probe = slot, (slot + 1) & mask
+        while table[probe]:
+            moved = table[probe]
+            # `moved` may fill the hole if the hole lies between its home slot and here.
+            if (probe - (moved & mask)) & mask >= (probe - hole) & mask:
+                table[hole], table[probe] = moved, 0
+                hole = probe
+            probe = (probe + 1) & mask
         return True
 
     def _grow(self) -> None:

@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from ingest.digestset import digest64
+from ingest.digestset import DigestSet, digest64
 from ingest.errors import JournalCorrupt, JournalError, JournalLocked, JournalMismatch
 
 FORMAT = "ingest-journal"
@@ -99,12 +99,15 @@ class Header:
 class Replay:
     """The state a journal describes, kept compact enough for 10^6 items.
 
-    Done items are kept as digest → file fingerprint; every other item's last
-    record is kept whole (few of them: in flight, failed, rejected).
+    Done items are kept as 64-bit digests in a `DigestSet` (~17 bytes each);
+    their file fingerprints only when asked (a resume checks for changed
+    files; `status` and the end-of-run summary need not). Every other item's
+    last record is kept whole (few of them: in flight, failed, rejected).
     """
 
     header: Header
-    done: dict[int, int] = field(default_factory=dict)
+    done: DigestSet = field(default_factory=DigestSet)
+    fingerprints: dict[int, int] | None = None
     pending: dict[str, Record] = field(default_factory=dict)
     bad_lines: int = 0  # rejected manifest lines without a key, in the latest run
     total: int | None = None
@@ -117,13 +120,17 @@ class Replay:
         state = rec.get("s")
         key = rec.get("k")
         if isinstance(key, str):
+            digest = key_digest(key)
             if state == "done":
-                self.done[key_digest(key)] = fingerprint(int(rec.get("z", 0)), int(rec.get("m", 0)))
+                self.done.add(digest)
+                if self.fingerprints is not None:
+                    size, mtime = int(rec.get("z", 0)), int(rec.get("m", 0))
+                    self.fingerprints[digest] = fingerprint(size, mtime)
                 self.pending.pop(key, None)
             else:
                 self.pending[key] = rec
-                if self.done:
-                    self.done.pop(key_digest(key), None)
+                if self.done.discard(digest) and self.fingerprints is not None:
+                    self.fingerprints.pop(digest, None)
         elif state == "bad":
             self.bad_lines += 1
         elif state == "run":
@@ -134,6 +141,10 @@ class Replay:
 
     def is_done(self, key: str) -> bool:
         return key_digest(key) in self.done
+
+    def fingerprint_of(self, key: str) -> int | None:
+        """The size/mtime fingerprint recorded when `key` was done (needs `fingerprints=True`)."""
+        return None if self.fingerprints is None else self.fingerprints.get(key_digest(key))
 
     def counts(self) -> dict[str, int]:
         """Item counts by state, derived from the records."""
@@ -158,8 +169,12 @@ def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
             yield number, offset, line
 
 
-def replay(path: Path) -> Replay:
-    """Read a journal; a torn last line is noted, damage elsewhere raises."""
+def replay(path: Path, *, fingerprints: bool = False) -> Replay:
+    """Read a journal; a torn last line is noted, damage elsewhere raises.
+
+    `fingerprints` also keeps each done item's size/mtime fingerprint (for a
+    resume's changed-file check; ~100 bytes an item more).
+    """
     result: Replay | None = None
     pending_error: tuple[int, str] | None = None
     for number, end, line in _lines(path):
@@ -182,7 +197,9 @@ def replay(path: Path) -> Replay:
             pending_error = (number, "unreadable record" if complete else "torn record")
             continue
         if result is None:
-            result = Replay(header=Header.from_record(rec, path))
+            result = Replay(
+                header=Header.from_record(rec, path), fingerprints={} if fingerprints else None
+            )
         else:
             result.apply(rec)
             result.records += 1
@@ -398,7 +415,7 @@ class Journal:
             raise JournalError(f"cannot open {path}: {_io_reason(exc)}") from exc
         try:
             if path.exists() and path.stat().st_size > 0:
-                state = replay(path)
+                state = replay(path, fingerprints=True)
                 _check_binding(path, state.header, header, force)
                 if state.torn_tail:
                     with path.open("r+b") as fh:
@@ -409,7 +426,7 @@ class Journal:
                 if state.records > compact_ratio * keys + 1000:
                     _compact_if_possible(path)
             else:
-                state = Replay(header=header)
+                state = Replay(header=header, fingerprints={})
                 tmp = path.with_name(path.name + ".new")
                 try:
                     with tmp.open("wb") as fh:

@@ -43,7 +43,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from ingest.config import RunSettings
 from ingest.errors import Action, JournalError, ManifestError, TransferError
 from ingest.item import Item, Source
-from ingest.journal import Journal, Record, Replay, fingerprint, key_digest
+from ingest.journal import Journal, Record, Replay, fingerprint
 from ingest.pacing import Pacer, PacerStats
 from ingest.providers.base import Landed, Provider, Target
 from ingest.retry import RetryPolicy
@@ -314,7 +314,7 @@ class Engine:
                 st = os.stat(item.path)
             except OSError:
                 return None  # done earlier; the file is gone now, which is fine
-            known = replay.done.get(key_digest(item.key))
+            known = replay.fingerprint_of(item.key)
             if known == fingerprint(st.st_size, st.st_mtime_ns):
                 return None
             if not self.settings.reupload_changed:
@@ -423,7 +423,7 @@ class Engine:
                     await anyio.sleep(policy.delay(attempt, self.rng, err.retry_after))
                     continue
                 raise
-            self.api_pacer.on_success()
+            self.api_pacer.on_success(started)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 

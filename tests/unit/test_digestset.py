@@ -33,3 +33,24 @@ def test_colliding_slots_and_absent_members() -> None:
 def test_digest_is_never_zero_and_stable() -> None:
     assert digest64("a") == digest64("a") != digest64("b")
     assert digest64("\udcff") != 0  # non-UTF-8 names (surrogate escapes) hash too
+
+
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.integers(min_value=1, max_value=64)),
+        max_size=400,
+    )
+)
+def test_add_and_discard_match_a_python_set(ops: list[tuple[bool, int]]) -> None:
+    # Small values share low bits, so probe chains and deletions inside them are common.
+    table = DigestSet(capacity=16)
+    reference: set[int] = set()
+    for add, value in ops:
+        if add:
+            assert table.add(value) == (value not in reference)
+            reference.add(value)
+        else:
+            assert table.discard(value) == (value in reference)
+            reference.discard(value)
+        assert len(table) == len(reference)
+    assert all((v in table) == (v in reference) for v in range(1, 65))

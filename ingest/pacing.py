@@ -10,21 +10,27 @@ under the server's limit.
 
 How the allowance is measured (the part that makes it converge):
 
-- Over a whole *cycle*, from one cut to the next, pauses included. A server's
-  limiter (a token bucket, a window counter) refills while we are paused and
-  lets a burst through afterwards; measuring only after the pause counts that
-  burst as sustainable rate and never converges (it settles into a
-  burst-429-pause loop). Between two cuts the bucket goes from empty to empty,
-  so successes / elapsed is its refill rate.
-- The first cut has no previous cut: the bucket was full when we started, so
-  the Retry-After about to be waited is counted in (burst / (elapsed + pause)).
+- Over a whole *cycle*, from one cut to the next, never over a short window
+  after a pause: a server's limiter (a token bucket, a window counter) refills
+  while we are paused and lets a burst through afterwards, and a short window
+  counts that burst as sustainable rate (the pacer then never converges and
+  settles into a burst-429-pause loop). Between two cuts the bucket goes from
+  empty to empty, so successes per second of the cycle is its refill rate.
+  Retry-After pauses are left out of the cycle's time: time the server told us
+  to wait is not time it refused us.
+- The first refusal of a run is a probe. If most of the calls that were in
+  flight with it are refused too, a limiter ran dry: it was full when we
+  began, so its allowance is what got through over the time until the pause
+  ends (burst / (elapsed + pause)), and the rate is cut to that. If most of
+  them went through, the refusal was not about pace (a storm of random 429s)
+  and the rate is left alone.
 - Successes are scaled up by the share of calls refused in the cycle, so that
-  refusals that are not about pace (a storm of random 429s) do not ratchet
-  the rate down to nothing: the new rate is the attempt rate that yields what
-  got through.
+  refusals that are not about pace do not ratchet the rate down to nothing:
+  the new rate is the attempt rate that yields what got through.
 - A 429 for a call that started before the last cut was sent at the old rate:
   it pauses (Retry-After) but does not cut again. A cycle needs `MIN_SAMPLE`
-  successes before it can cut; until then a throttle only pauses.
+  successes and `MIN_CYCLE_S` seconds before it can cut; until then a
+  throttle only pauses.
 
 Invariant: calls start no faster than `rate` per second once a rate is set;
 `wait()` holds no lock across its sleep, so cancellation is always clean.
@@ -49,11 +55,21 @@ class PacerStats:
     paused_for: float  # seconds left in the current Retry-After pause
 
 
+@dataclass(slots=True)
+class _Probe:
+    """The first refusal of a run, and how the calls in flight with it fared."""
+
+    at: float  # when it came; calls started before were in flight with it
+    refused: int = 1
+    passed: int = 0
+
+
 class Pacer:
     """AIMD pacing of call starts, shared by every task of one plane."""
 
     WINDOW_S = 10.0  # longest cycle measured; older successes are forgotten
     MIN_SAMPLE = 10  # successes in a cycle before a throttle may cut the rate
+    MIN_CYCLE_S = 1.5  # and seconds
 
     def __init__(
         self,
@@ -71,22 +87,26 @@ class Pacer:
         self._throttles = 0
         self._starts: collections.deque[float] = collections.deque()
         self._successes: collections.deque[float] = collections.deque()
+        self._pauses: collections.deque[tuple[float, float]] = collections.deque()
         self._epoch: float | None = None  # start of the current cycle
         self._cycle_refused = 0  # counted throttles in the current cycle
-        self._last_cut = float("-inf")  # when the current cycle began with a cut
-        self._fresh = True  # the cycle began with the first call, not after a throttle
+        self._last_cut = float("-inf")  # calls started before were paced by an older rate
+        self._probe: _Probe | None = None
+        self._probed = False
 
     def stats(self) -> PacerStats:
         now = self._clock()
         return PacerStats(self._rate, self._throttles, max(0.0, self._paused_until - now))
 
     async def wait(self) -> float:
-        """Return when a call may start; the value is its start time (for `on_throttle`)."""
+        """Return when a call may start; the value is its start time (for the `on_*` calls)."""
         while True:
             now = self._clock()
             if now < self._paused_until:
                 await anyio.sleep(self._paused_until - now)
                 continue
+            if self._probe is not None:
+                self._settle_probe()  # the pause is over: decide before anyone goes
             if self._rate is None:
                 break
             slot = max(now, self._next_slot)
@@ -118,39 +138,35 @@ class Pacer:
         now = self._clock()
         self._throttles += 1
         if retry_after is not None:
-            self._paused_until = max(self._paused_until, now + retry_after)
+            self._pause(now, now + retry_after)
+        probe = self._probe
+        if probe is not None:
+            if started is not None and started < probe.at:
+                probe.refused += 1
+                return
+            self._settle_probe()
+        if not self._probed:
+            self._probed = True
+            if retry_after:
+                self._probe = _Probe(now)  # settled when the pause ends
+                return
+            self._cut(now, first=True)  # no pause to wait for: what got through, so far
+            return
         if started is not None and started < self._last_cut:
             return
         self._cycle_refused += 1
         if self._epoch is None:
-            self._epoch, self._fresh = now, False
-        _push(self._successes, None, now - self.WINDOW_S)
+            self._epoch = now
         since = max(self._epoch, now - self.WINDOW_S)
-        got_through = sum(1 for t in self._successes if t >= since)
-        if got_through < self.MIN_SAMPLE:
-            return  # too few calls to measure an allowance: only pause
-        elapsed = now - since
-        if self._fresh:
-            # The limiter was full when we began: its burst is paid back by this pause.
-            elapsed += max(0.0, self._paused_until - now)
-        allowed = got_through / max(0.05, elapsed)
-        # The attempt rate that yields `allowed` when this share is refused anyway.
-        refused_share = min(0.5, self._cycle_refused / (got_through + self._cycle_refused))
-        allowed /= 1.0 - refused_share
-        current = self._rate if self._rate is not None else self.observed_rate()
-        new = max(self._min_rate, min(current, allowed))
-        if self._ceiling is not None:
-            new = min(new, self._ceiling)
-        self._rate = new
-        self._fresh = False
-        self._last_cut = now
-        self._epoch = now
-        self._cycle_refused = 0
-        self._next_slot = max(self._next_slot, self._paused_until, now + 1.0 / new)
+        if now - since >= self.MIN_CYCLE_S:
+            self._cut(now, first=False)
 
-    def on_success(self) -> None:
+    def on_success(self, started: float | None = None) -> None:
         """A call went through: probe upward (about +1 call/s per second, or +5 %/s)."""
         now = self._clock()
+        probe = self._probe
+        if probe is not None and started is not None and started < probe.at:
+            probe.passed += 1
         if self._epoch is None:
             self._epoch = now
         _push(self._successes, now, now - self.WINDOW_S)
@@ -160,6 +176,54 @@ class Pacer:
         if self._ceiling is not None:
             rate = min(rate, self._ceiling)
         self._rate = rate
+
+    # -- measuring ------------------------------------------------------------
+
+    def _settle_probe(self) -> None:
+        probe, self._probe = self._probe, None
+        assert probe is not None
+        if probe.refused >= probe.passed:  # a limiter ran dry: cut, its pause counted in
+            self._cut(probe.at, first=True)
+        else:  # refusals not about pace: keep going, measure from here
+            self._last_cut = self._epoch = probe.at
+            self._cycle_refused = 0
+
+    def _cut(self, now: float, *, first: bool) -> None:
+        """Cut the rate to what got through since the cycle began (if enough did)."""
+        start = self._epoch if self._epoch is not None else now
+        since = max(start, now - self.WINDOW_S)
+        got_through = sum(1 for t in self._successes if since <= t <= now)
+        if got_through < self.MIN_SAMPLE:
+            return  # too few calls to measure an allowance: the pause alone will do
+        elapsed = now - since
+        if first:
+            # The limiter was full when we began: its burst is paid back by the pause.
+            elapsed += max(0.0, self._paused_until - now)
+        else:
+            elapsed -= self._paused_within(since, now)
+        allowed = got_through / max(0.05, elapsed)
+        # The attempt rate that yields `allowed` when this share is refused anyway.
+        refused = max(1, self._cycle_refused)
+        allowed /= 1.0 - min(0.5, refused / (got_through + refused))
+        new = max(self._min_rate, allowed if self._rate is None else min(self._rate, allowed))
+        if self._ceiling is not None:
+            new = min(new, self._ceiling)
+        self._rate = new
+        self._last_cut = self._epoch = now
+        self._cycle_refused = 0
+        self._next_slot = max(self._next_slot, self._paused_until, now + 1.0 / new)
+
+    def _pause(self, start: float, end: float) -> None:
+        """Pause every caller until `end`; the pause is remembered for measuring."""
+        if end <= self._paused_until:
+            return
+        self._pauses.append((max(start, self._paused_until), end))
+        self._paused_until = end
+        while self._pauses and self._pauses[0][1] < start - self.WINDOW_S:
+            self._pauses.popleft()
+
+    def _paused_within(self, since: float, now: float) -> float:
+        return sum(max(0.0, min(end, now) - max(start, since)) for start, end in self._pauses)
 
 
 def _push(window: collections.deque[float], value: float | None, horizon: float) -> None:

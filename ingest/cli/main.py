@@ -15,6 +15,7 @@ COMMANDS: tuple[str, ...] = (
     "status",
     "export",
     "retry-failed",
+    "repair",
     "config",
     "sim",
     "bench",

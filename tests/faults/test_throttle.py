@@ -1,0 +1,168 @@
+"""429s: storms with and without Retry-After, and a rate-limited provider the pacer converges on.
+
+A 429 slows the whole control plane (the shared pacer honours Retry-After),
+items are retried rather than failed, and against a token bucket the pacer
+settles just under the limit: the run reaches at least 90 % of the allowed
+rate while no more than 5 % of its API calls are refused.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ingest.pacing import Pacer
+from tests.images import make_dataset, write_jsonl_manifest
+from tests.simproc import json_events, sim_process
+from tests.torture import api_calls, config, finish, popen_ingest, spec, summary_of, verify_run
+
+NOVITA = spec("novita")
+
+
+def dataset(tmp_path: Path, n: int, seed: int) -> tuple[list[Path], Path]:
+    paths = make_dataset(tmp_path / "images", n, min_size=512, max_size=8 * 1024, seed=seed)
+    return paths, write_jsonl_manifest(paths, tmp_path / "manifest.jsonl")
+
+
+def test_429_storm_with_retry_after_pauses_the_whole_plane(tmp_path: Path) -> None:
+    """Every API call is refused with Retry-After: 2 until 12 refusals; then the storm passes."""
+    paths, manifest = dataset(tmp_path, 60, seed=51)
+    concurrency, retry_after, storm = 4, 2.0, 12
+    settings = config(tmp_path / "ingest.toml", api_concurrency=concurrency, max_attempts=10)
+    plan = f"seed=1,api.429=1,api.retry_after={retry_after:g}"
+    with sim_process("--faults", plan) as sim:
+        proc = popen_ingest(
+            NOVITA.run_args(manifest, sim, "--json", "--config", str(settings)),
+            env=NOVITA.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        started = time.monotonic()
+        try:
+            while sim.stats()["api_429"] < storm:
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.02)  # watching the emulator, not guarding a race
+            storm_s = time.monotonic() - started
+            sim.set_faults("")
+        finally:
+            out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        verdict = verify_run(NOVITA, sim, paths, NOVITA.journal(manifest))
+    summary = summary_of(json_events(out))
+    assert verdict.lost == verdict.duplicates == 0
+    assert summary["failed"] == 0 and summary["this_run"]["throttles"] >= storm
+    # At most `concurrency` calls are out when a pause starts, and none starts during
+    # one: `storm` refusals take at least (storm / concurrency - 1) pauses.
+    assert storm_s >= (storm / concurrency - 1) * retry_after * 0.9, storm_s
+
+
+def test_429_storm_without_retry_after_backs_off_and_fails_nothing(tmp_path: Path) -> None:
+    paths, manifest = dataset(tmp_path, 150, seed=52)
+    plan = "seed=2,api.429=0.3,api.retry_after=none,put.429=0.15,put.retry_after=none"
+    settings = config(tmp_path / "ingest.toml", max_attempts=12)
+    with sim_process("--faults", plan) as sim:
+        run = finish(NOVITA, sim, manifest, paths, "--config", str(settings))
+    assert run.proc.returncode == 0, run.proc.stderr
+    assert run.verdict is not None and run.verdict.lost == run.verdict.duplicates == 0
+    assert run.summary["failed"] == 0
+    assert run.stats["api_429"] > 0 and run.stats["storage_puts"].get("429", 0) > 0
+    assert run.summary["this_run"]["throttles"] == run.stats["api_429"] + run.stats[
+        "storage_puts"
+    ].get("429", 0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_rate_limited_provider_the_pacer_converges(tmp_path: Path) -> None:
+    """A token bucket of 20 API calls/s (burst 20): ≥ 90 % of the rate, ≤ 5 % refused."""
+    limit, n = 20.0, 450
+    paths, manifest = dataset(tmp_path, n, seed=53)
+    with sim_process("--faults", f"seed=3,api.rate={limit:g}") as sim:
+        run = finish(NOVITA, sim, manifest, paths)
+    assert run.proc.returncode == 0, run.proc.stderr
+    assert run.verdict is not None and run.verdict.lost == run.verdict.duplicates == 0
+    done_at = sorted(e["t"] for e in run.events if e["event"] == "item_done")
+    assert len(done_at) == n
+    # The steady state: the middle 60 % of the run (the first burst and the tail left out).
+    first, last = n // 5, n * 4 // 5
+    rate = (last - first) / (done_at[last] - done_at[first])
+    calls = api_calls(run.stats)
+    refused = run.stats["api_429"] / calls
+    print(
+        f"\npacer: {rate:.1f} calls/s against a limit of {limit:g}/s "
+        f"({rate / limit:.0%}); {run.stats['api_429']} of {calls} API calls refused "
+        f"({refused:.1%}); whole run {n / run.summary['this_run']['elapsed_s']:.1f} items/s"
+    )
+    assert rate >= 0.9 * limit
+    assert refused <= 0.05
+
+
+# --- the pacer alone, on a fake clock -------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def burst(pacer: Pacer, clock: FakeClock, calls: int, gap: float) -> list[float]:
+    starts = []
+    for _ in range(calls):
+        starts.append(await pacer.wait())
+        clock.now += gap
+    return starts
+
+
+@pytest.mark.anyio
+async def test_a_limiter_running_dry_cuts_the_rate_to_its_allowance() -> None:
+    """20 calls pass in 50 ms, then everything in flight is refused with Retry-After: 1."""
+    clock = FakeClock()
+    pacer = Pacer(clock=clock)
+    starts = await burst(pacer, clock, 36, 0.0014)
+    for started in starts[:20]:
+        pacer.on_success(started)
+    for started in starts[20:]:
+        pacer.on_throttle(1.0, started)
+    assert pacer.stats().rate is None  # decided when the pause ends, not before
+    clock.now += 1.0
+    await pacer.wait()
+    rate = pacer.stats().rate
+    # 20 got through in the 50 ms plus the 1 s pause: about 20/s (refusals counted in).
+    assert rate is not None and 18 <= rate <= 22, rate
+
+
+@pytest.mark.anyio
+async def test_a_random_refusal_among_successes_leaves_the_rate_alone() -> None:
+    clock = FakeClock()
+    pacer = Pacer(clock=clock)
+    starts = await burst(pacer, clock, 36, 0.0014)
+    pacer.on_throttle(1.0, starts[20])
+    for started in starts[:20] + starts[21:]:
+        pacer.on_success(started)
+    clock.now += 1.0
+    await pacer.wait()
+    assert pacer.stats().rate is None
+    assert pacer.stats().throttles == 1
+
+
+@pytest.mark.anyio
+async def test_a_storm_of_random_refusals_does_not_ratchet_the_rate_down() -> None:
+    """One call in ten refused, each with a pause: the rate stays near the attempt rate."""
+    clock = FakeClock()
+    pacer = Pacer(rate=50.0, clock=clock)
+    for index in range(2000):
+        started = await pacer.wait()
+        clock.now += 0.02
+        if index % 10 == 9:
+            pacer.on_throttle(0.2, started)
+            clock.now += 0.2  # the pause
+        else:
+            pacer.on_success(started)
+    rate = pacer.stats().rate
+    assert rate is not None and rate >= 40, rate

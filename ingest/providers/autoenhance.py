@@ -48,7 +48,6 @@ from ingest.lease import lease_for
 from ingest.providers.base import Capabilities, Landed, Target
 from ingest.providers.context import Context
 from ingest.sniff import ImageType
-from ingest.storage import put_file
 
 SAME_NAME_LIMIT = 30  # identical file names per hour
 SAME_NAME_RULE = "same_file_name"
@@ -219,17 +218,7 @@ class AutoenhanceProvider:
         )
 
     async def transfer(self, source: Source, target: Target) -> Target:
-        assert target.url is not None
-        await put_file(
-            self._ctx.storage,
-            target.url,
-            source.item.path,
-            source.size,
-            target.content_type,
-            provider=self.name,
-            allow_insecure_http=self._ctx.allow_insecure_http,
-        )
-        return target
+        return await self._ctx.put(self.name, source, target)
 
     async def finalize(
         self, batch: Sequence[tuple[Source | None, Target]]

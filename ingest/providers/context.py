@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from ingest.config import ProviderSettings
+from ingest.item import Source
+from ingest.providers.base import Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,3 +23,20 @@ class Context:
     params: Mapping[str, str] = field(default_factory=dict)  # bound in the journal header
     allow_insecure_http: bool = False
     clock: Callable[[], float] = field(default=time.time)
+
+    async def put(self, provider: str, source: Source, target: Target) -> Target:
+        """PUT the source file to the target's pre-signed URL (the common `transfer`)."""
+        from ingest.storage import put_file
+
+        if target.url is None:
+            raise ValueError(f"{provider}: target {target.remote_id!r} has no upload URL")
+        await put_file(
+            self.storage,
+            target.url,
+            source.item.path,
+            source.size,
+            target.content_type,
+            provider=provider,
+            allow_insecure_http=self.allow_insecure_http,
+        )
+        return target

@@ -40,7 +40,6 @@ from ingest.lease import lease_for
 from ingest.providers.base import Capabilities, Landed, Target
 from ingest.providers.context import Context
 from ingest.sniff import ImageType
-from ingest.storage import put_file
 
 DOCUMENTED_LIFETIME_S = 900.0  # "valid for 15 minutes"
 
@@ -182,17 +181,7 @@ class ModelHunterProvider:
         return Target(remote_id=file_id, url=url, content_type=source.content_type, lease=lease)
 
     async def transfer(self, source: Source, target: Target) -> Target:
-        assert target.url is not None
-        await put_file(
-            self._ctx.storage,
-            target.url,
-            source.item.path,
-            source.size,
-            target.content_type,
-            provider=self.name,
-            allow_insecure_http=self._ctx.allow_insecure_http,
-        )
-        return target
+        return await self._ctx.put(self.name, source, target)
 
     async def finalize(
         self, batch: Sequence[tuple[Source | None, Target]]

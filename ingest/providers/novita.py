@@ -18,7 +18,6 @@ from ingest.lease import lease_for
 from ingest.providers.base import Capabilities, Landed, Target
 from ingest.providers.context import Context
 from ingest.sniff import ImageType
-from ingest.storage import put_file
 
 _AUTH_REASONS = frozenset({"MISSING_API_KEY", "INVALID_API_KEY", "FAILED_TO_AUTH"})
 _STOP_REASONS = _AUTH_REASONS | {
@@ -127,17 +126,7 @@ class NovitaProvider:
         )
 
     async def transfer(self, source: Source, target: Target) -> Target:
-        assert target.url is not None
-        await put_file(
-            self._ctx.storage,
-            target.url,
-            source.item.path,
-            source.size,
-            target.content_type,
-            provider=self.name,
-            allow_insecure_http=self._ctx.allow_insecure_http,
-        )
-        return target
+        return await self._ctx.put(self.name, source, target)
 
     async def finalize(
         self, batch: Sequence[tuple[Source | None, Target]]

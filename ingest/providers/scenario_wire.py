@@ -98,32 +98,25 @@ async def json_with_b64(
     `problems`: aiohttp reports it as a send error, which would look
     retryable, so the caller looks there first.
     """
-    size, sent, carry = source.size, 0, b""
     yield head
     try:
-        fh = await anyio.open_file(source.item.path, "rb")
-        try:
-            while sent < size:
-                want = min(_B64_CHUNK, size - sent)
-                # The last read asks for one byte more, to catch a file that grew.
-                chunk = await fh.read(want + 1 if sent + want == size else want)
-                if len(chunk) > want:
-                    raise FileChanged(f"file grew during upload: more than {size} bytes")
-                if not chunk:
-                    break
-                sent += len(chunk)
-                data = carry + chunk if carry else chunk
-                cut = len(data) - len(data) % 3
-                if cut:
-                    yield base64.b64encode(data[:cut])
-                carry = data[cut:]
-        finally:
-            fh.wrapped.close()  # not awaited: see `storage._stream`
-        if sent != size:
-            raise FileChanged(f"file shrank during upload: {sent} of {size} bytes")
+        # Read whole in one thread hop (assets and inline bodies are < 6 MB): no
+        # file stays open across a `yield`, so an abandoned body leaks nothing.
+        data = await anyio.to_thread.run_sync(_read_checked, source)
     except (FileChanged, OSError) as exc:
         problems.append(exc)
         raise
-    if carry:
-        yield base64.b64encode(carry)
+    for start in range(0, len(data), _B64_CHUNK):
+        yield base64.b64encode(data[start : start + _B64_CHUNK])
     yield tail
+
+
+def _read_checked(source: Source) -> bytes:
+    """The file's bytes, refused if its size changed since it was checked."""
+    with source.item.path.open("rb") as fh:
+        data = fh.read(source.size + 1)
+    if len(data) > source.size:
+        raise FileChanged(f"file grew during upload: more than {source.size} bytes")
+    if len(data) < source.size:
+        raise FileChanged(f"file shrank during upload: {len(data)} of {source.size} bytes")
+    return data

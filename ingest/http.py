@@ -25,6 +25,7 @@ import orjson
 import yarl
 
 from ingest.errors import Action, TransferError
+from ingest.lease import Lease, lease_for
 from ingest.redact import redact
 from ingest.retry import parse_retry_after
 
@@ -49,6 +50,19 @@ class Response:
     body: bytes
     sent_at: float
     received_at: float
+
+    def lease(
+        self, url: str | None, *, expires_at: str | None = None, default_lifetime: float | None
+    ) -> Lease | None:
+        """The lease of a target this answer issued, corrected by its `Date` header."""
+        return lease_for(
+            url=url,
+            expires_at=expires_at,
+            date_header=self.headers.get("Date"),
+            sent_at=self.sent_at,
+            received_at=self.received_at,
+            default_lifetime=default_lifetime,
+        )
 
     def json(self) -> Any:
         try:

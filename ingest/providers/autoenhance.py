@@ -44,7 +44,6 @@ from ingest.config import ProviderSettings
 from ingest.errors import Action, TransferError
 from ingest.http import Response, http_error, request
 from ingest.item import Source
-from ingest.lease import lease_for
 from ingest.providers.base import Capabilities, Landed, Target
 from ingest.providers.context import Context
 from ingest.sniff import ImageType
@@ -200,12 +199,9 @@ class AutoenhanceProvider:
                 op="acquire",
                 status=response.status,
             )
-        lease = lease_for(
-            url=url,
+        lease = response.lease(
+            url,
             expires_at=None,
-            date_header=response.headers.get("Date"),
-            sent_at=response.sent_at,
-            received_at=response.received_at,
             default_lifetime=self.caps.url_lifetime_s,
         )
         order = str(payload.get("order_id") or order_id or "")

@@ -36,7 +36,6 @@ from ingest.config import ProviderSettings
 from ingest.errors import Action, TransferError
 from ingest.http import Response, http_error, request
 from ingest.item import Source
-from ingest.lease import lease_for
 from ingest.providers.base import Capabilities, Landed, Target
 from ingest.providers.context import Context
 from ingest.sniff import ImageType
@@ -170,12 +169,9 @@ class ModelHunterProvider:
         if not isinstance(url, str) or not isinstance(file_id, str) or not file_id:
             raise self._bad_response(response, "acquire", "upload_url or file_id")
         expires_at = data.get("expires_at")
-        lease = lease_for(
-            url=url,
+        lease = response.lease(
+            url,
             expires_at=expires_at if isinstance(expires_at, str) else None,
-            date_header=response.headers.get("Date"),
-            sent_at=response.sent_at,
-            received_at=response.received_at,
             default_lifetime=self.caps.url_lifetime_s,
         )
         return Target(remote_id=file_id, url=url, content_type=source.content_type, lease=lease)

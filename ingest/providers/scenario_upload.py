@@ -35,7 +35,7 @@ import anyio
 from ingest.errors import Action, TransferError
 from ingest.http import Response, request
 from ingest.item import Source
-from ingest.lease import Lease, lease_for
+from ingest.lease import Lease
 from ingest.providers.base import Target
 from ingest.providers.context import Context
 from ingest.providers.scenario_wire import PROVIDER, bad_response, id_of, object_of
@@ -143,12 +143,9 @@ class MultipartUploads:
     ) -> Lease | None:
         earliest: Lease | None = None
         for url, when in zip(urls, expires, strict=True):
-            lease = lease_for(
-                url=url,
+            lease = response.lease(
+                url,
                 expires_at=when if isinstance(when, str) else None,
-                date_header=response.headers.get("Date"),
-                sent_at=response.sent_at,
-                received_at=response.received_at,
                 default_lifetime=None,
             )
             if lease is not None and (earliest is None or lease.expires_at < earliest.expires_at):

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import calendar
 import email.utils
-import time
+import functools
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import parse_qsl, urlsplit
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,19 +28,23 @@ class Lease:
         return self.expires_at - now
 
 
+@functools.lru_cache(maxsize=64)
+def _http_date(value: str) -> float | None:
+    # Cached: every answer within one second carries the same `Date`.
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
 def server_skew(date_header: str | None, local_now: float) -> float:
     """Seconds the server's clock is ahead of ours (0 when unknown).
 
     The `Date` header has one-second resolution, so the result is accurate to
     about a second; callers keep a safety margin larger than that.
     """
-    if not date_header:
-        return 0.0
-    try:
-        parsed = email.utils.parsedate_to_datetime(date_header)
-    except (TypeError, ValueError):
-        return 0.0
-    return parsed.timestamp() - local_now
+    server_now = _http_date(date_header) if date_header else None
+    return 0.0 if server_now is None else server_now - local_now
 
 
 def _latest_skew(date_header: str | None, sent_at: float) -> float:
@@ -55,20 +58,26 @@ def _latest_skew(date_header: str | None, sent_at: float) -> float:
     which pushed a short lease's expiry past the real one and let PUTs start
     on URLs that storage had already expired.
     """
-    if not date_header:
-        return 0.0
-    try:
-        parsed = email.utils.parsedate_to_datetime(date_header)
-    except (TypeError, ValueError):
-        return 0.0
-    return parsed.timestamp() + 1.0 - sent_at
+    server_now = _http_date(date_header) if date_header else None
+    return 0.0 if server_now is None else server_now + 1.0 - sent_at
 
 
+@functools.lru_cache(maxsize=64)
 def _parse_amz_date(value: str) -> float | None:
+    # `YYYYMMDDTHHMMSSZ`; cached, as URLs signed within one second share it.
+    if len(value) != 16 or value[8] != "T" or value[15] != "Z":
+        return None
+    digits = value[:8] + value[9:15]
+    if not digits.isdigit():
+        return None
     try:
-        return float(calendar.timegm(time.strptime(value, "%Y%m%dT%H%M%SZ")))
+        moment = datetime(
+            int(digits[:4]), int(digits[4:6]), int(digits[6:8]),
+            int(digits[8:10]), int(digits[10:12]), int(digits[12:14]),
+        )  # fmt: skip
     except ValueError:
         return None
+    return float(calendar.timegm(moment.timetuple()))
 
 
 def _parse_iso(value: str) -> float | None:
@@ -83,7 +92,10 @@ def _parse_iso(value: str) -> float | None:
 
 def url_expiry(url: str) -> float | None:
     """The server-clock expiry a signed URL carries in its query, if any."""
-    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    # Split by hand, not `parse_qsl`: this runs for every URL, and the values
+    # read here are plain digits that are never percent-encoded.
+    _, _, rest = url.partition("?")
+    query = dict(part.partition("=")[::2] for part in rest.partition("#")[0].split("&"))
     amz_date, amz_expires = query.get("X-Amz-Date"), query.get("X-Amz-Expires")
     if amz_date and amz_expires and amz_expires.isdigit():
         start = _parse_amz_date(amz_date)

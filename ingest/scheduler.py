@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ingest import handoff
 from ingest.config import RunSettings
 from ingest.errors import Action, JournalError, ManifestError, TransferError
 from ingest.item import Item, Source
@@ -187,8 +187,11 @@ class Engine:
         self.counters = Counters()
         self.api_pacer = Pacer(settings.api_rate)
         self.put_pacer = Pacer(None)
-        self._api_limiter = anyio.CapacityLimiter(settings.api_concurrency)
-        self._ahead = anyio.Semaphore(settings.put_concurrency + settings.lookahead)
+        # `fast_acquire`: no trip through the event loop when a slot is free (once per item).
+        self._api_limiter = anyio.Semaphore(settings.api_concurrency, fast_acquire=True)
+        self._ahead = anyio.Semaphore(
+            settings.put_concurrency + settings.lookahead, fast_acquire=True
+        )
         self._check = Checker(provider.caps, provider.name)
         self._started = time.monotonic()
         self._scope: anyio.CancelScope | None = None
@@ -359,8 +362,8 @@ class Engine:
     async def _reader(
         self,
         entries: Iterator[Item | ManifestError],
-        send: ObjectSendStream[Source | _Resume],
-        landed: ObjectSendStream[tuple[Source | None, str, int, Target]],
+        send: MemoryObjectSendStream[Source | _Resume],
+        landed: MemoryObjectSendStream[tuple[Source | None, str, int, Target]],
     ) -> None:
         async with send, landed:
             with anyio.CancelScope() as scope:
@@ -378,15 +381,15 @@ class Engine:
     async def _route(
         self,
         entry: _Entry,
-        send: ObjectSendStream[Source | _Resume],
-        landed: ObjectSendStream[tuple[Source | None, str, int, Target]],
+        send: MemoryObjectSendStream[Source | _Resume],
+        landed: MemoryObjectSendStream[tuple[Source | None, str, int, Target]],
     ) -> None:
         if entry is None:
             self.counters.skipped += 1
         elif isinstance(entry, Source):
-            await send.send(entry)
+            await handoff.send(send, entry)
         elif isinstance(entry, _Resume):
-            await landed.send((None, entry.key, entry.line, entry.target))
+            await handoff.send(landed, (None, entry.key, entry.line, entry.target))
         elif isinstance(entry, ManifestError):
             self.counters.rejected += 1
             self._record({"s": "bad", "l": entry.line, "e": entry.reason})
@@ -439,12 +442,12 @@ class Engine:
 
     async def _acquirer(
         self,
-        receive: ObjectReceiveStream[Source | _Resume],
-        send: ObjectSendStream[tuple[Source, Target]],
-        landed: ObjectSendStream[tuple[Source | None, str, int, Target]],
+        receive: MemoryObjectReceiveStream[Source | _Resume],
+        send: MemoryObjectSendStream[tuple[Source, Target]],
+        landed: MemoryObjectSendStream[tuple[Source | None, str, int, Target]],
     ) -> None:
         async with receive, send, landed:
-            async for source in receive:
+            async for source in handoff.Items(receive):
                 if self._draining:
                     continue  # not started: it is simply picked up by the next run
                 assert isinstance(source, Source)
@@ -459,7 +462,7 @@ class Engine:
                 except BaseException:
                     self._release()
                     raise
-                await send.send((source, target))
+                await handoff.send(send, (source, target))
 
     def _release(self) -> None:
         self.counters.in_flight -= 1
@@ -469,11 +472,11 @@ class Engine:
 
     async def _putter(
         self,
-        receive: ObjectReceiveStream[tuple[Source, Target]],
-        landed: ObjectSendStream[tuple[Source | None, str, int, Target]],
+        receive: MemoryObjectReceiveStream[tuple[Source, Target]],
+        landed: MemoryObjectSendStream[tuple[Source | None, str, int, Target]],
     ) -> None:
         async with receive, landed:
-            async for source, target in receive:
+            async for source, target in handoff.Items(receive):
                 item = source.item
                 try:
                     target = await self._transfer(source, target)
@@ -488,7 +491,7 @@ class Engine:
                     if target.extra:
                         rec["x"] = dict(target.extra)
                     self._record(rec)
-                    await landed.send((source, item.key, item.line, target))
+                    await handoff.send(landed, (source, item.key, item.line, target))
                 else:
                     self._done(source, self.provider.landed(source, target))
 
@@ -544,7 +547,7 @@ class Engine:
     ) -> None:
         batch_size = self.provider.caps.finalize_batch
         async with receive:
-            async for first in receive:
+            async for first in handoff.Items(receive):
                 batch = [first]
                 while len(batch) < batch_size:
                     try:

@@ -22,28 +22,29 @@ Invariants:
   line it starts on; a folder reports the position in the walk);
 - relative paths resolve against the manifest's directory; `Item.key` is the
   entry's ``id`` when given, else the path exactly as written;
-- a key seen before is an error naming the first line; keys are remembered as
-  64-bit digests in a compact table, never as strings.
+- a key seen before is an error naming the first line (`seenkeys`: exact, in
+  about two bytes a key); the rare entry that needs a second look to tell
+  comes after the others, once the manifest has been read to its end.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import difflib
 import os
 import re
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, get_args
 
 import orjson
 
-from ingest.digestset import DigestSet, digest64
 from ingest.errors import ManifestError
 from ingest.item import Item
+from ingest.seenkeys import HOLD, FirstLines, KeyCheck, SeenKeys
 from ingest.sniff import sniff
 from ingest.validate import describe_content
 
@@ -140,11 +141,52 @@ def read_manifest(
         return _read_folder(path, source)
     _probe_file(path, source, fmt)
     base = os.path.dirname(os.path.abspath(path))
-    if fmt == "jsonl":
-        return _read_jsonl(path, source, base)
-    if fmt == "csv":
-        return _read_csv(path, source, base)
-    return _read_list(path, source, base)
+    reader = {"jsonl": _read_jsonl, "csv": _read_csv, "list": _read_list}[fmt]
+    return _deduplicated(
+        lambda seen: reader(path, source, base, seen), source, _estimate_entries(path)
+    )
+
+
+def _estimate_entries(path: Path) -> int:
+    """Roughly how many lines the manifest has, from its size and its first MiB."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 20)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return 0
+    return size * max(1, head.count(b"\n")) // max(1, len(head))
+
+
+_Reader = Callable[[KeyCheck], Generator["Item | ManifestError | _Held", None, None]]
+
+
+def _deduplicated(
+    read: _Reader, source: str, expected: int
+) -> Generator[Item | ManifestError, None, None]:
+    """The reader's entries with duplicate keys turned into errors (see `seenkeys`)."""
+    held: list[_Held] = []
+    for entry in read(SeenKeys(expected)):
+        if isinstance(entry, _Held):
+            held.append(entry)
+        else:
+            yield entry
+    if not held:
+        return
+    first = FirstLines({entry.item.key for entry in held})
+    last = max(entry.item.line for entry in held)
+    with contextlib.closing(read(first)) as again:  # a key's first line is never after it
+        for entry in again:
+            line = entry.item.line if isinstance(entry, _Held) else entry.line
+            if line is not None and line >= last:
+                break
+    for entry in held:
+        item = entry.item
+        line = first.lines.get(item.key, item.line)
+        if line < item.line:
+            yield _duplicate(item.key, entry.what, line, source, item.line)
+        else:
+            yield item
 
 
 # --- whole-manifest checks ---------------------------------------------------------------
@@ -179,7 +221,7 @@ def _probe_file(path: Path, source: str, fmt: ManifestFormat) -> None:
             _csv_layout(_CsvFeed(_lines(fh)), source)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _open(path: Path, source: str) -> Iterator[BinaryIO]:
     """Open a manifest file for binary reading, with errors a user can act on."""
     try:
@@ -299,29 +341,17 @@ def _clip(text: str, limit: int = 120) -> str:
 # --- entries -----------------------------------------------------------------------------
 
 
-class _SeenKeys:
-    """Keys met so far, as 64-bit digests in a `DigestSet` (flat memory at 10^6 keys).
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """An entry whose key may have been seen before: decided after the whole manifest is read."""
 
-    The line a key was first seen on is remembered for the first
-    `LINES_KEPT` keys only, so small manifests name it exactly and huge ones
-    stay small.
-    """
+    item: Item
+    what: str  # "id" or "path": what the key is, for the message
 
-    __slots__ = ("_digests", "_lines")
-    LINES_KEPT = 20_000
 
-    def __init__(self) -> None:
-        self._digests = DigestSet()
-        self._lines: dict[int, int] = {}
-
-    def first_line(self, key: str, line: int) -> int | None:
-        """The line `key` was first seen on (0 if forgotten), or None (remembering it) if new."""
-        digest = digest64(key)
-        if self._digests.add(digest):
-            if len(self._lines) < self.LINES_KEPT:
-                self._lines[digest] = line
-            return None
-        return self._lines.get(digest, 0)
+def _duplicate(key: str, what: str, first: int, source: str, line: int) -> ManifestError:
+    where = f"first at line {first}" if first else "also on an earlier line"
+    return ManifestError(f"duplicate {what} {_clip(key, 80)!r} ({where})", source=source, line=line)
 
 
 def _path_problem(written: str) -> str | None:
@@ -350,24 +380,21 @@ def _entry(
     line: int,
     source: str,
     base: str,
-    seen: _SeenKeys,
+    seen: KeyCheck,
     name: str | None = None,
     content_type: str | None = None,
     caption: str | None = None,
     metadata: dict[str, Any] | None = None,
-) -> Item | ManifestError:
+) -> Item | ManifestError | _Held:
     problem = _path_problem(written)
     if problem is not None:
         return ManifestError(problem, source=source, line=line)
     key = written if id_ is None else id_
-    first = seen.first_line(key, line)
-    if first is not None:
-        what = "path" if id_ is None else "id"
-        where = f"first at line {first}" if first else "also on an earlier line"
-        return ManifestError(
-            f"duplicate {what} {_clip(key, 80)!r} ({where})", source=source, line=line
-        )
-    return Item(
+    first = seen.check(key, line)
+    what = "path" if id_ is None else "id"
+    if isinstance(first, int):
+        return _duplicate(key, what, first, source, line)
+    item = Item(
         key=key,
         path=_resolve(base, written),
         line=line,
@@ -376,6 +403,7 @@ def _entry(
         caption=caption,
         metadata=metadata,
     )
+    return _Held(item, what) if first is HOLD else item
 
 
 def _suggest(name: str, present: set[str]) -> str | None:
@@ -407,8 +435,9 @@ def _unknown_keys(unknown: list[str], present: set[str]) -> str:
 # --- JSON lines --------------------------------------------------------------------------
 
 
-def _read_jsonl(path: Path, source: str, base: str) -> Generator[Item | ManifestError, None, None]:
-    seen = _SeenKeys()
+def _read_jsonl(
+    path: Path, source: str, base: str, seen: KeyCheck
+) -> Generator[Item | ManifestError | _Held, None, None]:
     with _open(path, source) as fh:
         for line, raw in _lines(fh):
             if raw is None:
@@ -421,8 +450,8 @@ def _read_jsonl(path: Path, source: str, base: str) -> Generator[Item | Manifest
 
 
 def _jsonl_entry(
-    raw: bytes, line: int, source: str, base: str, seen: _SeenKeys
-) -> Item | ManifestError:
+    raw: bytes, line: int, source: str, base: str, seen: KeyCheck
+) -> Item | ManifestError | _Held:
     def fail(reason: str) -> ManifestError:
         return ManifestError(reason, source=source, line=line)
 
@@ -595,8 +624,9 @@ def _norm_column(name: str) -> str:
     return name.strip().lower().replace("-", "_").replace(" ", "_")
 
 
-def _read_csv(path: Path, source: str, base: str) -> Generator[Item | ManifestError, None, None]:
-    seen = _SeenKeys()
+def _read_csv(
+    path: Path, source: str, base: str, seen: KeyCheck
+) -> Generator[Item | ManifestError | _Held, None, None]:
     with _open(path, source) as fh:
         feed = _CsvFeed(_lines(fh))
         layout = _csv_layout(feed, source)
@@ -635,8 +665,8 @@ def _csv_entry(
     end: int,
     source: str,
     base: str,
-    seen: _SeenKeys,
-) -> Item | ManifestError:
+    seen: KeyCheck,
+) -> Item | ManifestError | _Held:
     def fail(reason: str) -> ManifestError:
         return ManifestError(reason, source=source, line=start)
 
@@ -674,8 +704,9 @@ def _csv_entry(
 # --- plain list --------------------------------------------------------------------------
 
 
-def _read_list(path: Path, source: str, base: str) -> Generator[Item | ManifestError, None, None]:
-    seen = _SeenKeys()
+def _read_list(
+    path: Path, source: str, base: str, seen: KeyCheck
+) -> Generator[Item | ManifestError | _Held, None, None]:
     with _open(path, source) as fh:
         for line, raw in _lines(fh):
             if raw is None:

@@ -47,6 +47,7 @@ from ingest.journal import Journal, Record, Replay, fingerprint
 from ingest.pacing import Pacer, PacerStats
 from ingest.providers.base import Landed, Provider, Target
 from ingest.retry import RetryPolicy
+from ingest.tally import Tally
 from ingest.validate import Checker
 
 T = TypeVar("T")
@@ -180,6 +181,7 @@ class Engine:
         self.provider = provider
         self.journal = journal
         self.replay = replay
+        self.tally = Tally(replay)  # the journal's counts as the run writes it
         self.settings = settings
         self.observer: Observer = observer or _Silent()
         self.clock = clock
@@ -297,6 +299,8 @@ class Engine:
             self.journal.record(rec)
         except JournalError as exc:
             self._stop(str(exc))
+            return
+        self.tally.apply(rec)
 
     # -- stage 1: read and validate (blocking I/O in a worker thread) --------
 

@@ -329,12 +329,15 @@ async def _main(
             outcome = await engine.run(entries)
             tg.cancel_scope.cancel()
     journal.sync()
-    final = replay_journal(journal.path)
-    counts = final.counts()
-    reporter.summary(outcome, counts, final.total, str(journal.path))
+    if journal.error is None:
+        counts, total = engine.tally.counts(), engine.tally.total
+    else:  # records may not have reached the disk: count what did
+        final = replay_journal(journal.path)
+        counts, total = final.counts(), final.total
+    reporter.summary(outcome, counts, total, str(journal.path))
     if outcome.stop_reason == "interrupted" or outcome.drained:
         reporter.note(
-            f"interrupted; run the same command again to resume ({len(final.done)} done so far)",
+            f"interrupted; run the same command again to resume ({counts['done']} done so far)",
             always=True,
         )
         return EXIT_INTERRUPTED

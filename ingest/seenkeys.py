@@ -1,0 +1,127 @@
+"""Duplicate keys in a manifest, found exactly in about two bytes a key.
+
+Owns the rule "a key seen on an earlier line is a duplicate, named with that
+line" at any manifest size, without a table that grows with the manifest.
+
+How it works:
+
+- The first `EXACT_KEYS` keys are kept exactly (64-bit digest → line), so a
+  small manifest is answered at once, in order, naming the first line.
+- Past that, every key also goes into a Bloom filter of 16 bits a key (sized
+  from the manifest's estimated entry count, grown by adding a filter twice
+  as large when the estimate was short). A key the filter has never seen is
+  new, for certain. A key it may have seen is *held*: `check` returns `HOLD`
+  and the manifest reader keeps the entry aside.
+- When the manifest has been read, a second pass (`FirstLines`) looks for the
+  first line of each held key only (an exact dict of the few held keys); a
+  held entry whose own line is the first was a false alarm (about 0.07 % of
+  keys) and is uploaded then, the others are duplicates naming that line.
+
+Memory: ~2 bytes a key for the filters, plus the held entries (each a real
+duplicate or a rare false alarm). Digests are Python's string hash, so
+nothing here may outlive the process.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Protocol
+
+from ingest.digestset import digest64
+
+
+class _Hold:
+    def __repr__(self) -> str:
+        return "HOLD"
+
+
+HOLD: Final = _Hold()
+"""`check`'s answer for a key that may have been seen: decide after a second pass."""
+
+
+class KeyCheck(Protocol):
+    def check(self, key: str, line: int) -> int | _Hold | None:
+        """None: new (now remembered); an int: a duplicate of that line (0: unknown); or HOLD."""
+        ...
+
+
+class _Bloom:
+    """A Bloom filter for `capacity` members at 16 bits each, 7 probes (~0.07 % false alarms)."""
+
+    __slots__ = ("_bits", "_size", "capacity", "count")
+    BITS_PER_KEY = 16
+    PROBES = 7
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.count = 0
+        self._size = capacity * self.BITS_PER_KEY
+        self._bits = bytearray((self._size + 7) // 8)
+
+    def _positions(self, digest: int) -> list[int]:
+        # Double hashing from the two halves of one 64-bit digest (Kirsch-Mitzenmacher).
+        low, high, size = digest & 0xFFFFFFFF, (digest >> 32) | 1, self._size
+        return [(low + i * high) % size for i in range(self.PROBES)]
+
+    def __contains__(self, digest: int) -> bool:
+        bits = self._bits
+        return all(bits[p >> 3] & (1 << (p & 7)) for p in self._positions(digest))
+
+    def add(self, digest: int) -> None:
+        bits = self._bits
+        for p in self._positions(digest):
+            bits[p >> 3] |= 1 << (p & 7)
+        self.count += 1
+
+
+class SeenKeys:
+    """The keys of one pass over a manifest (see the module docstring)."""
+
+    __slots__ = ("_exact", "_expected", "_filters")
+    EXACT_KEYS = 20_000
+
+    def __init__(self, expected: int = 0) -> None:
+        self._exact: dict[int, int] = {}
+        self._expected = expected
+        self._filters: list[_Bloom] = []
+
+    def check(self, key: str, line: int) -> int | _Hold | None:
+        digest = digest64(key)
+        first = self._exact.get(digest)
+        if first is not None:
+            return first
+        if not self._filters:
+            if len(self._exact) < self.EXACT_KEYS:
+                self._exact[digest] = line
+                return None
+            self._grow()
+            for known in self._exact:
+                self._filters[-1].add(known)
+        if any(digest in bloom for bloom in self._filters):
+            return HOLD
+        if self._filters[-1].count >= self._filters[-1].capacity:
+            self._grow()
+        self._filters[-1].add(digest)
+        return None
+
+    def _grow(self) -> None:
+        last = self._filters[-1].capacity if self._filters else 0
+        self._filters.append(_Bloom(max(2 * last, self._expected, 4 * self.EXACT_KEYS)))
+
+    @property
+    def filter_bytes(self) -> int:
+        return sum(len(bloom._bits) for bloom in self._filters)
+
+
+class FirstLines:
+    """The second pass: the first line of each of a few watched keys."""
+
+    __slots__ = ("_watched", "lines")
+
+    def __init__(self, watched: set[str]) -> None:
+        self._watched = watched
+        self.lines: dict[str, int] = {}
+
+    def check(self, key: str, line: int) -> int | _Hold | None:
+        if key in self._watched and key not in self.lines:
+            self.lines[key] = line
+        return None

@@ -2,15 +2,18 @@
 
 The emulator's storage route is throttled with ``put.latency`` (each PUT
 takes 0.5–1.5 × the given seconds), so an upload takes a good share of a
-5 s lifetime. Two emulators run side by side, identical but for the URL
-lifetime; `ingest run` uploads the same files to each, alternating, for
-`--rounds` rounds.
+5 s lifetime, and a share of PUTs (``put.503``) is refused after its body
+with ``Retry-After`` (``put.retry_after``): the retry comes too late for a
+5 s URL, which must be re-signed first (URLs are signed just in time, so
+without retries none would ever need it). Two emulators run side by side,
+identical but for the URL lifetime; `ingest run` uploads the same files to
+each, alternating, for `--rounds` rounds.
 
 Bar: zero items failed; every re-sign counted (the engine's count equals the
 emulator's extra URLs issued: assets issued − files); files/s with 5 s URLs
 within 10 % of the run with 120 s URLs.
 
-    python benchmarks/lease.py [--rounds 3] [--count 300] [--put-latency 2]
+    python benchmarks/lease.py [--rounds 3] [--count 300] [--put-latency 2] [--put-503 0.1]
 """
 
 from __future__ import annotations
@@ -38,9 +41,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--put-latency", type=float, default=2.0)
+    parser.add_argument("--put-503", type=float, default=0.1, help="share of PUTs refused")
+    parser.add_argument("--retry-after", type=float, default=2.0, help="their Retry-After")
     args = parser.parse_args()
     _, manifest, _ = dataset(args.count, 64 * 1024)
-    faults = f"seed=1,put.latency={args.put_latency}"
+    faults = (
+        f"seed=1,put.latency={args.put_latency},put.503={args.put_503},"
+        f"put.retry_after={args.retry_after}"
+    )
     runs: dict[str, list[dict[str, Any]]] = {"5 s": [], "120 s": []}
     env = env_with_key()
     with (

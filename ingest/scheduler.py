@@ -2,16 +2,16 @@
 
 How it works:
 
-    reader ─► [validated] ─► acquirers ×A ─► [leased] ─► putters ×P ─► [landed] ─► finalizers
-    (thread,   bounded        control plane   bounded,    data plane    bounded     (complete /
-     batches)                 pacer, retry    lookahead   retry,        (only if     attach)
-                                                          re-sign       finalize)
+    reader ─► [validated] ─► workers ×(P+L) ─────────────────────► [landed] ─► finalizers
+    (thread,   bounded        acquire: API pacer,   transfer: one    bounded     (complete /
+     batches)                 ≤ A calls at once     of P PUT slots,  (only if     attach)
+                                                    retry, re-sign   finalize)
 
 - Every hand-off is a bounded memory stream, so a slow stage stops the one
   before it and memory stays flat whatever the manifest's size.
-- URLs are signed just in time: an acquirer takes a slot of the `ahead`
-  semaphore (PUT workers + lookahead) before it signs, and the slot is
-  returned when the PUT ends, so at most `lookahead` signed targets wait.
+- URLs are signed just in time: a worker signs its item's URL, then waits
+  for one of the P PUT slots; with P + L workers, at most L (`lookahead`)
+  signed URLs wait. API calls are limited to A at once, PUTs to P.
 - Before every PUT attempt, retries included, a lease with less than the
   safety margin left is re-signed; a storage "expired" answer re-signs too.
 - Errors are handled by their `Action`: RETRY backs off (full jitter,
@@ -191,9 +191,7 @@ class Engine:
         self.put_pacer = Pacer(None)
         # `fast_acquire`: no trip through the event loop when a slot is free (once per item).
         self._api_limiter = anyio.Semaphore(settings.api_concurrency, fast_acquire=True)
-        self._ahead = anyio.Semaphore(
-            settings.put_concurrency + settings.lookahead, fast_acquire=True
-        )
+        self._put_slots = anyio.Semaphore(settings.put_concurrency, fast_acquire=True)
         self._check = Checker(provider.caps, provider.name)
         self._started = time.monotonic()
         self._scope: anyio.CancelScope | None = None
@@ -248,9 +246,6 @@ class Engine:
         validated_send, validated_recv = anyio.create_memory_object_stream[Source | _Resume](
             s.put_concurrency
         )
-        leased_send, leased_recv = anyio.create_memory_object_stream[tuple[Source, Target]](
-            s.lookahead
-        )
         landed_send, landed_recv = anyio.create_memory_object_stream[
             tuple[Source | None, str, int, Target]
         ](max(s.put_concurrency, self.provider.caps.finalize_batch * 2))
@@ -260,27 +255,14 @@ class Engine:
                 self._scope = scope
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._reader, entries, validated_send, landed_send.clone())
-                    for _ in range(s.api_concurrency):
-                        tg.start_soon(
-                            self._acquirer,
-                            validated_recv.clone(),
-                            leased_send.clone(),
-                            landed_send.clone(),
-                        )
-                    for _ in range(s.put_concurrency):
-                        tg.start_soon(self._putter, leased_recv.clone(), landed_send.clone())
+                    for _ in range(s.put_concurrency + s.lookahead):
+                        tg.start_soon(self._worker, validated_recv.clone(), landed_send.clone())
                     finalizers = (
                         max(1, s.api_concurrency // 2) if self.provider.caps.finalize else 1
                     )
                     for _ in range(finalizers):
                         tg.start_soon(self._finalizer, landed_recv.clone())
-                    for stream in (
-                        validated_recv,
-                        leased_send,
-                        leased_recv,
-                        landed_send,
-                        landed_recv,
-                    ):
+                    for stream in (validated_recv, landed_send, landed_recv):
                         stream.close()
             outer.cancel_scope.cancel()
         if self.journal.error is not None and self.stop_reason is None:
@@ -416,9 +398,11 @@ class Engine:
         """One provider API call with the pacer, the limiter and retries."""
         policy = self.settings.retry
         for attempt in itertools.count(1):
-            started = await self.api_pacer.wait()
             try:
                 async with self._api_limiter:
+                    # Paced with a slot in hand: however many workers wait for a slot,
+                    # at most A are past the pacer, so none starts during a pause.
+                    started = await self.api_pacer.wait()
                     self.counters.api_calls += 1
                     result = await call()
             except TransferError as err:
@@ -442,53 +426,34 @@ class Engine:
         self._record(rec)
         return target
 
-    # -- stage 2: acquire ----------------------------------------------------
+    # -- stages 2 and 3: acquire, then transfer ------------------------------
 
-    async def _acquirer(
+    async def _worker(
         self,
         receive: MemoryObjectReceiveStream[Source | _Resume],
-        send: MemoryObjectSendStream[tuple[Source, Target]],
         landed: MemoryObjectSendStream[tuple[Source | None, str, int, Target]],
     ) -> None:
-        async with receive, send, landed:
+        """One item at a time: sign its URL, wait for a PUT slot, upload it.
+
+        There are `put_concurrency + lookahead` workers and `put_concurrency`
+        PUT slots, so at most `lookahead` signed URLs wait for a slot.
+        """
+        async with receive, landed:
             async for source in handoff.Items(receive):
                 if self._draining:
                     continue  # not started: it is simply picked up by the next run
                 assert isinstance(source, Source)
-                await self._ahead.acquire()
+                item = source.item
                 self.counters.in_flight += 1
                 try:
                     target = await self._acquire(source)
-                except TransferError as err:
-                    self._release()
-                    self._fail(source.item.key, source.item.line, err)
-                    continue
-                except BaseException:
-                    self._release()
-                    raise
-                await handoff.send(send, (source, target))
-
-    def _release(self) -> None:
-        self.counters.in_flight -= 1
-        self._ahead.release()
-
-    # -- stage 3: transfer ---------------------------------------------------
-
-    async def _putter(
-        self,
-        receive: MemoryObjectReceiveStream[tuple[Source, Target]],
-        landed: MemoryObjectSendStream[tuple[Source | None, str, int, Target]],
-    ) -> None:
-        async with receive, landed:
-            async for source, target in handoff.Items(receive):
-                item = source.item
-                try:
-                    target = await self._transfer(source, target)
+                    async with self._put_slots:
+                        target = await self._transfer(source, target)
                 except TransferError as err:
                     self._fail(item.key, item.line, err)
                     continue
                 finally:
-                    self._release()
+                    self.counters.in_flight -= 1
                 if self.provider.caps.finalize:
                     rec: Record = {"s": "up", "k": item.key, "r": target.remote_id}
                     rec["z"], rec["m"] = source.size, source.mtime_ns

@@ -45,6 +45,8 @@ class Source:
     size: int
     mtime_ns: int
     image_type: ImageType
+    # The file's bytes when read ahead at validation (small files, see `prefetch`).
+    body: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def content_type(self) -> str:

@@ -45,10 +45,11 @@ from ingest.errors import Action, JournalError, ManifestError, TransferError
 from ingest.item import Item, Source
 from ingest.journal import Journal, Record, Replay, fingerprint
 from ingest.pacing import Pacer, PacerStats
+from ingest.prefetch import Prefetch
 from ingest.providers.base import Landed, Provider, Target
 from ingest.retry import RetryPolicy
 from ingest.tally import Tally
-from ingest.validate import Checker
+from ingest.validate import Checker, release
 
 T = TypeVar("T")
 
@@ -63,6 +64,7 @@ class EngineSettings:
     resign_margin_s: float = 15.0
     circuit_breaker: int = 25
     read_batch: int = 128
+    read_ahead_bytes: int = 16 << 20  # small files read while validated (0: at upload)
     retry_failed: bool = False  # re-queue items a provider rejected in an earlier run
     reupload_changed: bool = False  # upload again items whose file changed since upload
 
@@ -192,7 +194,9 @@ class Engine:
         # `fast_acquire`: no trip through the event loop when a slot is free (once per item).
         self._api_limiter = anyio.Semaphore(settings.api_concurrency, fast_acquire=True)
         self._put_slots = anyio.Semaphore(settings.put_concurrency, fast_acquire=True)
-        self._check = Checker(provider.caps, provider.name)
+        # Small files are read as they are validated (see `prefetch`).
+        self._prefetch = Prefetch(settings.read_ahead_bytes) if settings.read_ahead_bytes else None
+        self._check = Checker(provider.caps, provider.name, prefetch=self._prefetch)
         self._started = time.monotonic()
         self._scope: anyio.CancelScope | None = None
         self._reader_scope: anyio.CancelScope | None = None
@@ -440,9 +444,10 @@ class Engine:
         """
         async with receive, landed:
             async for source in handoff.Items(receive):
-                if self._draining:
-                    continue  # not started: it is simply picked up by the next run
                 assert isinstance(source, Source)
+                if self._draining:
+                    release(source, self._prefetch)
+                    continue  # not started: it is simply picked up by the next run
                 item = source.item
                 self.counters.in_flight += 1
                 try:
@@ -454,6 +459,7 @@ class Engine:
                     continue
                 finally:
                     self.counters.in_flight -= 1
+                    source = release(source, self._prefetch)
                 if self.provider.caps.finalize:
                     rec: Record = {"s": "up", "k": item.key, "r": target.remote_id}
                     rec["z"], rec["m"] = source.size, source.mtime_ns

@@ -181,11 +181,18 @@ async def put_file(
     *,
     provider: str,
     allow_insecure_http: bool = False,
+    body: bytes | None = None,
 ) -> None:
-    """PUT `path` to the pre-signed `url`; raises `TransferError` when it did not land."""
-    target = check_upload_url(url, allow_insecure=allow_insecure_http, provider=provider)
+    """PUT `path` to the pre-signed `url`; raises `TransferError` when it did not land.
 
-    async def body() -> bytes | AsyncGenerator[bytes, None]:
+    `body`, when given, is the file's bytes already read (see `prefetch`).
+    """
+    target = check_upload_url(url, allow_insecure=allow_insecure_http, provider=provider)
+    read_ahead = body
+
+    async def make_body() -> bytes | AsyncGenerator[bytes, None]:
+        if read_ahead is not None:
+            return read_ahead
         if size <= SMALL_FILE:
             return await _read_small(path, size)
         # Checked before the request starts: a file gone or resized since it was
@@ -197,7 +204,7 @@ async def put_file(
             )
         return _stream(path, size, whole=True)
 
-    await _send(session, target, path, size, content_type, body, provider=provider)
+    await _send(session, target, path, size, content_type, make_body, provider=provider)
 
 
 async def put_range(

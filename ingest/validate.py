@@ -7,21 +7,23 @@ with any content type the manifest declared.
 
 Every check is blocking I/O by design (one open, one fstat, one short read per
 item, in that order, so a FIFO never blocks and the size and the bytes come
-from the same file); the engine calls `check_many` from a worker thread in
-batches. A failed check is returned, not raised, as a `ManifestError` whose
+from the same file; with a `Prefetch` budget, a small file is read whole
+instead); the engine calls the `Checker` from a worker thread in batches. A failed check is returned, not raised, as a `ManifestError` whose
 reason stands on its own ("file not found: /data/a.png").
 """
 
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ingest.errors import ManifestError
 from ingest.item import Item, Source
+from ingest.prefetch import Prefetch
 from ingest.providers.base import Capabilities
 from ingest.sniff import SNIFF_BYTES, ImageType, sniff
 
@@ -56,13 +58,35 @@ class Limits:
     provider: str | None = None
 
 
-def check(item: Item, limits: Limits, *, source: str | None = None) -> Source | ManifestError:
+def check(
+    item: Item, limits: Limits, *, source: str | None = None, prefetch: Prefetch | None = None
+) -> Source | ManifestError:
     """`item` as a `Source` if its file can be uploaded under `limits`, else why not.
 
     The error's `source` is `source` when given (the manifest, say), else the
-    item's path; its `line` is the item's manifest line.
+    item's path; its `line` is the item's manifest line. With `prefetch`, a
+    small file's bytes come along in `Source.body` while the budget allows.
     """
     where = str(item.path) if source is None else source
+    if prefetch is None:
+        return _check(item, limits, where, lambda size: False)
+    taken = 0
+
+    def reserve(size: int) -> bool:
+        nonlocal taken
+        if prefetch.take(size):
+            taken = size
+        return taken > 0
+
+    result = _check(item, limits, where, reserve)
+    if taken and not (isinstance(result, Source) and result.body is not None):
+        prefetch.give_back(taken)
+    return result
+
+
+def _check(
+    item: Item, limits: Limits, where: str, reserve: Callable[[int], bool]
+) -> Source | ManifestError:
 
     def fail(reason: str) -> ManifestError:
         return ManifestError(reason, source=where, line=item.line)
@@ -92,8 +116,9 @@ def check(item: Item, limits: Limits, *, source: str | None = None) -> Source | 
             return fail(f"empty file (0 bytes): {path}")
         if limits.max_size is not None and st.st_size > limits.max_size:
             return fail(f"{_too_large(st.st_size, limits.max_size, limits.provider)}: {path}")
+        whole = reserve(st.st_size)
         try:
-            head = os.read(fd, SNIFF_BYTES)
+            head = _read_all(fd, st.st_size) if whole else os.read(fd, SNIFF_BYTES)
         except PermissionError:
             return fail(f"permission denied: {path}")
         except OSError as exc:
@@ -112,7 +137,21 @@ def check(item: Item, limits: Limits, *, source: str | None = None) -> Source | 
         return fail(
             f"declared {item.content_type.strip()} but the file is {image_type.mime}: {path}"
         )
-    return Source(item=item, size=st.st_size, mtime_ns=st.st_mtime_ns, image_type=image_type)
+    # A file whose size moved between the stat and the read keeps no body:
+    # the upload reads it again, and tells it changed.
+    body = head if whole and len(head) == st.st_size else None
+    return Source(
+        item=item, size=st.st_size, mtime_ns=st.st_mtime_ns, image_type=image_type, body=body
+    )
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """Up to `size + 1` bytes: one more than the stat said tells a file that grew."""
+    chunks, want = [], size + 1
+    while want > 0 and (chunk := os.read(fd, want)):
+        chunks.append(chunk)
+        want -= len(chunk)
+    return b"".join(chunks)
 
 
 class NameLimit:
@@ -144,15 +183,29 @@ class NameLimit:
 class Checker:
     """Every local check a provider's items get, the same in `run`, `validate` and `--dry-run`."""
 
-    def __init__(self, caps: Capabilities, provider: str) -> None:
+    def __init__(
+        self, caps: Capabilities, provider: str, *, prefetch: Prefetch | None = None
+    ) -> None:
         self.limits = Limits(formats=caps.formats, max_size=caps.max_size, provider=provider)
         self.names = NameLimit(caps.same_name_limit, provider) if caps.same_name_limit else None
+        self.prefetch = prefetch
 
     def __call__(self, item: Item) -> Source | ManifestError:
-        result = check(item, self.limits)
+        result = check(item, self.limits, prefetch=self.prefetch)
         if isinstance(result, Source) and self.names is not None:
-            return self.names.check(item) or result
+            refused = self.names.check(item)
+            if refused is not None:
+                release(result, self.prefetch)
+                return refused
         return result
+
+
+def release(source: Source, prefetch: Prefetch | None) -> Source:
+    """`source` without its read-ahead bytes, given back to the budget."""
+    if source.body is None or prefetch is None:
+        return source
+    prefetch.give_back(len(source.body))
+    return dataclasses.replace(source, body=None)
 
 
 def check_many(

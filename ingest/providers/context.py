@@ -38,5 +38,6 @@ class Context:
             target.content_type,
             provider=provider,
             allow_insecure_http=self.allow_insecure_http,
+            body=source.body,
         )
         return target

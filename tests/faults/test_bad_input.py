@@ -314,17 +314,26 @@ CHANGES = {
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("size", [4_000, 700_000], ids=["whole", "streamed"])
+@pytest.mark.parametrize(
+    ("size", "read_ahead"),
+    [(4_000, 0), (700_000, 16 << 20), (4_000, 16 << 20)],
+    ids=["whole", "streamed", "read-ahead"],
+)
 async def test_files_that_change_or_vanish_after_validation_fail_alone(
-    tmp_path: Path, size: int
+    tmp_path: Path, size: int, read_ahead: int
 ) -> None:
-    """Between the check and the upload (here: while the URL is acquired) the file changes."""
+    """Between the check and the upload (here: while the URL is acquired) the file changes.
+
+    A small file read ahead at validation is uploaded as it was read, which is
+    what the journal's fingerprint describes; the others fail alone.
+    """
     paths = []
     for index in range(5):
         path = tmp_path / f"f{index}.png"
         make_image(path, "png", size + index, seed=160 + index)
         paths.append(path)
     manifest = write_jsonl_manifest(paths, tmp_path / "m.jsonl")
+    as_validated = {sha256_file(path) for path in paths}
     victims = dict(zip(("item-000001", "item-000002", "item-000003"), CHANGES, strict=True))
     settings = load_settings(None)
     run = dataclasses.replace(settings.run, max_attempts=3, backoff_base_s=0.01)
@@ -357,12 +366,17 @@ async def test_files_that_change_or_vanish_after_validation_fail_alone(
             provider.acquire = acquire_then_change
             journal, state = Journal.open(tmp_path / "j", Header("novita", str(manifest)))
             with journal:
-                engine = Engine(
-                    provider, journal, state, EngineSettings.from_run(run), observer=observer
+                engine_settings = dataclasses.replace(
+                    EngineSettings.from_run(run), read_ahead_bytes=read_ahead
                 )
+                engine = Engine(provider, journal, state, engine_settings, observer=observer)
                 outcome = await engine.run(read_manifest(manifest))
         stored = {obj.sha256 for obj in sim.state.objects.values()}
     assert outcome.stop_reason is None
+    if read_ahead and size <= 256 << 10:
+        assert outcome.counters.done == 5 and not observer.failed
+        assert stored == as_validated  # whatever happened to the files since
+        return
     assert outcome.counters.done == 2 and outcome.counters.failed == 3
     assert outcome.counters.retries == 0  # a local problem is not retried
     assert set(observer.failed) == set(victims)

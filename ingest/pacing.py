@@ -70,6 +70,7 @@ class Pacer:
     WINDOW_S = 10.0  # longest cycle measured; older successes are forgotten
     MIN_SAMPLE = 10  # successes in a cycle before a throttle may cut the rate
     MIN_CYCLE_S = 1.5  # and seconds
+    MAX_EVENTS = 4096  # call starts and successes remembered (the window's newest)
 
     def __init__(
         self,
@@ -85,8 +86,10 @@ class Pacer:
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._throttles = 0
-        self._starts: collections.deque[float] = collections.deque()
-        self._successes: collections.deque[float] = collections.deque()
+        # Bounded by count as well as by time, so memory stays flat at thousands
+        # of calls a second; at such rates the newest MAX_EVENTS measure well enough.
+        self._starts: collections.deque[float] = collections.deque(maxlen=self.MAX_EVENTS)
+        self._successes: collections.deque[float] = collections.deque(maxlen=self.MAX_EVENTS)
         self._pauses: collections.deque[tuple[float, float]] = collections.deque()
         self._epoch: float | None = None  # start of the current cycle
         self._cycle_refused = 0  # counted throttles in the current cycle
@@ -192,6 +195,8 @@ class Pacer:
         """Cut the rate to what got through since the cycle began (if enough did)."""
         start = self._epoch if self._epoch is not None else now
         since = max(start, now - self.WINDOW_S)
+        if len(self._successes) == self.MAX_EVENTS:
+            since = max(since, self._successes[0])  # older ones were dropped: measure the rest
         got_through = sum(1 for t in self._successes if since <= t <= now)
         if got_through < self.MIN_SAMPLE:
             return  # too few calls to measure an allowance: the pause alone will do

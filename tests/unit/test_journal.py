@@ -190,3 +190,35 @@ def test_replay_after_a_cut_anywhere_in_the_last_record(
     assert {k: s for k, s in expected.items() if s != "done"} == {
         k: str(r["s"]) for k, r in state.pending.items()
     }
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 18])
+def test_replay_is_the_same_whatever_the_read_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    """Lines cut across block boundaries, a torn last line, and damage named by its line."""
+    import ingest.journal as journal_module
+
+    path = tmp_path / "j"
+    header = Header(provider="novita", manifest="m.jsonl", created=0.0)
+    records = [orjson.dumps(header.to_record())]
+    for index in range(300):
+        records.append(orjson.dumps({"s": "acq", "k": f"key-{index}", "r": str(index)}))
+        if index % 3:
+            records.append(orjson.dumps({"s": "done", "k": f"key-{index}", "r": str(index)}))
+    path.write_bytes(b"\n".join(records) + b'\n{"s":"done","k":"key-1')  # torn tail
+    expected = replay(path)
+    monkeypatch.setattr(journal_module, "_BLOCK", block)
+    got = replay(path)
+    assert got.counts() == expected.counts() == {
+        "done": 200, "failed": 0, "rejected": 0, "in_flight": 100,
+    }  # fmt: skip
+    assert (got.records, got.good_bytes, got.torn_tail) == (
+        len(records) - 1,
+        len(b"\n".join(records)) + 1,
+        True,
+    )
+    damaged = tmp_path / "d"
+    damaged.write_bytes(b"\n".join([*records[:5], b"{oops", *records[5:]]) + b"\n")
+    with pytest.raises(JournalCorrupt, match=r"/d:6: unreadable record"):
+        replay(damaged)

@@ -71,3 +71,17 @@ async def test_successes_raise_the_rate_up_to_a_configured_ceiling() -> None:
     for _ in range(1000):
         pacer.on_success()
     assert pacer.stats().rate == 10.0
+
+
+async def test_thousands_of_calls_a_second_are_measured_in_bounded_memory() -> None:
+    now = [100.0]
+    pacer = Pacer(clock=lambda: now[0])
+    pacer.on_throttle(retry_after=1.0)
+    now[0] += 1.0
+    for _ in range(20_000):  # 5,000 calls/s get through for 4 s
+        await pacer.wait()
+        pacer.on_success()
+        now[0] += 0.0002
+    assert len(pacer._starts) == len(pacer._successes) == Pacer.MAX_EVENTS
+    pacer.on_throttle(retry_after=1.0)
+    assert pacer.stats().rate == pytest.approx(5_000.0, rel=0.05)

@@ -1,7 +1,5 @@
 """`python -m ingest` runs the command line."""
 
-import sys
+from ingest.cli.main import entry
 
-from ingest.cli.main import main
-
-sys.exit(main())
+entry()

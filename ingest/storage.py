@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -45,19 +46,24 @@ async def _stream(
     more: a file that grew since it was checked is refused before its last
     chunk goes out, so storage sees a cut body and keeps nothing, instead of
     keeping the file's first `size` bytes as if they were all of it.
+
+    Each chunk is one `os.pread` in the loop's executor: a 16 MiB file is 64
+    thread hops, and this is the cheapest hop (aiofiles/anyio wrappers cost
+    ~30 % more each).
     """
-    sent = 0
+    loop = asyncio.get_running_loop()
     # Shielded: a cancellation that lands while the worker thread opens the file
-    # would drop the open handle on the floor (a leaked file, a ResourceWarning).
+    # would drop the open descriptor on the floor (a leaked file).
     with anyio.CancelScope(shield=True):
-        fh = await anyio.open_file(path, "rb")
+        fd = await loop.run_in_executor(None, os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+    sent = 0
     try:
-        if offset:
-            await fh.seek(offset)
         while sent < size:
             want = min(CHUNK, size - sent)
             last = whole and sent + want == size
-            chunk = await fh.read(want + 1 if last else want)
+            chunk = await loop.run_in_executor(
+                None, os.pread, fd, want + 1 if last else want, offset + sent
+            )
             if len(chunk) > want:
                 raise FileChanged(f"file grew during upload: more than {size} bytes")
             if not chunk:
@@ -67,7 +73,7 @@ async def _stream(
     finally:
         # Closed at once, not awaited: aiohttp cancels the body's writer as soon as
         # the answer is in, and a cancelled awaited close may never run (a leaked file).
-        fh.wrapped.close()
+        os.close(fd)
     if sent != size:
         raise FileChanged(f"file shrank during upload: {sent} of {size} bytes")
 

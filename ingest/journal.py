@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import itertools
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
@@ -104,14 +105,15 @@ class Replay:
     """The state a journal describes, kept compact enough for 10^6 items.
 
     Done items are kept as 64-bit digests in a `DigestSet` (~17 bytes each);
-    their file fingerprints only when asked (a resume checks for changed
-    files; `status` and the end-of-run summary need not). Every other item's
-    last record is kept whole (few of them: in flight, failed, rejected).
+    with `fingerprints` (a resume checks for changed files; `status` and the
+    end-of-run summary need not), each with its file's size/mtime fingerprint
+    in the same table (~34 bytes each). Every other item's last record is kept
+    whole (few of them: in flight, failed, rejected).
     """
 
     header: Header
+    fingerprints: bool = False
     done: DigestSet = field(default_factory=DigestSet)
-    fingerprints: dict[int, int] | None = None
     pending: dict[str, Record] = field(default_factory=dict)
     bad_lines: int = 0  # rejected manifest lines without a key, in the latest run
     total: int | None = None
@@ -120,21 +122,25 @@ class Replay:
     good_bytes: int = 0  # offset of the end of the last complete record
     torn_tail: bool = False
 
+    def __post_init__(self) -> None:
+        if self.fingerprints and not self.done.has_values:
+            self.done = DigestSet(values=True)
+
     def apply(self, rec: Record) -> None:
         state = rec.get("s")
         key = rec.get("k")
         if isinstance(key, str):
             digest = (hash(key) & _MASK64) or 1  # `key_digest`, inlined: 2·10^6 calls a replay
             if state == "done":
-                self.done.add(digest)
-                if self.fingerprints is not None:
+                if self.fingerprints:
                     size, mtime = int(rec.get("z", 0)), int(rec.get("m", 0))
-                    self.fingerprints[digest] = fingerprint(size, mtime)
+                    self.done.add(digest, fingerprint(size, mtime))
+                else:
+                    self.done.add(digest)
                 self.pending.pop(key, None)
             else:
                 self.pending[key] = rec
-                if self.done.discard(digest) and self.fingerprints is not None:
-                    self.fingerprints.pop(digest, None)
+                self.done.discard(digest)
         elif state == "bad":
             self.bad_lines += 1
         elif state == "run":
@@ -148,7 +154,7 @@ class Replay:
 
     def fingerprint_of(self, key: str) -> int | None:
         """The size/mtime fingerprint recorded when `key` was done (needs `fingerprints=True`)."""
-        return None if self.fingerprints is None else self.fingerprints.get(key_digest(key))
+        return self.done.get(key_digest(key)) if self.fingerprints else None
 
     def counts(self) -> dict[str, int]:
         """Item counts by state, derived from the records."""
@@ -214,7 +220,8 @@ def replay(path: Path, *, fingerprints: bool = False) -> Replay:
             continue
         if result is None:
             result = Replay(
-                header=Header.from_record(rec, path), fingerprints={} if fingerprints else None
+                header=Header.from_record(rec, path),
+                fingerprints=fingerprints,
             )
         else:
             result.apply(rec)
@@ -291,9 +298,10 @@ def compact(path: Path) -> int:
     the unkeyed rejections of the latest run and the latest end marker.
     Written to a temporary file, fsynced, then renamed over the original.
     """
-    last: dict[int, int] = {}
-    last_run = last_end = 0
+    last = DigestSet(values=True)  # key digest -> its last line: flat at 10^6 keys
+    last_run = last_end = lines = 0
     for number, _end, line, complete in _lines(path):
+        lines = number
         if number == 1:
             continue
         rec = orjson.loads(line) if complete else None
@@ -301,19 +309,21 @@ def compact(path: Path) -> int:
             continue
         key = rec.get("k")
         if isinstance(key, str):
-            last[key_digest(key)] = number
+            last.add(key_digest(key), number)
         elif rec.get("s") == "run":
             last_run = number
         elif rec.get("s") == "end":
             last_end = number
-    keep = set(last.values()) | {1, last_run, last_end}
+    keep = bytearray(lines // 8 + 1)  # a bit per line to keep
+    for line_number in itertools.chain((1, last_run, last_end), (n for _, n in last.items())):
+        keep[line_number >> 3] |= 1 << (line_number & 7)
     tmp = path.with_name(path.name + ".compact")
     dropped = 0
     with tmp.open("wb") as out:
         for number, _end, line, complete in _lines(path):
             if not complete:
                 continue
-            if number in keep or (
+            if keep[number >> 3] & (1 << (number & 7)) or (
                 number > last_run and b'"s":"bad"' in line and b'"k"' not in line
             ):
                 out.write(line + b"\n")
@@ -442,7 +452,7 @@ class Journal:
                 if state.records > compact_ratio * keys + 1000:
                     _compact_if_possible(path)
             else:
-                state = Replay(header=header, fingerprints={})
+                state = Replay(header=header, fingerprints=True)
                 tmp = path.with_name(path.name + ".new")
                 try:
                     with tmp.open("wb") as fh:

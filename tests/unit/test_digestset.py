@@ -54,3 +54,26 @@ def test_add_and_discard_match_a_python_set(ops: list[tuple[bool, int]]) -> None
             reference.discard(value)
         assert len(table) == len(reference)
     assert all((v in table) == (v in reference) for v in range(1, 65))
+
+
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.integers(min_value=1, max_value=64), st.integers(0, 1 << 63)),
+        max_size=400,
+    )
+)
+def test_a_map_matches_a_dict_through_growth_and_deletion(
+    ops: list[tuple[bool, int, int]],
+) -> None:
+    table = DigestSet(capacity=16, values=True)
+    reference: dict[int, int] = {}
+    for put, key, value in ops:
+        if put:
+            assert table.add(key, value) == (key not in reference)
+            reference[key] = value
+        else:
+            assert table.discard(key) == (key in reference)
+            reference.pop(key, None)
+        assert len(table) == len(reference)
+    assert all(table.get(k) == reference.get(k) for k in range(1, 65))
+    assert dict(table.items()) == reference

@@ -2,12 +2,13 @@
 
 `build_app(settings, fast=True)` assembles the same emulator as
 `ingest.sim.app.build_app` (Novita's API, the ``/_sim`` routes, the same
-`SimContext`, faults and counters) with one change: the storage route admits
-each PUT exactly as the real one does (SigV4 over the raw target, expiry,
-issued key, no chunked bodies, Content-Length required, the fault plan's
-delay, stall, reset and statuses), then *counts and discards* the body
-instead of hashing it. Objects are recorded with their size and an empty
-``sha256``. With ``fast=False`` the stock storage route is used unchanged.
+`SimContext`, faults and counters) with one change: the stock storage route
+runs with `discard_bodies` (`ingest.sim.storage.add_routes`): each PUT is
+admitted exactly as always (SigV4 over the raw target, expiry, issued key, no
+chunked bodies, Content-Length required, the fault plan's delay, stall, reset
+and statuses), then its body is *counted and discarded* instead of hashed.
+Objects are recorded with their size and an empty ``sha256``. With
+``fast=False`` the storage route keeps bodies as usual.
 
 `sink` adds ``PUT /{bucket}/{key}`` for tools that sign with an
 ``Authorization`` header (rclone's S3 backend, path style): the body is
@@ -31,93 +32,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import ClientPayloadError, web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import web
 
 from ingest.sim import control, novita, storage
-from ingest.sim.context import SimContext, abort_connection
-from ingest.sim.faults import FaultPlan, retry_after_header
+from ingest.sim.context import SimContext
+from ingest.sim.faults import FaultPlan
 from ingest.sim.settings import SimSettings
 
 READY_PREFIX = "ingest sim listening on "
-_ADMITTED: web.RequestKey[web.Response | None] = web.RequestKey("ingest.bench.admission")
-
-
-def _add_fast_storage(ctx: SimContext) -> None:
-    """The storage route with the real admission and a discarding body reader."""
-    state = ctx.state
-
-    def admit(request: web.Request) -> web.Response | None:
-        if _ADMITTED in request:
-            return request[_ADMITTED]
-        names = {name.lower() for name in request.headers}
-        state.observe_storage_headers(names)
-        # The stock route's own admission, so both refuse exactly the same requests.
-        response = storage._check(ctx, request, names)
-        if response is not None:
-            response.headers["Date"] = ctx.http_date()
-            state.count_put(response.status)
-        request[_ADMITTED] = response
-        return response
-
-    async def expect(request: web.Request) -> web.StreamResponse | None:
-        if request.headers.get("Expect", "").lower() != "100-continue":
-            return storage.s3_error(417, "ExpectationFailed", "Cannot match the Expect header.")
-        refused = admit(request)
-        if refused is not None:
-            return refused
-        if request.version >= (1, 1):
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            request.writer.output_size = 0
-        return None
-
-    async def put(request: web.Request) -> web.StreamResponse:
-        import anyio
-
-        refused = admit(request)
-        if refused is not None:
-            return refused
-        injector = ctx.injector
-        decision = injector.decide_put()
-        if decision.delay:
-            await anyio.sleep(decision.delay)
-        if decision.stall:
-            state.count("storage_stalls")
-            await ctx.hold(request)
-            return web.Response()
-        if decision.reset:
-            await request.content.readany()
-            state.count("resets")
-            abort_connection(request)
-            return web.Response()
-        expected = request.content_length or 0
-        size = 0
-        content = request.content
-        try:
-            while chunk := await content.readany():
-                size += len(chunk)
-        except (OSError, ClientPayloadError, HttpProcessingError):
-            size = -1
-        if size != expected:
-            state.count("incomplete_bodies")
-            abort_connection(request)
-            return web.Response()
-        response: web.Response
-        if decision.status is not None:
-            code, message = storage._INJECTED[decision.status]
-            response = storage.s3_error(decision.status, code, message)
-            retry_after = retry_after_header(injector.plan.put_retry_after)
-            if retry_after is not None and decision.status in (429, 503):
-                response.headers["Retry-After"] = retry_after
-        else:
-            key = f"{request.match_info['bucket']}/{request.match_info['key']}"
-            state.store(key, size=size, sha256="", content_type=request.headers.get("Content-Type"))
-            response = web.Response()
-        response.headers["Date"] = ctx.http_date()
-        state.count_put(response.status)
-        return response
-
-    ctx.app.router.add_route("PUT", storage.ROUTE, put, expect_handler=expect)
 
 
 def _add_sink(ctx: SimContext) -> None:
@@ -145,10 +67,7 @@ def build_app(
     """The emulator's app, with the storage fast path unless `fast` is False."""
     app = web.Application(client_max_size=8 * 1024 * 1024)
     ctx = SimContext(settings, app)
-    if fast:
-        _add_fast_storage(ctx)
-    else:
-        storage.add_routes(ctx)
+    storage.add_routes(ctx, discard_bodies=fast)
     control.add_routes(ctx)
     novita.add_routes(ctx)
     if sink:

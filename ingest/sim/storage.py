@@ -79,8 +79,14 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def add_routes(ctx: SimContext) -> None:
-    """Register the storage route on the emulator's app."""
+def add_routes(ctx: SimContext, *, discard_bodies: bool = False) -> None:
+    """Register the storage route on the emulator's app.
+
+    With `discard_bodies` (the benchmark emulator's fast path) a body is
+    counted and dropped instead of hashed and kept: every admission check,
+    fault and counter stays the same, and objects are recorded with their
+    size and an empty ``sha256``.
+    """
 
     def admit(request: web.Request) -> web.Response | None:
         """The admission outcome (an error response or None), decided once per request."""
@@ -129,9 +135,10 @@ def add_routes(ctx: SimContext) -> None:
 
         key = f"{request.match_info['bucket']}/{request.match_info['key']}"
         expected = request.content_length or 0
-        keep_body = state.assets_by_key[key].keep_body
-        keep: list[bytes] | None = [] if ctx.settings.store_dir is not None or keep_body else None
-        digest = hashlib.sha256()
+        keep_body = not discard_bodies and state.assets_by_key[key].keep_body
+        stored = not discard_bodies and ctx.settings.store_dir is not None
+        keep: list[bytes] | None = [] if stored or keep_body else None
+        digest = None if discard_bodies else hashlib.sha256()
         size = 0
         content = request.content
         try:
@@ -139,7 +146,8 @@ def add_routes(ctx: SimContext) -> None:
                 chunk = await content.readany()
                 if not chunk:
                     break
-                digest.update(chunk)
+                if digest is not None:
+                    digest.update(chunk)
                 size += len(chunk)
                 if keep is not None:
                     keep.append(chunk)
@@ -159,8 +167,8 @@ def add_routes(ctx: SimContext) -> None:
             if retry_after is not None and decision.status in (429, 503):
                 response.headers["Retry-After"] = retry_after
         else:
-            sha256 = digest.hexdigest()
-            if keep is not None and ctx.settings.store_dir is not None:
+            sha256 = "" if digest is None else digest.hexdigest()
+            if keep is not None and stored and ctx.settings.store_dir is not None:
                 await _write(ctx.settings.store_dir / key, keep)
             state.store(
                 key,
@@ -169,7 +177,7 @@ def add_routes(ctx: SimContext) -> None:
                 content_type=request.headers.get("Content-Type"),
                 body=b"".join(keep) if keep is not None and keep_body else None,
             )
-            response = web.Response(headers={"ETag": f'"{sha256[:32]}"'})
+            response = web.Response(headers={"ETag": f'"{sha256[:32] or "0" * 32}"'})
         response.headers["Date"] = ctx.http_date()
         state.count_put(response.status)
         return response

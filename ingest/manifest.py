@@ -35,6 +35,7 @@ import csv
 import difflib
 import os
 import re
+from array import array
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ from typing import Any, BinaryIO, Literal, get_args
 
 import orjson
 
+from ingest.digestset import DigestSet, digest64
 from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.seenkeys import HOLD, FirstLines, KeyCheck, SeenKeys
@@ -143,7 +145,7 @@ def read_manifest(
     base = os.path.dirname(os.path.abspath(path))
     reader = {"jsonl": _read_jsonl, "csv": _read_csv, "list": _read_list}[fmt]
     return _deduplicated(
-        lambda seen: reader(path, source, base, seen), source, _estimate_entries(path)
+        lambda seen: reader(path, source, base, seen), path, source, _estimate_entries(path)
     )
 
 
@@ -162,31 +164,62 @@ _Reader = Callable[[KeyCheck], Generator["Item | ManifestError | _Held", None, N
 
 
 def _deduplicated(
-    read: _Reader, source: str, expected: int
+    read: _Reader, path: Path, source: str, expected: int
 ) -> Generator[Item | ManifestError, None, None]:
     """The reader's entries with duplicate keys turned into errors (see `seenkeys`)."""
-    held: list[_Held] = []
+    before = _identity(path)
+    held_lines, held_digests = array("Q"), DigestSet()
     for entry in read(SeenKeys(expected)):
         if isinstance(entry, _Held):
-            held.append(entry)
+            held_lines.append(entry.item.line)
+            held_digests.add(digest64(entry.item.key))
         else:
             yield entry
-    if not held:
+    if not held_lines:
         return
-    first = FirstLines({entry.item.key for entry in held})
-    last = max(entry.item.line for entry in held)
-    with contextlib.closing(read(first)) as again:  # a key's first line is never after it
-        for entry in again:
-            line = entry.item.line if isinstance(entry, _Held) else entry.line
-            if line is not None and line >= last:
-                break
-    for entry in held:
-        item = entry.item
-        line = first.lines.get(item.key, item.line)
-        if line < item.line:
-            yield _duplicate(item.key, entry.what, line, source, item.line)
-        else:
-            yield item
+    first = FirstLines(held_lines, held_digests)
+    if _identity(path) != before:
+        reason = "the manifest changed while it was read"
+        yield from _held_unsettled(held_lines, 0, source, reason)
+        return
+    try:
+        with contextlib.closing(read(first)) as again:
+            for entry in again:
+                if isinstance(entry, _Held):
+                    item = entry.item
+                    line = first.lines.get(digest64(item.key)) or item.line
+                    if line < item.line:
+                        yield _duplicate(item.key, entry.what, line, source, item.line)
+                    else:
+                        yield item  # a false alarm of the filter
+                    if first.seen == len(held_lines):
+                        return
+    except ManifestError as exc:
+        yield from _held_unsettled(held_lines, first.seen, source, exc.reason)
+        return
+    # Held lines the second pass did not meet again: the file changed under us.
+    yield from _held_unsettled(held_lines, first.seen, source, "the line is gone")
+
+
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _held_unsettled(
+    held_lines: array[int], start: int, source: str, why: str
+) -> Iterator[ManifestError]:
+    """Errors for held entries that could not be settled: retried by the next run."""
+    for line in held_lines[start:]:
+        yield ManifestError(
+            f"could not check this line for a duplicate key ({why}); "
+            "run the same command again to upload it",
+            source=source,
+            line=line,
+        )
 
 
 # --- whole-manifest checks ---------------------------------------------------------------

@@ -365,8 +365,17 @@ class Engine:
                         self._total = self.counters.read
                         self._record({"s": "end", "n": self.counters.read})
                         break
-                    for entry in batch:
-                        await self._route(entry, send, landed)
+                    routed = 0
+                    try:
+                        for entry in batch:
+                            await self._route(entry, send, landed)
+                            routed += 1
+                    finally:
+                        # A drain drops the rest of the batch: give its read-ahead back (the
+                        # budget is only bookkeeping by then; nothing is read after a drain).
+                        for entry in batch[routed:]:
+                            if isinstance(entry, Source):
+                                release(entry, self._prefetch)
 
     async def _route(
         self,

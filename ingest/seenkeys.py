@@ -12,21 +12,27 @@ How it works:
   as large when the estimate was short). A key the filter has never seen is
   new, for certain. A key it may have seen is *held*: `check` returns `HOLD`
   and the manifest reader keeps the entry aside.
-- When the manifest has been read, a second pass (`FirstLines`) looks for the
-  first line of each held key only (an exact dict of the few held keys); a
-  held entry whose own line is the first was a false alarm (about 0.07 % of
-  keys) and is uploaded then, the others are duplicates naming that line.
+- Only the held entry's line and key digest are kept (16 bytes, so a
+  manifest listed twice stays small). When the manifest has been read, a
+  second pass (`FirstLines`) reads it again, notes the first line of each
+  held key and rebuilds each held entry: one whose own line is the first
+  was a false alarm (about 0.07 % of keys) and is uploaded then, the others
+  are duplicates naming that line. If the manifest file changed in between
+  (another file, size or mtime), the held entries are reported as errors
+  instead of guessed at: nothing is uploaded twice, and the next run takes
+  them up again.
 
-Memory: ~2 bytes a key for the filters, plus the held entries (each a real
-duplicate or a rare false alarm). Digests are Python's string hash, so
+Memory: ~2 bytes a key for the filters, plus 16 bytes a held entry (each a
+real duplicate or a rare false alarm). Digests are Python's string hash, so
 nothing here may outlive the process.
 """
 
 from __future__ import annotations
 
+from array import array
 from typing import Final, Protocol
 
-from ingest.digestset import digest64
+from ingest.digestset import DigestSet, digest64
 
 
 class _Hold:
@@ -113,15 +119,32 @@ class SeenKeys:
 
 
 class FirstLines:
-    """The second pass: the first line of each of a few watched keys."""
+    """The second pass: the first line of each held key, and the held lines themselves.
 
-    __slots__ = ("_watched", "lines")
+    `check` answers HOLD on a held line (so the reader rebuilds that entry)
+    and None elsewhere; it notes the first line of every held key on the way.
+    Held lines must come in increasing order, as a reader yields them.
+    """
 
-    def __init__(self, watched: set[str]) -> None:
-        self._watched = watched
-        self.lines: dict[str, int] = {}
+    __slots__ = ("_held", "_next", "lines", "seen")
+
+    def __init__(self, held_lines: array[int], held_digests: DigestSet) -> None:
+        self._held = held_lines
+        self._next = 0
+        self.lines = DigestSet(values=True)  # held key digest -> its first line
+        for digest in held_digests:
+            self.lines.add(digest, 0)
+        self.seen = 0  # held lines met so far
 
     def check(self, key: str, line: int) -> int | _Hold | None:
-        if key in self._watched and key not in self.lines:
-            self.lines[key] = line
+        digest = digest64(key)
+        if digest in self.lines and not self.lines.get(digest):
+            self.lines.add(digest, line)
+        held = self._held
+        while self._next < len(held) and held[self._next] < line:
+            self._next += 1
+        if self._next < len(held) and held[self._next] == line:
+            self._next += 1
+            self.seen += 1
+            return HOLD
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest.digestset import DigestSet, digest64
 from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest import read_manifest
@@ -86,11 +88,13 @@ def test_the_filter_is_small_and_rarely_wrong() -> None:
     assert holds < 200_000 * 0.002  # ~0.07 % expected
 
 
-def test_first_lines_records_only_watched_keys_once() -> None:
-    first = FirstLines({"b"})
-    for line, key in enumerate(["a", "b", "c", "b"], start=1):
-        assert first.check(key, line) is None
-    assert first.lines == {"b": 2}
+def test_first_lines_notes_held_keys_and_answers_hold_on_held_lines() -> None:
+    held = DigestSet()
+    held.add(digest64("b"))
+    first = FirstLines(array("Q", [4]), held)
+    answers = [first.check(key, line) for line, key in enumerate(["a", "b", "c", "b"], start=1)]
+    assert answers == [None, None, None, HOLD]
+    assert first.lines.get(digest64("b")) == 2 and first.seen == 1
 
 
 def test_many_false_alarms_still_give_exact_verdicts(tmp_path: Path) -> None:
@@ -111,3 +115,37 @@ def test_verdicts_match_a_dict_whatever_the_keys(
     with tiny_tables():
         got, _ = verdicts(manifest(tmp_path_factory.mktemp("m"), keys))
     assert got == expected(keys)
+
+
+def test_a_manifest_that_changed_before_the_second_pass_uploads_no_held_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingest import manifest as manifest_module
+
+    keys = [f"k{i % 50}" for i in range(200)]  # every key four times
+    path = manifest(tmp_path, keys)
+    identities = iter([(1, 1, 1, 1), (1, 1, 1, 2)])  # before and after the first pass
+    monkeypatch.setattr(manifest_module, "_identity", lambda _path: next(identities))
+    with tiny_tables():
+        entries = list(read_manifest(path))
+    assert sorted(entry.line or 0 for entry in entries) == list(range(1, 201))
+    unsettled = [
+        e for e in entries if isinstance(e, ManifestError) and "could not check" in e.reason
+    ]
+    assert unsettled and all("run the same command again" in e.reason for e in unsettled)
+    items = [e for e in entries if isinstance(e, Item)]
+    assert len({item.key for item in items}) == len(items)  # nothing twice
+
+
+def test_a_manifest_gone_before_the_second_pass_is_an_error_per_held_line(tmp_path: Path) -> None:
+    keys = [f"k{i % 30}" for i in range(90)]
+    path = manifest(tmp_path, keys)
+    with tiny_tables():
+        reader = read_manifest(path)
+        first = [next(reader) for _ in range(40)]  # well into the first pass
+        path.unlink()
+        rest = list(reader)
+    entries = first + rest
+    assert sorted(entry.line or 0 for entry in entries) == list(range(1, 91))
+    items = [e for e in entries if isinstance(e, Item)]
+    assert len({item.key for item in items}) == len(items)

@@ -160,14 +160,16 @@ class Replay:
         """Item counts by state, derived from the records."""
         counts = {"done": len(self.done), "failed": 0, "rejected": self.bad_lines, "in_flight": 0}
         for rec in self.pending.values():
-            state = rec.get("s")
-            if state == "fail":
-                counts["failed"] += 1
-            elif state == "bad":
-                counts["rejected"] += 1
-            else:
-                counts["in_flight"] += 1
+            counts[count_of(rec.get("s"))] += 1
         return counts
+
+
+_COUNTS = {"done": "done", "fail": "failed", "bad": "rejected"}
+
+
+def count_of(state: object) -> str:
+    """The count ("done", "failed", "rejected", "in_flight") an item in `state` falls under."""
+    return _COUNTS.get(str(state), "in_flight")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, int, bytes, bool]]:

@@ -14,9 +14,7 @@ final record (done, fail, bad) per run: each manifest key is one item.
 
 from __future__ import annotations
 
-from ingest.journal import Record, Replay
-
-_CATEGORY = {"done": "done", "fail": "failed", "bad": "rejected"}
+from ingest.journal import Record, Replay, count_of
 
 
 class Tally:
@@ -28,20 +26,24 @@ class Tally:
         self._start = start
         self._counts = start.counts()
         self._bad_lines = start.bad_lines
-        self._open: dict[str, str] = {}  # keys with an unfinished record in this run
+        self._open: set[str] = set()  # keys whose latest record in this run is unfinished
         self.total = start.total
 
     def apply(self, rec: Record) -> None:
         state = rec.get("s")
         key = rec.get("k")
         if isinstance(key, str):
-            before = self._open.pop(key, None) or self._state_at_start(key)
+            if key in self._open:
+                self._open.discard(key)
+                before: str | None = "in_flight"
+            else:
+                before = self._state_at_start(key)
             if before is not None:
                 self._counts[before] -= 1
-            after = _CATEGORY.get(str(state), "in_flight")
+            after = count_of(state)
             self._counts[after] += 1
             if after == "in_flight":
-                self._open[key] = after
+                self._open.add(key)
         elif state == "bad":
             self._counts["rejected"] += 1
             self._bad_lines += 1
@@ -58,7 +60,7 @@ class Tally:
         previous = self._start.pending.get(key)
         if previous is None:
             return None
-        return _CATEGORY.get(str(previous.get("s")), "in_flight")
+        return count_of(previous.get("s"))
 
     def counts(self) -> dict[str, int]:
         return dict(self._counts)

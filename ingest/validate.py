@@ -8,8 +8,9 @@ with any content type the manifest declared.
 Every check is blocking I/O by design (one open, one fstat, one short read per
 item, in that order, so a FIFO never blocks and the size and the bytes come
 from the same file; with a `Prefetch` budget, a small file is read whole
-instead); the engine calls the `Checker` from a worker thread in batches. A failed check is returned, not raised, as a `ManifestError` whose
-reason stands on its own ("file not found: /data/a.png").
+instead); the engine calls the `Checker` from a worker thread in batches. A
+failed check is returned, not raised, as a `ManifestError` whose reason
+stands on its own ("file not found: /data/a.png").
 """
 
 from __future__ import annotations

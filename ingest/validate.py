@@ -22,10 +22,10 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from ingest.capabilities import Capabilities
 from ingest.errors import ManifestError
 from ingest.item import Item, Source
 from ingest.prefetch import Prefetch
-from ingest.providers.base import Capabilities
 from ingest.sniff import SNIFF_BYTES, ImageType, sniff
 
 _OPEN_FLAGS = (

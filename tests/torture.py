@@ -19,6 +19,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,8 @@ class Spec:
     flags: tuple[str, ...] = ()  # extra `ingest run` flags
     sim_flags: tuple[str, ...] = ()  # extra `ingest sim` flags
     base_path: str = ""  # the API's prefix under the emulator's address
+    # The provider's own promise after a finished run (beyond bytes landing), if any.
+    check: Callable[[SimProcess, Path], None] | None = None
 
     def env(self, **override: str) -> dict[str, str]:
         return ingest_env(**{**self.keys, **override})
@@ -100,6 +103,38 @@ def _keys(name: str) -> dict[str, str]:
     return {v: SENTINELS.get(v, f"SENTINEL-{v.lower()}-0000") for v in names}
 
 
+def _exported(journal: Path) -> list[dict[str, Any]]:
+    done = run_ingest(["export", str(journal)], env=ingest_env())
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def _modelhunter_completed_once(sim: SimProcess, journal: Path) -> None:
+    """Each item is a completed file (the one the journal names); no image completed twice."""
+    files = {f["file_id"]: f for f in sim.get("/_sim/modelhunter/files")["files"]}
+    sha = {str(obj["remote_id"]): obj["sha256"] for obj in sim.objects()}
+    completed = [sha[fid] for fid, f in files.items() if f["completed"]]
+    assert len(completed) == len(set(completed)), "an image was completed twice"
+    for row in _exported(journal):
+        assert files[row["remote_id"]]["completed"], row
+
+
+def _autoenhance_one_order(sim: SimProcess, journal: Path) -> None:
+    """Every done image, and every copy a killed run landed, is in the journal's one order."""
+    header = json.loads(journal.read_text().splitlines()[0])
+    order_id = header["bind"]["order_id"]
+    rows = _exported(journal)
+    assert {row["order_id"] for row in rows} == {order_id}
+    request = urllib.request.Request(
+        f"{sim.base_url}/v3/orders/{order_id}",
+        headers={"x-api-key": SENTINELS["AUTOENHANCE_API_KEY"]},
+    )
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        listed = {image["image_id"] for image in json.loads(resp.read())["images"]}
+    assert {row["remote_id"] for row in rows} <= listed
+    assert {str(obj["remote_id"]) for obj in sim.objects()} <= listed
+
+
 def spec(name: str) -> Spec:
     """The run recipe of provider `name` (generic for providers not listed here)."""
     if name == "scenario":
@@ -113,8 +148,14 @@ def spec(name: str) -> Spec:
         )
     if name == "autoenhance":
         return Spec(
-            name, _keys(name), _objects_of(name), sim_flags=("--autoenhance-name-limit", "0")
+            name,
+            _keys(name),
+            _objects_of(name),
+            sim_flags=("--autoenhance-name-limit", "0"),
+            check=_autoenhance_one_order,
         )
+    if name == "modelhunter":
+        return Spec(name, _keys(name), _objects_of(name), check=_modelhunter_completed_once)
     return Spec(name, _keys(name), _objects_of(name))
 
 

@@ -21,9 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ingest.capabilities import Capabilities
 from ingest.errors import TransferError
 from ingest.item import Source
-from ingest.providers.base import Capabilities, Landed, Provider, Target
+from ingest.providers.base import Landed, Provider, Target
 
 
 def percentile(samples: Sequence[float], q: float) -> float | None:

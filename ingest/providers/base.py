@@ -6,7 +6,8 @@ to repeat: `acquire` may be called again for the same item (a re-sign),
 `transfer` may be retried on the same target, `finalize` may be called again
 for an item whose earlier finalize outcome was lost.
 
-`Capabilities` is what the provider can do and what the contract suite may
+`Capabilities` (in `ingest.capabilities`, so the input layer can read it
+without importing any provider) is what the provider can do and what the contract suite may
 test; a provider that cannot do something says so here and the suite skips
 exactly that.
 """
@@ -17,26 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from ingest.capabilities import Capabilities
 from ingest.errors import TransferError
 from ingest.item import Source
 from ingest.lease import Lease
-from ingest.sniff import ImageType
 
 if TYPE_CHECKING:
     from ingest.config import ProviderSettings
     from ingest.providers.context import Context
-
-
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """What a provider accepts and which steps it has."""
-
-    formats: frozenset[ImageType]
-    max_size: int | None  # bytes; None when undocumented
-    url_lifetime_s: float | None  # documented lifetime of an upload URL; None: no URL
-    finalize: bool = False  # has a step after the transfer (complete, attach)
-    finalize_batch: int = 1  # items per finalize call
-    same_name_limit: int | None = None  # items that may share one file name (per hour)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,11 +32,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from ingest.capabilities import Capabilities
 from ingest.config import ProviderSettings
 from ingest.errors import Action, TransferError
 from ingest.http import Response, http_error, request
 from ingest.item import Source
-from ingest.providers.base import Capabilities, Landed, Target
+from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
 from ingest.sniff import ImageType
 

@@ -40,11 +40,12 @@ from urllib.parse import quote
 import anyio
 import orjson
 
+from ingest.capabilities import Capabilities
 from ingest.config import ProviderSettings
 from ingest.errors import Action, ConfigError, TransferError
 from ingest.http import Response, map_errors, request
 from ingest.item import Source
-from ingest.providers.base import Capabilities, Landed, Target
+from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
 from ingest.providers.scenario_upload import MultipartUploads
 from ingest.providers.scenario_wire import (

@@ -10,10 +10,6 @@ which Autoenhance's API gives no way to avoid).
 from __future__ import annotations
 
 import json
-import random
-import signal
-import subprocess
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -22,7 +18,7 @@ import pytest
 
 from tests.images import make_dataset
 from tests.integration.runkit import Provider, check_landed, manifest_for
-from tests.simproc import SimProcess, ingest_cmd, json_events, run_ingest, sim_process
+from tests.simproc import SimProcess, json_events, run_ingest, sim_process
 
 AE = Provider("autoenhance", "AUTOENHANCE_API_KEY", "ae-test-0123456789abcdef")
 
@@ -121,45 +117,6 @@ def test_short_url_lifetime_is_survived_by_resigning(dataset: list[Path], tmp_pa
     assert resigns > 0, summary
     # Each re-sign created one more image, never uploaded, in the same order.
     assert listed["total_images"] == len(paths) + resigns
-
-
-@pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume_keeps_one_order(
-    dataset: list[Path], tmp_path: Path
-) -> None:
-    paths = dataset[:300]
-    manifest = manifest_for(paths, tmp_path)
-    journal = AE.journal(manifest)
-    rng = random.Random(2028)
-    config = tmp_path / "ingest.toml"
-    config.write_text("[run]\nput_concurrency = 16\nlookahead = 4\napi_concurrency = 8\n")
-    in_flight_bound = 16 + 4
-    kills = 0
-    with sim_process("--faults", "seed=3,put.latency=0.15") as sim:
-        for _ in range(3):
-            proc = subprocess.Popen(
-                ingest_cmd(*AE.run_args(manifest, sim, "--quiet", "--config", str(config))),
-                env=AE.env(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(rng.uniform(0.8, 2.0))  # the kill moment is the test's input
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait(timeout=60)
-        done = run_ingest(
-            AE.run_args(manifest, sim, "--json", "--config", str(config)), env=AE.env()
-        )
-        assert done.returncode == 0, done.stderr
-        rows = check_landed(AE, sim, paths, journal, max_duplicates=kills * in_flight_bound)
-        order_id = check_order(sim, journal, rows)
-        objects = sim.objects()
-        listed = order(sim, order_id)["images"]
-    assert kills >= 1
-    assert AE.status(journal)["done"] == len(paths)
-    # Every image that landed, duplicates of killed runs included, went into the one order.
-    assert {obj["remote_id"] for obj in objects} <= {image["image_id"] for image in listed}
 
 
 def test_same_file_name_rule_fails_only_the_items_over_it(tmp_path: Path) -> None:

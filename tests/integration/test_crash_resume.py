@@ -128,6 +128,8 @@ def test_sigkill_many_times_then_resume(provider: str, tmp_path: Path) -> None:
         )
         assert final.returncode == 0, final.stderr
         verdict = verify_run(s, sim, paths, journal)
+        if s.check is not None:
+            s.check(sim, journal)
     summary = json_events(final.stdout)[-1]
     print(
         f"\n{provider}: {kills} kills survived, {verdict.lost} items lost, "

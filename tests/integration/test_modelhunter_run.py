@@ -8,10 +8,8 @@ the export carry, whatever faults, expiries and crashes happened on the way.
 
 from __future__ import annotations
 
-import random
 import signal
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -152,41 +150,6 @@ def test_landed_but_not_completed_items_are_completed_on_resume_not_uploaded_aga
         check_completed(sim, paths, rows)
     this_run = json_events(done.stdout)[-1]["this_run"]
     assert (this_run["done"], this_run["puts"], this_run["api_calls"]) == (30, 0, 30)
-
-
-@pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume(dataset: list[Path], tmp_path: Path) -> None:
-    paths = dataset[:300]
-    manifest = manifest_for(paths, tmp_path)
-    journal = MH.journal(manifest)
-    rng = random.Random(2027)
-    config = tmp_path / "ingest.toml"
-    config.write_text("[run]\nput_concurrency = 16\nlookahead = 4\napi_concurrency = 8\n")
-    in_flight_bound = 16 + 4
-    kills = 0
-    with sim_process("--faults", "seed=3,put.latency=0.15,api.latency=0.01") as sim:
-        for _ in range(3):
-            proc = subprocess.Popen(
-                ingest_cmd(*MH.run_args(manifest, sim, "--quiet", "--config", str(config))),
-                env=MH.env(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(rng.uniform(0.8, 2.0))  # the kill moment is the test's input
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait(timeout=60)
-        done = run_ingest(
-            MH.run_args(manifest, sim, "--json", "--config", str(config)), env=MH.env()
-        )
-        assert done.returncode == 0, done.stderr
-        rows = check_landed(MH, sim, paths, journal, max_duplicates=kills * in_flight_bound)
-        check_completed(sim, paths, rows)
-        info = MH.status(journal)
-        completed = sum(1 for f in files(sim).values() if f["completed"])
-    assert kills >= 1
-    assert info["done"] == completed == len(paths)
 
 
 def test_too_large_files_and_bad_keys_are_actionable(dataset: list[Path], tmp_path: Path) -> None:

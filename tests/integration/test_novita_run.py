@@ -9,10 +9,6 @@ are named while the good items still land; a bad or missing key stops early.
 from __future__ import annotations
 
 import json
-import random
-import signal
-import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,7 +18,6 @@ import pytest
 from tests.images import make_dataset, write_jsonl_manifest
 from tests.simproc import (
     SimProcess,
-    ingest_cmd,
     ingest_env,
     json_events,
     run_ingest,
@@ -157,39 +152,6 @@ def test_faults_503_and_429_fail_nothing(
     summary = json_events(done.stdout)[-1]
     assert summary["failed"] == 0
     assert summary["this_run"]["retries"] > 0
-
-
-@pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume(dataset: list[Path], tmp_path: Path) -> None:
-    paths = dataset[:400]
-    manifest = manifest_for(paths, tmp_path)
-    journal = tmp_path / "manifest.jsonl.novita.journal"
-    rng = random.Random(2026)
-    config = tmp_path / "ingest.toml"
-    config.write_text("[run]\nput_concurrency = 16\nlookahead = 4\napi_concurrency = 8\n")
-    in_flight_bound = 16 + 4
-    kills = 0
-    with sim_process("--faults", "seed=3,put.latency=0.02") as sim:
-        for _ in range(4):
-            proc = subprocess.Popen(
-                ingest_cmd(*run_args(manifest, sim, "--quiet", "--config", str(config))),
-                env=novita_env(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(
-                rng.uniform(0.6, 2.5)
-            )  # the kill moment is the test's input, not a race guard
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait(timeout=60)
-        done = run_ingest(
-            run_args(manifest, sim, "--json", "--config", str(config)), env=novita_env()
-        )
-        assert done.returncode == 0, done.stderr
-        check_landed(sim, paths, journal, max_duplicates=kills * in_flight_bound)
-    assert kills >= 1
 
 
 def test_bad_lines_are_named_and_good_items_land(dataset: list[Path], tmp_path: Path) -> None:

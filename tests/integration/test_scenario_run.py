@@ -11,7 +11,6 @@ ceiling stop with a clear message.
 from __future__ import annotations
 
 import json
-import random
 import signal
 import subprocess
 import time
@@ -177,33 +176,6 @@ def test_faults_503_and_429_fail_nothing(dataset: list[Path], tmp_path: Path) ->
     assert summary["failed"] == 0
     assert summary["this_run"]["retries"] > 0
     assert stats["api_429"] > 0
-
-
-@pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume(dataset: list[Path], tmp_path: Path) -> None:
-    paths = [*dataset[:150], *dataset[-2:]]
-    manifest, journal = manifest_for(paths, tmp_path)
-    config = tmp_path / "ingest.toml"
-    config.write_text("[run]\nput_concurrency = 8\nlookahead = 4\napi_concurrency = 8\n")
-    rng = random.Random(77)
-    kills = 0
-    with scenario_sim("--faults", "seed=2,api.latency=0.06,put.latency=0.05") as sim:
-        for _ in range(3):
-            proc = subprocess.Popen(
-                ingest_cmd(*run_args(manifest, sim, "--quiet", "--config", str(config))),
-                env=env(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(rng.uniform(0.6, 1.8))  # the kill moment is the test's input
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait(timeout=60)
-        done = run_ingest(run_args(manifest, sim, "--plain", "--config", str(config)), env=env())
-        assert done.returncode == 0, done.stderr
-        check_attached_once(sim, paths, journal)
-    assert kills >= 1
 
 
 def test_kill_between_attach_and_journal_then_resume(dataset: list[Path], tmp_path: Path) -> None:

@@ -12,12 +12,13 @@ import pytest
 from ingest.bench.dataset import image_bytes, make_images, write_manifest
 from ingest.bench.timing import percentile, timed
 from ingest.bench.verdict import verdict
+from ingest.capabilities import Capabilities
 from ingest.cli.bench import parse_size
 from ingest.errors import Action, TransferError
 from ingest.item import Item, Source
 from ingest.lease import Lease
 from ingest.manifest import read_manifest
-from ingest.providers.base import Capabilities, Landed, Target
+from ingest.providers.base import Landed, Target
 from ingest.sniff import ImageType, sniff
 
 

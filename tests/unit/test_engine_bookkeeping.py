@@ -17,11 +17,12 @@ import anyio.lowlevel
 import orjson
 import pytest
 
+from ingest.capabilities import Capabilities
 from ingest.errors import ManifestError
 from ingest.item import Item, Source
 from ingest.journal import Header, Journal, replay
 from ingest.manifest import read_manifest
-from ingest.providers.base import Capabilities, Landed, Target
+from ingest.providers.base import Landed, Target
 from ingest.scheduler import Engine, EngineSettings
 from ingest.seenkeys import SeenKeys
 from ingest.sniff import ImageType

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from ingest.capabilities import Capabilities
 from ingest.item import Item, Source
 from ingest.prefetch import Prefetch
-from ingest.providers.base import Capabilities
 from ingest.sniff import ImageType
 from ingest.validate import Checker, Limits, check, release
 from tests.images import make_image

@@ -1,0 +1,24 @@
+"""What a provider can do: the one record the input layer and the providers share.
+
+Owns `Capabilities`. It lives apart from `ingest.providers` so that the input
+layer (manifest, sniffing, validation, read-ahead) can check an item against
+a provider's limits without importing any adapter, session or setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ingest.sniff import ImageType
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider accepts and which steps it has."""
+
+    formats: frozenset[ImageType]
+    max_size: int | None  # bytes; None when undocumented
+    url_lifetime_s: float | None  # documented lifetime of an upload URL; None: no URL
+    finalize: bool = False  # has a step after the transfer (complete, attach)
+    finalize_batch: int = 1  # items per finalize call
+    same_name_limit: int | None = None  # items that may share one file name (per hour)

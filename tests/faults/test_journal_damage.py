@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -152,7 +152,7 @@ def test_torn_last_line_resumes(tmp_path: Path, images: list[Path]) -> None:
     assert not replay(journal).torn_tail
 
 
-DAMAGE = {
+DAMAGE: dict[str, Callable[[bytes], bytes]] = {
     "garbage": lambda line: b"#\xff\xfe not json at all\n",
     "nul-run": lambda line: b"\x00" * 40 + b"\n",
     "merged": lambda line: line.rstrip(b"\n"),  # its newline lost: merged with the next

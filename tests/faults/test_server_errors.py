@@ -22,9 +22,10 @@ def five_hundreds(stats: dict[str, object]) -> int:
     api = stats["api_requests"]
     puts = stats["storage_puts"]
     assert isinstance(api, dict) and isinstance(puts, dict)
-    return sum(n for by in api.values() for code, n in by.items() if code.startswith("5")) + sum(
-        n for code, n in puts.items() if code.startswith("5")
-    )
+    total: int = sum(
+        n for by in api.values() for code, n in by.items() if code.startswith("5")
+    ) + sum(n for code, n in puts.items() if code.startswith("5"))
+    return total
 
 
 def test_steady_5xx_from_api_and_storage_fail_nothing(tmp_path: Path) -> None:

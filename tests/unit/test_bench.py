@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -59,7 +59,7 @@ def test_manifest_cycles_files_under_distinct_ids(tmp_path: Path) -> None:
 
 
 class _Fake:
-    name = "fake"
+    name: ClassVar[str] = "fake"
 
     def __init__(self, now: list[float], fail: TransferError | None = None) -> None:
         self.caps = Capabilities(formats=frozenset(ImageType), max_size=None, url_lifetime_s=10)

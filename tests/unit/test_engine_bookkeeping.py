@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import anyio
 import anyio.lowlevel
@@ -18,7 +19,7 @@ import orjson
 import pytest
 
 from ingest.capabilities import Capabilities
-from ingest.errors import ManifestError
+from ingest.errors import ManifestError, TransferError
 from ingest.item import Item, Source
 from ingest.journal import Header, Journal, replay
 from ingest.manifest import read_manifest
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.anyio
 class Fake:
     """Signs and "uploads" instantly; counts uploads per key; may drain the engine midway."""
 
-    name = "fake"
+    name: ClassVar[str] = "fake"
     caps = Capabilities(formats=frozenset(ImageType), max_size=None, url_lifetime_s=None)
 
     def __init__(self) -> None:
@@ -53,6 +54,11 @@ class Fake:
         if self.engine is not None and sum(self.puts.values()) == self.drain_after:
             self.engine.drain()
         return target
+
+    async def finalize(
+        self, batch: Sequence[tuple[Source | None, Target]]
+    ) -> list[Landed | TransferError]:
+        raise AssertionError("caps.finalize is off: the engine never calls this")
 
     def landed(self, source: Source, target: Target) -> Landed:
         return Landed(remote_id=target.remote_id)

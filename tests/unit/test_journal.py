@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -16,7 +18,7 @@ from ingest.journal import Header, Journal, compact, replay
 HEADER = Header(provider="novita", manifest="/data/m.jsonl", created=1.0)
 
 
-def write_records(path: Path, records: list[dict[str, object]]) -> None:
+def write_records(path: Path, records: Sequence[dict[str, Any]]) -> None:
     journal, _ = Journal.open(path, HEADER)
     with journal:
         for rec in records:

@@ -129,7 +129,7 @@ def _target() -> Target:
 
 
 async def test_finalize_completes_and_returns_the_cdn_url(tmp_path: Path) -> None:
-    data = {
+    data: dict[str, Any] = {
         "id": "file_abc123",
         "url": "https://cdn.example.invalid/files/file_abc123.jpg",
         "filename": "cat.jpg",

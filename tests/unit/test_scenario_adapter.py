@@ -19,7 +19,7 @@ from ingest.http import Response, Timeouts, api_session, storage_session
 from ingest.item import Item, Source
 from ingest.journal import Header, Journal
 from ingest.providers import provider_class, scenario_upload
-from ingest.providers.base import Target
+from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
 from ingest.providers.scenario import ASSET_LIMIT, ScenarioProvider
 from ingest.providers.scenario_upload import PART_SIZE, part_size_for
@@ -256,6 +256,7 @@ async def test_assets_mode_small_file_lands_and_reattach_is_an_outcome(tmp_path:
         assert await provider.transfer(source, target) == target  # repeating is a no-op
         [first] = await provider.finalize([(source, target)])
         [again] = await provider.finalize([(None, target)])  # the answer was "lost"
+        assert isinstance(first, Landed) and isinstance(again, Landed)
         assert first.remote_id == again.remote_id == target.remote_id
         assert attached_by_sha(sim) == {sha(source): 1}
         stats = sim.state.stats().api_requests
@@ -271,7 +272,8 @@ async def test_batch_with_an_attached_asset_falls_back_to_one_at_a_time(
     sources = [make_source(tmp_path, i) for i in range(10)]
     async with emulator(batch_response=shape) as sim, adapter(sim) as provider:
         ids = [await upload(provider, s) for s in sources]
-        assert [x.remote_id for x in await provider.attach(ids[:4])] == ids[:4]
+        first = await provider.attach(ids[:4])
+        assert [x.remote_id for x in first if isinstance(x, Landed)] == ids[:4]
         outcomes = await provider.attach(ids)
         counts = attached_by_sha(sim)
         stats = sim.state.stats().api_requests["POST /v1/models/{modelId}/training-images"]
@@ -331,6 +333,7 @@ async def test_multipart_upload_of_a_large_file(
         assert target.url is not None and target.url not in repr(target)
         target = await provider.transfer(source, target)
         [landed] = await provider.finalize([(source, target)])
+        assert isinstance(landed, Landed)
         assert landed.remote_id == target.remote_id
         assert attached_by_sha(sim) == {sha(source): 1}
         parts = [o for o in sim.state.objects.values() if o.key.startswith("scenario-uploads/")]

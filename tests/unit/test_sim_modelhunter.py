@@ -17,6 +17,7 @@ from ingest.cli import sim as sim_cli
 from ingest.config import DEFAULT_PROVIDERS
 from ingest.errors import Action, TransferError
 from ingest.http import Timeouts, api_session, storage_session
+from ingest.providers.base import Landed
 from ingest.providers.context import Context
 from ingest.providers.modelhunter import ModelHunterProvider
 from ingest.sim import SimServer, SimSettings, serve
@@ -327,6 +328,7 @@ async def test_adapter_round_trip_and_content_type_mismatch(tmp_path: Path) -> N
             assert info.value.action is Action.RESIGN
             await mh.transfer(source, target)
             [landed] = await mh.finalize([(source, target)])
+            assert isinstance(landed, Landed)
             assert landed.remote_id == target.remote_id
             assert landed.url == f"{sim.base_url}/cdn/files/{target.remote_id}.jpg"
 

@@ -3,8 +3,9 @@
 For each file: one acquire POST to Novita's ``/v3/assets/training_dataset``
 (or, with ``--urls``, a pre-signed URL handed in), then one PUT of the file to
 the returned URL, byte for byte, the body streamed from disk in 256 KiB chunks
-by an async generator with an exact Content-Length. Same stack as the engine
-(aiohttp, aiofiles, uvloop when installed), same concurrency: `--put-concurrency`
+by an async generator with an exact Content-Length. aiohttp and uvloop (when
+installed) as the engine, files read with aiofiles as a plain async client
+reads them (`pip install -e '.[bench]'`), same concurrency: `--put-concurrency`
 workers, at most `--api-concurrency` API calls at once. No journal, no retries,
 no leases, no progress: the ceiling of our own stack.
 

@@ -18,6 +18,8 @@ from typing import Any, TypedDict
 
 import orjson
 
+from ingest.loop import backend_options
+
 
 class ClientConfig(TypedDict):
     """What the parent passes (as JSON on the command line)."""
@@ -127,14 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     config: ClientConfig = orjson.loads(args[0])
-    options: dict[str, Any] = {}
-    try:
-        import uvloop  # noqa: F401
-
-        options = {"use_uvloop": True}
-    except ImportError:
-        pass
-    result = anyio.run(_run, config, backend="asyncio", backend_options=options)
+    result = anyio.run(_run, config, backend="asyncio", backend_options=backend_options())
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     return 0
 

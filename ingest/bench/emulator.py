@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ingest.loop import backend_options
 from ingest.sim import control, novita, storage
 from ingest.sim.context import SimContext
 from ingest.sim.faults import FaultPlan
@@ -123,14 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 async for _ in signals:
                     break
 
-    options: dict[str, Any] = {}
-    try:
-        import uvloop  # noqa: F401
-
-        options = {"use_uvloop": True}
-    except ImportError:
-        pass
-    anyio.run(run, backend="asyncio", backend_options=options)
+    anyio.run(run, backend="asyncio", backend_options=backend_options())
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.cli.options import add_settings_flags, settings_from_args
+from ingest.loop import backend_options
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = (
@@ -169,16 +170,8 @@ def _run(args: argparse.Namespace) -> int:
             journal,
             replay,
             entries,
-            backend_options=_loop_options(),
+            backend_options=backend_options(),
         )
-
-
-def _loop_options() -> dict[str, Any]:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return {}
-    return {"use_uvloop": True}
 
 
 def dry_run(

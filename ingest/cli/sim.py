@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest.loop import backend_options
+
 if TYPE_CHECKING:
     from ingest.sim.settings import (
         AutoenhanceSimSettings,
@@ -300,16 +302,8 @@ def run(args: argparse.Namespace) -> int:
                     break
 
     try:
-        anyio.run(main, backend="asyncio", backend_options=_backend_options())
+        anyio.run(main, backend="asyncio", backend_options=backend_options())
     except OSError as exc:  # e.g. the port is taken
         print(f"ingest sim: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def _backend_options() -> dict[str, bool]:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return {}
-    return {"use_uvloop": True}

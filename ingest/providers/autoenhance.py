@@ -117,7 +117,9 @@ class AutoenhanceProvider:
         return {"order_id": settings.order_id or previous.get("order_id") or str(uuid.uuid4())}
 
     @staticmethod
-    def export_document(rows: Sequence[Mapping[str, Any]], params: Mapping[str, str]) -> Any:
+    def export_document(
+        rows: Sequence[Mapping[str, object]], params: Mapping[str, str]
+    ) -> Mapping[str, object]:
         """The run's order and its image ids (``{"orders": [...]}`` if rows span orders)."""
         orders: dict[str, list[str]] = {}
         for row in rows:

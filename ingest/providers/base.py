@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from ingest.capabilities import Capabilities
 from ingest.errors import TransferError
@@ -90,10 +90,21 @@ class Provider(Protocol):
 
 
 class ProviderClass(Protocol):
-    """What the CLI needs of an adapter class before it has sessions."""
+    """What the CLI needs of an adapter class before it has sessions.
 
-    name: ClassVar[str]
-    key_envs: ClassVar[tuple[str, ...]]  # ProviderSettings fields naming secret variables
+    Every adapter class is checked against this by mypy where the registry
+    hands it out (`ingest.providers.registry`). `name` and `key_envs` are
+    read-only properties here because a class object can match a protocol's
+    properties but never its `ClassVar`s; adapters declare them as `ClassVar`s.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def key_envs(self) -> tuple[str, ...]:
+        """Settings fields naming the environment variables that hold secrets."""
+        ...
 
     def __call__(self, ctx: Context) -> Provider: ...
 
@@ -117,8 +128,10 @@ class ProviderClass(Protocol):
         ...
 
     @staticmethod
-    def export_document(rows: Sequence[Mapping[str, Any]], params: Mapping[str, str]) -> Any:
-        """Done items in the shape the provider's next API call wants.
+    def export_document(
+        rows: Sequence[Mapping[str, object]], params: Mapping[str, str]
+    ) -> Mapping[str, object]:
+        """Done items in the shape the provider's next API call wants (a JSON object).
 
         Each row has `key`, `remote_id`, and where known `url`, `caption`,
         `path` and the journaled extras.

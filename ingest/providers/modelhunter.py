@@ -91,7 +91,9 @@ class ModelHunterProvider:
         return {}
 
     @staticmethod
-    def export_document(rows: Sequence[Mapping[str, Any]], params: Mapping[str, str]) -> Any:
+    def export_document(
+        rows: Sequence[Mapping[str, object]], params: Mapping[str, str]
+    ) -> Mapping[str, object]:
         """Each file's id and CDN url, to pass as ``image_url`` in generation requests."""
         files = []
         for row in rows:

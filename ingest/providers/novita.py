@@ -64,7 +64,9 @@ class NovitaProvider:
         return {}
 
     @staticmethod
-    def export_document(rows: Sequence[Mapping[str, Any]], params: Mapping[str, str]) -> Any:
+    def export_document(
+        rows: Sequence[Mapping[str, object]], params: Mapping[str, str]
+    ) -> Mapping[str, object]:
         """`image_dataset_items` for `POST /v3/training/subject|style` (≤ 50 per task)."""
         items = []
         for row in rows:

@@ -18,12 +18,12 @@ from ingest.errors import Action, ConfigError, ManifestError, TransferError
 from ingest.http import Response, Timeouts, api_session, storage_session
 from ingest.item import Item, Source
 from ingest.journal import Header, Journal
-from ingest.providers import provider_class, scenario_upload
+from ingest.providers import provider_class
 from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
-from ingest.providers.scenario import ASSET_LIMIT, ScenarioProvider
-from ingest.providers.scenario_upload import PART_SIZE, part_size_for
-from ingest.providers.scenario_wire import b64_length, classify
+from ingest.providers.scenario import ASSET_LIMIT, ScenarioProvider, multipart
+from ingest.providers.scenario.multipart import PART_SIZE, part_size_for
+from ingest.providers.scenario.wire import b64_length, classify
 from ingest.scheduler import Engine, EngineSettings
 from ingest.sim import FaultPlan, SimServer, SimSettings, serve
 from ingest.sim.faults import FaultInjector
@@ -323,7 +323,7 @@ async def test_multipart_upload_of_a_large_file(
     async def no_wait(seconds: float) -> None:
         waits.append(seconds)
 
-    monkeypatch.setattr(scenario_upload, "_poll_sleep", no_wait)
+    monkeypatch.setattr(multipart, "_poll_sleep", no_wait)
     source = make_source(tmp_path, 7, size=ASSET_LIMIT + PART_SIZE + 123, kind="jpeg")
     async with emulator(pending_polls=polls) as sim, adapter(sim) as provider:
         target = await provider.acquire(source)
@@ -481,7 +481,7 @@ async def test_engine_lands_each_image_once_when_attach_answers_are_lost(tmp_pat
 
 
 def test_a_list_answer_that_omits_an_id_leaves_it_unconfirmed() -> None:
-    from ingest.providers.scenario import _unconfirmed
+    from ingest.providers.scenario.adapter import _unconfirmed
 
     listed = {"trainingImages": [{"id": "asset_1"}, {"id": "asset_3"}]}
     assert _unconfirmed(listed, ["asset_1", "asset_2", "asset_3"]) == ["asset_2"]

@@ -38,7 +38,7 @@ from ingest.item import Source
 from ingest.lease import Lease
 from ingest.providers.base import Target
 from ingest.providers.context import Context
-from ingest.providers.scenario_wire import PROVIDER, bad_response, id_of, object_of
+from ingest.providers.scenario.wire import PROVIDER, bad_response, id_of, object_of
 from ingest.redact import redact
 from ingest.storage import put_range
 

@@ -13,7 +13,7 @@ How it works:
 - ``assets`` (default): transfer turns the file into an asset; finalize
   attaches up to 10 assets per call (``assetIds``).
   Under 6 MB: transfer POSTs ``/assets`` (base64 in JSON).
-  From 6 MB: a multipart upload (`scenario_upload`): acquire creates it and
+  From 6 MB: a multipart upload (`multipart`): acquire creates it and
   gets leased part URLs, transfer PUTs the parts, completes it and waits
   for the asset id.
 - Attach outcomes: "already a training image of this model" is an outcome
@@ -47,8 +47,8 @@ from ingest.http import Response, map_errors, request
 from ingest.item import Source
 from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
-from ingest.providers.scenario_upload import MultipartUploads
-from ingest.providers.scenario_wire import (
+from ingest.providers.scenario.multipart import MultipartUploads
+from ingest.providers.scenario.wire import (
     b64_length,
     classify,
     id_of,
@@ -101,14 +101,7 @@ class ScenarioProvider:
         self.model_id = _required_model_id(ctx.params.get("model_id") or settings.model_id)
         self.mode = _setting(settings, "mode", MODES, "assets")
         self.preset = _setting(settings, "preset", PRESETS, "default")
-        assets = self.mode == "assets"
-        self.caps = Capabilities(
-            formats=FORMATS,
-            max_size=settings.max_size,
-            url_lifetime_s=None,  # most items have no URL at all; part URLs carry their expiry
-            finalize=assets,
-            finalize_batch=ATTACH_BATCH if assets else 1,
-        )
+        self.caps = self.capabilities(settings)
         self._model_path = f"models/{quote(self.model_id, safe='')}"
         self._model_checked = False
         self._model_lock = anyio.Lock()
@@ -125,6 +118,18 @@ class ScenarioProvider:
     # -- class-level hooks -------------------------------------------------------
 
     @staticmethod
+    def capabilities(settings: ProviderSettings) -> Capabilities:
+        """Assets mode has an attach step (10 a call); inline mode lands in one call."""
+        assets = _setting(settings, "mode", MODES, "assets") == "assets"
+        return Capabilities(
+            formats=FORMATS,
+            max_size=settings.max_size,
+            url_lifetime_s=None,  # most items have no URL at all; part URLs carry their expiry
+            finalize=assets,
+            finalize_batch=ATTACH_BATCH if assets else 1,
+        )
+
+    @staticmethod
     def auth_headers(secrets: Mapping[str, str]) -> dict[str, str]:
         pair = f"{secrets['api_key_env']}:{secrets['api_secret_env']}"
         token = base64.b64encode(pair.encode("utf-8")).decode("ascii")
@@ -139,7 +144,9 @@ class ScenarioProvider:
         return {"model_id": _required_model_id(settings.model_id or previous.get("model_id", ""))}
 
     @staticmethod
-    def export_document(rows: Sequence[Mapping[str, Any]], params: Mapping[str, str]) -> Any:
+    def export_document(
+        rows: Sequence[Mapping[str, object]], params: Mapping[str, str]
+    ) -> Mapping[str, object]:
         """The model and its training images (asset ids), in manifest order."""
         images = []
         for row in rows:

@@ -25,7 +25,7 @@ from ingest.item import Item, Source
 from ingest.journal import Header, Journal
 from ingest.manifest import read_manifest
 from ingest.providers import PROVIDER_NAMES, provider_class
-from ingest.providers.base import Landed
+from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
 from ingest.scheduler import Engine, EngineSettings
 from ingest.sim import SimSettings, serve
@@ -350,7 +350,7 @@ async def test_files_that_change_or_vanish_after_validation_fail_alone(
             )
             acquire = provider.acquire
 
-            async def acquire_then_change(source: Source) -> object:
+            async def acquire_then_change(source: Source) -> Target:
                 target = await acquire(source)
                 change = victims.get(source.item.key)
                 path = source.item.path
@@ -363,7 +363,7 @@ async def test_files_that_change_or_vanish_after_validation_fail_alone(
                         fh.write(b"more")
                 return target
 
-            provider.acquire = acquire_then_change
+            provider.acquire = acquire_then_change  # type: ignore[method-assign]
             journal, state = Journal.open(tmp_path / "j", Header("novita", str(manifest)))
             with journal:
                 engine_settings = dataclasses.replace(

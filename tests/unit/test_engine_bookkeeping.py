@@ -23,9 +23,9 @@ from ingest.errors import ManifestError, TransferError
 from ingest.item import Item, Source
 from ingest.journal import Header, Journal, replay
 from ingest.manifest import read_manifest
+from ingest.manifest.seenkeys import SeenKeys
 from ingest.providers.base import Landed, Target
 from ingest.scheduler import Engine, EngineSettings
-from ingest.seenkeys import SeenKeys
 from ingest.sniff import ImageType
 from tests.images import make_image
 

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest import manifest
 from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest import ManifestFormat, manifest_format, read_manifest
+from ingest.manifest import lines as manifest_lines
 from tests.images import make_image
 
 Result = Item | ManifestError
@@ -299,7 +299,7 @@ def test_a_bad_line_does_not_claim_its_key(tmp_path: Path) -> None:
 
 
 def test_overlong_line_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(manifest, "MAX_LINE_BYTES", 64)
+    monkeypatch.setattr(manifest_lines, "MAX_LINE_BYTES", 64)
     long_line = '{"path": "' + "x" * 200 + '.png"}'
     text = f'{{"path": "a.png"}}\n{long_line}\n{{"path": "b.png"}}\n{long_line}'
     assert summary(read(write(tmp_path / "m.jsonl", text))) == [

@@ -23,7 +23,7 @@ from ingest.digestset import DigestSet, digest64
 from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest import read_manifest
-from ingest.seenkeys import HOLD, FirstLines, SeenKeys, _Bloom
+from ingest.manifest.seenkeys import HOLD, FirstLines, SeenKeys, _Bloom
 
 
 def expected(keys: list[str]) -> dict[int, str]:
@@ -120,12 +120,12 @@ def test_verdicts_match_a_dict_whatever_the_keys(
 def test_a_manifest_that_changed_before_the_second_pass_uploads_no_held_entry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ingest import manifest as manifest_module
+    from ingest.manifest import dedupe as manifest_dedupe
 
     keys = [f"k{i % 50}" for i in range(200)]  # every key four times
     path = manifest(tmp_path, keys)
     identities = iter([(1, 1, 1, 1), (1, 1, 1, 2)])  # before and after the first pass
-    monkeypatch.setattr(manifest_module, "_identity", lambda _path: next(identities))
+    monkeypatch.setattr(manifest_dedupe, "_identity", lambda _path: next(identities))
     with tiny_tables():
         entries = list(read_manifest(path))
     assert sorted(entry.line or 0 for entry in entries) == list(range(1, 201))

@@ -1,0 +1,54 @@
+"""Streaming manifest readers: a manifest file or a folder in, `Item`s out.
+
+Owns the four manifest formats and how one is chosen:
+
+    a directory                    folder   recursive walk of image files
+    *.jsonl, *.ndjson, *.json      jsonl    one JSON object per line
+    *.csv                          csv      a header row with a ``path`` column
+    anything else                  list     one path per line
+
+How it works: `read_manifest` first checks the manifest as a whole (it exists,
+is readable, is text and not, say, a zip or a PDF, a CSV has a usable header)
+and raises `ManifestError` at once if not. It then returns a lazy iterator
+that reads the file in binary one physical line at a time, so memory stays
+flat at any size and a line that is not UTF-8 costs that line only. Every
+entry becomes an `Item` or a `ManifestError` (reason, manifest, line) and
+reading goes on.
+
+Where each part lives:
+
+    reader      read_manifest: the steps in order
+    probe       the format by name; whole-manifest checks before any entry
+    lines       opening a manifest file, its physical lines, unreadable lines
+    jsonl, csvfile, pathlist, folder    one module per format
+    entry       what every format shares: fields, path checks, the key
+    dedupe      duplicate keys across the manifest, in two passes
+    seenkeys    the keys seen so far, exact in about two bytes a key
+
+Invariants:
+- results come in manifest order: one per non-blank, non-comment line (one per
+  record for CSV, one per image file for a folder);
+- `line` is the 1-based physical line (a multi-line CSV record reports the
+  line it starts on; a folder reports the position in the walk);
+- relative paths resolve against the manifest's directory; `Item.key` is the
+  entry's ``id`` when given, else the path exactly as written;
+- a key seen before is an error naming the first line (`seenkeys`: exact, in
+  about two bytes a key); the rare entry that needs a second look to tell
+  comes after the others, once the manifest has been read to its end.
+"""
+
+from __future__ import annotations
+
+from ingest.manifest.folder import IMAGE_EXTENSIONS
+from ingest.manifest.lines import MAX_LINE_BYTES
+from ingest.manifest.probe import FORMATS, ManifestFormat, manifest_format
+from ingest.manifest.reader import read_manifest
+
+__all__ = [
+    "FORMATS",
+    "IMAGE_EXTENSIONS",
+    "MAX_LINE_BYTES",
+    "ManifestFormat",
+    "manifest_format",
+    "read_manifest",
+]

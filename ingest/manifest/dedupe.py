@@ -1,0 +1,123 @@
+"""Duplicate keys across a whole manifest: one streaming pass, and a second for held entries.
+
+Owns the rule "a key seen on an earlier line is a duplicate, named with that
+line" as the readers apply it: each reader asks a `KeyCheck` about every key
+(`seenkeys` holds the memory: exact, in about two bytes a key), answers a
+duplicate at once, and yields a `Held` entry when the filter cannot tell.
+
+How it works: `deduplicated` runs a reader once with `SeenKeys` and passes
+every settled entry straight on; it keeps only the line and key digest of each
+held entry. Once the manifest has been read to its end, it runs the reader
+again with `FirstLines`, which notes the first line of every held key, and
+settles each held entry: a duplicate naming that line, or (a false alarm of
+the filter) the item itself.
+
+Invariants: held entries come after all others, in manifest order; a held
+entry that cannot be settled (the file changed or vanished in between) is an
+error to retry, never an upload, so no key is uploaded twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from array import array
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.digestset import DigestSet, digest64
+from ingest.errors import ManifestError
+from ingest.item import Item
+from ingest.manifest.lines import clip
+from ingest.manifest.seenkeys import FirstLines, KeyCheck, SeenKeys
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """An entry whose key may have been seen before: decided after the whole manifest is read."""
+
+    item: Item
+    what: str  # "id" or "path": what the key is, for the message
+
+
+Entry = Item | ManifestError | Held
+"""What a reader yields for one manifest entry."""
+
+Reader = Callable[[KeyCheck], Generator[Entry, None, None]]
+"""A manifest read from the start, checking its keys against the `KeyCheck` given."""
+
+
+def duplicate(key: str, what: str, first: int, source: str, line: int) -> ManifestError:
+    where = f"first at line {first}" if first else "also on an earlier line"
+    return ManifestError(f"duplicate {what} {clip(key, 80)!r} ({where})", source=source, line=line)
+
+
+def estimate_entries(path: Path) -> int:
+    """Roughly how many lines the manifest has, from its size and its first MiB."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 20)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return 0
+    return size * max(1, head.count(b"\n")) // max(1, len(head))
+
+
+def deduplicated(
+    read: Reader, path: Path, source: str, expected: int
+) -> Generator[Item | ManifestError, None, None]:
+    """The reader's entries with duplicate keys turned into errors (see `seenkeys`)."""
+    before = _identity(path)
+    held_lines, held_digests = array("Q"), DigestSet()
+    for entry in read(SeenKeys(expected)):
+        if isinstance(entry, Held):
+            held_lines.append(entry.item.line)
+            held_digests.add(digest64(entry.item.key))
+        else:
+            yield entry
+    if not held_lines:
+        return
+    first = FirstLines(held_lines, held_digests)
+    if _identity(path) != before:
+        reason = "the manifest changed while it was read"
+        yield from _held_unsettled(held_lines, 0, source, reason)
+        return
+    try:
+        with contextlib.closing(read(first)) as again:
+            for entry in again:
+                if isinstance(entry, Held):
+                    item = entry.item
+                    line = first.lines.get(digest64(item.key)) or item.line
+                    if line < item.line:
+                        yield duplicate(item.key, entry.what, line, source, item.line)
+                    else:
+                        yield item  # a false alarm of the filter
+                    if first.seen == len(held_lines):
+                        return
+    except ManifestError as exc:
+        yield from _held_unsettled(held_lines, first.seen, source, exc.reason)
+        return
+    # Held lines the second pass did not meet again: the file changed under us.
+    yield from _held_unsettled(held_lines, first.seen, source, "the line is gone")
+
+
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _held_unsettled(
+    held_lines: array[int], start: int, source: str, why: str
+) -> Iterator[ManifestError]:
+    """Errors for held entries that could not be settled: retried by the next run."""
+    for line in held_lines[start:]:
+        yield ManifestError(
+            f"could not check this line for a duplicate key ({why}); "
+            "run the same command again to upload it",
+            source=source,
+            line=line,
+        )

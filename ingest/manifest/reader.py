@@ -1,0 +1,50 @@
+"""`read_manifest`: a manifest file or a folder in, a stream of `Item`s and errors out.
+
+Owns the order of the steps: choose the format, check the manifest as a
+whole (`probe`), then hand back a lazy reader of that format, with duplicate
+keys settled across the whole manifest (`dedupe`) for every format but a
+folder (whose keys are distinct paths).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+
+from ingest.errors import ManifestError
+from ingest.item import Item
+from ingest.manifest.csvfile import read_csv
+from ingest.manifest.dedupe import deduplicated, estimate_entries
+from ingest.manifest.folder import read_folder
+from ingest.manifest.jsonl import read_jsonl
+from ingest.manifest.pathlist import read_list
+from ingest.manifest.probe import FORMATS, ManifestFormat, manifest_format, probe_file, probe_folder
+
+
+def read_manifest(
+    path: Path, fmt: ManifestFormat | None = None
+) -> Generator[Item | ManifestError, None, None]:
+    """Stream the entries of the manifest (or folder) at `path`, in order.
+
+    `fmt` overrides the choice by suffix (the CLI's ``--format``). Raises
+    `ManifestError` now if the manifest as a whole cannot be read; after that,
+    a bad entry is yielded as a `ManifestError` and the next entry follows.
+    The file stays open until the generator is exhausted or closed.
+    """
+    source = str(path)
+    if fmt is None:
+        fmt = manifest_format(path)
+    elif fmt not in FORMATS:
+        raise ManifestError(
+            f"unknown manifest format {fmt!r}; use one of {', '.join(FORMATS)}", source=source
+        )
+    if fmt == "folder":
+        probe_folder(path, source)
+        return read_folder(path, source)
+    probe_file(path, source, fmt)
+    base = os.path.dirname(os.path.abspath(path))
+    reader = {"jsonl": read_jsonl, "csv": read_csv, "list": read_list}[fmt]
+    return deduplicated(
+        lambda seen: reader(path, source, base, seen), path, source, estimate_entries(path)
+    )

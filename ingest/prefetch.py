@@ -9,12 +9,18 @@ at upload time as before, so memory stays bounded whatever the file sizes.
 
 The bytes are those of the validated file (same size, read right after the
 stat): what is uploaded matches the fingerprint the journal records.
-Thread-safe: the reader thread takes, the event loop gives back.
+Thread-safe: the reader thread takes, the event loop gives back. A `Source`
+carrying bytes gives them back through `release` once they are no longer
+needed: after its upload, or when it leaves unsent (refused by a later check,
+dropped by a drain).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+
+from ingest.item import Source
 
 
 class Prefetch:
@@ -45,3 +51,11 @@ class Prefetch:
     @property
     def in_use(self) -> int:
         return self.budget - self._left
+
+
+def release(source: Source, prefetch: Prefetch | None) -> Source:
+    """`source` without its read-ahead bytes, given back to the budget."""
+    if source.body is None or prefetch is None:
+        return source
+    prefetch.give_back(len(source.body))
+    return dataclasses.replace(source, body=None)

@@ -45,11 +45,11 @@ from ingest.errors import Action, JournalError, ManifestError, TransferError
 from ingest.item import Item, Source
 from ingest.journal import Journal, Record, Replay, fingerprint
 from ingest.pacing import Pacer, PacerStats
-from ingest.prefetch import Prefetch
+from ingest.prefetch import Prefetch, release
 from ingest.providers.base import Landed, Provider, Target
 from ingest.retry import RetryPolicy
 from ingest.tally import Tally
-from ingest.validate import Checker, release
+from ingest.validate import Checker
 
 T = TypeVar("T")
 

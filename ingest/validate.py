@@ -16,7 +16,6 @@ stands on its own ("file not found: /data/a.png").
 from __future__ import annotations
 
 import codecs
-import dataclasses
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from ingest.capabilities import Capabilities
 from ingest.errors import ManifestError
 from ingest.item import Item, Source
-from ingest.prefetch import Prefetch
+from ingest.prefetch import Prefetch, release
 from ingest.sniff import SNIFF_BYTES, ImageType, sniff
 
 _OPEN_FLAGS = (
@@ -199,14 +198,6 @@ class Checker:
                 release(result, self.prefetch)
                 return refused
         return result
-
-
-def release(source: Source, prefetch: Prefetch | None) -> Source:
-    """`source` without its read-ahead bytes, given back to the budget."""
-    if source.body is None or prefetch is None:
-        return source
-    prefetch.give_back(len(source.body))
-    return dataclasses.replace(source, body=None)
 
 
 def check_many(

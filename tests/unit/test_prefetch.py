@@ -9,9 +9,9 @@ import pytest
 
 from ingest.capabilities import Capabilities
 from ingest.item import Item, Source
-from ingest.prefetch import Prefetch
+from ingest.prefetch import Prefetch, release
 from ingest.sniff import ImageType
-from ingest.validate import Checker, Limits, check, release
+from ingest.validate import Checker, Limits, check
 from tests.images import make_image
 
 LIMITS = Limits(formats=frozenset(ImageType), max_size=None)

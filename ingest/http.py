@@ -6,8 +6,9 @@ Owns three rules:
   never reach a storage host;
 - foreign errors (aiohttp, timeouts, OS errors) become `TransferError` in one
   place (`map_errors`), with secrets redacted from every message;
-- the default triage of an HTTP status into an `Action` (design.md §2), which
-  adapters refine with their provider's error codes.
+- the default triage of an HTTP status into an `Action` (`triage`: 401/402/403
+  stop the run, 408/425/429/5xx are retried, any other refusal fails the
+  item), which adapters refine with their provider's error codes.
 """
 
 from __future__ import annotations
@@ -241,7 +242,8 @@ async def request(
 def check_upload_url(url: str, *, allow_insecure: bool, provider: str) -> yarl.URL:
     """The URL to PUT to, passed through byte for byte; plain http only to loopback.
 
-    `encoded=True` stops yarl from re-quoting the signed query (providers.md §5 #1).
+    `encoded=True` stops yarl from re-quoting the signed query (``%2F`` → ``/``,
+    ``%7E`` → ``~``: a 403 SignatureDoesNotMatch; aio-libs/aiohttp#5512).
     """
     parsed = yarl.URL(url, encoded=True)
     if parsed.scheme not in ("http", "https") or not parsed.host:

@@ -1,6 +1,6 @@
 """Upload-target leases: when a pre-signed URL stops working, on our clock.
 
-Owns the rule from design.md §2: a lease's expiry comes from the response's
+Owns the rule that a lease's expiry comes from the response's
 `expires_at`, else from the URL itself (`X-Amz-Date` + `X-Amz-Expires`, or a
 SigV2/CloudFront `Expires` epoch), else from the provider's documented
 lifetime; and it is corrected for the skew between the server's clock (its

@@ -1,7 +1,7 @@
 """The shared pacer of one plane (control or data): how fast calls may start.
 
 Owns the rule that a 429 slows the whole plane, not only the call that got it
-(design.md §2). Until the first throttle the pacer lets calls through at the
+(the server's allowance is per client, not per call). Until the first throttle the pacer lets calls through at the
 configured rate (unlimited by default). A throttle pauses every caller until
 the server's Retry-After has passed, and cuts the rate to the server's real
 allowance, measured as what got through per second since the last cut; each

@@ -1,11 +1,12 @@
 """The data plane: one streamed PUT of a file to a pre-signed URL.
 
-Owns the rules of providers.md §5: the URL goes out byte for byte, the body is
-streamed from disk (a whole file, or one byte range of it for a multipart
-part) with an exact Content-Length (never chunked), Content-Type is always
-set to what was declared when the URL was signed, redirects are not followed,
-and S3-style XML errors are triaged: an expired URL means re-sign, never
-retry the dead URL.
+Owns the rules a pre-signed S3-style PUT needs: the URL goes out byte for
+byte, the body is streamed from disk (a whole file, or one byte range of it
+for a multipart part) with an exact Content-Length (S3 answers a chunked PUT
+with 501 NotImplemented), Content-Type is always set to what was declared
+when the URL was signed (it may be a signed header), redirects are not
+followed, and S3-style XML errors are triaged: an expired URL means re-sign,
+never retry the dead URL.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Autoenhance.ai: create an image, then PUT its bytes (providers.md §4).
+"""Autoenhance.ai: create an image, then PUT its bytes.
+
+API: https://docs.autoenhance.ai/images/managing-images/creating-and-uploading
 
     acquire   POST /v3/images/ {image_name, content_type, order_id}
               → {image_id, order_id, upload_url | s3PutObjectUrl, status, ...}
@@ -98,7 +100,7 @@ class AutoenhanceProvider:
     @staticmethod
     def capabilities(settings: ProviderSettings) -> Capabilities:
         # Formats: the emulator's choice for a real-estate photo service (inferred;
-        # providers.md documents none); the API itself answers 422 for others.
+        # Autoenhance documents none); the API itself answers 422 for others.
         return Capabilities(
             formats=frozenset(
                 {ImageType.JPEG, ImageType.PNG, ImageType.WEBP, ImageType.HEIC, ImageType.TIFF}

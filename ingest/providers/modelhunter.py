@@ -1,4 +1,6 @@
-"""ModelHunter: upload-url, PUT to R2, then complete → CDN url (providers.md §3).
+"""ModelHunter: upload-url, PUT to R2, then complete → CDN url.
+
+API: https://docs.modelhunter.ai/core-concepts/file-uploads
 
     acquire   POST /api/v1/files/upload-url {filename, contentType, sizeBytes}
               → {success, data: {upload_url, file_id, expires_at}}

@@ -1,4 +1,6 @@
-"""Novita AI: `POST /v3/assets/training_dataset`, then PUT to S3 (providers.md §1).
+"""Novita AI: `POST /v3/assets/training_dataset`, then PUT to S3.
+
+API: https://novita.ai/docs/api-reference/model-apis-get-training-images-url
 
 The URL signs only `host`, so any Content-Type passes; we send the sniffed
 type anyway. `assets_id` arrives as an int or a 32-hex string and is kept as a

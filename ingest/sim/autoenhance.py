@@ -1,4 +1,7 @@
-"""Autoenhance.ai's image API (v3), as `providers.md` §4 describes it.
+"""Autoenhance.ai's image API (v3), as its docs describe it.
+
+API: https://docs.autoenhance.ai/images/managing-images/creating-and-uploading
+Limits: https://docs.autoenhance.ai/rate-limits
 
 Owns these routes, all authenticated with ``x-api-key``:
 
@@ -17,7 +20,7 @@ that signs ``content-type`` as the create request declared it (or
 ``application/octet-stream`` when it declared none, as the docs say), so a
 PUT with another Content-Type fails with 403 SignatureDoesNotMatch.
 
-Limits (providers.md §4.3), each a setting of `AutoenhanceSimSettings`:
+Limits (the rate-limits page above), each a setting of `AutoenhanceSimSettings`:
 - ``rate`` requests/s per client IP on every route here (token bucket, burst
   = rate) → 429 ``{"message": "Too Many Requests", "detail": "Rate limit …"}``
   with ``Retry-After``;
@@ -25,7 +28,7 @@ Limits (providers.md §4.3), each a setting of `AutoenhanceSimSettings`:
   ``image_name`` (per key) → 429 whose ``detail`` is an object naming the rule:
   ``{"rule": "same_file_name", "image_name", "limit", "window_s",
   "retry_after_s"}``, with ``Retry-After`` until the oldest use ages out. The
-  real body is undocumented (§6): this shape is ours, chosen so a client can
+  real body is undocumented: this shape is ours, chosen so a client can
   tell it from a rate limit by structure; its ``message`` also names the rule;
 - ``daily_limit`` images per key (off by default; 500 for new accounts) →
   the image is still created, with ``status: "error"`` and the reason in
@@ -34,7 +37,7 @@ Limits (providers.md §4.3), each a setting of `AutoenhanceSimSettings`:
 Which URL field is returned: an ``x-api-version`` on or after
 ``upload_url_since`` gets ``upload_url``, an earlier one ``s3PutObjectUrl``;
 without the header, the account default ``url_field`` applies. Which version
-switched is undocumented (§6).
+switched is undocumented.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""ModelHunter's file-upload API, as `providers.md` §3 describes it.
+"""ModelHunter's file-upload API, as its docs describe it.
+
+API: https://docs.modelhunter.ai/core-concepts/file-uploads
 
 Owns three routes and ModelHunter's envelope ``{"success": false, "error":
 {"code", "message", "details"?}}``:
@@ -30,7 +32,7 @@ file stays completed: a second complete answers the same data (idempotent).
 The CDN url points at this emulator (``/cdn/files/<file_id>.<ext>``), never
 at a real host.
 
-Choices where the docs are silent (providers.md §6): the 429 code is
+Choices where the docs are silent: the 429 code is
 ``RATE_LIMIT_EXCEEDED``; ids are ``file_<24 hex>``; the limit is 100 MiB.
 """
 

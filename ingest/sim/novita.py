@@ -1,4 +1,6 @@
-"""Novita AI's training-image upload API, as `providers.md` §1 describes it.
+"""Novita AI's training-image upload API, as its docs describe it.
+
+API: https://novita.ai/docs/api-reference/model-apis-get-training-images-url
 
 Owns ``POST /v3/assets/training_dataset``: Bearer auth, JSON validation,
 Novita's error envelope ``{"code", "reason", "message", "metadata"}``, and

@@ -1,4 +1,7 @@
-"""Scenario's training-image API under ``/v1``, as `providers.md` §2 describes it.
+"""Scenario's training-image API under ``/v1``, as its docs describe it.
+
+API: https://docs.scenario.com/api/resources/models/subresources/training_images
+Uploads: https://docs.scenario.com/get-started/content/uploading-assets
 
 Owns the emulated models, assets and multipart uploads, and the routes:
 

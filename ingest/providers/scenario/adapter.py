@@ -1,4 +1,6 @@
-"""Scenario: training images of one model, inline or as assets (providers.md §2).
+"""Scenario: training images of one model, inline or as assets.
+
+API: https://docs.scenario.com/api/resources/models/subresources/training_images
 
 How it works:
 

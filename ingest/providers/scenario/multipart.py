@@ -1,4 +1,6 @@
-"""Scenario's multipart uploads, for images of 6 MB or more (providers.md §2.2).
+"""Scenario's multipart uploads, for images of 6 MB or more.
+
+API: https://docs.scenario.com/get-started/content/uploading-assets
 
 How it works: `create` (the acquire step) asks ``POST /uploads`` for one
 pre-signed PUT URL per part; the target's lease is the earliest part's
@@ -10,7 +12,7 @@ polls ``GET /uploads/{id}`` until ``imported``/``complete``, whose
 
 Parts are `PART_SIZE` (5 MiB, S3's minimum for every part but the last),
 larger only when a file would need more than `MAX_PARTS` parts; the last
-part holds the rest. The docs give no part-size rule (providers.md §6).
+part holds the rest. Scenario's docs give no part-size rule.
 
 Per upload this process created, the part URLs and the parts that landed are
 kept, so a retried transfer sends only what is missing and a completed one

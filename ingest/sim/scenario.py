@@ -53,6 +53,7 @@ from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ingest.sim.context import Handler, SimContext, abort_connection
+from ingest.sim.magic import ImageFormat, identify
 from ingest.sim.scenario_world import (
     WORLD,
     Asset,
@@ -70,7 +71,6 @@ from ingest.sim.scenario_world import (
     upload_json,
 )
 from ingest.sim.state import IssuedAsset
-from ingest.sniff import ImageType, sniff
 
 PROVIDER = "scenario"
 BASE_PATH = "/v1"
@@ -86,13 +86,13 @@ TOO_MANY = "Too many assetIds provided in a single request"
 # Asset formats Scenario documents [S15]; BMP is not one of them.
 ACCEPTED = frozenset(
     {
-        ImageType.JPEG,
-        ImageType.PNG,
-        ImageType.GIF,
-        ImageType.WEBP,
-        ImageType.AVIF,
-        ImageType.TIFF,
-        ImageType.HEIC,
+        ImageFormat.JPEG,
+        ImageFormat.PNG,
+        ImageFormat.GIF,
+        ImageFormat.WEBP,
+        ImageFormat.AVIF,
+        ImageFormat.TIFF,
+        ImageFormat.HEIC,
     }
 )
 _ACCEPTED_MIMES = frozenset(t.mime for t in ACCEPTED) | {"image/svg+xml"}
@@ -207,7 +207,7 @@ def _decode_image(field_name: str, text: Any, *, data_url: bool) -> tuple[bytes,
 
 def _image_type(field_name: str, raw: bytes, declared: str | None) -> str:
     """The MIME type of image bytes Scenario accepts, else a 400."""
-    kind = sniff(raw[:32])
+    kind = identify(raw)
     if kind is None or kind not in ACCEPTED:
         what = "not an image" if kind is None else f"unsupported image type {kind.ext}"
         raise _bad(f"{field_name}: {what}")
@@ -446,7 +446,7 @@ def add_routes(ctx: SimContext) -> None:
         raw = b"".join(bodies)
         if len(raw) != upload.file_size:  # pragma: no cover - storage keeps every part body
             raise _BadRequest(error(500, "part bodies went missing"))
-        kind = sniff(raw[:32])
+        kind = identify(raw)
         if kind is None or kind not in ACCEPTED or kind.mime != upload.content_type:
             upload.status, upload.error = "failed", "the file is not a supported image"
             return

@@ -148,6 +148,10 @@ def test_the_input_layer_imports_no_provider_setting_or_http_module() -> None:
     assert violations(PACKAGE, INPUT_LAYER, INPUT_FORBIDDEN) == []
 
 
+def test_the_emulator_does_not_share_the_clients_sniffing() -> None:
+    assert violations(PACKAGE, ["ingest.sim"], ["ingest.sniff"]) == []
+
+
 def test_the_input_layer_is_what_the_graph_walks() -> None:
     """The walk reaches the modules it should: a renamed module cannot leave the rule vacuous."""
     reached = {edge.importer for edge in PACKAGE.edges(INPUT_LAYER)}

@@ -1,6 +1,11 @@
 """Image type detection from a file's first bytes (never from its name).
 
 Owns the closed set of image formats `ingest` knows and their magic numbers.
+AVIF and HEIC are ISO base media files, told apart by the brands of their
+leading ``ftyp`` box. `SNIFF_BYTES` are enough: validation reads no more.
+
+The emulator keeps its own table (`ingest.sim.magic`, from the specifications)
+so that it cannot agree with a mistake here; tests compare the two.
 """
 
 from __future__ import annotations
@@ -48,8 +53,21 @@ def sniff(head: bytes) -> ImageType | None:
         return ImageType.BMP
     if head[4:8] == b"ftyp":
         brand = head[8:12]
-        if brand in (b"avif", b"avis"):
+        if brand in _AVIF_BRANDS or not _AVIF_BRANDS.isdisjoint(_compatible_brands(head)):
             return ImageType.AVIF
         if brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1"):
             return ImageType.HEIC
     return None
+
+
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+
+
+def _compatible_brands(head: bytes) -> set[bytes]:
+    """The compatible brands of a leading ``ftyp`` box, as far as `head` holds them.
+
+    AVIF asks for "avif" among these and leaves the major brand free (a
+    file may lead with the generic HEIF brand "mif1").
+    """
+    end = min(len(head), int.from_bytes(head[:4], "big"))
+    return {head[at : at + 4] for at in range(16, end - 3, 4)}

@@ -63,6 +63,22 @@ def with_exif() -> bytes:
     return encoded("JPEG", exif=exif.tobytes())
 
 
+def with_major_brand(body: bytes, brand: bytes) -> bytes:
+    """`body` (an ISO BMFF file) with another major brand; its compatible brands unchanged."""
+    assert body[4:8] == b"ftyp"
+    return body[:8] + brand + body[12:]
+
+
+def avif_major_mif1() -> bytes:
+    """An AVIF whose major brand is the generic HEIF "mif1", "avif" only among compatible brands.
+
+    The AVIF specification asks for "avif" among the compatible brands and
+    leaves the major brand to the writer: this is a valid AVIF (Pillow, through
+    libavif, decodes it below).
+    """
+    return with_major_brand(encoded("AVIF", quality=50), b"mif1")
+
+
 PILLOW_IMAGES: dict[str, Callable[[], bytes]] = {
     "png-rgb": lambda: encoded("PNG"),
     "png-rgba": lambda: encoded("PNG", "RGBA"),
@@ -87,6 +103,7 @@ PILLOW_IMAGES: dict[str, Callable[[], bytes]] = {
     "bmp-palette": lambda: encoded("BMP", "P"),
     "avif": lambda: encoded("AVIF", quality=50),
     "avif-alpha": lambda: encoded("AVIF", "RGBA", quality=50),
+    "avif-major-brand-mif1": avif_major_mif1,
 }
 
 # Formats Pillow writes that no provider takes: neither table may call them an image.

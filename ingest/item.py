@@ -1,8 +1,9 @@
 """The values that flow through the engine: a manifest entry and its checked source.
 
-`Item` is what a manifest line says; `Source` is an item whose file was found,
-measured and sniffed, ready for a provider. Both are frozen: a stage never
-changes what an earlier stage saw.
+Owns `Item` and `Source`, the hand-off between the input layer (manifest,
+validation) and the providers. `Item` is what a manifest line says; `Source`
+is an item whose file was found, measured and sniffed, ready for a provider.
+Both are frozen: a stage never changes what an earlier stage saw.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Read-ahead of small files: their bytes read while they are validated, in a byte budget.
 
-Owns one rule: a file of at most `max_file` bytes is read whole by the
+Owns the read-ahead budget (`Prefetch`) and its give-back (`release`), and
+one rule: a file of at most `max_file` bytes is read whole by the
 validating thread (which has it open to sniff its type anyway) while the
 bytes read ahead and not yet uploaded stay under `budget`; the worker that
 uploads it then needs no thread hop of its own, which was the largest cost

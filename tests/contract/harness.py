@@ -29,7 +29,7 @@ from ingest.sim.modelhunter import completed_by_sha
 from ingest.sim.scenario_world import attached_by_sha
 from ingest.sim.settings import ScenarioSimSettings
 from ingest.sniff import ImageType
-from tests.images import image_bytes
+from tests.images import Kind, image_bytes
 
 KEY = "sk-contract-0123456789abcdef"
 SECRET = "contract-secret-abcdef"
@@ -118,11 +118,11 @@ async def adapter(
         yield cls(Context(api=api, storage=storage, settings=settings, params=bound))
 
 
-def make_source(tmp: Path, index: int, kind: str = "png", size: int = 4096) -> Source:
+def make_source(tmp: Path, index: int, kind: Kind = "png", size: int = 4096) -> Source:
     """A real file on disk and the `Source` validation would make of it."""
     ext = {"png": "png", "jpeg": "jpg", "webp": "webp"}[kind]
     path = tmp / f"c{index:03d}.{ext}"
-    path.write_bytes(image_bytes(kind, size, seed=1000 + index))  # type: ignore[arg-type]
+    path.write_bytes(image_bytes(kind, size, seed=1000 + index))
     st = path.stat()
     image_type = {"png": ImageType.PNG, "jpeg": ImageType.JPEG, "webp": ImageType.WEBP}[kind]
     return Source(

@@ -8,7 +8,7 @@ skipped with that reason, and nothing else is.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import anyio
@@ -20,7 +20,7 @@ from ingest.item import Item, Source
 from ingest.journal import Header, Journal, replay
 from ingest.providers.base import Landed, Provider, Target
 from ingest.scheduler import Engine, EngineSettings
-from ingest.sim import FaultPlan
+from ingest.sim import FaultPlan, SimServer
 from tests.contract.harness import (
     HARNESSES,
     Harness,
@@ -128,7 +128,8 @@ async def test_engine_resigns_a_lease_that_expired_in_the_queue(
         if provider.caps.url_lifetime_s is None:
             pytest.skip(f"{harness.name} declares no expiring upload URL")
         expire_first = ExpireOnce(provider, sim)
-        engine = await run_engine(expire_first, tmp_path, [s.item for s in sources])
+        items = [s.item for s in sources]
+        engine = await run_engine(expire_first, tmp_path, items)  # type: ignore[arg-type]  # name
         landed = harness.landed(sim)
     assert engine.counters.resigns >= 1
     assert engine.counters.failed == 0
@@ -165,10 +166,9 @@ async def test_engine_honours_retry_after_for_every_call(harness: Harness, tmp_p
     assert all(landed[sha(s)] == 1 for s in sources)
 
 
-async def lift_faults_after_first_429(sim: object) -> None:
-    state = sim.state  # type: ignore[attr-defined]
-    await state.wait_until(lambda s: s.stats().api_429 >= 1)
-    sim.set_faults(FaultPlan())  # type: ignore[attr-defined]
+async def lift_faults_after_first_429(sim: SimServer) -> None:
+    await sim.state.wait_until(lambda s: s.stats().api_429 >= 1)
+    sim.set_faults(FaultPlan())
 
 
 # -- a rejected item fails alone ---------------------------------------------
@@ -196,7 +196,12 @@ class Crash(BaseException):
 
 
 class CrashAfter:
-    """Wraps an adapter and dies right after `step` succeeds for the first item."""
+    """Wraps an adapter and dies right after `step` succeeds for the first item.
+
+    Its `name` is the wrapped adapter's, set per instance (the journal must
+    match on resume), where `Provider` declares a ClassVar: hence the two
+    `type: ignore[arg-type]` at `run_engine`'s calls with a wrapper.
+    """
 
     def __init__(self, inner: Provider, step: str) -> None:
         self.inner, self.step = inner, step
@@ -213,7 +218,7 @@ class CrashAfter:
         return target
 
     async def finalize(
-        self, batch: list[tuple[Source | None, Target]]
+        self, batch: Sequence[tuple[Source | None, Target]]
     ) -> list[Landed | TransferError]:
         landed = await self.inner.finalize(batch)
         self._maybe_crash("finalize", batch[0][1].remote_id)
@@ -230,7 +235,7 @@ class CrashAfter:
 class ExpireOnce:
     """Wraps an adapter so the first target it hands out is already dead at the server."""
 
-    def __init__(self, inner: Provider, sim: object) -> None:
+    def __init__(self, inner: Provider, sim: SimServer) -> None:
         self.inner, self.sim = inner, sim
         self.name, self.caps = inner.name, inner.caps
         self._done = False
@@ -241,15 +246,15 @@ class ExpireOnce:
     async def transfer(self, source: Source, target: Target) -> Target:
         if not self._done:
             self._done = True
-            self.sim.set_faults(FaultPlan.parse("skew=86400"))  # type: ignore[attr-defined]
+            self.sim.set_faults(FaultPlan.parse("skew=86400"))
             try:
                 return await self.inner.transfer(source, target)
             finally:
-                self.sim.set_faults(FaultPlan())  # type: ignore[attr-defined]
+                self.sim.set_faults(FaultPlan())
         return await self.inner.transfer(source, target)
 
     async def finalize(
-        self, batch: list[tuple[Source | None, Target]]
+        self, batch: Sequence[tuple[Source | None, Target]]
     ) -> list[Landed | TransferError]:
         return await self.inner.finalize(batch)
 
@@ -261,13 +266,13 @@ def entries(items: list[Item]) -> Iterator[Item | ManifestError]:
     yield from items
 
 
-async def run_engine(provider: object, tmp: Path, items: list[Item], **settings: object) -> Engine:
+async def run_engine(provider: Provider, tmp: Path, items: list[Item]) -> Engine:
     journal_path = tmp / "contract.journal"
-    header = Header(provider=provider.name, manifest=str(tmp / "m"))  # type: ignore[attr-defined]
+    header = Header(provider=provider.name, manifest=str(tmp / "m"))
     journal, state = Journal.open(journal_path, header)
-    run = RunSettings(put_concurrency=2, api_concurrency=2, backoff_base_s=0.01, **settings)  # type: ignore[arg-type]
+    run = RunSettings(put_concurrency=2, api_concurrency=2, backoff_base_s=0.01)
     with journal:
-        engine = Engine(provider, journal, state, EngineSettings.from_run(run))  # type: ignore[arg-type]
+        engine = Engine(provider, journal, state, EngineSettings.from_run(run))
         await engine.run(entries(items))
     return engine
 
@@ -282,7 +287,7 @@ async def test_resume_after_a_crash_lands_each_item_once(
         if step == "finalize" and not provider.caps.finalize:
             pytest.skip(f"{harness.name} has no finalize step")
         with pytest.raises(BaseExceptionGroup) as info:
-            await run_engine(CrashAfter(provider, step), tmp_path, items)
+            await run_engine(CrashAfter(provider, step), tmp_path, items)  # type: ignore[arg-type]  # name
         assert info.group_contains(Crash)
         engine = await run_engine(provider, tmp_path, items)
         landed = harness.landed(sim)

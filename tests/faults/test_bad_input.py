@@ -31,7 +31,7 @@ from ingest.scheduler import Engine, EngineSettings
 from ingest.sim import SimSettings, serve
 from ingest.sniff import ImageType
 from ingest.validate import Limits, check
-from tests.images import image_bytes, make_image, write_jsonl_manifest
+from tests.images import Kind, image_bytes, make_image, write_jsonl_manifest
 from tests.simproc import SimProcess, run_ingest, sha256_file, sim_process
 from tests.torture import spec
 
@@ -213,9 +213,10 @@ def test_a_folder_with_names_that_are_not_utf8_and_unreadable_files(tmp_path: Pa
     folder = tmp_path / "photos"
     folder.mkdir()
     good = []
-    for index, kind in enumerate(("png", "jpeg", "webp")):
+    kinds: tuple[Kind, ...] = ("png", "jpeg", "webp")
+    for index, kind in enumerate(kinds):
         path = folder / f"ok-{index}.{kind}"
-        make_image(path, kind, 2000 + index, seed=120 + index)  # type: ignore[arg-type]
+        make_image(path, kind, 2000 + index, seed=120 + index)
         good.append(path)
     bad_name = os.fsdecode(b"caf\xe9-latin1.png")
     make_image(folder / bad_name, "png", 2100, seed=130)
@@ -244,10 +245,16 @@ def test_an_unreadable_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyP
     make_image(path, "png", 1000, seed=140)
     real_open = os.open
 
-    def refuse(name: object, *args: object, **kwargs: object) -> int:
-        if os.fspath(name) == os.fspath(path):  # type: ignore[call-overload]
+    def refuse(
+        name: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+        flags: int,
+        mode: int = 0o777,
+        *,
+        dir_fd: int | None = None,
+    ) -> int:
+        if os.fspath(name) == os.fspath(path):
             raise PermissionError(13, "Permission denied", str(path))
-        return real_open(name, *args, **kwargs)  # type: ignore[arg-type]
+        return real_open(name, flags, mode, dir_fd=dir_fd)
 
     monkeypatch.setattr(os, "open", refuse)
     result = check(Item(key="k", path=path, line=7), Limits(frozenset(), None))
@@ -272,12 +279,13 @@ async def test_files_over_each_providers_limit_are_named(tmp_path: Path) -> None
             caps = provider_class(name)(Context(api=api, storage=storage, settings=settings)).caps
             assert caps.max_size is not None, name
             image_type = sorted(caps.formats, key=lambda t: t.ext)[0]
-            kind = {"png": "png", "jpeg": "jpeg", "webp": "webp"}.get(image_type.ext, "png")
+            kinds: dict[str, Kind] = {"png": "png", "jpeg": "jpeg", "webp": "webp"}
+            kind = kinds.get(image_type.ext, "png")
             limits = Limits(caps.formats, caps.max_size, provider=name)
             for size, fits in ((caps.max_size, True), (caps.max_size + 1, False)):
                 path = tmp_path / f"{name}-{size}.{kind}"
                 with path.open("wb") as fh:
-                    fh.write(image_bytes(kind, 256, seed=150))  # type: ignore[arg-type]
+                    fh.write(image_bytes(kind, 256, seed=150))
                     fh.truncate(size)  # sparse: no disk used for the rest
                 result = check(Item(key=path.name, path=path, line=3), limits)
                 if fits:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.images import make_dataset, make_image, write_jsonl_manifest
+from tests.images import Kind, make_dataset, make_image, write_jsonl_manifest
 from tests.simproc import (
     SimProcess,
     ingest_cmd,
@@ -111,11 +111,12 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """200 small images and two of 6 MB or more (multipart: 2 and 3 parts)."""
     root = tmp_path_factory.mktemp("scenario") / "images"
     paths = make_dataset(root, 200, min_size=512, max_size=96 * 1024, seed=23)
-    for name, kind, size, seed in (
+    big: tuple[tuple[str, Kind, int, int], ...] = (
         ("big-a.png", "png", 6_000_000, 71),
         ("big-b.jpg", "jpeg", 12_500_000, 72),
-    ):
-        make_image(root / name, kind, size, seed)  # type: ignore[arg-type]
+    )
+    for name, kind, size, seed in big:
+        make_image(root / name, kind, size, seed)
         paths.append(root / name)
     return paths
 

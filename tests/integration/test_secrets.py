@@ -20,6 +20,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from aiohttp import ClientSession
 
 from ingest.cli.main import COMMANDS
 from ingest.config import DEFAULT_PROVIDERS
@@ -27,7 +28,7 @@ from ingest.errors import TransferError
 from ingest.http import Timeouts, api_session, storage_session
 from ingest.item import Item, Source
 from ingest.providers import PROVIDER_NAMES, provider_class
-from ingest.providers.base import Target
+from ingest.providers.base import Provider, Target
 from ingest.providers.context import Context
 from ingest.redact import register_secret
 from ingest.sim import FaultPlan, SimSettings, serve
@@ -242,7 +243,7 @@ async def test_exception_text_never_holds_a_secret(tmp_path: Path) -> None:
         settings = dataclasses.replace(DEFAULT_PROVIDERS["novita"], base_url=sim.base_url)
         cls = provider_class("novita")
 
-        async def adapter(key: str) -> tuple[object, object, object]:
+        async def adapter(key: str) -> tuple[Provider, ClientSession, ClientSession]:
             api = api_session(
                 sim.base_url + "/", cls.auth_headers({"api_key_env": key}), timeouts, 4
             )
@@ -253,9 +254,9 @@ async def test_exception_text_never_holds_a_secret(tmp_path: Path) -> None:
         good, api, storage = await adapter("sk-valid")
         try:
             with pytest.raises(TransferError) as refused:
-                await bad.acquire(small_source)  # type: ignore[attr-defined]
+                await bad.acquire(small_source)
             texts.append(exception_texts(refused.value))
-            target: Target = await good.acquire(source)  # type: ignore[attr-defined]
+            target: Target = await good.acquire(source)
             assert target.url is not None and "X-Amz-Signature=" in target.url
             texts.append(repr(target))
             signature = target.url.rsplit("X-Amz-Signature=", 1)[1]
@@ -270,17 +271,17 @@ async def test_exception_text_never_holds_a_secret(tmp_path: Path) -> None:
             for what, used, plan in failures:
                 sim.set_faults(FaultPlan.parse(plan))
                 with pytest.raises(TransferError) as failed:
-                    await good.transfer(source, used)  # type: ignore[attr-defined]
+                    await good.transfer(source, used)
                 texts.append(f"[{what}] " + exception_texts(failed.value))
             sim.set_faults(FaultPlan())
             path.unlink()
             with pytest.raises(TransferError) as gone:
-                await good.transfer(source, target)  # type: ignore[attr-defined]
+                await good.transfer(source, target)
             texts.append("[gone] " + exception_texts(gone.value))
         finally:
             with anyio.CancelScope(shield=True):
                 for session in (bad_api, bad_storage, api, storage):
-                    await session.close()  # type: ignore[attr-defined]
+                    await session.close()
     found = [leak for text in texts for leak in leaks("exception", text)]
     found += [f"exception: the URL's signature {signature[:12]}…" for t in texts if signature in t]
     assert not found, "\n".join(found)

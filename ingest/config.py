@@ -33,6 +33,7 @@ class RunSettings:
     max_resigns: int = 8
     backoff_base_s: float = 0.2
     backoff_cap_s: float = 30.0
+    max_pause_s: float = 60.0  # longest wait a Retry-After may impose (longer ones are cut)
     resign_margin_s: float = 15.0
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
@@ -72,6 +73,7 @@ HELP: Mapping[str, str] = {
     "max_resigns": "new URLs per item after expiry before the item fails",
     "backoff_base_s": "seconds; the full-jitter backoff ceiling starts here and doubles",
     "backoff_cap_s": "seconds; the backoff ceiling never exceeds this",
+    "max_pause_s": "seconds; the longest wait a server's Retry-After may impose (longer ones are cut and reported)",
     "resign_margin_s": "seconds; re-sign a URL with less than this left (at most 1/4 of its lifetime)",
     "connect_timeout_s": "seconds to open a connection",
     "read_timeout_s": "seconds to wait for any data from a server before retrying",

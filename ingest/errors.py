@@ -12,10 +12,12 @@ secret: URLs are redacted before they are stored here.
      │    ├── JournalMismatch it belongs to another manifest or provider
      │    └── JournalCorrupt  damage before the last line (line number)
      └── TransferError        one provider or storage operation failed;
-                              carries an `Action` that tells the scheduler what to do
+                              carries an `Action` that tells the engine what to do
+                              and a `Scope`: one item's problem, or the plane's pace
 
-Adapters classify (they set `action`); the scheduler decides. Cancellation is
-never wrapped in any of these.
+Adapters classify (they set `action` and `scope`); the engine decides, and
+never reads an HTTP status itself. Cancellation is never wrapped in any of
+these.
 """
 
 from __future__ import annotations
@@ -24,12 +26,19 @@ import enum
 
 
 class Action(enum.Enum):
-    """What the scheduler should do about a failed operation."""
+    """What the engine should do about a failed operation."""
 
     RETRY = "retry"  # transient: back off and try the same step again
     RESIGN = "resign"  # the upload target is dead (expired): acquire a new one
     FAIL_ITEM = "fail_item"  # this item cannot succeed as it is: record and go on
     STOP = "stop"  # the run cannot succeed (bad key, no balance): stop cleanly
+
+
+class Scope(enum.Enum):
+    """What a refusal concerns, as the adapter that built the error knows it."""
+
+    ITEM = "item"  # this call's item only: its retries back off, nobody else waits
+    PLANE = "plane"  # the server's pace: slow and pause every call of this plane
 
 
 class IngestError(Exception):
@@ -81,7 +90,10 @@ class TransferError(IngestError):
 
     `code` is a short machine-readable reason (the provider's error code, or a
     name of ours such as ``expired`` or ``network``); `message` is the server's
-    human text with secrets already removed.
+    human text with secrets already removed. `scope` is `PLANE` only for a
+    refusal about pace (a rate limit's 429, a 503 with Retry-After): the engine
+    then pauses every call of that plane for `retry_after` (capped); an `ITEM`
+    refusal with a Retry-After delays only its own item's retry.
     """
 
     def __init__(
@@ -94,6 +106,7 @@ class TransferError(IngestError):
         op: str,
         status: int | None = None,
         retry_after: float | None = None,
+        scope: Scope = Scope.ITEM,
     ) -> None:
         self.message = message
         self.action = action
@@ -102,5 +115,6 @@ class TransferError(IngestError):
         self.op = op
         self.status = status
         self.retry_after = retry_after
+        self.scope = scope
         status_part = f" {status}" if status is not None else ""
         super().__init__(f"{provider} {op}{status_part} {code}: {message}")

@@ -8,7 +8,9 @@ Owns three rules:
   place (`map_errors`), with secrets redacted from every message;
 - the default triage of an HTTP status into an `Action` (`triage`: 401/402/403
   stop the run, 408/425/429/5xx are retried, any other refusal fails the
-  item), which adapters refine with their provider's error codes.
+  item) and a `Scope` (`throttle_scope`: a rate limit's 429, or a 503 with
+  Retry-After, is about the plane's pace; anything else about its item),
+  which adapters refine with their provider's error codes.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import aiohttp
 import orjson
 import yarl
 
-from ingest.errors import Action, TransferError
+from ingest.errors import Action, Scope, TransferError
 from ingest.lease import Lease, lease_for
 from ingest.redact import redact
 from ingest.retry import parse_retry_after
@@ -110,7 +112,7 @@ def _no_hidden_retries(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
     """Turn off aiohttp's silent second try of an idempotent request (PUT, GET).
 
     aiohttp (3.10+) re-sends a PUT once, by itself, when the connection drops
-    before the answer. The scheduler owns retries: each attempt re-checks the
+    before the answer. The engine owns retries: each attempt re-checks the
     URL's lease (a dead URL is re-signed, never retried), backs off, goes
     through the pacer and is counted. The hidden re-send skipped all of that;
     the fault suite saw twice as many PUTs at the emulator as the run counted.
@@ -190,6 +192,19 @@ def triage(status: int) -> Action:
     return Action.FAIL_ITEM
 
 
+def throttle_scope(status: int, action: Action, retry_after: float | None) -> Scope:
+    """The default scope of an error answer: `PLANE` for a retryable refusal about pace.
+
+    A 429 is a rate limit unless its adapter says otherwise (and passes
+    `scope=Scope.ITEM`, e.g. a per-name quota); a 503 is one when it says when
+    to come back. A 429 classified as failing its item or stopping the run is
+    not about pace.
+    """
+    if action is Action.RETRY and (status == 429 or (status == 503 and retry_after is not None)):
+        return Scope.PLANE
+    return Scope.ITEM
+
+
 def http_error(
     response: Response,
     *,
@@ -198,16 +213,26 @@ def http_error(
     code: str,
     message: str,
     action: Action | None = None,
+    scope: Scope | None = None,
 ) -> TransferError:
-    """A `TransferError` for an error answer, Retry-After included."""
+    """A `TransferError` for an error answer, Retry-After included.
+
+    `action` and `scope` default to the status's triage (`triage`, `throttle_scope`).
+    """
+    if action is None:
+        action = triage(response.status)
+    retry_after = parse_retry_after(response.headers)
+    if scope is None:
+        scope = throttle_scope(response.status, action, retry_after)
     return TransferError(
         redact(message)[:500],
-        action=action if action is not None else triage(response.status),
+        action=action,
         code=code,
         provider=provider,
         op=op,
         status=response.status,
-        retry_after=parse_retry_after(response.headers),
+        retry_after=retry_after,
+        scope=scope,
     )
 
 

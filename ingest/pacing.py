@@ -32,18 +32,22 @@ How the allowance is measured (the part that makes it converge):
   successes and `MIN_CYCLE_S` seconds before it can cut; until then a
   throttle only pauses.
 
+A pause never outlasts `max_pause_s`: a Retry-After longer than that (an
+hour, say) pauses for the cap, and is counted in `PacerStats.capped` so the
+run can report it. The pacer obeys; whether a refusal is about pace at all is
+the adapter's call (`TransferError.scope`), never the pacer's or the engine's.
+
 Invariant: calls start no faster than `rate` per second once a rate is set;
-`wait()` holds no lock across its sleep, so cancellation is always clean.
+`wait()` holds no lock across its sleep, so cancellation is always clean. All
+time comes from the injected `Clock`.
 """
 
 from __future__ import annotations
 
 import collections
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import anyio
+from ingest.clock import SYSTEM, Clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,7 @@ class PacerStats:
     rate: float | None  # calls/s currently allowed; None = unlimited
     throttles: int  # 429s (or equivalents) seen
     paused_for: float  # seconds left in the current Retry-After pause
+    capped: int = 0  # Retry-Afters longer than `max_pause_s`, paused for the cap instead
 
 
 @dataclass(slots=True)
@@ -77,12 +82,16 @@ class Pacer:
         rate: float | None = None,
         *,
         min_rate: float = 0.5,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM,
+        max_pause_s: float | None = None,
     ) -> None:
         self._rate = rate
         self._ceiling = rate  # a configured rate is never exceeded
         self._min_rate = min_rate
-        self._clock = clock
+        self._clock = clock.now
+        self._sleep = clock.sleep
+        self._max_pause_s = max_pause_s
+        self._capped = 0
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._throttles = 0
@@ -99,14 +108,16 @@ class Pacer:
 
     def stats(self) -> PacerStats:
         now = self._clock()
-        return PacerStats(self._rate, self._throttles, max(0.0, self._paused_until - now))
+        return PacerStats(
+            self._rate, self._throttles, max(0.0, self._paused_until - now), self._capped
+        )
 
     async def wait(self) -> float:
         """Return when a call may start; the value is its start time (for the `on_*` calls)."""
         while True:
             now = self._clock()
             if now < self._paused_until:
-                await anyio.sleep(self._paused_until - now)
+                await self._sleep(self._paused_until - now)
                 continue
             if self._probe is not None:
                 self._settle_probe()  # the pause is over: decide before anyone goes
@@ -115,7 +126,7 @@ class Pacer:
             slot = max(now, self._next_slot)
             self._next_slot = slot + 1.0 / self._rate
             if slot > now:
-                await anyio.sleep(slot - now)
+                await self._sleep(slot - now)
                 if self._clock() < self._paused_until:
                     continue
             break
@@ -141,6 +152,9 @@ class Pacer:
         now = self._clock()
         self._throttles += 1
         if retry_after is not None:
+            if self._max_pause_s is not None and retry_after > self._max_pause_s:
+                self._capped += 1
+                retry_after = self._max_pause_s
             self._pause(now, now + retry_after)
         probe = self._probe
         if probe is not None:

@@ -1,7 +1,9 @@
-"""Backoff policy: exponential with full jitter, Retry-After honoured.
+"""Backoff policy: exponential with full jitter, Retry-After honoured up to a cap.
 
 Owns how long to wait before attempt n+1 and when to give up. It never sleeps
-itself; the scheduler does, so tests can drive it with a fake RNG.
+itself; the engine does (on its clock), so tests can drive it with a fake RNG.
+Its values come from `[run]` (`EngineSettings` builds it); it has no defaults
+of its own.
 """
 
 from __future__ import annotations
@@ -15,23 +17,28 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """`max_attempts` counts every try of one step, the first included."""
+    """`max_attempts` counts every try of one step, the first included.
 
-    max_attempts: int = 8
-    base_s: float = 0.2
-    cap_s: float = 30.0
-    max_resigns: int = 8
+    `max_wait_s` caps a server's Retry-After (`[run] max_pause_s`).
+    """
+
+    max_attempts: int
+    base_s: float
+    cap_s: float
+    max_resigns: int
+    max_wait_s: float
 
     def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based).
 
         Full jitter (AWS architecture blog): uniform in [0, min(cap, base·2^n)].
-        A server's Retry-After is a floor, never shortened by jitter.
+        A server's Retry-After is a floor, never shortened by jitter, but never
+        longer than `max_wait_s` (the engine counts the waits it cut).
         """
         ceiling = min(self.cap_s, self.base_s * (2 ** (attempt - 1)))
         wait = rng.uniform(0.0, ceiling)
         if retry_after is not None:
-            wait = max(wait, min(retry_after, self.cap_s * 4))
+            wait = max(wait, min(retry_after, self.max_wait_s))
         return wait
 
 

@@ -22,8 +22,8 @@ import aiohttp
 import anyio
 import yarl
 
-from ingest.errors import Action, TransferError
-from ingest.http import check_upload_url, map_errors, triage
+from ingest.errors import Action, Scope, TransferError
+from ingest.http import check_upload_url, map_errors, throttle_scope, triage
 from ingest.redact import redact
 from ingest.retry import parse_retry_after
 
@@ -167,6 +167,9 @@ def classify_storage_error(
         if action is Action.STOP:
             action = Action.FAIL_ITEM
     retry_after = parse_retry_after(headers)
+    scope = throttle_scope(status, action, retry_after)
+    if code == "SlowDown" and action is Action.RETRY:
+        scope = Scope.PLANE  # S3's "reduce your request rate", with or without Retry-After
     return TransferError(
         redact(message)[:300],
         action=action,
@@ -175,6 +178,7 @@ def classify_storage_error(
         op="transfer",
         status=status,
         retry_after=retry_after,
+        scope=scope,
     )
 
 

@@ -37,12 +37,12 @@ class ClientConfig(TypedDict):
 async def _run(config: ClientConfig) -> dict[str, Any]:
     from ingest.bench.timing import percentile, timed
     from ingest.config import load_settings, read_secrets
+    from ingest.engine import Engine, EngineSettings
     from ingest.http import Timeouts, api_session, storage_session
     from ingest.journal import Header, Journal
     from ingest.manifest import read_manifest
     from ingest.providers import provider_class
     from ingest.providers.context import Context
-    from ingest.scheduler import Engine, EngineSettings
 
     name = config["provider"]
     overrides = {

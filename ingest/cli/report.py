@@ -16,11 +16,11 @@ from typing import Any, Literal, TextIO
 import anyio
 import orjson
 
+from ingest.engine import Engine, Outcome, Snapshot
 from ingest.errors import ManifestError, TransferError
 from ingest.item import Source
 from ingest.providers.base import Landed
 from ingest.redact import redact
-from ingest.scheduler import Engine, Outcome, Snapshot
 
 Mode = Literal["live", "plain", "json", "quiet"]
 
@@ -49,7 +49,7 @@ def human_duration(seconds: float) -> str:
 
 
 class Reporter:
-    """Observer of one run (see `scheduler.Observer`) and its display."""
+    """Observer of one run (see `engine.Observer`) and its display."""
 
     FLUSH_S = 0.1  # `--json`: the longest an event waits in the buffer
 
@@ -292,7 +292,7 @@ class Reporter:
                 hint = HINTS.get(action, "")
                 lines.append(f"  {n:>6}  {action}/{code}" + (f"  → {hint}" if hint else ""))
         if outcome.stop_reason:
-            lines.append(f"stopped: {outcome.stop_reason}")
+            lines.append(f"stopped: {outcome.stop_message}")
         for line in lines:
             self.err.write(redact(line) + "\n")
         self.err.flush()

@@ -231,10 +231,10 @@ async def _main(
     import anyio.abc
 
     from ingest.cli.report import Reporter
+    from ingest.engine import Engine, EngineSettings
     from ingest.http import Timeouts, api_session, storage_session
     from ingest.journal import replay as replay_journal
     from ingest.providers.context import Context
-    from ingest.scheduler import Engine, EngineSettings
 
     reporter = Reporter(_mode(args), interval=settings.run.status_interval_s)
     run_settings = settings.run

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 from ingest.capabilities import Capabilities
 from ingest.config import ProviderSettings
-from ingest.errors import Action, TransferError
+from ingest.errors import Action, Scope, TransferError
 from ingest.http import Response, http_error, request
 from ingest.item import Source
 from ingest.providers.base import Landed, Target
@@ -144,10 +144,13 @@ class AutoenhanceProvider:
             detail = _flatten(payload.get("detail"))
             message = ": ".join(part for part in (head, detail) if part) or message
         action: Action | None = None
+        scope: Scope | None = None
         if status == 422:
             code = "validation_error"
         elif status == 429 and is_same_name_429(payload):
-            code, action = "same_name_limit", Action.FAIL_ITEM
+            # About this file name, not the pace: its Retry-After (up to an hour) must
+            # never pause the other items.
+            code, action, scope = "same_name_limit", Action.FAIL_ITEM, Scope.ITEM
             message = (
                 f"{message} (Autoenhance accepts at most {SAME_NAME_LIMIT} images with one "
                 "file name per hour: give the item another name, or retry it after the hour "
@@ -158,7 +161,13 @@ class AutoenhanceProvider:
         elif status == 401:
             code = "unauthorized"
         return http_error(
-            response, provider=self.name, op=op, code=code, message=message, action=action
+            response,
+            provider=self.name,
+            op=op,
+            code=code,
+            message=message,
+            action=action,
+            scope=scope,
         )
 
     # -- steps -------------------------------------------------------------------

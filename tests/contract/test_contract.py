@@ -15,11 +15,11 @@ import anyio
 import pytest
 
 from ingest.config import RunSettings
+from ingest.engine import Engine, EngineSettings
 from ingest.errors import Action, ManifestError, TransferError
 from ingest.item import Item, Source
 from ingest.journal import Header, Journal, replay
 from ingest.providers.base import Landed, Provider, Target
-from ingest.scheduler import Engine, EngineSettings
 from ingest.sim import FaultPlan, SimServer
 from tests.contract.harness import (
     HARNESSES,

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from ingest.config import DEFAULT_PROVIDERS, load_settings
+from ingest.engine import Engine, EngineSettings
 from ingest.errors import ManifestError, TransferError
 from ingest.http import Timeouts, api_session, storage_session
 from ingest.item import Item, Source
@@ -27,7 +28,6 @@ from ingest.manifest import read_manifest
 from ingest.providers import PROVIDER_NAMES, provider_class
 from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
-from ingest.scheduler import Engine, EngineSettings
 from ingest.sim import SimSettings, serve
 from ingest.sniff import ImageType
 from ingest.validate import Limits, check

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.clock import FakeClock
 from ingest.pacing import Pacer
 from tests.images import make_dataset, write_jsonl_manifest
 from tests.simproc import json_events, sim_process
@@ -103,19 +104,11 @@ def test_rate_limited_provider_the_pacer_converges(tmp_path: Path) -> None:
 # --- the pacer alone, on a fake clock -------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def burst(pacer: Pacer, clock: FakeClock, calls: int, gap: float) -> list[float]:
     starts = []
     for _ in range(calls):
         starts.append(await pacer.wait())
-        clock.now += gap
+        clock.advance(gap)
     return starts
 
 
@@ -130,7 +123,7 @@ async def test_a_limiter_running_dry_cuts_the_rate_to_its_allowance() -> None:
     for started in starts[20:]:
         pacer.on_throttle(1.0, started)
     assert pacer.stats().rate is None  # decided when the pause ends, not before
-    clock.now += 1.0
+    clock.advance(1.0)
     await pacer.wait()
     rate = pacer.stats().rate
     # 20 got through in the 50 ms plus the 1 s pause: about 20/s (refusals counted in).
@@ -145,7 +138,7 @@ async def test_a_random_refusal_among_successes_leaves_the_rate_alone() -> None:
     pacer.on_throttle(1.0, starts[20])
     for started in starts[:20] + starts[21:]:
         pacer.on_success(started)
-    clock.now += 1.0
+    clock.advance(1.0)
     await pacer.wait()
     assert pacer.stats().rate is None
     assert pacer.stats().throttles == 1
@@ -158,10 +151,10 @@ async def test_a_storm_of_random_refusals_does_not_ratchet_the_rate_down() -> No
     pacer = Pacer(rate=50.0, clock=clock)
     for index in range(2000):
         started = await pacer.wait()
-        clock.now += 0.02
+        clock.advance(0.02)
         if index % 10 == 9:
             pacer.on_throttle(0.2, started)
-            clock.now += 0.2  # the pause
+            clock.advance(0.2)  # the pause
         else:
             pacer.on_success(started)
     rate = pacer.stats().rate

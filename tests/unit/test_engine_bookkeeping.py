@@ -19,13 +19,14 @@ import orjson
 import pytest
 
 from ingest.capabilities import Capabilities
+from ingest.config import RunSettings
+from ingest.engine import Engine, EngineSettings
 from ingest.errors import ManifestError, TransferError
 from ingest.item import Item, Source
 from ingest.journal import Header, Journal, replay
 from ingest.manifest import read_manifest
 from ingest.manifest.seenkeys import SeenKeys
 from ingest.providers.base import Landed, Target
-from ingest.scheduler import Engine, EngineSettings
 from ingest.sniff import ImageType
 from tests.images import make_image
 
@@ -75,7 +76,9 @@ async def test_a_drain_gives_back_the_read_ahead_of_the_batch_it_drops(tmp_path:
     provider = Fake()
     journal, state = Journal.open(tmp_path / "j", Header(provider="fake", manifest=str(path)))
     with journal:
-        engine = Engine(provider, journal, state, EngineSettings(put_concurrency=4, lookahead=1))
+        engine = Engine(
+            provider, journal, state, EngineSettings(RunSettings(put_concurrency=4, lookahead=1))
+        )
         provider.engine, provider.drain_after = engine, 50
         outcome = await engine.run(read_manifest(path))
         journal.sync()
@@ -103,7 +106,9 @@ async def test_a_manifest_replaced_mid_run_uploads_no_key_twice(
     provider = Fake()
     journal, state = Journal.open(tmp_path / "j", Header(provider="fake", manifest=str(path)))
     with journal:
-        engine = Engine(provider, journal, state, EngineSettings(put_concurrency=8, lookahead=2))
+        engine = Engine(
+            provider, journal, state, EngineSettings(RunSettings(put_concurrency=8, lookahead=2))
+        )
         outcome = await engine.run(entries())
         journal.sync()
     assert outcome.stop_reason is None

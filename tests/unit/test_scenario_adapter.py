@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from ingest.config import DEFAULT_PROVIDERS, ProviderSettings, RunSettings
+from ingest.engine import Engine, EngineSettings
 from ingest.errors import Action, ConfigError, ManifestError, TransferError
 from ingest.http import Response, Timeouts, api_session, storage_session
 from ingest.item import Item, Source
@@ -24,7 +25,6 @@ from ingest.providers.context import Context
 from ingest.providers.scenario import ASSET_LIMIT, ScenarioProvider, multipart
 from ingest.providers.scenario.multipart import PART_SIZE, part_size_for
 from ingest.providers.scenario.wire import b64_length, classify
-from ingest.scheduler import Engine, EngineSettings
 from ingest.sim import FaultPlan, SimServer, SimSettings, serve
 from ingest.sim.faults import FaultInjector
 from ingest.sim.scenario_world import attached_by_sha, world_of

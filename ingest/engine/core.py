@@ -1,0 +1,362 @@
+"""The engine: one manifest through one provider, stage by stage, journaled as it goes.
+
+How it works:
+
+    reader ─► [validated] ─► workers ×(P+L) ─────────────────────► [landed] ─► finalizers
+    (thread,   bounded        acquire: API pacer,   transfer: one    bounded     (complete /
+     batches)                 ≤ A calls at once     of P PUT slots,  (only if     attach)
+                                                    retry, re-sign   finalize)
+
+- The reader triages entries in a worker thread, a batch at a time
+  (`triage.py`), and dispatches each verdict with `match`.
+- Every hand-off is a bounded memory stream, so a slow stage stops the one
+  before it and memory stays flat whatever the manifest's size.
+- URLs are signed just in time: a worker signs its item's URL, then waits
+  for one of the P PUT slots; with P + L workers, at most L (`lookahead`)
+  signed URLs wait. The calls themselves, their retries, re-signing and
+  throttles are `worker.Calls`; finalize batches are `finalize.Finalizer`.
+- Errors are handled by their `Action`: RETRY backs off, RESIGN acquires a
+  new target, FAIL_ITEM records the item and goes on, STOP ends the run
+  cleanly. A circuit breaker turns a long streak of identical failures into
+  a stop instead of failing the whole manifest.
+- Every transition is journaled before the next stage sees the item, so a
+  crash at any instant leaves each item done, or redone on resume.
+
+Invariants: a run that stops early says why with a `StopReason` and a
+message; cancellation is never counted as a failure; time comes from one
+injected `Clock`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import random
+from collections.abc import Iterator
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ingest import handoff
+from ingest.clock import SYSTEM, Clock
+from ingest.engine.finalize import Finalizer, ToFinalize
+from ingest.engine.outcomes import Counters, Observer, Outcome, Silent, Snapshot, StopReason
+from ingest.engine.settings import EngineSettings
+from ingest.engine.triage import (
+    Changed,
+    FailedBefore,
+    Rejected,
+    Resume,
+    Skipped,
+    Triage,
+    Triaged,
+)
+from ingest.engine.worker import Calls
+from ingest.errors import Action, JournalError, ManifestError, TransferError
+from ingest.item import Item, Source
+from ingest.journal import Journal, Record, Replay
+from ingest.pacing import Pacer
+from ingest.prefetch import Prefetch, release
+from ingest.providers.base import Landed, Provider
+from ingest.tally import Tally
+from ingest.validate import Checker
+
+
+class Engine:
+    """Runs one manifest through one provider. Create, then `await run(entries)`."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        journal: Journal,
+        replay: Replay,
+        settings: EngineSettings,
+        *,
+        observer: Observer | None = None,
+        clock: Clock = SYSTEM,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.provider = provider
+        self.journal = journal
+        self.replay = replay
+        self.tally = Tally(replay)  # the journal's counts as the run writes it
+        self.settings = settings
+        self.observer: Observer = observer or Silent()
+        self.clock = clock
+        self.counters = Counters()
+        self.calls = Calls(
+            provider,
+            settings,
+            self.counters,
+            clock=clock,
+            rng=rng or random.Random(),
+            record=self._record,
+        )
+        # Small files are read as they are validated (see `prefetch`).
+        self._prefetch = Prefetch(settings.read_ahead_bytes) if settings.read_ahead_bytes else None
+        self._triage = Triage(
+            replay,
+            Checker(provider.caps, provider.name, prefetch=self._prefetch),
+            finalize=provider.caps.finalize,
+            retry_failed=settings.retry_failed,
+            reupload_changed=settings.reupload_changed,
+        )
+        self._started = clock.now()
+        self._scope: anyio.CancelScope | None = None
+        self._reader_scope: anyio.CancelScope | None = None
+        self._draining = False
+        self._reading_done = False
+        self._total: int | None = None
+        self.stop_reason: StopReason | None = None
+        self.stop_message: str | None = None
+        self._streak_code: str | None = None
+        self._streak = 0
+
+    @property
+    def api_pacer(self) -> Pacer:
+        return self.calls.api_pacer
+
+    @property
+    def put_pacer(self) -> Pacer:
+        return self.calls.put_pacer
+
+    # -- control -------------------------------------------------------------
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def drain(self) -> None:
+        """Stop reading new items; finish what is in flight."""
+        self._draining = True
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
+
+    def abort(self, message: str = "interrupted") -> None:
+        """Stop now (`StopReason.INTERRUPTED`); in-flight items are redone on resume."""
+        self._stop(StopReason.INTERRUPTED, message)
+
+    def _stop(self, reason: StopReason, message: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason, self.stop_message = reason, message
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            counters=dataclasses.replace(self.counters),
+            total=self._total,
+            elapsed_s=self.clock.now() - self._started,
+            api_pacer=self.api_pacer.stats(),
+            reading_done=self._reading_done,
+        )
+
+    # -- the run -------------------------------------------------------------
+
+    async def run(self, entries: Iterator[Item | ManifestError]) -> Outcome:
+        s = self.settings
+        self._started = self.clock.now()
+        # A journal that cannot be written (a full disk) stops the run at once:
+        # every upload after it would be redone by the next run anyway.
+        self.journal.on_error = lambda err: self._stop(StopReason.JOURNAL, str(err))
+        self._record({"s": "run", "t": round(self.clock.time(), 3), "pid": os.getpid()})
+        validated_send, validated_recv = anyio.create_memory_object_stream[Source](
+            s.put_concurrency
+        )
+        landed_send, landed_recv = anyio.create_memory_object_stream[ToFinalize](
+            max(s.put_concurrency, self.provider.caps.finalize_batch * 2)
+        )
+        finalizer = Finalizer(self.provider, self.calls, self)
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(self.journal.syncer)
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._reader, entries, validated_send, landed_send.clone())
+                    for _ in range(s.put_concurrency + s.lookahead):
+                        tg.start_soon(self._worker, validated_recv.clone(), landed_send.clone())
+                    finalizers = (
+                        max(1, s.api_concurrency // 2) if self.provider.caps.finalize else 1
+                    )
+                    for _ in range(finalizers):
+                        tg.start_soon(finalizer.run, landed_recv.clone())
+                    for stream in (validated_recv, landed_send, landed_recv):
+                        stream.close()
+            outer.cancel_scope.cancel()
+        if self.journal.error is not None:
+            self._stop(StopReason.JOURNAL, str(self.journal.error))
+        return Outcome(
+            counters=dataclasses.replace(self.counters),
+            stop_reason=self.stop_reason,
+            drained=self._draining and self.stop_reason is None,
+            elapsed_s=self.clock.now() - self._started,
+            stop_message=self.stop_message,
+        )
+
+    # -- journal -------------------------------------------------------------
+
+    def _record(self, rec: Record) -> None:
+        try:
+            self.journal.record(rec)
+        except JournalError as exc:
+            self._stop(StopReason.JOURNAL, str(exc))
+            return
+        self.tally.apply(rec)
+
+    # -- stage 1: read and triage (blocking I/O in a worker thread) ----------
+
+    def _next_batch(self, entries: Iterator[Item | ManifestError]) -> list[Triaged]:
+        batch = [
+            self._triage(entry) for entry in itertools.islice(entries, self.settings.read_batch)
+        ]
+        self.counters.read += len(batch)
+        return batch
+
+    async def _reader(
+        self,
+        entries: Iterator[Item | ManifestError],
+        send: MemoryObjectSendStream[Source],
+        landed: MemoryObjectSendStream[ToFinalize],
+    ) -> None:
+        async with send, landed:
+            with anyio.CancelScope() as scope:
+                self._reader_scope = scope
+                while not self._draining:
+                    batch = await anyio.to_thread.run_sync(self._next_batch, entries)
+                    if not batch:
+                        self._reading_done = True
+                        self._total = self.counters.read
+                        self._record({"s": "end", "n": self.counters.read})
+                        break
+                    routed = 0
+                    try:
+                        for verdict in batch:
+                            await self._route(verdict, send, landed)
+                            routed += 1
+                    finally:
+                        # A drain drops the rest of the batch: give its read-ahead back (the
+                        # budget is only bookkeeping by then; nothing is read after a drain).
+                        for verdict in batch[routed:]:
+                            if isinstance(verdict, Source):
+                                release(verdict, self._prefetch)
+
+    async def _route(
+        self,
+        verdict: Triaged,
+        send: MemoryObjectSendStream[Source],
+        landed: MemoryObjectSendStream[ToFinalize],
+    ) -> None:
+        match verdict:
+            case Source():
+                await handoff.send(send, verdict)
+            case Skipped():
+                self.counters.skipped += 1
+            case Resume(landing):
+                await handoff.send(landed, landing)
+            case Changed(key, line):
+                self.counters.changed += 1
+                self.observer.item_changed(key, line)
+            case FailedBefore():
+                self.counters.failed += 1
+            case Rejected(error, key):
+                self.counters.rejected += 1
+                rec: Record = {"s": "bad", "l": error.line, "e": error.reason}
+                if key is not None:
+                    rec["k"] = key
+                self._record(rec)
+                self.observer.item_rejected(key, error)
+
+    # -- stages 2 and 3: acquire, then transfer ------------------------------
+
+    async def _worker(
+        self, receive: MemoryObjectReceiveStream[Source], landed: MemoryObjectSendStream[ToFinalize]
+    ) -> None:
+        """One item at a time: sign its URL, wait for a PUT slot, upload it.
+
+        There are `put_concurrency + lookahead` workers and `put_concurrency`
+        PUT slots, so at most `lookahead` signed URLs wait for a slot.
+        """
+        finalize = self.provider.caps.finalize
+        async with receive, landed:
+            async for source in handoff.Items(receive):
+                if self._draining:
+                    release(source, self._prefetch)
+                    continue  # not started: it is simply picked up by the next run
+                item = source.item
+                self.counters.in_flight += 1
+                try:
+                    target = await self.calls.upload(source)
+                except TransferError as err:
+                    self.fail(item.key, item.line, err)
+                    continue
+                finally:
+                    self.counters.in_flight -= 1
+                    source = release(source, self._prefetch)
+                if finalize:
+                    rec: Record = {"s": "up", "k": item.key, "r": target.remote_id}
+                    rec["z"], rec["m"] = source.size, source.mtime_ns
+                    if target.extra:
+                        rec["x"] = dict(target.extra)
+                    self._record(rec)
+                    await handoff.send(landed, ToFinalize(item.key, item.line, target, source))
+                else:
+                    self.done(item.key, item.line, source, self.provider.landed(source, target))
+
+    # -- outcomes (also the finalizers' `Outcomes`) --------------------------
+
+    def done(self, key: str, line: int, source: Source | None, landed: Landed) -> None:
+        rec: Record = {"s": "done", "k": key, "r": landed.remote_id}
+        if landed.url:
+            rec["u"] = landed.url
+        if landed.extra:
+            rec["x"] = dict(landed.extra)
+        if source is not None:
+            rec["z"] = source.size
+            rec["m"] = source.mtime_ns
+            self.counters.bytes_done += source.size
+        else:
+            previous = self.replay.pending.get(key, {})
+            rec["z"], rec["m"] = previous.get("z", 0), previous.get("m", 0)
+        self._record(rec)
+        self.counters.done += 1
+        self._streak, self._streak_code = 0, None
+        if source is not None:
+            self.observer.item_done(source, landed)
+
+    def fail(
+        self, key: str, line: int, err: TransferError, *, landing: ToFinalize | None = None
+    ) -> None:
+        """Record a failed item; `landing` is its target (and source) when only finalize failed."""
+        if err.action is Action.STOP:
+            self._stop(StopReason.PROVIDER, str(err))
+            return
+        self.counters.failed += 1
+        rec: Record = {
+            "s": "fail",
+            "k": key,
+            "l": line,
+            "a": err.action.value,
+            "c": err.code,
+            "e": err.message,
+        }
+        if landing is not None:
+            rec.update(st="up", r=landing.target.remote_id, x=dict(landing.target.extra))
+            if landing.source is not None:
+                rec.update(z=landing.source.size, m=landing.source.mtime_ns)
+            else:
+                previous = self.replay.pending.get(key, {})
+                rec.update(z=previous.get("z", 0), m=previous.get("m", 0))
+        self._record(rec)
+        self.observer.item_failed(key, line, err)
+        if err.code == self._streak_code:
+            self._streak += 1
+        else:
+            self._streak, self._streak_code = 1, err.code
+        if self._streak >= self.settings.circuit_breaker:
+            self._stop(
+                StopReason.CIRCUIT_BREAKER,
+                f"circuit breaker: {self._streak} items in a row failed with {err.code} "
+                f"({err.message}); the provider looks unavailable. Re-run the same command "
+                "to resume.",
+            )

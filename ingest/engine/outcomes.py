@@ -1,0 +1,98 @@
+"""What the engine reports: live counters, snapshots, how a run ended, per-item events.
+
+Owns the engine's outward values. `Counters` is the run's live tally (the
+journal stays the source of truth); `Snapshot` a frozen view of it for
+displays; `Outcome` how a run ended, with a `StopReason` from a closed set
+and the human message beside it; `Observer` the per-item events a display
+or `--json` listens to.
+
+Invariant: `Outcome.stop_reason` and `Outcome.stop_message` are both set or
+both `None` (`None`: the run read the whole manifest, or drained on request).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from ingest.errors import ManifestError, TransferError
+from ingest.item import Source
+from ingest.pacing import PacerStats
+from ingest.providers.base import Landed
+
+
+class StopReason(enum.StrEnum):
+    """Why a run stopped before the end of its manifest (its value is what `--json` shows)."""
+
+    INTERRUPTED = "interrupted"  # asked to stop now (a second Ctrl-C, a drain's grace ran out)
+    PROVIDER = "provider"  # a STOP-class error: a bad key, no balance, a refused URL
+    CIRCUIT_BREAKER = "circuit_breaker"  # a long streak of identical failures
+    JOURNAL = "journal"  # the journal cannot be written (a full disk)
+
+
+@dataclass(slots=True)
+class Counters:
+    """Live tallies of this run (the journal stays the source of truth)."""
+
+    read: int = 0  # manifest entries read
+    skipped: int = 0  # done in an earlier run
+    done: int = 0
+    failed: int = 0
+    rejected: int = 0
+    changed: int = 0  # done earlier, but the file changed since
+    bytes_done: int = 0
+    in_flight: int = 0
+    api_calls: int = 0
+    puts: int = 0
+    retries: int = 0
+    resigns: int = 0
+    throttles: int = 0  # plane-wide throttles (each paused or slowed every call)
+    waits_capped: int = 0  # server-asked waits (Retry-After) longer than `max_pause_s`, cut to it
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A frozen view for displays: counters plus pacing state."""
+
+    counters: Counters
+    total: int | None
+    elapsed_s: float
+    api_pacer: PacerStats
+    reading_done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a run ended."""
+
+    counters: Counters
+    stop_reason: StopReason | None  # None: ran to the end of the manifest (or drained)
+    drained: bool  # stopped early on request, after finishing in-flight work
+    elapsed_s: float
+    stop_message: str | None = None  # the human account of `stop_reason`, one line
+
+
+class Observer(Protocol):
+    """Per-item events, for progress displays and `--json`."""
+
+    def item_done(self, source: Source, landed: Landed) -> None: ...
+    def item_failed(self, key: str, line: int, err: TransferError) -> None: ...
+    def item_rejected(self, key: str | None, err: ManifestError) -> None: ...
+    def item_changed(self, key: str, line: int) -> None: ...
+
+
+class Silent:
+    """The observer of a run nobody watches."""
+
+    def item_done(self, source: Source, landed: Landed) -> None:
+        pass
+
+    def item_failed(self, key: str, line: int, err: TransferError) -> None:
+        pass
+
+    def item_rejected(self, key: str | None, err: ManifestError) -> None:
+        pass
+
+    def item_changed(self, key: str, line: int) -> None:
+        pass

@@ -1,0 +1,139 @@
+"""Triage: what the engine does with one manifest entry, decided before any network call.
+
+Owns the reading of the journal's verdict on an item. Each entry becomes one
+of a closed set of small values, and the reader dispatches on them with
+`match`:
+
+    Skipped       done in an earlier run (and unchanged, or its file is gone)
+    Source        checked and ready to upload (see `validate.Checker`)
+    Resume        its bytes landed in an earlier run: only finalize is left
+    Changed       done earlier, but the file changed since (not uploaded again
+                  unless asked: `--reupload-changed`)
+    FailedBefore  a provider rejected it in an earlier run (not retried unless
+                  asked: `--retry-failed`)
+    Rejected      a bad manifest entry or a local check that failed; journaled
+                  `bad`
+
+Invariant: an item's key is only ever data. Whatever a manifest calls an
+item ("failed", "changed"), the kind of outcome is the value's type, so no
+id can be mistaken for a verdict. Triage runs in the reader's thread: it does
+blocking `stat`s and sniffs, never awaits.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ingest.engine.finalize import ToFinalize
+from ingest.errors import Action, ManifestError
+from ingest.item import Item, Source
+from ingest.journal import Replay, fingerprint
+from ingest.providers.base import Target
+from ingest.validate import Checker
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Done in an earlier run: nothing to do."""
+
+
+SKIPPED = Skipped()
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Bytes landed in an earlier run; only finalize is left."""
+
+    landing: ToFinalize
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """Done earlier, but its file changed since; left as it is."""
+
+    key: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailedBefore:
+    """A provider rejected it in an earlier run; left failed."""
+
+    key: str
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A bad entry: unreadable (no key) or an item that failed its local checks."""
+
+    error: ManifestError
+    key: str | None = None
+
+
+Triaged = Skipped | Source | Resume | Changed | FailedBefore | Rejected
+
+
+class Triage:
+    """`triage(entry)`: the journal's verdict, then the local checks, for one entry."""
+
+    __slots__ = ("_check", "_finalize", "_replay", "_retry_failed", "_reupload_changed")
+
+    def __init__(
+        self,
+        replay: Replay,
+        check: Checker,
+        *,
+        finalize: bool,
+        retry_failed: bool,
+        reupload_changed: bool,
+    ) -> None:
+        self._replay = replay
+        self._check = check
+        self._finalize = finalize
+        self._retry_failed = retry_failed
+        self._reupload_changed = reupload_changed
+
+    def __call__(self, entry: Item | ManifestError) -> Triaged:
+        if isinstance(entry, ManifestError):
+            return Rejected(entry)
+        return self._item(entry)
+
+    def _item(self, item: Item) -> Triaged:
+        replay = self._replay
+        if replay.is_done(item.key):
+            try:
+                st = os.stat(item.path)
+            except OSError:
+                return SKIPPED  # done earlier; the file is gone now, which is fine
+            if replay.fingerprint_of(item.key) == fingerprint(st.st_size, st.st_mtime_ns):
+                return SKIPPED
+            if not self._reupload_changed:
+                return Changed(item.key, item.line)
+            # Changed and asked to upload it again: fall through to a fresh upload.
+        previous = replay.pending.get(item.key)
+        if previous is not None:
+            state = previous.get("s")
+            item_failed = state == "fail" and previous.get("a") == Action.FAIL_ITEM.value
+            if item_failed and not self._retry_failed:
+                return FailedBefore(item.key, item.line, str(previous.get("e", "")))
+            # Bytes landed earlier (journaled `up`, or a finalize that failed for a
+            # transient reason): finalize only, never upload again.
+            landed = state == "up" or (
+                state == "fail" and previous.get("st") == "up" and not item_failed
+            )
+            if landed and self._finalize:
+                target = Target(
+                    remote_id=str(previous.get("r", "")),
+                    url=None,
+                    content_type="",
+                    lease=None,
+                    extra={str(k): str(v) for k, v in (previous.get("x") or {}).items()},
+                )
+                return Resume(ToFinalize(item.key, item.line, target, None))
+        result = self._check(item)
+        if isinstance(result, ManifestError):
+            return Rejected(result, item.key)
+        return result

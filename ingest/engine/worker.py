@@ -1,0 +1,165 @@
+"""Stages 2 and 3: one item's provider calls, acquire (control plane) then transfer (data plane).
+
+Owns how a call is made and retried: the limits (A API calls at once, P PUT
+slots), the two planes' pacers, backoff, re-signing, and obeying throttles.
+
+How it works:
+
+- An API call takes one of A slots, then waits for the API pacer with the
+  slot in hand: however many workers wait, at most A are past the pacer, so
+  none starts during a pause.
+- Before every PUT attempt, retries included, a lease with less than the
+  safety margin left (at most a quarter of its lifetime) is re-signed; a
+  storage "expired" answer (RESIGN) re-signs too, at most `max_resigns` times.
+- A RETRY backs off (full jitter, Retry-After as a floor, both capped by
+  `max_pause_s`). Only a refusal its adapter marked `Scope.PLANE` slows the
+  plane (its pacer pauses everyone for the Retry-After, capped, and cuts the
+  rate); an item-scoped one, whatever its status or Retry-After, delays that
+  item alone. This module never looks at an HTTP status.
+- Every cut wait is counted (`Counters.waits_capped`) so the run can say so.
+
+Invariant: all time comes from the injected `Clock`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+
+from ingest.clock import Clock
+from ingest.engine.outcomes import Counters
+from ingest.engine.settings import EngineSettings
+from ingest.errors import Action, Scope, TransferError
+from ingest.item import Source
+from ingest.journal import Record
+from ingest.pacing import Pacer
+from ingest.providers.base import Provider, Target
+
+T = TypeVar("T")
+
+
+class Calls:
+    """The provider calls of a run, paced, limited and retried; shared by every worker."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        settings: EngineSettings,
+        counters: Counters,
+        *,
+        clock: Clock,
+        rng: random.Random,
+        record: Callable[[Record], None],
+    ) -> None:
+        self._provider = provider
+        self._settings = settings
+        self._policy = settings.retry
+        self._counters = counters
+        self._clock = clock
+        self._rng = rng
+        self._record = record
+        self.api_pacer = Pacer(settings.api_rate, clock=clock, max_pause_s=settings.max_pause_s)
+        self.put_pacer = Pacer(None, clock=clock, max_pause_s=settings.max_pause_s)
+        # `fast_acquire`: no trip through the event loop when a slot is free (once per item).
+        self._api_limiter = anyio.Semaphore(settings.api_concurrency, fast_acquire=True)
+        self._put_slots = anyio.Semaphore(settings.put_concurrency, fast_acquire=True)
+
+    # -- control plane ---------------------------------------------------------
+
+    async def api(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One provider API call with the pacer, the limiter and retries."""
+        for attempt in itertools.count(1):
+            try:
+                async with self._api_limiter:
+                    # Paced with a slot in hand (see the module docstring).
+                    started = await self.api_pacer.wait()
+                    self._counters.api_calls += 1
+                    result = await call()
+            except TransferError as err:
+                retrying = err.action is Action.RETRY and attempt < self._policy.max_attempts
+                self._refused(err, self.api_pacer, started, retrying=retrying)
+                if retrying:
+                    await self._back_off(attempt, err)
+                    continue
+                raise
+            self.api_pacer.on_success(started)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def acquire(self, source: Source) -> Target:
+        target = await self.api(lambda: self._provider.acquire(source))
+        rec: Record = {"s": "acq", "k": source.item.key, "r": target.remote_id}
+        if target.extra:
+            rec["x"] = dict(target.extra)
+        self._record(rec)
+        return target
+
+    # -- both: one item's upload -----------------------------------------------
+
+    async def upload(self, source: Source) -> Target:
+        """Sign the item's URL, wait for a PUT slot, move its bytes; the target they landed at."""
+        target = await self.acquire(source)
+        async with self._put_slots:
+            return await self._transfer(source, target)
+
+    async def _transfer(self, source: Source, target: Target) -> Target:
+        attempts = resigns = 0
+        while True:
+            lease = target.lease
+            if lease is not None:
+                margin = min(self._settings.resign_margin_s, lease.granted_s / 4)
+                if lease.time_left(self._clock.time()) < margin:
+                    resigns += 1
+                    target = await self._resign(source, resigns)
+            attempts += 1
+            started = await self.put_pacer.wait()
+            try:
+                self._counters.puts += 1
+                return await self._provider.transfer(source, target)
+            except TransferError as err:
+                if err.action is Action.RESIGN:
+                    resigns += 1
+                    target = await self._resign(source, resigns, err)
+                    continue
+                retrying = err.action is Action.RETRY and attempts < self._policy.max_attempts
+                self._refused(err, self.put_pacer, started, retrying=retrying)
+                if retrying:
+                    await self._back_off(attempts, err)
+                    continue
+                raise
+
+    async def _resign(
+        self, source: Source, resigns: int, cause: TransferError | None = None
+    ) -> Target:
+        if resigns > self._policy.max_resigns:
+            if cause is not None:
+                raise cause
+            raise TransferError(
+                "the upload URL expired again and again before its PUT could start",
+                action=Action.FAIL_ITEM,
+                code="expired",
+                provider=self._provider.name,
+                op="transfer",
+            )
+        self._counters.resigns += 1
+        return await self.acquire(source)
+
+    # -- refusals --------------------------------------------------------------
+
+    def _refused(self, err: TransferError, pacer: Pacer, started: float, *, retrying: bool) -> None:
+        """Obey the adapter's classification: a plane-wide throttle slows every call."""
+        plane = err.scope is Scope.PLANE
+        if plane:
+            self._counters.throttles += 1
+            pacer.on_throttle(err.retry_after, started)
+        waited = plane or retrying  # a wait it asked for was (or is about to be) imposed
+        if waited and err.retry_after is not None and err.retry_after > self._policy.max_wait_s:
+            self._counters.waits_capped += 1
+
+    async def _back_off(self, attempt: int, err: TransferError) -> None:
+        self._counters.retries += 1
+        await self._clock.sleep(self._policy.delay(attempt, self._rng, err.retry_after))

@@ -14,7 +14,8 @@ final record (done, fail, bad) per run: each manifest key is one item.
 
 from __future__ import annotations
 
-from ingest.journal import Record, Replay, count_of
+from ingest.journal.reader import Replay
+from ingest.journal.records import Count, Record, count_of
 
 
 class Tally:
@@ -30,37 +31,34 @@ class Tally:
         self.total = start.total
 
     def apply(self, rec: Record) -> None:
-        state = rec.get("s")
-        key = rec.get("k")
-        if isinstance(key, str):
+        if rec["s"] == "run":
+            # Keyless rejections count for the latest run only (as in `Replay.apply`).
+            self._counts["rejected"] -= self._bad_lines
+            self._bad_lines = 0
+        elif rec["s"] == "end":
+            self.total = rec["n"]
+        elif "k" in rec:
+            key = rec["k"]
             if key in self._open:
                 self._open.discard(key)
-                before: str | None = "in_flight"
+                before: Count | None = "in_flight"
             else:
                 before = self._state_at_start(key)
             if before is not None:
                 self._counts[before] -= 1
-            after = count_of(state)
+            after = count_of(rec["s"])
             self._counts[after] += 1
             if after == "in_flight":
                 self._open.add(key)
-        elif state == "bad":
+        else:  # a rejected manifest line without a key
             self._counts["rejected"] += 1
             self._bad_lines += 1
-        elif state == "run":
-            # Keyless rejections count for the latest run only (as in `Replay.apply`).
-            self._counts["rejected"] -= self._bad_lines
-            self._bad_lines = 0
-        elif state == "end":
-            self.total = int(rec.get("n", 0))
 
-    def _state_at_start(self, key: str) -> str | None:
+    def _state_at_start(self, key: str) -> Count | None:
         if self._start.is_done(key):
             return "done"
-        previous = self._start.pending.get(key)
-        if previous is None:
-            return None
-        return count_of(previous.get("s"))
+        previous = self._start.unfinished.get(key)
+        return None if previous is None else count_of(previous["s"])
 
     def counts(self) -> dict[str, int]:
         return dict(self._counts)

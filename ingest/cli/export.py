@@ -1,8 +1,9 @@
 """`ingest export JOURNAL`: each done item's remote id, as JSON lines, CSV, or the provider's shape.
 
-Rows follow the manifest's order and carry its path and caption when the
-manifest (recorded in the journal header) is still readable; otherwise they
-follow the journal.
+Renders `ingest.journal.export`: rows follow the manifest's order and carry
+its path and caption when the manifest (recorded in the journal header) is
+still readable; otherwise they follow the journal. Exit 2 when the journal
+cannot be read or the output cannot be written.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+CSV_COLUMNS = ("key", "path", "remote_id", "url", "caption")
 
 
 def register(sub: Any) -> None:
@@ -31,91 +33,36 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def done_records(path: Path) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """The journal header and the last done record of each key still done."""
-    import orjson
-
-    from ingest.journal import replay
-
-    state = replay(path)  # validates the whole journal first
-    out: dict[str, dict[str, Any]] = {}
-    with path.open("rb") as fh:
-        next(fh, None)
-        for line in fh:
-            if not line.endswith(b"\n"):
-                break
-            rec = orjson.loads(line)
-            key = rec.get("k")
-            if rec.get("s") == "done" and isinstance(key, str) and state.is_done(key):
-                out[key] = rec
-    return state.header, out
-
-
-def rows(header: Any, records: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Export rows in manifest order (journal order for keys the manifest no longer has)."""
-    from ingest.errors import ManifestError
-    from ingest.item import Item
-    from ingest.manifest import read_manifest
-
-    def row(key: str, rec: dict[str, Any], item: Item | None) -> dict[str, Any]:
-        out: dict[str, Any] = {"key": key}
-        if item is not None:
-            out["path"] = str(item.path)
-        out["remote_id"] = rec.get("r")
-        if rec.get("u"):
-            out["url"] = rec["u"]
-        if item is not None and item.caption:
-            out["caption"] = item.caption
-        out.update(rec.get("x") or {})
-        return out
-
-    pending = dict(records)
-    try:
-        for entry in read_manifest(Path(header.manifest)):
-            if isinstance(entry, Item) and entry.key in pending:
-                yield row(entry.key, pending.pop(entry.key), entry)
-    except ManifestError:
-        pass  # the manifest moved or changed: the journal alone still names every item
-    for key, rec in pending.items():
-        yield row(key, rec, None)
-
-
 def run(args: argparse.Namespace) -> int:
     import orjson
 
     from ingest.errors import IngestError
-    from ingest.providers import provider_class
+    from ingest.journal import export
 
     try:
-        header, records = done_records(args.journal)
-    except FileNotFoundError:
-        print(f"ingest: error: no journal at {args.journal}", file=sys.stderr)
-        return 2
+        if args.format == "provider":
+            document = export(args.journal, "provider")
+        else:
+            rows = export(args.journal)
+        out: TextIO = args.output.open("w", newline="") if args.output else sys.stdout
     except IngestError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)
         return 2
-    out = args.output.open("w", newline="") if args.output else sys.stdout
+    except OSError as exc:  # only the output can fail here: the journal's errors are IngestErrors
+        why = "its folder does not exist" if isinstance(exc, FileNotFoundError) else exc.strerror
+        print(f"ingest: error: cannot write {args.output}: {why}", file=sys.stderr)
+        return 2
     try:
         if args.format == "provider":
-            cls = provider_class(header.provider)
-            document = cls.export_document(list(rows(header, records)), header.bind)
             out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
         elif args.format == "csv":
             writer = csv.writer(out)
-            writer.writerow(["key", "path", "remote_id", "url", "caption"])
-            for r in rows(header, records):
-                writer.writerow(
-                    [
-                        r["key"],
-                        r.get("path", ""),
-                        r["remote_id"],
-                        r.get("url", ""),
-                        r.get("caption", ""),
-                    ]
-                )
+            writer.writerow(CSV_COLUMNS)
+            for row in rows:
+                writer.writerow([row.get(column, "") for column in CSV_COLUMNS])
         else:
-            for r in rows(header, records):
-                out.write(orjson.dumps(r).decode() + "\n")
+            for row in rows:
+                out.write(orjson.dumps(row).decode() + "\n")
     finally:
         if args.output:
             out.close()

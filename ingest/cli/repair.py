@@ -43,9 +43,6 @@ def run(args: argparse.Namespace) -> int:
     from ingest.journal import repair
 
     path: Path = args.journal
-    if not path.is_file():
-        print(f"ingest: error: no journal at {path}", file=sys.stderr)
-        return 2
     try:
         result = repair(path, dry_run=args.dry_run)
     except JournalError as exc:

@@ -33,9 +33,14 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ingest.cli import run as run_cmd
+    from ingest.errors import JournalError
     from ingest.journal import peek_header
 
-    header = peek_header(args.journal)
+    try:
+        header = peek_header(args.journal)
+    except JournalError as exc:  # a folder, or a path under a file
+        print(f"ingest: error: {exc}", file=sys.stderr)
+        return run_cmd.EXIT_USAGE
     if header is None:
         print(f"ingest: error: {args.journal} is not an ingest journal", file=sys.stderr)
         return run_cmd.EXIT_USAGE

@@ -26,8 +26,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest.errors import JournalCorrupt, JournalError
+from ingest.errors import Action, JournalCorrupt, JournalError
 from ingest.journal import Header, Journal, repair, replay
+from ingest.journal.records import Record, acquired, completed, failed, run_started
 from tests.images import make_dataset, write_jsonl_manifest
 from tests.simproc import SimProcess, run_ingest, sim_process
 from tests.torture import (
@@ -50,11 +51,14 @@ HEADER = Header(provider="novita", manifest="/data/m.jsonl", created=1.0)
 def test_a_cut_at_every_byte_of_the_last_batch_resumes(tmp_path: Path) -> None:
     """A group commit writes several records at once; a kill can cut it anywhere."""
     path = tmp_path / "j"
-    first = [{"s": "run"}, *({"s": "done", "k": f"a{i}", "r": str(i)} for i in range(5))]
-    batch = [
-        {"s": "acq", "k": "b0", "r": "10"},
-        {"s": "done", "k": "a9", "r": "9", "z": 12, "m": 3},
-        {"s": "fail", "k": "b1", "l": 7, "a": "fail_item", "c": "x", "e": "bad"},
+    first: list[Record] = [
+        run_started(0.0, 1),
+        *(completed(f"a{i}", str(i), 1, 1) for i in range(5)),
+    ]
+    batch: list[Record] = [
+        acquired("b0", "10"),
+        completed("a9", "9", 12, 3),
+        failed("b1", 7, Action.FAIL_ITEM, "x", "bad"),
     ]
     journal, _ = Journal.open(path, HEADER)
     with journal:
@@ -69,10 +73,10 @@ def test_a_cut_at_every_byte_of_the_last_batch_resumes(tmp_path: Path) -> None:
         assert state.torn_tail == (cut != 0 and not tail[:cut].endswith(b"\n"))
         assert state.records == len(first) + complete
         assert state.is_done("a9") == (complete >= 2)
-        assert ("b0" in state.pending) == (complete >= 1)
+        assert ("b0" in state.unfinished) == (complete >= 1)
         journal, again = Journal.open(path, HEADER)  # cuts the torn bytes, then appends
         with journal:
-            journal.record({"s": "done", "k": "b0", "r": "10"})
+            journal.record(completed("b0", "10", 1, 1))
         after = replay(path)
         assert not after.torn_tail and after.is_done("b0")
         assert set(after.done) >= set(again.done)
@@ -85,7 +89,7 @@ def test_a_write_on_a_full_disk_stops_further_records(
     journal, _ = Journal.open(path, HEADER)
     seen: list[JournalError] = []
     journal.on_error = seen.append
-    journal.record({"s": "done", "k": "a", "r": "1"})
+    journal.record(completed("a", "1", 1, 1))
     real_write = os.write
     written = [0]
 
@@ -98,12 +102,12 @@ def test_a_write_on_a_full_disk_stops_further_records(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "write", full)
-    journal.record({"s": "done", "k": "b", "r": "2"})
+    journal.record(completed("b", "2", 1, 1))
     monkeypatch.undo()
     assert journal.error is not None and "the disk is full" in str(journal.error)
     assert seen == [journal.error]
     with pytest.raises(JournalError, match="disk is full"):
-        journal.record({"s": "done", "k": "c", "r": "3"})
+        journal.record(completed("c", "3", 1, 1))
     journal.close()
     state = replay(path)  # still readable: the partial record is a torn tail
     assert state.is_done("a") and not state.is_done("b") and state.torn_tail
@@ -204,7 +208,7 @@ def test_damage_in_the_middle_is_named_and_repair_keeps_every_intact_record(
 def test_repair_refuses_a_damaged_header_and_a_journal_in_use(tmp_path: Path) -> None:
     path = tmp_path / "j"
     journal, _ = Journal.open(path, HEADER)
-    journal.record({"s": "done", "k": "a", "r": "1"})
+    journal.record(completed("a", "1", 1, 1))
     with pytest.raises(Exception, match="in use by another ingest run"):
         repair(path)
     journal.close()
@@ -221,7 +225,7 @@ def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     journal, _ = Journal.open(path, HEADER)
     with journal:
         for i in range(3):
-            journal.record({"s": "done", "k": f"k{i}", "r": str(i)})
+            journal.record(completed(f"k{i}", str(i), 1, 1))
     lines = path.read_bytes().splitlines(keepends=True)
     lines[2] = b"oops\n"
     path.write_bytes(b"".join(lines))
@@ -393,7 +397,7 @@ def test_kills_during_compaction_lose_nothing(tmp_path: Path, images: list[Path]
                 proc.wait(timeout=60)
             mid_rewrite += journal.stat().st_size == len(bloated)  # the rename had not happened
             state = replay(journal)
-            assert state.done == expected.done and state.pending == expected.pending
+            assert state.done == expected.done and state.unfinished == expected.unfinished
         assert kills == 3 and mid_rewrite >= 1
         last = run_ingest(args, env=NOVITA.env())
         assert last.returncode == 0, last.stderr

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.errors import JournalCorrupt, JournalLocked, JournalMismatch
-from ingest.journal import Header, Journal, compact, replay
+from ingest.errors import Action, JournalCorrupt, JournalLocked, JournalMismatch
+from ingest.journal import Header, Journal, compact, repair, replay
+from ingest.journal.records import (
+    Landed,
+    Record,
+    acquired,
+    completed,
+    decode,
+    failed,
+    manifest_end,
+    rejected,
+    run_started,
+    uploaded,
+)
+from tests.journals import record_of
 
 HEADER = Header(provider="novita", manifest="/data/m.jsonl", created=1.0)
 
 
-def write_records(path: Path, records: Sequence[dict[str, Any]]) -> None:
+def write_records(path: Path, records: list[Record]) -> None:
     journal, _ = Journal.open(path, HEADER)
     with journal:
         for rec in records:
@@ -38,13 +50,13 @@ def test_state_is_last_record_per_key(tmp_path: Path) -> None:
     write_records(
         path,
         [
-            {"s": "run", "t": 1},
-            {"s": "acq", "k": "a", "r": "1"},
-            {"s": "done", "k": "a", "r": "1", "z": 10, "m": 5},
-            {"s": "acq", "k": "b", "r": "2"},
-            {"s": "fail", "k": "c", "a": "fail_item", "c": "x", "e": "no"},
-            {"s": "bad", "l": 9, "e": "bad json"},
-            {"s": "end", "n": 4},
+            run_started(1.0, 1),
+            acquired("a", "1"),
+            completed("a", "1", 10, 5),
+            acquired("b", "2"),
+            failed("c", 3, Action.FAIL_ITEM, "x", "no"),
+            rejected(9, "bad json"),
+            manifest_end(4),
         ],
     )
     state = replay(path)
@@ -57,13 +69,13 @@ def test_state_is_last_record_per_key(tmp_path: Path) -> None:
 
 def test_unkeyed_rejections_count_only_for_the_latest_run(tmp_path: Path) -> None:
     path = tmp_path / "j"
-    write_records(path, [{"s": "run"}, {"s": "bad", "l": 1, "e": "x"}, {"s": "run"}])
+    write_records(path, [run_started(0.0, 1), rejected(1, "x"), run_started(1.0, 1)])
     assert replay(path).counts()["rejected"] == 0
 
 
 def test_torn_last_line_is_tolerated_and_cut_on_reopen(tmp_path: Path) -> None:
     path = tmp_path / "j"
-    write_records(path, [{"s": "done", "k": "a", "r": "1"}])
+    write_records(path, [completed("a", "1", 1, 1)])
     with path.open("ab") as fh:
         fh.write(b'{"s":"done","k":"b"')
     state = replay(path)
@@ -71,7 +83,7 @@ def test_torn_last_line_is_tolerated_and_cut_on_reopen(tmp_path: Path) -> None:
     assert state.is_done("a") and not state.is_done("b")
     journal, _ = Journal.open(path, HEADER)
     with journal:
-        journal.record({"s": "done", "k": "c", "r": "3"})
+        journal.record(completed("c", "3", 1, 1))
     again = replay(path)
     assert not again.torn_tail
     assert again.is_done("a") and again.is_done("c")
@@ -79,7 +91,7 @@ def test_torn_last_line_is_tolerated_and_cut_on_reopen(tmp_path: Path) -> None:
 
 def test_damage_in_the_middle_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "j"
-    write_records(path, [{"s": "done", "k": "a", "r": "1"}, {"s": "done", "k": "b", "r": "2"}])
+    write_records(path, [completed("a", "1", 1, 1), completed("b", "2", 1, 1)])
     lines = path.read_bytes().splitlines(keepends=True)
     lines[1] = b'{"s":"do\x00ne"\n'
     path.write_bytes(b"".join(lines))
@@ -122,19 +134,19 @@ def test_second_open_is_refused_while_locked(tmp_path: Path) -> None:
 
 def test_compaction_keeps_the_last_record_of_every_key(tmp_path: Path) -> None:
     path = tmp_path / "j"
-    records: list[dict[str, object]] = [{"s": "run"}]
+    records: list[Record] = [run_started(0.0, 1)]
     for i in range(200):
-        records.append({"s": "acq", "k": f"k{i}", "r": str(i)})
-        records.append({"s": "done", "k": f"k{i}", "r": str(i), "z": i, "m": i})
-    records.append({"s": "acq", "k": "open", "r": "x"})
-    records.append({"s": "end", "n": 201})
+        records.append(acquired(f"k{i}", str(i)))
+        records.append(completed(f"k{i}", str(i), i, i))
+    records.append(acquired("open", "x"))
+    records.append(manifest_end(201))
     write_records(path, records)
     before = replay(path)
     dropped = compact(path)
     after = replay(path)
     assert dropped == 200
     assert after.done == before.done
-    assert after.pending == before.pending
+    assert after.unfinished == before.unfinished
     assert after.total == 201
     size = path.stat().st_size
     assert size / 201 < 200, "at most 200 bytes per item after compaction"
@@ -144,15 +156,7 @@ def test_records_written_without_secrets_stay_small(tmp_path: Path) -> None:
     path = tmp_path / "j"
     write_records(
         path,
-        [
-            {
-                "s": "done",
-                "k": "images/000001.png",
-                "r": "100001",
-                "z": 65536,
-                "m": 1732160000123456789,
-            }
-        ],
+        [completed("images/000001.png", "100001", 65536, 1732160000123456789)],
     )
     line = path.read_bytes().splitlines()[1]
     assert len(line) < 120
@@ -171,26 +175,25 @@ def test_replay_after_a_cut_anywhere_in_the_last_record(
 ) -> None:
     """Whatever byte the last write stopped at, replay yields the state of the complete records."""
     path = tmp_path_factory.mktemp("j") / "j"
-    records = [{"s": state, "k": f"k{n}", "r": "1"} for state, n in ops]
-    write_records(path, records)
+    write_records(path, [record_of(state, f"k{n}") for state, n in ops])
     data = path.read_bytes()
     lines = data.splitlines(keepends=True)
     if len(lines) > 1:
         last = lines[-1]
         keep = cut % len(last)
         path.write_bytes(b"".join(lines[:-1]) + last[:keep])
-        complete = records[:-1]
+        complete = ops[:-1]
     else:
         complete = []
     expected: dict[str, str] = {}
-    for rec in complete:
-        expected[str(rec["k"])] = str(rec["s"])
+    for state_of, n in complete:
+        expected[f"k{n}"] = state_of
     state = replay(path)
     assert {k for k, s in expected.items() if s == "done"} == {
         k for k in expected if state.is_done(k)
     }
     assert {k: s for k, s in expected.items() if s != "done"} == {
-        k: str(r["s"]) for k, r in state.pending.items()
+        k: r["s"] for k, r in state.unfinished.items()
     }
 
 
@@ -199,18 +202,18 @@ def test_replay_is_the_same_whatever_the_read_block(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
 ) -> None:
     """Lines cut across block boundaries, a torn last line, and damage named by its line."""
-    import ingest.journal as journal_module
+    import ingest.journal.reader as reader_module
 
     path = tmp_path / "j"
     header = Header(provider="novita", manifest="m.jsonl", created=0.0)
     records = [orjson.dumps(header.to_record())]
     for index in range(300):
-        records.append(orjson.dumps({"s": "acq", "k": f"key-{index}", "r": str(index)}))
+        records.append(orjson.dumps(acquired(f"key-{index}", str(index))))
         if index % 3:
-            records.append(orjson.dumps({"s": "done", "k": f"key-{index}", "r": str(index)}))
+            records.append(orjson.dumps(completed(f"key-{index}", str(index), 1, 1)))
     path.write_bytes(b"\n".join(records) + b'\n{"s":"done","k":"key-1')  # torn tail
     expected = replay(path)
-    monkeypatch.setattr(journal_module, "_BLOCK", block)
+    monkeypatch.setattr(reader_module, "_BLOCK", block)
     got = replay(path)
     assert got.counts() == expected.counts() == {
         "done": 200, "failed": 0, "rejected": 0, "in_flight": 100,
@@ -224,3 +227,67 @@ def test_replay_is_the_same_whatever_the_read_block(
     damaged.write_bytes(b"\n".join([*records[:5], b"{oops", *records[5:]]) + b"\n")
     with pytest.raises(JournalCorrupt, match=r"/d:6: unreadable record"):
         replay(damaged)
+
+
+# --- the typed schema --------------------------------------------------------------------
+
+
+def test_every_constructor_writes_a_record_decode_accepts() -> None:
+    landed = Landed(remote_id="r1", extra={"order_id": "o"}, size=3, mtime_ns=4)
+    records: list[Record] = [
+        run_started(1.5, 7),
+        manifest_end(3),
+        acquired("a", "1"),
+        acquired("a", "1", {"upload_id": "u"}),
+        uploaded("a", "1", 10, 5, {"upload_id": "u"}),
+        completed("a", "1", 10, 5),
+        completed("a", "1", 10, 5, url="https://cdn/x", extra={"file_id": "f"}),
+        failed("b", 2, Action.RETRY, "http_503", "unavailable"),
+        failed("b", 2, Action.FAIL_ITEM, "finalize", "refused", landed=landed),
+        rejected(None, "not JSON"),
+        rejected(4, "missing file", "c"),
+    ]
+    for rec in records:
+        assert decode(orjson.loads(orjson.dumps(rec)), path="j", line=2) == rec
+    assert records[8] == {
+        "s": "fail", "k": "b", "l": 2, "a": "fail_item", "c": "finalize", "e": "refused",
+        "st": "up", "r": "r1", "x": {"order_id": "o"}, "z": 3, "m": 4,
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="stops the run"):
+        failed("b", 2, Action.STOP, "auth", "bad key")
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ({"s": "done", "k": "a", "r": "1", "z": 1}, "malformed done record: no 'm'"),
+        ({"s": "done", "k": "a", "r": 1, "z": 1, "m": 1}, "'r' should be a string, not int"),
+        ({"s": "acq", "k": "a", "r": "1", "x": {"n": 1}}, "'x' holds a value that is not a string"),
+        ({"s": "acq", "k": "a", "r": "1", "x": []}, "'x' should be an object, not list"),
+        ({"s": "done", "k": "a", "r": "1", "z": 1, "m": 1, "u": None}, "'u' should be a string"),
+        ({"s": "fail", "k": "a", "l": 1, "a": "stop", "c": "x", "e": "y"}, "action 'stop'"),
+        ({"s": "bad", "e": "x"}, "malformed bad record: no 'l'"),
+        ({"s": "run", "t": "now", "pid": 1}, "'t' should be a number, not str"),
+        ({"s": "gone", "k": "a"}, "unknown record kind 'gone'"),
+        ({"s": ["done"]}, "unknown record kind ['done']"),
+        ({"k": "a"}, "unknown record kind None"),
+        ([1, 2], "unreadable record"),
+    ],
+)
+def test_a_malformed_record_is_named_with_its_line(raw: object, why: str) -> None:
+    with pytest.raises(JournalCorrupt, match=r"^j:5: .*" + re.escape(why)):
+        decode(raw, path="j", line=5)
+
+
+def test_a_malformed_record_in_the_middle_stops_replay_and_repair_drops_it(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    write_records(path, [completed("a", "1", 1, 1), completed("b", "2", 1, 1)])
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines.insert(2, b'{"s":"done","k":"x","r":"9"}\n')  # valid JSON, no size or mtime
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(JournalCorrupt, match=r"/j:3: malformed done record: no 'z', with more"):
+        replay(path)
+    result = repair(path)
+    assert result.dropped == ((3, "malformed done record: no 'z'"),)
+    state = replay(path)
+    assert state.is_done("a") and state.is_done("b") and not state.is_done("x")

@@ -15,8 +15,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.journal import Header, Record, replay
+from ingest.journal import Header, replay
+from ingest.journal.records import (
+    Record,
+    acquired,
+    completed,
+    manifest_end,
+    rejected,
+    run_started,
+)
 from ingest.tally import Tally
+from tests.journals import record_of
 
 KEYS = [f"k{i}" for i in range(12)]
 
@@ -33,14 +42,14 @@ a_run = st.tuples(
 
 
 def records_of(items: list[tuple[str, list[str], str | None]], bad: int, end: bool) -> list[Record]:
-    out: list[Record] = [{"s": "run", "t": 0.0, "pid": 1}]
+    out: list[Record] = [run_started(0.0, 1)]
     for key, steps, final in items:
-        out.extend({"s": step, "k": key, "r": "x"} for step in steps)
+        out.extend(record_of(step, key) for step in steps)
         if final is not None:
-            out.append({"s": final, "k": key, "r": "x"})
-    out.extend({"s": "bad", "l": n, "e": "bad line"} for n in range(bad))
+            out.append(record_of(final, key))
+    out.extend(rejected(n, "bad line") for n in range(bad))
     if end:
-        out.append({"s": "end", "n": len(items) + bad})
+        out.append(manifest_end(len(items) + bad))
     return out
 
 
@@ -67,10 +76,10 @@ def test_tally_equals_a_replay_after_every_run(
 def test_a_resumed_key_moves_from_its_old_state(tmp_path: Path) -> None:
     path = tmp_path / "run.journal"
     header = Header(provider="novita", manifest="m.jsonl", created=0.0)
-    lines = [header.to_record(), {"s": "run"}, {"s": "acq", "k": "a"}, {"s": "done", "k": "b"}]
-    path.write_bytes(b"".join(orjson.dumps(rec) + b"\n" for rec in lines))
+    lines = [run_started(0.0, 1), acquired("a", "1"), completed("b", "2", 1, 1)]
+    path.write_bytes(b"".join(orjson.dumps(rec) + b"\n" for rec in [header.to_record(), *lines]))
     tally = Tally(replay(path))
     assert tally.counts() == {"done": 1, "failed": 0, "rejected": 0, "in_flight": 1}
-    tally.apply({"s": "run"})
-    tally.apply({"s": "done", "k": "a"})
+    tally.apply(run_started(1.0, 1))
+    tally.apply(completed("a", "1", 1, 1))
     assert tally.counts() == {"done": 2, "failed": 0, "rejected": 0, "in_flight": 0}

@@ -1,0 +1,108 @@
+"""The journal: an append-only JSON-lines log of every item's state transitions.
+
+Layout: line 1 is a header binding the journal to its provider, manifest and
+the settings that matter; each later line is one record (`records` documents
+every kind and field). The package's rooms:
+
+    records      the typed schema of every line, its constructors and `decode`
+    reader       `replay` (the state a journal describes), `peek_header`, digests
+    writer       `Journal`: open (lock, replay or create), append, group commit, fsync
+    maintenance  the run lock, the binding check, `compact`, `repair`
+    report       `status` and `export`: what `ingest status` / `ingest export` print
+
+Invariants (each module states its own):
+- Records reach the OS at the end of the event-loop turn that produced them
+  and are fsynced at a bounded interval and on close.
+- Replay tolerates a torn last line (and cuts it off before appending); damage
+  anywhere else is `JournalCorrupt` with its line number, never silently dropped.
+  `repair` (``ingest repair``) rewrites such a journal keeping every intact record.
+- One run at a time: an exclusive lock on `<journal>.lock`.
+- State per item is the last record for its key; counts are derived from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+from ingest.journal.maintenance import Repair, check_binding, compact, lock, repair
+from ingest.journal.reader import Replay, fingerprint, key_digest, lines, peek_header, replay
+from ingest.journal.records import (
+    FORMAT,
+    VERSION,
+    AcqRecord,
+    BadRecord,
+    Count,
+    DoneRecord,
+    EndRecord,
+    FailRecord,
+    Header,
+    HeaderRecord,
+    Kind,
+    Landed,
+    RunRecord,
+    Unfinished,
+    UpRecord,
+    acquired,
+    completed,
+    count_of,
+    decode,
+    failed,
+    file_of,
+    manifest_end,
+    rejected,
+    run_started,
+    uploaded,
+)
+from ingest.journal.report import ExportFormat, ExportRow, JournalStatus, export, status
+from ingest.journal.writer import Journal
+
+# Transitional (issue 10): the engine (ingest/scheduler.py) still builds records as
+# dict literals, which no TypedDict union accepts. Once it builds them with the
+# constructors above, this becomes `records.Record`. New code: `ingest.journal.records.Record`.
+Record: TypeAlias = Any
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "AcqRecord",
+    "BadRecord",
+    "Count",
+    "DoneRecord",
+    "EndRecord",
+    "ExportFormat",
+    "ExportRow",
+    "FailRecord",
+    "Header",
+    "HeaderRecord",
+    "Journal",
+    "JournalStatus",
+    "Kind",
+    "Landed",
+    "Record",
+    "Repair",
+    "Replay",
+    "RunRecord",
+    "Unfinished",
+    "UpRecord",
+    "acquired",
+    "check_binding",
+    "compact",
+    "completed",
+    "count_of",
+    "decode",
+    "export",
+    "failed",
+    "file_of",
+    "fingerprint",
+    "key_digest",
+    "lines",
+    "lock",
+    "manifest_end",
+    "peek_header",
+    "rejected",
+    "repair",
+    "replay",
+    "run_started",
+    "status",
+    "uploaded",
+]

@@ -1,0 +1,193 @@
+"""Keeping a journal usable: the run lock, the binding check, compaction, repair.
+
+Owns every rewrite of a journal file and the one-run-at-a-time lock.
+
+How it works: a rewrite (`compact`, `repair`) goes to a temporary file beside
+the journal, is fsynced, renamed over the original and the folder fsynced, so
+a crash during it leaves the old or the new journal, whole. The lock is an
+exclusive `flock` on ``<journal>.lock`` holding the owner's pid.
+
+Invariants:
+- `compact` keeps the state a replay gives; `repair` keeps every intact
+  record, in order, and copies the original aside first.
+- A journal bound to another provider, manifest or run setting is refused
+  (`JournalMismatch`) unless forced.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import itertools
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from ingest.digestset import DigestSet
+from ingest.errors import JournalCorrupt, JournalLocked, JournalMismatch
+from ingest.journal.reader import key_digest, lines, not_a_journal
+from ingest.journal.records import Header, decode, problem
+
+
+def fsync_dir(path: Path) -> None:
+    """Fsync the folder holding `path` (so a rename in it is durable)."""
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def lock(path: Path) -> int:
+    """Take the journal's run lock; its fd (close it to release). `JournalLocked` if held."""
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise JournalLocked(
+            f"{path} is in use by another ingest run (pid {holder}); wait for it or stop it"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def check_binding(path: Path, found: Header, wanted: Header, force: bool) -> None:
+    """Refuse a journal bound to another run (`JournalMismatch`), unless `force`."""
+    if force:
+        return
+    problems = []
+    if found.provider != wanted.provider:
+        problems.append(f"provider {found.provider!r}, not {wanted.provider!r}")
+    if found.manifest != wanted.manifest:
+        problems.append(f"manifest {found.manifest}, not {wanted.manifest}")
+    for key, value in wanted.bind.items():
+        if key in found.bind and found.bind[key] != value:
+            problems.append(f"{key} {found.bind[key]!r}, not {value!r}")
+    if problems:
+        raise JournalMismatch(
+            f"{path} belongs to another run ({'; '.join(problems)}); "
+            "use another --journal, or --force to reuse it"
+        )
+
+
+def compact(path: Path) -> int:
+    """Rewrite the journal with one record per item; returns records dropped.
+
+    Keeps the header, the latest run marker, the last record of every key,
+    the unkeyed rejections of the latest run and the latest end marker.
+    Written to a temporary file, fsynced, then renamed over the original.
+    A torn last line is left out; a malformed record elsewhere is `JournalCorrupt`.
+    """
+    last = DigestSet(values=True)  # key digest -> its last line: flat at 10^6 keys
+    last_run = last_end = count = 0
+    for number, _end, line, complete in lines(path):
+        count = number
+        if number == 1 or not complete:
+            continue
+        rec = decode(orjson.loads(line), path=path, line=number)
+        if rec["s"] == "run":
+            last_run = number
+        elif rec["s"] == "end":
+            last_end = number
+        elif "k" in rec:
+            last.add(key_digest(rec["k"]), number)
+    keep = bytearray(count // 8 + 1)  # a bit per line to keep
+    for line_number in itertools.chain((1, last_run, last_end), (n for _, n in last.items())):
+        keep[line_number >> 3] |= 1 << (line_number & 7)
+    tmp = path.with_name(path.name + ".compact")
+    dropped = 0
+    with tmp.open("wb") as out:
+        for number, _end, line, complete in lines(path):
+            if not complete:
+                continue
+            if keep[number >> 3] & (1 << (number & 7)) or (
+                number > last_run and b'"s":"bad"' in line and b'"k"' not in line
+            ):
+                out.write(line + b"\n")
+            else:
+                dropped += 1
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path)
+    return dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """What `repair` kept and dropped."""
+
+    kept: int  # records kept, the header not counted
+    dropped: tuple[tuple[int, str], ...]  # (line number, why) of every line left out
+    backup: Path | None  # the original, copied aside before the rewrite (None: not rewritten)
+
+
+def repair(path: Path, *, dry_run: bool = False) -> Repair:
+    """Rewrite a damaged journal keeping every intact record, in order.
+
+    A line is intact when it is one complete, well-formed record (NUL bytes
+    before it, which some filesystems leave after a power cut, are ignored).
+    The header must be intact: without it the journal's binding is lost, so
+    that is a `JournalCorrupt` error. Items whose records are dropped are
+    simply redone by the next run. The original is copied to
+    ``<journal>.damaged`` (or ``.damaged.N``) first, and the rewrite goes
+    through a temporary file and a rename, so a crash during repair leaves the
+    old or the new journal, whole. Takes the journal's lock: refused while a
+    run uses it.
+    """
+    if not path.is_file():
+        raise not_a_journal(path, FileNotFoundError(errno.ENOENT, str(path)))
+    lock_fd = lock(path)
+    try:
+        kept: list[bytes] = []
+        dropped: list[tuple[int, str]] = []
+        for number, _end, raw, complete in lines(path):
+            line = raw.lstrip(b"\x00")
+            try:
+                rec = orjson.loads(line) if complete else None
+            except orjson.JSONDecodeError:
+                rec = None
+            if number == 1:
+                try:
+                    Header.from_record(rec, path)
+                except JournalCorrupt:
+                    raise JournalCorrupt(
+                        "the header is damaged, so the run this journal belongs to is unknown "
+                        "and it cannot be repaired; move it aside to start over",
+                        path=str(path),
+                        line=1,
+                    ) from None
+                kept.append(line + b"\n")
+            elif (why := problem(rec)) is None:
+                kept.append(line + b"\n")
+            elif not line.strip(b"\x00\r\n\t "):
+                dropped.append((number, "blank line"))
+            else:
+                dropped.append((number, why if complete else "torn record"))
+        if not kept:
+            raise JournalCorrupt("journal is empty or its header is torn", path=str(path), line=1)
+        if not dropped or dry_run:
+            return Repair(len(kept) - 1, tuple(dropped), None)
+        backup = path.with_name(path.name + ".damaged")
+        n = 0
+        while backup.exists():
+            n += 1
+            backup = path.with_name(f"{path.name}.damaged.{n}")
+        shutil.copyfile(path, backup)
+        tmp = path.with_name(path.name + ".repair")
+        with tmp.open("wb") as out:
+            out.writelines(kept)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path)
+        return Repair(len(kept) - 1, tuple(dropped), backup)
+    finally:
+        os.close(lock_fd)

@@ -1,0 +1,232 @@
+"""Reading a journal back: `replay` (the state it describes) and `peek_header`.
+
+Owns the line reader every pass over a journal shares, the `Replay` state,
+and the key digests and file fingerprints a replay keeps.
+
+How it works: lines are read in 256 KiB blocks and split; each is parsed by
+orjson and validated by `records.problem`, then applied to a `Replay`. A
+replay of 10^6 items reads 2·10^6 lines, so the loop is kept flat: one parse,
+one validation, one `apply` per line.
+
+Invariants:
+- Only the last line may be torn (or unreadable): it is noted (`torn_tail`)
+  and `good_bytes` says where the intact part ends. A bad line anywhere else
+  is `JournalCorrupt` naming its line, never silently dropped.
+- A path that cannot be a journal (a folder, a path under a file, unreadable)
+  is a one-line `JournalError`, never an `OSError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from io import BufferedReader
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ingest.digestset import DigestSet, digest64
+from ingest.errors import JournalCorrupt, JournalError
+from ingest.journal.records import Header, Record, Unfinished, count_of, problem
+
+_BLOCK = 1 << 18  # 256 KiB: as fast as larger blocks, and the split list stays small
+_MASK64 = (1 << 64) - 1
+
+
+def key_digest(key: str) -> int:
+    """A 64-bit digest of an item key: what replay keeps for done items."""
+    return digest64(key)
+
+
+def fingerprint(size: int, mtime_ns: int) -> int:
+    """A 64-bit fingerprint of a file's size and modification time."""
+    return ((size * 0x9E3779B97F4A7C15) ^ mtime_ns) & 0xFFFFFFFFFFFFFFFF
+
+
+@dataclass(slots=True)
+class Replay:
+    """The state a journal describes, kept compact enough for 10^6 items.
+
+    Done items are kept as 64-bit digests in a `DigestSet` (~17 bytes each);
+    with `fingerprints` (a resume checks for changed files; `status` and the
+    end-of-run summary need not), each with its file's size/mtime fingerprint
+    in the same table (~34 bytes each). Every other item's last record is kept
+    whole in `unfinished` (few of them: in flight, failed, rejected).
+    """
+
+    header: Header
+    fingerprints: bool = False
+    done: DigestSet = field(default_factory=DigestSet)
+    unfinished: dict[str, Unfinished] = field(default_factory=dict)
+    bad_lines: int = 0  # rejected manifest lines without a key, in the latest run
+    total: int | None = None
+    runs: int = 0
+    records: int = 0
+    good_bytes: int = 0  # offset of the end of the last complete record
+    torn_tail: bool = False
+
+    def __post_init__(self) -> None:
+        if self.fingerprints and not self.done.has_values:
+            self.done = DigestSet(values=True)
+
+    @property
+    def pending(self) -> dict[str, Any]:
+        """`unfinished`, untyped: transitional, for the engine until it reads typed records."""
+        return self.unfinished
+
+    def apply(self, rec: Record) -> None:
+        if rec["s"] == "done":
+            key = rec["k"]
+            digest = (hash(key) & _MASK64) or 1  # `key_digest`, inlined: 2·10^6 calls a replay
+            if self.fingerprints:
+                self.done.add(digest, fingerprint(rec["z"], rec["m"]))
+            else:
+                self.done.add(digest)
+            self.unfinished.pop(key, None)
+        elif rec["s"] == "run":
+            self.runs += 1
+            self.bad_lines = 0
+        elif rec["s"] == "end":
+            self.total = rec["n"]
+        elif "k" in rec:
+            key = rec["k"]
+            self.unfinished[key] = rec
+            self.done.discard((hash(key) & _MASK64) or 1)
+        else:  # a rejected manifest line without a key
+            self.bad_lines += 1
+
+    def is_done(self, key: str) -> bool:
+        return key_digest(key) in self.done
+
+    def fingerprint_of(self, key: str) -> int | None:
+        """The size/mtime fingerprint recorded when `key` was done (needs `fingerprints=True`)."""
+        return self.done.get(key_digest(key)) if self.fingerprints else None
+
+    def counts(self) -> dict[str, int]:
+        """Item counts by state (each a `Count`), derived from the records."""
+        counts: dict[str, int] = {
+            "done": len(self.done),
+            "failed": 0,
+            "rejected": self.bad_lines,
+            "in_flight": 0,
+        }
+        for rec in self.unfinished.values():
+            counts[count_of(rec["s"])] += 1
+        return counts
+
+
+def lines(path: Path) -> Iterator[tuple[int, int, bytes, bool]]:
+    """(line number, end offset, line without its newline, complete) for every line.
+
+    Read in `_BLOCK`s (a replay of 10^6 items reads 2·10^6 lines); only the
+    last line can be incomplete (no newline: a torn write).
+    """
+    number = offset = 0
+    carry = b""
+    with _open(path) as fh:
+        while block := fh.read(_BLOCK):
+            split = (carry + block).split(b"\n") if carry else block.split(b"\n")
+            carry = split.pop()
+            for line in split:
+                number += 1
+                offset += len(line) + 1
+                yield number, offset, line, True
+    if carry:
+        yield number + 1, offset + len(carry), carry, False
+
+
+def replay(path: Path, *, fingerprints: bool = False) -> Replay:
+    """Read a journal; a torn last line is noted, damage elsewhere raises.
+
+    `fingerprints` also keeps each done item's size/mtime fingerprint (for a
+    resume's changed-file check; ~100 bytes an item more). A path that is not
+    a readable journal (missing, a folder) is `JournalError`.
+    """
+    result: Replay | None = None
+    pending_error: tuple[int, str] | None = None
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    records = good_bytes = 0
+    for number, end, line, complete in lines(path):
+        if pending_error is not None:
+            # A bad line followed by more lines: damage in the middle.
+            raise JournalCorrupt(
+                f"{pending_error[1]}, with more records after it; run `ingest repair {path}` "
+                "to keep every intact record (the items whose records are lost are redone)",
+                path=str(path),
+                line=pending_error[0],
+            )
+        if not complete:  # only the last line can be incomplete: a torn write
+            pending_error = (number, "torn record")
+            continue
+        try:
+            rec = loads(line)
+        except decode_error:
+            rec = None
+        if result is None:
+            if not isinstance(rec, dict):
+                raise JournalCorrupt("not an ingest journal (bad header)", path=str(path), line=1)
+            result = Replay(header=Header.from_record(rec, path), fingerprints=fingerprints)
+        elif (why := problem(rec)) is None:
+            result.apply(rec)  # `rec` is orjson's `Any`: no cast in a loop of 2·10^6
+            records += 1
+        else:
+            pending_error = (number, why)
+            continue
+        good_bytes = end
+    if result is None:
+        raise JournalCorrupt("journal is empty or its header is torn", path=str(path), line=1)
+    result.records, result.good_bytes = records, good_bytes
+    result.torn_tail = pending_error is not None
+    return result
+
+
+def peek_header(path: Path) -> Header | None:
+    """The header of an existing journal, or None when there is none yet.
+
+    A path that cannot hold a journal (a folder, under a file) is `JournalError`.
+    """
+    try:
+        fh = path.open("rb")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise not_a_journal(path, exc) from None
+    with fh:
+        first = fh.readline()
+    if not first.endswith(b"\n"):
+        return None
+    try:
+        return Header.from_record(orjson.loads(first), path)
+    except (orjson.JSONDecodeError, JournalCorrupt):
+        return None
+
+
+def _open(path: Path) -> BufferedReader:
+    """`path` opened for reading; any `OSError` becomes a one-line `JournalError`."""
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise not_a_journal(path, exc) from None
+
+
+def not_a_journal(path: Path, exc: OSError) -> JournalError:
+    """The one-line error for a path that cannot be read (or created) as a journal."""
+    if isinstance(exc, IsADirectoryError) or path.is_dir():
+        folder = path / ".ingest"
+        found = sorted(str(p) for p in folder.glob("*.journal")) if folder.is_dir() else []
+        if len(found) == 1:
+            return JournalError(f"{path} is a folder, not a journal: use its journal, {found[0]}")
+        if found:
+            return JournalError(
+                f"{path} is a folder, not a journal: use one of its journals, {', '.join(found)}"
+            )
+        return JournalError(
+            f"{path} is a folder, not a journal, and it has none yet "
+            f"(a run on the folder writes {folder}/PROVIDER.journal)"
+        )
+    if isinstance(exc, FileNotFoundError):
+        return JournalError(f"no journal at {path}")
+    if isinstance(exc, NotADirectoryError | FileExistsError):
+        return JournalError(f"{path} cannot be a journal: a folder in its path is a file")
+    return JournalError(f"cannot read {path}: {exc.strerror or exc}")

@@ -1,122 +1,82 @@
 """Settings: defaults, the TOML file, CLI overrides, and the secrets' variables.
 
-Owns the schema. Every key has a default here, documented in
-`config.example.toml`; unknown keys and wrong types are `ConfigError`s that
-name the key; a CLI flag beats the file. Secrets are never read from the file,
-only from the environment variables it names.
+Owns `RunSettings` (`[run]`), `Settings` (one command's effective settings)
+and the loader. Each provider's section is its own class
+(`ingest.providers.settings`, re-exported here). Every key is declared with
+its default and its help (`ingest.schema.setting`); the flags,
+`ingest config` and `config.example.toml` are generated from those
+declarations. Unknown keys and wrong types are `ConfigError`s that name the
+key (with a "did you mean" when one is close, and the owner when the key
+belongs to another provider); a CLI flag beats the file. Secrets are never
+read from the file, only from the environment variables it names.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
-import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ingest.errors import ConfigError
+from ingest.providers.settings import DEFAULT_PROVIDERS, SETTINGS_CLASSES, ProviderSettings
 from ingest.redact import register_secret
+from ingest.schema import Key, keys, setting
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+__all__ = [
+    "DEFAULT_PROVIDERS",
+    "ProviderSettings",
+    "RunSettings",
+    "Settings",
+    "load_settings",
+    "read_secrets",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class RunSettings:
     """`[run]`: how hard to push and how patient to be."""
 
-    api_concurrency: int = 16
-    put_concurrency: int = 32
-    api_rate: float = 0.0  # API calls/s; 0 = unlimited until the provider throttles
-    lookahead: int = 8  # signed targets waiting for a free PUT slot
-    max_attempts: int = 8
-    max_resigns: int = 8
-    backoff_base_s: float = 0.2
-    backoff_cap_s: float = 30.0
-    max_pause_s: float = 60.0  # longest wait a Retry-After may impose (longer ones are cut)
-    resign_margin_s: float = 15.0
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
-    circuit_breaker: int = 25  # consecutive failures of one kind that stop the run
-    journal_sync_interval_s: float = 0.5
-    status_interval_s: float = 10.0
-    allow_insecure_http: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderSettings:
-    """`[providers.NAME]`: where the provider is and how to authenticate."""
-
-    base_url: str
-    api_key_env: str
-    api_secret_env: str = ""
-    url_lifetime_s: float = 0.0  # used when a URL carries no expiry; 0 = provider default
-    max_size_mb: float = 0.0  # 0 = the provider's documented limit
-    order_id: str = ""  # autoenhance
-    model_id: str = ""  # scenario
-    mode: str = ""  # scenario: inline | assets
-    preset: str = ""  # scenario
-    api_version: str = ""  # autoenhance
-
-    @property
-    def max_size(self) -> int | None:
-        return int(self.max_size_mb * 1024 * 1024) if self.max_size_mb > 0 else None
-
-
-HELP: Mapping[str, str] = {
-    # [run]
-    "api_concurrency": "provider API calls in flight at once",
-    "put_concurrency": "uploads (PUTs) in flight at once",
-    "api_rate": "API calls per second; 0 = unlimited until throttled, then adaptive",
-    "lookahead": "signed URLs allowed to wait for a free upload slot",
-    "max_attempts": "tries of one step (the first included) before the item fails",
-    "max_resigns": "new URLs per item after expiry before the item fails",
-    "backoff_base_s": "seconds; the full-jitter backoff ceiling starts here and doubles",
-    "backoff_cap_s": "seconds; the backoff ceiling never exceeds this",
-    "max_pause_s": "seconds; the longest wait a server's Retry-After may impose (longer ones are cut and reported)",
-    "resign_margin_s": "seconds; re-sign a URL with less than this left (at most 1/4 of its lifetime)",
-    "connect_timeout_s": "seconds to open a connection",
-    "read_timeout_s": "seconds to wait for any data from a server before retrying",
-    "circuit_breaker": "items failing in a row with the same error that stop the run",
-    "journal_sync_interval_s": "seconds between journal fsyncs (records reach the OS at once)",
-    "status_interval_s": "seconds between status lines when not on a terminal",
-    "allow_insecure_http": "allow plain-http upload URLs to hosts other than loopback",
-    # [providers.NAME]
-    "base_url": "the provider's API base URL",
-    "api_key_env": "the environment variable holding the API key",
-    "api_secret_env": "the environment variable holding the API secret (scenario)",
-    "url_lifetime_s": "seconds; a URL's lifetime when it carries no expiry (0 = provider default)",
-    "max_size_mb": "MiB; files above are rejected locally (0 = no local limit)",
-    "order_id": "autoenhance: the order to add images to (empty: one per journal)",
-    "model_id": "scenario: the model to attach training images to",
-    "mode": "scenario: inline | assets",
-    "preset": "scenario: default | style | subject",
-    "api_version": "autoenhance: the x-api-version header (empty: the account's default)",
-}
-"""One line per key: the help of its CLI flag and its comment in config.example.toml."""
-
-
-DEFAULT_PROVIDERS: Mapping[str, ProviderSettings] = {
-    "novita": ProviderSettings(
-        base_url="https://api.novita.ai", api_key_env="NOVITA_API_KEY", url_lifetime_s=120.0
-    ),
-    "modelhunter": ProviderSettings(
-        base_url="https://api.modelhunter.ai",
-        api_key_env="MODELHUNTER_API_KEY",
-        url_lifetime_s=900.0,
-        max_size_mb=100.0,
-    ),
-    "autoenhance": ProviderSettings(
-        base_url="https://api.autoenhance.ai", api_key_env="AUTOENHANCE_API_KEY"
-    ),
-    "scenario": ProviderSettings(
-        base_url="https://api.cloud.scenario.com/v1",
-        api_key_env="SCENARIO_API_KEY",
-        api_secret_env="SCENARIO_API_SECRET",
-        mode="assets",
-        preset="default",
-    ),
-}
+    api_concurrency: int = setting(16, "provider API calls in flight at once")
+    put_concurrency: int = setting(32, "uploads (PUTs) in flight at once")
+    api_rate: float = setting(
+        0.0, "API calls per second; 0 = unlimited until throttled, then adaptive"
+    )
+    lookahead: int = setting(8, "signed URLs allowed to wait for a free upload slot")
+    max_attempts: int = setting(8, "tries of one step (the first included) before the item fails")
+    max_resigns: int = setting(8, "new URLs per item after expiry before the item fails")
+    backoff_base_s: float = setting(
+        0.2, "seconds; the full-jitter backoff ceiling starts here and doubles"
+    )
+    backoff_cap_s: float = setting(30.0, "seconds; the backoff ceiling never exceeds this")
+    max_pause_s: float = setting(
+        60.0,
+        "seconds; the longest wait a server's Retry-After may impose (longer ones are cut and reported)",
+    )
+    resign_margin_s: float = setting(
+        15.0, "seconds; re-sign a URL with less than this left (at most 1/4 of its lifetime)"
+    )
+    connect_timeout_s: float = setting(10.0, "seconds to open a connection")
+    read_timeout_s: float = setting(
+        60.0, "seconds to wait for any data from a server before retrying"
+    )
+    circuit_breaker: int = setting(
+        25, "items failing in a row with the same error that stop the run"
+    )
+    journal_sync_interval_s: float = setting(
+        0.5, "seconds between journal fsyncs (records reach the OS at once)"
+    )
+    status_interval_s: float = setting(10.0, "seconds between status lines when not on a terminal")
+    allow_insecure_http: bool = setting(
+        False, "allow plain-http upload URLs to hosts other than loopback"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,57 +89,99 @@ class Settings:
     )
 
     def provider(self, name: str) -> ProviderSettings:
+        """The section of provider `name` (the common type; adapters narrow it with `of`)."""
         try:
             return self.providers[name]
         except KeyError:
             raise ConfigError(f"no settings for provider {name!r}", key="providers") from None
 
 
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Check one value against its field's type; ints are accepted for floats."""
-    if hint is bool:
+def owners_of(key: str) -> list[str]:
+    """The providers whose section has `key`."""
+    return [name for name, cls in SETTINGS_CLASSES.items() if any(k.name == key for k in keys(cls))]
+
+
+def elsewhere(key: str, provider: str) -> str | None:
+    """ "a scenario setting, not a novita one" when `key` is only another provider's; else None."""
+    owners = [name for name in owners_of(key) if name != provider]
+    if not owners or provider in owners_of(key):
+        return None
+    article = "an" if owners[0][0] in "aeiou" else "a"
+    return f"{article} {' and '.join(owners)} setting, not a {provider} one"
+
+
+def _did_you_mean(word: str, known: Collection[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]}? " if close else ""
+
+
+def _unknown_key(section: str, key: str, base: Any, provider: str | None) -> ConfigError:
+    names = [k.name for k in keys(type(base))]
+    full = f"{section}.{key}"
+    owned = elsewhere(key, provider) if provider else None
+    if owned:
+        return ConfigError(owned, key=full)
+    if f"{key}_env" in names:
+        variable = getattr(base, f"{key}_env")
+        return ConfigError(
+            "unknown key; secrets are never read from the config file: put the value in the environment "
+            f"variable that {key}_env names (now {variable})",
+            key=full,
+        )
+    return ConfigError(
+        f"unknown key; {_did_you_mean(key, names)}(known keys: {', '.join(names)})", key=full
+    )
+
+
+def _coerce(key: str, value: Any, spec: Key) -> Any:
+    """Check one value against its key's type; ints are accepted for floats."""
+    if spec.kind == "bool":
         if isinstance(value, bool):
             return value
         raise ConfigError(f"expected true or false, got {value!r}", key=key)
-    if hint is int:
+    if spec.kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise ConfigError(f"expected an integer, got {value!r}", key=key)
-    if hint is float:
+    if spec.kind == "float":
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         raise ConfigError(f"expected a number, got {value!r}", key=key)
-    if hint is str:
-        if isinstance(value, str):
-            return value
+    if not isinstance(value, str):
         raise ConfigError(f"expected a string, got {value!r}", key=key)
-    raise AssertionError(f"unsupported settings type {hint!r}")  # pragma: no cover
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(
+            f"must be one of {', '.join(spec.choices)}, got {value!r}; "
+            f"{_did_you_mean(value, spec.choices)}".rstrip("; "),
+            key=key,
+        )
+    return value
 
 
-def _replace(section: str, base: Any, table: Mapping[str, Any]) -> Any:
-    hints = typing.get_type_hints(type(base))
-    names = {f.name for f in dataclasses.fields(base)}
+S = TypeVar("S", bound="DataclassInstance")
+
+
+def _replace(section: str, base: S, table: Mapping[str, Any], provider: str | None = None) -> S:
+    specs = {k.name: k for k in keys(type(base))}
     changes: dict[str, Any] = {}
     for key, value in table.items():
-        full = f"{section}.{key}"
-        if key not in names:
-            known = ", ".join(sorted(names))
-            raise ConfigError(f"unknown key (known keys: {known})", key=full)
-        changes[key] = _coerce(full, value, hints[key])
+        if key not in specs:
+            raise _unknown_key(section, key, base, provider)
+        changes[key] = _coerce(f"{section}.{key}", value, specs[key])
     result = dataclasses.replace(base, **changes)
     _check_ranges(section, result)
     return result
 
 
-def _check_ranges(section: str, value: Any) -> None:
+def _check_ranges(section: str, value: object) -> None:
     if isinstance(value, RunSettings):
         for name in ("api_concurrency", "put_concurrency", "max_attempts", "circuit_breaker"):
             if getattr(value, name) < 1:
                 raise ConfigError("must be at least 1", key=f"{section}.{name}")
-        for f in dataclasses.fields(value):
-            number = getattr(value, f.name)
-            if isinstance(number, int | float) and not isinstance(number, bool) and number < 0:
-                raise ConfigError("must not be negative", key=f"{section}.{f.name}")
+    for spec in keys(type(value)):
+        number = getattr(value, spec.name)
+        if spec.kind in ("int", "float") and number < 0:
+            raise ConfigError("must not be negative", key=f"{section}.{spec.name}")
 
 
 def load_settings(
@@ -198,9 +200,9 @@ def load_settings(
             raise ConfigError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    unknown = set(data) - {"run", "providers"}
-    if unknown:
-        raise ConfigError("unknown section (known: run, providers)", key=sorted(unknown)[0])
+    for name in sorted(set(data) - {"run", "providers"}):
+        hint = _did_you_mean(name, ("run", "providers"))
+        raise ConfigError(f"unknown section; {hint}(known: run, providers)", key=name)
     run_table = data.get("run", {})
     if not isinstance(run_table, dict):
         raise ConfigError("expected a table", key="run")
@@ -211,13 +213,14 @@ def load_settings(
         raise ConfigError("expected a table", key="providers")
     for name in sorted(set(table) | set(provider_overrides or {})):
         if name not in providers:
+            hint = _did_you_mean(name, providers)
             known = ", ".join(sorted(providers))
-            raise ConfigError(f"unknown provider (known: {known})", key=f"providers.{name}")
+            raise ConfigError(f"unknown provider; {hint}(known: {known})", key=f"providers.{name}")
         section = table.get(name, {})
         if not isinstance(section, dict):
             raise ConfigError("expected a table", key=f"providers.{name}")
         merged = {**section, **((provider_overrides or {}).get(name, {}))}
-        providers[name] = _replace(f"providers.{name}", providers[name], merged)
+        providers[name] = _replace(f"providers.{name}", providers[name], merged, provider=name)
     return Settings(run=run, providers=providers)
 
 

@@ -99,7 +99,7 @@ class Spec:
 
 def _keys(name: str) -> dict[str, str]:
     settings = DEFAULT_PROVIDERS[name]
-    names = [v for v in (settings.api_key_env, settings.api_secret_env) if v]
+    names = [v for field in settings.key_envs if (v := getattr(settings, field))]
     return {v: SENTINELS.get(v, f"SENTINEL-{v.lower()}-0000") for v in names}
 
 

@@ -1,13 +1,30 @@
-"""`ingest config show`: the effective settings, as TOML, with secrets masked."""
+"""`ingest config show` and `ingest config example`: settings as TOML, from the schema.
+
+`show` prints the effective settings (defaults, config file, flags) with
+secrets masked; `example` prints every key at its default, which is what
+`config.example.toml` holds (a test keeps the two equal). Both are rendered
+by `render` from the schema (`ingest.schema.keys`): each line carries the
+key's help and flag, and each provider's section lists only its own keys.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from ingest.cli.options import add_settings_flags, settings_from_args
+from ingest.config import ProviderSettings, RunSettings, Settings
+from ingest.schema import Key, keys
+
+HEADER = """\
+# ingest configuration. Copy to ./ingest.toml (read automatically) or pass --config FILE.
+# Every key is shown with its default; the flag named at the end of its line wins over the file.
+# Each [providers.NAME] section has only the keys that provider uses.
+# Secrets never go in this file: it only names the environment variables that hold them.
+# This file is the output of `ingest config example` (a test keeps them equal).
+"""
 
 
 def register(sub: Any) -> None:
@@ -23,9 +40,13 @@ def register(sub: Any) -> None:
     show.add_argument("--provider", choices=PROVIDER_NAMES, help="only this provider's section")
     add_settings_flags(show)
     show.set_defaults(func=run)
+    example = sub2.add_parser(
+        "example", help="print every key at its default, documented (config.example.toml)"
+    )
+    example.set_defaults(func=run_example)
 
 
-def _toml(value: Any) -> str:
+def _toml(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -38,10 +59,60 @@ def mask(value: str) -> str:
     return f"set ({len(value)} characters)" if value else "NOT SET"
 
 
+def _comment(key: Key) -> str:
+    flag = f"{key.flag} {'|'.join(key.choices)}" if key.choices else key.flag
+    return f"{key.help} ({flag})"
+
+
+def _section(title: str, value: RunSettings | ProviderSettings, secrets: bool) -> list[str]:
+    """One TOML table: `key = value  # help (--flag)`, aligned.
+
+    With `secrets`, each line of a key naming a secret variable (`key_envs`)
+    also says whether that variable is set in this environment.
+    """
+    rows = []
+    for key in keys(type(value)):
+        current = getattr(value, key.name)
+        comment = _comment(key)
+        if (
+            secrets
+            and isinstance(value, ProviderSettings)
+            and key.name in value.key_envs
+            and current
+        ):
+            comment += f"; ${current}: {mask(os.environ.get(current, ''))}"
+        rows.append((f"{key.name} = {_toml(current)}", comment))
+    width = max(len(text) for text, _ in rows)
+    return [f"[{title}]", *(f"{text.ljust(width)}  # {comment}" for text, comment in rows)]
+
+
+def render(
+    settings: Settings, providers: Mapping[str, ProviderSettings], *, show_secrets: bool
+) -> str:
+    """`[run]` and the named provider sections as TOML, each key documented."""
+    lines = _section("run", settings.run, False)
+    for name, section in providers.items():
+        lines += ["", *_section(f"providers.{name}", section, show_secrets)]
+    return "\n".join(lines) + "\n"
+
+
+def example_toml() -> str:
+    """`config.example.toml`: every key at its default, providers in name order."""
+    settings = Settings()
+    providers = {name: settings.providers[name] for name in sorted(settings.providers)}
+    return HEADER + "\n" + render(settings, providers, show_secrets=False)
+
+
+def run_example(args: argparse.Namespace) -> int:
+    import sys
+
+    sys.stdout.write(example_toml())
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ingest.config import HELP
     from ingest.errors import ConfigError
 
     try:
@@ -49,18 +120,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)
         return 2
-    lines = ["[run]"]
-    for f in dataclasses.fields(settings.run):
-        lines.append(f"{f.name} = {_toml(getattr(settings.run, f.name))}  # {HELP.get(f.name, '')}")
     names = [args.provider] if args.provider else sorted(settings.providers)
-    for name in names:
-        section = settings.providers[name]
-        lines.append(f"\n[providers.{name}]")
-        for f in dataclasses.fields(section):
-            value = getattr(section, f.name)
-            line = f"{f.name} = {_toml(value)}"
-            if f.name.endswith("_env") and value:
-                line += f"  # ${value}: {mask(os.environ.get(value, ''))}"
-            lines.append(line)
-    print("\n".join(lines))
+    providers = {name: settings.providers[name] for name in names}
+    sys.stdout.write(render(settings, providers, show_secrets=True))
     return 0

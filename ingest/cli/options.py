@@ -1,42 +1,50 @@
 """Command-line flags for every settings key, generated from the settings schema.
 
-Every `[run]` key and every `[providers.NAME]` key gets a flag (`put_concurrency`
-→ `--put-concurrency`); a flag that is given wins over the config file.
+Every `[run]` key and every key of any `[providers.NAME]` section gets one
+flag (`put_concurrency` → `--put-concurrency`), whose help is the key's own
+(`ingest.schema`); a flag that is given wins over the config file. A key only
+some providers have says which in its help, and giving it with another
+`--provider` is an error that names its owner ("--model-id is a scenario
+setting, not a novita one") instead of being ignored.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
 from pathlib import Path
 from typing import Any
 
-from ingest.config import HELP, ProviderSettings, RunSettings, Settings, load_settings
+from ingest.config import RunSettings, Settings, elsewhere, load_settings, owners_of
+from ingest.errors import ConfigError
+from ingest.providers.settings import SETTINGS_CLASSES
+from ingest.schema import Key, keys
 
 _RUN = "run__"
 _PROVIDER = "provider__"
+_METAVARS = {"int": "N", "float": "X", "str": "TEXT"}
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str}
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def provider_keys() -> list[Key]:
+    """Every key of any provider's section, once each, in declaration order."""
+    seen: dict[str, Key] = {}
+    for cls in SETTINGS_CLASSES.values():
+        for key in keys(cls):
+            seen.setdefault(key.name, key)
+    common = [k for k in seen.values() if len(owners_of(k.name)) == len(SETTINGS_CLASSES)]
+    return common + [k for k in seen.values() if k not in common]
 
 
-def _add_fields(group: Any, cls: type, prefix: str) -> None:
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        kwargs: dict[str, Any] = {
-            "dest": prefix + f.name,
-            "default": None,
-            "help": HELP.get(f.name, ""),
-        }
-        if hint is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["type"] = hint
-            kwargs["metavar"] = {int: "N", float: "X", str: "TEXT"}[hint]
-        group.add_argument(_flag(f.name), **kwargs)
+def _add(group: Any, key: Key, prefix: str, help_text: str) -> None:
+    kwargs: dict[str, Any] = {"dest": prefix + key.name, "default": None, "help": help_text}
+    if key.kind == "bool":
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif key.choices:
+        kwargs["choices"] = key.choices
+    else:
+        kwargs["type"] = _TYPES[key.kind]
+        kwargs["metavar"] = _METAVARS[key.kind]
+    group.add_argument(key.flag, **kwargs)
 
 
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -44,14 +52,33 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", type=Path, help="TOML settings file (default: ./ingest.toml if present)"
     )
-    _add_fields(
-        parser.add_argument_group("run settings (override the config file)"), RunSettings, _RUN
-    )
-    _add_fields(
-        parser.add_argument_group("provider settings (for the chosen --provider)"),
-        ProviderSettings,
-        _PROVIDER,
-    )
+    run = parser.add_argument_group("run settings (override the config file)")
+    for key in keys(RunSettings):
+        _add(run, key, _RUN, key.help)
+    group = parser.add_argument_group("provider settings (for the chosen --provider)")
+    for key in provider_keys():
+        owners = owners_of(key.name)
+        only = "" if len(owners) == len(SETTINGS_CLASSES) else f" [{', '.join(owners)}]"
+        _add(group, key, _PROVIDER, key.help + only)
+
+
+def _given(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    return {
+        k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None
+    }
+
+
+def provider_flags(args: argparse.Namespace, provider: str | None) -> dict[str, Any]:
+    """The provider settings given as flags; a `ConfigError` for one `provider` lacks."""
+    chosen = _given(args, _PROVIDER)
+    for name in chosen:
+        flag = "--" + name.replace("_", "-")
+        if provider is None:
+            raise ConfigError(f"{flag} is a provider setting: name the provider with --provider")
+        owned = elsewhere(name, provider)
+        if owned:
+            raise ConfigError(f"{flag} is {owned}")
+    return chosen
 
 
 def settings_from_args(args: argparse.Namespace, provider: str | None) -> Settings:
@@ -59,11 +86,6 @@ def settings_from_args(args: argparse.Namespace, provider: str | None) -> Settin
     config = args.config
     if config is None and Path("ingest.toml").exists():
         config = Path("ingest.toml")
-    run = {k[len(_RUN) :]: v for k, v in vars(args).items() if k.startswith(_RUN) and v is not None}
-    chosen = {
-        k[len(_PROVIDER) :]: v
-        for k, v in vars(args).items()
-        if k.startswith(_PROVIDER) and v is not None
-    }
+    chosen = provider_flags(args, provider)
     providers = {provider: chosen} if provider and chosen else {}
-    return load_settings(config, run_overrides=run, provider_overrides=providers)
+    return load_settings(config, run_overrides=_given(args, _RUN), provider_overrides=providers)

@@ -43,12 +43,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ingest.capabilities import Capabilities
-from ingest.config import ProviderSettings
 from ingest.errors import Action, Scope, TransferError
 from ingest.http import Response, http_error, request
 from ingest.item import Source
 from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
+from ingest.providers.settings import AutoenhanceSettings, ProviderSettings
 from ingest.sniff import ImageType
 
 SAME_NAME_LIMIT = 30  # identical file names per hour
@@ -88,19 +88,19 @@ class AutoenhanceProvider:
     """Adapter for Autoenhance's v3 image creation and upload."""
 
     name: ClassVar[str] = "autoenhance"
-    key_envs: ClassVar[tuple[str, ...]] = ("api_key_env",)
+    key_envs: ClassVar[tuple[str, ...]] = AutoenhanceSettings.key_envs
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self.caps = self.capabilities(ctx.settings)
-        self._headers = (
-            {"x-api-version": ctx.settings.api_version} if ctx.settings.api_version else {}
-        )
+        settings = AutoenhanceSettings.of(ctx.settings)
+        self._headers = {"x-api-version": settings.api_version} if settings.api_version else {}
 
     @staticmethod
     def capabilities(settings: ProviderSettings) -> Capabilities:
         # Formats: the emulator's choice for a real-estate photo service (inferred;
         # Autoenhance documents none); the API itself answers 422 for others.
+        settings = AutoenhanceSettings.of(settings)
         return Capabilities(
             formats=frozenset(
                 {ImageType.JPEG, ImageType.PNG, ImageType.WEBP, ImageType.HEIC, ImageType.TIFF}
@@ -116,7 +116,8 @@ class AutoenhanceProvider:
 
     @staticmethod
     def run_params(settings: ProviderSettings, previous: Mapping[str, str]) -> dict[str, str]:
-        return {"order_id": settings.order_id or previous.get("order_id") or str(uuid.uuid4())}
+        named = AutoenhanceSettings.of(settings).order_id
+        return {"order_id": named or previous.get("order_id") or str(uuid.uuid4())}
 
     @staticmethod
     def export_document(

@@ -24,8 +24,8 @@ from ingest.item import Source
 from ingest.lease import Lease
 
 if TYPE_CHECKING:
-    from ingest.config import ProviderSettings
     from ingest.providers.context import Context
+    from ingest.providers.settings import ProviderSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,9 @@
-"""What an adapter is constructed with: its sessions, its settings, the clock."""
+"""What an adapter is constructed with: its sessions, its settings, the clock.
+
+`settings` is the common `ProviderSettings` type (callers serve every
+provider); an adapter reads its own keys through its class, e.g.
+`ScenarioSettings.of(ctx.settings)`.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,9 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from ingest.config import ProviderSettings
 from ingest.item import Source
 from ingest.providers.base import Target
+from ingest.providers.settings import ProviderSettings
 
 
 @dataclass(frozen=True, slots=True)

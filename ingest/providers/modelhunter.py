@@ -35,12 +35,12 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from ingest.capabilities import Capabilities
-from ingest.config import ProviderSettings
 from ingest.errors import Action, TransferError
 from ingest.http import Response, http_error, request
 from ingest.item import Source
 from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
+from ingest.providers.settings import ModelHunterSettings, ProviderSettings
 from ingest.sniff import ImageType
 
 DOCUMENTED_LIFETIME_S = 900.0  # "valid for 15 minutes"
@@ -68,7 +68,7 @@ class ModelHunterProvider:
     """Adapter for ModelHunter's file uploads."""
 
     name: ClassVar[str] = "modelhunter"
-    key_envs: ClassVar[tuple[str, ...]] = ("api_key_env",)
+    key_envs: ClassVar[tuple[str, ...]] = ModelHunterSettings.key_envs
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
@@ -76,6 +76,7 @@ class ModelHunterProvider:
 
     @staticmethod
     def capabilities(settings: ProviderSettings) -> Capabilities:
+        settings = ModelHunterSettings.of(settings)
         return Capabilities(
             formats=frozenset({ImageType.PNG, ImageType.JPEG, ImageType.WEBP}),
             max_size=settings.max_size,

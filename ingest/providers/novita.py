@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ingest.capabilities import Capabilities
-from ingest.config import ProviderSettings
 from ingest.errors import Action, TransferError
 from ingest.http import Response, http_error, request
 from ingest.item import Source
 from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
+from ingest.providers.settings import NovitaSettings, ProviderSettings
 from ingest.sniff import ImageType
 
 _AUTH_REASONS = frozenset({"MISSING_API_KEY", "INVALID_API_KEY", "FAILED_TO_AUTH"})
@@ -43,7 +43,7 @@ class NovitaProvider:
     """Adapter for Novita's training-dataset assets."""
 
     name: ClassVar[str] = "novita"
-    key_envs: ClassVar[tuple[str, ...]] = ("api_key_env",)
+    key_envs: ClassVar[tuple[str, ...]] = NovitaSettings.key_envs
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
@@ -51,6 +51,7 @@ class NovitaProvider:
 
     @staticmethod
     def capabilities(settings: ProviderSettings) -> Capabilities:
+        settings = NovitaSettings.of(settings)
         return Capabilities(
             formats=frozenset({ImageType.PNG, ImageType.JPEG, ImageType.WEBP}),
             max_size=settings.max_size,

@@ -17,8 +17,10 @@ import pytest
 from ingest.capabilities import Capabilities
 from ingest.config import DEFAULT_PROVIDERS, ProviderSettings
 from ingest.errors import ConfigError
-from ingest.providers import PROVIDER_NAMES, provider_class
+from ingest.providers import PROVIDER_NAMES, ProviderName, provider_class
 from ingest.providers.base import ProviderClass
+from ingest.providers.settings import SETTINGS_CLASSES
+from ingest.schema import keys
 from tests.contract.harness import HARNESSES, Harness, available
 from tests.simproc import ingest_env, run_ingest
 
@@ -124,6 +126,21 @@ def test_commands_before_any_call_work_as_a_user_types_them(
     out = done.stdout + done.stderr
     assert "12 ok" in out if command == "validate" else "would upload 12 files" in out
     assert not (tmp_path / "j").exists()  # a dry run writes no journal
+
+
+@pytest.mark.parametrize("provider", PROVIDER_NAMES)
+def test_a_flag_of_another_provider_is_refused_by_name(
+    provider: ProviderName, tmp_path: Path
+) -> None:
+    own = {key.name for key in keys(SETTINGS_CLASSES[provider])}
+    other = next(
+        key for cls in SETTINGS_CLASSES.values() for key in keys(cls) if key.name not in own
+    )
+    value = other.choices[0] if other.choices else "x"
+    args = ["validate", str(MANIFEST), "--provider", provider, other.flag, value]
+    done = run_ingest(args, env=ingest_env(), cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"{other.flag} is a" in done.stderr and f"setting, not a {provider} one" in done.stderr
 
 
 def test_the_registry_imports_no_adapter_until_asked() -> None:

@@ -28,6 +28,7 @@ from ingest.manifest import read_manifest
 from ingest.providers import PROVIDER_NAMES, provider_class
 from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
+from ingest.providers.settings import ScenarioSettings
 from ingest.sim import SimSettings, serve
 from ingest.sniff import ImageType
 from ingest.validate import Limits, check
@@ -275,7 +276,8 @@ async def test_files_over_each_providers_limit_are_named(tmp_path: Path) -> None
             settings = DEFAULT_PROVIDERS[name]
             if settings.max_size is None:
                 settings = dataclasses.replace(settings, max_size_mb=1.0)
-            settings = dataclasses.replace(settings, model_id=settings.model_id or "model_x")
+            if isinstance(settings, ScenarioSettings):
+                settings = dataclasses.replace(settings, model_id="model_x")
             caps = provider_class(name)(Context(api=api, storage=storage, settings=settings)).caps
             assert caps.max_size is not None, name
             image_type = sorted(caps.formats, key=lambda t: t.ext)[0]

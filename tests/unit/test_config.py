@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from ingest.config import load_settings, read_secrets
+from ingest.cli.config import example_toml
+from ingest.cli.options import add_settings_flags, settings_from_args
+from ingest.config import (
+    DEFAULT_PROVIDERS,
+    ProviderSettings,
+    RunSettings,
+    load_settings,
+    read_secrets,
+)
 from ingest.errors import ConfigError
+from ingest.providers import PROVIDER_NAMES
+from ingest.providers.settings import (
+    SETTINGS_CLASSES,
+    AutoenhanceSettings,
+    NovitaSettings,
+    ScenarioSettings,
+)
 from ingest.redact import redact
+from ingest.schema import keys
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,6 +41,47 @@ def test_defaults() -> None:
 def test_example_config_is_valid_and_complete() -> None:
     s = load_settings(ROOT / "config.example.toml")
     assert s == load_settings()  # the example documents the defaults
+
+
+def test_example_config_is_generated_from_the_schema() -> None:
+    text = (ROOT / "config.example.toml").read_text()
+    assert text == example_toml(), "regenerate: ingest config example > config.example.toml"
+
+
+def test_example_config_shows_only_what_each_provider_uses() -> None:
+    data = tomllib.loads((ROOT / "config.example.toml").read_text())
+    assert list(data["run"]) == [f.name for f in dataclasses.fields(RunSettings)]
+    assert sorted(data["providers"]) == sorted(PROVIDER_NAMES)
+    for name, cls in SETTINGS_CLASSES.items():
+        assert list(data["providers"][name]) == [f.name for f in dataclasses.fields(cls)], name
+    assert "model_id" not in data["providers"]["novita"]
+    assert "api_secret_env" not in data["providers"]["autoenhance"]
+
+
+def test_every_key_has_help_and_a_flag_that_shows_it() -> None:
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser)
+    text = " ".join(parser.format_help().split())
+    classes: list[type] = [RunSettings, *SETTINGS_CLASSES.values()]
+    for cls in classes:
+        for key in keys(cls):
+            assert key.help and key.flag in text, (cls.__name__, key.name)
+            assert " ".join(key.help.split())[:30] in text, key.name
+    assert "[scenario]" in text and "[autoenhance]" in text  # keys only some providers have
+
+
+def test_each_provider_has_its_own_settings_class() -> None:
+    settings = load_settings()
+    for name in PROVIDER_NAMES:
+        section: ProviderSettings = settings.provider(name)
+        assert type(section) is SETTINGS_CLASSES[name]
+        assert section == DEFAULT_PROVIDERS[name] == SETTINGS_CLASSES[name]()
+    assert ScenarioSettings.of(settings.provider("scenario")).mode == "assets"
+    with pytest.raises(TypeError, match="ScenarioSettings expected"):
+        ScenarioSettings.of(settings.provider("novita"))
+    assert AutoenhanceSettings.of(settings.provider("autoenhance")).order_id == ""
+    assert NovitaSettings.key_envs == ("api_key_env",)
+    assert ScenarioSettings.key_envs == ("api_key_env", "api_secret_env")
 
 
 def test_file_then_flags(tmp_path: Path) -> None:
@@ -45,6 +105,9 @@ def test_file_then_flags(tmp_path: Path) -> None:
         ("[runn]\n", "runn"),
         ("[providers.nope]\n", "providers.nope"),
         ("[providers.novita]\napi_key = 'sk-123'\n", "providers.novita.api_key"),
+        ("[providers.novita]\nmodel_id = 'm'\n", "providers.novita.model_id"),
+        ("[providers.scenario]\nmode = 'bulk'\n", "providers.scenario.mode"),
+        ("[providers.scenario]\nmode = 1\n", "providers.scenario.mode"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -54,6 +117,91 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
         load_settings(cfg)
     assert info.value.key == key
     assert key in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[run]\nput_concurency = 8\n", "did you mean put_concurrency?"),
+        ("[providers.novita]\nbase_ur = 'x'\n", "did you mean base_url?"),
+        ("[providers.novta]\n", "did you mean novita?"),
+        ("[rnu]\n", "did you mean run?"),
+        ("[providers.scenario]\nmode = 'asets'\n", "did you mean assets?"),
+        ("[providers.novita]\nmodel_id = 'm'\n", "a scenario setting, not a novita one"),
+        ("[providers.scenario]\norder_id = 'o'\n", "an autoenhance setting, not a scenario one"),
+        ("[providers.novita]\napi_key = 'sk-1'\n", "environment variable that api_key_env names"),
+        (
+            "[providers.scenario]\napi_secret = 's'\n",
+            "api_secret_env names (now SCENARIO_API_SECRET)",
+        ),
+    ],
+)
+def test_bad_keys_say_what_was_meant(tmp_path: Path, text: str, message: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert message in str(info.value)
+    assert "sk-1" not in str(info.value)
+
+
+def test_library_overrides_for_another_provider_name_it() -> None:
+    with pytest.raises(ConfigError, match="a scenario setting, not a novita one") as info:
+        load_settings(provider_overrides={"novita": {"model_id": "m"}})
+    assert info.value.key == "providers.novita.model_id"
+
+
+def _flags(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.mark.parametrize(
+    ("provider", "argv", "message"),
+    [
+        ("novita", ("--model-id", "m"), "--model-id is a scenario setting, not a novita one"),
+        (
+            "modelhunter",
+            ("--mode", "inline"),
+            "--mode is a scenario setting, not a modelhunter one",
+        ),
+        (
+            "scenario",
+            ("--order-id", "o"),
+            "--order-id is an autoenhance setting, not a scenario one",
+        ),
+        ("autoenhance", ("--api-secret-env", "X"), "--api-secret-env is a scenario setting"),
+        (None, ("--base-url", "http://x"), "--base-url is a provider setting: name the provider"),
+    ],
+)
+def test_a_flag_for_another_provider_is_an_error_naming_it(
+    provider: str | None,
+    argv: tuple[str, ...],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./ingest.toml
+    with pytest.raises(ConfigError) as info:
+        settings_from_args(_flags(*argv), provider)
+    assert message in str(info.value)
+
+
+def test_flags_set_the_chosen_providers_own_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = _flags(
+        "--model-id", "m1", "--mode", "inline", "--base-url", "http://h", "--put-concurrency", "3"
+    )
+    settings = settings_from_args(args, "scenario")
+    scenario = ScenarioSettings.of(settings.provider("scenario"))
+    assert (scenario.model_id, scenario.mode, scenario.base_url) == ("m1", "inline", "http://h")
+    assert settings.run.put_concurrency == 3
+    assert settings.provider("novita") == DEFAULT_PROVIDERS["novita"]
+    with pytest.raises(SystemExit):  # argparse refuses a mode that is not one of the choices
+        _flags("--mode", "bulk")
 
 
 def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from ingest.config import DEFAULT_PROVIDERS
 from ingest.errors import Action, TransferError
 from ingest.providers.autoenhance import AutoenhanceProvider, is_same_name_429
 from ingest.providers.base import Landed
+from ingest.providers.settings import AutoenhanceSettings
 from tests.fakeapi import Canned, FakeApi, context, source
 
 pytestmark = pytest.mark.anyio
@@ -61,11 +61,11 @@ async def test_api_version_is_sent_as_a_header(tmp_path: Path) -> None:
 
 
 def test_run_params_bind_one_order_per_journal() -> None:
-    settings = DEFAULT_PROVIDERS["autoenhance"]
+    settings = AutoenhanceSettings()
     fresh = AutoenhanceProvider.run_params(settings, {})["order_id"]
     assert uuid.UUID(fresh).version == 4
     assert AutoenhanceProvider.run_params(settings, {"order_id": "kept"}) == {"order_id": "kept"}
-    named = dataclasses.replace(settings, order_id="mine")
+    named = AutoenhanceSettings(order_id="mine")
     assert AutoenhanceProvider.run_params(named, {"order_id": "kept"}) == {"order_id": "mine"}
 
 

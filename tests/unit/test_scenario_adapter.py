@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.config import DEFAULT_PROVIDERS, ProviderSettings, RunSettings
+from ingest.config import RunSettings, load_settings
 from ingest.engine import Engine, EngineSettings
 from ingest.errors import Action, ConfigError, ManifestError, TransferError
 from ingest.http import Response, Timeouts, api_session, storage_session
@@ -25,6 +25,7 @@ from ingest.providers.context import Context
 from ingest.providers.scenario import ASSET_LIMIT, ScenarioProvider, multipart
 from ingest.providers.scenario.multipart import PART_SIZE, part_size_for
 from ingest.providers.scenario.wire import b64_length, classify
+from ingest.providers.settings import ScenarioMode, ScenarioSettings
 from ingest.sim import FaultPlan, SimServer, SimSettings, serve
 from ingest.sim.faults import FaultInjector
 from ingest.sim.scenario_world import attached_by_sha, world_of
@@ -142,8 +143,8 @@ def test_ceiling_message_says_chunking_cannot_help() -> None:
     assert "smaller batches cannot" in err.message
 
 
-def settings(**changes: Any) -> ProviderSettings:
-    return dataclasses.replace(DEFAULT_PROVIDERS["scenario"], **changes)
+def settings(**changes: Any) -> ScenarioSettings:
+    return ScenarioSettings(**changes)
 
 
 def test_run_params_bind_the_model_id() -> None:
@@ -160,11 +161,22 @@ def test_run_params_bind_the_model_id() -> None:
     assert "--model-id" in str(info.value)
 
 
-@pytest.mark.parametrize(("name", "value"), [("mode", "bulk"), ("preset", "portrait")])
-def test_run_params_check_mode_and_preset(name: str, value: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        ScenarioProvider.run_params(settings(model_id="m", **{name: value}), {})
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [("mode", "bulk", "assets, inline"), ("preset", "portrait", "default, style, subject")],
+)
+def test_mode_and_preset_are_checked_when_loaded(name: str, value: str, allowed: str) -> None:
+    with pytest.raises(ConfigError, match=allowed) as info:
+        load_settings(provider_overrides={"scenario": {name: value}})
     assert info.value.key == f"providers.scenario.{name}"
+
+
+@pytest.mark.parametrize("mode", ["assets", "inline"])
+def test_capabilities_follow_the_mode(mode: ScenarioMode) -> None:
+    caps = ScenarioProvider.capabilities(settings(mode=mode))
+    assert caps.finalize is (mode == "assets")
+    assert caps.finalize_batch == (10 if mode == "assets" else 1)
+    assert caps.url_lifetime_s is None
 
 
 def test_auth_headers_are_basic_key_colon_secret() -> None:

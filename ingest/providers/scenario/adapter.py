@@ -43,7 +43,6 @@ import anyio
 import orjson
 
 from ingest.capabilities import Capabilities
-from ingest.config import ProviderSettings
 from ingest.errors import Action, ConfigError, TransferError
 from ingest.http import Response, map_errors, request
 from ingest.item import Source
@@ -57,25 +56,20 @@ from ingest.providers.scenario.wire import (
     json_with_b64,
     object_of,
 )
+from ingest.providers.settings import (
+    ProviderSettings,
+    ScenarioMode,
+    ScenarioPreset,
+    ScenarioSettings,
+)
 from ingest.redact import register_secret
 from ingest.sniff import ImageType
 from ingest.storage import FileChanged, closing_body
 
 ASSET_LIMIT = 6_000_000  # bytes: "< 6 MB" goes to /assets or inline; larger needs /uploads
 ATTACH_BATCH = 10  # assetIds per attach call (documented maximum)
-MODES = ("assets", "inline")
-PRESETS = ("default", "style", "subject")
 # Formats Scenario documents for assets [S15] that `ingest.sniff` knows; not BMP.
 FORMATS = frozenset(ImageType) - {ImageType.BMP}
-
-
-def _setting(settings: ProviderSettings, name: str, allowed: tuple[str, ...], default: str) -> str:
-    value = (getattr(settings, name) or default).strip().lower()
-    if value not in allowed:
-        raise ConfigError(
-            f"must be one of {', '.join(allowed)}, got {value!r}", key=f"providers.scenario.{name}"
-        )
-    return value
 
 
 def _required_model_id(value: str) -> str:
@@ -95,14 +89,14 @@ class ScenarioProvider:
     """Adapter for Scenario training images (see the module docstring)."""
 
     name: ClassVar[str] = "scenario"
-    key_envs: ClassVar[tuple[str, ...]] = ("api_key_env", "api_secret_env")
+    key_envs: ClassVar[tuple[str, ...]] = ScenarioSettings.key_envs
 
     def __init__(self, ctx: Context) -> None:
-        settings = ctx.settings
+        settings = ScenarioSettings.of(ctx.settings)
         self._ctx = ctx
         self.model_id = _required_model_id(ctx.params.get("model_id") or settings.model_id)
-        self.mode = _setting(settings, "mode", MODES, "assets")
-        self.preset = _setting(settings, "preset", PRESETS, "default")
+        self.mode: ScenarioMode = settings.mode
+        self.preset: ScenarioPreset = settings.preset
         self.caps = self.capabilities(settings)
         self._model_path = f"models/{quote(self.model_id, safe='')}"
         self._model_checked = False
@@ -122,7 +116,7 @@ class ScenarioProvider:
     @staticmethod
     def capabilities(settings: ProviderSettings) -> Capabilities:
         """Assets mode has an attach step (10 a call); inline mode lands in one call."""
-        assets = _setting(settings, "mode", MODES, "assets") == "assets"
+        assets = ScenarioSettings.of(settings).mode == "assets"
         return Capabilities(
             formats=FORMATS,
             max_size=settings.max_size,
@@ -141,9 +135,8 @@ class ScenarioProvider:
     @staticmethod
     def run_params(settings: ProviderSettings, previous: Mapping[str, str]) -> dict[str, str]:
         """Binds the model id (a resume keeps the journal's unless one is named)."""
-        _setting(settings, "mode", MODES, "assets")
-        _setting(settings, "preset", PRESETS, "default")
-        return {"model_id": _required_model_id(settings.model_id or previous.get("model_id", ""))}
+        named = ScenarioSettings.of(settings).model_id
+        return {"model_id": _required_model_id(named or previous.get("model_id", ""))}
 
     @staticmethod
     def export_document(

@@ -35,7 +35,9 @@ __all__ = [
     "ProviderSettings",
     "RunSettings",
     "Settings",
+    "elsewhere",
     "load_settings",
+    "owners_of",
     "read_secrets",
 ]
 

@@ -1,7 +1,7 @@
 """How a settings section is declared and read back: one field, its default and its help.
 
 Owns `setting` (a dataclass field whose help text sits beside it, in the
-field's metadata), `Key` (one field read back: name, type, default, help) and
+field's metadata), `Key` (one field read back: name, type, choices, help) and
 `keys` (a settings class's keys, in declaration order). `[run]` (in
 `ingest.config`) and every `[providers.NAME]` section (in
 `ingest.providers.settings`) are declared this way, and everything that
@@ -34,8 +34,10 @@ def setting(default: T, help: str) -> T:
 
 def inherit(base: type, name: str, default: T) -> T:
     """A field of `base` declared again with another default; its help stays `base`'s."""
-    (original,) = [f for f in dataclasses.fields(base) if f.name == name]
-    return dataclasses.field(default=default, metadata=original.metadata)
+    for original in dataclasses.fields(base):
+        if original.name == name:
+            return dataclasses.field(default=default, metadata=original.metadata)
+    raise TypeError(f"{base.__name__} has no field {name!r} to inherit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,6 @@ class Key:
     name: str
     kind: Kind
     choices: tuple[str, ...]  # a Literal's values; empty for a free value
-    default: object
     help: str
 
     @property
@@ -69,5 +70,5 @@ def keys(cls: type) -> tuple[Key, ...]:
         help_text = f.metadata.get("help")
         if not help_text:
             raise TypeError(f"{cls.__name__}.{f.name}: declare it with setting(default, help)")
-        result.append(Key(f.name, kind, choices, f.default, str(help_text)))
+        result.append(Key(f.name, kind, choices, str(help_text)))
     return tuple(result)

@@ -27,7 +27,7 @@ from ingest.providers.settings import (
     ScenarioSettings,
 )
 from ingest.redact import redact
-from ingest.schema import keys
+from ingest.schema import inherit, keys, setting
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,6 +70,23 @@ def test_every_key_has_help_and_a_flag_that_shows_it() -> None:
     assert "[scenario]" in text and "[autoenhance]" in text  # keys only some providers have
 
 
+def test_a_key_without_help_or_of_an_unsupported_type_is_refused() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Bare:
+        n: int = 1
+
+    @dataclasses.dataclass(frozen=True)
+    class Listed:
+        xs: tuple[int, ...] = setting((), "a list")
+
+    with pytest.raises(TypeError, match="declare it with setting"):
+        keys(Bare)
+    with pytest.raises(TypeError, match="unsupported settings type"):
+        keys(Listed)
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        inherit(RunSettings, "nope", 1)
+
+
 def test_each_provider_has_its_own_settings_class() -> None:
     settings = load_settings()
     for name in PROVIDER_NAMES:
@@ -108,6 +125,7 @@ def test_file_then_flags(tmp_path: Path) -> None:
         ("[providers.novita]\nmodel_id = 'm'\n", "providers.novita.model_id"),
         ("[providers.scenario]\nmode = 'bulk'\n", "providers.scenario.mode"),
         ("[providers.scenario]\nmode = 1\n", "providers.scenario.mode"),
+        ("[providers.novita]\nmax_size_mb = -1\n", "providers.novita.max_size_mb"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:

@@ -84,6 +84,7 @@ class FakeProvider:
         self._script: defaultdict[tuple[str, str], deque[TransferError]] = defaultdict(deque)
         self._always: dict[tuple[str, str], TransferError] = {}
         self.log: list[Call] = []
+        self.engine: Engine | None = None  # the engine running it (set by `run_engine`)
         self.signed: Counter[str] = Counter()
         self.finalized: Counter[str] = Counter()
 
@@ -212,6 +213,7 @@ async def run_engine(
             clock=clock,
             rng=random.Random(7),
         )
+        provider.engine = engine
         outcome = await engine.run(read_manifest(manifest))
         journal.sync()
     return Ran(engine, outcome, events, replay(path))

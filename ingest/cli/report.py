@@ -266,11 +266,13 @@ class Reporter:
                     "retries": c.retries,
                     "resigns": c.resigns,
                     "throttles": c.throttles,
+                    "waits_capped": c.waits_capped,
                     "api_calls": c.api_calls,
                     "puts": c.puts,
                     "elapsed_s": round(outcome.elapsed_s, 3),
                 },
                 stop_reason=outcome.stop_reason,
+                stop_message=outcome.stop_message,
                 failures=[
                     {"class": a, "code": code, "count": n}
                     for (a, code), n in self.failures.most_common()
@@ -281,7 +283,12 @@ class Reporter:
             f"uploaded {c.done} files ({human_bytes(c.bytes_done)}) in {human_duration(elapsed)}"
             f" — {c.done / elapsed:.1f} files/s, {human_bytes(c.bytes_done / elapsed)}/s",
             f"already done before: {c.skipped}; retries: {c.retries}; re-signed URLs: {c.resigns};"
-            f" throttled: {c.throttles}",
+            f" throttled: {c.throttles}"
+            + (
+                f" ({c.waits_capped} Retry-After waits cut to max_pause_s)"
+                if c.waits_capped
+                else ""
+            ),
             f"journal {journal}: {counts['done']} done"
             + (f" of {total}" if total is not None else "")
             + f", {counts['failed']} failed, {counts['rejected']} rejected, {counts['in_flight']} unfinished",

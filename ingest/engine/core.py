@@ -55,7 +55,8 @@ from ingest.engine.triage import (
 from ingest.engine.worker import Calls
 from ingest.errors import Action, JournalError, ManifestError, TransferError
 from ingest.item import Item, Source
-from ingest.journal import Journal, Record, Replay
+from ingest.journal import Journal, Replay, records
+from ingest.journal.records import Record
 from ingest.pacing import Pacer
 from ingest.prefetch import Prefetch, release
 from ingest.providers.base import Landed, Provider
@@ -160,7 +161,7 @@ class Engine:
         # A journal that cannot be written (a full disk) stops the run at once:
         # every upload after it would be redone by the next run anyway.
         self.journal.on_error = lambda err: self._stop(StopReason.JOURNAL, str(err))
-        self._record({"s": "run", "t": round(self.clock.time(), 3), "pid": os.getpid()})
+        self._record(records.run_started(round(self.clock.time(), 3), os.getpid()))
         validated_send, validated_recv = anyio.create_memory_object_stream[Source](
             s.put_concurrency
         )
@@ -227,7 +228,7 @@ class Engine:
                     if not batch:
                         self._reading_done = True
                         self._total = self.counters.read
-                        self._record({"s": "end", "n": self.counters.read})
+                        self._record(records.manifest_end(self.counters.read))
                         break
                     routed = 0
                     try:
@@ -261,10 +262,7 @@ class Engine:
                 self.counters.failed += 1
             case Rejected(error, key):
                 self.counters.rejected += 1
-                rec: Record = {"s": "bad", "l": error.line, "e": error.reason}
-                if key is not None:
-                    rec["k"] = key
-                self._record(rec)
+                self._record(records.rejected(error.line, error.reason, key))
                 self.observer.item_rejected(key, error)
 
     # -- stages 2 and 3: acquire, then transfer ------------------------------
@@ -294,31 +292,32 @@ class Engine:
                     self.counters.in_flight -= 1
                     source = release(source, self._prefetch)
                 if finalize:
-                    rec: Record = {"s": "up", "k": item.key, "r": target.remote_id}
-                    rec["z"], rec["m"] = source.size, source.mtime_ns
-                    if target.extra:
-                        rec["x"] = dict(target.extra)
-                    self._record(rec)
+                    self._record(
+                        records.uploaded(
+                            item.key, target.remote_id, source.size, source.mtime_ns, target.extra
+                        )
+                    )
                     await handoff.send(landed, ToFinalize(item.key, item.line, target, source))
                 else:
                     self.done(item.key, item.line, source, self.provider.landed(source, target))
 
     # -- outcomes (also the finalizers' `Outcomes`) --------------------------
 
-    def done(self, key: str, line: int, source: Source | None, landed: Landed) -> None:
-        rec: Record = {"s": "done", "k": key, "r": landed.remote_id}
-        if landed.url:
-            rec["u"] = landed.url
-        if landed.extra:
-            rec["x"] = dict(landed.extra)
+    def _file_of(self, key: str, source: Source | None) -> tuple[int, int]:
+        """(size, mtime ns) of an item: its source's, or the journal's for one resumed."""
         if source is not None:
-            rec["z"] = source.size
-            rec["m"] = source.mtime_ns
+            return source.size, source.mtime_ns
+        return records.file_of(self.replay.unfinished.get(key))
+
+    def done(self, key: str, line: int, source: Source | None, landed: Landed) -> None:
+        size, mtime_ns = self._file_of(key, source)
+        self._record(
+            records.completed(
+                key, landed.remote_id, size, mtime_ns, url=landed.url, extra=landed.extra
+            )
+        )
+        if source is not None:
             self.counters.bytes_done += source.size
-        else:
-            previous = self.replay.pending.get(key, {})
-            rec["z"], rec["m"] = previous.get("z", 0), previous.get("m", 0)
-        self._record(rec)
         self.counters.done += 1
         self._streak, self._streak_code = 0, None
         if source is not None:
@@ -332,22 +331,11 @@ class Engine:
             self._stop(StopReason.PROVIDER, str(err))
             return
         self.counters.failed += 1
-        rec: Record = {
-            "s": "fail",
-            "k": key,
-            "l": line,
-            "a": err.action.value,
-            "c": err.code,
-            "e": err.message,
-        }
+        kept = None
         if landing is not None:
-            rec.update(st="up", r=landing.target.remote_id, x=dict(landing.target.extra))
-            if landing.source is not None:
-                rec.update(z=landing.source.size, m=landing.source.mtime_ns)
-            else:
-                previous = self.replay.pending.get(key, {})
-                rec.update(z=previous.get("z", 0), m=previous.get("m", 0))
-        self._record(rec)
+            size, mtime_ns = self._file_of(key, landing.source)
+            kept = records.Landed(landing.target.remote_id, landing.target.extra, size, mtime_ns)
+        self._record(records.failed(key, line, err.action, err.code, err.message, landed=kept))
         self.observer.item_failed(key, line, err)
         if err.code == self._streak_code:
             self._streak += 1

@@ -26,9 +26,9 @@ import os
 from dataclasses import dataclass
 
 from ingest.engine.finalize import ToFinalize
-from ingest.errors import Action, ManifestError
+from ingest.errors import ManifestError
 from ingest.item import Item, Source
-from ingest.journal import Replay, fingerprint
+from ingest.journal import Replay, Unfinished, fingerprint
 from ingest.providers.base import Target
 from ingest.validate import Checker
 
@@ -76,6 +76,21 @@ class Rejected:
 Triaged = Skipped | Source | Resume | Changed | FailedBefore | Rejected
 
 
+def _landed_target(rec: Unfinished) -> Target | None:
+    """The target of an item whose bytes landed earlier, else None.
+
+    Landed: journaled `up`, or a finalize that failed for a transient reason
+    (`fail` with `st: up`): finalize only, never upload again.
+    """
+    if rec["s"] == "up":
+        remote_id, extra = rec["r"], rec.get("x", {})
+    elif rec["s"] == "fail" and rec.get("st") == "up":
+        remote_id, extra = rec.get("r", ""), rec.get("x", {})
+    else:
+        return None
+    return Target(remote_id=remote_id, url=None, content_type="", lease=None, extra=extra)
+
+
 class Triage:
     """`triage(entry)`: the journal's verdict, then the local checks, for one entry."""
 
@@ -113,26 +128,15 @@ class Triage:
             if not self._reupload_changed:
                 return Changed(item.key, item.line)
             # Changed and asked to upload it again: fall through to a fresh upload.
-        previous = replay.pending.get(item.key)
+        previous = replay.unfinished.get(item.key)
         if previous is not None:
-            state = previous.get("s")
-            item_failed = state == "fail" and previous.get("a") == Action.FAIL_ITEM.value
-            if item_failed and not self._retry_failed:
-                return FailedBefore(item.key, item.line, str(previous.get("e", "")))
-            # Bytes landed earlier (journaled `up`, or a finalize that failed for a
-            # transient reason): finalize only, never upload again.
-            landed = state == "up" or (
-                state == "fail" and previous.get("st") == "up" and not item_failed
-            )
-            if landed and self._finalize:
-                target = Target(
-                    remote_id=str(previous.get("r", "")),
-                    url=None,
-                    content_type="",
-                    lease=None,
-                    extra={str(k): str(v) for k, v in (previous.get("x") or {}).items()},
-                )
-                return Resume(ToFinalize(item.key, item.line, target, None))
+            if previous["s"] == "fail" and previous["a"] == "fail_item":
+                if not self._retry_failed:
+                    return FailedBefore(item.key, item.line, previous["e"])
+            elif self._finalize:
+                landed = _landed_target(previous)
+                if landed is not None:
+                    return Resume(ToFinalize(item.key, item.line, landed, None))
         result = self._check(item)
         if isinstance(result, ManifestError):
             return Rejected(result, item.key)

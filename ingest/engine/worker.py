@@ -35,7 +35,8 @@ from ingest.engine.outcomes import Counters
 from ingest.engine.settings import EngineSettings
 from ingest.errors import Action, Scope, TransferError
 from ingest.item import Source
-from ingest.journal import Record
+from ingest.journal import records
+from ingest.journal.records import Record
 from ingest.pacing import Pacer
 from ingest.providers.base import Provider, Target
 
@@ -92,10 +93,7 @@ class Calls:
 
     async def acquire(self, source: Source) -> Target:
         target = await self.api(lambda: self._provider.acquire(source))
-        rec: Record = {"s": "acq", "k": source.item.key, "r": target.remote_id}
-        if target.extra:
-            rec["x"] = dict(target.extra)
-        self._record(rec)
+        self._record(records.acquired(source.item.key, target.remote_id, target.extra))
         return target
 
     # -- both: one item's upload -----------------------------------------------

@@ -22,8 +22,6 @@ Invariants (each module states its own):
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
-
 from ingest.journal.maintenance import Repair, check_binding, compact, lock, repair
 from ingest.journal.reader import Replay, fingerprint, key_digest, lines, peek_header, replay
 from ingest.journal.records import (
@@ -39,6 +37,7 @@ from ingest.journal.records import (
     HeaderRecord,
     Kind,
     Landed,
+    Record,
     RunRecord,
     Unfinished,
     UpRecord,
@@ -55,11 +54,6 @@ from ingest.journal.records import (
 )
 from ingest.journal.report import ExportFormat, ExportRow, JournalStatus, export, status
 from ingest.journal.writer import Journal
-
-# Transitional (issue 10): the engine (ingest/scheduler.py) still builds records as
-# dict literals, which no TypedDict union accepts. Once it builds them with the
-# constructors above, this becomes `records.Record`. New code: `ingest.journal.records.Record`.
-Record: TypeAlias = Any
 
 __all__ = [
     "FORMAT",

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BufferedReader
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -69,11 +68,6 @@ class Replay:
     def __post_init__(self) -> None:
         if self.fingerprints and not self.done.has_values:
             self.done = DigestSet(values=True)
-
-    @property
-    def pending(self) -> dict[str, Any]:
-        """`unfinished`, untyped: transitional, for the engine until it reads typed records."""
-        return self.unfinished
 
     def apply(self, rec: Record) -> None:
         if rec["s"] == "done":

@@ -80,7 +80,7 @@ async def test_each_error_class_is_handled_by_its_action(
     provider.fail(op, "k0", *errors)
     ran = await run(tmp_path, provider, clock)
     assert ran.outcome.stop_reason is None
-    final = "done" if ran.journal.is_done("k0") else ran.journal.pending["k0"]["s"]
+    final = "done" if ran.journal.is_done("k0") else ran.journal.unfinished["k0"]["s"]
     assert final == state
     assert len(provider.calls("acquire", "k0")) == acquires
     assert len(provider.calls("transfer", "k0")) == puts
@@ -126,7 +126,7 @@ async def test_a_stop_class_error_ends_the_run_with_provider_as_its_reason(tmp_p
     assert ran.outcome.stop_reason is StopReason.PROVIDER
     assert ran.outcome.stop_message is not None and "no_balance" in ran.outcome.stop_message
     assert ran.outcome.counters.failed == 0  # a stop fails no item: a resume redoes the rest
-    assert "k3" not in ran.journal.pending or ran.journal.pending["k3"]["s"] != "fail"
+    assert "k3" not in ran.journal.unfinished or ran.journal.unfinished["k3"]["s"] != "fail"
 
 
 async def test_a_streak_of_identical_failures_trips_the_circuit_breaker(tmp_path: Path) -> None:

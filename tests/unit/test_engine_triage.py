@@ -35,7 +35,7 @@ async def test_an_id_is_only_an_id_a_missing_file_is_rejected(tmp_path: Path, ke
     assert (c.done, c.rejected, c.failed, c.changed) == (1, 1, 0, 0)
     assert [k for k, _reason in ran.events.rejected] == [key]
     assert ran.events.changed == []
-    assert ran.journal.pending[key]["s"] == "bad"  # journaled as a rejection, under its key
+    assert ran.journal.unfinished[key]["s"] == "bad"  # journaled as a rejection, under its key
     assert ran.journal.counts() == {"done": 1, "failed": 0, "rejected": 1, "in_flight": 0}
     assert ran.engine.tally.counts() == ran.journal.counts()
 
@@ -111,6 +111,6 @@ async def test_the_journal_decides_what_a_resume_does(
     assert len(provider.calls("finalize")) == finalizes
     assert getattr(ran.outcome.counters, counter) == 1
     assert ran.events.changed == (["it"] if counter == "changed" else [])
-    final = "done" if ran.journal.is_done("it") else ran.journal.pending["it"]["s"]
+    final = "done" if ran.journal.is_done("it") else ran.journal.unfinished["it"]["s"]
     assert final == state
     assert ran.engine.tally.counts() == ran.journal.counts()

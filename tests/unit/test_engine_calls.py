@@ -183,3 +183,42 @@ async def test_abort_and_drain(
     assert ran.outcome.drained is drained
     assert ran.outcome.counters.done < len(KEYS)
     assert ran.outcome.counters.failed == 0  # neither counts anything as failed
+
+
+# --- finalize ---------------------------------------------------------------------------------
+
+# errors raised for k0's finalize, then: k0's final state, finalize calls of k0, its action
+FINALIZE = [
+    ([], "done", 1, None),
+    ([retry("finalize")], "done", 2, None),  # about the whole call: the batch is retried
+    ([refusal(Action.FAIL_ITEM, "gone", op="finalize")], "fail", 1, "fail_item"),
+    ([retry("finalize")] * 3, "fail", 3, "retry"),  # a resume finalizes it (triage's table)
+]
+
+
+@pytest.mark.parametrize(("errors", "state", "calls", "action"), FINALIZE)
+async def test_finalize_outcomes_are_per_item(
+    tmp_path: Path, errors: list[TransferError], state: str, calls: int, action: str | None
+) -> None:
+    clock = FakeClock()
+    provider = FakeProvider(clock, finalize=True, finalize_batch=4)
+    provider.fail("finalize", "k0", *errors)
+    ran = await run(tmp_path, provider, clock)
+    assert ran.outcome.stop_reason is None
+    assert len(provider.calls("finalize", "k0")) == calls
+    assert len(provider.calls("transfer", "k0")) == 1  # finalize never uploads again
+    if state == "done":
+        assert ran.journal.is_done("k0")
+    else:
+        rec = ran.journal.unfinished["k0"]
+        assert rec["s"] == "fail" and rec["a"] == action
+        # What landed is kept whatever the failure: its target and the file's fingerprint.
+        assert (rec.get("st"), rec.get("r"), rec.get("z")) == ("up", "r-k0", 2_000)
+    c = ran.outcome.counters
+    assert c.done + c.failed == len(KEYS)
+    if action == "fail_item":
+        assert c.failed == 1  # one item's refusal, returned in its place: the others land
+    if action == "retry":  # the whole call failed: so did every item batched with k0
+        assert all(
+            rec["s"] == "fail" and rec.get("st") == "up" for rec in ran.journal.unfinished.values()
+        )

@@ -86,3 +86,27 @@ async def test_thousands_of_calls_a_second_are_measured_in_bounded_memory() -> N
     assert len(pacer._starts) == len(pacer._successes) == Pacer.MAX_EVENTS
     pacer.on_throttle(retry_after=1.0)
     assert pacer.stats().rate == pytest.approx(5_000.0, rel=0.05)
+
+
+async def test_the_fake_clock_wakes_sleepers_in_deadline_order_without_real_time() -> None:
+    clock = FakeClock(0.0)
+    woke: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await clock.sleep(seconds)
+        woke.append((name, clock.now()))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sleeper, "hour", 3600.0)
+        tg.start_soon(sleeper, "second", 1.0)
+        tg.start_soon(sleeper, "minute", 60.0)
+    assert woke == [("second", 1.0), ("minute", 60.0), ("hour", 3600.0)]
+    assert clock.time() - clock.now() == FakeClock(0.0).time()  # wall and monotonic move together
+
+
+async def test_a_cancelled_fake_sleep_leaves_the_clock_alone() -> None:
+    clock = FakeClock(0.0)
+    with anyio.move_on_after(0):  # cancelled at its first checkpoint
+        await clock.sleep(3600.0)
+    await clock.sleep(1.0)
+    assert clock.now() == 1.0

@@ -203,3 +203,21 @@ def test_failed_finalize_keeps_what_a_resume_needs(tmp_path: Path) -> None:
         5,
         6,
     )
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_run_with_a_folder_as_its_journal_exits_2_with_one_line(
+    photos: Path,
+    dry_run: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("NOVITA_API_KEY", "sk-test")  # read before the journal is opened
+    manifest = photos.parent / "m.jsonl"
+    manifest.write_bytes(orjson.dumps({"path": "a.png"}) + b"\n")
+    args = ["run", str(manifest), "--provider", "novita", "--journal", str(photos)]
+    assert main([*args, "--dry-run"] if dry_run else args) == 2
+    err = capsys.readouterr().err
+    assert err == f"ingest: error: {photos} is a folder, not a journal, and it has none yet " + (
+        f"(a run on the folder writes {photos}/.ingest/PROVIDER.journal)\n"
+    )

@@ -270,6 +270,9 @@ _FIELDS: Final[dict[str, tuple[tuple[tuple[str, tuple[type, ...]], ...], ...]]] 
     "bad": ((("l", _LINE), ("e", _STR)), (("k", _STR),)),
 }
 _FAIL_ACTIONS: Final = frozenset(_ACTIONS.values())
+_WITH_EXTRA: Final = frozenset(
+    kind for kind, (_, optional) in _FIELDS.items() if ("x", _EXTRA) in optional
+)
 _TYPE_NAMES: Final = {str: "a string", int: "an integer", dict: "an object"}
 
 
@@ -312,7 +315,7 @@ def _problem(raw: object) -> str | None:
             return _field_problem(kind, name, raw[name], types)
     if kind == "fail" and (raw["a"] not in _FAIL_ACTIONS or raw.get("st", "up") != "up"):
         return f"malformed fail record: action {raw['a']!r}, state {raw.get('st')!r}"
-    extra = raw.get("x")
+    extra = raw.get("x") if kind in _WITH_EXTRA else None  # other kinds: an unknown field
     if extra is not None and not all(type(v) is str for v in extra.values()):
         return f"malformed {kind} record: 'x' holds a value that is not a string"
     return None

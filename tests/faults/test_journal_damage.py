@@ -161,6 +161,8 @@ DAMAGE: dict[str, Callable[[bytes], bytes]] = {
     "nul-run": lambda line: b"\x00" * 40 + b"\n",
     "merged": lambda line: line.rstrip(b"\n"),  # its newline lost: merged with the next
     "truncated": lambda line: line[: len(line) // 2] + b"\n",
+    # Valid JSON, but no record the schema knows (a kind this version never writes).
+    "unknown-kind": lambda line: orjson.dumps({**orjson.loads(line), "s": "don"}) + b"\n",
 }
 
 

@@ -21,6 +21,7 @@ from ingest.journal.records import (
     decode,
     failed,
     manifest_end,
+    problem,
     rejected,
     run_started,
     uploaded,
@@ -291,3 +292,86 @@ def test_a_malformed_record_in_the_middle_stops_replay_and_repair_drops_it(tmp_p
     assert result.dropped == ((3, "malformed done record: no 'z'"),)
     state = replay(path)
     assert state.is_done("a") and state.is_done("b") and not state.is_done("x")
+
+
+_FIELD_NAMES = ["s", "k", "r", "z", "m", "u", "x", "l", "a", "c", "e", "st", "t", "pid", "n"]
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 2),
+    st.floats(allow_nan=False, width=32),
+    st.sampled_from(["run", "end", "acq", "up", "done", "fail", "bad", "retry", "fail_item"]),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.one_of(st.text(max_size=2), st.integers()), max_size=2),
+)
+_REQUIRED: dict[str, dict[str, tuple[type, ...]]] = {
+    "run": {"t": (int, float), "pid": (int,)},
+    "end": {"n": (int,)},
+    "acq": {"k": (str,), "r": (str,)},
+    "up": {"k": (str,), "r": (str,), "z": (int,), "m": (int,)},
+    "done": {"k": (str,), "r": (str,), "z": (int,), "m": (int,)},
+    "fail": {"k": (str,), "l": (int,), "a": (str,), "c": (str,), "e": (str,)},
+    "bad": {"l": (int, type(None)), "e": (str,)},
+}
+
+
+_WELL_TYPED = {
+    "k": st.text(max_size=3),
+    "r": st.text(max_size=3),
+    "z": st.integers(0, 9),
+    "m": st.integers(0, 9),
+    "u": st.text(max_size=3),
+    "x": st.dictionaries(st.text(max_size=2), st.text(max_size=2), max_size=2),
+    "l": st.integers(1, 9),
+    "a": st.sampled_from(["retry", "resign", "fail_item", "stop"]),
+    "c": st.text(max_size=3),
+    "e": st.text(max_size=3),
+    "st": st.sampled_from(["up", "down"]),
+    "t": st.one_of(st.integers(0, 9), st.floats(0, 9)),
+    "pid": st.integers(1, 9),
+    "n": st.integers(0, 9),
+}
+
+
+_OPTIONAL: dict[str, dict[str, type]] = {
+    "acq": {"x": dict},
+    "up": {"x": dict},
+    "done": {"u": str, "x": dict},
+    "fail": {"st": str, "r": str, "x": dict, "z": int, "m": int},
+    "bad": {"k": str},
+}
+
+
+@st.composite
+def raw_records(draw: st.DrawFn) -> dict[str, object]:
+    """Mostly well-formed records of every kind, with fields dropped or of the wrong type."""
+    raw: dict[str, object] = {"s": draw(st.sampled_from([*_REQUIRED, "gone"]))}
+    for name, good in _WELL_TYPED.items():
+        choice = draw(st.integers(0, 19))
+        if choice == 0:
+            raw[name] = draw(_VALUES)
+        elif choice > 2:
+            raw[name] = draw(good)
+    return raw
+
+
+@settings(max_examples=400, deadline=None)
+@given(raw=st.one_of(raw_records(), st.dictionaries(st.sampled_from(_FIELD_NAMES), _VALUES)))
+def test_decode_accepts_only_whole_records(raw: dict[str, object]) -> None:
+    """Whatever a line holds, decode raises JournalCorrupt or returns every required field typed."""
+    if problem(raw) is not None:
+        with pytest.raises(JournalCorrupt, match=r"^j:2: "):
+            decode(raw, path="j", line=2)
+        return
+    rec = decode(raw, path="j", line=2)
+    required = _REQUIRED[rec["s"]]
+    assert all(type(raw[name]) in types for name, types in required.items())
+    optional = _OPTIONAL.get(rec["s"], {})
+    assert all(type(raw[name]) is kind for name, kind in optional.items() if name in raw)
+    if rec["s"] == "fail":
+        assert rec["a"] in ("retry", "resign", "fail_item") and rec.get("st", "up") == "up"
+    extra = raw.get("x") if rec["s"] in ("acq", "up", "done", "fail") else None
+    assert extra is None or (
+        isinstance(extra, dict) and all(type(v) is str for v in extra.values())
+    )

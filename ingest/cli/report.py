@@ -11,18 +11,28 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 import anyio
 import orjson
 
-from ingest.engine import Engine, Outcome, Snapshot
+from ingest.engine import Snapshot
 from ingest.errors import ManifestError, TransferError
 from ingest.item import Source
 from ingest.providers.base import Landed
 from ingest.redact import redact
 
+if TYPE_CHECKING:
+    from ingest.api import Result
+
 Mode = Literal["live", "plain", "json", "quiet"]
+
+
+class Watched(Protocol):
+    """A run whose progress can be shown (`ingest.Upload`)."""
+
+    def snapshot(self) -> Snapshot: ...
+
 
 HINTS: dict[str, str] = {
     "stop": "check the API key variable and the account (balance, permissions)",
@@ -49,7 +59,7 @@ def human_duration(seconds: float) -> str:
 
 
 class Reporter:
-    """Observer of one run (see `engine.Observer`) and its display."""
+    """Observer of one run (see `ingest.Observer`) and its display."""
 
     FLUSH_S = 0.1  # `--json`: the longest an event waits in the buffer
 
@@ -161,7 +171,7 @@ class Reporter:
             f" failed {c.failed} rejected {c.rejected}{throttled}{eta}"
         )
 
-    async def watch(self, engine: Engine) -> None:
+    async def watch(self, engine: Watched) -> None:
         """Show progress until cancelled."""
         if self.mode == "live":
             await self._watch_live(engine)
@@ -175,7 +185,7 @@ class Reporter:
             if self.mode == "plain":
                 self.note(self.status_line(snap))
 
-    async def _watch_json(self, engine: Engine) -> None:
+    async def _watch_json(self, engine: Watched) -> None:
         next_stats = time.monotonic() + self.interval
         while True:
             try:
@@ -202,7 +212,7 @@ class Reporter:
                 total=snap.total,
             )
 
-    async def _watch_live(self, engine: Engine) -> None:
+    async def _watch_live(self, engine: Watched) -> None:
         from rich.console import Console
         from rich.live import Live
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -245,11 +255,16 @@ class Reporter:
 
     # -- the end -------------------------------------------------------------
 
-    def summary(
-        self, outcome: Outcome, counts: dict[str, int], total: int | None, journal: str
-    ) -> None:
-        c = outcome.counters
-        elapsed = max(outcome.elapsed_s, 1e-6)
+    def summary(self, result: Result) -> None:
+        c = result.this_run
+        elapsed = max(result.elapsed_s, 1e-6)
+        total, journal = result.total, str(result.journal)
+        counts = {
+            "done": result.done,
+            "failed": result.failed,
+            "rejected": result.rejected,
+            "in_flight": result.in_flight,
+        }
         if self.mode == "json":
             self.event(
                 "summary",
@@ -269,10 +284,10 @@ class Reporter:
                     "waits_capped": c.waits_capped,
                     "api_calls": c.api_calls,
                     "puts": c.puts,
-                    "elapsed_s": round(outcome.elapsed_s, 3),
+                    "elapsed_s": round(result.elapsed_s, 3),
                 },
-                stop_reason=outcome.stop_reason,
-                stop_message=outcome.stop_message,
+                stop_reason=result.stop_reason,
+                stop_message=result.stop_message,
                 failures=[
                     {"class": a, "code": code, "count": n}
                     for (a, code), n in self.failures.most_common()
@@ -298,8 +313,8 @@ class Reporter:
             for (action, code), n in self.failures.most_common():
                 hint = HINTS.get(action, "")
                 lines.append(f"  {n:>6}  {action}/{code}" + (f"  → {hint}" if hint else ""))
-        if outcome.stop_reason:
-            lines.append(f"stopped: {outcome.stop_message}")
+        if result.stop_message:
+            lines.append(f"stopped: {result.stop_message}")
         for line in lines:
             self.err.write(redact(line) + "\n")
         self.err.flush()

@@ -1,5 +1,9 @@
 """`ingest run`: upload a manifest, or resume the run its journal records.
 
+A caller of the library (`ingest.open_upload`): this module keeps the flags,
+the signals (SIGINT drains, a second one aborts; SIGTERM drains), the
+display (`Reporter` is the run's observer) and the exit codes.
+
 Exit codes: 0 every item done; 1 the run ended with failed or rejected items;
 2 bad usage, configuration or journal; 3 the run was stopped (bad key,
 provider outage, full disk); 130 interrupted by the user.
@@ -8,15 +12,17 @@ provider outage, full disk); 130 interrupted by the user.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.cli.options import add_settings_flags, settings_from_args
-from ingest.loop import backend_options
+
+if TYPE_CHECKING:
+    from ingest.api import Result, Upload
+    from ingest.api.wiring import Plan
+    from ingest.cli.report import Reporter
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = (
@@ -24,7 +30,6 @@ EXIT_CODES = (
     "2 bad usage, configuration or journal; 3 run stopped (bad key, provider outage, "
     "disk full); 130 interrupted (run the same command to resume)"
 )
-SIM_KEY = "sim-key"
 DRAIN_GRACE_S = 30.0
 
 
@@ -96,12 +101,6 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     add_settings_flags(p)
 
 
-def default_journal(manifest: Path, provider: str) -> Path:
-    if manifest.is_dir():
-        return manifest / ".ingest" / f"{provider}.journal"
-    return manifest.with_name(f"{manifest.name}.{provider}.journal")
-
-
 def run(args: argparse.Namespace) -> int:
     from ingest.errors import ConfigError, IngestError, JournalError, ManifestError
     from ingest.redact import redact
@@ -127,67 +126,59 @@ def _mode(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ingest.config import read_secrets
-    from ingest.journal import Header, Journal, peek_header
-    from ingest.manifest import read_manifest
-    from ingest.providers import provider_class
+    import anyio
+
+    from ingest.api import Upload
+    from ingest.api.wiring import prepare
+    from ingest.cli.report import Reporter
+    from ingest.loop import backend_options
 
     settings = settings_from_args(args, args.provider)
-    cls = provider_class(args.provider)
-    psettings = settings.provider(args.provider)
-    manifest = args.manifest.resolve()
-    entries = read_manifest(manifest, args.format)  # raises ManifestError if unusable
-    journal_path = (args.journal or default_journal(manifest, args.provider)).resolve()
+    plan = prepare(
+        args.manifest,
+        provider=args.provider,
+        journal=args.journal,
+        config=settings,
+        format=args.format,
+        keys="none" if args.dry_run else "sim" if args.sim else "env",
+    )
+    reporter = Reporter(_mode(args), interval=settings.run.status_interval_s)
     if args.dry_run:
-        from ingest.cli.report import Reporter
-
-        return dry_run(Reporter(_mode(args)), cls, psettings, args.provider, entries, journal_path)
+        return dry_run(reporter, plan)
+    sim = None
     if args.sim:
-        for field in cls.key_envs:
-            variable = getattr(psettings, field)
-            if variable and not os.environ.get(variable):
-                os.environ[variable] = SIM_KEY
-    secrets = read_secrets(args.provider, psettings, cls.key_envs)
-    previous = peek_header(journal_path)
-    params = cls.run_params(
-        psettings, previous.bind if previous and previous.provider == args.provider else {}
-    )
-    header = Header(
-        provider=args.provider, manifest=str(manifest), bind=params, created=time.time()
-    )
-    journal, replay = Journal.open(
-        journal_path, header, force=args.force, sync_interval=settings.run.journal_sync_interval_s
-    )
-    with journal:
-        import anyio
+        from ingest.api.wiring import sim_settings
+        from ingest.sim import FaultPlan
 
-        return anyio.run(
-            _main,
-            args,
-            settings,
-            cls,
-            secrets,
-            journal,
-            replay,
-            entries,
-            backend_options=backend_options(),
+        sim = sim_settings(
+            url_lifetime_s=args.sim_lifetime, faults=FaultPlan.parse(args.sim_faults)
         )
+    upload = Upload(
+        plan,
+        sim=sim,
+        observer=reporter,
+        force=args.force,
+        retry_failed=args.retry_failed,
+        reupload_changed=args.reupload_changed,
+        wrap=None,
+    )
+    return anyio.run(_main, args, upload, reporter, backend_options=backend_options())
 
 
-def dry_run(
-    reporter: Any, cls: Any, psettings: Any, provider: str, entries: Any, journal_path: Path
-) -> int:
+def dry_run(reporter: Reporter, plan: Plan) -> int:
     """What a run would do, from the manifest, the files and the journal; no API calls."""
+    from ingest.cli.report import human_bytes
     from ingest.errors import ManifestError
     from ingest.item import Source
     from ingest.journal import Replay, replay
+    from ingest.manifest import read_manifest
     from ingest.validate import Checker
 
-    state: Replay | None = replay(journal_path) if journal_path.exists() else None
-    checker = Checker(cls.capabilities(psettings), provider)
+    state: Replay | None = replay(plan.journal) if plan.journal.exists() else None
+    checker = Checker(plan.cls.capabilities(plan.provider_settings), plan.provider)
     upload = skip = rejected = 0
     size = 0
-    for entry in entries:
+    for entry in read_manifest(plan.manifest, plan.format):
         if isinstance(entry, ManifestError):
             rejected += 1
             reporter.item_rejected(None, entry)
@@ -204,8 +195,6 @@ def dry_run(
         else:
             rejected += 1
             reporter.item_rejected(entry.key, result)
-    from ingest.cli.report import human_bytes
-
     reporter.event("summary", dry_run=True, upload=upload, bytes=size, skip=skip, rejected=rejected)
     if reporter.mode != "json":
         print(
@@ -216,87 +205,27 @@ def dry_run(
     return EXIT_FAILED if rejected else EXIT_OK
 
 
-async def _main(
-    args: argparse.Namespace,
-    settings: Any,
-    cls: Any,
-    secrets: dict[str, str],
-    journal: Any,
-    replay: Any,
-    entries: Any,
-) -> int:
-    import contextlib
-
+async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) -> int:
     import anyio
     import anyio.abc
 
-    from ingest.cli.report import Reporter
-    from ingest.engine import Engine, EngineSettings
-    from ingest.http import Timeouts, api_session, storage_session
-    from ingest.journal import replay as replay_journal
-    from ingest.providers.context import Context
-
-    reporter = Reporter(_mode(args), interval=settings.run.status_interval_s)
-    run_settings = settings.run
-    psettings = settings.provider(args.provider)
-    timeouts = Timeouts(connect=run_settings.connect_timeout_s, read=run_settings.read_timeout_s)
-    async with contextlib.AsyncExitStack() as stack:
-        base_url = psettings.base_url
-        if args.sim:
-            from ingest.sim import FaultPlan, SimSettings, serve
-            from ingest.sim.settings import ScenarioSimSettings
-
-            sim_settings = SimSettings(
-                url_lifetime_s=args.sim_lifetime,
-                faults=FaultPlan.parse(args.sim_faults),
-                # A dry run names its own model: the emulator creates it on first use.
-                scenario=ScenarioSimSettings(auto_create_models=True),
-            )
-            sim = await stack.enter_async_context(serve(sim_settings))
-            base_url = sim.base_url + _sim_base_path(psettings.base_url)
+    async with upload as run:
+        if run.emulator is not None:
             reporter.note(
-                f"using the built-in emulator at {sim.base_url} (nothing leaves this machine)"
+                f"using the built-in emulator at {run.emulator.base_url} "
+                "(nothing leaves this machine)"
             )
-        api = await stack.enter_async_context(
-            api_session(
-                base_url.rstrip("/") + "/",
-                cls.auth_headers(secrets),
-                timeouts,
-                run_settings.api_concurrency,
-            )
-        )
-        storage = await stack.enter_async_context(
-            storage_session(timeouts, run_settings.put_concurrency)
-        )
-        ctx = Context(
-            api=api,
-            storage=storage,
-            settings=psettings,
-            params=dict(replay.header.bind),
-            allow_insecure_http=run_settings.allow_insecure_http,
-        )
-        provider = cls(ctx)
-        engine = Engine(
-            provider,
-            journal,
-            replay,
-            EngineSettings.from_run(
-                run_settings, retry_failed=args.retry_failed, reupload_changed=args.reupload_changed
-            ),
-            observer=reporter,
-        )
-        resumed = replay.runs > 0
         reporter.event(
             "start",
-            provider=args.provider,
+            provider=run.plan.provider,
             manifest=str(args.manifest),
-            journal=str(journal.path),
-            resumed=resumed,
-            already_done=len(replay.done),
+            journal=str(run.journal),
+            resumed=run.resumed,
+            already_done=run.already_done,
         )
         reporter.note(
-            f"{'resuming' if resumed else 'starting'} {args.provider} upload of {args.manifest} "
-            f"(journal {journal.path}; {len(replay.done)} already done)"
+            f"{'resuming' if run.resumed else 'starting'} {run.plan.provider} upload of "
+            f"{args.manifest} (journal {run.journal}; {run.already_done} already done)"
         )
         interrupted = False
 
@@ -305,56 +234,50 @@ async def _main(
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
                     if interrupted:
-                        engine.abort("interrupted")
+                        run.abort()
                         continue
                     interrupted = True
                     reporter.note(
-                        f"stopping: finishing {engine.counters.in_flight} uploads in flight "
-                        f"(at most {DRAIN_GRACE_S:.0f}s); press Ctrl-C again to stop now",
+                        f"stopping: finishing {run.snapshot().counters.in_flight} uploads in "
+                        f"flight (at most {DRAIN_GRACE_S:.0f}s); press Ctrl-C again to stop now",
                         always=True,
                     )
-                    engine.drain()
-                    tg.start_soon(_grace, engine)
+                    run.drain()
+                    tg.start_soon(_grace, run)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(on_signals, tg)
-            tg.start_soon(reporter.watch, engine)
-            outcome = await engine.run(entries)
+            tg.start_soon(reporter.watch, run)
+            result = await run.wait()
             tg.cancel_scope.cancel()
-    journal.sync()
-    if journal.error is None:
-        counts, total = engine.tally.counts(), engine.tally.total
-    else:  # records may not have reached the disk: count what did
-        final = replay_journal(journal.path)
-        counts, total = final.counts(), final.total
-    reporter.summary(outcome, counts, total, str(journal.path))
-    if outcome.stop_reason == "interrupted" or outcome.drained:
+    reporter.summary(result)
+    return exit_code(result, reporter, interrupted=interrupted)
+
+
+def exit_code(result: Result, reporter: Reporter, *, interrupted: bool = False) -> int:
+    """0 only when every manifest item is done per the journal; see EXIT_CODES."""
+    from ingest.api import StopReason
+
+    if interrupted or result.drained or result.stop_reason is StopReason.INTERRUPTED:
         reporter.note(
-            f"interrupted; run the same command again to resume ({counts['done']} done so far)",
+            f"interrupted; run the same command again to resume ({result.done} done so far)",
             always=True,
         )
         return EXIT_INTERRUPTED
-    if outcome.stop_reason:
+    if result.stop_reason is not None:
         return EXIT_STOPPED
-    if counts["failed"] or counts["rejected"] or counts["in_flight"]:
+    if not result.complete:
         reporter.note(
-            f"{counts['failed'] + counts['rejected']} items not uploaded "
-            f"({counts['failed']} failed, {counts['rejected']} rejected)",
+            f"{result.not_done} items not uploaded ({result.failed} failed, "
+            f"{result.rejected} rejected, {result.in_flight} unfinished)",
             always=True,
         )
         return EXIT_FAILED
     return EXIT_OK
 
 
-def _sim_base_path(base_url: str) -> str:
-    """The path part of a provider's real base URL (Scenario's `/v1`), kept under the emulator."""
-    from urllib.parse import urlsplit
-
-    return urlsplit(base_url).path.rstrip("/")
-
-
-async def _grace(engine: Any) -> None:
+async def _grace(run: Upload) -> None:
     import anyio
 
     await anyio.sleep(DRAIN_GRACE_S)
-    engine.abort("interrupted")
+    run.abort()

@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.config import DEFAULT_PROVIDERS, ProviderSettings
-from ingest.http import Timeouts, api_session, storage_session
+from ingest.api.wiring import connect
+from ingest.config import DEFAULT_PROVIDERS, ProviderSettings, RunSettings
 from ingest.item import Item, Source
 from ingest.providers import PROVIDER_NAMES, provider_class
 from ingest.providers.base import Provider
-from ingest.providers.context import Context
 from ingest.sim import SimServer, SimSettings, serve
 from ingest.sim.modelhunter import completed_by_sha
 from ingest.sim.scenario_world import attached_by_sha
@@ -33,6 +32,8 @@ from tests.images import Kind, image_bytes
 
 KEY = "sk-contract-0123456789abcdef"
 SECRET = "contract-secret-abcdef"
+# Short timeouts (the emulator is in-process) and 16 connections per session.
+RUN = RunSettings(connect_timeout_s=5, read_timeout_s=10, api_concurrency=16, put_concurrency=16)
 
 
 def _objects_by_sha(sim: SimServer) -> Counter[str]:
@@ -106,16 +107,12 @@ async def adapter(
     secrets: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
 ) -> AsyncIterator[Provider]:
+    """The adapter on its sessions, wired as a run wires it (`ingest.api.wiring.connect`)."""
     cls = provider_class(harness.name)
     settings = harness.provider_settings(sim)
-    timeouts = Timeouts(connect=5, read=10)
-    headers = cls.auth_headers(secrets or harness.secrets)
     bound = cls.run_params(settings, params or {})
-    async with (
-        api_session(settings.base_url.rstrip("/") + "/", headers, timeouts, 16) as api,
-        storage_session(timeouts, 16) as storage,
-    ):
-        yield cls(Context(api=api, storage=storage, settings=settings, params=bound))
+    async with connect(cls, settings, RUN, secrets or harness.secrets, bound) as provider:
+        yield provider
 
 
 def make_source(tmp: Path, index: int, kind: Kind = "png", size: int = 4096) -> Source:

@@ -1,0 +1,302 @@
+"""A run in progress, under the caller's control: `open_upload` and `Upload`.
+
+Owns the lifecycle of one run inside the caller's event loop: open (journal,
+emulator, sessions, adapter, engine), run in a task of its own, stop on
+request, and close everything in order.
+
+How it works: `Upload.__aenter__` does the checks and opens of `wiring` (the
+journal's replay in a worker thread, so a large journal does not stall the
+loop) and starts the engine in a task group it owns; the block then watches
+(`snapshot`), steers (`drain`, `abort`) or waits (`wait`). Leaving the block
+normally waits for the run to end; leaving it by an exception (or a
+cancellation) aborts the run first. The `Result` is counted from the journal
+once the engine has returned and the journal is synced.
+
+Invariants: no signal handler is installed and nothing is printed; errors of
+configuration, manifest and journal are raised by `__aenter__`, before any
+request; a stopped run is a `Result` with a `stop_reason`, not an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+
+from ingest.api import wiring
+from ingest.api.result import Result
+
+if TYPE_CHECKING:
+    from ingest.api.observer import Observer
+    from ingest.config import Settings
+    from ingest.engine import Engine, Outcome, Snapshot
+    from ingest.errors import ManifestError
+    from ingest.item import Item
+    from ingest.journal import Journal
+    from ingest.manifest import ManifestFormat
+    from ingest.providers.base import Provider
+    from ingest.sim import SimServer, SimSettings
+
+
+class Upload:
+    """One run of a manifest through a provider. Use as `async with open_upload(...)`.
+
+    Made from a `wiring.Plan` (what `open_upload` does after its checks); the
+    keywords are `open_upload`'s, with `sim` the emulator's settings or None.
+    """
+
+    def __init__(
+        self,
+        plan: wiring.Plan,
+        *,
+        sim: SimSettings | None = None,
+        observer: Observer | None = None,
+        force: bool = False,
+        retry_failed: bool = False,
+        reupload_changed: bool = False,
+        wrap: Callable[[Provider], Provider] | None = None,
+    ) -> None:
+        self.plan = plan
+        self._sim = sim
+        self._observer = observer
+        self._force = force
+        self._retry_failed = retry_failed
+        self._reupload_changed = reupload_changed
+        self._wrap = wrap
+        self._stack = contextlib.AsyncExitStack()
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._engine: Engine | None = None
+        self._finished: anyio.Event | None = None  # made in the loop, on entering
+        self.emulator: SimServer | None = None  # the in-process emulator of a `sim` run
+        self._result: Result | None = None
+        self._error: Exception | None = None
+        self.resumed = False  # the journal recorded an earlier run
+        self.already_done = 0  # items done before this run
+
+    @property
+    def journal(self) -> Path:
+        return self.plan.journal
+
+    @property
+    def result(self) -> Result | None:
+        """The run's `Result` once it has ended, else None."""
+        return self._result
+
+    # -- control -------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """This run's live counters and pacing state, frozen."""
+        return self._running().snapshot()
+
+    def drain(self) -> None:
+        """Start no new items; finish those in flight, then end (`Result.drained`)."""
+        self._running().drain()
+
+    def abort(self) -> None:
+        """End now (`StopReason.INTERRUPTED`); items in flight are redone by the next run."""
+        self._running().abort()
+
+    async def wait(self) -> Result:
+        """Wait for the run to end; its journal counts and stop reason."""
+        self._running()
+        assert self._finished is not None
+        await self._finished.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def _running(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the upload is not open: use `async with ingest.open_upload(...)`")
+        return self._engine
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def __aenter__(self) -> Upload:
+        from ingest.engine import Engine, EngineSettings
+        from ingest.manifest import read_manifest
+
+        stack = self._stack
+        self._finished = anyio.Event()
+        try:
+            entries = read_manifest(self.plan.manifest, self.plan.format)
+            stack.callback(entries.close)
+            journal, replay = await anyio.to_thread.run_sync(
+                lambda: wiring.open_journal(self.plan, force=self._force)
+            )
+            stack.enter_context(journal)
+            plan = self.plan
+            if self._sim is not None:
+                plan, self.emulator = await stack.enter_async_context(
+                    wiring.emulate(plan, self._sim)
+                )
+            provider = await stack.enter_async_context(
+                wiring.connect(
+                    plan.cls, plan.provider_settings, plan.run, plan.secrets, replay.header.bind
+                )
+            )
+            if self._wrap is not None:
+                provider = self._wrap(provider)
+            self._engine = engine = Engine(
+                provider,
+                journal,
+                replay,
+                EngineSettings.from_run(
+                    plan.run,
+                    retry_failed=self._retry_failed,
+                    reupload_changed=self._reupload_changed,
+                ),
+                observer=self._observer,
+            )
+            self.resumed = replay.runs > 0
+            self.already_done = len(replay.done)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
+            raise
+        # Entered last and exited first, outside any other scope (anyio requires it).
+        self._tasks = tg = anyio.create_task_group()
+        await tg.__aenter__()
+        tg.start_soon(self._run, engine, journal, entries)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        engine = self._running()
+        if exc is not None:
+            engine.abort()  # the block failed or was cancelled: stop the run now
+        try:
+            if exc is None:
+                assert self._finished is not None
+                await self._finished.wait()  # the block ended: the run goes on to its end
+        except BaseException as waiting:  # cancelled while waiting
+            engine.abort()
+            await self._close(type(waiting), waiting, waiting.__traceback__)
+            raise
+        await self._close(exc_type, exc, tb)
+        if exc is None and self._error is not None:
+            raise self._error
+
+    async def _close(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tasks is not None
+        try:
+            if isinstance(exc, Exception):
+                # The caller's own error, raised as it is (not in an ExceptionGroup):
+                # the run was aborted, so the task group only waits for it to end.
+                exc_type, exc, tb = None, None, None
+            await self._tasks.__aexit__(exc_type, exc, tb)
+        finally:
+            with anyio.CancelScope(shield=True):  # sessions and journal close whatever happens
+                await self._stack.aclose()
+
+    async def _run(
+        self, engine: Engine, journal: Journal, entries: Iterator[Item | ManifestError]
+    ) -> None:
+        try:
+            outcome = await engine.run(entries)
+            self._result = _result(engine, journal, outcome)
+        except Exception as exc:  # a bug, not a stop: raised by `wait` and on leaving the block
+            self._error = exc
+        finally:
+            assert self._finished is not None
+            self._finished.set()
+
+
+def _result(engine: Engine, journal: Journal, outcome: Outcome) -> Result:
+    from ingest.journal import replay
+
+    journal.sync()
+    if journal.error is None:
+        counts, total = engine.tally.counts(), engine.tally.total
+    else:  # records may not have reached the disk: count what did
+        final = replay(journal.path)
+        counts, total = final.counts(), final.total
+    return Result(
+        done=counts["done"],
+        failed=counts["failed"],
+        rejected=counts["rejected"],
+        in_flight=counts["in_flight"],
+        total=total,
+        stop_reason=outcome.stop_reason,
+        stop_message=outcome.stop_message,
+        drained=outcome.drained,
+        journal=journal.path,
+        elapsed_s=outcome.elapsed_s,
+        this_run=outcome.counters,
+    )
+
+
+def open_upload(
+    source: str | os.PathLike[str],
+    *,
+    provider: str,
+    journal: str | os.PathLike[str] | None = None,
+    sim: bool | SimSettings = False,
+    config: Path | str | Settings | None = None,
+    observer: Observer | None = None,
+    format: ManifestFormat | None = None,
+    force: bool = False,
+    retry_failed: bool = False,
+    reupload_changed: bool = False,
+    wrap: Callable[[Provider], Provider] | None = None,
+    **settings: Any,
+) -> Upload:
+    """A run of `source` to `provider`, to enter with `async with`.
+
+    `source` is a manifest (JSON lines, CSV, a list of paths) or a folder;
+    `format` forces how it is read. `journal` defaults to a file beside the
+    manifest; a run on a journal that records an earlier one resumes it.
+    `sim` uploads to an in-process emulator (True, or the
+    `ingest.sim.SimSettings` to start it with). `config` is a TOML file (or a
+    `Settings`); `**settings` are `[run]` or provider keys that override it
+    (`put_concurrency=8`, `model_id="..."`). `observer` receives each item's
+    outcome. `force` reuses a journal bound to another run; `retry_failed`
+    also retries items that failed before; `reupload_changed` uploads again
+    files changed since their upload. `wrap` instruments the adapter
+    (benchmarks and tests wrap it to time or break its steps).
+
+    Raises `ConfigError` or `ManifestError` now, and `JournalError` on
+    entering the block: nothing is sent before the block starts.
+    """
+    plan = wiring.prepare(
+        source,
+        provider=provider,
+        journal=journal,
+        config=config,
+        settings=settings,
+        format=format,
+        keys="env" if sim is False else "sim",
+    )
+    return Upload(
+        plan,
+        sim=_sim_settings(sim),
+        observer=observer,
+        force=force,
+        retry_failed=retry_failed,
+        reupload_changed=reupload_changed,
+        wrap=wrap,
+    )
+
+
+def _sim_settings(sim: bool | SimSettings) -> SimSettings | None:
+    if sim is False:
+        return None
+    if sim is True:
+        return wiring.sim_settings()
+    return sim

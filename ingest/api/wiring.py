@@ -1,0 +1,242 @@
+"""The wiring of one run: settings, secrets, journal, sessions and adapter.
+
+Owns the only place where the pieces meet, shared by `ingest.upload`, the
+`ingest run` command, the benchmark client and the contract harness.
+
+How it works: `prepare` does everything that can fail on bad input before
+any work (settings and their keys, the provider's class, the key variables,
+the manifest's first bytes) and returns a frozen `Plan`; `open_journal` locks
+and replays the journal the plan names, binding it to this run; `emulate`
+starts the in-process emulator and points the plan at it; `connect` opens one
+HTTP session per role and builds the adapter on them.
+
+Invariants: nothing here prints, installs signal handlers or touches
+`os.environ`; every error raised before `connect` is a `ConfigError`,
+`ManifestError` or `JournalError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from ingest.config import RunSettings, Settings, load_settings, read_secrets
+from ingest.errors import ConfigError
+from ingest.redact import register_secret
+
+if TYPE_CHECKING:
+    from ingest.journal import Journal, Replay
+    from ingest.manifest import ManifestFormat
+    from ingest.providers.base import Provider, ProviderClass
+    from ingest.sim import SimServer, SimSettings
+
+SIM_KEY = "sim-key"  # the key a run against the emulator sends when none is set
+
+Keys = Literal["env", "sim", "none"]  # where `prepare` finds the API keys
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One run, checked and resolved, before anything is opened."""
+
+    provider: str
+    cls: ProviderClass
+    settings: Settings
+    secrets: Mapping[str, str]
+    manifest: Path
+    journal: Path
+    format: ManifestFormat | None = None
+
+    @property
+    def run(self) -> RunSettings:
+        return self.settings.run
+
+    @property
+    def provider_settings(self) -> Any:
+        return self.settings.provider(self.provider)
+
+
+def default_journal(manifest: Path, provider: str) -> Path:
+    """Where a run's journal goes when none is named: beside the manifest."""
+    if manifest.is_dir():
+        return manifest / ".ingest" / f"{provider}.journal"
+    return manifest.with_name(f"{manifest.name}.{provider}.journal")
+
+
+def resolve_settings(
+    provider: str, config: Path | str | Settings | None, overrides: Mapping[str, Any]
+) -> Settings:
+    """Defaults, then the TOML file `config`, then `overrides` (`[run]` or provider keys).
+
+    A key that is neither a `[run]` key nor one of `provider`'s is a
+    `ConfigError` naming every such key (and the provider a key belongs to).
+    """
+    if isinstance(config, Settings):
+        if overrides:
+            raise ConfigError(
+                f"settings given both as a Settings object and as keywords "
+                f"({', '.join(sorted(overrides))}); pass one or the other",
+                key="config",
+            )
+        settings = config
+        settings.provider(provider)  # a ConfigError if it has no section for it
+        return settings
+    run_keys = {f.name for f in dataclasses.fields(RunSettings)}
+    provider_keys = {f.name for f in dataclasses.fields(load_settings().provider(provider))}
+    unknown = sorted(set(overrides) - run_keys - provider_keys)
+    if unknown:
+        raise ConfigError(_unknown_message(provider, unknown))
+    run = {k: v for k, v in overrides.items() if k in run_keys}
+    own = {k: v for k, v in overrides.items() if k not in run_keys}
+    path = Path(config) if config is not None else None
+    return load_settings(path, run_overrides=run, provider_overrides={provider: own} if own else {})
+
+
+def _unknown_message(provider: str, unknown: list[str]) -> str:
+    from ingest.config import elsewhere
+
+    named = [f"{key} ({owner})" if (owner := elsewhere(key, provider)) else key for key in unknown]
+    return f"unknown settings for {provider}: {', '.join(named)}"
+
+
+def prepare(
+    source: str | os.PathLike[str],
+    *,
+    provider: str,
+    journal: str | os.PathLike[str] | None = None,
+    config: Path | str | Settings | None = None,
+    settings: Mapping[str, Any] | None = None,
+    format: ManifestFormat | None = None,
+    keys: Keys = "env",
+) -> Plan:
+    """Check a run's inputs and resolve its paths; opens nothing.
+
+    Raises `ConfigError` (a setting, the provider, a key variable) or
+    `ManifestError` (the manifest as a whole cannot be read). `keys` says how
+    the API keys are found: "env", from the variables the settings name (a
+    `ConfigError` if one is unset); "sim", from them or else a placeholder
+    (the emulator takes any key); "none", not at all (a dry run calls no API).
+    """
+    from ingest.manifest import read_manifest
+    from ingest.providers import provider_class
+
+    cls: ProviderClass = provider_class(provider)
+    resolved = resolve_settings(provider, config, settings or {})
+    psettings = resolved.provider(provider)
+    manifest = Path(source).resolve()
+    read_manifest(manifest, format).close()  # probes now: a ManifestError before any work
+    journal_path = Path(journal) if journal is not None else default_journal(manifest, provider)
+    if keys == "none":
+        secrets: dict[str, str] = {}
+    elif keys == "sim":
+        secrets = {field: _sim_secret(getattr(psettings, field)) for field in cls.key_envs}
+    else:
+        secrets = read_secrets(provider, psettings, cls.key_envs)
+    return Plan(
+        provider=provider,
+        cls=cls,
+        settings=resolved,
+        secrets=secrets,
+        manifest=manifest,
+        journal=journal_path.resolve(),
+        format=format,
+    )
+
+
+def _sim_secret(variable: str) -> str:
+    """The emulator accepts any key: the variable's value if set, else a placeholder."""
+    value = os.environ.get(variable, "").strip() if variable else ""
+    if not value:
+        return SIM_KEY
+    register_secret(value)
+    return value
+
+
+def open_journal(plan: Plan, *, force: bool = False) -> tuple[Journal, Replay]:
+    """Lock and replay (or create) the plan's journal, bound to this run.
+
+    A journal of another manifest or provider is a `JournalMismatch` unless
+    `force`; a resume keeps the run-level values its header bound.
+    """
+    from ingest.journal import Header, Journal, peek_header
+
+    previous = peek_header(plan.journal)
+    bound = previous.bind if previous and previous.provider == plan.provider else {}
+    header = Header(
+        provider=plan.provider,
+        manifest=str(plan.manifest),
+        bind=plan.cls.run_params(plan.provider_settings, bound),
+        created=time.time(),
+    )
+    return Journal.open(
+        plan.journal, header, force=force, sync_interval=plan.run.journal_sync_interval_s
+    )
+
+
+def sim_settings(**overrides: Any) -> SimSettings:
+    """The emulator a `sim=True` run starts: any model a Scenario run names exists."""
+    from ingest.sim import SimSettings
+    from ingest.sim.settings import ScenarioSimSettings
+
+    return SimSettings(**{"scenario": ScenarioSimSettings(auto_create_models=True), **overrides})
+
+
+@contextlib.asynccontextmanager
+async def emulate(plan: Plan, settings: SimSettings) -> AsyncIterator[tuple[Plan, SimServer]]:
+    """Serve the emulator in this loop; yields the plan pointed at it."""
+    from ingest.sim import serve
+
+    async with serve(settings) as sim:
+        psettings = plan.provider_settings
+        # The path of the real base URL (Scenario's `/v1`) is kept under the emulator.
+        base_url = sim.base_url + urlsplit(psettings.base_url).path.rstrip("/")
+        providers = {
+            **plan.settings.providers,
+            plan.provider: dataclasses.replace(psettings, base_url=base_url),
+        }
+        yield (
+            dataclasses.replace(
+                plan, settings=dataclasses.replace(plan.settings, providers=providers)
+            ),
+            sim,
+        )
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    cls: ProviderClass,
+    psettings: Any,
+    run: RunSettings,
+    secrets: Mapping[str, str],
+    params: Mapping[str, str],
+) -> AsyncIterator[Provider]:
+    """The adapter on its own API and storage sessions (closed on exit)."""
+    from ingest.http import Timeouts, api_session, storage_session
+    from ingest.providers.context import Context
+
+    timeouts = Timeouts(connect=run.connect_timeout_s, read=run.read_timeout_s)
+    async with (
+        api_session(
+            psettings.base_url.rstrip("/") + "/",
+            cls.auth_headers(secrets),
+            timeouts,
+            run.api_concurrency,
+        ) as api,
+        storage_session(timeouts, run.put_concurrency) as storage,
+    ):
+        yield cls(
+            Context(
+                api=api,
+                storage=storage,
+                settings=psettings,
+                params=dict(params),
+                allow_insecure_http=run.allow_insecure_http,
+            )
+        )

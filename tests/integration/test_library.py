@@ -1,0 +1,239 @@
+"""The library front door end to end: `ingest.upload`, `upload_sync` and `open_upload`.
+
+Every run uploads to the in-process emulator (`sim=True`) inside the test's
+own event loop, as a notebook or a web app would: no subprocess, no signal
+handler, nothing printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import ingest
+from ingest.errors import JournalMismatch
+from ingest.item import Source
+from ingest.providers import PROVIDER_NAMES
+from ingest.providers.base import Landed
+from ingest.sim import SimSettings
+from tests.images import make_dataset, write_jsonl_manifest
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# What each provider needs to run (Scenario attaches to a model; the emulator makes it).
+NEEDS: dict[str, dict[str, Any]] = {"scenario": {"model_id": "model_library"}}
+
+
+def manifest_of(tmp: Path, n: int, seed: int = 0) -> Path:
+    paths = make_dataset(tmp / "images", n, min_size=512, max_size=8192, seed=seed)
+    return write_jsonl_manifest(paths, tmp / "manifest.jsonl")
+
+
+class Recorder(ingest.Observer):
+    """Counts events and checks, at each one, that no signal handler was installed."""
+
+    def __init__(self, on_done: Callable[[int], None] | None = None) -> None:
+        self.done = 0
+        self.rejected: list[str | None] = []
+        self.handlers = {sig: signal.getsignal(sig) for sig in SIGNALS}
+        self.changed_handlers: list[object] = []
+        self.on_done = on_done
+
+    def item_done(self, source: Source, landed: Landed) -> None:
+        self.done += 1
+        now = {sig: signal.getsignal(sig) for sig in SIGNALS}
+        if now != self.handlers:
+            self.changed_handlers.append(now)
+        if self.on_done is not None:
+            self.on_done(self.done)
+
+    def item_rejected(self, key: str | None, err: ingest.ManifestError) -> None:
+        self.rejected.append(key)
+
+
+def test_asyncio_run_of_upload_gets_50_done_with_no_signal_handler(tmp_path: Path) -> None:
+    manifest = manifest_of(tmp_path, 50)
+    recorders: list[Recorder] = []
+    after: list[dict[signal.Signals, object]] = []
+
+    async def main() -> ingest.Result:
+        # Inside the loop: asyncio.run has installed its own SIGINT handler by now.
+        recorders.append(Recorder())
+        result = await ingest.upload(
+            manifest, provider="novita", sim=True, journal=tmp_path / "j", observer=recorders[0]
+        )
+        after.append({sig: signal.getsignal(sig) for sig in SIGNALS})
+        return result
+
+    result = asyncio.run(main())
+    assert (result.done, result.total, result.failed, result.rejected) == (50, 50, 0, 0)
+    assert result.complete and result.stop_reason is None and not result.drained
+    assert result.journal == (tmp_path / "j").resolve()
+    assert recorders[0].done == 50
+    assert recorders[0].changed_handlers == []  # none while it ran
+    assert after == [recorders[0].handlers]  # none left behind
+
+
+def test_upload_sync_gets_50_done_and_a_resume_counts_the_journal(tmp_path: Path) -> None:
+    manifest = manifest_of(tmp_path, 50)
+    first = ingest.upload_sync(manifest, provider="novita", sim=True, put_concurrency=4)
+    assert first.complete and first.done == 50 and first.this_run.done == 50
+    again = ingest.upload_sync(manifest, provider="novita", sim=True)
+    # The journal's counts, not this run's: nothing was uploaded, everything is done.
+    assert again.complete and again.done == 50
+    assert again.this_run.done == 0 and again.this_run.skipped == 50
+    assert again.journal == first.journal == manifest.with_name("manifest.jsonl.novita.journal")
+    # What `ingest status` and `ingest export` print, from the library.
+    status = ingest.status(again.journal)
+    assert (status.done, status.total, status.complete) == (50, 50, True)
+    rows = list(ingest.export(again.journal))
+    assert [row["key"] for row in rows] == [f"item-{i:06d}" for i in range(50)]
+
+
+@pytest.mark.anyio
+async def test_upload_inside_a_running_loop(tmp_path: Path) -> None:
+    manifest = manifest_of(tmp_path, 12)
+    result = await ingest.upload(manifest, provider="novita", sim=True)
+    assert result.complete and result.done == 12
+
+
+@pytest.mark.anyio
+async def test_upload_sync_refuses_inside_a_running_loop(tmp_path: Path) -> None:
+    manifest = manifest_of(tmp_path, 1)
+    with pytest.raises(RuntimeError, match=r"await ingest\.upload"):
+        ingest.upload_sync(manifest, provider="novita", sim=True)
+    assert not manifest.with_name("manifest.jsonl.novita.journal").exists()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", PROVIDER_NAMES)
+async def test_every_provider_through_the_library(provider: str, tmp_path: Path) -> None:
+    manifest = manifest_of(tmp_path, 9, seed=3)
+    result = await ingest.upload(manifest, provider=provider, sim=True, **NEEDS.get(provider, {}))
+    assert result.complete, result
+    assert (result.done, result.total) == (9, 9)
+
+
+@pytest.mark.anyio
+async def test_errors_are_raised_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = manifest_of(tmp_path, 3)
+    journal = tmp_path / "j"
+    with pytest.raises(ingest.ManifestError, match="not found"):
+        await ingest.upload(tmp_path / "missing.jsonl", provider="novita", sim=True)
+    with pytest.raises(ingest.ConfigError, match="put_concurency") as bad_key:
+        await ingest.upload(
+            manifest, provider="novita", sim=True, put_concurency=4, journal=journal
+        )
+    assert "bogus" not in str(bad_key.value)
+    with pytest.raises(ingest.ConfigError, match="bogus, put_concurency"):
+        await ingest.upload(manifest, provider="novita", sim=True, put_concurency=4, bogus=1)
+    with pytest.raises(ingest.ConfigError, match="unknown provider"):
+        await ingest.upload(manifest, provider="nonesuch", sim=True)
+    monkeypatch.delenv("NOVITA_API_KEY", raising=False)
+    with pytest.raises(ingest.ConfigError, match="NOVITA_API_KEY"):
+        await ingest.upload(manifest, provider="novita", journal=journal)
+    assert not journal.exists()  # nothing above got as far as the journal
+    # A journal written for another provider is refused and left as it was.
+    assert (await ingest.upload(manifest, provider="novita", sim=True, journal=journal)).complete
+    written = journal.read_bytes()
+    with pytest.raises(JournalMismatch, match="novita"):
+        await ingest.upload(
+            manifest, provider="scenario", sim=True, journal=journal, model_id="model_library"
+        )
+    assert journal.read_bytes() == written
+
+
+@pytest.mark.anyio
+async def test_a_bad_key_is_a_stopped_result_not_an_exception(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = manifest_of(tmp_path, 5)
+    monkeypatch.setenv("NOVITA_API_KEY", "sk-wrong")
+    sim = SimSettings(api_keys=frozenset({"sk-right"}))
+    result = await ingest.upload(manifest, provider="novita", sim=sim)
+    assert result.stop_reason is ingest.StopReason.PROVIDER
+    assert result.stop_message is not None and "sk-wrong" not in result.stop_message
+    assert result.done == 0 and not result.complete
+
+
+@pytest.mark.anyio
+async def test_abort_and_drain_end_the_run_with_a_result(tmp_path: Path) -> None:
+    manifest = manifest_of(tmp_path, 50)
+    handle: list[ingest.Upload] = []
+    recorder = Recorder(on_done=lambda done: handle[0].abort() if done == 3 else None)
+    run = ingest.open_upload(
+        manifest, provider="novita", sim=True, observer=recorder, put_concurrency=2, lookahead=1
+    )
+    handle.append(run)
+    async with run:
+        aborted = await run.wait()
+    assert aborted.stop_reason is ingest.StopReason.INTERRUPTED
+    assert 3 <= aborted.done < 50 and not aborted.complete
+    assert run.result is aborted
+
+    recorder = Recorder(on_done=lambda done: handle[1].drain() if done == 2 else None)
+    run = ingest.open_upload(
+        manifest, provider="novita", sim=True, observer=recorder, put_concurrency=2, lookahead=1
+    )
+    handle.append(run)
+    async with run:
+        assert run.resumed and run.already_done == aborted.done
+        drained = await run.wait()
+    assert drained.drained and drained.stop_reason is None and not drained.complete
+    assert drained.in_flight == 0 and drained.failed == 0
+    assert aborted.done < drained.done < 50
+    # The rest, on resume.
+    final = await ingest.upload(manifest, provider="novita", sim=True)
+    assert final.complete and final.this_run.skipped == drained.done
+
+
+@pytest.mark.anyio
+async def test_leaving_the_block_by_an_error_aborts_and_releases_the_journal(
+    tmp_path: Path,
+) -> None:
+    manifest = manifest_of(tmp_path, 30)
+    run = ingest.open_upload(manifest, provider="novita", sim=True, put_concurrency=2)
+
+    async def fail_inside() -> None:
+        async with run:
+            assert run.snapshot().counters.done < 30
+            raise LookupError("the caller's own error")
+
+    with pytest.raises(LookupError, match="the caller's own"):
+        await fail_inside()
+    assert run.result is not None and run.result.stop_reason is ingest.StopReason.INTERRUPTED
+    # The lock was released and what was recorded is intact: a resume finishes the job.
+    final = await ingest.upload(manifest, provider="novita", sim=True)
+    assert final.complete and final.done == 30
+
+
+@pytest.mark.anyio
+async def test_rejected_entries_are_observed_and_counted(tmp_path: Path) -> None:
+    manifest = manifest_of(tmp_path, 4)
+    with manifest.open("a") as fh:
+        fh.write('{"path": "missing.png", "id": "gone"}\n')
+    recorder = Recorder()
+    result = await ingest.upload(manifest, provider="novita", sim=True, observer=recorder)
+    assert recorder.rejected == ["gone"]
+    assert (result.done, result.rejected, result.total) == (4, 1, 5)
+    assert not result.complete and result.not_done == 1
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_caller_stops_the_run_and_releases_the_journal(tmp_path: Path) -> None:
+    manifest = manifest_of(tmp_path, 40)
+    with anyio.CancelScope() as scope:
+        recorder = Recorder(on_done=lambda done: scope.cancel() if done == 2 else None)
+        await ingest.upload(
+            manifest, provider="novita", sim=True, observer=recorder, put_concurrency=2
+        )
+    assert scope.cancelled_caught
+    final = await ingest.upload(manifest, provider="novita", sim=True)
+    assert final.complete and 2 <= final.this_run.skipped < 40

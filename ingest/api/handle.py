@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -92,30 +92,37 @@ class Upload:
 
     def snapshot(self) -> Snapshot:
         """This run's live counters and pacing state, frozen."""
-        return self._running().snapshot()
+        return self._open()[0].snapshot()
+
+    async def snapshots(self, every: float = 1.0) -> AsyncIterator[Snapshot]:
+        """A snapshot now, then every `every` seconds while the run goes on, then a last one."""
+        engine, finished = self._open()
+        while not finished.is_set():
+            yield engine.snapshot()
+            with anyio.move_on_after(every):
+                await finished.wait()
+        yield engine.snapshot()
 
     def drain(self) -> None:
         """Start no new items; finish those in flight, then end (`Result.drained`)."""
-        self._running().drain()
+        self._open()[0].drain()
 
     def abort(self) -> None:
         """End now (`StopReason.INTERRUPTED`); items in flight are redone by the next run."""
-        self._running().abort()
+        self._open()[0].abort()
 
     async def wait(self) -> Result:
         """Wait for the run to end; its journal counts and stop reason."""
-        self._running()
-        assert self._finished is not None
-        await self._finished.wait()
+        await self._open()[1].wait()
         if self._error is not None:
             raise self._error
-        assert self._result is not None
+        assert self._result is not None  # set before `_finished`
         return self._result
 
-    def _running(self) -> Engine:
-        if self._engine is None:
+    def _open(self) -> tuple[Engine, anyio.Event]:
+        if self._engine is None or self._finished is None:
             raise RuntimeError("the upload is not open: use `async with ingest.open_upload(...)`")
-        return self._engine
+        return self._engine, self._finished
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -123,8 +130,10 @@ class Upload:
         from ingest.engine import Engine, EngineSettings
         from ingest.manifest import read_manifest
 
+        if self._finished is not None:
+            raise RuntimeError("an Upload runs once: call open_upload again for another run")
         stack = self._stack
-        self._finished = anyio.Event()
+        finished = self._finished = anyio.Event()
         try:
             entries = read_manifest(self.plan.manifest, self.plan.format)
             stack.callback(entries.close)
@@ -164,7 +173,7 @@ class Upload:
         # Entered last and exited first, outside any other scope (anyio requires it).
         self._tasks = tg = anyio.create_task_group()
         await tg.__aenter__()
-        tg.start_soon(self._run, engine, journal, entries)
+        tg.start_soon(self._run, engine, journal, entries, finished)
         return self
 
     async def __aexit__(
@@ -173,13 +182,12 @@ class Upload:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        engine = self._running()
+        engine, finished = self._open()
         if exc is not None:
             engine.abort()  # the block failed or was cancelled: stop the run now
         try:
             if exc is None:
-                assert self._finished is not None
-                await self._finished.wait()  # the block ended: the run goes on to its end
+                await finished.wait()  # the block ended: the run goes on to its end
         except BaseException as waiting:  # cancelled while waiting
             engine.abort()
             await self._close(type(waiting), waiting, waiting.__traceback__)
@@ -206,7 +214,11 @@ class Upload:
                 await self._stack.aclose()
 
     async def _run(
-        self, engine: Engine, journal: Journal, entries: Iterator[Item | ManifestError]
+        self,
+        engine: Engine,
+        journal: Journal,
+        entries: Iterator[Item | ManifestError],
+        finished: anyio.Event,
     ) -> None:
         try:
             outcome = await engine.run(entries)
@@ -214,8 +226,7 @@ class Upload:
         except Exception as exc:  # a bug, not a stop: raised by `wait` and on leaving the block
             self._error = exc
         finally:
-            assert self._finished is not None
-            self._finished.set()
+            finished.set()
 
 
 def _result(engine: Engine, journal: Journal, outcome: Outcome) -> Result:

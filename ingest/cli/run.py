@@ -166,35 +166,24 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def dry_run(reporter: Reporter, plan: Plan) -> int:
-    """What a run would do, from the manifest, the files and the journal; no API calls."""
-    from ingest.cli.report import human_bytes
-    from ingest.errors import ManifestError
-    from ingest.item import Source
-    from ingest.journal import Replay, replay
-    from ingest.manifest import read_manifest
-    from ingest.validate import Checker
+    """Show what a run would do (`ingest.api.preview`); exit 1 if any entry would be rejected."""
+    from collections import Counter
 
-    state: Replay | None = replay(plan.journal) if plan.journal.exists() else None
-    checker = Checker(plan.cls.capabilities(plan.provider_settings), plan.provider)
-    upload = skip = rejected = 0
+    from ingest.api.preview import dry_run as preview
+    from ingest.cli.report import human_bytes
+
+    fates: Counter[str] = Counter()
     size = 0
-    for entry in read_manifest(plan.manifest, plan.format):
-        if isinstance(entry, ManifestError):
-            rejected += 1
-            reporter.item_rejected(None, entry)
-            continue
-        if state is not None and state.is_done(entry.key):
-            skip += 1
-            reporter.event("would_skip", key=entry.key, line=entry.line)
-            continue
-        result = checker(entry)
-        if isinstance(result, Source):
-            upload += 1
-            size += result.size
-            reporter.event("would_upload", key=entry.key, line=entry.line, size=result.size)
+    for planned in preview(plan):
+        fates[planned.fate] += 1
+        if planned.error is not None:
+            reporter.item_rejected(planned.key, planned.error)
+        elif planned.fate == "skip":
+            reporter.event("would_skip", key=planned.key, line=planned.line)
         else:
-            rejected += 1
-            reporter.item_rejected(entry.key, result)
+            size += planned.size
+            reporter.event("would_upload", key=planned.key, line=planned.line, size=planned.size)
+    upload, skip, rejected = fates["upload"], fates["skip"], fates["reject"]
     reporter.event("summary", dry_run=True, upload=upload, bytes=size, skip=skip, rejected=rejected)
     if reporter.mode != "json":
         print(

@@ -8,7 +8,10 @@ handler, nothing printed.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,8 @@ import anyio
 import pytest
 
 import ingest
+from ingest.api.preview import dry_run
+from ingest.api.wiring import prepare
 from ingest.errors import JournalMismatch
 from ingest.item import Source
 from ingest.providers import PROVIDER_NAMES
@@ -24,6 +29,7 @@ from ingest.providers.base import Landed
 from ingest.sim import SimSettings
 from tests.images import make_dataset, write_jsonl_manifest
 
+EXAMPLE = Path(__file__).parents[2] / "examples" / "library.py"
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # What each provider needs to run (Scenario attaches to a model; the emulator makes it).
 NEEDS: dict[str, dict[str, Any]] = {"scenario": {"model_id": "model_library"}}
@@ -237,3 +243,49 @@ async def test_a_cancelled_caller_stops_the_run_and_releases_the_journal(tmp_pat
     assert scope.cancelled_caught
     final = await ingest.upload(manifest, provider="novita", sim=True)
     assert final.complete and 2 <= final.this_run.skipped < 40
+
+
+@pytest.mark.anyio
+async def test_snapshots_follow_the_run_to_its_end_and_a_handle_runs_once(tmp_path: Path) -> None:
+    manifest = manifest_of(tmp_path, 20)
+    run = ingest.open_upload(manifest, provider="novita", sim=True, put_concurrency=4)
+    with pytest.raises(RuntimeError, match="not open"):
+        run.snapshot()
+    async with run:
+        done = [snap.counters.done async for snap in run.snapshots(every=0.01)]
+        result = await run.wait()
+    assert done == sorted(done) and done[-1] == 20 == result.done
+    with pytest.raises(RuntimeError, match="runs once"):
+        await run.__aenter__()
+
+
+def test_the_readme_example_runs(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NOVITA_API_KEY"}  # sim: no key needed
+    journal = tmp_path / "example.journal"
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE), str(journal)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "12 of 12 done, stop reason None" in done.stdout
+    assert done.stdout.count("done    shape-") == 12
+    assert f"journal {journal}: 12 done over 1 run(s)" in done.stdout
+    assert ingest.status(journal).complete
+
+
+def test_dry_run_names_each_fate_and_needs_no_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = manifest_of(tmp_path, 3)
+    with manifest.open("a") as fh:
+        fh.write('{"path": "missing.png", "id": "gone"}\n')
+    monkeypatch.delenv("NOVITA_API_KEY", raising=False)
+    plan = prepare(manifest, provider="novita", keys="none")
+    assert [p.fate for p in dry_run(plan)] == ["upload"] * 3 + ["reject"]
+    ingest.upload_sync(manifest, provider="novita", sim=True)
+    planned = list(dry_run(plan))
+    assert [(p.fate, p.key) for p in planned[:3]] == [("skip", f"item-{i:06d}") for i in range(3)]
+    assert planned[3].error is not None and "missing.png" in str(planned[3].error)

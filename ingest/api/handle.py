@@ -13,8 +13,9 @@ cancellation) aborts the run first. The `Result` is counted from the journal
 once the engine has returned and the journal is synced.
 
 Invariants: no signal handler is installed and nothing is printed; errors of
-configuration, manifest and journal are raised by `__aenter__`, before any
-request; a stopped run is a `Result` with a `stop_reason`, not an exception.
+configuration and manifest are raised by `open_upload`, of the journal by
+`__aenter__`, all before any request; a stopped run is a `Result` with a
+`stop_reason`, not an exception.
 """
 
 from __future__ import annotations

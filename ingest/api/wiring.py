@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ingest.journal import Journal, Replay
     from ingest.manifest import ManifestFormat
     from ingest.providers.base import Provider, ProviderClass
+    from ingest.providers.settings import ProviderSettings
     from ingest.sim import SimServer, SimSettings
 
 SIM_KEY = "sim-key"  # the key a run against the emulator sends when none is set
@@ -59,7 +60,7 @@ class Plan:
         return self.settings.run
 
     @property
-    def provider_settings(self) -> Any:
+    def provider_settings(self) -> ProviderSettings:
         return self.settings.provider(self.provider)
 
 
@@ -212,7 +213,7 @@ async def emulate(plan: Plan, settings: SimSettings) -> AsyncIterator[tuple[Plan
 @contextlib.asynccontextmanager
 async def connect(
     cls: ProviderClass,
-    psettings: Any,
+    psettings: ProviderSettings,
     run: RunSettings,
     secrets: Mapping[str, str],
     params: Mapping[str, str],

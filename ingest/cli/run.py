@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ingest.api import Result, Upload
     from ingest.api.wiring import Plan
     from ingest.cli.report import Reporter
+    from ingest.sim import SimSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = (
@@ -128,24 +129,25 @@ def _mode(args: argparse.Namespace) -> Any:
 def _run(args: argparse.Namespace) -> int:
     import anyio
 
-    from ingest.api import Upload
-    from ingest.api.wiring import prepare
+    from ingest.api import open_upload
     from ingest.cli.report import Reporter
     from ingest.loop import backend_options
 
     settings = settings_from_args(args, args.provider)
-    plan = prepare(
-        args.manifest,
-        provider=args.provider,
-        journal=args.journal,
-        config=settings,
-        format=args.format,
-        keys="none" if args.dry_run else "sim" if args.sim else "env",
-    )
     reporter = Reporter(_mode(args), interval=settings.run.status_interval_s)
     if args.dry_run:
+        from ingest.api.wiring import prepare
+
+        plan = prepare(
+            args.manifest,
+            provider=args.provider,
+            journal=args.journal,
+            config=settings,
+            format=args.format,
+            keys="none",
+        )
         return dry_run(reporter, plan)
-    sim = None
+    sim: SimSettings | bool = False
     if args.sim:
         from ingest.api.wiring import sim_settings
         from ingest.sim import FaultPlan
@@ -153,14 +155,17 @@ def _run(args: argparse.Namespace) -> int:
         sim = sim_settings(
             url_lifetime_s=args.sim_lifetime, faults=FaultPlan.parse(args.sim_faults)
         )
-    upload = Upload(
-        plan,
+    upload = open_upload(
+        args.manifest,
+        provider=args.provider,
+        journal=args.journal,
         sim=sim,
+        config=settings,
         observer=reporter,
+        format=args.format,
         force=args.force,
         retry_failed=args.retry_failed,
         reupload_changed=args.reupload_changed,
-        wrap=None,
     )
     return anyio.run(_main, args, upload, reporter, backend_options=backend_options())
 

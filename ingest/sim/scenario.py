@@ -31,8 +31,9 @@ into an asset. Every asset's bytes are recorded as a `StoredObject` under
 ``scenario-assets/<asset id>`` (SHA-256 of the decoded image or of the
 assembled parts), so ``/_sim/objects`` shows them like any other upload.
 
-The records, their JSON shapes and the control routes (``/_sim/scenario/…``)
-live in `ingest.sim.scenario_world`. Its attach fault commits the next N
+The error envelope, credentials and body decoding live in
+`ingest.sim.scenario_wire`; the records, their JSON shapes and the control
+routes (``/_sim/scenario/…``) in `ingest.sim.scenario_world`. Its attach fault commits the next N
 successful attaches, then holds the answer (until shutdown, so a test can
 kill the client) or drops the connection: the client never learns that its
 attach landed.
@@ -40,20 +41,27 @@ attach landed.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import math
-import re
-from typing import Any
-
 import anyio
-import orjson
-from aiohttp import ClientPayloadError, web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import web
 
 from ingest.sim.context import Handler, SimContext, abort_connection
-from ingest.sim.magic import ImageFormat, identify
+from ingest.sim.magic import identify
+from ingest.sim.scenario_wire import (
+    ACCEPTED,
+    ACCEPTED_MIMES,
+    CLIENT_GONE,
+    BadRequest,
+    ClientGone,
+    bad,
+    basic_credentials,
+    decode_image,
+    digest,
+    error,
+    image_type,
+    injected_error,
+    read_json,
+    sha256_hex,
+)
 from ingest.sim.scenario_world import (
     WORLD,
     Asset,
@@ -76,154 +84,11 @@ PROVIDER = "scenario"
 BASE_PATH = "/v1"
 ASSET_BUCKET = "scenario-assets"
 UPLOAD_BUCKET = "scenario-uploads"
-INLINE_LIMIT = 6_000_000  # bytes of image: "< 6 MB" goes to /assets; more needs /uploads
-MAX_BODY = 16 * 1024 * 1024  # largest JSON body read (base64 of a 6 MB image is 8 MB)
 MAX_BATCH = 10
 MAX_PARTS = 10_000
 PRESETS = ("default", "style", "subject")
 ALREADY_ATTACHED = "The provided assetId is already a training image of this model"
 TOO_MANY = "Too many assetIds provided in a single request"
-# Asset formats Scenario documents [S15]; BMP is not one of them.
-ACCEPTED = frozenset(
-    {
-        ImageFormat.JPEG,
-        ImageFormat.PNG,
-        ImageFormat.GIF,
-        ImageFormat.WEBP,
-        ImageFormat.AVIF,
-        ImageFormat.TIFF,
-        ImageFormat.HEIC,
-    }
-)
-_ACCEPTED_MIMES = frozenset(t.mime for t in ACCEPTED) | {"image/svg+xml"}
-_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,(.*)", re.S)
-_INJECTED = {
-    429: "Too Many Requests",
-    500: "Internal server error",
-    503: "Service Unavailable",
-}
-
-
-# -- wire helpers ------------------------------------------------------------------
-
-
-def error(
-    status: int, message: str, *, reason: str | None = None, details: dict[str, Any] | None = None
-) -> web.Response:
-    """Scenario's error envelope."""
-    body: dict[str, Any] = {"message": message}
-    if reason is not None:
-        body["reason"] = reason
-    if details is not None:
-        body["details"] = details
-    return json_response(status, body)
-
-
-def injected_error(status: int) -> web.Response:
-    """A fault-plan 429/500/503 (a plain 429 carries no ``details``: a rate limit)."""
-    return error(status, _INJECTED[status])
-
-
-def basic_credentials(header: str | None) -> tuple[str, str] | None:
-    """``(key, secret)`` from ``Basic base64(key:secret)``; None when absent or malformed."""
-    if not header:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "basic" or not token.strip():
-        return None
-    try:
-        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    key, sep, secret = decoded.partition(":")
-    return (key, secret) if sep else None
-
-
-class _BadRequest(Exception):
-    def __init__(self, response: web.Response) -> None:
-        self.response = response
-
-
-class _ClientGone(Exception):
-    """The connection was lost before the request body was read (the client died)."""
-
-
-# The status counted for a request whose client vanished mid-body (nginx's "client
-# closed request"); it is never sent, and never confused with a real answer.
-CLIENT_GONE = 499
-
-
-def _bad(message: str, status: int = 400) -> _BadRequest:
-    return _BadRequest(error(status, message, reason="bad_request"))
-
-
-async def _read_json(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise _bad("Content-Type must be application/json")
-    length = request.content_length
-    if length is not None and length > MAX_BODY:
-        raise _bad(f"request body over {MAX_BODY} bytes", 413)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        while chunk := await request.content.readany():
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise _bad(f"request body over {MAX_BODY} bytes", 413)
-            chunks.append(chunk)
-    except (OSError, ClientPayloadError, HttpProcessingError):
-        raise _ClientGone from None
-    try:
-        data = orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError:
-        raise _bad("request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise _bad("request body must be a JSON object")
-    return data
-
-
-def _decode_image(field_name: str, text: Any, *, data_url: bool) -> tuple[bytes, str | None]:
-    """Bytes and declared MIME type of a base64 field (a data URL when `data_url`)."""
-    if not isinstance(text, str) or not text:
-        raise _bad(f"{field_name}: must be a non-empty string")
-    mime: str | None = None
-    match = _DATA_URL.fullmatch(text)
-    if match:
-        mime, text = match.group(1).lower(), match.group(2)
-    elif data_url:
-        raise _bad(f"{field_name}: must be a data URL (data:<mime>;base64,...)")
-    if mime is not None and mime not in _ACCEPTED_MIMES:
-        raise _bad(f"{field_name}: unsupported image type {mime}")
-    if len(text) > math.ceil(INLINE_LIMIT / 3) * 4:
-        raise _bad(f"{field_name}: images of 6 MB or more must be uploaded with /uploads", 413)
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except binascii.Error:
-        raise _bad(f"{field_name}: not valid base64") from None
-    if len(raw) >= INLINE_LIMIT:
-        raise _bad(f"{field_name}: images of 6 MB or more must be uploaded with /uploads", 413)
-    return raw, mime
-
-
-def _image_type(field_name: str, raw: bytes, declared: str | None) -> str:
-    """The MIME type of image bytes Scenario accepts, else a 400."""
-    kind = identify(raw)
-    if kind is None or kind not in ACCEPTED:
-        what = "not an image" if kind is None else f"unsupported image type {kind.ext}"
-        raise _bad(f"{field_name}: {what}")
-    if declared is not None and declared != kind.mime:
-        raise _bad(f"{field_name}: declared {declared} but the bytes are {kind.mime}")
-    return kind.mime
-
-
-def _hash(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
-
-
-async def _digest(raw: bytes) -> str:
-    if len(raw) < 256 * 1024:
-        return _hash(raw)
-    return await anyio.to_thread.run_sync(_hash, raw)
 
 
 # -- routes ----------------------------------------------------------------------
@@ -254,9 +119,9 @@ def add_routes(ctx: SimContext) -> None:
                 return refused
             try:
                 return await handler(request)
-            except _BadRequest as bad:
+            except BadRequest as bad:
                 return bad.response
-            except _ClientGone:
+            except ClientGone:
                 # Quietly: a traceback per killed client floods the emulator's stderr.
                 abort_connection(request)
                 return web.Response(status=CLIENT_GONE)
@@ -269,7 +134,7 @@ def add_routes(ctx: SimContext) -> None:
         if model is None and settings.auto_create_models:
             model = world.models[model_id] = Model(model_id, model_id, "sd-xl-lora", ctx.now())
         if model is None:
-            raise _BadRequest(error(404, f"Model not found: {model_id}", reason="not_found"))
+            raise BadRequest(error(404, f"Model not found: {model_id}", reason="not_found"))
         return model
 
     def record_asset(raw_size: int, sha256: str, mime: str, name: str, source: str) -> Asset:
@@ -282,13 +147,13 @@ def add_routes(ctx: SimContext) -> None:
         return asset
 
     async def create_model(request: web.Request) -> web.StreamResponse:
-        body = await _read_json(request)
+        body = await read_json(request)
         name = body.get("name", "Untitled")
         if not isinstance(name, str) or len(name) > 64:
-            raise _bad("name: must be a string of at most 64 characters")
+            raise bad("name: must be a string of at most 64 characters")
         kind = body.get("type", "sd-xl-lora")
         if not isinstance(kind, str):
-            raise _bad("type: must be a string")
+            raise bad("type: must be a string")
         model = Model(new_id("model"), name, kind, ctx.now())
         world.models[model.id] = model
         return json_response(200, {"model": model_json(model, images=True)})
@@ -298,39 +163,39 @@ def add_routes(ctx: SimContext) -> None:
 
     async def add_training_images(request: web.Request) -> web.StreamResponse:
         model = model_for(request)
-        body = await _read_json(request)
+        body = await read_json(request)
         preset = body.get("preset", "default")
         if preset not in PRESETS:
-            raise _bad(f"preset: must be one of {', '.join(PRESETS)}")
+            raise bad(f"preset: must be one of {', '.join(PRESETS)}")
         if "assetIds" in body:
             if any(k in body for k in ("assetId", "data", "name")):
-                raise _bad("assetIds cannot be combined with assetId, data or name")
+                raise bad("assetIds cannot be combined with assetId, data or name")
             ids = body["assetIds"]
             if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-                raise _bad("assetIds: must be a non-empty array of asset ids")
+                raise bad("assetIds: must be a non-empty array of asset ids")
             if len(ids) > MAX_BATCH:
-                raise _bad(TOO_MANY)
+                raise bad(TOO_MANY)
             return await attach(request, model, list(dict.fromkeys(ids)), preset, batch=True)
         if "assetId" in body:
             asset_id = body["assetId"]
             if not isinstance(asset_id, str) or not asset_id:
-                raise _bad("assetId: must be an asset id")
+                raise bad("assetId: must be an asset id")
             return await attach(request, model, [asset_id], preset, batch=False)
         if "data" in body:
             name = body.get("name", "image")
             if not isinstance(name, str):
-                raise _bad("name: must be a string")
-            raw, declared = _decode_image("data", body["data"], data_url=True)
-            mime = _image_type("data", raw, declared)
+                raise bad("name: must be a string")
+            raw, declared = decode_image("data", body["data"], data_url=True)
+            mime = image_type("data", raw, declared)
             check_ceiling(model, 1)
-            asset = record_asset(len(raw), await _digest(raw), mime, name, "uploaded")
+            asset = record_asset(len(raw), await digest(raw), mime, name, "uploaded")
             return await attach(request, model, [asset.id], preset, batch=False)
-        raise _bad("one of assetId, assetIds or data is required")
+        raise bad("one of assetId, assetIds or data is required")
 
     def check_ceiling(model: Model, adding: int) -> None:
         limit = settings.training_image_limit
         if limit is not None and len(model.images) + adding > limit:
-            raise _BadRequest(
+            raise BadRequest(
                 error(
                     429,
                     f"You have reached the limit of {limit} training images for this model",
@@ -344,9 +209,9 @@ def add_routes(ctx: SimContext) -> None:
     ) -> web.StreamResponse:
         for asset_id in ids:
             if asset_id not in world.assets:
-                raise _BadRequest(error(404, f"Asset not found: {asset_id}", reason="not_found"))
+                raise BadRequest(error(404, f"Asset not found: {asset_id}", reason="not_found"))
         if any(asset_id in model.images for asset_id in ids):
-            raise _bad(ALREADY_ATTACHED)
+            raise bad(ALREADY_ATTACHED)
         check_ceiling(model, len(ids))
         now = ctx.now()
         added = []
@@ -368,31 +233,31 @@ def add_routes(ctx: SimContext) -> None:
         return json_response(200, {"trainingImage": added[0]})
 
     async def create_asset(request: web.Request) -> web.StreamResponse:
-        body = await _read_json(request)
+        body = await read_json(request)
         name = body.get("name")
         if not isinstance(name, str) or not name:
-            raise _bad("name: the original file name is required")
-        raw, declared = _decode_image("image", body.get("image"), data_url=False)
-        mime = _image_type("image", raw, declared)
-        asset = record_asset(len(raw), await _digest(raw), mime, name, "uploaded")
+            raise bad("name: the original file name is required")
+        raw, declared = decode_image("image", body.get("image"), data_url=False)
+        mime = image_type("image", raw, declared)
+        asset = record_asset(len(raw), await digest(raw), mime, name, "uploaded")
         return json_response(200, {"asset": asset_json(asset)})
 
     async def create_upload(request: web.Request) -> web.StreamResponse:
-        body = await _read_json(request)
+        body = await read_json(request)
         file_name, size = body.get("fileName"), body.get("fileSize")
         content_type, kind, parts = body.get("contentType"), body.get("kind"), body.get("parts")
         if not isinstance(file_name, str) or not file_name:
-            raise _bad("fileName: required")
+            raise bad("fileName: required")
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise _bad("fileSize: must be a positive integer")
-        if not isinstance(content_type, str) or content_type not in _ACCEPTED_MIMES:
-            raise _bad(f"contentType: unsupported image type {content_type!r}")
+            raise bad("fileSize: must be a positive integer")
+        if not isinstance(content_type, str) or content_type not in ACCEPTED_MIMES:
+            raise bad(f"contentType: unsupported image type {content_type!r}")
         if kind not in ("image", "asset"):
-            raise _bad("kind: must be image")
+            raise bad("kind: must be image")
         if not isinstance(parts, int) or isinstance(parts, bool) or not 1 <= parts <= MAX_PARTS:
-            raise _bad(f"parts: must be an integer from 1 to {MAX_PARTS}")
+            raise bad(f"parts: must be an integer from 1 to {MAX_PARTS}")
         if (parts - 1) * settings.min_part_size >= size:
-            raise _bad(
+            raise bad(
                 f"parts: {parts} parts of a {size}-byte file would be smaller than "
                 f"{settings.min_part_size} bytes"
             )
@@ -418,14 +283,14 @@ def add_routes(ctx: SimContext) -> None:
     def upload_for(request: web.Request) -> Upload:
         upload = world.uploads.get(request.match_info["uploadId"])
         if upload is None:
-            raise _BadRequest(error(404, "Upload not found", reason="not_found"))
+            raise BadRequest(error(404, "Upload not found", reason="not_found"))
         return upload
 
     async def upload_action(request: web.Request) -> web.StreamResponse:
         upload = upload_for(request)
-        body = await _read_json(request)
+        body = await read_json(request)
         if body.get("action") != "complete":
-            raise _bad("action: must be complete")
+            raise bad("action: must be complete")
         if upload.status == "pending":
             await complete(upload)
         return json_response(200, {"upload": upload_json(upload)})
@@ -435,23 +300,23 @@ def add_routes(ctx: SimContext) -> None:
         keys = [f"{UPLOAD_BUCKET}/{upload.id}/{n}" for n in range(1, upload.parts + 1)]
         for number, key in enumerate(keys, start=1):
             if key not in state.objects:
-                raise _bad(f"part {number} of {upload.parts} has not been uploaded")
+                raise bad(f"part {number} of {upload.parts} has not been uploaded")
         sizes = [state.objects[key].size for key in keys]
         small = [n for n, s in enumerate(sizes[:-1], 1) if s < settings.min_part_size]
         if small:
-            raise _bad(f"part {small[0]} is smaller than {settings.min_part_size} bytes")
+            raise bad(f"part {small[0]} is smaller than {settings.min_part_size} bytes")
         if sum(sizes) != upload.file_size:
-            raise _bad(f"the parts hold {sum(sizes)} bytes, not fileSize {upload.file_size}")
+            raise bad(f"the parts hold {sum(sizes)} bytes, not fileSize {upload.file_size}")
         bodies = [state.bodies.pop(key, b"") for key in keys]
         raw = b"".join(bodies)
         if len(raw) != upload.file_size:  # pragma: no cover - storage keeps every part body
-            raise _BadRequest(error(500, "part bodies went missing"))
+            raise BadRequest(error(500, "part bodies went missing"))
         kind = identify(raw)
         if kind is None or kind not in ACCEPTED or kind.mime != upload.content_type:
             upload.status, upload.error = "failed", "the file is not a supported image"
             return
         upload.status = "validating"  # a complete arriving meanwhile just answers the upload
-        sha256 = await anyio.to_thread.run_sync(_hash, raw)
+        sha256 = await anyio.to_thread.run_sync(sha256_hex, raw)
         asset = record_asset(len(raw), sha256, kind.mime, upload.file_name, "multipart")
         upload.entity_id = asset.id
         upload.polls_left = settings.pending_polls

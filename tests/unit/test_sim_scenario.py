@@ -17,7 +17,8 @@ import pytest
 import yarl
 
 from ingest.sim import SimServer, SimSettings, serve
-from ingest.sim.scenario import ALREADY_ATTACHED, CLIENT_GONE, TOO_MANY
+from ingest.sim.scenario import ALREADY_ATTACHED, TOO_MANY
+from ingest.sim.scenario_wire import CLIENT_GONE
 from ingest.sim.scenario_world import attached_by_sha, world_of
 from ingest.sim.settings import ScenarioSimSettings
 from ingest.sim.testing import raw_exchange

@@ -22,6 +22,7 @@ class ClientConfig(TypedDict):
 
     provider: str
     base_url: str
+    settings: dict[str, Any]  # provider settings given as flags
     manifest: str
     journal: str
     put_concurrency: int | None
@@ -45,7 +46,7 @@ async def _run(config: ClientConfig) -> dict[str, Any]:
         config["manifest"],
         provider=config["provider"],
         journal=config["journal"],
-        settings={**overrides, "base_url": config["base_url"]},
+        settings={**overrides, **config["settings"], "base_url": config["base_url"]},
         keys="sim" if config["emulator"] else "env",
     )
     wrapped: list[TimedProvider] = []
@@ -100,8 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     from ingest.loop import backend_options
 
     args = sys.argv[1:] if argv is None else argv
+    from ingest.errors import IngestError
+    from ingest.redact import redact
+
     config: ClientConfig = orjson.loads(args[0])
-    result = anyio.run(_run, config, backend="asyncio", backend_options=backend_options())
+    try:
+        result = anyio.run(_run, config, backend="asyncio", backend_options=backend_options())
+    except IngestError as exc:  # bad settings, key, journal: one line for the parent to show
+        sys.stderr.write(redact(str(exc)) + "\n")
+        return 2
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     return 0
 

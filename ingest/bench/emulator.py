@@ -1,8 +1,9 @@
 """The emulator in benchmark mode: a storage fast path, a sink for other tools, a child process.
 
 `build_app(settings, fast=True)` assembles the same emulator as
-`ingest.sim.app.build_app` (Novita's API, the ``/_sim`` routes, the same
-`SimContext`, faults and counters) with one change: the stock storage route
+`ingest.sim.app.build_app` (every provider's API from `ingest.sim.app.PROVIDERS`,
+the ``/_sim`` routes, the same `SimContext`, faults and counters; Scenario
+creates any model a run names) with one change: the stock storage route
 runs with `discard_bodies` (`ingest.sim.storage.add_routes`): each PUT is
 admitted exactly as always (SigV4 over the raw target, expiry, issued key, no
 chunked bodies, Content-Length required, the fault plan's delay, stall, reset
@@ -35,10 +36,11 @@ from typing import Any
 from aiohttp import web
 
 from ingest.loop import backend_options
-from ingest.sim import control, novita, storage
+from ingest.sim import control, storage
+from ingest.sim.app import PROVIDERS
 from ingest.sim.context import SimContext
 from ingest.sim.faults import FaultPlan
-from ingest.sim.settings import SimSettings
+from ingest.sim.settings import ScenarioSimSettings, SimSettings
 
 READY_PREFIX = "ingest sim listening on "
 
@@ -70,7 +72,8 @@ def build_app(
     ctx = SimContext(settings, app)
     storage.add_routes(ctx, discard_bodies=fast)
     control.add_routes(ctx)
-    novita.add_routes(ctx)
+    for add_routes in PROVIDERS:
+        add_routes(ctx)
     if sink:
         _add_sink(ctx)
     return app, ctx
@@ -115,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         url_lifetime_s=args.lifetime,
         faults=FaultPlan.parse(args.faults),
+        scenario=ScenarioSimSettings(auto_create_models=True),
     )
 
     async def run() -> None:

@@ -6,18 +6,27 @@ the client process (start-up included, as a user pays it); the emulator's CPU
 comes from ``/proc`` before and after, and its share is given in cores over
 the client's wall time, so a reader can tell whether the emulator itself was
 the limit. A real endpoint (`BenchOptions.base_url`) replaces the emulator.
+
+Every provider benchmarks on the emulator: its settings come from the flags
+(`bench_settings`, checked before anything starts), and a Scenario run that
+names no model uses `EMULATOR_MODEL`, which the emulator creates. A verdict
+names a bottleneck only for a run that finished with every file done; a
+failed or stopped run says why there is none.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -25,6 +34,25 @@ from ingest.bench.dataset import KINDS, Kind, make_images, write_manifest
 from ingest.bench.verdict import verdict
 
 SCHEMA = 1
+EMULATOR_MODEL = "bench-model"  # Scenario's model on the emulator when none is named
+
+
+def bench_settings(provider: str, given: Mapping[str, Any], *, emulator: bool) -> dict[str, Any]:
+    """The provider settings of a benchmark run: the flags `given`, checked.
+
+    On the emulator a Scenario run needs no model id (`EMULATOR_MODEL`). A bad
+    value or a missing required one is a `ConfigError` here, before any image
+    is made or process started.
+    """
+    from ingest.api.wiring import resolve_settings
+    from ingest.providers import provider_class
+
+    chosen = dict(given)
+    if emulator and provider == "scenario" and not chosen.get("model_id"):
+        chosen["model_id"] = EMULATOR_MODEL
+    resolved = resolve_settings(provider, None, chosen)
+    provider_class(provider).run_params(resolved.provider(provider), {})
+    return chosen
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +69,7 @@ class BenchOptions:
     base_url: str | None = None  # a real endpoint instead of the emulator
     fast_emulator: bool = True
     workdir: Path | None = None  # where images are generated (default: a temporary folder)
+    settings: Mapping[str, Any] = field(default_factory=dict)  # provider settings (flags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +162,15 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
 def _measure(
     options: BenchOptions, manifest: Path, journal: Path, base_url: str, emulator: Any
 ) -> dict[str, Any]:
+    if emulator is not None:
+        # The path of the provider's real base URL (Scenario's `/v1`) is kept under the emulator.
+        from ingest.providers.settings import DEFAULT_PROVIDERS
+
+        base_url += urlsplit(DEFAULT_PROVIDERS[options.provider].base_url).path.rstrip("/")
     config = {
         "provider": options.provider,
         "base_url": base_url,
+        "settings": dict(options.settings),
         "manifest": str(manifest),
         "journal": str(journal),
         "put_concurrency": options.put_concurrency,
@@ -202,6 +237,7 @@ def build_report(
         },
         "lease": {
             "granted_s_p50": client["granted_s"]["p50"],
+            "lifetime_s": _lifetime(options, endpoint, client["granted_s"]["p50"]),
             "queued_s": client["queued_s"],
             "queued_share_of_lifetime": client["queued_share"],
             "resigned": client["resigns"],
@@ -230,9 +266,37 @@ def build_report(
             "expired_puts": (emulator_stats or {}).get("expired"),
             "assets_issued": (emulator_stats or {}).get("assets_issued"),
         }
-    bottleneck, reason = verdict(report, cores=os.cpu_count() or 1)
-    report["verdict"] = {"bottleneck": bottleneck, "reason": reason}
+    unfinished = _unfinished(options.count, client)
+    if unfinished is None:
+        bottleneck, reason = verdict(report, cores=os.cpu_count() or 1)
+        report["verdict"] = {"bottleneck": bottleneck, "reason": reason}
+    else:
+        report["verdict"] = {"bottleneck": None, "reason": unfinished}
     return report
+
+
+def _unfinished(count: int, client: dict[str, Any]) -> str | None:
+    """Why a run has no verdict (it stopped, or not every file is done); None if it has one."""
+    stopped = client["stop_reason"]
+    if client["done"] == count and not stopped:
+        return None
+    why = f"stopped: {stopped}" if stopped else f"{count - client['done']} not done"
+    return f"the run did not finish ({client['done']} of {count} files done; {why})"
+
+
+def _lifetime(options: BenchOptions, endpoint: str | None, granted: float | None) -> float | None:
+    """The URL lifetime the run was given: the emulator's, else what the endpoint granted.
+
+    A lease's `granted_s` is a conservative reading (signing times are whole
+    seconds, and the round trip is subtracted), so it sits up to ~2 s under
+    the lifetime the emulator was told to give; that one is reported.
+    """
+    if endpoint is not None:
+        return granted
+    from ingest.sim.faults import FaultPlan
+
+    override = FaultPlan.parse(options.faults).lifetime
+    return float(max(1, math.ceil(options.lifetime_s if override is None else override)))
 
 
 def render(report: dict[str, Any]) -> str:
@@ -263,7 +327,7 @@ def render(report: dict[str, Any]) -> str:
             "n/a"
             if queued["p50"] is None
             else f"p50 {queued['p50']:.2f} s, p99 {queued['p99']:.2f} s of a "
-            f"{lease['granted_s_p50']:.0f} s URL lifetime (p99 {share['p99']:.0%})"
+            f"{lease['lifetime_s']:.0f} s URL lifetime (p99 {share['p99']:.0%})"
         ),
         f"  re-signed  {lease['resigned']} ({lease['resigned_share']:.1%} of files)",
         f"  429s       {thr['per_1000_files']:.1f} per 1,000 files"
@@ -279,7 +343,10 @@ def render(report: dict[str, Any]) -> str:
     if res["stop_reason"]:
         lines.append(f"  stopped    {res['stop_reason']}")
     verdict_ = report["verdict"]
-    lines.append(f"verdict: bottleneck is {verdict_['bottleneck']} — {verdict_['reason']}")
+    if verdict_["bottleneck"] is None:
+        lines.append(f"verdict: none — {verdict_['reason']}")
+    else:
+        lines.append(f"verdict: bottleneck is {verdict_['bottleneck']} — {verdict_['reason']}")
     return "\n".join(lines)
 
 

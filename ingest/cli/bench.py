@@ -34,16 +34,6 @@ def parse_size(text: str) -> int:
     return size
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _kinds(text: str) -> tuple[str, ...]:
     kinds = tuple(k.strip().lower() for k in text.split(",") if k.strip())
     bad = [k for k in kinds if k not in ("png", "jpeg", "webp")]
@@ -52,17 +42,13 @@ def _kinds(text: str) -> tuple[str, ...]:
     return kinds
 
 
-def _plan(text: str) -> str:
-    from ingest.sim.faults import FaultPlan
-
-    try:
-        FaultPlan.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
 def register(sub: Any) -> None:
+    from ingest.cli.options import (
+        add_provider_flags,
+        fault_plan,
+        positive_int,
+        positive_seconds,
+    )
     from ingest.providers import PROVIDER_NAMES
 
     p = sub.add_parser(
@@ -76,19 +62,22 @@ def register(sub: Any) -> None:
         epilog="exit codes: 0 every file done, 1 some files failed, 2 bad usage",
     )
     p.add_argument("--provider", default="novita", choices=PROVIDER_NAMES)
-    p.add_argument("--count", type=_positive_int, default=1000, help="files (default: 1000)")
+    p.add_argument("--count", type=positive_int, default=1000, help="files (default: 1000)")
     p.add_argument(
         "--size", type=parse_size, default=64 * 1024, help="bytes per file (default: 64KiB)"
     )
     p.add_argument("--kinds", type=_kinds, default=("png", "jpeg", "webp"), help="png,jpeg,webp")
-    p.add_argument("--put-concurrency", type=_positive_int, help="concurrent uploads")
-    p.add_argument("--api-concurrency", type=_positive_int, help="concurrent API calls")
+    p.add_argument("--put-concurrency", type=positive_int, help="concurrent uploads")
+    p.add_argument("--api-concurrency", type=positive_int, help="concurrent API calls")
     p.add_argument("--api-rate", type=float, help="API calls per second (0: until throttled)")
     p.add_argument(
-        "--lifetime", type=float, default=120.0, help="emulator URL lifetime, s (default: 120)"
+        "--lifetime",
+        type=positive_seconds,
+        default=120.0,
+        help="emulator URL lifetime, s (default: 120)",
     )
     p.add_argument(
-        "--faults", type=_plan, default="", help="emulator fault plan, e.g. api.rate=200"
+        "--faults", type=fault_plan, default="", help="emulator fault plan, e.g. api.rate=200"
     )
     p.add_argument(
         "--stock-emulator",
@@ -104,14 +93,24 @@ def register(sub: Any) -> None:
         "--dir", type=Path, help="generate the images here (default: a temporary folder)"
     )
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    add_provider_flags(p, skip=("base_url",))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ingest.bench.runner import BenchOptions, render, run_bench
+    from ingest.bench.runner import BenchOptions, bench_settings, render, run_bench
+    from ingest.cli.options import provider_flags
+    from ingest.errors import ConfigError
 
     if args.base_url and (args.faults or args.stock_emulator):
         print("ingest bench: --faults and --stock-emulator need the emulator", file=sys.stderr)
+        return 2
+    try:
+        settings = bench_settings(
+            args.provider, provider_flags(args, args.provider), emulator=not args.base_url
+        )
+    except ConfigError as exc:
+        print(f"ingest bench: error: {exc}", file=sys.stderr)
         return 2
     options = BenchOptions(
         provider=args.provider,
@@ -126,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         base_url=args.base_url,
         fast_emulator=not args.stock_emulator,
         workdir=args.dir,
+        settings=settings,
     )
     if not args.json:
         where = args.base_url or "the built-in emulator (nothing leaves this machine)"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ingest.config import RunSettings, Settings, elsewhere, load_settings, owners_of
 from ingest.errors import ConfigError
@@ -55,11 +55,56 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("run settings (override the config file)")
     for key in keys(RunSettings):
         _add(run, key, _RUN, key.help)
+    add_provider_flags(parser)
+
+
+def add_provider_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
+    """One flag per provider settings key but those in `skip` (read with `provider_flags`)."""
     group = parser.add_argument_group("provider settings (for the chosen --provider)")
     for key in provider_keys():
+        if key.name in skip:
+            continue
         owners = owners_of(key.name)
         only = "" if len(owners) == len(SETTINGS_CLASSES) else f" [{', '.join(owners)}]"
         _add(group, key, _PROVIDER, key.help + only)
+
+
+def fault_plan(text: str) -> str:
+    """An argparse type: an emulator fault plan, checked (`FaultPlan.parse`), kept as text.
+
+    A bad plan is a usage error (exit 2) naming the item and, for an unknown
+    name, every valid one.
+    """
+    from ingest.sim.faults import FaultPlan
+
+    try:
+        FaultPlan.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds above 0."""
+    return _above_zero(text, float, "a number of seconds")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    return _above_zero(text, int, "a whole number")
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _above_zero(text: str, convert: type[_N], noun: str) -> _N:
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def _given(args: argparse.Namespace, prefix: str) -> dict[str, Any]:

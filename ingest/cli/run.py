@@ -17,7 +17,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ingest.cli.options import add_settings_flags, settings_from_args
+from ingest.cli.options import (
+    add_settings_flags,
+    fault_plan,
+    positive_seconds,
+    settings_from_args,
+)
 
 if TYPE_CHECKING:
     from ingest.api import Result, Upload
@@ -88,7 +93,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     )
     sim.add_argument(
         "--sim-lifetime",
-        type=float,
+        type=positive_seconds,
         default=120.0,
         metavar="S",
         help="emulator URL lifetime, seconds",
@@ -96,6 +101,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     sim.add_argument(
         "--sim-faults",
         default="",
+        type=fault_plan,
         metavar="PLAN",
         help="emulator fault plan, e.g. seed=1,put.503=0.1",
     )

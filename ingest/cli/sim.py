@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest.cli.options import fault_plan, positive_seconds
 from ingest.loop import backend_options
 
 if TYPE_CHECKING:
@@ -75,14 +76,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument(
         "--lifetime",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=120.0,
         metavar="SECONDS",
         help="lifetime of issued upload URLs, X-Amz-Expires (default: 120, Novita's)",
     )
     parser.add_argument(
         "--faults",
-        type=_plan,
+        type=fault_plan,
         default="",
         metavar="PLAN",
         help="seeded fault plan, see below (default: no faults)",
@@ -126,7 +127,7 @@ def _add_modelhunter_flags(group: argparse._ArgumentGroup) -> None:
     )
     group.add_argument(
         "--modelhunter-complete-ttl",
-        type=_positive_seconds,
+        type=positive_seconds,
         metavar="SECONDS",
         help="forget files not completed this long after their URL was issued (410); "
         "default: never",
@@ -240,26 +241,6 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
     return port
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return seconds
-
-
-def _plan(text: str) -> str:
-    from ingest.sim.faults import FaultPlan
-
-    try:
-        FaultPlan.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,11 +10,19 @@ from typing import Any, ClassVar
 import pytest
 
 from ingest.bench.dataset import image_bytes, make_images, write_manifest
+from ingest.bench.runner import (
+    EMULATOR_MODEL,
+    BenchOptions,
+    ProcessUsage,
+    bench_settings,
+    build_report,
+    render,
+)
 from ingest.bench.timing import percentile, timed
 from ingest.bench.verdict import verdict
 from ingest.capabilities import Capabilities
 from ingest.cli.bench import parse_size
-from ingest.errors import Action, TransferError
+from ingest.errors import Action, ConfigError, TransferError
 from ingest.item import Item, Source
 from ingest.lease import Lease
 from ingest.manifest import read_manifest
@@ -147,3 +155,64 @@ def test_verdict_names_each_bottleneck() -> None:
         "provider API latency"
     )
     assert verdict(_report(emulator=None), cores=2)[0] == "storage bandwidth"
+
+
+def _client(done: int, *, failed: int = 0, stop: str | None = None) -> dict[str, Any]:
+    """What `ingest.bench.client` prints, for a run whose URLs were granted 118.95 s."""
+    q = {"p50": 0.01, "p99": 0.02, "max": 0.03}
+    return {
+        "done": done,
+        "failed": failed,
+        "rejected": 0,
+        "bytes": done * 4096,
+        "resigns": 0,
+        "retries": 0,
+        "stop_reason": stop,
+        "elapsed_s": 1.0,
+        "loop_cpu_s": 0.2,
+        "api_429": 0,
+        "put_429": 0,
+        "api_latency_s": q,
+        "put_latency_s": q,
+        "queued_s": q,
+        "granted_s": {"p50": 118.95, "p99": 119.0, "max": 119.0},
+        "queued_share": q,
+    }
+
+
+def _built(client: dict[str, Any], **options: Any) -> dict[str, Any]:
+    usage = ProcessUsage(wall_s=2.0, cpu_s=0.5, peak_rss_bytes=40 << 20, status=0)
+    return build_report(BenchOptions(count=50, **options), None, client, usage, 0.1, {})
+
+
+def test_no_bottleneck_is_named_for_a_failed_or_stopped_run() -> None:
+    breaker = "circuit breaker: 25 items in a row failed with http_404"
+    for client in (_client(0, failed=34, stop=breaker), _client(49, failed=1)):
+        report = _built(client)
+        assert report["verdict"]["bottleneck"] is None
+        last = render(report).splitlines()[-1]
+        assert last.startswith("verdict: none — the run did not finish (")
+        assert "bottleneck" not in last
+    assert (
+        "stopped: circuit breaker"
+        in _built(_client(0, failed=34, stop=breaker))["verdict"]["reason"]
+    )
+    finished = _built(_client(50))
+    assert finished["verdict"]["bottleneck"] is not None
+    assert render(finished).splitlines()[-1].startswith("verdict: bottleneck is ")
+
+
+def test_queueing_is_reported_against_the_emulators_lifetime_not_the_granted_reading() -> None:
+    # A lease's granted time reads ~1 s short (whole-second signing times): "of a 119 s URL
+    # lifetime" was printed for the default 120.
+    assert "of a 120 s URL lifetime" in render(_built(_client(50)))
+    assert "of a 5 s URL lifetime" in render(_built(_client(50), lifetime_s=5.0))
+    assert "of a 30 s URL lifetime" in render(_built(_client(50), faults="seed=1,lifetime=30"))
+
+
+def test_bench_settings_name_a_scenario_model_only_on_the_emulator() -> None:
+    assert bench_settings("scenario", {}, emulator=True) == {"model_id": EMULATOR_MODEL}
+    assert bench_settings("scenario", {"model_id": "m-1"}, emulator=True) == {"model_id": "m-1"}
+    assert bench_settings("novita", {}, emulator=True) == {}
+    with pytest.raises(ConfigError, match="model_id: required"):
+        bench_settings("scenario", {}, emulator=False)

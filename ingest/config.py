@@ -53,6 +53,11 @@ class RunSettings:
     )
     lookahead: int = setting(8, "signed URLs allowed to wait for a free upload slot")
     max_attempts: int = setting(8, "tries of one step (the first included) before the item fails")
+    retry_window_s: float = setting(
+        90.0,
+        "seconds; a transient error (network, timeout, 429, 5xx) is also retried at least this "
+        "long before its item fails (0: max_attempts alone)",
+    )
     max_resigns: int = setting(8, "new URLs per item after expiry before the item fails")
     backoff_base_s: float = setting(
         0.2, "seconds; the full-jitter backoff ceiling starts here and doubles"

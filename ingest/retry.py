@@ -1,9 +1,17 @@
 """Backoff policy: exponential with full jitter, Retry-After honoured up to a cap.
 
 Owns how long to wait before attempt n+1 and when to give up. It never sleeps
-itself; the engine does (on its clock), so tests can drive it with a fake RNG.
-Its values come from `[run]` (`EngineSettings` builds it); it has no defaults
-of its own.
+itself; the engine does (on its clock), so tests can drive it with a fake RNG
+and a fake clock. Its values come from `[run]` (`EngineSettings` builds it);
+it has no defaults of its own.
+
+Giving up is bounded by count *and* time: a step is retried until it has been
+tried `max_attempts` times and `window_s` seconds have passed since its first
+failure. A count alone was spent in a few seconds when the first waits were
+short (8 tries with full jitter from 0.2 s: a 20 s storage outage failed 96 %
+of the items it caught); the window makes any outage shorter than it fail
+nothing, while a step that fails fast and for good still stops at the count
+once the window is over.
 """
 
 from __future__ import annotations
@@ -19,14 +27,25 @@ from dataclasses import dataclass
 class RetryPolicy:
     """`max_attempts` counts every try of one step, the first included.
 
-    `max_wait_s` caps a server's Retry-After (`[run] max_pause_s`).
+    `window_s` is the least time a step is retried, from its first failure
+    (`[run] retry_window_s`); `max_wait_s` caps a server's Retry-After
+    (`[run] max_pause_s`).
     """
 
     max_attempts: int
+    window_s: float
     base_s: float
     cap_s: float
     max_resigns: int
     max_wait_s: float
+
+    def gives_up(self, attempt: int, failing_for_s: float) -> bool:
+        """Whether failed attempt number `attempt` (1-based) is the last one.
+
+        `failing_for_s`: seconds since the step's first failure. Both bounds
+        must be reached: the count, and the time window.
+        """
+        return attempt >= self.max_attempts and failing_for_s >= self.window_s
 
     def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based).

@@ -28,6 +28,7 @@ class EngineSettings:
         run = self.run
         policy = RetryPolicy(
             max_attempts=run.max_attempts,
+            window_s=run.retry_window_s,
             base_s=run.backoff_base_s,
             cap_s=run.backoff_cap_s,
             max_resigns=run.max_resigns,

@@ -12,7 +12,8 @@ How it works:
   safety margin left (at most a quarter of its lifetime) is re-signed; a
   storage "expired" answer (RESIGN) re-signs too, at most `max_resigns` times.
 - A RETRY backs off (full jitter, Retry-After as a floor, both capped by
-  `max_pause_s`). Only a refusal its adapter marked `Scope.PLANE` slows the
+  `max_pause_s`) until the step has had `max_attempts` tries *and* has been
+  failing for `retry_window_s` (`retry.py`): a short outage fails nothing. Only a refusal its adapter marked `Scope.PLANE` slows the
   plane (its pacer pauses everyone for the Retry-After, capped, and cuts the
   rate); an item-scoped one, whatever its status or Retry-After, delays that
   item alone. This module never looks at an HTTP status.
@@ -73,6 +74,7 @@ class Calls:
 
     async def api(self, call: Callable[[], Awaitable[T]]) -> T:
         """One provider API call with the pacer, the limiter and retries."""
+        first_failure: float | None = None
         for attempt in itertools.count(1):
             try:
                 async with self._api_limiter:
@@ -81,7 +83,8 @@ class Calls:
                     self._counters.api_calls += 1
                     result = await call()
             except TransferError as err:
-                retrying = err.action is Action.RETRY and attempt < self._policy.max_attempts
+                first_failure = self._clock.now() if first_failure is None else first_failure
+                retrying = self._retrying(err, attempt, first_failure)
                 self._refused(err, self.api_pacer, started, retrying=retrying)
                 if retrying:
                     await self._back_off(attempt, err)
@@ -106,6 +109,7 @@ class Calls:
 
     async def _transfer(self, source: Source, target: Target) -> Target:
         attempts = resigns = 0
+        first_failure: float | None = None
         while True:
             lease = target.lease
             if lease is not None:
@@ -123,7 +127,8 @@ class Calls:
                     resigns += 1
                     target = await self._resign(source, resigns, err)
                     continue
-                retrying = err.action is Action.RETRY and attempts < self._policy.max_attempts
+                first_failure = self._clock.now() if first_failure is None else first_failure
+                retrying = self._retrying(err, attempts, first_failure)
                 self._refused(err, self.put_pacer, started, retrying=retrying)
                 if retrying:
                     await self._back_off(attempts, err)
@@ -147,6 +152,12 @@ class Calls:
         return await self.acquire(source)
 
     # -- refusals --------------------------------------------------------------
+
+    def _retrying(self, err: TransferError, attempt: int, first_failure: float) -> bool:
+        """Whether to try a failed step again: transient, and not yet out of tries *and* time."""
+        if err.action is not Action.RETRY:
+            return False
+        return not self._policy.gives_up(attempt, self._clock.now() - first_failure)
 
     def _refused(self, err: TransferError, pacer: Pacer, started: float, *, retrying: bool) -> None:
         """Obey the adapter's classification: a plane-wide throttle slows every call."""

@@ -346,7 +346,7 @@ async def test_files_that_change_or_vanish_after_validation_fail_alone(
     as_validated = {sha256_file(path) for path in paths}
     victims = dict(zip(("item-000001", "item-000002", "item-000003"), CHANGES, strict=True))
     settings = load_settings(None)
-    run = dataclasses.replace(settings.run, max_attempts=3, backoff_base_s=0.01)
+    run = dataclasses.replace(settings.run, max_attempts=3, backoff_base_s=0.01, retry_window_s=0)
     observer = _Failures()
     async with serve(SimSettings()) as sim:
         timeouts = Timeouts(connect=5, read=10)

@@ -174,6 +174,8 @@ def test_retry_failed_reruns_the_journal(good_manifest: Path, tmp_path: Path) ->
                 *args,
                 "--max-attempts",
                 "2",
+                "--retry-window-s",
+                "0",
                 "--backoff-base-s",
                 "0.01",
                 "--circuit-breaker",

@@ -104,7 +104,7 @@ def provider_runs(s: Spec, tmp: Path, evidence: Evidence) -> None:
     run = {"read_timeout_s": 1.0, "backoff_base_s": 0.02, "put_concurrency": 4, "lookahead": 12}
     # First with 2 attempts per step, so that items fail and their errors are printed;
     # then with enough attempts to finish (the failed items are retried).
-    impatient = config(tmp / "impatient.toml", max_attempts=2, **run)
+    impatient = config(tmp / "impatient.toml", max_attempts=2, retry_window_s=0, **run)
     patient = config(tmp / "patient.toml", max_attempts=12, **run)
     with sim_process("--lifetime", "3", "--faults", FAULTS, *s.sim_flags) as sim:
         failing = run_ingest(
@@ -144,7 +144,11 @@ def test_no_secret_in_any_output_file_or_header(tmp_path: Path) -> None:
     manifest = tmp_path / "novita" / "manifest.jsonl"
     journal = s.journal(manifest)
     settings = config(
-        tmp_path / "outage.toml", circuit_breaker=5, max_attempts=2, backoff_base_s=0.01
+        tmp_path / "outage.toml",
+        circuit_breaker=5,
+        max_attempts=2,
+        backoff_base_s=0.01,
+        retry_window_s=0,
     )
     with sim_process("--faults", "seed=22,api.503=1") as sim:
         outage_manifest = write_jsonl_manifest(

@@ -25,7 +25,14 @@ from tests.images import make_image
 pytestmark = pytest.mark.anyio
 
 KEYS = [f"k{i}" for i in range(8)]
-RUN = RunSettings(api_concurrency=2, put_concurrency=2, lookahead=1, max_attempts=3, max_resigns=2)
+RUN = RunSettings(
+    api_concurrency=2,
+    put_concurrency=2,
+    lookahead=1,
+    max_attempts=3,
+    max_resigns=2,
+    retry_window_s=0,
+)
 
 
 def manifest(tmp_path: Path, keys: list[str] = KEYS) -> Path:

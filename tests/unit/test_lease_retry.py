@@ -83,7 +83,9 @@ def test_lease_default_counts_from_the_request() -> None:
 
 
 def test_full_jitter_stays_under_the_exponential_ceiling() -> None:
-    policy = RetryPolicy(max_attempts=8, base_s=0.5, cap_s=8.0, max_resigns=8, max_wait_s=60.0)
+    policy = RetryPolicy(
+        max_attempts=8, window_s=0.0, base_s=0.5, cap_s=8.0, max_resigns=8, max_wait_s=60.0
+    )
     rng = random.Random(1)
     for attempt in range(1, 10):
         ceiling = min(8.0, 0.5 * 2 ** (attempt - 1))
@@ -93,13 +95,17 @@ def test_full_jitter_stays_under_the_exponential_ceiling() -> None:
 
 
 def test_retry_after_is_a_floor() -> None:
-    policy = RetryPolicy(max_attempts=8, base_s=0.1, cap_s=1.0, max_resigns=8, max_wait_s=60.0)
+    policy = RetryPolicy(
+        max_attempts=8, window_s=0.0, base_s=0.1, cap_s=1.0, max_resigns=8, max_wait_s=60.0
+    )
     rng = random.Random(2)
     assert all(policy.delay(1, rng, retry_after=3.0) >= 3.0 for _ in range(50))
 
 
 def test_retry_after_is_capped_at_the_longest_wait() -> None:
-    policy = RetryPolicy(max_attempts=8, base_s=0.1, cap_s=1.0, max_resigns=8, max_wait_s=60.0)
+    policy = RetryPolicy(
+        max_attempts=8, window_s=0.0, base_s=0.1, cap_s=1.0, max_resigns=8, max_wait_s=60.0
+    )
     rng = random.Random(3)
     assert all(policy.delay(1, rng, retry_after=3600.0) == 60.0 for _ in range(50))
 

@@ -34,6 +34,9 @@ class Action(enum.Enum):
     STOP = "stop"  # the run cannot succeed (bad key, no balance): stop cleanly
 
 
+UNREACHABLE = "unreachable"  # `TransferError.code` of a connection that could not be opened
+
+
 class Scope(enum.Enum):
     """What a refusal concerns, as the adapter that built the error knows it."""
 

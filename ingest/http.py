@@ -5,7 +5,9 @@ Owns three rules:
   credentials, the storage session never does, so an Authorization header can
   never reach a storage host;
 - foreign errors (aiohttp, timeouts, OS errors) become `TransferError` in one
-  place (`map_errors`), with secrets redacted from every message;
+  place (`map_errors`), with secrets redacted from every message; a
+  connection that cannot be opened (refused, unknown host) has its own code,
+  `UNREACHABLE`, and says where ("cannot reach https://…: connection refused");
 - the default triage of an HTTP status into an `Action` (`triage`: 401/402/403
   stop the run, 408/425/429/5xx are retried, any other refusal fails the
   item) and a `Scope` (`throttle_scope`: a rate limit's 429, or a 503 with
@@ -28,7 +30,7 @@ import aiohttp
 import orjson
 import yarl
 
-from ingest.errors import Action, Scope, TransferError
+from ingest.errors import UNREACHABLE, Action, Scope, TransferError
 from ingest.lease import Lease, lease_for
 from ingest.redact import redact
 from ingest.retry import parse_retry_after
@@ -146,10 +148,11 @@ class map_errors:  # lower case: it reads as the function it replaced, `async wi
     and `contextlib`'s machinery was a measurable share of a small-file run.
     """
 
-    __slots__ = ("op", "provider")
+    __slots__ = ("op", "origin", "provider")
 
-    def __init__(self, provider: str, op: str) -> None:
+    def __init__(self, provider: str, op: str, origin: str | None = None) -> None:
         self.provider, self.op = provider, op
+        self.origin = origin  # scheme://host:port of the request, for "cannot reach …"
 
     async def __aenter__(self) -> None:
         return None
@@ -173,6 +176,16 @@ class map_errors:  # lower case: it reads as the function it replaced, `async wi
                 op=op,
                 status=exc.status,
             ) from RedactedCause(exc)
+        if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(
+            exc, aiohttp.ClientSSLError
+        ):
+            raise TransferError(
+                f"cannot reach {self.origin or f'{exc.host}:{exc.port}'}: {_why(exc)}",
+                action=Action.RETRY,
+                code=UNREACHABLE,
+                provider=provider,
+                op=op,
+            ) from RedactedCause(exc)
         if isinstance(exc, aiohttp.ClientError | ConnectionError | socket.gaierror):
             raise TransferError(
                 redact(f"{type(exc).__name__}: {exc}"),
@@ -181,6 +194,27 @@ class map_errors:  # lower case: it reads as the function it replaced, `async wi
                 provider=provider,
                 op=op,
             ) from RedactedCause(exc)
+
+
+def _why(exc: aiohttp.ClientConnectorError) -> str:
+    """Why a connection could not be opened, in a few words."""
+    cause = exc.os_error
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(cause, socket.gaierror):
+        return f"host not found ({cause.strerror or cause})"
+    return (cause.strerror or str(cause) or type(cause).__name__).lower()
+
+
+def _origin(session: aiohttp.ClientSession, path: str) -> str | None:
+    """scheme://host[:port] a request for `path` goes to (the session's base URL, if relative)."""
+    url = yarl.URL(path)
+    if not url.absolute:
+        base = getattr(session, "_base_url", None)  # aiohttp keeps no public accessor
+        if not isinstance(base, yarl.URL):
+            return None
+        url = base.join(url)
+    return str(url.origin())
 
 
 def triage(status: int) -> Action:
@@ -255,7 +289,7 @@ async def request(
     sent = dict(headers or {})
     if body is not None:
         sent["Content-Type"] = "application/json"
-    async with map_errors(provider, op):
+    async with map_errors(provider, op, _origin(session, path)):
         sent_at = clock()
         async with session.request(
             method, path, data=body, headers=sent or None, allow_redirects=False

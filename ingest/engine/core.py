@@ -53,7 +53,7 @@ from ingest.engine.triage import (
     Triaged,
 )
 from ingest.engine.worker import Calls
-from ingest.errors import Action, JournalError, ManifestError, TransferError
+from ingest.errors import UNREACHABLE, Action, JournalError, ManifestError, TransferError
 from ingest.item import Item, Source
 from ingest.journal import Journal, Replay, records
 from ingest.journal.records import Record
@@ -328,7 +328,10 @@ class Engine:
     ) -> None:
         """Record a failed item; `landing` is its target (and source) when only finalize failed."""
         if err.action is Action.STOP:
-            self._stop(StopReason.PROVIDER, str(err))
+            if err.code == UNREACHABLE:
+                self._stop(StopReason.UNREACHABLE, err.message)
+            else:
+                self._stop(StopReason.PROVIDER, str(err))
             return
         self.counters.failed += 1
         kept = None

@@ -27,6 +27,7 @@ class StopReason(enum.StrEnum):
 
     INTERRUPTED = "interrupted"  # asked to stop now (a second Ctrl-C, a drain's grace ran out)
     PROVIDER = "provider"  # a STOP-class error: a bad key, no balance, a refused URL
+    UNREACHABLE = "unreachable"  # the API could not be reached before it ever answered
     CIRCUIT_BREAKER = "circuit_breaker"  # a long streak of identical failures
     JOURNAL = "journal"  # the journal cannot be written (a full disk)
 

@@ -18,6 +18,9 @@ How it works:
   rate); an item-scoped one, whatever its status or Retry-After, delays that
   item alone. This module never looks at an HTTP status.
 - Every cut wait is counted (`Counters.waits_capped`) so the run can say so.
+- An API that cannot be reached before it ever answered (refused, unknown
+  host) stops the run at once (STOP, code `unreachable`); after its first
+  answer, the same error is an outage and is retried.
 
 Invariant: all time comes from the injected `Clock`.
 """
@@ -34,7 +37,7 @@ import anyio
 from ingest.clock import Clock
 from ingest.engine.outcomes import Counters
 from ingest.engine.settings import EngineSettings
-from ingest.errors import Action, Scope, TransferError
+from ingest.errors import UNREACHABLE, Action, Scope, TransferError
 from ingest.item import Source
 from ingest.journal import records
 from ingest.journal.records import Record
@@ -69,6 +72,8 @@ class Calls:
         # `fast_acquire`: no trip through the event loop when a slot is free (once per item).
         self._api_limiter = anyio.Semaphore(settings.api_concurrency, fast_acquire=True)
         self._put_slots = anyio.Semaphore(settings.put_concurrency, fast_acquire=True)
+        self._api_reached = False  # any API answer yet, even an error one (see `_unreachable`)
+        self._unreachable_stop: TransferError | None = None
 
     # -- control plane ---------------------------------------------------------
 
@@ -78,11 +83,19 @@ class Calls:
         for attempt in itertools.count(1):
             try:
                 async with self._api_limiter:
+                    if self._unreachable_stop is not None:
+                        raise self._unreachable_stop  # the run is stopping: no more calls
                     # Paced with a slot in hand (see the module docstring).
                     started = await self.api_pacer.wait()
                     self._counters.api_calls += 1
                     result = await call()
             except TransferError as err:
+                if err is self._unreachable_stop:
+                    raise
+                if err.code == UNREACHABLE and not self._api_reached:
+                    self._unreachable_stop = self._unreachable(err)
+                    raise self._unreachable_stop from err
+                self._api_reached = True  # it answered, or at least let us connect
                 first_failure = self._clock.now() if first_failure is None else first_failure
                 retrying = self._retrying(err, attempt, first_failure)
                 self._refused(err, self.api_pacer, started, retrying=retrying)
@@ -90,6 +103,7 @@ class Calls:
                     await self._back_off(attempt, err)
                     continue
                 raise
+            self._api_reached = True
             self.api_pacer.on_success(started)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
@@ -152,6 +166,23 @@ class Calls:
         return await self.acquire(source)
 
     # -- refusals --------------------------------------------------------------
+
+    def _unreachable(self, err: TransferError) -> TransferError:
+        """A STOP: the API could not be reached before it ever answered (refused, unknown host).
+
+        A wrong `--base-url`, a sim that is not running, no network: retrying
+        each item for the retry window, then failing every one, would tell the
+        user nothing more. Once the API has answered anything, a connection it
+        refuses is an outage, and retried like any other.
+        """
+        return TransferError(
+            f"{err.message}; nothing was sent. Check the provider's base_url "
+            "(or --base-url) and the network, then run the same command again",
+            action=Action.STOP,
+            code=UNREACHABLE,
+            provider=err.provider,
+            op=err.op,
+        )
 
     def _retrying(self, err: TransferError, attempt: int, first_failure: float) -> bool:
         """Whether to try a failed step again: transient, and not yet out of tries *and* time."""

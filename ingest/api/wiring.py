@@ -22,7 +22,7 @@ import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -50,7 +50,7 @@ class Plan:
     provider: str
     cls: ProviderClass
     settings: Settings
-    secrets: Mapping[str, str]
+    secrets: Mapping[str, str] = field(repr=False)  # API keys: never in a repr or a log
     manifest: Path
     journal: Path
     format: ManifestFormat | None = None

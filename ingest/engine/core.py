@@ -173,6 +173,8 @@ class Engine:
             outer.start_soon(self.journal.syncer)
             with anyio.CancelScope() as scope:
                 self._scope = scope
+                if self.stop_reason is not None:  # stopped before it started: upload nothing
+                    scope.cancel()
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._reader, entries, validated_send, landed_send.clone())
                     for _ in range(s.put_concurrency + s.lookahead):

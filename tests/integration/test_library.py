@@ -214,10 +214,23 @@ async def test_leaving_the_block_by_an_error_aborts_and_releases_the_journal(
 
     with pytest.raises(LookupError, match="the caller's own"):
         await fail_inside()
-    assert run.result is not None and run.result.stop_reason is ingest.StopReason.INTERRUPTED
+    result = run.result
+    assert result is not None and result.stop_reason is ingest.StopReason.INTERRUPTED
+    # Aborted before the engine's task began: nothing was uploaded.
+    assert result.this_run.done < 30 and result.done < 30
     # The lock was released and what was recorded is intact: a resume finishes the job.
     final = await ingest.upload(manifest, provider="novita", sim=True)
     assert final.complete and final.done == 30
+
+
+@pytest.mark.anyio
+async def test_abort_at_once_uploads_nothing(tmp_path: Path) -> None:
+    manifest = manifest_of(tmp_path, 30)
+    async with ingest.open_upload(manifest, provider="novita", sim=True) as run:
+        run.abort()
+        result = await run.wait()
+    assert result.stop_reason is ingest.StopReason.INTERRUPTED
+    assert result.this_run.done == 0 and result.done == 0 and not result.complete
 
 
 @pytest.mark.anyio
@@ -289,3 +302,19 @@ def test_dry_run_names_each_fate_and_needs_no_key(
     planned = list(dry_run(plan))
     assert [(p.fate, p.key) for p in planned[:3]] == [("skip", f"item-{i:06d}") for i in range(3)]
     assert planned[3].error is not None and "missing.png" in str(planned[3].error)
+
+
+@pytest.mark.anyio
+async def test_no_repr_or_str_holds_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sentinel = "sk-live-SENTINEL-0123456789"
+    monkeypatch.setenv("NOVITA_API_KEY", sentinel)
+    manifest = manifest_of(tmp_path, 3)
+    run = ingest.open_upload(manifest, provider="novita", sim=True)
+    assert run.plan.secrets["api_key_env"] == sentinel  # the key is there, only never shown
+    async with run:
+        result = await run.wait()
+    plan = run.plan
+    shown = [plan, run, result, plan.settings, plan.run, plan.provider_settings, result.this_run]
+    for value in shown:
+        for text in (repr(value), str(value)):
+            assert sentinel not in text, type(value).__name__

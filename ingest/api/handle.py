@@ -112,8 +112,16 @@ class Upload:
         """End now (`StopReason.INTERRUPTED`); items in flight are redone by the next run."""
         self._open()[0].abort()
 
+    async def ended(self) -> None:
+        """Wait for the run to end, raising nothing (`wait` then gives its `Result`)."""
+        await self._open()[1].wait()
+
     async def wait(self) -> Result:
-        """Wait for the run to end; its journal counts and stop reason."""
+        """Wait for the run to end; its journal counts and stop reason.
+
+        Raises what ended the run if it was not a stop (a `JournalError` counting
+        the journal at the end, a bug), as itself, never in an `ExceptionGroup`.
+        """
         await self._open()[1].wait()
         if self._error is not None:
             raise self._error
@@ -223,14 +231,39 @@ class Upload:
     ) -> None:
         try:
             outcome = await engine.run(entries)
-            self._result = _result(engine, journal, outcome)
-        except Exception as exc:  # a bug, not a stop: raised by `wait` and on leaving the block
-            self._error = exc
+            # The journal's fsync and, after a write error, its replay: off the caller's loop.
+            self._result = await anyio.to_thread.run_sync(_result, engine, journal, outcome)
+        except Exception as exc:  # not a stop: raised by `wait` and on leaving the block
+            self._error = _unwrap(exc)
         finally:
             finished.set()
 
 
+def _unwrap(exc: Exception) -> Exception:
+    """The error an engine's task group wrapped: its only one, else its first `IngestError`.
+
+    Several workers often meet the same error at once; the caller gets that error
+    itself (what the CLI and a library user catch), and a group only when its
+    errors are bugs of different kinds.
+    """
+    from ingest.errors import IngestError
+
+    leaves = list({id(leaf): leaf for leaf in _leaves(exc)}.values())
+    if len(leaves) == 1:
+        return leaves[0]
+    return next((leaf for leaf in leaves if isinstance(leaf, IngestError)), exc)
+
+
+def _leaves(exc: Exception) -> Iterator[Exception]:
+    if isinstance(exc, ExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
 def _result(engine: Engine, journal: Journal, outcome: Outcome) -> Result:
+    """The run's `Result` from the journal's counts (blocking: fsync, maybe a replay)."""
     from ingest.journal import replay
 
     journal.sync()

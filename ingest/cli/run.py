@@ -245,11 +245,16 @@ async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) ->
                     run.drain()
                     tg.start_soon(_grace, run)
 
+        async def until_ended(tg: anyio.abc.TaskGroup) -> None:
+            await run.ended()
+            tg.cancel_scope.cancel()
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(on_signals, tg)
             tg.start_soon(reporter.watch, run)
-            result = await run.wait()
-            tg.cancel_scope.cancel()
+            tg.start_soon(until_ended, tg)
+        # Outside the task group: what `wait` raises reaches `run`'s handlers as itself.
+        result = await run.wait()
     reporter.summary(result)
     return exit_code(result, reporter, interrupted=interrupted)
 

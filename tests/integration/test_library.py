@@ -12,9 +12,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import pytest
@@ -25,7 +25,7 @@ from ingest.api.wiring import prepare
 from ingest.errors import JournalMismatch
 from ingest.item import Source
 from ingest.providers import PROVIDER_NAMES
-from ingest.providers.base import Landed
+from ingest.providers.base import Landed, Provider, Target
 from ingest.sim import SimSettings
 from tests.images import make_dataset, write_jsonl_manifest
 
@@ -318,3 +318,61 @@ async def test_no_repr_or_str_holds_a_key(tmp_path: Path, monkeypatch: pytest.Mo
     for value in shown:
         for text in (repr(value), str(value)):
             assert sentinel not in text, type(value).__name__
+
+
+class Breaks:
+    """An adapter whose every acquire raises `error` (not a `TransferError`: not a stop)."""
+
+    name: ClassVar[str] = "novita"
+
+    def __init__(self, inner: Provider, error: Exception) -> None:
+        self.inner, self.caps, self.error = inner, inner.caps, error
+
+    async def acquire(self, source: Source) -> Target:
+        raise self.error
+
+    async def transfer(self, source: Source, target: Target) -> Target:
+        return await self.inner.transfer(source, target)
+
+    async def finalize(
+        self, batch: Sequence[tuple[Source | None, Target]]
+    ) -> list[Landed | ingest.TransferError]:
+        return await self.inner.finalize(batch)
+
+    def landed(self, source: Source, target: Target) -> Landed:
+        return self.inner.landed(source, target)
+
+
+@pytest.mark.anyio
+async def test_an_error_inside_the_engine_reaches_the_caller_as_itself(tmp_path: Path) -> None:
+    manifest = manifest_of(tmp_path, 3)
+    error = ingest.JournalError("the journal went away")
+    run = ingest.open_upload(
+        manifest, provider="novita", sim=True, wrap=lambda inner: Breaks(inner, error)
+    )
+    with pytest.raises(ingest.JournalError) as raised:
+        async with run:
+            await run.wait()
+    assert raised.value is error  # not an ExceptionGroup around it
+
+
+def test_ingest_run_reports_an_error_inside_the_engine_as_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingest.cli import run as cli_run
+    from ingest.cli.main import build_parser
+
+    manifest = manifest_of(tmp_path, 3)
+    opened = ingest.open_upload
+
+    def broken(*args: Any, **kwargs: Any) -> ingest.Upload:
+        error = ingest.JournalError("the journal went away")
+        return opened(*args, **kwargs, wrap=lambda inner: Breaks(inner, error))
+
+    monkeypatch.setattr("ingest.api.open_upload", broken)
+    args = build_parser().parse_args(
+        ["run", str(manifest), "--provider", "novita", "--sim", "--quiet"]
+    )
+    assert cli_run.run(args) == cli_run.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "ingest: error: the journal went away" in err and "Traceback" not in err

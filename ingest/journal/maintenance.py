@@ -5,7 +5,8 @@ Owns every rewrite of a journal file and the one-run-at-a-time lock.
 How it works: a rewrite (`compact`, `repair`) goes to a temporary file beside
 the journal, is fsynced, renamed over the original and the folder fsynced, so
 a crash during it leaves the old or the new journal, whole. The lock is an
-exclusive `flock` on ``<journal>.lock`` holding the owner's pid.
+exclusive `flock` on ``<journal>.lock`` holding the owner's pid; the file is
+removed by its holder on release (`unlock`), so none is left beside the journal.
 
 Invariants:
 - `compact` keeps the state a replay gives; `repair` keeps every intact
@@ -42,20 +43,54 @@ def fsync_dir(path: Path) -> None:
 
 
 def lock(path: Path) -> int:
-    """Take the journal's run lock; its fd (close it to release). `JournalLocked` if held."""
-    lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-        os.close(fd)
-        raise JournalLocked(
-            f"{path} is in use by another ingest run (pid {holder}); wait for it or stop it"
-        ) from None
+    """Take the journal's run lock; its fd (release it with `unlock`). `JournalLocked` if held.
+
+    The lock file exists only while a run holds it: `unlock` removes it before
+    letting go. So a lock taken on a file that its holder removed meanwhile
+    (opened before the removal, locked after) guards nothing: the lock is
+    kept only when the file at the path is the one locked, else taken again.
+    """
+    lock_path = _lock_path(path)
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise JournalLocked(
+                f"{path} is in use by another ingest run (pid {holder}); wait for it or stop it"
+            ) from None
+        if _is_at(fd, lock_path):
+            break
+        os.close(fd)  # a released (removed) lock file: lock the one at the path now
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def unlock(path: Path, fd: int) -> None:
+    """Release the run lock `lock` returned: remove its file while still holding it, then close."""
+    lock_path = _lock_path(path)
+    try:
+        if _is_at(fd, lock_path):
+            lock_path.unlink()
+    except OSError:
+        pass  # a read-only folder: the file stays, and the next run takes it as before
+    finally:
+        os.close(fd)
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is the file at `path` now."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def check_binding(path: Path, found: Header, wanted: Header, force: bool) -> None:
@@ -144,26 +179,20 @@ def repair(path: Path, *, dry_run: bool = False) -> Repair:
     """
     if not path.is_file():
         raise not_a_journal(path, FileNotFoundError(errno.ENOENT, str(path)))
+    # The header is checked before the lock too, so a file that is no journal gets no `.lock`.
+    first = next(lines(path), None)  # the generator, dropped here, closes its file
+    if first is None:
+        raise JournalCorrupt("journal is empty or its header is torn", path=str(path), line=1)
+    _check_header(path, _decoded(first[2].lstrip(b"\x00"), first[3]))
     lock_fd = lock(path)
     try:
         kept: list[bytes] = []
         dropped: list[tuple[int, str]] = []
         for number, _end, raw, complete in lines(path):
             line = raw.lstrip(b"\x00")
-            try:
-                rec = orjson.loads(line) if complete else None
-            except orjson.JSONDecodeError:
-                rec = None
+            rec = _decoded(line, complete)
             if number == 1:
-                try:
-                    Header.from_record(rec, path)
-                except JournalCorrupt:
-                    raise JournalCorrupt(
-                        "the header is damaged, so the run this journal belongs to is unknown "
-                        "and it cannot be repaired; move it aside to start over",
-                        path=str(path),
-                        line=1,
-                    ) from None
+                _check_header(path, rec)
                 kept.append(line + b"\n")
             elif (why := problem(rec)) is None:
                 kept.append(line + b"\n")
@@ -190,4 +219,23 @@ def repair(path: Path, *, dry_run: bool = False) -> Repair:
         fsync_dir(path)
         return Repair(len(kept) - 1, tuple(dropped), backup)
     finally:
-        os.close(lock_fd)
+        unlock(path, lock_fd)
+
+
+def _decoded(line: bytes, complete: bool) -> object:
+    try:
+        return orjson.loads(line) if complete else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _check_header(path: Path, rec: object) -> None:
+    try:
+        Header.from_record(rec, path)
+    except JournalCorrupt:
+        raise JournalCorrupt(
+            "the header is damaged, so the run this journal belongs to is unknown "
+            "and it cannot be repaired; move it aside to start over",
+            path=str(path),
+            line=1,
+        ) from None

@@ -32,7 +32,7 @@ from pathlib import Path
 import orjson
 
 from ingest.errors import JournalError
-from ingest.journal.maintenance import check_binding, compact, fsync_dir, lock
+from ingest.journal.maintenance import check_binding, compact, fsync_dir, lock, unlock
 from ingest.journal.reader import Replay, not_a_journal, replay
 from ingest.journal.records import Header, Record
 
@@ -123,10 +123,10 @@ class Journal:
         except OSError as exc:
             # A full disk (or a file size limit) while creating or repairing the
             # journal: a clear error before any work, not a traceback.
-            os.close(lock_fd)
+            unlock(path, lock_fd)
             raise JournalError(f"cannot write {path}: {_io_reason(exc)}") from exc
         except BaseException:
-            os.close(lock_fd)
+            unlock(path, lock_fd)
             raise
         return cls(path, fd, lock_fd, sync_interval), state
 
@@ -209,7 +209,7 @@ class Journal:
             self.sync()
         self._closed = True
         os.close(self._fd)
-        os.close(self._lock_fd)
+        unlock(self.path, self._lock_fd)
 
     def __enter__(self) -> Journal:
         return self

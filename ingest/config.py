@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ingest.errors import ConfigError
 from ingest.providers.settings import DEFAULT_PROVIDERS, SETTINGS_CLASSES, ProviderSettings
-from ingest.redact import register_secret
+from ingest.redact import key_variable_problem, register_secret
 from ingest.schema import Key, keys, setting
 
 if TYPE_CHECKING:
@@ -231,6 +231,13 @@ def load_settings(
     return Settings(run=run, providers=providers)
 
 
+def check_key_variable(provider: str, field_name: str, variable: str) -> None:
+    """A `ConfigError` when a key-variable setting holds no variable name (a pasted key)."""
+    problem = key_variable_problem(f"providers.{provider}.{field_name}", variable)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
 def read_secrets(name: str, settings: ProviderSettings, fields: tuple[str, ...]) -> dict[str, str]:
     """The secret values named by `fields` (e.g. `api_key_env`), from the environment.
 
@@ -240,6 +247,7 @@ def read_secrets(name: str, settings: ProviderSettings, fields: tuple[str, ...])
     secrets: dict[str, str] = {}
     for field_name in fields:
         variable = getattr(settings, field_name)
+        check_key_variable(name, field_name, variable)
         value = os.environ.get(variable, "") if variable else ""
         if not value.strip():
             raise ConfigError(

@@ -45,13 +45,18 @@ def bench_settings(provider: str, given: Mapping[str, Any], *, emulator: bool) -
     is made or process started.
     """
     from ingest.api.wiring import resolve_settings
+    from ingest.config import check_key_variable
     from ingest.providers import provider_class
 
     chosen = dict(given)
     if emulator and provider == "scenario" and not chosen.get("model_id"):
         chosen["model_id"] = EMULATOR_MODEL
     resolved = resolve_settings(provider, None, chosen)
-    provider_class(provider).run_params(resolved.provider(provider), {})
+    cls = provider_class(provider)
+    psettings = resolved.provider(provider)
+    for name in cls.key_envs:
+        check_key_variable(provider, name, getattr(psettings, name))
+    cls.run_params(psettings, {})
     return chosen
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ingest.cli.options import add_settings_flags, settings_from_args
 from ingest.config import ProviderSettings, RunSettings, Settings
+from ingest.redact import key_variable_problem, preview
 from ingest.schema import Key, keys
 
 HEADER = """\
@@ -74,13 +75,12 @@ def _section(title: str, value: RunSettings | ProviderSettings, secrets: bool) -
     for key in keys(type(value)):
         current = getattr(value, key.name)
         comment = _comment(key)
-        if (
-            secrets
-            and isinstance(value, ProviderSettings)
-            and key.name in value.key_envs
-            and current
-        ):
-            comment += f"; ${current}: {mask(os.environ.get(current, ''))}"
+        if isinstance(value, ProviderSettings) and key.name in value.key_envs and current:
+            problem = key_variable_problem(key.name, current)
+            if problem is not None:  # a pasted key: never shown beyond its first characters
+                current, comment = preview(current), f"{comment}; ERROR: {problem}"
+            elif secrets:
+                comment += f"; ${current}: {mask(os.environ.get(current, ''))}"
         rows.append((f"{key.name} = {_toml(current)}", comment))
     width = max(len(text) for text, _ in rows)
     return [f"[{title}]", *(f"{text.ljust(width)}  # {comment}" for text, comment in rows)]
@@ -123,4 +123,12 @@ def run(args: argparse.Namespace) -> int:
     names = [args.provider] if args.provider else sorted(settings.providers)
     providers = {name: settings.providers[name] for name in names}
     sys.stdout.write(render(settings, providers, show_secrets=True))
-    return 0
+    problems = [
+        problem
+        for name, section in providers.items()
+        for field in section.key_envs
+        if (problem := key_variable_problem(f"providers.{name}.{field}", getattr(section, field)))
+    ]
+    for problem in problems:
+        print(f"ingest: error: {problem}", file=sys.stderr)
+    return 2 if problems else 0

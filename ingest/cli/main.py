@@ -67,9 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except BrokenPipeError:
-        # The reader went away (`ingest export … | head`): not an error of ours.
+        # The reader went away (`ingest export … | head`): not an error of ours. An
+        # upload never claims success this way (its Reporter handles EPIPE itself;
+        # this is a print outside it): 141, as `ingest run` exits when its output closes.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return 141 if args.command in ("run", "retry-failed") else 0
     return code
 
 

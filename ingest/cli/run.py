@@ -6,7 +6,14 @@ display (`Reporter` is the run's observer) and the exit codes.
 
 Exit codes: 0 every item done; 1 the run ended with failed or rejected items;
 2 bad usage, configuration or journal; 3 the run was stopped (bad key,
-provider outage, full disk); 130 interrupted by the user.
+provider outage, full disk); 130 interrupted by the user; 141 stopped because
+its output was closed (a pipe whose reader went away).
+
+A closed output is a drain, as the first Ctrl-C is: what is in flight
+finishes and is journaled, nothing new starts, and the exit code follows the
+journal (0 only if every item is done). Like git, rclone or `yes | head`, the
+writer stops when its reader goes away (141 = 128 + SIGPIPE, what a shell
+reports for them), but cleanly, without orphan uploads or a traceback.
 """
 
 from __future__ import annotations
@@ -31,10 +38,12 @@ if TYPE_CHECKING:
     from ingest.sim import SimSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: the reader of stdout (or stderr) went away
 EXIT_CODES = (
     "exit codes: 0 every item done; 1 some items failed or were rejected; "
     "2 bad usage, configuration or journal; 3 run stopped (bad key, provider outage, "
-    "disk full); 130 interrupted (run the same command to resume)"
+    "disk full); 130 interrupted (run the same command to resume); "
+    "141 output closed (a pipe's reader went away; run the same command to resume)"
 )
 DRAIN_GRACE_S = 30.0
 
@@ -186,6 +195,8 @@ def dry_run(reporter: Reporter, plan: Plan) -> int:
     fates: Counter[str] = Counter()
     size = 0
     for planned in preview(plan):
+        if reporter.output_closed:
+            return EXIT_OUTPUT_CLOSED  # nobody reads the rest
         fates[planned.fate] += 1
         if planned.error is not None:
             reporter.item_rejected(planned.key, planned.error)
@@ -197,11 +208,12 @@ def dry_run(reporter: Reporter, plan: Plan) -> int:
     upload, skip, rejected = fates["upload"], fates["skip"], fates["reject"]
     reporter.event("summary", dry_run=True, upload=upload, bytes=size, skip=skip, rejected=rejected)
     if reporter.mode != "json":
-        print(
+        reporter.say(
             f"dry run: would upload {upload} files ({human_bytes(size)}), skip {skip} already done, "
-            f"reject {rejected}; nothing was sent",
-            file=sys.stderr,
+            f"reject {rejected}; nothing was sent"
         )
+    if reporter.output_closed:
+        return EXIT_OUTPUT_CLOSED
     return EXIT_FAILED if rejected else EXIT_OK
 
 
@@ -250,9 +262,18 @@ async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) ->
             tg.cancel_scope.cancel()
 
         async with anyio.create_task_group() as tg:
+
+            def on_output_closed() -> None:
+                run.drain()
+                tg.start_soon(_grace, run)
+
+            reporter.on_output_closed = on_output_closed
+            if reporter.output_closed:  # closed before this point (the first note)
+                on_output_closed()
             tg.start_soon(on_signals, tg)
             tg.start_soon(reporter.watch, run)
             tg.start_soon(until_ended, tg)
+        reporter.on_output_closed = None  # the run is over: nothing left to drain
         # Outside the task group: what `wait` raises reaches `run`'s handlers as itself.
         result = await run.wait()
     reporter.summary(result)
@@ -261,8 +282,20 @@ async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) ->
 
 def exit_code(result: Result, reporter: Reporter, *, interrupted: bool = False) -> int:
     """0 only when every manifest item is done per the journal; see EXIT_CODES."""
+    import dataclasses
+
     from ingest.api import StopReason
 
+    if reporter.output_closed:
+        # The journal's word: a drain that happened to come after the last item is complete.
+        if dataclasses.replace(result, drained=False).complete:
+            return EXIT_OK
+        reporter.say(
+            f"ingest: stopped because its output was closed; {result.done} done"
+            + (f" of {result.total}" if result.total is not None else "")
+            + " per the journal (run the same command to resume)"
+        )
+        return EXIT_OUTPUT_CLOSED
     if interrupted or result.drained or result.stop_reason is StopReason.INTERRUPTED:
         reporter.note(
             f"interrupted; run the same command again to resume ({result.done} done so far)",

@@ -1,20 +1,28 @@
-"""A provider outage where every call fails: the circuit breaker stops the run early and cleanly.
+"""Provider outages: a short one is waited out; a long one trips the circuit breaker.
 
-The run stops within a bounded number of calls (the breaker's streak, plus
-what was already in flight, times the attempts per step) with exit code 3 and
-a message that names the cause and the way on; only the items that were
-actually tried are recorded as failed (retry class), the others have no
-record at all, and the same command finishes the job once the provider is back.
+A storage outage shorter than `retry_window_s`, in the middle of a run,
+fails nothing: the items it catches are retried through it with backoff and
+the run ends with exit 0 (the count alone, 3 tries here, failed them within
+a second and the breaker stopped the run). An outage where every call fails
+for good is stopped by the circuit breaker (with the window at 0, so the
+test is quick): the run stops within a bounded number of calls (the
+breaker's streak, plus what was already in flight, times the attempts per
+step) with exit code 3 and a message that names the cause and the way on;
+only the items that were actually tried are recorded as failed (retry
+class), the others have no record at all, and the same command finishes the
+job once the provider is back.
 """
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.images import make_dataset, write_jsonl_manifest
-from tests.simproc import run_ingest, sim_process
+from tests.simproc import ingest_cmd, run_ingest, sim_process
 from tests.torture import api_calls, config, journal_records, spec, verify_run
 
 NOVITA = spec("novita")
@@ -60,6 +68,55 @@ def test_outage_trips_the_circuit_breaker_then_resume(tmp_path: Path, plane: str
         sim.set_faults("")
         resumed = run_ingest(args, env=NOVITA.env())
         assert resumed.returncode == 0, resumed.stderr
+        verdict = verify_run(NOVITA, sim, paths, journal)
+    assert verdict.lost == verdict.duplicates == 0
+    assert verdict.status["done"] == len(paths) and verdict.status["failed"] == 0
+
+
+OUTAGE_S = 5.0  # as long as the outage lasts at least (it also waits for refusals to be seen)
+
+
+def test_a_short_storage_outage_mid_run_fails_nothing(tmp_path: Path) -> None:
+    paths = make_dataset(tmp_path / "images", 150, min_size=512, max_size=4 * 1024, seed=102)
+    manifest = write_jsonl_manifest(paths, tmp_path / "manifest.jsonl")
+    journal = NOVITA.journal(manifest)
+    settings = config(
+        tmp_path / "ingest.toml",
+        max_attempts=ATTEMPTS,
+        backoff_base_s=0.05,
+        backoff_cap_s=0.5,  # retried every half second at most: the count is spent at once
+        retry_window_s=30.0,
+        put_concurrency=PUT,
+        lookahead=LOOKAHEAD,
+    )
+    slow = "seed=17,put.latency=0.05"  # the run lasts seconds, so the outage lands mid-run
+    with sim_process("--faults", slow) as sim:
+        args = NOVITA.run_args(manifest, sim, "--json", "--config", str(settings))
+        events = tmp_path / "events.jsonl"
+        with events.open("w") as out:
+            proc = subprocess.Popen(
+                ingest_cmd(*args), env=NOVITA.env(), stdout=out, stderr=subprocess.PIPE, text=True
+            )
+            try:
+                while events.read_text().count('"item_done"') < 10:  # progress seen
+                    assert proc.poll() is None, "the run ended before the outage"
+                    time.sleep(0.05)
+                sim.set_faults(f"{slow},put.503=1")
+                began = time.monotonic()
+                # Every PUT slot refused more often than the count allows, and OUTAGE_S passed.
+                while (
+                    sim.stats()["storage_puts"].get("503", 0) < PUT * ATTEMPTS * 2
+                    or time.monotonic() - began < OUTAGE_S
+                ):
+                    assert proc.poll() is None, "the run ended during the outage"
+                    time.sleep(0.05)
+                sim.set_faults(slow)
+                _, stderr = proc.communicate(timeout=120)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+        assert proc.returncode == 0, stderr
+        assert '"item_failed"' not in events.read_text()
         verdict = verify_run(NOVITA, sim, paths, journal)
     assert verdict.lost == verdict.duplicates == 0
     assert verdict.status["done"] == len(paths) and verdict.status["failed"] == 0

@@ -29,12 +29,13 @@ if TYPE_CHECKING:
         upload,
         upload_sync,
     )
-    from ingest.journal import JournalStatus, export, status
+    from ingest.journal import Failure, JournalStatus, export, failures, status
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "Failure",
     "IngestError",
     "JournalError",
     "JournalStatus",
@@ -46,6 +47,7 @@ __all__ = [
     "Upload",
     "__version__",
     "export",
+    "failures",
     "open_upload",
     "status",
     "upload",
@@ -53,8 +55,10 @@ __all__ = [
 ]
 
 _LAZY: dict[str, str] = {
+    "Failure": "ingest.journal",
     "JournalStatus": "ingest.journal",
     "export": "ingest.journal",
+    "failures": "ingest.journal",
     "status": "ingest.journal",
     "Observer": "ingest.api",
     "Result": "ingest.api",

@@ -1,8 +1,10 @@
-"""Item counts by state, kept current as a run writes its records.
+"""Item counts by state, kept current as a run writes its records, against the manifest it reads.
 
 Owns the end-of-run summary's numbers: the counts `journal.replay(path).counts()`
 would give after the run, without reading the journal again (a second replay
-held a digest per done item: ~17 MiB at 10^6 items, the run's largest table).
+held a digest per done item: ~17 MiB at 10^6 items, the run's largest table),
+and what the run's read of the manifest found missing (the `gone` of its `end`
+record).
 
 How it works: the counts start from the journal as it was replayed when the
 run opened. Each record the run writes moves its key from its previous state
@@ -10,25 +12,69 @@ to the new one; a key's previous state is its earlier record in this run
 (kept only while the key is unfinished) or else its state in the opening
 replay. This relies on the engine's invariant that a key reaches at most one
 final record (done, fail, bad) per run: each manifest key is one item.
+
+Removed entries: `watch` sees every entry the run reads and counts, by its
+state in the opening replay, the keys this manifest still lists. At the end
+of the read, an earlier key this read did not list has had no record in this
+run (records follow reading), so it is still in its opening state: the keys
+gone from the manifest are, state by state, the opening counts less the
+listed ones. `end_record` journals them, and `counts` leaves them out from
+then on (before that, the previous full read's `gone`). This takes counters
+only, no set of keys: memory stays flat at 10^6 items, and the exact keys
+are for `ingest export` / `ingest status` to tell, by reading the manifest
+again (`journal.report`).
+
+Invariants: after a run reads its manifest to the end, `counts` are those of
+that manifest's entries, so their sum never exceeds `total`; `total` is
+this run's read (None until it ends), never an earlier run's.
 """
 
 from __future__ import annotations
 
-from ingest.journal.reader import Replay
-from ingest.journal.records import Count, Record, count_of
+from collections.abc import Iterator
+from typing import Final
+
+from ingest.errors import ManifestError
+from ingest.item import Item
+from ingest.journal.reader import Replay, without_gone
+from ingest.journal.records import Count, EndRecord, Record, count_of, manifest_end
+
+_COUNTS: Final[tuple[Count, ...]] = ("done", "failed", "rejected", "in_flight")
 
 
 class Tally:
-    """Counts by state ("done", "failed", "rejected", "in_flight") and the manifest total."""
+    """Counts by state ("done", "failed", "rejected", "in_flight"), the total and the removed."""
 
-    __slots__ = ("_bad_lines", "_counts", "_open", "_start", "total")
+    __slots__ = ("_bad_lines", "_counts", "_gone", "_listed", "_open", "_start", "total")
 
     def __init__(self, start: Replay) -> None:
         self._start = start
-        self._counts = start.counts()
+        self._counts = start.all_counts()  # every key the journal names
         self._bad_lines = start.bad_lines
         self._open: set[str] = set()  # keys whose latest record in this run is unfinished
-        self.total = start.total
+        self._gone: dict[str, int] = dict(start.gone)  # left out of `counts`
+        self._listed = dict.fromkeys(_COUNTS, 0)  # opening state of the keys this read lists
+        self.total: int | None = None
+
+    # -- the read ------------------------------------------------------------
+
+    def watch(self, entries: Iterator[Item | ManifestError]) -> Iterator[Item | ManifestError]:
+        """`entries`, unchanged, each counted on the way (in the reader's thread)."""
+        listed, state_at_start = self._listed, self._state_at_start
+        for entry in entries:
+            if isinstance(entry, Item):
+                state = state_at_start(entry.key)
+                if state is not None:
+                    listed[state] += 1
+            yield entry
+
+    def end_record(self, entries: int) -> EndRecord:
+        """The `end` record of a full read of `entries`: with the earlier items it no longer listed."""
+        start = self._start.all_counts()
+        start["rejected"] -= self._start.bad_lines  # keyless: the latest run's, not items
+        return manifest_end(entries, {name: start[name] - self._listed[name] for name in _COUNTS})
+
+    # -- the records ---------------------------------------------------------
 
     def apply(self, rec: Record) -> None:
         if rec["s"] == "run":
@@ -37,6 +83,7 @@ class Tally:
             self._bad_lines = 0
         elif rec["s"] == "end":
             self.total = rec["n"]
+            self._gone = rec.get("gone", {})
         elif "k" in rec:
             key = rec["k"]
             if key in self._open:
@@ -61,4 +108,10 @@ class Tally:
         return None if previous is None else count_of(previous["s"])
 
     def counts(self) -> dict[str, int]:
-        return dict(self._counts)
+        """Counts of the manifest's items (the latest full read's; this run's once it ends)."""
+        return without_gone(self._counts, self._gone)
+
+    @property
+    def removed(self) -> int:
+        """Items uploaded earlier that the latest full read no longer listed."""
+        return self._gone.get("done", 0)

@@ -268,10 +268,11 @@ def _result(engine: Engine, journal: Journal, outcome: Outcome) -> Result:
 
     journal.sync()
     if journal.error is None:
-        counts, total = engine.tally.counts(), engine.tally.total
+        counts, total, removed = engine.tally.counts(), engine.tally.total, engine.tally.removed
     else:  # records may not have reached the disk: count what did
         final = replay(journal.path)
-        counts, total = final.counts(), final.total
+        counts, removed = final.counts(), final.removed
+        total = final.total if final.read_to_end else None
     return Result(
         done=counts["done"],
         failed=counts["failed"],
@@ -284,6 +285,7 @@ def _result(engine: Engine, journal: Journal, outcome: Outcome) -> Result:
         journal=journal.path,
         elapsed_s=outcome.elapsed_s,
         this_run=outcome.counters,
+        removed=removed,
     )
 
 

@@ -2,7 +2,9 @@
 
 Owns `Result` (`StopReason` is the engine's, re-exported). The counts are the journal's (what
 `ingest status` would report after the run), never the engine's live
-counters; those are kept apart in `this_run`.
+counters; those are kept apart in `this_run`. They count the manifest's
+items: an item an earlier run uploaded that this manifest no longer lists is
+in `removed`, not in `done` (see `ingest.tally`).
 
 Invariants: `Result.complete` is true only when every manifest item is done
 per the journal and the run was not stopped; `ingest run` exits 0 on exactly
@@ -38,6 +40,8 @@ class Result:
     journal: Path
     elapsed_s: float
     this_run: Counters  # the engine's counters for this run alone (a copy)
+    # Items uploaded by earlier runs that this run's manifest no longer lists; not in `done`.
+    removed: int = 0
 
     @property
     def complete(self) -> bool:

@@ -1,9 +1,12 @@
 """`ingest export JOURNAL`: each done item's remote id, as JSON lines, CSV, or the provider's shape.
 
 Renders `ingest.journal.export`: rows follow the manifest's order and carry
-its path and caption when the manifest (recorded in the journal header) is
-still readable; otherwise they follow the journal. Exit 2 when the journal
-cannot be read or the output cannot be written.
+its path and caption. Items uploaded earlier that the manifest (recorded in
+the journal header) no longer lists are left out, from the rows and from
+``--format provider`` alike, unless ``--include-removed`` (then they follow,
+flagged ``"removed": "true"``). When the manifest cannot be read, every done
+item is listed in journal order, with a warning on stderr. Exit 2 when the
+journal cannot be read or the output cannot be written.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 CSV_COLUMNS = ("key", "path", "remote_id", "url", "caption")
+REMOVED_COLUMN = "removed"
 
 
 def register(sub: Any) -> None:
@@ -30,6 +34,11 @@ def register(sub: Any) -> None:
     p.add_argument("journal", type=Path)
     p.add_argument("--format", choices=("jsonl", "csv", "provider"), default="jsonl")
     p.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    p.add_argument(
+        "--include-removed",
+        action="store_true",
+        help="also list items uploaded earlier that the manifest no longer has",
+    )
     p.set_defaults(func=run)
 
 
@@ -37,13 +46,15 @@ def run(args: argparse.Namespace) -> int:
     import orjson
 
     from ingest.errors import IngestError
-    from ingest.journal import export
+    from ingest.journal import export, manifest_problem
 
+    removed = args.include_removed
     try:
         if args.format == "provider":
-            document = export(args.journal, "provider")
+            document = export(args.journal, "provider", include_removed=removed)
         else:
-            rows = export(args.journal)
+            rows = export(args.journal, include_removed=removed)
+        problem = manifest_problem(args.journal)
         out: TextIO = args.output.open("w", newline="") if args.output else sys.stdout
     except IngestError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)
@@ -52,14 +63,21 @@ def run(args: argparse.Namespace) -> int:
         why = "its folder does not exist" if isinstance(exc, FileNotFoundError) else exc.strerror
         print(f"ingest: error: cannot write {args.output}: {why}", file=sys.stderr)
         return 2
+    if problem is not None:
+        print(
+            f"ingest: warning: the manifest cannot be read ({problem}), so items removed "
+            "from it cannot be told apart: every uploaded item is listed",
+            file=sys.stderr,
+        )
     try:
         if args.format == "provider":
             out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
         elif args.format == "csv":
             writer = csv.writer(out)
-            writer.writerow(CSV_COLUMNS)
+            columns = (*CSV_COLUMNS, REMOVED_COLUMN) if removed else CSV_COLUMNS
+            writer.writerow(columns)
             for row in rows:
-                writer.writerow([row.get(column, "") for column in CSV_COLUMNS])
+                writer.writerow([row.get(column, "") for column in columns])
         else:
             for row in rows:
                 out.write(orjson.dumps(row).decode() + "\n")

@@ -31,6 +31,7 @@ import orjson
 from ingest.engine import Snapshot
 from ingest.errors import ManifestError, TransferError
 from ingest.item import Source
+from ingest.journal.report import removed_note
 from ingest.providers.base import Landed
 from ingest.redact import redact
 
@@ -335,6 +336,7 @@ class Reporter:
                 failed=counts["failed"],
                 rejected=counts["rejected"],
                 in_flight=counts["in_flight"],
+                removed=result.removed,
                 this_run={
                     "done": c.done,
                     "skipped": c.skipped,
@@ -369,6 +371,8 @@ class Reporter:
             + (f" of {total}" if total is not None else "")
             + f", {counts['failed']} failed, {counts['rejected']} rejected, {counts['in_flight']} unfinished",
         ]
+        if result.removed:
+            lines.append(removed_note(result.removed))
         if self.failures:
             lines.append("problems by reason:")
             for (action, code), n in self.failures.most_common():

@@ -1,6 +1,11 @@
-"""`ingest status JOURNAL`: what a journal says, counted from its records.
+"""`ingest status JOURNAL`: what a journal says about the manifest's items, and what would help.
 
-Renders `ingest.journal.status`; exit 2 when the journal cannot be read.
+Renders `ingest.journal.status` (counts against the manifest as it is now,
+items removed from it reported apart, then the next steps that would get the
+rest done), or with ``--failed`` `ingest.journal.failures`: every failed and
+rejected item, one a line (JSON lines with ``--json``), so nothing is lost
+past the run's first 50 printed problems. Exit 2 when the journal cannot be
+read.
 """
 
 from __future__ import annotations
@@ -8,17 +13,28 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ingest.journal.report import Failure, JournalStatus
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "status",
         help="show what a journal records",
-        description="Count the items of a run by state, from its journal (safe while the run goes on).",
+        description=(
+            "Count the manifest's items by state, from the journal (safe while the run goes on), "
+            "and say what would get the rest done. --failed lists every failed and rejected item."
+        ),
     )
     p.add_argument("journal", type=Path)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--failed",
+        action="store_true",
+        help="list each failed and rejected item: key, line, class, code, reason (--json: JSON lines)",
+    )
     p.set_defaults(func=run)
 
 
@@ -26,28 +42,70 @@ def run(args: argparse.Namespace) -> int:
     import orjson
 
     from ingest.errors import JournalError
-    from ingest.journal import status
+    from ingest.journal import failures, status
 
     try:
-        info = status(args.journal)
+        if args.failed:
+            found = failures(args.journal)
+        else:
+            info = status(args.journal)
     except JournalError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)
         return 2
+    if args.failed:
+        if args.json:
+            for failure in found:
+                sys.stdout.write(orjson.dumps(failure.to_json()).decode() + "\n")
+        else:
+            listed = 0
+            for failure in found:
+                print(failure_line(failure))
+                listed += 1
+            if not listed:
+                print("no failed or rejected items")
+        return 0
     if args.json:
         sys.stdout.write(orjson.dumps(info.to_json()).decode() + "\n")
         return 0
-    total = "?" if info.total is None else info.total
-    print(f"journal   {info.journal}")
-    print(f"provider  {info.provider}")
-    print(f"manifest  {info.manifest}  ({total} entries)")
-    print(f"runs      {info.runs}")
-    print(f"done      {info.done}")
-    print(f"failed    {info.failed}")
-    print(f"rejected  {info.rejected}")
-    print(f"unfinished {info.in_flight}")
-    for reason, n in info.problems.items():
-        print(f"  {n:>6}  {reason}")
-    print(
-        "complete" if info.complete else "incomplete: run the same `ingest run` command to resume"
-    )
+    for line in status_lines(info):
+        print(line)
     return 0
+
+
+def failure_line(failure: Failure) -> str:
+    """One item of ``status --failed``: where, key, class/code, reason."""
+    where = f"line {failure.line}" if failure.line is not None else "(no line)"
+    key = f" {failure.key}" if failure.key is not None else ""
+    label = f"{failure.action}/{failure.code}" if failure.kind == "fail" else "rejected"
+    return f"{where}{key}: {label}: {failure.reason}"
+
+
+def status_lines(info: JournalStatus) -> list[str]:
+    from ingest.journal.report import removed_note
+
+    total = "?" if info.total is None else info.total
+    out = [
+        f"journal   {info.journal}",
+        f"provider  {info.provider}",
+        f"manifest  {info.manifest}  ({total} entries)",
+        f"runs      {info.runs}",
+        f"done      {info.done}",
+        f"failed    {info.failed}",
+        f"rejected  {info.rejected}",
+        f"unfinished {info.in_flight}",
+    ]
+    if info.not_started:
+        out.append(f"not started {info.not_started}")
+    out.extend(f"  {n:>6}  {reason}" for reason, n in info.problems.items())
+    if info.removed:
+        out.append(removed_note(info.removed))
+    steps = info.next_steps()
+    if info.complete:
+        out.extend(steps)
+        out.append("complete")
+    elif len(steps) == 1:
+        out.append(f"incomplete: {steps[0]}")
+    else:
+        out.append("incomplete:")
+        out.extend(f"  {step}" for step in steps)
+    return out

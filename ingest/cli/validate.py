@@ -9,7 +9,6 @@ Exit code 0 when everything would upload, 1 when anything would be rejected.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -40,19 +39,10 @@ def register(sub: Any) -> None:
 
 
 def category(reason: str) -> str:
-    """A short class of a rejection reason, for the summary table."""
-    head = re.sub(r" at (line|column) \d+.*$", "", reason.split(":", 1)[0].strip())
-    for prefix, name in (
-        ("duplicate", "duplicate id/path"),
-        ("file name", "name limit"),
-        ("unsupported image type", "unsupported type"),
-        ("not an image", "not an image"),
-        ("too large", "too large"),
-        ("declared", "declared type mismatch"),
-    ):
-        if head.startswith(prefix):
-            return name
-    return head[:40]
+    """The table row of a rejection reason: its cause without paths (`ingest.reasons.group`)."""
+    from ingest.reasons import group
+
+    return group(reason)
 
 
 def run(args: argparse.Namespace) -> int:

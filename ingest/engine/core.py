@@ -176,7 +176,9 @@ class Engine:
                 if self.stop_reason is not None:  # stopped before it started: upload nothing
                     scope.cancel()
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._reader, entries, validated_send, landed_send.clone())
+                    # Counted on the way, for the items the manifest no longer lists.
+                    listed = self.tally.watch(entries)
+                    tg.start_soon(self._reader, listed, validated_send, landed_send.clone())
                     for _ in range(s.put_concurrency + s.lookahead):
                         tg.start_soon(self._worker, validated_recv.clone(), landed_send.clone())
                     finalizers = (
@@ -230,7 +232,7 @@ class Engine:
                     if not batch:
                         self._reading_done = True
                         self._total = self.counters.read
-                        self._record(records.manifest_end(self.counters.read))
+                        self._record(self.tally.end_record(self.counters.read))
                         break
                     routed = 0
                     try:

@@ -8,7 +8,9 @@ every kind and field). The package's rooms:
     reader       `replay` (the state a journal describes), `peek_header`, digests
     writer       `Journal`: open (lock, replay or create), append, group commit, fsync
     maintenance  the run lock, the binding check, `compact`, `repair`
-    report       `status` and `export`: what `ingest status` / `ingest export` print
+    report       `status` and `failures`: what `ingest status` prints, counted
+                 against the manifest as it is now
+    exporting    `export`: what `ingest export` prints
 
 Invariants (each module states its own):
 - Records reach the OS at the end of the event-loop turn that produced them
@@ -22,6 +24,7 @@ Invariants (each module states its own):
 
 from __future__ import annotations
 
+from ingest.journal.exporting import ExportFormat, ExportRow, export
 from ingest.journal.maintenance import Repair, check_binding, compact, lock, repair
 from ingest.journal.reader import Replay, fingerprint, key_digest, lines, peek_header, replay
 from ingest.journal.records import (
@@ -52,7 +55,7 @@ from ingest.journal.records import (
     run_started,
     uploaded,
 )
-from ingest.journal.report import ExportFormat, ExportRow, JournalStatus, export, status
+from ingest.journal.report import Failure, JournalStatus, failures, manifest_problem, status
 from ingest.journal.writer import Journal
 
 __all__ = [
@@ -66,6 +69,7 @@ __all__ = [
     "ExportFormat",
     "ExportRow",
     "FailRecord",
+    "Failure",
     "Header",
     "HeaderRecord",
     "Journal",
@@ -86,12 +90,14 @@ __all__ = [
     "decode",
     "export",
     "failed",
+    "failures",
     "file_of",
     "fingerprint",
     "key_digest",
     "lines",
     "lock",
     "manifest_end",
+    "manifest_problem",
     "peek_header",
     "rejected",
     "repair",

@@ -18,7 +18,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from io import BufferedReader
 from pathlib import Path
@@ -52,6 +52,12 @@ class Replay:
     end-of-run summary need not), each with its file's size/mtime fingerprint
     in the same table (~34 bytes each). Every other item's last record is kept
     whole in `unfinished` (few of them: in flight, failed, rejected).
+
+    `gone` is what the latest full read (`end` record) found missing: items
+    of earlier runs the manifest no longer listed, by the state they were in.
+    `counts` leaves them out, so the counts are those of the manifest as of
+    that read and never exceed `total`; `removed` is how many of them were
+    uploaded.
     """
 
     header: Header
@@ -60,6 +66,8 @@ class Replay:
     unfinished: dict[str, Unfinished] = field(default_factory=dict)
     bad_lines: int = 0  # rejected manifest lines without a key, in the latest run
     total: int | None = None
+    gone: dict[str, int] = field(default_factory=dict)
+    read_to_end: bool = False  # the latest run read its manifest to the end
     runs: int = 0
     records: int = 0
     good_bytes: int = 0  # offset of the end of the last complete record
@@ -81,8 +89,11 @@ class Replay:
         elif rec["s"] == "run":
             self.runs += 1
             self.bad_lines = 0
+            self.read_to_end = False
         elif rec["s"] == "end":
             self.total = rec["n"]
+            self.gone = rec.get("gone", {})
+            self.read_to_end = True
         elif "k" in rec:
             key = rec["k"]
             self.unfinished[key] = rec
@@ -98,7 +109,11 @@ class Replay:
         return self.done.get(key_digest(key)) if self.fingerprints else None
 
     def counts(self) -> dict[str, int]:
-        """Item counts by state (each a `Count`), derived from the records."""
+        """Item counts by state (each a `Count`), without the items the latest full read lacked."""
+        return without_gone(self.all_counts(), self.gone)
+
+    def all_counts(self) -> dict[str, int]:
+        """Item counts by state of every key the journal names, whether listed or not."""
         counts: dict[str, int] = {
             "done": len(self.done),
             "failed": 0,
@@ -108,6 +123,16 @@ class Replay:
         for rec in self.unfinished.values():
             counts[count_of(rec["s"])] += 1
         return counts
+
+    @property
+    def removed(self) -> int:
+        """Items uploaded earlier that the latest full read no longer listed."""
+        return self.gone.get("done", 0)
+
+
+def without_gone(counts: dict[str, int], gone: Mapping[str, int]) -> dict[str, int]:
+    """`counts` less the `gone` ones (never below 0: a gone key may have moved since)."""
+    return {name: max(0, n - gone.get(name, 0)) for name, n in counts.items()}
 
 
 def lines(path: Path) -> Iterator[tuple[int, int, bytes, bool]]:

@@ -9,8 +9,12 @@ lines):
              "bind":{setting: value}, "created":unix time}
     run     {"s":"run", "t":unix time, "pid":process id}
             a run (or resume) started
-    end     {"s":"end", "n":entries}
-            the manifest was read to its end (`n` entries, rejected ones included)
+    end     {"s":"end", "n":entries, "gone"?:{count: items}}
+            the manifest was read to its end (`n` entries, rejected ones included);
+            `gone` counts, by the state the journal held them in ("done",
+            "failed", "rejected", "in_flight"), the items of earlier runs this
+            read no longer listed (removed from the manifest or folder): a
+            replay subtracts them until the next `end` (see `reader.Replay`)
     acq     {"s":"acq", "k":key, "r":remote id, "x"?:{extra}}
             an upload target was acquired (again on every re-sign)
     up      {"s":"up", "k":key, "r":remote id, "z":size, "m":mtime ns, "x"?:{extra}}
@@ -82,6 +86,7 @@ class RunRecord(TypedDict):
 class EndRecord(TypedDict):
     s: Literal["end"]
     n: int
+    gone: NotRequired[dict[str, int]]
 
 
 class AcqRecord(TypedDict):
@@ -147,8 +152,13 @@ def run_started(t: float, pid: int) -> RunRecord:
     return {"s": "run", "t": t, "pid": pid}
 
 
-def manifest_end(entries: int) -> EndRecord:
-    return {"s": "end", "n": entries}
+def manifest_end(entries: int, gone: Mapping[str, int] | None = None) -> EndRecord:
+    """The end of a full read: `entries` read, `gone` items of earlier runs it no longer listed."""
+    rec: EndRecord = {"s": "end", "n": entries}
+    kept = {name: n for name, n in (gone or {}).items() if n}
+    if kept:
+        rec["gone"] = kept
+    return rec
 
 
 def acquired(key: str, remote_id: str, extra: Mapping[str, str] = _NO_EXTRA) -> AcqRecord:
@@ -256,7 +266,7 @@ _EXTRA: Final = (dict,)
 # kind -> (required fields, optional fields), each (name, allowed types).
 _FIELDS: Final[dict[str, tuple[tuple[tuple[str, tuple[type, ...]], ...], ...]]] = {
     "run": ((("t", _NUMBER), ("pid", _INT)), ()),
-    "end": ((("n", _INT),), ()),
+    "end": ((("n", _INT),), (("gone", _EXTRA),)),
     "acq": ((("k", _STR), ("r", _STR)), (("x", _EXTRA),)),
     "up": ((("k", _STR), ("r", _STR), ("z", _INT), ("m", _INT)), (("x", _EXTRA),)),
     "done": (
@@ -315,6 +325,8 @@ def _problem(raw: object) -> str | None:
             return _field_problem(kind, name, raw[name], types)
     if kind == "fail" and (raw["a"] not in _FAIL_ACTIONS or raw.get("st", "up") != "up"):
         return f"malformed fail record: action {raw['a']!r}, state {raw.get('st')!r}"
+    if kind == "end" and not all(type(v) is int for v in raw.get("gone", {}).values()):
+        return "malformed end record: 'gone' holds a count that is not an integer"
     extra = raw.get("x") if kind in _WITH_EXTRA else None  # other kinds: an unknown field
     if extra is not None and not all(type(v) is str for v in extra.values()):
         return f"malformed {kind} record: 'x' holds a value that is not a string"

@@ -1,18 +1,42 @@
-"""What a journal reports: `status` (counts by state) and `export` (each done item).
+"""What a journal reports: `status` (counts by state, next steps) and `failures` (each problem).
 
-Owns the values `ingest status` and `ingest export` print, as library calls
-that print nothing: the CLI renders them, and `ingest.status` / `ingest.export`
-return them.
+Owns the values `ingest status` and `ingest status --failed` print, as
+library calls that print nothing (the CLI renders them; `ingest.status` and
+`ingest.failures` return them), and the re-reading of the manifest they and
+`exporting.export` share.
 
-How it works: both replay the journal first (so damage is a `JournalError`
-before anything is returned). `status` counts from the replay. `export`
-reads the journal once more for the last `done` record of every key still
-done, then follows the manifest named in the header (when it is still
-readable) to order the rows and add each item's path and caption; keys the
-manifest no longer has follow, in journal order.
+Counted against the current manifest. A journal names every item any run
+wrote a record for; the manifest (or folder) may have lost entries since (a
+user prunes bad images after a first upload). So status, failures and export
+read the manifest named in the header again, as it is now, and count or list
+only the keys it lists: an item uploaded earlier that it no longer lists is
+`removed` (reported, never in `done`, left out of `export` unless asked
+for), and no count exceeds `total`. This was chosen over journaling the keys
+each run reads because it needs no per-key records and no memory per
+manifest entry: the replay already keeps done keys as 64-bit digests and the
+manifest streams past them (a status at 10^6 items holds the replay's
+~17 MiB and a few counters). It also reflects edits made since the last run,
+and the run itself needs only counters for the same figures (`ingest.tally`).
+
+When the manifest cannot be read (moved, deleted, unreadable), the journal is
+all there is: `status` gives the journal's counts as of its latest full read
+(each run's `end` record counts what that read no longer listed) and says why
+in `manifest_problem`; `failures` lists every failure and rejection the
+journal holds; `export` lists every done item (it cannot tell which were
+removed) and `manifest_problem(journal)` lets a caller warn about that.
+
+How it works: each call replays the journal first, so damage is a
+`JournalError` before anything is returned, then streams the manifest past
+the replay: an entry is done if its key's digest is, else in the state of
+its key's last record, else not started; a manifest line that is not an
+entry counts as rejected.
 
 Invariants:
-- Every count comes from the journal's records, read through `records`.
+- Every state comes from the journal's records, read through `records`.
+- `done + failed + rejected + in_flight + not_started == total` whenever
+  the manifest could be read.
+- A problem is grouped by its cause without paths (`ingest.reasons.group`),
+  never by text cut at a width.
 - A path that is not a readable journal is one `JournalError` line, never an
   `OSError`.
 """
@@ -21,42 +45,93 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeAlias, overload
+from typing import Literal
 
 import orjson
 
-from ingest.journal.reader import lines, replay
-from ingest.journal.records import DoneRecord, Header, decode
+from ingest.errors import ManifestError
+from ingest.item import Item
+from ingest.journal.reader import Replay, lines, replay
+from ingest.journal.records import (
+    BadRecord,
+    FailAction,
+    FailRecord,
+    Header,
+    count_of,
+    decode,
+)
+from ingest.reasons import group
 
-ExportFormat: TypeAlias = Literal["rows", "provider"]
-# One done item: "key", "remote_id", and where known "path", "url", "caption",
-# then the provider's journaled extras (e.g. "order_id"). Every value is a string.
-ExportRow: TypeAlias = dict[str, str]
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """`n` and the word for it: "1 item", "2 items"."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def removed_note(n: int) -> str:
+    """The line that reports items uploaded earlier that the manifest no longer lists."""
+    verb, them = ("is", "it") if n == 1 else ("are", "them")
+    return (
+        f"{plural(n, 'item')} uploaded earlier {verb} no longer in the manifest: "
+        f"`ingest export` leaves {them} out (--include-removed lists {them})"
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class JournalStatus:
-    """What a journal records: its binding, item counts by state and the reasons of failures."""
+    """What a journal records about the manifest's items: counts by state, problems, next steps."""
 
     journal: Path
     provider: str
     manifest: str
     runs: int
-    total: int | None  # manifest entries, once a run has read the manifest to its end
+    total: int | None  # entries of the manifest (None: it cannot be read and no read ended)
     done: int
     failed: int
     rejected: int
     in_flight: int  # started and not finished (the run stopped or goes on)
     torn_tail: bool  # the last record was cut short (the next run cuts it off)
-    problems: Mapping[str, int]  # "action/code" (or "rejected/reason") -> items, most first
+    problems: Mapping[str, int]  # "action/code" (or "rejected/group") -> items, most first
+    not_started: int = 0  # entries no run has reached yet
+    removed: int = 0  # uploaded earlier, no longer in the manifest (not in `done`)
+    failed_item: int = 0  # of `failed`, refused for good (`fail_item`): a rerun leaves them
+    manifest_problem: str | None = None  # why the manifest cannot be read (counts: the journal's)
 
     @property
     def complete(self) -> bool:
         """Every manifest entry is done."""
         return self.total is not None and self.done == self.total
+
+    def next_steps(self) -> tuple[str, ...]:
+        """What would get the rest done, one line each (empty when complete)."""
+        steps: list[str] = []
+        if self.manifest_problem is not None:
+            steps.append(
+                f"the manifest cannot be read ({self.manifest_problem}), so these are the "
+                "journal's counts as of the last run that read it to the end"
+            )
+        if self.complete:
+            return tuple(steps)
+        resumable = self.not_started + self.in_flight + self.failed - self.failed_item
+        if resumable or self.total is None:
+            what = f"{plural(resumable, 'item')} not done yet" if resumable else "not read yet"
+            steps.append(f"{what}: run the same `ingest run` command to resume")
+        listing = f"`ingest status --failed {self.journal}` lists them"
+        if self.failed_item:
+            steps.append(
+                f"{plural(self.failed_item, 'item')} refused by the provider, which a rerun "
+                f"does not retry ({listing}): fix them, then run "
+                f"`ingest retry-failed {self.journal}`"
+            )
+        if self.rejected:
+            steps.append(
+                f"{plural(self.rejected, 'item')} rejected locally, which a rerun rejects "
+                f"again ({listing}): fix or remove them in the manifest, then rerun"
+            )
+        return tuple(steps)
 
     def to_json(self) -> dict[str, object]:
         """What ``ingest status --json`` prints."""
@@ -70,98 +145,183 @@ class JournalStatus:
             "failed": self.failed,
             "rejected": self.rejected,
             "in_flight": self.in_flight,
+            "not_started": self.not_started,
+            "removed": self.removed,
+            "failed_item": self.failed_item,
             "complete": self.complete,
             "torn_tail": self.torn_tail,
             "problems": dict(self.problems),
+            "manifest_problem": self.manifest_problem,
+            "next_steps": list(self.next_steps()),
         }
 
 
+def _problem_of(rec: FailRecord | BadRecord) -> str:
+    """The `problems` key of an unfinished record."""
+    if rec["s"] == "fail":
+        return f"{rec['a']}/{rec['c'] or group(rec['e'])}"
+    return f"rejected/{group(rec['e'])}"
+
+
 def status(journal: str | os.PathLike[str]) -> JournalStatus:
-    """The state of the run recorded in `journal` (safe to call while the run goes on)."""
+    """The state of the manifest's items per `journal` (safe to call while the run goes on)."""
     path = Path(journal)
     state = replay(path)
+    counts = dict.fromkeys(("done", "failed", "rejected", "in_flight", "not_started"), 0)
     reasons: Counter[str] = Counter()
-    for rec in state.unfinished.values():
-        if rec["s"] == "fail":
-            reasons[f"{rec['a']}/{rec['c'] or rec['e'][:60]}"] += 1
-        elif rec["s"] == "bad":
-            reasons[f"rejected/{rec['e'][:60]}"] += 1
-    counts = state.counts()
+    failed_item = entries = 0
+    total: int | None
+    try:
+        for entry in manifest_entries(state.header):
+            entries += 1
+            if isinstance(entry, ManifestError):
+                counts["rejected"] += 1
+                reasons[f"rejected/{group(entry.reason)}"] += 1
+                continue
+            if state.is_done(entry.key):
+                counts["done"] += 1
+                continue
+            rec = state.unfinished.get(entry.key)
+            if rec is None:
+                counts["not_started"] += 1
+                continue
+            counts[count_of(rec["s"])] += 1
+            if rec["s"] == "fail" or rec["s"] == "bad":
+                reasons[_problem_of(rec)] += 1
+                failed_item += rec["s"] == "fail" and rec["a"] == "fail_item"
+        removed, total, problem = len(state.done) - counts["done"], entries, None
+    except (ManifestError, OSError) as exc:  # the journal alone, as of its latest full read
+        problem = _unreadable(exc)
+        counts = {**state.counts(), "not_started": 0}
+        removed = state.removed
+        total = state.total if state.read_to_end else None
+        reasons.clear()
+        failed_item = 0
+        for rec in state.unfinished.values():
+            if rec["s"] == "fail" or rec["s"] == "bad":
+                reasons[_problem_of(rec)] += 1
+                failed_item += rec["s"] == "fail" and rec["a"] == "fail_item"
+        if total is not None:
+            counts["not_started"] = max(0, total - sum(counts.values()))
     return JournalStatus(
         journal=path,
         provider=state.header.provider,
         manifest=state.header.manifest,
         runs=state.runs,
-        total=state.total,
+        total=total,
         done=counts["done"],
         failed=counts["failed"],
         rejected=counts["rejected"],
         in_flight=counts["in_flight"],
+        not_started=counts["not_started"],
+        removed=removed,
+        failed_item=min(failed_item, counts["failed"]),
         torn_tail=state.torn_tail,
         problems=dict(reasons.most_common()),
+        manifest_problem=problem,
     )
 
 
-@overload
-def export(
-    journal: str | os.PathLike[str], format: Literal["rows"] = "rows"
-) -> Iterator[ExportRow]: ...
-@overload
-def export(journal: str | os.PathLike[str], format: Literal["provider"]) -> object: ...
-def export(journal: str | os.PathLike[str], format: ExportFormat = "rows") -> object:
-    """Each done item of `journal`: rows (lazily, in manifest order) or the provider's document.
+# -- the manifest as it is now ------------------------------------------------
 
-    ``"provider"`` gives the JSON document the provider's next API call wants
-    (novita: ``image_dataset_items``), built by its adapter's `export_document`.
-    The journal is read and checked before this returns.
+
+def manifest_entries(header: Header) -> Generator[Item | ManifestError, None, None]:
+    """The entries of the manifest `header` names, read again; `ManifestError` if it cannot be."""
+    from ingest.manifest import read_manifest
+    from ingest.manifest.probe import FORMATS
+
+    fmt = header.bind.get("format")
+    return read_manifest(Path(header.manifest), fmt if fmt in FORMATS else None)
+
+
+def _unreadable(exc: ManifestError | OSError) -> str:
+    if isinstance(exc, ManifestError):
+        return exc.reason
+    return exc.strerror or str(exc)
+
+
+def manifest_problem(journal: str | os.PathLike[str]) -> str | None:
+    """Why the manifest `journal` names cannot be read now, or None when it can."""
+    from ingest.journal.reader import peek_header
+
+    header = peek_header(Path(journal))
+    if header is None:
+        return None
+    try:
+        manifest_entries(header).close()
+    except (ManifestError, OSError) as exc:
+        return _unreadable(exc)
+    return None
+
+
+# -- each problem -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One item that failed at the provider (`fail`) or was rejected locally (`bad`)."""
+
+    key: str | None  # None: a manifest line without a usable key
+    line: int | None
+    kind: Literal["fail", "bad"]
+    code: str  # fail: the error's code; bad: the reason's group (`ingest.reasons.group`)
+    reason: str
+    action: FailAction | None = None  # fail: "retry", "resign" or "fail_item"
+
+    def to_json(self) -> dict[str, object]:
+        """One line of ``ingest status --failed --json``."""
+        return {
+            "key": self.key,
+            "line": self.line,
+            "class": self.kind,
+            "action": self.action,
+            "code": self.code,
+            "reason": self.reason,
+        }
+
+
+def _failure(rec: FailRecord | BadRecord) -> Failure:
+    if rec["s"] == "fail":
+        return Failure(rec["k"], rec["l"], "fail", rec["c"] or group(rec["e"]), rec["e"], rec["a"])
+    return Failure(rec.get("k"), rec["l"], "bad", group(rec["e"]), rec["e"])
+
+
+def failures(journal: str | os.PathLike[str]) -> Iterator[Failure]:
+    """Every failed and rejected item of the manifest per `journal`, lazily, in manifest order.
+
+    The journal is read and checked before this returns. When the manifest
+    cannot be read, every failed and rejected item the journal holds, in
+    journal order. `ingest status --failed` prints these.
     """
-    header, records = done_records(Path(journal))
-    rows = export_rows(header, records)
-    if format == "rows":
-        return rows
-    from ingest.providers import provider_class
+    path = Path(journal)
+    state = replay(path)
+    try:
+        entries = manifest_entries(state.header)
+    except ManifestError:
+        return _journal_failures(path, state)
+    return _listed_failures(entries, state)
 
-    document: object = provider_class(header.provider).export_document(list(rows), header.bind)
-    return document
+
+def _listed_failures(entries: Iterator[Item | ManifestError], state: Replay) -> Iterator[Failure]:
+    for entry in entries:
+        if isinstance(entry, ManifestError):
+            yield Failure(None, entry.line, "bad", group(entry.reason), entry.reason)
+            continue
+        rec = state.unfinished.get(entry.key)
+        if rec is not None and (rec["s"] == "fail" or rec["s"] == "bad"):
+            yield _failure(rec)
 
 
-def done_records(path: Path) -> tuple[Header, dict[str, DoneRecord]]:
-    """The journal's header and the last `done` record of each key still done."""
-    state = replay(path)  # validates the whole journal first
-    out: dict[str, DoneRecord] = {}
+def _journal_failures(path: Path, state: Replay) -> Iterator[Failure]:
+    keyed = [rec for rec in state.unfinished.values() if rec["s"] == "fail" or rec["s"] == "bad"]
+    yield from (_failure(rec) for rec in keyed)
+    keyless: list[BadRecord] = []  # the latest run's lines without a key
     for number, _end, line, complete in lines(path):
-        if number == 1 or not complete:
+        if number == 1 or not complete or not (b'"bad"' in line or b'"run"' in line):
             continue
         rec = decode(orjson.loads(line), path=path, line=number)
-        if rec["s"] == "done" and state.is_done(rec["k"]):
-            out[rec["k"]] = rec
-    return state.header, out
-
-
-def export_rows(header: Header, records: Mapping[str, DoneRecord]) -> Iterator[ExportRow]:
-    """Export rows in manifest order (journal order for keys the manifest no longer has)."""
-    from ingest.errors import ManifestError
-    from ingest.item import Item
-    from ingest.manifest import read_manifest
-
-    def row(key: str, rec: DoneRecord, item: Item | None) -> ExportRow:
-        out = {"key": key}
-        if item is not None:
-            out["path"] = str(item.path)
-        out["remote_id"] = rec["r"]
-        if rec.get("u"):
-            out["url"] = rec["u"]
-        if item is not None and item.caption:
-            out["caption"] = item.caption
-        out.update(rec.get("x") or {})
-        return out
-
-    pending = dict(records)
-    try:
-        for entry in read_manifest(Path(header.manifest)):
-            if isinstance(entry, Item) and entry.key in pending:
-                yield row(entry.key, pending.pop(entry.key), entry)
-    except ManifestError:
-        pass  # the manifest moved or changed: the journal alone still names every item
-    for key, rec in pending.items():
-        yield row(key, rec, None)
+        if rec["s"] == "run":
+            keyless.clear()
+        elif rec["s"] == "bad" and "k" not in rec:
+            keyless.append(rec)
+    yield from (_failure(rec) for rec in keyless)

@@ -18,6 +18,8 @@ from ingest.journal import (
     Journal,
     JournalStatus,
     export,
+    failures,
+    manifest_problem,
     peek_header,
     replay,
     status,
@@ -35,7 +37,7 @@ from ingest.journal.records import (
 
 
 def make_run(tmp_path: Path) -> Path:
-    """6 entries: 3 done (one no longer in the manifest), 2 failed, 2 rejected (1 without a key)."""
+    """6 entries: 2 done, 2 failed, 2 rejected (1 without a key); 1 done is no longer listed."""
     manifest = tmp_path / "m.jsonl"
     entries = [
         {"path": "a.png", "id": "a", "caption": "first"},
@@ -43,7 +45,9 @@ def make_run(tmp_path: Path) -> Path:
         {"path": "c.png", "id": "c"},
         {"path": "d.png", "id": "d"},
     ]
-    manifest.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in entries))
+    lines = [orjson.dumps(e) + b"\n" for e in entries]
+    lines += [b"not json\n", orjson.dumps({"path": "e.png", "id": "e"}) + b"\n"]
+    manifest.write_bytes(b"".join(lines))
     journal = tmp_path / "m.jsonl.novita.journal"
     records: list[Record] = [
         run_started(1.0, 1),
@@ -55,7 +59,7 @@ def make_run(tmp_path: Path) -> Path:
         failed("c", 3, Action.FAIL_ITEM, "too_large", "over the size limit"),
         failed("d", 4, Action.RETRY, "", "connection reset by the storage host", landed=None),
         rejected(5, "not JSON"),
-        rejected(6, "missing file", "e"),
+        rejected(6, f"file not found: {tmp_path / 'e.png'}", "e"),
         manifest_end(6),
     ]
     opened, _ = Journal.open(journal, Header(provider="novita", manifest=str(manifest)))
@@ -65,21 +69,41 @@ def make_run(tmp_path: Path) -> Path:
     return journal
 
 
-def test_status_counts_reasons_and_completeness(tmp_path: Path) -> None:
+def test_status_counts_the_manifest_as_it_is_now(tmp_path: Path) -> None:
     journal = make_run(tmp_path)
     info = status(journal)
     assert isinstance(info, JournalStatus)
-    assert (info.done, info.failed, info.rejected, info.in_flight) == (3, 2, 2, 0)
-    assert (info.total, info.runs, info.complete, info.torn_tail) == (6, 1, False, False)
+    assert (info.done, info.failed, info.rejected, info.in_flight) == (2, 2, 2, 0)
+    assert (info.total, info.not_started, info.removed, info.failed_item) == (6, 0, 1, 1)
+    assert (info.runs, info.complete, info.torn_tail, info.manifest_problem) == (
+        1,
+        False,
+        False,
+        None,
+    )
     assert info.problems == {
         "fail_item/too_large": 1,
         "retry/connection reset by the storage host": 1,
-        "rejected/missing file": 1,
+        "rejected/invalid JSON at column N: invalid literal, expected '…'": 1,
+        "rejected/file not found": 1,
     }
     assert info.to_json()["complete"] is False
-    assert replay(journal).counts() == {
-        key: info.to_json()[key] for key in ("done", "failed", "rejected", "in_flight")
-    }
+    # The journal alone (its end record names nothing gone) still counts the unlisted item.
+    assert replay(journal).counts() == {"done": 3, "failed": 2, "rejected": 2, "in_flight": 0}
+
+
+def test_status_without_its_manifest_counts_the_journal_and_says_why(tmp_path: Path) -> None:
+    journal = make_run(tmp_path)
+    (tmp_path / "m.jsonl").unlink()
+    info = status(journal)
+    assert info.manifest_problem == "manifest not found (no such file)"
+    assert (info.total, info.done, info.failed, info.rejected) == (6, 3, 2, 2)
+    assert info.next_steps()[0].startswith("the manifest cannot be read (manifest not found")
+    assert [f.key for f in failures(journal)] == ["c", "d", "e", None]  # journal order
+    rows = list(export(journal))
+    assert [row["key"] for row in rows] == ["b", "a", "gone"]  # all of them, in journal order
+    assert "removed" not in rows[-1]
+    assert manifest_problem(journal) == "manifest not found (no such file)"
 
 
 def test_status_command_prints_the_library_value(
@@ -90,19 +114,26 @@ def test_status_command_prints_the_library_value(
     assert orjson.loads(capsys.readouterr().out) == status(journal).to_json()
     assert main(["status", str(journal)]) == 0
     out = capsys.readouterr().out
-    assert "done      3" in out and "fail_item/too_large" in out and "incomplete" in out
+    assert "done      2" in out and "fail_item/too_large" in out and "incomplete" in out
+    assert "1 item uploaded earlier is no longer in the manifest" in out
 
 
-def test_export_rows_follow_the_manifest_then_the_journal(tmp_path: Path) -> None:
+def test_export_rows_follow_the_manifest_and_leave_removed_items_out(tmp_path: Path) -> None:
     journal = make_run(tmp_path)
-    rows = list(export(journal))
-    assert rows == [
+    listed = [
         {"key": "a", "path": str(tmp_path / "a.png"), "remote_id": "1", "caption": "first",
          "file_id": "f1"},
         {"key": "b", "path": str(tmp_path / "b.png"), "remote_id": "2", "url": "https://cdn/b"},
-        {"key": "gone", "remote_id": "9"},
     ]  # fmt: skip
+    assert list(export(journal)) == listed
+    assert list(export(journal, include_removed=True)) == [
+        *listed,
+        {"key": "gone", "remote_id": "9", "removed": "true"},
+    ]
     document = export(journal, "provider")
+    assert isinstance(document, dict)
+    assert [item["assets_id"] for item in document["image_dataset_items"]] == ["1", "2"]
+    document = export(journal, "provider", include_removed=True)
     assert isinstance(document, dict)
     assert [item["assets_id"] for item in document["image_dataset_items"]] == ["1", "2", "9"]
 

@@ -1,0 +1,52 @@
+"""Problem groups: a reason with what differs from item to item taken out.
+
+Owns `group(reason)`, the key under which problems are counted: the rows of
+`ingest validate`'s table and the `problems` of `ingest status` (and its
+`--json`). Two items rejected for the same cause get the same group, and a
+group is whole words, never text cut at a width.
+
+How it works: the reasons the local checks write (`validate.py`,
+`manifest/`) name their file by its absolute path, at the end after ": " or
+after "cannot open" / "cannot read" before ": ", and quote ids, names and
+snippets with `repr`. `group` removes such paths (a word starting with "/" or
+"~/", up to the next ": " or the end), folder-relative paths after
+"cannot read directory" and in "not valid UTF-8" reasons, turns quoted values into '…',
+line, column and byte positions into N and a "too large" file's own size into
+nothing, then tidies the punctuation left behind. What stays is the cause
+with the limits that explain it ("unsupported image type bmp (scenario accepts
+avif, gif, heic, jpeg, png, tiff, webp)").
+
+Invariants: `group` never raises and is idempotent; it keeps a reason that
+names no path as it is (but for positions and quotes).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_RULES: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    # An absolute path: a word starting with / or ~/ up to the next ": " or the end.
+    (re.compile(r"(?:(?<=\s)|^)~?/.*?(?=: |$)"), ""),
+    # A quoted value (repr of an id, a name, a path, a snippet): '…'.
+    (re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""), "'…'"),
+    # A folder-relative path named by the folder walk.
+    (re.compile(r"(?<=cannot read directory )\S.*?/(?=[:;]|$)"), ""),
+    (re.compile(r"(not valid UTF-8(?: \([^)]*\))?): .*$"), r"\1"),
+    # Positions and sizes that differ from item to item.
+    (re.compile(r"\b(lines?|columns?|bytes?) \d+(?:-\d+)?"), r"\1 N"),
+    (re.compile(r"\bbyte N(?: [0-9a-f]{2})+|\bbyte [0-9a-f]{2}(?: [0-9a-f]{2})*"), "byte …"),
+    (re.compile(r"\bbinary data starting(?: [0-9a-f]{2})+"), "binary data"),
+    (re.compile(r"^too large: [^,]*, "), "too large, "),
+    # Punctuation a removed path leaves behind.
+    (re.compile(r"\s+(?=[:;,)])|(?<=\()\s+"), ""),
+    (re.compile(r"[:;,]\s*$|\s{2,}"), " "),
+)
+
+
+def group(reason: str) -> str:
+    """The problem group of `reason`: its cause, without the paths and positions of one item."""
+    text = reason
+    for pattern, replacement in _RULES:
+        text = pattern.sub(replacement, text)
+    return text.strip() or reason.strip()

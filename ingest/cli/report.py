@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import sys
 import time
@@ -66,6 +67,18 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def problem_where(line: int | None, key: str | None, reason: str, source: str) -> str:
+    """How a problem line names its entry: ``line N KEY``, without a key the reason ends with.
+
+    A folder's or path list's key is the file's path, which the reason
+    already ends with (absolute): printing both showed the path twice.
+    """
+    where = f"line {line}" if line is not None else source
+    if not key or reason.endswith(("/" + key, ": " + key)):
+        return where
+    return f"{where} {key}"
 
 
 def human_duration(seconds: float) -> str:
@@ -193,8 +206,8 @@ class Reporter:
     def item_rejected(self, key: str | None, err: ManifestError) -> None:
         self.failures[("rejected", err.reason.split(":")[0])] += 1
         self.event("item_rejected", key=key, line=err.line, reason=err.reason)
-        where = f"line {err.line}" if err.line is not None else err.source
-        self._print_failure(f"rejected {where}{' ' + key if key else ''}: {err.reason}")
+        where = problem_where(err.line, key, err.reason, err.source)
+        self._print_failure(f"rejected {where}: {err.reason}")
 
     def item_changed(self, key: str, line: int) -> None:
         self.event("item_changed", key=key, line=line)
@@ -226,7 +239,7 @@ class Reporter:
         if snap.api_pacer.rate is not None:
             throttled = f" paced {snap.api_pacer.rate:.1f}/s"
         if snap.api_pacer.paused_for > 0:
-            throttled += f" paused {snap.api_pacer.paused_for:.0f}s"
+            throttled += f" paused {math.ceil(snap.api_pacer.paused_for)}s"  # never "0s"
         return (
             f"done {c.done}{total} ({rate:.1f} files/s, {human_bytes(c.bytes_done / elapsed)}/s)"
             f" in flight {c.in_flight} retries {c.retries} re-signs {c.resigns}"

@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
         epilog=EXIT_CODES,
     )
     p.add_argument("journal", type=Path)
-    add_run_flags(p)
+    add_run_flags(p, retry_failed_flag=False)
     p.set_defaults(func=run)
 
 

@@ -70,8 +70,8 @@ def _provider_names() -> tuple[str, ...]:
     return PROVIDER_NAMES
 
 
-def add_run_flags(p: argparse.ArgumentParser) -> None:
-    """Flags shared by `run` and `retry-failed`."""
+def add_run_flags(p: argparse.ArgumentParser, *, retry_failed_flag: bool = True) -> None:
+    """Flags shared by `run` and `retry-failed` (which always retries: no --retry-failed)."""
     p.add_argument(
         "--format",
         choices=("jsonl", "csv", "list", "folder"),
@@ -79,9 +79,12 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--journal", type=Path, help="journal file (default: beside the manifest)")
     p.add_argument("--force", action="store_true", help="reuse a journal bound to another run")
-    p.add_argument(
-        "--retry-failed", action="store_true", help="also retry items the provider rejected before"
-    )
+    if retry_failed_flag:
+        p.add_argument(
+            "--retry-failed",
+            action="store_true",
+            help="also retry items the provider rejected before",
+        )
     p.add_argument(
         "--reupload-changed",
         action="store_true",

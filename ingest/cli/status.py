@@ -83,11 +83,12 @@ def failure_line(failure: Failure) -> str:
 def status_lines(info: JournalStatus) -> list[str]:
     from ingest.journal.report import removed_note
 
-    total = "?" if info.total is None else info.total
+    # An interrupted first run never read the manifest to its end: no count, not "(? entries)".
+    total = "not counted yet" if info.total is None else f"{info.total} entries"
     out = [
         f"journal   {info.journal}",
         f"provider  {info.provider}",
-        f"manifest  {info.manifest}  ({total} entries)",
+        f"manifest  {info.manifest}  ({total})",
         f"runs      {info.runs}",
         f"done      {info.done}",
         f"failed    {info.failed}",

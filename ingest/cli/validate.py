@@ -48,7 +48,7 @@ def category(reason: str) -> str:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from ingest.cli.report import human_bytes
+    from ingest.cli.report import human_bytes, problem_where
     from ingest.errors import IngestError, ManifestError
     from ingest.item import Source
     from ingest.manifest import read_manifest
@@ -97,9 +97,10 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(document).decode() + "\n")
         return 1 if problems else 0
     for problem in problems[: args.limit]:
-        where = f"line {problem['line']}" if problem["line"] is not None else str(args.manifest)
-        key_part = f" {problem['key']}" if problem["key"] else ""
-        print(f"{where}{key_part}: {problem['reason']}")
+        where = problem_where(
+            problem["line"], problem["key"], problem["reason"], str(args.manifest)
+        )
+        print(f"{where}: {problem['reason']}")
     if len(problems) > args.limit:
         print(f"… and {len(problems) - args.limit} more (use --json for all)")
     types = ", ".join(f"{n} {t}" for t, n in by_type.most_common()) or "none"

@@ -1,0 +1,101 @@
+"""Placeholders and repetitions the CLI printed (K2, K4, K5 of the newcomer's findings).
+
+K2: status lines said ``paused 0s`` for a pause under half a second, and
+`ingest status` said ``(? entries)`` for a manifest no run had read to its end.
+K4: a folder's (or path list's) key is its file's path, so problem lines printed
+the path twice. K5: `retry-failed --help` offered a ``--retry-failed`` flag.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from ingest.cli.main import main
+from ingest.cli.report import Reporter, problem_where
+from ingest.engine import Snapshot
+from ingest.engine.outcomes import Counters
+from ingest.errors import ManifestError
+from ingest.journal import Header, Journal
+from ingest.journal.records import acquired, run_started
+from ingest.pacing import PacerStats
+
+
+def _snapshot(paused_for: float) -> Snapshot:
+    return Snapshot(
+        counters=Counters(done=3),
+        total=None,
+        elapsed_s=1.0,
+        api_pacer=PacerStats(rate=2.0, throttles=1, paused_for=paused_for),
+        reading_done=False,
+    )
+
+
+def test_a_short_pause_is_not_shown_as_zero_seconds() -> None:
+    reporter = Reporter("plain", err=io.StringIO())
+    assert reporter.status_line(_snapshot(0.3)).endswith(" paced 2.0/s paused 1s")
+    assert reporter.status_line(_snapshot(4.2)).endswith(" paused 5s")
+    assert "paused" not in reporter.status_line(_snapshot(0.0))
+
+
+def test_status_of_a_manifest_never_read_to_its_end_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = tmp_path / "m.jsonl.novita.journal"
+    opened, _ = Journal.open(journal, Header(provider="novita", manifest=str(tmp_path / "m.jsonl")))
+    with opened:
+        opened.record(run_started(0.0, 1))
+        opened.record(acquired("a", "id-a"))  # killed here: no manifest_end, so no total
+    assert main(["status", str(journal)]) == 0
+    out = capsys.readouterr().out
+    assert f"manifest  {tmp_path / 'm.jsonl'}  (not counted yet)\n" in out
+    assert "?" not in out
+
+
+def test_a_problem_line_names_a_path_key_once(tmp_path: Path) -> None:
+    path = tmp_path / "photos" / "sub" / "a.png"
+    reason = f"empty file (0 bytes): {path}"
+    assert problem_where(4, "sub/a.png", reason, "photos") == "line 4"
+    assert problem_where(4, str(path), reason, "photos") == "line 4"
+    assert problem_where(4, "id-7", reason, "m.jsonl") == "line 4 id-7"
+    assert problem_where(None, None, "manifest is empty", "m.jsonl") == "m.jsonl"
+    err = io.StringIO()
+    Reporter("plain", err=err).item_rejected(
+        "sub/a.png", ManifestError(reason, source=str(path), line=4)
+    )
+    assert err.getvalue() == f"rejected line 4: empty file (0 bytes): {path}\n"
+
+
+def test_validate_of_a_folder_prints_each_path_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "b.jpg").write_bytes(b"")
+    (folder / "a.png").write_text("hello")
+    assert main(["validate", str(folder), "--provider", "novita"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [
+        f"line 1: not an image (content looks like text ('hello')): {folder / 'a.png'}",
+        f"line 2: empty file (0 bytes): {folder / 'sub' / 'b.jpg'}",
+    ]
+
+
+def test_retry_failed_has_no_retry_failed_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as helped:
+        main(["retry-failed", "--help"])
+    assert helped.value.code == 0
+    usage = capsys.readouterr().out
+    assert "--reupload-changed" in usage
+    assert "  --retry-failed" not in usage and "[--retry-failed]" not in usage
+    with pytest.raises(SystemExit) as refused:
+        main(["retry-failed", str(tmp_path / "j"), "--retry-failed"])
+    assert refused.value.code == 2
+    assert "unrecognized arguments: --retry-failed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # `run` keeps it
+        main(["run", "--help"])
+    assert "  --retry-failed" in capsys.readouterr().out

@@ -39,6 +39,7 @@ __all__ = [
     "load_settings",
     "owners_of",
     "read_secrets",
+    "secret_hint",
 ]
 
 
@@ -128,16 +129,36 @@ def _unknown_key(section: str, key: str, base: Any, provider: str | None) -> Con
     owned = elsewhere(key, provider) if provider else None
     if owned:
         return ConfigError(owned, key=full)
-    if f"{key}_env" in names:
-        variable = getattr(base, f"{key}_env")
+    secret = secret_hint(key, base if f"{key}_env" in names else None)
+    if secret:
         return ConfigError(
-            "unknown key; secrets are never read from the config file: put the value in the environment "
-            f"variable that {key}_env names (now {variable})",
-            key=full,
+            f"unknown key; secrets are never read from the config file: {secret}", key=full
         )
     return ConfigError(
         f"unknown key; {_did_you_mean(key, names)}(known keys: {', '.join(names)})", key=full
     )
+
+
+def secret_hint(key: str, section: ProviderSettings | None = None) -> str | None:
+    """Where the value of a secret given as `key` (`api_key`, `api_secret`) belongs, or None.
+
+    `section`: the provider's settings, whose `{key}_env` names the variable;
+    without one, every provider that has such a key is named. None when no
+    provider has a `{key}_env`.
+    """
+    field_name = f"{key}_env"
+    sections = {"": section} if section is not None else DEFAULT_PROVIDERS
+    named = {
+        owner: getattr(values, field_name)
+        for owner, values in sections.items()
+        if field_name in {k.name for k in keys(type(values))}
+    }
+    if not named:
+        return None
+    where = ", ".join(
+        f"{variable} for {owner}" if owner else variable for owner, variable in named.items()
+    )
+    return f"put the value in the environment variable that {field_name} names (now {where})"
 
 
 def _coerce(key: str, value: Any, spec: Key) -> Any:
@@ -208,6 +229,8 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     for name in sorted(set(data) - {"run", "providers"}):
+        if secret := secret_hint(name):
+            raise ConfigError(f"secrets are never read from the config file: {secret}", key=name)
         hint = _did_you_mean(name, ("run", "providers"))
         raise ConfigError(f"unknown section; {hint}(known: run, providers)", key=name)
     run_table = data.get("run", {})

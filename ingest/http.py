@@ -17,8 +17,6 @@ Owns three rules:
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -34,6 +32,7 @@ from ingest.errors import UNREACHABLE, Action, Scope, TransferError
 from ingest.lease import Lease, lease_for
 from ingest.redact import redact
 from ingest.retry import parse_retry_after
+from ingest.urls import refusal
 
 USER_AGENT = "ingest/0.1 (+https://github.com/ingest)"
 
@@ -305,7 +304,8 @@ def check_upload_url(url: str, *, allow_insecure: bool, provider: str) -> yarl.U
     ``%7E`` → ``~``: a 403 SignatureDoesNotMatch; aio-libs/aiohttp#5512).
     """
     parsed = yarl.URL(url, encoded=True)
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    why = refusal(parsed.scheme, parsed.host, allow_insecure=allow_insecure)
+    if why == "not_http":
         raise TransferError(
             f"upload URL is not http(s): {redact(url)[:200]}",
             action=Action.FAIL_ITEM,
@@ -313,7 +313,7 @@ def check_upload_url(url: str, *, allow_insecure: bool, provider: str) -> yarl.U
             provider=provider,
             op="transfer",
         )
-    if parsed.scheme == "http" and not allow_insecure and not is_loopback(parsed.host):
+    if why == "insecure":
         raise TransferError(
             f"refusing plain-http upload to {parsed.host} (set allow_insecure_http to permit)",
             action=Action.STOP,
@@ -322,14 +322,3 @@ def check_upload_url(url: str, *, allow_insecure: bool, provider: str) -> yarl.U
             op="transfer",
         )
     return parsed
-
-
-@functools.lru_cache(maxsize=256)
-def is_loopback(host: str) -> bool:
-    """Whether `host` names this machine (cached: every PUT of a run asks about the same hosts)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

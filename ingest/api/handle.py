@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from ingest.api import wiring
+from ingest.api import arguments, wiring
 from ingest.api.result import Result
 
 if TYPE_CHECKING:
@@ -321,6 +321,16 @@ def open_upload(
     Raises `ConfigError` or `ManifestError` now, and `JournalError` on
     entering the block: nothing is sent before the block starts.
     """
+    arguments.check_call(
+        source=source,
+        journal=journal,
+        config=config,
+        sim=sim,
+        observer=observer,
+        flags={"force": force, "retry_failed": retry_failed, "reupload_changed": reupload_changed},
+        settings=settings,
+        provider=provider,
+    )
     plan = wiring.prepare(
         source,
         provider=provider,

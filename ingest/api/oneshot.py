@@ -15,6 +15,7 @@ import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec
 
+from ingest.api.arguments import check_positional
 from ingest.api.handle import Upload, open_upload
 from ingest.api.result import Result
 
@@ -26,6 +27,7 @@ def _to_the_end(opener: Callable[P, Upload]) -> Callable[P, Coroutine[Any, Any, 
 
     @functools.wraps(opener)
     async def upload(*args: P.args, **kwargs: P.kwargs) -> Result:
+        check_positional("upload", args)
         async with opener(*args, **kwargs) as run:
             return await run.wait()
 
@@ -47,6 +49,7 @@ def _blocking(fn: Callable[P, Coroutine[Any, Any, Result]]) -> Callable[P, Resul
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> Result:
+        check_positional("upload_sync", args)
         try:
             asyncio.get_running_loop()
         except RuntimeError:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from ingest.api.arguments import check_endpoint
 from ingest.config import RunSettings, Settings, check_key_variable, load_settings, read_secrets
 from ingest.errors import ConfigError
 from ingest.redact import register_secret
@@ -131,6 +132,7 @@ def prepare(
     cls: ProviderClass = provider_class(provider)
     resolved = resolve_settings(provider, config, settings or {})
     psettings = resolved.provider(provider)
+    check_endpoint(provider, resolved)
     for name in cls.key_envs:  # a key pasted where its variable's name belongs, in any mode
         check_key_variable(provider, name, getattr(psettings, name))
     manifest = Path(source).resolve()

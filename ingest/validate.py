@@ -134,9 +134,13 @@ def _check(
         who = f"{limits.provider} accepts" if limits.provider else "accepted:"
         return fail(f"unsupported image type {image_type.ext} ({who} {accepted}): {path}")
     if item.content_type is not None and _normal_mime(item.content_type) != image_type.mime:
-        return fail(
-            f"declared {item.content_type.strip()} but the file is {image_type.mime}: {path}"
-        )
+        declared = item.content_type.strip()
+        if "/" not in declared:  # "jpeg", "png": a type name where a MIME type belongs
+            return fail(
+                f"declared content_type {declared!r} is not a MIME type; expected one such as "
+                f"{image_type.mime} (the type of this file): {path}"
+            )
+        return fail(f"declared {declared} but the file is {image_type.mime}: {path}")
     # A file whose size moved between the stat and the read keeps no body:
     # the upload reads it again, and tells it changed.
     body = head if whole and len(head) == st.st_size else None

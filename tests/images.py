@@ -82,6 +82,14 @@ def make_image(path: Path, kind: Kind, size: int, seed: int) -> None:
     path.write_bytes(image_bytes(kind, size, seed))
 
 
+def touch(root: Path, *names: str) -> None:
+    """Create each of `names` under `root` (folders as needed), one byte each: not images."""
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
 def make_dataset(
     root: Path,
     n: int,

@@ -137,7 +137,7 @@ class Upload:
 
     async def __aenter__(self) -> Upload:
         from ingest.engine import Engine, EngineSettings
-        from ingest.manifest import read_manifest
+        from ingest.manifest import SeekAhead, read_manifest
 
         if self._finished is not None:
             raise RuntimeError("an Upload runs once: call open_upload again for another run")
@@ -146,6 +146,8 @@ class Upload:
         try:
             entries = read_manifest(self.plan.manifest, self.plan.format)
             stack.callback(entries.close)
+            ahead = SeekAhead(self.plan.manifest, self.plan.format)  # the total, early
+            stack.callback(ahead.cancel)
             journal, replay = await anyio.to_thread.run_sync(
                 lambda: wiring.open_journal(self.plan, force=self._force)
             )
@@ -172,6 +174,7 @@ class Upload:
                     reupload_changed=self._reupload_changed,
                 ),
                 observer=self._observer,
+                ahead=ahead,
             )
             self.resumed = replay.runs > 0
             self.already_done = len(replay.done)

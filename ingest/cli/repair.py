@@ -39,6 +39,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
+    from ingest.cli.report import plural
     from ingest.errors import JournalError
     from ingest.journal import repair
 
@@ -62,15 +63,18 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(info).decode() + "\n")
         return 0
     if not result.dropped:
-        print(f"{path}: nothing to repair ({result.kept} records, all intact)")
+        print(f"{path}: nothing to repair ({plural(result.kept, 'record')}, all intact)")
         return 0
     for line, why in result.dropped:
         print(f"{path}:{line}: {why}: {'would be dropped' if args.dry_run else 'dropped'}")
     if args.dry_run:
-        print(f"{path}: would keep {result.kept} records and drop {len(result.dropped)} lines")
+        print(
+            f"{path}: would keep {plural(result.kept, 'record')} and drop {plural(len(result.dropped), 'line')}"
+        )
         return 0
     print(
-        f"{path}: kept {result.kept} records, dropped {len(result.dropped)} damaged lines; "
+        f"{path}: kept {plural(result.kept, 'record')}, "
+        f"dropped {plural(len(result.dropped), 'damaged line')}; "
         f"the original is saved as {result.backup}. Run the same `ingest run` command to resume."
     )
     return 0

@@ -12,6 +12,11 @@ flush at exit raises again), says so once on stderr if stderr is still there,
 and calls `on_output_closed` (`ingest run` drains the run and exits 141,
 unless the journal says every item is done). No write raises into the
 engine's task groups, whichever task made it.
+
+Progress is shown against the whole manifest, per the journal (`Progress`):
+done (earlier runs' included, rejected items never), failed and rejected
+apart, of the total, which is the seek-ahead count (marked ``~``) until
+reading ends; the ETA is the items left at this run's rate.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 import anyio
 import orjson
 
-from ingest.engine import Snapshot
+from ingest.engine import Progress, Snapshot
 from ingest.errors import ManifestError, TransferError
 from ingest.item import Source
 from ingest.journal.report import removed_note
@@ -81,6 +86,16 @@ def problem_where(line: int | None, key: str | None, reason: str, source: str) -
     return f"{where} {key}"
 
 
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """`n` with the noun that agrees with it: "1 file", "2 files", "1 entry", "3 entries"."""
+    if n == 1:
+        return f"{n} {noun}"
+    if nouns is None:
+        consonant_y = noun.endswith("y") and noun[-2:-1] not in ("a", "e", "i", "o", "u")
+        nouns = noun[:-1] + "ies" if consonant_y else noun + "s"
+    return f"{n} {nouns}"
+
+
 def human_duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
     hours, rest = divmod(seconds, 3600)
@@ -111,6 +126,7 @@ class Reporter:
         self._lost: set[int] = set()  # id() of the streams that hit EPIPE
         self.failures: Counter[tuple[str, str]] = Counter()
         self._printed_failures = 0
+        self._skipped_noted = False
         self._live: Any = None
         self._flushed_at = 0.0
 
@@ -227,24 +243,16 @@ class Reporter:
     # -- periodic display ----------------------------------------------------
 
     def status_line(self, snap: Snapshot) -> str:
-        c = snap.counters
-        elapsed = max(snap.elapsed_s, 1e-6)
-        rate = c.done / elapsed
-        total = f"/{snap.total - c.skipped}" if snap.total is not None else ""
-        eta = ""
-        if snap.total is not None and rate > 0:
-            left = snap.total - c.skipped - c.done - c.failed - c.rejected
-            eta = f" eta {human_duration(left / rate)}"
-        throttled = ""
-        if snap.api_pacer.rate is not None:
-            throttled = f" paced {snap.api_pacer.rate:.1f}/s"
-        if snap.api_pacer.paused_for > 0:
-            throttled += f" paused {math.ceil(snap.api_pacer.paused_for)}s"  # never "0s"
-        return (
-            f"done {c.done}{total} ({rate:.1f} files/s, {human_bytes(c.bytes_done / elapsed)}/s)"
-            f" in flight {c.in_flight} retries {c.retries} re-signs {c.resigns}"
-            f" failed {c.failed} rejected {c.rejected}{throttled}{eta}"
+        eta = _eta(snap)
+        return f"done {_done_of(snap.progress)} ({_rate(snap)}) {_counts(snap)}" + (
+            f" {eta}" if eta else ""
         )
+
+    def _note_skipped(self, snap: Snapshot) -> None:
+        """Once: what a folder's walk passed over (non-image files, symlinked loops)."""
+        if snap.skipped and not self._skipped_noted:
+            self._skipped_noted = True
+            self.note(f"skipped {snap.skipped.describe()} in the folder")
 
     async def watch(self, engine: Watched) -> None:
         """Show progress until cancelled."""
@@ -254,11 +262,22 @@ class Reporter:
         if self.mode == "json":
             await self._watch_json(engine)
             return
-        while True:
-            await anyio.sleep(self.interval)
-            snap = engine.snapshot()
-            if self.mode == "plain":
-                self.note(self.status_line(snap))
+        first = True
+        try:
+            while True:
+                await anyio.sleep(self.interval)
+                snap = engine.snapshot()
+                # The first line waits for the seek-ahead count (itself bounded in time),
+                # so that it shows the total.
+                while first and snap.progress.total is None and snap.progress.counting:
+                    await anyio.sleep(0.05)
+                    snap = engine.snapshot()
+                first = False
+                self._note_skipped(snap)
+                if self.mode == "plain":
+                    self.note(self.status_line(snap))
+        finally:
+            self._note_skipped(engine.snapshot())
 
     async def _watch_json(self, engine: Watched) -> None:
         next_stats = time.monotonic() + self.interval
@@ -266,12 +285,15 @@ class Reporter:
             try:
                 await anyio.sleep(self.FLUSH_S)
             finally:
-                self.flush()  # cancelled at the end of the run: what is buffered goes out
+                # also when cancelled at the end of the run: what is buffered goes out
+                if not self._skipped_noted:
+                    self._note_skipped(engine.snapshot())
+                self.flush()
             if time.monotonic() < next_stats:
                 continue
             next_stats += self.interval
             snap = engine.snapshot()
-            c = snap.counters
+            c, p = snap.counters, snap.progress
             self.event(
                 "stats",
                 done=c.done,
@@ -284,48 +306,48 @@ class Reporter:
                 throttles=c.throttles,
                 bytes=c.bytes_done,
                 elapsed_s=round(snap.elapsed_s, 3),
-                total=snap.total,
+                total=p.total,
+                total_estimated=p.estimated,
+                journal_done=p.done,
             )
 
     async def _watch_live(self, engine: Watched) -> None:
-        from rich.console import Console
+        from rich.console import Console, Group
         from rich.live import Live
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, Progress, TextColumn
+        from rich.text import Text
 
         console = Console(file=self.err)
         bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.fields[total_text]}"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[detail]}"),
+            TextColumn("{task.fields[done_of]}"),
+            TextColumn("{task.fields[eta]}"),
+            TextColumn("{task.fields[rate]}"),
             console=console,
         )
-        task = bar.add_task("upload", total=None, total_text="?", detail="")
-        with Live(bar, console=console, refresh_per_second=4, transient=False) as live:
+        task = bar.add_task("upload", total=None, done_of="", eta="", rate="")
+        # The counts on a line of their own: on an 80-column terminal the bar's line keeps
+        # done/total and the ETA whole.
+        detail = Text(no_wrap=True, overflow="ellipsis")
+        with Live(Group(bar, detail), console=console, refresh_per_second=4) as live:
             self._live = live
             try:
                 while True:
                     snap = engine.snapshot()
-                    c = snap.counters
-                    total = None if snap.total is None else snap.total - c.skipped
-                    elapsed = max(snap.elapsed_s, 1e-6)
-                    detail = (
-                        f"{c.done / elapsed:.1f} files/s {human_bytes(c.bytes_done / elapsed)}/s "
-                        f"in flight {c.in_flight} retries {c.retries} re-signs {c.resigns} "
-                        f"failed {c.failed + c.rejected}"
-                    )
-                    if snap.api_pacer.rate is not None:
-                        detail += f" paced {snap.api_pacer.rate:.1f}/s"
+                    self._note_skipped(snap)
+                    detail.plain = _counts(snap)
                     bar.update(
                         task,
-                        completed=c.done + c.failed + c.rejected,
-                        total=total,
-                        total_text="?" if total is None else str(total),
-                        detail=detail,
+                        completed=snap.progress.done,
+                        total=snap.progress.total,
+                        done_of=_done_of(snap.progress),
+                        eta=_eta(snap),
+                        rate=_rate(snap),
                     )
                     await anyio.sleep(0.25)
             finally:
+                self._note_skipped(engine.snapshot())
                 self._live = None
 
     # -- the end -------------------------------------------------------------
@@ -371,7 +393,7 @@ class Reporter:
             )
             return
         lines = [
-            f"uploaded {c.done} files ({human_bytes(c.bytes_done)}) in {human_duration(elapsed)}"
+            f"uploaded {plural(c.done, 'file')} ({human_bytes(c.bytes_done)}) in {human_duration(elapsed)}"
             f" — {c.done / elapsed:.1f} files/s, {human_bytes(c.bytes_done / elapsed)}/s",
             f"already done before: {c.skipped}; retries: {c.retries}; re-signed URLs: {c.resigns};"
             f" throttled: {c.throttles}"
@@ -394,3 +416,38 @@ class Reporter:
         if result.stop_message:
             lines.append(f"stopped: {result.stop_message}")
         self._write(self.err, "".join(redact(line) + "\n" for line in lines), flush=True)
+
+
+def _rate(snap: Snapshot) -> str:
+    """This run's pace: 3.2 files/s, 1.2 MiB/s."""
+    c, elapsed = snap.counters, max(snap.elapsed_s, 1e-6)
+    return f"{c.done / elapsed:.1f} files/s, {human_bytes(c.bytes_done / elapsed)}/s"
+
+
+def _counts(snap: Snapshot) -> str:
+    """In flight, retries, re-signs, failed and rejected apart (per the journal), throttling."""
+    c, p, pacer = snap.counters, snap.progress, snap.api_pacer
+    text = (
+        f"in flight {c.in_flight} retries {c.retries} re-signs {c.resigns}"
+        f" failed {p.failed} rejected {p.rejected}"
+    )
+    if pacer.rate is not None:
+        text += f" paced {pacer.rate:.1f}/s"
+    if pacer.paused_for > 0:
+        text += f" paused {math.ceil(pacer.paused_for)}s"
+    return text
+
+
+def _done_of(p: Progress) -> str:
+    """Done per the journal, of the manifest's total: 403/1010, or 403/~1010 while estimated."""
+    total = "?" if p.total is None else f"~{p.total}" if p.estimated else str(p.total)
+    return f"{p.done}/{total}"
+
+
+def _eta(snap: Snapshot) -> str:
+    """The time left at this run's rate (eta 0:01:05; eta ~0:01:05 while estimated), or ""."""
+    left, elapsed = snap.progress.left, max(snap.elapsed_s, 1e-6)
+    rate = snap.counters.done / elapsed
+    if left is None or rate <= 0:
+        return ""
+    return f"eta {'~' if snap.progress.estimated else ''}{human_duration(left / rate)}"

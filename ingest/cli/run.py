@@ -193,7 +193,7 @@ def dry_run(reporter: Reporter, plan: Plan) -> int:
     from collections import Counter
 
     from ingest.api.preview import dry_run as preview
-    from ingest.cli.report import human_bytes
+    from ingest.cli.report import human_bytes, plural
 
     fates: Counter[str] = Counter()
     size = 0
@@ -212,8 +212,8 @@ def dry_run(reporter: Reporter, plan: Plan) -> int:
     reporter.event("summary", dry_run=True, upload=upload, bytes=size, skip=skip, rejected=rejected)
     if reporter.mode != "json":
         reporter.say(
-            f"dry run: would upload {upload} files ({human_bytes(size)}), skip {skip} already done, "
-            f"reject {rejected}; nothing was sent"
+            f"dry run: would upload {plural(upload, 'file')} ({human_bytes(size)}), "
+            f"skip {skip} already done, reject {rejected}; nothing was sent"
         )
     if reporter.output_closed:
         return EXIT_OUTPUT_CLOSED
@@ -223,6 +223,8 @@ def dry_run(reporter: Reporter, plan: Plan) -> int:
 async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) -> int:
     import anyio
     import anyio.abc
+
+    from ingest.cli.report import plural
 
     async with upload as run:
         if run.emulator is not None:
@@ -253,8 +255,8 @@ async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) ->
                         continue
                     interrupted = True
                     reporter.note(
-                        f"stopping: finishing {run.snapshot().counters.in_flight} uploads in "
-                        f"flight (at most {DRAIN_GRACE_S:.0f}s); press Ctrl-C again to stop now",
+                        f"stopping: finishing {plural(run.snapshot().counters.in_flight, 'upload')}"
+                        f" in flight (at most {DRAIN_GRACE_S:.0f}s); press Ctrl-C again to stop now",
                         always=True,
                     )
                     run.drain()
@@ -288,6 +290,7 @@ def exit_code(result: Result, reporter: Reporter, *, interrupted: bool = False) 
     import dataclasses
 
     from ingest.api import StopReason
+    from ingest.cli.report import plural
 
     if reporter.output_closed:
         # The journal's word: a drain that happened to come after the last item is complete.
@@ -309,7 +312,7 @@ def exit_code(result: Result, reporter: Reporter, *, interrupted: bool = False) 
         return EXIT_STOPPED
     if not result.complete:
         reporter.note(
-            f"{result.not_done} items not uploaded ({result.failed} failed, "
+            f"{plural(result.not_done, 'item')} not uploaded ({result.failed} failed, "
             f"{result.rejected} rejected, {result.in_flight} unfinished)",
             always=True,
         )

@@ -81,10 +81,11 @@ def failure_line(failure: Failure) -> str:
 
 
 def status_lines(info: JournalStatus) -> list[str]:
+    from ingest.cli.report import plural
     from ingest.journal.report import removed_note
 
     # An interrupted first run never read the manifest to its end: no count, not "(? entries)".
-    total = "not counted yet" if info.total is None else f"{info.total} entries"
+    total = "not counted yet" if info.total is None else plural(info.total, "entry")
     out = [
         f"journal   {info.journal}",
         f"provider  {info.provider}",

@@ -2,8 +2,9 @@
 
 Runs exactly the checks `ingest run` applies as it streams (manifest syntax,
 duplicate ids, missing/unreadable/empty files, type sniffed from the bytes,
-size and name limits of the provider), then prints a summary table.
-Exit code 0 when everything would upload, 1 when anything would be rejected.
+size and name limits of the provider), then prints a summary table (and,
+for a folder, the files its walk skipped). Exit code 0 when everything would
+upload, 1 when anything would be rejected, a folder with no image included.
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ def category(reason: str) -> str:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from ingest.cli.report import human_bytes, problem_where
+    from ingest.cli.report import human_bytes, plural, problem_where
     from ingest.errors import IngestError, ManifestError
     from ingest.item import Source
-    from ingest.manifest import read_manifest
+    from ingest.manifest import WalkStats, read_manifest
     from ingest.providers import provider_class
     from ingest.validate import Checker
 
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args, args.provider)
         cls = provider_class(args.provider)
         checker = Checker(cls.capabilities(settings.provider(args.provider)), args.provider)
-        entries = read_manifest(args.manifest, args.format)
+        walk = WalkStats()
+        entries = read_manifest(args.manifest, args.format, walk=walk)
     except IngestError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)
         return 2
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
             "problems": problems,
             "by_reason": dict(by_reason.most_common()),
             "valid": not problems,
+            "skipped": {"files": walk.files, "loops": walk.loops},
         }
         sys.stdout.write(orjson.dumps(document).decode() + "\n")
         return 1 if problems else 0
@@ -103,10 +106,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{where}: {problem['reason']}")
     if len(problems) > args.limit:
         print(f"… and {len(problems) - args.limit} more (use --json for all)")
+    skipped = walk.skipped
+    if skipped and not any(r.startswith("no images found") for r in by_reason):  # it says it
+        print(f"{args.manifest}: skipped {skipped.describe()}")
     types = ", ".join(f"{n} {t}" for t, n in by_type.most_common()) or "none"
     print(
-        f"\n{args.manifest}: {entries_seen} entries for {args.provider}: {ok} ok "
-        f"({human_bytes(total_bytes)}; {types}), {len(problems)} problems"
+        f"\n{args.manifest}: {plural(entries_seen, 'entry')} for {args.provider}: {ok} ok "
+        f"({human_bytes(total_bytes)}; {types}), {plural(len(problems), 'problem')}"
     )
     if by_reason:
         width = max(len(r) for r in by_reason)

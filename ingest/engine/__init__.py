@@ -1,7 +1,7 @@
 """The engine: stages, limits, pacing, retries and leases for one run (see `core`).
 
 settings.py  EngineSettings, derived from `[run]`
-outcomes.py  Counters, Snapshot, Outcome, StopReason, Observer
+outcomes.py  Counters, Snapshot, Progress, Outcome, StopReason, Observer
 triage.py    one entry's verdict (skip, upload, resume, reject, ...)
 worker.py    one item's calls: acquire, transfer, retries, re-sign, throttles
 finalize.py  the landed → finalize hand-off and batched finalizers
@@ -11,7 +11,16 @@ core.py      Engine: the stages wired together, outcomes journaled
 from __future__ import annotations
 
 from ingest.engine.core import Engine
-from ingest.engine.outcomes import Counters, Observer, Outcome, Snapshot, StopReason
+from ingest.engine.outcomes import Counters, Observer, Outcome, Progress, Snapshot, StopReason
 from ingest.engine.settings import EngineSettings
 
-__all__ = ["Counters", "Engine", "EngineSettings", "Observer", "Outcome", "Snapshot", "StopReason"]
+__all__ = [
+    "Counters",
+    "Engine",
+    "EngineSettings",
+    "Observer",
+    "Outcome",
+    "Progress",
+    "Snapshot",
+    "StopReason",
+]

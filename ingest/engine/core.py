@@ -34,6 +34,7 @@ import itertools
 import os
 import random
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -41,7 +42,15 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ingest import handoff
 from ingest.clock import SYSTEM, Clock
 from ingest.engine.finalize import Finalizer, ToFinalize
-from ingest.engine.outcomes import Counters, Observer, Outcome, Silent, Snapshot, StopReason
+from ingest.engine.outcomes import (
+    Counters,
+    Observer,
+    Outcome,
+    Progress,
+    Silent,
+    Snapshot,
+    StopReason,
+)
 from ingest.engine.settings import EngineSettings
 from ingest.engine.triage import (
     Changed,
@@ -63,6 +72,9 @@ from ingest.providers.base import Landed, Provider
 from ingest.tally import Tally
 from ingest.validate import Checker
 
+if TYPE_CHECKING:
+    from ingest.manifest import SeekAhead
+
 
 class Engine:
     """Runs one manifest through one provider. Create, then `await run(entries)`."""
@@ -77,8 +89,10 @@ class Engine:
         observer: Observer | None = None,
         clock: Clock = SYSTEM,
         rng: random.Random | None = None,
+        ahead: SeekAhead | None = None,
     ) -> None:
         self.provider = provider
+        self._ahead = ahead  # the manifest counted in the background: the total early
         self.journal = journal
         self.replay = replay
         self.tally = Tally(replay)  # the journal's counts as the run writes it
@@ -145,12 +159,26 @@ class Engine:
             self._scope.cancel()
 
     def snapshot(self) -> Snapshot:
+        ahead = self._ahead.state() if self._ahead is not None else None
+        total, estimated = self._total, False
+        if total is None and ahead is not None and ahead.count is not None:
+            total, estimated = ahead.count, True
+        counts = self.tally.counts()
         return Snapshot(
             counters=dataclasses.replace(self.counters),
             total=self._total,
             elapsed_s=self.clock.now() - self._started,
             api_pacer=self.api_pacer.stats(),
             reading_done=self._reading_done,
+            progress=Progress(
+                done=counts["done"],
+                failed=counts["failed"],
+                rejected=counts["rejected"],
+                total=total,
+                estimated=estimated,
+                counting=ahead is not None and ahead.counting and not self._reading_done,
+            ),
+            skipped=ahead.skipped if ahead is not None else None,
         )
 
     # -- the run -------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Owns the engine's outward values. `Counters` is the run's live tally (the
 journal stays the source of truth); `Snapshot` a frozen view of it for
-displays; `Outcome` how a run ended, with a `StopReason` from a closed set
+displays, with `Progress` (where the run stands against the whole manifest,
+per the journal, with the seek-ahead total while reading); `Outcome` how a run ended, with a `StopReason` from a closed set
 and the human message beside it; `Observer` the per-item events a display
 or `--json` listens to.
 
@@ -18,6 +19,7 @@ from typing import Protocol
 
 from ingest.errors import ManifestError, TransferError
 from ingest.item import Source
+from ingest.manifest import SkippedFiles
 from ingest.pacing import PacerStats
 from ingest.providers.base import Landed
 
@@ -53,14 +55,35 @@ class Counters:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """The run against its whole manifest: the journal's counts (earlier runs' included)."""
+
+    done: int = 0
+    failed: int = 0
+    rejected: int = 0
+    total: int | None = None  # exact once reading ended, else the seek-ahead count, else None
+    estimated: bool = False  # `total` is the seek-ahead count, not yet confirmed by reading
+    counting: bool = False  # the seek-ahead count is still going
+
+    @property
+    def left(self) -> int | None:
+        """Items neither done, failed nor rejected yet (None while the total is unknown)."""
+        if self.total is None:
+            return None
+        return max(0, self.total - self.done - self.failed - self.rejected)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """A frozen view for displays: counters plus pacing state."""
 
-    counters: Counters
-    total: int | None
+    counters: Counters  # this run's
+    total: int | None  # entries read, once reading ended (see `progress` for an early total)
     elapsed_s: float
     api_pacer: PacerStats
     reading_done: bool
+    progress: Progress = Progress()
+    skipped: SkippedFiles | None = None  # a folder's non-image files and loops, once counted
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 Owns the four manifest formats and how one is chosen:
 
-    a directory                    folder   recursive walk of image files
+    a directory                    folder   recursive walk of image files (symlinks followed)
     *.jsonl, *.ndjson, *.json      jsonl    one JSON object per line
     *.csv                          csv      a header row with a ``path`` column
     anything else                  list     one path per line
@@ -24,10 +24,11 @@ Where each part lives:
     entry       what every format shares: fields, path checks, the key
     dedupe      duplicate keys across the manifest, in two passes
     seenkeys    the keys seen so far, exact in about two bytes a key
+    seekahead   the entries counted ahead of reading, in the background (the total early)
 
 Invariants:
 - results come in manifest order: one per non-blank, non-comment line (one per
-  record for CSV, one per image file for a folder);
+  record for CSV, one per image file for a folder, or one "no images found");
 - `line` is the 1-based physical line (a multi-line CSV record reports the
   line it starts on; a folder reports the position in the walk);
 - relative paths resolve against the manifest's directory; `Item.key` is the
@@ -39,16 +40,22 @@ Invariants:
 
 from __future__ import annotations
 
-from ingest.manifest.folder import IMAGE_EXTENSIONS
+from ingest.manifest.folder import IMAGE_EXTENSIONS, SkippedFiles, WalkStats
 from ingest.manifest.lines import MAX_LINE_BYTES
 from ingest.manifest.probe import FORMATS, ManifestFormat, manifest_format
 from ingest.manifest.reader import read_manifest
+from ingest.manifest.seekahead import Ahead, SeekAhead, count_entries
 
 __all__ = [
     "FORMATS",
     "IMAGE_EXTENSIONS",
     "MAX_LINE_BYTES",
+    "Ahead",
     "ManifestFormat",
+    "SeekAhead",
+    "SkippedFiles",
+    "WalkStats",
+    "count_entries",
     "manifest_format",
     "read_manifest",
 ]

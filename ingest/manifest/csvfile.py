@@ -3,8 +3,10 @@
 Owns that syntax: the delimiter (comma, tab or semicolon: the first that
 gives a ``path`` column), the header (our field names, compared loosely; any
 other named column goes into ``metadata``), quoted fields that span lines,
-and a message for each way a header or a record can be wrong. The header is
-read twice: once when the manifest is opened (`probe`), once by the reader.
+and a message for each way a header or a record can be wrong. A record with
+fewer fields than the header leaves the missing columns empty, as long as it
+reaches the ``path`` column. The header is read twice: once when the manifest
+is opened (`probe`), once by the reader.
 """
 
 from __future__ import annotations
@@ -164,13 +166,17 @@ def _csv_entry(
     def fail(reason: str) -> ManifestError:
         return ManifestError(reason, source=source, line=start)
 
-    if len(row) != len(layout.header):
+    path_at = layout.columns["path"]
+    if len(row) > len(layout.header) or len(row) <= path_at:
         hint = " (is a quote left open?)" if end > start else ""
         header = clip(layout.delimiter.join(layout.header), 80)
+        missing = " (no value for its 'path' column)" if len(row) <= path_at else ""
         return fail(
             f"record{_span(start, end)} has {len(row)} fields, the header {header!r} "
-            f"has {len(layout.header)}{hint}"
+            f"has {len(layout.header)}{missing}{hint}"
         )
+    # A short row (a spreadsheet drops trailing empty cells) leaves the columns it lacks empty.
+    row = row + [""] * (len(layout.header) - len(row))
     for index in layout.unnamed:
         if row[index].strip():
             return fail(f"a value in column {index + 1}, which has no name in the header")

@@ -4,14 +4,17 @@ Owns the choice of format by name (`manifest_format`) and the checks of a
 manifest as a whole: the folder can be listed; the file exists, is readable,
 is UTF-8 text and not, say, a zip, a PDF or an image given by mistake; a JSON
 lines file is not a JSON array or pretty-printed JSON; a CSV has a usable
-header. Each failure is one `ManifestError` raised before anything is read,
-with what to do instead.
+header; it is not standard input, a pipe or a device (a run reads its
+manifest more than once). Each failure is one `ManifestError` raised before
+anything is read, with what to do instead.
 """
 
 from __future__ import annotations
 
 import codecs
 import os
+import re
+import stat
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -58,7 +61,19 @@ def probe_folder(path: Path, source: str) -> None:
         ) from None
 
 
+STDIN = (
+    "a manifest on standard input is not supported: ingest reads the manifest file again "
+    "(to count it ahead, and on every resume, to match it to the journal); "
+    "save it to a file and pass that file's path"
+)
+# What /dev/stdin (or a process substitution) resolves to when it is a pipe or a socket.
+_PIPE_NAME = re.compile(r"(pipe|socket|anon_inode):\[\d+\]")
+
+
 def probe_file(path: Path, source: str, fmt: ManifestFormat) -> None:
+    problem = _not_a_file(path)
+    if problem is not None:
+        raise ManifestError(problem, source=source)
     with open_manifest(path, source) as fh:
         head = fh.read(_PROBE_BYTES)
     problem = _head_problem(head, fmt)
@@ -67,6 +82,24 @@ def probe_file(path: Path, source: str, fmt: ManifestFormat) -> None:
     if fmt == "csv":
         with open_manifest(path, source) as fh:
             csv_layout(CsvFeed(physical_lines(fh)), source)
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why `path` is standard input, a pipe or a device rather than a file, or None.
+
+    Checked before opening: opening a pipe with no writer would block.
+    """
+    if _PIPE_NAME.fullmatch(path.name) or (path.name == "-" and not path.exists()):
+        return STDIN
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # opening it says what is wrong
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return f"this is a pipe, not a file; {STDIN}"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return f"this is a device (a terminal?), not a file; {STDIN}"
+    return None
 
 
 def _head_problem(head: bytes, fmt: ManifestFormat) -> str | None:

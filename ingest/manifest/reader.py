@@ -16,21 +16,22 @@ from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest.csvfile import read_csv
 from ingest.manifest.dedupe import deduplicated, estimate_entries
-from ingest.manifest.folder import read_folder
+from ingest.manifest.folder import WalkStats, read_folder
 from ingest.manifest.jsonl import read_jsonl
 from ingest.manifest.pathlist import read_list
 from ingest.manifest.probe import FORMATS, ManifestFormat, manifest_format, probe_file, probe_folder
 
 
 def read_manifest(
-    path: Path, fmt: ManifestFormat | None = None
+    path: Path, fmt: ManifestFormat | None = None, *, walk: WalkStats | None = None
 ) -> Generator[Item | ManifestError, None, None]:
     """Stream the entries of the manifest (or folder) at `path`, in order.
 
     `fmt` overrides the choice by suffix (the CLI's ``--format``). Raises
     `ManifestError` now if the manifest as a whole cannot be read; after that,
     a bad entry is yielded as a `ManifestError` and the next entry follows.
-    The file stays open until the generator is exhausted or closed.
+    The file stays open until the generator is exhausted or closed. A folder's
+    walk counts what it skipped in `walk`, when given.
     """
     source = str(path)
     if fmt is None:
@@ -41,7 +42,7 @@ def read_manifest(
         )
     if fmt == "folder":
         probe_folder(path, source)
-        return read_folder(path, source)
+        return read_folder(path, source, walk)
     probe_file(path, source, fmt)
     base = os.path.dirname(os.path.abspath(path))
     reader = {"jsonl": read_jsonl, "csv": read_csv, "list": read_list}[fmt]

@@ -14,7 +14,7 @@ import pytest
 
 from ingest.api import Result, StopReason
 from ingest.api.wiring import resolve_settings
-from ingest.cli.report import Reporter
+from ingest.cli.report import Reporter, plural
 from ingest.cli.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STOPPED, exit_code
 from ingest.config import load_settings
 from ingest.engine import Counters
@@ -68,7 +68,7 @@ def test_exit_0_only_when_every_manifest_item_is_done(outcome: Result, code: int
     assert exit_code(outcome, Reporter("quiet", err=err)) == code
     assert outcome.complete is (code == EXIT_OK)
     if code == EXIT_FAILED:
-        assert f"{outcome.not_done} items not uploaded" in err.getvalue()
+        assert f"{plural(outcome.not_done, 'item')} not uploaded (" in err.getvalue()
 
 
 def test_settings_keywords_go_to_their_section() -> None:

@@ -16,7 +16,7 @@ from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest import ManifestFormat, manifest_format, read_manifest
 from ingest.manifest import lines as manifest_lines
-from tests.images import make_image
+from tests.images import make_image, touch
 
 Result = Item | ManifestError
 
@@ -407,6 +407,25 @@ def test_latin1_lines_early_in_a_list_are_per_line_errors(tmp_path: Path) -> Non
     assert [r.line for r in read(path) if isinstance(r, ManifestError)] == [1, 3]
 
 
+@pytest.mark.parametrize("name", ["-", "pipe:[93640]"])  # `-`; /dev/stdin as a pipe resolves so
+def test_stdin_is_refused_saying_why(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ManifestError, match="standard input is not supported") as caught:
+        read_manifest(tmp_path / name)
+    assert "journal" in caught.value.reason
+
+
+def test_a_named_pipe_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "m.jsonl"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer for ever
+    with pytest.raises(ManifestError, match="this is a pipe, not a file; a manifest on standard"):
+        read_manifest(fifo)
+
+
+def test_a_file_named_dash_is_read(tmp_path: Path) -> None:
+    write(tmp_path / "-", "a.png\n")
+    assert [i.key for i in items(read(tmp_path / "-"))] == ["a.png"]
+
+
 def test_empty_manifest_yields_nothing(tmp_path: Path) -> None:
     assert read(write(tmp_path / "m.jsonl", b"")) == []
     assert read(write(tmp_path / "m.txt", b"\n# only a comment\n")) == []
@@ -477,11 +496,34 @@ def test_csv_line_numbers_with_quoted_multiline_fields(tmp_path: Path) -> None:
 def test_csv_wrong_field_count_and_later_rows(tmp_path: Path) -> None:
     text = "path,id,caption\na.png,1,x\nb.png,2\nc.png,3,x,extra\nd.png,4,x\n"
     results = read(write(tmp_path / "m.csv", text))
-    assert summary(results)[0] == (2, "1")
-    assert summary(results)[3] == (5, "4")
-    errs = errors(results)
-    assert errs[3] == "record has 2 fields, the header 'path,id,caption' has 3"
-    assert errs[4] == "record has 4 fields, the header 'path,id,caption' has 3"
+    assert summary(results) == [
+        (2, "1"),
+        (3, "2"),
+        (4, "ERR: record has 4 fields, the header 'path,id,caption' has 3"),
+        (5, "4"),
+    ]
+
+
+def test_csv_short_rows_leave_missing_optional_columns_empty(tmp_path: Path) -> None:
+    # A spreadsheet export drops trailing empty cells: the row is not wrong for that.
+    text = "path,id,caption,license\na.png\nb.png,2\nc.png,3,hello\n"
+    results = read(write(tmp_path / "m.csv", text))
+    assert summary(results) == [(2, "a.png"), (3, "2"), (4, "3")]
+    a, b, c = items(results)
+    assert (a.caption, a.metadata) == (None, {"license": ""})
+    assert (b.caption, c.caption) == (None, "hello")
+
+
+def test_csv_short_row_without_its_path_value_is_an_error(tmp_path: Path) -> None:
+    results = read(write(tmp_path / "m.csv", "id,caption,path\n1,x,a.png\n2,y\n"))
+    assert summary(results) == [
+        (2, "1"),
+        (
+            3,
+            "ERR: record has 2 fields, the header 'id,caption,path' has 3 "
+            "(no value for its 'path' column)",
+        ),
+    ]
 
 
 def test_csv_unclosed_quote_is_reported_with_its_span(tmp_path: Path) -> None:
@@ -590,13 +632,6 @@ def test_list_bad_lines(tmp_path: Path) -> None:
 # --- folder ------------------------------------------------------------------------------
 
 
-def touch(root: Path, *names: str) -> None:
-    for name in names:
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"x")
-
-
 def test_folder_walk_is_sorted_recursive_and_images_only(tmp_path: Path) -> None:
     root = tmp_path / "imgs"
     touch(
@@ -656,14 +691,14 @@ def test_folder_given_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert (item.key, item.path, item.line) == ("x/a.png", tmp_path / "imgs" / "x" / "a.png", 1)
 
 
-def test_folder_does_not_follow_symlinked_directories(tmp_path: Path) -> None:
+def test_folder_follows_symlinked_directories_but_not_loops(tmp_path: Path) -> None:
     root = tmp_path / "imgs"
     touch(root, "real/a.png")
     touch(tmp_path, "outside/o.png", "target.png")
     (root / "link_dir").symlink_to(tmp_path / "outside", target_is_directory=True)
     (root / "loop").symlink_to(root, target_is_directory=True)
     (root / "link.png").symlink_to(tmp_path / "target.png")
-    assert [i.key for i in items(read(root))] == ["link.png", "real/a.png"]
+    assert [i.key for i in items(read(root))] == ["link.png", "link_dir/o.png", "real/a.png"]
 
 
 def test_folder_root_may_be_a_symlink(tmp_path: Path) -> None:
@@ -725,8 +760,8 @@ def test_folder_is_walked_lazily_directory_by_directory(tmp_path: Path) -> None:
     assert [r.key for r in items(list(it))] == ["b/2.png", "b/3.png"]
 
 
-def test_empty_folder(tmp_path: Path) -> None:
-    assert read(tmp_path) == []
+def test_empty_folder_is_one_problem(tmp_path: Path) -> None:
+    assert summary(read(tmp_path)) == [(None, "ERR: no images found")]
 
 
 # --- property: one result per entry, good entries round-trip ------------------------------

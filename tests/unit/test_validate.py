@@ -246,6 +246,17 @@ def test_unsupported_real_gif(tmp_path: Path) -> None:
         ("image/png", "declared image/png but the file is image/jpeg"),
         ("image/webp", "declared image/webp but the file is image/jpeg"),
         ("text/plain", "declared text/plain but the file is image/jpeg"),
+        # a type name where a MIME type belongs (newcomer finding U8)
+        (
+            "jpeg",
+            "declared content_type 'jpeg' is not a MIME type; expected one such as image/jpeg "
+            "(the type of this file)",
+        ),
+        (
+            " PNG ",
+            "declared content_type 'PNG' is not a MIME type; expected one such as image/jpeg "
+            "(the type of this file)",
+        ),
     ],
 )
 def test_declared_type_mismatch(tmp_path: Path, declared: str, message: str) -> None:

@@ -40,12 +40,13 @@ EMULATOR_MODEL = "bench-model"  # Scenario's model on the emulator when none is 
 def bench_settings(provider: str, given: Mapping[str, Any], *, emulator: bool) -> dict[str, Any]:
     """The provider settings of a benchmark run: the flags `given`, checked.
 
-    On the emulator a Scenario run needs no model id (`EMULATOR_MODEL`). A bad
-    value or a missing required one is a `ConfigError` here, before any image
-    is made or process started.
+    On the emulator a Scenario run needs no model id (`EMULATOR_MODEL`) and no
+    key. A bad value, a missing required one or (for a real endpoint) an unset
+    key variable is a `ConfigError` here, before any image is made or process
+    started.
     """
     from ingest.api.wiring import resolve_settings
-    from ingest.config import check_key_variable
+    from ingest.config import check_key_variable, read_secrets
     from ingest.providers import provider_class
 
     chosen = dict(given)
@@ -57,6 +58,8 @@ def bench_settings(provider: str, given: Mapping[str, Any], *, emulator: bool) -
     for name in cls.key_envs:
         check_key_variable(provider, name, getattr(psettings, name))
     cls.run_params(psettings, {})
+    if not emulator:
+        read_secrets(provider, psettings, cls.key_envs)  # a real endpoint needs its key set
     return chosen
 
 
@@ -285,8 +288,11 @@ def _unfinished(count: int, client: dict[str, Any]) -> str | None:
     stopped = client["stop_reason"]
     if client["done"] == count and not stopped:
         return None
-    why = f"stopped: {stopped}" if stopped else f"{count - client['done']} not done"
-    return f"the run did not finish ({client['done']} of {count} files done; {why})"
+    how = "it stopped early" if stopped else f"{count - client['done']} not done"
+    return (
+        f"the run did not finish ({client['done']} of {count} files done, {how}); "
+        "a bottleneck is named only for a run that uploads every file"
+    )
 
 
 def _lifetime(options: BenchOptions, endpoint: str | None, granted: float | None) -> float | None:

@@ -74,10 +74,11 @@ def run(args: argparse.Namespace) -> int:
 
 def failure_line(failure: Failure) -> str:
     """One item of ``status --failed``: where, key, class/code, reason."""
-    where = f"line {failure.line}" if failure.line is not None else "(no line)"
-    key = f" {failure.key}" if failure.key is not None else ""
+    from ingest.cli.report import problem_where
+
+    where = problem_where(failure.line, failure.key, failure.reason, "(no line)")
     label = f"{failure.action}/{failure.code}" if failure.kind == "fail" else "rejected"
-    return f"{where}{key}: {label}: {failure.reason}"
+    return f"{where}: {label}: {failure.reason}"
 
 
 def status_lines(info: JournalStatus) -> list[str]:

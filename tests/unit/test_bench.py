@@ -192,10 +192,14 @@ def test_no_bottleneck_is_named_for_a_failed_or_stopped_run() -> None:
         assert report["verdict"]["bottleneck"] is None
         last = render(report).splitlines()[-1]
         assert last.startswith("verdict: none — the run did not finish (")
-        assert "bottleneck" not in last
-    assert (
-        "stopped: circuit breaker"
-        in _built(_client(0, failed=34, stop=breaker))["verdict"]["reason"]
+        assert not last.startswith("verdict: bottleneck")
+    stopped = _built(_client(0, failed=34, stop=breaker))
+    assert stopped["verdict"]["reason"].startswith(
+        "the run did not finish (0 of 50 files done, it stopped early)"
+    )
+    assert f"  stopped    {breaker}" in render(stopped).splitlines()
+    assert _built(_client(49, failed=1))["verdict"]["reason"].startswith(
+        "the run did not finish (49 of 50 files done, 1 not done)"
     )
     finished = _built(_client(50))
     assert finished["verdict"]["bottleneck"] is not None
@@ -216,3 +220,5 @@ def test_bench_settings_name_a_scenario_model_only_on_the_emulator() -> None:
     assert bench_settings("novita", {}, emulator=True) == {}
     with pytest.raises(ConfigError, match="model_id: required"):
         bench_settings("scenario", {}, emulator=False)
+    with pytest.raises(ConfigError, match="NOVITA_API_KEY_UNSET_IN_TESTS is empty or not set"):
+        bench_settings("novita", {"api_key_env": "NOVITA_API_KEY_UNSET_IN_TESTS"}, emulator=False)

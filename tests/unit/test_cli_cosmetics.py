@@ -15,11 +15,13 @@ import pytest
 
 from ingest.cli.main import main
 from ingest.cli.report import Reporter, problem_where
+from ingest.cli.status import failure_line
 from ingest.engine import Snapshot
 from ingest.engine.outcomes import Counters
 from ingest.errors import ManifestError
 from ingest.journal import Header, Journal
 from ingest.journal.records import acquired, run_started
+from ingest.journal.report import Failure
 from ingest.pacing import PacerStats
 
 
@@ -66,6 +68,8 @@ def test_a_problem_line_names_a_path_key_once(tmp_path: Path) -> None:
         "sub/a.png", ManifestError(reason, source=str(path), line=4)
     )
     assert err.getvalue() == f"rejected line 4: empty file (0 bytes): {path}\n"
+    bad = Failure(key="sub/a.png", line=4, kind="bad", code="empty file", reason=reason)
+    assert failure_line(bad) == f"line 4: rejected: empty file (0 bytes): {path}"
 
 
 def test_validate_of_a_folder_prints_each_path_once(

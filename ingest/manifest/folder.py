@@ -9,8 +9,8 @@ image at all says.
 How it works: each directory is listed when the walk reaches it, so only the
 listings of the directories on the current path are held. A directory, real
 or symlinked, is entered unless its (st_dev, st_ino) is already on the path
-from the root: that would be a loop (a ``loop -> ..`` link, a bind mount of
-an ancestor), and it is counted instead. A symlinked directory reached twice
+from the root, or is a folder above the root: that would be a loop (a
+``loop -> ..`` link, a bind mount of an ancestor), and it is counted instead. A symlinked directory reached twice
 by different routes (not a loop) is walked under each name, as its files
 would be listed twice in a manifest.
 
@@ -22,6 +22,7 @@ image yields one `ManifestError` ("no images found", with what it skipped);
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -159,7 +160,9 @@ def _walk(
     `listing` opens a directory (raising `OSError` then if it cannot) and lists it.
     """
     stack: list[tuple[str, Entries, tuple[int, int]]] = [("", listing(top), _identity(top))]
-    on_path = {stack[0][2]}
+    # The folders above the root count as on the path: a link to one (``up -> ..``) would
+    # walk the folder's parent, its siblings, and come back to the root.
+    on_path = {stack[0][2], *_above(top)}
     try:
         while stack and not stop():
             prefix, entries, ident = stack[-1]
@@ -212,6 +215,17 @@ def _kind(entry: os.DirEntry[str]) -> Kind:
 def _identity(directory: str) -> tuple[int, int]:
     st = os.stat(directory)  # follows a symlink: the directory it names
     return st.st_dev, st.st_ino
+
+
+def _above(top: str) -> set[tuple[int, int]]:
+    """The identities of the folders above `top`, as written and with links resolved."""
+    found = set()
+    for path in {top, os.path.realpath(top)}:
+        while (parent := os.path.dirname(path)) != path:
+            with contextlib.suppress(OSError):
+                found.add(_identity(parent))
+            path = parent
+    return found
 
 
 def _sorted_listing(directory: str) -> Generator[os.DirEntry[str], None, None]:

@@ -45,6 +45,16 @@ def test_loops_are_cut_by_the_directories_on_the_path(tmp_path: Path) -> None:
     assert walk.skipped == SkippedFiles(files=0, loops=3)
 
 
+def test_a_link_to_a_folder_above_the_root_is_a_loop(tmp_path: Path) -> None:
+    # `photos/up -> ..` would walk the parent, the folder's siblings, then photos/ again.
+    touch(tmp_path, "photos/a.png", "sibling/b.png")
+    (tmp_path / "photos" / "up").symlink_to("..", target_is_directory=True)
+    (tmp_path / "photos" / "top").symlink_to("/", target_is_directory=True)
+    walk = WalkStats()
+    assert keys(tmp_path / "photos", walk) == ["a.png"]
+    assert walk.loops == 2
+
+
 def test_a_directory_linked_twice_without_a_loop_is_walked_under_each_name(
     tmp_path: Path,
 ) -> None:

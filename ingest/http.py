@@ -269,6 +269,18 @@ def http_error(
     )
 
 
+def bad_response(response: Response, *, provider: str, op: str, what: str) -> TransferError:
+    """A success status whose body lacks `what`: retried (a proxy or a truncated answer)."""
+    return TransferError(
+        f"answer lacks {what}",
+        action=Action.RETRY,
+        code="bad_response",
+        provider=provider,
+        op=op,
+        status=response.status,
+    )
+
+
 async def request(
     session: aiohttp.ClientSession,
     method: str,

@@ -11,6 +11,9 @@ landed byte-identical, copies beyond the first are counted (and bounded by
 the caller), and `ingest status` / `ingest export` agree with the emulator.
 `in_flight_at_kill` reads, from a journal left by a killed run, how many
 items that run had in flight: the most that may land twice because of it.
+`orphans` counts what the provider holds beyond the journal's one remote id
+per item, from the emulator's record: copies with bytes, and records that were
+acquired and never uploaded to.
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ class Spec:
     base_path: str = ""  # the API's prefix under the emulator's address
     # The provider's own promise after a finished run (beyond bytes landing), if any.
     check: Callable[[SimProcess, Path], None] | None = None
+    # (remote id, whether its bytes landed) of every record the provider holds.
+    held: Callable[[SimProcess, Path], list[tuple[str, bool]]] | None = None
 
     def env(self, **override: str) -> dict[str, str]:
         return ingest_env(**{**self.keys, **override})
@@ -119,18 +124,48 @@ def _modelhunter_completed_once(sim: SimProcess, journal: Path) -> None:
         assert files[row["remote_id"]]["completed"], row
 
 
+def _issued_of(provider: str) -> Callable[[SimProcess, Path], list[tuple[str, bool]]]:
+    """Every remote id the provider's API handed out, and whether bytes landed under it."""
+
+    def held(sim: SimProcess, journal: Path) -> list[tuple[str, bool]]:
+        landed = {str(obj["remote_id"]) for obj in sim.objects() if obj["provider"] == provider}
+        issued = sim.get("/_sim/assets")["assets"]
+        ids = [str(a["remote_id"]) for a in issued if a["provider"] == provider]
+        return [(remote_id, remote_id in landed) for remote_id in ids]
+
+    return held
+
+
+def _order_images(sim: SimProcess, journal: Path) -> list[dict[str, Any]]:
+    """The images of the journal's Autoenhance order, as the API lists them."""
+    header = json.loads(journal.read_text().splitlines()[0])
+    request = urllib.request.Request(
+        f"{sim.base_url}/v3/orders/{header['bind']['order_id']}",
+        headers={"x-api-key": SENTINELS["AUTOENHANCE_API_KEY"]},
+    )
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return list(json.loads(resp.read())["images"])
+
+
+def _autoenhance_held(sim: SimProcess, journal: Path) -> list[tuple[str, bool]]:
+    """The order's images: a deleted one is no longer held; "waiting" ones never got bytes."""
+    return [(i["image_id"], i["status"] != "waiting") for i in _order_images(sim, journal)]
+
+
+def _scenario_held(sim: SimProcess, journal: Path) -> list[tuple[str, bool]]:
+    """Scenario's assets (each created with its bytes): the model's, then the others unnamed."""
+    listed = sim.get("/_sim/scenario/models")
+    ids = [image["id"] for m in listed["models"] for image in m["training_images"]]
+    return [(i, True) for i in ids] + [("", True)] * (listed["assets"] - len(ids))
+
+
 def _autoenhance_one_order(sim: SimProcess, journal: Path) -> None:
     """Every done image, and every copy a killed run landed, is in the journal's one order."""
     header = json.loads(journal.read_text().splitlines()[0])
     order_id = header["bind"]["order_id"]
     rows = _exported(journal)
     assert {row["order_id"] for row in rows} == {order_id}
-    request = urllib.request.Request(
-        f"{sim.base_url}/v3/orders/{order_id}",
-        headers={"x-api-key": SENTINELS["AUTOENHANCE_API_KEY"]},
-    )
-    with urllib.request.urlopen(request, timeout=30) as resp:
-        listed = {image["image_id"] for image in json.loads(resp.read())["images"]}
+    listed = {image["image_id"] for image in _order_images(sim, journal)}
     assert {row["remote_id"] for row in rows} <= listed
     assert {str(obj["remote_id"]) for obj in sim.objects()} <= listed
 
@@ -145,6 +180,7 @@ def spec(name: str) -> Spec:
             flags=("--model-id", SCENARIO_MODEL),
             sim_flags=("--scenario-model", SCENARIO_MODEL),
             base_path="/v1",
+            held=_scenario_held,
         )
     if name == "autoenhance":
         return Spec(
@@ -153,10 +189,17 @@ def spec(name: str) -> Spec:
             _objects_of(name),
             sim_flags=("--autoenhance-name-limit", "0"),
             check=_autoenhance_one_order,
+            held=_autoenhance_held,
         )
     if name == "modelhunter":
-        return Spec(name, _keys(name), _objects_of(name), check=_modelhunter_completed_once)
-    return Spec(name, _keys(name), _objects_of(name))
+        return Spec(
+            name,
+            _keys(name),
+            _objects_of(name),
+            check=_modelhunter_completed_once,
+            held=_issued_of(name),
+        )
+    return Spec(name, _keys(name), _objects_of(name), held=_issued_of(name))
 
 
 @dataclass(frozen=True)
@@ -167,6 +210,7 @@ class Verdict:
     lost: int  # items with no byte-identical copy in the emulator
     duplicates: int  # copies beyond the first, over all items
     status: dict[str, Any]
+    most_copies: int = 0  # copies of the item that landed most often
 
 
 def verify_run(s: Spec, sim: SimProcess, paths: list[Path], journal: Path) -> Verdict:
@@ -184,7 +228,7 @@ def verify_run(s: Spec, sim: SimProcess, paths: list[Path], journal: Path) -> Ve
     remote = {
         row["key"]: str(row["remote_id"]) for row in map(json.loads, exported.stdout.splitlines())
     }
-    lost = duplicates = 0
+    lost = duplicates = most = 0
     digests = [sha256_file(path) for path in paths]
     for index, digest in enumerate(digests):
         found = copies.get(digest, [])
@@ -192,6 +236,7 @@ def verify_run(s: Spec, sim: SimProcess, paths: list[Path], journal: Path) -> Ve
             lost += 1
             continue
         duplicates += len(found) - 1
+        most = max(most, len(found))
         key = f"item-{index:06d}"
         assert remote.get(key) in found, f"{key}: journal says {remote.get(key)}, emulator {found}"
     status = run_ingest(["status", str(journal), "--json"], env=s.env())
@@ -199,7 +244,27 @@ def verify_run(s: Spec, sim: SimProcess, paths: list[Path], journal: Path) -> Ve
     info: dict[str, Any] = json.loads(status.stdout)
     distinct_landed = sum(1 for digest in digests if digest in copies)
     assert info["done"] == distinct_landed, (info, distinct_landed)
-    return Verdict(len(paths), lost, duplicates, info)
+    return Verdict(len(paths), lost, duplicates, info, most)
+
+
+@dataclass(frozen=True)
+class Orphans:
+    """What the provider holds beyond the journal's one remote id per done item."""
+
+    landed: int  # records holding bytes the journal does not name: uploads made twice
+    empty: int  # records acquired and never uploaded to (an Autoenhance "waiting" image)
+
+    @property
+    def total(self) -> int:
+        return self.landed + self.empty
+
+
+def orphans(s: Spec, sim: SimProcess, journal: Path) -> Orphans:
+    """The provider's records that no done item of the journal names, from the emulator."""
+    named = {str(row["remote_id"]) for row in _exported(journal)}
+    held = (s.held or _issued_of(s.name))(sim, journal)
+    stray = [landed for remote_id, landed in held if remote_id not in named]
+    return Orphans(landed=sum(stray), empty=len(stray) - sum(stray))
 
 
 def journal_records(journal: Path) -> Iterator[dict[str, Any]]:

@@ -21,6 +21,12 @@ How it works:
   a stop instead of failing the whole manifest.
 - Every transition is journaled before the next stage sees the item, so a
   crash at any instant leaves each item done, or redone on resume.
+- Resume: an item a killed run left in flight (`triage.Redo`) is routed
+  ahead of the new items of its batch, and a provider that can tell
+  (`providers.base.Recovers`) is first asked whether the bytes of the remote
+  id that run acquired landed: if so the item is done under that id, with no
+  second upload and no new id. Before a resumed run starts any item, such a
+  provider also removes the empty records killed runs left unnamed.
 
 Invariants: a run that stops early says why with a `StopReason` and a
 message; cancellation is never counted as a failure; time comes from one
@@ -55,11 +61,13 @@ from ingest.engine.settings import EngineSettings
 from ingest.engine.triage import (
     Changed,
     FailedBefore,
+    Redo,
     Rejected,
     Resume,
     Skipped,
     Triage,
     Triaged,
+    redone_first,
 )
 from ingest.engine.worker import Calls
 from ingest.errors import UNREACHABLE, Action, JournalError, ManifestError, TransferError
@@ -68,7 +76,7 @@ from ingest.journal import Journal, Replay, records
 from ingest.journal.records import Record
 from ingest.pacing import Pacer
 from ingest.prefetch import Prefetch, release
-from ingest.providers.base import Landed, Provider
+from ingest.providers.base import Landed, Provider, Recovers
 from ingest.tally import Tally
 from ingest.validate import Checker
 
@@ -190,7 +198,7 @@ class Engine:
         # every upload after it would be redone by the next run anyway.
         self.journal.on_error = lambda err: self._stop(StopReason.JOURNAL, str(err))
         self._record(records.run_started(round(self.clock.time(), 3), os.getpid()))
-        validated_send, validated_recv = anyio.create_memory_object_stream[Source](
+        validated_send, validated_recv = anyio.create_memory_object_stream[Source | Redo](
             s.put_concurrency
         )
         landed_send, landed_recv = anyio.create_memory_object_stream[ToFinalize](
@@ -203,6 +211,8 @@ class Engine:
                 self._scope = scope
                 if self.stop_reason is not None:  # stopped before it started: upload nothing
                     scope.cancel()
+                else:
+                    await self._tidy()
                 async with anyio.create_task_group() as tg:
                     # Counted on the way, for the items the manifest no longer lists.
                     listed = self.tally.watch(entries)
@@ -244,12 +254,12 @@ class Engine:
             self._triage(entry) for entry in itertools.islice(entries, self.settings.read_batch)
         ]
         self.counters.read += len(batch)
-        return batch
+        return redone_first(batch)
 
     async def _reader(
         self,
         entries: Iterator[Item | ManifestError],
-        send: MemoryObjectSendStream[Source],
+        send: MemoryObjectSendStream[Source | Redo],
         landed: MemoryObjectSendStream[ToFinalize],
     ) -> None:
         async with send, landed:
@@ -271,17 +281,17 @@ class Engine:
                         # A drain drops the rest of the batch: give its read-ahead back (the
                         # budget is only bookkeeping by then; nothing is read after a drain).
                         for verdict in batch[routed:]:
-                            if isinstance(verdict, Source):
-                                release(verdict, self._prefetch)
+                            if isinstance(verdict, Source | Redo):
+                                release(_source_of(verdict), self._prefetch)
 
     async def _route(
         self,
         verdict: Triaged,
-        send: MemoryObjectSendStream[Source],
+        send: MemoryObjectSendStream[Source | Redo],
         landed: MemoryObjectSendStream[ToFinalize],
     ) -> None:
         match verdict:
-            case Source():
+            case Source() | Redo():
                 await handoff.send(send, verdict)
             case Skipped():
                 self.counters.skipped += 1
@@ -300,7 +310,9 @@ class Engine:
     # -- stages 2 and 3: acquire, then transfer ------------------------------
 
     async def _worker(
-        self, receive: MemoryObjectReceiveStream[Source], landed: MemoryObjectSendStream[ToFinalize]
+        self,
+        receive: MemoryObjectReceiveStream[Source | Redo],
+        landed: MemoryObjectSendStream[ToFinalize],
     ) -> None:
         """One item at a time: sign its URL, wait for a PUT slot, upload it.
 
@@ -309,13 +321,18 @@ class Engine:
         """
         finalize = self.provider.caps.finalize
         async with receive, landed:
-            async for source in handoff.Items(receive):
+            async for verdict in handoff.Items(receive):
+                source = _source_of(verdict)
                 if self._draining:
                     release(source, self._prefetch)
                     continue  # not started: it is simply picked up by the next run
                 item = source.item
                 self.counters.in_flight += 1
                 try:
+                    recovered = await self._recover(verdict) if isinstance(verdict, Redo) else None
+                    if recovered is not None:
+                        self.done(item.key, item.line, source, recovered)
+                        continue
                     target = await self.calls.upload(source)
                 except TransferError as err:
                     self.fail(item.key, item.line, err)
@@ -332,6 +349,33 @@ class Engine:
                     await handoff.send(landed, ToFinalize(item.key, item.line, target, source))
                 else:
                     self.done(item.key, item.line, source, self.provider.landed(source, target))
+
+    async def _tidy(self) -> None:
+        """Before a resumed run starts any item: the provider removes what killed runs left."""
+        provider = self.provider
+        if not self.replay.runs or not isinstance(provider, Recovers):
+            return
+        try:
+            await self.calls.api(provider.tidy)
+        except TransferError as err:
+            if err.action is Action.STOP:
+                self._stop(StopReason.PROVIDER, str(err))
+            # Otherwise they stay: the items matter more than the tidying.
+
+    async def _recover(self, redo: Redo) -> Landed | None:
+        """The outcome of an item a killed run left in flight, if the provider can tell it landed.
+
+        None: it did not, or the provider cannot tell; the item is uploaded anew.
+        """
+        provider = self.provider
+        if not isinstance(provider, Recovers):
+            return None
+        try:
+            return await self.calls.api(lambda: provider.recover(redo.source, redo.acquired))
+        except TransferError as err:
+            if err.action is Action.FAIL_ITEM:
+                return None  # this id will not do; a new upload tells the item's real outcome
+            raise
 
     # -- outcomes (also the finalizers' `Outcomes`) --------------------------
 
@@ -383,3 +427,7 @@ class Engine:
                 f"({err.message}); the provider looks unavailable. Re-run the same command "
                 "to resume.",
             )
+
+
+def _source_of(verdict: Source | Redo) -> Source:
+    return verdict.source if isinstance(verdict, Redo) else verdict

@@ -7,6 +7,10 @@ of a closed set of small values, and the reader dispatches on them with
     Skipped       done in an earlier run (and unchanged, or its file is gone)
     Source        checked and ready to upload (see `validate.Checker`)
     Resume        its bytes landed in an earlier run: only finalize is left
+    Redo          in flight when a run was killed (last record `acq`): its
+                  transfer outcome is unknown, so the provider is asked about
+                  the acquired remote id first where it can tell
+                  (`providers.base.Recovers`), else it is uploaded anew
     Changed       done earlier, but the file changed since (not uploaded again
                   unless asked: `--reupload-changed`)
     FailedBefore  a provider rejected it in an earlier run (not retried unless
@@ -49,6 +53,18 @@ class Resume:
 
 
 @dataclass(frozen=True, slots=True)
+class Redo:
+    """Checked again, after a run was killed with it in flight (journaled `acq` only).
+
+    `acquired` is the remote id (and extras) that run had signed; its URL was
+    never journaled.
+    """
+
+    source: Source
+    acquired: Target
+
+
+@dataclass(frozen=True, slots=True)
 class Changed:
     """Done earlier, but its file changed since; left as it is."""
 
@@ -73,7 +89,19 @@ class Rejected:
     key: str | None = None
 
 
-Triaged = Skipped | Source | Resume | Changed | FailedBefore | Rejected
+Triaged = Skipped | Source | Resume | Redo | Changed | FailedBefore | Rejected
+
+
+def redone_first(batch: list[Triaged]) -> list[Triaged]:
+    """The batch with the items an earlier run left unfinished first (stable otherwise).
+
+    Those items sit at the killed run's frontier, so they are in the first
+    batches a resume reads; routed ahead of the new items of their batch,
+    they take the first workers and finish before a new kill is likely.
+    """
+    if not any(isinstance(v, Redo | Resume) for v in batch):
+        return batch
+    return sorted(batch, key=lambda v: not isinstance(v, Redo | Resume))
 
 
 def _landed_target(rec: Unfinished) -> Target | None:
@@ -89,6 +117,19 @@ def _landed_target(rec: Unfinished) -> Target | None:
     else:
         return None
     return Target(remote_id=remote_id, url=None, content_type="", lease=None, extra=extra)
+
+
+def _acquired_target(rec: Unfinished, source: Source) -> Target | None:
+    """The target a killed run had signed for an item (journaled `acq` only), else None."""
+    if rec["s"] != "acq":
+        return None
+    return Target(
+        remote_id=rec["r"],
+        url=None,
+        content_type=source.content_type,
+        lease=None,
+        extra=rec.get("x", {}),
+    )
 
 
 class Triage:
@@ -140,4 +181,8 @@ class Triage:
         result = self._check(item)
         if isinstance(result, ManifestError):
             return Rejected(result, item.key)
+        if previous is not None:
+            acquired = _acquired_target(previous, result)
+            if acquired is not None:
+                return Redo(result, acquired)
         return result

@@ -33,6 +33,28 @@ names per hour"). A rate-limit 429 never mentions names.
 
 A re-sign creates another image in the order (the API has no way to re-issue
 a URL), and counts against the name rule like any create.
+
+Resume of an item killed in flight (`recover`, journaled ``acq`` only): its
+signed URL was never journaled, and no documented call re-issues one for an
+image id (``GET /v3/images/{id}`` answers the image without a URL), so the
+acquired image cannot be uploaded to again. It is asked about instead:
+
+    GET    /v3/images/{id}   status "waiting": its bytes never arrived ("Once
+                             the image has been uploaded, our service will
+                             start enhancing your image"); any other status:
+                             they did, and the item is done under that id
+    DELETE /v3/images/{id}   (204) a waiting image is removed before the item
+                             is uploaded anew, so the order ends with one
+                             image per file; 404: already gone
+
+A status that lags behind a PUT would at worst delete an image whose bytes
+had landed and upload the file again: never a loss.
+
+An image whose create was answered as a kill came was never journaled; before
+a resumed run starts any item (`tidy`), the journal's order is listed
+(``GET /v3/orders/{id}``) and its waiting images are deleted, so those go too.
+Only for an order the journal made itself: an order named with ``order_id``
+may be shared, and another client's waiting image is its upload in progress.
 """
 
 from __future__ import annotations
@@ -41,10 +63,11 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from ingest.capabilities import Capabilities
 from ingest.errors import Action, Scope, TransferError
-from ingest.http import Response, http_error, request
+from ingest.http import Response, bad_response, http_error, request
 from ingest.item import Source
 from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
@@ -171,6 +194,9 @@ class AutoenhanceProvider:
             scope=scope,
         )
 
+    def _bad_response(self, response: Response, op: str, what: str) -> TransferError:
+        return bad_response(response, provider=self.name, op=op, what=what)
+
     # -- steps -------------------------------------------------------------------
 
     async def acquire(self, source: Source) -> Target:
@@ -196,14 +222,7 @@ class AutoenhanceProvider:
         image_id = payload.get("image_id")
         url = next((payload[f] for f in _URL_FIELDS if isinstance(payload.get(f), str)), None)
         if not isinstance(image_id, str) or not image_id or url is None:
-            raise TransferError(
-                "answer lacks image_id or upload_url/s3PutObjectUrl",
-                action=Action.RETRY,
-                code="bad_response",
-                provider=self.name,
-                op="acquire",
-                status=response.status,
-            )
+            raise self._bad_response(response, "acquire", "image_id or upload_url/s3PutObjectUrl")
         if payload.get("status") == "error":
             raise TransferError(
                 f"image {image_id} was created in the error state: "
@@ -226,6 +245,64 @@ class AutoenhanceProvider:
             content_type=source.content_type,
             lease=lease,
             extra={"order_id": order} if order else {},
+        )
+
+    async def recover(self, source: Source, acquired: Target) -> Landed | None:
+        """Done if the acquired image's bytes arrived; else delete the empty image, None."""
+        path = f"v3/images/{quote(acquired.remote_id, safe='')}"
+        response = await self._call("GET", path)
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise self._error(response, "recover")
+        payload: Any = response.json()
+        status = payload.get("status") if isinstance(payload, dict) else None
+        if not isinstance(status, str):
+            raise self._bad_response(response, "recover", "the image's status")
+        if status != "waiting":
+            order = str(payload.get("order_id") or acquired.extra.get("order_id") or "")
+            return Landed(remote_id=acquired.remote_id, extra={"order_id": order} if order else {})
+        response = await self._call("DELETE", path)
+        if response.status not in (200, 204, 404):
+            raise self._error(response, "recover")
+        return None
+
+    async def tidy(self) -> int:
+        """Delete the waiting images of the journal's own order (see above); how many."""
+        order_id = self._ctx.params.get("order_id")
+        if not order_id or AutoenhanceSettings.of(self._ctx.settings).order_id:
+            return 0
+        response = await self._call("GET", f"v3/orders/{quote(order_id, safe='')}")
+        if response.status == 404:
+            return 0  # no image was ever created in it
+        if response.status != 200:
+            raise self._error(response, "recover")
+        payload: Any = response.json()
+        images = payload.get("images") if isinstance(payload, dict) else None
+        if not isinstance(images, list):
+            raise self._bad_response(response, "recover", "the order's images")
+        waiting = [
+            image["image_id"]
+            for image in images
+            if isinstance(image, dict)
+            and image.get("status") == "waiting"
+            and isinstance(image.get("image_id"), str)
+        ]
+        for image_id in waiting:
+            response = await self._call("DELETE", f"v3/images/{quote(image_id, safe='')}")
+            if response.status not in (200, 204, 404):
+                raise self._error(response, "recover")
+        return len(waiting)
+
+    async def _call(self, method: str, path: str) -> Response:
+        return await request(
+            self._ctx.api,
+            method,
+            path,
+            provider=self.name,
+            op="recover",
+            headers=self._headers,
+            clock=self._ctx.clock,
         )
 
     async def transfer(self, source: Source, target: Target) -> Target:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from ingest.capabilities import Capabilities
 from ingest.errors import TransferError
@@ -86,6 +86,38 @@ class Provider(Protocol):
 
     def landed(self, source: Source, target: Target) -> Landed:
         """The outcome of an item that needs no finalize step."""
+        ...
+
+
+@runtime_checkable
+class Recovers(Protocol):
+    """An adapter that can tell whether the bytes of an acquired remote id landed.
+
+    Optional (the engine checks with `isinstance`). On resume, an item whose
+    last record is `acq` was in flight when a run was killed: its PUT may or
+    may not have landed. Its signed URL was never journaled (a secret), so it
+    cannot be uploaded to again; what the provider's API may offer is a way to
+    ask about the remote id, and that is this method.
+    """
+
+    async def recover(self, source: Source, acquired: Target) -> Landed | None:
+        """The item's outcome if its bytes landed under `acquired.remote_id`, else None.
+
+        None means "not there": the item is uploaded anew, after the adapter
+        removed what the API lets it remove of `acquired` (so no empty record
+        stays behind where the API allows). Raises `TransferError` like any
+        API call; a FAIL_ITEM-class answer is taken as "not there".
+        """
+        ...
+
+    async def tidy(self) -> int:
+        """Before a resumed run starts any item: remove what killed runs left unnamed.
+
+        A record whose create was answered as the kill came was never
+        journaled; where the API can list and delete the run's records, the
+        empty ones go here. Returns how many were removed (0 where the API
+        cannot tell them apart).
+        """
         ...
 
 

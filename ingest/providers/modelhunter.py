@@ -26,6 +26,19 @@ Errors arrive as ``{"success": false, "error": {"code", "message",
 A complete that cannot succeed for this file id fails the item rather than
 asking for a new URL: the engine re-signs only before a transfer, so a new
 upload has to come from ``--retry-failed``, and the message says so.
+
+Resume of an item killed in flight (`recover`, journaled ``acq`` only): the
+documented API has no call that re-issues an upload URL for a file id, nor a
+files list or get; complete is the one call about a file id, and it can only
+succeed for bytes that landed ("Use this to call Complete Upload after
+uploading", Get Upload URL; a file whose URL expired answers 404
+``FILE_NOT_FOUND``, "File not found or upload URL has expired",
+https://docs.modelhunter.ai/api-reference/files/complete-upload). So the
+acquired file id is completed first: a
+success means the PUT had landed and the item is done under that id; an
+item-class refusal means it had not, and the item is uploaded anew (the old
+id stays behind at ModelHunter as a file that never completes: there is no
+delete call).
 """
 
 from __future__ import annotations
@@ -36,7 +49,7 @@ from urllib.parse import quote
 
 from ingest.capabilities import Capabilities
 from ingest.errors import Action, TransferError
-from ingest.http import Response, http_error, request
+from ingest.http import Response, bad_response, http_error, request
 from ingest.item import Source
 from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
@@ -61,7 +74,8 @@ _ITEM_CODES = frozenset(
     {"VALIDATION_ERROR", "INVALID_PARAMETER", "MISSING_PARAMETER", "FILE_TOO_LARGE"}
 )
 # Complete answers that mean this file id will never complete: upload it anew.
-_GONE_CODES = frozenset({"NOT_FOUND", "UPLOAD_NOT_FOUND", "UPLOAD_EXPIRED"})
+# FILE_NOT_FOUND is the real API's (Complete Upload, above); the others the emulator's.
+_GONE_CODES = frozenset({"NOT_FOUND", "FILE_NOT_FOUND", "UPLOAD_NOT_FOUND", "UPLOAD_EXPIRED"})
 
 
 class ModelHunterProvider:
@@ -123,24 +137,19 @@ class ModelHunterProvider:
             action = Action.STOP
         elif code in _ITEM_CODES:
             action = Action.FAIL_ITEM
-        elif op == "finalize" and code in _GONE_CODES:
+        elif op in ("finalize", "recover") and code in _GONE_CODES:
             action = Action.FAIL_ITEM
-            message = (
-                f"{message}; the bytes of {file_id} must be uploaded again: run with --retry-failed"
-            )
+            if op == "finalize":
+                message = (
+                    f"{message}; the bytes of {file_id} must be uploaded again: "
+                    "run with --retry-failed"
+                )
         return http_error(
             response, provider=self.name, op=op, code=code, message=message, action=action
         )
 
     def _bad_response(self, response: Response, op: str, what: str) -> TransferError:
-        return TransferError(
-            f"answer lacks {what}",
-            action=Action.RETRY,
-            code="bad_response",
-            provider=self.name,
-            op=op,
-            status=response.status,
-        )
+        return bad_response(response, provider=self.name, op=op, what=what)
 
     def _data(self, response: Response, op: str, file_id: str | None = None) -> dict[str, Any]:
         """The ``data`` of a successful answer; raises the classified error otherwise."""
@@ -188,22 +197,41 @@ class ModelHunterProvider:
     async def finalize(
         self, batch: Sequence[tuple[Source | None, Target]]
     ) -> list[Landed | TransferError]:
-        return [await self._complete(target.remote_id) for _source, target in batch]
+        return [(await self._complete(target.remote_id))[0] for _source, target in batch]
 
-    async def _complete(self, file_id: str) -> Landed:
+    async def recover(self, source: Source, acquired: Target) -> Landed | None:
+        """Complete the acquired file id: done if its bytes had landed, else None (see above)."""
+        try:
+            landed, size = await self._complete(acquired.remote_id, "recover")
+        except TransferError as err:
+            if err.action is Action.FAIL_ITEM:
+                return None
+            raise
+        if size is not None and size != source.size:
+            return None  # the bytes there are an older version of the file: upload this one
+        return landed
+
+    async def tidy(self) -> int:
+        """Nothing: ModelHunter documents no call that lists or deletes files."""
+        return 0
+
+    async def _complete(self, file_id: str, op: str = "finalize") -> tuple[Landed, int | None]:
+        """The completed file, and its size in bytes when the answer gives one."""
         response = await request(
             self._ctx.api,
             "POST",
             f"api/v1/files/{quote(file_id, safe='')}/complete",
             provider=self.name,
-            op="finalize",
+            op=op,
             clock=self._ctx.clock,
         )
-        data = self._data(response, "finalize", file_id)
+        data = self._data(response, op, file_id)
         url = data.get("url")
         if not isinstance(url, str) or not url:
-            raise self._bad_response(response, "finalize", "the file's url")
-        return Landed(remote_id=str(data.get("id") or file_id), url=url)
+            raise self._bad_response(response, op, "the file's url")
+        size = data.get("size_bytes")
+        landed = Landed(remote_id=str(data.get("id") or file_id), url=url)
+        return landed, size if isinstance(size, int) and not isinstance(size, bool) else None
 
     def landed(self, source: Source, target: Target) -> Landed:
         raise NotImplementedError("modelhunter lands items through finalize (complete)")

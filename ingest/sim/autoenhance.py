@@ -8,7 +8,13 @@ Owns these routes, all authenticated with ``x-api-key``:
     POST /v3/images/            {image_name*, content_type?, order_id?, hdr?, ...}
         → 200 ImageCreatedOut with ``upload_url`` or, for older API versions,
           ``s3PutObjectUrl``
-    GET  /v3/images/{image_id}  → ImageOut (no URL)
+    GET  /v3/images/{image_id}  → ImageOut (no URL); ``status`` is "waiting"
+          until the image's bytes land, then "processing" ("Once the image has
+          been uploaded, our service will start enhancing your image":
+          docs.autoenhance.ai/uploading-your-first-image)
+    DELETE /v3/images/{image_id} → 204, the image leaves its order
+          (https://docs.autoenhance.ai/images/managing-images/deleting; the
+          ``autoenhance`` 1.1.0 SDK's ``api/images_api.py``)
     GET  /v3/orders/{order_id}  → OrderOut {order_id, images[], total_images, ...}
 
 Error bodies are Autoenhance's: 401 ``{message, detail}`` for a missing or
@@ -299,14 +305,29 @@ def add_routes(ctx: SimContext) -> None:
         echoed = {k: v for k, v in data.items() if k not in ("image_name", "order_id")}
         return _json(200, {**echoed, **image_out(record), field: url})
 
-    async def get_image(request: web.Request) -> web.StreamResponse:
+    def owned(request: web.Request) -> ImageRecord | web.Response:
+        """The caller's image named in the path, or the answer refusing the request."""
         key = admit(request)
         if isinstance(key, web.Response):
             return key
         record = images.get(request.match_info["image_id"])
         if record is None or record.owner != key:
             return http_error(404, "Not Found", "Image not found")
+        return record
+
+    async def get_image(request: web.Request) -> web.StreamResponse:
+        record = owned(request)
+        if isinstance(record, web.Response):
+            return record
         return _json(200, image_out(record))
+
+    async def delete_image(request: web.Request) -> web.StreamResponse:
+        record = owned(request)
+        if isinstance(record, web.Response):
+            return record
+        del images[record.image_id]
+        orders[record.order_id].remove(record.image_id)
+        return web.Response(status=204)
 
     async def get_order(request: web.Request) -> web.StreamResponse:
         key = admit(request)
@@ -337,4 +358,5 @@ def add_routes(ctx: SimContext) -> None:
 
     ctx.add_api_route("POST", IMAGES_ROUTE, create, provider=PROVIDER, errors=injected_error)
     ctx.add_api_route("GET", IMAGE_ROUTE, get_image, provider=PROVIDER, errors=injected_error)
+    ctx.add_api_route("DELETE", IMAGE_ROUTE, delete_image, provider=PROVIDER, errors=injected_error)
     ctx.add_api_route("GET", ORDER_ROUTE, get_order, provider=PROVIDER, errors=injected_error)

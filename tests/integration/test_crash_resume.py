@@ -12,6 +12,13 @@ landed byte-identical, and copies beyond the first are no more than the items
 each killed run had in flight (read from its journal), and `ingest status`
 counts exactly what the emulator holds.
 
+Orphans (what the provider holds beyond the journal's one remote id per item:
+uploads made twice, records acquired and never uploaded to) are counted from
+the emulator's record and printed per provider and per kill. A provider whose
+adapter can ask about an acquired id (`providers.base.Recovers`: ModelHunter,
+Autoenhance) never uploads an item twice; every orphan is bounded by what the
+killed runs had in flight or were acquiring.
+
 Every provider in `ingest.providers.PROVIDER_NAMES` takes part; a new one
 joins automatically (see `tests.torture.spec`).
 """
@@ -30,13 +37,15 @@ from typing import Any
 
 import pytest
 
-from ingest.providers import PROVIDER_NAMES
+from ingest.providers import PROVIDER_NAMES, provider_class
+from ingest.providers.base import Recovers
 from tests.images import make_dataset, write_jsonl_manifest
 from tests.simproc import json_events, run_ingest, sim_process
 from tests.torture import (
     config,
     done_records,
     in_flight_at_kill,
+    orphans,
     popen_ingest,
     spec,
     verify_run,
@@ -44,7 +53,7 @@ from tests.torture import (
 
 KILLS = 20
 ITEMS = 240
-PUT_CONCURRENCY, LOOKAHEAD = 8, 4
+PUT_CONCURRENCY, LOOKAHEAD, API_CONCURRENCY = 8, 4, 8
 
 
 def test_at_least_two_providers_take_part() -> None:
@@ -100,7 +109,7 @@ def test_sigkill_many_times_then_resume(provider: str, tmp_path: Path) -> None:
         tmp_path / "ingest.toml",
         put_concurrency=PUT_CONCURRENCY,
         lookahead=LOOKAHEAD,
-        api_concurrency=8,
+        api_concurrency=API_CONCURRENCY,
         journal_sync_interval_s=0.01,
     )
     plan = kill_plan(rng)
@@ -130,16 +139,25 @@ def test_sigkill_many_times_then_resume(provider: str, tmp_path: Path) -> None:
         verdict = verify_run(s, sim, paths, journal)
         if s.check is not None:
             s.check(sim, journal)
+        left = orphans(s, sim, journal)
     summary = json_events(final.stdout)[-1]
     print(
         f"\n{provider}: {kills} kills survived, {verdict.lost} items lost, "
         f"{verdict.duplicates} duplicates (in-flight bound {bound}; "
         f"static bound {kills * (PUT_CONCURRENCY + LOOKAHEAD)}), "
+        f"most copies of one item {verdict.most_copies}, "
         f"final run skipped {summary['this_run']['skipped']} of {ITEMS}"
+        f"\n{provider}: orphans {left.landed} uploaded twice + {left.empty} never uploaded "
+        f"= {left.total} over {kills} kills ({left.total / max(kills, 1):.2f} per kill)"
     )
     assert kills >= KILLS, f"only {kills} kills landed; the run is too short for the plan"
     assert verdict.lost == 0
     assert verdict.duplicates <= bound
+    # An orphan is an item in flight at a kill, or an acquire answered as the kill came.
+    assert left.total <= bound + kills * API_CONCURRENCY, (left, bound)
+    if callable(getattr(provider_class(provider), Recovers.recover.__name__, None)):
+        # Asked about on resume, an upload that landed is never made again.
+        assert verdict.duplicates == left.landed == 0, (verdict, left)
     assert verdict.status["done"] == ITEMS == verdict.status["total"]
     assert verdict.status["failed"] == verdict.status["in_flight"] == 0
     assert verdict.status["complete"]

@@ -5,8 +5,10 @@ its path and caption. Items uploaded earlier that the manifest (recorded in
 the journal header) no longer lists are left out, from the rows and from
 ``--format provider`` alike, unless ``--include-removed`` (then they follow,
 flagged ``"removed": "true"``). When the manifest cannot be read, every done
-item is listed in journal order, with a warning on stderr. Exit 2 when the
-journal cannot be read or the output cannot be written.
+item is listed in journal order, with a warning on stderr; when some of its
+entries are not done, a warning on stderr says how many ("exporting 1 of 7
+items; 6 are not done"), and the export still exits 0: it wrote what was
+asked. Exit 2 when the journal cannot be read or the output cannot be written.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
             "from it cannot be told apart: every uploaded item is listed",
             file=sys.stderr,
         )
+    elif (partial := _not_done(args.journal)) is not None:
+        print(f"ingest: warning: {partial}", file=sys.stderr)
     try:
         if args.format == "provider":
             out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -85,3 +89,22 @@ def run(args: argparse.Namespace) -> int:
         if args.output:
             out.close()
     return 0
+
+
+def _not_done(journal: Path) -> str | None:
+    """ "exporting 1 of 7 items; 6 are not done" when the manifest is not all done, else None.
+
+    The export still succeeds (exit 0: it wrote what was asked); the warning
+    keeps a partial dataset from passing for a whole one.
+    """
+    from ingest.journal import status
+    from ingest.journal.report import plural
+
+    counts = status(journal)
+    if counts.total is None or counts.done >= counts.total:
+        return None
+    missing = counts.total - counts.done
+    return (
+        f"exporting {counts.done} of {plural(counts.total, 'item')}; "
+        f"{missing} {'is' if missing == 1 else 'are'} not done (see ingest status {journal})"
+    )

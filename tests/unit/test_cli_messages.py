@@ -1,0 +1,45 @@
+"""What the commands say around their output: warnings, the first line, help text.
+
+A new user found `ingest export --format provider` of a journal with 1 of 7
+items done exit 0 with no word (the partial dataset passed for a whole one),
+and `ingest validate` output that started with a blank line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ingest.cli.main import main
+from ingest.journal import Header, Journal
+from ingest.journal.records import completed, manifest_end, run_started
+from tests.unit.test_journal_report import make_run
+
+
+@pytest.mark.parametrize("form", ["jsonl", "csv", "provider"])
+def test_exporting_a_partial_journal_warns_and_still_succeeds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], form: str
+) -> None:
+    journal = make_run(tmp_path)  # 2 of its manifest's 6 entries done
+    assert main(["export", str(journal), "--format", form]) == 0
+    captured = capsys.readouterr()
+    assert captured.out  # the export itself is written
+    assert captured.err == (
+        f"ingest: warning: exporting 2 of 6 items; 4 are not done (see ingest status {journal})\n"
+    )
+
+
+def test_exporting_a_complete_journal_says_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes(orjson.dumps({"path": "a.png", "id": "a"}) + b"\n")
+    journal = tmp_path / "m.jsonl.novita.journal"
+    opened, _ = Journal.open(journal, Header(provider="novita", manifest=str(manifest)))
+    with opened:
+        for rec in (run_started(1.0, 1), completed("a", "1", 10, 1), manifest_end(1)):
+            opened.record(rec)
+    assert main(["export", str(journal), "--format", "provider"]) == 0
+    assert capsys.readouterr().err == ""

@@ -110,8 +110,10 @@ def run(args: argparse.Namespace) -> int:
     if skipped and not any(r.startswith("no images found") for r in by_reason):  # it says it
         print(f"{args.manifest}: skipped {skipped.describe()}")
     types = ", ".join(f"{n} {t}" for t, n in by_type.most_common()) or "none"
+    if problems or skipped:  # a blank line between the lines above and the summary
+        print()
     print(
-        f"\n{args.manifest}: {plural(entries_seen, 'entry')} for {args.provider}: {ok} ok "
+        f"{args.manifest}: {plural(entries_seen, 'entry')} for {args.provider}: {ok} ok "
         f"({human_bytes(total_bytes)}; {types}), {plural(len(problems), 'problem')}"
     )
     if by_reason:

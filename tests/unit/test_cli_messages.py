@@ -15,6 +15,7 @@ import pytest
 from ingest.cli.main import main
 from ingest.journal import Header, Journal
 from ingest.journal.records import completed, manifest_end, run_started
+from tests.images import make_dataset, write_jsonl_manifest
 from tests.unit.test_journal_report import make_run
 
 
@@ -43,3 +44,19 @@ def test_exporting_a_complete_journal_says_nothing(
             opened.record(rec)
     assert main(["export", str(journal), "--format", "provider"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_validate_starts_with_its_first_line_and_spaces_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = make_dataset(tmp_path / "images", 2, min_size=512, max_size=4096)
+    manifest = write_jsonl_manifest(paths, tmp_path / "m.jsonl")
+    assert main(["validate", str(manifest), "--provider", "novita"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{manifest}: 2 entries for novita: 2 ok")
+    with manifest.open("a") as fh:
+        fh.write('{"path": "missing.png", "id": "gone"}\n')
+    assert main(["validate", str(manifest), "--provider", "novita"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert "missing.png" in lines[0] and lines[1] == ""  # the problem, then a blank line
+    assert lines[2].startswith(f"{manifest}: 3 entries for novita: 2 ok")

@@ -6,9 +6,13 @@ counters; those are kept apart in `this_run`. They count the manifest's
 items: an item an earlier run uploaded that this manifest no longer lists is
 in `removed`, not in `done` (see `ingest.tally`).
 
-Invariants: `Result.complete` is true only when every manifest item is done
-per the journal and the run was not stopped; `ingest run` exits 0 on exactly
-that.
+Invariants: `Result.complete` is true only when the run read its whole
+manifest and every entry it read ended done (this run, or earlier and
+unchanged), with nothing failed, rejected, changed since upload or left in
+flight, and no stop or drain; `ingest run` exits 0 on exactly that. It is
+judged on this run's entries (`this_run`), not on the journal's `done ==
+total`: a journal keeps the records of entries since removed from the
+manifest, and those neither help nor hurt.
 """
 
 from __future__ import annotations
@@ -45,17 +49,22 @@ class Result:
 
     @property
     def complete(self) -> bool:
-        """Every manifest item done, nothing failed, rejected or unfinished, no stop."""
+        """Every entry of the manifest done, nothing failed, rejected, changed or unfinished."""
+        c = self.this_run
         return (
             self.stop_reason is None
             and not self.drained
             and self.total is not None
-            and self.done == self.total
-            and self.failed == self.rejected == self.in_flight == 0
+            and c.read == c.skipped + c.done
+            and c.failed == c.rejected == c.changed == c.in_flight == 0
         )
 
     @property
     def not_done(self) -> int:
-        """Manifest items not done (failed, rejected, unfinished or never reached)."""
-        unfinished = self.failed + self.rejected + self.in_flight
-        return unfinished if self.total is None else max(unfinished, self.total - self.done)
+        """Entries this run read that did not end done (failed, rejected, changed, unfinished).
+
+        When the run stopped before the end of its manifest, the entries it
+        never read are not counted (they are unknown until a run reads them).
+        """
+        c = self.this_run
+        return c.read - c.skipped - c.done

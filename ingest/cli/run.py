@@ -4,7 +4,8 @@ A caller of the library (`ingest.open_upload`): this module keeps the flags,
 the signals (SIGINT drains, a second one aborts; SIGTERM drains), the
 display (`Reporter` is the run's observer) and the exit codes.
 
-Exit codes: 0 every item done; 1 the run ended with failed or rejected items;
+Exit codes: 0 every item done; 1 the run ended with items failed, rejected,
+unfinished or changed since their upload (and not uploaded again);
 2 bad usage, configuration or journal; 3 the run was stopped (bad key,
 provider outage, full disk); 130 interrupted by the user; 141 stopped because
 its output was closed (a pipe whose reader went away).
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: the reader of stdout (or stderr) went away
 EXIT_CODES = (
-    "exit codes: 0 every item done; 1 some items failed or were rejected; "
+    "exit codes: 0 every item done; 1 some items failed, were rejected or changed since "
+    "upload; "
     "2 bad usage, configuration or journal; 3 run stopped (bad key, provider outage, "
     "disk full); 130 interrupted (run the same command to resume); "
     "141 output closed (a pipe's reader went away; run the same command to resume)"
@@ -286,7 +288,7 @@ async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) ->
 
 
 def exit_code(result: Result, reporter: Reporter, *, interrupted: bool = False) -> int:
-    """0 only when every manifest item is done per the journal; see EXIT_CODES."""
+    """0 only when every entry of the manifest ended done (`Result.complete`); see EXIT_CODES."""
     import dataclasses
 
     from ingest.api import StopReason
@@ -311,11 +313,20 @@ def exit_code(result: Result, reporter: Reporter, *, interrupted: bool = False) 
     if result.stop_reason is not None:
         return EXIT_STOPPED
     if not result.complete:
-        reporter.note(
-            f"{plural(result.not_done, 'item')} not uploaded ({result.failed} failed, "
-            f"{result.rejected} rejected, {result.in_flight} unfinished)",
-            always=True,
-        )
+        c = result.this_run
+        if result.not_done > c.changed:
+            unfinished = result.not_done - c.failed - c.rejected - c.changed
+            reporter.note(
+                f"{plural(result.not_done - c.changed, 'item')} not uploaded ({c.failed} failed, "
+                f"{c.rejected} rejected, {unfinished} unfinished)",
+                always=True,
+            )
+        if c.changed:
+            reporter.note(
+                f"{plural(c.changed, 'file')} changed since upload; "
+                "run with --reupload-changed to upload them again",
+                always=True,
+            )
         return EXIT_FAILED
     return EXIT_OK
 

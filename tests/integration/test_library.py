@@ -376,3 +376,38 @@ def test_ingest_run_reports_an_error_inside_the_engine_as_one_line(
     assert cli_run.run(args) == cli_run.EXIT_USAGE
     err = capsys.readouterr().err
     assert "ingest: error: the journal went away" in err and "Traceback" not in err
+
+
+@pytest.mark.anyio
+async def test_an_entry_removed_from_the_manifest_leaves_the_resume_complete(
+    tmp_path: Path,
+) -> None:
+    manifest = manifest_of(tmp_path, 3)
+    journal = tmp_path / "run.journal"
+    first = await ingest.upload(manifest, provider="novita", sim=True, journal=journal)
+    assert first.complete
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text("".join(lines[:2]))
+    again = await ingest.upload(manifest, provider="novita", sim=True, journal=journal)
+    assert again.this_run.skipped == 2 and again.not_done == 0
+    assert again.complete  # it was not: the journal's 3 done against a total of 2
+
+
+def test_a_file_changed_since_upload_exits_1_and_says_how_to_upload_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ingest.cli import run as cli_run
+    from ingest.cli.main import build_parser
+
+    manifest = manifest_of(tmp_path, 3)
+    argv = ["run", str(manifest), "--provider", "novita", "--sim", "--quiet"]
+    assert cli_run.run(build_parser().parse_args(argv)) == cli_run.EXIT_OK
+    changed = sorted((tmp_path / "images").iterdir())[0]
+    changed.write_bytes(changed.read_bytes() + b"\0")  # a new size: changed since upload
+    capsys.readouterr()
+    assert cli_run.run(build_parser().parse_args(argv)) == cli_run.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "1 file changed since upload; run with --reupload-changed to upload them again" in err
+    assert "not uploaded" not in err
+    again = [*argv, "--reupload-changed"]
+    assert cli_run.run(build_parser().parse_args(again)) == cli_run.EXIT_OK

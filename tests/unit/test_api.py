@@ -23,27 +23,45 @@ from ingest.providers.settings import ScenarioSettings
 
 
 def result(
+    read: int,
     done: int,
-    total: int | None,
     *,
+    skipped: int = 0,
     failed: int = 0,
     rejected: int = 0,
+    changed: int = 0,
     in_flight: int = 0,
+    read_all: bool = True,
+    journal_done: int | None = None,
     stop: StopReason | None = None,
     drained: bool = False,
 ) -> Result:
-    return Result(
+    """A run that read `read` entries: `done` uploaded now, `skipped` done before, and the rest.
+
+    The journal's counts follow unless given (`journal_done`: it also holds
+    entries since removed from the manifest).
+    """
+    this_run = Counters(
+        read=read,
         done=done,
+        skipped=skipped,
+        failed=failed,
+        rejected=rejected,
+        changed=changed,
+        in_flight=in_flight,
+    )
+    return Result(
+        done=done + skipped + changed if journal_done is None else journal_done,
         failed=failed,
         rejected=rejected,
         in_flight=in_flight,
-        total=total,
+        total=read if read_all else None,
         stop_reason=stop,
         stop_message=None if stop is None else "why",
         drained=drained,
         journal=Path("j"),
         elapsed_s=1.0,
-        this_run=Counters(),
+        this_run=this_run,
     )
 
 
@@ -51,24 +69,38 @@ def result(
     ("outcome", "code"),
     [
         (result(2, 2), EXIT_OK),
+        (result(3, 1, skipped=2), EXIT_OK),
+        # Found by review: an entry removed from the manifest leaves its done record in the
+        # journal ("3 done of 2"); the run is still complete (it exited 1).
+        (result(2, 0, skipped=2, journal_done=3), EXIT_OK),
         # One item neither done nor recorded anywhere: not every item is done.
-        (result(1, 2), EXIT_FAILED),
-        (result(1, 2, failed=1), EXIT_FAILED),
-        (result(1, 2, rejected=1), EXIT_FAILED),
-        (result(1, 2, in_flight=1), EXIT_FAILED),
-        (result(0, None), EXIT_FAILED),  # the manifest was never read to its end
-        (result(1, 2, stop=StopReason.PROVIDER), EXIT_STOPPED),
+        (result(2, 1), EXIT_FAILED),
+        (result(2, 1, failed=1), EXIT_FAILED),
+        (result(2, 1, rejected=1), EXIT_FAILED),
+        (result(2, 1, in_flight=1), EXIT_FAILED),
+        # A file changed since its upload, not uploaded again: not done (it exited 0).
+        (result(2, 1, changed=1), EXIT_FAILED),
+        (result(0, 0, read_all=False), EXIT_FAILED),  # the manifest was never read to its end
+        (result(2, 1, stop=StopReason.PROVIDER), EXIT_STOPPED),
         (result(2, 2, stop=StopReason.JOURNAL), EXIT_STOPPED),
-        (result(1, None, stop=StopReason.INTERRUPTED), EXIT_INTERRUPTED),
-        (result(1, None, drained=True), EXIT_INTERRUPTED),
+        (result(1, 1, read_all=False, stop=StopReason.INTERRUPTED), EXIT_INTERRUPTED),
+        (result(1, 1, read_all=False, drained=True), EXIT_INTERRUPTED),
     ],
 )
 def test_exit_0_only_when_every_manifest_item_is_done(outcome: Result, code: int) -> None:
     err = io.StringIO()
     assert exit_code(outcome, Reporter("quiet", err=err)) == code
     assert outcome.complete is (code == EXIT_OK)
-    if code == EXIT_FAILED:
-        assert f"{plural(outcome.not_done, 'item')} not uploaded (" in err.getvalue()
+    said = err.getvalue()
+    changed = outcome.this_run.changed
+    if code == EXIT_FAILED and outcome.not_done > changed:
+        assert f"{plural(outcome.not_done - changed, 'item')} not uploaded (" in said
+    if changed:
+        assert (
+            f"{plural(changed, 'file')} changed since upload; run with --reupload-changed to "
+            "upload them again" in said
+        )
+        assert "not uploaded" not in said
 
 
 def test_settings_keywords_go_to_their_section() -> None:

@@ -36,6 +36,7 @@ injected `Clock`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import os
 import random
@@ -266,7 +267,7 @@ class Engine:
             with anyio.CancelScope() as scope:
                 self._reader_scope = scope
                 while not self._draining:
-                    batch = await anyio.to_thread.run_sync(self._next_batch, entries)
+                    batch = await self.clock.run_sync(functools.partial(self._next_batch, entries))
                     if not batch:
                         self._reading_done = True
                         self._total = self.counters.read

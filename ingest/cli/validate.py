@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if len(problems) > args.limit:
         print(f"… and {len(problems) - args.limit} more (use --json for all)")
     skipped = walk.skipped
-    if skipped and not any(r.startswith("no images found") for r in by_reason):  # it says it
+    if skipped and walk.found:  # with nothing found, "no images found" says it
         print(f"{args.manifest}: skipped {skipped.describe()}")
     types = ", ".join(f"{n} {t}" for t, n in by_type.most_common()) or "none"
     if problems or skipped:  # a blank line between the lines above and the summary

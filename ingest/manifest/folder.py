@@ -68,9 +68,10 @@ class SkippedFiles:
 class WalkStats:
     """The running tally of one walk; `skipped` is its value so far."""
 
-    __slots__ = ("_examples", "files", "loops")
+    __slots__ = ("_examples", "files", "found", "loops")
 
     def __init__(self) -> None:
+        self.found = 0  # images, and directories that could not be walked (each a result)
         self.files = 0
         self.loops = 0
         self._examples: list[str] = []
@@ -102,9 +103,8 @@ def read_folder(
     counted in `stats`.
     """
     stats = stats if stats is not None else WalkStats()
-    position = 0
     for found, rel, detail in _walk(os.path.abspath(root), stats, _sorted_listing):
-        position += 1
+        position = stats.found
         if found == "image" and _is_utf8(rel):
             yield Item(key=rel, path=Path(detail), line=position)
             continue
@@ -115,7 +115,7 @@ def read_folder(
         else:
             reason = f"cannot read directory {rel}/: {detail}"
         yield ManifestError(reason, source=source, line=position)
-    if position == 0:
+    if stats.found == 0:
         yield no_images(source, stats.skipped)
 
 
@@ -133,10 +133,11 @@ def count_folder(root: Path, stats: WalkStats, stop: Callable[[], bool]) -> int 
         return stopped
 
     try:
-        count = sum(1 for _ in _walk(os.path.abspath(root), stats, os.scandir, halt))
+        for _ in _walk(os.path.abspath(root), stats, os.scandir, halt):
+            pass
     except OSError:  # the folder itself: the reader says what is wrong
         return None
-    return None if stopped else max(count, 1)  # an empty walk yields its "no images found"
+    return None if stopped else max(stats.found, 1)  # an empty walk: its "no images found"
 
 
 Found = Literal["image", "bad_dir_name", "unreadable"]
@@ -155,7 +156,8 @@ Listing = Callable[[str], Entries]  # opens a directory (an OSError now if it ca
 def _walk(
     top: str, stats: WalkStats, listing: Listing, stop: Callable[[], bool] = lambda: False
 ) -> Iterator[tuple[Found, str, str]]:
-    """(what, relative path, file path or reason) for each result of the walk, in its order.
+    """(what, relative path, file path or reason) for each result of the walk, in its order
+    (counted in `stats.found`, its skipped files and loops in `stats`).
 
     `listing` opens a directory (raising `OSError` then if it cannot) and lists it.
     """
@@ -178,11 +180,13 @@ def _walk(
             kind = _kind(entry)
             rel = prefix + entry.name
             if kind == "image":
+                stats.found += 1
                 yield "image", rel, entry.path
             elif kind == "other":
                 stats.other_file(rel)
             elif kind == "dir":
                 if not _is_utf8(entry.name):
+                    stats.found += 1
                     yield "bad_dir_name", rel, ""
                     continue
                 try:
@@ -192,6 +196,7 @@ def _walk(
                         continue
                     children = listing(entry.path)
                 except OSError as exc:
+                    stats.found += 1
                     yield "unreadable", rel, str(exc.strerror or exc)
                     continue
                 stack.append((rel + "/", children, child))

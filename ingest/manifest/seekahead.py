@@ -94,7 +94,8 @@ class SeekAhead:
         except (OSError, ManifestError):
             pass  # the reader reports what is wrong with the manifest
         finally:
-            skipped = stats.skipped if count is not None else None
+            # With no image found, the reader's "no images found" says what was skipped.
+            skipped = stats.skipped if count is not None and stats.found else None
             self._result = Ahead(count, counting=False, skipped=skipped)
 
 

@@ -46,6 +46,7 @@ def test_a_folder_with_no_image_is_a_problem_for_validate_run_and_dry_run(
     ran = run_ingest(["run", str(photos), *VALIDATE, "--sim", "--plain"], env=ingest_env())
     assert ran.returncode == 1, ran.stdout + ran.stderr
     assert why in ran.stderr
+    assert "in the folder" not in ran.stderr  # the skipped files are told once, in that line
     assert "1 item not uploaded" in ran.stderr
     assert "uploaded 0 files" in ran.stderr
 

@@ -124,6 +124,9 @@ def test_a_folder_count_reports_what_it_skipped(tmp_path: Path) -> None:
     skipped = SeekAhead(tmp_path).wait().skipped
     assert skipped is not None
     assert skipped.describe() == "2 non-image files (Thumbs.db, readme.txt)"
+    (tmp_path / "a.png").unlink()
+    # Nothing found: the reader's one "no images found (skipped …)" says it, not a second note.
+    assert SeekAhead(tmp_path).wait().skipped is None
 
 
 # --- property: any mix of lines, any chunk size ---------------------------------------------

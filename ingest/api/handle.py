@@ -79,6 +79,7 @@ class Upload:
         self._error: Exception | None = None
         self.resumed = False  # the journal recorded an earlier run
         self.already_done = 0  # items done before this run
+        self.notes: tuple[str, ...] = ()  # to show once (an older journal's unchecked binding)
 
     @property
     def journal(self) -> Path:
@@ -148,8 +149,10 @@ class Upload:
             stack.callback(entries.close)
             ahead = SeekAhead(self.plan.manifest, self.plan.format)  # the total, early
             stack.callback(ahead.cancel)
-            journal, replay = await anyio.to_thread.run_sync(
-                lambda: wiring.open_journal(self.plan, force=self._force)
+            journal, replay, self.notes = await anyio.to_thread.run_sync(
+                lambda: wiring.open_journal(
+                    self.plan, force=self._force, emulator=self._sim is not None
+                )
             )
             stack.enter_context(journal)
             plan = self.plan

@@ -6,13 +6,17 @@ Owns the only place where the pieces meet, shared by `ingest.upload`, the
 How it works: `prepare` does everything that can fail on bad input before
 any work (settings and their keys, the provider's class, the key variables,
 the manifest's first bytes) and returns a frozen `Plan`; `open_journal` locks
-and replays the journal the plan names, binding it to this run; `emulate`
+and replays the journal the plan names, binding it to this run (`binding`:
+provider, manifest, endpoint, the provider's run-level values); `emulate`
 starts the in-process emulator and points the plan at it; `connect` opens one
 HTTP session per role and builds the adapter on them.
 
 Invariants: nothing here prints, installs signal handlers or touches
 `os.environ`; every error raised before `connect` is a `ConfigError`,
-`ManifestError` or `JournalError`.
+`ManifestError` or `JournalError`. A run whose binding differs from its
+journal's is refused (`ingest.journal.check_binding`) before any request; the
+endpoint bound is "emulator" for a run against the built-in emulator, else
+the base URL without credentials, query or fragment.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ingest.api.arguments import check_endpoint
 from ingest.config import RunSettings, Settings, check_key_variable, load_settings, read_secrets
@@ -33,7 +37,7 @@ from ingest.errors import ConfigError
 from ingest.redact import register_secret
 
 if TYPE_CHECKING:
-    from ingest.journal import Journal, Replay
+    from ingest.journal import Header, Journal, Replay
     from ingest.manifest import ManifestFormat
     from ingest.providers.base import Provider, ProviderClass
     from ingest.providers.settings import ProviderSettings
@@ -164,25 +168,85 @@ def _sim_secret(variable: str) -> str:
     return value
 
 
-def open_journal(plan: Plan, *, force: bool = False) -> tuple[Journal, Replay]:
-    """Lock and replay (or create) the plan's journal, bound to this run.
+def endpoint_of(base_url: str) -> str:
+    """A base URL as a journal binds it: scheme and host lower-case, no trailing slash,
+    and nothing that can hold a secret (user info, query, fragment)."""
+    parts = urlsplit(base_url.strip())
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # not a number: kept as written, it cannot match another
+        port = None
+        host = parts.netloc.rpartition("@")[2].lower()
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
 
-    A journal of another manifest or provider is a `JournalMismatch` unless
-    `force`; a resume keeps the run-level values its header bound.
+
+def binding(plan: Plan, *, emulator: bool, previous: Header | None = None) -> Header:
+    """The header a run of `plan` binds its journal to (`previous`: the journal's, if any).
+
+    A resume keeps the run-level values the provider takes from `previous`
+    when the settings name none (a model or order id).
     """
-    from ingest.journal import Header, Journal, peek_header
+    from ingest.journal import EMULATOR, Header
 
-    previous = peek_header(plan.journal)
     bound = previous.bind if previous and previous.provider == plan.provider else {}
-    header = Header(
+    return Header(
         provider=plan.provider,
         manifest=str(plan.manifest),
         bind=plan.cls.run_params(plan.provider_settings, bound),
         created=time.time(),
+        endpoint=EMULATOR if emulator else endpoint_of(plan.provider_settings.base_url),
     )
-    return Journal.open(
+
+
+def open_journal(
+    plan: Plan, *, force: bool = False, emulator: bool = False
+) -> tuple[Journal, Replay, tuple[str, ...]]:
+    """Lock and replay (or create) the plan's journal, bound to this run.
+
+    `emulator`: the run goes to the built-in emulator. A journal bound to
+    another provider, endpoint or run-level value is a `JournalMismatch`; to
+    another manifest, one unless `force`. Also returns notes to show once:
+    the binding fields an older journal does not record, left unchecked.
+    """
+    from ingest.journal import Journal, peek_header, unrecorded
+    from ingest.journal.maintenance import describe_endpoint
+
+    previous = peek_header(plan.journal)
+    header = binding(plan, emulator=emulator, previous=previous)
+    journal, replay = Journal.open(
         plan.journal, header, force=force, sync_interval=plan.run.journal_sync_interval_s
     )
+    missing = unrecorded(replay.header, header)
+    if not missing:
+        return journal, replay, ()
+    values = [
+        describe_endpoint(header.endpoint)
+        if name == "endpoint"
+        else f"{name} {header.bind[name]!r}"
+        for name in missing
+    ]
+    return (
+        journal,
+        replay,
+        (
+            f"journal {plan.journal} does not record its {', '.join(missing)} (written by an "
+            f"older ingest), so they are not checked: this run uses {', '.join(values)}",
+        ),
+    )
+
+
+def check_journal(plan: Plan, *, emulator: bool, force: bool = False) -> None:
+    """Refuse (`JournalMismatch`) what `open_journal` would refuse, reading only the header."""
+    from ingest.journal import check_binding, peek_header
+
+    previous = peek_header(plan.journal)
+    if previous is not None:
+        wanted = binding(plan, emulator=emulator, previous=previous)
+        check_binding(plan.journal, previous, wanted, force)
 
 
 def sim_settings(**overrides: Any) -> SimSettings:

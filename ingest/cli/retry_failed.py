@@ -1,9 +1,22 @@
 """`ingest retry-failed JOURNAL`: re-queue the items a run could not upload.
 
-Reads the provider and manifest from the journal's header and runs them
-again with `--retry-failed`: items the provider rejected, items whose
-retries ran out, and (with `--reupload-changed`) items whose file changed
-since they were uploaded. Takes the same flags as `ingest run`.
+Reads the run's binding from the journal's header and runs it again with
+`--retry-failed`: items the provider rejected, items whose retries ran out,
+and (with `--reupload-changed`) items whose file changed since they were
+uploaded. Takes the same flags as `ingest run`.
+
+How it works: the header names the provider, the manifest, the endpoint
+("emulator", or a base URL) and the provider's run-level values (a model or
+order id, Scenario's mode and preset). Each becomes the flag a user would
+have typed (`--sim`, `--base-url`, `--mode`, ...) unless that flag is given,
+so a flag that disagrees with the journal is refused by the binding check
+like any run's, and the config file's values never replace the journal's.
+
+Invariants: a journal made with `--sim` is retried against the built-in
+emulator (in this process; nothing leaves the machine), one made against a
+base URL against that URL, never the provider's default host. A journal that
+does not record its endpoint (an older one) is retried against this run's,
+and the run says so.
 """
 
 from __future__ import annotations
@@ -22,7 +35,9 @@ def register(sub: Any) -> None:
         help="upload again the items a run could not upload",
         description=(
             "Resume the run recorded in JOURNAL and retry its failed items too (after you fixed "
-            "the cause). Same as `ingest run MANIFEST --provider P --journal JOURNAL --retry-failed`."
+            "the cause). Same as `ingest run MANIFEST --provider P --journal JOURNAL "
+            "--retry-failed` with the endpoint (--sim or --base-url), mode, model and order "
+            "the journal was made with."
         ),
         epilog=EXIT_CODES,
     )
@@ -34,7 +49,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ingest.cli import run as run_cmd
     from ingest.errors import JournalError
-    from ingest.journal import peek_header
+    from ingest.journal import EMULATOR, peek_header
 
     try:
         header = peek_header(args.journal)
@@ -47,4 +62,18 @@ def run(args: argparse.Namespace) -> int:
     args.manifest = Path(header.manifest)
     args.provider = header.provider
     args.retry_failed = True
+    if header.endpoint == EMULATOR:
+        # A --base-url given is left to the binding check, which refuses it.
+        args.sim = args.sim or args.provider__base_url is None
+    elif header.endpoint is not None and not args.sim:
+        _default(args, "base_url", header.endpoint)
+    for key, value in header.bind.items():
+        _default(args, key, value)
     return run_cmd.run(args)
+
+
+def _default(args: argparse.Namespace, key: str, value: str) -> None:
+    """Set the provider flag `key` to the journal's `value` unless the user gave it."""
+    dest = f"provider__{key}"
+    if hasattr(args, dest) and getattr(args, dest) is None:
+        setattr(args, dest, value)

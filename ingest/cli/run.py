@@ -80,7 +80,14 @@ def add_run_flags(p: argparse.ArgumentParser, *, retry_failed_flag: bool = True)
         help="manifest format (default: from the file name)",
     )
     p.add_argument("--journal", type=Path, help="journal file (default: beside the manifest)")
-    p.add_argument("--force", action="store_true", help="reuse a journal bound to another run")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help=(
+            "reuse a journal made for a manifest at another path (moved or renamed); "
+            "never one of another provider, endpoint, mode, model or order"
+        ),
+    )
     if retry_failed_flag:
         p.add_argument(
             "--retry-failed",
@@ -156,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, args.provider)
     reporter = Reporter(_mode(args), interval=settings.run.status_interval_s)
     if args.dry_run:
-        from ingest.api.wiring import prepare
+        from ingest.api.wiring import check_journal, prepare
 
         plan = prepare(
             args.manifest,
@@ -166,6 +173,7 @@ def _run(args: argparse.Namespace) -> int:
             format=args.format,
             keys="none",
         )
+        check_journal(plan, emulator=args.sim, force=args.force)
         return dry_run(reporter, plan)
     sim: SimSettings | bool = False
     if args.sim:
@@ -234,6 +242,8 @@ async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) ->
                 f"using the built-in emulator at {run.emulator.base_url} "
                 "(nothing leaves this machine)"
             )
+        for note in run.notes:
+            reporter.note(note, always=True)
         reporter.event(
             "start",
             provider=run.plan.provider,

@@ -25,9 +25,18 @@ Invariants (each module states its own):
 from __future__ import annotations
 
 from ingest.journal.exporting import ExportFormat, ExportRow, export
-from ingest.journal.maintenance import Repair, check_binding, compact, lock, repair
+from ingest.journal.maintenance import (
+    Repair,
+    check_binding,
+    compact,
+    lock,
+    rebind,
+    repair,
+    unrecorded,
+)
 from ingest.journal.reader import Replay, fingerprint, key_digest, lines, peek_header, replay
 from ingest.journal.records import (
+    EMULATOR,
     FORMAT,
     VERSION,
     AcqRecord,
@@ -59,6 +68,7 @@ from ingest.journal.report import Failure, JournalStatus, failures, manifest_pro
 from ingest.journal.writer import Journal
 
 __all__ = [
+    "EMULATOR",
     "FORMAT",
     "VERSION",
     "AcqRecord",
@@ -99,10 +109,12 @@ __all__ = [
     "manifest_end",
     "manifest_problem",
     "peek_header",
+    "rebind",
     "rejected",
     "repair",
     "replay",
     "run_started",
     "status",
+    "unrecorded",
     "uploaded",
 ]

@@ -1,8 +1,9 @@
 """Keeping a journal usable: the run lock, the binding check, compaction, repair.
 
-Owns every rewrite of a journal file and the one-run-at-a-time lock.
+Owns every rewrite of a journal file, the one-run-at-a-time lock, and the
+rule of which run may use a journal (`check_binding`).
 
-How it works: a rewrite (`compact`, `repair`) goes to a temporary file beside
+How it works: a rewrite (`compact`, `repair`, `rebind`) goes to a temporary file beside
 the journal, is fsynced, renamed over the original and the folder fsynced, so
 a crash during it leaves the old or the new journal, whole. The lock is an
 exclusive `flock` on ``<journal>.lock`` holding the owner's pid; the file is
@@ -11,8 +12,13 @@ removed by its holder on release (`unlock`), so none is left beside the journal.
 Invariants:
 - `compact` keeps the state a replay gives; `repair` keeps every intact
   record, in order, and copies the original aside first.
-- A journal bound to another provider, manifest or run setting is refused
-  (`JournalMismatch`) unless forced.
+- A journal bound to another provider, endpoint or run-level value (a model
+  or order id, Scenario's mode and preset) is refused (`JournalMismatch`),
+  forced or not: its records say where items went, and would be false for
+  the new run. `force` overrides only the manifest path (a manifest moved or
+  renamed), and the header is then rewritten to the new path (`rebind`).
+- A field the journal does not record (written by an older version) is
+  unknown, not a difference: `unrecorded` names it for the caller to say so.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import fcntl
 import itertools
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import orjson
@@ -30,7 +36,7 @@ import orjson
 from ingest.digestset import DigestSet
 from ingest.errors import JournalCorrupt, JournalLocked, JournalMismatch
 from ingest.journal.reader import key_digest, lines, not_a_journal
-from ingest.journal.records import Header, decode, problem
+from ingest.journal.records import EMULATOR, Header, decode, problem
 
 
 def fsync_dir(path: Path) -> None:
@@ -93,23 +99,62 @@ def _is_at(fd: int, path: Path) -> bool:
         return False
 
 
-def check_binding(path: Path, found: Header, wanted: Header, force: bool) -> None:
-    """Refuse a journal bound to another run (`JournalMismatch`), unless `force`."""
-    if force:
-        return
-    problems = []
+def check_binding(path: Path, found: Header, wanted: Header, force: bool) -> Header:
+    """The header to keep for a run bound as `wanted` on a journal bound as `found`.
+
+    Any difference of provider, endpoint or `bind` value is a `JournalMismatch`
+    whatever `force` says; a different manifest is one unless `force`, which
+    returns `found` with the new manifest path. A field `found` does not record
+    is not compared (see `unrecorded`).
+    """
+    differs: list[tuple[str, str]] = []  # (what the journal was made with, what this run uses)
     if found.provider != wanted.provider:
-        problems.append(f"provider {found.provider!r}, not {wanted.provider!r}")
-    if found.manifest != wanted.manifest:
-        problems.append(f"manifest {found.manifest}, not {wanted.manifest}")
+        differs.append((f"for provider {found.provider!r}", f"is for {wanted.provider!r}"))
+    if found.endpoint is not None and found.endpoint != wanted.endpoint:
+        differs.append(
+            (
+                f"against {describe_endpoint(found.endpoint)}",
+                f"targets {describe_endpoint(wanted.endpoint)}",
+            )
+        )
     for key, value in wanted.bind.items():
         if key in found.bind and found.bind[key] != value:
-            problems.append(f"{key} {found.bind[key]!r}, not {value!r}")
-    if problems:
-        raise JournalMismatch(
-            f"{path} belongs to another run ({'; '.join(problems)}); "
-            "use another --journal, or --force to reuse it"
-        )
+            differs.append((f"with {key} {found.bind[key]!r}", f"uses {key} {value!r}"))
+    moved = found.manifest != wanted.manifest
+    if moved and (differs or not force):
+        differs.append((f"for manifest {found.manifest}", f"reads {wanted.manifest}"))
+    if not differs:
+        return replace(found, manifest=wanted.manifest) if moved else found
+    made, this = zip(*differs, strict=True)
+    hint = " (or --force if only the manifest moved)" if moved and len(differs) == 1 else ""
+    raise JournalMismatch(
+        f"journal {path} was made {', '.join(made)}; this run {', '.join(this)}: "
+        f"use another --journal (or journal=) to keep them apart{hint}"
+    )
+
+
+def unrecorded(found: Header, wanted: Header) -> tuple[str, ...]:
+    """The binding fields `wanted` has and `found` (an older journal) does not record."""
+    missing = ("endpoint",) if found.endpoint is None and wanted.endpoint is not None else ()
+    return missing + tuple(key for key in wanted.bind if key not in found.bind)
+
+
+def describe_endpoint(endpoint: str | None) -> str:
+    """A header's endpoint in words ("the built-in emulator", or its URL)."""
+    return "the built-in emulator" if endpoint == EMULATOR else str(endpoint)
+
+
+def rebind(path: Path, header: Header) -> None:
+    """Rewrite the journal's header (line 1) as `header`, keeping every record after it."""
+    tmp = path.with_name(path.name + ".rebind")
+    with path.open("rb") as src, tmp.open("wb") as out:
+        src.readline()
+        out.write(orjson.dumps(header.to_record()) + b"\n")
+        shutil.copyfileobj(src, out, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path)
 
 
 def compact(path: Path) -> int:

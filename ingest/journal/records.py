@@ -6,7 +6,13 @@ engine writes them (keys are short because a run of 10^6 items writes 2·10^6
 lines):
 
     header  {"journal":"ingest-journal", "v":1, "provider":name, "manifest":path,
-             "bind":{setting: value}, "created":unix time}
+             "endpoint"?:"emulator" or base URL, "bind":{setting: value},
+             "created":unix time}
+            `endpoint` is where items went: the built-in emulator, or the API's
+            base URL without credentials, query or fragment (absent in journals
+            written before it was recorded: unknown). `bind` holds the
+            provider's run-level values (`run_params`: a model or order id,
+            Scenario's mode and preset). Neither ever holds a secret.
     run     {"s":"run", "t":unix time, "pid":process id}
             a run (or resume) started
     end     {"s":"end", "n":entries, "gone"?:{count: items}}
@@ -62,6 +68,7 @@ from ingest.errors import Action, JournalCorrupt
 
 FORMAT: Final = "ingest-journal"
 VERSION: Final = 1
+EMULATOR: Final = "emulator"  # the header's endpoint of a run against the built-in emulator
 
 Kind: TypeAlias = Literal["run", "end", "acq", "up", "done", "fail", "bad"]
 FailAction: TypeAlias = Literal["retry", "resign", "fail_item"]
@@ -73,6 +80,7 @@ class HeaderRecord(TypedDict):
     v: Literal[1]
     provider: str
     manifest: str
+    endpoint: NotRequired[str]
     bind: dict[str, str]
     created: float
 
@@ -362,9 +370,10 @@ class Header:
     manifest: str
     bind: Mapping[str, str] = field(default_factory=dict)
     created: float = 0.0
+    endpoint: str | None = None  # "emulator" or a base URL; None: not recorded (older journal)
 
     def to_record(self) -> HeaderRecord:
-        return {
+        rec: HeaderRecord = {
             "journal": FORMAT,
             "v": VERSION,
             "provider": self.provider,
@@ -372,6 +381,9 @@ class Header:
             "bind": dict(self.bind),
             "created": self.created,
         }
+        if self.endpoint is not None:
+            rec["endpoint"] = self.endpoint
+        return rec
 
     @classmethod
     def from_record(cls, rec: object, path: Path | str) -> Header:
@@ -386,9 +398,15 @@ class Header:
             raise JournalCorrupt(
                 "malformed header: 'bind' is not an object", path=str(path), line=1
             )
+        endpoint = rec.get("endpoint")
+        if endpoint is not None and not isinstance(endpoint, str):
+            raise JournalCorrupt(
+                "malformed header: 'endpoint' is not a string", path=str(path), line=1
+            )
         return cls(
             provider=str(rec.get("provider", "")),
             manifest=str(rec.get("manifest", "")),
             bind={str(k): str(v) for k, v in bind.items()},
             created=float(rec.get("created", 0.0)),
+            endpoint=endpoint or None,
         )

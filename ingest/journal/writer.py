@@ -32,7 +32,14 @@ from pathlib import Path
 import orjson
 
 from ingest.errors import JournalError
-from ingest.journal.maintenance import check_binding, compact, fsync_dir, lock, unlock
+from ingest.journal.maintenance import (
+    check_binding,
+    compact,
+    fsync_dir,
+    lock,
+    rebind,
+    unlock,
+)
 from ingest.journal.reader import Replay, not_a_journal, replay
 from ingest.journal.records import Header, Record
 
@@ -96,12 +103,15 @@ class Journal:
         try:
             if path.exists() and path.stat().st_size > 0:
                 state = replay(path, fingerprints=True)
-                check_binding(path, state.header, header, force)
+                kept = check_binding(path, state.header, header, force)
                 if state.torn_tail:
                     with path.open("r+b") as fh:
                         fh.truncate(state.good_bytes)
                         fh.flush()
                         os.fsync(fh.fileno())
+                if kept != state.header:  # forced onto a moved manifest
+                    rebind(path, kept)
+                    state.header = kept
                 keys = len(state.done) + len(state.unfinished)
                 if state.records > compact_ratio * keys + 1000:
                     _compact_if_possible(path)

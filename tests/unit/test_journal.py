@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.errors import Action, JournalCorrupt, JournalLocked, JournalMismatch
-from ingest.journal import Header, Journal, compact, repair, replay
+from ingest.journal import Header, Journal, compact, peek_header, repair, replay
 from ingest.journal.records import (
     Landed,
     Record,
@@ -117,8 +117,14 @@ def test_binding_to_provider_and_manifest(tmp_path: Path) -> None:
         Journal.open(path, other)
     with pytest.raises(JournalMismatch, match="manifest"):
         Journal.open(path, Header(provider="novita", manifest="/elsewhere.csv"))
-    journal, _ = Journal.open(path, other, force=True)
+    with pytest.raises(JournalMismatch, match="provider"):  # --force never changes the provider
+        Journal.open(path, other, force=True)
+    moved = Header(provider="novita", manifest="/elsewhere.csv")
+    journal, state = Journal.open(path, moved, force=True)
     journal.close()
+    rewritten = peek_header(path)
+    assert rewritten is not None
+    assert state.header.manifest == "/elsewhere.csv" == rewritten.manifest
 
 
 def test_second_open_is_refused_while_locked(tmp_path: Path) -> None:

@@ -150,10 +150,19 @@ def settings(**changes: Any) -> ScenarioSettings:
 def test_run_params_bind_the_model_id() -> None:
     cls = provider_class("scenario")
     assert cls is ScenarioProvider
-    assert cls.run_params(settings(model_id="model_a"), {}) == {"model_id": "model_a"}
-    assert cls.run_params(settings(), {"model_id": "model_b"}) == {"model_id": "model_b"}
+    how = {"mode": "assets", "preset": "default"}
+    assert cls.run_params(settings(model_id="model_a"), {}) == {"model_id": "model_a", **how}
+    assert cls.run_params(settings(), {"model_id": "model_b"}) == {"model_id": "model_b", **how}
     assert cls.run_params(settings(model_id="model_c"), {"model_id": "model_b"}) == {
-        "model_id": "model_c"
+        "model_id": "model_c",
+        **how,
+    }
+    # The mode and preset are the run's own, never the journal's (a difference is refused).
+    inline = settings(model_id="m", mode="inline", preset="style")
+    assert cls.run_params(inline, {"model_id": "m", "mode": "assets"}) == {
+        "model_id": "m",
+        "mode": "inline",
+        "preset": "style",
     }
     with pytest.raises(ConfigError) as info:
         cls.run_params(settings(), {})

@@ -134,9 +134,14 @@ class ScenarioProvider:
 
     @staticmethod
     def run_params(settings: ProviderSettings, previous: Mapping[str, str]) -> dict[str, str]:
-        """Binds the model id (a resume keeps the journal's unless one is named)."""
-        named = ScenarioSettings.of(settings).model_id
-        return {"model_id": _required_model_id(named or previous.get("model_id", ""))}
+        """Binds the model id (a resume keeps the journal's unless one is named), mode and preset.
+
+        The mode and preset always have a value, so a run that differs from
+        its journal's is refused, never switched quietly.
+        """
+        own = ScenarioSettings.of(settings)
+        model_id = _required_model_id(own.model_id or previous.get("model_id", ""))
+        return {"model_id": model_id, "mode": own.mode, "preset": own.preset}
 
     @staticmethod
     def export_document(

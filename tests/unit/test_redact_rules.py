@@ -106,5 +106,5 @@ def test_a_journal_path_holding_a_short_keys_text_is_printed_as_it_is(
     Journal.open(journal, Header(provider="scenario", manifest=str(manifest)))[0].close()
     assert main(["run", str(manifest), "--provider", "novita", "--journal", str(journal)]) == 2
     err = capsys.readouterr().err
-    assert f"{journal} belongs to another run" in err, err
+    assert f"journal {journal} was made for provider" in err, err
     assert "***" not in err

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ingest.cli.exits import HelpFormatter
 from ingest.cli.run import EXIT_CODES, add_run_flags
 
 
@@ -40,6 +41,7 @@ def register(sub: Any) -> None:
             "the journal was made with."
         ),
         epilog=EXIT_CODES,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("journal", type=Path)
     add_run_flags(p, retry_failed_flag=False)

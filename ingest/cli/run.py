@@ -4,11 +4,7 @@ A caller of the library (`ingest.open_upload`): this module keeps the flags,
 the signals (SIGINT drains, a second one aborts; SIGTERM drains), the
 display (`Reporter` is the run's observer) and the exit codes.
 
-Exit codes: 0 every item done; 1 the run ended with items failed, rejected,
-unfinished or changed since their upload (and not uploaded again);
-2 bad usage, configuration or journal; 3 the run was stopped (bad key,
-provider outage, full disk); 130 interrupted by the user; 141 stopped because
-its output was closed (a pipe whose reader went away).
+Exit codes: `ingest.cli.exits` (the text `run --help` and the README show).
 
 A closed output is a drain, as the first Ctrl-C is: what is in flight
 finishes and is journaled, nothing new starts, and the exit code follows the
@@ -25,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingest.cli import exits
+from ingest.cli.exits import EXIT_OUTPUT_CLOSED, HelpFormatter, help_text
 from ingest.cli.options import (
     add_settings_flags,
     fault_plan,
@@ -38,15 +36,15 @@ if TYPE_CHECKING:
     from ingest.cli.report import Reporter
     from ingest.sim import SimSettings
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: the reader of stdout (or stderr) went away
-EXIT_CODES = (
-    "exit codes: 0 every item done; 1 some items failed, were rejected or changed since "
-    "upload; "
-    "2 bad usage, configuration or journal; 3 run stopped (bad key, provider outage, "
-    "disk full); 130 interrupted (run the same command to resume); "
-    "141 output closed (a pipe's reader went away; run the same command to resume)"
+# The codes, where `retry-failed` and the tests have always imported them from.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = (
+    exits.EXIT_OK,
+    exits.EXIT_FAILED,
+    exits.EXIT_USAGE,
+    exits.EXIT_STOPPED,
+    exits.EXIT_INTERRUPTED,
 )
+EXIT_CODES = help_text()  # the epilog of `run --help` and `retry-failed --help`
 DRAIN_GRACE_S = 30.0
 
 
@@ -59,6 +57,7 @@ def register(sub: Any) -> None:
             "resumes: done items are skipped, unfinished ones redone."
         ),
         epilog=EXIT_CODES,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("manifest", type=Path, help="JSON lines, CSV, a list of paths, or a folder")
     p.add_argument("--provider", required=True, choices=_provider_names())

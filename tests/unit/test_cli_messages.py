@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from ingest.cli import exits
 from ingest.cli.main import main
 from ingest.journal import Header, Journal
 from ingest.journal.records import completed, manifest_end, run_started
@@ -60,3 +61,20 @@ def test_validate_starts_with_its_first_line_and_spaces_the_summary(
     lines = capsys.readouterr().out.splitlines()
     assert "missing.png" in lines[0] and lines[1] == ""  # the problem, then a blank line
     assert lines[2].startswith(f"{manifest}: 3 entries for novita: 2 ok")
+
+
+def test_the_readme_and_run_help_give_the_same_exit_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert exits.markdown(exits.RUN) in readme
+    assert exits.markdown(exits.DRY_RUN) in readme
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # the help's lines, unwrapped
+    for code in (*exits.RUN, *exits.DRY_RUN):
+        assert f"{code.code} {code.meaning.replace('`', '').replace(chr(92), '')}" in shown
+    assert (
+        "1 the run finished, but some items are not done: failed, rejected or unfinished" in shown
+    )
+    assert "It does not mean done == total: a dry run uploads nothing" in shown

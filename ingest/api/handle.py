@@ -239,6 +239,7 @@ class Upload:
             outcome = await engine.run(entries)
             # The journal's fsync and, after a write error, its replay: off the caller's loop.
             self._result = await anyio.to_thread.run_sync(_result, engine, journal, outcome)
+            self._error = engine.observer_error  # the caller's own, raised as itself
         except Exception as exc:  # not a stop: raised by `wait` and on leaving the block
             self._error = _unwrap(exc)
         finally:

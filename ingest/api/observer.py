@@ -3,7 +3,9 @@
 Owns `Observer`: the per-item events the engine reports as they happen.
 Implement all four methods, or subclass `Observer` and override the ones you
 need (the others do nothing). Events are called on the event loop's thread,
-between the engine's steps: keep them quick and never block.
+between the engine's steps: keep them quick and never block. An exception
+raised in an event stops the run as `abort` does (items in flight are redone
+by the next run) and is raised, as itself, by `Upload.wait` and `upload`.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ from ingest.clock import SYSTEM, Clock
 from ingest.engine.finalize import Finalizer, ToFinalize
 from ingest.engine.outcomes import (
     Counters,
+    Guarded,
     Observer,
     Outcome,
     Progress,
@@ -106,7 +107,10 @@ class Engine:
         self.replay = replay
         self.tally = Tally(replay)  # the journal's counts as the run writes it
         self.settings = settings
-        self.observer: Observer = observer or Silent()
+        # The caller's exception in an event aborts the run; `Upload.wait` raises it.
+        self.observer: Observer = (
+            Guarded(observer, self._observer_raised) if observer is not None else Silent()
+        )
         self.clock = clock
         self.counters = Counters()
         self.calls = Calls(
@@ -160,6 +164,14 @@ class Engine:
     def abort(self, message: str = "interrupted") -> None:
         """Stop now (`StopReason.INTERRUPTED`); in-flight items are redone on resume."""
         self._stop(StopReason.INTERRUPTED, message)
+
+    @property
+    def observer_error(self) -> Exception | None:
+        """What the caller's observer raised, if it did (the run was aborted on it)."""
+        return self.observer.error if isinstance(self.observer, Guarded) else None
+
+    def _observer_raised(self, exc: Exception) -> None:
+        self.abort(f"the observer raised {type(exc).__name__}: {exc}")
 
     def _stop(self, reason: StopReason, message: str) -> None:
         if self.stop_reason is None:

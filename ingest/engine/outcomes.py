@@ -5,7 +5,8 @@ journal stays the source of truth); `Snapshot` a frozen view of it for
 displays, with `Progress` (where the run stands against the whole manifest,
 per the journal, with the seek-ahead total while reading); `Outcome` how a run ended, with a `StopReason` from a closed set
 and the human message beside it; `Observer` the per-item events a display
-or `--json` listens to.
+or `--json` listens to, and `Guarded` a caller's observer whose exceptions
+stop the run instead of tearing its tasks down.
 
 Invariant: `Outcome.stop_reason` and `Outcome.stop_message` are both set or
 both `None` (`None`: the run read the whole manifest, or drained on request).
@@ -14,8 +15,9 @@ both `None` (`None`: the run read the whole manifest, or drained on request).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ingest.errors import ManifestError, TransferError
 from ingest.item import Source
@@ -120,3 +122,40 @@ class Silent:
 
     def item_changed(self, key: str, line: int) -> None:
         pass
+
+
+class Guarded:
+    """The caller's observer, its exceptions caught: the first one is kept and stops the run.
+
+    An exception raised in an event would otherwise end the task that made the
+    event (a worker, the reader), and every other task meeting the same bug
+    before the run is cancelled would add its own copy to an ExceptionGroup.
+    Here the first is kept in `error` and handed to `on_error` (the engine
+    aborts the run); the observer hears nothing more.
+    """
+
+    def __init__(self, inner: Observer, on_error: Callable[[Exception], None]) -> None:
+        self.inner = inner
+        self.error: Exception | None = None
+        self._on_error = on_error
+
+    def item_done(self, source: Source, landed: Landed) -> None:
+        self._event(self.inner.item_done, source, landed)
+
+    def item_failed(self, key: str, line: int, err: TransferError) -> None:
+        self._event(self.inner.item_failed, key, line, err)
+
+    def item_rejected(self, key: str | None, err: ManifestError) -> None:
+        self._event(self.inner.item_rejected, key, err)
+
+    def item_changed(self, key: str, line: int) -> None:
+        self._event(self.inner.item_changed, key, line)
+
+    def _event(self, event: Callable[..., None], *args: Any) -> None:
+        if self.error is not None:
+            return
+        try:
+            event(*args)
+        except Exception as exc:
+            self.error = exc
+            self._on_error(exc)

@@ -240,12 +240,16 @@ def open_journal(
 
 
 def check_journal(plan: Plan, *, emulator: bool, force: bool = False) -> None:
-    """Refuse (`JournalMismatch`) what `open_journal` would refuse, reading only the header."""
+    """Refuse what `open_journal` would refuse, reading only the header.
+
+    A `ConfigError` for a run-level value the run needs and neither the
+    settings nor the journal give (a Scenario model), else a `JournalMismatch`.
+    """
     from ingest.journal import check_binding, peek_header
 
     previous = peek_header(plan.journal)
+    wanted = binding(plan, emulator=emulator, previous=previous)
     if previous is not None:
-        wanted = binding(plan, emulator=emulator, previous=previous)
         check_binding(plan.journal, previous, wanted, force)
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ingest.engine.finalize import ToFinalize
 from ingest.errors import ManifestError
 from ingest.item import Item, Source
-from ingest.journal import Replay, Unfinished, fingerprint
+from ingest.journal import Replay, Unfinished, fingerprint, records
 from ingest.providers.base import Target
 from ingest.validate import Checker
 
@@ -78,7 +78,6 @@ class FailedBefore:
 
     key: str
     line: int
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,30 +104,23 @@ def redone_first(batch: list[Triaged]) -> list[Triaged]:
 
 
 def _landed_target(rec: Unfinished) -> Target | None:
-    """The target of an item whose bytes landed earlier, else None.
-
-    Landed: journaled `up`, or a finalize that failed for a transient reason
-    (`fail` with `st: up`): finalize only, never upload again.
-    """
-    if rec["s"] == "up":
-        remote_id, extra = rec["r"], rec.get("x", {})
-    elif rec["s"] == "fail" and rec.get("st") == "up":
-        remote_id, extra = rec.get("r", ""), rec.get("x", {})
-    else:
+    """The target of an item whose bytes landed earlier (finalize only), else None."""
+    landed = records.landed_of(rec)
+    if landed is None:
         return None
-    return Target(remote_id=remote_id, url=None, content_type="", lease=None, extra=extra)
+    return Target(
+        remote_id=landed.remote_id, url=None, content_type="", lease=None, extra=landed.extra
+    )
 
 
 def _acquired_target(rec: Unfinished, source: Source) -> Target | None:
     """The target a killed run had signed for an item (journaled `acq` only), else None."""
-    if rec["s"] != "acq":
+    acquired = records.acquired_of(rec)
+    if acquired is None:
         return None
+    remote_id, extra = acquired
     return Target(
-        remote_id=rec["r"],
-        url=None,
-        content_type=source.content_type,
-        lease=None,
-        extra=rec.get("x", {}),
+        remote_id=remote_id, url=None, content_type=source.content_type, lease=None, extra=extra
     )
 
 
@@ -171,9 +163,9 @@ class Triage:
             # Changed and asked to upload it again: fall through to a fresh upload.
         previous = replay.unfinished.get(item.key)
         if previous is not None:
-            if previous["s"] == "fail" and previous["a"] == "fail_item":
+            if records.failed_before(previous):
                 if not self._retry_failed:
-                    return FailedBefore(item.key, item.line, previous["e"])
+                    return FailedBefore(item.key, item.line)
             elif self._finalize:
                 landed = _landed_target(previous)
                 if landed is not None:

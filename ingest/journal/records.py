@@ -34,7 +34,8 @@ lines):
             "fail_item": a STOP error stops the run and is not journaled).
             When only finalize failed, the record also carries what a resume
             needs to finalize without uploading again:
-            "st":"up", "r":remote id, "x":{extra}, "z":size, "m":mtime ns
+            "st":"up", "r":remote id, "x"?:{extra}, "z":size, "m":mtime ns
+            (with `st`, `r`, `z` and `m` are required)
     bad     {"s":"bad", "k"?:key, "l":manifest line or null, "e":reason}
             rejected locally (manifest or validation); without `k` when the
             manifest line has no usable key
@@ -53,7 +54,8 @@ Invariants:
   the type this schema gives it; it is the same dict, not a copy (a replay
   decodes 2·10^6 of them).
 - An item's state is its key's last record; `count_of` names the count it
-  falls under.
+  falls under, and `landed_of`, `failed_before`, `acquired_of` and `file_of`
+  read what it holds, so no other module interprets raw keys.
 """
 
 from __future__ import annotations
@@ -249,6 +251,34 @@ def rejected(line: int | None, reason: str, key: str | None = None) -> BadRecord
     return rec
 
 
+def landed_of(rec: Unfinished | None) -> Landed | None:
+    """What an item whose bytes landed earlier kept, else None.
+
+    Landed: journaled `up`, or a finalize that failed (`fail` with `st: up`);
+    a resume finalizes it and never uploads it again.
+    """
+    if rec is None:
+        return None
+    if rec["s"] == "up":
+        return Landed(rec["r"], rec.get("x", _NO_EXTRA), rec["z"], rec["m"])
+    if rec["s"] == "fail" and "st" in rec:
+        # `decode` guarantees r, z and m beside `st` (a record without them is malformed).
+        return Landed(rec["r"], rec.get("x", _NO_EXTRA), rec["z"], rec["m"])
+    return None
+
+
+def failed_before(rec: Unfinished | None) -> bool:
+    """A provider refused the item for good (`fail` with `fail_item`): not retried unless asked."""
+    return rec is not None and rec["s"] == "fail" and rec["a"] == "fail_item"
+
+
+def acquired_of(rec: Unfinished | None) -> tuple[str, Mapping[str, str]] | None:
+    """(remote id, extra) of an item whose last record is `acq` (a killed run signed it)."""
+    if rec is None or rec["s"] != "acq":
+        return None
+    return rec["r"], rec.get("x", _NO_EXTRA)
+
+
 def file_of(rec: Unfinished | None) -> tuple[int, int]:
     """The (size, mtime ns) an item's last record holds; (0, 0) when it holds none."""
     if rec is None or rec["s"] == "acq" or rec["s"] == "bad":
@@ -333,6 +363,11 @@ def _problem(raw: object) -> str | None:
             return _field_problem(kind, name, raw[name], types)
     if kind == "fail" and (raw["a"] not in _FAIL_ACTIONS or raw.get("st", "up") != "up"):
         return f"malformed fail record: action {raw['a']!r}, state {raw.get('st')!r}"
+    if kind == "fail" and "st" in raw:
+        # A landed item's record: a resume finalizes it from these, so none may be missing.
+        missing = [name for name in ("r", "z", "m") if name not in raw]
+        if missing:
+            return f"malformed fail record: 'st' without {', '.join(map(repr, missing))}"
     if kind == "end" and not all(type(v) is int for v in raw.get("gone", {}).values()):
         return "malformed end record: 'gone' holds a count that is not an integer"
     extra = raw.get("x") if kind in _WITH_EXTRA else None  # other kinds: an unknown field

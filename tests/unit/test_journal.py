@@ -273,6 +273,26 @@ def test_every_constructor_writes_a_record_decode_accepts() -> None:
         ({"s": "acq", "k": "a", "r": "1", "x": []}, "'x' should be an object, not list"),
         ({"s": "done", "k": "a", "r": "1", "z": 1, "m": 1, "u": None}, "'u' should be a string"),
         ({"s": "fail", "k": "a", "l": 1, "a": "stop", "c": "x", "e": "y"}, "action 'stop'"),
+        # Found by review: a landed item's fail record without its remote id was accepted,
+        # and a resume finalized it with remote_id "".
+        (
+            {"s": "fail", "k": "a", "l": 1, "a": "retry", "c": "x", "e": "y", "st": "up"},
+            "'st' without 'r', 'z', 'm'",
+        ),
+        (
+            {
+                "s": "fail",
+                "k": "a",
+                "l": 1,
+                "a": "retry",
+                "c": "x",
+                "e": "y",
+                "st": "up",
+                "r": "1",
+                "z": 1,
+            },
+            "'st' without 'm'",
+        ),
         ({"s": "bad", "e": "x"}, "malformed bad record: no 'l'"),
         ({"s": "run", "t": "now", "pid": 1}, "'t' should be a number, not str"),
         ({"s": "gone", "k": "a"}, "unknown record kind 'gone'"),
@@ -377,6 +397,7 @@ def test_decode_accepts_only_whole_records(raw: dict[str, object]) -> None:
     assert all(type(raw[name]) is kind for name, kind in optional.items() if name in raw)
     if rec["s"] == "fail":
         assert rec["a"] in ("retry", "resign", "fail_item") and rec.get("st", "up") == "up"
+        assert "st" not in rec or all(name in rec for name in ("r", "z", "m"))
     extra = raw.get("x") if rec["s"] in ("acq", "up", "done", "fail") else None
     assert extra is None or (
         isinstance(extra, dict) and all(type(v) is str for v in extra.values())

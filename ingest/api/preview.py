@@ -1,8 +1,9 @@
 """What a run would do, without doing it: the dry run behind `ingest run --dry-run`.
 
-Owns `dry_run`: each manifest entry's fate (upload, skip as already done,
-reject with the reason) from the manifest, the files and the journal, with
-the same local checks a run applies. No API is called, no key is needed,
+Owns `dry_run`: each manifest entry's fate from the manifest, the files and
+the journal. The verdicts are the engine's own (`engine.triage.Triage`, the
+same journal reading and local checks a run applies), mapped to a `Fate`, so
+the preview and the run cannot disagree. No API is called, no key is needed,
 nothing is written (the journal is only read, if it exists).
 """
 
@@ -14,9 +15,14 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from ingest.api.wiring import Plan
+    from ingest.engine.triage import Triaged
     from ingest.errors import ManifestError
 
-Fate = Literal["upload", "skip", "reject"]
+# upload: sent (new, unfinished, or changed with `reupload_changed`); finalize: its bytes
+# landed earlier, only finalize is left; skip: done earlier; changed: done earlier but its
+# file changed since, left as it is; failed: refused by the provider earlier, left failed
+# (`retry_failed` retries it); reject: a bad entry or a failed local check.
+Fate = Literal["upload", "finalize", "skip", "changed", "failed", "reject"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,24 +36,52 @@ class Planned:
     error: ManifestError | None = None  # why (fate "reject")
 
 
-def dry_run(plan: Plan) -> Iterator[Planned]:
-    """Each entry of the plan's manifest, in order, with its fate."""
+def dry_run(
+    plan: Plan, *, retry_failed: bool = False, reupload_changed: bool = False
+) -> Iterator[Planned]:
+    """Each entry of the plan's manifest, in order, with the fate a run would give it."""
+    from ingest.engine.triage import Triage
     from ingest.errors import ManifestError
-    from ingest.item import Source
-    from ingest.journal import replay
+    from ingest.journal import Header, Replay, replay
     from ingest.manifest import read_manifest
     from ingest.validate import Checker
 
-    state = replay(plan.journal) if plan.journal.exists() else None
-    checker = Checker(plan.cls.capabilities(plan.provider_settings), plan.provider)
-    for entry in read_manifest(plan.manifest, plan.format):
-        if isinstance(entry, ManifestError):
-            yield Planned("reject", None, entry.line, error=entry)
-        elif state is not None and state.is_done(entry.key):
-            yield Planned("skip", entry.key, entry.line)
-        else:
-            checked = checker(entry)
-            if isinstance(checked, Source):
-                yield Planned("upload", entry.key, entry.line, size=checked.size)
-            else:
-                yield Planned("reject", entry.key, entry.line, error=checked)
+    if plan.journal.exists():
+        state = replay(plan.journal, fingerprints=True)
+    else:
+        state = Replay(header=Header(plan.provider, str(plan.manifest)), fingerprints=True)
+    caps = plan.cls.capabilities(plan.provider_settings)
+    triage = Triage(
+        state,
+        Checker(caps, plan.provider),
+        finalize=caps.finalize,
+        retry_failed=retry_failed,
+        reupload_changed=reupload_changed,
+    )
+    entries = read_manifest(plan.manifest, plan.format)
+    try:
+        for entry in entries:
+            key = None if isinstance(entry, ManifestError) else entry.key
+            yield _planned(triage(entry), key, entry.line)
+    finally:
+        entries.close()
+
+
+def _planned(verdict: Triaged, key: str | None, line: int | None) -> Planned:
+    """The fate of the engine's verdict on the entry `key` at `line`."""
+    from ingest.engine.triage import Changed, FailedBefore, Redo, Rejected, Resume, Skipped
+    from ingest.item import Source
+
+    match verdict:
+        case Source(size=size) | Redo(Source(size=size)):
+            return Planned("upload", key, line, size=size)
+        case Resume():
+            return Planned("finalize", key, line)
+        case Skipped():
+            return Planned("skip", key, line)
+        case Changed():
+            return Planned("changed", key, line)
+        case FailedBefore():
+            return Planned("failed", key, line)
+        case Rejected(error):
+            return Planned("reject", key, line, error=error)

@@ -173,7 +173,12 @@ def _run(args: argparse.Namespace) -> int:
             keys="none",
         )
         check_journal(plan, emulator=args.sim, force=args.force)
-        return dry_run(reporter, plan)
+        return dry_run(
+            reporter,
+            plan,
+            retry_failed=args.retry_failed,
+            reupload_changed=args.reupload_changed,
+        )
     sim: SimSettings | bool = False
     if args.sim:
         from ingest.api.wiring import sim_settings
@@ -197,8 +202,20 @@ def _run(args: argparse.Namespace) -> int:
     return anyio.run(_main, args, upload, reporter, backend_options=backend_options())
 
 
-def dry_run(reporter: Reporter, plan: Plan) -> int:
-    """Show what a run would do (`ingest.api.preview`); exit 1 if any entry would be rejected."""
+# The event each fate of a dry run prints (a rejection prints `item_rejected`).
+_WOULD = {
+    "upload": "would_upload",
+    "finalize": "would_finalize",
+    "skip": "would_skip",
+    "changed": "would_keep_changed",
+    "failed": "would_keep_failed",
+}
+
+
+def dry_run(
+    reporter: Reporter, plan: Plan, *, retry_failed: bool = False, reupload_changed: bool = False
+) -> int:
+    """Show what a run would do (`ingest.api.preview`); exit 1 if an entry would not end done."""
     from collections import Counter
 
     from ingest.api.preview import dry_run as preview
@@ -206,27 +223,50 @@ def dry_run(reporter: Reporter, plan: Plan) -> int:
 
     fates: Counter[str] = Counter()
     size = 0
-    for planned in preview(plan):
+    planned_all = preview(plan, retry_failed=retry_failed, reupload_changed=reupload_changed)
+    for planned in planned_all:
         if reporter.output_closed:
             return EXIT_OUTPUT_CLOSED  # nobody reads the rest
         fates[planned.fate] += 1
+        size += planned.size
         if planned.error is not None:
             reporter.item_rejected(planned.key, planned.error)
-        elif planned.fate == "skip":
-            reporter.event("would_skip", key=planned.key, line=planned.line)
-        else:
-            size += planned.size
+        elif planned.fate == "upload":
             reporter.event("would_upload", key=planned.key, line=planned.line, size=planned.size)
+        else:
+            reporter.event(_WOULD[planned.fate], key=planned.key, line=planned.line)
     upload, skip, rejected = fates["upload"], fates["skip"], fates["reject"]
-    reporter.event("summary", dry_run=True, upload=upload, bytes=size, skip=skip, rejected=rejected)
+    finalize, changed, failed = fates["finalize"], fates["changed"], fates["failed"]
+    reporter.event(
+        "summary",
+        dry_run=True,
+        upload=upload,
+        bytes=size,
+        finalize=finalize,
+        skip=skip,
+        changed=changed,
+        failed=failed,
+        rejected=rejected,
+    )
     if reporter.mode != "json":
+        kept = [
+            f"{plural(changed, 'file')} changed since upload (--reupload-changed uploads them)"
+            if changed
+            else "",
+            f"{plural(failed, 'item')} failed before (--retry-failed retries them)"
+            if failed
+            else "",
+        ]
         reporter.say(
             f"dry run: would upload {plural(upload, 'file')} ({human_bytes(size)}), "
-            f"skip {skip} already done, reject {rejected}; nothing was sent"
+            + (f"finalize {finalize} uploaded before, " if finalize else "")
+            + f"skip {skip} already done, reject {rejected}"
+            + "".join(f"; would keep {k}" for k in kept if k)
+            + "; nothing was sent"
         )
     if reporter.output_closed:
         return EXIT_OUTPUT_CLOSED
-    return EXIT_FAILED if rejected else EXIT_OK
+    return EXIT_FAILED if rejected or changed or failed else EXIT_OK
 
 
 async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) -> int:

@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio
+import orjson
 import pytest
 
 import ingest
 from ingest.api.preview import dry_run
 from ingest.api.wiring import prepare
-from ingest.errors import JournalMismatch
+from ingest.errors import Action, JournalMismatch
 from ingest.item import Source
+from ingest.journal import records
 from ingest.providers import PROVIDER_NAMES
 from ingest.providers.base import Landed, Provider, Target
 from ingest.sim import SimSettings
@@ -302,6 +304,25 @@ def test_dry_run_names_each_fate_and_needs_no_key(
     planned = list(dry_run(plan))
     assert [(p.fate, p.key) for p in planned[:3]] == [("skip", f"item-{i:06d}") for i in range(3)]
     assert planned[3].error is not None and "missing.png" in str(planned[3].error)
+
+
+def test_dry_run_agrees_with_the_run_on_changed_and_failed_items(tmp_path: Path) -> None:
+    """Found by review: the dry run kept its own triage and showed these as "upload"."""
+    manifest = manifest_of(tmp_path, 3)
+    journal = tmp_path / "run.journal"
+    assert ingest.upload_sync(manifest, provider="novita", sim=True, journal=journal).complete
+    changed = sorted((tmp_path / "images").iterdir())[0]
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    refused = records.failed("item-000002", 3, Action.FAIL_ITEM, "too_large", "refused")
+    with journal.open("ab") as fh:
+        fh.write(orjson.dumps(refused) + b"\n")
+    plan = prepare(manifest, provider="novita", journal=journal, keys="none")
+    assert [p.fate for p in dry_run(plan)] == ["changed", "skip", "failed"]
+    again = dry_run(plan, retry_failed=True, reupload_changed=True)
+    assert [p.fate for p in again] == ["upload", "skip", "upload"]
+    # What the run then does, item by item, is what the dry run said.
+    result = ingest.upload_sync(manifest, provider="novita", sim=True, journal=journal)
+    assert (result.this_run.changed, result.this_run.skipped, result.this_run.failed) == (1, 1, 1)
 
 
 @pytest.mark.anyio

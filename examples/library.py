@@ -18,8 +18,6 @@ from pathlib import Path
 
 import ingest
 from ingest.errors import TransferError
-from ingest.item import Source
-from ingest.providers.base import Landed
 
 MANIFEST = Path(__file__).with_name("manifest.jsonl")
 
@@ -27,8 +25,8 @@ MANIFEST = Path(__file__).with_name("manifest.jsonl")
 class Progress(ingest.Observer):
     """Prints each item as it lands or fails (the other events keep their no-op default)."""
 
-    def item_done(self, source: Source, landed: Landed) -> None:
-        print(f"done    {source.item.key:<10} {source.size:>7} bytes  -> {landed.remote_id}")
+    def item_done(self, done: ingest.ItemDone) -> None:
+        print(f"done    {done.key:<10} {done.size:>7} bytes  -> {done.landed.remote_id}")
 
     def item_failed(self, key: str, line: int, err: TransferError) -> None:
         print(f"failed  {key} (line {line}): {err}")

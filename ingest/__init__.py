@@ -21,6 +21,7 @@ from ingest.errors import ConfigError, IngestError, JournalError, ManifestError,
 
 if TYPE_CHECKING:
     from ingest.api import (
+        ItemDone,
         Observer,
         Result,
         StopReason,
@@ -37,8 +38,10 @@ __all__ = [
     "ConfigError",
     "Failure",
     "IngestError",
+    "ItemDone",
     "JournalError",
     "JournalStatus",
+    "Landed",
     "ManifestError",
     "Observer",
     "Result",
@@ -60,6 +63,8 @@ _LAZY: dict[str, str] = {
     "export": "ingest.journal",
     "failures": "ingest.journal",
     "status": "ingest.journal",
+    "ItemDone": "ingest.api",
+    "Landed": "ingest.providers.base",
     "Observer": "ingest.api",
     "Result": "ingest.api",
     "StopReason": "ingest.api",

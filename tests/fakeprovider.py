@@ -24,7 +24,7 @@ import orjson
 from ingest.capabilities import Capabilities
 from ingest.clock import Clock
 from ingest.config import RunSettings
-from ingest.engine import Engine, EngineSettings, Outcome
+from ingest.engine import Engine, EngineSettings, ItemDone, Outcome
 from ingest.errors import Action, ManifestError, Scope, TransferError
 from ingest.item import Source
 from ingest.journal import Header, Journal, Replay, replay
@@ -161,8 +161,8 @@ class Events:
     rejected: list[tuple[str | None, str]] = field(default_factory=list)  # (key, reason)
     changed: list[str] = field(default_factory=list)
 
-    def item_done(self, source: Source, landed: Landed) -> None:
-        self.done.append(source.item.key)
+    def item_done(self, done: ItemDone) -> None:
+        self.done.append(done.key)
 
     def item_failed(self, key: str, line: int, err: TransferError) -> None:
         self.failed.append((key, err.code))

@@ -14,8 +14,17 @@ opens its sessions.
 from __future__ import annotations
 
 from ingest.api.handle import Upload, open_upload
-from ingest.api.observer import Observer
+from ingest.api.observer import ItemDone, Observer
 from ingest.api.oneshot import upload, upload_sync
 from ingest.api.result import Result, StopReason
 
-__all__ = ["Observer", "Result", "StopReason", "Upload", "open_upload", "upload", "upload_sync"]
+__all__ = [
+    "ItemDone",
+    "Observer",
+    "Result",
+    "StopReason",
+    "Upload",
+    "open_upload",
+    "upload",
+    "upload_sync",
+]

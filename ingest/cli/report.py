@@ -34,11 +34,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 import anyio
 import orjson
 
-from ingest.engine import Progress, Snapshot
+from ingest.engine import ItemDone, Progress, Snapshot
 from ingest.errors import ManifestError, TransferError
-from ingest.item import Source
 from ingest.journal.report import removed_note
-from ingest.providers.base import Landed
 from ingest.redact import redact
 
 if TYPE_CHECKING:
@@ -200,12 +198,12 @@ class Reporter:
         else:
             self._write(self.err, redact(text) + "\n", flush=True)
 
-    def item_done(self, source: Source, landed: Landed) -> None:
+    def item_done(self, done: ItemDone) -> None:
         if self.mode == "json":
-            fields: dict[str, Any] = {"key": source.item.key, "remote_id": landed.remote_id}
-            if landed.url:
-                fields["url"] = landed.url
-            self.event("item_done", line=source.item.line, size=source.size, **fields)
+            fields: dict[str, Any] = {"key": done.key, "remote_id": done.landed.remote_id}
+            if done.landed.url:
+                fields["url"] = done.landed.url
+            self.event("item_done", line=done.line, size=done.size, **fields)
 
     def item_failed(self, key: str, line: int, err: TransferError) -> None:
         self.failures[(err.action.value, err.code)] += 1

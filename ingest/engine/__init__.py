@@ -11,13 +11,22 @@ core.py      Engine: the stages wired together, outcomes journaled
 from __future__ import annotations
 
 from ingest.engine.core import Engine
-from ingest.engine.outcomes import Counters, Observer, Outcome, Progress, Snapshot, StopReason
+from ingest.engine.outcomes import (
+    Counters,
+    ItemDone,
+    Observer,
+    Outcome,
+    Progress,
+    Snapshot,
+    StopReason,
+)
 from ingest.engine.settings import EngineSettings
 
 __all__ = [
     "Counters",
     "Engine",
     "EngineSettings",
+    "ItemDone",
     "Observer",
     "Outcome",
     "Progress",

@@ -52,10 +52,10 @@ from ingest.engine.finalize import Finalizer, ToFinalize
 from ingest.engine.outcomes import (
     Counters,
     Guarded,
+    ItemDone,
     Observer,
     Outcome,
     Progress,
-    Silent,
     Snapshot,
     StopReason,
 )
@@ -108,9 +108,7 @@ class Engine:
         self.tally = Tally(replay)  # the journal's counts as the run writes it
         self.settings = settings
         # The caller's exception in an event aborts the run; `Upload.wait` raises it.
-        self.observer: Observer = (
-            Guarded(observer, self._observer_raised) if observer is not None else Silent()
-        )
+        self.observer = Guarded(observer, self._observer_raised) if observer is not None else None
         self.clock = clock
         self.counters = Counters()
         self.calls = Calls(
@@ -168,7 +166,7 @@ class Engine:
     @property
     def observer_error(self) -> Exception | None:
         """What the caller's observer raised, if it did (the run was aborted on it)."""
-        return self.observer.error if isinstance(self.observer, Guarded) else None
+        return self.observer.error if self.observer is not None else None
 
     def _observer_raised(self, exc: Exception) -> None:
         self.abort(f"the observer raised {type(exc).__name__}: {exc}")
@@ -312,13 +310,15 @@ class Engine:
                 await handoff.send(landed, landing)
             case Changed(key, line):
                 self.counters.changed += 1
-                self.observer.item_changed(key, line)
+                if self.observer is not None:
+                    self.observer.item_changed(key, line)
             case FailedBefore():
                 self.counters.failed += 1
             case Rejected(error, key):
                 self.counters.rejected += 1
                 self._record(records.rejected(error.line, error.reason, key))
-                self.observer.item_rejected(key, error)
+                if self.observer is not None:
+                    self.observer.item_rejected(key, error)
 
     # -- stages 2 and 3: acquire, then transfer ------------------------------
 
@@ -409,8 +409,8 @@ class Engine:
             self.counters.bytes_done += source.size
         self.counters.done += 1
         self._streak, self._streak_code = 0, None
-        if source is not None:
-            self.observer.item_done(source, landed)
+        if self.observer is not None:  # resumed items too (only finalized by this run)
+            self.observer.item_done(ItemDone(key, line, size, landed, uploaded=source is not None))
 
     def fail(
         self, key: str, line: int, err: TransferError, *, landing: ToFinalize | None = None
@@ -428,7 +428,8 @@ class Engine:
             size, mtime_ns = self._file_of(key, landing.source)
             kept = records.Landed(landing.target.remote_id, landing.target.extra, size, mtime_ns)
         self._record(records.failed(key, line, err.action, err.code, err.message, landed=kept))
-        self.observer.item_failed(key, line, err)
+        if self.observer is not None:
+            self.observer.item_failed(key, line, err)
         if err.code == self._streak_code:
             self._streak += 1
         else:

@@ -4,8 +4,9 @@ Owns the engine's outward values. `Counters` is the run's live tally (the
 journal stays the source of truth); `Snapshot` a frozen view of it for
 displays, with `Progress` (where the run stands against the whole manifest,
 per the journal, with the seek-ahead total while reading); `Outcome` how a run ended, with a `StopReason` from a closed set
-and the human message beside it; `Observer` the per-item events a display
-or `--json` listens to, and `Guarded` a caller's observer whose exceptions
+and the human message beside it; `Observer` the per-item events a display,
+`--json` or a library caller listens to (the only definition: `ingest.Observer`
+is this one), `ItemDone` what a finished item reports, and `Guarded` a caller's observer whose exceptions
 stop the run instead of tearing its tasks down.
 
 Invariant: `Outcome.stop_reason` and `Outcome.stop_message` are both set or
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ingest.errors import ManifestError, TransferError
-from ingest.item import Source
 from ingest.manifest import SkippedFiles
 from ingest.pacing import PacerStats
 from ingest.providers.base import Landed
@@ -99,29 +99,43 @@ class Outcome:
     stop_message: str | None = None  # the human account of `stop_reason`, one line
 
 
+@dataclass(frozen=True, slots=True)
+class ItemDone:
+    """An item finished (journaled done): what `Observer.item_done` receives."""
+
+    key: str
+    line: int  # its manifest line
+    size: int  # the file's bytes (as journaled, for an item resumed from an earlier run)
+    landed: Landed  # its remote id and, if any, final URL
+    uploaded: bool  # False: its bytes landed in an earlier run; this run only finalized it
+
+
 class Observer(Protocol):
-    """Per-item events, for progress displays and `--json`."""
+    """Per-item events of a run, for displays, logs and callers of the library.
 
-    def item_done(self, source: Source, landed: Landed) -> None: ...
-    def item_failed(self, key: str, line: int, err: TransferError) -> None: ...
-    def item_rejected(self, key: str | None, err: ManifestError) -> None: ...
-    def item_changed(self, key: str, line: int) -> None: ...
+    Implement all four methods, or subclass `Observer` and override the ones
+    you need (the others do nothing). Events are called on the event loop's
+    thread, between the engine's steps: keep them quick and never block. An
+    exception raised in an event stops the run as `abort` does (items in
+    flight are redone by the next run) and is raised, as itself, by
+    `Upload.wait` and `upload`.
+    """
 
-
-class Silent:
-    """The observer of a run nobody watches."""
-
-    def item_done(self, source: Source, landed: Landed) -> None:
-        pass
+    def item_done(self, done: ItemDone) -> None:
+        """An item landed at the provider and is journaled done."""
+        return None
 
     def item_failed(self, key: str, line: int, err: TransferError) -> None:
-        pass
+        """The provider or storage refused the item, or its retries ran out."""
+        return None
 
     def item_rejected(self, key: str | None, err: ManifestError) -> None:
-        pass
+        """A manifest entry or its file cannot be uploaded (`key` None: no usable key)."""
+        return None
 
     def item_changed(self, key: str, line: int) -> None:
-        pass
+        """An item done earlier whose file changed since (kept; see `reupload_changed`)."""
+        return None
 
 
 class Guarded:
@@ -139,8 +153,8 @@ class Guarded:
         self.error: Exception | None = None
         self._on_error = on_error
 
-    def item_done(self, source: Source, landed: Landed) -> None:
-        self._event(self.inner.item_done, source, landed)
+    def item_done(self, done: ItemDone) -> None:
+        self._event(self.inner.item_done, done)
 
     def item_failed(self, key: str, line: int, err: TransferError) -> None:
         self._event(self.inner.item_failed, key, line, err)

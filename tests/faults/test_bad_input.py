@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from ingest.config import DEFAULT_PROVIDERS, load_settings
-from ingest.engine import Engine, EngineSettings
+from ingest.engine import Engine, EngineSettings, ItemDone
 from ingest.errors import ManifestError, TransferError
 from ingest.http import Timeouts, api_session, storage_session
 from ingest.item import Item, Source
 from ingest.journal import Header, Journal
 from ingest.manifest import read_manifest
 from ingest.providers import PROVIDER_NAMES, provider_class
-from ingest.providers.base import Landed, Target
+from ingest.providers.base import Target
 from ingest.providers.context import Context
 from ingest.providers.settings import ScenarioSettings
 from ingest.sim import SimSettings, serve
@@ -303,7 +303,7 @@ class _Failures:
     def __init__(self) -> None:
         self.failed: dict[str, TransferError] = {}
 
-    def item_done(self, source: Source, landed: Landed) -> None:
+    def item_done(self, done: ItemDone) -> None:
         pass
 
     def item_failed(self, key: str, line: int, err: TransferError) -> None:

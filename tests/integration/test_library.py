@@ -52,7 +52,7 @@ class Recorder(ingest.Observer):
         self.changed_handlers: list[object] = []
         self.on_done = on_done
 
-    def item_done(self, source: Source, landed: Landed) -> None:
+    def item_done(self, done: ingest.ItemDone) -> None:
         self.done += 1
         now = {sig: signal.getsignal(sig) for sig in SIGNALS}
         if now != self.handlers:

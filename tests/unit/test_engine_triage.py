@@ -111,6 +111,8 @@ async def test_the_journal_decides_what_a_resume_does(
     assert len(provider.calls("finalize")) == finalizes
     assert getattr(ran.outcome.counters, counter) == 1
     assert ran.events.changed == (["it"] if counter == "changed" else [])
+    # Every item this run finished is observed, a resumed finalize too (it was not).
+    assert ran.events.done == (["it"] if counter == "done" else [])
     final = "done" if ran.journal.is_done("it") else ran.journal.unfinished["it"]["s"]
     assert final == state
     assert ran.engine.tally.counts() == ran.journal.counts()

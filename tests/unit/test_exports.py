@@ -21,7 +21,9 @@ def test_all_is_sorted_public_and_importable() -> None:
 
 
 def test_the_headline_names_are_there() -> None:
-    headline = ("upload", "upload_sync", "open_upload", "Result", "StopReason", "Observer")
+    headline: tuple[str, ...] = ("upload", "upload_sync", "open_upload", "Result", "StopReason")
+    # An observer and what it receives (the README's example imported private modules).
+    headline += ("Observer", "ItemDone", "Landed")
     for name in (*headline, "status", "export"):
         assert name in ingest.__all__
     assert ingest.open_upload.__module__ == "ingest.api.handle"

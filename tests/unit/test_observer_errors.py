@@ -16,8 +16,6 @@ import pytest
 
 import ingest
 from ingest.errors import ManifestError
-from ingest.item import Source
-from ingest.providers.base import Landed
 from tests.images import make_dataset, write_jsonl_manifest
 
 
@@ -40,7 +38,7 @@ class Raises(ingest.Observer):
             self.raised.append(error)
             raise error
 
-    def item_done(self, source: Source, landed: Landed) -> None:
+    def item_done(self, done: ingest.ItemDone) -> None:
         self._maybe("item_done")
 
     def item_rejected(self, key: str | None, err: ManifestError) -> None:

@@ -83,13 +83,16 @@ def failure_line(failure: Failure) -> str:
 
 def status_lines(info: JournalStatus) -> list[str]:
     from ingest.cli.report import plural
+    from ingest.journal.maintenance import describe_endpoint
     from ingest.journal.report import removed_note
 
     # An interrupted first run never read the manifest to its end: no count, not "(? entries)".
     total = "not counted yet" if info.total is None else plural(info.total, "entry")
+    endpoint = describe_endpoint(info.endpoint) if info.endpoint else "not recorded (older journal)"
     out = [
         f"journal   {info.journal}",
         f"provider  {info.provider}",
+        f"endpoint  {endpoint}",
         f"manifest  {info.manifest}  ({total})",
         f"runs      {info.runs}",
         f"done      {info.done}",

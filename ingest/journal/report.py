@@ -99,6 +99,7 @@ class JournalStatus:
     removed: int = 0  # uploaded earlier, no longer in the manifest (not in `done`)
     failed_item: int = 0  # of `failed`, refused for good (`fail_item`): a rerun leaves them
     manifest_problem: str | None = None  # why the manifest cannot be read (counts: the journal's)
+    endpoint: str | None = None  # "emulator" or the base URL it was made against (None: unrecorded)
 
     @property
     def complete(self) -> bool:
@@ -139,6 +140,7 @@ class JournalStatus:
             "journal": str(self.journal),
             "provider": self.provider,
             "manifest": self.manifest,
+            "endpoint": self.endpoint,
             "runs": self.runs,
             "total": self.total,
             "done": self.done,
@@ -219,6 +221,7 @@ def status(journal: str | os.PathLike[str]) -> JournalStatus:
         torn_tail=state.torn_tail,
         problems=dict(reasons.most_common()),
         manifest_problem=problem,
+        endpoint=state.header.endpoint,
     )
 
 

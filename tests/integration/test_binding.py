@@ -63,6 +63,8 @@ def test_w1_a_sim_try_out_does_not_poison_the_real_run(workdir: Path) -> None:
     assert tried.returncode == 0, tried.stderr
     journal = workdir / "examples/manifest.jsonl.novita.journal"
     assert header(journal)["endpoint"] == "emulator"
+    shown = run_ingest(["status", str(journal)], env=NOVITA, cwd=workdir)
+    assert "endpoint  the built-in emulator" in shown.stdout, shown.stdout
     faults = "seed=1,api.429=0.05,put.503=0.05,put.latency=0.2"
     with sim_process("--lifetime", "3", "--faults", faults) as sim:
         real = ["run", "examples/manifest.jsonl", "--provider", "novita", "--base-url"]
@@ -82,6 +84,8 @@ def test_w1_a_sim_try_out_does_not_poison_the_real_run(workdir: Path) -> None:
         assert json_events(apart.stdout)[-1]["done"] == 12
         assert len(sim.objects()) == 12
         assert header(workdir / "real.journal")["endpoint"] == sim.base_url
+        shown = run_ingest(["status", "real.journal", "--json"], env=NOVITA, cwd=workdir)
+        assert json.loads(shown.stdout)["endpoint"] == sim.base_url
         # And the other way round: the real journal refuses an emulator run.
         back = run_ingest(
             [*real[:4], "--sim", "--journal", "real.journal"], env=NOVITA, cwd=workdir
@@ -247,3 +251,5 @@ def test_a_journal_from_before_the_endpoint_was_bound_keeps_working(workdir: Pat
     assert len(notes) == 1, again.stderr
     assert "this run uses the built-in emulator" in notes[0]
     assert "endpoint" not in header(journal)  # unknown stays unknown: nothing is assumed into it
+    shown = run_ingest(["status", str(journal)], env=NOVITA, cwd=workdir)
+    assert "endpoint  not recorded (older journal)" in shown.stdout

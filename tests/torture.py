@@ -24,7 +24,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +210,12 @@ class Verdict:
     lost: int  # items with no byte-identical copy in the emulator
     duplicates: int  # copies beyond the first, over all items
     status: dict[str, Any]
-    most_copies: int = 0  # copies of the item that landed most often
+    copies: dict[str, int] = field(default_factory=dict)  # item key -> copies that landed
+
+    @property
+    def most_copies(self) -> int:
+        """Copies of the item that landed most often."""
+        return max(self.copies.values(), default=0)
 
 
 def verify_run(s: Spec, sim: SimProcess, paths: list[Path], journal: Path) -> Verdict:
@@ -228,7 +233,8 @@ def verify_run(s: Spec, sim: SimProcess, paths: list[Path], journal: Path) -> Ve
     remote = {
         row["key"]: str(row["remote_id"]) for row in map(json.loads, exported.stdout.splitlines())
     }
-    lost = duplicates = most = 0
+    lost = duplicates = 0
+    per_key: dict[str, int] = {}
     digests = [sha256_file(path) for path in paths]
     for index, digest in enumerate(digests):
         found = copies.get(digest, [])
@@ -236,15 +242,15 @@ def verify_run(s: Spec, sim: SimProcess, paths: list[Path], journal: Path) -> Ve
             lost += 1
             continue
         duplicates += len(found) - 1
-        most = max(most, len(found))
         key = f"item-{index:06d}"
+        per_key[key] = len(found)
         assert remote.get(key) in found, f"{key}: journal says {remote.get(key)}, emulator {found}"
     status = run_ingest(["status", str(journal), "--json"], env=s.env())
     assert status.returncode == 0, status.stderr
     info: dict[str, Any] = json.loads(status.stdout)
     distinct_landed = sum(1 for digest in digests if digest in copies)
     assert info["done"] == distinct_landed, (info, distinct_landed)
-    return Verdict(len(paths), lost, duplicates, info, most)
+    return Verdict(len(paths), lost, duplicates, info, per_key)
 
 
 @dataclass(frozen=True)
@@ -279,6 +285,12 @@ def journal_records(journal: Path) -> Iterator[dict[str, Any]]:
 
 
 def in_flight_at_kill(journal: Path) -> tuple[int | None, int]:
+    """(pid of the last run, how many items it had in flight): see `in_flight_keys`."""
+    pid, keys = in_flight_keys(journal)
+    return pid, len(keys)
+
+
+def in_flight_keys(journal: Path) -> tuple[int | None, set[str]]:
     """(pid of the last run, items that run had started and not finished), from a journal.
 
     An item is in flight when its last record in the last run is `acq` or
@@ -288,7 +300,7 @@ def in_flight_at_kill(journal: Path) -> tuple[int | None, int]:
     process never started its run (nothing of it was in flight).
     """
     if not journal.exists():
-        return None, 0
+        return None, set()
     state: dict[str, str] = {}
     pid: int | None = None
     touched: set[str] = set()
@@ -301,11 +313,11 @@ def in_flight_at_kill(journal: Path) -> tuple[int | None, int]:
         if isinstance(key, str):
             state[key] = str(rec.get("s"))
             touched.add(key)
-    in_flight = sum(
-        1
+    in_flight = {
+        key
         for key, last in state.items()
         if (key in touched and last in ("acq", "up")) or (key not in touched and last == "up")
-    )
+    }
     return pid, in_flight
 
 

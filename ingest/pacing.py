@@ -33,8 +33,8 @@ How the allowance is measured (the part that makes it converge):
   throttle only pauses.
 
 A pause never outlasts `max_pause_s`: a Retry-After longer than that (an
-hour, say) pauses for the cap, and is counted in `PacerStats.capped` so the
-run can report it. The pacer obeys; whether a refusal is about pace at all is
+hour, say) pauses for the cap (the engine counts each cut wait in
+`Counters.waits_capped`, so the run can report it). The pacer obeys; whether a refusal is about pace at all is
 the adapter's call (`TransferError.scope`), never the pacer's or the engine's.
 
 Invariant: calls start no faster than `rate` per second once a rate is set;
@@ -57,7 +57,6 @@ class PacerStats:
     rate: float | None  # calls/s currently allowed; None = unlimited
     throttles: int  # 429s (or equivalents) seen
     paused_for: float  # seconds left in the current Retry-After pause
-    capped: int = 0  # Retry-Afters longer than `max_pause_s`, paused for the cap instead
 
 
 @dataclass(slots=True)
@@ -91,7 +90,6 @@ class Pacer:
         self._clock = clock.now
         self._sleep = clock.sleep
         self._max_pause_s = max_pause_s
-        self._capped = 0
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._throttles = 0
@@ -108,9 +106,7 @@ class Pacer:
 
     def stats(self) -> PacerStats:
         now = self._clock()
-        return PacerStats(
-            self._rate, self._throttles, max(0.0, self._paused_until - now), self._capped
-        )
+        return PacerStats(self._rate, self._throttles, max(0.0, self._paused_until - now))
 
     async def wait(self) -> float:
         """Return when a call may start; the value is its start time (for the `on_*` calls)."""
@@ -152,9 +148,8 @@ class Pacer:
         now = self._clock()
         self._throttles += 1
         if retry_after is not None:
-            if self._max_pause_s is not None and retry_after > self._max_pause_s:
-                self._capped += 1
-                retry_after = self._max_pause_s
+            if self._max_pause_s is not None:
+                retry_after = min(retry_after, self._max_pause_s)
             self._pause(now, now + retry_after)
         probe = self._probe
         if probe is not None:

@@ -171,7 +171,7 @@ class Upload:
                 provider,
                 journal,
                 replay,
-                EngineSettings.from_run(
+                EngineSettings(
                     plan.run,
                     retry_failed=self._retry_failed,
                     reupload_changed=self._reupload_changed,

@@ -235,6 +235,7 @@ def build_report(
             "failed": client["failed"],
             "rejected": client["rejected"],
             "stop_reason": client["stop_reason"],
+            "stop_message": client.get("stop_message"),
             "elapsed_s": round(elapsed, 3),
             "files_per_s": round(done / elapsed, 1),
             "mib_per_s": round(client["bytes"] / elapsed / 2**20, 2),
@@ -352,7 +353,7 @@ def render(report: dict[str, Any]) -> str:
             f"({'fast path' if emu['fast_path'] else 'stock storage route'})"
         )
     if res["stop_reason"]:
-        lines.append(f"  stopped    {res['stop_reason']}")
+        lines.append(f"  stopped    {res['stop_reason']}: {res.get('stop_message') or ''}")
     verdict_ = report["verdict"]
     if verdict_["bottleneck"] is None:
         lines.append(f"verdict: none — {verdict_['reason']}")

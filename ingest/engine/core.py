@@ -143,10 +143,6 @@ class Engine:
     def api_pacer(self) -> Pacer:
         return self.calls.api_pacer
 
-    @property
-    def put_pacer(self) -> Pacer:
-        return self.calls.put_pacer
-
     # -- control -------------------------------------------------------------
 
     @property

@@ -36,12 +36,6 @@ class EngineSettings:
         )
         object.__setattr__(self, "retry", policy)
 
-    @classmethod
-    def from_run(
-        cls, run: RunSettings, *, retry_failed: bool = False, reupload_changed: bool = False
-    ) -> EngineSettings:
-        return cls(run, retry_failed=retry_failed, reupload_changed=reupload_changed)
-
     @property
     def api_concurrency(self) -> int:
         return self.run.api_concurrency

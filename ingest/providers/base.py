@@ -1,7 +1,7 @@
 """The provider seam: what every adapter implements and declares.
 
 An adapter knows its wire format and classifies its errors into `Action`s; it
-never sleeps, retries or decides policy (the scheduler does). Each step is safe
+never sleeps, retries or decides policy (the engine does). Each step is safe
 to repeat: `acquire` may be called again for the same item (a re-sign),
 `transfer` may be retried on the same target, `finalize` may be called again
 for an item whose earlier finalize outcome was lost.

@@ -272,7 +272,7 @@ async def run_engine(provider: Provider, tmp: Path, items: list[Item]) -> Engine
     journal, state = Journal.open(journal_path, header)
     run = RunSettings(put_concurrency=2, api_concurrency=2, backoff_base_s=0.01)
     with journal:
-        engine = Engine(provider, journal, state, EngineSettings.from_run(run))
+        engine = Engine(provider, journal, state, EngineSettings(run))
         await engine.run(entries(items))
     return engine
 

@@ -377,7 +377,7 @@ async def test_files_that_change_or_vanish_after_validation_fail_alone(
             journal, state = Journal.open(tmp_path / "j", Header("novita", str(manifest)))
             with journal:
                 engine_settings = dataclasses.replace(
-                    EngineSettings.from_run(run), read_ahead_bytes=read_ahead
+                    EngineSettings(run), read_ahead_bytes=read_ahead
                 )
                 engine = Engine(provider, journal, state, engine_settings, observer=observer)
                 outcome = await engine.run(read_manifest(manifest))

@@ -157,7 +157,9 @@ def test_verdict_names_each_bottleneck() -> None:
     assert verdict(_report(emulator=None), cores=2)[0] == "storage bandwidth"
 
 
-def _client(done: int, *, failed: int = 0, stop: str | None = None) -> dict[str, Any]:
+def _client(
+    done: int, *, failed: int = 0, stop: str | None = None, message: str | None = None
+) -> dict[str, Any]:
     """What `ingest.bench.client` prints, for a run whose URLs were granted 118.95 s."""
     q = {"p50": 0.01, "p99": 0.02, "max": 0.03}
     return {
@@ -167,7 +169,8 @@ def _client(done: int, *, failed: int = 0, stop: str | None = None) -> dict[str,
         "bytes": done * 4096,
         "resigns": 0,
         "retries": 0,
-        "stop_reason": stop,
+        "stop_reason": stop,  # the StopReason's value; its message beside it
+        "stop_message": message,
         "elapsed_s": 1.0,
         "loop_cpu_s": 0.2,
         "api_429": 0,
@@ -187,17 +190,20 @@ def _built(client: dict[str, Any], **options: Any) -> dict[str, Any]:
 
 def test_no_bottleneck_is_named_for_a_failed_or_stopped_run() -> None:
     breaker = "circuit breaker: 25 items in a row failed with http_404"
-    for client in (_client(0, failed=34, stop=breaker), _client(49, failed=1)):
+    tripped = {"stop": "circuit_breaker", "message": breaker}
+    for client in (_client(0, failed=34, **tripped), _client(49, failed=1)):
         report = _built(client)
         assert report["verdict"]["bottleneck"] is None
         last = render(report).splitlines()[-1]
         assert last.startswith("verdict: none — the run did not finish (")
         assert not last.startswith("verdict: bottleneck")
-    stopped = _built(_client(0, failed=34, stop=breaker))
+    stopped = _built(_client(0, failed=34, **tripped))
     assert stopped["verdict"]["reason"].startswith(
         "the run did not finish (0 of 50 files done, it stopped early)"
     )
-    assert f"  stopped    {breaker}" in render(stopped).splitlines()
+    # The reason's value and its message, apart (the client reported the message as the reason).
+    assert stopped["result"]["stop_reason"] == "circuit_breaker"
+    assert f"  stopped    circuit_breaker: {breaker}" in render(stopped).splitlines()
     assert _built(_client(49, failed=1))["verdict"]["reason"].startswith(
         "the run did not finish (49 of 50 files done, 1 not done)"
     )

@@ -150,7 +150,7 @@ async def test_a_plane_throttle_pauses_every_call_for_at_most_the_cap(
     ran = await run(tmp_path, provider, clock, max_pause_s=cap)
     c = ran.outcome.counters
     assert (c.done, c.failed, c.throttles, c.waits_capped) == (len(KEYS), 0, 1, 1)
-    assert ran.engine.api_pacer.stats().capped == 1
+    assert ran.engine.api_pacer.stats().paused_for <= cap
     acquires = [call.at - start for call in provider.calls("acquire")]
     # Only the calls already in flight with the refused one (at most api_concurrency)
     # started before the pause ended; every later call waited for it, nobody for an hour.

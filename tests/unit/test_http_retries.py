@@ -3,7 +3,7 @@
 `ingest.http._no_hidden_retries` sets `ClientSession._retry_connection`, an
 attribute aiohttp does not document (its own test client sets it). The
 dependency pin keeps aiohttp below 4; these tests fail if a 3.x release
-renames the attribute or it stops doing what the scheduler relies on: one
+renames the attribute or it stops doing what the engine relies on: one
 PUT at the server per attempt the engine counts.
 """
 

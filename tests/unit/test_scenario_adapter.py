@@ -383,7 +383,7 @@ async def test_multipart_retry_puts_only_the_missing_parts(tmp_path: Path) -> No
         with pytest.raises(TransferError) as info:
             await provider.transfer(source, target)
         assert info.value.action is Action.RETRY
-        target = await provider.transfer(source, target)  # the scheduler's retry
+        target = await provider.transfer(source, target)  # the engine's retry
         puts = sim.state.stats().storage_puts
         assert target.remote_id.startswith("asset_")
         assert world_of(sim).assets[target.remote_id].sha256 == sha(source)
@@ -491,7 +491,7 @@ async def test_engine_lands_each_image_once_when_attach_answers_are_lost(tmp_pat
         journal, state = Journal.open(tmp_path / "j", Header(provider="scenario", manifest="m"))
         run = RunSettings(put_concurrency=4, api_concurrency=4, backoff_base_s=0.01)
         with journal:
-            engine = Engine(provider, journal, state, EngineSettings.from_run(run))
+            engine = Engine(provider, journal, state, EngineSettings(run))
             await engine.run(entries([s.item for s in sources]))
         counts = attached_by_sha(sim)
         assert world.dropped_attaches == 3

@@ -31,6 +31,8 @@ this run's read (None until it ends), never an earlier run's.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from typing import Final
 
@@ -45,7 +47,16 @@ _COUNTS: Final[tuple[Count, ...]] = ("done", "failed", "rejected", "in_flight")
 class Tally:
     """Counts by state ("done", "failed", "rejected", "in_flight"), the total and the removed."""
 
-    __slots__ = ("_bad_lines", "_counts", "_gone", "_listed", "_open", "_start", "total")
+    __slots__ = (
+        "_bad_lines",
+        "_counts",
+        "_gone",
+        "_identity",
+        "_listed",
+        "_open",
+        "_start",
+        "total",
+    )
 
     def __init__(self, start: Replay) -> None:
         self._start = start
@@ -55,6 +66,7 @@ class Tally:
         self._gone: dict[str, int] = dict(start.gone)  # left out of `counts`
         self._listed = dict.fromkeys(_COUNTS, 0)  # opening state of the keys this read lists
         self.total: int | None = None
+        self._identity = manifest_identity(start.header.manifest)  # before the read begins
 
     # -- the read ------------------------------------------------------------
 
@@ -72,7 +84,8 @@ class Tally:
         """The `end` record of a full read of `entries`: with the earlier items it no longer listed."""
         start = self._start.all_counts()
         start["rejected"] -= self._start.bad_lines  # keyless: the latest run's, not items
-        return manifest_end(entries, {name: start[name] - self._listed[name] for name in _COUNTS})
+        gone: dict[str, int] = {name: start[name] - self._listed[name] for name in _COUNTS}
+        return manifest_end(entries, gone, self._identity)
 
     # -- the records ---------------------------------------------------------
 
@@ -115,3 +128,19 @@ class Tally:
     def removed(self) -> int:
         """Items uploaded earlier that the latest full read no longer listed."""
         return self._gone.get("done", 0)
+
+
+def manifest_identity(path: str) -> str | None:
+    """Device, inode, size and mtime of a manifest file ("dev:ino:size:mtime_ns"); None if none.
+
+    A folder has none: a change deep inside it leaves its own mtime alone.
+    An edit rewrites the file (new size or mtime) or renames another over it
+    (new inode), so an unchanged identity means an unchanged manifest.
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"

@@ -125,12 +125,15 @@ class Reporter:
         self.failures: Counter[tuple[str, str]] = Counter()
         self._printed_failures = 0
         self._skipped_noted = False
+        self._journal: str | None = None  # a dry run has none
         self._live: Any = None
         self._flushed_at = 0.0
 
     # -- events --------------------------------------------------------------
 
     def event(self, kind: str, **fields: Any) -> None:
+        if kind == "start":  # where `ingest status --failed` finds every problem afterwards
+            self._journal = fields.get("journal")
         if self.mode == "json":
             now = time.time()
             if id(self.out) in self._lost:
@@ -236,7 +239,12 @@ class Reporter:
         if self._printed_failures <= 50:
             self.note(text, always=True)
         elif self._printed_failures == 51:
-            self.note("… more problems; see the summary and `ingest status JOURNAL`", always=True)
+            where = (
+                f"`ingest status --failed {self._journal}`"
+                if self._journal is not None
+                else "`ingest validate MANIFEST --json`"  # a dry run writes no journal
+            )
+            self.note(f"… more problems; {where} lists them all", always=True)
 
     # -- periodic display ----------------------------------------------------
 

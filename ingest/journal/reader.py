@@ -68,6 +68,7 @@ class Replay:
     total: int | None = None
     gone: dict[str, int] = field(default_factory=dict)
     read_to_end: bool = False  # the latest run read its manifest to the end
+    manifest_id: str | None = None  # the manifest file that read began with (`end` "mi")
     runs: int = 0
     records: int = 0
     good_bytes: int = 0  # offset of the end of the last complete record
@@ -93,6 +94,7 @@ class Replay:
         elif rec["s"] == "end":
             self.total = rec["n"]
             self.gone = rec.get("gone", {})
+            self.manifest_id = rec.get("mi")
             self.read_to_end = True
         elif "k" in rec:
             key = rec["k"]

@@ -17,6 +17,11 @@ manifest entry: the replay already keeps done keys as 64-bit digests and the
 manifest streams past them (a status at 10^6 items holds the replay's
 ~17 MiB and a few counters). It also reflects edits made since the last run,
 and the run itself needs only counters for the same figures (`ingest.tally`).
+Reading a manifest of 10^6 entries again costs several times a replay, so
+`status` skips it when the journal already holds the answer: the latest run
+read the manifest to its end, that read found no unfinished item missing,
+and the file is unchanged since (its `end` record names the file by device,
+inode, size and mtime; a folder is always read again).
 
 When the manifest cannot be read (moved, deleted, unreadable), the journal is
 all there is: `status` gives the journal's counts as of its latest full read
@@ -169,10 +174,11 @@ def status(journal: str | os.PathLike[str]) -> JournalStatus:
     """The state of the manifest's items per `journal` (safe to call while the run goes on)."""
     path = Path(journal)
     state = replay(path)
+    if _read_as_it_is(state):
+        return _from_journal(path, state, None)
     counts = dict.fromkeys(("done", "failed", "rejected", "in_flight", "not_started"), 0)
     reasons: Counter[str] = Counter()
     failed_item = entries = 0
-    total: int | None
     try:
         for entry in manifest_entries(state.header):
             entries += 1
@@ -191,20 +197,53 @@ def status(journal: str | os.PathLike[str]) -> JournalStatus:
             if rec["s"] == "fail" or rec["s"] == "bad":
                 reasons[_problem_of(rec)] += 1
                 failed_item += rec["s"] == "fail" and rec["a"] == "fail_item"
-        removed, total, problem = len(state.done) - counts["done"], entries, None
     except (ManifestError, OSError) as exc:  # the journal alone, as of its latest full read
-        problem = _unreadable(exc)
-        counts = {**state.counts(), "not_started": 0}
-        removed = state.removed
-        total = state.total if state.read_to_end else None
-        reasons.clear()
-        failed_item = 0
-        for rec in state.unfinished.values():
-            if rec["s"] == "fail" or rec["s"] == "bad":
-                reasons[_problem_of(rec)] += 1
-                failed_item += rec["s"] == "fail" and rec["a"] == "fail_item"
-        if total is not None:
-            counts["not_started"] = max(0, total - sum(counts.values()))
+        return _from_journal(path, state, _unreadable(exc))
+    return _status(
+        path, state, entries, counts, len(state.done) - counts["done"], failed_item, reasons
+    )
+
+
+def _read_as_it_is(state: Replay) -> bool:
+    """The latest run read the manifest to its end, it lists every unfinished key, and it is
+    unchanged since: the journal's counts are then exactly the manifest's, with no re-read."""
+    from ingest.tally import manifest_identity
+
+    return (
+        state.read_to_end
+        and state.manifest_id is not None
+        and not any(n for name, n in state.gone.items() if name != "done")
+        and manifest_identity(state.header.manifest) == state.manifest_id
+    )
+
+
+def _from_journal(path: Path, state: Replay, problem: str | None) -> JournalStatus:
+    """The journal's counts, as of its latest full read (exact when `_read_as_it_is`)."""
+    counts = {**state.counts(), "not_started": 0}
+    total = state.total if state.read_to_end else None
+    if total is not None:
+        counts["not_started"] = max(0, total - sum(counts.values()))
+    reasons: Counter[str] = Counter()
+    failed_item = 0
+    for rec in state.unfinished.values():
+        if rec["s"] == "fail" or rec["s"] == "bad":
+            reasons[_problem_of(rec)] += 1
+            failed_item += rec["s"] == "fail" and rec["a"] == "fail_item"
+    if state.bad_lines:
+        reasons.update(_problem_of(rec) for rec in _keyless_rejections(path))
+    return _status(path, state, total, counts, state.removed, failed_item, reasons, problem)
+
+
+def _status(
+    path: Path,
+    state: Replay,
+    total: int | None,
+    counts: Mapping[str, int],
+    removed: int,
+    failed_item: int,
+    reasons: Counter[str],
+    problem: str | None = None,
+) -> JournalStatus:
     return JournalStatus(
         journal=path,
         provider=state.header.provider,
@@ -318,7 +357,12 @@ def _listed_failures(entries: Iterator[Item | ManifestError], state: Replay) -> 
 def _journal_failures(path: Path, state: Replay) -> Iterator[Failure]:
     keyed = [rec for rec in state.unfinished.values() if rec["s"] == "fail" or rec["s"] == "bad"]
     yield from (_failure(rec) for rec in keyed)
-    keyless: list[BadRecord] = []  # the latest run's lines without a key
+    yield from (_failure(rec) for rec in _keyless_rejections(path))
+
+
+def _keyless_rejections(path: Path) -> list[BadRecord]:
+    """The latest run's rejected manifest lines without a key (a replay only counts them)."""
+    keyless: list[BadRecord] = []
     for number, _end, line, complete in lines(path):
         if number == 1 or not complete or not (b'"bad"' in line or b'"run"' in line):
             continue
@@ -327,4 +371,4 @@ def _journal_failures(path: Path, state: Replay) -> Iterator[Failure]:
             keyless.clear()
         elif rec["s"] == "bad" and "k" not in rec:
             keyless.append(rec)
-    yield from (_failure(rec) for rec in keyless)
+    return keyless

@@ -90,7 +90,9 @@ def test_the_cli_reports_removed_items_and_exports_them_only_when_asked(
     assert lines[-1].startswith("img-000005.webp,,") and lines[-1].endswith(",true")
 
 
-def test_a_jsonl_manifest_edited_between_runs(tmp_path: Path) -> None:
+def test_a_jsonl_manifest_edited_between_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths = make_dataset(tmp_path / "img", 30, max_size=4096, seed=6)
     manifest = write_jsonl_manifest(paths, tmp_path / "m.jsonl")
     assert upload(manifest).complete
@@ -106,6 +108,20 @@ def test_a_jsonl_manifest_edited_between_runs(tmp_path: Path) -> None:
     assert keys_of(list(ingest.export(again.journal))) == [
         f"item-{n:06d}" for n in [*range(10), *range(20, 30)]
     ]
+
+    # Unchanged since the run read it (its end record names the file): status reads no manifest.
+    import ingest.journal.report as report
+
+    def unread(*args: object) -> None:
+        raise AssertionError("the manifest was read again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(report, "manifest_entries", unread)
+        assert status(again.journal) == info
+    # Edited since: read again, and counted as it is now.
+    manifest.write_bytes(b"".join(lines[:5]))
+    edited = status(again.journal)
+    assert (edited.done, edited.total, edited.removed) == (5, 5, 25)
 
 
 def gif(path: Path) -> Path:
@@ -176,6 +192,21 @@ def test_status_failed_lists_every_problem_beyond_the_first_fifty(
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 61
     assert out[0] == f"line 3 item-000002: rejected: {first.reason}"
+
+
+def test_the_run_points_past_its_first_fifty_problems_to_where_they_all_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = [tmp_path / f"missing-{n:02d}.png" for n in range(55)]
+    manifest = write_jsonl_manifest(missing, tmp_path / "m.jsonl")
+    journal = tmp_path / "m.jsonl.novita.journal"
+    assert main(["run", str(manifest), "--provider", "novita", "--sim"]) == 1
+    err = capsys.readouterr().err
+    assert f"… more problems; `ingest status --failed {journal}` lists them all" in err
+    assert len(list(failures(journal))) == 55
+    assert main(["run", str(manifest), "--provider", "novita", "--sim", "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "… more problems; `ingest validate MANIFEST --json` lists them all" in err
 
 
 def test_failures_name_the_provider_class_and_code(tmp_path: Path) -> None:

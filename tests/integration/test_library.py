@@ -325,6 +325,21 @@ def test_dry_run_agrees_with_the_run_on_changed_and_failed_items(tmp_path: Path)
     assert (result.this_run.changed, result.this_run.skipped, result.this_run.failed) == (1, 1, 1)
 
 
+def test_dry_run_shows_an_item_whose_bytes_landed_as_finalize_only(tmp_path: Path) -> None:
+    manifest = manifest_of(tmp_path, 2)
+    journal = tmp_path / "run.journal"
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text(lines[0])
+    assert ingest.upload_sync(manifest, provider="modelhunter", sim=True, journal=journal).complete
+    manifest.write_text("".join(lines))
+    landed = sorted((tmp_path / "images").iterdir())[1].stat()
+    up = records.uploaded("item-000001", "file_x", landed.st_size, landed.st_mtime_ns)
+    with journal.open("ab") as fh:
+        fh.write(orjson.dumps(up) + b"\n")
+    plan = prepare(manifest, provider="modelhunter", journal=journal, keys="none")
+    assert [p.fate for p in dry_run(plan)] == ["skip", "finalize"]
+
+
 @pytest.mark.anyio
 async def test_no_repr_or_str_holds_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sentinel = "sk-live-SENTINEL-0123456789"

@@ -5,13 +5,9 @@ interval in a log; one JSON event per line with `--json`; nothing but the
 summary and errors with `--quiet`. Per-item failures are printed as they
 happen (never only in a log file). All text passes through `redact`.
 
-A reader that goes away (`ingest run … --json | head -1`) is handled at the
-write: every write and flush goes through `_write`, which turns EPIPE into
-`output_closed` (the stream is pointed at /dev/null, so nothing later and no
-flush at exit raises again), says so once on stderr if stderr is still there,
-and calls `on_output_closed` (`ingest run` drains the run and exits 141,
-unless the journal says every item is done). No write raises into the
-engine's task groups, whichever task made it.
+Every write goes through `output.Output`: a reader that goes away
+(`ingest run … --json | head -1`) closes the output instead of raising into
+the engine's task groups.
 
 Progress is shown against the whole manifest, per the journal (`Progress`):
 done (earlier runs' included, rejected items never), failed and rejected
@@ -21,19 +17,16 @@ reading ends; the ETA is the items left at this run's rate.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import math
-import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 import anyio
 import orjson
 
+from ingest.cli.output import Output
 from ingest.engine import ItemDone, Progress, Snapshot
 from ingest.errors import ManifestError, TransferError
 from ingest.journal.report import removed_note
@@ -58,10 +51,6 @@ HINTS: dict[str, str] = {
     "resign": "upload URLs kept expiring; lower put_concurrency or raise resign_margin_s",
     "rejected": "fix these manifest lines or files, then re-run the same command",
 }
-
-
-def _devnull() -> TextIO:
-    return open(os.devnull, "w")  # lives as long as the process
 
 
 def human_bytes(n: float) -> str:
@@ -116,12 +105,8 @@ class Reporter:
     ) -> None:
         self.mode = mode
         self.interval = interval
-        # A stream closed before start (`>&-`) is None in `sys`: treated as a closed pipe.
-        self.out: TextIO = out or sys.stdout or _devnull()
-        self.err: TextIO = err or sys.stderr or _devnull()
-        self.output_closed = False  # stdout or stderr lost its reader (EPIPE)
-        self.on_output_closed: Callable[[], None] | None = None
-        self._lost: set[int] = set()  # id() of the streams that hit EPIPE
+        self.output = Output(out or sys.stdout, err or sys.stderr)
+        self.out, self.err = self.output.out, self.output.err
         self.failures: Counter[tuple[str, str]] = Counter()
         self._printed_failures = 0
         self._skipped_noted = False
@@ -136,58 +121,19 @@ class Reporter:
             self._journal = fields.get("journal")
         if self.mode == "json":
             now = time.time()
-            if id(self.out) in self._lost:
+            if self.output.lost(self.out):
                 return
             line = orjson.dumps({"event": kind, "t": round(now, 3), **fields}).decode()
             # Flushed at most every FLUSH_S (and by `watch`): a write per item
             # was a visible share of a small-file run's CPU.
             flush = kind != "item_done" or now - self._flushed_at >= self.FLUSH_S
-            self._write(self.out, redact(line) + "\n", flush=flush)
+            self.output.write(self.out, redact(line) + "\n", flush=flush)
             if flush:
                 self._flushed_at = now
 
     def flush(self, now: float | None = None) -> None:
-        self._write(self.out, "", flush=True)
+        self.output.write(self.out, "", flush=True)
         self._flushed_at = time.time() if now is None else now
-
-    def _write(self, stream: TextIO, text: str, *, flush: bool) -> None:
-        """Write (and flush) `text`; a reader gone away (EPIPE) closes the output instead."""
-        if id(stream) in self._lost:
-            return
-        try:
-            if text:
-                stream.write(text)
-            if flush:
-                stream.flush()
-        except (BrokenPipeError, ValueError) as exc:  # ValueError: the stream was closed
-            self._close_output(stream, exc)
-        except OSError as exc:
-            if exc.errno != errno.EPIPE:
-                raise
-            self._close_output(stream, exc)
-
-    def _close_output(self, stream: TextIO, exc: Exception) -> None:
-        self._lost.add(id(stream))
-        # Later writes (ours, rich's, the flush at exit) go to /dev/null, not to EPIPE.
-        with contextlib.suppress(OSError, ValueError):
-            fd = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(fd, stream.fileno())
-            finally:
-                os.close(fd)
-        name = "stdout" if stream is self.out else "stderr"
-        if not self.output_closed:
-            self.output_closed = True
-            self.say(
-                f"ingest: {name} was closed ({exc.__class__.__name__}): no more output; "
-                "finishing the uploads in flight, then stopping (run the same command to resume)"
-            )
-            if self.on_output_closed is not None:
-                self.on_output_closed()
-
-    def say(self, text: str) -> None:
-        """One line on stderr whatever the mode (dropped if stderr is gone too)."""
-        self._write(self.err, redact(text) + "\n", flush=True)
 
     def note(self, text: str, *, always: bool = False) -> None:
         """A line for humans (stderr, so stdout stays clean for --json); `--quiet` keeps only `always`."""
@@ -199,7 +145,7 @@ class Reporter:
         if self._live is not None:
             self._live.console.print(redact(text), markup=False, highlight=False)
         else:
-            self._write(self.err, redact(text) + "\n", flush=True)
+            self.output.write(self.err, redact(text) + "\n", flush=True)
 
     def item_done(self, done: ItemDone) -> None:
         if self.mode == "json":
@@ -421,7 +367,7 @@ class Reporter:
                 lines.append(f"  {n:>6}  {action}/{code}" + (f"  → {hint}" if hint else ""))
         if result.stop_message:
             lines.append(f"stopped: {result.stop_message}")
-        self._write(self.err, "".join(redact(line) + "\n" for line in lines), flush=True)
+        self.output.write(self.err, "".join(redact(line) + "\n" for line in lines), flush=True)
 
 
 def _rate(snap: Snapshot) -> str:

@@ -225,7 +225,7 @@ def dry_run(
     size = 0
     planned_all = preview(plan, retry_failed=retry_failed, reupload_changed=reupload_changed)
     for planned in planned_all:
-        if reporter.output_closed:
+        if reporter.output.closed:
             return EXIT_OUTPUT_CLOSED  # nobody reads the rest
         fates[planned.fate] += 1
         size += planned.size
@@ -257,14 +257,14 @@ def dry_run(
             if failed
             else "",
         ]
-        reporter.say(
+        reporter.output.say(
             f"dry run: would upload {plural(upload, 'file')} ({human_bytes(size)}), "
             + (f"finalize {finalize} uploaded before, " if finalize else "")
             + f"skip {skip} already done, reject {rejected}"
             + "".join(f"; would keep {k}" for k in kept if k)
             + "; nothing was sent"
         )
-    if reporter.output_closed:
+    if reporter.output.closed:
         return EXIT_OUTPUT_CLOSED
     return EXIT_FAILED if rejected or changed or failed else EXIT_OK
 
@@ -323,13 +323,13 @@ async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) ->
                 run.drain()
                 tg.start_soon(_grace, run)
 
-            reporter.on_output_closed = on_output_closed
-            if reporter.output_closed:  # closed before this point (the first note)
+            reporter.output.on_closed = on_output_closed
+            if reporter.output.closed:  # closed before this point (the first note)
                 on_output_closed()
             tg.start_soon(on_signals, tg)
             tg.start_soon(reporter.watch, run)
             tg.start_soon(until_ended, tg)
-        reporter.on_output_closed = None  # the run is over: nothing left to drain
+        reporter.output.on_closed = None  # the run is over: nothing left to drain
         # Outside the task group: what `wait` raises reaches `run`'s handlers as itself.
         result = await run.wait()
     reporter.summary(result)
@@ -343,11 +343,11 @@ def exit_code(result: Result, reporter: Reporter, *, interrupted: bool = False) 
     from ingest.api import StopReason
     from ingest.cli.report import plural
 
-    if reporter.output_closed:
+    if reporter.output.closed:
         # The journal's word: a drain that happened to come after the last item is complete.
         if dataclasses.replace(result, drained=False).complete:
             return EXIT_OK
-        reporter.say(
+        reporter.output.say(
             f"ingest: stopped because its output was closed; {result.done} done"
             + (f" of {result.total}" if result.total is not None else "")
             + " per the journal (run the same command to resume)"

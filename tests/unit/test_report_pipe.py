@@ -1,8 +1,8 @@
 """The Reporter's write path when a reader goes away: EPIPE closes the output, never raises.
 
 Whatever wrote (an engine task's `item_done`, the watcher's flush, the
-summary), a BrokenPipeError on stdout or stderr turns into `output_closed`,
-one call of `on_output_closed`, one line on the other stream, and silence
+summary), a BrokenPipeError on stdout or stderr turns into `Output.closed`,
+one call of `Output.on_closed`, one line on the other stream, and silence
 after; any other OS error is still raised.
 """
 
@@ -38,11 +38,11 @@ def test_a_closed_stdout_closes_the_output_once_and_says_so() -> None:
     out, err = Gone(keep=2), io.StringIO()
     reporter = Reporter("json", out=out, err=err)
     calls: list[str] = []
-    reporter.on_output_closed = lambda: calls.append("closed")
+    reporter.output.on_closed = lambda: calls.append("closed")
     for n in range(5):
         reporter.event("note", message=f"m{n}")  # the third one hits EPIPE
     reporter.flush()
-    assert reporter.output_closed and calls == ["closed"]
+    assert reporter.output.closed and calls == ["closed"]
     assert out.tries == 3  # nothing is written after the pipe broke
     assert out.getvalue().count("\n") == 2
     assert err.getvalue().count("\n") == 1 and "stdout was closed" in err.getvalue()
@@ -53,11 +53,11 @@ def test_a_closed_stderr_closes_the_output_silently() -> None:
     reporter = Reporter("plain", out=io.StringIO(), err=err)
     reporter.note("first")
     reporter.note("second")
-    assert reporter.output_closed and err.tries == 1
+    assert reporter.output.closed and err.tries == 1
 
 
 def test_another_os_error_is_not_swallowed() -> None:
     reporter = Reporter("json", out=Gone(err=errno.ENOSPC), err=io.StringIO())
     with pytest.raises(OSError, match="other"):
         reporter.event("note", message="x")
-    assert not reporter.output_closed
+    assert not reporter.output.closed

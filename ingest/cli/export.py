@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         )
     elif (partial := _not_done(args.journal)) is not None:
         print(f"ingest: warning: {partial}", file=sys.stderr)
+    if (emulated := _emulated(args.journal)) is not None:
+        print(f"ingest: warning: {emulated}", file=sys.stderr)
     try:
         if args.format == "provider":
             out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -107,4 +109,17 @@ def _not_done(journal: Path) -> str | None:
     return (
         f"exporting {counts.done} of {plural(counts.total, 'item')}; "
         f"{missing} {'is' if missing == 1 else 'are'} not done (see ingest status {journal})"
+    )
+
+
+def _emulated(journal: Path) -> str | None:
+    """A warning when `journal` was made against the built-in emulator (its ids are no real ones)."""
+    from ingest.journal import EMULATOR, peek_header
+
+    header = peek_header(journal)
+    if header is None or header.endpoint != EMULATOR:
+        return None
+    return (
+        f"{journal} was made against the built-in emulator (--sim): these ids exist only "
+        f"there, not at {header.provider}"
     )

@@ -65,6 +65,9 @@ def test_w1_a_sim_try_out_does_not_poison_the_real_run(workdir: Path) -> None:
     assert header(journal)["endpoint"] == "emulator"
     shown = run_ingest(["status", str(journal)], env=NOVITA, cwd=workdir)
     assert "endpoint  the built-in emulator" in shown.stdout, shown.stdout
+    exported = run_ingest(["export", str(journal), "--format", "provider"], env=NOVITA, cwd=workdir)
+    assert exported.returncode == 0
+    assert "made against the built-in emulator (--sim): these ids exist only" in exported.stderr
     faults = "seed=1,api.429=0.05,put.503=0.05,put.latency=0.2"
     with sim_process("--lifetime", "3", "--faults", faults) as sim:
         real = ["run", "examples/manifest.jsonl", "--provider", "novita", "--base-url"]
@@ -86,6 +89,8 @@ def test_w1_a_sim_try_out_does_not_poison_the_real_run(workdir: Path) -> None:
         assert header(workdir / "real.journal")["endpoint"] == sim.base_url
         shown = run_ingest(["status", "real.journal", "--json"], env=NOVITA, cwd=workdir)
         assert json.loads(shown.stdout)["endpoint"] == sim.base_url
+        real_ids = run_ingest(["export", "real.journal"], env=NOVITA, cwd=workdir)
+        assert real_ids.returncode == 0 and "emulator" not in real_ids.stderr
         # And the other way round: the real journal refuses an emulator run.
         back = run_ingest(
             [*real[:4], "--sim", "--journal", "real.journal"], env=NOVITA, cwd=workdir

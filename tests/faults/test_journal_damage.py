@@ -356,8 +356,14 @@ def test_a_second_run_on_a_journal_in_use_is_refused(tmp_path: Path, images: lis
         try:
             while done_records(journal) < 1:
                 assert first.poll() is None
-                time.sleep(0.01)
-            second = run_ingest(args, env=NOVITA.env())
+                time.sleep(0.01)  # watching another process
+            # Frozen (its lock held) while the second run tries: however slowly the second
+            # process starts, the first cannot have finished and released the journal.
+            first.send_signal(signal.SIGSTOP)
+            try:
+                second = run_ingest(args, env=NOVITA.env())
+            finally:
+                first.send_signal(signal.SIGCONT)
         finally:
             _out, err = first.communicate(timeout=120)
         assert second.returncode == 2

@@ -40,9 +40,10 @@ CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 NOVITA = spec("novita")
 LIMIT_CONFIG = "[providers.novita]\nmax_size_mb = 0.01\n"  # large.png (24 KiB) is over it
 
-# mixed.csv cannot carry comments: line -> what its message must say. Lines 2, 4, 11 upload.
+# mixed.csv cannot carry comments: line -> what its message must say. Lines 2, 3, 11 upload
+# (line 3 is a short row: its missing columns are left empty, so line 4 repeats its id).
 CSV_EXPECTED = {
-    3: "record has 2 fields, the header 'path,id,caption,photographer' has 4",
+    4: "duplicate id 'good-6' (first at line 3)",
     5: "file not found",
     6: "duplicate id 'good-5' (first at line 2)",
     7: "not an image",

@@ -365,10 +365,10 @@ class Engine:
         if not self.replay.runs or not isinstance(provider, Recovers):
             return
         try:
-            await self.calls.api(provider.tidy)
+            await self.calls.api(provider.tidy, answers=False)  # it may be a no-op
         except TransferError as err:
             if err.action is Action.STOP:
-                self._stop(StopReason.PROVIDER, str(err))
+                self._stop_for(err)
             # Otherwise they stay: the items matter more than the tidying.
 
     async def _recover(self, redo: Redo) -> Landed | None:
@@ -408,15 +408,19 @@ class Engine:
         if self.observer is not None:  # resumed items too (only finalized by this run)
             self.observer.item_done(ItemDone(key, line, size, landed, uploaded=source is not None))
 
+    def _stop_for(self, err: TransferError) -> None:
+        """End the run for a STOP-class error: an API never reached, or the provider's refusal."""
+        if err.code == UNREACHABLE:
+            self._stop(StopReason.UNREACHABLE, err.message)
+        else:
+            self._stop(StopReason.PROVIDER, str(err))
+
     def fail(
         self, key: str, line: int, err: TransferError, *, landing: ToFinalize | None = None
     ) -> None:
         """Record a failed item; `landing` is its target (and source) when only finalize failed."""
         if err.action is Action.STOP:
-            if err.code == UNREACHABLE:
-                self._stop(StopReason.UNREACHABLE, err.message)
-            else:
-                self._stop(StopReason.PROVIDER, str(err))
+            self._stop_for(err)
             return
         self.counters.failed += 1
         kept = None

@@ -77,8 +77,12 @@ class Calls:
 
     # -- control plane ---------------------------------------------------------
 
-    async def api(self, call: Callable[[], Awaitable[T]]) -> T:
-        """One provider API call with the pacer, the limiter and retries."""
+    async def api(self, call: Callable[[], Awaitable[T]], *, answers: bool = True) -> T:
+        """One provider API call with the pacer, the limiter and retries.
+
+        `answers=False`: its success does not show that the API is reachable
+        (a best-effort call an adapter may answer itself, such as `tidy`).
+        """
         first_failure: float | None = None
         for attempt in itertools.count(1):
             try:
@@ -103,7 +107,7 @@ class Calls:
                     await self._back_off(attempt, err)
                     continue
                 raise
-            self._api_reached = True
+            self._api_reached = self._api_reached or answers
             self.api_pacer.on_success(started)
             return result
         raise AssertionError("unreachable")  # pragma: no cover

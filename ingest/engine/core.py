@@ -78,7 +78,7 @@ from ingest.journal import Journal, Replay, records
 from ingest.journal.records import Record
 from ingest.pacing import Pacer
 from ingest.prefetch import Prefetch, release
-from ingest.providers.base import Landed, Provider, Recovers
+from ingest.providers.base import Landed, Provider, Recovers, Tidies
 from ingest.tally import Tally
 from ingest.validate import Checker
 
@@ -362,7 +362,7 @@ class Engine:
     async def _tidy(self) -> None:
         """Before a resumed run starts any item: the provider removes what killed runs left."""
         provider = self.provider
-        if not self.replay.runs or not isinstance(provider, Recovers):
+        if not self.replay.runs or not isinstance(provider, Tidies):
             return
         try:
             await self.calls.api(provider.tidy, answers=False)  # it may be a no-op

@@ -110,6 +110,15 @@ class Recovers(Protocol):
         """
         ...
 
+
+@runtime_checkable
+class Tidies(Protocol):
+    """An adapter whose API can list and delete what killed runs left unnamed.
+
+    Optional (the engine checks with `isinstance`); only adapters with such a
+    call implement it, so a resumed run spends no API call where there is none.
+    """
+
     async def tidy(self) -> int:
         """Before a resumed run starts any item: remove what killed runs left unnamed.
 

@@ -211,10 +211,6 @@ class ModelHunterProvider:
             return None  # the bytes there are an older version of the file: upload this one
         return landed
 
-    async def tidy(self) -> int:
-        """Nothing: ModelHunter documents no call that lists or deletes files."""
-        return 0
-
     async def _complete(self, file_id: str, op: str = "finalize") -> tuple[Landed, int | None]:
         """The completed file, and its size in bytes when the answer gives one."""
         response = await request(

@@ -25,7 +25,7 @@ from ingest.errors import Action
 from ingest.item import Source
 from ingest.journal import Journal, records
 from ingest.journal.records import Header
-from ingest.providers.base import Landed, Recovers, Target
+from ingest.providers.base import Landed, Recovers, Target, Tidies
 from ingest.sim import SimServer
 from ingest.sim.modelhunter import files_of
 from tests.contract.harness import HARNESSES, KEY, adapter, available, emulator, make_source
@@ -180,7 +180,7 @@ async def test_autoenhance_tidy_deletes_the_waiting_images_of_its_own_order(
 ) -> None:
     harness = HARNESSES["autoenhance"]
     async with emulator(harness) as sim, adapter(harness, sim) as provider:
-        assert isinstance(provider, Recovers)
+        assert isinstance(provider, Tidies)
         put = make_source(tmp_path, 1)
         put_target = await provider.acquire(put)
         await provider.transfer(put, put_target)
@@ -196,7 +196,7 @@ async def test_autoenhance_leaves_a_named_order_alone(tmp_path: Path) -> None:
     harness = HARNESSES["autoenhance"]
     named = dataclasses.replace(harness, settings={"order_id": "shared-order"})
     async with emulator(named) as sim, adapter(named, sim) as provider:
-        assert isinstance(provider, Recovers)
+        assert isinstance(provider, Tidies)
         await provider.acquire(make_source(tmp_path, 1))
         assert await provider.tidy() == 0
         assert len(await _order(sim, "shared-order")) == 1

@@ -25,6 +25,7 @@ Invariants (each module states its own):
 from __future__ import annotations
 
 from ingest.journal.exporting import ExportFormat, ExportRow, export
+from ingest.journal.header import EMULATOR, FORMAT, VERSION, Header, HeaderRecord
 from ingest.journal.maintenance import (
     Repair,
     check_binding,
@@ -36,17 +37,12 @@ from ingest.journal.maintenance import (
 )
 from ingest.journal.reader import Replay, fingerprint, key_digest, lines, peek_header, replay
 from ingest.journal.records import (
-    EMULATOR,
-    FORMAT,
-    VERSION,
     AcqRecord,
     BadRecord,
     Count,
     DoneRecord,
     EndRecord,
     FailRecord,
-    Header,
-    HeaderRecord,
     Kind,
     Landed,
     Record,

@@ -35,8 +35,9 @@ import orjson
 
 from ingest.digestset import DigestSet
 from ingest.errors import JournalCorrupt, JournalLocked, JournalMismatch
+from ingest.journal.header import EMULATOR, Header
 from ingest.journal.reader import key_digest, lines, not_a_journal
-from ingest.journal.records import EMULATOR, Header, decode, problem
+from ingest.journal.records import decode, problem
 
 
 def fsync_dir(path: Path) -> None:

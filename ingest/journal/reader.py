@@ -27,7 +27,8 @@ import orjson
 
 from ingest.digestset import DigestSet, digest64
 from ingest.errors import JournalCorrupt, JournalError
-from ingest.journal.records import Header, Record, Unfinished, count_of, problem
+from ingest.journal.header import Header
+from ingest.journal.records import Record, Unfinished, count_of, problem
 
 _BLOCK = 1 << 18  # 256 KiB: as fast as larger blocks, and the split list stays small
 _MASK64 = (1 << 64) - 1

@@ -1,7 +1,8 @@
 """The journal's records: the one typed schema of every line, and its decoder.
 
-Owns what a journal line may hold. Line 1 is the header; every later line is
-one record, a JSON object whose ``s`` names its kind. Fields, exactly as the
+Owns what a journal line may hold. Line 1 is the header (its shape is shown
+here with the others; `Header` itself lives in `ingest.journal.header`); every
+later line is one record, a JSON object whose ``s`` names its kind. Fields, exactly as the
 engine writes them (keys are short because a run of 10^6 items writes 2·10^6
 lines):
 
@@ -63,30 +64,16 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Literal, NotRequired, TypeAlias, TypedDict, cast
 
 from ingest.errors import Action, JournalCorrupt
 
-FORMAT: Final = "ingest-journal"
-VERSION: Final = 1
-EMULATOR: Final = "emulator"  # the header's endpoint of a run against the built-in emulator
-
 Kind: TypeAlias = Literal["run", "end", "acq", "up", "done", "fail", "bad"]
 FailAction: TypeAlias = Literal["retry", "resign", "fail_item"]
 Count: TypeAlias = Literal["done", "failed", "rejected", "in_flight"]
-
-
-class HeaderRecord(TypedDict):
-    journal: Literal["ingest-journal"]
-    v: Literal[1]
-    provider: str
-    manifest: str
-    endpoint: NotRequired[str]
-    bind: dict[str, str]
-    created: float
 
 
 class RunRecord(TypedDict):
@@ -399,56 +386,3 @@ def decode(raw: object, *, path: Path | str, line: int) -> Record:
     if why is not None:
         raise JournalCorrupt(why, path=str(path), line=line)
     return cast(Record, raw)
-
-
-# -- the header --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Header:
-    """What a journal is bound to (its line 1)."""
-
-    provider: str
-    manifest: str
-    bind: Mapping[str, str] = field(default_factory=dict)
-    created: float = 0.0
-    endpoint: str | None = None  # "emulator" or a base URL; None: not recorded (older journal)
-
-    def to_record(self) -> HeaderRecord:
-        rec: HeaderRecord = {
-            "journal": FORMAT,
-            "v": VERSION,
-            "provider": self.provider,
-            "manifest": self.manifest,
-            "bind": dict(self.bind),
-            "created": self.created,
-        }
-        if self.endpoint is not None:
-            rec["endpoint"] = self.endpoint
-        return rec
-
-    @classmethod
-    def from_record(cls, rec: object, path: Path | str) -> Header:
-        if not isinstance(rec, dict) or rec.get("journal") != FORMAT:
-            raise JournalCorrupt("not an ingest journal (bad header)", path=str(path), line=1)
-        if rec.get("v") != VERSION:
-            raise JournalCorrupt(
-                f"unsupported journal version {rec.get('v')!r}", path=str(path), line=1
-            )
-        bind = rec.get("bind") or {}
-        if not isinstance(bind, dict):
-            raise JournalCorrupt(
-                "malformed header: 'bind' is not an object", path=str(path), line=1
-            )
-        endpoint = rec.get("endpoint")
-        if endpoint is not None and not isinstance(endpoint, str):
-            raise JournalCorrupt(
-                "malformed header: 'endpoint' is not a string", path=str(path), line=1
-            )
-        return cls(
-            provider=str(rec.get("provider", "")),
-            manifest=str(rec.get("manifest", "")),
-            bind={str(k): str(v) for k, v in bind.items()},
-            created=float(rec.get("created", 0.0)),
-            endpoint=endpoint or None,
-        )

@@ -59,12 +59,12 @@ import orjson
 
 from ingest.errors import ManifestError
 from ingest.item import Item
+from ingest.journal.header import Header
 from ingest.journal.reader import Replay, lines, replay
 from ingest.journal.records import (
     BadRecord,
     FailAction,
     FailRecord,
-    Header,
     count_of,
     decode,
 )

@@ -32,6 +32,7 @@ from pathlib import Path
 import orjson
 
 from ingest.errors import JournalError
+from ingest.journal.header import Header
 from ingest.journal.maintenance import (
     check_binding,
     compact,
@@ -41,7 +42,7 @@ from ingest.journal.maintenance import (
     unlock,
 )
 from ingest.journal.reader import Replay, not_a_journal, replay
-from ingest.journal.records import Header, Record
+from ingest.journal.records import Record
 
 
 def _io_reason(exc: OSError) -> str:

@@ -24,7 +24,7 @@ from ingest.config import RunSettings
 from ingest.errors import Action
 from ingest.item import Source
 from ingest.journal import Journal, records
-from ingest.journal.records import Header
+from ingest.journal.header import Header
 from ingest.providers.base import Landed, Recovers, Target, Tidies
 from ingest.sim import SimServer
 from ingest.sim.modelhunter import files_of

@@ -46,7 +46,7 @@ class Watched(Protocol):
 
 HINTS: dict[str, str] = {
     "stop": "check the API key variable and the account (balance, permissions)",
-    "fail_item": "the provider rejected these items; fix them and run `ingest retry-failed`",
+    "fail_item": "the provider rejected these items (each reason says why); fix them, then run `ingest retry-failed`",
     "retry": "transient errors outlasted the retries; re-run the same command to retry them",
     "resign": "upload URLs kept expiring; lower put_concurrency or raise resign_margin_s",
     "rejected": "fix these manifest lines or files, then re-run the same command",

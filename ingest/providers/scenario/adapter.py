@@ -178,8 +178,9 @@ class ScenarioProvider:
         if self.mode == "inline" and source.size >= ASSET_LIMIT:
             raise self._local_failure(
                 f"{source.size:,} bytes is over inline mode's 6 MB limit (the image travels "
-                "base64 inside JSON); use --mode assets, which uploads large files in parts, "
-                "and re-run with --retry-failed",
+                "base64 inside JSON); upload such files with --mode assets, which sends large "
+                "files in parts: list them in a manifest of their own (a journal keeps the "
+                "mode it was made with)",
                 "too_large_for_inline",
             )
         await self._check_model()

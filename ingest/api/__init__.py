@@ -3,7 +3,9 @@
 `upload` / `upload_sync` run a manifest to its end and return a `Result`;
 `open_upload` gives an `Upload` handle to watch (`snapshot`), steer
 (`drain`, `abort`) and wait for (`wait`) a run; an `Observer` receives each
-item's outcome as it happens. `wiring` is the shared plumbing underneath
+item's outcome as it happens (`Observer` and `ItemDone` are the engine's
+own, `ingest.engine.outcomes`: one definition for the engine, the CLI's
+display and a library caller). `wiring` is the shared plumbing underneath
 (settings, journal, emulator, sessions, adapter), used by the CLI, the
 benchmark client and the contract harness too.
 
@@ -14,9 +16,9 @@ opens its sessions.
 from __future__ import annotations
 
 from ingest.api.handle import Upload, open_upload
-from ingest.api.observer import ItemDone, Observer
 from ingest.api.oneshot import upload, upload_sync
 from ingest.api.result import Result, StopReason
+from ingest.engine.outcomes import ItemDone, Observer
 
 __all__ = [
     "ItemDone",

@@ -34,9 +34,9 @@ from ingest.api import arguments, wiring
 from ingest.api.result import Result
 
 if TYPE_CHECKING:
-    from ingest.api.observer import Observer
     from ingest.config import Settings
     from ingest.engine import Engine, Outcome, Snapshot
+    from ingest.engine.outcomes import Observer
     from ingest.errors import ManifestError
     from ingest.item import Item
     from ingest.journal import Journal

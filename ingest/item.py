@@ -31,6 +31,9 @@ class Item:
     content_type: str | None = None
     caption: str | None = None
     metadata: dict[str, Any] | None = field(default=None, compare=False)
+    # Where the caption came from when not the manifest line itself ("a.txt",
+    # "metadata.jsonl line 3"), for `validate`.
+    caption_from: str | None = field(default=None, compare=False)
 
     @property
     def display_name(self) -> str:

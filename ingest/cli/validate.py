@@ -3,8 +3,11 @@
 Runs exactly the checks `ingest run` applies as it streams (manifest syntax,
 duplicate ids, missing/unreadable/empty files, type sniffed from the bytes,
 size and name limits of the provider), then prints a summary table (and,
-for a folder, the files its walk skipped). Exit code 0 when everything would
-upload, 1 when anything would be rejected, a folder with no image included.
+for a folder, the files its walk skipped and where its captions came from:
+caption files, metadata files, none). With ``--each``, one line per entry
+says what it becomes (kept with its type and caption source, or rejected
+and why). Exit code 0 when everything would upload, 1 when anything would be
+rejected, a folder with no image included.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ import argparse
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.cli.options import add_settings_flags, settings_from_args
+
+if TYPE_CHECKING:
+    from ingest.item import Source
+    from ingest.manifest import WalkStats
 
 
 def register(sub: Any) -> None:
@@ -35,6 +42,11 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=("jsonl", "csv", "list", "folder"))
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--limit", type=int, default=200, help="problems listed in full (default 200)")
+    p.add_argument(
+        "--each",
+        action="store_true",
+        help="one line per entry: kept (type, size, where its caption comes from) or why not",
+    )
     add_settings_flags(p)
     p.set_defaults(func=run)
 
@@ -44,6 +56,30 @@ def category(reason: str) -> str:
     from ingest.reasons import group
 
     return group(reason)
+
+
+def becomes(source: Source) -> str:
+    """What one checked entry becomes: "kept: png, 12.0 KiB, caption from a.txt"."""
+    from ingest.cli.report import human_bytes
+
+    item = source.item
+    if item.caption is None:
+        caption = "no caption"
+    else:
+        caption = f"caption from {item.caption_from or 'the manifest'}"
+    return f"kept: {source.image_type.ext}, {human_bytes(source.size)}, {caption}"
+
+
+def _captions(walk: WalkStats) -> dict[str, Any]:
+    c = walk.captions
+    return {
+        "from_caption_files": c.sidecar,
+        "from_metadata": c.metadata,
+        "without": c.none,
+        "both_caption_file_used": c.both,
+        "metadata_rows_unused": c.rows_unused,
+        "metadata_files": list(c.files),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +117,11 @@ def run(args: argparse.Namespace) -> int:
             ok += 1
             total_bytes += result.size
             by_type[result.image_type.ext] += 1
+            if args.each and not args.json:
+                print(f"{result.item.key}: {becomes(result)}")
             continue
+        if args.each and not args.json:
+            print(f"{key or result.line}: rejected: {result.reason}")
         by_reason[category(result.reason)] += 1
         problems.append({"line": result.line, "key": key, "reason": result.reason})
     if args.json:
@@ -96,21 +136,25 @@ def run(args: argparse.Namespace) -> int:
             "by_reason": dict(by_reason.most_common()),
             "valid": not problems,
             "skipped": {"files": walk.files, "loops": walk.loops},
+            "captions": _captions(walk),
         }
         sys.stdout.write(orjson.dumps(document).decode() + "\n")
         return 1 if problems else 0
-    for problem in problems[: args.limit]:
+    for problem in [] if args.each else problems[: args.limit]:  # --each said them in place
         where = problem_where(
             problem["line"], problem["key"], problem["reason"], str(args.manifest)
         )
         print(f"{where}: {problem['reason']}")
-    if len(problems) > args.limit:
+    if len(problems) > args.limit and not args.each:
         print(f"… and {len(problems) - args.limit} more (use --json for all)")
     skipped = walk.skipped
     if skipped and walk.found:  # with nothing found, "no images found" says it
         print(f"{args.manifest}: skipped {skipped.describe()}")
+    captions = walk.captions
+    if captions:
+        print(f"{args.manifest}: {captions.describe()}")
     types = ", ".join(f"{n} {t}" for t, n in by_type.most_common()) or "none"
-    if problems or skipped:  # a blank line between the lines above and the summary
+    if problems or skipped or captions:  # a blank line between the lines above and the summary
         print()
     print(
         f"{args.manifest}: {plural(entries_seen, 'entry')} for {args.provider}: {ok} ok "

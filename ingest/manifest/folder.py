@@ -1,7 +1,9 @@
 """A folder as a manifest: every image file under it, found by a recursive walk.
 
 Owns the walk: which files count (by extension, `IMAGE_EXTENSIONS`), which
-are skipped (dot names; other files, counted), how symlinked directories are
+are skipped (dot names; other files, counted), which are the images' captions
+and metadata rather than skipped files (`sidecar`, `metadata`: a caption file
+beside an image, a ``metadata.jsonl`` / ``metadata.csv``), how symlinked directories are
 followed (with loop protection), the order (sorted relative paths), the key
 of each file (its path relative to the folder) and what a walk that found no
 image at all says.
@@ -14,9 +16,16 @@ from the root, or is a folder above the root: that would be a loop (a
 by different routes (not a loop) is walked under each name, as its files
 would be listed twice in a manifest.
 
+Captions: an image's sidecar caption file (``img.txt``, else ``img.caption``)
+wins over the caption of its metadata row, because it is the one beside the
+image (the file a captioning tool or a person edited last, as kohya-ss reads
+it); the row's other columns are still the image's metadata. Each image with
+both counts in `Captions.both`, so `validate` can say how often that happened.
+
 Invariants: `read_folder` yields at least one result: a walk that finds no
 image yields one `ManifestError` ("no images found", with what it skipped);
-`count_folder` counts what `read_folder` would yield, without sorting.
+`count_folder` counts what `read_folder` would yield, without sorting (a
+metadata file's bad rows are results too, so both walks read it).
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ from typing import Literal, Protocol
 
 from ingest.errors import ManifestError
 from ingest.item import Item
+from ingest.manifest.metadata import METADATA_NAMES, Row, Table, load_table, metadata_file
+from ingest.manifest.sidecar import Sidecars, is_caption_name, read_caption
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".gif", ".avif", ".heic", ".tif", ".tiff", ".bmp"}
@@ -39,7 +50,7 @@ IMAGE_EXTENSIONS = frozenset(
 
 _EXAMPLES = 3  # skipped file names a note shows
 
-Kind = Literal["hidden", "dir", "image", "other"]
+Kind = Literal["hidden", "dir", "image", "caption", "metadata", "other"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +76,45 @@ class SkippedFiles:
         return ", ".join(parts)
 
 
-class WalkStats:
-    """The running tally of one walk; `skipped` is its value so far."""
+@dataclass(frozen=True, slots=True)
+class Captions:
+    """Where the captions of a folder's images came from (the sorted walk's count)."""
 
-    __slots__ = ("_examples", "files", "found", "loops")
+    sidecar: int = 0  # images captioned by their caption file
+    metadata: int = 0  # images captioned by their metadata row
+    none: int = 0  # images with no caption
+    both: int = 0  # images with a caption file and a captioned row (the caption file won)
+    rows_unused: int = 0  # metadata rows naming no image the walk found
+    files: tuple[str, ...] = ()  # the metadata files used, relative to the folder
+
+    def __bool__(self) -> bool:
+        return bool(self.sidecar or self.metadata or self.files)
+
+    def describe(self) -> str:
+        """E.g. "captions: 40 from caption files, 10 from metadata.jsonl, 2 without a caption"."""
+        where = ", ".join(self.files) if self.files else "metadata"
+        parts = [f"{self.sidecar} from caption files", f"{self.metadata} from {where}"]
+        parts.append(f"{self.none} without a caption")
+        if self.both:
+            parts.append(f"{self.both} with both (the caption file used)")
+        if self.rows_unused:
+            noun = "row" if self.rows_unused == 1 else "rows"
+            parts.append(f"{self.rows_unused} metadata {noun} naming no image found")
+        return "captions: " + ", ".join(parts)
+
+
+class WalkStats:
+    """The running tally of one walk; `skipped` and `captions` are its values so far."""
+
+    __slots__ = ("_examples", "caption_counts", "files", "found", "loops", "tables")
 
     def __init__(self) -> None:
         self.found = 0  # images, and directories that could not be walked (each a result)
         self.files = 0
         self.loops = 0
         self._examples: list[str] = []
+        self.caption_counts = [0, 0, 0, 0, 0]  # as the fields of `Captions`, in order
+        self.tables: list[str] = []
 
     def other_file(self, rel: str) -> None:
         """Count a skipped file; the first few in sorted order are kept, whatever the walk's."""
@@ -85,6 +125,11 @@ class WalkStats:
     @property
     def skipped(self) -> SkippedFiles:
         return SkippedFiles(self.files, self.loops, tuple(self._examples))
+
+    @property
+    def captions(self) -> Captions:
+        sidecar, metadata, none, both, unused = self.caption_counts
+        return Captions(sidecar, metadata, none, both, unused, tuple(self.tables))
 
 
 def no_images(source: str, skipped: SkippedFiles) -> ManifestError:
@@ -103,13 +148,15 @@ def read_folder(
     counted in `stats`.
     """
     stats = stats if stats is not None else WalkStats()
-    for found, rel, detail in _walk(os.path.abspath(root), stats, _sorted_listing):
+    for found, rel, detail, attached in _walk(os.path.abspath(root), stats, _sorted_listing):
         position = stats.found
         if found == "image" and _is_utf8(rel):
-            yield Item(key=rel, path=Path(detail), line=position)
+            yield _item(rel, detail, attached, stats, source, position)
             continue
         if found == "image":
             reason = f"file name is not valid UTF-8: {_escaped(rel)}"
+        elif found == "metadata":
+            reason = detail
         elif found == "bad_dir_name":
             reason = f"directory name is not valid UTF-8: {_escaped(rel)}/; skipped its contents"
         else:
@@ -117,6 +164,36 @@ def read_folder(
         yield ManifestError(reason, source=source, line=position)
     if stats.found == 0:
         yield no_images(source, stats.skipped)
+
+
+def _item(
+    rel: str, path: str, attached: Attached, stats: WalkStats, source: str, position: int
+) -> Item | ManifestError:
+    """The image at `rel` with its caption and metadata, or why its caption file cannot be used."""
+    caption_file, row = attached
+    caption, problem = read_caption(caption_file) if caption_file else (None, None)
+    if problem is not None:
+        return ManifestError(problem, source=source, line=position)
+    counts = stats.caption_counts
+    origin = None
+    if caption is not None:
+        counts[0] += 1
+        counts[3] += row is not None and row.caption is not None
+        origin = os.path.join(os.path.dirname(rel), os.path.basename(caption_file or ""))
+    elif row is not None and row.caption is not None:
+        caption, origin = row.caption, row.where
+        counts[1] += 1
+    else:
+        counts[2] += 1
+    metadata = row.metadata if row is not None else None
+    return Item(
+        key=rel,
+        path=Path(path),
+        line=position,
+        caption=caption,
+        metadata=metadata,
+        caption_from=origin,
+    )
 
 
 def count_folder(root: Path, stats: WalkStats, stop: Callable[[], bool]) -> int | None:
@@ -140,7 +217,9 @@ def count_folder(root: Path, stats: WalkStats, stop: Callable[[], bool]) -> int 
     return None if stopped else max(stats.found, 1)  # an empty walk: its "no images found"
 
 
-Found = Literal["image", "bad_dir_name", "unreadable"]
+Found = Literal["image", "metadata", "bad_dir_name", "unreadable"]
+Attached = tuple[str | None, Row | None]  # an image's caption file path, its metadata row
+_NOTHING: Attached = (None, None)
 
 
 class Entries(Protocol):
@@ -153,57 +232,108 @@ class Entries(Protocol):
 Listing = Callable[[str], Entries]  # opens a directory (an OSError now if it cannot)
 
 
+class _Level:
+    """One directory on the walk's path: its listing, its caption files, its metadata file."""
+
+    __slots__ = ("entries", "ident", "prefix", "sidecars", "table")
+
+    def __init__(self, path: str, prefix: str, entries: Entries, ident: tuple[int, int]) -> None:
+        self.prefix = prefix
+        self.entries = entries
+        self.ident = ident
+        names = getattr(entries, "names", None)  # known up front by the sorted listing
+        self.sidecars = Sidecars(names)
+        found = metadata_file(set(names) if names is not None else None, path)
+        self.table: Table | None = None
+        if found is not None:
+            self.table = load_table(path, prefix, found[0])
+            self.table.skipped = found[1]
+
+    def close(self, stats: WalkStats) -> None:
+        self.entries.close()
+        for name in self.sidecars.unmatched():
+            stats.other_file(self.prefix + name)
+        if self.table is not None:
+            stats.caption_counts[4] += self.table.left
+            if self.table.skipped:
+                stats.other_file(self.prefix + self.table.skipped)
+
+
 def _walk(
     top: str, stats: WalkStats, listing: Listing, stop: Callable[[], bool] = lambda: False
-) -> Iterator[tuple[Found, str, str]]:
-    """(what, relative path, file path or reason) for each result of the walk, in its order
-    (counted in `stats.found`, its skipped files and loops in `stats`).
+) -> Iterator[tuple[Found, str, str, Attached]]:
+    """(what, relative path, file path or reason, caption file and metadata row) for each
+    result of the walk, in its order (counted in `stats.found`, its skipped files and loops
+    in `stats`).
 
     `listing` opens a directory (raising `OSError` then if it cannot) and lists it.
     """
-    stack: list[tuple[str, Entries, tuple[int, int]]] = [("", listing(top), _identity(top))]
+    stack: list[_Level] = []
     # The folders above the root count as on the path: a link to one (``up -> ..``) would
     # walk the folder's parent, its siblings, and come back to the root.
-    on_path = {stack[0][2], *_above(top)}
+    on_path = set(_above(top))
+    level: _Level | None = _Level(top, "", listing(top), _identity(top))
     try:
-        while stack and not stop():
-            prefix, entries, ident = stack[-1]
+        while not stop():
+            if level is not None:  # entered: its metadata file's problems come first
+                stack.append(level)
+                on_path.add(level.ident)
+                table, level = level.table, None
+                name = table.name if table is not None else ""
+                if table is not None:
+                    stats.tables.append(name)
+                for line, reason in table.problems if table is not None else ():
+                    stats.found += 1
+                    yield "metadata", name, _at(name, line, reason), _NOTHING
+            if not stack:
+                break
+            current = stack[-1]
             try:
-                entry = next(entries, None)
+                entry = next(current.entries, None)
             except OSError:  # gone while being listed (a streamed listing)
                 entry = None
             if entry is None:
                 stack.pop()
-                on_path.discard(ident)
-                entries.close()
+                on_path.discard(current.ident)
+                current.close(stats)
                 continue
             kind = _kind(entry)
-            rel = prefix + entry.name
+            rel = current.prefix + entry.name
             if kind == "image":
                 stats.found += 1
-                yield "image", rel, entry.path
+                caption = current.sidecars.for_image(entry.name)
+                row = None
+                for above in reversed(stack):  # the nearest metadata file's row wins
+                    taken = above.table.take(rel) if above.table is not None else None
+                    row = row or taken
+                where = os.path.join(os.path.dirname(entry.path), caption) if caption else None
+                yield "image", rel, entry.path, (where, row)
+            elif kind == "caption":
+                current.sidecars.caption_file(entry.name)
             elif kind == "other":
                 stats.other_file(rel)
             elif kind == "dir":
                 if not _is_utf8(entry.name):
                     stats.found += 1
-                    yield "bad_dir_name", rel, ""
+                    yield "bad_dir_name", rel, "", _NOTHING
                     continue
                 try:
                     child = _identity(entry.path)
                     if child in on_path:
                         stats.loops += 1
                         continue
-                    children = listing(entry.path)
+                    level = _Level(entry.path, rel + "/", listing(entry.path), child)
                 except OSError as exc:
                     stats.found += 1
-                    yield "unreadable", rel, str(exc.strerror or exc)
+                    yield "unreadable", rel, str(exc.strerror or exc), _NOTHING
                     continue
-                stack.append((rel + "/", children, child))
-                on_path.add(child)
     finally:
-        for _, entries, _ in stack:
-            entries.close()
+        for left in [*stack, level] if level is not None else stack:
+            left.entries.close()
+
+
+def _at(name: str, line: int, reason: str) -> str:
+    return f"{name} line {line}: {reason}" if line else reason
 
 
 def _kind(entry: os.DirEntry[str]) -> Kind:
@@ -212,8 +342,13 @@ def _kind(entry: os.DirEntry[str]) -> Kind:
         return "hidden"
     if _is_dir(entry):
         return "dir"
-    if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+    ext = os.path.splitext(name)[1].lower()
+    if ext in IMAGE_EXTENSIONS:
         return "image"
+    if name in METADATA_NAMES:
+        return "metadata"  # read when its directory was entered
+    if is_caption_name(name):
+        return "caption"
     return "other"
 
 
@@ -233,12 +368,28 @@ def _above(top: str) -> set[tuple[int, int]]:
     return found
 
 
-def _sorted_listing(directory: str) -> Generator[os.DirEntry[str], None, None]:
+class _Sorted:
+    """A directory listed whole and sorted; its `names` are known before the first entry."""
+
+    __slots__ = ("_it", "names")
+
+    def __init__(self, entries: list[os.DirEntry[str]]) -> None:
+        self.names = [entry.name for entry in entries]
+        self._it = iter(entries)
+
+    def __next__(self) -> os.DirEntry[str]:
+        return next(self._it)
+
+    def close(self) -> None:
+        pass
+
+
+def _sorted_listing(directory: str) -> _Sorted:
     with os.scandir(directory) as it:
         entries = list(it)
     # Sorting a directory as "name/" puts the walk in sorted order of full relative paths.
     entries.sort(key=lambda e: e.name + "/" if _is_dir(e) else e.name)
-    return (entry for entry in entries)
+    return _Sorted(entries)
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -32,18 +33,25 @@ def read_jsonl(path: Path, source: str, base: str, seen: KeyCheck) -> Generator[
             yield _jsonl_entry(raw, line, source, base, seen)
 
 
-def _jsonl_entry(raw: bytes, line: int, source: str, base: str, seen: KeyCheck) -> Entry:
-    def fail(reason: str) -> ManifestError:
-        return ManifestError(reason, source=source, line=line)
-
+def load_line(raw: bytes) -> tuple[Any, str | None]:
+    """(the JSON value of one line, None), or (None, why it is not JSON: bad UTF-8 first)."""
     try:
-        obj = orjson.loads(raw)
+        return orjson.loads(raw), None
     except orjson.JSONDecodeError as exc:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as uexc:
-            return fail(not_utf8(raw, uexc))
-        return fail(f"invalid JSON at column {exc.colno}: {exc.msg}")
+            return None, not_utf8(raw, uexc)
+        return None, f"invalid JSON at column {exc.colno}: {exc.msg}"
+
+
+def _jsonl_entry(raw: bytes, line: int, source: str, base: str, seen: KeyCheck) -> Entry:
+    def fail(reason: str) -> ManifestError:
+        return ManifestError(reason, source=source, line=line)
+
+    obj, problem = load_line(raw)
+    if problem is not None:
+        return fail(problem)
     if not isinstance(obj, dict):
         return fail(f'expected a JSON object with a "path" key, got {_json_type(obj)}')
     unknown = [key for key in obj if key not in FIELD_SET]

@@ -1,0 +1,184 @@
+"""Folder mode reads the captions datasets carry: kohya-style caption files beside each image
+and Hugging Face imagefolder ``metadata.jsonl`` / ``metadata.csv`` files (issue 15 part 2; R3
+of the newcomer findings: such files are no longer "skipped non-images")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+import ingest
+from ingest.cli.main import main
+from ingest.errors import ManifestError
+from ingest.item import Item
+from ingest.manifest import WalkStats, count_entries, read_manifest
+from ingest.manifest.folder import Captions, SkippedFiles
+from tests.images import make_image, touch
+
+
+def walk(root: Path) -> tuple[list[Item | ManifestError], WalkStats]:
+    stats = WalkStats()
+    return list(read_manifest(root, walk=stats)), stats
+
+
+def items(found: list[Item | ManifestError]) -> dict[str, Item]:
+    return {r.key: r for r in found if isinstance(r, Item)}
+
+
+def test_caption_files_beside_images_become_their_captions(tmp_path: Path) -> None:
+    touch(tmp_path, "a.png", "b.jpg", "c.webp", "d.png", "sub/e.png")
+    (tmp_path / "a.txt").write_text("a red fox\n")
+    (tmp_path / "b.caption").write_text("\ufeff  a blue jay  ")  # BOM, padding stripped
+    (tmp_path / "c.txt").write_text("from txt")
+    (tmp_path / "c.caption").write_text("from caption")  # .txt wins
+    (tmp_path / "d.txt").write_text(" \n")  # empty: no caption
+    (tmp_path / "sub" / "e.TXT").write_text("nested")
+    (tmp_path / "notes.txt").write_text("no image of that name")
+    found, stats = walk(tmp_path)
+    got = {k: (i.caption, i.caption_from) for k, i in items(found).items()}
+    assert got == {
+        "a.png": ("a red fox", "a.txt"),
+        "b.jpg": ("a blue jay", "b.caption"),
+        "c.webp": ("from txt", "c.txt"),
+        "d.png": (None, None),
+        "sub/e.png": ("nested", "sub/e.TXT"),
+    }
+    # Caption files of images are not skipped files; the one without an image is.
+    assert stats.skipped == SkippedFiles(files=1, examples=("notes.txt",))
+    assert stats.captions == Captions(sidecar=4, none=1)
+
+
+def test_metadata_files_follow_the_imagefolder_convention(tmp_path: Path) -> None:
+    touch(tmp_path, "top.png", "train/a.png", "train/sub/b.png", "train/sub/c.png", "x.png")
+    rows = [
+        {"file_name": "top.png", "text": "from the root file"},
+        {"file_name": "train/sub/c.png", "text": "outer row, shadowed"},
+        {"file_name": "missing.png", "text": "names no image"},
+    ]
+    (tmp_path / "metadata.jsonl").write_bytes(b"\n".join(orjson.dumps(r) for r in rows))
+    # file_name is relative to the metadata file's own folder; other columns are metadata.
+    (tmp_path / "train" / "metadata.csv").write_text(
+        "file_name,caption,style,empty\n"
+        "a.png,a cat,ink,\n"
+        "sub/b.png,,oil,\n"  # no caption, still metadata
+        "sub/c.png,nearest wins,pencil,\n"
+    )
+    found, stats = walk(tmp_path)
+    got = {k: (i.caption, i.metadata) for k, i in items(found).items()}
+    assert got == {
+        "top.png": ("from the root file", None),
+        "train/a.png": ("a cat", {"style": "ink"}),
+        "train/sub/b.png": (None, {"style": "oil"}),
+        "train/sub/c.png": ("nearest wins", {"style": "pencil"}),
+        "x.png": (None, None),
+    }
+    assert items(found)["train/a.png"].caption_from == "train/metadata.csv line 2"
+    assert not stats.skipped
+    assert stats.captions == Captions(
+        metadata=3, none=2, rows_unused=1, files=("metadata.jsonl", "train/metadata.csv")
+    )
+
+
+def test_a_caption_file_wins_over_a_metadata_row_whose_columns_are_kept(tmp_path: Path) -> None:
+    touch(tmp_path, "a.png")
+    (tmp_path / "a.txt").write_text("the caption file")
+    (tmp_path / "metadata.jsonl").write_text(
+        '{"file_name": "a.png", "caption": "the row", "score": 7}\n'
+    )
+    found, stats = walk(tmp_path)
+    (item,) = items(found).values()
+    assert (item.caption, item.metadata) == ("the caption file", {"score": 7})
+    assert stats.captions.both == 1 and stats.captions.sidecar == 1
+
+
+def test_bad_caption_sources_are_each_their_own_problem(tmp_path: Path) -> None:
+    touch(tmp_path, "a.png", "b.png", "c.png", "d.png")
+    (tmp_path / "a.txt").write_bytes(b"caf\xe9")  # Latin-1, not UTF-8
+    (tmp_path / "c.txt").write_bytes(b"x" * (64 * 1024 + 1))
+    (tmp_path / "metadata.jsonl").write_text(
+        '{"file_name": "b.png", "text": "fine"}\n'
+        "{not json\n"
+        '{"text": "no file name"}\n'
+        '{"file_name": "../up.png"}\n'
+        '{"file_name": "b.png", "text": "again"}\n'
+        '{"file_name": "d.png", "caption": 3}\n'
+    )
+    found, _ = walk(tmp_path)
+    problems = [r.reason for r in found if isinstance(r, ManifestError)]
+    assert problems[:5] == [
+        "metadata.jsonl line 2: invalid JSON at column 2: unexpected character, expected a string key",
+        'metadata.jsonl line 3: "file_name" is missing; each row names its image in "file_name"',
+        "metadata.jsonl line 4: file_name '../up.png' is outside the folder of metadata.jsonl",
+        "metadata.jsonl line 5: file_name 'b.png' is listed again (first at metadata.jsonl line 1)",
+        'metadata.jsonl line 6: "caption" must be a string, got int',
+    ]
+    assert problems[5].startswith("caption file is not UTF-8 (byte 3 is 0xe9)")
+    assert problems[5].endswith(str(tmp_path / "a.txt"))
+    assert problems[6].startswith("caption file over 64 KiB") and "c.txt" in problems[6]
+    assert sorted(items(found)) == ["b.png", "d.png"]  # the others go on
+    assert items(found)["b.png"].caption == "fine"
+
+
+def test_the_count_ahead_agrees_with_the_walk(tmp_path: Path) -> None:
+    touch(tmp_path, "a.png", "b.png", "s/c.png", "readme.txt", "s/orphan.caption")
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "s" / "c.txt").write_text("c")
+    (tmp_path / "metadata.jsonl").write_text('{"file_name": "b.png"}\n[1]\n')
+    (tmp_path / "metadata.csv").write_text("file_name\nb.png\n")  # jsonl is used, csv skipped
+    found, stats = walk(tmp_path)
+    counted = WalkStats()
+    assert count_entries(tmp_path, stats=counted) == len(found) == 4
+    assert counted.skipped == stats.skipped
+    assert stats.skipped.examples == ("metadata.csv", "readme.txt", "s/orphan.caption")
+
+
+def test_a_csv_metadata_file_without_file_name_says_so(tmp_path: Path) -> None:
+    touch(tmp_path, "a.png")
+    (tmp_path / "metadata.csv").write_text("path,text\na.png,x\n")
+    found, _ = walk(tmp_path)
+    assert [r.reason for r in found if isinstance(r, ManifestError)] == [
+        'metadata.csv line 1: no "file_name" column (columns: path, text)'
+    ]
+
+
+def test_validate_reports_where_captions_come_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_image(tmp_path / "a.png", "png", 256, 1)
+    make_image(tmp_path / "b.png", "png", 256, 2)
+    make_image(tmp_path / "c.jpg", "jpeg", 256, 3)
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "metadata.jsonl").write_text('{"file_name": "b.png", "text": "b"}\n')
+    assert main(["validate", str(tmp_path), "--provider", "novita", "--each"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == [
+        "a.png: kept: png, 256 B, caption from a.txt",
+        "b.png: kept: png, 256 B, caption from metadata.jsonl line 1",
+        "c.jpg: kept: jpeg, 256 B, no caption",
+    ]
+    assert out[3] == (
+        f"{tmp_path}: captions: 1 from caption files, 1 from metadata.jsonl, 1 without a caption"
+    )
+    assert main(["validate", str(tmp_path), "--provider", "novita", "--json"]) == 0
+    captions = orjson.loads(capsys.readouterr().out)["captions"]
+    assert (captions["from_caption_files"], captions["from_metadata"], captions["without"]) == (
+        1,
+        1,
+        1,
+    )
+
+
+def test_folder_captions_reach_the_export(tmp_path: Path) -> None:
+    make_image(tmp_path / "a.png", "png", 300, 1)
+    make_image(tmp_path / "b.webp", "webp", 300, 2)
+    (tmp_path / "a.txt").write_text("a sidecar caption")
+    (tmp_path / "metadata.jsonl").write_text('{"file_name": "b.webp", "text": "a row caption"}\n')
+    result = ingest.upload_sync(tmp_path, provider="novita", sim=True, put_concurrency=2)
+    assert result.complete and result.done == 2
+    rows = list(ingest.export(result.journal))
+    assert {r["key"]: r.get("caption") for r in rows} == {
+        "a.png": "a sidecar caption",
+        "b.webp": "a row caption",
+    }

@@ -15,7 +15,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from ingest.bench.dataset import make_images, write_manifest  # noqa: E402
 from ingest.bench.emulator import EmulatorProcess  # noqa: E402
+from ingest.bench.procs import ensure_tool  # noqa: E402
 from ingest.bench.runner import run_measured  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -129,7 +129,7 @@ def ingest_summary(out: str) -> dict[str, Any]:
 
 
 def bare(paths_file: Path, base_url: str) -> list[str]:
-    return [sys.executable, str(ROOT / "benchmarks" / "bare.py"), "--base-url", base_url,
+    return [sys.executable, "-m", "ingest.bench.bare", "--base-url", base_url,
             "--key", KEY, str(paths_file)]  # fmt: skip
 
 
@@ -180,26 +180,18 @@ def rclone_env() -> dict[str, str]:
 
 def have(tool: str, package: str | None = None) -> bool:
     """Whether `tool` is on PATH; tries apt-get (as root) once if it is not."""
-    if shutil.which(tool):
-        return True
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        print(f"  installing {package or tool} with apt-get …", file=sys.stderr)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", package or tool],
-            capture_output=True,
-            check=False,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-    return shutil.which(tool) is not None
+    return ensure_tool(tool, package) is not None
 
 
-def rclone(source_dir: Path, base_url: str, transfers: int = 32) -> list[str]:
+def rclone(source_dir: Path, endpoint: str, transfers: int = 32) -> list[str]:
+    """rclone's S3 backend at `endpoint`: single PUTs, no HEAD, no listing, no checksums."""
     return [
         "rclone", "copy", str(source_dir), ":s3:rclone-sink/run",
-        "--s3-provider", "Other", "--s3-endpoint", base_url, "--s3-access-key-id", "x",
+        "--s3-provider", "Other", "--s3-endpoint", endpoint, "--s3-access-key-id", "x",
         "--s3-secret-access-key", "y", "--s3-force-path-style=true", "--s3-no-check-bucket",
-        "--s3-no-head", "--s3-disable-checksum", "--no-check-dest", "--ignore-checksum",
-        "--transfers", str(transfers), "--checkers", "16", "--config", "/dev/null", "-q",
+        "--s3-no-head", "--s3-disable-checksum", "--s3-upload-cutoff", "5G",
+        "--no-check-dest", "--no-traverse", "--ignore-checksum", "--transfers", str(transfers),
+        "--checkers", "16", "--config", "/dev/null", "-q",
     ]  # fmt: skip
 
 
@@ -225,15 +217,20 @@ def summarize(samples: dict[str, list[Sample]], files: int, nbytes: int) -> dict
             "emulator_cores": median([s.emulator_cpu_s / s.wall_s for s in good]),
             "wall_s": [round(s.wall_s, 3) for s in good],
         }
-    base = out.get("bare")
+    return add_ratios(out)
+
+
+def add_ratios(rows: dict[str, Any]) -> dict[str, Any]:
+    """Each good row's files/s and CPU per file against the row "bare" of the same rounds."""
+    base = rows.get("bare")
     if base and base.get("ok"):
-        for row in out.values():
+        for row in rows.values():
             if row.get("ok"):
                 row["vs_bare"] = {
                     "files_per_s": row["files_per_s"] / base["files_per_s"],
                     "cpu_per_file": row["cpu_ms_per_file"] / base["cpu_ms_per_file"],
                 }
-    return out
+    return rows
 
 
 def table(rows: dict[str, Any], *, mib: bool = False) -> str:

@@ -1,7 +1,7 @@
 """Throughput against *bare* and established tools, one workload (see small.py, large.py).
 
 Per round, in a rotating order: `ingest run` (fresh journal), *bare*
-(benchmarks/bare.py: the same acquire POST + PUT with nothing else),
+(`ingest.bench.bare`: the same acquire POST + PUT with nothing else),
 `curl --parallel` and rclone's S3 backend. curl and rclone cannot ask
 Novita's API for URLs: curl PUTs to URLs pre-signed before its measurement
 starts (so it does half the requests of the others), rclone signs its own

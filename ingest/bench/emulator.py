@@ -17,24 +17,22 @@ discarded and counted (``GET /_bench/sink``: puts and bytes); no signature check
 
 Run it as its own process with ``python -m ingest.bench.emulator`` (same first
 stdout line as ``ingest sim``); `EmulatorProcess` does that and reads its CPU
-time from ``/proc`` so a benchmark can report the emulator's share.
+time from ``/proc`` (`ingest.bench.procs`) so a benchmark can report the emulator's share.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from ingest.bench.procs import ServerProcess
 from ingest.loop import backend_options
 from ingest.sim import control, storage
 from ingest.sim.app import PROVIDERS
@@ -132,12 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-@dataclass
-class EmulatorProcess:
-    """A benchmark emulator in its own process (see `start`)."""
-
-    base_url: str
-    proc: subprocess.Popen[str]
+class EmulatorProcess(ServerProcess):
+    """A benchmark emulator in its own process, stopped by its PID (`ServerProcess`)."""
 
     @classmethod
     def start(
@@ -150,18 +144,7 @@ class EmulatorProcess:
             args.append("--stock")
         if sink:
             args.append("--sink")
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert proc.stdout is not None
-        first = proc.stdout.readline().strip()
-        if not first.startswith(READY_PREFIX):
-            proc.kill()
-            _, err = proc.communicate(timeout=10)
-            raise RuntimeError(f"the emulator did not start: {first!r} {err.strip()[-500:]}")
-        return cls(first[len(READY_PREFIX) :], proc)
-
-    def cpu_s(self) -> float:
-        """User + system CPU seconds the emulator has used so far."""
-        return process_cpu_s(self.proc.pid)
+        return cls.spawn(args, READY_PREFIX, "emulator")
 
     def get(self, route: str) -> Any:
         with urllib.request.urlopen(self.base_url + route, timeout=30) as resp:
@@ -169,28 +152,6 @@ class EmulatorProcess:
 
     def stats(self) -> dict[str, Any]:
         return dict(self.get("/_sim/stats"))
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
-
-    def __enter__(self) -> EmulatorProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a live process, from ``/proc/PID/stat``."""
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        fields = fh.read().rsplit(b")", 1)[1].split()
-    # After the command name: state is field 3, utime 14 and stime 15 (1-based).
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

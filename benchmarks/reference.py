@@ -1,0 +1,326 @@
+"""Throughput against a reference that runs free: nginx as the PUT sink, a minimal signer.
+
+One command prints the tables and writes ``benchmarks/results/reference-*.json``:
+
+    python benchmarks/reference.py                     # 2,000 and 10,000 × 64 KiB, 40 × 16 MiB
+    python benchmarks/reference.py --workload small --clients bare,ingest --rounds 3
+
+Neither the sink nor the signer shares a bottleneck with the clients: one
+nginx worker stores every PUT into ``/dev/shm`` (`ingest.bench.sink`), and a
+small aiohttp process answers the provider's acquire call with one HMAC
+(`ingest.bench.signer`). Both report their CPU over every run, in cores of
+the client's wall time, so a reader sees that the client was the limit.
+
+Clients, each its own process, in a rotating order per round, medians of
+the rounds, ratios against *bare* (sign+PUT) from the same rounds:
+
+- ``bare``: `ingest.bench.bare`, Novita's acquire POST then the PUT, nothing else;
+- ``put``: the same loop, PUT only, to URLs signed before its clock starts;
+- ``curl``: ``curl --parallel`` (32), PUT only, URLs signed beforehand;
+- ``rclone``: Debian's rclone, S3 backend (``--s3-provider Other``) at the
+  sink, 64 transfers, single PUTs, no HEAD, no listing, no checksums;
+- ``ingest``: ``ingest run --provider novita`` from the installed package
+  (the ``ingest`` script beside this Python), journaling to disk;
+- ``ingest-asyncio``: the same with uvloop hidden (as a set-up without it
+  runs), only when uvloop is installed.
+
+Per run: wall time, CPU (user + system of the client's process tree, start-up
+included), peak RSS, the client's own transfer-phase time where it reports
+one (bare's ``elapsed_s``, ingest's summary), the sink's and the signer's
+CPU, and the load average before the run. Every run is checked: the sink
+must hold one object per file. nginx, curl and rclone are installed with
+apt-get when missing and run as root, else skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import (
+    add_ratios,
+    curl_config,
+    dataset,
+    ingest_summary,
+    machine,
+    median,
+    presign,
+    rclone,
+    rclone_env,
+    save,
+)
+
+from ingest.bench.procs import ensure_tool
+from ingest.bench.runner import run_measured
+from ingest.bench.signer import SignerProcess
+from ingest.bench.sink import NGINX_PACKAGE, NginxSink
+
+KEY = "sk-reference"
+WORKLOADS = {
+    "small": (2000, 64 * 1024),
+    "small10k": (10_000, 64 * 1024),
+    "large": (40, 16 * 2**20),
+}
+LABELS = {
+    "bare": "bare sign+PUT",
+    "put": "bare PUT only",
+    "curl": "curl --parallel (PUT only)",
+    "rclone": "rclone s3 (PUT only)",
+    "ingest": "ingest run",
+    "ingest-asyncio": "ingest run (asyncio)",
+}
+UVLOOP = importlib.util.find_spec("uvloop") is not None
+_HIDE_UVLOOP = (
+    "import sys; sys.modules['uvloop'] = None; from ingest.cli.main import entry; entry()"
+)
+
+
+@dataclass
+class Run:
+    """One measured client process."""
+
+    round: int
+    wall_s: float
+    cpu_s: float
+    rss_mib: float
+    sink_cpu_s: float
+    signer_cpu_s: float
+    load_1m: float
+    transfer_s: float | None
+    ok: bool
+    note: str = ""
+
+
+def ingest_command() -> list[str]:
+    script = Path(sys.executable).parent / "ingest"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "ingest"]
+
+
+class Bench:
+    """One workload against one sink and one signer."""
+
+    def __init__(self, sink: NginxSink, signer: SignerProcess, tmp: Path) -> None:
+        self.sink, self.signer, self.tmp = sink, signer, tmp
+
+    def command(
+        self, client: str, paths: Sequence[Path], manifest: Path, paths_file: Path
+    ) -> tuple[list[str], dict[str, str] | None]:
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        if client == "bare":
+            return [sys.executable, "-m", "ingest.bench.bare", "--base-url",
+                    self.signer.base_url, "--key", KEY, str(paths_file)], env  # fmt: skip
+        if client in ("put", "curl"):
+            urls = presign(self.signer.base_url, paths)
+            if client == "put":
+                listing = self.tmp / "urls.jsonl"
+                listing.write_text(
+                    "".join(
+                        json.dumps({"path": str(p), "url": u}) + "\n"
+                        for p, u in zip(paths, urls, strict=True)
+                    )
+                )
+                return [sys.executable, "-m", "ingest.bench.bare", "--urls", str(listing)], env
+            config = curl_config(paths, urls, self.tmp / "curl.cfg")
+            return ["curl", "--parallel", "--parallel-max", "32", "--silent", "--show-error",
+                    "--fail", "--config", str(config)], env  # fmt: skip
+        if client == "rclone":
+            return rclone(paths[0].parent, self.sink.base_url, transfers=64), rclone_env()
+        journal = self.tmp / "run.journal"
+        for leftover in self.tmp.glob("run.journal*"):
+            leftover.unlink()
+        env["NOVITA_API_KEY"] = KEY
+        head = ingest_command() if client == "ingest" else [sys.executable, "-c", _HIDE_UVLOOP]
+        return [*head, "run", str(manifest), "--provider", "novita", "--base-url",
+                self.signer.base_url, "--journal", str(journal), "--json"], env  # fmt: skip
+
+    def measure(
+        self, client: str, round_: int, paths: Sequence[Path], manifest: Path, paths_file: Path
+    ) -> Run:
+        self.sink.clear()
+        args, env = self.command(client, paths, manifest, paths_file)
+        load = os.getloadavg()[0]
+        sink0, signer0 = self.sink.cpu_s(), self.signer.cpu_s()
+        out, err, usage = run_measured(args, env=env)
+        sink_cpu, signer_cpu = self.sink.cpu_s() - sink0, self.signer.cpu_s() - signer0
+        stored = self.sink.stored()
+        transfer: float | None = None
+        note = ""
+        ok = usage.status == 0 and stored == len(paths)
+        if client in ("bare", "put") and usage.status == 0:
+            transfer = float(json.loads(out)["elapsed_s"])
+        elif client.startswith("ingest") and usage.status == 0:
+            summary = ingest_summary(out)
+            transfer = float(summary.get("this_run", {}).get("elapsed_s") or 0) or None
+            ok = ok and summary.get("done") == len(paths)
+        if not ok:
+            note = f"exit {usage.status}, {stored} stored: {err.strip()[-300:]}"
+            print(f"  ! {client}: {note}", file=sys.stderr)
+        return Run(round_, usage.wall_s, usage.cpu_s, usage.peak_rss_bytes / 2**20, sink_cpu,
+                   signer_cpu, load, transfer, ok, note)  # fmt: skip
+
+
+def summarize(runs: dict[str, list[Run]], files: int, nbytes: int) -> dict[str, Any]:
+    """Medians per client, ratios against bare from the same rounds."""
+    rows: dict[str, Any] = {}
+    for client, samples in runs.items():
+        good = [r for r in samples if r.ok]
+        row: dict[str, Any] = {"label": LABELS[client], "runs": len(samples), "ok": len(good)}
+        if good:
+            phases = [r.transfer_s for r in good if r.transfer_s]
+            row |= {
+                "files_per_s": median([files / r.wall_s for r in good]),
+                "mib_per_s": median([nbytes / 2**20 / r.wall_s for r in good]),
+                "cpu_ms_per_file": median([r.cpu_s * 1000 / files for r in good]),
+                "peak_rss_mib": max(r.rss_mib for r in good),
+                "transfer_files_per_s": median([files / t for t in phases]) if phases else None,
+                "sink_cores": median([r.sink_cpu_s / r.wall_s for r in good]),
+                "signer_cores": median([r.signer_cpu_s / r.wall_s for r in good]),
+                "load_1m": median([r.load_1m for r in good]),
+            }
+        rows[client] = row
+    return add_ratios(rows)
+
+
+def table(rows: dict[str, Any]) -> str:
+    lines = [
+        "| client | files/s | MiB/s | CPU ms/file | peak RSS MiB | transfer-phase files/s "
+        "| sink cores | signer cores | load 1m | × bare files/s | × bare CPU/file |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows.values():
+        if not row.get("ok"):
+            lines.append(f"| {row['label']} | failed | | | | | | | | | |")
+            continue
+        vs = row.get("vs_bare", {})
+        phase = row["transfer_files_per_s"]
+        lines.append(
+            f"| {row['label']} | {row['files_per_s']:,.0f} | {row['mib_per_s']:,.1f} | "
+            f"{row['cpu_ms_per_file']:.3f} | {row['peak_rss_mib']:.0f} | "
+            f"{'—' if phase is None else f'{phase:,.0f}'} | {row['sink_cores']:.2f} | "
+            f"{row['signer_cores']:.2f} | {row['load_1m']:.2f} | "
+            f"{vs.get('files_per_s', float('nan')):.2f} | {vs.get('cpu_per_file', float('nan')):.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {}
+    for name, args in {"nginx": ["nginx", "-v"], "curl": ["curl", "--version"],
+                       "rclone": ["rclone", "version"]}.items():  # fmt: skip
+        with contextlib.suppress(OSError):
+            done = subprocess.run(args, capture_output=True, text=True, check=False)
+            versions[name] = (done.stdout or done.stderr).strip().splitlines()[0]
+    for module in ("aiohttp", "uvloop", "aiofiles"):
+        with contextlib.suppress(ImportError, AttributeError):
+            versions[module] = str(__import__(module).__version__)
+    return versions
+
+
+def run_workload(
+    name: str, clients: Sequence[str], rounds: int, sink: NginxSink, signer: SignerProcess
+) -> dict[str, Any]:
+    count, size = WORKLOADS[name]
+    paths, manifest, paths_file = dataset(count, size)
+    runs: dict[str, list[Run]] = {c: [] for c in clients}
+    with tempfile.TemporaryDirectory(prefix="ingest-ref-") as tmp:
+        bench = Bench(sink, signer, Path(tmp))
+        order = list(clients)
+        for round_ in range(rounds):
+            shift = round_ % len(order)
+            for client in order[shift:] + order[:shift]:
+                run = bench.measure(client, round_ + 1, paths, manifest, paths_file)
+                runs[client].append(run)
+                print(
+                    f"  {name} round {round_ + 1} {LABELS[client]:28s} "
+                    f"{count / run.wall_s:9.1f} files/s {run.cpu_s * 1000 / count:7.3f} ms CPU/file "
+                    f"{run.rss_mib:5.0f} MiB sink {run.sink_cpu_s / run.wall_s:.2f} "
+                    f"signer {run.signer_cpu_s / run.wall_s:.2f} cores load {run.load_1m:.2f}"
+                    + ("" if run.ok else "  FAILED"),
+                    file=sys.stderr,
+                )
+    rows = summarize(runs, count, count * size)
+    print(f"\n{name}: {count:,} × {size // 1024:,} KiB, medians of {rounds} rounds\n")
+    print(table(rows))
+    notes = [
+        f"{row['label']}: the {part} used {row[part + '_cores']:.2f} cores: it may have set the pace"
+        for row in rows.values()
+        if row.get("ok")
+        for part in ("sink", "signer")
+        if row[part + "_cores"] >= 0.85
+    ]
+    for note in notes:
+        print(f"note: {note}")
+    result = {
+        "workload": name, "files": count, "file_size": size, "rounds": rounds, "rows": rows,
+        "runs": {c: [asdict(r) for r in rs] for c, rs in runs.items()}, "notes": notes,
+        "tools": tool_versions(), "machine": machine(),
+    }  # fmt: skip
+    print(f"saved {save('reference-' + name, result)}")
+    return result
+
+
+@contextlib.contextmanager
+def terminate_cleanly() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the sink and signer are stopped by their PIDs."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--clients",
+        default="bare,put,curl,rclone,ingest,ingest-asyncio",
+        help="comma-separated, from: " + ", ".join(LABELS),
+    )
+    args = parser.parse_args()
+    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    unknown = [c for c in clients if c not in LABELS]
+    if unknown:
+        parser.error(f"unknown clients: {', '.join(unknown)}")
+    if "ingest-asyncio" in clients and not UVLOOP:
+        clients.remove("ingest-asyncio")  # `ingest run` itself runs on asyncio's loop here
+        print("note: uvloop is not installed: 'ingest run' is the asyncio run", file=sys.stderr)
+    for client, tool, package in (("curl", "curl", None), ("rclone", "rclone", None)):
+        if client in clients and ensure_tool(tool, package) is None:
+            clients.remove(client)
+            print(f"note: {tool} is not available: skipped", file=sys.stderr)
+    if ensure_tool("nginx", NGINX_PACKAGE) is None:
+        print(f"reference: nginx is needed (apt-get install {NGINX_PACKAGE})", file=sys.stderr)
+        return 2
+    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    with (
+        terminate_cleanly(),
+        NginxSink.start() as sink,
+        SignerProcess.start(sink.base_url) as signer,
+    ):
+        print(
+            f"sink {sink.base_url} (nginx, {sink.root}), signer {signer.base_url}", file=sys.stderr
+        )
+        for name in names:
+            run_workload(name, clients, args.rounds, sink, signer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,3 +22,7 @@ class Capabilities:
     finalize: bool = False  # has a step after the transfer (complete, attach)
     finalize_batch: int = 1  # items per finalize call
     same_name_limit: int | None = None  # items that may share one file name (per hour)
+    # Re-signs per item after a storage refusal other than expiry (a 403 such as
+    # SignatureDoesNotMatch); None: the run's `max_resigns`. 1 where a re-sign cannot
+    # re-issue a URL but makes another remote record each time (Autoenhance's images).
+    resign_limit: int | None = None

@@ -35,6 +35,7 @@ class Action(enum.Enum):
 
 
 UNREACHABLE = "unreachable"  # `TransferError.code` of a connection that could not be opened
+EXPIRED = "expired"  # `TransferError.code` of a RESIGN because the upload URL's time ran out
 
 
 class Scope(enum.Enum):

@@ -22,7 +22,7 @@ import aiohttp
 import anyio
 import yarl
 
-from ingest.errors import Action, Scope, TransferError
+from ingest.errors import EXPIRED, Action, Scope, TransferError
 from ingest.http import check_upload_url, map_errors, throttle_scope, triage
 from ingest.redact import redact
 from ingest.retry import parse_retry_after
@@ -154,7 +154,7 @@ def classify_storage_error(
     if code in _EXPIRED_CODES or (
         code == "AccessDenied" and _xml_field(text, "Expires") is not None
     ):
-        action, code = Action.RESIGN, "expired"
+        action, code = Action.RESIGN, EXPIRED
     elif code in _RESIGN_CODES:
         action = Action.RESIGN
     elif status == 403:
@@ -192,10 +192,13 @@ async def put_file(
     provider: str,
     allow_insecure_http: bool = False,
     body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> None:
     """PUT `path` to the pre-signed `url`; raises `TransferError` when it did not land.
 
     `body`, when given, is the file's bytes already read (see `prefetch`).
+    `headers` are sent besides Content-Type and Content-Length (only an adapter
+    that knows the URL is its API's own adds one, e.g. Autoenhance's key).
     """
     target = check_upload_url(url, allow_insecure=allow_insecure_http, provider=provider)
 
@@ -213,7 +216,9 @@ async def put_file(
             )
         return _stream(path, size, whole=True)
 
-    await _send(session, target, path, size, content_type, make_body, provider=provider)
+    await _send(
+        session, target, path, size, content_type, make_body, provider=provider, extra=headers
+    )
 
 
 async def put_range(
@@ -251,9 +256,10 @@ async def _send(
     body: Callable[[], Awaitable[bytes | AsyncGenerator[bytes, None]]],
     *,
     provider: str,
+    extra: Mapping[str, str] | None = None,
 ) -> None:
     """One PUT of `size` bytes made by `body`, with its answer triaged."""
-    headers = {"Content-Type": content_type, "Content-Length": str(size)}
+    headers = {**(extra or {}), "Content-Type": content_type, "Content-Length": str(size)}
     try:
         async with map_errors(provider, "transfer"):
             data = await body()

@@ -163,6 +163,28 @@ def _add_autoenhance_flags(group: argparse._ArgumentGroup) -> None:
         help="images per key per day before new ones are created in the error state "
         "(default: no limit)",
     )
+    # The ways of the undocumented behaviours (docs/fidelity/autoenhance.md).
+    group.add_argument(
+        "--autoenhance-content-type",
+        choices=("honoured", "ignored"),
+        default="honoured",
+        help="honoured: URLs sign the declared content_type; ignored: they sign "
+        "application/octet-stream whatever was declared (default: honoured)",
+    )
+    group.add_argument(
+        "--autoenhance-upload-host",
+        choices=("s3", "api"),
+        default="s3",
+        help="s3: pre-signed S3 upload URLs; api: URLs on the API host that need x-api-key "
+        "(default: s3)",
+    )
+    group.add_argument(
+        "--autoenhance-429-body",
+        choices=("worded", "generic", "empty"),
+        default="worded",
+        help="429 bodies: worded (the name rule says so), generic (both 'Too Many Requests'), "
+        "empty (default: worded)",
+    )
 
 
 def _add_scenario_flags(group: argparse._ArgumentGroup) -> None:
@@ -230,6 +252,9 @@ def _autoenhance_settings(args: argparse.Namespace) -> AutoenhanceSimSettings:
         rate=args.autoenhance_rate or None,
         same_name_limit=args.autoenhance_name_limit or None,
         daily_limit=args.autoenhance_daily_limit,
+        content_type=args.autoenhance_content_type,
+        upload_host=args.autoenhance_upload_host,
+        body_429=args.autoenhance_429_body,
     )
 
 

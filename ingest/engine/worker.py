@@ -10,7 +10,9 @@ How it works:
   none starts during a pause.
 - Before every PUT attempt, retries included, a lease with less than the
   safety margin left (at most a quarter of its lifetime) is re-signed; a
-  storage "expired" answer (RESIGN) re-signs too, at most `max_resigns` times.
+  storage "expired" answer (RESIGN) re-signs too, at most `max_resigns` times;
+  another RESIGN (a 403 such as SignatureDoesNotMatch) at most the provider's
+  `Capabilities.resign_limit` times, where it declares one.
 - A RETRY backs off (full jitter, Retry-After as a floor, both capped by
   `max_pause_s`) until the step has had `max_attempts` tries *and* has been
   failing for `retry_window_s` (`retry.py`): a short outage fails nothing. Only a refusal its adapter marked `Scope.PLANE` slows the
@@ -37,7 +39,7 @@ import anyio
 from ingest.clock import Clock
 from ingest.engine.outcomes import Counters
 from ingest.engine.settings import EngineSettings
-from ingest.errors import UNREACHABLE, Action, Scope, TransferError
+from ingest.errors import EXPIRED, UNREACHABLE, Action, Scope, TransferError
 from ingest.item import Source
 from ingest.journal import records
 from ingest.journal.records import Record
@@ -126,7 +128,8 @@ class Calls:
             return await self._transfer(source, target)
 
     async def _transfer(self, source: Source, target: Target) -> Target:
-        attempts = resigns = 0
+        attempts = resigns = refused = 0
+        refusals = self._provider.caps.resign_limit
         first_failure: float | None = None
         while True:
             lease = target.lease
@@ -142,6 +145,10 @@ class Calls:
                 return await self._provider.transfer(source, target)
             except TransferError as err:
                 if err.action is Action.RESIGN:
+                    if err.code != EXPIRED:
+                        refused += 1
+                        if refusals is not None and refused > refusals:
+                            raise  # each re-sign would only make another record
                     resigns += 1
                     target = await self._resign(source, resigns, err)
                     continue
@@ -162,7 +169,7 @@ class Calls:
             raise TransferError(
                 "the upload URL expired again and again before its PUT could start",
                 action=Action.FAIL_ITEM,
-                code="expired",
+                code=EXPIRED,
                 provider=self._provider.name,
                 op="transfer",
             )

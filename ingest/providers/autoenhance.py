@@ -1,6 +1,7 @@
 """Autoenhance.ai: create an image, then PUT its bytes.
 
 API: https://docs.autoenhance.ai/images/managing-images/creating-and-uploading
+(SDK: PyPI ``autoenhance`` 1.1.0; docs/fidelity/autoenhance.md has every source)
 
     acquire   POST /v3/images/ {image_name, content_type, order_id}
               → {image_id, order_id, upload_url | s3PutObjectUrl, status, ...}
@@ -12,9 +13,23 @@ journal header (the configured one, else the one an earlier run of this
 journal recorded, else a new uuid4), so a resume keeps adding to it. Newer API
 versions answer ``upload_url``, older accounts ``s3PutObjectUrl``: both are
 read. ``api_version`` in the settings is sent as ``x-api-version``. The URL's
-lifetime is undocumented: the lease comes from its ``X-Amz-*`` query.
+lifetime is undocumented: the lease comes from its ``X-Amz-*`` query (an
+hour when it carries none).
 
-Errors (bodies ``{message, detail}``), by status:
+Whether the API honours ``content_type`` is not known: the docs say the PUT
+must send it, but SDK 1.1.0's create schema (``models/image_in.py``) has no
+such field, and an API that ignores it signs the URL for
+``application/octet-stream``. So a PUT refused with SignatureDoesNotMatch is
+sent once more at once with the other type (octet-stream, or the declared one
+when octet-stream went first), before the engine sees any refusal; the type
+that worked goes first for the rest of the run.
+
+An ``upload_url`` on the API's own origin that carries no signature of its
+own is PUT with ``x-api-key`` (the HDR quickstart sends it); any other URL,
+S3's included, never sees the key.
+
+Errors (bodies ``{message, detail}``, ``detail`` an object: SDK
+``models/http_error.py``), by status:
 
     STOP       401 (missing or bad key), 402, 403
     FAIL_ITEM  422 (``detail: {location: {field: [msgs]}}``, flattened into the
@@ -24,20 +39,24 @@ Errors (bodies ``{message, detail}``), by status:
                exists but will never be processed); other 4xx
     RETRY      other 429s (300 requests/s: "resolves instantly"), 408, 5xx
 
-Telling the two 429s apart: Autoenhance documents no body for them. The
-emulator's name-rule 429 carries ``detail: {"rule": "same_file_name", ...}``,
-which is matched by structure; failing that, a message or string detail that
-says "same", "duplicate" or "identical" together with "name" is taken to be
-the name rule (the stable words of the documented rule, "30 duplicate file
-names per hour"). A rate-limit 429 never mentions names.
+Telling the two 429s apart: Autoenhance documents no body for them. A 429 is
+the name rule when its message or detail says "same", "duplicate" or
+"identical" together with "name" (the stable words of the documented rule,
+"30 duplicate file names per hour"; "Duplicate filename …" too), or when this
+adapter itself created 30 images with that name within the hour (it counts
+them, re-signs included, so a bare "Too Many Requests" is told apart too). A
+rate-limit 429 never mentions names.
 
 A re-sign creates another image in the order (the API has no way to re-issue
-a URL), and counts against the name rule like any create.
+a URL) and counts against the name rule, so `Capabilities.resign_limit` is 1:
+a storage refusal other than expiry gets one new image, never more, and a
+file leaves at most two images in its order.
 
 Resume of an item killed in flight (`recover`, journaled ``acq`` only): its
-signed URL was never journaled, and no documented call re-issues one for an
-image id (``GET /v3/images/{id}`` answers the image without a URL), so the
-acquired image cannot be uploaded to again. It is asked about instead:
+signed URL was never journaled (a secret), and no documented call re-issues
+one for an image id (``GET /v3/images/{id}`` answers ``ImageOut``, which has no
+URL), so the acquired image cannot be uploaded to again. It is asked about
+instead:
 
     GET    /v3/images/{id}   status "waiting": its bytes never arrived ("Once
                              the image has been uploaded, our service will
@@ -59,11 +78,13 @@ may be shared, and another client's waiting image is its upload in progress.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from ingest.capabilities import Capabilities
 from ingest.errors import Action, Scope, TransferError
@@ -73,12 +94,16 @@ from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
 from ingest.providers.settings import AutoenhanceSettings, ProviderSettings
 from ingest.sniff import ImageType
+from ingest.storage import put_file
 
 SAME_NAME_LIMIT = 30  # identical file names per hour
-SAME_NAME_RULE = "same_file_name"
+SAME_NAME_WINDOW_S = 3600.0
 FALLBACK_LIFETIME_S = 3600.0  # only when a URL carries no expiry (boto3's default)
+OCTET_STREAM = "application/octet-stream"  # what the URL signs when no content_type counted
 _URL_FIELDS = ("upload_url", "s3PutObjectUrl")
-_NAME_RULE_WORDS = re.compile(r"(?is)\b(?:same|duplicate|identical)\b.*\bnames?\b")
+_NAME_RULE_WORDS = re.compile(r"(?is)\b(?:same|duplicated?|identical)\b.*name")
+_SIGNATURES = frozenset({"x-amz-signature", "signature", "x-goog-signature", "sig"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _flatten(detail: Any) -> str:
@@ -97,14 +122,64 @@ def _flatten(detail: Any) -> str:
 
 
 def is_same_name_429(payload: Any) -> bool:
-    """Whether a 429 body is the identical-file-name rule rather than the request rate."""
-    if not isinstance(payload, dict):
+    """Whether a 429 body's words say it is the identical-file-name rule, not the request rate."""
+    if isinstance(payload, dict):
+        text = f"{payload.get('message') or ''} {_flatten(payload.get('detail'))}"
+    elif isinstance(payload, str):
+        text = payload
+    else:
         return False
-    detail = payload.get("detail")
-    if isinstance(detail, dict) and detail.get("rule") == SAME_NAME_RULE:
-        return True
-    text = f"{payload.get('message') or ''} {detail if isinstance(detail, str) else ''}"
     return _NAME_RULE_WORDS.search(text) is not None
+
+
+class NameUses:
+    """How many images this process created with each name within the last hour.
+
+    The API's rule counts creates per exact ``image_name`` (re-signs included);
+    this count is a lower bound of the API's (earlier runs, other clients), so
+    reaching the limit proves a 429 is the name rule, whatever its body says.
+    A name used once costs one float; only repeated names keep a list.
+    """
+
+    def __init__(self, window_s: float = SAME_NAME_WINDOW_S) -> None:
+        self._window_s = window_s
+        self._uses: dict[str, float | list[float]] = {}
+
+    def add(self, name: str, now: float) -> None:
+        seen = self._uses.get(name)
+        if seen is None:
+            self._uses[name] = now
+        elif isinstance(seen, float):
+            self._uses[name] = [seen, now]
+        else:
+            del seen[: bisect.bisect_right(seen, now - self._window_s)]
+            seen.append(now)
+
+    def count(self, name: str, now: float) -> int:
+        seen = self._uses.get(name)
+        if seen is None:
+            return 0
+        times = [seen] if isinstance(seen, float) else seen
+        return len(times) - bisect.bisect_right(times, now - self._window_s)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def needs_api_key(upload_url: str, api_base_url: str) -> bool:
+    """Whether a PUT to `upload_url` must carry the API key (fidelity gap 11).
+
+    Only a URL on the API's own origin (scheme, host, port) that carries no
+    signature of its own: a pre-signed URL authorises itself, and a key sent
+    to any other host would be a leaked key.
+    """
+    if _origin(upload_url) != _origin(api_base_url):
+        return False
+    query = urlsplit(upload_url).query
+    return not any(name.lower() in _SIGNATURES for name, _ in parse_qsl(query))
 
 
 class AutoenhanceProvider:
@@ -118,6 +193,8 @@ class AutoenhanceProvider:
         self.caps = self.capabilities(ctx.settings)
         settings = AutoenhanceSettings.of(ctx.settings)
         self._headers = {"x-api-version": settings.api_version} if settings.api_version else {}
+        self._names = NameUses()
+        self._octet_first = False  # learnt: the API signs octet-stream whatever we declared
 
     @staticmethod
     def capabilities(settings: ProviderSettings) -> Capabilities:
@@ -131,6 +208,7 @@ class AutoenhanceProvider:
             max_size=settings.max_size,
             url_lifetime_s=settings.url_lifetime_s or FALLBACK_LIFETIME_S,
             same_name_limit=SAME_NAME_LIMIT,
+            resign_limit=1,  # each re-sign is a new image in the order (no re-issue call)
         )
 
     @staticmethod
@@ -158,7 +236,8 @@ class AutoenhanceProvider:
 
     # -- errors ----------------------------------------------------------------
 
-    def _error(self, response: Response, op: str) -> TransferError:
+    def _error(self, response: Response, op: str, name: str | None = None) -> TransferError:
+        """The error of an answer; `name` is the image name a create asked for."""
         payload = response.json()
         status = response.status
         code = f"http_{status}"
@@ -171,7 +250,10 @@ class AutoenhanceProvider:
         scope: Scope | None = None
         if status == 422:
             code = "validation_error"
-        elif status == 429 and is_same_name_429(payload):
+        elif status == 429 and (
+            is_same_name_429(payload if isinstance(payload, dict) else message)
+            or (name is not None and self._names.count(name, self._ctx.clock()) >= SAME_NAME_LIMIT)
+        ):
             # About this file name, not the pace: its Retry-After (up to an hour) must
             # never pause the other items.
             code, action, scope = "same_name_limit", Action.FAIL_ITEM, Scope.ITEM
@@ -200,7 +282,8 @@ class AutoenhanceProvider:
     # -- steps -------------------------------------------------------------------
 
     async def acquire(self, source: Source) -> Target:
-        body = {"image_name": source.item.display_name, "content_type": source.content_type}
+        name = source.item.display_name
+        body = {"image_name": name, "content_type": source.content_type}
         order_id = self._ctx.params.get("order_id")
         if order_id:
             body["order_id"] = order_id
@@ -215,7 +298,8 @@ class AutoenhanceProvider:
             clock=self._ctx.clock,
         )
         if response.status not in (200, 201):
-            raise self._error(response, "acquire")
+            raise self._error(response, "acquire", name)
+        self._names.add(name, self._ctx.clock())
         payload: Any = response.json()
         if not isinstance(payload, dict):
             payload = {}
@@ -306,7 +390,38 @@ class AutoenhanceProvider:
         )
 
     async def transfer(self, source: Source, target: Target) -> Target:
-        return await self._ctx.put(self.name, source, target)
+        """PUT the bytes; on SignatureDoesNotMatch, once more with the other Content-Type."""
+        declared = target.content_type
+        first, second = (OCTET_STREAM, declared) if self._octet_first else (declared, OCTET_STREAM)
+        try:
+            await self._put(source, target, first)
+            sent = first
+        except TransferError as err:
+            if err.code != "SignatureDoesNotMatch" or first == second:
+                raise
+            await self._put(source, target, second)
+            sent = second
+            self._octet_first = sent == OCTET_STREAM
+        return target if sent == declared else dataclasses.replace(target, content_type=sent)
+
+    async def _put(self, source: Source, target: Target, content_type: str) -> None:
+        ctx = self._ctx
+        if target.url is None:
+            raise ValueError(f"{self.name}: target {target.remote_id!r} has no upload URL")
+        key = ctx.api.headers.get("x-api-key")
+        await put_file(
+            ctx.storage,
+            target.url,
+            source.item.path,
+            source.size,
+            content_type,
+            provider=self.name,
+            allow_insecure_http=ctx.allow_insecure_http,
+            body=source.body,
+            headers={"x-api-key": key}
+            if key and needs_api_key(target.url, ctx.settings.base_url)
+            else None,
+        )
 
     async def finalize(
         self, batch: Sequence[tuple[Source | None, Target]]

@@ -1,54 +1,78 @@
-"""Autoenhance.ai's image API (v3), as its docs describe it.
+"""Autoenhance.ai's image API (v3), as its docs and SDK describe it.
 
 API: https://docs.autoenhance.ai/images/managing-images/creating-and-uploading
 Limits: https://docs.autoenhance.ai/rate-limits
+SDK: PyPI ``autoenhance`` 1.1.0 (openapi-generator): ``api/images_api.py``,
+``api/orders_api.py``, ``models/*``. docs/fidelity/autoenhance.md is the table
+of every behaviour here, its source, and each gap's setting.
 
-Owns these routes, all authenticated with ``x-api-key``:
+Owns these routes, all authenticated with ``x-api-key`` (SDK
+``configuration.py``, ``auth_settings``: ApiKeyAuth in header ``x-api-key``):
 
     POST /v3/images/            {image_name*, content_type?, order_id?, hdr?, ...}
         → 200 ImageCreatedOut with ``upload_url`` or, for older API versions,
-          ``s3PutObjectUrl``
-    GET  /v3/images/{image_id}  → ImageOut (no URL); ``status`` is "waiting"
-          until the image's bytes land, then "processing" ("Once the image has
-          been uploaded, our service will start enhancing your image":
-          docs.autoenhance.ai/uploading-your-first-image)
+          ``s3PutObjectUrl`` (docs: creating-and-uploading; SDK
+          ``models/image_created_out.py``)
+    GET  /v3/images/{image_id}  → ImageOut (no URL: SDK ``models/image_out.py``);
+          ``status`` is "waiting" until the image's bytes land, then
+          "processing" ("Once the image has been uploaded, our service will
+          start enhancing your image": docs.autoenhance.ai/uploading-your-first-image)
     DELETE /v3/images/{image_id} → 204, the image leaves its order
-          (https://docs.autoenhance.ai/images/managing-images/deleting; the
-          ``autoenhance`` 1.1.0 SDK's ``api/images_api.py``)
+          (https://docs.autoenhance.ai/images/managing-images/deleting; SDK
+          ``api/images_api.py`` ``delete_image``)
     GET  /v3/orders/{order_id}  → OrderOut {order_id, images[], total_images, ...}
+          (SDK ``api/orders_api.py``, ``models/order_out.py``)
+    PUT  /v3/images/{image_id}/upload   only with ``upload_host="api"``: the
+          bytes, with ``x-api-key`` (invented path and route: it plays fidelity
+          gap 11, an ``upload_url`` on the API's host rather than S3; the HDR
+          quickstart's PUT carries ``x-api-key``), → 200 ``{"status": "success"}``
+          (the docs' PUT example answer)
 
-Error bodies are Autoenhance's: 401 ``{message, detail}`` for a missing or
-unknown key; 422 ``{message, detail: {"<location>": {"<field>": [msgs]}}}``
-for a bad body or ``x-api-version``; 404 for an id the caller does not own.
+Error bodies are ``HTTPError {message, detail}`` with ``detail`` an object or
+absent (SDK ``models/http_error.py``: ``detail: Optional[Dict[str, Any]]``):
+401 for a missing or unknown key (the words inside ``detail`` are invented);
+422 ``ValidationError {message, detail: {"<location>": {"<field>": [msgs]}}}``
+for a bad body (SDK ``models/validation_error*.py``); 404 for an id the caller
+does not own.
 
-The upload URL is a SigV4 PUT to ``/s3/autoenhanceapi-prod/<order>/<image>``
-that signs ``content-type`` as the create request declared it (or
-``application/octet-stream`` when it declared none, as the docs say), so a
-PUT with another Content-Type fails with 403 SignatureDoesNotMatch.
+The upload URL (``upload_host="s3"``) is a SigV4 PUT to
+``/s3/autoenhanceapi-prod/<order>/<image>`` that signs ``content-type`` as
+the create request declared it, or ``application/octet-stream`` when it
+declared none (docs: "If you don't specify content_type … specify
+application/octet-stream"), so a PUT with another Content-Type fails with 403
+SignatureDoesNotMatch. With ``content_type="ignored"`` the field is ignored
+and every URL signs octet-stream (a gap: SDK 1.1.0's ``models/image_in.py``
+has no ``content_type``, the docs still ask for it).
 
 Limits (the rate-limits page above), each a setting of `AutoenhanceSimSettings`:
 - ``rate`` requests/s per client IP on every route here (token bucket, burst
-  = rate) → 429 ``{"message": "Too Many Requests", "detail": "Rate limit …"}``
-  with ``Retry-After``;
+  = rate) → 429 with ``Retry-After``;
 - ``same_name_limit`` images per ``same_name_window_s`` with one exact
-  ``image_name`` (per key) → 429 whose ``detail`` is an object naming the rule:
-  ``{"rule": "same_file_name", "image_name", "limit", "window_s",
-  "retry_after_s"}``, with ``Retry-After`` until the oldest use ages out. The
-  real body is undocumented: this shape is ours, chosen so a client can
-  tell it from a rate limit by structure; its ``message`` also names the rule;
+  ``image_name`` (per key) → 429 with ``Retry-After`` until the oldest use
+  ages out;
 - ``daily_limit`` images per key (off by default; 500 for new accounts) →
   the image is still created, with ``status: "error"`` and the reason in
   ``status_reason``: not an HTTP error, as the docs say.
 
+Both 429 bodies are undocumented (a gap), so ``body_429`` plays three:
+"worded" (the name rule says ``Duplicate filename '<name>' …``, the rate
+``Too Many Requests``), "generic" (both ``{"message": "Too Many Requests"}``:
+a client can only tell them apart by counting its own names), "empty".
+
 Which URL field is returned: an ``x-api-version`` on or after
 ``upload_url_since`` gets ``upload_url``, an earlier one ``s3PutObjectUrl``;
-without the header, the account default ``url_field`` applies. Which version
-switched is undocumented.
+without the header (or with one that is not a date), the account default
+``url_field`` applies. The versions are documented (docs: api-versions), the
+cut-over date is invented: which version switched is undocumented.
+Accepted types (``content_types``) and the size limit (``max_size_bytes``:
+413 on the API-host upload route; on S3, a landed image over it shows
+``status: "error"``) are gaps too: the defaults are this emulator's choice.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import math
 import re
 import time
@@ -57,29 +81,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
-from ingest.sim.context import SimContext
+from ingest.sim.context import SimContext, abort_connection
 from ingest.sim.faults import TokenBucket
+from ingest.sim.settings import AutoenhanceSimSettings
 
 PROVIDER = "autoenhance"
-BUCKET = "autoenhanceapi-prod"
+BUCKET = "autoenhanceapi-prod"  # the bucket in the docs' example URL
 IMAGES_ROUTE = "/v3/images/"
 IMAGE_ROUTE = "/v3/images/{image_id}"
+UPLOAD_ROUTE = "/v3/images/{image_id}/upload"  # invented (upload_host="api" only)
 ORDER_ROUTE = "/v3/orders/{order_id}"
-SAME_NAME_RULE = "same_file_name"
 OCTET_STREAM = "application/octet-stream"
-SUPPORTED_TYPES = frozenset(
-    {"image/jpeg", "image/png", "image/webp", "image/heic", "image/tiff", OCTET_STREAM}
-)
 _VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
 _BOOLEANS = ("hdr", "threesixty", "enhance", "sky_replacement", "privacy", "upscale")
+_CHUNK = 256 * 1024
 
-_INJECTED = {
-    429: ("Too Many Requests", "Rate limit exceeded: slow down"),
-    500: ("Internal Server Error", "An unexpected error occurred"),
-    503: ("Service Unavailable", "The service is temporarily unavailable"),
-}
+# Fault-plan bodies; their words are invented (Autoenhance documents none).
+_INJECTED = {500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +120,11 @@ def _json(status: int, body: dict[str, Any]) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
-def http_error(status: int, message: str, detail: Any) -> web.Response:
-    """Autoenhance's ``HTTPError`` body."""
-    return _json(status, {"message": message, "detail": detail})
+def http_error(status: int, message: str, detail: dict[str, Any] | None = None) -> web.Response:
+    """Autoenhance's ``HTTPError`` body: ``detail`` is an object, or absent (SDK)."""
+    return _json(
+        status, {"message": message} if detail is None else {"message": message, "detail": detail}
+    )
 
 
 def validation_error(location: str, field: str, *messages: str) -> web.Response:
@@ -110,10 +132,17 @@ def validation_error(location: str, field: str, *messages: str) -> web.Response:
     return http_error(422, "Validation error", {location: {field: list(messages)}})
 
 
-def injected_error(status: int) -> web.Response:
-    """The body of a fault-plan (or rate-limit) 429/500/503."""
-    message, detail = _INJECTED[status]
-    return http_error(status, message, detail)
+def too_many(options: AutoenhanceSimSettings, name: str | None = None) -> web.Response:
+    """A 429 as `body_429` plays it; `name` is set for the identical-file-name rule."""
+    if options.body_429 == "empty":
+        return web.Response(status=429)
+    if options.body_429 == "worded" and name is not None:
+        return http_error(
+            429,
+            f"Duplicate filename {name!r}: at most {options.same_name_limit} images with the "
+            f"same file name per {options.same_name_window_s:g} s",
+        )
+    return http_error(429, "Too Many Requests")
 
 
 def _image_type(content_type: str | None, name: str) -> str:
@@ -122,8 +151,8 @@ def _image_type(content_type: str | None, name: str) -> str:
     return name.rsplit(".", 1)[-1].lower() if "." in name else "unknown"
 
 
-def _validate(body: bytes) -> dict[str, Any] | web.Response:
-    """The create request's fields, or the 422 naming the first bad one."""
+def _validate(body: bytes, options: AutoenhanceSimSettings) -> dict[str, Any] | web.Response:
+    """The create request's fields, or the 422 naming the first bad one (SDK ``image_in.py``)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -136,15 +165,18 @@ def _validate(body: bytes) -> dict[str, Any] | web.Response:
     if not isinstance(name, str) or not name.strip():
         return validation_error("json", "image_name", "Not a valid string.")
     content_type = data.get("content_type")
-    if content_type is not None:
+    if options.content_type == "ignored":
+        data.pop("content_type", None)  # not in SDK 1.1.0's schema: an unknown field
+    elif content_type is not None:
         if not isinstance(content_type, str):
             return validation_error("json", "content_type", "Not a valid string.")
-        if content_type.lower() not in SUPPORTED_TYPES:
+        accepted = options.content_types | {OCTET_STREAM}
+        if content_type.lower() not in accepted:
             return validation_error(
                 "json",
                 "content_type",
                 f"Unsupported content type {content_type!r}; must be one of "
-                + ", ".join(sorted(SUPPORTED_TYPES)),
+                + ", ".join(sorted(accepted)),
             )
     order_id = data.get("order_id")
     if order_id is not None and (not isinstance(order_id, str) or not order_id.strip()):
@@ -167,8 +199,12 @@ def add_routes(ctx: SimContext) -> None:
     daily: collections.Counter[tuple[str, int]] = collections.Counter()
     buckets: dict[str, TokenBucket] = {}
 
+    def injected_error(status: int) -> web.Response:
+        """The body of a fault-plan (or rate-limit) 429/500/503."""
+        return too_many(options) if status == 429 else http_error(status, _INJECTED[status])
+
     def throttled(request: web.Request) -> web.Response | None:
-        """The 429 of the per-IP request rate, or None to go on."""
+        """The 429 of the per-IP request rate (rate-limits page), or None to go on."""
         if options.rate is None:
             return None
         peer = request.remote or ""
@@ -180,18 +216,16 @@ def add_routes(ctx: SimContext) -> None:
         if wait <= 0.0:
             return None
         ctx.state.count("api_rate_limited")
-        response = http_error(
-            429, "Too Many Requests", f"Rate limit exceeded: {options.rate:g} requests per second"
-        )
+        response = too_many(options)
         response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return response
 
     def caller(request: web.Request) -> str | web.Response:
         key = request.headers.get("x-api-key", "").strip()
         if not key:
-            return http_error(401, "Unauthorized", "Missing API key: send it in x-api-key")
+            return http_error(401, "Unauthorized", {"x-api-key": "Missing API key"})
         if not ctx.key_accepted(key):
-            return http_error(401, "Unauthorized", "Invalid API key")
+            return http_error(401, "Unauthorized", {"x-api-key": "Invalid API key"})
         return key
 
     def admit(request: web.Request) -> str | web.Response:
@@ -199,7 +233,7 @@ def add_routes(ctx: SimContext) -> None:
         return throttled(request) or caller(request)
 
     def same_name_refusal(key: str, name: str, now: float) -> web.Response | None:
-        """The 429 of the identical-file-name rule, or None (and the use counted)."""
+        """The 429 of the identical-file-name rule (rate-limits page), or None (use counted)."""
         limit = options.same_name_limit
         if limit is None:
             return None
@@ -210,35 +244,25 @@ def add_routes(ctx: SimContext) -> None:
         if len(uses) < limit:
             uses.append(now)
             return None
-        retry_after = max(1, math.ceil(uses[0] + window - now))
-        response = http_error(
-            429,
-            f"Too many images with the same file name: {limit} per {window:g} s",
-            {
-                "rule": SAME_NAME_RULE,
-                "image_name": name,
-                "limit": limit,
-                "window_s": window,
-                "retry_after_s": retry_after,
-            },
-        )
-        response.headers["Retry-After"] = str(retry_after)
+        response = too_many(options, name)
+        response.headers["Retry-After"] = str(max(1, math.ceil(uses[0] + window - now)))
         return response
 
-    def url_field(request: web.Request) -> str | web.Response:
-        version = request.headers.get("x-api-version")
-        if version is None:
+    def url_field(request: web.Request) -> str:
+        """Which URL field to answer (the cut-over date is invented, see the docstring)."""
+        version = (request.headers.get("x-api-version") or "").strip()
+        if not _VERSION.fullmatch(version):
             return options.url_field
-        if not _VERSION.fullmatch(version.strip()):
-            return validation_error(
-                "headers", "x-api-version", "Not a valid API version (YYYY-MM-DD)."
-            )
-        return "upload_url" if version.strip() >= options.upload_url_since else "s3PutObjectUrl"
+        return "upload_url" if version >= options.upload_url_since else "s3PutObjectUrl"
 
     def image_out(record: ImageRecord) -> dict[str, Any]:
-        status = record.status
-        if status == "waiting" and ctx.state.object_for(record.image_id) is not None:
+        status, reason = record.status, record.status_reason
+        landed = ctx.state.object_for(record.image_id)
+        if status == "waiting" and landed is not None:
             status = "processing"
+            limit = options.max_size_bytes
+            if limit is not None and landed.size > limit:
+                status, reason = "error", f"Image file too large: over {limit} bytes"  # invented
         return {
             "image_id": record.image_id,
             "order_id": record.order_id,
@@ -247,7 +271,7 @@ def add_routes(ctx: SimContext) -> None:
             "user_id": f"user_{uuid.uuid5(uuid.NAMESPACE_OID, record.owner).hex[:12]}",
             "date_added": record.date_added,
             "status": status,
-            "status_reason": record.status_reason,
+            "status_reason": reason,
             "enhanced": False,
             "error": status == "error",
             "downloaded": False,
@@ -258,12 +282,9 @@ def add_routes(ctx: SimContext) -> None:
         key = admit(request)
         if isinstance(key, web.Response):
             return key
-        field = url_field(request)
-        if isinstance(field, web.Response):
-            return field
         if request.content_type != "application/json":
             return validation_error("json", "_schema", "Content-Type must be application/json.")
-        data = _validate(await request.read())
+        data = _validate(await request.read(), options)
         if isinstance(data, web.Response):
             return data
         name: str = data["image_name"]
@@ -281,7 +302,7 @@ def add_routes(ctx: SimContext) -> None:
         if options.daily_limit is not None and daily[(key, day)] > options.daily_limit:
             status = "error"
             reason = f"Daily enhancement limit of {options.daily_limit} images reached"
-        url, _host = ctx.issue_upload(
+        url, host = ctx.issue_upload(
             request,
             provider=PROVIDER,
             remote_id=image_id,
@@ -289,6 +310,8 @@ def add_routes(ctx: SimContext) -> None:
             object_key=f"{order_id}/{image_id}",
             content_type=content_type or OCTET_STREAM,
         )
+        if options.upload_host == "api":
+            url = f"http://{host}{UPLOAD_ROUTE.format(image_id=image_id)}"
         record = ImageRecord(
             image_id=image_id,
             order_id=order_id,
@@ -303,7 +326,7 @@ def add_routes(ctx: SimContext) -> None:
         orders.setdefault(order_id, []).append(image_id)
         order_created.setdefault(order_id, now)
         echoed = {k: v for k, v in data.items() if k not in ("image_name", "order_id")}
-        return _json(200, {**echoed, **image_out(record), field: url})
+        return _json(200, {**echoed, **image_out(record), url_field(request): url})
 
     def owned(request: web.Request) -> ImageRecord | web.Response:
         """The caller's image named in the path, or the answer refusing the request."""
@@ -312,7 +335,7 @@ def add_routes(ctx: SimContext) -> None:
             return key
         record = images.get(request.match_info["image_id"])
         if record is None or record.owner != key:
-            return http_error(404, "Not Found", "Image not found")
+            return http_error(404, "Image not found")
         return record
 
     async def get_image(request: web.Request) -> web.StreamResponse:
@@ -329,6 +352,35 @@ def add_routes(ctx: SimContext) -> None:
         orders[record.order_id].remove(record.image_id)
         return web.Response(status=204)
 
+    async def upload(request: web.Request) -> web.StreamResponse:
+        """The invented API-host PUT (see the docstring): the key, a length, the bytes."""
+        record = owned(request)
+        if isinstance(record, web.Response):
+            return record
+        expected = request.content_length
+        if expected is None:
+            return http_error(411, "Length Required")
+        if options.max_size_bytes is not None and expected > options.max_size_bytes:
+            return http_error(413, f"Image file too large: over {options.max_size_bytes} bytes")
+        digest, size = hashlib.sha256(), 0
+        try:
+            while chunk := await request.content.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        except (OSError, ClientPayloadError):
+            size = -1
+        if size != expected:
+            ctx.state.count("incomplete_bodies")
+            abort_connection(request)
+            return web.Response()
+        ctx.state.store(
+            ctx.state.assets[record.image_id].key,
+            size=size,
+            sha256=digest.hexdigest(),
+            content_type=request.headers.get("Content-Type"),
+        )
+        return _json(200, {"status": "success"})
+
     async def get_order(request: web.Request) -> web.StreamResponse:
         key = admit(request)
         if isinstance(key, web.Response):
@@ -336,7 +388,7 @@ def add_routes(ctx: SimContext) -> None:
         order_id = request.match_info["order_id"]
         owned = [images[i] for i in orders.get(order_id, ()) if images[i].owner == key]
         if not owned:
-            return http_error(404, "Not Found", "Order not found")
+            return http_error(404, "Order not found")
         listed = [image_out(record) for record in owned]
         processing = any(image["status"] == "processing" for image in listed)
         created = order_created[order_id]
@@ -356,7 +408,13 @@ def add_routes(ctx: SimContext) -> None:
             },
         )
 
-    ctx.add_api_route("POST", IMAGES_ROUTE, create, provider=PROVIDER, errors=injected_error)
-    ctx.add_api_route("GET", IMAGE_ROUTE, get_image, provider=PROVIDER, errors=injected_error)
-    ctx.add_api_route("DELETE", IMAGE_ROUTE, delete_image, provider=PROVIDER, errors=injected_error)
-    ctx.add_api_route("GET", ORDER_ROUTE, get_order, provider=PROVIDER, errors=injected_error)
+    routes = [
+        ("POST", IMAGES_ROUTE, create),
+        ("GET", IMAGE_ROUTE, get_image),
+        ("DELETE", IMAGE_ROUTE, delete_image),
+        ("GET", ORDER_ROUTE, get_order),
+    ]
+    if options.upload_host == "api":
+        routes.append(("PUT", UPLOAD_ROUTE, upload))
+    for method, path, handler in routes:
+        ctx.add_api_route(method, path, handler, provider=PROVIDER, errors=injected_error)

@@ -84,15 +84,25 @@ class ModelHunterSimSettings:
 class AutoenhanceSimSettings:
     """How the emulated Autoenhance API behaves (see `ingest.sim.autoenhance`).
 
-    `url_field` is what the account's default API version returns
-    (``upload_url``, or ``s3PutObjectUrl`` for older accounts); an
-    ``x-api-version`` header on or after `upload_url_since` gets
-    ``upload_url``, an earlier one ``s3PutObjectUrl`` (which version switched
-    is undocumented). `rate`: requests/s per client IP (None: no limit).
-    `same_name_limit`: images with one exact ``image_name`` per
-    `same_name_window_s` (None: no limit). `daily_limit`: images per key per
+    Documented: `rate` requests/s per client IP (None: no limit);
+    `same_name_limit` images with one exact ``image_name`` per
+    `same_name_window_s` (None: no limit); `daily_limit` images per key per
     day before new ones are created in the ``error`` state (None: no limit;
-    the docs' default for new accounts is 500).
+    the docs' default for new accounts is 500); `url_field`, what the
+    account's default API version returns (``upload_url``, or
+    ``s3PutObjectUrl`` for older accounts).
+
+    Each way of a gap (no source says which is real; docs/fidelity/autoenhance.md):
+    `upload_url_since`, the ``x-api-version`` from which ``upload_url`` is
+    answered (invented: which version switched is undocumented);
+    `content_type` "honoured" signs the declared type, "ignored" signs
+    ``application/octet-stream`` whatever was declared (SDK 1.1.0 has no
+    such field); `upload_host` "s3" issues pre-signed S3 URLs, "api" an
+    unsigned URL on the API's host that needs ``x-api-key``; `body_429`
+    "worded" names the rule in the name-rule 429's message, "generic" gives
+    both 429s ``{"message": "Too Many Requests"}``, "empty" no body;
+    `content_types` accepted in ``content_type`` (others: 422);
+    `max_size_bytes`, the largest body accepted (None: any).
     """
 
     url_field: Literal["upload_url", "s3PutObjectUrl"] = "upload_url"
@@ -101,12 +111,26 @@ class AutoenhanceSimSettings:
     same_name_limit: int | None = 30
     same_name_window_s: float = 3600.0
     daily_limit: int | None = None
+    content_type: Literal["honoured", "ignored"] = "honoured"
+    upload_host: Literal["s3", "api"] = "s3"
+    body_429: Literal["worded", "generic", "empty"] = "worded"
+    content_types: frozenset[str] = frozenset(
+        {"image/jpeg", "image/png", "image/webp", "image/heic", "image/tiff"}
+    )
+    max_size_bytes: int | None = None
 
     def __post_init__(self) -> None:
-        if self.url_field not in ("upload_url", "s3PutObjectUrl"):
-            raise ValueError(
-                f"url_field must be upload_url or s3PutObjectUrl, got {self.url_field!r}"
-            )
+        choices = {
+            "url_field": ("upload_url", "s3PutObjectUrl"),
+            "content_type": ("honoured", "ignored"),
+            "upload_host": ("s3", "api"),
+            "body_429": ("worded", "generic", "empty"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
         if self.rate is not None and self.rate <= 0:
             raise ValueError(f"rate must be > 0, got {self.rate}")
         if self.same_name_limit is not None and self.same_name_limit < 1:
@@ -115,6 +139,8 @@ class AutoenhanceSimSettings:
             raise ValueError(f"same_name_window_s must be > 0, got {self.same_name_window_s}")
         if self.daily_limit is not None and self.daily_limit < 0:
             raise ValueError(f"daily_limit must be >= 0, got {self.daily_limit}")
+        if self.max_size_bytes is not None and self.max_size_bytes < 1:
+            raise ValueError(f"max_size_bytes must be >= 1, got {self.max_size_bytes}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,11 +77,8 @@ def test_capabilities_and_auth() -> None:
     assert AutoenhanceProvider.auth_headers({"api_key_env": "k"}) == {"x-api-key": "k"}
 
 
-RATE = {"message": "Too Many Requests", "detail": "Rate limit exceeded: 300 requests per second"}
-NAME_RULE = {
-    "message": "Too many images with the same file name: 30 per 3600 s",
-    "detail": {"rule": "same_file_name", "image_name": "a.jpg", "limit": 30},
-}
+RATE = {"message": "Too Many Requests"}
+NAME_RULE = {"message": "Duplicate filename 'a.jpg': at most 30 images with the same file name"}
 
 
 @pytest.mark.parametrize(
@@ -89,7 +86,7 @@ NAME_RULE = {
     [
         (
             401,
-            {"message": "Unauthorized", "detail": "Invalid API key"},
+            {"message": "Unauthorized", "detail": {"x-api-key": "Invalid API key"}},
             Action.STOP,
             "unauthorized",
         ),
@@ -180,6 +177,10 @@ def test_same_name_detection_ignores_rate_limits() -> None:
     assert not is_same_name_429({"message": "Too Many Requests", "detail": {"limit": 300}})
     assert not is_same_name_429(None)
     assert is_same_name_429({"message": "Identical file name used too often"})
+    assert is_same_name_429({"message": "Duplicate filename kitchen.jpg"})
+    assert is_same_name_429({"message": "Too Many Requests", "detail": {"same": "image_name"}})
+    assert is_same_name_429("Limit of 30 duplicate file names per hour")
+    assert not is_same_name_429("Rate limit exceeded: 300 requests per second")
 
 
 def test_export_document() -> None:

@@ -116,9 +116,9 @@ def _add_modelhunter_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--modelhunter-max-mb",
         type=float,
-        default=100.0,
         metavar="MB",
-        help="sizeBytes limit of upload-url, MiB; larger → 422 FILE_TOO_LARGE (default: 100)",
+        help="sizeBytes limit of upload-url, MB (10^6 bytes), for every type; larger → "
+        "422 FILE_TOO_LARGE (default: 100, and 50 for images, as the docs say)",
     )
     group.add_argument(
         "--modelhunter-unsigned-content-type",
@@ -126,11 +126,21 @@ def _add_modelhunter_flags(group: argparse._ArgumentGroup) -> None:
         help="sign only host in upload URLs (default: content-type is signed too)",
     )
     group.add_argument(
-        "--modelhunter-complete-ttl",
-        type=positive_seconds,
-        metavar="SECONDS",
-        help="forget files not completed this long after their URL was issued (410); "
-        "default: never",
+        "--modelhunter-keep-expired",
+        action="store_true",
+        help="complete files whose upload URL expired (default: forget them, 404 FILE_NOT_FOUND)",
+    )
+    group.add_argument(
+        "--modelhunter-complete-repeat",
+        choices=("same", "conflict"),
+        default="same",
+        help="a second complete: the same answer, or 409 ALREADY_COMPLETED (default: same)",
+    )
+    group.add_argument(
+        "--modelhunter-throttle-body",
+        choices=("envelope", "text", "empty"),
+        default="envelope",
+        help="the body of a 429: the error envelope, a text line or nothing (default: envelope)",
     )
 
 
@@ -237,10 +247,16 @@ def _scenario_settings(args: argparse.Namespace) -> ScenarioSimSettings:
 def _modelhunter_settings(args: argparse.Namespace) -> ModelHunterSimSettings:
     from ingest.sim.settings import ModelHunterSimSettings
 
+    limits = {}
+    if args.modelhunter_max_mb is not None:
+        limit = int(args.modelhunter_max_mb * 1_000_000)
+        limits = {"max_size_bytes": limit, "image_max_bytes": limit}
     return ModelHunterSimSettings(
         sign_content_type=not args.modelhunter_unsigned_content_type,
-        max_size_bytes=int(args.modelhunter_max_mb * 1024 * 1024),
-        complete_ttl_s=args.modelhunter_complete_ttl,
+        forget_expired=not args.modelhunter_keep_expired,
+        complete_repeat=args.modelhunter_complete_repeat,
+        throttle_body=args.modelhunter_throttle_body,
+        **limits,
     )
 
 

@@ -78,7 +78,7 @@ from ingest.journal import Journal, Replay, records
 from ingest.journal.records import Record
 from ingest.pacing import Pacer
 from ingest.prefetch import Prefetch, release
-from ingest.providers.base import Landed, Provider, Recovers, Tidies
+from ingest.providers.base import Landed, Provider, Recovers, Target, Tidies
 from ingest.tally import Tally
 from ingest.validate import Checker
 
@@ -211,7 +211,7 @@ class Engine:
         landed_send, landed_recv = anyio.create_memory_object_stream[ToFinalize](
             max(s.put_concurrency, self.provider.caps.finalize_batch * 2)
         )
-        finalizer = Finalizer(self.provider, self.calls, self)
+        finalizer = Finalizer(self.provider, self.calls, self, self.clock)
         async with anyio.create_task_group() as outer:
             outer.start_soon(self.journal.syncer)
             with anyio.CancelScope() as scope:
@@ -350,11 +350,7 @@ class Engine:
                     self.counters.in_flight -= 1
                     source = release(source, self._prefetch)
                 if finalize:
-                    self._record(
-                        records.uploaded(
-                            item.key, target.remote_id, source.size, source.mtime_ns, target.extra
-                        )
-                    )
+                    self.uploaded(item.key, source, target)
                     await handoff.send(landed, ToFinalize(item.key, item.line, target, source))
                 else:
                     self.done(item.key, item.line, source, self.provider.landed(source, target))
@@ -387,6 +383,12 @@ class Engine:
             raise
 
     # -- outcomes (also the finalizers' `Outcomes`) --------------------------
+
+    def uploaded(self, key: str, source: Source, target: Target) -> None:
+        """Journal an item whose bytes landed, before its finalize (`up`)."""
+        self._record(
+            records.uploaded(key, target.remote_id, source.size, source.mtime_ns, target.extra)
+        )
 
     def _file_of(self, key: str, source: Source | None) -> tuple[int, int]:
         """(size, mtime ns) of an item: its source's, or the journal's for one resumed."""

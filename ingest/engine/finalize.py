@@ -6,12 +6,20 @@ sends one for an item whose bytes landed in an earlier run (`source` is then
 `None`: only the journal knows its size). A finalizer takes what is waiting,
 up to the provider's `finalize_batch`, in one call.
 
+A finalize answered with RESIGN says the landed bytes are gone at the
+provider (ModelHunter forgets a file not completed before its upload URL
+expired): the item is uploaded anew, once, with a new target (a resumed item's
+file is checked first, as triage would), journaled `up` again and finalized.
+
 Invariant: a finalize that fails keeps the item's target in its `fail`
-record (`st: up`), so a resume finalizes it without uploading again.
+record (`st: up`), so a resume finalizes it without uploading again; a
+target the provider has forgotten is never kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,10 +27,12 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ingest import handoff
+from ingest.clock import Clock
 from ingest.engine.worker import Calls
-from ingest.errors import TransferError
-from ingest.item import Source
+from ingest.errors import Action, ManifestError, TransferError
+from ingest.item import Item, Source
 from ingest.providers.base import Landed, Provider, Target
+from ingest.validate import Checker
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,22 +43,29 @@ class ToFinalize:
     line: int
     target: Target
     source: Source | None  # None: landed in an earlier run
+    item: Item | None = None  # landed in an earlier run: its entry, to upload anew if need be
 
 
 class Outcomes(Protocol):
     """Where a finalizer reports each item (the engine's bookkeeping)."""
 
     def done(self, key: str, line: int, source: Source | None, landed: Landed) -> None: ...
-    def fail(self, key: str, line: int, err: TransferError, *, landing: ToFinalize) -> None: ...
+    def fail(
+        self, key: str, line: int, err: TransferError, *, landing: ToFinalize | None
+    ) -> None: ...
+    def uploaded(self, key: str, source: Source, target: Target) -> None: ...
 
 
 class Finalizer:
     """One finalizer task's loop: batch what is waiting, finalize it, report each item."""
 
-    def __init__(self, provider: Provider, calls: Calls, outcomes: Outcomes) -> None:
+    def __init__(self, provider: Provider, calls: Calls, outcomes: Outcomes, clock: Clock) -> None:
         self._provider = provider
         self._calls = calls
         self._outcomes = outcomes
+        self._clock = clock
+        # A resumed item uploaded anew is checked as triage checks it (without read-ahead).
+        self._checker = Checker(provider.caps, provider.name)
 
     async def run(self, receive: MemoryObjectReceiveStream[ToFinalize]) -> None:
         batch_size = self._provider.caps.finalize_batch
@@ -62,17 +79,64 @@ class Finalizer:
                         break
                 await self.finalize(batch)
 
-    async def finalize(self, batch: list[ToFinalize]) -> None:
+    async def _results(self, batch: list[ToFinalize]) -> list[Landed | TransferError]:
         pairs = [(landing.source, landing.target) for landing in batch]
         try:
-            results = await self._calls.api(lambda: self._provider.finalize(pairs))
+            return await self._calls.api(lambda: self._provider.finalize(pairs))
         except TransferError as err:
-            results = [err] * len(batch)
-        outcomes = self._outcomes
+            return [err] * len(batch)
+
+    async def finalize(self, batch: list[ToFinalize]) -> None:
+        results = await self._results(batch)
         for landing, result in zip(batch, results, strict=True):
-            match result:
-                case TransferError():
-                    # Keep what a resume needs to finalize without uploading again.
-                    outcomes.fail(landing.key, landing.line, result, landing=landing)
-                case Landed():
-                    outcomes.done(landing.key, landing.line, landing.source, result)
+            if isinstance(result, TransferError) and result.action is Action.RESIGN:
+                await self._anew(landing, result)
+            else:
+                self._report(landing, result)
+
+    def _report(self, landing: ToFinalize, result: Landed | TransferError) -> None:
+        match result:
+            case TransferError():
+                # Keep what a resume needs to finalize without uploading again.
+                self._outcomes.fail(landing.key, landing.line, result, landing=landing)
+            case Landed():
+                self._outcomes.done(landing.key, landing.line, landing.source, result)
+
+    async def _anew(self, landing: ToFinalize, gone: TransferError) -> None:
+        """The provider forgot the landed bytes: upload the item once more, then finalize it."""
+        outcomes = self._outcomes
+        source = landing.source
+        if source is None and landing.item is not None:
+            checked = await self._clock.run_sync(functools.partial(self._checker, landing.item))
+            if isinstance(checked, ManifestError):
+                outcomes.fail(
+                    landing.key, landing.line, _given_up(gone, checked.reason), landing=None
+                )
+                return
+            source = checked
+        if source is None:
+            outcomes.fail(landing.key, landing.line, _given_up(gone, "no file"), landing=None)
+            return
+        try:
+            target = await self._calls.upload(source)
+        except TransferError as err:
+            outcomes.fail(landing.key, landing.line, err, landing=None)
+            return
+        outcomes.uploaded(landing.key, source, target)
+        again = dataclasses.replace(landing, target=target, source=source, item=None)
+        [result] = await self._results([again])
+        if isinstance(result, TransferError) and result.action is Action.RESIGN:
+            result = _given_up(result, "gone again after a new upload")
+        self._report(again, result)
+
+
+def _given_up(gone: TransferError, why: str) -> TransferError:
+    """`gone` as an item failure: its bytes cannot be uploaded anew (`why`)."""
+    return TransferError(
+        f"{gone.message}; cannot upload it anew: {why}",
+        action=Action.FAIL_ITEM,
+        code=gone.code,
+        provider=gone.provider,
+        op=gone.op,
+        status=gone.status,
+    )

@@ -169,7 +169,7 @@ class Triage:
             elif self._finalize:
                 landed = _landed_target(previous)
                 if landed is not None:
-                    return Resume(ToFinalize(item.key, item.line, landed, None))
+                    return Resume(ToFinalize(item.key, item.line, landed, None, item))
         result = self._check(item)
         if isinstance(result, ManifestError):
             return Rejected(result, item.key)

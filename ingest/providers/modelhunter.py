@@ -1,44 +1,51 @@
 """ModelHunter: upload-url, PUT to R2, then complete → CDN url.
 
-API: https://docs.modelhunter.ai/core-concepts/file-uploads
+API: https://docs.modelhunter.ai/core-concepts/file-uploads (ModelHunter has
+no SDK: the request shapes follow its API reference pages, Get Upload URL and
+Complete Upload, and are pinned by tests/unit/test_provider_modelhunter.py)
 
     acquire   POST /api/v1/files/upload-url {filename, contentType, sizeBytes}
               → {success, data: {upload_url, file_id, expires_at}}
-    transfer  PUT upload_url with exactly the declared Content-Type (it may be signed)
+    transfer  PUT upload_url with exactly the declared Content-Type (whether
+              it is signed is undocumented: sending it works either way)
     finalize  POST /api/v1/files/{file_id}/complete → {success, data: {id, url, ...}}
 
 The lease comes from ``expires_at`` (ISO-8601, "valid for 15 minutes"); the
 CDN ``url`` of the complete answer is what `Landed.url` journals and exports.
-Complete is idempotent at the server, so a complete whose answer was lost is
-simply sent again.
+Files are images of at most 50 MB ("max 50 MB", File Uploads; MB = 10^6
+bytes): the local limit unless ``max_size_mb`` says otherwise (upload-url
+itself says 100 MB, for any file).
 
 Errors arrive as ``{"success": false, "error": {"code", "message",
 "details"?}}`` and are classified by code first, then by status:
 
     STOP       AUTH_* (401), FORBIDDEN / KEY_* (403), INSUFFICIENT_BALANCE (402)
     FAIL_ITEM  VALIDATION_ERROR, INVALID_PARAMETER, MISSING_PARAMETER (400),
-               FILE_TOO_LARGE (422); on complete: NOT_FOUND (404, unknown or
-               forgotten file id), UPLOAD_NOT_FOUND (409, no bytes landed),
-               UPLOAD_EXPIRED (410, not completed in time)
-    RETRY      429 and 5xx (502 is ModelHunter's "provider error"), 408
+               FILE_TOO_LARGE (422)
+    RESIGN     on complete, any other refusal of this file id: 404
+               ``FILE_NOT_FOUND`` ("File not found or upload URL has
+               expired", Complete Upload), a 409 of a complete that is not
+               idempotent, a size the API disputes: upload anew
+    RETRY      429 (whatever its body: its shape is undocumented) and 5xx
+               (502 is ModelHunter's "provider error"), 408
     other      `ingest.http.triage` (other 4xx fail the item)
 
-A complete that cannot succeed for this file id fails the item rather than
-asking for a new URL: the engine re-signs only before a transfer, so a new
-upload has to come from ``--retry-failed``, and the message says so.
+A complete that can no longer succeed for its file id (RESIGN) makes the
+engine upload the item once more under a new file id and complete that
+(`engine.finalize`): a resume past the URL's expiry, or a complete held up
+until then, ends done instead of failed. Whether a repeated complete answers
+the same data is undocumented; if it does not, a complete whose answer was
+lost costs one more upload, never a lost item.
 
 Resume of an item killed in flight (`recover`, journaled ``acq`` only): the
 documented API has no call that re-issues an upload URL for a file id, nor a
 files list or get; complete is the one call about a file id, and it can only
 succeed for bytes that landed ("Use this to call Complete Upload after
-uploading", Get Upload URL; a file whose URL expired answers 404
-``FILE_NOT_FOUND``, "File not found or upload URL has expired",
-https://docs.modelhunter.ai/api-reference/files/complete-upload). So the
-acquired file id is completed first: a
-success means the PUT had landed and the item is done under that id; an
-item-class refusal means it had not, and the item is uploaded anew (the old
-id stays behind at ModelHunter as a file that never completes: there is no
-delete call).
+uploading", Get Upload URL). So the acquired file id is completed first: a
+success means the PUT had landed and the item is done under that id; a
+refusal means it had not (or the file is forgotten), and the item is uploaded
+anew (the old id stays behind at ModelHunter as a file that never completes:
+there is no delete call).
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ from ingest.providers.context import Context
 from ingest.providers.settings import ModelHunterSettings, ProviderSettings
 from ingest.sniff import ImageType
 
-DOCUMENTED_LIFETIME_S = 900.0  # "valid for 15 minutes"
+DOCUMENTED_LIFETIME_S = 900.0  # "valid for 15 minutes" (Get Upload URL)
+IMAGE_LIMIT_BYTES = 50_000_000  # "max 50 MB" for images (File Uploads), MB = 10^6 bytes
 
 _STOP_CODES = frozenset(
     {
@@ -73,9 +81,7 @@ _STOP_CODES = frozenset(
 _ITEM_CODES = frozenset(
     {"VALIDATION_ERROR", "INVALID_PARAMETER", "MISSING_PARAMETER", "FILE_TOO_LARGE"}
 )
-# Complete answers that mean this file id will never complete: upload it anew.
-# FILE_NOT_FOUND is the real API's (Complete Upload, above); the others the emulator's.
-_GONE_CODES = frozenset({"NOT_FOUND", "FILE_NOT_FOUND", "UPLOAD_NOT_FOUND", "UPLOAD_EXPIRED"})
+_GONE_OPS = frozenset({"finalize", "recover"})  # calls about an acquired file id (complete)
 
 
 class ModelHunterProvider:
@@ -93,7 +99,7 @@ class ModelHunterProvider:
         settings = ModelHunterSettings.of(settings)
         return Capabilities(
             formats=frozenset({ImageType.PNG, ImageType.JPEG, ImageType.WEBP}),
-            max_size=settings.max_size,
+            max_size=settings.max_size or IMAGE_LIMIT_BYTES,
             url_lifetime_s=settings.url_lifetime_s or DOCUMENTED_LIFETIME_S,
             finalize=True,
             finalize_batch=1,
@@ -135,18 +141,22 @@ class ModelHunterProvider:
         action: Action | None = None
         if code in _STOP_CODES:
             action = Action.STOP
-        elif code in _ITEM_CODES:
+        elif code in _ITEM_CODES and op not in _GONE_OPS:
             action = Action.FAIL_ITEM
-        elif op in ("finalize", "recover") and code in _GONE_CODES:
-            action = Action.FAIL_ITEM
-            if op == "finalize":
-                message = (
-                    f"{message}; the bytes of {file_id} must be uploaded again: "
-                    "run with --retry-failed"
-                )
-        return http_error(
+        err = http_error(
             response, provider=self.name, op=op, code=code, message=message, action=action
         )
+        if op in _GONE_OPS and err.action is Action.FAIL_ITEM:
+            # This file id will not complete: its bytes go up again under a new one.
+            return TransferError(
+                f"{message}; {file_id} cannot be completed, so it is uploaded anew",
+                action=Action.RESIGN,
+                code=code,
+                provider=self.name,
+                op=op,
+                status=response.status,
+            )
+        return err
 
     def _bad_response(self, response: Response, op: str, what: str) -> TransferError:
         return bad_response(response, provider=self.name, op=op, what=what)
@@ -197,14 +207,22 @@ class ModelHunterProvider:
     async def finalize(
         self, batch: Sequence[tuple[Source | None, Target]]
     ) -> list[Landed | TransferError]:
-        return [(await self._complete(target.remote_id))[0] for _source, target in batch]
+        results: list[Landed | TransferError] = []
+        for _source, target in batch:
+            try:
+                results.append((await self._complete(target.remote_id))[0])
+            except TransferError as err:
+                if err.action is not Action.RESIGN:
+                    raise  # RETRY and STOP concern the call, not this file id
+                results.append(err)
+        return results
 
     async def recover(self, source: Source, acquired: Target) -> Landed | None:
         """Complete the acquired file id: done if its bytes had landed, else None (see above)."""
         try:
             landed, size = await self._complete(acquired.remote_id, "recover")
         except TransferError as err:
-            if err.action is Action.FAIL_ITEM:
+            if err.action in (Action.FAIL_ITEM, Action.RESIGN):
                 return None
             raise
         if size is not None and size != source.size:

@@ -72,7 +72,9 @@ class ModelHunterSettings(ProviderSettings):
     base_url: str = inherit(ProviderSettings, "base_url", "https://api.modelhunter.ai")
     api_key_env: str = inherit(ProviderSettings, "api_key_env", "MODELHUNTER_API_KEY")
     url_lifetime_s: float = inherit(ProviderSettings, "url_lifetime_s", 900.0)
-    max_size_mb: float = inherit(ProviderSettings, "max_size_mb", 100.0)
+    max_size_mb: float = setting(
+        0.0, "MiB; files above are rejected locally (0 = its image limit, 50 MB = 50,000,000 bytes)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,44 +1,59 @@
 """ModelHunter's file-upload API, as its docs describe it.
 
-API: https://docs.modelhunter.ai/core-concepts/file-uploads
+Sources: docs.modelhunter.ai/api-reference/files/get-upload-url (the seed page
+`../shared/seeds/modelhunter-get-upload-url.md`), /api-reference/files/complete-upload,
+/core-concepts/file-uploads, /core-concepts/error-handling, /authentication.
+ModelHunter has no SDK. Each route and answer below names its page, or says
+"invented" and why.
 
 Owns three routes and ModelHunter's envelope ``{"success": false, "error":
-{"code", "message", "details"?}}``:
+{"code", "message", "details"?}}`` (error-handling):
 
     POST /api/v1/files/upload-url      {filename, contentType, sizeBytes}
-        → {success, data: {upload_url, file_id, expires_at}}
+        → {success, data: {upload_url, file_id, expires_at}}          (get-upload-url)
     POST /api/v1/files/{file_id}/complete   (no body)
         → {success, data: {id, url, filename, content_type, size_bytes, created_at}}
-    GET  /_sim/modelhunter/files       (inspection, loopback only, not faulted)
+                                                                       (complete-upload)
+    GET  /_sim/modelhunter/files       (inspection, loopback only, not faulted; invented)
 
-Auth is ``Authorization: Bearer <key>``: none → 401 ``AUTH_REQUIRED``, another
-scheme or an unknown key → 401 ``AUTH_INVALID_TOKEN``. Validation: a missing
-field → 400 ``MISSING_PARAMETER``, a wrong type → 400 ``INVALID_PARAMETER``,
-an unsupported ``contentType`` → 400 ``VALIDATION_ERROR`` (the docs' example),
-``sizeBytes`` over the limit → 422 ``FILE_TOO_LARGE``.
+Auth is ``Authorization: Bearer <key>`` (authentication): none → 401
+``AUTH_REQUIRED``, another scheme or an unknown key → 401
+``AUTH_INVALID_TOKEN`` (codes from error-handling). Validation: a missing
+field → 400 ``MISSING_PARAMETER``, a wrong type → 400 ``INVALID_PARAMETER``
+(error-handling's codes; which one the API picks is inferred), an unsupported
+``contentType`` → 400 ``VALIDATION_ERROR`` (get-upload-url's example),
+``sizeBytes`` over the limit → 422 ``FILE_TOO_LARGE`` (get-upload-url's
+example): 100 MB for any file, 50 MB for an image (file-uploads), MB = 10^6.
 
 The upload URL is a SigV4 PUT to ``/s3/modelhunter-uploads/uploads/<file_id>``
-that signs ``content-type`` (a `ModelHunterSimSettings` switch: whether the
-real one does is undocumented), so a PUT with another Content-Type fails with
-403 SignatureDoesNotMatch. The bucket answers expiry R2-style (403
-``ExpiredRequest``): the docs name Cloudflare R2 as the storage.
+(the path is invented; the docs show storage.modelhunter.ai/uploads/<id>)
+that signs ``content-type`` unless `ModelHunterSimSettings.sign_content_type`
+is off (a gap: undocumented), so a PUT with another Content-Type fails with
+403 SignatureDoesNotMatch. The URL lives the emulator's URL lifetime
+(ModelHunter's is 15 minutes: ``ingest sim --lifetime 900``). The bucket
+answers expiry R2-style (403 ``ExpiredRequest``): file-uploads names
+Cloudflare R2 as the storage.
 
-Complete: the file must belong to the caller's key (else 404 ``NOT_FOUND``);
-its bytes must have landed (else 409 ``UPLOAD_NOT_FOUND``) with exactly the
-declared ``sizeBytes`` (else 400 ``VALIDATION_ERROR``); with
-`ModelHunterSimSettings.complete_ttl_s` set, a file not completed that long
-after its URL was issued is forgotten (410 ``UPLOAD_EXPIRED``). A completed
-file stays completed: a second complete answers the same data (idempotent).
-The CDN url points at this emulator (``/cdn/files/<file_id>.<ext>``), never
-at a real host.
+Complete: an unknown file id, another key's, or one not completed before its
+URL expired (`forget_expired`, on by default) answers 404 ``FILE_NOT_FOUND``
+"File not found or upload URL has expired" (complete-upload). A file whose
+bytes never landed answers the same 404 (inferred: the page's only error),
+and bytes of another size than the declared ``sizeBytes`` 400
+``VALIDATION_ERROR`` (invented: no page says what complete checks). A second
+complete of a completed file answers the same data (`complete_repeat`
+``same``) or 409 ``ALREADY_COMPLETED`` (``conflict``, invented: a gap). The
+CDN url points at this emulator (``/cdn/files/<file_id>.<ext>``, the docs'
+cdn.modelhunter.ai/files/<id>.<ext> shape), never at a real host.
 
-Choices where the docs are silent: the 429 code is
-``RATE_LIMIT_EXCEEDED``; ids are ``file_<24 hex>``; the limit is 100 MiB.
+Invented where the docs are silent: the 429 body (`throttle_body`; the code
+``RATE_LIMIT_EXCEEDED`` follows the other codes' style), the 500/503 codes
+``INTERNAL_ERROR`` / ``SERVICE_UNAVAILABLE``, ids ``file_<24 hex>``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -49,6 +64,7 @@ import orjson
 from aiohttp import web
 
 from ingest.sim.context import SimContext, is_loopback
+from ingest.sim.settings import ModelHunterSimSettings, ThrottleBody
 
 if TYPE_CHECKING:
     from ingest.sim.server import SimServer
@@ -60,7 +76,7 @@ COMPLETE_ROUTE = "/api/v1/files/{file_id}/complete"
 FILES_ROUTE = "/_sim/modelhunter/files"
 CDN_PREFIX = "/cdn/files"
 
-# MIME types the upload-url route accepts (the docs' examples and its image formats).
+# MIME types the upload-url route accepts (get-upload-url's examples, file-uploads' formats).
 SUPPORTED_TYPES: dict[str, str] = {
     "image/jpeg": "jpg",
     "image/jpg": "jpg",
@@ -87,6 +103,7 @@ class FileRecord:
     content_type: str
     size_bytes: int
     issued: float  # emulator clock
+    expires: float  # when its upload URL expires (emulator clock)
     completed: dict[str, Any] | None = None  # the `data` of the first successful complete
     completes: int = 0  # successful complete answers (the first and any repeats)
     sha256: str | None = None  # of the bytes it was completed with
@@ -132,10 +149,19 @@ def error(
     return _json(status, {"success": False, "error": body})
 
 
-def injected_error(status: int) -> web.Response:
-    """The envelope of a fault-plan 429/500/503."""
+def injected_error(status: int, throttle_body: ThrottleBody = "envelope") -> web.Response:
+    """A fault-plan or rate-limit 429/500/503; a 429's body as `throttle_body` says (a gap)."""
     code, message = _INJECTED[status]
+    if status == 429 and throttle_body == "text":
+        return web.Response(status=429, text="Too Many Requests")
+    if status == 429 and throttle_body == "empty":
+        return web.Response(status=429)
     return error(status, code, message)
+
+
+def _gone(file_id: str) -> web.Response:
+    """Complete of a file the API does not know (any more): complete-upload's 404."""
+    return error(404, "FILE_NOT_FOUND", f"File not found or upload URL has expired: {file_id}")
 
 
 def _iso(epoch: float) -> str:
@@ -154,7 +180,7 @@ def _caller(request: web.Request, ctx: SimContext) -> str | web.Response:
     return token
 
 
-def _validate(body: bytes, max_size: int) -> tuple[str, str, int] | web.Response:
+def _validate(body: bytes, options: ModelHunterSimSettings) -> tuple[str, str, int] | web.Response:
     """``(filename, contentType, sizeBytes)``, or the error that explains what is wrong."""
     try:
         data = orjson.loads(body)
@@ -186,8 +212,12 @@ def _validate(body: bytes, max_size: int) -> tuple[str, str, int] | web.Response
         return error(
             400, "INVALID_PARAMETER", "sizeBytes must be a positive integer", field="sizeBytes"
         )
+    is_image = content_type.lower().startswith("image/")
+    max_size = options.max_size_bytes
+    if is_image:
+        max_size = min(max_size, options.image_max_bytes)
     if size > max_size:
-        megabytes = max_size / (1024 * 1024)
+        megabytes = max_size / 1_000_000
         limit = f"{megabytes:g} MB" if megabytes >= 1 else f"{max_size} byte"
         return error(
             422,
@@ -212,7 +242,7 @@ def add_routes(ctx: SimContext) -> None:
             return caller
         if request.content_type != "application/json":
             return error(400, "VALIDATION_ERROR", "Content-Type must be application/json")
-        checked = _validate(await request.read(), options.max_size_bytes)
+        checked = _validate(await request.read(), options)
         if isinstance(checked, web.Response):
             return checked
         filename, content_type, size = checked
@@ -233,6 +263,7 @@ def add_routes(ctx: SimContext) -> None:
             content_type=content_type,
             size_bytes=size,
             issued=asset.created,
+            expires=asset.expires,
         )
         return _json(
             200,
@@ -249,23 +280,15 @@ def add_routes(ctx: SimContext) -> None:
         file_id = request.match_info["file_id"]
         record = files.get(file_id)
         if record is None or record.owner != caller:
-            return error(404, "NOT_FOUND", f"File not found: {file_id}")
+            return _gone(file_id)
+        if record.completed is not None and options.complete_repeat == "conflict":
+            return error(409, "ALREADY_COMPLETED", f"Upload of {file_id} is already completed")
         if record.completed is None:
-            ttl = options.complete_ttl_s
-            if ttl is not None and ctx.now() > record.issued + ttl:
-                return error(
-                    410,
-                    "UPLOAD_EXPIRED",
-                    f"Upload of {file_id} was not completed within {ttl:g} s; "
-                    "request a new upload URL",
-                )
+            if options.forget_expired and ctx.now() > record.expires:
+                return _gone(file_id)
             stored = ctx.state.object_for(file_id)
             if stored is None:
-                return error(
-                    409,
-                    "UPLOAD_NOT_FOUND",
-                    f"No uploaded bytes found for {file_id}: PUT the file to its upload_url first",
-                )
+                return _gone(file_id)
             if stored.size != record.size_bytes:
                 return error(
                     400,
@@ -296,6 +319,7 @@ def add_routes(ctx: SimContext) -> None:
             return _json(403, {"error": "control routes answer loopback peers only"})
         return _json(200, {"files": [record.to_json() for record in files.values()]})
 
-    ctx.add_api_route("POST", UPLOAD_ROUTE, upload_url, provider=PROVIDER, errors=injected_error)
-    ctx.add_api_route("POST", COMPLETE_ROUTE, complete, provider=PROVIDER, errors=injected_error)
+    errors = functools.partial(injected_error, throttle_body=options.throttle_body)
+    ctx.add_api_route("POST", UPLOAD_ROUTE, upload_url, provider=PROVIDER, errors=errors)
+    ctx.add_api_route("POST", COMPLETE_ROUTE, complete, provider=PROVIDER, errors=errors)
     ctx.app.router.add_get(FILES_ROUTE, list_files, allow_head=False)

@@ -57,27 +57,47 @@ class ScenarioSimSettings:
             raise ValueError("models must not contain an empty id")
 
 
+ThrottleBody = Literal["envelope", "text", "empty"]
+
+
 @dataclass(frozen=True, slots=True)
 class ModelHunterSimSettings:
-    """How the emulated ModelHunter API behaves where its docs are silent (see `ingest.sim.modelhunter`).
+    """How the emulated ModelHunter API behaves (see `ingest.sim.modelhunter`).
 
-    `sign_content_type`: upload URLs sign ``content-type`` (undocumented; on,
-    the strict choice). `max_size_bytes`: the ``sizeBytes`` limit of upload-url
-    (the docs say 100 MB there, 50 MB for images elsewhere). `complete_ttl_s`:
-    a file not completed this long after its URL was issued is forgotten (410
-    ``UPLOAD_EXPIRED``); None, the default, never forgets (the docs give the
-    URL 15 minutes and say nothing about the file id).
+    Documented: `max_size_bytes`, the ``sizeBytes`` limit of upload-url ("Max
+    100 MB", Get Upload URL) and `image_max_bytes`, that of images ("max 50
+    MB", File Uploads; MB = 10^6 bytes); `forget_expired`: a file not
+    completed when its upload URL expires is forgotten, complete answers 404
+    ``FILE_NOT_FOUND`` ("File not found or upload URL has expired", Complete
+    Upload; False plays an API that completes late uploads).
+    Gaps, each way: `sign_content_type`, whether upload URLs sign
+    ``content-type`` (on, the strict choice); `complete_repeat`, what a second
+    complete of a completed file answers (``same``: the same data, idempotent;
+    ``conflict``: 409 ``ALREADY_COMPLETED``, invented); `throttle_body`, the
+    body of a 429 (``envelope``: the error envelope with code
+    ``RATE_LIMIT_EXCEEDED``, invented; ``text``: a plain-text line; ``empty``).
     """
 
     sign_content_type: bool = True
-    max_size_bytes: int = 100 * 1024 * 1024
-    complete_ttl_s: float | None = None
+    max_size_bytes: int = 100_000_000
+    image_max_bytes: int = 50_000_000
+    forget_expired: bool = True
+    complete_repeat: Literal["same", "conflict"] = "same"
+    throttle_body: ThrottleBody = "envelope"
 
     def __post_init__(self) -> None:
         if self.max_size_bytes < 1:
             raise ValueError(f"max_size_bytes must be >= 1, got {self.max_size_bytes}")
-        if self.complete_ttl_s is not None and self.complete_ttl_s <= 0:
-            raise ValueError(f"complete_ttl_s must be > 0, got {self.complete_ttl_s}")
+        if self.image_max_bytes < 1:
+            raise ValueError(f"image_max_bytes must be >= 1, got {self.image_max_bytes}")
+        if self.complete_repeat not in ("same", "conflict"):
+            raise ValueError(
+                f"complete_repeat must be same or conflict, got {self.complete_repeat!r}"
+            )
+        if self.throttle_body not in ("envelope", "text", "empty"):
+            raise ValueError(
+                f"throttle_body must be envelope, text or empty, got {self.throttle_body!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,7 +174,7 @@ def test_too_large_files_and_bad_keys_are_actionable(dataset: list[Path], tmp_pa
     assert MH.status(MH.journal(manifest))["rejected"] == len(big)
     # Over the provider's limit only (422 FILE_TOO_LARGE): those items fail, the rest land.
     MH.journal(manifest).unlink()
-    with sim_process("--modelhunter-max-mb", str(limit_mb)) as sim:
+    with sim_process("--modelhunter-max-mb", str(limit_mb * 2**20 / 1e6)) as sim:  # MB = 10^6
         remote = run_ingest(MH.run_args(manifest, sim, "--json"), env=MH.env())
         assert remote.returncode == 1, remote.stderr
         failed = [e for e in json_events(remote.stdout) if e["event"] == "item_failed"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ async def test_acquire_declares_name_type_and_size_and_leases_from_expires_at(
 def test_capabilities_and_auth() -> None:
     caps = ModelHunterProvider.capabilities(context(FakeApi(), "modelhunter").settings)
     assert caps.finalize and caps.finalize_batch == 1
-    assert caps.max_size == 100 * 1024 * 1024
+    assert caps.max_size == 50_000_000  # images: "max 50 MB" (File Uploads), MB = 10^6 bytes
     assert caps.url_lifetime_s == 900
     assert caps.formats == {ImageType.PNG, ImageType.JPEG, ImageType.WEBP}
     headers = ModelHunterProvider.auth_headers({"api_key_env": "river_test_x"})
@@ -151,18 +152,28 @@ async def test_finalize_completes_and_returns_the_cdn_url(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(404, "NOT_FOUND"), (409, "UPLOAD_NOT_FOUND"), (410, "UPLOAD_EXPIRED")],
+    [
+        (404, "FILE_NOT_FOUND"),  # complete-upload: "File not found or upload URL has expired"
+        (404, "NOT_FOUND"),
+        (409, "ALREADY_COMPLETED"),  # a complete that is not idempotent (a gap)
+        (400, "VALIDATION_ERROR"),
+        (410, "GONE"),
+    ],
 )
-async def test_a_complete_that_can_never_succeed_fails_the_item_and_says_what_to_do(
+async def test_a_complete_that_can_never_succeed_asks_for_a_new_upload(
     status: int, code: str
 ) -> None:
+    """RESIGN, returned in the item's place: the engine uploads it anew under a new file id."""
     mh, _ = provider(Canned(status, envelope(code, "File gone")))
-    with pytest.raises(TransferError) as info:
-        await mh.finalize([(None, _target())])
-    err = info.value
-    assert (err.action, err.code, err.op) == (Action.FAIL_ITEM, code, "finalize")
-    assert "file_abc123" in err.message
-    assert "--retry-failed" in err.message
+    [err] = await mh.finalize([(None, _target())])
+    assert isinstance(err, TransferError)
+    assert (err.action, err.code, err.op, err.status) == (Action.RESIGN, code, "finalize", status)
+    assert "file_abc123" in err.message and "uploaded anew" in err.message
+
+
+def test_a_configured_limit_replaces_the_50_mb_one() -> None:
+    settings = dataclasses.replace(context(FakeApi(), "modelhunter").settings, max_size_mb=1.0)
+    assert ModelHunterProvider.capabilities(settings).max_size == 1024 * 1024
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 import yarl
 
@@ -22,7 +23,7 @@ from ingest.providers.context import Context
 from ingest.providers.modelhunter import ModelHunterProvider
 from ingest.sim import SimServer, SimSettings, serve
 from ingest.sim.modelhunter import completed_by_sha, files_of
-from ingest.sim.settings import ModelHunterSimSettings
+from ingest.sim.settings import ModelHunterSimSettings, ThrottleBody
 from tests.fakeapi import source as jpeg_source
 
 pytestmark = pytest.mark.anyio
@@ -214,7 +215,7 @@ async def test_complete_needs_the_bytes_then_is_idempotent() -> None:
         data = await _issue(http, sim)
         file_id = data["file_id"]
         status, body, _ = await _call(http, sim, _complete(file_id))
-        assert (status, body["error"]["code"]) == (409, "UPLOAD_NOT_FOUND")
+        assert (status, body["error"]["code"]) == (404, "FILE_NOT_FOUND")  # no bytes yet
         assert (await _put(http, data["upload_url"]))[0] == 200
         status, first, _ = await _call(http, sim, _complete(file_id))
         assert status == 200
@@ -245,12 +246,13 @@ async def test_complete_refuses_unknown_foreign_and_short_uploads() -> None:
     settings = SimSettings(api_keys=frozenset({KEY, other}))
     async with serve(settings) as sim, aiohttp.ClientSession() as http:
         status, body, _ = await _call(http, sim, _complete("file_nope"))
-        assert (status, body["error"]["code"]) == (404, "NOT_FOUND")
+        assert (status, body["error"]["code"]) == (404, "FILE_NOT_FOUND")
+        assert body["error"]["message"].startswith("File not found or upload URL has expired")
         data = await _issue(http, sim)
         assert (await _put(http, data["upload_url"]))[0] == 200
         foreign = {"Authorization": f"Bearer {other}"}
         status, body, _ = await _call(http, sim, _complete(data["file_id"]), headers=foreign)
-        assert (status, body["error"]["code"]) == (404, "NOT_FOUND")
+        assert (status, body["error"]["code"]) == (404, "FILE_NOT_FOUND")
         short = await _issue(http, sim, sizeBytes=len(BODY) + 1)
         assert (await _put(http, short["upload_url"]))[0] == 200
         status, body, _ = await _call(http, sim, _complete(short["file_id"]))
@@ -258,18 +260,66 @@ async def test_complete_refuses_unknown_foreign_and_short_uploads() -> None:
         assert "sizeBytes" in body["error"]["message"]
 
 
-async def test_complete_ttl_forgets_unfinished_files_only() -> None:
-    settings = SimSettings(modelhunter=ModelHunterSimSettings(complete_ttl_s=60))
+@pytest.mark.parametrize("forget", [True, False])
+async def test_a_file_not_completed_before_its_url_expired_is_forgotten(forget: bool) -> None:
+    """complete-upload: 404 FILE_NOT_FOUND "File not found or upload URL has expired"."""
+    settings = SimSettings(modelhunter=ModelHunterSimSettings(forget_expired=forget))
     async with serve(settings) as sim, aiohttp.ClientSession() as http:
         finished, late = await _issue(http, sim), await _issue(http, sim)
         for data in (finished, late):
             assert (await _put(http, data["upload_url"]))[0] == 200
         status, done, _ = await _call(http, sim, _complete(finished["file_id"]))
         assert status == 200
-        sim.set_faults("skew=120")
+        sim.set_faults("skew=121")  # past the URLs' 120 s
         status, body, _ = await _call(http, sim, _complete(late["file_id"]))
-        assert (status, body["error"]["code"]) == (410, "UPLOAD_EXPIRED")
+        if forget:
+            assert (status, body["error"]["code"]) == (404, "FILE_NOT_FOUND")
+        else:
+            assert (status, body["data"]["id"]) == (200, late["file_id"])
         assert (await _call(http, sim, _complete(finished["file_id"])))[:2] == (200, done)
+
+
+async def test_a_complete_that_is_not_idempotent_answers_409_the_second_time() -> None:
+    settings = SimSettings(modelhunter=ModelHunterSimSettings(complete_repeat="conflict"))
+    async with serve(settings) as sim, aiohttp.ClientSession() as http:
+        data = await _issue(http, sim)
+        assert (await _put(http, data["upload_url"]))[0] == 200
+        assert (await _call(http, sim, _complete(data["file_id"])))[0] == 200
+        status, body, _ = await _call(http, sim, _complete(data["file_id"]))
+        assert (status, body["error"]["code"]) == (409, "ALREADY_COMPLETED")
+
+
+@pytest.mark.parametrize(
+    ("shape", "body"),
+    [("envelope", None), ("text", b"Too Many Requests"), ("empty", b"")],
+)
+async def test_the_429_body_is_a_setting(shape: ThrottleBody, body: bytes | None) -> None:
+    settings = SimSettings(modelhunter=ModelHunterSimSettings(throttle_body=shape))
+    async with serve(settings) as sim, aiohttp.ClientSession() as http:
+        sim.set_faults("api.429=1,api.retry_after=2")
+        async with http.post(f"{sim.base_url}{UPLOAD}", json=REQUEST, headers=GOOD) as resp:
+            got = await resp.read()
+            assert (resp.status, resp.headers.get("Retry-After")) == (429, "2")
+        if body is None:
+            assert orjson.loads(got)["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+        else:
+            assert got == body
+
+
+async def test_images_are_limited_to_50_mb_other_files_to_100() -> None:
+    async with serve() as sim, aiohttp.ClientSession() as http:
+        for content_type, size, status in [
+            ("image/png", 50_000_000, 200),
+            ("image/png", 50_000_001, 422),
+            ("video/mp4", 100_000_000, 200),
+            ("video/mp4", 100_000_001, 422),
+        ]:
+            request = {**REQUEST, "contentType": content_type, "sizeBytes": size}
+            got, body, _ = await _call(http, sim, UPLOAD, json=request)
+            assert got == status, (content_type, size, body)
+            if status == 422:
+                limit = "50 MB" if content_type.startswith("image/") else "100 MB"
+                assert body["error"]["message"] == f"File size exceeds the {limit} limit"
 
 
 @pytest.mark.parametrize(
@@ -344,10 +394,18 @@ def test_sim_command_flags() -> None:
             "--modelhunter-max-mb",
             "0.5",
             "--modelhunter-unsigned-content-type",
-            "--modelhunter-complete-ttl",
-            "900",
+            "--modelhunter-keep-expired",
+            "--modelhunter-complete-repeat",
+            "conflict",
+            "--modelhunter-throttle-body",
+            "text",
         ]
     )
     assert sim_cli._modelhunter_settings(args) == ModelHunterSimSettings(
-        sign_content_type=False, max_size_bytes=512 * 1024, complete_ttl_s=900
+        sign_content_type=False,
+        max_size_bytes=500_000,
+        image_max_bytes=500_000,
+        forget_expired=False,
+        complete_repeat="conflict",
+        throttle_body="text",
     )

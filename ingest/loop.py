@@ -1,8 +1,9 @@
 """Which event loop the processes ingest starts run on.
 
 Owns the one choice every entry point makes (`ingest run`, `ingest sim`, the
-bench client and the benchmark emulator): uvloop when it is installed (the
-`fast` extra), else asyncio's own loop. Library callers of ingest keep
+bench client and the benchmark emulator): uvloop when it is installed (a
+dependency wherever it has wheels, so `pip install -e .` brings it), else
+asyncio's own loop. Library callers of ingest keep
 whatever loop they already run; only code that calls `anyio.run` asks here.
 
 How it works: `backend_options()` is passed to `anyio.run(...,

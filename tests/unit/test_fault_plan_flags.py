@@ -8,6 +8,8 @@ plan shares one argparse type (`ingest.cli.options.fault_plan`).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,18 @@ def test_a_bad_sim_lifetime_is_a_usage_error(
         main(["run", str(manifest), "--provider", "novita", "--sim", "--sim-lifetime", lifetime])
     assert exited.value.code == 2
     assert "argument --sim-lifetime:" in capsys.readouterr().err
+
+
+def test_a_run_without_a_fault_plan_does_not_import_the_emulator() -> None:
+    # argparse passes the flag's default ("") through `fault_plan`; importing the
+    # emulator for it (aiohttp.web and every provider's routes) was ~15 % of the
+    # CPU of a 2,000-file `ingest run` (benchmarks/README.md, "hot path changes").
+    code = (
+        "import sys; from ingest.cli.main import build_parser; "
+        "build_parser('run').parse_args(['run', 'm.jsonl', '--provider', 'novita']); "
+        "print(sorted(m for m in sys.modules if m.startswith('ingest.sim')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -33,7 +33,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,8 +103,11 @@ async def _read(path: str) -> bytes:
 class Bare:
     """One run: the sessions, the API slots, the counters, one method per flow."""
 
-    def __init__(self, flow: Flow, base_url: str, key: str, api: int, put: int) -> None:
+    def __init__(
+        self, flow: Flow, base_url: str, key: str, api: int, put: int, inline: bool = False
+    ) -> None:
         self.flow = flow
+        self.inline = inline  # Scenario's inline mode: one POST an image, no attach
         self.base_url = base_url.rstrip("/") + "/"
         self.key = key
         self.limits = (api, put)
@@ -175,10 +178,17 @@ class Bare:
         self.bytes += size
 
     async def scenario(self, path: str, name: str, size: int, ctype: str) -> None:
+        headers = {"Content-Type": "application/json"}
+        if self.inline:
+            data = base64.b64encode(await _read(path))
+            body = b'{"data":"data:' + ctype.encode() + b";base64," + data + b'","name":'
+            body += orjson.dumps(name) + b',"preset":"default"}'
+            await self.call("POST", f"models/{self.model}/training-images", data=body,
+                            headers=headers)  # fmt: skip
+            return
         if size < SCENARIO_JSON_LIMIT:
             data = await _read(path)
             body = b'{"name":' + orjson.dumps(name) + b',"image":"' + base64.b64encode(data) + b'"}'
-            headers = {"Content-Type": "application/json"}
             answer = await self.call("POST", "assets", data=body, headers=headers)
             asset = answer["asset"]["id"]
         else:
@@ -203,7 +213,7 @@ class Bare:
             body = {"assetIds": batch, "preset": "default"}
             await self.call("POST", f"models/{self.model}/training-images", body)
 
-    async def run(self, jobs: list[Job], workers: int) -> dict[str, Any]:
+    async def run(self, jobs: Sequence[Job], workers: int) -> dict[str, Any]:
         queue = iter(jobs)
 
         async def worker() -> None:
@@ -227,6 +237,19 @@ class Bare:
                 "elapsed_s": elapsed, "reader": READER}  # fmt: skip
 
 
+def sink_objects(flow: str, sizes: list[int], *, inline: bool = False) -> int:
+    """How many objects a run of `flow` stores at the sink for files of `sizes`.
+
+    One per file, except Scenario: its JSON uploads go to the API (none), its
+    multipart uploads one object per part.
+    """
+    if flow != "scenario":
+        return len(sizes)
+    if inline:
+        return 0
+    return sum(math.ceil(size / PART_SIZE) for size in sizes if size >= SCENARIO_JSON_LIMIT)
+
+
 def read_jobs(paths_file: str | None, urls_file: str | None) -> list[Job]:
     """(path, size, URL or None) per file, listed and measured before the clock starts."""
     if urls_file:
@@ -247,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provider", choices=FLOWS, default="novita")
     parser.add_argument("--base-url", help="the provider API (the signer) base URL")
     parser.add_argument("--key", default="sk-bench")
+    parser.add_argument("--scenario-mode", choices=("assets", "inline"), default="assets")
     parser.add_argument("--api-concurrency", type=int, default=16)
     parser.add_argument("--put-concurrency", type=int, default=32)
     args = parser.parse_args(argv)
@@ -259,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         args.key,
         args.api_concurrency,
         args.put_concurrency,
+        inline=args.scenario_mode == "inline",
     )
     try:
         import uvloop

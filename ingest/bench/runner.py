@@ -167,14 +167,27 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
             return _measure(options, manifest, journal, emulator.base_url, emulator)
 
 
-def _measure(
-    options: BenchOptions, manifest: Path, journal: Path, base_url: str, emulator: Any
-) -> dict[str, Any]:
-    if emulator is not None:
-        # The path of the provider's real base URL (Scenario's `/v1`) is kept under the emulator.
-        from ingest.providers.settings import DEFAULT_PROVIDERS
+def api_base(base_url: str, provider: str) -> str:
+    """`base_url` with the path of the provider's real base URL (Scenario's ``/v1``)."""
+    from ingest.providers.settings import DEFAULT_PROVIDERS
 
-        base_url += urlsplit(DEFAULT_PROVIDERS[options.provider].base_url).path.rstrip("/")
+    return base_url + urlsplit(DEFAULT_PROVIDERS[provider].base_url).path.rstrip("/")
+
+
+def run_client(
+    options: BenchOptions,
+    base_url: str,
+    manifest: Path,
+    journal: Path,
+    *,
+    placeholder_keys: bool,
+    env: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], ProcessUsage]:
+    """Run the measured engine client (`ingest.bench.client`) to its end: its report, its usage.
+
+    `placeholder_keys`: send a placeholder for every unset key (the emulator and
+    the signer take any key). `RuntimeError` when the client fails.
+    """
     config = {
         "provider": options.provider,
         "base_url": base_url,
@@ -184,17 +197,27 @@ def _measure(
         "put_concurrency": options.put_concurrency,
         "api_concurrency": options.api_concurrency,
         "api_rate": options.api_rate,
-        "emulator": emulator is not None,
+        "emulator": placeholder_keys,
     }
-    emu_cpu0 = emulator.cpu_s() if emulator else 0.0
     out, err, usage = run_measured(
-        [sys.executable, "-m", "ingest.bench.client", orjson.dumps(config).decode()]
+        [sys.executable, "-m", "ingest.bench.client", orjson.dumps(config).decode()], env=env
+    )
+    if usage.status != 0:
+        raise RuntimeError(f"the benchmark client failed ({usage.status}): {err.strip()[-800:]}")
+    return orjson.loads(out), usage
+
+
+def _measure(
+    options: BenchOptions, manifest: Path, journal: Path, base_url: str, emulator: Any
+) -> dict[str, Any]:
+    if emulator is not None:
+        base_url = api_base(base_url, options.provider)  # the provider's path under the emulator
+    emu_cpu0 = emulator.cpu_s() if emulator else 0.0
+    client, usage = run_client(
+        options, base_url, manifest, journal, placeholder_keys=emulator is not None
     )
     emu_cpu = emulator.cpu_s() - emu_cpu0 if emulator else None
     stats = emulator.stats() if emulator else None
-    if usage.status != 0:
-        raise RuntimeError(f"the benchmark client failed ({usage.status}): {err.strip()[-800:]}")
-    client = orjson.loads(out)
     return build_report(
         options, base_url if emulator is None else None, client, usage, emu_cpu, stats
     )
@@ -352,6 +375,10 @@ def render(report: dict[str, Any]) -> str:
             f"  emulator   {emu['cpu_cores']:.2f} cores of CPU "
             f"({'fast path' if emu['fast_path'] else 'stock storage route'})"
         )
+    if report.get("reference"):
+        from ingest.bench.reference import render_reference
+
+        lines += render_reference(report["reference"])
     if res["stop_reason"]:
         lines.append(f"  stopped    {res['stop_reason']}: {res.get('stop_message') or ''}")
     verdict_ = report["verdict"]

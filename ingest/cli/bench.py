@@ -5,6 +5,9 @@ built-in emulator in its own process (or targets a real endpoint with
 ``--base-url``), runs the engine in another process, and reports files/s,
 MiB/s, API and PUT latency, URL queueing against lifetime, re-signs, 429s,
 client CPU and memory, then a one-line verdict naming the bottleneck.
+``--reference`` replaces the emulator with the free-running reference
+(`ingest.bench.reference`: nginx, a minimal signer, a bare loop beside the
+engine) and adds the engine's share of that ceiling.
 
 Exit codes: 0 the run finished with every file done; 1 some files failed;
 2 bad usage.
@@ -90,6 +93,18 @@ def register(sub: Any) -> None:
         "the provider's API key variable must be set)",
     )
     p.add_argument(
+        "--reference",
+        action="store_true",
+        help="instead of the emulator: nginx as the storage and a minimal signer as the "
+        "provider's API, with a bare sign+PUT loop run beside the engine as the ceiling; "
+        "reports the engine's share of it (needs nginx: installed with apt-get as root)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=positive_int,
+        help="with --reference: rounds of bare and engine, medians reported (default: 3)",
+    )
+    p.add_argument(
         "--dir", type=Path, help="generate the images here (default: a temporary folder)"
     )
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -102,8 +117,14 @@ def run(args: argparse.Namespace) -> int:
     from ingest.cli.options import provider_flags
     from ingest.errors import ConfigError
 
-    if args.base_url and (args.faults or args.stock_emulator):
+    if (args.base_url or args.reference) and (args.faults or args.stock_emulator):
         print("ingest bench: --faults and --stock-emulator need the emulator", file=sys.stderr)
+        return 2
+    if args.reference and args.base_url:
+        print("ingest bench: --reference runs its own endpoint: drop --base-url", file=sys.stderr)
+        return 2
+    if args.rounds and not args.reference:
+        print("ingest bench: --rounds applies to --reference runs", file=sys.stderr)
         return 2
     try:
         settings = bench_settings(
@@ -129,12 +150,19 @@ def run(args: argparse.Namespace) -> int:
     )
     if not args.json:
         where = args.base_url or "the built-in emulator (nothing leaves this machine)"
+        if args.reference:
+            where = "an nginx sink and a minimal signer on loopback, beside a bare loop"
         print(
             f"ingest bench: {args.count} synthetic images to {where}; {os.cpu_count()} cores",
             file=sys.stderr,
         )
     try:
-        report = run_bench(options)
+        if args.reference:
+            from ingest.bench.reference import DEFAULT_ROUNDS, run_reference
+
+            report = run_reference(options, args.rounds or DEFAULT_ROUNDS)
+        else:
+            report = run_bench(options)
     except RuntimeError as exc:
         print(f"ingest bench: {exc}", file=sys.stderr)
         return 1
@@ -144,4 +172,5 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(report).decode() + "\n")
     else:
         print(render(report))
-    return 0 if report["result"]["done"] == args.count else 1
+    problems = (report.get("reference") or {}).get("problems")
+    return 0 if report["result"]["done"] == args.count and not problems else 1

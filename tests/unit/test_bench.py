@@ -228,3 +228,22 @@ def test_bench_settings_name_a_scenario_model_only_on_the_emulator() -> None:
         bench_settings("scenario", {}, emulator=False)
     with pytest.raises(ConfigError, match="NOVITA_API_KEY_UNSET_IN_TESTS is empty or not set"):
         bench_settings("novita", {"api_key_env": "NOVITA_API_KEY_UNSET_IN_TESTS"}, emulator=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--reference", "--base-url", "http://127.0.0.1:9"], "drop --base-url"),
+        (["--reference", "--faults", "api.429=0.1"], "need the emulator"),
+        (["--rounds", "2"], "--rounds applies to --reference"),
+    ],
+)
+def test_reference_flags_that_cannot_apply_are_bad_usage(
+    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ingest.cli.main import main
+
+    assert main(["bench", *args]) == 2
+    err = capsys.readouterr().err
+    assert says in err
+    assert len(err.strip().splitlines()) == 1

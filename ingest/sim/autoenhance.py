@@ -2,81 +2,67 @@
 
 API: https://docs.autoenhance.ai/images/managing-images/creating-and-uploading
 Limits: https://docs.autoenhance.ai/rate-limits
-SDK: PyPI ``autoenhance`` 1.1.0 (openapi-generator): ``api/images_api.py``,
-``api/orders_api.py``, ``models/*``. docs/fidelity/autoenhance.md is the table
-of every behaviour here, its source, and each gap's setting.
+SDK: PyPI ``autoenhance`` 1.1.0 (``api/images_api.py``, ``api/orders_api.py``,
+``models/*``). docs/fidelity/autoenhance.md is the table of every behaviour
+here, its source or why it is invented, and the setting for each gap.
 
 Owns these routes, all authenticated with ``x-api-key`` (SDK
-``configuration.py``, ``auth_settings``: ApiKeyAuth in header ``x-api-key``):
+``configuration.py``; required on the two GETs too, which the SDK sends
+without it: invented, stricter):
 
     POST /v3/images/            {image_name*, content_type?, order_id?, hdr?, ...}
         → 200 ImageCreatedOut with ``upload_url`` or, for older API versions,
-          ``s3PutObjectUrl`` (docs: creating-and-uploading; SDK
-          ``models/image_created_out.py``)
-    GET  /v3/images/{image_id}  → ImageOut (no URL: SDK ``models/image_out.py``);
-          ``status`` is "waiting" until the image's bytes land, then
-          "processing" ("Once the image has been uploaded, our service will
-          start enhancing your image": docs.autoenhance.ai/uploading-your-first-image)
-    DELETE /v3/images/{image_id} → 204, the image leaves its order
-          (https://docs.autoenhance.ai/images/managing-images/deleting; SDK
-          ``api/images_api.py`` ``delete_image``)
-    GET  /v3/orders/{order_id}  → OrderOut {order_id, images[], total_images, ...}
-          (SDK ``api/orders_api.py``, ``models/order_out.py``)
-    PUT  /v3/images/{image_id}/upload   only with ``upload_host="api"``: the
-          bytes, with ``x-api-key`` (invented path and route: it plays fidelity
-          gap 11, an ``upload_url`` on the API's host rather than S3; the HDR
-          quickstart's PUT carries ``x-api-key``), → 200 ``{"status": "success"}``
-          (the docs' PUT example answer)
+          ``s3PutObjectUrl`` (seed page; SDK ``models/image_created_out.py``)
+    GET  /v3/images/{image_id}  → ImageOut, no URL (SDK ``models/image_out.py``);
+          "waiting" until the bytes land, then "processing"
+          (docs.autoenhance.ai/uploading-your-first-image)
+    DELETE /v3/images/{image_id} → 204, the image leaves its order (SDK
+          ``delete_image``; docs .../managing-images/deleting)
+    GET  /v3/orders/{order_id}  → OrderOut (SDK ``models/order_out.py``)
+    PUT  /v3/images/{image_id}/upload   only with ``upload_host="api"``
+          (invented: plays fidelity gap 11, an ``upload_url`` on the API's
+          host; the HDR quickstart's PUT carries ``x-api-key``) → 200
+          ``{"status": "success"}`` (the seed page's example PUT answer)
 
-Error bodies are ``HTTPError {message, detail}`` with ``detail`` an object or
-absent (SDK ``models/http_error.py``: ``detail: Optional[Dict[str, Any]]``):
-401 for a missing or unknown key (the words inside ``detail`` are invented);
-422 ``ValidationError {message, detail: {"<location>": {"<field>": [msgs]}}}``
-for a bad body (SDK ``models/validation_error*.py``); 404 for an id the caller
-does not own.
+Errors are ``HTTPError {message, detail}``, ``detail`` an object or absent
+(SDK ``models/http_error.py``; the words are invented), and 422
+``ValidationError {message, detail: {"<location>": {"<field>": [msgs]}}}``
+(SDK ``models/validation_error*.py``).
 
-The upload URL (``upload_host="s3"``) is a SigV4 PUT to
-``/s3/autoenhanceapi-prod/<order>/<image>`` that signs ``content-type`` as
-the create request declared it, or ``application/octet-stream`` when it
-declared none (docs: "If you don't specify content_type … specify
-application/octet-stream"), so a PUT with another Content-Type fails with 403
-SignatureDoesNotMatch. With ``content_type="ignored"`` the field is ignored
-and every URL signs octet-stream (a gap: SDK 1.1.0's ``models/image_in.py``
-has no ``content_type``, the docs still ask for it).
+The S3 upload URL (``/s3/autoenhanceapi-prod/<order>/<image>``, the docs'
+bucket; the key layout invented) signs ``content-type`` as declared, or
+``application/octet-stream`` when none was (seed page), so another
+Content-Type gets 403 SignatureDoesNotMatch. ``content_type="ignored"`` plays
+an API that drops the field (SDK 1.1.0's ``models/image_in.py`` has none):
+every URL then signs octet-stream.
 
-Limits (the rate-limits page above), each a setting of `AutoenhanceSimSettings`:
-- ``rate`` requests/s per client IP on every route here (token bucket, burst
-  = rate) → 429 with ``Retry-After``;
-- ``same_name_limit`` images per ``same_name_window_s`` with one exact
-  ``image_name`` (per key) → 429 with ``Retry-After`` until the oldest use
-  ages out;
-- ``daily_limit`` images per key (off by default; 500 for new accounts) →
-  the image is still created, with ``status: "error"`` and the reason in
-  ``status_reason``: not an HTTP error, as the docs say.
+Limits, each a setting of `AutoenhanceSimSettings` (rate-limits page; every
+``Retry-After`` value is invented): ``rate`` requests/s per client IP → 429;
+``same_name_limit`` creates per ``same_name_window_s`` with one exact
+``image_name`` → 429; ``daily_limit`` images per key per day → created with
+``status: "error"`` and ``status_reason``, not an HTTP error. The 429 bodies
+are undocumented: ``body_429`` plays "worded", "generic" and "empty".
 
-Both 429 bodies are undocumented (a gap), so ``body_429`` plays three:
-"worded" (the name rule says ``Duplicate filename '<name>' …``, the rate
-``Too Many Requests``), "generic" (both ``{"message": "Too Many Requests"}``:
-a client can only tell them apart by counting its own names), "empty".
+``x-api-version`` on or after ``upload_url_since`` gets ``upload_url``, an
+earlier date ``s3PutObjectUrl``, anything else the account's ``url_field``
+(versions: docs.autoenhance.ai/api-versions; the cut-over date is invented).
+``content_types`` and ``max_size_bytes`` (413 on the API-host route; on S3,
+a landed image over it shows ``status: "error"``) are invented gaps too.
 
-Which URL field is returned: an ``x-api-version`` on or after
-``upload_url_since`` gets ``upload_url``, an earlier one ``s3PutObjectUrl``;
-without the header (or with one that is not a date), the account default
-``url_field`` applies. The versions are documented (docs: api-versions), the
-cut-over date is invented: which version switched is undocumented.
-Accepted types (``content_types``) and the size limit (``max_size_bytes``:
-413 on the API-host upload route; on S3, a landed image over it shows
-``status: "error"``) are gaps too: the defaults are this emulator's choice.
+The last `RECEIVED_KEPT` requests (method, path, the headers that matter,
+the JSON body) are kept in ``app[RECEIVED]`` for the SDK shape tests.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import math
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +83,8 @@ OCTET_STREAM = "application/octet-stream"
 _VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
 _BOOLEANS = ("hdr", "threesixty", "enhance", "sky_replacement", "privacy", "upscale")
 _CHUNK = 256 * 1024
+_RECORDED_HEADERS = ("x-api-key", "x-api-version", "content-type")
+RECEIVED_KEPT = 64  # bounded: a benchmark's million creates must not grow memory
 
 # Fault-plan bodies; their words are invented (Autoenhance documents none).
 _INJECTED = {500: "Internal Server Error", 503: "Service Unavailable"}
@@ -114,6 +102,19 @@ class ImageRecord:
     date_added: int  # ms since the epoch, emulator clock
     status: str  # "waiting" until its bytes land; "error" past the daily limit
     status_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One request to these routes, as it arrived (for shape tests)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names, only `_RECORDED_HEADERS`
+    body: Any  # the decoded JSON body, or None
+
+
+RECEIVED: web.AppKey[collections.deque[Received]] = web.AppKey("autoenhance.received")
 
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:
@@ -198,6 +199,8 @@ def add_routes(ctx: SimContext) -> None:
     names: dict[tuple[str, str], collections.deque[float]] = {}
     daily: collections.Counter[tuple[str, int]] = collections.Counter()
     buckets: dict[str, TokenBucket] = {}
+    received: collections.deque[Received] = collections.deque(maxlen=RECEIVED_KEPT)
+    ctx.app[RECEIVED] = received
 
     def injected_error(status: int) -> web.Response:
         """The body of a fault-plan (or rate-limit) 429/500/503."""
@@ -409,12 +412,32 @@ def add_routes(ctx: SimContext) -> None:
         )
 
     routes = [
-        ("POST", IMAGES_ROUTE, create),
-        ("GET", IMAGE_ROUTE, get_image),
-        ("DELETE", IMAGE_ROUTE, delete_image),
-        ("GET", ORDER_ROUTE, get_order),
+        ("POST", IMAGES_ROUTE, create),  # seed page; SDK images_api.create_image
+        ("GET", IMAGE_ROUTE, get_image),  # SDK images_api.retrieve_image
+        ("DELETE", IMAGE_ROUTE, delete_image),  # SDK images_api.delete_image
+        ("GET", ORDER_ROUTE, get_order),  # SDK orders_api.retrieve_order
     ]
     if options.upload_host == "api":
-        routes.append(("PUT", UPLOAD_ROUTE, upload))
+        routes.append(("PUT", UPLOAD_ROUTE, upload))  # invented (gap 11)
     for method, path, handler in routes:
-        ctx.add_api_route(method, path, handler, provider=PROVIDER, errors=injected_error)
+        ctx.add_api_route(
+            method, path, _recording(handler, received), provider=PROVIDER, errors=injected_error
+        )
+
+
+def _recording(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    received: collections.deque[Received],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """`handler`, with each request it gets kept in `received` first."""
+
+    async def recorded(request: web.Request) -> web.StreamResponse:
+        body = None
+        if request.content_type == "application/json" and request.can_read_body:
+            with contextlib.suppress(ValueError):
+                body = orjson.loads(await request.read())  # aiohttp keeps it for the handler
+        headers = {h: request.headers[h] for h in _RECORDED_HEADERS if h in request.headers}
+        received.append(Received(request.method, request.path, headers, body))
+        return await handler(request)
+
+    return recorded

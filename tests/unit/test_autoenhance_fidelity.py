@@ -281,3 +281,17 @@ async def test_resign_limit_bounds_only_refusals_other_than_expiry(
     assert ran.outcome.counters.failed == 1
     assert len(provider.calls("acquire", "k0")) == acquires
     assert len(provider.calls("transfer", "k0")) == puts
+
+
+# -- gap: URL lifetime -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lifetime", [5.0, 7 * 86400.0])
+async def test_the_lease_is_the_urls_own_expiry_short_or_long(
+    tmp_path: Path, lifetime: float
+) -> None:
+    """Undocumented lifetime: whatever X-Amz-Expires says wins over the one-hour fallback."""
+    async with emulated(sim={"url_lifetime_s": lifetime}) as (_, ae):
+        target = await ae.acquire(source(tmp_path))
+        assert target.lease is not None and target.lease.source == "url"
+        assert lifetime - 2 <= target.lease.granted_s <= lifetime

@@ -4,6 +4,12 @@ Owns `Item` and `Source`, the hand-off between the input layer (manifest,
 validation) and the providers. `Item` is what a manifest line says; `Source`
 is an item whose file was found, measured and sniffed, ready for a provider.
 Both are frozen: a stage never changes what an earlier stage saw.
+
+An item may be one member of a packed shard (a tar or zip member, `Member`):
+its `path` is then the shard, and its bytes are the member's `length` bytes
+at `offset` in it (a stored member is a contiguous range of the shard file,
+read with ``pread`` like any file) or, for a compressed zip member, what
+decompressing its `compressed` bytes at `offset` gives.
 """
 
 from __future__ import annotations
@@ -13,6 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from ingest.sniff import ImageType
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """Where an item's bytes are inside a packed shard."""
+
+    name: str  # the member's name in the shard
+    offset: int  # of its (stored or compressed) bytes in the shard file
+    length: int  # of its bytes as uploaded
+    compressed: int | None = None  # a deflated zip member: its compressed size
+
+    @property
+    def stored(self) -> bool:
+        """The bytes are a plain range of the shard (tar members, stored zip members)."""
+        return self.compressed is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +55,19 @@ class Item:
     # Where the caption came from when not the manifest line itself ("a.txt",
     # "metadata.jsonl line 3"), for `validate`.
     caption_from: str | None = field(default=None, compare=False)
+    member: Member | None = None  # a member of the packed shard at `path`
 
     @property
     def display_name(self) -> str:
         """The file name a provider should see."""
-        return self.name or self.path.name
+        if self.name:
+            return self.name
+        return self.member.name.rsplit("/", 1)[-1] if self.member else self.path.name
+
+    @property
+    def where(self) -> str:
+        """The item's bytes as a user names them: the path, or ``shard.tar#member``."""
+        return f"{self.path}#{self.member.name}" if self.member else str(self.path)
 
 
 @dataclass(frozen=True, slots=True)

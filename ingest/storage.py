@@ -24,6 +24,7 @@ import yarl
 
 from ingest.errors import EXPIRED, Action, Scope, TransferError
 from ingest.http import check_upload_url, map_errors, throttle_scope, triage
+from ingest.item import Member
 from ingest.redact import redact
 from ingest.retry import parse_retry_after
 
@@ -245,6 +246,67 @@ async def put_range(
         return _stream(path, length, offset)
 
     await _send(session, target, path, length, content_type, make_body, provider=provider)
+
+
+async def put_member(
+    session: aiohttp.ClientSession,
+    url: str,
+    path: Path,
+    member: Member,
+    content_type: str,
+    *,
+    provider: str,
+    allow_insecure_http: bool = False,
+    start: int = 0,
+    length: int | None = None,
+) -> None:
+    """PUT bytes ``[start, start + length)`` of a shard's member (all of it by default).
+
+    A stored member is a range of the shard (`put_range`); a compressed zip
+    member is decompressed as it is sent (`packed.access`), chunk by chunk in
+    the loop's executor, never held whole.
+    """
+    length = member.length - start if length is None else length
+    if member.stored:
+        await put_range(
+            session,
+            url,
+            path,
+            member.offset + start,
+            length,
+            content_type,
+            provider=provider,
+            allow_insecure_http=allow_insecure_http,
+        )
+        return
+    target = check_upload_url(url, allow_insecure=allow_insecure_http, provider=provider)
+
+    async def make_body() -> AsyncGenerator[bytes, None]:
+        return _decompressed(path, member, start, length)
+
+    await _send(session, target, path, length, content_type, make_body, provider=provider)
+
+
+async def _decompressed(
+    path: Path, member: Member, start: int, length: int
+) -> AsyncGenerator[bytes, None]:
+    from ingest.manifest.packed.access import open_member
+
+    loop = asyncio.get_running_loop()
+    with anyio.CancelScope(shield=True):
+        fh = await loop.run_in_executor(None, open_member, path, member, start)
+    sent = 0
+    try:
+        while sent < length:
+            chunk = await loop.run_in_executor(None, fh.read, min(CHUNK, length - sent))
+            if not chunk:
+                break
+            sent += len(chunk)
+            yield chunk
+    finally:
+        fh.close()
+    if sent != length:
+        raise FileChanged(f"member ended early: {sent} of {length} bytes")
 
 
 async def _send(

@@ -20,6 +20,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from ingest.capabilities import Capabilities
 from ingest.errors import ManifestError
@@ -112,13 +113,19 @@ def _check(
             return fail(f"is a directory: {path}")
         if not stat.S_ISREG(st.st_mode):
             return fail(f"not a regular file ({_file_kind(st.st_mode)}): {path}")
-        if st.st_size == 0:
+        size, member = st.st_size, item.member
+        if member is not None:  # a shard's member: its bytes, named shard#member from here on
+            size, path = member.length, Path(item.where)
+        if size == 0:
             return fail(f"empty file (0 bytes): {path}")
-        if limits.max_size is not None and st.st_size > limits.max_size:
-            return fail(f"{_too_large(st.st_size, limits.max_size, limits.provider)}: {path}")
-        whole = reserve(st.st_size)
+        if limits.max_size is not None and size > limits.max_size:
+            return fail(f"{_too_large(size, limits.max_size, limits.provider)}: {path}")
+        whole = reserve(size)
         try:
-            head = _read_all(fd, st.st_size) if whole else os.read(fd, SNIFF_BYTES)
+            if member is not None:
+                head = _read_member(fd, item, size if whole else SNIFF_BYTES)
+            else:
+                head = _read_all(fd, size) if whole else os.read(fd, SNIFF_BYTES)
         except PermissionError:
             return fail(f"permission denied: {path}")
         except OSError as exc:
@@ -143,10 +150,21 @@ def _check(
         return fail(f"declared {declared} but the file is {image_type.mime}: {path}")
     # A file whose size moved between the stat and the read keeps no body:
     # the upload reads it again, and tells it changed.
-    body = head if whole and len(head) == st.st_size else None
-    return Source(
-        item=item, size=st.st_size, mtime_ns=st.st_mtime_ns, image_type=image_type, body=body
-    )
+    body = head if whole and len(head) == size else None
+    return Source(item=item, size=size, mtime_ns=st.st_mtime_ns, image_type=image_type, body=body)
+
+
+def _read_member(fd: int, item: Item, n: int) -> bytes:
+    """Up to `n` bytes of the item's shard member (a range of `fd`, or decompressed)."""
+    member = item.member
+    assert member is not None
+    if member.stored:
+        if member.offset + member.length > os.fstat(fd).st_size:
+            raise OSError(f"truncated member (the shard ends before its {member.length} bytes)")
+        return os.pread(fd, min(n, member.length), member.offset)
+    from ingest.manifest.packed.access import read_member  # not at import: a cycle
+
+    return read_member(item.path, member, n)
 
 
 def _read_all(fd: int, size: int) -> bytes:

@@ -156,7 +156,8 @@ class Triage:
                 st = os.stat(item.path)
             except OSError:
                 return SKIPPED  # done earlier; the file is gone now, which is fine
-            if replay.fingerprint_of(item.key) == fingerprint(st.st_size, st.st_mtime_ns):
+            size = st.st_size if item.member is None else item.member.length  # a shard's member
+            if replay.fingerprint_of(item.key) == fingerprint(size, st.st_mtime_ns):
                 return SKIPPED
             if not self._reupload_changed:
                 return Changed(item.key, item.line)

@@ -142,7 +142,7 @@ def row(key: str, rec: DoneRecord, item: Item | None) -> ExportRow:
     """The export row of one done item (`item`: its manifest entry, when listed)."""
     out = {"key": key}
     if item is not None:
-        out["path"] = str(item.path)
+        out["path"] = item.where  # a shard member: shard.tar#member
     out["remote_id"] = rec["r"]
     if rec.get("u"):
         out["url"] = rec["u"]

@@ -5,6 +5,7 @@ Owns the four manifest formats and how one is chosen:
     a directory                    folder   recursive walk of image files (symlinks followed)
     *.jsonl, *.ndjson, *.json      jsonl    one JSON object per line
     *.csv                          csv      a header row with a ``path`` column
+    *.tar, *.zip                   tar/zip  a shard: one item per image member (`packed`)
     anything else                  list     one path per line
 
 How it works: `read_manifest` first checks the manifest as a whole (it exists,
@@ -21,6 +22,8 @@ Where each part lives:
     probe       the format by name; whole-manifest checks before any entry
     lines       opening a manifest file, its physical lines, unreadable lines
     jsonl, csvfile, pathlist, folder    one module per format
+    sidecar, metadata   a folder's caption files and metadata.jsonl / metadata.csv
+    packed      tar and zip shards: members, WebDataset samples, ``shard.tar#member``
     entry       what every format shares: fields, path checks, the key
     dedupe      duplicate keys across the manifest, in two passes
     seenkeys    the keys seen so far, exact in about two bytes a key

@@ -20,6 +20,7 @@ from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest.dedupe import Entry, Held, duplicate
 from ingest.manifest.lines import clip
+from ingest.manifest.packed.naming import SHARDS, split_member
 from ingest.manifest.seenkeys import HOLD, KeyCheck
 
 FIELDS = ("path", "id", "name", "content_type", "caption", "metadata")
@@ -98,6 +99,14 @@ def make_entry(
     problem = _path_problem(written)
     if problem is not None:
         return ManifestError(problem, source=source, line=line)
+    path, member = _resolve(base, written), None
+    named = split_member(written)
+    if named is not None:  # shard.tar#member.png
+        path = _resolve(base, named[0])
+        found = SHARDS.find(str(path), named[1])
+        if isinstance(found, str):
+            return ManifestError(found, source=source, line=line)
+        member = found
     key = written if id_ is None else id_
     first = seen.check(key, line)
     what = "path" if id_ is None else "id"
@@ -105,12 +114,13 @@ def make_entry(
         return duplicate(key, what, first, source, line)
     item = Item(
         key=key,
-        path=_resolve(base, written),
+        path=path,
         line=line,
         name=name,
         content_type=content_type,
         caption=caption,
         metadata=metadata,
+        member=member,
     )
     return Held(item, what) if first is HOLD else item
 

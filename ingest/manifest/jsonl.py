@@ -10,14 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from ingest.errors import ManifestError
 from ingest.manifest.dedupe import Entry
 from ingest.manifest.entry import FIELD_SET, make_entry, unknown_keys
-from ingest.manifest.lines import not_utf8, open_manifest, physical_lines, too_long
+from ingest.manifest.lines import load_line, open_manifest, physical_lines, too_long
 from ingest.manifest.seenkeys import KeyCheck
 
 
@@ -31,18 +28,6 @@ def read_jsonl(path: Path, source: str, base: str, seen: KeyCheck) -> Generator[
             if not text or text.startswith(b"#"):
                 continue
             yield _jsonl_entry(raw, line, source, base, seen)
-
-
-def load_line(raw: bytes) -> tuple[Any, str | None]:
-    """(the JSON value of one line, None), or (None, why it is not JSON: bad UTF-8 first)."""
-    try:
-        return orjson.loads(raw), None
-    except orjson.JSONDecodeError as exc:
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as uexc:
-            return None, not_utf8(raw, uexc)
-        return None, f"invalid JSON at column {exc.colno}: {exc.msg}"
 
 
 def _jsonl_entry(raw: bytes, line: int, source: str, base: str, seen: KeyCheck) -> Entry:

@@ -2,7 +2,9 @@
 
 Owns how a text manifest is opened (errors a user can act on), how it is cut
 into lines (a UTF-8 byte order mark dropped, an over-long line skipped without
-reading it into memory) and the messages for a line that cannot be read.
+reading it into memory), how a JSON line is parsed (`load_line`, shared by
+JSON lines manifests and ``metadata.jsonl``) and the messages for a line
+that cannot be read.
 
 Invariants: line numbers are 1-based physical lines; no line longer than
 `MAX_LINE_BYTES` is ever held whole.
@@ -14,7 +16,9 @@ import codecs
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import orjson
 
 from ingest.errors import ManifestError
 
@@ -59,6 +63,18 @@ def physical_lines(fh: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
         if lineno == 1 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
         yield lineno, raw
+
+
+def load_line(raw: bytes) -> tuple[Any, str | None]:
+    """(the JSON value of one line, None), or (None, why it is not JSON: bad UTF-8 first)."""
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            return None, not_utf8(raw, uexc)
+        return None, f"invalid JSON at column {exc.colno}: {exc.msg}"
 
 
 def too_long() -> str:

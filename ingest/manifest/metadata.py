@@ -32,8 +32,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-from ingest.manifest.jsonl import load_line
-from ingest.manifest.lines import physical_lines, too_long
+from ingest.manifest.lines import load_line, physical_lines, too_long
 
 METADATA_NAMES = ("metadata.jsonl", "metadata.csv")
 """The metadata file names a folder may hold, the one used first when it has both."""

@@ -3,7 +3,7 @@
 Owns the order of the steps: choose the format, check the manifest as a
 whole (`probe`), then hand back a lazy reader of that format, with duplicate
 keys settled across the whole manifest (`dedupe`) for every format but a
-folder (whose keys are distinct paths).
+folder (whose keys are distinct paths) and a shard (distinct member names).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ingest.manifest.csvfile import read_csv
 from ingest.manifest.dedupe import deduplicated, estimate_entries
 from ingest.manifest.folder import WalkStats, read_folder
 from ingest.manifest.jsonl import read_jsonl
+from ingest.manifest.packed import probe_shard, read_shard
 from ingest.manifest.pathlist import read_list
 from ingest.manifest.probe import FORMATS, ManifestFormat, manifest_format, probe_file, probe_folder
 
@@ -43,6 +44,9 @@ def read_manifest(
     if fmt == "folder":
         probe_folder(path, source)
         return read_folder(path, source, walk)
+    if fmt in ("tar", "zip"):  # a shard: its keys are distinct member names
+        probe_shard(source, fmt)  # a shard that cannot be listed: raised now
+        return read_shard(path, fmt, source, path.name, walk)
     probe_file(path, source, fmt)
     base = os.path.dirname(os.path.abspath(path))
     reader = {"jsonl": read_jsonl, "csv": read_csv, "list": read_list}[fmt]

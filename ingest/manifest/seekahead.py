@@ -39,6 +39,7 @@ from ingest.errors import ManifestError
 from ingest.manifest.csvfile import CsvFeed, csv_layout
 from ingest.manifest.folder import SkippedFiles, WalkStats, count_folder
 from ingest.manifest.lines import BOM, open_manifest, physical_lines
+from ingest.manifest.packed import count_shard
 from ingest.manifest.probe import ManifestFormat, manifest_format
 
 CHUNK = 1 << 20
@@ -114,6 +115,8 @@ def count_entries(
     fmt = fmt or manifest_format(path)
     if fmt == "folder":
         return count_folder(path, stats if stats is not None else WalkStats(), stop)
+    if fmt in ("tar", "zip"):
+        return count_shard(path, fmt)
     with open_manifest(path, str(path)) as fh:
         try:
             if fmt == "csv":

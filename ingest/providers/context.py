@@ -31,10 +31,22 @@ class Context:
 
     async def put(self, provider: str, source: Source, target: Target) -> Target:
         """PUT the source file to the target's pre-signed URL (the common `transfer`)."""
-        from ingest.storage import put_file
+        from ingest.storage import put_file, put_member
 
         if target.url is None:
             raise ValueError(f"{provider}: target {target.remote_id!r} has no upload URL")
+        member = source.item.member
+        if member is not None and source.body is None:  # a shard's member, not read ahead
+            await put_member(
+                self.storage,
+                target.url,
+                source.item.path,
+                member,
+                target.content_type,
+                provider=provider,
+                allow_insecure_http=self.allow_insecure_http,
+            )
+            return target
         await put_file(
             self.storage,
             target.url,

@@ -295,7 +295,7 @@ class ScenarioProvider:
             message, code = str(problem), "file_changed"
         else:
             reason = problem.strerror if isinstance(problem, OSError) else None
-            message, code = f"cannot read {source.item.path}: {reason or problem}", "unreadable"
+            message, code = f"cannot read {source.item.where}: {reason or problem}", "unreadable"
         return TransferError(
             message, action=Action.FAIL_ITEM, code=code, provider=self.name, op="transfer"
         )

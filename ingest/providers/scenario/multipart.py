@@ -42,7 +42,7 @@ from ingest.providers.base import Target
 from ingest.providers.context import Context
 from ingest.providers.scenario.wire import PROVIDER, bad_response, id_of, object_of
 from ingest.redact import redact
-from ingest.storage import put_range
+from ingest.storage import put_member, put_range
 
 PART_SIZE = 5 * 1024 * 1024
 MAX_PARTS = 10_000
@@ -189,16 +189,30 @@ class MultipartUploads:
             if number in state.landed:
                 continue  # landed on an earlier attempt of this transfer
             offset = (number - 1) * state.part_size
-            await put_range(
-                self._ctx.storage,
-                url,
-                source.item.path,
-                offset,
-                min(state.part_size, source.size - offset),
-                target.content_type,
-                provider=self.name,
-                allow_insecure_http=self._ctx.allow_insecure_http,
-            )
+            length = min(state.part_size, source.size - offset)
+            if source.item.member is not None:  # a part of a shard's member
+                await put_member(
+                    self._ctx.storage,
+                    url,
+                    source.item.path,
+                    source.item.member,
+                    target.content_type,
+                    provider=self.name,
+                    allow_insecure_http=self._ctx.allow_insecure_http,
+                    start=offset,
+                    length=length,
+                )
+            else:
+                await put_range(
+                    self._ctx.storage,
+                    url,
+                    source.item.path,
+                    offset,
+                    length,
+                    target.content_type,
+                    provider=self.name,
+                    allow_insecure_http=self._ctx.allow_insecure_http,
+                )
             state.landed.add(number)
 
     async def _complete(self, upload_id: str) -> dict[str, Any]:

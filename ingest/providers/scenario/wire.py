@@ -20,6 +20,7 @@ import anyio
 from ingest.errors import Action, TransferError
 from ingest.http import Response, http_error
 from ingest.item import Source
+from ingest.manifest.packed.access import read_member
 from ingest.storage import FileChanged
 
 PROVIDER = "scenario"
@@ -113,6 +114,8 @@ async def json_with_b64(
 
 def _read_checked(source: Source) -> bytes:
     """The file's bytes, refused if its size changed since it was checked."""
+    if source.item.member is not None:  # a shard's member: exactly its bytes
+        return read_member(source.item.path, source.item.member, source.size)
     with source.item.path.open("rb") as fh:
         data = fh.read(source.size + 1)
     if len(data) > source.size:

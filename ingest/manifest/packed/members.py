@@ -1,0 +1,146 @@
+"""The members of a packed shard, in its order, without unpacking anything.
+
+Owns how a shard's members are listed: an uncompressed ``.tar`` by walking its
+headers (`tarfile`, each member's data skipped by a seek, the members list
+cleared as it goes so memory stays flat at any shard size); a ``.zip`` from its
+central directory, each member's data offset read from its local header. A
+tar member, and a stored zip member, is a contiguous byte range of the shard
+file (`Member.stored`); a compressed zip member keeps its compressed size and
+is read by decompressing (`access`).
+
+Invariants: only regular files are members (directories, links and devices
+are passed over); a member whose bytes run past the end of the file is listed
+with its problem ("truncated"), never silently dropped; a shard that cannot be
+listed at all raises `ManifestError` before any member; one whose listing
+breaks part way yields what came before and then that problem.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tarfile
+import zipfile
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Literal
+
+from ingest.errors import ManifestError
+from ingest.item import Member
+
+ShardKind = Literal["tar", "zip"]
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., name length, extra length
+_ZIP_SIGNATURE = b"PK\x03\x04"
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One member of a shard, or (with `problem`) why it, or the rest of the shard, is unusable."""
+
+    member: Member | None
+    problem: str | None = None
+
+
+def shard_kind(name: str) -> ShardKind | None:
+    lowered = name.lower()
+    if lowered.endswith(".tar"):
+        return "tar"
+    if lowered.endswith(".zip"):
+        return "zip"
+    return None
+
+
+def list_members(path: str, kind: ShardKind) -> Generator[Listed, None, None]:
+    """The members of the shard at `path`, in the shard's order.
+
+    Raises `ManifestError` (source: the shard), at the first member asked for, if
+    it cannot be opened or is not a `kind` shard (`probe_shard` asks at once).
+    """
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        raise ManifestError("shard not found (no such file)", source=path) from None
+    except OSError as exc:
+        raise ManifestError(f"cannot read the shard: {exc.strerror or exc}", source=path) from None
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        yield from (_tar_members(fh, size, path) if kind == "tar" else _zip_members(fh, size, path))
+
+
+def probe_shard(path: str, kind: ShardKind) -> None:
+    """Raise `ManifestError` now if the shard at `path` cannot be listed."""
+    listing = list_members(path, kind)
+    try:
+        next(listing, None)
+    finally:
+        listing.close()
+
+
+def _tar_members(fh: BinaryIO, size: int, path: str) -> Iterator[Listed]:
+    head = fh.read(512)
+    fh.seek(0)
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")):
+        raise ManifestError(
+            "a compressed tar; ingest reads members in place from an uncompressed .tar "
+            "(decompress it first, e.g. gunzip)",
+            source=path,
+        )
+    try:
+        tar = tarfile.open(fileobj=fh, mode="r:")  # noqa: SIM115 - fh is closed by the caller
+    except tarfile.TarError as exc:
+        raise ManifestError(f"not a tar archive ({exc})", source=path) from None
+    last, cut = "", False
+    while True:
+        try:
+            info = tar.next()
+        except tarfile.TarError as exc:
+            if not cut:  # a member cut off at the end has said it already
+                yield Listed(None, f"the tar is damaged after member {last!r} ({exc})")
+            return
+        if info is None:
+            break
+        tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header otherwise
+        last = info.name
+        cut = info.offset_data + info.size > size
+        if not info.isreg():
+            continue
+        member = Member(info.name, info.offset_data, info.size)
+        yield Listed(member, _truncated(member.offset, info.size, size))
+    # A header tarfile could not parse ends its listing silently: members may follow.
+    fh.seek(tar.offset)
+    tail = fh.read(1024)
+    if tail.strip(b"\x00"):
+        yield Listed(
+            None, f"damaged tar header at byte {tar.offset}; the members after it are lost"
+        )
+
+
+def _zip_members(fh: BinaryIO, size: int, path: str) -> Iterator[Listed]:
+    try:
+        archive = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ManifestError(f"not a readable zip archive ({exc})", source=path) from None
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        if info.flag_bits & 0x1:
+            yield Listed(Member(info.filename, 0, info.file_size), "encrypted member")
+            continue
+        fh.seek(info.header_offset)
+        local = fh.read(_LOCAL_HEADER.size)
+        if len(local) < _LOCAL_HEADER.size or not local.startswith(_ZIP_SIGNATURE):
+            yield Listed(Member(info.filename, 0, info.file_size), "damaged local header")
+            continue
+        _, name_len, extra_len = _LOCAL_HEADER.unpack(local)
+        offset = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+        stored = info.compress_type == zipfile.ZIP_STORED
+        member = Member(
+            info.filename, offset, info.file_size, None if stored else info.compress_size
+        )
+        yield Listed(member, _truncated(offset, info.compress_size, size))
+
+
+def _truncated(offset: int, length: int, size: int) -> str | None:
+    if offset + length <= size:
+        return None
+    return f"truncated member: {length} bytes from byte {offset}, the shard ends at {size}"

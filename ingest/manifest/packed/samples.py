@@ -1,0 +1,219 @@
+"""A packed shard as a manifest: its samples grouped WebDataset's way, one item per image member.
+
+Owns how a shard's members become items (`read_shard`, `count_shard`):
+
+- members are grouped into samples as WebDataset's ``base_plus_ext`` does it:
+  a member's sample key is its name up to the first dot of its last path
+  component (``dir/000123.seg.png`` -> ``dir/000123``, suffix ``seg.png``),
+  and a sample is a run of adjacent members with the same key (WebDataset's
+  ``group_by_keys``; a ``.tar`` writer puts a sample's files together);
+- each member whose suffix ends in an image extension (``jpg``, ``png``,
+  ``seg.png``...) is an item, keyed ``<shard name>#<member name>``: stable
+  across runs, and the same key a manifest line naming that member gets;
+- the sample's ``txt`` or ``caption`` member (in that order) is each image's
+  caption; its ``json`` member (an object) is their metadata, and gives the
+  caption (its ``caption``, else ``text`` key) when no caption member does;
+- other members (``cls``, ``npy``, samples without an image) are counted as
+  skipped, as a folder counts its other files.
+
+Invariants: one result per image member, in the shard's order, whatever goes
+wrong with it (a truncated member, a caption member that is not UTF-8 or a
+broken ``json`` member is that image's `ManifestError`, named ``shard#member``)
+plus one per listing problem; `count_shard` counts the same results without
+reading any caption; only one sample is held at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ingest.errors import ManifestError
+from ingest.item import Item, Member
+from ingest.manifest.folder import IMAGE_EXTENSIONS, WalkStats, no_images
+from ingest.manifest.metadata import CAPTION_COLUMNS
+from ingest.manifest.packed.access import read_member
+from ingest.manifest.packed.members import Listed, ShardKind, list_members
+from ingest.manifest.sidecar import MAX_CAPTION_BYTES
+
+_BASE_PLUS_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset.tariterators
+_CAPTION_SUFFIXES = ("txt", "caption")
+_IMAGE_SUFFIXES = frozenset(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
+
+Sample = list[Listed]
+
+
+def _split(name: str) -> tuple[str, str] | None:
+    found = _BASE_PLUS_EXT.match(name)
+    return (found.group(1), found.group(2).lower()) if found else None
+
+
+def _is_image(suffix: str) -> bool:
+    return suffix.rsplit(".", 1)[-1] in _IMAGE_SUFFIXES
+
+
+def _samples(listed: Iterator[Listed]) -> Iterator[tuple[str | None, Sample]]:
+    """(sample key, its members) runs; a listing problem is a run of its own (key None)."""
+    key: str | None = None
+    run: Sample = []
+    for entry in listed:
+        if entry.member is None:
+            if run:
+                yield key, run
+            yield None, [entry]
+            key, run = None, []
+            continue
+        split = _split(entry.member.name)
+        this = split[0] if split else entry.member.name
+        if run and this != key:
+            yield key, run
+            run = []
+        key = this
+        run.append(entry)
+    if run:
+        yield key, run
+
+
+def read_shard(
+    path: Path, kind: ShardKind, source: str, label: str, stats: WalkStats | None = None
+) -> Generator[Item | ManifestError, None, None]:
+    """The items of the shard at `path`; `label` prefixes their keys (``label#member``)."""
+    stats = stats if stats is not None else WalkStats()
+    listed = list_members(str(path), kind)
+    for key, sample in _samples(listed):
+        if key is None:
+            stats.found += 1
+            yield ManifestError(str(sample[0].problem), source=source, line=stats.found)
+            continue
+        yield from _sample_items(path, sample, source, label, stats)
+    if stats.found == 0:
+        yield no_images(source, stats.skipped)
+
+
+def count_shard(path: Path, kind: ShardKind) -> int:
+    """How many results `read_shard` yields, without reading a caption member."""
+    found = 0
+    for key, sample in _samples(list_members(str(path), kind)):
+        found += 1 if key is None else sum(_image(e) is not None for e in sample)
+    return max(found, 1)
+
+
+def _image(entry: Listed) -> Member | None:
+    member = entry.member
+    split = _split(member.name) if member is not None else None
+    return member if split is not None and _is_image(split[1]) else None
+
+
+def _sample_items(
+    path: Path, sample: Sample, source: str, label: str, stats: WalkStats
+) -> Iterator[Item | ManifestError]:
+    images = [entry for entry in sample if _image(entry) is not None]
+    others = [entry for entry in sample if _image(entry) is None]
+    if not images:
+        for entry in others:
+            stats.other_file(label + "#" + entry.member.name if entry.member else label)
+        return
+    caption, metadata, origin, problem = _text_of(path, others, label, stats)
+    # Counted as a folder's: from a caption member as from a caption file, from json as metadata.
+    which = 2 if caption is None else 0 if origin and "(" not in origin else 1
+    counts = stats.caption_counts
+    for entry in images:
+        member = entry.member
+        assert member is not None
+        stats.found += 1
+        where = f"{path}#{member.name}"
+        if entry.problem or problem:
+            reason = f"{entry.problem}: {where}" if entry.problem else str(problem)
+            yield ManifestError(reason, source=source, line=stats.found)
+            continue
+        counts[which] += 1
+        yield Item(
+            key=f"{label}#{member.name}",
+            path=path,
+            line=stats.found,
+            caption=caption,
+            metadata=metadata,
+            caption_from=origin,
+            member=member,
+        )
+
+
+def _text_of(
+    path: Path, others: Sample, label: str, stats: WalkStats
+) -> tuple[str | None, dict[str, Any] | None, str | None, str | None]:
+    """(caption, metadata, the member it came from, a problem) of a sample's other members."""
+    by_suffix: dict[str, Member] = {}
+    for entry in others:
+        member = entry.member
+        split = _split(member.name) if member is not None else None
+        if member is None or split is None or entry.problem:
+            if member is not None:
+                stats.other_file(f"{label}#{member.name}")
+            continue
+        if split[1] in (*_CAPTION_SUFFIXES, "json") and split[1] not in by_suffix:
+            by_suffix[split[1]] = member
+        else:
+            stats.other_file(f"{label}#{member.name}")
+    caption = origin = None
+    metadata: dict[str, Any] | None = None
+    for suffix in _CAPTION_SUFFIXES:
+        member = by_suffix.get(suffix)
+        if member is None:
+            continue
+        text, problem = _member_text(path, member)
+        if problem is not None:
+            return None, None, None, problem
+        caption, origin = (text.strip() or None), member.name
+        break
+    json_member = by_suffix.get("json")
+    if json_member is not None:
+        text, problem = _member_text(path, json_member)
+        if problem is not None:
+            return None, None, None, problem
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            return (
+                None,
+                None,
+                None,
+                f"json member is not valid JSON ({exc.msg}): {path}#{json_member.name}",
+            )
+        if not isinstance(value, dict):
+            return None, None, None, f"json member is not a JSON object: {path}#{json_member.name}"
+        for column in CAPTION_COLUMNS:
+            found = value.get(column)
+            if caption is None and isinstance(found, str) and found.strip():
+                caption, origin = found.strip(), f"{json_member.name} ({column})"
+                del value[column]
+                break
+        metadata = value or None
+    if caption is None:
+        origin = None
+    return caption, metadata, origin, None
+
+
+def _member_text(path: Path, member: Member) -> tuple[str, str | None]:
+    where = f"{path}#{member.name}"
+    if member.length > MAX_CAPTION_BYTES:
+        return (
+            "",
+            f"{os.path.splitext(member.name)[1]} member over {MAX_CAPTION_BYTES >> 10} KiB: {where}",
+        )
+    try:
+        data = read_member(path, member, member.length)
+    except OSError as exc:
+        return "", f"cannot read member: {exc}"
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        kind = member.name.rsplit(".", 1)[-1]
+        return (
+            "",
+            f"{kind} member is not UTF-8 (byte {exc.start} is 0x{data[exc.start]:02x}): {where}",
+        )

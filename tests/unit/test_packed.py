@@ -1,0 +1,237 @@
+"""Packed sources read in place (issue 15 part 1): a WebDataset ``.tar`` or a ``.zip`` is a
+manifest whose image members are items, their bytes a range of the shard (or a decompressed
+stream), uploaded with their caption members; a manifest line may name ``shard.tar#member``."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import orjson
+import pytest
+
+import ingest
+from ingest.api.wiring import sim_settings
+from ingest.errors import ManifestError
+from ingest.item import Item
+from ingest.manifest import WalkStats, count_entries, read_manifest
+from ingest.manifest.folder import Captions
+from tests.images import image_bytes
+
+BIG = 400_000  # over the read-ahead's 256 KiB: streamed at upload, not read whole
+
+
+def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def webdataset(path: Path) -> dict[str, bytes]:
+    """A shard of 4 samples (captions by .txt, by .json, none) plus strays; its images' bytes."""
+    images = {
+        "s/000000.jpg": image_bytes("jpeg", 3_000, 1),
+        "s/000001.png": image_bytes("png", BIG, 2),
+        "s/000002.webp": image_bytes("webp", 2_500, 3),
+        "s/000003.jpg": image_bytes("jpeg", 2_000, 4),
+        "s/000003.seg.png": image_bytes("png", 1_000, 5),
+    }
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        add(tar, "s/000000.jpg", images["s/000000.jpg"])
+        add(tar, "s/000000.txt", b"a fox in snow\n")
+        add(tar, "s/000000.json", b'{"score": 0.9}')
+        add(tar, "s/000001.png", images["s/000001.png"])
+        add(tar, "s/000001.json", b'{"caption": "from json", "w": 512}')
+        add(tar, "s/000001.cls", b"7")
+        add(tar, "s/000002.webp", images["s/000002.webp"])
+        add(tar, "s/000003.jpg", images["s/000003.jpg"])
+        add(tar, "s/000003.seg.png", images["s/000003.seg.png"])
+        add(tar, "s/000003.caption", b"two images, one caption")
+        add(tar, "s/000004.txt", b"a sample without an image")
+    return images
+
+
+def results(path: Path) -> tuple[list[Item | ManifestError], WalkStats]:
+    stats = WalkStats()
+    return list(read_manifest(path, walk=stats)), stats
+
+
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+def landed(tmp_path: Path) -> list[str]:
+    """SHA-256 of every body the emulator stored, sorted."""
+    return sorted(
+        hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in store(tmp_path).rglob("*")
+        if p.is_file()
+    )
+
+
+def digests(images: dict[str, bytes]) -> list[str]:
+    return sorted(hashlib.sha256(data).hexdigest() for data in images.values())
+
+
+def upload(source: Path, tmp_path: Path) -> ingest.Result:
+    settings = sim_settings(store_dir=store(tmp_path))
+    return ingest.upload_sync(source, provider="novita", sim=settings, put_concurrency=3)
+
+
+def test_a_webdataset_tar_groups_members_into_samples(tmp_path: Path) -> None:
+    shard = tmp_path / "shard-000.tar"
+    webdataset(shard)
+    found, stats = results(shard)
+    got = [(r.key, r.caption, r.metadata, r.caption_from) for r in found if isinstance(r, Item)]
+    assert got == [
+        ("shard-000.tar#s/000000.jpg", "a fox in snow", {"score": 0.9}, "s/000000.txt"),
+        ("shard-000.tar#s/000001.png", "from json", {"w": 512}, "s/000001.json (caption)"),
+        ("shard-000.tar#s/000002.webp", None, None, None),
+        ("shard-000.tar#s/000003.jpg", "two images, one caption", None, "s/000003.caption"),
+        ("shard-000.tar#s/000003.seg.png", "two images, one caption", None, "s/000003.caption"),
+    ]
+    assert all(isinstance(r, Item) for r in found)
+    assert stats.captions == Captions(sidecar=3, metadata=1, none=1)
+    assert stats.skipped.examples == ("shard-000.tar#s/000001.cls", "shard-000.tar#s/000004.txt")
+    assert count_entries(shard) == len(found)
+    # A member is a range of the shard: the bytes there are the image's.
+    item = next(r for r in found if isinstance(r, Item))
+    assert item.member is not None and item.member.stored
+    with shard.open("rb") as fh:
+        fh.seek(item.member.offset)
+        assert fh.read(item.member.length) == image_bytes("jpeg", 3_000, 1)
+
+
+def test_a_tar_uploads_each_image_once_and_resumes_without_a_second_copy(tmp_path: Path) -> None:
+    shard = tmp_path / "shard.tar"
+    images = webdataset(shard)
+    first = upload(shard, tmp_path)
+    assert first.complete and (first.done, first.total) == (5, 5)
+    assert landed(tmp_path) == digests(images)  # the exact member bytes, nothing else
+    rows = {r["key"]: r for r in ingest.export(first.journal)}
+    assert rows["shard.tar#s/000000.jpg"]["caption"] == "a fox in snow"
+    assert rows["shard.tar#s/000000.jpg"]["path"] == f"{shard}#s/000000.jpg"
+    again = upload(shard, tmp_path)
+    assert again.complete and again.this_run.skipped == 5 and again.this_run.done == 0
+    # A rewritten shard is told by its fingerprint (the shard's mtime, the member's size).
+    os.utime(shard, ns=(1, 1))
+    changed = upload(shard, tmp_path)
+    assert changed.this_run.changed == 5 and not changed.complete
+
+
+def test_a_zip_uploads_stored_and_deflated_members(tmp_path: Path) -> None:
+    shard = tmp_path / "pack.zip"
+    images = {
+        "a.png": image_bytes("png", BIG, 1),  # deflated, streamed through the decompressor
+        "b.webp": image_bytes("webp", 2_000, 2),  # deflated, read ahead whole
+        "c/d.jpg": image_bytes("jpeg", BIG, 3),  # stored: a range of the zip file
+    }
+    with zipfile.ZipFile(shard, "w") as z:
+        z.writestr("a.png", images["a.png"], compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("a.txt", "zip caption")
+        z.writestr("b.webp", images["b.webp"], compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("c/d.jpg", images["c/d.jpg"])
+    found, _ = results(shard)
+    members = {r.key: r.member for r in found if isinstance(r, Item)}
+    stored = {key: m.stored for key, m in members.items() if m is not None}
+    assert stored == {"pack.zip#a.png": False, "pack.zip#b.webp": False, "pack.zip#c/d.jpg": True}
+    result = upload(shard, tmp_path)
+    assert result.complete and result.done == 3
+    assert landed(tmp_path) == digests(images)
+    rows = {r["key"]: r.get("caption") for r in ingest.export(result.journal)}
+    assert rows == {
+        "pack.zip#a.png": "zip caption",
+        "pack.zip#b.webp": None,
+        "pack.zip#c/d.jpg": None,
+    }
+
+
+def test_bad_members_are_named_with_shard_and_member_and_the_others_go_on(
+    tmp_path: Path,
+) -> None:
+    shard = tmp_path / "bad.tar"
+    good = image_bytes("png", 2_000, 1)
+    with tarfile.open(shard, "w") as tar:
+        add(tar, "ok.png", good)
+        add(tar, "text.png", b"this is not an image, only text")
+        add(tar, "latin.png", image_bytes("png", 900, 2))
+        add(tar, "latin.txt", "caf\xe9".encode("latin-1"))
+        add(tar, "cut.jpg", image_bytes("jpeg", 5_000, 3))
+    data = shard.read_bytes()
+    shard.write_bytes(data[: data.index(image_bytes("jpeg", 5_000, 3)) + 1_000])  # cut in cut.jpg
+    result = upload(shard, tmp_path)
+    assert (result.done, result.rejected) == (1, 3)
+    assert landed(tmp_path) == digests({"ok": good})
+    reasons = sorted(f.reason for f in ingest.failures(result.journal))
+    assert reasons == [
+        f"not an image (content looks like text ('this is not an image, o…')): {shard}#text.png",
+        f"truncated member: 5000 bytes from byte {data.index(image_bytes('jpeg', 5_000, 3))}, "
+        f"the shard ends at {data.index(image_bytes('jpeg', 5_000, 3)) + 1_000}: {shard}#cut.jpg",
+        f"txt member is not UTF-8 (byte 3 is 0xe9): {shard}#latin.txt",
+    ]
+
+
+def test_a_manifest_line_names_a_member(tmp_path: Path) -> None:
+    shard = tmp_path / "shards" / "000.tar"
+    shard.parent.mkdir()
+    images = webdataset(shard)
+    lines = [
+        {"path": "shards/000.tar#s/000001.png", "caption": "named by the manifest"},
+        {"path": "shards/000.tar#s/000002.webp"},
+        {"path": "shards/000.tar#s/nope.png"},
+        {"path": "shards/missing.tar#a.png"},
+    ]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+    found, _ = results(manifest)
+    items = [r for r in found if isinstance(r, Item)]
+    assert [(i.key, i.caption) for i in items] == [
+        ("shards/000.tar#s/000001.png", "named by the manifest"),
+        ("shards/000.tar#s/000002.webp", None),
+    ]
+    problems = [(r.line, r.reason) for r in found if isinstance(r, ManifestError)]
+    assert problems == [
+        (3, f"no member 's/nope.png' in {shard}"),
+        (4, f"shard not found: {tmp_path / 'shards' / 'missing.tar'}"),
+    ]
+    result = upload(manifest, tmp_path)
+    assert (result.done, result.rejected) == (2, 2)
+    assert landed(tmp_path) == digests({k: images[k] for k in ("s/000001.png", "s/000002.webp")})
+
+
+def test_a_shard_that_cannot_be_read_is_refused_before_any_member(tmp_path: Path) -> None:
+    gz = tmp_path / "x.tar"
+    gz.write_bytes(b"\x1f\x8b\x08\x00" + bytes(600))
+    with pytest.raises(ManifestError, match="a compressed tar; ingest reads members in place"):
+        read_manifest(gz)
+    bad = tmp_path / "y.zip"
+    bad.write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(ManifestError, match="not a readable zip archive"):
+        read_manifest(bad)
+
+
+def test_scenario_reads_members_for_its_json_and_multipart_bodies(tmp_path: Path) -> None:
+    shard = tmp_path / "sc.zip"
+    images = {
+        "small.png": image_bytes("png", 3_000, 1),
+        "large.png": image_bytes("png", 7 << 20, 2),  # over 6 MB: the multipart flow, in parts
+    }
+    with zipfile.ZipFile(shard, "w") as z:
+        z.writestr("small.png", images["small.png"], compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("large.png", images["large.png"], compress_type=zipfile.ZIP_DEFLATED)
+    settings = sim_settings(store_dir=store(tmp_path))
+    result = ingest.upload_sync(
+        shard, provider="scenario", sim=settings, model_id="model_packed", put_concurrency=2
+    )
+    assert result.complete and result.done == 2
+    # The large one went up in parts (the small one as JSON): the parts are its bytes.
+    parts = sorted(p for p in store(tmp_path).rglob("*") if p.is_file())
+    assert len(parts) >= 2 and len({p.parent for p in parts}) == 1
+    assert (
+        b"".join(p.read_bytes() for p in sorted(parts, key=lambda p: int(p.name)))
+        == (images["large.png"])
+    )

@@ -7,6 +7,7 @@ secret: URLs are redacted before they are stored here.
     IngestError
      ├── ConfigError          bad settings or a missing key variable (before any work)
      ├── ManifestError        one bad manifest entry (line number, reason)
+     ├── ExportError          done items that cannot go into a valid provider document
      ├── JournalError         the journal cannot be used as asked
      │    ├── JournalLocked   another run holds it
      │    ├── JournalMismatch it belongs to another manifest or provider
@@ -66,6 +67,14 @@ class ManifestError(IngestError):
         self.line = line
         where = f"{source}:{line}" if line is not None else source
         super().__init__(f"{where}: {reason}")
+
+
+class ExportError(IngestError):
+    """Done items that no valid provider document can hold; `problems` says, per item, why."""
+
+    def __init__(self, message: str, *, problems: tuple[str, ...]) -> None:
+        self.problems = problems
+        super().__init__(message)
 
 
 class JournalError(IngestError):

@@ -1,7 +1,13 @@
 """`ingest export JOURNAL`: each done item's remote id, as JSON lines, CSV, or the provider's shape.
 
 Renders `ingest.journal.export`: rows follow the manifest's order and carry
-its path and caption. Items uploaded earlier that the manifest (recorded in
+its path and caption. ``--format provider`` writes one JSON document a line:
+the body fragment of one provider call each (Novita: one training task's
+``image_dataset_items``, at most 50, ``--training subject|style``), so a shell
+loop posts one task a line, and a dataset that fits one task is one line,
+itself a JSON file. Done items no valid document can hold (style training
+without a caption) are listed on stderr, one line each, and nothing is
+written: exit 1. Items uploaded earlier that the manifest (recorded in
 the journal header) no longer lists are left out, from the rows and from
 ``--format provider`` alike, unless ``--include-removed`` (then they follow,
 flagged ``"removed": "true"``). When the manifest cannot be read, every done
@@ -29,13 +35,20 @@ def register(sub: Any) -> None:
         help="list remote ids of uploaded items",
         description=(
             "Write one row per uploaded item: key, path, remote id, final URL and caption where known. "
-            "--format provider writes the document the provider's next API call wants "
-            "(novita: image_dataset_items)."
+            "--format provider writes the documents the provider's next API calls want, one "
+            "JSON document a line (novita: image_dataset_items of at most 50 images a "
+            "training task)."
         ),
     )
     p.add_argument("journal", type=Path)
     p.add_argument("--format", choices=("jsonl", "csv", "provider"), default="jsonl")
     p.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    p.add_argument(
+        "--training",
+        choices=("subject", "style"),
+        help="novita, --format provider: the training task the documents are for (default "
+        "subject; style needs every caption, 1-1024 characters)",
+    )
     p.add_argument(
         "--include-removed",
         action="store_true",
@@ -47,17 +60,31 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from ingest.errors import IngestError
+    from ingest.errors import ExportError, IngestError
     from ingest.journal import export, manifest_problem
 
     removed = args.include_removed
     try:
         if args.format == "provider":
-            document = export(args.journal, "provider", include_removed=removed)
+            documents = export(
+                args.journal, "provider", include_removed=removed, training=args.training
+            )
+        elif args.training is not None:
+            print("ingest: error: --training goes with --format provider", file=sys.stderr)
+            return 2
         else:
             rows = export(args.journal, include_removed=removed)
         problem = manifest_problem(args.journal)
         out: TextIO = args.output.open("w", newline="") if args.output else sys.stdout
+    except ExportError as exc:
+        for line in exc.problems:
+            print(f"ingest: problem: {line}", file=sys.stderr)
+        print(
+            f"ingest: error: {exc}; nothing was written. Fix the captions in the manifest "
+            "(export reads them from it: nothing needs uploading again) and export again",
+            file=sys.stderr,
+        )
+        return 1
     except IngestError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)
         return 2
@@ -77,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"ingest: warning: {emulated}", file=sys.stderr)
     try:
         if args.format == "provider":
-            out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+            for document in documents:
+                out.write(orjson.dumps(document).decode() + "\n")
         elif args.format == "csv":
             writer = csv.writer(out)
             columns = (*CSV_COLUMNS, REMOVED_COLUMN) if removed else CSV_COLUMNS

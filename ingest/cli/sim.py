@@ -106,6 +106,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DIR",
         help="keep uploaded bodies under DIR/BUCKET/KEY (default: keep only size and SHA-256)",
     )
+    parser.add_argument(
+        "--novita-error-body",
+        choices=("v3", "text", "empty"),
+        default="v3",
+        help="Novita's error bodies: the v3 envelope (default), a text line, or nothing",
+    )
     _add_modelhunter_flags(parser.add_argument_group("ModelHunter"))
     _add_autoenhance_flags(parser.add_argument_group("Autoenhance"))
     _add_scenario_flags(parser.add_argument_group("Scenario"))
@@ -290,6 +296,7 @@ def run(args: argparse.Namespace) -> int:
     import anyio
 
     from ingest.sim import FaultPlan, SimSettings, serve
+    from ingest.sim.settings import NovitaSimSettings
 
     try:
         settings = SimSettings(
@@ -300,6 +307,7 @@ def run(args: argparse.Namespace) -> int:
             assets_id_as_string=args.assets_id_string,
             faults=FaultPlan.parse(args.faults),
             store_dir=args.store_dir,
+            novita=NovitaSimSettings(error_body=args.novita_error_body),
             modelhunter=_modelhunter_settings(args),
             autoenhance=_autoenhance_settings(args),
             scenario=_scenario_settings(args),

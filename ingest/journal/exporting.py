@@ -24,18 +24,21 @@ record; without `include_removed`, only keys the manifest lists now.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Literal, TypeAlias, cast, overload
+from typing import IO, TYPE_CHECKING, Literal, TypeAlias, cast, overload
 
 import orjson
 
 from ingest.digestset import DigestSet
-from ingest.errors import ManifestError
+from ingest.errors import ConfigError, ExportError, ManifestError
 from ingest.item import Item
 from ingest.journal.reader import key_digest, lines, replay
 from ingest.journal.records import DoneRecord
 from ingest.journal.report import manifest_entries
+
+if TYPE_CHECKING:
+    from ingest.providers.base import TrainingKind
 
 ExportFormat: TypeAlias = Literal["rows", "provider"]
 # One done item: "key", "remote_id", and where known "path", "url", "caption",
@@ -54,15 +57,27 @@ def export(
 ) -> Iterator[ExportRow]: ...
 @overload
 def export(
-    journal: str | os.PathLike[str], format: Literal["provider"], *, include_removed: bool = False
-) -> object: ...
+    journal: str | os.PathLike[str],
+    format: Literal["provider"],
+    *,
+    include_removed: bool = False,
+    training: TrainingKind | None = None,
+) -> list[Mapping[str, object]]: ...
 def export(
-    journal: str | os.PathLike[str], format: ExportFormat = "rows", *, include_removed: bool = False
-) -> object:
-    """Each done item of the manifest: rows (lazily, in manifest order) or the provider's document.
+    journal: str | os.PathLike[str],
+    format: ExportFormat = "rows",
+    *,
+    include_removed: bool = False,
+    training: TrainingKind | None = None,
+) -> Iterator[ExportRow] | list[Mapping[str, object]]:
+    """Each done item of the manifest: rows (lazily, in manifest order) or the provider's documents.
 
-    ``"provider"`` gives the JSON document the provider's next API call wants
-    (novita: ``image_dataset_items``), built by its adapter's `export_document`.
+    ``"provider"`` gives the JSON documents the provider's next API calls
+    want, built by its adapter: one (`export_document`), or, for an adapter
+    class that `SplitsExport`, as many as its limits need (novita: the
+    ``image_dataset_items`` of ``subject`` training, or ``style`` with
+    `training`, at most 50 a task). Items no valid document can hold raise
+    `ExportError`, naming each, rather than being cut or dropped.
     Items uploaded earlier that the manifest no longer lists are left out, or
     with `include_removed` follow (in journal order, flagged ``"removed"``).
     When the manifest cannot be read, every done item is listed, in journal
@@ -72,13 +87,29 @@ def export(
     index = DoneIndex(Path(journal))
     rows = index.rows(include_removed)
     if format == "rows":
+        if training is not None:
+            raise ConfigError("training applies to the provider format only", key="training")
         return rows
     from ingest.providers import provider_class
+    from ingest.providers.base import SplitsExport
 
-    document: object = provider_class(index.header.provider).export_document(
-        list(rows), index.header.bind
-    )
-    return document
+    provider = index.header.provider
+    cls = provider_class(provider)
+    if isinstance(cls, SplitsExport):
+        split = cls.export_documents(list(rows), index.header.bind, training)
+        if split.problems:
+            count = len(split.problems)
+            raise ExportError(
+                f"{count} done item{'s' if count != 1 else ''} cannot go into a "
+                f"{training or 'subject'} training document",
+                problems=split.problems,
+            )
+        return list(split.documents)
+    if training is not None:
+        raise ConfigError(
+            f"training kinds are novita's; {provider} exports one document", key="training"
+        )
+    return [cls.export_document(list(rows), index.header.bind)]
 
 
 class DoneIndex:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
 
 from ingest.capabilities import Capabilities
 from ingest.errors import TransferError
@@ -127,6 +127,36 @@ class Tidies(Protocol):
         empty ones go here. Returns how many were removed (0 where the API
         cannot tell them apart).
         """
+        ...
+
+
+TrainingKind = Literal["subject", "style"]
+"""Which training task a provider document is for (Novita: ``/v3/training/subject|style``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Documents:
+    """An export as documents, and the done items none of them can hold (each: why)."""
+
+    documents: tuple[Mapping[str, object], ...]
+    problems: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class SplitsExport(Protocol):
+    """An adapter class whose export is several documents of a kind (optional; see `export`).
+
+    `ingest.journal.export` checks with `isinstance` on the class: without it,
+    the export is the one document of `ProviderClass.export_document`.
+    """
+
+    @staticmethod
+    def export_documents(
+        rows: Sequence[Mapping[str, object]],
+        params: Mapping[str, str],
+        training: TrainingKind | None,
+    ) -> Documents:
+        """Done items as the documents the provider's next calls take, each within its limits."""
         ...
 
 

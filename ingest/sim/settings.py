@@ -58,6 +58,26 @@ class ScenarioSimSettings:
 
 
 ThrottleBody = Literal["envelope", "text", "empty"]
+NovitaErrorBody = Literal["v3", "text", "empty"]
+
+
+@dataclass(frozen=True, slots=True)
+class NovitaSimSettings:
+    """How the emulated Novita API behaves where its docs are silent (see `ingest.sim.novita`).
+
+    `error_body`: the body of every error answer, a gap: ``v3``, the unified
+    envelope ``{"code", "reason", "message", "metadata"}`` third parties
+    report (one live probe: ``403 INVALID_API_KEY``; the default); ``text``, a
+    plain-text line, as a gateway in front of the API would send; ``empty``.
+    Rate limits (also a gap) are the fault plan's: ``api.rate=N`` (a token
+    bucket that sends Retry-After) or ``api.429=P,api.retry_after=none``.
+    """
+
+    error_body: NovitaErrorBody = "v3"
+
+    def __post_init__(self) -> None:
+        if self.error_body not in ("v3", "text", "empty"):
+            raise ValueError(f"error_body must be v3, text or empty, got {self.error_body!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +203,7 @@ class SimSettings:
     stall_cap_s: float = 300.0
     credentials: StorageCredentials = field(default_factory=StorageCredentials)
     scenario: ScenarioSimSettings = field(default_factory=ScenarioSimSettings)
+    novita: NovitaSimSettings = field(default_factory=NovitaSimSettings)
     modelhunter: ModelHunterSimSettings = field(default_factory=ModelHunterSimSettings)
     autoenhance: AutoenhanceSimSettings = field(default_factory=AutoenhanceSimSettings)
 

@@ -56,12 +56,10 @@ def test_a_folder_pruned_after_its_upload_counts_and_exports_the_folder(photos: 
     every = list(ingest.export(journal, include_removed=True))
     assert keys_of(every) == [*listed, "img-000005.webp"]
     assert every[-1]["removed"] == "true" and "path" not in every[-1]
-    document = ingest.export(journal, "provider")
-    assert isinstance(document, dict)
-    assert len(document["image_dataset_items"]) == 12
-    assert {item["assets_id"] for item in document["image_dataset_items"]} == {
-        row["remote_id"] for row in every[:-1]
-    }
+    [document] = ingest.export(journal, "provider")
+    items = document["image_dataset_items"]
+    assert isinstance(items, list) and len(items) == 12
+    assert {item["assets_id"] for item in items} == {row["remote_id"] for row in every[:-1]}
 
 
 def test_the_cli_reports_removed_items_and_exports_them_only_when_asked(

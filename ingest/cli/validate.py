@@ -70,6 +70,10 @@ def becomes(source: Source) -> str:
     return f"kept: {source.image_type.ext}, {human_bytes(source.size)}, {caption}"
 
 
+def _say_skipped(rel: str, why: str) -> None:
+    print(f"{rel}: skipped: {why}")
+
+
 def _captions(walk: WalkStats) -> dict[str, Any]:
     c = walk.captions
     return {
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args, args.provider)
         cls = provider_class(args.provider)
         checker = Checker(cls.capabilities(settings.provider(args.provider)), args.provider)
-        walk = WalkStats()
+        walk = WalkStats(_say_skipped if args.each and not args.json else None)
         entries = read_manifest(args.manifest, args.format, walk=walk)
     except IngestError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)

@@ -106,9 +106,11 @@ class Captions:
 class WalkStats:
     """The running tally of one walk; `skipped` and `captions` are its values so far."""
 
-    __slots__ = ("_examples", "caption_counts", "files", "found", "loops", "tables")
+    __slots__ = ("_examples", "caption_counts", "files", "found", "listener", "loops", "tables")
 
-    def __init__(self) -> None:
+    def __init__(self, listener: Callable[[str, str], None] | None = None) -> None:
+        # Told each skipped file and why, as the walk passes it (`validate --each`).
+        self.listener = listener
         self.found = 0  # images, and directories that could not be walked (each a result)
         self.files = 0
         self.loops = 0
@@ -116,8 +118,10 @@ class WalkStats:
         self.caption_counts = [0, 0, 0, 0, 0]  # as the fields of `Captions`, in order
         self.tables: list[str] = []
 
-    def other_file(self, rel: str) -> None:
+    def other_file(self, rel: str, why: str = "not an image by its name") -> None:
         """Count a skipped file; the first few in sorted order are kept, whatever the walk's."""
+        if self.listener is not None:
+            self.listener(_escaped(rel), why)
         self.files += 1
         bisect.insort(self._examples, _escaped(rel))
         del self._examples[_EXAMPLES:]
@@ -252,11 +256,12 @@ class _Level:
     def close(self, stats: WalkStats) -> None:
         self.entries.close()
         for name in self.sidecars.unmatched():
-            stats.other_file(self.prefix + name)
+            stats.other_file(self.prefix + name, "a caption file with no image of its name")
         if self.table is not None:
             stats.caption_counts[4] += self.table.left
             if self.table.skipped:
-                stats.other_file(self.prefix + self.table.skipped)
+                why = f"a second metadata file ({self.table.name} is used)"
+                stats.other_file(self.prefix + self.table.skipped, why)
 
 
 def _walk(
@@ -321,6 +326,8 @@ def _walk(
                     child = _identity(entry.path)
                     if child in on_path:
                         stats.loops += 1
+                        if stats.listener is not None:
+                            stats.listener(_escaped(rel) + "/", "a symlinked loop")
                         continue
                     level = _Level(entry.path, rel + "/", listing(entry.path), child)
                 except OSError as exc:

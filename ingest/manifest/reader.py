@@ -46,7 +46,8 @@ def read_manifest(
         return read_folder(path, source, walk)
     if fmt in ("tar", "zip"):  # a shard: its keys are distinct member names
         probe_shard(source, fmt)  # a shard that cannot be listed: raised now
-        return read_shard(path, fmt, source, path.name, walk)
+        # Its items name the shard by its absolute path, as a folder's name their files.
+        return read_shard(Path(os.path.abspath(path)), fmt, source, path.name, walk)
     probe_file(path, source, fmt)
     base = os.path.dirname(os.path.abspath(path))
     reader = {"jsonl": read_jsonl, "csv": read_csv, "list": read_list}[fmt]

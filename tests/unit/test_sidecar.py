@@ -151,22 +151,28 @@ def test_validate_reports_where_captions_come_from(
     make_image(tmp_path / "c.jpg", "jpeg", 256, 3)
     (tmp_path / "a.txt").write_text("a")
     (tmp_path / "metadata.jsonl").write_text('{"file_name": "b.png", "text": "b"}\n')
-    assert main(["validate", str(tmp_path), "--provider", "novita", "--each"]) == 0
+    (tmp_path / "notes.txt").write_text("not a caption: there is no notes.png")
+    (tmp_path / "d.png").write_text("text, not a png")
+    assert main(["validate", str(tmp_path), "--provider", "novita", "--each"]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[:3] == [
+    assert out[:6] == [
         "a.png: kept: png, 256 B, caption from a.txt",
         "b.png: kept: png, 256 B, caption from metadata.jsonl line 1",
         "c.jpg: kept: jpeg, 256 B, no caption",
+        f"d.png: rejected: not an image (content looks like text ('text, not a png')): "
+        f"{tmp_path / 'd.png'}",
+        "notes.txt: skipped: a caption file with no image of its name",
+        f"{tmp_path}: skipped 1 non-image file (notes.txt)",
     ]
-    assert out[3] == (
-        f"{tmp_path}: captions: 1 from caption files, 1 from metadata.jsonl, 1 without a caption"
+    assert out[6] == (
+        f"{tmp_path}: captions: 1 from caption files, 1 from metadata.jsonl, 2 without a caption"
     )
-    assert main(["validate", str(tmp_path), "--provider", "novita", "--json"]) == 0
+    assert main(["validate", str(tmp_path), "--provider", "novita", "--json"]) == 1
     captions = orjson.loads(capsys.readouterr().out)["captions"]
     assert (captions["from_caption_files"], captions["from_metadata"], captions["without"]) == (
         1,
         1,
-        1,
+        2,
     )
 
 

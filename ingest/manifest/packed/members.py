@@ -143,4 +143,6 @@ def _zip_members(fh: BinaryIO, size: int, path: str) -> Iterator[Listed]:
 def _truncated(offset: int, length: int, size: int) -> str | None:
     if offset + length <= size:
         return None
-    return f"truncated member: {length} bytes from byte {offset}, the shard ends at {size}"
+    return (
+        f"truncated member (bytes {offset}-{offset + length} of a shard that ends at byte {size})"
+    )

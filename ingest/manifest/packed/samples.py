@@ -116,7 +116,8 @@ def _sample_items(
     others = [entry for entry in sample if _image(entry) is None]
     if not images:
         for entry in others:
-            stats.other_file(label + "#" + entry.member.name if entry.member else label)
+            name = entry.member.name if entry.member else ""
+            stats.other_file(f"{label}#{name}", "a member of a sample without an image")
         return
     caption, metadata, origin, problem = _text_of(path, others, label, stats)
     # Counted as a folder's: from a caption member as from a caption file, from json as metadata.
@@ -153,12 +154,13 @@ def _text_of(
         split = _split(member.name) if member is not None else None
         if member is None or split is None or entry.problem:
             if member is not None:
-                stats.other_file(f"{label}#{member.name}")
+                why = entry.problem or "a member name without an extension"
+                stats.other_file(f"{label}#{member.name}", why)
             continue
         if split[1] in (*_CAPTION_SUFFIXES, "json") and split[1] not in by_suffix:
             by_suffix[split[1]] = member
         else:
-            stats.other_file(f"{label}#{member.name}")
+            stats.other_file(f"{label}#{member.name}", "not an image, caption or json member")
     caption = origin = None
     metadata: dict[str, Any] | None = None
     for suffix in _CAPTION_SUFFIXES:

@@ -1,7 +1,7 @@
 """ModelHunter's file-upload API, as its docs describe it.
 
-Sources: docs.modelhunter.ai/api-reference/files/get-upload-url (the seed page
-`../shared/seeds/modelhunter-get-upload-url.md`), /api-reference/files/complete-upload,
+Sources: docs.modelhunter.ai/api-reference/files/get-upload-url (the page this
+project was started from), /api-reference/files/complete-upload,
 /core-concepts/file-uploads, /core-concepts/error-handling, /authentication.
 ModelHunter has no SDK. Each route and answer below names its page, or says
 "invented" and why.
@@ -320,6 +320,9 @@ def add_routes(ctx: SimContext) -> None:
         return _json(200, {"files": [record.to_json() for record in files.values()]})
 
     errors = functools.partial(injected_error, throttle_body=options.throttle_body)
+    # docs.modelhunter.ai/api-reference/files/get-upload-url
     ctx.add_api_route("POST", UPLOAD_ROUTE, upload_url, provider=PROVIDER, errors=errors)
+    # docs.modelhunter.ai/api-reference/files/complete-upload
     ctx.add_api_route("POST", COMPLETE_ROUTE, complete, provider=PROVIDER, errors=errors)
+    # Invented: the emulator's record, for tests and `ingest sim` users (loopback only).
     ctx.app.router.add_get(FILES_ROUTE, list_files, allow_head=False)

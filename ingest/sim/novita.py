@@ -1,8 +1,8 @@
 """Novita AI's training-image upload API, as its docs describe it.
 
 Sources: novita.ai/docs/api-reference/model-apis-get-training-images-url (the
-seed page `../shared/seeds/novita-get-images-url.md`: request, response,
-example URL), /basic-error-code (reasons), /guides/error; the SDK
+page this project was started from: request, response, example URL),
+/basic-error-code (reasons), /guides/error; the SDK
 `novita-client` 0.7.1 (`novita_client/novita.py`, `proto.py`). Each behaviour
 below names its source, or says "invented" and why.
 
@@ -147,4 +147,6 @@ def add_routes(ctx: SimContext) -> None:
         )
 
     errors = functools.partial(injected_error, body=body)
+    # novita.ai/docs/api-reference/model-apis-get-training-images-url; novita-client 0.7.1
+    # `upload_training_assets` makes this call (tests/sdk/test_novita_sdk.py).
     ctx.add_api_route("POST", ROUTE, create_upload, provider=PROVIDER, errors=errors)

@@ -47,6 +47,9 @@ _CHUNK = 256 * 1024
 _ADMISSION: web.RequestKey[web.Response | None] = web.RequestKey("ingest.sim.admission")
 _request_ids = itertools.count(1)
 
+# Source: S3's error-code list (docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html):
+# 500 InternalError and 503 SlowDown are S3's; 429 TooManyRequests is invented (S3 throttles
+# with 503 SlowDown; some S3-compatible stores answer 429), so clients meet both.
 _INJECTED = {
     429: ("TooManyRequests", "Please reduce your request rate."),
     500: ("InternalError", "We encountered an internal error. Please try again."),
@@ -56,6 +59,8 @@ _INJECTED = {
 
 def s3_error(status: int, code: str, message: str, **extra: str) -> web.Response:
     """An S3-shaped XML error: Code, Message, `extra` fields, RequestId, HostId."""
+    # Source: S3 REST error responses (ErrorResponses.html, "REST error responses"): the
+    # <Error> body, application/xml, and the x-amz-request-id / x-amz-id-2 headers.
     fields = "".join(f"<{name}>{escape(value)}</{name}>" for name, value in extra.items())
     request_id = f"{next(_request_ids):016X}"
     host_id = base64.b64encode(os.urandom(48)).decode()
@@ -103,6 +108,7 @@ def add_routes(ctx: SimContext, *, discard_bodies: bool = False) -> None:
         return response
 
     async def expect(request: web.Request) -> web.StreamResponse | None:
+        # RFC 9110 §10.1.1: an expectation other than 100-continue may be answered 417.
         if request.headers.get("Expect", "").lower() != "100-continue":
             return s3_error(417, "ExpectationFailed", "Cannot match the Expect header.")
         refused = admit(request)
@@ -177,6 +183,7 @@ def add_routes(ctx: SimContext, *, discard_bodies: bool = False) -> None:
                 content_type=request.headers.get("Content-Type"),
                 body=b"".join(keep) if keep is not None and keep_body else None,
             )
+            # Invented: S3's ETag of a single PUT is the body's MD5; a SHA-256 prefix stands in.
             response = web.Response(headers={"ETag": f'"{sha256[:32] or "0" * 32}"'})
         response.headers["Date"] = ctx.http_date()
         state.count_put(response.status)
@@ -189,6 +196,8 @@ def _check(ctx: SimContext, request: web.Request, names: set[str]) -> web.Respon
     """S3's admission checks, in S3's order; None when the request may send its body."""
     raw_path, pairs = sigv4.split_target(request.raw_path)
     presigned = sigv4.is_presigned(pairs)
+    # Source: ErrorResponses.html (InvalidArgument); the wording follows S3's answer to two
+    # auth mechanisms at once (not checked against a stored copy of such an answer).
     if "authorization" in names:
         if presigned:
             return s3_error(
@@ -204,13 +213,15 @@ def _check(ctx: SimContext, request: web.Request, names: set[str]) -> web.Respon
             "Unsupported Authorization Type",
             ArgumentName="Authorization",
         )
-    if not presigned:
+    if not presigned:  # an anonymous PUT to a private bucket (S3: 403 AccessDenied)
         return s3_error(403, "AccessDenied", "Access Denied")
     try:
         auth = sigv4.parse_query_auth(pairs)
     except sigv4.PresignFormatError as exc:
         return s3_error(400, "AuthorizationQueryParametersError", str(exc))
     creds = ctx.settings.credentials
+    # Source: ErrorResponses.html (InvalidAccessKeyId; AuthorizationQueryParametersError with
+    # S3's wording for a wrong region in X-Amz-Credential).
     if auth.access_key != creds.access_key:
         return s3_error(
             403,
@@ -225,6 +236,9 @@ def _check(ctx: SimContext, request: web.Request, names: set[str]) -> web.Respon
             f"Error parsing the X-Amz-Credential parameter; the region '{auth.region}' "
             f"is wrong; expecting '{creds.region}'",
         )
+    # Source: SigV4 query-string auth (docs.aws.amazon.com/AmazonS3/latest/API/
+    # sigv4-query-string-auth.html) over the raw target (`ingest.sim.sigv4`); the 403 carries
+    # S3's StringToSign and CanonicalRequest fields, as S3 does.
     headers = {name: request.headers.get(name, "") for name in auth.signed_headers}
     result = sigv4.verify(request.method, raw_path, pairs, headers, auth, secret=creds.secret)
     if not result.ok:
@@ -239,6 +253,8 @@ def _check(ctx: SimContext, request: web.Request, names: set[str]) -> web.Respon
             SignatureProvided=result.provided,
             CanonicalRequest=result.canonical_request,
         )
+    # Source: S3's "Request has expired" body with X-Amz-Expires, Expires and ServerTime
+    # (aws-sdk-js#2306, aws-sdk-php#1333); R2's 403 ExpiredRequest (cloudflare-docs#32436).
     now = ctx.now()
     expires_at = auth.amz_date.timestamp() + auth.expires
     if now > expires_at:
@@ -258,8 +274,12 @@ def _check(ctx: SimContext, request: web.Request, names: set[str]) -> web.Respon
             },
         )
     key = f"{request.match_info['bucket']}/{request.match_info['key']}"
+    # Invented: S3 would take a PUT to any key the signature covers; the emulator refuses a
+    # key no provider route issued, so a client cannot land bytes nobody asked for.
     if key not in ctx.state.assets_by_key:
         return s3_error(403, "AccessDenied", "Access Denied")
+    # Source: S3's 501 NotImplemented naming Transfer-Encoding (knox#43, e2b#1243) and its
+    # 411 MissingContentLength (arrow-rs-object-store#155, versitygw#1248).
     if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
         ctx.state.count("chunked_rejected")
         return s3_error(

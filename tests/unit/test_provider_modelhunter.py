@@ -205,3 +205,49 @@ def test_export_document_lists_file_ids_and_urls() -> None:
         ]
     }
     assert ModelHunterProvider.run_params(context(FakeApi(), "modelhunter").settings, {}) == {}
+
+
+# The examples of Get Upload URL, verbatim (docs.modelhunter.ai/api-reference/files/get-upload-url).
+DOCS_ISSUED = {
+    "success": True,
+    "data": {
+        "upload_url": "https://storage.modelhunter.ai/uploads/file_abc123?X-Amz-Signature=...",
+        "file_id": "file_abc123",
+        "expires_at": "2025-01-15T11:00:00Z",
+    },
+}
+DOCS_400 = {
+    "success": False,
+    "error": {
+        "code": "VALIDATION_ERROR",
+        "message": "Invalid contentType: must be a supported MIME type",
+    },
+}
+DOCS_422 = {
+    "success": False,
+    "error": {"code": "FILE_TOO_LARGE", "message": "File size exceeds the 100 MB limit"},
+}
+
+
+async def test_the_docs_examples_are_read_as_the_docs_mean_them(tmp_path: Path) -> None:
+    """ModelHunter has no SDK: its reference pages' examples pin the shapes instead."""
+    mh, api = provider(Canned(200, DOCS_ISSUED), Canned(400, DOCS_400), Canned(422, DOCS_422))
+    target = await mh.acquire(source(tmp_path, "my-image.jpg", 2048))
+    assert (target.remote_id, target.url) == ("file_abc123", DOCS_ISSUED["data"]["upload_url"])  # type: ignore[index]
+    assert target.lease is not None
+    assert target.lease.expires_at == calendar.timegm((2025, 1, 15, 11, 0, 0))
+    for status, code, message in [
+        (400, "VALIDATION_ERROR", "Invalid contentType: must be a supported MIME type"),
+        (422, "FILE_TOO_LARGE", "File size exceeds the 100 MB limit"),
+    ]:
+        with pytest.raises(TransferError) as info:
+            await mh.acquire(source(tmp_path))
+        err = info.value
+        assert (err.status, err.code, err.action, err.message) == (
+            status,
+            code,
+            Action.FAIL_ITEM,
+            message,
+        )
+    # The body fields are the page's three required ones, and nothing else.
+    assert [set(sent.json) for sent in api.sent] == [{"filename", "contentType", "sizeBytes"}] * 3

@@ -49,8 +49,10 @@ rate-limit 429 never mentions names.
 
 A re-sign creates another image in the order (the API has no way to re-issue
 a URL) and counts against the name rule, so `Capabilities.resign_limit` is 1:
-a storage refusal other than expiry gets one new image, never more, and a
-file leaves at most two images in its order.
+a storage refusal other than expiry gets one new URL, never more. The image
+a re-sign replaces got no bytes, and is deleted (``DELETE /v3/images/{id}``)
+once its successor exists: a file makes at most two images, and its order
+keeps one.
 
 Resume of an item killed in flight (`recover`, journaled ``acq`` only): its
 signed URL was never journaled (a secret), and no documented call re-issues
@@ -78,108 +80,37 @@ may be shared, and another client's waiting image is its upload in progress.
 
 from __future__ import annotations
 
-import bisect
+import collections
+import contextlib
 import dataclasses
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import quote
 
 from ingest.capabilities import Capabilities
 from ingest.errors import Action, Scope, TransferError
 from ingest.http import Response, bad_response, http_error, request
 from ingest.item import Source
+from ingest.providers.autoenhance_wire import (
+    SAME_NAME_LIMIT,
+    NameUses,
+    flatten,
+    is_same_name_429,
+    needs_api_key,
+)
 from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
 from ingest.providers.settings import AutoenhanceSettings, ProviderSettings
 from ingest.sniff import ImageType
 from ingest.storage import put_file
 
-SAME_NAME_LIMIT = 30  # identical file names per hour
-SAME_NAME_WINDOW_S = 3600.0
+__all__ = ["AutoenhanceProvider", "NameUses", "is_same_name_429", "needs_api_key"]
+
 FALLBACK_LIFETIME_S = 3600.0  # only when a URL carries no expiry (boto3's default)
 OCTET_STREAM = "application/octet-stream"  # what the URL signs when no content_type counted
 _URL_FIELDS = ("upload_url", "s3PutObjectUrl")
-_NAME_RULE_WORDS = re.compile(r"(?is)\b(?:same|duplicated?|identical)\b.*name")
-_SIGNATURES = frozenset({"x-amz-signature", "signature", "x-goog-signature", "sig"})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _flatten(detail: Any) -> str:
-    """``{location: {field: [msgs]}}`` as ``location.field: msg; ...``."""
-    if not isinstance(detail, dict):
-        return str(detail) if detail else ""
-    parts = []
-    for location, fields in detail.items():
-        if not isinstance(fields, dict):
-            parts.append(f"{location}: {fields}")
-            continue
-        for name, messages in fields.items():
-            text = "; ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
-            parts.append(f"{location}.{name}: {text}")
-    return "; ".join(parts)
-
-
-def is_same_name_429(payload: Any) -> bool:
-    """Whether a 429 body's words say it is the identical-file-name rule, not the request rate."""
-    if isinstance(payload, dict):
-        text = f"{payload.get('message') or ''} {_flatten(payload.get('detail'))}"
-    elif isinstance(payload, str):
-        text = payload
-    else:
-        return False
-    return _NAME_RULE_WORDS.search(text) is not None
-
-
-class NameUses:
-    """How many images this process created with each name within the last hour.
-
-    The API's rule counts creates per exact ``image_name`` (re-signs included);
-    this count is a lower bound of the API's (earlier runs, other clients), so
-    reaching the limit proves a 429 is the name rule, whatever its body says.
-    A name used once costs one float; only repeated names keep a list.
-    """
-
-    def __init__(self, window_s: float = SAME_NAME_WINDOW_S) -> None:
-        self._window_s = window_s
-        self._uses: dict[str, float | list[float]] = {}
-
-    def add(self, name: str, now: float) -> None:
-        seen = self._uses.get(name)
-        if seen is None:
-            self._uses[name] = now
-        elif isinstance(seen, float):
-            self._uses[name] = [seen, now]
-        else:
-            del seen[: bisect.bisect_right(seen, now - self._window_s)]
-            seen.append(now)
-
-    def count(self, name: str, now: float) -> int:
-        seen = self._uses.get(name)
-        if seen is None:
-            return 0
-        times = [seen] if isinstance(seen, float) else seen
-        return len(times) - bisect.bisect_right(times, now - self._window_s)
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
-
-
-def needs_api_key(upload_url: str, api_base_url: str) -> bool:
-    """Whether a PUT to `upload_url` must carry the API key (fidelity gap 11).
-
-    Only a URL on the API's own origin (scheme, host, port) that carries no
-    signature of its own: a pre-signed URL authorises itself, and a key sent
-    to any other host would be a leaked key.
-    """
-    if _origin(upload_url) != _origin(api_base_url):
-        return False
-    query = urlsplit(upload_url).query
-    return not any(name.lower() in _SIGNATURES for name, _ in parse_qsl(query))
+UNSENT_KEPT = 4096  # items whose latest image is remembered (far above any concurrency)
 
 
 class AutoenhanceProvider:
@@ -195,6 +126,9 @@ class AutoenhanceProvider:
         self._headers = {"x-api-version": settings.api_version} if settings.api_version else {}
         self._names = NameUses()
         self._octet_first = False  # learnt: the API signs octet-stream whatever we declared
+        # Item key -> the image its latest URL belongs to, until a PUT lands there (LRU:
+        # only items in flight matter, and there are never more than a few hundred).
+        self._unsent: collections.OrderedDict[str, str] = collections.OrderedDict()
 
     @staticmethod
     def capabilities(settings: ProviderSettings) -> Capabilities:
@@ -244,7 +178,7 @@ class AutoenhanceProvider:
         message = response.body[:200].decode("utf-8", "replace").strip() or f"HTTP {status}"
         if isinstance(payload, dict):
             head = str(payload.get("message") or "").strip()
-            detail = _flatten(payload.get("detail"))
+            detail = flatten(payload.get("detail"))
             message = ": ".join(part for part in (head, detail) if part) or message
         action: Action | None = None
         scope: Scope | None = None
@@ -322,6 +256,7 @@ class AutoenhanceProvider:
             expires_at=None,
             default_lifetime=self.caps.url_lifetime_s,
         )
+        await self._replaces(source.item.key, image_id)
         order = str(payload.get("order_id") or order_id or "")
         return Target(
             remote_id=image_id,
@@ -330,6 +265,22 @@ class AutoenhanceProvider:
             lease=lease,
             extra={"order_id": order} if order else {},
         )
+
+    async def _replaces(self, key: str, image_id: str) -> None:
+        """`image_id` is now `key`'s; the image of its earlier URL (a re-sign) is deleted.
+
+        No PUT landed there, or the engine would not have asked again, so
+        the order keeps one image per file however often a URL is renewed
+        (expiry included). Best effort: a failed delete leaves a waiting
+        image, as it did before, for a resumed run's `tidy`.
+        """
+        previous = self._unsent.pop(key, None)
+        self._unsent[key] = image_id
+        if len(self._unsent) > UNSENT_KEPT:
+            self._unsent.popitem(last=False)
+        if previous is not None:
+            with contextlib.suppress(TransferError):
+                await self._call("DELETE", f"v3/images/{quote(previous, safe='')}", op="acquire")
 
     async def recover(self, source: Source, acquired: Target) -> Landed | None:
         """Done if the acquired image's bytes arrived; else delete the empty image, None."""
@@ -378,13 +329,13 @@ class AutoenhanceProvider:
                 raise self._error(response, "recover")
         return len(waiting)
 
-    async def _call(self, method: str, path: str) -> Response:
+    async def _call(self, method: str, path: str, *, op: str = "recover") -> Response:
         return await request(
             self._ctx.api,
             method,
             path,
             provider=self.name,
-            op="recover",
+            op=op,
             headers=self._headers,
             clock=self._ctx.clock,
         )
@@ -402,6 +353,7 @@ class AutoenhanceProvider:
             await self._put(source, target, second)
             sent = second
             self._octet_first = sent == OCTET_STREAM
+        self._unsent.pop(source.item.key, None)
         return target if sent == declared else dataclasses.replace(target, content_type=sent)
 
     async def _put(self, source: Source, target: Target, content_type: str) -> None:

@@ -3,8 +3,8 @@
 Besides landing every image byte-identical and once, a run must keep every
 image in one order: the order id bound in the journal header on the first
 run, kept by every resume, and listed by the emulator's own
-``GET /v3/orders/{id}`` (re-signs leave extra never-uploaded images there,
-which Autoenhance's API gives no way to avoid).
+``GET /v3/orders/{id}``, one image per file: a re-sign makes a new image
+(Autoenhance cannot re-issue a URL) and deletes the one it replaces.
 """
 
 from __future__ import annotations
@@ -111,12 +111,15 @@ def test_short_url_lifetime_is_survived_by_resigning(dataset: list[Path], tmp_pa
         rows = check_landed(AE, sim, paths, journal)
         order_id = check_order(sim, journal, rows)
         listed = order(sim, order_id)
+        stats = sim.stats()
     summary = json_events(done.stdout)[-1]
     assert summary["failed"] == 0
     resigns = summary["this_run"]["resigns"]
     assert resigns > 0, summary
-    # Each re-sign created one more image, never uploaded, in the same order.
-    assert listed["total_images"] == len(paths) + resigns
+    # Each re-sign created one more image and deleted the one it replaced.
+    assert stats["api_requests"]["POST /v3/images/"] == {"200": len(paths) + resigns}
+    assert stats["api_requests"]["DELETE /v3/images/{image_id}"] == {"204": resigns}
+    assert listed["total_images"] == len(paths)
 
 
 def test_same_file_name_rule_fails_only_the_items_over_it(tmp_path: Path) -> None:

@@ -129,8 +129,9 @@ async def test_uploads_work_whether_or_not_content_type_is_honoured(
 async def test_a_persistent_signature_mismatch_leaves_at_most_two_images(tmp_path: Path) -> None:
     """Something on the way (here a proxy) rewrites Content-Type: no PUT can ever match.
 
-    One re-sign (a second image, the API has no re-issue call), each image
-    tried with the declared type and octet-stream; then the item fails.
+    One re-sign (a second image, the API has no re-issue call; the first,
+    which got no bytes, is deleted), each image tried with the declared type
+    and octet-stream; then the item fails. Before `resign_limit` it made 9.
     """
 
     async def rewrite(
@@ -144,10 +145,26 @@ async def test_a_persistent_signature_mismatch_leaves_at_most_two_images(tmp_pat
         outcome = await run(tmp_path, ae, 1)
         assert (outcome.counters.done, outcome.counters.failed) == (0, 1)
         assert outcome.counters.resigns == 1
-        images = await order_images(sim, ae)
-        assert len(images) == 2
-        assert {image["status"] for image in images} == {"waiting"}
-        assert sim.state.stats().storage_puts == {"403": 4}
+        stats = sim.state.stats()
+        assert stats.api_requests["POST /v3/images/"] == {"200": 2}  # at most two images
+        assert stats.api_requests["DELETE /v3/images/{image_id}"] == {"204": 1}
+        assert stats.storage_puts == {"403": 4}
+        [image] = await order_images(sim, ae)  # the order keeps one, waiting
+        assert image["status"] == "waiting"
+
+
+async def test_a_renewed_url_replaces_its_image_and_a_landed_one_stays(tmp_path: Path) -> None:
+    """Any re-sign (expiry too) deletes the image its old URL belonged to; an upload never."""
+    async with emulated() as (sim, ae):
+        item = source(tmp_path, "attic.jpg")
+        first = await ae.acquire(item)
+        second = await ae.acquire(item)  # as the engine re-signs
+        [image] = await order_images(sim, ae)
+        assert image["image_id"] == second.remote_id != first.remote_id
+        await ae.transfer(item, second)
+        third = await ae.acquire(item)  # the same key again later (--reupload-changed)
+        listed = {image["image_id"]: image["status"] for image in await order_images(sim, ae)}
+        assert listed == {second.remote_id: "processing", third.remote_id: "waiting"}
 
 
 # -- gap: upload_url on the API host ----------------------------------------------------

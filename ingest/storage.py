@@ -232,6 +232,7 @@ async def put_range(
     *,
     provider: str,
     allow_insecure_http: bool = False,
+    headers: Mapping[str, str] | None = None,
 ) -> None:
     """PUT bytes ``[offset, offset + length)`` of `path` to `url` (one part of a multipart upload).
 
@@ -245,7 +246,9 @@ async def put_range(
             return await _read_range(path, offset, length)
         return _stream(path, length, offset)
 
-    await _send(session, target, path, length, content_type, make_body, provider=provider)
+    await _send(
+        session, target, path, length, content_type, make_body, provider=provider, extra=headers
+    )
 
 
 async def put_member(
@@ -259,6 +262,7 @@ async def put_member(
     allow_insecure_http: bool = False,
     start: int = 0,
     length: int | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> None:
     """PUT bytes ``[start, start + length)`` of a shard's member (all of it by default).
 
@@ -277,6 +281,7 @@ async def put_member(
             content_type,
             provider=provider,
             allow_insecure_http=allow_insecure_http,
+            headers=headers,
         )
         return
     target = check_upload_url(url, allow_insecure=allow_insecure_http, provider=provider)
@@ -284,7 +289,9 @@ async def put_member(
     async def make_body() -> AsyncGenerator[bytes, None]:
         return _decompressed(path, member, start, length)
 
-    await _send(session, target, path, length, content_type, make_body, provider=provider)
+    await _send(
+        session, target, path, length, content_type, make_body, provider=provider, extra=headers
+    )
 
 
 async def _decompressed(

@@ -103,7 +103,6 @@ from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
 from ingest.providers.settings import AutoenhanceSettings, ProviderSettings
 from ingest.sniff import ImageType
-from ingest.storage import put_file
 
 __all__ = ["AutoenhanceProvider", "NameUses", "is_same_name_429", "needs_api_key"]
 
@@ -358,21 +357,15 @@ class AutoenhanceProvider:
 
     async def _put(self, source: Source, target: Target, content_type: str) -> None:
         ctx = self._ctx
-        if target.url is None:
-            raise ValueError(f"{self.name}: target {target.remote_id!r} has no upload URL")
-        key = ctx.api.headers.get("x-api-key")
-        await put_file(
-            ctx.storage,
-            target.url,
-            source.item.path,
-            source.size,
-            content_type,
-            provider=self.name,
-            allow_insecure_http=ctx.allow_insecure_http,
-            body=source.body,
-            headers={"x-api-key": key}
-            if key and needs_api_key(target.url, ctx.settings.base_url)
-            else None,
+        key = ctx.api.headers.get("x-api-key")  # the API session's credential
+        headers = None
+        if key and target.url and needs_api_key(target.url, ctx.settings.base_url):
+            headers = {"x-api-key": key}
+        await ctx.put(
+            self.name,
+            source,
+            dataclasses.replace(target, content_type=content_type),
+            headers=headers,
         )
 
     async def finalize(

@@ -29,8 +29,19 @@ class Context:
     allow_insecure_http: bool = False
     clock: Callable[[], float] = field(default=time.time)
 
-    async def put(self, provider: str, source: Source, target: Target) -> Target:
-        """PUT the source file to the target's pre-signed URL (the common `transfer`)."""
+    async def put(
+        self,
+        provider: str,
+        source: Source,
+        target: Target,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> Target:
+        """PUT the source file to the target's pre-signed URL (the common `transfer`).
+
+        `headers`: sent besides Content-Type and Content-Length, only by an
+        adapter that knows the URL is its API's own (Autoenhance's key).
+        """
         from ingest.storage import put_file, put_member
 
         if target.url is None:
@@ -45,6 +56,7 @@ class Context:
                 target.content_type,
                 provider=provider,
                 allow_insecure_http=self.allow_insecure_http,
+                headers=headers,
             )
             return target
         await put_file(
@@ -56,5 +68,6 @@ class Context:
             provider=provider,
             allow_insecure_http=self.allow_insecure_http,
             body=source.body,
+            headers=headers,
         )
         return target

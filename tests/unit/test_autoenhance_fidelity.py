@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -22,15 +23,17 @@ from ingest.config import DEFAULT_PROVIDERS, RunSettings
 from ingest.engine import Engine, EngineSettings, Outcome
 from ingest.errors import Action, Scope, TransferError
 from ingest.http import Timeouts, api_session, storage_session
+from ingest.item import Item, Member, Source
 from ingest.journal import Header, Journal
 from ingest.manifest import read_manifest
 from ingest.providers.autoenhance import AutoenhanceProvider, needs_api_key
 from ingest.providers.context import Context
 from ingest.sim import SimServer, SimSettings, serve
 from ingest.sim.settings import AutoenhanceSimSettings
+from ingest.sniff import ImageType
 from tests.fakeapi import source
 from tests.fakeprovider import FakeProvider, refusal, run_engine, write_manifest
-from tests.images import make_image
+from tests.images import image_bytes, make_image
 
 pytestmark = pytest.mark.anyio
 
@@ -312,3 +315,19 @@ async def test_the_lease_is_the_urls_own_expiry_short_or_long(
         target = await ae.acquire(source(tmp_path))
         assert target.lease is not None and target.lease.source == "url"
         assert lifetime - 2 <= target.lease.granted_s <= lifetime
+
+
+async def test_a_shard_member_goes_through_the_content_type_retry(tmp_path: Path) -> None:
+    """The retried PUT sends the member's bytes again, not the shard's (`Context.put`)."""
+    jpeg = image_bytes("jpeg", 2500, seed=9)
+    shard = tmp_path / "shard.tar"
+    shard.write_bytes(b"\0" * 512 + jpeg + b"\0" * 300)
+    member = Member(name="s/000.jpg", offset=512, length=len(jpeg))
+    item = Item(key="shard.tar#s/000.jpg", path=shard, line=1, member=member)
+    st = shard.stat()
+    packed = Source(item=item, size=len(jpeg), mtime_ns=st.st_mtime_ns, image_type=ImageType.JPEG)
+    async with emulated(content_type="ignored") as (sim, ae):
+        await ae.transfer(packed, await ae.acquire(packed))
+        [obj] = sim.state.objects.values()
+        assert (obj.size, obj.sha256) == (len(jpeg), hashlib.sha256(jpeg).hexdigest())
+        assert sim.state.stats().storage_puts == {"200": 1, "403": 1}

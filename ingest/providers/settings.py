@@ -106,7 +106,7 @@ class ScenarioSettings(ProviderSettings):
     )
     model_id: str = setting("", "the model to attach training images to (required to run)")
     mode: ScenarioMode = setting(
-        "assets", "assets: upload, then attach 10 a call; inline: one call an image, under 6 MB"
+        "assets", "assets: upload, then attach 10 a call; inline: an image attached as it is sent"
     )
     preset: ScenarioPreset = setting("default", "the training-image preset")
 

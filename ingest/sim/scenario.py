@@ -1,17 +1,21 @@
-"""Scenario's training-image API under ``/v1``, as its docs describe it.
+"""Scenario's training-image API under ``/v1``, as its docs, SDK and own client describe it.
 
 API: https://docs.scenario.com/api/resources/models/subresources/training_images
 Uploads: https://docs.scenario.com/get-started/content/uploading-assets
 
-Owns the emulated models, assets and multipart uploads, and the routes:
+Owns the emulated models, assets and training images, the request wrapper
+every Scenario route shares, and these routes (each route's source is named
+beside it below; docs/fidelity/scenario.md is the whole table):
 
     POST /v1/models                              {name?, type?} → {model}
     GET  /v1/models/{modelId}                    {model: {..., trainingImages: [every one]}}
     POST /v1/models/{modelId}/training-images    assetId | assetIds (≤ 10) | data + name; preset
-    POST /v1/assets                              {image: base64 (or a data URL), name} → {asset}
-    POST /v1/uploads                             {fileName, fileSize, contentType, kind, parts} → {upload}
-    POST /v1/uploads/{uploadId}/action           {action: "complete"} → {upload}
-    GET  /v1/uploads/{uploadId}                  {upload}
+    POST /v1/assets                              {image: data URL or base64, name} → {asset}
+    PUT  /v1/assets/{assetId}                    {description?, name?} → {asset}
+
+and, in `ingest.sim.scenario_uploads`, the multipart uploads and their jobs
+(``/v1/uploads``, ``/v1/uploads/{id}/action``, ``/v1/uploads/{id}``,
+``/v1/jobs/{jobId}``).
 
 Auth is ``Basic base64(key:secret)``; a missing or wrong credential is a 401.
 With `SimSettings.api_keys` set, ``key:secret`` or the key alone must be
@@ -20,16 +24,15 @@ Errors use the JSON envelope ``{"message", "reason"?, "details"?}``; the
 documented ones are reproduced: 400 "Too many assetIds provided in a single
 request", 400 "The provided assetId is already a training image of this
 model", and the dataset ceiling as a 429 whose ``details`` name
-``actionName``/``actionLimit``. An attach is all or nothing.
+``actionName``/``actionLimit``. An attach is all or nothing. A JSON body over
+`ScenarioSimSettings.json_body_limit` is a 413 (`ingest.sim.scenario_wire`).
 
-Images under 6 MB (6,000,000 bytes) go to ``/assets`` or inline ``data``;
-larger ones must use ``/uploads``, whose parts are pre-signed PUTs to the
-shared storage route (``scenario-uploads/<upload id>/<n>``, Content-Type
-signed). Completing an upload assembles the parts (every part but the last
-at least `ScenarioSimSettings.min_part_size`, the sum equal to ``fileSize``)
-into an asset. Every asset's bytes are recorded as a `StoredObject` under
-``scenario-assets/<asset id>`` (SHA-256 of the decoded image or of the
-assembled parts), so ``/_sim/objects`` shows them like any other upload.
+Images under 6 MB (6,000,000 bytes) may go to ``/assets`` or inline ``data``
+[S15]; whether ``image`` takes a data URL, bare base64 or both is a gap
+(`ScenarioSimSettings.asset_image`). Every asset's bytes are recorded as a
+`StoredObject` under ``scenario-assets/<asset id>`` (SHA-256 of the decoded
+image or of the assembled parts), so ``/_sim/objects`` shows them like any
+other upload.
 
 The error envelope, credentials and body decoding live in
 `ingest.sim.scenario_wire`; the records, their JSON shapes and the control
@@ -41,14 +44,17 @@ attach landed.
 
 from __future__ import annotations
 
-import anyio
+import dataclasses
+from typing import Any
+
+import orjson
 from aiohttp import web
 
 from ingest.sim.context import Handler, SimContext, abort_connection
-from ingest.sim.magic import identify
+from ingest.sim.scenario_uploads import add_upload_routes
 from ingest.sim.scenario_wire import (
-    ACCEPTED,
-    ACCEPTED_MIMES,
+    BODY_JSON,
+    BODY_SIZE,
     CLIENT_GONE,
     BadRequest,
     ClientGone,
@@ -58,9 +64,8 @@ from ingest.sim.scenario_wire import (
     digest,
     error,
     image_type,
-    injected_error,
+    injected_errors,
     read_json,
-    sha256_hex,
 )
 from ingest.sim.scenario_world import (
     WORLD,
@@ -68,27 +73,24 @@ from ingest.sim.scenario_world import (
     Model,
     ScenarioWorld,
     TrainingImage,
-    Upload,
     add_control_routes,
     asset_json,
-    iso,
     json_response,
     model_json,
     new_id,
+    summarized,
     training_image_json,
-    upload_json,
 )
 from ingest.sim.state import IssuedAsset
 
 PROVIDER = "scenario"
 BASE_PATH = "/v1"
 ASSET_BUCKET = "scenario-assets"
-UPLOAD_BUCKET = "scenario-uploads"
 MAX_BATCH = 10
-MAX_PARTS = 10_000
 PRESETS = ("default", "style", "subject")
 ALREADY_ATTACHED = "The provided assetId is already a training image of this model"
 TOO_MANY = "Too many assetIds provided in a single request"
+NOT_READY = "The asset is not ready yet"  # invented: an attach before the import finished
 
 
 # -- routes ----------------------------------------------------------------------
@@ -101,8 +103,10 @@ def add_routes(ctx: SimContext) -> None:
     ctx.app[WORLD] = world
     for model_id in sorted(settings.models):
         world.models[model_id] = Model(model_id, model_id, "sd-xl-lora", ctx.now())
+    limit = settings.json_body_limit
 
     def authorized(request: web.Request) -> web.Response | None:
+        # Basic base64(key:secret) [S14]; the SDK builds the same header (_client.py).
         creds = basic_credentials(request.headers.get("Authorization"))
         if creds is None or not creds[0] or not creds[1]:
             return error(401, "Unauthorized")
@@ -114,19 +118,44 @@ def add_routes(ctx: SimContext) -> None:
 
     def api(handler: Handler) -> Handler:
         async def checked(request: web.Request) -> web.StreamResponse:
-            refused = authorized(request)
-            if refused is not None:
-                return refused
+            response: web.StreamResponse | None = authorized(request)
             try:
-                return await handler(request)
-            except BadRequest as bad:
-                return bad.response
+                if response is None:
+                    response = await handler(request)
+            except BadRequest as refused:
+                response = refused.response
             except ClientGone:
                 # Quietly: a traceback per killed client floods the emulator's stderr.
                 abort_connection(request)
                 return web.Response(status=CLIENT_GONE)
+            size = request.get(BODY_SIZE, 0)
+            world.largest_json = max(world.largest_json, size)
+            if response.status == 413 and size > limit:
+                world.json_too_long += 1
+            if settings.record_requests:
+                world.requests.append(recorded(request, response))
+            return response
 
         return checked
+
+    def recorded(request: web.Request, response: web.StreamResponse) -> dict[str, Any]:
+        """What the SDK tests compare: method, path, query, the headers that matter, bodies."""
+        answer: Any = None
+        if isinstance(response, web.Response) and isinstance(response.body, bytes):
+            try:
+                answer = orjson.loads(response.body)
+            except orjson.JSONDecodeError:
+                answer = None
+        headers = {k.lower(): request.headers.get(k) for k in ("Authorization", "Content-Type")}
+        return {
+            "method": request.method,
+            "path": request.path.removeprefix(BASE_PATH),
+            "query": dict(request.query),
+            "headers": {k: v for k, v in headers.items() if v},
+            "json": summarized(request.get(BODY_JSON)),
+            "status": response.status,
+            "answer": summarized(answer),
+        }
 
     def model_for(request: web.Request) -> Model:
         model_id = request.match_info["modelId"]
@@ -147,7 +176,8 @@ def add_routes(ctx: SimContext) -> None:
         return asset
 
     async def create_model(request: web.Request) -> web.StreamResponse:
-        body = await read_json(request)
+        # POST /models: name ≤ 64, type [S12]; the shell training images are added to [S16].
+        body = await read_json(request, limit)
         name = body.get("name", "Untitled")
         if not isinstance(name, str) or len(name) > 64:
             raise bad("name: must be a string of at most 64 characters")
@@ -156,14 +186,16 @@ def add_routes(ctx: SimContext) -> None:
             raise bad("type: must be a string")
         model = Model(new_id("model"), name, kind, ctx.now())
         world.models[model.id] = model
-        return json_response(200, {"model": model_json(model, images=True)})
+        return json_response(200, {"model": model_json(model, world, images=True)})
 
     async def get_model(request: web.Request) -> web.StreamResponse:
-        return json_response(200, {"model": model_json(model_for(request), images=True)})
+        # GET /models/{id}: every training image (the list has no route of its own) [S12][S13].
+        return json_response(200, {"model": model_json(model_for(request), world, images=True)})
 
     async def add_training_images(request: web.Request) -> web.StreamResponse:
+        # assetId | assetIds (≤ 10, alone) | data (a data URL) + name; preset [S12][S13][S17].
         model = model_for(request)
-        body = await read_json(request)
+        body = await read_json(request, limit)
         preset = body.get("preset", "default")
         if preset not in PRESETS:
             raise bad(f"preset: must be one of {', '.join(PRESETS)}")
@@ -174,7 +206,7 @@ def add_routes(ctx: SimContext) -> None:
             if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
                 raise bad("assetIds: must be a non-empty array of asset ids")
             if len(ids) > MAX_BATCH:
-                raise bad(TOO_MANY)
+                raise bad(TOO_MANY)  # [S16]
             return await attach(request, model, list(dict.fromkeys(ids)), preset, batch=True)
         if "assetId" in body:
             asset_id = body["assetId"]
@@ -185,7 +217,7 @@ def add_routes(ctx: SimContext) -> None:
             name = body.get("name", "image")
             if not isinstance(name, str):
                 raise bad("name: must be a string")
-            raw, declared = decode_image("data", body["data"], data_url=True)
+            raw, declared = decode_image("data", body["data"], accept="data_url")
             mime = image_type("data", raw, declared)
             check_ceiling(model, 1)
             asset = record_asset(len(raw), await digest(raw), mime, name, "uploaded")
@@ -193,6 +225,7 @@ def add_routes(ctx: SimContext) -> None:
         raise bad("one of assetId, assetIds or data is required")
 
     def check_ceiling(model: Model, adding: int) -> None:
+        # The per-team dataset ceiling: a 429 whose details name the action [S16].
         limit = settings.training_image_limit
         if limit is not None and len(model.images) + adding > limit:
             raise BadRequest(
@@ -210,15 +243,17 @@ def add_routes(ctx: SimContext) -> None:
         for asset_id in ids:
             if asset_id not in world.assets:
                 raise BadRequest(error(404, f"Asset not found: {asset_id}", reason="not_found"))
+            if asset_id in world.pending_assets:
+                raise bad(NOT_READY)
         if any(asset_id in model.images for asset_id in ids):
-            raise bad(ALREADY_ATTACHED)
+            raise bad(ALREADY_ATTACHED)  # [S16]
         check_ceiling(model, len(ids))
         now = ctx.now()
         added = []
         for asset_id in ids:
             image = TrainingImage(asset_id, world.assets[asset_id].name, preset, now)
             model.images[asset_id] = image
-            added.append(training_image_json(image))
+            added.append(training_image_json(image, world.description_of(asset_id)))
         if world.attach_fault != "none" and world.attach_fault_count > 0:
             world.attach_fault_count -= 1
             if world.attach_fault == "drop":
@@ -228,120 +263,53 @@ def add_routes(ctx: SimContext) -> None:
             world.held_attaches += 1
             await ctx.hold(request)
             return web.Response()
+        # The documented answer is one trainingImage even for a batch (a gap: `batch_response`).
         if batch and settings.batch_response == "list":
             return json_response(200, {"trainingImages": added})
         return json_response(200, {"trainingImage": added[0]})
 
     async def create_asset(request: web.Request) -> web.StreamResponse:
-        body = await read_json(request)
+        # POST /assets {name, image}: "base64 format string" [S12], sent as a data URL by
+        # Scenario's client (blender-plugin scenario/core/api/assets.py::upload_image_base64).
+        body = await read_json(request, limit)
         name = body.get("name")
         if not isinstance(name, str) or not name:
             raise bad("name: the original file name is required")
-        raw, declared = decode_image("image", body.get("image"), data_url=False)
+        raw, declared = decode_image("image", body.get("image"), accept=settings.asset_image)
         mime = image_type("image", raw, declared)
         asset = record_asset(len(raw), await digest(raw), mime, name, "uploaded")
-        return json_response(200, {"asset": asset_json(asset)})
+        return json_response(200, {"asset": asset_json(asset, world)})
 
-    async def create_upload(request: web.Request) -> web.StreamResponse:
-        body = await read_json(request)
-        file_name, size = body.get("fileName"), body.get("fileSize")
-        content_type, kind, parts = body.get("contentType"), body.get("kind"), body.get("parts")
-        if not isinstance(file_name, str) or not file_name:
-            raise bad("fileName: required")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise bad("fileSize: must be a positive integer")
-        if not isinstance(content_type, str) or content_type not in ACCEPTED_MIMES:
-            raise bad(f"contentType: unsupported image type {content_type!r}")
-        if kind not in ("image", "asset"):
-            raise bad("kind: must be image")
-        if not isinstance(parts, int) or isinstance(parts, bool) or not 1 <= parts <= MAX_PARTS:
-            raise bad(f"parts: must be an integer from 1 to {MAX_PARTS}")
-        if (parts - 1) * settings.min_part_size >= size:
-            raise bad(
-                f"parts: {parts} parts of a {size}-byte file would be smaller than "
-                f"{settings.min_part_size} bytes"
-            )
-        upload_id = new_id("upload")
-        urls = []
-        for number in range(1, parts + 1):
-            remote_id = f"{upload_id}#{number}"
-            url, _host = ctx.issue_upload(
-                request,
-                provider=PROVIDER,
-                remote_id=remote_id,
-                bucket=UPLOAD_BUCKET,
-                object_key=f"{upload_id}/{number}",
-                content_type=content_type,
-                keep_body=True,
-            )
-            expires = ctx.state.assets[remote_id].expires
-            urls.append({"number": number, "url": url, "expires": iso(expires)})
-        upload = Upload(upload_id, file_name, size, content_type, parts, ctx.now(), urls)
-        world.uploads[upload_id] = upload
-        return json_response(200, {"upload": upload_json(upload)})
-
-    def upload_for(request: web.Request) -> Upload:
-        upload = world.uploads.get(request.match_info["uploadId"])
-        if upload is None:
-            raise BadRequest(error(404, "Upload not found", reason="not_found"))
-        return upload
-
-    async def upload_action(request: web.Request) -> web.StreamResponse:
-        upload = upload_for(request)
-        body = await read_json(request)
-        if body.get("action") != "complete":
-            raise bad("action: must be complete")
-        if upload.status == "pending":
-            await complete(upload)
-        return json_response(200, {"upload": upload_json(upload)})
-
-    async def complete(upload: Upload) -> None:
-        state = ctx.state
-        keys = [f"{UPLOAD_BUCKET}/{upload.id}/{n}" for n in range(1, upload.parts + 1)]
-        for number, key in enumerate(keys, start=1):
-            if key not in state.objects:
-                raise bad(f"part {number} of {upload.parts} has not been uploaded")
-        sizes = [state.objects[key].size for key in keys]
-        small = [n for n, s in enumerate(sizes[:-1], 1) if s < settings.min_part_size]
-        if small:
-            raise bad(f"part {small[0]} is smaller than {settings.min_part_size} bytes")
-        if sum(sizes) != upload.file_size:
-            raise bad(f"the parts hold {sum(sizes)} bytes, not fileSize {upload.file_size}")
-        bodies = [state.bodies.pop(key, b"") for key in keys]
-        raw = b"".join(bodies)
-        if len(raw) != upload.file_size:  # pragma: no cover - storage keeps every part body
-            raise BadRequest(error(500, "part bodies went missing"))
-        kind = identify(raw)
-        if kind is None or kind not in ACCEPTED or kind.mime != upload.content_type:
-            upload.status, upload.error = "failed", "the file is not a supported image"
-            return
-        upload.status = "validating"  # a complete arriving meanwhile just answers the upload
-        sha256 = await anyio.to_thread.run_sync(sha256_hex, raw)
-        asset = record_asset(len(raw), sha256, kind.mime, upload.file_name, "multipart")
-        upload.entity_id = asset.id
-        upload.polls_left = settings.pending_polls
-        upload.status = "validating" if upload.polls_left else "imported"
-
-    async def get_upload(request: web.Request) -> web.StreamResponse:
-        upload = upload_for(request)
-        if upload.status == "validating":
-            if upload.polls_left > 0:
-                upload.polls_left -= 1
-            else:
-                upload.status = "imported"
-        return json_response(200, {"upload": upload_json(upload)})
+    async def update_asset(request: web.Request) -> web.StreamResponse:
+        # PUT /assets/{assetId} {description?, name?}: scenario-sdk resources/assets/assets.py
+        # ::update ("description: The new description of the asset"; other fields ignored here).
+        asset = world.assets.get(request.match_info["assetId"])
+        if asset is None:
+            raise BadRequest(error(404, "Asset not found", reason="not_found"))
+        body = await read_json(request, limit)
+        changes: dict[str, Any] = {}
+        for key in ("description", "name"):
+            if key in body:
+                if not isinstance(body[key], str):
+                    raise bad(f"{key}: must be a string")
+                changes[key] = body[key]
+        asset = dataclasses.replace(asset, **changes, updated=ctx.now())
+        world.assets[asset.id] = asset
+        return json_response(200, {"asset": asset_json(asset, world)})
 
     routes: list[tuple[str, str, Handler]] = [
         ("POST", "/models", create_model),
         ("GET", "/models/{modelId}", get_model),
         ("POST", "/models/{modelId}/training-images", add_training_images),
         ("POST", "/assets", create_asset),
-        ("POST", "/uploads", create_upload),
-        ("POST", "/uploads/{uploadId}/action", upload_action),
-        ("GET", "/uploads/{uploadId}", get_upload),
+        ("PUT", "/assets/{assetId}", update_asset),
     ]
+    errors = injected_errors(settings.remaining_seconds_at, settings.should_retry)
+
+    def route(method: str, path: str, handler: Handler) -> None:
+        ctx.add_api_route(method, BASE_PATH + path, api(handler), provider=PROVIDER, errors=errors)
+
     for method, path, handler in routes:
-        ctx.add_api_route(
-            method, BASE_PATH + path, api(handler), provider=PROVIDER, errors=injected_error
-        )
+        route(method, path, handler)
+    add_upload_routes(ctx, world, route, record_asset)
     add_control_routes(ctx, world)

@@ -6,6 +6,12 @@ credentials, reading a bounded JSON body (a client that vanishes mid-body is
 `ClientGone`, counted as `CLIENT_GONE`), and decoding an inline image (base64
 or a data URL, under `INLINE_LIMIT`) whose type the emulator's own magic-byte
 table (`ingest.sim.magic`) must find among the formats Scenario documents.
+
+A JSON body over the limit (`ScenarioSimSettings.json_body_limit`, 6 MB by
+default) is read to its end and refused with ``413 {"message":"Request Too
+Long"}``: what an API Gateway in front of a Lambda answers (its 6 MB payload
+cap; docs/fidelity/scenario.md). Reading it first lets the
+client see the answer instead of a reset mid-body.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import binascii
 import hashlib
 import math
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import anyio
 import orjson
@@ -25,8 +32,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ingest.sim.magic import ImageFormat, identify
 from ingest.sim.scenario_world import json_response
 
-INLINE_LIMIT = 6_000_000  # bytes of image: "< 6 MB" goes to /assets; more needs /uploads
-MAX_BODY = 16 * 1024 * 1024  # largest JSON body read (base64 of a 6 MB image is 8 MB)
+INLINE_LIMIT = 6_000_000  # bytes of image: "< 6 MB" goes to /assets; more needs /uploads [S15]
+TOO_LONG = "Request Too Long"  # API Gateway's 413 message (docs/fidelity/scenario.md)
+_DRAIN_CAP = 64 * 1024 * 1024  # past this a refused body is not read on: the connection is cut
+BODY_SIZE: web.RequestKey[int] = web.RequestKey("scenario.body_size", int)
+BODY_JSON: web.RequestKey[dict[str, Any]] = web.RequestKey("scenario.body_json", dict)
 # Asset formats Scenario documents [S15]; BMP is not one of them.
 ACCEPTED = frozenset(
     {
@@ -46,13 +56,20 @@ _INJECTED = {
     500: "Internal server error",
     503: "Service Unavailable",
 }
+INJECTED_REMAINING_S = 2  # remainingSeconds of an injected 429 (when it carries one)
+ImageField = Literal["either", "data_url", "base64"]
 
 
 def error(
-    status: int, message: str, *, reason: str | None = None, details: dict[str, Any] | None = None
+    status: int,
+    message: str,
+    *,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> web.Response:
-    """Scenario's error envelope."""
-    body: dict[str, Any] = {"message": message}
+    """Scenario's error envelope (`extra`: more top-level fields)."""
+    body: dict[str, Any] = {"message": message, **extra}
     if reason is not None:
         body["reason"] = reason
     if details is not None:
@@ -60,9 +77,32 @@ def error(
     return json_response(status, body)
 
 
-def injected_error(status: int) -> web.Response:
-    """A fault-plan 429/500/503 (a plain 429 carries no ``details``: a rate limit)."""
-    return error(status, _INJECTED[status])
+def injected_errors(
+    remaining_at: Literal["none", "top", "details"], should_retry: Literal["none", "true", "false"]
+) -> Callable[[int], web.Response]:
+    """The renderer of fault-plan 429/500/503s.
+
+    A 429 carries no ``actionName`` (a rate limit, not a ceiling); with
+    `remaining_at` it says ``remainingSeconds`` at the top of the body (where
+    Scenario's Blender client reads it, ``client.py::_retry_delay``) or under
+    ``details`` (the cooldown 429 of scenario-labs/skills). `should_retry`
+    adds the ``x-should-retry`` header the SDK obeys (``_base_client.py::_should_retry``);
+    whether Scenario's API sends it is unknown (invented, to test that it is honoured).
+    """
+
+    def render(status: int) -> web.Response:
+        extra: dict[str, Any] = {}
+        details: dict[str, Any] | None = None
+        if status == 429 and remaining_at == "top":
+            extra["remainingSeconds"] = INJECTED_REMAINING_S
+        elif status == 429 and remaining_at == "details":
+            details = {"remainingSeconds": INJECTED_REMAINING_S}
+        response = error(status, _INJECTED[status], details=details, **extra)
+        if should_retry != "none":
+            response.headers["x-should-retry"] = should_retry
+        return response
+
+    return render
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -98,40 +138,47 @@ def bad(message: str, status: int = 400) -> BadRequest:
     return BadRequest(error(status, message, reason="bad_request"))
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
+async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
+    """The JSON object of the body; over `limit` bytes, a 413 once the body is read."""
     if request.content_type != "application/json":
         raise bad("Content-Type must be application/json")
-    length = request.content_length
-    if length is not None and length > MAX_BODY:
-        raise bad(f"request body over {MAX_BODY} bytes", 413)
     chunks: list[bytes] = []
     size = 0
     try:
         while chunk := await request.content.readany():
             size += len(chunk)
-            if size > MAX_BODY:
-                raise bad(f"request body over {MAX_BODY} bytes", 413)
-            chunks.append(chunk)
+            request[BODY_SIZE] = size
+            if size > _DRAIN_CAP:
+                raise ClientGone
+            if size <= limit:
+                chunks.append(chunk)
     except (OSError, ClientPayloadError, HttpProcessingError):
         raise ClientGone from None
+    if size > limit:
+        raise BadRequest(error(413, TOO_LONG))
     try:
         data = orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError:
         raise bad("request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise bad("request body must be a JSON object")
+    request[BODY_JSON] = data
     return data
 
 
-def decode_image(field_name: str, text: Any, *, data_url: bool) -> tuple[bytes, str | None]:
-    """Bytes and declared MIME type of a base64 field (a data URL when `data_url`)."""
+def decode_image(field_name: str, text: Any, *, accept: ImageField) -> tuple[bytes, str | None]:
+    """Bytes and declared MIME type of a base64 field: a data URL, bare base64, or either.
+
+    A field that takes only bare base64 decodes a data URL as base64, and its
+    ``data:…;base64,`` prefix is not valid base64: that is the 400 it answers.
+    """
     if not isinstance(text, str) or not text:
         raise bad(f"{field_name}: must be a non-empty string")
     mime: str | None = None
-    match = _DATA_URL.fullmatch(text)
+    match = _DATA_URL.fullmatch(text) if accept != "base64" else None
     if match:
         mime, text = match.group(1).lower(), match.group(2)
-    elif data_url:
+    elif accept == "data_url":
         raise bad(f"{field_name}: must be a data URL (data:<mime>;base64,...)")
     if mime is not None and mime not in ACCEPTED_MIMES:
         raise bad(f"{field_name}: unsupported image type {mime}")

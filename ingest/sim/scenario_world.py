@@ -1,13 +1,20 @@
 """What the emulated Scenario account holds, how it is rendered, and its control view.
 
 Owns the records of `ingest.sim.scenario` (models and their training
-images, assets, multipart uploads, the attach fault), their JSON shapes as
-the API answers them, and the loopback-only control routes:
+images, assets, multipart uploads and their jobs, the attach fault, the
+requests kept for the SDK tests), their JSON shapes as the API answers them,
+and the loopback-only control routes:
 
     GET /_sim/scenario/models        {"models": [{id, name, training_images: [...]}],
                                       "assets": N, "after_attach", "count",
-                                      "held_attaches", "dropped_attaches"}
+                                      "held_attaches", "dropped_attaches",
+                                      "json_too_long", "largest_json"}
     PUT /_sim/scenario/attach-fault  {"after_attach": "hold"|"drop"|"none", "count": N}
+
+The answer shapes follow the SDK's response models (`scenario-sdk` 2.4.0
+``types/upload_create_response.py``, ``types/job_retrieve_response.py``,
+``types/asset_*``): every field those models require is present, which
+``tests/sdk/test_scenario_sdk.py`` checks by validating recorded answers.
 
 In process, `world_of(sim)` is the record itself and `attached_by_sha(sim)`
 counts attachments per image SHA-256 (what the contract suite calls landed).
@@ -16,6 +23,7 @@ Everything runs on the event loop's thread; only the routes mutate it.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import string
 from collections import Counter
@@ -47,6 +55,8 @@ class Asset:
     sha256: str
     source: str  # "uploaded" (base64) or "multipart"
     created: float
+    description: str = ""  # set with PUT /assets/{assetId}
+    updated: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,21 +80,39 @@ class Model:
     images: dict[str, TrainingImage] = field(default_factory=dict)  # asset id -> image
 
 
+UploadStatus = Literal["pending", "validating", "imported", "failed"]
+# The upload's job, as the SDK's Job.status names its states.
+_JOB_STATUS: dict[UploadStatus, str] = {
+    "pending": "pending",
+    "validating": "in-progress",
+    "imported": "success",
+    "failed": "failure",
+}
+
+
 @dataclass(slots=True)
 class Upload:
-    """A multipart upload: pending → (validating →) imported, or failed."""
+    """A multipart upload: pending → (validating →) imported, or failed; and its job."""
 
     id: str
+    job_id: str
     file_name: str
     file_size: int
     content_type: str
     parts: int
     created: float
     urls: list[dict[str, Any]]
-    status: str = "pending"
+    status: UploadStatus = "pending"
     entity_id: str | None = None
     error: str | None = None
     polls_left: int = 0
+    updated: float = 0.0
+    history: list[tuple[float, UploadStatus]] = field(default_factory=list)
+
+    def move(self, status: UploadStatus, now: float) -> None:
+        """Change status, keeping the job's status history."""
+        self.status, self.updated = status, now
+        self.history.append((now, status))
 
 
 @dataclass(slots=True)
@@ -94,10 +122,22 @@ class ScenarioWorld:
     models: dict[str, Model] = field(default_factory=dict)
     assets: dict[str, Asset] = field(default_factory=dict)
     uploads: dict[str, Upload] = field(default_factory=dict)
+    jobs: dict[str, str] = field(default_factory=dict)  # job id -> upload id
+    pending_assets: set[str] = field(default_factory=set)  # assets not yet imported
     attach_fault: AttachFault = "none"
     attach_fault_count: int = 0
     held_attaches: int = 0
     dropped_attaches: int = 0
+    json_too_long: int = 0  # JSON bodies refused with 413 "Request Too Long"
+    largest_json: int = 0  # bytes of the largest JSON body read
+    requests: list[dict[str, Any]] = field(default_factory=list)  # with record_requests
+    # The account's user and team, as the SDK's examples write them (authorId, ownerId).
+    author_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    owner_id: str = field(default_factory=lambda: new_id("team"))
+
+    def description_of(self, asset_id: str) -> str:
+        asset = self.assets.get(asset_id)
+        return asset.description if asset is not None else ""
 
     def attached_sha256(self) -> Counter[str]:
         """How many times each image's bytes are a training image, over all models."""
@@ -135,18 +175,34 @@ def json_response(status: int, body: dict[str, Any]) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
-def training_image_json(image: TrainingImage) -> dict[str, Any]:
+def summarized(value: Any) -> Any:
+    """A JSON value with every string over 256 characters replaced by its length and SHA-256.
+
+    Recorded requests keep the shape and small values of a body, not its
+    megabytes of base64; the SDK tests summarize the SDK's bodies the same way.
+    """
+    if isinstance(value, str) and len(value) > 256:
+        digest = hashlib.sha256(value.encode()).hexdigest()
+        return {"head": value[:32], "length": len(value), "sha256": digest}
+    if isinstance(value, dict):
+        return {k: summarized(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [summarized(v) for v in value]
+    return value
+
+
+def training_image_json(image: TrainingImage, description: str = "") -> dict[str, Any]:
     return {
         "id": image.asset_id,
         "name": image.name,
         "createdAt": iso(image.created),
         "downloadUrl": "",
         "automaticCaptioning": "",
-        "description": "",
+        "description": description,
     }
 
 
-def model_json(model: Model, *, images: bool) -> dict[str, Any]:
+def model_json(model: Model, world: ScenarioWorld, *, images: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": model.id,
         "name": model.name,
@@ -157,46 +213,84 @@ def model_json(model: Model, *, images: bool) -> dict[str, Any]:
         "updatedAt": iso(model.created),
     }
     if images:
-        body["trainingImages"] = [training_image_json(i) for i in model.images.values()]
+        body["trainingImages"] = [
+            training_image_json(i, world.description_of(i.asset_id)) for i in model.images.values()
+        ]
     return body
 
 
-def asset_json(asset: Asset) -> dict[str, Any]:
-    return {
+def asset_json(asset: Asset, world: ScenarioWorld) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "id": asset.id,
         "url": "",
         "mimeType": asset.mime,
         "kind": "image",
-        "status": "success",
+        "status": "pending" if asset.id in world.pending_assets else "success",
         "source": "uploaded",
         "privacy": "private",
         "properties": {"size": asset.size},
         "createdAt": iso(asset.created),
-        "updatedAt": iso(asset.created),
+        "updatedAt": iso(asset.updated or asset.created),
+        "authorId": world.author_id,
+        "ownerId": world.owner_id,
         "tags": [],
         "collectionIds": [],
+        "editCapabilities": [],
         "metadata": {"type": "uploaded", "name": asset.name},
     }
+    if asset.description:
+        body["description"] = asset.description
+    return body
 
 
-def upload_json(upload: Upload) -> dict[str, Any]:
+def upload_json(upload: Upload, world: ScenarioWorld, *, entity: bool) -> dict[str, Any]:
+    """The upload as ``/uploads`` answers it; `entity`: show ``entityId`` if it is set."""
     body: dict[str, Any] = {
         "id": upload.id,
+        "jobId": upload.job_id,
+        "authorId": world.author_id,
+        "ownerId": world.owner_id,
         "status": upload.status,
         "parts": upload.urls if upload.status == "pending" else [],
         "partsCount": upload.parts,
         "fileName": upload.file_name,
+        "originalFileName": upload.file_name,
         "fileSize": upload.file_size,
         "contentType": upload.content_type,
         "kind": "image",
         "source": "multipart",
         "createdAt": iso(upload.created),
+        "updatedAt": iso(upload.updated or upload.created),
     }
-    if upload.entity_id is not None and upload.status in ("imported", "complete"):
+    if entity and upload.entity_id is not None:
         body["entityId"] = upload.entity_id
     if upload.error is not None:
         body["errorMessage"] = upload.error
     return body
+
+
+def job_json(upload: Upload, world: ScenarioWorld, *, entity: bool) -> dict[str, Any]:
+    """The upload's job as ``GET /jobs/{jobId}`` answers it (Scenario's Blender client reads
+    ``job.metadata.output.entityId``); `entity`: name the asset once the job succeeded."""
+    status = _JOB_STATUS[upload.status]
+    metadata: dict[str, Any] = {"input": {"uploadId": upload.id}}
+    if entity and status == "success" and upload.entity_id is not None:
+        metadata["output"] = {"entityId": upload.entity_id}
+    if upload.error is not None:
+        metadata["error"] = upload.error
+    history = [(upload.created, "pending"), *upload.history]
+    return {
+        "jobId": upload.job_id,
+        "jobType": "upload",
+        "status": status,
+        "progress": {"pending": 0.0, "in-progress": 0.5}.get(status, 1.0),
+        "metadata": metadata,
+        "statusHistory": [{"date": iso(t), "status": _JOB_STATUS[s]} for t, s in history],
+        "createdAt": iso(upload.created),
+        "updatedAt": iso(upload.updated or upload.created),
+        "authorId": world.author_id,
+        "ownerId": world.owner_id,
+    }
 
 
 def add_control_routes(ctx: SimContext, world: ScenarioWorld) -> None:
@@ -216,6 +310,8 @@ def add_control_routes(ctx: SimContext, world: ScenarioWorld) -> None:
             "count": world.attach_fault_count,
             "held_attaches": world.held_attaches,
             "dropped_attaches": world.dropped_attaches,
+            "json_too_long": world.json_too_long,
+            "largest_json": world.largest_json,
         }
 
     @local
@@ -233,6 +329,7 @@ def add_control_routes(ctx: SimContext, world: ScenarioWorld) -> None:
                         "sha256": asset.sha256,
                         "size": asset.size,
                         "source": asset.source,
+                        "description": asset.description,
                     }
                 )
             listed.append({"id": model.id, "name": model.name, "training_images": images})

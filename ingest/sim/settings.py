@@ -32,9 +32,23 @@ class ScenarioSimSettings:
     is the answer to an ``assetIds`` attach: one ``trainingImage`` (what the
     docs show) or a ``trainingImages`` list. `training_image_limit` is the
     per-model dataset ceiling (a 429 naming ``add-training-image``).
-    `pending_polls` is how many ``GET /uploads/{id}`` answers say
-    ``validating`` before ``imported``. Every multipart part but the last
-    must be at least `min_part_size` bytes.
+    `pending_polls` is how many ``GET /uploads/{id}`` (or ``/jobs/{id}``)
+    answers say ``validating`` before ``imported``. Every multipart part but
+    the last must be at least `min_part_size` bytes.
+
+    Where no source settles Scenario's behaviour, one setting per gap plays
+    each alternative (docs/fidelity/scenario.md): `json_body_limit`, the
+    largest JSON body accepted (larger: ``413 {"message":"Request Too
+    Long"}``); `asset_image`, what ``POST /assets`` takes in ``image``
+    (a data URL, bare base64, or either); `entity_id_from`, where the asset id
+    of a multipart upload shows (the upload's ``entityId``, its job's
+    ``metadata.output.entityId``, or both); `entity_id_when`, whether
+    ``entityId`` appears only once imported or already while validating;
+    `remaining_seconds_at`, where an injected 429 says when to come back
+    (``remainingSeconds`` at the top level, under ``details``, or nowhere);
+    `should_retry`, the ``x-should-retry`` header of injected errors (none,
+    ``true`` or ``false``). `record_requests` keeps every API request and
+    answer (for the SDK tests).
     """
 
     models: frozenset[str] = frozenset()
@@ -43,6 +57,13 @@ class ScenarioSimSettings:
     training_image_limit: int | None = None
     pending_polls: int = 0
     min_part_size: int = 5 * 1024 * 1024
+    json_body_limit: int = 6_000_000
+    asset_image: Literal["either", "data_url", "base64"] = "either"
+    entity_id_from: Literal["both", "job", "upload"] = "both"
+    entity_id_when: Literal["imported", "early"] = "imported"
+    remaining_seconds_at: Literal["none", "top", "details"] = "none"
+    should_retry: Literal["none", "true", "false"] = "none"
+    record_requests: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_response not in ("single", "list"):
@@ -53,6 +74,17 @@ class ScenarioSimSettings:
             raise ValueError(f"pending_polls must be >= 0, got {self.pending_polls}")
         if self.min_part_size < 1:
             raise ValueError(f"min_part_size must be >= 1, got {self.min_part_size}")
+        if self.json_body_limit < 1024:
+            raise ValueError(f"json_body_limit must be >= 1024, got {self.json_body_limit}")
+        for name, allowed in (
+            ("asset_image", ("either", "data_url", "base64")),
+            ("entity_id_from", ("both", "job", "upload")),
+            ("entity_id_when", ("imported", "early")),
+            ("remaining_seconds_at", ("none", "top", "details")),
+            ("should_retry", ("none", "true", "false")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}")
         if not all(self.models):
             raise ValueError("models must not contain an empty id")
 

@@ -116,8 +116,12 @@ def test_w1_the_same_with_a_folder(workdir: Path) -> None:
 
 
 def scenario_list(workdir: Path) -> Path:
-    """W2's list: an image too large for inline mode, and a small one."""
-    make_image(workdir / "large_1.png", "png", 6_500_000, seed=1)
+    """W2's list: an image the API refuses every time, and a small one.
+
+    The refused one has a RIFF/WEBP header but no VP8 chunk: the client's sniff
+    takes it for WebP, the emulator's own table for no image (a 400).
+    """
+    (workdir / "large_1.png").write_bytes(b"RIFF\x10\x00\x00\x00WEBPJUNK" + bytes(4096))
     make_image(workdir / "shape_00.png", "png", 4096, seed=2)
     listing = workdir / "list.txt"
     listing.write_text("large_1.png\nshape_00.png\n")
@@ -133,7 +137,7 @@ def test_w2_retry_failed_of_a_sim_journal_stays_on_the_emulator(workdir: Path) -
     first = run_ingest(["run", "list.txt", *INLINE, "--sim", "--json"], env=SCENARIO, cwd=workdir)
     assert first.returncode == 1, first.stderr
     failed = [e for e in json_events(first.stdout) if e["event"] == "item_failed"]
-    assert [e["code"] for e in failed] == ["too_large_for_inline"]
+    assert [e["code"] for e in failed] == ["bad_request"]
     journal = workdir / "list.txt.scenario.journal"
     assert header(journal)["bind"] == {
         "model_id": "model_demo",
@@ -147,14 +151,14 @@ def test_w2_retry_failed_of_a_sim_journal_stays_on_the_emulator(workdir: Path) -
     assert any("using the built-in emulator" in e.get("message", "") for e in events)
     again = [e for e in events if e["event"] == "item_failed"]
     # Still inline (the mode is the journal's), still on the emulator (no network error).
-    assert [e["code"] for e in again] == ["too_large_for_inline"]
+    assert [e["code"] for e in again] == ["bad_request"]
     # `--sim` no longer switches the mode quietly; naming another mode is refused.
     with_sim = run_ingest(
         ["retry-failed", str(journal), "--sim", "--json"], env=SCENARIO, cwd=workdir
     )
     assert with_sim.returncode == 1
     assert [e["code"] for e in json_events(with_sim.stdout) if e["event"] == "item_failed"] == [
-        "too_large_for_inline"
+        "bad_request"
     ]
     switched = run_ingest(
         ["retry-failed", str(journal), "--mode", "assets"], env=SCENARIO, cwd=workdir

@@ -154,14 +154,18 @@ def test_inline_mode(dataset: list[Path], tmp_path: Path) -> None:
     assert stats[ATTACH_ROUTE] == {"200": 40}
 
 
-def test_inline_mode_refuses_large_files_locally(dataset: list[Path], tmp_path: Path) -> None:
-    paths = [*dataset[:3], dataset[-1]]
-    manifest, _journal = manifest_for(paths, tmp_path)
+def test_inline_mode_sends_large_files_in_parts(dataset: list[Path], tmp_path: Path) -> None:
+    paths = [*dataset[:3], dataset[-1]]  # three small, one of 12.5 MB
+    manifest, journal = manifest_for(paths, tmp_path)
     with scenario_sim() as sim:
         done = run_ingest(run_args(manifest, sim, "--mode", "inline", "--plain"), env=env())
-        assert done.returncode == 1
-        assert len(training_images(sim)) == 3
-    assert "--mode assets" in done.stderr
+        assert done.returncode == 0, done.stderr
+        check_attached_once(sim, paths, journal)
+        images = training_images(sim)
+        stats = sim.stats()["api_requests"]
+    assert sorted(i["source"] for i in images).count("multipart") == 1
+    assert stats["POST /v1/uploads"] == {"200": 1}
+    assert stats[ATTACH_ROUTE] == {"200": 4}  # three inline posts, one attach of the upload
 
 
 def test_faults_503_and_429_fail_nothing(dataset: list[Path], tmp_path: Path) -> None:

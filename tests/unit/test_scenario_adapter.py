@@ -22,7 +22,7 @@ from ingest.journal import Header, Journal
 from ingest.providers import provider_class
 from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
-from ingest.providers.scenario import ASSET_LIMIT, ScenarioProvider, multipart
+from ingest.providers.scenario import BASE64_LIMIT, ScenarioProvider, multipart
 from ingest.providers.scenario.multipart import PART_SIZE, part_size_for
 from ingest.providers.scenario.wire import b64_length, classify
 from ingest.providers.settings import ScenarioMode, ScenarioSettings
@@ -345,7 +345,7 @@ async def test_multipart_upload_of_a_large_file(
         waits.append(seconds)
 
     monkeypatch.setattr(multipart, "_poll_sleep", no_wait)
-    source = make_source(tmp_path, 7, size=ASSET_LIMIT + PART_SIZE + 123, kind="jpeg")
+    source = make_source(tmp_path, 7, size=2 * PART_SIZE + 123, kind="jpeg")
     async with emulator(pending_polls=polls) as sim, adapter(sim) as provider:
         target = await provider.acquire(source)
         assert target.remote_id == ""
@@ -376,7 +376,7 @@ def _put_fault_seed() -> int:
 
 @pytest.mark.anyio
 async def test_multipart_retry_puts_only_the_missing_parts(tmp_path: Path) -> None:
-    source = make_source(tmp_path, 8, size=ASSET_LIMIT + 1000)  # two parts
+    source = make_source(tmp_path, 8, size=PART_SIZE + 1000)  # two parts
     async with emulator() as sim, adapter(sim) as provider:
         target = await provider.acquire(source)
         sim.set_faults(f"seed={_put_fault_seed()},put.503=0.5")
@@ -392,7 +392,7 @@ async def test_multipart_retry_puts_only_the_missing_parts(tmp_path: Path) -> No
 
 @pytest.mark.anyio
 async def test_expired_part_url_asks_for_a_new_upload(tmp_path: Path) -> None:
-    source = make_source(tmp_path, 9, size=ASSET_LIMIT + 1000)
+    source = make_source(tmp_path, 9, size=BASE64_LIMIT + 1000)
     async with emulator() as sim, adapter(sim) as provider:
         target = await provider.acquire(source)
         sim.set_faults(FaultPlan.parse("skew=86400"))
@@ -412,7 +412,7 @@ async def test_expired_part_url_asks_for_a_new_upload(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_inline_mode(tmp_path: Path) -> None:
     source = make_source(tmp_path, 10, size=200_001, kind="webp")
-    big = make_source(tmp_path, 11, size=ASSET_LIMIT)
+    big = make_source(tmp_path, 11, size=BASE64_LIMIT)  # in parts, then attached
     async with emulator() as sim, adapter(sim, mode="inline", preset="subject") as provider:
         assert not provider.caps.finalize and provider.caps.url_lifetime_s is None
         target = await provider.acquire(source)
@@ -421,14 +421,15 @@ async def test_inline_mode(tmp_path: Path) -> None:
         assert provider.landed(source, target).remote_id == target.remote_id
         image = world_of(sim).models[MODEL].images[target.remote_id]
         assert image.preset == "subject" and image.name == source.item.path.name
-        assert attached_by_sha(sim) == {sha(source): 1}
-        calls = sum(sum(s.values()) for s in sim.state.stats().api_requests.values())
-        with pytest.raises(TransferError) as info:
-            await provider.acquire(big)
-        assert sum(sum(s.values()) for s in sim.state.stats().api_requests.values()) == calls
-    assert info.value.action is Action.FAIL_ITEM
-    assert info.value.code == "too_large_for_inline"
-    assert "--mode assets" in info.value.message
+        big_target = await provider.acquire(big)
+        assert big_target.extra["upload_id"] and big_target.lease is not None
+        big_target = await provider.transfer(big, big_target)
+        assert world_of(sim).models[MODEL].images[big_target.remote_id].preset == "subject"
+        assert attached_by_sha(sim) == {sha(source): 1, sha(big): 1}
+        stats = sim.state.stats().api_requests
+    assert stats["POST /v1/uploads"] == {"200": 1}
+    assert stats["POST /v1/models/{modelId}/training-images"] == {"200": 2}
+    assert "POST /v1/assets" not in stats
 
 
 @pytest.mark.anyio

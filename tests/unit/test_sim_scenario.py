@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -184,17 +183,54 @@ async def test_asset_validation(body: dict[str, Any], status: int, needle: str) 
     assert needle in answer["message"]
 
 
-async def test_asset_of_6_mb_must_use_uploads() -> None:
+async def test_json_over_the_body_limit_is_413_request_too_long() -> None:
     async with scenario() as (sim, http):
+        # 4.6 MB of image is 6.1 MB of base64: refused as API Gateway refuses it.
+        image = b64(image_bytes("png", 4_600_000, 1))
+        status, body = await call(http, sim, "POST", "/assets", json={"image": image, "name": "a"})
+        assert (status, body) == (413, {"message": "Request Too Long"})
+        assert world_of(sim).json_too_long == 1
+        assert world_of(sim).largest_json > 6_000_000  # the largest body sent, refused or not
+        assert not world_of(sim).assets
+        under = b64(image_bytes("png", 4_400_000, 1))  # 5.87 MB of base64
+        status, _ = await call(http, sim, "POST", "/assets", json={"image": under, "name": "a"})
+        assert status == 200
+    async with scenario(json_body_limit=10_000_000) as (sim, http):
+        # With a larger body limit, the documented "< 6 MB" image rule still holds [S15].
         image = b64(image_bytes("png", 6_000_000, 1))
         status, body = await call(http, sim, "POST", "/assets", json={"image": image, "name": "a"})
-        assert status == 413
-        assert "/uploads" in body["message"]
-        just_under = b64(image_bytes("png", 5_999_999, 1))
-        status, _ = await call(
-            http, sim, "POST", "/assets", json={"image": just_under, "name": "a"}
+        assert status == 413 and "/uploads" in body["message"]
+        assert world_of(sim).json_too_long == 0
+
+
+@pytest.mark.parametrize(
+    ("accept", "data_url", "bare"),
+    [("either", 200, 200), ("data_url", 200, 400), ("base64", 400, 200)],
+)
+async def test_asset_image_encoding_is_a_setting(accept: str, data_url: int, bare: int) -> None:
+    raw = image_bytes("png", 3000, 4)
+    async with scenario(asset_image=accept) as (sim, http):
+        got = []
+        for image in (f"data:image/png;base64,{b64(raw)}", b64(raw)):
+            status, _ = await call(http, sim, "POST", "/assets", json={"image": image, "name": "a"})
+            got.append(status)
+    assert got == [data_url, bare]
+
+
+async def test_asset_description_is_set_with_put_and_shown_on_the_training_image() -> None:
+    async with scenario() as (sim, http):
+        asset = await new_asset(http, sim, 8)
+        status, body = await call(
+            http, sim, "PUT", f"/assets/{asset}", json={"description": "a cat"}
         )
-        assert status == 200
+        assert status == 200 and body["asset"]["description"] == "a cat"
+        await call(http, sim, "POST", f"/models/{MODEL}/training-images", json={"assetId": asset})
+        _, model = await call(http, sim, "GET", f"/models/{MODEL}")
+        assert model["model"]["trainingImages"][0]["description"] == "a cat"
+        status, _ = await call(http, sim, "PUT", "/assets/asset_gone", json={"description": "x"})
+        assert status == 404
+        status, _ = await call(http, sim, "PUT", f"/assets/{asset}", json={"description": 3})
+        assert status == 400
 
 
 async def test_json_body_is_required() -> None:
@@ -432,6 +468,8 @@ async def test_multipart_pending_polls_then_imported() -> None:
     raw = image_bytes("jpeg", 1500, 2)
     async with scenario(pending_polls=2, min_part_size=1000) as (sim, http):
         upload = await start_upload(http, sim, raw, 1, "image/jpeg")
+        for field in ("jobId", "authorId", "ownerId", "updatedAt", "createdAt"):
+            assert upload[field], field  # required by the SDK's Upload model (F12)
         await put_part(http, upload["parts"][0]["url"], raw, "image/jpeg")
         _, body = await call(
             http, sim, "POST", f"/uploads/{upload['id']}/action", json={"action": "complete"}
@@ -439,11 +477,57 @@ async def test_multipart_pending_polls_then_imported() -> None:
         assert body["upload"]["status"] == "validating"
         assert "entityId" not in body["upload"]
         seen = []
-        for _ in range(3):
+        for _ in range(2):
             _, body = await call(http, sim, "GET", f"/uploads/{upload['id']}")
             seen.append(body["upload"]["status"])
-        assert seen == ["validating", "validating", "imported"]
-        assert body["upload"]["entityId"].startswith("asset_")
+        _, job = await call(http, sim, "GET", f"/jobs/{upload['jobId']}")  # polls count too
+        assert seen == ["validating", "validating"]
+        assert job["job"]["status"] == "success" and job["job"]["jobType"] == "upload"
+        asset_id = job["job"]["metadata"]["output"]["entityId"]
+        assert [h["status"] for h in job["job"]["statusHistory"]] == [
+            "pending",
+            "in-progress",
+            "success",
+        ]
+        _, body = await call(http, sim, "GET", f"/uploads/{upload['id']}")
+        assert body["upload"]["entityId"] == asset_id
+        status, _ = await call(http, sim, "GET", "/jobs/job_nope")
+        assert status == 404
+
+
+@pytest.mark.parametrize(
+    ("source", "when", "on_upload", "on_job", "early"),
+    [
+        ("both", "imported", True, True, False),
+        ("job", "imported", False, True, False),
+        ("upload", "imported", True, False, False),
+        ("both", "early", True, True, True),
+    ],
+)
+async def test_where_and_when_the_asset_id_shows_is_a_setting(
+    source: str, when: str, on_upload: bool, on_job: bool, early: bool
+) -> None:
+    raw = image_bytes("png", 1500, 3)
+    settings = {"entity_id_from": source, "entity_id_when": when}
+    async with scenario(pending_polls=1, min_part_size=1000, **settings) as (sim, http):
+        upload = await start_upload(http, sim, raw, 1, "image/png")
+        await put_part(http, upload["parts"][0]["url"], raw, "image/png")
+        _, body = await call(
+            http, sim, "POST", f"/uploads/{upload['id']}/action", json={"action": "complete"}
+        )
+        assert ("entityId" in body["upload"]) is early
+        if early:  # named, but not imported yet: attaching it is refused
+            attach = {"assetId": body["upload"]["entityId"]}
+            status, _ = await call(
+                http, sim, "POST", f"/models/{MODEL}/training-images", json=attach
+            )
+            assert status == 400
+        _, job = await call(http, sim, "GET", f"/jobs/{upload['jobId']}")  # the last pending poll
+        _, job = await call(http, sim, "GET", f"/jobs/{upload['jobId']}")
+        _, body = await call(http, sim, "GET", f"/uploads/{upload['id']}")
+    assert job["job"]["status"] == "success"
+    assert ("output" in job["job"]["metadata"]) is on_job
+    assert ("entityId" in body["upload"]) is on_upload
 
 
 async def test_multipart_of_a_non_image_fails() -> None:
@@ -470,6 +554,23 @@ async def test_injected_errors_use_the_envelope(status: int) -> None:
     assert got == status
     assert set(body) == {"message"}  # a plain 429 has no details: a rate limit, not a ceiling
     assert stats == {"GET /v1/models/{modelId}": {str(status): 1}}
+
+
+@pytest.mark.parametrize(
+    ("where", "should_retry", "body"),
+    [
+        ("top", "none", {"message": "Too Many Requests", "remainingSeconds": 2}),
+        ("details", "false", {"message": "Too Many Requests", "details": {"remainingSeconds": 2}}),
+    ],
+)
+async def test_injected_429_fields_are_settings(where: str, should_retry: str, body: Any) -> None:
+    async with scenario(remaining_seconds_at=where, should_retry=should_retry) as (sim, http):
+        sim.set_faults("api.429=1")
+        async with http.get(f"{sim.base_url}/v1/models/{MODEL}", headers=AUTH) as resp:
+            assert (resp.status, await resp.json()) == (429, body)
+            assert resp.headers.get("x-should-retry") == (
+                None if should_retry == "none" else "false"
+            )
 
 
 async def test_control_route_lists_models_and_their_images() -> None:
@@ -521,15 +622,17 @@ async def test_attach_fault_validation() -> None:
         {"pending_polls": -1},
         {"min_part_size": 0},
         {"models": frozenset({""})},
+        {"json_body_limit": 10},
+        {"asset_image": "png"},
+        {"entity_id_from": "asset"},
+        {"entity_id_when": "later"},
+        {"remaining_seconds_at": "header"},
+        {"should_retry": "maybe"},
     ],
 )
 def test_settings_are_checked(settings: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=next(iter(settings)).split("_")[0]):
         ScenarioSimSettings(**settings)
-
-
-def test_base64_length_bound_matches_the_limit() -> None:
-    assert math.ceil(6_000_000 / 3) * 4 == 8_000_000
 
 
 async def test_a_client_that_dies_mid_body_is_dropped_quietly(

@@ -1,7 +1,8 @@
-"""Scenario: one folder for its adapter and the two modules it is built from.
+"""Scenario: one folder for its adapter and the modules it is built from.
 
-- `adapter`: `ScenarioProvider`, the adapter (inline and assets modes, attach).
-- `multipart`: `MultipartUploads`, the ``/uploads`` path for images of 6 MB or more.
+- `adapter`: `ScenarioProvider`, the adapter (inline and assets modes, captions, attach).
+- `jsonbody`: `JsonUploads`, images under 3.5 MB as base64 in JSON (``/assets``, inline).
+- `multipart`: `MultipartUploads`, the ``/uploads`` path (and its job) for larger ones.
 - `wire`: the error envelope and its triage, answer readers, base64 JSON bodies.
 
 Re-exports the names code outside the folder imports.
@@ -9,6 +10,12 @@ Re-exports the names code outside the folder imports.
 
 from __future__ import annotations
 
-from ingest.providers.scenario.adapter import ASSET_LIMIT, ATTACH_BATCH, FORMATS, ScenarioProvider
+from ingest.providers.scenario.adapter import (
+    ASSET_LIMIT,
+    ATTACH_BATCH,
+    BASE64_LIMIT,
+    FORMATS,
+    ScenarioProvider,
+)
 
-__all__ = ["ASSET_LIMIT", "ATTACH_BATCH", "FORMATS", "ScenarioProvider"]
+__all__ = ["ASSET_LIMIT", "ATTACH_BATCH", "BASE64_LIMIT", "FORMATS", "ScenarioProvider"]

@@ -1,6 +1,8 @@
 """Scenario: training images of one model, inline or as assets.
 
 API: https://docs.scenario.com/api/resources/models/subresources/training_images
+Fidelity (each behaviour's source, each gap's emulator setting and test):
+docs/fidelity/scenario.md.
 
 How it works:
 
@@ -8,16 +10,20 @@ How it works:
   the base URL (``https://api.cloud.scenario.com/v1``). The first acquire
   reads the model (``GET /models/{id}``), so a wrong key or model id stops
   the run before any bytes move.
-- ``inline``: acquire is local (no URL, no lease). Transfer POSTs the image
-  as a data URL to ``/models/{id}/training-images`` and learns the training
-  image id (an asset id). No finalize. Images must be under 6 MB; larger
-  ones fail locally with a pointer to assets mode.
-- ``assets`` (default): transfer turns the file into an asset; finalize
-  attaches up to 10 assets per call (``assetIds``).
-  Under 6 MB: transfer POSTs ``/assets`` (base64 in JSON).
-  From 6 MB: a multipart upload (`multipart`): acquire creates it and
-  gets leased part URLs, transfer PUTs the parts, completes it and waits
-  for the asset id.
+- Images under `BASE64_LIMIT` (3,500,000 bytes, the cap of Scenario's own
+  client) travel base64 in JSON (`jsonbody`): ``inline`` POSTs a data URL to
+  ``/models/{id}/training-images`` (attached in that call), ``assets`` POSTs
+  ``/assets``. Larger ones go through a multipart upload (`multipart`, in
+  both modes): acquire creates it and gets leased part URLs, transfer PUTs
+  the parts, completes it and waits for the asset id; inline mode then
+  attaches that asset in the same transfer.
+- A 413 on a JSON upload (the body over the API's cap, which no source
+  gives exactly) is not a failure: that image goes through ``/uploads``
+  instead, and so does every later one at least as large.
+- A manifest caption becomes the asset's ``description``
+  (``PUT /assets/{assetId}``, scenario-sdk ``assets.update``), set in the
+  transfer once the asset exists (a training image is an asset).
+- ``assets`` mode's finalize attaches up to 10 assets per call (``assetIds``).
 - Attach outcomes: "already a training image of this model" is an outcome
   (the answer to an earlier attach was lost), not a failure. A batch refused
   as a whole with an item-class 4xx is retried one asset at a time, so one
@@ -25,10 +31,9 @@ How it works:
   ``details`` carry ``actionName``/``actionLimit``) stops the run: smaller
   batches cannot get under it. A plain 429 is retried; 401/403 stop.
 
-Images travel base64 inside JSON. Those bodies are streamed from disk and
-encoded on the fly with an exact Content-Length, never built in memory, and
-at most half of the API connections carry one at a time so acquires and
-attaches are never starved of a connection.
+Within one process a transfer that is retried never repeats a step that
+succeeded: the asset it made, its description and its attach are kept per
+item (`_Made`) until the transfer returns or fails for good.
 """
 
 from __future__ import annotations
@@ -36,26 +41,21 @@ from __future__ import annotations
 import base64
 import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import anyio
-import orjson
 
 from ingest.capabilities import Capabilities
 from ingest.errors import Action, ConfigError, TransferError
-from ingest.http import Response, map_errors, request
+from ingest.http import Response, request
 from ingest.item import Source
 from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
+from ingest.providers.scenario.jsonbody import JsonUploads
 from ingest.providers.scenario.multipart import MultipartUploads
-from ingest.providers.scenario.wire import (
-    b64_length,
-    classify,
-    id_of,
-    json_with_b64,
-    object_of,
-)
+from ingest.providers.scenario.wire import classify
 from ingest.providers.settings import (
     ProviderSettings,
     ScenarioMode,
@@ -64,9 +64,12 @@ from ingest.providers.settings import (
 )
 from ingest.redact import register_secret
 from ingest.sniff import ImageType
-from ingest.storage import FileChanged, closing_body
 
-ASSET_LIMIT = 6_000_000  # bytes: "< 6 MB" goes to /assets or inline; larger needs /uploads
+# Raw bytes from which an image goes through /uploads, not base64 in JSON: Scenario's
+# own client's cap (blender-plugin scenario/core/api/assets.py BASE64_LIMIT: "under the
+# documented 4 MB cap for POST /assets"; "4.4 MB raw PNGs verified to pass").
+BASE64_LIMIT = 3_500_000
+ASSET_LIMIT = BASE64_LIMIT  # the name earlier code imported
 ATTACH_BATCH = 10  # assetIds per attach call (documented maximum)
 # Formats Scenario documents for assets [S15] that `ingest.sniff` knows; not BMP.
 FORMATS = frozenset(ImageType) - {ImageType.BMP}
@@ -80,6 +83,15 @@ def _required_model_id(value: str) -> str:
             key="providers.scenario.model_id",
         )
     return value.strip()
+
+
+@dataclass(slots=True)
+class _Made:
+    """What a transfer of one item has done so far in this process (see the docstring)."""
+
+    asset_id: str
+    attached: bool  # inline mode: the asset is a training image of the model
+    described: bool = False
 
 
 # -- the adapter -------------------------------------------------------------------
@@ -101,10 +113,10 @@ class ScenarioProvider:
         self._model_path = f"models/{quote(self.model_id, safe='')}"
         self._model_checked = False
         self._model_lock = anyio.Lock()
-        connector = ctx.api.connector
-        connections = connector.limit if connector is not None and connector.limit else 8
-        self._bodies = anyio.CapacityLimiter(max(1, connections // 2))
+        self._json = JsonUploads(ctx, self._error, self._model_path, self.preset)
         self._multipart = MultipartUploads(ctx, self._error)
+        self.json_cap = BASE64_LIMIT  # lowered by a 413: from this size, /uploads
+        self._made: dict[str, _Made] = {}  # item key -> what its transfer did so far
         self._auth_hint = (
             f"check {settings.api_key_env} and {settings.api_secret_env}"
             if settings.api_secret_env
@@ -175,16 +187,8 @@ class ScenarioProvider:
                 f"unsupported image type {source.image_type.ext} (scenario accepts {accepted})",
                 "unsupported_type",
             )
-        if self.mode == "inline" and source.size >= ASSET_LIMIT:
-            raise self._local_failure(
-                f"{source.size:,} bytes is over inline mode's 6 MB limit (the image travels "
-                "base64 inside JSON); upload such files with --mode assets, which sends large "
-                "files in parts: list them in a manifest of their own (a journal keeps the "
-                "mode it was made with)",
-                "too_large_for_inline",
-            )
         await self._check_model()
-        if self.mode == "assets" and source.size >= ASSET_LIMIT:
+        if source.size >= self.json_cap:
             return await self._multipart.create(source)
         return Target(remote_id="", url=None, content_type=source.content_type, lease=None)
 
@@ -222,83 +226,58 @@ class ScenarioProvider:
     async def transfer(self, source: Source, target: Target) -> Target:
         if target.remote_id:
             return target  # this target's bytes already landed: nothing to repeat
-        if self.mode == "inline":
-            return await self._post_inline(source, target)
-        upload_id = target.extra.get("upload_id")
-        if upload_id:
-            return await self._multipart.transfer(source, target, upload_id)
-        return await self._post_asset(source, target)
-
-    async def _post_inline(self, source: Source, target: Target) -> Target:
-        head = b'{"data":"data:' + source.content_type.encode("ascii") + b";base64,"
-        tail = (
-            b'","name":'
-            + orjson.dumps(source.item.display_name)
-            + b',"preset":'
-            + orjson.dumps(self.preset)
-            + b"}"
-        )
-        path = f"{self._model_path}/training-images"
-        response = await self._post_with_image(path, head, source, tail)
-        if response.status != 200:
-            raise self._error(response, "transfer")
-        remote_id = id_of(response.json(), "trainingImage", op="transfer", status=200)
-        return dataclasses.replace(target, remote_id=remote_id)
-
-    async def _post_asset(self, source: Source, target: Target) -> Target:
-        head = b'{"name":' + orjson.dumps(source.item.display_name) + b',"image":"'
-        response = await self._post_with_image("assets", head, source, b'"}')
-        if response.status != 200:
-            raise self._error(response, "transfer")
-        payload = response.json()
-        asset_id = id_of(payload, "asset", op="transfer", status=200)
-        if (object_of(payload, "asset") or {}).get("status") == "error":
-            raise TransferError(
-                f"scenario could not process the image (asset {asset_id} has status error)",
-                action=Action.FAIL_ITEM,
-                code="asset_error",
-                provider=self.name,
-                op="transfer",
-                status=200,
-            )
-        return dataclasses.replace(target, remote_id=asset_id)
-
-    async def _post_with_image(
-        self, path: str, head: bytes, source: Source, tail: bytes
-    ) -> Response:
-        """POST JSON whose middle is the file in base64, streamed with an exact length."""
-        size = source.size
-        length = len(head) + b64_length(size) + len(tail)
-        headers = {"Content-Type": "application/json", "Content-Length": str(length)}
-        clock = self._ctx.clock
-        problems: list[BaseException] = []
+        key = source.item.key
         try:
-            async with self._bodies, map_errors(self.name, "transfer"):
-                sent_at = clock()
-                data = json_with_b64(head, source, tail, problems)
-                async with (
-                    closing_body(data),
-                    self._ctx.api.post(
-                        path, data=data, headers=headers, allow_redirects=False
-                    ) as resp,
-                ):
-                    body = await resp.read()
-                    return Response(resp.status, resp.headers, body, sent_at, clock())
-        except (TransferError, FileChanged, OSError) as exc:
-            if not problems:
-                raise
-            raise self._local_problem(source, problems[0]) from exc
+            made = self._made.get(key)
+            if made is None:
+                made = self._made[key] = await self._land(source, target)
+            if source.item.caption and not made.described:
+                await self._describe(made.asset_id, source.item.caption)
+                made.described = True
+            if self.mode == "inline" and not made.attached:
+                [outcome] = await self.attach([made.asset_id])
+                if isinstance(outcome, TransferError):
+                    raise outcome
+                made.attached = True
+        except TransferError as err:
+            if err.action is not Action.RETRY:  # this transfer will not be tried again
+                self._made.pop(key, None)
+            raise
+        del self._made[key]
+        return dataclasses.replace(target, remote_id=made.asset_id)
 
-    def _local_problem(self, source: Source, problem: BaseException) -> TransferError:
-        """The item failure for a file that changed or cannot be read (retrying cannot help)."""
-        if isinstance(problem, FileChanged):
-            message, code = str(problem), "file_changed"
-        else:
-            reason = problem.strerror if isinstance(problem, OSError) else None
-            message, code = f"cannot read {source.item.where}: {reason or problem}", "unreadable"
-        return TransferError(
-            message, action=Action.FAIL_ITEM, code=code, provider=self.name, op="transfer"
+    async def _land(self, source: Source, target: Target) -> _Made:
+        """Make the item's asset (inline and small: its training image): base64 or multipart."""
+        upload_id = target.extra.get("upload_id") or self._multipart.current(source.item.key)
+        if not upload_id and source.size < self.json_cap:
+            try:
+                if self.mode == "inline":
+                    return _Made(await self._json.training_image(source), attached=True)
+                return _Made(await self._json.asset(source), attached=False)
+            except TransferError as err:
+                if err.status != 413:
+                    raise
+                # Too long for this API's JSON cap: this image, and any as large, in parts.
+                self.json_cap = min(self.json_cap, source.size)
+        if not upload_id:
+            target = await self._multipart.create(source)
+            upload_id = target.extra["upload_id"]
+        landed = await self._multipart.transfer(source, target, upload_id)
+        return _Made(landed.remote_id, attached=False)
+
+    async def _describe(self, asset_id: str, caption: str) -> None:
+        """The manifest caption as the asset's description (``PUT /assets/{assetId}``)."""
+        response = await request(
+            self._ctx.api,
+            "PUT",
+            f"assets/{quote(asset_id, safe='')}",
+            provider=self.name,
+            op="transfer",
+            json={"description": caption},
+            clock=self._ctx.clock,
         )
+        if response.status != 200:
+            raise self._error(response, "describe")
 
     # -- finalize ------------------------------------------------------------------
 

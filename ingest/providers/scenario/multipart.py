@@ -1,4 +1,4 @@
-"""Scenario's multipart uploads, for images of 6 MB or more.
+"""Scenario's multipart uploads, for images too large to send as base64 in JSON.
 
 API: https://docs.scenario.com/get-started/content/uploading-assets
 
@@ -7,8 +7,15 @@ pre-signed PUT URL per part; the target's lease is the earliest part's
 ``expires``. `transfer` PUTs each byte range of the file to its part URL
 (`storage.put_range`: exact Content-Length, the declared Content-Type, which
 the URL may sign), completes the upload (``POST /uploads/{id}/action``) and
-polls ``GET /uploads/{id}`` until ``imported``/``complete``, whose
-``entityId`` is the new asset's id.
+waits for the new asset's id. Where that id shows is a gap: Scenario's own
+client polls the upload's job (``GET /jobs/{jobId}`` →
+``job.metadata.output.entityId``; blender-plugin ``scenario/core/api/assets.py
+::upload_multipart``, ``jobs.py::upload_entity_id``), the SDK types the
+upload's ``entityId`` [S13]. So the job is polled while it answers; a job
+that succeeded without naming the asset, or that cannot be found, hands over
+to ``GET /uploads/{id}``, whose ``entityId`` counts once the upload is
+``imported``/``complete`` (an ``entityId`` shown earlier is not trusted: the
+asset may not be ready).
 
 Parts are `PART_SIZE` (5 MiB, S3's minimum for every part but the last),
 larger only when a file would need more than `MAX_PARTS` parts; the last
@@ -49,6 +56,7 @@ MAX_PARTS = 10_000
 # Import polling after a complete: first wait, cap, attempts (~23 s in all).
 POLL_FIRST_S, POLL_MAX_S, POLL_ATTEMPTS = 0.1, 2.0, 15
 _DONE_STATUSES = frozenset({"imported", "complete"})
+_JOB_FAILED = frozenset({"failure", "canceled"})  # the SDK's Job.status values that end badly
 _poll_sleep = anyio.sleep  # tests replace it
 
 
@@ -64,6 +72,7 @@ class _Multipart:
     key: str
     urls: tuple[str, ...] = field(repr=False)
     part_size: int
+    job_id: str | None = None  # None: no job named, or it cannot tell the asset id
     landed: set[int] = field(default_factory=set)
     completed: bool = False
 
@@ -82,6 +91,10 @@ class MultipartUploads:
     def __len__(self) -> int:
         """Uploads held in memory (created here, not yet finished or given up)."""
         return len(self._uploads)
+
+    def current(self, key: str) -> str | None:
+        """The id of the upload this process holds for item `key`, if any."""
+        return self._upload_of.get(key)
 
     async def create(self, source: Source) -> Target:
         """Start the upload of `source` (acquire): a target leased by its parts' expiry."""
@@ -130,7 +143,9 @@ class MultipartUploads:
         previous = self._upload_of.pop(key, None)
         if previous is not None:  # a re-sign: the old upload's URLs are dead to us
             self._uploads.pop(previous, None)
-        self._uploads[upload_id] = _Multipart(key, urls, part_size)
+        job_id = upload.get("jobId")
+        job = job_id if isinstance(job_id, str) and job_id else None
+        self._uploads[upload_id] = _Multipart(key, urls, part_size, job)
         self._upload_of[key] = upload_id
         return Target(
             remote_id="",
@@ -171,7 +186,7 @@ class MultipartUploads:
                 await self._put_parts(source, target, state)
                 first = await self._complete(upload_id)
                 state.completed = True
-            asset_id = await self._await_import(upload_id, first)
+            asset_id = await self._await_import(upload_id, state, first)
         except TransferError as err:
             if err.action is not Action.RETRY:  # this upload will not be tried again
                 self._forget(upload_id)
@@ -232,36 +247,34 @@ class MultipartUploads:
             raise bad_response("answer lacks upload", op="transfer", status=200)
         return upload
 
-    async def _await_import(self, upload_id: str, upload: dict[str, Any] | None) -> str:
-        """The asset id once the upload is imported; a bounded poll (the API has no event)."""
+    async def _await_import(
+        self, upload_id: str, state: _Multipart, upload: dict[str, Any] | None
+    ) -> str:
+        """The asset id once the upload is imported; a bounded poll (the API has no event).
+
+        `upload` is the complete's answer (None when the complete was made by
+        an earlier attempt). Each round asks the job while it can tell, else
+        the upload (see the module docstring).
+        """
         for attempt in range(POLL_ATTEMPTS + 1):
             if upload is not None:
-                status, entity = upload.get("status"), upload.get("entityId")
-                if status in _DONE_STATUSES and isinstance(entity, str) and entity:
+                entity = _entity_of_upload(upload)
+                if entity is not None:
                     return entity
-                if status == "failed":
-                    raise TransferError(
-                        redact(str(upload.get("errorMessage") or "upload failed"))[:300],
-                        action=Action.FAIL_ITEM,
-                        code="upload_failed",
-                        provider=self.name,
-                        op="transfer",
-                    )
             if attempt == POLL_ATTEMPTS:
                 break
-            if upload is not None:
+            if attempt or upload is not None:
                 await _poll_sleep(min(POLL_FIRST_S * 2**attempt, POLL_MAX_S))
-            response = await request(
-                self._ctx.api,
-                "GET",
-                f"uploads/{quote(upload_id, safe='')}",
-                provider=self.name,
-                op="transfer",
-                clock=self._ctx.clock,
-            )
-            if response.status != 200:
-                raise self._error(response, "transfer")
-            upload = object_of(response.json(), "upload")
+            upload = None
+            if state.job_id is not None:
+                job = await self._get(f"jobs/{quote(state.job_id, safe='')}", "job", gone_ok=True)
+                entity = _entity_of_job(job, upload_id) if job is not None else None
+                if entity is not None:
+                    return entity
+                if job is not None and job.get("status") != "success":
+                    continue  # still working: ask again after the next wait
+                state.job_id = None  # gone, or done without naming the asset: ask the upload
+            upload = await self._get(f"uploads/{quote(upload_id, safe='')}", "upload")
         raise TransferError(
             f"upload {upload_id} was not imported in time; it will be checked again",
             action=Action.RETRY,
@@ -269,3 +282,50 @@ class MultipartUploads:
             provider=self.name,
             op="transfer",
         )
+
+    async def _get(self, path: str, key: str, *, gone_ok: bool = False) -> dict[str, Any] | None:
+        """``GET path`` → ``answer[key]``; with `gone_ok`, None for a 404."""
+        response = await request(
+            self._ctx.api, "GET", path, provider=self.name, op="transfer", clock=self._ctx.clock
+        )
+        if response.status == 404 and gone_ok:
+            return None
+        if response.status != 200:
+            raise self._error(response, "transfer")
+        found = object_of(response.json(), key)
+        if found is None:
+            raise bad_response(f"answer lacks {key}", op="transfer", status=200)
+        return found
+
+
+def _entity_of_upload(upload: dict[str, Any]) -> str | None:
+    """The asset id an upload answer names once imported; a failed upload fails the item."""
+    status, entity = upload.get("status"), upload.get("entityId")
+    if status == "failed":
+        raise _import_failed(upload.get("errorMessage"))
+    if status in _DONE_STATUSES and isinstance(entity, str) and entity:
+        return entity
+    return None
+
+
+def _entity_of_job(job: dict[str, Any], upload_id: str) -> str | None:
+    """The asset id a succeeded upload job names (``metadata.output.entityId``)."""
+    status = job.get("status")
+    metadata = object_of(job, "metadata") or {}
+    if status in _JOB_FAILED:
+        raise _import_failed(metadata.get("error") or f"the job of upload {upload_id} {status}")
+    output = metadata.get("output")
+    entity = output.get("entityId") if isinstance(output, dict) else None
+    if status == "success" and isinstance(entity, str) and entity:
+        return entity
+    return None
+
+
+def _import_failed(message: object) -> TransferError:
+    return TransferError(
+        redact(str(message or "upload failed"))[:300],
+        action=Action.FAIL_ITEM,
+        code="upload_failed",
+        provider=PROVIDER,
+        op="transfer",
+    )

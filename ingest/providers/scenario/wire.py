@@ -5,7 +5,15 @@ which turns an error answer (``{"message", "reason"?, "details"?}``) into a
 `TransferError` with its `Action`; the small readers of answer objects
 (``{"asset": {"id": …}}`` and the like), which treat a malformed answer as
 retryable; and `json_with_b64`, a JSON body whose middle is a file in base64,
-read and encoded chunk by chunk so a 6 MB image never sits in memory.
+read and encoded chunk by chunk so a 3.5 MB image never sits in memory.
+
+When to come back: ``Retry-After`` (`ingest.http`), else ``retry-after-ms``
+(the SDK reads it first: scenario-sdk ``_base_client.py::_parse_retry_after_header``),
+else a 429's ``remainingSeconds`` at the top of the body (where Scenario's
+Blender client reads it: ``scenario/core/api/client.py::_retry_delay``) or
+under ``details`` (the training cooldown of scenario-labs/skills [S16]).
+``x-should-retry: true|false`` (the SDK obeys it: ``_should_retry``) turns a
+retry into an item failure or back; it never overrides a STOP (auth, ceiling).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from typing import Any
 import anyio
 
 from ingest.errors import Action, TransferError
-from ingest.http import Response, http_error
+from ingest.http import Response, http_error, triage
 from ingest.item import Source
 from ingest.manifest.packed.access import read_member
 from ingest.storage import FileChanged
@@ -56,12 +64,33 @@ def classify(response: Response, *, provider: str, op: str, auth_hint: str = "")
         action, code = Action.FAIL_ITEM, "already_attached"
     elif status == 400 and "too many assetids" in lowered:
         action, code = Action.FAIL_ITEM, "too_many_asset_ids"
+    action = action or triage(status)
+    should_retry = (response.headers.get("x-should-retry") or "").strip().lower()
+    if should_retry == "true" and action is Action.FAIL_ITEM:
+        action = Action.RETRY
+    elif should_retry == "false" and action is Action.RETRY:
+        action = Action.FAIL_ITEM
+        message = f"{message} (the API says not to retry)"
     err = http_error(response, provider=provider, op=op, code=code, message=message, action=action)
-    if err.retry_after is None and status == 429:
-        remaining = details.get("remainingSeconds")
-        if isinstance(remaining, int | float) and not isinstance(remaining, bool):
-            err.retry_after = float(remaining)
+    if err.retry_after is None:
+        err.retry_after = _seconds(response.headers.get("retry-after-ms"), 1000)
+    if err.retry_after is None and status == 429 and isinstance(payload, dict):
+        err.retry_after = _seconds(payload.get("remainingSeconds")) or _seconds(
+            details.get("remainingSeconds")
+        )
     return err
+
+
+def _seconds(value: Any, per_second: float = 1.0) -> float | None:
+    """A positive number of seconds from a JSON number or header text, else None."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        return None
+    return float(value) / per_second
 
 
 def b64_length(size: int) -> int:
@@ -101,7 +130,7 @@ async def json_with_b64(
     """
     yield head
     try:
-        # Read whole in one thread hop (assets and inline bodies are < 6 MB): no
+        # Read whole in one thread hop (assets and inline bodies are < 3.5 MB): no
         # file stays open across a `yield`, so an abandoned body leaks nothing.
         data = await anyio.to_thread.run_sync(_read_checked, source)
     except (FileChanged, OSError) as exc:

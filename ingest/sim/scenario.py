@@ -90,6 +90,8 @@ MAX_BATCH = 10
 PRESETS = ("default", "style", "subject")
 ALREADY_ATTACHED = "The provided assetId is already a training image of this model"
 TOO_MANY = "Too many assetIds provided in a single request"
+# A type the SDK's Model.type admits (scenario-sdk 2.4.0 types/model_retrieve_response.py).
+MODEL_TYPE = "flux.1-lora"
 NOT_READY = "The asset is not ready yet"  # invented: an attach before the import finished
 
 
@@ -102,7 +104,7 @@ def add_routes(ctx: SimContext) -> None:
     world = ScenarioWorld()
     ctx.app[WORLD] = world
     for model_id in sorted(settings.models):
-        world.models[model_id] = Model(model_id, model_id, "sd-xl-lora", ctx.now())
+        world.models[model_id] = Model(model_id, model_id, MODEL_TYPE, ctx.now())
     limit = settings.json_body_limit
 
     def authorized(request: web.Request) -> web.Response | None:
@@ -154,14 +156,14 @@ def add_routes(ctx: SimContext) -> None:
             "headers": {k: v for k, v in headers.items() if v},
             "json": summarized(request.get(BODY_JSON)),
             "status": response.status,
-            "answer": summarized(answer),
+            "answer": answer,
         }
 
     def model_for(request: web.Request) -> Model:
         model_id = request.match_info["modelId"]
         model = world.models.get(model_id)
         if model is None and settings.auto_create_models:
-            model = world.models[model_id] = Model(model_id, model_id, "sd-xl-lora", ctx.now())
+            model = world.models[model_id] = Model(model_id, model_id, MODEL_TYPE, ctx.now())
         if model is None:
             raise BadRequest(error(404, f"Model not found: {model_id}", reason="not_found"))
         return model
@@ -181,7 +183,7 @@ def add_routes(ctx: SimContext) -> None:
         name = body.get("name", "Untitled")
         if not isinstance(name, str) or len(name) > 64:
             raise bad("name: must be a string of at most 64 characters")
-        kind = body.get("type", "sd-xl-lora")
+        kind = body.get("type", MODEL_TYPE)
         if not isinstance(kind, str):
             raise bad("type: must be a string")
         model = Model(new_id("model"), name, kind, ctx.now())

@@ -211,6 +211,15 @@ def model_json(model: Model, world: ScenarioWorld, *, images: bool) -> dict[str,
         "trainingImagesNumber": len(model.images),
         "createdAt": iso(model.created),
         "updatedAt": iso(model.created),
+        "authorId": world.author_id,
+        "ownerId": world.owner_id,
+        "capabilities": [],
+        "collectionIds": [],
+        "custom": True,
+        "exampleAssetIds": [],
+        "privacy": "private",
+        "source": "scenario",
+        "tags": [],
     }
     if images:
         body["trainingImages"] = [
@@ -236,7 +245,7 @@ def asset_json(asset: Asset, world: ScenarioWorld) -> dict[str, Any]:
         "tags": [],
         "collectionIds": [],
         "editCapabilities": [],
-        "metadata": {"type": "uploaded", "name": asset.name},
+        "metadata": {"kind": "image", "type": "uploaded", "name": asset.name},
     }
     if asset.description:
         body["description"] = asset.description

@@ -155,7 +155,7 @@ def test_inline_mode(dataset: list[Path], tmp_path: Path) -> None:
 
 
 def test_inline_mode_sends_large_files_in_parts(dataset: list[Path], tmp_path: Path) -> None:
-    paths = [*dataset[:3], dataset[-1]]  # three small, one of 12.5 MB
+    paths = [*dataset[:3], dataset[-2]]  # three small, one of 6 MB (two parts)
     manifest, journal = manifest_for(paths, tmp_path)
     with scenario_sim() as sim:
         done = run_ingest(run_args(manifest, sim, "--mode", "inline", "--plain"), env=env())

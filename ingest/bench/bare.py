@@ -43,7 +43,7 @@ import yarl
 
 CHUNK = 256 * 1024
 PART_SIZE = 5 * 1024 * 1024  # ingest.providers.scenario.multipart.PART_SIZE
-SCENARIO_JSON_LIMIT = 6_000_000  # ingest.providers.scenario.adapter.ASSET_LIMIT
+SCENARIO_JSON_LIMIT = 3_500_000  # ingest.providers.scenario.adapter.BASE64_LIMIT
 ATTACH_BATCH = 10
 TYPES = {
     ".png": ("png", "image/png"),
@@ -179,7 +179,7 @@ class Bare:
 
     async def scenario(self, path: str, name: str, size: int, ctype: str) -> None:
         headers = {"Content-Type": "application/json"}
-        if self.inline:
+        if self.inline and size < SCENARIO_JSON_LIMIT:
             data = base64.b64encode(await _read(path))
             body = b'{"data":"data:' + ctype.encode() + b";base64," + data + b'","name":'
             body += orjson.dumps(name) + b',"preset":"default"}'
@@ -203,6 +203,10 @@ class Bare:
                 "POST", f"uploads/{upload['id']}/action", {"action": "complete"}
             )
             asset = answer["upload"]["entityId"]
+        if self.inline:  # a large image in inline mode: in parts, then attached alone
+            attach = {"assetId": asset, "preset": "default"}
+            await self.call("POST", f"models/{self.model}/training-images", attach)
+            return
         self.unattached.append(asset)
         if len(self.unattached) >= ATTACH_BATCH:
             await self.attach()
@@ -237,16 +241,14 @@ class Bare:
                 "elapsed_s": elapsed, "reader": READER}  # fmt: skip
 
 
-def sink_objects(flow: str, sizes: list[int], *, inline: bool = False) -> int:
+def sink_objects(flow: str, sizes: list[int]) -> int:
     """How many objects a run of `flow` stores at the sink for files of `sizes`.
 
     One per file, except Scenario: its JSON uploads go to the API (none), its
-    multipart uploads one object per part.
+    multipart uploads (in either mode) one object per part.
     """
     if flow != "scenario":
         return len(sizes)
-    if inline:
-        return 0
     return sum(math.ceil(size / PART_SIZE) for size in sizes if size >= SCENARIO_JSON_LIMIT)
 
 

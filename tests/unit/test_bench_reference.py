@@ -98,7 +98,7 @@ async def test_the_engine_accepts_the_signers_urls_for_every_provider(
 
 
 def test_sink_objects_follow_where_each_flow_puts_its_bytes() -> None:
-    sizes = [1000, 7_000_000, 12 * 2**20]
-    assert sink_objects("novita", sizes) == 3
-    assert sink_objects("scenario", sizes) == 2 + 3  # JSON under 6 MB; 5 MiB parts above
-    assert sink_objects("scenario", sizes, inline=True) == 0
+    sizes = [1000, 3_499_999, 3_500_000, 12 * 2**20]
+    assert sink_objects("novita", sizes) == 4
+    # JSON under 3.5 MB; 5 MiB parts from there on, in inline mode too
+    assert sink_objects("scenario", sizes) == 1 + 3

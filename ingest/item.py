@@ -9,7 +9,8 @@ An item may be one member of a packed shard (a tar or zip member, `Member`):
 its `path` is then the shard, and its bytes are the member's `length` bytes
 at `offset` in it (a stored member is a contiguous range of the shard file,
 read with ``pread`` like any file) or, for a compressed zip member, what
-decompressing its `compressed` bytes at `offset` gives.
+decompressing its `compressed` bytes at `offset` gives, or for a Parquet row
+the bytes its image column holds there.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ class Member:
     offset: int  # of its (stored or compressed) bytes in the shard file
     length: int  # of its bytes as uploaded
     compressed: int | None = None  # a deflated zip member: its compressed size
+    row: tuple[int, int] | None = None  # a Parquet row: (row group, row in it); offset unused
 
     @property
     def stored(self) -> bool:
         """The bytes are a plain range of the shard (tar members, stored zip members)."""
-        return self.compressed is None
+        return self.compressed is None and self.row is None
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,7 @@ def add_run_flags(p: argparse.ArgumentParser, *, retry_failed_flag: bool = True)
     """Flags shared by `run` and `retry-failed` (which always retries: no --retry-failed)."""
     p.add_argument(
         "--format",
-        choices=("jsonl", "csv", "list", "folder", "tar", "zip"),
+        choices=("jsonl", "csv", "list", "folder", "tar", "zip", "parquet"),
         help="manifest format (default: from the file name)",
     )
     p.add_argument("--journal", type=Path, help="journal file (default: beside the manifest)")

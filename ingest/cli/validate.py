@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("manifest", type=Path)
     p.add_argument("--provider", required=True, choices=PROVIDER_NAMES)
-    p.add_argument("--format", choices=("jsonl", "csv", "list", "folder", "tar", "zip"))
+    p.add_argument("--format", choices=("jsonl", "csv", "list", "folder", "tar", "zip", "parquet"))
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--limit", type=int, default=200, help="problems listed in full (default 200)")
     p.add_argument(

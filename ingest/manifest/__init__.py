@@ -6,6 +6,7 @@ Owns the four manifest formats and how one is chosen:
     *.jsonl, *.ndjson, *.json      jsonl    one JSON object per line
     *.csv                          csv      a header row with a ``path`` column
     *.tar, *.zip                   tar/zip  a shard: one item per image member (`packed`)
+    *.parquet                      parquet  one item per row of its image column (pyarrow)
     anything else                  list     one path per line
 
 How it works: `read_manifest` first checks the manifest as a whole (it exists,

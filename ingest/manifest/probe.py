@@ -24,7 +24,7 @@ from ingest.manifest.lines import BOM, open_manifest, physical_lines
 from ingest.sniff import sniff
 from ingest.validate import describe_content
 
-ManifestFormat = Literal["jsonl", "csv", "list", "folder", "tar", "zip"]
+ManifestFormat = Literal["jsonl", "csv", "list", "folder", "tar", "zip", "parquet"]
 
 FORMATS: tuple[ManifestFormat, ...] = get_args(ManifestFormat)
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
@@ -38,6 +38,8 @@ def manifest_format(path: Path) -> ManifestFormat:
     suffix = path.suffix.lower()
     if suffix in (".tar", ".zip"):
         return "tar" if suffix == ".tar" else "zip"
+    if suffix == ".parquet":
+        return "parquet"
     if suffix in _JSONL_SUFFIXES:
         return "jsonl"
     if suffix == ".csv":

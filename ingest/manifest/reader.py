@@ -19,6 +19,7 @@ from ingest.manifest.dedupe import deduplicated, estimate_entries
 from ingest.manifest.folder import WalkStats, read_folder
 from ingest.manifest.jsonl import read_jsonl
 from ingest.manifest.packed import probe_shard, read_shard
+from ingest.manifest.packed.parquet import probe_parquet, read_parquet
 from ingest.manifest.pathlist import read_list
 from ingest.manifest.probe import FORMATS, ManifestFormat, manifest_format, probe_file, probe_folder
 
@@ -44,6 +45,9 @@ def read_manifest(
     if fmt == "folder":
         probe_folder(path, source)
         return read_folder(path, source, walk)
+    if fmt == "parquet":  # one item per row; pyarrow, an optional extra
+        probe_parquet(path, source)
+        return read_parquet(Path(os.path.abspath(path)), source, path.name, walk)
     if fmt in ("tar", "zip"):  # a shard: its keys are distinct member names
         probe_shard(source, fmt)  # a shard that cannot be listed: raised now
         # Its items name the shard by its absolute path, as a folder's name their files.

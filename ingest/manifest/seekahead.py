@@ -40,6 +40,7 @@ from ingest.manifest.csvfile import CsvFeed, csv_layout
 from ingest.manifest.folder import SkippedFiles, WalkStats, count_folder
 from ingest.manifest.lines import BOM, open_manifest, physical_lines
 from ingest.manifest.packed import count_shard
+from ingest.manifest.packed.parquet import count_parquet
 from ingest.manifest.probe import ManifestFormat, manifest_format
 
 CHUNK = 1 << 20
@@ -117,6 +118,8 @@ def count_entries(
         return count_folder(path, stats if stats is not None else WalkStats(), stop)
     if fmt in ("tar", "zip"):
         return count_shard(path, fmt)
+    if fmt == "parquet":
+        return count_parquet(path)
     with open_manifest(path, str(path)) as fh:
         try:
             if fmt == "csv":

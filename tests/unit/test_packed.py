@@ -225,11 +225,13 @@ def test_scenario_reads_members_for_its_json_and_multipart_bodies(tmp_path: Path
     shard = tmp_path / "sc.zip"
     images = {
         "small.png": image_bytes("png", 3_000, 1),
-        "large.png": image_bytes("png", 7 << 20, 2),  # over 6 MB: the multipart flow, in parts
+        "large.png": image_bytes("png", 6_100_000, 2),  # over 6 MB: the multipart flow, in parts
     }
     with zipfile.ZipFile(shard, "w") as z:
         z.writestr("small.png", images["small.png"], compress_type=zipfile.ZIP_DEFLATED)
-        z.writestr("large.png", images["large.png"], compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr(
+            "large.png", images["large.png"], compress_type=zipfile.ZIP_DEFLATED, compresslevel=1
+        )
     settings = sim_settings(store_dir=store(tmp_path))
     result = ingest.upload_sync(
         shard, provider="scenario", sim=settings, model_id="model_packed", put_concurrency=2

@@ -6,7 +6,8 @@ member (from a start offset), `read_member` reads up to n bytes of it. A tar
 member or a stored zip member is a plain range of the shard (``pread``, no
 copy beyond the bytes asked for); a compressed zip member is decompressed as
 it is read (`zipfile`, whose CRC check fails a damaged member at its end),
-never unpacked to disk or held whole.
+never unpacked to disk or held whole; a Parquet row's bytes come from its
+row group, read and cached by `parquet.row_bytes`.
 
 Invariants: a member never reads past its own bytes; a short read (the shard
 shrank, a member cut off) is an `OSError` naming ``shard#member``, as a file
@@ -101,6 +102,10 @@ def open_member(path: Path, member: Member, start: int = 0) -> BinaryIO:
     if member.stored:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         return io.BufferedReader(_Range(fd, member.offset + start, member.length - start))
+    if member.row is not None:  # a Parquet row: its row group is read (and cached)
+        from ingest.manifest.packed.parquet import row_bytes
+
+        return io.BytesIO(row_bytes(path, member)[start:])
     where = f"{path}#{member.name}"
     try:
         raw = _archive(path).open(member.name)

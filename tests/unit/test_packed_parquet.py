@@ -1,0 +1,112 @@
+"""Parquet manifests (issue 15 part 1): one item per row of the image column, in the layout the
+Hugging Face `datasets` Image feature writes (a ``{bytes, path}`` struct) or plain binary, read
+by row group, with the ``text`` / ``caption`` column as caption and plain columns as metadata."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import ingest
+from ingest.api.wiring import sim_settings
+from ingest.errors import ManifestError
+from ingest.item import Item
+from ingest.manifest import WalkStats, count_entries, read_manifest
+from ingest.manifest.folder import Captions
+from tests.images import image_bytes
+
+IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # datasets.Image's storage
+
+
+def hf_parquet(path: Path, rows: int, *, group: int = 3) -> list[bytes]:
+    """A file as `datasets` writes an image dataset: image structs, a text column, a label."""
+    images = [image_bytes(("png", "jpeg", "webp")[i % 3], 1_500 + i, i) for i in range(rows)]
+    table = pa.table(
+        {
+            "image": pa.array(
+                [{"bytes": data, "path": f"img_{i}.png"} for i, data in enumerate(images)],
+                type=IMAGE,
+            ),
+            "text": [f"caption {i}" if i % 2 == 0 else None for i in range(rows)],
+            "label": list(range(rows)),
+            "embedding": [[0.5, 0.25]] * rows,  # not a plain value: not metadata
+        }
+    )
+    pq.write_table(table, path, row_group_size=group)
+    return images
+
+
+def test_rows_become_items_read_by_row_group(tmp_path: Path) -> None:
+    source = tmp_path / "train-00000.parquet"
+    hf_parquet(source, 7)
+    stats = WalkStats()
+    found = list(read_manifest(source, walk=stats))
+    assert count_entries(source) == len(found) == 7
+    items = [r for r in found if isinstance(r, Item)]
+    first = items[0]
+    assert (first.key, first.display_name, first.caption, first.metadata) == (
+        "train-00000.parquet#row-0",
+        "img_0.png",
+        "caption 0",
+        {"label": 0},
+    )
+    assert first.member is not None and first.member.row == (0, 0)
+    assert items[4].member is not None and items[4].member.row == (1, 1)  # groups of 3
+    assert items[1].caption is None and items[1].caption_from is None
+    assert stats.captions == Captions(metadata=4, none=3)
+
+
+def test_a_parquet_file_uploads_every_row_once_with_its_caption(tmp_path: Path) -> None:
+    source = tmp_path / "data.parquet"
+    images = hf_parquet(source, 5, group=2)
+    settings = sim_settings(store_dir=tmp_path / "store")
+    result = ingest.upload_sync(source, provider="novita", sim=settings, put_concurrency=2)
+    assert result.complete and result.done == 5
+    stored = sorted(
+        hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in (tmp_path / "store").rglob("*")
+        if p.is_file()
+    )
+    assert stored == sorted(hashlib.sha256(data).hexdigest() for data in images)
+    rows = {r["key"]: r.get("caption") for r in ingest.export(result.journal)}
+    assert rows["data.parquet#row-2"] == "caption 2" and rows["data.parquet#row-3"] is None
+    again = ingest.upload_sync(source, provider="novita", sim=settings)
+    assert again.complete and again.this_run.skipped == 5
+
+
+def test_plain_binary_columns_and_rows_without_bytes(tmp_path: Path) -> None:
+    source = tmp_path / "raw.parquet"
+    good = image_bytes("png", 800, 1)
+    table = pa.table(
+        {
+            "id": ["a", "b", "c"],
+            "picture": pa.array([good, None, b"plain text, not an image"], type=pa.binary()),
+            "caption": ["one", "two", "three"],
+        }
+    )
+    pq.write_table(table, source)
+    found = list(read_manifest(source))
+    assert isinstance(found[0], Item) and found[0].metadata == {"id": "a"}
+    assert isinstance(found[1], ManifestError)
+    assert found[1].reason == f"row 1 holds no image bytes: {source}#row-1"
+    result = ingest.upload_sync(source, provider="novita", sim=True)
+    assert (result.done, result.rejected) == (1, 2)
+    reasons = sorted(f.reason for f in ingest.failures(result.journal))
+    assert reasons[0].startswith("not an image (content looks like text") and reasons[0].endswith(
+        f"{source}#row-2"
+    )
+
+
+def test_a_parquet_file_without_an_image_column_is_refused_at_once(tmp_path: Path) -> None:
+    source = tmp_path / "meta.parquet"
+    pq.write_table(pa.table({"file_name": ["a.png"], "text": ["x"]}), source)
+    with pytest.raises(ManifestError, match=r"no image column .*; columns: file_name, text"):
+        read_manifest(source)
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 but nothing else")
+    with pytest.raises(ManifestError, match="not a readable Parquet file"):
+        read_manifest(broken)

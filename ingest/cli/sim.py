@@ -236,6 +236,32 @@ def _add_scenario_flags(group: argparse._ArgumentGroup) -> None:
         metavar="N",
         help="GET /v1/uploads/ID answers 'validating' N times before 'imported' (default: 0)",
     )
+    # The ways of the undocumented behaviours (docs/fidelity/scenario.md).
+    group.add_argument(
+        "--scenario-json-limit",
+        type=int,
+        default=6_000_000,
+        metavar="BYTES",
+        help="JSON bodies over this are 413 Request Too Long (default: 6000000)",
+    )
+    group.add_argument(
+        "--scenario-asset-image",
+        choices=("either", "data_url", "base64"),
+        default="either",
+        help="what POST /v1/assets takes as image (default: either)",
+    )
+    group.add_argument(
+        "--scenario-entity-id",
+        choices=("both", "job", "upload"),
+        default="both",
+        help="where a multipart upload names its asset: the upload's entityId, its job's "
+        "metadata.output.entityId, or both (default: both)",
+    )
+    group.add_argument(
+        "--scenario-entity-id-early",
+        action="store_true",
+        help="the upload shows entityId while still validating (default: once imported)",
+    )
 
 
 def _scenario_settings(args: argparse.Namespace) -> ScenarioSimSettings:
@@ -247,6 +273,10 @@ def _scenario_settings(args: argparse.Namespace) -> ScenarioSimSettings:
         batch_response=args.scenario_batch_response,
         training_image_limit=args.scenario_image_limit,
         pending_polls=args.scenario_pending_polls,
+        json_body_limit=args.scenario_json_limit,
+        asset_image=args.scenario_asset_image,
+        entity_id_from=args.scenario_entity_id,
+        entity_id_when="early" if args.scenario_entity_id_early else "imported",
     )
 
 

@@ -128,14 +128,23 @@ def manifest_for(paths: list[Path], where: Path) -> tuple[Path, Path]:
 
 def test_assets_mode_attaches_each_image_once(dataset: list[Path], tmp_path: Path) -> None:
     manifest, journal = manifest_for(dataset, tmp_path)
-    with scenario_sim("--scenario-batch-response", "list") as sim:
+    flags = ["--scenario-batch-response", "list", "--scenario-entity-id", "upload"]
+    flags += ["--scenario-pending-polls", "1"]
+    with scenario_sim(*flags) as sim:
         done = run_ingest(run_args(manifest, sim, "--json"), env=env())
         assert done.returncode == 0, done.stderr
         check_attached_once(sim, dataset, journal)
         stats = sim.stats()
         images = training_images(sim)
+        listed = sim.get("/_sim/scenario/models")
     assert sorted(i["source"] for i in images).count("multipart") == 2
     assert stats["api_requests"]["POST /v1/uploads"] == {"200": 2}
+    # The 6 and 12.5 MB images went in parts: no JSON body came near the 6 MB cap.
+    assert listed["json_too_long"] == 0 and listed["largest_json"] < 200_000
+    # Each job was asked until it succeeded, naming no asset (--scenario-entity-id
+    # upload); then each upload named it.
+    assert stats["api_requests"]["GET /v1/jobs/{jobId}"] == {"200": 4}
+    assert stats["api_requests"]["GET /v1/uploads/{uploadId}"] == {"200": 2}
     assert stats["storage_puts"] == {"200": 5}  # 2 + 3 parts
     assert stats["storage_with_authorization"] == 0
     summary = json_events(done.stdout)[-1]

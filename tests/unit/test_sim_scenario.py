@@ -651,3 +651,19 @@ async def test_a_client_that_dies_mid_body_is_dropped_quietly(
     assert answer is None or answer.status == CLIENT_GONE
     assert stats == {"POST /v1/models/{modelId}/training-images": {str(CLIENT_GONE): 1}}
     assert "Error handling request" not in caplog.text
+
+
+def test_ingest_sim_flags_play_each_gap() -> None:
+    import argparse
+
+    from ingest.cli import sim as sim_cli
+
+    parser = argparse.ArgumentParser(prog="ingest")
+    sim_cli.register(parser.add_subparsers(dest="command", required=True))
+    flags = ["--scenario-json-limit", "4000000", "--scenario-asset-image", "base64"]
+    flags += ["--scenario-entity-id", "job", "--scenario-entity-id-early"]
+    settings = sim_cli._scenario_settings(parser.parse_args(["sim", *flags]))
+    assert (settings.json_body_limit, settings.asset_image) == (4_000_000, "base64")
+    assert (settings.entity_id_from, settings.entity_id_when) == ("job", "early")
+    defaults = sim_cli._scenario_settings(parser.parse_args(["sim"]))
+    assert defaults == ScenarioSimSettings()

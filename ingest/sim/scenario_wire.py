@@ -60,6 +60,9 @@ INJECTED_REMAINING_S = 2  # remainingSeconds of an injected 429 (when it carries
 ImageField = Literal["either", "data_url", "base64"]
 
 
+# The envelope: {"message"} with "reason"/"details" in some answers (scenario-labs/skills
+# [S16]; partly third-party, the exact envelope is a gap). Scenario's Blender client reads
+# reason, message, error or detail (scenario/core/api/client.py::_reason).
 def error(
     status: int,
     message: str,
@@ -105,6 +108,7 @@ def injected_errors(
     return render
 
 
+# Basic base64(key:secret) [S14]; scenario-sdk _client.py builds the same header.
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
     """``(key, secret)`` from ``Basic base64(key:secret)``; None when absent or malformed."""
     if not header:

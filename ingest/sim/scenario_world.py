@@ -3,7 +3,8 @@
 Owns the records of `ingest.sim.scenario` (models and their training
 images, assets, multipart uploads and their jobs, the attach fault, the
 requests kept for the SDK tests), their JSON shapes as the API answers them,
-and the loopback-only control routes:
+and the loopback-only control routes (invented: they show a test what landed
+and set the attach fault; no provider has them):
 
     GET /_sim/scenario/models        {"models": [{id, name, training_images: [...]}],
                                       "assets": N, "after_attach", "count",

@@ -316,7 +316,7 @@ def _walk(
             elif kind == "caption":
                 current.sidecars.caption_file(entry.name)
             elif kind == "other":
-                stats.other_file(rel)
+                stats.other_file(rel, _why_skipped(entry.name))
             elif kind == "dir":
                 if not _is_utf8(entry.name):
                     stats.found += 1
@@ -337,6 +337,12 @@ def _walk(
     finally:
         for left in [*stack, level] if level is not None else stack:
             left.entries.close()
+
+
+def _why_skipped(name: str) -> str:
+    if os.path.splitext(name)[1].lower() in (".tar", ".zip", ".parquet"):
+        return "a packed dataset: pass it to ingest as the manifest to upload its images"
+    return "not an image by its name"
 
 
 def _at(name: str, line: int, reason: str) -> str:

@@ -182,6 +182,21 @@ def test_bad_members_are_named_with_shard_and_member_and_the_others_go_on(
     ]
 
 
+def test_a_member_name_the_shard_holds_twice_is_uploaded_once(tmp_path: Path) -> None:
+    shard = tmp_path / "twice.tar"
+    with tarfile.open(shard, "w") as tar:
+        add(tar, "a.png", image_bytes("png", 700, 1))
+        add(tar, "b.png", image_bytes("png", 700, 2))
+    with tarfile.open(shard, "a") as tar:  # appended to: a second a.png
+        add(tar, "a.png", image_bytes("png", 700, 3))
+    found, _ = results(shard)
+    assert [r.key for r in found if isinstance(r, Item)] == ["twice.tar#a.png", "twice.tar#b.png"]
+    assert [r.reason for r in found if isinstance(r, ManifestError)] == [
+        f"member name repeated in the shard (first as entry 1): {shard}#a.png"
+    ]
+    assert count_entries(shard) == len(found)
+
+
 def test_a_manifest_line_names_a_member(tmp_path: Path) -> None:
     shard = tmp_path / "shards" / "000.tar"
     shard.parent.mkdir()

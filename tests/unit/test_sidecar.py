@@ -153,18 +153,20 @@ def test_validate_reports_where_captions_come_from(
     (tmp_path / "metadata.jsonl").write_text('{"file_name": "b.png", "text": "b"}\n')
     (tmp_path / "notes.txt").write_text("not a caption: there is no notes.png")
     (tmp_path / "d.png").write_text("text, not a png")
+    (tmp_path / "shard.tar").write_bytes(b"")
     assert main(["validate", str(tmp_path), "--provider", "novita", "--each"]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[:6] == [
+    assert out[:7] == [
         "a.png: kept: png, 256 B, caption from a.txt",
         "b.png: kept: png, 256 B, caption from metadata.jsonl line 1",
         "c.jpg: kept: jpeg, 256 B, no caption",
         f"d.png: rejected: not an image (content looks like text ('text, not a png')): "
         f"{tmp_path / 'd.png'}",
+        "shard.tar: skipped: a packed dataset: pass it to ingest as the manifest to upload its images",
         "notes.txt: skipped: a caption file with no image of its name",
-        f"{tmp_path}: skipped 1 non-image file (notes.txt)",
+        f"{tmp_path}: skipped 2 non-image files (notes.txt, shard.tar)",
     ]
-    assert out[6] == (
+    assert out[7] == (
         f"{tmp_path}: captions: 1 from caption files, 1 from metadata.jsonl, 2 without a caption"
     )
     assert main(["validate", str(tmp_path), "--provider", "novita", "--json"]) == 1

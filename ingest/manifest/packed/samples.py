@@ -17,8 +17,9 @@ Owns how a shard's members become items (`read_shard`, `count_shard`):
   skipped, as a folder counts its other files.
 
 Invariants: one result per image member, in the shard's order, whatever goes
-wrong with it (a truncated member, a caption member that is not UTF-8 or a
-broken ``json`` member is that image's `ManifestError`, named ``shard#member``)
+wrong with it (a truncated member, a caption member that is not UTF-8, a
+broken ``json`` member, a name the shard holds twice is that image's
+`ManifestError`, named ``shard#member``)
 plus one per listing problem; `count_shard` counts the same results without
 reading any caption; only one sample is held at a time.
 """
@@ -85,12 +86,13 @@ def read_shard(
     """The items of the shard at `path`; `label` prefixes their keys (``label#member``)."""
     stats = stats if stats is not None else WalkStats()
     listed = list_members(str(path), kind)
+    seen: dict[str, int] = {}  # image member names, each its first entry
     for key, sample in _samples(listed):
         if key is None:
             stats.found += 1
             yield ManifestError(str(sample[0].problem), source=source, line=stats.found)
             continue
-        yield from _sample_items(path, sample, source, label, stats)
+        yield from _sample_items(path, sample, source, label, stats, seen)
     if stats.found == 0:
         yield no_images(source, stats.skipped)
 
@@ -110,7 +112,7 @@ def _image(entry: Listed) -> Member | None:
 
 
 def _sample_items(
-    path: Path, sample: Sample, source: str, label: str, stats: WalkStats
+    path: Path, sample: Sample, source: str, label: str, stats: WalkStats, seen: dict[str, int]
 ) -> Iterator[Item | ManifestError]:
     images = [entry for entry in sample if _image(entry) is not None]
     others = [entry for entry in sample if _image(entry) is None]
@@ -128,6 +130,14 @@ def _sample_items(
         assert member is not None
         stats.found += 1
         where = f"{path}#{member.name}"
+        first = seen.setdefault(member.name, stats.found)
+        if first != stats.found:  # a tar appended to, a zip written twice: one key, two bodies
+            yield ManifestError(
+                f"member name repeated in the shard (first as entry {first}): {where}",
+                source=source,
+                line=stats.found,
+            )
+            continue
         if entry.problem or problem:
             reason = f"{entry.problem}: {where}" if entry.problem else str(problem)
             yield ManifestError(reason, source=source, line=stats.found)

@@ -17,7 +17,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ingest.errors import ConfigError, IngestError, JournalError, ManifestError, TransferError
+from ingest.errors import (
+    ConfigError,
+    ExportError,
+    IngestError,
+    JournalError,
+    ManifestError,
+    TransferError,
+)
 
 if TYPE_CHECKING:
     from ingest.api import (
@@ -36,6 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "ExportError",
     "Failure",
     "IngestError",
     "ItemDone",

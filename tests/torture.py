@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from ingest.config import DEFAULT_PROVIDERS
-from tests.simproc import INGEST, SimProcess, ingest_env, run_ingest, sha256_file
+from tests.simproc import INGEST, SimProcess, ingest_env, read_journal, run_ingest, sha256_file
 
 SCENARIO_MODEL = "model_torture000000000001"
 
@@ -109,7 +109,7 @@ def _keys(name: str) -> dict[str, str]:
 
 
 def _exported(journal: Path) -> list[dict[str, Any]]:
-    done = run_ingest(["export", str(journal)], env=ingest_env())
+    done = read_journal(["export", str(journal)])
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]
 
@@ -228,7 +228,7 @@ def verify_run(s: Spec, sim: SimProcess, paths: list[Path], journal: Path) -> Ve
     copies: dict[str, list[str]] = {}
     for digest, remote_id in s.landed(sim):
         copies.setdefault(digest, []).append(remote_id)
-    exported = run_ingest(["export", str(journal)], env=s.env())
+    exported = read_journal(["export", str(journal)])
     assert exported.returncode == 0, exported.stderr
     remote = {
         row["key"]: str(row["remote_id"]) for row in map(json.loads, exported.stdout.splitlines())
@@ -245,7 +245,7 @@ def verify_run(s: Spec, sim: SimProcess, paths: list[Path], journal: Path) -> Ve
         key = f"item-{index:06d}"
         per_key[key] = len(found)
         assert remote.get(key) in found, f"{key}: journal says {remote.get(key)}, emulator {found}"
-    status = run_ingest(["status", str(journal), "--json"], env=s.env())
+    status = read_journal(["status", str(journal), "--json"])
     assert status.returncode == 0, status.stderr
     info: dict[str, Any] = json.loads(status.stdout)
     distinct_landed = sum(1 for digest in digests if digest in copies)

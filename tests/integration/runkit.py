@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.images import write_jsonl_manifest
-from tests.simproc import SimProcess, ingest_env, run_ingest, sha256_file
+from tests.simproc import SimProcess, ingest_env, read_journal, sha256_file
 
 
 @dataclass(frozen=True)
@@ -34,17 +34,17 @@ class Provider:
         return manifest.with_name(f"{manifest.name}.{self.name}.journal")
 
     def export_rows(self, journal: Path) -> list[dict[str, Any]]:
-        done = run_ingest(["export", str(journal)], env=self.env())
+        done = read_journal(["export", str(journal)])
         assert done.returncode == 0, done.stderr
         return [json.loads(line) for line in done.stdout.splitlines()]
 
     def export_document(self, journal: Path) -> Any:
-        done = run_ingest(["export", str(journal), "--format", "provider"], env=self.env())
+        done = read_journal(["export", str(journal), "--format", "provider"])
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
     def status(self, journal: Path) -> dict[str, Any]:
-        done = run_ingest(["status", str(journal), "--json"], env=self.env())
+        done = read_journal(["status", str(journal), "--json"])
         assert done.returncode == 0, done.stderr
         return dict(json.loads(done.stdout))
 

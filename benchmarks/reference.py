@@ -102,16 +102,25 @@ class Run:
     note: str = ""
 
 
-def ingest_command() -> list[str]:
-    script = Path(sys.executable).parent / "ingest"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "ingest"]
+def ingest_command(script: str | None = None) -> list[str]:
+    """`script` (another install's ``bin/ingest``), else the one beside this Python."""
+    found = Path(script) if script else Path(sys.executable).parent / "ingest"
+    return [str(found)] if found.exists() else [sys.executable, "-m", "ingest"]
+
+
+def hidden_uvloop(script: str | None) -> list[str]:
+    """`ingest` of that install with uvloop hidden: its Python, which imports no uvloop."""
+    python = Path(script).parent / "python" if script else Path(sys.executable)
+    return [str(python), "-c", _HIDE_UVLOOP]
 
 
 class Bench:
     """One workload against one sink and one signer."""
 
-    def __init__(self, sink: NginxSink, signer: SignerProcess, tmp: Path) -> None:
-        self.sink, self.signer, self.tmp = sink, signer, tmp
+    def __init__(
+        self, sink: NginxSink, signer: SignerProcess, tmp: Path, script: str | None = None
+    ) -> None:
+        self.sink, self.signer, self.tmp, self.script = sink, signer, tmp, script
 
     def command(
         self, client: str, paths: Sequence[Path], manifest: Path, paths_file: Path
@@ -140,7 +149,7 @@ class Bench:
         for leftover in self.tmp.glob("run.journal*"):
             leftover.unlink()
         env["NOVITA_API_KEY"] = KEY
-        head = ingest_command() if client == "ingest" else [sys.executable, "-c", _HIDE_UVLOOP]
+        head = ingest_command(self.script) if client == "ingest" else hidden_uvloop(self.script)
         return [*head, "run", str(manifest), "--provider", "novita", "--base-url",
                 self.signer.base_url, "--journal", str(journal), "--json"], env  # fmt: skip
 
@@ -228,13 +237,18 @@ def tool_versions() -> dict[str, str]:
 
 
 def run_workload(
-    name: str, clients: Sequence[str], rounds: int, sink: NginxSink, signer: SignerProcess
+    name: str,
+    clients: Sequence[str],
+    rounds: int,
+    sink: NginxSink,
+    signer: SignerProcess,
+    script: str | None = None,
 ) -> dict[str, Any]:
     count, size = WORKLOADS[name]
     paths, manifest, paths_file = dataset(count, size)
     runs: dict[str, list[Run]] = {c: [] for c in clients}
     with tempfile.TemporaryDirectory(prefix="ingest-ref-") as tmp:
-        bench = Bench(sink, signer, Path(tmp))
+        bench = Bench(sink, signer, Path(tmp), script)
         order = list(clients)
         for round_ in range(rounds):
             shift = round_ % len(order)
@@ -264,7 +278,7 @@ def run_workload(
     result = {
         "workload": name, "files": count, "file_size": size, "rounds": rounds, "rows": rows,
         "runs": {c: [asdict(r) for r in rs] for c, rs in runs.items()}, "notes": notes,
-        "tools": tool_versions(), "machine": machine(),
+        "tools": tool_versions(), "machine": machine(), "ingest": ingest_command(script),
     }  # fmt: skip
     print(f"saved {save('reference-' + name, result)}")
     return result
@@ -293,6 +307,11 @@ def main() -> int:
         default="bare,put,curl,rclone,ingest,ingest-asyncio",
         help="comma-separated, from: " + ", ".join(LABELS),
     )
+    parser.add_argument(
+        "--ingest",
+        metavar="PATH",
+        help="the ingest script to measure (another venv's bin/ingest; default: this one's)",
+    )
     args = parser.parse_args()
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     unknown = [c for c in clients if c not in LABELS]
@@ -318,7 +337,7 @@ def main() -> int:
             f"sink {sink.base_url} (nginx, {sink.root}), signer {signer.base_url}", file=sys.stderr
         )
         for name in names:
-            run_workload(name, clients, args.rounds, sink, signer)
+            run_workload(name, clients, args.rounds, sink, signer, args.ingest)
     return 0
 
 

@@ -9,8 +9,9 @@ client CPU and memory, then a one-line verdict naming the bottleneck.
 (`ingest.bench.reference`: nginx, a minimal signer, a bare loop beside the
 engine) and adds the engine's share of that ceiling.
 
-Exit codes: 0 the run finished with every file done; 1 some files failed;
-2 bad usage.
+Exit codes: 0 the run finished with every file done; 1 some files failed
+(or, with ``--reference``, the reference could not run or its sink missed
+objects); 2 bad usage.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def register(sub: Any) -> None:
             "emulator (in its own process) or to --base-url, and report throughput, "
             "latency, lease use, throttling, client CPU and memory, and the bottleneck."
         ),
-        epilog="exit codes: 0 every file done, 1 some files failed, 2 bad usage",
+        epilog="exit codes: 0 every file done, 1 some files failed (with --reference: or the "
+        "reference could not run), 2 bad usage",
     )
     p.add_argument("--provider", default="novita", choices=PROVIDER_NAMES)
     p.add_argument("--count", type=positive_int, default=1000, help="files (default: 1000)")

@@ -11,9 +11,10 @@ reads go through the loop's default executor and ``reader`` says so);
 `--put-concurrency` workers, at most `--api-concurrency` API calls at once.
 No journal, validation, retries, leases or progress.
 
-Scenario's images under `SCENARIO_JSON_LIMIT` travel base64 inside the JSON
-of ``POST /assets`` (the body built in memory: bare is simple), larger ones
-as a multipart upload of 5 MiB parts, as the adapter sends them.
+Scenario's images under `SCENARIO_JSON_LIMIT` travel base64 inside JSON (the
+body built in memory: bare is simple), ``POST /assets`` in assets mode, a
+data URL to the model's training images in inline mode; larger ones as a
+multipart upload of 5 MiB parts, then attached: as the adapter sends them.
 
 Prints one JSON object: files, bytes, failed, elapsed_s (the transfer phase:
 from the first request to the last answer), reader. Whole-process CPU and
@@ -179,37 +180,39 @@ class Bare:
 
     async def scenario(self, path: str, name: str, size: int, ctype: str) -> None:
         headers = {"Content-Type": "application/json"}
-        if self.inline and size < SCENARIO_JSON_LIMIT:
+        if size >= SCENARIO_JSON_LIMIT:
+            asset = await self.multipart(path, name, size, ctype)
+        elif self.inline:  # a data URL, attached in the same call
             data = base64.b64encode(await _read(path))
             body = b'{"data":"data:' + ctype.encode() + b";base64," + data + b'","name":'
             body += orjson.dumps(name) + b',"preset":"default"}'
             await self.call("POST", f"models/{self.model}/training-images", data=body,
                             headers=headers)  # fmt: skip
             return
-        if size < SCENARIO_JSON_LIMIT:
+        else:
             data = await _read(path)
             body = b'{"name":' + orjson.dumps(name) + b',"image":"' + base64.b64encode(data) + b'"}'
             answer = await self.call("POST", "assets", data=body, headers=headers)
             asset = answer["asset"]["id"]
-        else:
-            parts = math.ceil(size / PART_SIZE)
-            create = {"fileName": name, "fileSize": size, "contentType": ctype, "kind": "image",
-                      "parts": parts}  # fmt: skip
-            upload = (await self.call("POST", "uploads", create))["upload"]
-            for part in upload["parts"]:
-                offset = (part["number"] - 1) * PART_SIZE
-                await self.put(part["url"], path, offset, min(PART_SIZE, size - offset), ctype)
-            answer = await self.call(
-                "POST", f"uploads/{upload['id']}/action", {"action": "complete"}
-            )
-            asset = answer["upload"]["entityId"]
-        if self.inline:  # a large image in inline mode: in parts, then attached alone
+        if self.inline:
             attach = {"assetId": asset, "preset": "default"}
             await self.call("POST", f"models/{self.model}/training-images", attach)
             return
         self.unattached.append(asset)
         if len(self.unattached) >= ATTACH_BATCH:
             await self.attach()
+
+    async def multipart(self, path: str, name: str, size: int, ctype: str) -> str:
+        """A multipart upload of 5 MiB parts; the new asset's id."""
+        parts = math.ceil(size / PART_SIZE)
+        create = {"fileName": name, "fileSize": size, "contentType": ctype, "kind": "image",
+                  "parts": parts}  # fmt: skip
+        upload = (await self.call("POST", "uploads", create))["upload"]
+        for part in upload["parts"]:
+            offset = (part["number"] - 1) * PART_SIZE
+            await self.put(part["url"], path, offset, min(PART_SIZE, size - offset), ctype)
+        answer = await self.call("POST", f"uploads/{upload['id']}/action", {"action": "complete"})
+        return str(answer["upload"]["entityId"])
 
     async def attach(self) -> None:
         batch, self.unattached = self.unattached[:ATTACH_BATCH], self.unattached[ATTACH_BATCH:]

@@ -98,7 +98,15 @@ async def test_the_engine_accepts_the_signers_urls_for_every_provider(
 
 
 def test_sink_objects_follow_where_each_flow_puts_its_bytes() -> None:
-    sizes = [1000, 3_499_999, 3_500_000, 12 * 2**20]
-    assert sink_objects("novita", sizes) == 4
-    # JSON under 3.5 MB; 5 MiB parts from there on, in inline mode too
-    assert sink_objects("scenario", sizes) == 1 + 3
+    sizes = [1000, 7_000_000, 12 * 2**20]
+    assert sink_objects("novita", sizes) == 3
+    assert sink_objects("scenario", sizes) == 2 + 3  # JSON under 3.5 MB; 5 MiB parts above
+
+
+def test_bare_sends_scenario_images_as_the_adapter_does() -> None:
+    from ingest.bench import bare
+    from ingest.providers.scenario import adapter, multipart
+
+    assert bare.SCENARIO_JSON_LIMIT == adapter.BASE64_LIMIT
+    assert bare.PART_SIZE == multipart.PART_SIZE
+    assert bare.ATTACH_BATCH == adapter.ATTACH_BATCH

@@ -6,8 +6,9 @@ Owns three rules:
   never reach a storage host;
 - foreign errors (aiohttp, timeouts, OS errors) become `TransferError` in one
   place (`map_errors`), with secrets redacted from every message; a
-  connection that cannot be opened (refused, unknown host) has its own code,
-  `UNREACHABLE`, and says where ("cannot reach https://…: connection refused");
+  connection that cannot be opened (refused, unknown host, or no answer to
+  the connect within `Timeouts.connect`) has its own code, `UNREACHABLE`, and
+  says where ("cannot reach https://…: connection refused");
 - the default triage of an HTTP status into an `Action` (`triage`: 401/402/403
   stop the run, 408/425/429/5xx are retried, any other refusal fails the
   item) and a `Scope` (`throttle_scope`: a rate limit's 429, or a 503 with
@@ -86,7 +87,10 @@ def api_session(
         headers={"User-Agent": USER_AGENT, **headers},
         connector=connector,
         timeout=aiohttp.ClientTimeout(
-            total=timeouts.api_total, connect=timeouts.connect, sock_read=timeouts.read
+            total=timeouts.api_total,
+            connect=timeouts.connect,
+            sock_connect=timeouts.connect,
+            sock_read=timeouts.read,
         ),
         raise_for_status=False,
     )
@@ -100,7 +104,10 @@ def storage_session(timeouts: Timeouts, limit: int) -> aiohttp.ClientSession:
         headers={"User-Agent": USER_AGENT},
         connector=connector,
         timeout=aiohttp.ClientTimeout(
-            total=None, connect=timeouts.connect, sock_read=timeouts.read
+            total=None,
+            connect=timeouts.connect,
+            sock_connect=timeouts.connect,
+            sock_read=timeouts.read,
         ),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
@@ -162,6 +169,18 @@ class map_errors:  # lower case: it reads as the function it replaced, `async wi
         if exc is None or isinstance(exc, TransferError):
             return
         provider, op = self.provider, self.op
+        why = _unreachable(exc)
+        if why is not None:
+            where = self.origin or (
+                f"{exc.host}:{exc.port}" if isinstance(exc, aiohttp.ClientConnectorError) else "?"
+            )
+            raise TransferError(
+                f"cannot reach {where}: {why}",
+                action=Action.RETRY,
+                code=UNREACHABLE,
+                provider=provider,
+                op=op,
+            ) from RedactedCause(exc)
         if isinstance(exc, TimeoutError):
             raise TransferError(
                 "no answer in time", action=Action.RETRY, code="timeout", provider=provider, op=op
@@ -175,16 +194,6 @@ class map_errors:  # lower case: it reads as the function it replaced, `async wi
                 op=op,
                 status=exc.status,
             ) from RedactedCause(exc)
-        if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(
-            exc, aiohttp.ClientSSLError
-        ):
-            raise TransferError(
-                f"cannot reach {self.origin or f'{exc.host}:{exc.port}'}: {_why(exc)}",
-                action=Action.RETRY,
-                code=UNREACHABLE,
-                provider=provider,
-                op=op,
-            ) from RedactedCause(exc)
         if isinstance(exc, aiohttp.ClientError | ConnectionError | socket.gaierror):
             raise TransferError(
                 redact(f"{type(exc).__name__}: {exc}"),
@@ -195,8 +204,17 @@ class map_errors:  # lower case: it reads as the function it replaced, `async wi
             ) from RedactedCause(exc)
 
 
-def _why(exc: aiohttp.ClientConnectorError) -> str:
-    """Why a connection could not be opened, in a few words."""
+def _unreachable(exc: BaseException) -> str | None:
+    """Why a connection could not be opened, in a few words; None if it was opened.
+
+    A connect that got no answer in time (a host that drops SYNs, a dead
+    route) is as unreachable as a refusal; aiohttp's text for it names the
+    signed URL, so it is not used.
+    """
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "connection timed out"
+    if not isinstance(exc, aiohttp.ClientConnectorError) or isinstance(exc, aiohttp.ClientSSLError):
+        return None
     cause = exc.os_error
     if isinstance(cause, ConnectionRefusedError):
         return "connection refused"

@@ -330,7 +330,7 @@ async def _send(
     """One PUT of `size` bytes made by `body`, with its answer triaged."""
     headers = {**(extra or {}), "Content-Type": content_type, "Content-Length": str(size)}
     try:
-        async with map_errors(provider, "transfer"):
+        async with map_errors(provider, "transfer", str(target.origin())):
             data = await body()
             async with (
                 closing_body(data),

@@ -46,8 +46,9 @@ RUN: tuple[ExitCode, ...] = (
     ),
     ExitCode(
         EXIT_STOPPED,
-        "the run was stopped: bad key, no balance, an endpoint unreachable from the start "
-        "(`cannot reach https://…: connection refused`), provider outage (circuit breaker), "
+        "the run was stopped: bad key, no balance, an API or storage host unreachable from the "
+        "start (`cannot reach https://…: connection refused` or `connection timed out`), "
+        "provider outage (circuit breaker), "
         "full disk",
     ),
     ExitCode(EXIT_INTERRUPTED, "interrupted (Ctrl-C); run the same command to resume"),

@@ -21,8 +21,12 @@ How it works:
   item alone. This module never looks at an HTTP status.
 - Every cut wait is counted (`Counters.waits_capped`) so the run can say so.
 - An API that cannot be reached before it ever answered (refused, unknown
-  host) stops the run at once (STOP, code `unreachable`); after its first
-  answer, the same error is an outage and is retried.
+  host, connect timed out) stops the run at once (STOP, code `unreachable`);
+  after its first answer, the same error is an outage and is retried. The
+  same holds for storage on its own: a storage host that no PUT of the run has
+  reached yet stops the run at once (one flag for the run's storage, not one
+  per host: a provider whose uploads go to its API, Scenario inline, counts
+  that API as its storage).
 
 Invariant: all time comes from the injected `Clock`.
 """
@@ -75,6 +79,7 @@ class Calls:
         self._api_limiter = anyio.Semaphore(settings.api_concurrency, fast_acquire=True)
         self._put_slots = anyio.Semaphore(settings.put_concurrency, fast_acquire=True)
         self._api_reached = False  # any API answer yet, even an error one (see `_unreachable`)
+        self._storage_reached = False  # any storage answer yet, likewise
         self._unreachable_stop: TransferError | None = None
 
     # -- control plane ---------------------------------------------------------
@@ -141,9 +146,17 @@ class Calls:
             attempts += 1
             started = await self.put_pacer.wait()
             try:
+                if self._unreachable_stop is not None:
+                    raise self._unreachable_stop  # the run is stopping: no more PUTs
                 self._counters.puts += 1
-                return await self._provider.transfer(source, target)
+                landed = await self._provider.transfer(source, target)
             except TransferError as err:
+                if err is self._unreachable_stop:
+                    raise
+                if err.code == UNREACHABLE and not self._storage_reached:
+                    self._unreachable_stop = self._unreachable(err, storage=True)
+                    raise self._unreachable_stop from err
+                self._storage_reached = True
                 if err.action is Action.RESIGN:
                     if err.code != EXPIRED:
                         refused += 1
@@ -159,6 +172,8 @@ class Calls:
                     await self._back_off(attempts, err)
                     continue
                 raise
+            self._storage_reached = True
+            return landed
 
     async def _resign(
         self, source: Source, resigns: int, cause: TransferError | None = None
@@ -178,17 +193,28 @@ class Calls:
 
     # -- refusals --------------------------------------------------------------
 
-    def _unreachable(self, err: TransferError) -> TransferError:
-        """A STOP: the API could not be reached before it ever answered (refused, unknown host).
+    def _unreachable(self, err: TransferError, *, storage: bool = False) -> TransferError:
+        """A STOP: the API (or storage) could not be reached before it ever answered.
 
-        A wrong `--base-url`, a sim that is not running, no network: retrying
-        each item for the retry window, then failing every one, would tell the
-        user nothing more. Once the API has answered anything, a connection it
-        refuses is an outage, and retried like any other.
+        A wrong `--base-url`, a sim that is not running, no network, a storage
+        host behind a firewall: retrying each item for the retry window, then
+        failing every one, would tell the user nothing more. Once it has
+        answered anything, a connection it refuses is an outage, and retried
+        like any other. `err.message` names only scheme, host and port.
         """
+        if storage:
+            hint = (
+                "; nothing was uploaded. The provider's upload URLs point at this storage "
+                "host: check the network (or a proxy or firewall) to it, then run the same "
+                "command again"
+            )
+        else:
+            hint = (
+                "; nothing was sent. Check the provider's base_url "
+                "(or --base-url) and the network, then run the same command again"
+            )
         return TransferError(
-            f"{err.message}; nothing was sent. Check the provider's base_url "
-            "(or --base-url) and the network, then run the same command again",
+            f"{err.message}{hint}",
             action=Action.STOP,
             code=UNREACHABLE,
             provider=err.provider,

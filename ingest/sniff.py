@@ -2,7 +2,16 @@
 
 Owns the closed set of image formats `ingest` knows and their magic numbers.
 AVIF and HEIC are ISO base media files, told apart by the brands of their
-leading ``ftyp`` box. `SNIFF_BYTES` are enough: validation reads no more.
+leading ``ftyp`` box. `SNIFF_BYTES` are enough to tell the type.
+
+Also owns the one cheap completeness check, `truncation`: a PNG or JPEG whose
+last `TAIL_BYTES` (one ``pread``) lack its end marker was cut short (a copy
+that stopped, a half-written download). Padding after the marker, as cameras
+and editors leave it, is allowed. A JPEG with data appended after its EOI
+(Google and Samsung motion photos carry a video there, megabytes of it) is
+told from a cut one by what its tail holds: a cut one ends inside the
+entropy-coded scan, where every ``FF`` byte is followed by ``00`` (stuffing)
+or ``D0``–``D7`` (restart markers); appended data has other ``FF xx`` pairs.
 
 The emulator keeps its own table (`ingest.sim.magic`, from the specifications)
 so that it cannot agree with a mistake here; tests compare the two.
@@ -14,6 +23,14 @@ import enum
 
 SNIFF_BYTES = 32
 """How many leading bytes `sniff` needs to decide."""
+
+TAIL_BYTES = 4096
+"""How many trailing bytes `truncation` looks at."""
+
+_JPEG_EOI = b"\xff\xd9"
+_PNG_IEND = b"IEND\xaeB`\x82"  # the IEND chunk's type and its (fixed) CRC
+_PADDING = frozenset(b"\x00\xff\r\n \t")
+_IN_SCAN_AFTER_FF = frozenset({0x00, *range(0xD0, 0xD8)})
 
 
 class ImageType(enum.Enum):
@@ -71,3 +88,36 @@ def _compatible_brands(head: bytes) -> set[bytes]:
     """
     end = min(len(head), int.from_bytes(head[:4], "big"))
     return {head[at : at + 4] for at in range(16, end - 3, 4)}
+
+
+def truncation(kind: ImageType, tail: bytes, *, whole: bool) -> str | None:
+    """Why a `kind` file whose last bytes are `tail` is cut short, or None if it looks whole.
+
+    `tail` is the file's last `TAIL_BYTES` bytes (all of it when shorter);
+    `whole` says it is the entire file. Only PNG and JPEG are checked.
+    """
+    if kind is ImageType.PNG:
+        if _PNG_IEND in tail or _only_padding(tail, whole=whole):
+            return None
+        return "truncated PNG (no IEND chunk at its end: the file was cut short)"
+    if kind is ImageType.JPEG:
+        if _JPEG_EOI in tail or _only_padding(tail, whole=whole):
+            return None
+        if whole or _inside_scan(tail):
+            return "truncated JPEG (no end-of-image marker: the file was cut short)"
+    return None
+
+
+def _only_padding(tail: bytes, *, whole: bool) -> bool:
+    """Padding longer than the tail: the marker may lie before it (unknowable from here)."""
+    return not whole and bool(tail) and _PADDING.issuperset(tail)
+
+
+def _inside_scan(tail: bytes) -> bool:
+    """Whether `tail` reads as JPEG entropy-coded data: no ``FF`` but stuffed or restarts."""
+    at = tail.find(b"\xff")
+    while 0 <= at < len(tail) - 1:
+        if tail[at + 1] not in _IN_SCAN_AFTER_FF:
+            return False
+        at = tail.find(b"\xff", at + 2)
+    return True

@@ -2,13 +2,13 @@
 
 Owns what makes a file uploadable as far as this machine can tell: it exists,
 is a regular, non-empty, readable file within the provider's size limit, its
-bytes (never its name) are an image type the provider accepts, and they agree
-with any content type the manifest declared.
+bytes (never its name) are an image type the provider accepts, not cut short
+(PNG, JPEG), and they agree with any content type the manifest declared.
 
 Every check is blocking I/O by design (one open, one fstat, one short read per
 item, in that order, so a FIFO never blocks and the size and the bytes come
 from the same file; with a `Prefetch` budget, a small file is read whole
-instead); the engine calls the `Checker` from a worker thread in batches. A
+instead; a PNG or JPEG also gets one read of its last 4 KiB, for `truncation`); the engine calls the `Checker` from a worker thread in batches. A
 failed check is returned, not raised, as a `ManifestError` whose reason
 stands on its own ("file not found: /data/a.png").
 """
@@ -26,7 +26,7 @@ from ingest.capabilities import Capabilities
 from ingest.errors import ManifestError
 from ingest.item import Item, Source
 from ingest.prefetch import Prefetch, release
-from ingest.sniff import SNIFF_BYTES, ImageType, sniff
+from ingest.sniff import SNIFF_BYTES, TAIL_BYTES, ImageType, sniff, truncation
 
 _OPEN_FLAGS = (
     os.O_RDONLY
@@ -126,6 +126,7 @@ def _check(
                 head = _read_member(fd, item, size if whole else SNIFF_BYTES)
             else:
                 head = _read_all(fd, size) if whole else os.read(fd, SNIFF_BYTES)
+            tail = _tail(fd, item, head, size, whole=whole)
         except PermissionError:
             return fail(f"permission denied: {path}")
         except OSError as exc:
@@ -148,6 +149,9 @@ def _check(
                 f"{image_type.mime} (the type of this file): {path}"
             )
         return fail(f"declared {declared} but the file is {image_type.mime}: {path}")
+    cut = truncation(image_type, tail, whole=size <= TAIL_BYTES) if tail else None
+    if cut is not None:
+        return fail(f"{cut}: {path}")
     # A file whose size moved between the stat and the read keeps no body:
     # the upload reads it again, and tells it changed.
     body = head if whole and len(head) == size else None
@@ -165,6 +169,26 @@ def _read_member(fd: int, item: Item, n: int) -> bytes:
     from ingest.manifest.packed.access import read_member  # not at import: a cycle
 
     return read_member(item.path, member, n)
+
+
+_TAIL_CHECKED = (ImageType.PNG, ImageType.JPEG)
+
+
+def _tail(fd: int, item: Item, head: bytes, size: int, *, whole: bool) -> bytes:
+    """The file's last bytes for `truncation` (one pread, only for the types it checks).
+
+    A shard member stored as is is read in place; a compressed one is not
+    checked (its end costs a decompression of all of it).
+    """
+    if whole or size <= len(head):
+        return head[-TAIL_BYTES:]
+    if sniff(head) not in _TAIL_CHECKED:
+        return b""
+    n = min(TAIL_BYTES, size)
+    member = item.member
+    if member is None:
+        return os.pread(fd, n, size - n)
+    return os.pread(fd, n, member.offset + size - n) if member.stored else b""
 
 
 def _read_all(fd: int, size: int) -> bytes:

@@ -61,16 +61,30 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TiB"  # pragma: no cover
 
 
-def problem_where(line: int | None, key: str | None, reason: str, source: str) -> str:
+def problem_where(
+    line: int | None, key: str | None, reason: str, source: str, *, folder: bool = False
+) -> str:
     """How a problem line names its entry: ``line N KEY``, without a key the reason ends with.
 
     A folder's or path list's key is the file's path, which the reason
-    already ends with (absolute): printing both showed the path twice.
+    already ends with (absolute): printing both showed the path twice. A
+    folder's entry is named by its path in the folder (its "line" is only
+    its place in the sorted walk): see `folder_reason` for the reason.
     """
+    if folder:
+        return key or source
     where = f"line {line}" if line is not None else source
     if not key or reason.endswith(("/" + key, ": " + key)):
         return where
     return f"{where} {key}"
+
+
+def folder_reason(reason: str, key: str | None) -> str:
+    """`reason` without the absolute path it ends with, when that is the folder entry `key`."""
+    head, sep, tail = reason.rpartition(": ")
+    if sep and key and tail.endswith("/" + key):
+        return head
+    return reason
 
 
 def plural(n: int, noun: str, nouns: str | None = None) -> str:
@@ -111,6 +125,7 @@ class Reporter:
         self._printed_failures = 0
         self._skipped_noted = False
         self._journal: str | None = None  # a dry run has none
+        self.folder = False  # the manifest is a folder: entries are named by their path in it
         self._live: Any = None
         self._flushed_at = 0.0
 
@@ -164,18 +179,20 @@ class Reporter:
             code=err.code,
             reason=err.message,
         )
-        self._print_failure(f"failed  line {line} {key}: {err}")
+        self._print_failure(f"failed  {key if self.folder else f'line {line} {key}'}: {err}")
 
     def item_rejected(self, key: str | None, err: ManifestError) -> None:
         self.failures[("rejected", err.reason.split(":")[0])] += 1
         self.event("item_rejected", key=key, line=err.line, reason=err.reason)
-        where = problem_where(err.line, key, err.reason, err.source)
-        self._print_failure(f"rejected {where}: {err.reason}")
+        where = problem_where(err.line, key, err.reason, err.source, folder=self.folder)
+        reason = folder_reason(err.reason, key) if self.folder else err.reason
+        self._print_failure(f"rejected {where}: {reason}")
 
     def item_changed(self, key: str, line: int) -> None:
         self.event("item_changed", key=key, line=line)
+        where = key if self.folder else f"line {line} {key}"
         self._print_failure(
-            f"changed line {line} {key}: the file changed since it was uploaded (kept the old upload)"
+            f"changed {where}: the file changed since it was uploaded (kept the old upload)"
         )
 
     def _print_failure(self, text: str) -> None:

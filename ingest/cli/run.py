@@ -161,6 +161,7 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args, args.provider)
     reporter = Reporter(_mode(args), interval=settings.run.status_interval_s)
+    reporter.folder = args.manifest.is_dir()
     if args.dry_run:
         from ingest.api.wiring import check_journal, prepare
 

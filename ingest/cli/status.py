@@ -58,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.write(orjson.dumps(failure.to_json()).decode() + "\n")
         else:
             listed = 0
+            folder = _of_a_folder(args.journal)
             for failure in found:
-                print(failure_line(failure))
+                print(failure_line(failure, folder=folder))
                 listed += 1
             if not listed:
                 print("no failed or rejected items")
@@ -72,13 +73,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def failure_line(failure: Failure) -> str:
+def failure_line(failure: Failure, *, folder: bool = False) -> str:
     """One item of ``status --failed``: where, key, class/code, reason."""
-    from ingest.cli.report import problem_where
+    from ingest.cli.report import folder_reason, problem_where
 
-    where = problem_where(failure.line, failure.key, failure.reason, "(no line)")
+    key, reason = failure.key, failure.reason
+    where = problem_where(failure.line, key, reason, "(no line)", folder=folder)
     label = f"{failure.action}/{failure.code}" if failure.kind == "fail" else "rejected"
-    return f"{where}: {label}: {failure.reason}"
+    return f"{where}: {label}: {folder_reason(reason, key) if folder else reason}"
+
+
+def _of_a_folder(journal: Path) -> bool:
+    """Whether the journal's manifest is a folder (its entries are then named by path)."""
+    from ingest.errors import JournalError
+    from ingest.journal.reader import peek_header
+
+    try:
+        header = peek_header(journal)
+    except JournalError:
+        return False
+    return header is not None and Path(header.manifest).is_dir()
 
 
 def status_lines(info: JournalStatus) -> list[str]:

@@ -89,7 +89,7 @@ def _captions(walk: WalkStats) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from ingest.cli.report import human_bytes, plural, problem_where
+    from ingest.cli.report import folder_reason, human_bytes, plural, problem_where
     from ingest.errors import IngestError, ManifestError
     from ingest.item import Source
     from ingest.manifest import WalkStats, read_manifest
@@ -144,11 +144,11 @@ def run(args: argparse.Namespace) -> int:
         }
         sys.stdout.write(orjson.dumps(document).decode() + "\n")
         return 1 if problems else 0
+    folder = args.manifest.is_dir()
     for problem in [] if args.each else problems[: args.limit]:  # --each said them in place
-        where = problem_where(
-            problem["line"], problem["key"], problem["reason"], str(args.manifest)
-        )
-        print(f"{where}: {problem['reason']}")
+        key, reason = problem["key"], problem["reason"]
+        where = problem_where(problem["line"], key, reason, str(args.manifest), folder=folder)
+        print(f"{where}: {folder_reason(reason, key) if folder else reason}")
     if len(problems) > args.limit and not args.each:
         print(f"… and {len(problems) - args.limit} more (use --json for all)")
     skipped = walk.skipped

@@ -15,6 +15,14 @@ the filter) the item itself.
 Invariants: held entries come after all others, in manifest order; a held
 entry that cannot be settled (the file changed or vanished in between) is an
 error to retry, never an upload, so no key is uploaded twice.
+
+Also owns "one file, one item" (`one_per_file`): entries keyed by their path
+whose paths name the same file (``img/a.png``, ``./img/a.png``,
+``/abs/img/a.png``, a symlink and its target, a hard link) are one item: the
+first; each later one is an error naming that line. It is judged by the
+file's (st_dev, st_ino) from one ``stat`` per entry, kept in a `DigestSet`
+(about 23 bytes a file). Entries with an ``id`` of their own are left alone:
+two ids for one file are two items on purpose (one picture, two captions).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 from array import array
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,3 +129,50 @@ def _held_unsettled(
             source=source,
             line=line,
         )
+
+
+def one_per_file(
+    entries: Iterable[Item | ManifestError], source: str, *, by_path: Callable[[Item], bool]
+) -> Generator[Item | ManifestError, None, None]:
+    """`entries` with every later entry naming an earlier entry's file made an error.
+
+    Only items for which `by_path` holds (keyed by the path they were listed
+    with) take part. A file that cannot be stat'ed passes on unchanged: its
+    check (`validate`) names the problem.
+    """
+    firsts = DigestSet(values=True)
+    try:
+        for entry in entries:
+            # A shard's members share its file: they are told apart by member name.
+            if isinstance(entry, Item) and entry.member is None and by_path(entry):
+                try:
+                    st = os.stat(entry.path)
+                except (OSError, ValueError):
+                    yield entry
+                    continue
+                if st.st_ino:  # 0: a file system without inode numbers; nothing to go by
+                    identity = _file_digest(st.st_dev, st.st_ino)
+                    first = firsts.get(identity)
+                    if first is not None:
+                        yield _same_file(first, source, entry.line)
+                        continue
+                    firsts.add(identity, entry.line)
+            yield entry
+    finally:
+        if isinstance(entries, Generator):
+            entries.close()
+
+
+def _file_digest(dev: int, ino: int) -> int:
+    # Well mixed (tuple hashing): sequential inode numbers must not fill one run of
+    # the table's linear probing.
+    return hash((dev, ino)) & 0xFFFF_FFFF_FFFF_FFFF or 1
+
+
+def _same_file(first: int, source: str, line: int) -> ManifestError:
+    return ManifestError(
+        f"same file as line {first} (another spelling of its path, or a link to it): "
+        f"not uploaded twice, line {first} uploads it",
+        source=source,
+        line=line,
+    )

@@ -13,8 +13,9 @@ listings of the directories on the current path are held. A directory, real
 or symlinked, is entered unless its (st_dev, st_ino) is already on the path
 from the root, or is a folder above the root: that would be a loop (a
 ``loop -> ..`` link, a bind mount of an ancestor), and it is counted instead. A symlinked directory reached twice
-by different routes (not a loop) is walked under each name, as its files
-would be listed twice in a manifest.
+by different routes (not a loop) is walked under each name; `read_manifest`
+then keeps each file once (`dedupe.one_per_file`: the later name is reported
+as the same file).
 
 Captions: an image's sidecar caption file (``img.txt``, else ``img.caption``)
 wins over the caption of its metadata row, because it is the one beside the

@@ -3,7 +3,9 @@
 Owns the order of the steps: choose the format, check the manifest as a
 whole (`probe`), then hand back a lazy reader of that format, with duplicate
 keys settled across the whole manifest (`dedupe`) for every format but a
-folder (whose keys are distinct paths) and a shard (distinct member names).
+folder (whose keys are distinct paths) and a shard (distinct member names),
+and one item per file for entries keyed by their path, folders included
+(`dedupe.one_per_file`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest.csvfile import read_csv
-from ingest.manifest.dedupe import deduplicated, estimate_entries
+from ingest.manifest.dedupe import deduplicated, estimate_entries, one_per_file
 from ingest.manifest.folder import WalkStats, read_folder
 from ingest.manifest.jsonl import read_jsonl
 from ingest.manifest.packed import probe_shard, read_shard
@@ -44,7 +46,7 @@ def read_manifest(
         )
     if fmt == "folder":
         probe_folder(path, source)
-        return read_folder(path, source, walk)
+        return one_per_file(read_folder(path, source, walk), source, by_path=lambda item: True)
     if fmt == "parquet":  # one item per row; pyarrow, an optional extra
         probe_parquet(path, source)
         return read_parquet(Path(os.path.abspath(path)), source, path.name, walk)
@@ -55,6 +57,17 @@ def read_manifest(
     probe_file(path, source, fmt)
     base = os.path.dirname(os.path.abspath(path))
     reader = {"jsonl": read_jsonl, "csv": read_csv, "list": read_list}[fmt]
-    return deduplicated(
+    entries = deduplicated(
         lambda seen: reader(path, source, base, seen), path, source, estimate_entries(path)
     )
+    return one_per_file(entries, source, by_path=_keyed_by_path)
+
+
+def _keyed_by_path(item: Item) -> bool:
+    """Whether the item has no id of its own: its key is the path it was listed with.
+
+    Cheap rather than exact (a `Path` per entry doubled the reader's cost): the
+    path ends with the key's last part. An id equal to the file's name counts
+    as its path, which only matters for two such ids naming one file.
+    """
+    return str(item.path).endswith(os.path.basename(item.key) or "\0")

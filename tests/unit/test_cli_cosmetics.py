@@ -18,7 +18,7 @@ from ingest.cli.report import Reporter, problem_where
 from ingest.cli.status import failure_line
 from ingest.engine import Snapshot
 from ingest.engine.outcomes import Counters
-from ingest.errors import ManifestError
+from ingest.errors import Action, ManifestError, TransferError
 from ingest.journal import Header, Journal
 from ingest.journal.records import acquired, run_started
 from ingest.journal.report import Failure
@@ -81,10 +81,32 @@ def test_validate_of_a_folder_prints_each_path_once(
     (folder / "a.png").write_text("hello")
     assert main(["validate", str(folder), "--provider", "novita"]) == 1
     lines = capsys.readouterr().out.splitlines()
+    # A folder's entries are named by their path in it, not by their place in the sorted walk.
     assert lines[:2] == [
-        f"line 1: not an image (content looks like text ('hello')): {folder / 'a.png'}",
-        f"line 2: empty file (0 bytes): {folder / 'sub' / 'b.jpg'}",
+        "a.png: not an image (content looks like text ('hello'))",
+        "sub/b.jpg: empty file (0 bytes)",
     ]
+
+
+def test_a_folder_entry_is_named_by_its_path_not_its_place_in_the_walk(tmp_path: Path) -> None:
+    path = tmp_path / "photos" / "sub" / "a.png"
+    reason = f"empty file (0 bytes): {path}"
+    assert problem_where(4, "sub/a.png", reason, "photos", folder=True) == "sub/a.png"
+    assert problem_where(None, None, "no images found", "photos", folder=True) == "photos"
+    err = io.StringIO()
+    reporter = Reporter("plain", err=err)
+    reporter.folder = True
+    reporter.item_rejected("sub/a.png", ManifestError(reason, source=str(path), line=4))
+    failed = TransferError("boom", action=Action.FAIL_ITEM, code="x", provider="p", op="acquire")
+    reporter.item_failed("sub/b.png", 5, failed)
+    reporter.item_changed("sub/c.png", 6)
+    assert err.getvalue().splitlines() == [
+        "rejected sub/a.png: empty file (0 bytes)",
+        "failed  sub/b.png: p acquire x: boom",
+        "changed sub/c.png: the file changed since it was uploaded (kept the old upload)",
+    ]
+    bad = Failure(key="sub/a.png", line=4, kind="bad", code="empty file", reason=reason)
+    assert failure_line(bad, folder=True) == "sub/a.png: rejected: empty file (0 bytes)"
 
 
 def test_retry_failed_has_no_retry_failed_flag(

@@ -17,6 +17,7 @@ from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest import WalkStats, count_entries, read_manifest
 from ingest.manifest.folder import Captions
+from ingest.manifest.packed import parquet
 from tests.images import image_bytes
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # datasets.Image's storage
@@ -110,3 +111,13 @@ def test_a_parquet_file_without_an_image_column_is_refused_at_once(tmp_path: Pat
     broken.write_bytes(b"PAR1 but nothing else")
     with pytest.raises(ManifestError, match="not a readable Parquet file"):
         read_manifest(broken)
+
+
+def test_without_pyarrow_a_parquet_manifest_says_which_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "data.parquet"
+    hf_parquet(source, 1)
+    monkeypatch.setattr(parquet, "_pq", lambda: None)  # as if `import pyarrow` failed
+    with pytest.raises(ManifestError, match=r"needs pyarrow: pip install 'ingest\[parquet\]'"):
+        read_manifest(source)

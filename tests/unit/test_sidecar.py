@@ -8,6 +8,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ingest
 from ingest.cli.main import main
@@ -190,3 +192,47 @@ def test_folder_captions_reach_the_export(tmp_path: Path) -> None:
         "a.png": "a sidecar caption",
         "b.webp": "a row caption",
     }
+
+
+_NAMES = st.sampled_from(["a", "b", "c", "sub/a", "sub/d", "sub/deep/a"])
+_EXTS = st.sampled_from([".png", ".txt", ".caption", ".TXT", ".cls"])
+_ROWS = st.lists(
+    st.sampled_from(
+        ['{"file_name": "a.png", "text": "t"}', '{"file_name": "sub/a.png"}', "not json", "[1]"]
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    files=st.lists(st.tuples(_NAMES, _EXTS), max_size=10, unique=True),
+    rows=_ROWS,
+    csv_too=st.booleans(),
+)
+def test_the_count_ahead_always_agrees_with_the_walk(
+    files: list[tuple[str, str]],
+    rows: list[str],
+    csv_too: bool,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    root = tmp_path_factory.mktemp("tree")
+    for name, ext in files:
+        path = root / (name + ext)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    (root / "metadata.jsonl").write_text("\n".join(rows))
+    if csv_too:
+        (root / "sub").mkdir(exist_ok=True)
+        (root / "sub" / "metadata.csv").write_text("file_name,text\nd.png,d\n")
+    found, stats = walk(root)
+    counted = WalkStats()
+    assert count_entries(root, stats=counted) == max(len(found), 1)
+    assert counted.skipped == stats.skipped
+    images = sum(1 for _, ext in files if ext == ".png")
+    captions = stats.captions
+    assert (
+        captions.sidecar + captions.metadata + captions.none
+        == sum(isinstance(r, Item) for r in found)
+        <= images
+    )

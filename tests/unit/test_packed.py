@@ -20,6 +20,7 @@ from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest import WalkStats, count_entries, read_manifest
 from ingest.manifest.folder import Captions
+from ingest.manifest.packed import list_members
 from ingest.reasons import group
 from tests.images import image_bytes
 
@@ -259,3 +260,53 @@ def test_scenario_reads_members_for_its_json_and_multipart_bodies(tmp_path: Path
         b"".join(p.read_bytes() for p in sorted(parts, key=lambda p: int(p.name)))
         == (images["large.png"])
     )
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_the_header_reader_lists_what_tarfile_lists(tmp_path: Path, fmt: int) -> None:
+    shard = tmp_path / "formats.tar"
+    names = [
+        "a.png",
+        "deep/" + "d" * 120 + "/b.jpg",  # ustar: a prefix; GNU: a long name; pax: a path record
+        "x" * 150 + ".png",  # too long for ustar's prefix split, but not for GNU or pax
+        "ünï/cødé.webp",
+        "empty.txt",
+    ]
+    if fmt == tarfile.USTAR_FORMAT:
+        names.remove("x" * 150 + ".png")
+    with tarfile.open(shard, "w", format=fmt, encoding="utf-8") as tar:
+        for index, name in enumerate(names):
+            add(tar, name, b"" if name == "empty.txt" else bytes([index]) * (700 + index))
+        folder = tarfile.TarInfo("deep")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+        link = tarfile.TarInfo("link.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "a.png"
+        tar.addfile(link)
+    with tarfile.open(shard, encoding="utf-8") as tar:
+        expected = [(m.name, m.offset_data, m.size) for m in tar.getmembers() if m.isreg()]
+    listed = [
+        (e.member.name, e.member.offset, e.member.length)
+        for e in list_members(str(shard), "tar")
+        if e.member
+    ]
+    assert listed == expected
+
+
+def test_a_damaged_header_ends_the_listing_with_its_problem(tmp_path: Path) -> None:
+    shard = tmp_path / "damaged.tar"
+    with tarfile.open(shard, "w") as tar:
+        add(tar, "a.png", image_bytes("png", 600, 1))
+        add(tar, "b.png", image_bytes("png", 600, 2))
+    data = bytearray(shard.read_bytes())
+    data[512 + 1024 + 10] ^= 0xFF  # b.png's header (after a.png's header and 2 data blocks)
+    shard.write_bytes(bytes(data))
+    listed = list(list_members(str(shard), "tar"))
+    assert [e.member.name for e in listed if e.member] == ["a.png"]
+    assert listed[-1].problem == (
+        "damaged tar header at byte 1536 after member 'a.png'; the members after it are lost"
+    )
+    noise = tmp_path / "noise.tar"
+    noise.write_bytes(b"\x01" * 2048)
+    with pytest.raises(ManifestError, match=r"not a tar archive \(no valid tar header\)"):
+        read_manifest(noise)

@@ -1,8 +1,8 @@
 """The members of a packed shard, in its order, without unpacking anything.
 
 Owns how a shard's members are listed: an uncompressed ``.tar`` by walking its
-headers (`tarfile`, each member's data skipped by a seek, the members list
-cleared as it goes so memory stays flat at any shard size); a ``.zip`` from its
+headers (`tarheaders`: one 512-byte read a member, its data skipped, so
+memory stays flat at any shard size); a ``.zip`` from its
 central directory, each member's data offset read from its local header. A
 tar member, and a stored zip member, is a contiguous byte range of the shard
 file (`Member.stored`); a compressed zip member keeps its compressed size and
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tarfile
 import zipfile
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -77,42 +76,16 @@ def probe_shard(path: str, kind: ShardKind) -> None:
 
 
 def _tar_members(fh: BinaryIO, size: int, path: str) -> Iterator[Listed]:
+    from ingest.manifest.packed.tarheaders import tar_members  # it imports this module
+
     head = fh.read(512)
-    fh.seek(0)
     if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")):
         raise ManifestError(
             "a compressed tar; ingest reads members in place from an uncompressed .tar "
             "(decompress it first, e.g. gunzip)",
             source=path,
         )
-    try:
-        tar = tarfile.open(fileobj=fh, mode="r:")  # noqa: SIM115 - fh is closed by the caller
-    except tarfile.TarError as exc:
-        raise ManifestError(f"not a tar archive ({exc})", source=path) from None
-    last, cut = "", False
-    while True:
-        try:
-            info = tar.next()
-        except tarfile.TarError as exc:
-            if not cut:  # a member cut off at the end has said it already
-                yield Listed(None, f"the tar is damaged after member {last!r} ({exc})")
-            return
-        if info is None:
-            break
-        tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header otherwise
-        last = info.name
-        cut = info.offset_data + info.size > size
-        if not info.isreg():
-            continue
-        member = Member(info.name, info.offset_data, info.size)
-        yield Listed(member, _truncated(member.offset, info.size, size))
-    # A header tarfile could not parse ends its listing silently: members may follow.
-    fh.seek(tar.offset)
-    tail = fh.read(1024)
-    if tail.strip(b"\x00"):
-        yield Listed(
-            None, f"damaged tar header at byte {tar.offset}; the members after it are lost"
-        )
+    return tar_members(fh.fileno(), size, path)
 
 
 def _zip_members(fh: BinaryIO, size: int, path: str) -> Iterator[Listed]:
@@ -137,10 +110,10 @@ def _zip_members(fh: BinaryIO, size: int, path: str) -> Iterator[Listed]:
         member = Member(
             info.filename, offset, info.file_size, None if stored else info.compress_size
         )
-        yield Listed(member, _truncated(offset, info.compress_size, size))
+        yield Listed(member, truncated(offset, info.compress_size, size))
 
 
-def _truncated(offset: int, length: int, size: int) -> str | None:
+def truncated(offset: int, length: int, size: int) -> str | None:
     if offset + length <= size:
         return None
     return (

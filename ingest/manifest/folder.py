@@ -86,7 +86,9 @@ class Captions:
     none: int = 0  # images with no caption
     both: int = 0  # images with a caption file and a captioned row (the caption file won)
     rows_unused: int = 0  # metadata rows naming no image the walk found
-    files: tuple[str, ...] = ()  # the metadata files used, relative to the folder
+    # The metadata files used, relative to the folder (a shard's: "json members"; a
+    # Parquet file's: its caption column).
+    files: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.sidecar or self.metadata or self.files)
@@ -94,8 +96,8 @@ class Captions:
     def describe(self) -> str:
         """E.g. "captions: 40 from caption files, 10 from metadata.jsonl, 2 without a caption"."""
         where = ", ".join(self.files) if self.files else "metadata"
-        parts = [f"{self.sidecar} from caption files", f"{self.metadata} from {where}"]
-        parts.append(f"{self.none} without a caption")
+        parts = [f"{self.sidecar} from caption files"] if self.sidecar or not self.files else []
+        parts += [f"{self.metadata} from {where}", f"{self.none} without a caption"]
         if self.both:
             parts.append(f"{self.both} with both (the caption file used)")
         if self.rows_unused:

@@ -97,7 +97,10 @@ def test_a_webdataset_tar_groups_members_into_samples(tmp_path: Path) -> None:
         ("shard-000.tar#s/000003.seg.png", "two images, one caption", None, "s/000003.caption"),
     ]
     assert all(isinstance(r, Item) for r in found)
-    assert stats.captions == Captions(sidecar=3, metadata=1, none=1)
+    assert stats.captions == Captions(sidecar=3, metadata=1, none=1, files=("json members",))
+    assert stats.captions.describe() == (
+        "captions: 3 from caption files, 1 from json members, 1 without a caption"
+    )
     assert stats.skipped.examples == ("shard-000.tar#s/000001.cls", "shard-000.tar#s/000004.txt")
     assert count_entries(shard) == len(found)
     # A member is a range of the shard: the bytes there are the image's.

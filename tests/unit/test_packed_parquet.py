@@ -58,7 +58,8 @@ def test_rows_become_items_read_by_row_group(tmp_path: Path) -> None:
     assert first.member is not None and first.member.row == (0, 0)
     assert items[4].member is not None and items[4].member.row == (1, 1)  # groups of 3
     assert items[1].caption is None and items[1].caption_from is None
-    assert stats.captions == Captions(metadata=4, none=3)
+    assert stats.captions == Captions(metadata=4, none=3, files=("column 'text'",))
+    assert stats.captions.describe() == "captions: 4 from column 'text', 3 without a caption"
 
 
 def test_a_parquet_file_uploads_every_row_once_with_its_caption(tmp_path: Path) -> None:

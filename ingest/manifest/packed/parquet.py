@@ -155,6 +155,8 @@ def read_parquet(
     _, _, caption_column, meta_columns = _layout(pf, source)
     st = os.stat(path)
     counts = stats.caption_counts
+    if caption_column:
+        stats.tables.append(f"column {caption_column!r}")
     first = 0
     for group in range(pf.num_row_groups):
         images, names = _group(path, st, group, pf)

@@ -87,6 +87,7 @@ def read_shard(
     stats = stats if stats is not None else WalkStats()
     listed = list_members(str(path), kind)
     seen: dict[str, int] = {}  # image member names, each its first entry
+    stats.tables.append("json members")  # where `Captions.metadata` came from
     for key, sample in _samples(listed):
         if key is None:
             stats.found += 1

@@ -55,7 +55,7 @@ def machine() -> dict[str, Any]:
 
 def dataset(count: int, size: int) -> tuple[list[Path], Path, Path]:
     """Images (made once, then reused), a JSON lines manifest and a list of paths."""
-    root = DATA / f"{count}x{size}"
+    root = DATA / f"{count}x{size}-v2"  # v2: files end with their end marker (IEND, EOI)
     images = root / "images"
     done = root / ".complete"
     if not done.exists():

@@ -243,8 +243,11 @@ def run_workload(
     sink: NginxSink,
     signer: SignerProcess,
     script: str | None = None,
+    count: int | None = None,
 ) -> dict[str, Any]:
-    count, size = WORKLOADS[name]
+    size = WORKLOADS[name][1]
+    count = count or WORKLOADS[name][0]
+    saved_as = f"reference-{name}" if count == WORKLOADS[name][0] else f"reference-{name}-{count}"
     paths, manifest, paths_file = dataset(count, size)
     runs: dict[str, list[Run]] = {c: [] for c in clients}
     with tempfile.TemporaryDirectory(prefix="ingest-ref-") as tmp:
@@ -280,7 +283,7 @@ def run_workload(
         "runs": {c: [asdict(r) for r in rs] for c, rs in runs.items()}, "notes": notes,
         "tools": tool_versions(), "machine": machine(), "ingest": ingest_command(script),
     }  # fmt: skip
-    print(f"saved {save('reference-' + name, result)}")
+    print(f"saved {save(saved_as, result)}")
     return result
 
 
@@ -306,6 +309,9 @@ def main() -> int:
         "--clients",
         default="bare,put,curl,rclone,ingest,ingest-asyncio",
         help="comma-separated, from: " + ", ".join(LABELS),
+    )
+    parser.add_argument(
+        "--count", type=int, help="files per workload instead of its own (results: *-COUNT.json)"
     )
     parser.add_argument(
         "--ingest",
@@ -337,7 +343,7 @@ def main() -> int:
             f"sink {sink.base_url} (nginx, {sink.root}), signer {signer.base_url}", file=sys.stderr
         )
         for name in names:
-            run_workload(name, clients, args.rounds, sink, signer, args.ingest)
+            run_workload(name, clients, args.rounds, sink, signer, args.ingest, args.count)
     return 0
 
 

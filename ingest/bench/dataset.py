@@ -1,9 +1,10 @@
 """Synthetic images for benchmarks: sniffable headers, incompressible bodies, fast to write.
 
 Each file starts with its format's real signature (PNG signature and IHDR,
-JPEG SOI/JFIF, RIFF/WEBP/VP8), so validation accepts it; the rest is a
-16-byte per-file nonce and a slice of one cached pseudo-random pool, so files
-differ and do not compress. Writing runs at disk speed (no per-byte RNG).
+JPEG SOI/JFIF, RIFF/WEBP/VP8) and ends with its end marker (PNG's IEND
+chunk, JPEG's EOI), so validation accepts it as whole; between them, a
+16-byte per-file nonce and a slice of one cached pseudo-random pool, so
+files differ and do not compress. Writing runs at disk speed (no per-byte RNG).
 
 A manifest may list more entries than there are files (`entries` >
 `len(paths)`): distinct ids then cycle over the same files, which is how a
@@ -46,20 +47,31 @@ def _header(kind: Kind, size: int, rng: random.Random) -> bytes:
     return head + b"\x10\x02\x00\x9d\x01\x2a" + struct.pack("<HH", width, height)
 
 
+def _trailer(kind: Kind) -> bytes:
+    """The end marker validation looks for (`ingest.sniff.truncation`): PNG's IEND, JPEG's EOI."""
+    if kind == "png":
+        return struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    if kind == "jpeg":
+        return b"\xff\xd9"
+    return b""
+
+
 def image_bytes(kind: Kind, size: int, seed: int) -> bytes:
-    """`size` bytes of a sniffable `kind` image, fixed by `seed`."""
+    """`size` bytes of a sniffable `kind` image that ends as a whole one, fixed by `seed`."""
     if size < MIN_SIZE:
         raise ValueError(f"image size must be at least {MIN_SIZE} bytes, got {size}")
     rng = random.Random(seed)
     head = _header(kind, size, rng) + rng.randbytes(16)
+    tail = _trailer(kind)
     pool = _pool()
     parts = [head]
-    left = size - len(head)
+    left = size - len(head) - len(tail)
     while left > 0:
         length = min(left, _POOL // 2)
         start = rng.randrange(_POOL - length)
         parts.append(pool[start : start + length])
         left -= length
+    parts.append(tail)
     return b"".join(parts)
 
 

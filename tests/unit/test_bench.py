@@ -27,7 +27,7 @@ from ingest.item import Item, Source
 from ingest.lease import Lease
 from ingest.manifest import read_manifest
 from ingest.providers.base import Landed, Target
-from ingest.sniff import ImageType, sniff
+from ingest.sniff import TAIL_BYTES, ImageType, sniff, truncation
 
 
 def test_parse_size_units() -> None:
@@ -55,6 +55,8 @@ def test_images_are_sniffable_exact_and_distinct(kind: Any) -> None:
     assert first != second
     assert image_bytes(kind, 5000, 1) == first
     assert sniff(first[:64]) is ImageType[kind.upper()]
+    # Whole, as validation reads them: a PNG without IEND or JPEG without EOI is rejected.
+    assert truncation(ImageType[kind.upper()], first[-TAIL_BYTES:], whole=False) is None
 
 
 def test_manifest_cycles_files_under_distinct_ids(tmp_path: Path) -> None:

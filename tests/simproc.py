@@ -82,12 +82,17 @@ def sim_process(*args: str) -> Iterator[SimProcess]:
                 raise RuntimeError(f"ingest sim did not start: {first!r} {log.read()}")
             yield SimProcess(first[len(prefix) :], proc)
         finally:
-            proc.terminate()
-            try:
-                proc.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+            stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within `timeout`; reaped either way."""
+    proc.terminate()
+    try:
+        proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
 
 
 def ingest_env(**keys: str) -> dict[str, str]:

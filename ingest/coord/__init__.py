@@ -1,0 +1,14 @@
+"""Scale-out: N workers share one manifest, one rate budget and one record, on Redis.
+
+Owns the coordinated run (`ingest run --coordinator redis://HOST:PORT/DB`),
+one concept per module: `connection` (the client, its checks, calls that
+survive cancellation), `names` (every key of a run and of a budget), `plan`
+(chunks of manifest lines in a stream, planned once, and the run's binding),
+`lease` (taking, renewing, reclaiming and acknowledging chunks), `record`
+(what is done or failed, by manifest line), `budget` (the shared GCRA and
+Retry-After pause, and the pacer that uses them), `entries` (the manifest
+read chunk by chunk) and `worker` (one worker's loop around the unchanged
+engine). The design and the pitfalls it avoids: ../shared/scaleout.md.
+
+Importing this package imports nothing of redis; `connection` does.
+"""

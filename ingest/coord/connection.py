@@ -1,0 +1,147 @@
+"""The coordinator's Redis client: opened from a URL, checked, and called safely.
+
+Owns how `ingest` talks to Redis: `connect` opens a `redis.asyncio` client
+from a `redis://` URL with its own socket timeouts, and refuses a server that
+could lose the record (`maxmemory-policy` other than `noeviction`: an evicting
+Redis silently drops the done bitmap) or is older than 7.0 (XAUTOCLAIM's
+three-element reply). `call` runs one command (or script) shielded from the
+caller's cancellation, so a cancel scope can never fire mid-command and leave
+the connection out of step (CVE-2023-28858/9); a lost connection is retried
+with backoff for at most `down_s`, then `CoordinatorError` (exit 3) stops the
+worker cleanly: what it has shipped stays shipped, and its chunks go back to
+the others when its leases lapse.
+
+Invariants: the URL's password never appears in a message (`describe`);
+every Redis error that reaches a caller is a `CoordinatorError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+import anyio
+
+from ingest.errors import ConfigError, IngestError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+T = TypeVar("T")
+
+SOCKET_TIMEOUT_S = 10.0
+DOWN_S = 30.0  # a coordinator unreachable this long stops the worker (exit 3)
+MIN_VERSION = (7, 0)
+
+
+class CoordinatorError(IngestError):
+    """The coordinator cannot be used (down too long, or refused a command)."""
+
+
+def describe(url: str) -> str:
+    """A coordinator URL as messages show it: no user or password."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def check_url(url: str) -> None:
+    """A `ConfigError` for a coordinator URL that is not redis:// or rediss://."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigError(
+            f"--coordinator must be a redis://HOST:PORT/DB URL, got {describe(url)!r}",
+            key="coordinator",
+        )
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ConfigError(
+            f"--coordinator: the database is a number (redis://HOST:PORT/0), got {db!r}",
+            key="coordinator",
+        )
+
+
+class Connection:
+    """One worker's client, with the retrying, shielded `call`."""
+
+    def __init__(self, client: Redis, url: str, *, down_s: float = DOWN_S) -> None:
+        self.client = client
+        self.url = url
+        self._down_s = down_s
+
+    async def call(self, command: Callable[[], Awaitable[T]]) -> T:
+        """Run `command` shielded; a lost connection is retried for at most `down_s`."""
+        from redis.exceptions import ConnectionError as LostConnection
+        from redis.exceptions import RedisError
+        from redis.exceptions import TimeoutError as RedisTimeout
+
+        deadline: float | None = None
+        delay = 0.05
+        while True:
+            try:
+                with anyio.CancelScope(shield=True):
+                    return await command()
+            except (LostConnection, RedisTimeout, OSError) as exc:
+                now = anyio.current_time()
+                deadline = now + self._down_s if deadline is None else deadline
+                if now >= deadline:
+                    raise CoordinatorError(
+                        f"the coordinator {describe(self.url)} was unreachable for "
+                        f"{self._down_s:g}s ({type(exc).__name__}); what was shipped is kept: "
+                        "run the same command again once it is back"
+                    ) from None
+                await anyio.sleep(delay)
+                delay = min(1.0, delay * 2)
+            except RedisError as exc:
+                raise CoordinatorError(
+                    f"the coordinator {describe(self.url)} refused a command: {exc}"
+                ) from None
+
+    async def check_server(self) -> None:
+        """Refuse a server that could evict the record, or one older than Redis 7.0."""
+        info: dict[str, Any] = await self.call(lambda: self.client.info("all"))
+        version = str(info.get("valkey_version") or info.get("redis_version") or "0")
+        numbers = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        if "valkey_version" not in info and numbers < MIN_VERSION:
+            raise ConfigError(
+                f"the coordinator {describe(self.url)} runs Redis {version}; "
+                "ingest needs Redis >= 7.0 or Valkey",
+                key="coordinator",
+            )
+        policy = str(info.get("maxmemory_policy", ""))
+        if policy != "noeviction":
+            raise ConfigError(
+                f"the coordinator {describe(self.url)} has maxmemory-policy {policy or '?'}: "
+                "an evicting Redis can silently drop the record of what is done; set "
+                "`maxmemory-policy noeviction` (CONFIG SET maxmemory-policy noeviction)",
+                key="coordinator",
+            )
+
+
+@contextlib.asynccontextmanager
+async def connect(url: str, *, down_s: float = DOWN_S) -> AsyncIterator[Connection]:
+    """A checked connection to the coordinator at `url`, closed on exit."""
+    check_url(url)
+    try:
+        from redis.asyncio import Redis
+    except ImportError:
+        raise ConfigError(
+            "--coordinator needs the redis client: pip install 'ingest[redis]'",
+            key="coordinator",
+        ) from None
+    client = Redis.from_url(
+        url,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=SOCKET_TIMEOUT_S,
+        decode_responses=True,
+    )
+    conn = Connection(client, url, down_s=down_s)
+    try:
+        await conn.check_server()
+        yield conn
+    finally:
+        with anyio.CancelScope(shield=True):
+            await client.aclose()

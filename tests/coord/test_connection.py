@@ -1,0 +1,42 @@
+"""The coordinator's connection: the server checks and the down bound, on a real redis-server."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from ingest.coord.connection import CoordinatorError, check_url, connect, describe
+from ingest.errors import ConfigError
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_noeviction_is_required(redis_url: str) -> None:
+    async with connect(redis_url) as conn:  # the fixture's server: noeviction
+        assert await conn.call(lambda: conn.client.ping())
+    admin = redis.Redis.from_url(redis_url)
+    admin.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with pytest.raises(ConfigError, match="maxmemory-policy allkeys-lru"):
+            async with connect(redis_url):
+                pass
+    finally:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.close()
+
+
+async def test_a_coordinator_down_longer_than_the_bound_stops() -> None:
+    # A port nobody listens on: refused at once, retried for down_s, then one clear error.
+    url = "redis://:hunter2@127.0.0.1:9/0"
+    with pytest.raises(CoordinatorError, match=r"unreachable for 0.2s") as caught:
+        async with connect(url, down_s=0.2):
+            pass
+    assert "hunter2" not in str(caught.value)
+
+
+def test_bad_urls_are_one_line() -> None:
+    with pytest.raises(ConfigError, match="redis://HOST:PORT/DB"):
+        check_url("http://127.0.0.1:6379")
+    with pytest.raises(ConfigError, match="database is a number"):
+        check_url("redis://127.0.0.1:6379/x")
+    assert describe("redis://user:secret@h:1/2") == "redis://h:1/2"

@@ -390,7 +390,7 @@ class _Sorted:
     __slots__ = ("_it", "names")
 
     def __init__(self, entries: list[os.DirEntry[str]]) -> None:
-        self.names = [entry.name for entry in entries]
+        self.names = [entry.name for entry in entries if not _is_dir(entry)]  # files only
         self._it = iter(entries)
 
     def __next__(self) -> os.DirEntry[str]:

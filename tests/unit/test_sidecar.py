@@ -236,3 +236,12 @@ def test_the_count_ahead_always_agrees_with_the_walk(
         == sum(isinstance(r, Item) for r in found)
         <= images
     )
+
+
+def test_a_folder_named_like_a_caption_file_is_walked_not_read(tmp_path: Path) -> None:
+    touch(tmp_path, "a.png", "a.txt/b.png")
+    found, _ = walk(tmp_path)
+    assert [(r.key, r.caption) for r in found if isinstance(r, Item)] == [
+        ("a.png", None),
+        ("a.txt/b.png", None),
+    ]

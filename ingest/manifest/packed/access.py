@@ -31,7 +31,7 @@ from ingest.item import Member
 
 _KEEP = 4  # zip shards kept open
 _zips: OrderedDict[tuple[str, int, int], zipfile.ZipFile] = OrderedDict()
-_lock = threading.Lock()
+_lock = threading.RLock()  # ZipFile.open counts its readers unlocked: opened under it
 
 
 class _Range(io.RawIOBase):
@@ -108,7 +108,8 @@ def open_member(path: Path, member: Member, start: int = 0) -> BinaryIO:
         return io.BytesIO(row_bytes(path, member)[start:])
     where = f"{path}#{member.name}"
     try:
-        raw = _archive(path).open(member.name)
+        with _lock:
+            raw = _archive(path).open(member.name)
     except (zipfile.BadZipFile, KeyError, NotImplementedError) as exc:
         raise OSError(f"cannot open member ({exc}): {where}") from None
     stream = io.BufferedReader(_Decompressed(raw, where))  # type: ignore[arg-type]

@@ -97,6 +97,7 @@ def run_reference(options: BenchOptions, rounds: int = DEFAULT_ROUNDS) -> dict[s
                 for who in order:
                     sink.clear()
                     sink0, signer0 = sink.cpu_s(), signer.cpu_s()
+                    calls0 = signer.calls()
                     if who == "bare":
                         out, usage = _run_bare(options, base_url, listing)
                     else:
@@ -107,6 +108,7 @@ def run_reference(options: BenchOptions, rounds: int = DEFAULT_ROUNDS) -> dict[s
                         "sink_cpu_s": sink.cpu_s() - sink0,
                         "signer_cpu_s": signer.cpu_s() - signer0,
                         "stored": sink.stored(),
+                        "api_calls": signer.calls() - calls0,
                     }
                 rounds_out.append(measured)
     return _report(options, rounds_out)
@@ -149,6 +151,7 @@ def _figures(runs: list[dict[str, Any]], files: int, elapsed_key: str) -> dict[s
         "peak_rss_mib": round(max(r["usage"].peak_rss_bytes for r in runs) / 2**20, 1),
         "sink_cores": med([r["sink_cpu_s"] / r["usage"].wall_s for r in runs]),
         "signer_cores": med([r["signer_cpu_s"] / r["usage"].wall_s for r in runs]),
+        "api_calls_per_file": med([r["api_calls"] / files for r in runs]),
         "wall_s": [round(r["usage"].wall_s, 3) for r in runs],
     }
 
@@ -206,6 +209,8 @@ def render_reference(reference: dict[str, Any]) -> list[str]:
         f"  share    {share['files_per_s']:.0%} of the ceiling's files/s "
         f"({share['transfer_files_per_s']:.0%} in the transfer phase), "
         f"{share['cpu_per_file']:.2f}× its CPU per file (medians of {_rounds(reference['rounds'])})",
+        f"  API      {engine['api_calls_per_file']:.2f} calls per file "
+        f"(bare {bare['api_calls_per_file']:.2f})",
         f"  servers  sink (nginx) {max(bare['sink_cores'], engine['sink_cores']):.2f} cores, "
         f"signer {max(bare['signer_cores'], engine['signer_cores']):.2f} cores at most",
     ]

@@ -246,6 +246,10 @@ class SignerProcess(ServerProcess):
         with urllib.request.urlopen(self.base_url + "/_signer", timeout=30) as resp:
             return dict(json.loads(resp.read()))
 
+    def calls(self) -> int:
+        """API calls answered so far, all routes together."""
+        return sum(int(n) for n in self.counters()["calls"].values())
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -38,6 +38,7 @@ def test_reference_runs_bare_and_engine_and_reports_the_share(tmp_path: Path) ->
         assert ref[who]["cpu_ms_per_file"] > 0
         assert ref[who]["sink_cores"] >= 0
         assert ref[who]["signer_cores"] >= 0
+        assert ref[who]["api_calls_per_file"] == 1.0  # Novita: one acquire per file
     assert ref["bare"]["reader"] in ("aiofiles", "executor")
     share = ref["share"]
     assert share["files_per_s"] == pytest.approx(

@@ -107,10 +107,24 @@ def run_measured(
         args = ["/usr/bin/time", "-f", "%M", "-o", report, *args]
     start = time.perf_counter()
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own group: GNU time and the client are stopped together
     )
-    out, err = _drain(proc)
-    _, status, usage = os.wait4(proc.pid, 0)
+    try:
+        out, err = _drain(proc)
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): the measured processes go too
+        import signal
+
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if report is not None:
+            os.unlink(report)
+        raise
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     peak_kib = usage.ru_maxrss

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass
+from typing import Protocol
 
 from ingest.clock import SYSTEM, Clock
 
@@ -57,6 +58,18 @@ class PacerStats:
     rate: float | None  # calls/s currently allowed; None = unlimited
     throttles: int  # 429s (or equivalents) seen
     paused_for: float  # seconds left in the current Retry-After pause
+
+
+class Pacing(Protocol):
+    """What the engine asks of a plane's pacer: `Pacer` here, a shared one in `ingest.coord`."""
+
+    def stats(self) -> PacerStats: ...
+
+    async def wait(self) -> float: ...
+
+    def on_success(self, started: float | None = None) -> None: ...
+
+    def on_throttle(self, retry_after: float | None, started: float | None = None) -> None: ...
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -28,8 +28,6 @@ from ingest.errors import ConfigError, IngestError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-
-T = TypeVar("T")
 
 SOCKET_TIMEOUT_S = 10.0
 DOWN_S = 30.0  # a coordinator unreachable this long stops the worker (exit 3)
@@ -72,8 +70,12 @@ class Connection:
         self.url = url
         self._down_s = down_s
 
-    async def call(self, command: Callable[[], Awaitable[T]]) -> T:
-        """Run `command` shielded; a lost connection is retried for at most `down_s`."""
+    async def call(self, command: Callable[[], Awaitable[Any]]) -> Any:
+        """Run `command` shielded; a lost connection is retried for at most `down_s`.
+
+        Its reply is `Any`: redis-py's own types are loose (bytes | str) where
+        `decode_responses` makes them str; each caller names what it expects.
+        """
         from redis.exceptions import ConnectionError as LostConnection
         from redis.exceptions import RedisError
         from redis.exceptions import TimeoutError as RedisTimeout

@@ -76,7 +76,7 @@ from ingest.errors import UNREACHABLE, Action, JournalError, ManifestError, Tran
 from ingest.item import Item, Source
 from ingest.journal import Journal, Replay, records
 from ingest.journal.records import Record
-from ingest.pacing import Pacer
+from ingest.pacing import Pacing
 from ingest.prefetch import Prefetch, release
 from ingest.providers.base import Landed, Provider, Recovers, Target, Tidies
 from ingest.tally import Tally
@@ -100,6 +100,7 @@ class Engine:
         clock: Clock = SYSTEM,
         rng: random.Random | None = None,
         ahead: SeekAhead | None = None,
+        api_pacer: Pacing | None = None,
     ) -> None:
         self.provider = provider
         self._ahead = ahead  # the manifest counted in the background: the total early
@@ -118,6 +119,7 @@ class Engine:
             clock=clock,
             rng=rng or random.Random(),
             record=self._record,
+            api_pacer=api_pacer,
         )
         # Small files are read as they are validated (see `prefetch`).
         self._prefetch = Prefetch(settings.read_ahead_bytes) if settings.read_ahead_bytes else None
@@ -140,7 +142,7 @@ class Engine:
         self._streak = 0
 
     @property
-    def api_pacer(self) -> Pacer:
+    def api_pacer(self) -> Pacing:
         return self.calls.api_pacer
 
     # -- control -------------------------------------------------------------

@@ -47,7 +47,7 @@ from ingest.errors import EXPIRED, UNREACHABLE, Action, Scope, TransferError
 from ingest.item import Source
 from ingest.journal import records
 from ingest.journal.records import Record
-from ingest.pacing import Pacer
+from ingest.pacing import Pacer, Pacing
 from ingest.providers.base import Provider, Target
 
 T = TypeVar("T")
@@ -65,6 +65,7 @@ class Calls:
         clock: Clock,
         rng: random.Random,
         record: Callable[[Record], None],
+        api_pacer: Pacing | None = None,
     ) -> None:
         self._provider = provider
         self._settings = settings
@@ -73,7 +74,9 @@ class Calls:
         self._clock = clock
         self._rng = rng
         self._record = record
-        self.api_pacer = Pacer(settings.api_rate, clock=clock, max_pause_s=settings.max_pause_s)
+        self.api_pacer: Pacing = api_pacer or Pacer(
+            settings.api_rate, clock=clock, max_pause_s=settings.max_pause_s
+        )  # a coordinated run passes its shared pacer (ingest.coord.budget)
         self.put_pacer = Pacer(None, clock=clock, max_pause_s=settings.max_pause_s)
         # `fast_acquire`: no trip through the event loop when a slot is free (once per item).
         self._api_limiter = anyio.Semaphore(settings.api_concurrency, fast_acquire=True)
@@ -227,7 +230,9 @@ class Calls:
             return False
         return not self._policy.gives_up(attempt, self._clock.now() - first_failure)
 
-    def _refused(self, err: TransferError, pacer: Pacer, started: float, *, retrying: bool) -> None:
+    def _refused(
+        self, err: TransferError, pacer: Pacing, started: float, *, retrying: bool
+    ) -> None:
         """Obey the adapter's classification: a plane-wide throttle slows every call."""
         plane = err.scope is Scope.PLANE
         if plane:

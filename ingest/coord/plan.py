@@ -1,0 +1,169 @@
+"""The plan of a coordinated run: the manifest cut into chunks, planned once, and its binding.
+
+Owns what every worker agrees on before it uploads anything. Each worker
+reads the whole manifest once (`lay_out`, blocking: run it in a thread) to
+digest its entries and cut their lines into chunks of `chunk_lines`; the
+first to arrive writes the chunks into the run's stream and creates the
+consumer group, gated by `SET NX` of the plan key inside one Lua script, so
+a plan is written exactly once and never half (a worker killed mid-plan
+wrote nothing). Every later worker reads the stored binding instead and is
+refused (`RunMismatch`) if it differs: another manifest (by its entries'
+digest, not its path), provider, endpoint or run-level value.
+
+Invariants: chunks cover every manifest line that holds an entry, in order,
+without overlap; a chunk's stream entry is never deleted or trimmed while
+the run exists (XAUTOCLAIM silently drops pending entries whose stream entry
+is gone, Redis >= 7.0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ingest.coord.names import GROUP, RunKeys
+from ingest.errors import ConfigError, ManifestError
+
+if TYPE_CHECKING:
+    from ingest.coord.connection import Connection
+    from ingest.manifest import ManifestFormat
+
+CHUNK_LINES = 200  # entries a chunk holds: small enough to balance, large enough to batch
+
+# KEYS: plan, chunks. ARGV: the plan's JSON, then one "first last count" per chunk.
+_PLAN = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  for i = 2, #ARGV do
+    redis.call('XADD', KEYS[2], '*', 'c', ARGV[i])
+  end
+  redis.call('XGROUP', 'CREATE', KEYS[2], '@GROUP@', '0', 'MKSTREAM')
+  return {1, ARGV[1]}
+end
+return {0, redis.call('GET', KEYS[1])}
+""".replace("@GROUP@", GROUP)
+
+
+class RunMismatch(ConfigError):
+    """This worker's manifest or settings differ from the run's binding: it is refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A range of manifest lines, as the run's stream holds it."""
+
+    id: str  # the stream entry's id
+    first: int  # first manifest line (1-based, inclusive)
+    last: int  # last manifest line (inclusive)
+    count: int  # entries in it
+
+    @staticmethod
+    def decode(entry_id: str, fields: Mapping[str, str]) -> Chunk:
+        first, last, count = (int(part) for part in fields["c"].split())
+        return Chunk(entry_id, first, last, count)
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What reading the manifest once told: its entries' digest and its chunks."""
+
+    digest: str
+    entries: int
+    chunks: tuple[tuple[int, int, int], ...]  # (first, last, count) each
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """The run as stored: its chunk count, and whether this worker planned it."""
+
+    chunks: int
+    entries: int
+    created: bool
+
+
+def lay_out(manifest: Path, fmt: ManifestFormat | None, chunk_lines: int = CHUNK_LINES) -> Layout:
+    """Read every entry of `manifest` once: the digest of (line, key) and the chunks (blocking)."""
+    from ingest.manifest import read_manifest
+
+    digest = hashlib.sha256()
+    chunks: list[tuple[int, int, int]] = []
+    first = last = count = 0
+    entries = 0
+    reader = read_manifest(manifest, fmt)
+    try:
+        for entry in reader:
+            if isinstance(entry, ManifestError):
+                if entry.line is None:
+                    continue  # not a line's entry: reported by whichever chunk reads it
+                line, what = entry.line, f"!{entry}"
+            else:
+                line, what = entry.line, entry.key
+            digest.update(f"{line}\t{what}\n".encode())
+            entries += 1
+            if count == 0:
+                first = line
+            last, count = line, count + 1
+            if count == chunk_lines:
+                chunks.append((first, last, count))
+                count = 0
+    finally:
+        reader.close()
+    if count:
+        chunks.append((first, last, count))
+    return Layout(digest.hexdigest(), entries, tuple(chunks))
+
+
+def binding(
+    layout: Layout, provider: str, endpoint: str, bind: Mapping[str, str]
+) -> dict[str, Any]:
+    """The values every worker of a run must share."""
+    return {
+        "manifest": layout.digest,
+        "entries": layout.entries,
+        "chunks": len(layout.chunks),
+        "provider": provider,
+        "endpoint": endpoint,
+        "bind": dict(sorted(bind.items())),
+    }
+
+
+async def plan_run(
+    conn: Connection, keys: RunKeys, layout: Layout, bound: Mapping[str, Any]
+) -> Planned:
+    """Write the plan if nobody has (atomically), else check this worker against it."""
+    plan_json = orjson.dumps(dict(bound)).decode()
+    argv = [plan_json, *(f"{f} {last} {n}" for f, last, n in layout.chunks)]
+    script = conn.client.register_script(_PLAN)
+    created, stored = await conn.call(lambda: script(keys=[keys.plan, keys.chunks], args=argv))
+    theirs: dict[str, Any] = orjson.loads(stored)
+    differ = sorted(k for k in set(theirs) | set(bound) if theirs.get(k) != bound.get(k))
+    if differ:
+        raise RunMismatch(_mismatch(keys.name, differ, theirs, bound), key="run_name")
+    return Planned(int(theirs["chunks"]), int(theirs["entries"]), bool(created))
+
+
+def _mismatch(
+    name: str, differ: list[str], theirs: Mapping[str, Any], ours: Mapping[str, Any]
+) -> str:
+    what = []
+    for k in differ:
+        if k == "manifest":
+            what.append("a manifest with other entries")
+        elif k in ("entries", "chunks"):
+            continue  # follows from the manifest
+        else:
+            what.append(f"{k} {theirs.get(k)!r} (this worker: {ours.get(k)!r})")
+    return (
+        f"run {name!r} is bound to {', '.join(what) or 'other settings'}; this worker is "
+        "refused: give it the same manifest and settings, or another --run-name"
+    )
+
+
+async def read_plan(conn: Connection, keys: RunKeys) -> dict[str, Any] | None:
+    """The run's stored plan (its binding), or None if nobody has planned it."""
+    stored: str | None = await conn.call(lambda: conn.client.get(keys.plan))
+    return None if stored is None else dict(orjson.loads(stored))

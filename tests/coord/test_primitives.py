@@ -1,0 +1,131 @@
+"""The coordinator's parts against a real redis-server: plan, leases, record, budget."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from ingest.coord.budget import Budget
+from ingest.coord.connection import Connection, connect
+from ingest.coord.lease import Lease, Leases
+from ingest.coord.names import BudgetKeys, RunKeys, account_digest
+from ingest.coord.plan import Layout, RunMismatch, binding, lay_out, plan_run
+from ingest.coord.record import Record
+
+pytestmark = pytest.mark.anyio
+KEYS = RunKeys("t")
+
+
+@pytest.fixture
+async def conn(redis_url: str) -> AsyncIterator[Connection]:
+    async with connect(redis_url) as c:
+        yield c
+
+
+def _layout(n: int, size: int = 10) -> Layout:
+    starts = range(1, n + 1, size)
+    chunks = tuple((f, min(f + size - 1, n), min(size, n - f + 1)) for f in starts)
+    return Layout("d" * 64, n, chunks)
+
+
+async def test_planned_once_and_a_different_manifest_is_refused(conn: Connection) -> None:
+    layout = _layout(35)
+    bound = binding(layout, "novita", "emulator", {})
+    first = await plan_run(conn, KEYS, layout, bound)
+    again = await plan_run(conn, KEYS, layout, bound)
+    assert (first.created, again.created, first.chunks) == (True, False, 4)
+    assert await conn.client.xlen(KEYS.chunks) == 4  # not planned twice
+    other = Layout("e" * 64, 35, layout.chunks)
+    with pytest.raises(RunMismatch, match="a manifest with other entries"):
+        await plan_run(conn, KEYS, other, binding(other, "novita", "emulator", {}))
+    with pytest.raises(RunMismatch, match="provider 'novita'"):
+        await plan_run(conn, KEYS, layout, binding(layout, "scenario", "emulator", {}))
+
+
+def test_lay_out_chunks_every_line_once(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("".join(f"img{i}.png\n" for i in range(25)))
+    layout = lay_out(manifest, None, chunk_lines=10)
+    assert layout.entries == 25
+    assert layout.chunks == ((1, 10, 10), (11, 20, 10), (21, 25, 5))
+
+
+async def test_leases_reclaim_fence_ack_and_poison(conn: Connection) -> None:
+    layout = _layout(20)
+    await plan_run(conn, KEYS, layout, binding(layout, "novita", "emulator", {}))
+    a = Leases(conn, KEYS, "a", lease_s=0.15, poison_after=2)
+    b = Leases(conn, KEYS, "b", lease_s=0.15, poison_after=2)
+    first, second = await a.take(), await a.take()
+    assert first is not None and second is not None
+    assert (first.chunk.first, second.chunk.first) == (1, 11)
+    assert await b.take() is None  # both held, neither idle yet
+    await a.renew()
+    assert first.valid(a.lease_s, a.margin_s)
+    # `a` stops renewing (as a dead worker would): `b` reclaims both once they idle.
+    taken: list[Lease] = []
+    with anyio.fail_after(5):
+        while len(taken) < 2:
+            lease = await b.take()
+            if lease is not None:
+                taken.append(lease)
+    assert [t.chunk.id for t in taken] == [first.chunk.id, second.chunk.id]
+    assert taken[0].deliveries == 2
+    await a.renew()  # too late: they are b's now
+    assert first.lost and not first.valid(a.lease_s, a.margin_s)
+    assert not await a.ack(first)  # XACK alone would not have checked the owner
+    assert await b.ack(taken[0])
+    assert await b.finished() == 1
+    # The other chunk dies again with `b`: a third delivery is over poison_after=2.
+    with anyio.fail_after(5):
+        while not a.poisoned:
+            assert await a.take() is None
+    assert a.poisoned[0].chunk.first == 11 and await a.finished() == 2
+    assert await conn.client.llen(KEYS.poison) == 1
+
+
+async def test_record_ships_each_line_once(conn: Connection) -> None:
+    record = Record(conn, KEYS)
+    assert await record.ship("done", [(3, '{"k":"a"}'), (9, '{"k":"b"}')]) == 2
+    assert await record.ship("done", [(9, '{"k":"b2"}'), (17, '{"k":"c"}')]) == 1
+    assert await record.ship("failed", [(4, '{"kind":"failed","k":"d"}')]) == 1
+    assert await record.settled(1, 16) == {3, 4, 9}
+    assert await record.settled(17, 17) == {17}
+    counts = await record.counts()
+    assert (counts.done, counts.failed, counts.rejected) == (3, 1, 0)
+    assert [r["k"] for r in await record.records("done")] == ["a", "b", "c"]
+
+
+async def test_gcra_holds_every_second_within_rate_plus_burst(conn: Connection) -> None:
+    rate, burst = 200.0, 10
+    budget = Budget(conn, BudgetKeys(account_digest("novita", "e", {"k": "key"})), rate, burst)
+    granted: list[int] = []  # server microseconds of each grant
+    first: int | None = None
+    with anyio.fail_after(10):
+        while first is None or granted[-1] - first < 1_200_000:
+            grant = await budget.take()  # driven as fast as this client can ask
+            if grant.granted:
+                granted.append(grant.server_us)
+                first = first if first is not None else grant.server_us
+    assert granted[:burst] and granted[burst - 1] - granted[0] < 50_000  # the burst, at once
+    j = 0
+    for i, start in enumerate(granted):  # every 1-second window that starts at a grant
+        while j < len(granted) and granted[j] < start + 1_000_000:
+            j += 1
+        assert j - i <= rate + burst
+    span = (granted[-1] - granted[0]) / 1e6
+    assert (len(granted) - burst) / span == pytest.approx(rate, rel=0.05)
+
+
+async def test_a_pause_stops_every_caller_and_is_never_shortened(conn: Connection) -> None:
+    keys = BudgetKeys(account_digest("novita", "e", {"k": "other"}))
+    one, two = Budget(conn, keys, None), Budget(conn, keys, 50.0)
+    end = await one.pause(2.0)
+    assert await one.pause(0.5) == end  # a shorter Retry-After keeps the longer pause
+    for budget in (one, two):  # a pause-only budget and a rated one: both wait
+        grant = await budget.take()
+        assert not grant.granted
+        assert grant.server_us + grant.wait_s * 1e6 == pytest.approx(end, abs=2)
+    assert "other" not in str(await conn.client.keys("*"))  # only the digest names it

@@ -18,6 +18,7 @@ Owns three rules:
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -225,10 +226,16 @@ def _unreachable(exc: BaseException) -> str | None:
 
 def _origin(session: aiohttp.ClientSession, path: str) -> str | None:
     """scheme://host[:port] a request for `path` goes to (the session's base URL, if relative)."""
+    base = getattr(session, "_base_url", None)  # aiohttp keeps no public accessor
+    return _joined_origin(base if isinstance(base, yarl.URL) else None, path)
+
+
+@functools.lru_cache(maxsize=256)
+def _joined_origin(base: yarl.URL | None, path: str) -> str | None:
+    # Cached: every API call of a run asks it about the same few paths.
     url = yarl.URL(path)
     if not url.absolute:
-        base = getattr(session, "_base_url", None)  # aiohttp keeps no public accessor
-        if not isinstance(base, yarl.URL):
+        if base is None:
             return None
         url = base.join(url)
     return str(url.origin())

@@ -50,6 +50,7 @@ class Tally:
     __slots__ = (
         "_bad_lines",
         "_counts",
+        "_fresh",
         "_gone",
         "_identity",
         "_listed",
@@ -67,11 +68,16 @@ class Tally:
         self._listed = dict.fromkeys(_COUNTS, 0)  # opening state of the keys this read lists
         self.total: int | None = None
         self._identity = manifest_identity(start.header.manifest)  # before the read begins
+        # A new journal: no key has a state at start (skips a digest lookup per entry and record).
+        self._fresh = not start.done and not start.unfinished
 
     # -- the read ------------------------------------------------------------
 
     def watch(self, entries: Iterator[Item | ManifestError]) -> Iterator[Item | ManifestError]:
         """`entries`, unchanged, each counted on the way (in the reader's thread)."""
+        if self._fresh:
+            yield from entries
+            return
         listed, state_at_start = self._listed, self._state_at_start
         for entry in entries:
             if isinstance(entry, Item):
@@ -115,6 +121,8 @@ class Tally:
             self._bad_lines += 1
 
     def _state_at_start(self, key: str) -> Count | None:
+        if self._fresh:
+            return None
         if self._start.is_done(key):
             return "done"
         previous = self._start.unfinished.get(key)

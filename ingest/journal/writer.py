@@ -149,8 +149,7 @@ class Journal:
             raise self.error
         if self._closed:
             raise JournalError(f"{self.path} is closed")
-        self._buf += orjson.dumps(rec)
-        self._buf += b"\n"
+        self._buf += orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
         self.records_written += 1
         if not self._scheduled:
             self._scheduled = True

@@ -276,6 +276,12 @@ def run_workload(
         for part in ("sink", "signer")
         if row[part + "_cores"] >= 0.85
     ]
+    loads = [r.load_1m for rs in runs.values() for r in rs]
+    if loads and max(loads) > (os.cpu_count() or 1):
+        notes.append(
+            f"the 1-minute load average reached {max(loads):.1f} on {os.cpu_count()} cores: "
+            "other work shared the machine; compare ratios within a round, re-run when quiet"
+        )
     for note in notes:
         print(f"note: {note}")
     result = {

@@ -14,7 +14,8 @@ over each run, so the report shows whether either of them, rather than
 the client, could have set the pace. The engine's report is the usual one
 (`runner.build_report`) of its median round, with a ``reference`` section
 added: medians of the rounds for both clients and the engine's share of the
-ceiling (files/s and CPU per file against bare's).
+ceiling (files/s and CPU per file against bare's). When neither server came
+near a core (`SERVERS_FREE`), the verdict is the client, with that share.
 
 Invariants: the sink and the signer stop on every exit path; the clients
 never see the user's API keys (placeholders: the signer takes any key);
@@ -45,6 +46,7 @@ from ingest.bench.runner import (
 )
 
 DEFAULT_ROUNDS = 3
+SERVERS_FREE = 0.5  # cores: below this, neither the sink nor the signer set the pace
 
 
 def _client_env() -> dict[str, str]:
@@ -91,6 +93,7 @@ def run_reference(options: BenchOptions, rounds: int = DEFAULT_ROUNDS) -> dict[s
         with NginxSink.start(nginx) as sink, SignerProcess.start(sink.base_url) as signer:
             base_url = api_base(signer.base_url, options.provider)
             rounds_out = []
+            load = os.getloadavg()[0]
             for round_ in range(rounds):
                 order = ("bare", "engine") if round_ % 2 == 0 else ("engine", "bare")
                 measured = {}
@@ -111,7 +114,7 @@ def run_reference(options: BenchOptions, rounds: int = DEFAULT_ROUNDS) -> dict[s
                         "api_calls": signer.calls() - calls0,
                     }
                 rounds_out.append(measured)
-    return _report(options, rounds_out)
+    return _report(options, rounds_out, load)
 
 
 def _run_bare(options: BenchOptions, base_url: str, listing: Path) -> tuple[Any, ProcessUsage]:
@@ -156,7 +159,7 @@ def _figures(runs: list[dict[str, Any]], files: int, elapsed_key: str) -> dict[s
     }
 
 
-def _report(options: BenchOptions, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def _report(options: BenchOptions, rounds: list[dict[str, Any]], load: float) -> dict[str, Any]:
     files = options.count
     engine_runs = [r["engine"] for r in rounds]
     bare_runs = [r["bare"] for r in rounds]
@@ -191,7 +194,18 @@ def _report(options: BenchOptions, rounds: list[dict[str, Any]]) -> dict[str, An
             "cpu_per_file": round(engine["cpu_ms_per_file"] / bare["cpu_ms_per_file"], 3),
         },
         "problems": short,
+        "load_1m_before": round(load, 2),
     }
+    servers = max(engine["sink_cores"], engine["signer_cores"])
+    if report["verdict"]["bottleneck"] is not None and servers < SERVERS_FREE:
+        share = report["reference"]["share"]
+        report["verdict"] = {
+            "bottleneck": "client CPU",
+            "reason": f"nginx ({engine['sink_cores']:.2f} cores) and the signer "
+            f"({engine['signer_cores']:.2f}) ran free, so the client set the pace: the engine "
+            f"reached {share['files_per_s']:.0%} of the bare loop's files/s at "
+            f"{share['cpu_per_file']:.2f}× its CPU per file",
+        }
     return report
 
 
@@ -214,6 +228,12 @@ def render_reference(reference: dict[str, Any]) -> list[str]:
         f"  servers  sink (nginx) {max(bare['sink_cores'], engine['sink_cores']):.2f} cores, "
         f"signer {max(bare['signer_cores'], engine['signer_cores']):.2f} cores at most",
     ]
+    cores = os.cpu_count() or 1
+    if reference["load_1m_before"] > cores:
+        lines.append(
+            f"  note     the load average was {reference['load_1m_before']:.1f} on {cores} cores "
+            "before the run: other work shared the machine, so figures move between runs"
+        )
     lines += [f"  problem  {p}" for p in reference["problems"]]
     return lines
 

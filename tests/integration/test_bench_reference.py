@@ -45,6 +45,8 @@ def test_reference_runs_bare_and_engine_and_reports_the_share(tmp_path: Path) ->
         ref["engine"]["files_per_s"] / ref["bare"]["files_per_s"], rel=0.01
     )
     assert report["config"]["endpoint"].startswith("reference")
+    assert report["verdict"]["bottleneck"] == "client CPU"  # nginx and the signer ran free
+    assert "ran free" in report["verdict"]["reason"]
     assert " of the ceiling's files/s" in render(report)
     assert own_sink_folders() == []  # the sink's /dev/shm folder went with it
 

@@ -1,4 +1,4 @@
-"""Packed sources: a ``.tar`` (WebDataset) or ``.zip`` shard read in place, one item per image.
+"""Packed sources read in place: a ``.tar`` (WebDataset) or ``.zip`` shard, a Parquet file.
 
 Nothing is unpacked to disk: a member is an item whose bytes are a range of
 the shard (or, for a compressed zip member, a decompressed stream), read by
@@ -7,9 +7,11 @@ the same data path as a file.
 Where each part lives:
 
     members     the members of a shard, from tar headers or the zip directory
+    tarheaders  a tar's headers read directly (ustar, GNU, pax), one read a member
     samples     members grouped into WebDataset samples; items, captions, counts
-    access      reading a member's bytes (a range, or decompressing)
+    access      reading a member's bytes (a range, decompressing, a Parquet row)
     naming      ``shard.tar#member.png`` in a manifest line, resolved to its member
+    parquet     a Parquet file's rows as items, read by row group (pyarrow, an extra)
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import orjson
 
 from ingest.cli.output import Output
 from ingest.engine import ItemDone, Progress, Snapshot
-from ingest.errors import ManifestError, TransferError
+from ingest.errors import EXPIRED, ManifestError, TransferError
 from ingest.journal.report import removed_note
 from ingest.redact import redact
 
@@ -51,6 +51,19 @@ HINTS: dict[str, str] = {
     "resign": "upload URLs kept expiring; lower put_concurrency or raise resign_margin_s",
     "rejected": "fix these manifest lines or files, then re-run the same command",
 }
+# A RESIGN other than expiry (SignatureDoesNotMatch, AccessDenied) that a new URL did not cure.
+REFUSED_HINT = (
+    "storage refused the signed upload even with a new URL: something between ingest and "
+    "storage changes the request (a proxy rewriting headers?), or the provider signs another "
+    "Content-Type"
+)
+
+
+def hint_for(action: str, code: str) -> str:
+    """What to do about failures of one (action, code): expiry and refusal differ."""
+    if action == "resign" and code != EXPIRED:
+        return REFUSED_HINT
+    return HINTS.get(action, "")
 
 
 def human_bytes(n: float) -> str:
@@ -380,7 +393,7 @@ class Reporter:
         if self.failures:
             lines.append("problems by reason:")
             for (action, code), n in self.failures.most_common():
-                hint = HINTS.get(action, "")
+                hint = hint_for(action, code)
                 lines.append(f"  {n:>6}  {action}/{code}" + (f"  → {hint}" if hint else ""))
         if result.stop_message:
             lines.append(f"stopped: {result.stop_message}")

@@ -3,7 +3,8 @@
 K2: status lines said ``paused 0s`` for a pause under half a second, and
 `ingest status` said ``(? entries)`` for a manifest no run had read to its end.
 K4: a folder's (or path list's) key is its file's path, so problem lines printed
-the path twice. K5: `retry-failed --help` offered a ``--retry-failed`` flag.
+the path twice. K5: `retry-failed --help` offered a ``--retry-failed`` flag. A refused signature was
+hinted as expiry (the review of issue 12).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from ingest.cli.main import main
-from ingest.cli.report import Reporter, problem_where
+from ingest.cli.report import HINTS, Reporter, hint_for, problem_where
 from ingest.cli.status import failure_line
 from ingest.engine import Snapshot
 from ingest.engine.outcomes import Counters
-from ingest.errors import Action, ManifestError, TransferError
+from ingest.errors import EXPIRED, Action, ManifestError, TransferError
 from ingest.journal import Header, Journal
 from ingest.journal.records import acquired, run_started
 from ingest.journal.report import Failure
@@ -125,3 +126,13 @@ def test_retry_failed_has_no_retry_failed_flag(
     with pytest.raises(SystemExit):  # `run` keeps it
         main(["run", "--help"])
     assert "  --retry-failed" in capsys.readouterr().out
+
+
+def test_a_refused_signature_is_not_hinted_as_expiry() -> None:
+    """A storage refusal a new URL did not cure (review of issue 12) was hinted
+    "upload URLs kept expiring; lower put_concurrency", which sends the user the wrong way."""
+    expired = hint_for("resign", EXPIRED)
+    assert "expiring" in expired
+    refused = hint_for("resign", "SignatureDoesNotMatch")
+    assert "expiring" not in refused and "changes the request" in refused
+    assert hint_for("stop", "unauthorized") == HINTS["stop"]

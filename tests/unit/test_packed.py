@@ -13,6 +13,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ingest
 from ingest.api.wiring import sim_settings
@@ -313,3 +315,32 @@ def test_a_damaged_header_ends_the_listing_with_its_problem(tmp_path: Path) -> N
     noise.write_bytes(b"\x01" * 2048)
     with pytest.raises(ManifestError, match=r"not a tar archive \(no valid tar header\)"):
         read_manifest(noise)
+
+
+_SEGMENT = st.text(alphabet="abz.-_ üé中", min_size=1, max_size=60).filter(
+    lambda s: s.strip(".") != ""
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    members=st.lists(
+        st.tuples(st.lists(_SEGMENT, min_size=1, max_size=4).map("/".join), st.integers(0, 1500)),
+        max_size=6,
+        unique_by=lambda m: m[0],
+    ),
+    fmt=st.sampled_from([tarfile.GNU_FORMAT, tarfile.PAX_FORMAT]),
+)
+def test_the_header_reader_agrees_with_tarfile_on_any_names_and_sizes(
+    members: list[tuple[str, int]], fmt: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    shard = tmp_path_factory.mktemp("prop") / "p.tar"
+    with tarfile.open(shard, "w", format=fmt, encoding="utf-8") as tar:
+        for name, size in members:
+            add(tar, name, b"\x07" * size)
+    with tarfile.open(shard, encoding="utf-8") as tar:
+        expected = [(m.name, m.offset_data, m.size) for m in tar.getmembers() if m.isreg()]
+    listed = list_members(str(shard), "tar")
+    assert [(e.member.name, e.member.offset, e.member.length) for e in listed if e.member] == (
+        expected
+    )

@@ -85,6 +85,19 @@ class RunSettings:
     allow_insecure_http: bool = setting(
         False, "allow plain-http upload URLs to hosts other than loopback"
     )
+    convert: bool = setting(
+        False,
+        "convert images of a type the provider does not take to PNG (alpha) or JPEG "
+        "(needs the convert extra)",
+    )
+    convert_quality: int = setting(90, "JPEG quality of converted images (1-100)")
+    max_side: int = setting(
+        0, "pixels; converted images are downscaled to fit (0: kept as they are)"
+    )
+    convert_workers: int = setting(0, "conversions at once (threads); 0 = one per CPU core")
+    convert_memory_mib: int = setting(
+        512, "MiB of decoded pixels that conversions in progress may hold at once"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,15 @@ class Item:
 
 
 @dataclass(frozen=True, slots=True)
+class Converted:
+    """What a source converted by `--convert` was made from (see `ingest.convert`)."""
+
+    original: ImageType
+    size: int  # the original's bytes: with `Source.mtime_ns`, the journal's fingerprint
+    digest: str  # sha256 of the converted bytes (journaled)
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     """An item whose file exists, is readable and holds a supported image."""
 
@@ -82,6 +91,13 @@ class Source:
     image_type: ImageType
     # The file's bytes when read ahead at validation (small files, see `prefetch`).
     body: bytes | None = field(default=None, compare=False, repr=False)
+    # Made by `--convert`: `item.path` is then the spooled converted file.
+    converted: Converted | None = field(default=None, compare=False)
+
+    @property
+    def file_size(self) -> int:
+        """The size the journal fingerprints: the original's when converted."""
+        return self.converted.size if self.converted is not None else self.size
 
     @property
     def content_type(self) -> str:

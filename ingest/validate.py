@@ -144,7 +144,8 @@ def _check(
     if image_type not in limits.formats:
         accepted = ", ".join(sorted(t.ext for t in limits.formats)) or "nothing"
         who = f"{limits.provider} accepts" if limits.provider else "accepted:"
-        return fail(f"unsupported image type {image_type.ext} ({who} {accepted}): {path}")
+        hint = "; --convert converts it"  # every type `sniff` knows, `ingest.convert` decodes
+        return fail(f"unsupported image type {image_type.ext} ({who} {accepted}{hint}): {path}")
     if item.content_type is not None and _normal_mime(item.content_type) != image_type.mime:
         declared = item.content_type.strip()
         if "/" not in declared:  # "jpeg", "png": a type name where a MIME type belongs

@@ -23,6 +23,7 @@ from ingest.cli.options import add_settings_flags, settings_from_args
 if TYPE_CHECKING:
     from ingest.item import Source
     from ingest.manifest import WalkStats
+    from ingest.sniff import ImageType
 
 
 def register(sub: Any) -> None:
@@ -58,8 +59,11 @@ def category(reason: str) -> str:
     return group(reason)
 
 
-def becomes(source: Source) -> str:
-    """What one checked entry becomes: "kept: png, 12.0 KiB, caption from a.txt"."""
+def becomes(source: Source, into: ImageType | None = None) -> str:
+    """What one checked entry becomes: "kept: png, 12.0 KiB, caption from a.txt".
+
+    `into`: the type `--convert` makes of it ("converted from heic to jpeg, ...").
+    """
     from ingest.cli.report import human_bytes
 
     item = source.item
@@ -67,7 +71,10 @@ def becomes(source: Source) -> str:
         caption = "no caption"
     else:
         caption = f"caption from {item.caption_from or 'the manifest'}"
-    return f"kept: {source.image_type.ext}, {human_bytes(source.size)}, {caption}"
+    kept = f"kept: {source.image_type.ext}"
+    if into is not None:
+        kept = f"converted from {source.image_type.ext} to {into.ext}"
+    return f"{kept}, {human_bytes(source.size)}, {caption}"
 
 
 def _say_skipped(rel: str, why: str) -> None:
@@ -90,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     import orjson
 
     from ingest.cli.report import folder_reason, human_bytes, plural, problem_where
+    from ingest.convert import accepting, converter_for
     from ingest.errors import IngestError, ManifestError
     from ingest.item import Source
     from ingest.manifest import WalkStats, read_manifest
@@ -99,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args, args.provider)
         cls = provider_class(args.provider)
-        checker = Checker(cls.capabilities(settings.provider(args.provider)), args.provider)
+        caps = cls.capabilities(settings.provider(args.provider))
+        converter = converter_for(caps, args.provider, settings.run)  # --convert
+        checker = Checker(accepting(caps) if converter else caps, args.provider)
         walk = WalkStats(_say_skipped if args.each and not args.json else None)
         entries = read_manifest(args.manifest, args.format, walk=walk)
     except IngestError as exc:
@@ -108,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     problems: list[dict[str, Any]] = []
     by_reason: Counter[str] = Counter()
     by_type: Counter[str] = Counter()
+    by_converted: Counter[str] = Counter()  # --convert: the original types converted
     ok = total_bytes = entries_seen = 0
     for entry in entries:
         entries_seen += 1
@@ -117,12 +128,20 @@ def run(args: argparse.Namespace) -> int:
             result: Source | ManifestError = checker(entry)
         else:
             result = entry
+        into: ImageType | None = None
+        if isinstance(result, Source) and converter is not None and converter.needs(result):
+            planned = converter.plan(result)  # its header read: what it becomes, or why not
+            if isinstance(planned, str):
+                result = ManifestError(planned, source=str(result.item.path), line=result.item.line)
+            else:
+                into = planned
+                by_converted[result.image_type.ext] += 1
         if isinstance(result, Source):
             ok += 1
             total_bytes += result.size
             by_type[result.image_type.ext] += 1
             if args.each and not args.json:
-                print(f"{result.item.key}: {becomes(result)}")
+                print(f"{result.item.key}: {becomes(result, into)}")
             continue
         if args.each and not args.json:
             print(f"{key or result.line}: rejected: {result.reason}")
@@ -136,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
             "ok": ok,
             "bytes": total_bytes,
             "types": dict(by_type),
+            "converted": dict(by_converted),
             "problems": problems,
             "by_reason": dict(by_reason.most_common()),
             "valid": not problems,
@@ -157,8 +177,13 @@ def run(args: argparse.Namespace) -> int:
     captions = walk.captions
     if captions:
         print(f"{args.manifest}: {captions.describe()}")
+    if by_converted:
+        converted = ", ".join(f"{n} from {t}" for t, n in by_converted.most_common())
+        print(f"{args.manifest}: --convert converts {converted} (to PNG with alpha, else JPEG)")
     types = ", ".join(f"{n} {t}" for t, n in by_type.most_common()) or "none"
-    if problems or skipped or captions:  # a blank line between the lines above and the summary
+    if (
+        problems or skipped or captions or by_converted
+    ):  # a blank line between the lines above and the summary
         print()
     print(
         f"{args.manifest}: {plural(entries_seen, 'entry')} for {args.provider}: {ok} ok "

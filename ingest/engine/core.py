@@ -48,6 +48,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ingest import handoff
 from ingest.clock import SYSTEM, Clock
+from ingest.convert import accepting, converter_for, with_conversion
 from ingest.engine.finalize import Finalizer, ToFinalize
 from ingest.engine.outcomes import (
     Counters,
@@ -123,9 +124,11 @@ class Engine:
         )
         # Small files are read as they are validated (see `prefetch`).
         self._prefetch = Prefetch(settings.read_ahead_bytes) if settings.read_ahead_bytes else None
+        self.converter = converter_for(provider.caps, provider.name, settings.run)  # --convert
+        caps = accepting(provider.caps) if self.converter is not None else provider.caps
         self._triage = Triage(
             replay,
-            Checker(provider.caps, provider.name, prefetch=self._prefetch),
+            Checker(caps, provider.name, prefetch=self._prefetch),
             finalize=provider.caps.finalize,
             retry_failed=settings.retry_failed,
             reupload_changed=settings.reupload_changed,
@@ -236,6 +239,8 @@ class Engine:
                     for stream in (validated_recv, landed_send, landed_recv):
                         stream.close()
             outer.cancel_scope.cancel()
+        if self.converter is not None:
+            self.converter.close()  # the spool folder of converted bytes
         if self.journal.error is not None:
             self._stop(StopReason.JOURNAL, str(self.journal.error))
         return Outcome(
@@ -255,6 +260,8 @@ class Engine:
             self._stop(StopReason.JOURNAL, str(exc))
             return
         self.tally.apply(rec)
+        if self.converter is not None and rec["s"] in ("done", "fail"):
+            self.converter.forget(rec["k"])  # its converted bytes are no longer needed
 
     # -- stage 1: read and triage (blocking I/O in a worker thread) ----------
 
@@ -340,6 +347,9 @@ class Engine:
                 item = source.item
                 self.counters.in_flight += 1
                 try:
+                    if self.converter is not None:  # --convert: HEIC, TIFF... made PNG or JPEG
+                        verdict = await self.converter.prepare(verdict, self._prefetch)
+                        source = _source_of(verdict)
                     recovered = await self._recover(verdict) if isinstance(verdict, Redo) else None
                     if recovered is not None:
                         self.done(item.key, item.line, source, recovered)
@@ -388,23 +398,22 @@ class Engine:
 
     def uploaded(self, key: str, source: Source, target: Target) -> None:
         """Journal an item whose bytes landed, before its finalize (`up`)."""
-        self._record(
-            records.uploaded(key, target.remote_id, source.size, source.mtime_ns, target.extra)
-        )
+        size, mtime_ns = self._file_of(key, source)
+        rec = records.uploaded(key, target.remote_id, size, mtime_ns, target.extra)
+        self._record(with_conversion(rec, source))
 
     def _file_of(self, key: str, source: Source | None) -> tuple[int, int]:
         """(size, mtime ns) of an item: its source's, or the journal's for one resumed."""
         if source is not None:
-            return source.size, source.mtime_ns
+            return source.file_size, source.mtime_ns
         return records.file_of(self.replay.unfinished.get(key))
 
     def done(self, key: str, line: int, source: Source | None, landed: Landed) -> None:
         size, mtime_ns = self._file_of(key, source)
-        self._record(
-            records.completed(
-                key, landed.remote_id, size, mtime_ns, url=landed.url, extra=landed.extra
-            )
+        rec = records.completed(
+            key, landed.remote_id, size, mtime_ns, url=landed.url, extra=landed.extra
         )
+        self._record(with_conversion(rec, source))
         if source is not None:
             self.counters.bytes_done += source.size
         self.counters.done += 1

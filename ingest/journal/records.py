@@ -26,12 +26,14 @@ lines):
             inode, size, mtime), so `ingest status` can tell it is unchanged
     acq     {"s":"acq", "k":key, "r":remote id, "x"?:{extra}}
             an upload target was acquired (again on every re-sign)
-    up      {"s":"up", "k":key, "r":remote id, "z":size, "m":mtime ns, "x"?:{extra}}
+    up      {"s":"up", "k":key, "r":remote id, "z":size, "m":mtime ns, "x"?:{extra},
+             "cv"?:conversion}
             the bytes landed and finalize is pending (providers with a finalize step)
     done    {"s":"done", "k":key, "r":remote id, "z":size, "m":mtime ns,
-             "u"?:final url, "x"?:{extra}}
+             "u"?:final url, "x"?:{extra}, "cv"?:conversion}
             the item is finished; `z`/`m` fingerprint the file for a resume's
-            changed-file check
+            changed-file check (the original's, when `--convert` converted it:
+            then `cv` is "ORIGINAL-TYPE sha256:HEX" of the bytes uploaded)
     fail    {"s":"fail", "k":key, "l":manifest line, "a":action, "c":code, "e":message}
             the item failed; `a` is the error's class ("retry", "resign",
             "fail_item": a STOP error stops the run and is not journaled).
@@ -103,6 +105,7 @@ class UpRecord(TypedDict):
     z: int
     m: int
     x: NotRequired[dict[str, str]]
+    cv: NotRequired[str]
 
 
 class DoneRecord(TypedDict):
@@ -113,6 +116,7 @@ class DoneRecord(TypedDict):
     m: int
     u: NotRequired[str]
     x: NotRequired[dict[str, str]]
+    cv: NotRequired[str]
 
 
 class FailRecord(TypedDict):
@@ -300,10 +304,10 @@ _FIELDS: Final[dict[str, tuple[tuple[tuple[str, tuple[type, ...]], ...], ...]]] 
     "run": ((("t", _NUMBER), ("pid", _INT)), ()),
     "end": ((("n", _INT),), (("gone", _EXTRA), ("mi", _STR))),
     "acq": ((("k", _STR), ("r", _STR)), (("x", _EXTRA),)),
-    "up": ((("k", _STR), ("r", _STR), ("z", _INT), ("m", _INT)), (("x", _EXTRA),)),
+    "up": ((("k", _STR), ("r", _STR), ("z", _INT), ("m", _INT)), (("x", _EXTRA), ("cv", _STR))),
     "done": (
         (("k", _STR), ("r", _STR), ("z", _INT), ("m", _INT)),
-        (("u", _STR), ("x", _EXTRA)),
+        (("u", _STR), ("x", _EXTRA), ("cv", _STR)),
     ),
     "fail": (
         (("k", _STR), ("l", _INT), ("a", _STR), ("c", _STR), ("e", _STR)),

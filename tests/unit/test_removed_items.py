@@ -139,7 +139,7 @@ def test_status_says_what_helps_when_a_rerun_cannot(photos: Path) -> None:
     assert f"ingest status --failed {journal}" in step
     assert "run the same" not in step
     assert info.problems == {
-        "rejected/unsupported image type gif (novita accepts jpeg, png, webp)": 2
+        "rejected/unsupported image type gif (novita accepts jpeg, png, webp; --convert converts it)": 2
     }
     # The user prunes what was rejected: the folder is complete, without another run.
     for n in range(2):
@@ -248,7 +248,7 @@ def test_problem_groups_hold_no_paths_and_are_never_cut(
     assert (result.done, result.rejected) == (1, 3)
     groups = {
         "rejected/cannot open: Too many levels of symbolic links": 2,
-        "rejected/unsupported image type gif (novita accepts jpeg, png, webp)": 1,
+        "rejected/unsupported image type gif (novita accepts jpeg, png, webp; --convert converts it)": 1,
     }
     assert status(result.journal).problems == groups
 

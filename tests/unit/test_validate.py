@@ -224,10 +224,10 @@ def test_unsupported_type(tmp_path: Path) -> None:
     make_image(path, "webp", 100, seed=1)
     limits = Limits(frozenset({ImageType.PNG, ImageType.JPEG}), max_size=None, provider="acme")
     assert failure(check(item_for(path), limits)) == (
-        f"unsupported image type webp (acme accepts jpeg, png): {path}"
+        f"unsupported image type webp (acme accepts jpeg, png; --convert converts it): {path}"
     )
     anonymous = Limits(frozenset({ImageType.PNG}), max_size=None)
-    assert "unsupported image type webp (accepted: png)" in failure(
+    assert "unsupported image type webp (accepted: png; --convert converts it)" in failure(
         check(item_for(path), anonymous)
     )
 
@@ -235,8 +235,9 @@ def test_unsupported_type(tmp_path: Path) -> None:
 def test_unsupported_real_gif(tmp_path: Path) -> None:
     path = tmp_path / "a.gif"
     path.write_bytes(b"GIF89a" + bytes(40))
-    assert "unsupported image type gif (novita accepts jpeg, png, webp)" in failure(
-        check(item_for(path), NOVITA)
+    assert (
+        "unsupported image type gif (novita accepts jpeg, png, webp; --convert converts it)"
+        in failure(check(item_for(path), NOVITA))
     )
 
 

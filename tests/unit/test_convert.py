@@ -1,0 +1,191 @@
+"""Opt-in conversion (issue 15 part 4): `--convert` makes HEIC, TIFF, BMP... into PNG (alpha) or
+JPEG, upright and within `--max-side`, uploads that through the in-process emulator, journals the
+original's fingerprint and the converted bytes' digest, and resumes without a second copy."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import orjson
+import pytest
+from PIL import Image
+
+import ingest
+from ingest.api.wiring import sim_settings
+from ingest.capabilities import Capabilities
+from ingest.convert import Converter, accepting
+from ingest.errors import TransferError
+from ingest.item import Item, Source
+from ingest.sniff import ImageType, sniff
+from ingest.validate import Checker
+
+pillow_heif = pytest.importorskip("pillow_heif")  # the convert extra, in dev: CI has it
+pillow_heif.register_heif_opener()
+NOVITA = frozenset({ImageType.PNG, ImageType.JPEG, ImageType.WEBP})
+
+
+def picture(size: tuple[int, int] = (48, 32), mode: str = "RGB", seed: int = 0) -> Image.Image:
+    gray = Image.effect_mandelbrot(size, (-2 + seed * 0.05, -1.5, 1, 1.5), 40)
+    return gray.convert(mode)
+
+
+def save(path: Path, im: Image.Image, fmt: str, **kw: object) -> Path:
+    im.save(path, fmt, **kw)
+    return path
+
+
+def source_of(path: Path) -> Source:
+    caps = Capabilities(formats=NOVITA, max_size=None, url_lifetime_s=None)
+    checked = Checker(accepting(caps), "novita")(Item(key=path.name, path=path, line=1))
+    assert isinstance(checked, Source), checked
+    return checked
+
+
+def convert(path: Path, **kw: int) -> tuple[Source, Image.Image, bytes]:
+    converter = Converter(NOVITA, provider="novita", **kw)
+    try:
+        out = anyio.run(converter.convert, source_of(path))
+        data = out.item.path.read_bytes()
+    finally:
+        converter.close()
+    assert len(data) == out.size and sniff(data) is out.image_type
+    return out, Image.open(io.BytesIO(data)), data
+
+
+def test_heic_becomes_jpeg_and_alpha_becomes_png_keeping_the_originals_fingerprint(
+    tmp_path: Path,
+) -> None:
+    heic = save(tmp_path / "phone.heic", picture(), "HEIF")
+    out, im, data = convert(heic)
+    assert out.image_type is ImageType.JPEG and im.size == (48, 32)
+    assert out.item.key == "phone.heic" and out.item.display_name == "phone.jpg"
+    assert out.converted is not None and out.converted.original is ImageType.HEIC
+    assert out.file_size == heic.stat().st_size == out.converted.size  # the journal's fingerprint
+    assert out.converted.digest == hashlib.sha256(data).hexdigest()
+    again, _, _ = convert(heic)
+    assert again.converted is not None and again.converted.digest == out.converted.digest
+    clear = save(tmp_path / "clear.tiff", picture(mode="RGBA"), "TIFF")
+    out, im, _ = convert(clear)
+    assert out.image_type is ImageType.PNG and im.mode == "RGBA"
+
+
+def test_exif_orientation_is_applied_and_max_side_downscales(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to show upright
+    tiff = save(tmp_path / "scan.tiff", picture((60, 20)), "TIFF", exif=exif)
+    _, im, _ = convert(tiff)
+    assert im.size == (20, 60)
+    bmp = save(tmp_path / "big.bmp", picture((400, 100)), "BMP")
+    _, im, _ = convert(bmp, max_side=100)
+    assert im.size == (100, 25)
+
+
+def test_a_corrupt_heic_and_an_image_over_the_memory_budget_are_named_problems(
+    tmp_path: Path,
+) -> None:
+    good = save(tmp_path / "good.heic", picture(), "HEIF").read_bytes()
+    bad = tmp_path / "bad.heic"
+    bad.write_bytes(good[:80])
+    with pytest.raises(TransferError) as raised:
+        convert(bad)
+    err = raised.value
+    assert (err.code, err.action.value) == ("convert_failed", "fail_item")
+    assert err.message.startswith("cannot convert heic: ") and err.message.endswith(str(bad))
+    big = save(tmp_path / "big.bmp", picture((600, 600)), "BMP")
+    with pytest.raises(TransferError, match=r"600x600 pixels need about 4 MiB.*convert_memory"):
+        convert(big, memory_bytes=1 << 20)
+
+
+def mixed_folder(root: Path) -> Path:
+    root.mkdir()
+    save(root / "a.heic", picture(seed=1), "HEIF")
+    save(root / "b.tiff", picture(seed=2), "TIFF")
+    save(root / "c.bmp", picture(seed=3), "BMP")
+    save(root / "d.tiff", picture(mode="RGBA", seed=4), "TIFF")
+    save(root / "e.png", picture(seed=5), "PNG")
+    return root
+
+
+def journal_lines(result: ingest.Result) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in Path(result.journal).read_bytes().splitlines()[1:]]
+
+
+def stored(store: Path) -> list[bytes]:
+    return [p.read_bytes() for p in store.rglob("*") if p.is_file()]
+
+
+def test_without_convert_the_rejection_names_the_flag(tmp_path: Path) -> None:
+    folder = mixed_folder(tmp_path / "imgs")
+    settings = sim_settings(store_dir=tmp_path / "store")
+    result = ingest.upload_sync(folder, provider="novita", sim=settings)
+    assert (result.done, result.rejected) == (1, 4)
+    reasons = [r["e"] for r in journal_lines(result) if r["s"] == "bad"]
+    assert all("--convert converts it" in str(reason) for reason in reasons)
+
+
+class StopAfter(ingest.Observer):
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    def item_done(self, done: ingest.ItemDone) -> None:
+        self.left -= 1
+        if self.left == 0:
+            raise RuntimeError("stop here")
+
+
+def test_novita_gets_converted_bytes_once_and_a_resume_converts_the_same_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    folder = mixed_folder(tmp_path / "imgs")
+    store = tmp_path / "store"
+    settings = sim_settings(store_dir=store)
+
+    def run(observer: ingest.Observer | None = None) -> ingest.Result:
+        return ingest.upload_sync(
+            folder,
+            provider="novita",
+            sim=settings,
+            convert=True,
+            put_concurrency=1,
+            observer=observer,
+        )
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        run(StopAfter(2))
+    result = run()
+    assert result.complete and result.done == 5
+    bodies = stored(store)
+    assert len(bodies) == 5  # no second copy
+    assert Counter(sniff(b) for b in bodies) == {ImageType.JPEG: 3, ImageType.PNG: 2}
+    done = {r["k"]: r for r in journal_lines(result) if r["s"] == "done"}
+    digests = {hashlib.sha256(b).hexdigest() for b in bodies}
+    for key in ("a.heic", "b.tiff", "c.bmp", "d.tiff"):
+        kind, digest = str(done[key]["cv"]).split(" sha256:")
+        assert kind == Path(key).suffix[1:] and digest in digests
+        assert done[key]["z"] == (folder / key).stat().st_size  # the original's fingerprint
+    assert "cv" not in done["e.png"]
+    again = run()
+    assert again.this_run.skipped == 5 and again.this_run.done == 0 and len(stored(store)) == 5
+    assert not list(spool.iterdir())  # each run's spool folder went with it
+
+
+def test_scenario_takes_a_converted_bmp(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    save(folder / "scan.bmp", picture(), "BMP")
+    save(folder / "photo.heic", picture(seed=2), "HEIF")  # Scenario takes HEIC: kept
+    settings = sim_settings(store_dir=tmp_path / "store")
+    result = ingest.upload_sync(
+        folder, provider="scenario", sim=settings, model_id="model_cv", convert=True
+    )
+    assert result.complete and result.done == 2
+    done = {r["k"]: r for r in journal_lines(result) if r["s"] == "done"}
+    assert str(done["scan.bmp"]["cv"]).startswith("bmp sha256:") and "cv" not in done["photo.heic"]

@@ -330,6 +330,8 @@ def _normal_mime(declared: str) -> str:
 
 def _too_large(size: int, max_size: int, provider: str | None) -> str:
     shown, limit = _human(size), _human(max_size)
+    if max_size % 1_000_000 == 0 and max_size % (1 << 20):  # a decimal limit (ModelHunter's)
+        shown, limit = f"{size / 1e6:.1f} MB", f"{max_size / 1e6:.1f} MB"
     if shown == limit:  # rounding hides the difference: show exact bytes
         shown, limit = f"{size:,} bytes", f"{max_size:,} bytes"
     whose = f"{provider}'s" if provider else "the provider's"

@@ -406,3 +406,17 @@ def test_write_jsonl_manifest(tmp_path: Path) -> None:
         "img-000000.png",
         "img-000001.jpg",
     ]
+
+
+def test_a_decimal_limit_is_shown_in_mb(tmp_path: Path) -> None:
+    """ModelHunter documents 50 MB (10^6 bytes): its limit showed as "47.7 MiB"."""
+    path = tmp_path / "big.png"
+    make_image(path, "png", 5_300_000, seed=1)
+    limits = Limits(NOVITA.formats, max_size=5_000_000, provider="modelhunter")
+    assert failure(check(item_for(path), limits)) == (
+        f"too large: 5.3 MB, over modelhunter's 5.0 MB limit: {path}"
+    )
+    make_image(path, "png", 5_000_001, seed=1)
+    assert "too large: 5,000,001 bytes, over modelhunter's 5,000,000 bytes limit" in failure(
+        check(item_for(path), limits)
+    )

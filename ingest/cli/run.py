@@ -114,9 +114,9 @@ def add_run_flags(p: argparse.ArgumentParser, *, retry_failed_flag: bool = True)
     sim.add_argument(
         "--sim-lifetime",
         type=positive_seconds,
-        default=120.0,
+        default=None,
         metavar="S",
-        help="emulator URL lifetime, seconds",
+        help="emulator URL lifetime, seconds (default: the provider's own, as `ingest sim`)",
     )
     sim.add_argument(
         "--sim-faults",

@@ -77,9 +77,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--lifetime",
         type=positive_seconds,
-        default=120.0,
+        default=None,
         metavar="SECONDS",
-        help="lifetime of issued upload URLs, X-Amz-Expires (default: 120, Novita's)",
+        help="lifetime of every issued upload URL, X-Amz-Expires (default: each provider's "
+        "own: ModelHunter's 900, Novita's 120, 120 for the others)",
     )
     parser.add_argument(
         "--faults",
@@ -353,7 +354,7 @@ def run(args: argparse.Namespace) -> int:
                 keys = "any non-empty key" if settings.api_keys is None else "--key values"
                 print(
                     f"ingest sim: providers: {', '.join(sim.providers)}; "
-                    f"URL lifetime {settings.url_lifetime_s:g} s; "
+                    f"URL lifetime {settings.describe_lifetime()}; "
                     f"API keys: {keys}; faults: {settings.faults}; stop with Ctrl-C",
                     file=sys.stderr,
                     flush=True,

@@ -84,10 +84,10 @@ class SimContext:
             self._date_cache = (second, text)
         return text
 
-    def url_lifetime(self) -> int:
-        """Lifetime of URLs issued now, in whole seconds (at least 1)."""
+    def url_lifetime(self, provider: str) -> int:
+        """Lifetime of `provider`'s URLs issued now, in whole seconds (at least 1)."""
         lifetime = self.injector.plan.lifetime
-        seconds = self.settings.url_lifetime_s if lifetime is None else lifetime
+        seconds = self.settings.lifetime_of(provider) if lifetime is None else lifetime
         return max(1, math.ceil(seconds))
 
     async def hold(self, request: web.Request) -> None:
@@ -126,7 +126,7 @@ class SimContext:
         """
         host = request.host
         now = self.now()
-        lifetime = self.url_lifetime()
+        lifetime = self.url_lifetime(provider)
         signed = {"host": host}
         if content_type is not None:
             signed["content-type"] = content_type

@@ -29,8 +29,8 @@ The upload URL is a SigV4 PUT to ``/s3/modelhunter-uploads/uploads/<file_id>``
 (the path is invented; the docs show storage.modelhunter.ai/uploads/<id>)
 that signs ``content-type`` unless `ModelHunterSimSettings.sign_content_type`
 is off (a gap: undocumented), so a PUT with another Content-Type fails with
-403 SignatureDoesNotMatch. The URL lives the emulator's URL lifetime
-(ModelHunter's is 15 minutes: ``ingest sim --lifetime 900``). The bucket
+403 SignatureDoesNotMatch. The URL lives ModelHunter's 15 minutes ("Valid
+for 15 minutes", get-upload-url) unless ``--lifetime`` says otherwise. The bucket
 answers expiry R2-style (403 ``ExpiredRequest``): file-uploads names
 Cloudflare R2 as the storage.
 

@@ -262,15 +262,21 @@ async def test_complete_refuses_unknown_foreign_and_short_uploads() -> None:
 
 @pytest.mark.parametrize("forget", [True, False])
 async def test_a_file_not_completed_before_its_url_expired_is_forgotten(forget: bool) -> None:
-    """complete-upload: 404 FILE_NOT_FOUND "File not found or upload URL has expired"."""
+    """complete-upload: 404 FILE_NOT_FOUND "File not found or upload URL has expired".
+
+    Without ``--lifetime`` the URLs live ModelHunter's 15 minutes (get-upload-url),
+    not the emulator-wide 120 s they once had: a complete 14:50 later still works.
+    """
     settings = SimSettings(modelhunter=ModelHunterSimSettings(forget_expired=forget))
     async with serve(settings) as sim, aiohttp.ClientSession() as http:
         finished, late = await _issue(http, sim), await _issue(http, sim)
+        assert "X-Amz-Expires=900&" in finished["upload_url"]
         for data in (finished, late):
             assert (await _put(http, data["upload_url"]))[0] == 200
+        sim.set_faults("skew=890")  # within the URLs' 15 minutes
         status, done, _ = await _call(http, sim, _complete(finished["file_id"]))
         assert status == 200
-        sim.set_faults("skew=121")  # past the URLs' 120 s
+        sim.set_faults("skew=901")  # past them
         status, body, _ = await _call(http, sim, _complete(late["file_id"]))
         if forget:
             assert (status, body["error"]["code"]) == (404, "FILE_NOT_FOUND")
@@ -409,3 +415,11 @@ def test_sim_command_flags() -> None:
         complete_repeat="conflict",
         throttle_body="text",
     )
+
+
+def test_each_provider_has_its_own_url_lifetime_unless_one_is_set() -> None:
+    assert SimSettings().lifetime_of("modelhunter") == 900  # get-upload-url
+    assert SimSettings().lifetime_of("novita") == 120  # its example URL
+    assert "modelhunter 900 s" in SimSettings().describe_lifetime()
+    assert SimSettings(url_lifetime_s=3).lifetime_of("modelhunter") == 3
+    assert SimSettings(url_lifetime_s=3).describe_lifetime() == "3 s"

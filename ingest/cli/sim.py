@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ingest.cli.options import fault_plan, positive_seconds
 from ingest.loop import backend_options
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
         ModelHunterSimSettings,
         ScenarioSimSettings,
     )
+
+_N = TypeVar("_N", int, float)
 
 DESCRIPTION = """\
 Run the built-in provider emulator: the upload APIs of Novita
@@ -122,7 +124,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _add_modelhunter_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--modelhunter-max-mb",
-        type=float,
+        type=_megabytes,
         metavar="MB",
         help="sizeBytes limit of upload-url, MB (10^6 bytes), for every type; larger → "
         "422 FILE_TOO_LARGE (default: 100, and 50 for images, as the docs say)",
@@ -240,7 +242,7 @@ def _add_scenario_flags(group: argparse._ArgumentGroup) -> None:
     # The ways of the undocumented behaviours (docs/fidelity/scenario.md).
     group.add_argument(
         "--scenario-json-limit",
-        type=int,
+        type=_json_limit,
         default=6_000_000,
         metavar="BYTES",
         help="JSON bodies over this are 413 Request Too Long (default: 6000000)",
@@ -309,6 +311,29 @@ def _autoenhance_settings(args: argparse.Namespace) -> AutoenhanceSimSettings:
         upload_host=args.autoenhance_upload_host,
         body_429=args.autoenhance_429_body,
     )
+
+
+def _megabytes(text: str) -> float:
+    """An argparse type: a size in MB above 0 (the flag's own words, not a settings field's)."""
+    value = _number(text, float, "a number of MB")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _json_limit(text: str) -> int:
+    """An argparse type: a JSON body limit of at least 1024 bytes."""
+    value = _number(text, int, "a whole number of bytes")
+    if value < 1024:
+        raise argparse.ArgumentTypeError(f"must be at least 1024 bytes, got {text}")
+    return value
+
+
+def _number(text: str, convert: type[_N], noun: str) -> _N:
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
 
 
 def _port(text: str) -> int:

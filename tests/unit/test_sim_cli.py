@@ -58,13 +58,21 @@ def test_arguments() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--faults", "api.418=1"], ["--port", "70000"], ["--lifetime", "0"], ["--port", "x"]],
+    [
+        ["--faults", "api.418=1"],
+        ["--port", "70000"],
+        ["--lifetime", "0"],
+        ["--port", "x"],
+        # These named a settings field ("max_size_bytes must be >= 1, got -1000000").
+        ["--modelhunter-max-mb", "-1"],
+        ["--scenario-json-limit", "10"],
+    ],
 )
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         _parser().parse_args(["sim", *argv])
     assert info.value.code == 2
-    assert "ingest sim: error:" in capsys.readouterr().err
+    assert f"ingest sim: error: argument {argv[0]}:" in capsys.readouterr().err
 
 
 def test_help(capsys: pytest.CaptureFixture[str]) -> None:

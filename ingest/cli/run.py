@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ingest.cli import exits
+from ingest.cli import coordinated, exits
 from ingest.cli.exits import EXIT_OUTPUT_CLOSED, HelpFormatter, help_text
 from ingest.cli.options import (
     add_settings_flags,
@@ -62,6 +62,7 @@ def register(sub: Any) -> None:
     p.add_argument("manifest", type=Path, help="JSON lines, CSV, a list of paths, or a folder")
     p.add_argument("--provider", required=True, choices=_provider_names())
     add_run_flags(p)
+    coordinated.add_flags(p)
     p.set_defaults(func=run)
 
 
@@ -162,6 +163,9 @@ def _run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, args.provider)
     reporter = Reporter(_mode(args), interval=settings.run.status_interval_s)
     reporter.folder = args.manifest.is_dir()
+    coordinated.check_args(args)
+    if getattr(args, "coordinator", None):  # one worker of a run shared through Redis
+        return coordinated.run(args, settings, reporter)
     if args.dry_run:
         from ingest.api.wiring import check_journal, prepare
 

@@ -166,9 +166,14 @@ class SharedPacer:
             self._wake.set()
 
     async def run(self) -> None:
-        """Send each throttle's pause (the longest asked since the last) to the budget."""
+        """Send each throttle's pause to the shared budget as it comes; until cancelled."""
         while True:
             await self._wake.wait()
-            self._wake = anyio.Event()
-            seconds, self._pending = self._pending, 0.0
+            await self.push()
+
+    async def push(self) -> None:
+        """Send the longest pause asked since the last push (if any) to the shared budget."""
+        self._wake = anyio.Event()
+        seconds, self._pending = self._pending, 0.0
+        if seconds > 0:
             await self.budget.pause(seconds)

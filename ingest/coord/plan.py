@@ -140,7 +140,10 @@ async def plan_run(
     script = conn.client.register_script(_PLAN)
     created, stored = await conn.call(lambda: script(keys=[keys.plan, keys.chunks], args=argv))
     theirs: dict[str, Any] = orjson.loads(stored)
-    differ = sorted(k for k in set(theirs) | set(bound) if theirs.get(k) != bound.get(k))
+    # The chunk count follows the first worker's --chunk-lines: the plan stored rules.
+    differ = sorted(
+        k for k in set(theirs) | set(bound) if k != "chunks" and theirs.get(k) != bound.get(k)
+    )
     if differ:
         raise RunMismatch(_mismatch(keys.name, differ, theirs, bound), key="run_name")
     return Planned(int(theirs["chunks"]), int(theirs["entries"]), bool(created))
@@ -153,7 +156,7 @@ def _mismatch(
     for k in differ:
         if k == "manifest":
             what.append("a manifest with other entries")
-        elif k in ("entries", "chunks"):
+        elif k == "entries":
             continue  # follows from the manifest
         else:
             what.append(f"{k} {theirs.get(k)!r} (this worker: {ours.get(k)!r})")

@@ -130,7 +130,7 @@ class Shipper:
     """
 
     def __init__(self, record: Record, forward: Observer | None = None) -> None:
-        self._record = record
+        self.record = record
         self._forward = forward
         self._pending: dict[Kind, list[tuple[int, str]]] = {
             "done": [],
@@ -194,7 +194,7 @@ class Shipper:
                 while outcomes:
                     batch, self._pending[kind] = outcomes[:BATCH], outcomes[BATCH:]
                     outcomes = self._pending[kind]
-                    await self._record.ship(kind, batch)
+                    await self.record.ship(kind, batch)
                     self.shipped += len(batch)
 
     async def run(self) -> None:

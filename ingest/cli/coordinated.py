@@ -1,0 +1,178 @@
+"""`ingest run --coordinator URL`: this process as one worker of a run shared through Redis.
+
+Owns the scale-out flags of `run` (`--coordinator`, `--run-name`), the
+worker's signals (SIGINT or SIGTERM: take no new chunk and finish the one in
+flight; a second: stop now), its lines (the run's name at start, the run's
+counts at the end) and its exit code: 0 when the whole run is done (every
+worker exits 0 then), 1 when it finished with items failed or rejected, 3
+when it stopped (a STOP-class error at any worker, or the coordinator down
+for longer than its bound), 130 when interrupted. The work is
+`ingest.coord.worker.Worker`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from typing import TYPE_CHECKING, Any
+
+from ingest.cli import exits
+from ingest.cli.options import positive_int, positive_seconds
+from ingest.coord.lease import LEASE_S
+from ingest.coord.plan import CHUNK_LINES
+
+if TYPE_CHECKING:
+    from ingest.cli.report import Reporter
+    from ingest.config import Settings
+    from ingest.coord.worker import Worker, WorkerResult
+
+
+def add_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("scale-out (pip install 'ingest[redis]')")
+    group.add_argument(
+        "--coordinator",
+        metavar="URL",
+        help=(
+            "redis://HOST:PORT/DB: run as one worker of a run shared by every process given "
+            "the same URL and run name (one manifest, one rate budget, one record)"
+        ),
+    )
+    group.add_argument(
+        "--run-name",
+        metavar="NAME",
+        help="the shared run's name (default: PROVIDER-MANIFESTSTEM, printed at start)",
+    )
+    group.add_argument(
+        "--chunk-lines",
+        type=positive_int,
+        default=CHUNK_LINES,
+        metavar="N",
+        help=f"manifest lines a chunk holds, if this worker plans the run (default: {CHUNK_LINES})",
+    )
+    group.add_argument(
+        "--lease",
+        type=positive_seconds,
+        default=LEASE_S,
+        metavar="S",
+        help=(
+            f"seconds a dead worker's chunk stays its own before another takes it over "
+            f"(default: {LEASE_S:g}; renewed every third of it)"
+        ),
+    )
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """A `ConfigError` for flags a coordinated run cannot take."""
+    from ingest.coord.connection import check_url
+    from ingest.coord.names import check_run_name
+    from ingest.errors import ConfigError
+
+    url, name = getattr(args, "coordinator", None), getattr(args, "run_name", None)
+    if name is not None and not url:
+        raise ConfigError("--run-name names a shared run: give --coordinator too", key="run_name")
+    if not url:
+        return  # `retry-failed` has neither flag
+    check_url(url)
+    if name is not None and (why := check_run_name(name)):
+        raise ConfigError(f"--run-name {name!r}: {why}", key="run_name")
+    for flag, given in (
+        ("--sim", args.sim),
+        ("--dry-run", args.dry_run),
+        ("--journal", args.journal),
+    ):
+        if given:
+            raise ConfigError(
+                f"{flag} cannot be used with --coordinator (workers share the coordinator's "
+                "record, not a journal or an emulator of their own: point --base-url at one "
+                "`ingest sim` to try it)",
+                key="coordinator",
+            )
+
+
+def run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
+    import anyio
+
+    from ingest.api.wiring import prepare
+    from ingest.coord.connection import describe
+    from ingest.coord.worker import Coordinator, Worker
+    from ingest.loop import backend_options
+
+    plan = prepare(
+        args.manifest, provider=args.provider, config=settings, format=args.format, keys="env"
+    )
+
+    def on_start(name: str, planned: bool) -> None:
+        reporter.event("start", provider=plan.provider, manifest=str(args.manifest),
+                       run_name=name, coordinator=describe(args.coordinator), planned=planned)  # fmt: skip
+        reporter.note(
+            f"worker of run {name!r} on {describe(args.coordinator)} "
+            f"({'planned it' if planned else 'joined it'}); {plan.provider} upload of "
+            f"{args.manifest}"
+        )
+
+    worker = Worker(
+        plan,
+        Coordinator(args.coordinator, args.run_name, args.lease, args.chunk_lines),
+        observer=reporter,
+        retry_failed=args.retry_failed,
+        reupload_changed=args.reupload_changed,
+        on_start=on_start,
+    )
+    return anyio.run(_main, worker, reporter, backend_options=backend_options())
+
+
+async def _main(worker: Worker, reporter: Reporter) -> int:
+    import anyio
+
+    interrupted = False
+
+    async def on_signals() -> None:
+        nonlocal interrupted
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:  # the first drains, any later one stops now
+                if not interrupted:
+                    reporter.note("stopping: finishing this worker's chunk in flight", always=True)
+                (worker.abort if interrupted else worker.drain)()
+                interrupted = True
+
+    failed: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(on_signals)
+        try:
+            result = await worker.run()
+        except Exception as exc:  # raised as itself below, not in the task group's group
+            failed = exc
+        tg.cancel_scope.cancel()
+    if failed is not None:
+        raise failed
+    return _report(result, reporter, interrupted=interrupted)
+
+
+def _report(result: WorkerResult, reporter: Reporter, *, interrupted: bool) -> int:
+    c, mine = result.counts, result.this_worker
+    fields: dict[str, Any] = {
+        "run_name": result.run_name,
+        "total": result.entries,
+        "done": c.done,
+        "failed": c.failed,
+        "rejected": c.rejected,
+        "this_worker": {"done": mine.done, "api_calls": mine.api_calls, "chunks": result.chunks},
+        "poisoned": result.poisoned,
+        "stop_reason": result.stop_reason.value if result.stop_reason else None,
+    }
+    reporter.event("summary", **fields)
+    reporter.note(
+        f"run {result.run_name!r}: {c.done} of {result.entries} done, {c.failed} failed, "
+        f"{c.rejected} rejected (this worker: {mine.done} done in {result.chunks} chunks, "
+        f"{mine.api_calls} API calls)",
+        always=True,
+    )
+    if result.stop_message:
+        reporter.note(f"ingest: stopped: {result.stop_message}", always=True)
+    if result.stop_reason is not None and result.stop_reason.value != "interrupted":
+        return exits.EXIT_STOPPED
+    if interrupted or result.stop_reason is not None:
+        return exits.EXIT_INTERRUPTED
+    if result.complete:
+        return exits.EXIT_OK
+    return exits.EXIT_FAILED

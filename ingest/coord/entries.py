@@ -1,0 +1,77 @@
+"""The manifest read chunk by chunk: the engine's entries restricted to one chunk's lines.
+
+Owns how a worker feeds the unchanged engine. `ChunkReader.entries(first,
+last, skip)` yields the entries whose manifest line is in first..last, less
+the lines in `skip` (already settled in the run's record: they cost no API
+call). One reader is kept open across chunks and only reopened when a chunk
+starts at or before a line it already passed, so a worker taking chunks in
+stream order reads its manifest about once, whatever the number of chunks.
+
+Invariants: an entry is yielded at most once per `entries` call, in manifest
+order; the entry after the chunk's last line is kept for the next call, not
+lost. Blocking: the engine consumes it in its reader thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ingest.errors import ManifestError
+from ingest.item import Item
+
+if TYPE_CHECKING:
+    from ingest.manifest import ManifestFormat
+
+Entry = Item | ManifestError
+
+
+class ChunkReader:
+    """One manifest, read forward chunk by chunk (reopened only to go back)."""
+
+    def __init__(self, manifest: Path, fmt: ManifestFormat | None) -> None:
+        self._manifest = manifest
+        self._fmt = fmt
+        self._reader: Generator[Entry, None, None] | None = None
+        self._held: Entry | None = None  # read, beyond the last chunk's end
+        self._passed = 0  # the last line consumed (yielded or skipped)
+
+    def entries(
+        self, first: int, last: int, skip: set[int] | frozenset[int] = frozenset()
+    ) -> Iterator[Entry]:
+        if self._reader is None or first <= self._passed:
+            self._reopen()
+        while True:
+            entry = self._next()
+            if entry is None:
+                return
+            line = entry.line
+            if line is None:  # a whole-manifest problem: reported by the chunk reading it
+                yield entry
+                continue
+            if line > last:
+                self._held = entry
+                return
+            self._passed = line
+            if line >= first and line not in skip:
+                yield entry
+
+    def _next(self) -> Entry | None:
+        if self._held is not None:
+            entry, self._held = self._held, None
+            return entry
+        assert self._reader is not None
+        return next(self._reader, None)
+
+    def _reopen(self) -> None:
+        from ingest.manifest import read_manifest
+
+        self.close()
+        self._reader = read_manifest(self._manifest, self._fmt)
+        self._passed = 0
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+        self._reader, self._held = None, None

@@ -1,0 +1,299 @@
+"""One worker of a coordinated run: lease a chunk, run the unchanged engine on it, ship, ack.
+
+Owns the loop every `ingest run --coordinator URL` process runs, and the
+library's `run_worker`. How it works:
+
+1. Connect (and check the server), read the manifest once for its layout
+   and digest, and plan the run or check this worker against its binding.
+2. Open the provider's sessions once, then, until the run is done: take a
+   chunk (`lease.Leases.take`); run a new `Engine` on the chunk's lines not
+   yet settled (`entries.ChunkReader`), with a scratch journal of its own as
+   the write-ahead log, the `Shipper` as its observer and the `SharedPacer`
+   as its API pacer; when the engine has ended, ship what is left and
+   acknowledge the chunk only then. With no chunk to take while others hold
+   leases, wait for them to finish or lapse (then reclaim).
+3. Beside it: `renew` every lease/3; a fence that drains the engine (starts
+   nothing more on the chunk) once the last renewal is older than lease -
+   margin, or when another worker has taken the chunk; and the stop flag:
+   a STOP-class error at any worker (a bad key) stops every worker.
+
+Invariants: a chunk is acknowledged only when every outcome of its lines is
+shipped; a worker that stops (a signal, a stop, the coordinator gone) leaves
+its chunk unacknowledged, so another worker redoes only its unshipped lines;
+the scratch journals live in a temporary folder removed at exit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ingest.coord.budget import Budget, SharedPacer
+from ingest.coord.connection import Connection, connect
+from ingest.coord.entries import ChunkReader
+from ingest.coord.lease import LEASE_S, Lease, Leases
+from ingest.coord.names import BudgetKeys, RunKeys, account_digest, default_run_name
+from ingest.coord.plan import CHUNK_LINES, Planned, binding, lay_out, plan_run
+from ingest.coord.record import Counts, Record, Shipper
+from ingest.engine.outcomes import Counters, Observer, Outcome, StopReason
+
+if TYPE_CHECKING:
+    from ingest.api.wiring import Plan
+    from ingest.engine import Engine
+    from ingest.providers.base import Provider
+
+WAIT_S = 1.0  # longest wait between looks for a chunk while others hold the rest
+
+
+@dataclass(frozen=True, slots=True)
+class Coordinator:
+    """Where and how a worker joins a run."""
+
+    url: str
+    run_name: str | None = None  # None: `names.default_run_name`
+    lease_s: float = LEASE_S
+    chunk_lines: int = CHUNK_LINES
+    burst: int | None = None  # the shared budget's burst (None: api_rate / 25, at least 1)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerResult:
+    """How one worker ended, and the run's counts as the coordinator holds them."""
+
+    run_name: str
+    entries: int  # the manifest's entries (the run's total)
+    counts: Counts  # the run's, every worker's
+    this_worker: Counters
+    chunks: int  # chunks this worker acknowledged
+    poisoned: int  # chunks given up (by this worker)
+    planned: bool  # this worker wrote the plan
+    stop_reason: StopReason | None = None
+    stop_message: str | None = None
+
+    @property
+    def settled(self) -> int:
+        return self.counts.done + self.counts.failed + self.counts.rejected
+
+    @property
+    def complete(self) -> bool:
+        """Every entry of the run is done (not failed or rejected), and nothing stopped."""
+        return self.stop_reason is None and self.counts.done == self.entries
+
+
+def _consumer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """One worker's run; `await run()` once. `drain` and `abort` may come from a signal."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        coordinator: Coordinator,
+        *,
+        observer: Observer | None = None,
+        retry_failed: bool = False,
+        reupload_changed: bool = False,
+        on_start: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.coordinator = coordinator
+        self.run_name = coordinator.run_name or default_run_name(plan.provider, plan.manifest)
+        self.keys = RunKeys(self.run_name)
+        self._observer = observer
+        self._retry_failed = retry_failed
+        self._reupload_changed = reupload_changed
+        self._on_start = on_start
+        self._engine: Engine | None = None
+        self._lease: Lease | None = None  # the chunk the engine is on
+        self._draining = False
+        self._stop: tuple[StopReason, str] | None = None
+        self.counters = Counters()
+
+    def drain(self) -> None:
+        """Take no new chunk; the engine finishes what is in flight."""
+        self._draining = True
+        if self._engine is not None:
+            self._engine.drain()
+
+    def abort(self, message: str = "interrupted") -> None:
+        self._draining = True
+        self._stop = self._stop or (StopReason.INTERRUPTED, message)
+        if self._engine is not None:
+            self._engine.abort(message)
+
+    async def run(self) -> WorkerResult:
+        """Work until the run is done (or this worker stops); raises `IngestError`s as themselves."""
+        try:
+            return await self._run()
+        except ExceptionGroup as group:
+            raise _first(group) from None
+
+    async def _run(self) -> WorkerResult:
+        from ingest.api import wiring
+
+        plan, c = self.plan, self.coordinator
+        async with connect(c.url) as conn:
+            layout = await anyio.to_thread.run_sync(
+                lay_out, plan.manifest, plan.format, c.chunk_lines
+            )
+            header = wiring.binding(plan, emulator=False)
+            endpoint = header.endpoint or wiring.endpoint_of(plan.provider_settings.base_url)
+            bound = binding(layout, plan.provider, endpoint, header.bind)
+            planned = await plan_run(conn, self.keys, layout, bound)
+            if self._on_start is not None:
+                self._on_start(self.run_name, planned.created)
+            record = Record(conn, self.keys)
+            leases = Leases(conn, self.keys, _consumer(), lease_s=c.lease_s)
+            pacer = self._pacer(conn, endpoint)
+            shipper = Shipper(record, self._observer)
+            async with (
+                wiring.connect(
+                    plan.cls, plan.provider_settings, plan.run, plan.secrets, header.bind
+                ) as provider,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(pacer.run)
+                tg.start_soon(shipper.run)
+                tg.start_soon(self._renew, leases, record)
+                tg.start_soon(self._fence, leases)
+                try:
+                    chunks = await self._loop(provider, planned, leases, shipper, pacer)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await shipper.flush()
+                tg.cancel_scope.cancel()
+            counts = await record.counts()
+        reason, message = self._stop or (None, None)
+        return WorkerResult(
+            self.run_name, planned.entries, counts, self.counters, chunks,
+            len(leases.poisoned), planned.created, reason, message,
+        )  # fmt: skip
+
+    def _pacer(self, conn: Connection, endpoint: str) -> SharedPacer:
+        from ingest.clock import SYSTEM
+        from ingest.pacing import Pacer
+
+        run = self.plan.run
+        rate = run.api_rate or None
+        burst = self.coordinator.burst or max(1, int((rate or 0) / 25))
+        digest = account_digest(self.plan.provider, endpoint, self.plan.secrets)
+        budget = Budget(conn, BudgetKeys(digest), rate, burst)
+        # The local pacer keeps this worker's adaptive cut and pause; the budget, the shared rate.
+        local = Pacer(None, clock=SYSTEM, max_pause_s=run.max_pause_s)
+        return SharedPacer(budget, local, SYSTEM, max_pause_s=run.max_pause_s)
+
+    async def _loop(
+        self,
+        provider: Provider,
+        planned: Planned,
+        leases: Leases,
+        shipper: Shipper,
+        pacer: SharedPacer,
+    ) -> int:
+        reader = ChunkReader(self.plan.manifest, self.plan.format)
+        acked = 0
+        try:
+            with tempfile.TemporaryDirectory(prefix="ingest-worker-") as scratch:
+                while not self._draining and self._stop is None:
+                    lease = await leases.take()
+                    if lease is None:
+                        if await leases.finished() >= planned.chunks:
+                            break  # the whole run is done
+                        await anyio.sleep(min(WAIT_S, leases.lease_s / 3))
+                        continue
+                    path = Path(scratch) / f"chunk-{lease.chunk.id}.journal"
+                    outcome = await self._chunk(provider, lease, reader, shipper, pacer, path)
+                    await shipper.flush()  # every outcome of its lines, before any ack
+                    path.unlink(missing_ok=True)
+                    if outcome.stop_reason is None and not outcome.drained:
+                        acked += await leases.ack(lease)
+                        continue
+                    leases.release(lease)  # unfinished: it lapses back to the others
+                    if outcome.stop_reason is not None:
+                        message = outcome.stop_message or outcome.stop_reason.value
+                        if outcome.stop_reason is StopReason.PROVIDER:
+                            await shipper.record.set_stop(message)  # a bad key stops every worker
+                        self._stop = self._stop or (outcome.stop_reason, message)
+        finally:
+            reader.close()
+        return acked
+
+    async def _chunk(
+        self,
+        provider: Provider,
+        lease: Lease,
+        reader: ChunkReader,
+        shipper: Shipper,
+        pacer: SharedPacer,
+        journal_path: Path,
+    ) -> Outcome:
+        from ingest.api import wiring
+        from ingest.engine import Engine, EngineSettings
+
+        chunk = lease.chunk
+        skip = await shipper.record.settled(chunk.first, chunk.last)
+        plan = dataclasses.replace(self.plan, journal=journal_path)
+        journal, replay, _ = await anyio.to_thread.run_sync(lambda: wiring.open_journal(plan))
+        with journal:
+            settings = EngineSettings(
+                plan.run, retry_failed=self._retry_failed, reupload_changed=self._reupload_changed
+            )
+            engine = Engine(provider, journal, replay, settings, observer=shipper, api_pacer=pacer)
+            self._engine = engine
+            self._lease = lease
+            if self._draining:
+                engine.drain()
+            try:
+                outcome = await engine.run(reader.entries(chunk.first, chunk.last, skip))
+            finally:
+                self._engine = None
+        _add(self.counters, outcome.counters)
+        return outcome
+
+    async def _renew(self, leases: Leases, record: Record) -> None:
+        """Renew every lease/3, and obey the stop flag another worker may have set."""
+        every = leases.lease_s / 3
+        while True:
+            await leases.renew()
+            message = await record.stop_message()
+            if message is not None and self._stop is None:
+                self._stop = (StopReason.PROVIDER, message)
+                self._draining = True
+                if self._engine is not None:
+                    self._engine.abort(message)
+            await anyio.sleep(every)
+
+    async def _fence(self, leases: Leases) -> None:
+        """Drain the engine once its chunk's lease may have lapsed (local monotonic clock)."""
+        while True:
+            engine, lease = self._engine, self._lease
+            if engine and lease and not lease.valid(leases.lease_s, leases.margin_s):
+                engine.drain()  # start nothing more on a chunk that may be another's
+            await anyio.sleep(leases.margin_s / 2)
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a task group wrapped: its first `IngestError` (else the group itself)."""
+    from ingest.errors import IngestError
+
+    for exc in group.exceptions:
+        found = _first(exc) if isinstance(exc, BaseExceptionGroup) else exc
+        if isinstance(found, IngestError):
+            return found
+    return group
+
+
+def _add(total: Counters, more: Counters) -> None:
+    for f in dataclasses.fields(Counters):
+        setattr(total, f.name, getattr(total, f.name) + getattr(more, f.name))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tarfile
 import zipfile
 from pathlib import Path
@@ -22,7 +23,7 @@ from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest import WalkStats, count_entries, read_manifest
 from ingest.manifest.folder import Captions
-from ingest.manifest.packed import list_members
+from ingest.manifest.packed import list_members, samples
 from ingest.reasons import group
 from tests.images import image_bytes
 
@@ -344,3 +345,11 @@ def test_the_header_reader_agrees_with_tarfile_on_any_names_and_sizes(
     assert [(e.member.name, e.member.offset, e.member.length) for e in listed if e.member] == (
         expected
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(alphabet="ab./", max_size=12))
+def test_samples_split_names_as_webdataset_does(name: str) -> None:
+    found = re.match(r"^((?:.*/|)[^.]+)[.]([^/]*)$", name)  # webdataset.tariterators.base_plus_ext
+    expected = (found.group(1), found.group(2).lower()) if found else None
+    assert samples._split(name) == expected

@@ -21,7 +21,8 @@ wrong with it (a truncated member, a caption member that is not UTF-8, a
 broken ``json`` member, a name the shard holds twice is that image's
 `ManifestError`, named ``shard#member``)
 plus one per listing problem; `count_shard` counts the same results without
-reading any caption; only one sample is held at a time.
+reading any caption; only one sample is held at a time (and ~11 bytes a
+member name, to tell a name the shard holds twice).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from ingest.digestset import DigestSet, digest64
 from ingest.errors import ManifestError
 from ingest.item import Item, Member
 from ingest.manifest.folder import IMAGE_EXTENSIONS, WalkStats, no_images
@@ -50,6 +52,12 @@ Sample = list[Listed]
 
 
 def _split(name: str) -> tuple[str, str] | None:
+    # WebDataset's base_plus_ext: the regex's answer when the file name has a stem before its
+    # first dot, found without the regex (3x cheaper); the odd rest goes to the regex itself.
+    start = name.rfind("/") + 1
+    dot = name.find(".", start)
+    if dot > start:
+        return name[:dot], name[dot + 1 :].lower()
     found = _BASE_PLUS_EXT.match(name)
     return (found.group(1), found.group(2).lower()) if found else None
 
@@ -86,14 +94,18 @@ def read_shard(
     """The items of the shard at `path`; `label` prefixes their keys (``label#member``)."""
     stats = stats if stats is not None else WalkStats()
     listed = list_members(str(path), kind)
-    seen: dict[str, int] = {}  # image member names, each its first entry
+    seen = DigestSet(values=True)  # image member names (digests: flat memory), their first entry
     stats.tables.append("json members")  # where `Captions.metadata` came from
-    for key, sample in _samples(listed):
-        if key is None:
-            stats.found += 1
-            yield ManifestError(str(sample[0].problem), source=source, line=stats.found)
-            continue
-        yield from _sample_items(path, sample, source, label, stats, seen)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))  # caption members: pread
+    try:
+        for key, sample in _samples(listed):
+            if key is None:
+                stats.found += 1
+                yield ManifestError(str(sample[0].problem), source=source, line=stats.found)
+                continue
+            yield from _sample_items(path, fd, sample, source, label, stats, seen)
+    finally:
+        os.close(fd)
     if stats.found == 0:
         yield no_images(source, stats.skipped)
 
@@ -113,7 +125,13 @@ def _image(entry: Listed) -> Member | None:
 
 
 def _sample_items(
-    path: Path, sample: Sample, source: str, label: str, stats: WalkStats, seen: dict[str, int]
+    path: Path,
+    fd: int,
+    sample: Sample,
+    source: str,
+    label: str,
+    stats: WalkStats,
+    seen: DigestSet,
 ) -> Iterator[Item | ManifestError]:
     images = [entry for entry in sample if _image(entry) is not None]
     others = [entry for entry in sample if _image(entry) is None]
@@ -122,7 +140,7 @@ def _sample_items(
             name = entry.member.name if entry.member else ""
             stats.other_file(f"{label}#{name}", "a member of a sample without an image")
         return
-    caption, metadata, origin, problem = _text_of(path, others, label, stats)
+    caption, metadata, origin, problem = _text_of(path, fd, others, label, stats)
     # Counted as a folder's: from a caption member as from a caption file, from json as metadata.
     which = 2 if caption is None else 0 if origin and "(" not in origin else 1
     counts = stats.caption_counts
@@ -131,8 +149,11 @@ def _sample_items(
         assert member is not None
         stats.found += 1
         where = f"{path}#{member.name}"
-        first = seen.setdefault(member.name, stats.found)
-        if first != stats.found:  # a tar appended to, a zip written twice: one key, two bodies
+        digest = digest64(member.name)
+        first = seen.get(digest)
+        if first is None:
+            seen.add(digest, stats.found)
+        else:  # a tar appended to, a zip written twice: one key, two bodies
             yield ManifestError(
                 f"member name repeated in the shard (first as entry {first}): {where}",
                 source=source,
@@ -156,7 +177,7 @@ def _sample_items(
 
 
 def _text_of(
-    path: Path, others: Sample, label: str, stats: WalkStats
+    path: Path, fd: int, others: Sample, label: str, stats: WalkStats
 ) -> tuple[str | None, dict[str, Any] | None, str | None, str | None]:
     """(caption, metadata, the member it came from, a problem) of a sample's other members."""
     by_suffix: dict[str, Member] = {}
@@ -178,14 +199,14 @@ def _text_of(
         member = by_suffix.get(suffix)
         if member is None:
             continue
-        text, problem = _member_text(path, member)
+        text, problem = _member_text(path, fd, member)
         if problem is not None:
             return None, None, None, problem
         caption, origin = (text.strip() or None), member.name
         break
     json_member = by_suffix.get("json")
     if json_member is not None:
-        text, problem = _member_text(path, json_member)
+        text, problem = _member_text(path, fd, json_member)
         if problem is not None:
             return None, None, None, problem
         try:
@@ -211,7 +232,7 @@ def _text_of(
     return caption, metadata, origin, None
 
 
-def _member_text(path: Path, member: Member) -> tuple[str, str | None]:
+def _member_text(path: Path, fd: int, member: Member) -> tuple[str, str | None]:
     where = f"{path}#{member.name}"
     if member.length > MAX_CAPTION_BYTES:
         return (
@@ -219,7 +240,12 @@ def _member_text(path: Path, member: Member) -> tuple[str, str | None]:
             f"{os.path.splitext(member.name)[1]} member over {MAX_CAPTION_BYTES >> 10} KiB: {where}",
         )
     try:
-        data = read_member(path, member, member.length)
+        if member.stored:
+            data = os.pread(fd, member.length, member.offset)
+            if len(data) < member.length:
+                raise OSError(f"member ended early: {len(data)} of {member.length} bytes: {where}")
+        else:
+            data = read_member(path, member, member.length)
     except OSError as exc:
         return "", f"cannot read member: {exc}"
     try:

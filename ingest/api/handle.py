@@ -238,7 +238,9 @@ class Upload:
         try:
             outcome = await engine.run(entries)
             # The journal's fsync and, after a write error, its replay: off the caller's loop.
-            self._result = await anyio.to_thread.run_sync(_result, engine, journal, outcome)
+            self._result = await anyio.to_thread.run_sync(
+                _result, engine, journal, outcome, self.already_done
+            )
             self._error = engine.observer_error  # the caller's own, raised as itself
         except Exception as exc:  # not a stop: raised by `wait` and on leaving the block
             self._error = _unwrap(exc)
@@ -269,17 +271,20 @@ def _leaves(exc: Exception) -> Iterator[Exception]:
         yield exc
 
 
-def _result(engine: Engine, journal: Journal, outcome: Outcome) -> Result:
+def _result(engine: Engine, journal: Journal, outcome: Outcome, already_done: int) -> Result:
     """The run's `Result` from the journal's counts (blocking: fsync, maybe a replay)."""
     from ingest.journal import replay
 
     journal.sync()
+    unjournaled = 0
     if journal.error is None:
         counts, total, removed = engine.tally.counts(), engine.tally.total, engine.tally.removed
     else:  # records may not have reached the disk: count what did
         final = replay(journal.path)
         counts, removed = final.counts(), final.removed
         total = final.total if final.read_to_end else None
+        # Done by this run but not on disk (a re-uploaded changed file counts here too).
+        unjournaled = max(0, already_done + outcome.counters.done - len(final.done))
     return Result(
         done=counts["done"],
         failed=counts["failed"],
@@ -293,6 +298,7 @@ def _result(engine: Engine, journal: Journal, outcome: Outcome) -> Result:
         elapsed_s=outcome.elapsed_s,
         this_run=outcome.counters,
         removed=removed,
+        unjournaled=unjournaled,
     )
 
 

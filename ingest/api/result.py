@@ -46,6 +46,10 @@ class Result:
     this_run: Counters  # the engine's counters for this run alone (a copy)
     # Items uploaded by earlier runs that this run's manifest no longer lists; not in `done`.
     removed: int = 0
+    # Uploaded by this run, but their `done` record never reached the journal (a full
+    # disk): in `this_run.done`, not in `done`; the next run redoes them (asking first
+    # where the provider can tell).
+    unjournaled: int = 0
 
     @property
     def complete(self) -> bool:

@@ -92,6 +92,16 @@ def problem_where(
     return f"{where} {key}"
 
 
+def unjournaled_note(n: int) -> str:
+    """Why "uploaded N files" is more than the journal's done: their records were lost."""
+    were = "was" if n == 1 else "were"
+    return (
+        f"{plural(n, 'file')} {were} uploaded but not journaled (the journal could not be "
+        "written): the next run checks them, asking the provider where it can, else "
+        "uploading them again"
+    )
+
+
 def folder_reason(reason: str, key: str | None) -> str:
     """`reason` without the absolute path it ends with, when that is the folder entry `key`."""
     head, sep, tail = reason.rpartition(": ")
@@ -354,6 +364,7 @@ class Reporter:
                 rejected=counts["rejected"],
                 in_flight=counts["in_flight"],
                 removed=result.removed,
+                unjournaled=result.unjournaled,
                 this_run={
                     "done": c.done,
                     "skipped": c.skipped,
@@ -388,6 +399,8 @@ class Reporter:
             + (f" of {total}" if total is not None else "")
             + f", {counts['failed']} failed, {counts['rejected']} rejected, {counts['in_flight']} unfinished",
         ]
+        if result.unjournaled:
+            lines.append(unjournaled_note(result.unjournaled))
         if result.removed:
             lines.append(removed_note(result.removed))
         if self.failures:

@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -331,6 +332,12 @@ def test_full_disk_while_journaling_stops_cleanly_then_resume(
         assert full.returncode == 3, full.stderr
         assert "Traceback" not in full.stderr
         assert "stopped: cannot write" in full.stderr and "the disk is full" in full.stderr
+        # "uploaded N files" above "M done" is explained, never left bare (K6).
+        uploaded = re.search(r"uploaded (\d+) files?", full.stderr)
+        done = re.search(r": (\d+) done", full.stderr)
+        assert uploaded is not None and done is not None, full.stderr
+        lost = int(uploaded[1]) - int(done[1])
+        assert ("uploaded but not journaled" in full.stderr) == (lost > 0), full.stderr
         assert run_ingest(["status", str(journal)], env=NOVITA.env()).returncode == 0
         _pid, in_flight = in_flight_at_kill(journal)
         moved = tmp_path / "run.journal"  # room again: the user frees space (here: moves it)

@@ -56,8 +56,8 @@ class SimProcess:
 
 
 @contextmanager
-def sim_process(*args: str) -> Iterator[SimProcess]:
-    """`ingest sim` with `args`, in its own process, stopped at exit.
+def sim_process(*args: str, env: dict[str, str] | None = None) -> Iterator[SimProcess]:
+    """`ingest sim` with `args` (and `env`, else this process's), in its own process, stopped at exit.
 
     Its stderr goes to a temporary file, not a pipe: nobody reads a pipe while
     the test runs, and once 64 KiB of log (say, aiohttp's tracebacks for
@@ -70,6 +70,7 @@ def sim_process(*args: str) -> Iterator[SimProcess]:
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
+            env=env,
         )
         try:
             assert proc.stdout is not None

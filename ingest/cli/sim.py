@@ -31,7 +31,8 @@ POST /api/v1/files/ID/complete) and Autoenhance (POST /v3/images/, GET
 /v3/images/ID, GET /v3/orders/ID), Scenario (under /v1: models, their
 training-images, assets and multipart uploads), and an S3-like storage route
 (PUT /s3/BUCKET/KEY) that checks real SigV4 pre-signed URLs, expiry, chunked
-bodies and Content-Length the way S3 does, with optional seeded faults.
+bodies and Content-Length the way S3 does, with optional seeded faults; or,
+with --storage-url, URLs signed for another S3-compatible server.
 
 Inspect it while it runs: GET /_sim/health, /_sim/objects, /_sim/assets,
 /_sim/stats, /_sim/modelhunter/files, /_sim/scenario/models; change faults with PUT /_sim/faults (body: a plan string).
@@ -109,6 +110,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DIR",
         help="keep uploaded bodies under DIR/BUCKET/KEY (default: keep only size and SHA-256)",
     )
+    _add_storage_flags(parser.add_argument_group("External storage"))
     parser.add_argument(
         "--novita-error-body",
         choices=("v3", "text", "empty"),
@@ -119,6 +121,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_autoenhance_flags(parser.add_argument_group("Autoenhance"))
     _add_scenario_flags(parser.add_argument_group("Scenario"))
     parser.set_defaults(func=run)
+
+
+def _add_storage_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--storage-url",
+        metavar="URL",
+        help="sign every provider's upload URLs for this S3-compatible bucket instead of "
+        "/s3 (path style: http://127.0.0.1:9000/BUCKET); ModelHunter's complete, "
+        "Autoenhance's image status and Scenario's multipart complete then ask it (HEAD/GET)",
+    )
+    group.add_argument(
+        "--storage-key-env",
+        default="AWS_ACCESS_KEY_ID",
+        metavar="NAME",
+        help="environment variable holding its access key id (default: AWS_ACCESS_KEY_ID)",
+    )
+    group.add_argument(
+        "--storage-secret-env",
+        default="AWS_SECRET_ACCESS_KEY",
+        metavar="NAME",
+        help="environment variable holding its secret key (default: AWS_SECRET_ACCESS_KEY)",
+    )
+    group.add_argument(
+        "--storage-region",
+        default="us-east-1",
+        metavar="REGION",
+        help="the region its URLs are signed for (default: us-east-1)",
+    )
 
 
 def _add_modelhunter_flags(group: argparse._ArgumentGroup) -> None:
@@ -352,10 +382,19 @@ def run(args: argparse.Namespace) -> int:
     import anyio
 
     from ingest.sim import FaultPlan, SimSettings, serve
+    from ingest.sim.external import ExternalStoreError, external_storage
     from ingest.sim.settings import NovitaSimSettings
 
     try:
         settings = SimSettings(
+            external_storage=None
+            if args.storage_url is None
+            else external_storage(
+                args.storage_url,
+                key_env=args.storage_key_env,
+                secret_env=args.storage_secret_env,
+                region=args.storage_region,
+            ),
             host=args.host,
             port=args.port,
             url_lifetime_s=args.lifetime,
@@ -377,8 +416,10 @@ def run(args: argparse.Namespace) -> int:
             async with serve(settings) as sim:
                 print(f"ingest sim listening on {sim.base_url}", flush=True)
                 keys = "any non-empty key" if settings.api_keys is None else "--key values"
+                where = settings.external_storage
+                storage = "/s3" if where is None else f"{where.endpoint}/{where.bucket}"
                 print(
-                    f"ingest sim: providers: {', '.join(sim.providers)}; "
+                    f"ingest sim: providers: {', '.join(sim.providers)}; storage: {storage}; "
                     f"URL lifetime {settings.describe_lifetime()}; "
                     f"API keys: {keys}; faults: {settings.faults}; stop with Ctrl-C",
                     file=sys.stderr,
@@ -389,6 +430,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         anyio.run(main, backend="asyncio", backend_options=backend_options())
+    except ExternalStoreError as exc:  # a wrong --storage-url, bucket or key
+        print(f"ingest sim: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # e.g. the port is taken
         print(f"ingest sim: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

@@ -305,7 +305,7 @@ def add_routes(ctx: SimContext) -> None:
         if options.daily_limit is not None and daily[(key, day)] > options.daily_limit:
             status = "error"
             reason = f"Daily enhancement limit of {options.daily_limit} images reached"
-        url, host = ctx.issue_upload(
+        url, _host = ctx.issue_upload(
             request,
             provider=PROVIDER,
             remote_id=image_id,
@@ -314,7 +314,7 @@ def add_routes(ctx: SimContext) -> None:
             content_type=content_type or OCTET_STREAM,
         )
         if options.upload_host == "api":
-            url = f"http://{host}{UPLOAD_ROUTE.format(image_id=image_id)}"
+            url = f"http://{request.host}{UPLOAD_ROUTE.format(image_id=image_id)}"
         record = ImageRecord(
             image_id=image_id,
             order_id=order_id,
@@ -345,6 +345,7 @@ def add_routes(ctx: SimContext) -> None:
         record = owned(request)
         if isinstance(record, web.Response):
             return record
+        await ctx.landed(record.image_id)  # an external store is asked (HEAD), as S3 would be
         return _json(200, image_out(record))
 
     async def delete_image(request: web.Request) -> web.StreamResponse:
@@ -392,6 +393,7 @@ def add_routes(ctx: SimContext) -> None:
         owned = [images[i] for i in orders.get(order_id, ()) if images[i].owner == key]
         if not owned:
             return http_error(404, "Order not found")
+        await ctx.landed(*(record.image_id for record in owned))  # external store: HEADs
         listed = [image_out(record) for record in owned]
         processing = any(image["status"] == "processing" for image in listed)
         created = order_created[order_id]

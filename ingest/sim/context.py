@@ -13,8 +13,12 @@ API route has in common, in this order:
    response counted under ``"<METHOD> <path>"`` and its status.
 
 Upload targets are handed out with `issue_upload`, which signs a SigV4 URL
-for this emulator's ``/s3/<bucket>/<key>`` route and records the asset; the
-storage route (`ingest.sim.storage`) is shared by every provider.
+for this emulator's ``/s3/<bucket>/<key>`` route (or, with
+`SimSettings.external_storage`, for an S3-compatible server:
+`ingest.sim.external`) and records the asset; the storage route
+(`ingest.sim.storage`) is shared by every provider. A route that must know
+whether an asset's bytes landed asks `stored` / `landed`, which ask the
+external store when there is one (and record what it holds).
 
 Must be created inside the running event loop (it owns an `anyio.Event`).
 """
@@ -35,9 +39,10 @@ import anyio
 from aiohttp import web
 
 from ingest.sim import sigv4
+from ingest.sim.external import ExternalStore
 from ingest.sim.faults import FaultInjector, FaultPlan, retry_after_header
 from ingest.sim.settings import SimSettings
-from ingest.sim.state import IssuedAsset, SimState
+from ingest.sim.state import IssuedAsset, SimState, StoredObject
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Renders an injected or rate-limit error (status 429, 500 or 503) in the provider's envelope.
@@ -60,6 +65,8 @@ class SimContext:
         # from S3's (an expired URL: 403 ExpiredRequest); a provider module adds its own.
         self.r2_buckets: set[str] = set()
         self._date_cache: tuple[int, str] = (0, "")
+        where = settings.external_storage
+        self.external = None if where is None else ExternalStore(where, self.now)
 
     # -- clock and faults ---------------------------------------------------
 
@@ -122,27 +129,34 @@ class SimContext:
         whichever name the client used. With `content_type`, the URL signs
         ``content-type`` too and the PUT must send exactly that value. With
         `keep_body`, storage keeps the uploaded body in `SimState.bodies`.
-        Returns ``(url, host)``.
+        Returns ``(url, host)``: the Host the URL is signed for (the external
+        store's, when there is one).
         """
         host = request.host
         now = self.now()
         lifetime = self.url_lifetime(provider)
-        signed = {"host": host}
-        if content_type is not None:
-            signed["content-type"] = content_type
-        creds = self.settings.credentials
-        url = sigv4.presign(
-            "PUT",
-            f"http://{host}",
-            f"{STORAGE_PREFIX}/{bucket}/{object_key}",
-            access_key=creds.access_key,
-            secret=creds.secret,
-            region=creds.region,
-            now=datetime.fromtimestamp(now, tz=UTC),
-            expires=lifetime,
-            signed_headers=signed,
-            extra_query=[("x-id", "PutObject")],
-        )
+        if self.external is not None:
+            host = self.external.host
+            url = self.external.presign(
+                "PUT", f"{bucket}/{object_key}", lifetime=lifetime, content_type=content_type
+            )
+        else:
+            signed = {"host": host}
+            if content_type is not None:
+                signed["content-type"] = content_type
+            creds = self.settings.credentials
+            url = sigv4.presign(
+                "PUT",
+                f"http://{host}",
+                f"{STORAGE_PREFIX}/{bucket}/{object_key}",
+                access_key=creds.access_key,
+                secret=creds.secret,
+                region=creds.region,
+                now=datetime.fromtimestamp(now, tz=UTC),
+                expires=lifetime,
+                signed_headers=signed,
+                extra_query=[("x-id", "PutObject")],
+            )
         self.state.issue(
             IssuedAsset(
                 remote_id=remote_id,
@@ -155,6 +169,48 @@ class SimContext:
             )
         )
         return url, host
+
+    async def stored(self, key: str, *, body: bool = False) -> StoredObject | None:
+        """The object at issued `key` if its bytes landed (`body`: read them back too).
+
+        Without an external store, what ``/s3`` recorded. With one, the store
+        is asked (HEAD, or GET for `body`) until it holds the object, which is
+        then recorded like a PUT to ``/s3`` (objects are never deleted there).
+        """
+        obj = self.state.objects.get(key)
+        if obj is not None or self.external is None:
+            return obj
+        found = await (self.external.get(key) if body else self.external.head(key))
+        if found is None:
+            return None
+        return self.state.store(
+            key,
+            size=found.size,
+            sha256=found.sha256,
+            content_type=found.content_type,
+            body=found.body,
+        )
+
+    async def landed(self, *remote_ids: str) -> None:
+        """Ask the external store about these issued assets (nothing to do without one)."""
+        if self.external is None:
+            return
+        async with anyio.create_task_group() as tg:
+            limit = anyio.Semaphore(16)
+            for remote_id in remote_ids:
+                asset = self.state.assets.get(remote_id)
+                if asset is not None and asset.key not in self.state.objects:
+
+                    async def ask(key: str = asset.key) -> None:
+                        async with limit:
+                            await self.stored(key)
+
+                    tg.start_soon(ask)
+
+    async def aclose(self) -> None:
+        """Release what the context holds open (the external store's connections)."""
+        if self.external is not None:
+            await self.external.aclose()
 
     # -- API routes -------------------------------------------------------------
 

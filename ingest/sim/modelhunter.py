@@ -286,6 +286,7 @@ def add_routes(ctx: SimContext) -> None:
         if record.completed is None:
             if options.forget_expired and ctx.now() > record.expires:
                 return _gone(file_id)
+            await ctx.landed(file_id)  # an external store is asked (HEAD), as R2 would be
             stored = ctx.state.object_for(file_id)
             if stored is None:
                 return _gone(file_id)

@@ -4,7 +4,9 @@ Owns the listening socket and the server's lifetime. ``async with
 serve(settings) as sim`` binds (port 0 picks a free port), serves until the
 block exits, then shuts down: stalled requests are released first (they drop
 their connections), in-flight handlers get a short grace, and cleanup runs
-shielded from cancellation so an aborted test still frees the port.
+shielded from cancellation so an aborted test still frees the port. With an
+external store, its bucket is checked first: a wrong URL or key raises
+`ExternalStoreError` before anything listens.
 
 Runs on asyncio (aiohttp), so from anyio only on the asyncio backend.
 """
@@ -79,6 +81,12 @@ async def serve(settings: SimSettings | None = None) -> AsyncIterator[SimServer]
     """Run an emulator for the duration of the block."""
     settings = settings or SimSettings()
     app, ctx = build_app(settings)
+    if ctx.external is not None:
+        try:
+            await ctx.external.check()  # ExternalStoreError: a wrong URL, bucket or key
+        except BaseException:
+            await ctx.aclose()
+            raise
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE_S
     )
@@ -92,3 +100,4 @@ async def serve(settings: SimSettings | None = None) -> AsyncIterator[SimServer]
         ctx.closing.set()
         with anyio.CancelScope(shield=True), anyio.move_on_after(_SHUTDOWN_GRACE_S * 3):
             await runner.cleanup()
+            await ctx.aclose()

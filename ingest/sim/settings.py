@@ -1,8 +1,9 @@
 """The emulator's settings: where it listens and how its providers behave.
 
 Owns `SimSettings` (a frozen value fixed for the life of one emulator; only
-the fault plan can change while it runs, see `SimServer.set_faults`) and the
-storage credentials its URLs are signed with.
+the fault plan can change while it runs, see `SimServer.set_faults`), the
+storage credentials its URLs are signed with, and where an external
+S3-compatible store is (`ExternalStorage`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,25 @@ class StorageCredentials:
     """The emulator's S3 identity; fixed so that URLs are reproducible in tests."""
 
     access_key: str = "AKIAINGESTSIMULATOR1"
-    secret: str = "ingestSIMsecretKEYnotAsecret/0000000000"
+    secret: str = field(default="ingestSIMsecretKEYnotAsecret/0000000000", repr=False)
     region: str = "ap-southeast-1"
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalStorage:
+    """An S3-compatible server to sign upload URLs for, instead of the emulator's ``/s3``.
+
+    `endpoint` is ``scheme://host[:port]``, `bucket` an existing bucket there
+    (path-style addressing); `credentials` sign the URLs (see `ingest.sim.external`).
+    """
+
+    endpoint: str
+    bucket: str
+    credentials: StorageCredentials
+
+    def __post_init__(self) -> None:
+        if not self.bucket or "/" in self.bucket:
+            raise ValueError(f"bucket must be one path segment, got {self.bucket!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +269,8 @@ class SimSettings:
     store_dir: Path | None = None
     stall_cap_s: float = 300.0
     credentials: StorageCredentials = field(default_factory=StorageCredentials)
+    # Upload URLs point at this S3-compatible server instead of the /s3 route (None: /s3).
+    external_storage: ExternalStorage | None = None
     scenario: ScenarioSimSettings = field(default_factory=ScenarioSimSettings)
     novita: NovitaSimSettings = field(default_factory=NovitaSimSettings)
     modelhunter: ModelHunterSimSettings = field(default_factory=ModelHunterSimSettings)

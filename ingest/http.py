@@ -224,21 +224,24 @@ def _unreachable(exc: BaseException) -> str | None:
     return (cause.strerror or str(cause) or type(cause).__name__).lower()
 
 
-def _origin(session: aiohttp.ClientSession, path: str) -> str | None:
-    """scheme://host[:port] a request for `path` goes to (the session's base URL, if relative)."""
+def _resolve(session: aiohttp.ClientSession, path: str) -> tuple[yarl.URL | str, str | None]:
+    """The URL a request for `path` goes to (absolute when the session has a base URL) and
+    its scheme://host[:port], for "cannot reach …"."""
     base = getattr(session, "_base_url", None)  # aiohttp keeps no public accessor
-    return _joined_origin(base if isinstance(base, yarl.URL) else None, path)
+    return _resolved(base if isinstance(base, yarl.URL) else None, path)
 
 
 @functools.lru_cache(maxsize=256)
-def _joined_origin(base: yarl.URL | None, path: str) -> str | None:
-    # Cached: every API call of a run asks it about the same few paths.
+def _resolved(base: yarl.URL | None, path: str) -> tuple[yarl.URL | str, str | None]:
+    # Cached: every API call of a run asks about the same few paths, and aiohttp
+    # joins a relative path to the base URL anew on every request (~2 % of a
+    # small-file run); an absolute URL it takes as it is (`ClientSession._build_url`).
     url = yarl.URL(path)
     if not url.absolute:
         if base is None:
-            return None
+            return path, None
         url = base.join(url)
-    return str(url.origin())
+    return url, str(url.origin())
 
 
 def triage(status: int) -> Action:
@@ -325,10 +328,11 @@ async def request(
     sent = dict(headers or {})
     if body is not None:
         sent["Content-Type"] = "application/json"
-    async with map_errors(provider, op, _origin(session, path)):
+    url, origin = _resolve(session, path)
+    async with map_errors(provider, op, origin):
         sent_at = clock()
         async with session.request(
-            method, path, data=body, headers=sent or None, allow_redirects=False
+            method, url, data=body, headers=sent or None, allow_redirects=False
         ) as resp:
             data = await resp.read()
             return Response(resp.status, resp.headers, data, sent_at, clock())

@@ -15,7 +15,7 @@ reads the header only (`Image.open` is lazy), estimates the decoded pixels'
 bytes and takes them from the `Budget` (`convert_memory_mib`), waiting while
 other conversions hold it; an image that alone needs more is that item's
 problem. The converted bytes are spooled to one file per item in a private
-temporary folder (named by their digest), and the `Source` handed on names
+temporary folder (named by a digest of its key), and the `Source` handed on names
 that file (`member` None) under the original's key, mtime and a display name
 with the new extension, so every reader of the data path (the PUT, a
 multipart part, Scenario's base64 body) sends the converted bytes unchanged.
@@ -240,7 +240,9 @@ class Converter:
                 f"{self.max_size:,}-byte limit (try --max-side)",
             )
         digest = hashlib.sha256(out).hexdigest()
-        path = Path(self._spool.name) / f"{digest}.{_EXT[kind]}"
+        # Named by the key: two items may convert to the same bytes and must not share a file.
+        spooled = hashlib.sha256(source.item.key.encode()).hexdigest()
+        path = Path(self._spool.name) / f"{spooled}.{_EXT[kind]}"
         path.write_bytes(out)
         with self._lock:
             self._files[source.item.key] = path

@@ -16,9 +16,11 @@ the bytes its image column holds there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
+from ingest.redact import shown_url
 from ingest.sniff import ImageType
 
 
@@ -58,17 +60,26 @@ class Item:
     # "metadata.jsonl line 3"), for `validate`.
     caption_from: str | None = field(default=None, compare=False)
     member: Member | None = None  # a member of the packed shard at `path`
+    # A remote source (``https://…``, `ingest.remote`): fetched before its upload; `path`
+    # is then only its shown form until the fetched file replaces it.
+    url: str | None = field(default=None, repr=False)
+    # A remote item's `Source` before its fetch has size 0 and a placeholder type (JPEG);
+    # `ingest.remote` replaces it with the fetched file's.
 
     @property
     def display_name(self) -> str:
         """The file name a provider should see."""
         if self.name:
             return self.name
+        if self.url is not None:
+            return PurePosixPath(urlsplit(self.url).path).name or "image"
         return self.member.name.rsplit("/", 1)[-1] if self.member else self.path.name
 
     @property
     def where(self) -> str:
         """The item's bytes as a user names them: the path, or ``shard.tar#member``."""
+        if self.url is not None:
+            return shown_url(self.url)
         return f"{self.path}#{self.member.name}" if self.member else str(self.path)
 
 

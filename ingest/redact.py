@@ -22,6 +22,7 @@ would garble counts and names.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 _SIGNED_PARAM = re.compile(
@@ -63,6 +64,39 @@ def redact(text: str) -> str:
     if _short_pattern is not None and any(secret in text for secret in _short):
         text = _short_pattern.sub(MASK, text)
     return text
+
+
+def shown_url(url: str) -> str:
+    """A URL as messages show it: without userinfo, each query value masked (a signed URL's)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+    except ValueError:  # a bad port: nothing of it is trusted
+        return "<a URL that cannot be parsed>"
+    query = "&".join(
+        f"{pair.split('=', 1)[0]}=REDACTED" if "=" in pair else pair
+        for pair in parts.query.split("&")
+        if pair
+    )
+    return redact(urlunsplit((parts.scheme, host, parts.path, query, "")))
+
+
+def url_key(url: str) -> str:
+    """The journal key of a URL given without an id: no userinfo, the query as a digest."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    key = f"{parts.scheme.lower()}://{host}{parts.path}"
+    if parts.query:
+        key += "?" + hashlib.sha256(parts.query.encode()).hexdigest()[:16]
+    return key
 
 
 def preview(secret: str) -> str:

@@ -68,6 +68,8 @@ def check(
     item's path; its `line` is the item's manifest line. With `prefetch`, a
     small file's bytes come along in `Source.body` while the budget allows.
     """
+    if item.url is not None:  # a remote source: checked as it is fetched (`ingest.remote`)
+        return Source(item=item, size=0, mtime_ns=0, image_type=ImageType.JPEG)
     if prefetch is None:
         return _check(item, limits, source, _no_read_ahead)
     taken = 0

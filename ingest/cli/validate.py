@@ -71,6 +71,8 @@ def becomes(source: Source, into: ImageType | None = None) -> str:
         caption = "no caption"
     else:
         caption = f"caption from {item.caption_from or 'the manifest'}"
+    if item.url is not None:  # type and size are known once it is fetched (`ingest.remote`)
+        return f"fetched at upload: {item.where}, {caption}"
     kept = f"kept: {source.image_type.ext}"
     if into is not None:
         kept = f"converted from {source.image_type.ext} to {into.ext}"
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(result, Source):
             ok += 1
             total_bytes += result.size
-            by_type[result.image_type.ext] += 1
+            by_type["url" if result.item.url is not None else result.image_type.ext] += 1
             if args.each and not args.json:
                 print(f"{result.item.key}: {becomes(result, into)}")
             continue

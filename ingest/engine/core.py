@@ -48,7 +48,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ingest import handoff
 from ingest.clock import SYSTEM, Clock
-from ingest.convert import accepting, converter_for, with_conversion
+from ingest.convert import accepting, with_conversion
 from ingest.engine.finalize import Finalizer, ToFinalize
 from ingest.engine.outcomes import (
     Counters,
@@ -79,6 +79,7 @@ from ingest.journal import Journal, Replay, records
 from ingest.journal.records import Record
 from ingest.pacing import Pacing
 from ingest.prefetch import Prefetch, release
+from ingest.preparing import Preparer
 from ingest.providers.base import Landed, Provider, Recovers, Target, Tidies
 from ingest.tally import Tally
 from ingest.validate import Checker
@@ -124,8 +125,11 @@ class Engine:
         )
         # Small files are read as they are validated (see `prefetch`).
         self._prefetch = Prefetch(settings.read_ahead_bytes) if settings.read_ahead_bytes else None
-        self.converter = converter_for(provider.caps, provider.name, settings.run)  # --convert
-        caps = accepting(provider.caps) if self.converter is not None else provider.caps
+        # Remote items fetched, --convert's conversions: between triage and acquire.
+        self.preparer = Preparer(
+            provider.caps, provider.name, settings, sleep=clock.sleep, now=clock.now
+        )
+        caps = accepting(provider.caps) if self.preparer.converter is not None else provider.caps
         self._triage = Triage(
             replay,
             Checker(caps, provider.name, prefetch=self._prefetch),
@@ -239,8 +243,7 @@ class Engine:
                     for stream in (validated_recv, landed_send, landed_recv):
                         stream.close()
             outer.cancel_scope.cancel()
-        if self.converter is not None:
-            self.converter.close()  # the spool folder of converted bytes
+        await self.preparer.aclose()  # its spool folders
         if self.journal.error is not None:
             self._stop(StopReason.JOURNAL, str(self.journal.error))
         return Outcome(
@@ -260,8 +263,8 @@ class Engine:
             self._stop(StopReason.JOURNAL, str(exc))
             return
         self.tally.apply(rec)
-        if self.converter is not None and rec["s"] in ("done", "fail"):
-            self.converter.forget(rec["k"])  # its converted bytes are no longer needed
+        if rec["s"] in ("done", "fail"):
+            self.preparer.forget(rec["k"])  # its fetched or converted bytes are no longer needed
 
     # -- stage 1: read and triage (blocking I/O in a worker thread) ----------
 
@@ -347,9 +350,8 @@ class Engine:
                 item = source.item
                 self.counters.in_flight += 1
                 try:
-                    if self.converter is not None:  # --convert: HEIC, TIFF... made PNG or JPEG
-                        verdict = await self.converter.prepare(verdict, self._prefetch)
-                        source = _source_of(verdict)
+                    verdict = await self.preparer.prepare(verdict, self._prefetch)
+                    source = _source_of(verdict)  # fetched (a URL), converted (--convert)
                     recovered = await self._recover(verdict) if isinstance(verdict, Redo) else None
                     if recovered is not None:
                         self.done(item.key, item.line, source, recovered)

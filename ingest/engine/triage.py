@@ -152,6 +152,8 @@ class Triage:
     def _item(self, item: Item) -> Triaged:
         replay = self._replay
         if replay.is_done(item.key):
+            if item.url is not None:
+                return SKIPPED  # a remote source: no local file to tell a change by
             try:
                 st = os.stat(item.path)
             except OSError:

@@ -22,10 +22,12 @@ from ingest.manifest.dedupe import Entry, Held, duplicate
 from ingest.manifest.lines import clip
 from ingest.manifest.packed.naming import SHARDS, split_member
 from ingest.manifest.seenkeys import HOLD, KeyCheck
+from ingest.redact import shown_url, url_key
 
 FIELDS = ("path", "id", "name", "content_type", "caption", "metadata")
 FIELD_SET = frozenset(FIELDS)
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
+_REMOTE = re.compile(r"\s*https?://[^/\s]", re.I)  # a remote source (`ingest.remote`)
 
 # Names people reach for instead of ours, best guess first. The first one the
 # entry does not already have becomes the "did you mean" suggestion.
@@ -71,8 +73,8 @@ def _path_problem(written: str) -> str | None:
         return "path contains a NUL character"
     if _URL.match(written) or written.startswith("data:"):
         return (
-            f"path is a URL ({clip(written, 80)!r}); ingest uploads local files: "
-            "download it and list the local path"
+            f"path is a URL ({clip(shown_url(written), 80)!r}); ingest fetches only http:// "
+            "and https:// URLs: download it and list the local path"
         )
     return None
 
@@ -96,12 +98,15 @@ def make_entry(
     caption: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Entry:
-    problem = _path_problem(written)
+    url = written.strip() if _REMOTE.match(written) else None  # fetched before its upload
+    problem = None if url is not None else _path_problem(written)
     if problem is not None:
         return ManifestError(problem, source=source, line=line)
     path, member = _resolve(base, written), None
-    named = split_member(written)
-    if named is not None:  # shard.tar#member.png
+    named = None if url is not None else split_member(written)
+    if url is not None:
+        path, written = Path(shown_url(url)), written if id_ is not None else url_key(url)
+    elif named is not None:  # shard.tar#member.png
         path = _resolve(base, named[0])
         found = SHARDS.find(str(path), named[1])
         if isinstance(found, str):
@@ -121,6 +126,7 @@ def make_entry(
         caption=caption,
         metadata=metadata,
         member=member,
+        url=url,
     )
     return Held(item, what) if first is HOLD else item
 

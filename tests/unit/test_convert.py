@@ -74,6 +74,24 @@ def test_heic_becomes_jpeg_and_alpha_becomes_png_keeping_the_originals_fingerpri
     assert out.image_type is ImageType.PNG and im.mode == "RGBA"
 
 
+def test_two_items_converted_to_the_same_bytes_keep_a_spool_file_each(tmp_path: Path) -> None:
+    first = save(tmp_path / "a.tiff", picture(), "TIFF")
+    second = save(tmp_path / "b.bmp", picture(), "BMP")
+    converter = Converter(NOVITA, provider="novita")
+
+    async def both() -> tuple[Source, Source]:
+        return await converter.convert(source_of(first)), await converter.convert(source_of(second))
+
+    try:
+        a, b = anyio.run(both)
+        assert a.converted is not None and b.converted is not None
+        assert a.converted.digest == b.converted.digest and converter.spooled == 2
+        converter.forget("a.tiff")  # journaled done: its file goes, the other's stays
+        assert not a.item.path.exists() and b.item.path.read_bytes()
+    finally:
+        converter.close()
+
+
 def test_exif_orientation_is_applied_and_max_side_downscales(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise to show upright
@@ -105,7 +123,7 @@ def mixed_folder(root: Path) -> Path:
     root.mkdir()
     save(root / "a.heic", picture(seed=1), "HEIF")
     save(root / "b.tiff", picture(seed=2), "TIFF")
-    save(root / "c.bmp", picture(seed=3), "BMP")
+    save(root / "c.bmp", picture(seed=2), "BMP")  # b.tiff's picture: the same converted bytes
     save(root / "d.tiff", picture(mode="RGBA", seed=4), "TIFF")
     save(root / "e.png", picture(seed=5), "PNG")
     return root
@@ -163,8 +181,9 @@ def test_novita_gets_converted_bytes_once_and_a_resume_converts_the_same_way(
     result = run()
     assert result.complete and result.done == 5
     bodies = stored(store)
-    assert len(bodies) == 5  # no second copy
+    assert len(bodies) == 5  # no second copy (b and c converted alike: one spool file each)
     assert Counter(sniff(b) for b in bodies) == {ImageType.JPEG: 3, ImageType.PNG: 2}
+    assert len({hashlib.sha256(b).hexdigest() for b in bodies}) == 4
     done = {r["k"]: r for r in journal_lines(result) if r["s"] == "done"}
     digests = {hashlib.sha256(b).hexdigest() for b in bodies}
     for key in ("a.heic", "b.tiff", "c.bmp", "d.tiff"):

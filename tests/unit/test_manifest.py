@@ -197,7 +197,7 @@ BAD_JSONL_LINES: list[tuple[str | bytes, str]] = [
     ('{"path": ""}', "empty path"),
     ('{"path": "   "}', "empty path"),
     ('{"path": "a\\u0000b.png"}', "NUL"),
-    ('{"path": "https://example.com/a.png"}', "path is a URL ('https://example.com/a.png')"),
+    ('{"path": "ftp://example.com/a.png"}', "path is a URL ('ftp://example.com/a.png')"),
     ('{"path": "s3://bucket/a.png"}', "path is a URL"),
     ('{"path": "data:image/png;base64,AAAA"}', "path is a URL"),
     ('{"path": "a.png", "id": true}', '"id" must be a string or an integer, got a boolean'),
@@ -558,11 +558,7 @@ def test_csv_bad_rows(tmp_path: Path) -> None:
     assert summary(read(write(tmp_path / "m.csv", text))) == [
         (2, "1"),
         (3, "ERR: empty path"),
-        (
-            4,
-            "ERR: path is a URL ('http://x/y.png'); ingest uploads local files: "
-            "download it and list the local path",
-        ),
+        (4, "3"),  # a remote source, fetched before its upload (tests/unit/test_remote.py)
         (5, "ERR: duplicate id '1' (first at line 2)"),
         (6, "ERR: a value in column 3, which has no name in the header"),
         (7, "5"),
@@ -615,14 +611,14 @@ def test_list_strips_and_skips(tmp_path: Path) -> None:
 
 
 def test_list_bad_lines(tmp_path: Path) -> None:
-    text = b"a.png\nb\xff.png\nhttps://x/y.png\na.png\nc.png\n"
+    text = b"a.png\nb\xff.png\ns3://x/y.png\na.png\nc.png\n"
     assert summary(read(write(tmp_path / "m.lst", text))) == [
         (1, "a.png"),
         (2, "ERR: not valid UTF-8 (byte ff at column 2): b\\xff.png"),
         (
             3,
-            "ERR: path is a URL ('https://x/y.png'); ingest uploads local files: "
-            "download it and list the local path",
+            "ERR: path is a URL ('s3://x/y.png'); ingest fetches only http:// and https:// "
+            "URLs: download it and list the local path",
         ),
         (4, "ERR: duplicate path 'a.png' (first at line 1)"),
         (5, "c.png"),
@@ -799,7 +795,7 @@ _bad = st.sampled_from(
         b'{"id": "only"}',
         b'{"path": "a", "bogus": 1}',
         b'{"path": ""}',
-        b'{"path": "http://x/y"}',
+        b'{"path": "ftp://x/y"}',
         b'{"path": "caf\xe9"}',
     ]
 )

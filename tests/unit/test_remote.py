@@ -1,0 +1,154 @@
+"""Remote sources (issue 15 part 3): ``https://``/``http://`` URLs in a manifest are fetched with
+aiohttp from a loopback server (never the internet), spooled, sniffed and uploaded through the
+in-process emulator; a failing source is its item's failure, retried when the failure is; URLs
+never show their userinfo or signed query."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiohttp import web
+
+import ingest
+from ingest.api.wiring import sim_settings
+from ingest.redact import shown_url, url_key
+from tests.images import image_bytes
+
+PNG = image_bytes("png", 3_000, 1)
+JPEG = image_bytes("jpeg", 300_000, 2)  # over the read-ahead size, sent chunked without a length
+SIGNED = image_bytes("png", 2_000, 3)
+
+
+class Server:
+    """A loopback aiohttp server in a thread of its own (the run has its own loop)."""
+
+    def __init__(self) -> None:
+        self.hits: dict[str, int] = {}
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
+        self.thread.start()
+        ready.wait()
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_get("/{name:.*}", self.handle)
+        runner = web.AppRunner(app)
+        self.loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.runner = runner
+        ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(runner.cleanup())
+        self.loop.close()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.hits[name] = self.hits.get(name, 0) + 1
+        if name == "a.png":
+            return web.Response(body=PNG)  # Content-Length known
+        if name == "chunked/b.jpg":  # no Content-Length: chunked
+            response = web.StreamResponse()
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            for start in range(0, len(JPEG), 65_536):
+                await response.write(JPEG[start : start + 65_536])
+            await response.write_eof()
+            return response
+        if name == "flaky.png":  # one 503, then the image
+            if self.hits[name] == 1:
+                return web.Response(status=503, text="busy")
+            return web.Response(body=PNG[:-1] + b"\x01")
+        if name == "signed/c.png":
+            return web.Response(body=SIGNED)
+        if name == "page.png":
+            return web.Response(text="<html><body>log in</body></html>", content_type="text/html")
+        return web.Response(status=404, text="no such image")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    srv = Server()
+    yield srv
+    srv.close()
+
+
+def test_urls_show_and_key_without_userinfo_or_signature() -> None:
+    url = "https://user:hunter2@cdn.example.com:8443/x/c.png?X-Amz-Signature=abc123&e=9"
+    assert (
+        shown_url(url) == "https://cdn.example.com:8443/x/c.png?X-Amz-Signature=REDACTED&e=REDACTED"
+    )
+    key = url_key(url)
+    assert key.startswith("https://cdn.example.com:8443/x/c.png?") and "abc123" not in key
+    assert "hunter2" not in key and url_key(url.replace("abc123", "zzz")) != key
+
+
+def test_urls_are_fetched_uploaded_once_and_failures_are_their_items(
+    server: Server, tmp_path: Path
+) -> None:
+    secret_url = server.url("signed/c.png").replace("http://", "http://bob:s3cret@")
+    secret_url += "?X-Amz-Signature=topsecretsig&X-Amz-Expires=60"
+    lines = [
+        {"path": server.url("a.png"), "caption": "a"},
+        {"path": server.url("chunked/b.jpg")},
+        {"path": server.url("flaky.png")},
+        {"path": secret_url, "id": "signed"},
+        {"path": server.url("missing.png")},
+        {"path": server.url("page.png")},
+    ]
+    manifest = tmp_path / "urls.jsonl"
+    manifest.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    store = tmp_path / "store"
+
+    def run() -> ingest.Result:
+        return ingest.upload_sync(
+            manifest,
+            provider="novita",
+            sim=sim_settings(store_dir=store),
+            retry_window_s=0,
+            max_attempts=3,
+            backoff_base_s=0.01,
+        )
+
+    result = run()
+    assert (result.done, result.failed) == (4, 2)
+    bodies = sorted(
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in store.rglob("*") if p.is_file()
+    )
+    sent = [PNG, JPEG, PNG[:-1] + b"\x01", SIGNED]
+    assert bodies == sorted(hashlib.sha256(b).hexdigest() for b in sent)
+    assert server.hits["flaky.png"] == 2 and server.hits["missing.png"] == 1  # 404: not retried
+    journal = Path(result.journal).read_text()
+    assert "s3cret" not in journal and "topsecretsig" not in journal and "bob" not in journal
+    failed = {r["k"]: r for r in map(orjson.loads, journal.splitlines()[1:]) if r["s"] == "fail"}
+    missing = failed[url_key(server.url("missing.png"))]
+    assert missing["c"] == "source_failed" and missing["e"] == (
+        f"source answered HTTP 404: {server.url('missing.png')}"
+    )
+    page = failed[url_key(server.url("page.png"))]["e"]
+    assert page.startswith("not an image (an HTML page")
+    rows = {r["key"]: r for r in ingest.export(result.journal)}
+    assert rows[url_key(server.url("a.png"))]["caption"] == "a"
+    hits = dict(server.hits)
+    again = run()
+    assert again.this_run.skipped == 4 and again.this_run.done == 0
+    assert {k: v for k, v in server.hits.items() if k not in ("missing.png", "page.png")} == {
+        k: v for k, v in hits.items() if k not in ("missing.png", "page.png")
+    }  # done items are not fetched again

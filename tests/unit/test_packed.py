@@ -323,7 +323,7 @@ _SEGMENT = st.text(alphabet="abz.-_ üé中", min_size=1, max_size=60).filter(
 )
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     members=st.lists(
         st.tuples(st.lists(_SEGMENT, min_size=1, max_size=4).map("/".join), st.integers(0, 1500)),
@@ -347,7 +347,7 @@ def test_the_header_reader_agrees_with_tarfile_on_any_names_and_sizes(
     )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(name=st.text(alphabet="ab./", max_size=12))
 def test_samples_split_names_as_webdataset_does(name: str) -> None:
     found = re.match(r"^((?:.*/|)[^.]+)[.]([^/]*)$", name)  # webdataset.tariterators.base_plus_ext

@@ -204,7 +204,7 @@ _ROWS = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     files=st.lists(st.tuples(_NAMES, _EXTS), max_size=10, unique=True),
     rows=_ROWS,

@@ -56,8 +56,10 @@ def test_lay_out_chunks_every_line_once(tmp_path: Path) -> None:
 async def test_leases_reclaim_fence_ack_and_poison(conn: Connection) -> None:
     layout = _layout(20)
     await plan_run(conn, KEYS, layout, binding(layout, "novita", "emulator", {}))
-    a = Leases(conn, KEYS, "a", lease_s=0.15, poison_after=2)
-    b = Leases(conn, KEYS, "b", lease_s=0.15, poison_after=2)
+    # `a` holds long leases (its fence must not lapse here); `b` and `c` reclaim after 0.3 s idle.
+    a = Leases(conn, KEYS, "a", lease_s=30)
+    b = Leases(conn, KEYS, "b", lease_s=0.3, poison_after=2)
+    c = Leases(conn, KEYS, "c", lease_s=0.3, poison_after=2)
     first, second = await a.take(), await a.take()
     assert first is not None and second is not None
     assert (first.chunk.first, second.chunk.first) == (1, 11)
@@ -80,9 +82,9 @@ async def test_leases_reclaim_fence_ack_and_poison(conn: Connection) -> None:
     assert await b.finished() == 1
     # The other chunk dies again with `b`: a third delivery is over poison_after=2.
     with anyio.fail_after(5):
-        while not a.poisoned:
-            assert await a.take() is None
-    assert a.poisoned[0].chunk.first == 11 and await a.finished() == 2
+        while not c.poisoned:
+            assert await c.take() is None
+    assert c.poisoned[0].chunk.first == 11 and await c.finished() == 2
     assert await conn.client.llen(KEYS.poison) == 1
 
 
@@ -99,7 +101,7 @@ async def test_record_ships_each_line_once(conn: Connection) -> None:
 
 
 async def test_gcra_holds_every_second_within_rate_plus_burst(conn: Connection) -> None:
-    rate, burst = 200.0, 10
+    rate, burst = 100.0, 10
     budget = Budget(conn, BudgetKeys(account_digest("novita", "e", {"k": "key"})), rate, burst)
     granted: list[int] = []  # server microseconds of each grant
     first: int | None = None
@@ -116,7 +118,8 @@ async def test_gcra_holds_every_second_within_rate_plus_burst(conn: Connection) 
             j += 1
         assert j - i <= rate + burst
     span = (granted[-1] - granted[0]) / 1e6
-    assert (len(granted) - burst) / span == pytest.approx(rate, rel=0.05)
+    # Within -10 % / +2 % of the budget (below it only if this client asked too slowly).
+    assert 0.9 * rate <= (len(granted) - burst) / span <= 1.02 * rate
 
 
 async def test_a_pause_stops_every_caller_and_is_never_shortened(conn: Connection) -> None:

@@ -57,7 +57,13 @@ from tests.torture import (
     verify_run,
 )
 
-KILLS = 20
+# At least 12 kills (15 once the spare points land too), not 20: the bugs this suite
+# found showed at about one a kill (over 23 kills, ModelHunter re-uploaded 18
+# landed items and Autoenhance 20, before resume asked about acquired ids; one
+# Novita item landed 17 times over 20 kills when resumes re-acquired the same
+# first items), so 12 kills expect ~10 of each where the checks allow 0 or 1
+# per kill. Each kill costs a process start-up and a journal replay.
+KILLS = 12
 ITEMS = 240
 PUT_CONCURRENCY, LOOKAHEAD, API_CONCURRENCY = 8, 4, 8
 
@@ -262,6 +268,7 @@ def test_first_sigint_drains_in_flight_work_then_resume_finishes(tmp_path: Path)
         assert 10 <= summary["done"] < len(paths)
         _pid, in_flight = in_flight_at_kill(journal)
         assert in_flight == 0
+        sim.set_faults("")  # the resume is judged by what lands, not by how slowly
         final = run_ingest(args, env=s.env())
         assert final.returncode == 0, final.stderr
         verdict = verify_run(s, sim, paths, journal)

@@ -5,7 +5,8 @@ into PNG (when it has alpha) or JPEG (otherwise, at `convert_quality`), with
 its EXIF orientation applied and, with `--max-side N`, downscaled so neither
 side exceeds N; and the pool, memory budget and spool that do it.
 
-How it works: `Converter.convert` runs in a worker thread of a bounded pool
+How it works: `Converter.convert` (called by `ingest.preparing` for a source
+whose type the provider does not take) runs in a worker thread of a bounded pool
 (`convert_workers`, a `CapacityLimiter`): threads, not processes, because
 Pillow and libheif release the GIL while they decode and encode (measured:
 2 threads convert HEIC and TIFF as fast as 2 processes on this machine, and
@@ -41,7 +42,7 @@ import os
 import tempfile
 import threading
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -49,11 +50,7 @@ from ingest.capabilities import Capabilities
 from ingest.errors import Action, ConfigError, TransferError
 from ingest.item import Converted, Item, Source
 from ingest.journal.records import DoneRecord, UpRecord
-from ingest.prefetch import Prefetch, release
 from ingest.sniff import ImageType
-
-if TYPE_CHECKING:
-    from ingest.engine.triage import Redo
 
 R = TypeVar("R", UpRecord, DoneRecord)
 
@@ -164,20 +161,6 @@ class Converter:
                 return target_type(im.mode, im.info, self.formats)
         except Exception as exc:  # decoders raise many types
             return f"cannot convert {source.image_type.ext} ({_reason(exc)}): {source.item.where}"
-
-    async def prepare(self, verdict: Source | Redo, prefetch: Prefetch | None) -> Source | Redo:
-        """A `Source` (or a `Redo` of one) converted if the provider does not take its type.
-
-        The original's read-ahead bytes are given back once it is converted.
-        """
-        source = verdict if isinstance(verdict, Source) else verdict.source
-        if not self.needs(source):
-            return verdict
-        converted = await self.convert(source)
-        release(source, prefetch)
-        if isinstance(verdict, Source):
-            return converted
-        return dataclasses.replace(verdict, source=converted)
 
     async def convert(self, source: Source) -> Source:
         """`source` converted and spooled, in a pool thread; `TransferError` if it cannot be."""

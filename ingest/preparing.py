@@ -14,17 +14,18 @@ should keep (the original's for a converted local file).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import dataclasses
 from typing import TYPE_CHECKING
 
 from ingest.capabilities import Capabilities
-from ingest.convert import DECODABLE, Converter, converter_for
+from ingest.convert import DECODABLE, Converter, accepting, converter_for
 from ingest.http import Timeouts
 from ingest.item import Source
-from ingest.prefetch import Prefetch
+from ingest.prefetch import Prefetch, release
 from ingest.remote import Fetcher
 
 if TYPE_CHECKING:
+    from ingest.clock import Clock
     from ingest.engine.settings import EngineSettings
     from ingest.engine.triage import Redo
 
@@ -37,11 +38,11 @@ class Preparer:
         caps: Capabilities,
         provider: str,
         settings: EngineSettings,
-        *,
-        sleep: Callable[[float], Awaitable[None]],
-        now: Callable[[], float],
+        clock: Clock,
     ) -> None:
         self.converter: Converter | None = converter_for(caps, provider, settings.run)
+        # What the local checks accept: with --convert, every type it decodes.
+        self.caps = accepting(caps) if self.converter is not None else caps
         formats = caps.formats | DECODABLE if self.converter is not None else caps.formats
         run = settings.run
         self._fetcher_args = {
@@ -51,21 +52,27 @@ class Preparer:
             "timeouts": Timeouts(connect=run.connect_timeout_s, read=run.read_timeout_s),
             "concurrency": settings.put_concurrency,
             "max_size": caps.max_size if self.converter is None else None,
-            "sleep": sleep,
-            "now": now,
+            "sleep": clock.sleep,
+            "now": clock.now,
         }
         self.fetcher: Fetcher | None = None
 
     async def prepare(self, verdict: Source | Redo, prefetch: Prefetch | None) -> Source | Redo:
-        source = verdict if isinstance(verdict, Source) else verdict.source
+        """A triaged `Source` (or `Redo` of one) ready to upload: fetched, converted."""
+        if isinstance(verdict, Source):
+            return await self.source(verdict, prefetch)
+        return dataclasses.replace(verdict, source=await self.source(verdict.source, prefetch))
+
+    async def source(self, source: Source, prefetch: Prefetch | None = None) -> Source:
         if source.item.url is not None:
             if self.fetcher is None:
                 self.fetcher = Fetcher(**self._fetcher_args)  # type: ignore[arg-type]
-            fetched = await self.fetcher.fetch(source)
-            verdict = fetched if isinstance(verdict, Source) else _with(verdict, fetched)
-        if self.converter is not None:
-            verdict = await self.converter.prepare(verdict, prefetch)
-        return verdict
+            source = await self.fetcher.fetch(source)
+        if self.converter is not None and self.converter.needs(source):
+            converted = await self.converter.convert(source)
+            release(source, prefetch)  # the original's read-ahead bytes
+            source = converted
+        return source
 
     def forget(self, key: str) -> None:
         if self.fetcher is not None:
@@ -78,9 +85,3 @@ class Preparer:
             await self.fetcher.aclose()
         if self.converter is not None:
             self.converter.close()
-
-
-def _with(redo: Redo, source: Source) -> Redo:
-    import dataclasses
-
-    return dataclasses.replace(redo, source=source)

@@ -48,7 +48,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ingest import handoff
 from ingest.clock import SYSTEM, Clock
-from ingest.convert import accepting, with_conversion
+from ingest.convert import with_conversion
 from ingest.engine.finalize import Finalizer, ToFinalize
 from ingest.engine.outcomes import (
     Counters,
@@ -125,14 +125,10 @@ class Engine:
         )
         # Small files are read as they are validated (see `prefetch`).
         self._prefetch = Prefetch(settings.read_ahead_bytes) if settings.read_ahead_bytes else None
-        # Remote items fetched, --convert's conversions: between triage and acquire.
-        self.preparer = Preparer(
-            provider.caps, provider.name, settings, sleep=clock.sleep, now=clock.now
-        )
-        caps = accepting(provider.caps) if self.preparer.converter is not None else provider.caps
+        self.preparer = Preparer(provider.caps, provider.name, settings, clock)  # URLs, --convert
         self._triage = Triage(
             replay,
-            Checker(caps, provider.name, prefetch=self._prefetch),
+            Checker(self.preparer.caps, provider.name, prefetch=self._prefetch),
             finalize=provider.caps.finalize,
             retry_failed=settings.retry_failed,
             reupload_changed=settings.reupload_changed,
@@ -220,7 +216,7 @@ class Engine:
         landed_send, landed_recv = anyio.create_memory_object_stream[ToFinalize](
             max(s.put_concurrency, self.provider.caps.finalize_batch * 2)
         )
-        finalizer = Finalizer(self.provider, self.calls, self, self.clock)
+        finalizer = Finalizer(self.provider, self.calls, self, self.clock, self.preparer)
         async with anyio.create_task_group() as outer:
             outer.start_soon(self.journal.syncer)
             with anyio.CancelScope() as scope:

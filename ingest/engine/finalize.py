@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -33,6 +33,9 @@ from ingest.errors import Action, ManifestError, TransferError
 from ingest.item import Item, Source
 from ingest.providers.base import Landed, Provider, Target
 from ingest.validate import Checker
+
+if TYPE_CHECKING:
+    from ingest.preparing import Preparer
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +62,22 @@ class Outcomes(Protocol):
 class Finalizer:
     """One finalizer task's loop: batch what is waiting, finalize it, report each item."""
 
-    def __init__(self, provider: Provider, calls: Calls, outcomes: Outcomes, clock: Clock) -> None:
+    def __init__(
+        self,
+        provider: Provider,
+        calls: Calls,
+        outcomes: Outcomes,
+        clock: Clock,
+        preparer: Preparer | None = None,
+    ) -> None:
         self._provider = provider
         self._calls = calls
         self._outcomes = outcomes
         self._clock = clock
-        # A resumed item uploaded anew is checked as triage checks it (without read-ahead).
-        self._checker = Checker(provider.caps, provider.name)
+        # A resumed item uploaded anew is checked as triage checks it (without read-ahead),
+        # then fetched (a URL) or converted (--convert) as the workers do.
+        self._preparer = preparer
+        self._checker = Checker(preparer.caps if preparer else provider.caps, provider.name)
 
     async def run(self, receive: MemoryObjectReceiveStream[ToFinalize]) -> None:
         batch_size = self._provider.caps.finalize_batch
@@ -118,6 +130,8 @@ class Finalizer:
             outcomes.fail(landing.key, landing.line, _given_up(gone, "no file"), landing=None)
             return
         try:
+            if self._preparer is not None:
+                source = await self._preparer.source(source)
             target = await self._calls.upload(source)
         except TransferError as err:
             outcomes.fail(landing.key, landing.line, err, landing=None)

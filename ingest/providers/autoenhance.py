@@ -44,7 +44,9 @@ the name rule when its message or detail says "same", "duplicate" or
 "identical" together with "name" (the stable words of the documented rule,
 "30 duplicate file names per hour"; "Duplicate filename …" too), or when this
 adapter itself created 30 images with that name within the hour (it counts
-them, re-signs included, so a bare "Too Many Requests" is told apart too). A
+them, re-signs included, so a bare "Too Many Requests" is told apart too), or
+when its Retry-After is a minute or more (the rate limit "resolves instantly";
+so a name used up by an earlier run is told apart without words too). A
 rate-limit 429 never mentions names.
 
 A re-sign creates another image in the order (the API has no way to re-issue
@@ -93,6 +95,7 @@ from ingest.errors import Action, Scope, TransferError
 from ingest.http import Response, bad_response, http_error, request
 from ingest.item import Source
 from ingest.providers.autoenhance_wire import (
+    NAME_RULE_WAIT_S,
     SAME_NAME_LIMIT,
     NameUses,
     flatten,
@@ -102,6 +105,7 @@ from ingest.providers.autoenhance_wire import (
 from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
 from ingest.providers.settings import AutoenhanceSettings, ProviderSettings
+from ingest.retry import parse_retry_after
 from ingest.sniff import ImageType
 
 __all__ = ["AutoenhanceProvider", "NameUses", "is_same_name_429", "needs_api_key"]
@@ -186,6 +190,7 @@ class AutoenhanceProvider:
         elif status == 429 and (
             is_same_name_429(payload if isinstance(payload, dict) else message)
             or (name is not None and self._names.count(name, self._ctx.clock()) >= SAME_NAME_LIMIT)
+            or (name is not None and (parse_retry_after(response.headers) or 0) >= NAME_RULE_WAIT_S)
         ):
             # About this file name, not the pace: its Retry-After (up to an hour) must
             # never pause the other items.

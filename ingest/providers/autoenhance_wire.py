@@ -4,7 +4,8 @@ Owns how an Autoenhance answer or URL is read where no source fixes it
 (docs/fidelity/autoenhance.md): `is_same_name_429` (the identical-file-name
 429 by its words), `NameUses` (the adapter's own count of creates per name in
 the hour, which tells that 429 apart whatever its body), `needs_api_key`
-(fidelity gap 11: which upload URLs get the key) and `flatten` (an
+(fidelity gap 11: which upload URLs get the key), `NAME_RULE_WAIT_S` (a 429 that
+long is the name rule too) and `flatten` (an
 ``HTTPError``/``ValidationError`` ``detail`` object in words). The adapter,
 `ingest.providers.autoenhance`, re-exports the public names.
 """
@@ -18,6 +19,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 SAME_NAME_LIMIT = 30  # identical file names per hour
 SAME_NAME_WINDOW_S = 3600.0
+# The request-rate 429 "resolves instantly" (docs.autoenhance.ai/rate-limits: 300/s per IP);
+# the only documented limit that lasts is the name rule's hour. A 429 asking for at least
+# this long is that rule, whoever used the name (an earlier run, another process).
+NAME_RULE_WAIT_S = 60.0
 _NAME_RULE_WORDS = re.compile(r"(?is)\b(?:same|duplicated?|identical)\b.*name")
 _SIGNATURES = frozenset({"x-amz-signature", "signature", "x-goog-signature", "sig"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}

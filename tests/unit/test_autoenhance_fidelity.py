@@ -26,7 +26,7 @@ from ingest.http import Timeouts, api_session, storage_session
 from ingest.item import Item, Member, Source
 from ingest.journal import Header, Journal
 from ingest.manifest import read_manifest
-from ingest.providers.autoenhance import AutoenhanceProvider, needs_api_key
+from ingest.providers.autoenhance import AutoenhanceProvider, NameUses, needs_api_key
 from ingest.providers.context import Context
 from ingest.sim import SimServer, SimSettings, serve
 from ingest.sim.settings import AutoenhanceSimSettings
@@ -223,7 +223,8 @@ async def test_the_api_host_upload_refuses_a_put_without_the_key(tmp_path: Path)
 
 @pytest.mark.parametrize("body", ["worded", "generic", "empty"])
 async def test_the_same_name_429_is_known_whatever_its_body(tmp_path: Path, body: str) -> None:
-    """Worded: by its words; generic or empty: by the 30 creates of that name this hour."""
+    """Worded: by its words; generic or empty: by the 30 creates of that name this hour,
+    or (a name an earlier run used up) by a Retry-After far past the rate limit's."""
     async with emulated(body_429=body, rate=None) as (sim, ae):
         item = source(tmp_path, "front.jpg")
         for _ in range(30):
@@ -238,6 +239,12 @@ async def test_the_same_name_429_is_known_whatever_its_body(tmp_path: Path, body
             Scope.ITEM,
         )
         assert "--retry-failed" in err.message
+        # A later run (its own count empty) meets the same 429: its hour-long Retry-After
+        # tells it apart. It was a plane-wide pause that stalled every item for minutes.
+        ae._names = NameUses()
+        with pytest.raises(TransferError) as info:
+            await ae.acquire(item)
+        assert (info.value.code, info.value.scope) == ("same_name_limit", Scope.ITEM)
         # A rate-limit 429 of the same shape, for a name barely used, is a pace to slow to.
         sim.set_faults("api.429=1")
         with pytest.raises(TransferError) as info:

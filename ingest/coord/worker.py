@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -45,10 +45,12 @@ from ingest.coord.names import BudgetKeys, RunKeys, account_digest, default_run_
 from ingest.coord.plan import CHUNK_LINES, Planned, binding, lay_out, plan_run
 from ingest.coord.record import Counts, Record, Shipper
 from ingest.engine.outcomes import Counters, Observer, Outcome, StopReason
+from ingest.redact import redact
 
 if TYPE_CHECKING:
     from ingest.api.wiring import Plan
     from ingest.engine import Engine
+    from ingest.manifest import ManifestFormat
     from ingest.providers.base import Provider
 
 WAIT_S = 1.0  # longest wait between looks for a chunk while others hold the rest
@@ -223,7 +225,9 @@ class Worker:
                     if outcome.stop_reason is not None:
                         message = outcome.stop_message or outcome.stop_reason.value
                         if outcome.stop_reason is StopReason.PROVIDER:
-                            await shipper.record.set_stop(message)  # a bad key stops every worker
+                            await shipper.record.set_stop(
+                                redact(message)
+                            )  # a bad key stops every worker
                         self._stop = self._stop or (outcome.stop_reason, message)
         finally:
             reader.close()
@@ -297,3 +301,44 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
 def _add(total: Counters, more: Counters) -> None:
     for f in dataclasses.fields(Counters):
         setattr(total, f.name, getattr(total, f.name) + getattr(more, f.name))
+
+
+async def run_worker(
+    source: str | os.PathLike[str],
+    *,
+    provider: str,
+    coordinator: str,
+    run_name: str | None = None,
+    lease_s: float = LEASE_S,
+    chunk_lines: int = CHUNK_LINES,
+    config: Path | str | None = None,
+    observer: Observer | None = None,
+    format: ManifestFormat | None = None,
+    retry_failed: bool = False,
+    reupload_changed: bool = False,
+    **settings: Any,
+) -> WorkerResult:
+    """The library's coordinated run: this call is one worker of the run at `coordinator`.
+
+    Takes `ingest.upload`'s arguments (less `journal` and `sim`: the record is
+    the coordinator's) plus the coordinator's URL, the run's name, the lease
+    and the chunk size (if this worker plans the run); returns
+    when the whole run is done or this worker stopped. Raises `ConfigError`
+    (a setting, the URL, a worker bound to another manifest: `RunMismatch`),
+    `ManifestError`, or `CoordinatorError` (down for longer than its bound).
+    """
+    from ingest.api import wiring
+    from ingest.coord.connection import check_url
+
+    check_url(coordinator)
+    plan = wiring.prepare(
+        source, provider=provider, config=config, settings=settings, format=format
+    )
+    worker = Worker(
+        plan,
+        Coordinator(coordinator, run_name, lease_s, chunk_lines),
+        observer=observer,
+        retry_failed=retry_failed,
+        reupload_changed=reupload_changed,
+    )
+    return await worker.run()

@@ -25,14 +25,14 @@ from ingest.coord.budget import Budget, SharedPacer
 from ingest.coord.connection import connect
 from ingest.coord.names import BudgetKeys
 from ingest.coord.record import FLUSH_S
-from ingest.coord.worker import Coordinator, Worker, WorkerResult
+from ingest.coord.worker import WorkerResult, run_worker
 from ingest.pacing import Pacer
 from tests.coord.redisproc import RedisServer
 from tests.images import make_dataset, write_jsonl_manifest
 from tests.simproc import ingest_env, sha256_file, sim_process
 from tests.torture import popen_ingest
 
-ITEMS, CHUNK, PUT, LOOKAHEAD, LEASE = 200, 20, 4, 2, 1.5
+ITEMS, CHUNK, PUT, LOOKAHEAD, LEASE = 150, 15, 4, 2, 1.0
 SIM_RATE, BUDGET = 100, 90  # the emulator's token bucket, and the shared budget under it
 
 
@@ -90,10 +90,9 @@ def _calls(stats: dict[str, Any]) -> int:
 
 
 async def _work(manifest: Path, url: str, flags: dict[str, Any]) -> WorkerResult:
-    from ingest.api.wiring import prepare
-
-    plan = prepare(manifest, provider="novita", settings=flags)
-    return await Worker(plan, Coordinator(url, lease_s=LEASE, chunk_lines=CHUNK)).run()
+    return await run_worker(
+        manifest, provider="novita", coordinator=url, lease_s=LEASE, chunk_lines=CHUNK, **flags
+    )
 
 
 async def _alongside(

@@ -176,3 +176,144 @@ def _report(result: WorkerResult, reporter: Reporter, *, interrupted: bool) -> i
     if result.complete:
         return exits.EXIT_OK
     return exits.EXIT_FAILED
+
+
+# -- status and export of a shared run ------------------------------------------
+
+
+def add_reader_flags(p: argparse.ArgumentParser) -> None:
+    """`status`/`export --coordinator URL --run-name NAME`: read a shared run instead of a journal."""
+    group = p.add_argument_group("a shared run (instead of JOURNAL)")
+    group.add_argument("--coordinator", metavar="URL", help="redis://HOST:PORT/DB of the run")
+    group.add_argument("--run-name", metavar="NAME", help="the run's name (its workers print it)")
+
+
+def reads_coordinator(args: argparse.Namespace) -> bool:
+    """Whether `status`/`export` read a shared run; a `ConfigError` for a half-given pair."""
+    from ingest.errors import ConfigError
+
+    if args.coordinator is None and args.run_name is None:
+        if args.journal is None:
+            raise ConfigError("give a JOURNAL, or --coordinator URL --run-name NAME")
+        return False
+    if args.journal is not None or not (args.coordinator and args.run_name):
+        raise ConfigError("give either a JOURNAL or both --coordinator URL and --run-name NAME")
+    return True
+
+
+def status(args: argparse.Namespace) -> int:
+    """The shared run's counts (`--failed`: its failed and rejected items), exit 0."""
+    import anyio
+    import orjson
+
+    info = anyio.run(_read, args.coordinator, args.run_name, args.failed)
+    if args.failed:
+        for rec in info["failures"]:
+            if args.json:
+                print(orjson.dumps(rec).decode())
+            else:
+                why = rec.get("message") or rec.get("reason") or ""
+                print(
+                    f"{rec.get('k')}: line {rec['line']}: {rec['kind']} {rec.get('code', '')} {why}"
+                )
+        if not info["failures"] and not args.json:
+            print("no failed or rejected items")
+        return exits.EXIT_OK
+    del info["failures"]
+    if args.json:
+        print(orjson.dumps(info).decode())
+        return exits.EXIT_OK
+    print(
+        f"run {info['run_name']!r}: {info['done']} of {info['total']} done, {info['failed']} "
+        f"failed, {info['rejected']} rejected, {info['left']} left; chunks {info['finished']} "
+        f"of {info['chunks']} finished"
+        + (f", {info['poisoned']} given up (poison)" if info["poisoned"] else "")
+    )
+    if info["stopped"]:
+        print(f"stopped: {info['stopped']}")
+    return exits.EXIT_OK
+
+
+def export(args: argparse.Namespace) -> int:
+    """The shared run's done items, one row each (jsonl or csv), by manifest line."""
+    import sys
+
+    import anyio
+
+    from ingest.cli.export import write_rows
+    from ingest.errors import ConfigError
+
+    if args.format == "provider":
+        raise ConfigError("--format provider reads a journal; with --coordinator: jsonl or csv")
+    rows = anyio.run(_rows, args.coordinator, args.run_name)
+    out = args.output.open("w", newline="") if args.output else sys.stdout
+    try:
+        write_rows(out, args.format, rows, EXPORT_COLUMNS)
+    finally:
+        if args.output:
+            out.close()
+    return exits.EXIT_OK
+
+
+EXPORT_COLUMNS = ("key", "line", "remote_id", "url", "size")
+
+
+async def _rows(url: str, name: str) -> list[dict[str, Any]]:
+    from ingest.coord.connection import connect
+    from ingest.coord.names import RunKeys
+    from ingest.coord.record import Record
+
+    async with connect(url) as conn:
+        await _planned(conn, RunKeys(name), url)
+        records = await Record(conn, RunKeys(name)).records("done")
+    rows = []
+    for rec in sorted(records, key=lambda r: int(r["line"])):
+        row = {"key": rec["k"], "line": rec["line"], "remote_id": rec["id"], "url": rec["url"]}
+        row["size"] = rec["size"]
+        if rec.get("extra"):
+            row["extra"] = rec["extra"]
+        rows.append(row)
+    return rows
+
+
+async def _planned(conn: Any, keys: Any, url: str) -> dict[str, Any]:
+    from ingest.coord.connection import describe
+    from ingest.coord.plan import read_plan
+    from ingest.errors import ConfigError
+
+    plan = await read_plan(conn, keys)
+    if plan is None:
+        raise ConfigError(f"no run named {keys.name!r} on {describe(url)}", key="run_name")
+    return plan
+
+
+async def _read(url: str, name: str, failures: bool) -> dict[str, Any]:
+    from ingest.coord.connection import connect
+    from ingest.coord.names import RunKeys
+    from ingest.coord.record import Record
+
+    keys = RunKeys(name)
+    async with connect(url) as conn:
+        plan = await _planned(conn, keys, url)
+        record = Record(conn, keys)
+        counts = await record.counts()
+        finished = int(await conn.call(lambda: conn.client.get(keys.finished)) or 0)
+        poisoned = int(await conn.call(lambda: conn.client.llen(keys.poison)))
+        stopped = await record.stop_message()
+        found = []
+        if failures:
+            found = [*await record.records("failed"), *await record.records("rejected")]
+    total = int(plan["entries"])
+    return {
+        "run_name": name,
+        "total": total,
+        "done": counts.done,
+        "failed": counts.failed,
+        "rejected": counts.rejected,
+        "left": total - counts.done - counts.failed - counts.rejected,
+        "chunks": int(plan["chunks"]),
+        "finished": finished,
+        "poisoned": poisoned,
+        "stopped": stopped,
+        "failures": sorted(found, key=lambda r: int(r["line"])),
+    }

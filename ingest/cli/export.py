@@ -22,8 +22,11 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
+
+from ingest.cli import coordinated
 
 CSV_COLUMNS = ("key", "path", "remote_id", "url", "caption")
 REMOVED_COLUMN = "removed"
@@ -40,7 +43,7 @@ def register(sub: Any) -> None:
             "training task)."
         ),
     )
-    p.add_argument("journal", type=Path)
+    p.add_argument("journal", type=Path, nargs="?")
     p.add_argument("--format", choices=("jsonl", "csv", "provider"), default="jsonl")
     p.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     p.add_argument(
@@ -54,6 +57,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="also list items uploaded earlier that the manifest no longer has",
     )
+    coordinated.add_reader_flags(p)
     p.set_defaults(func=run)
 
 
@@ -65,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
     removed = args.include_removed
     try:
+        if coordinated.reads_coordinator(args):
+            return coordinated.export(args)  # a run shared through Redis (ingest.coord)
         if args.format == "provider":
             documents = export(
                 args.journal, "provider", include_removed=removed, training=args.training
@@ -106,19 +112,29 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "provider":
             for document in documents:
                 out.write(orjson.dumps(document).decode() + "\n")
-        elif args.format == "csv":
-            writer = csv.writer(out)
-            columns = (*CSV_COLUMNS, REMOVED_COLUMN) if removed else CSV_COLUMNS
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow([row.get(column, "") for column in columns])
         else:
-            for row in rows:
-                out.write(orjson.dumps(row).decode() + "\n")
+            columns = (*CSV_COLUMNS, REMOVED_COLUMN) if removed else CSV_COLUMNS
+            write_rows(out, args.format, rows, columns)
     finally:
         if args.output:
             out.close()
     return 0
+
+
+def write_rows(
+    out: TextIO, fmt: str, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]
+) -> None:
+    """Rows as CSV (a header of `columns`, then one line each) or as JSON lines."""
+    import orjson
+
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([row.get(column, "") for column in columns])
+    else:
+        for row in rows:
+            out.write(orjson.dumps(dict(row)).decode() + "\n")
 
 
 def _not_done(journal: Path) -> str | None:

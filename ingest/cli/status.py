@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingest.cli import coordinated
+
 if TYPE_CHECKING:
     from ingest.journal.report import Failure, JournalStatus
 
@@ -28,28 +30,32 @@ def register(sub: Any) -> None:
             "and say what would get the rest done. --failed lists every failed and rejected item."
         ),
     )
-    p.add_argument("journal", type=Path)
+    p.add_argument("journal", type=Path, nargs="?")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument(
         "--failed",
         action="store_true",
         help="list each failed and rejected item: key, line, class, code, reason (--json: JSON lines)",
     )
+    coordinated.add_reader_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from ingest.errors import JournalError
+    from ingest.coord.connection import CoordinatorError
+    from ingest.errors import ConfigError, JournalError
     from ingest.journal import failures, status
 
     try:
+        if coordinated.reads_coordinator(args):
+            return coordinated.status(args)  # a run shared through Redis (ingest.coord)
         if args.failed:
             found = failures(args.journal)
         else:
             info = status(args.journal)
-    except JournalError as exc:
+    except (JournalError, ConfigError, CoordinatorError) as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)
         return 2
     if args.failed:

@@ -10,6 +10,7 @@ budget, in process.
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 from collections import Counter
@@ -29,7 +30,7 @@ from ingest.coord.worker import WorkerResult, run_worker
 from ingest.pacing import Pacer
 from tests.coord.redisproc import RedisServer
 from tests.images import make_dataset, write_jsonl_manifest
-from tests.simproc import ingest_env, sha256_file, sim_process
+from tests.simproc import ingest_env, read_journal, sha256_file, sim_process
 from tests.torture import popen_ingest
 
 ITEMS, CHUNK, PUT, LOOKAHEAD, LEASE = 150, 15, 4, 2, 1.0
@@ -83,6 +84,17 @@ def test_three_workers_one_killed_every_key_lands_once(
         late = anyio.run(_work, manifest, url, flags)  # after the end: nothing left to do
         assert late.complete and late.this_worker.api_calls == 0 and late.chunks == 0
         assert _calls(sim.stats()) == calls
+        # status and export through the coordinator agree with the emulator.
+        where = ["--coordinator", url, "--run-name", "novita-m"]
+        status = read_journal(["status", *where, "--json"])
+        assert status.returncode == 0, status.stderr
+        info = json.loads(status.stdout)
+        assert (info["done"], info["left"], info["finished"]) == (ITEMS, 0, info["chunks"])
+        exported = read_journal(["export", *where])
+        rows = [json.loads(line) for line in exported.stdout.splitlines()]
+        assert [r["key"] for r in rows] == [f"item-{i:06d}" for i in range(ITEMS)]
+        remote = {str(obj["remote_id"]) for obj in sim.objects()}
+        assert all(str(r["remote_id"]) in remote for r in rows)
 
 
 def _calls(stats: dict[str, Any]) -> int:

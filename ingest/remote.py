@@ -1,11 +1,12 @@
-"""Remote sources: an ``https://`` (or ``http://``) URL in a manifest's path, fetched before its upload.
+"""Remote sources: an ``https://``, ``http://`` or ``s3://`` URL in a manifest's path, fetched first.
 
 Owns the fetch of one remote item (`Fetcher.fetch`): a GET with aiohttp,
 its answer classified like any other (2xx fetched; 408/425/429/5xx, a
 connection or a timeout retried with the run's backoff for `max_attempts`
 tries and at least `retry_window_s`; any other status, a body that is not an
 image or one over the provider's size limit fails its item, code
-``source_failed``), and what a remote item's URL becomes in a key and a
+``source_failed``), an ``s3://bucket/key`` the same way through boto3's GetObject (in a
+thread, its own retries off); and what a remote item's URL becomes in a key and a
 message (`url_key`, `shown_url` in `ingest.redact`).
 
 How it works: the body is streamed to a file in a private temporary folder
@@ -37,11 +38,13 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
+import anyio
 
-from ingest.errors import Action, TransferError
+from ingest.errors import Action, ConfigError, TransferError
 from ingest.http import USER_AGENT, Timeouts, triage
 from ingest.item import Item, Source
 from ingest.redact import redact
@@ -84,6 +87,7 @@ class Fetcher:
         self._sleep, self._now = sleep, now
         self._slots = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
+        self._s3: Any = None  # a boto3 S3 client, made at the first s3:// source
         self._spool: tempfile.TemporaryDirectory[str] | None = None
         self._files: dict[str, Path] = {}
         self._lock = threading.Lock()
@@ -120,10 +124,10 @@ class Fetcher:
 
     async def _once(self, item: Item) -> Source:
         assert item.url is not None
+        if item.url.lower().startswith("s3://"):
+            return await self._once_s3(item)
         session = self._open()
-        if self._spool is None:
-            self._spool = tempfile.TemporaryDirectory(prefix="ingest-fetch-")
-        path = Path(self._spool.name) / hashlib.sha256(item.key.encode()).hexdigest()
+        path = self._spool_path(item)
         self.fetches += 1
         try:
             async with session.get(item.url, allow_redirects=True, max_redirects=5) as response:
@@ -152,6 +156,11 @@ class Fetcher:
         if length is not None and size != length:
             path.unlink(missing_ok=True)
             raise self._fail(item, f"source body cut short: {size} of {length} bytes", Action.RETRY)
+        return self._fetched(item, path, size, head)
+
+    def _fetched(self, item: Item, path: Path, size: int, head: bytes) -> Source:
+        """The spooled body as a `Source`, once sniffed; a non-image fails its item."""
+        assert item.url is not None
         with self._lock:
             self._files[item.key] = path
         kind = sniff(head)
@@ -189,6 +198,54 @@ class Fetcher:
             raise self._fail(item, "source is empty (0 bytes)")
         return size, head
 
+    async def _once_s3(self, item: Item) -> Source:
+        """An ``s3://bucket/key`` source: GetObject with boto3 (the s3 extra), in a thread.
+
+        Credentials and endpoint as boto3 finds them (``AWS_*`` variables, the shared
+        config; ``AWS_ENDPOINT_URL`` for another S3 such as MinIO or moto). boto3's own
+        retries are off: the run's policy retries what the classification says.
+        """
+        assert item.url is not None
+        if self._s3 is None:
+            self._s3 = _s3_client()
+        path = self._spool_path(item)
+        bucket, _, key = item.url[5:].partition("/")
+        try:
+            size, head = await anyio.to_thread.run_sync(
+                _get_object, self._s3, bucket, key, path, self.max_size
+            )
+        except _TooLarge as exc:
+            path.unlink(missing_ok=True)
+            raise self._fail(item, f"source too large: {exc}") from None
+        except Exception as exc:  # botocore's tree: ClientError by code, the rest transport
+            path.unlink(missing_ok=True)
+            raise self._s3_error(item, exc) from None
+        if size == 0:
+            path.unlink(missing_ok=True)
+            raise self._fail(item, "source is empty (0 bytes)")
+        return self._fetched(item, path, size, head)
+
+    def _s3_error(self, item: Item, exc: Exception) -> TransferError:
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):  # botocore.exceptions.ClientError
+            code = str(response.get("Error", {}).get("Code", "error"))
+            status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            action = triage(status) if status else Action.FAIL_ITEM
+            if code in ("SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"):
+                action = Action.RETRY
+            if action is Action.STOP:  # a source's 403 is about that source only
+                action = Action.FAIL_ITEM
+            return self._fail(item, f"source answered {code} (HTTP {status})", action)
+        why = _without_urls(str(exc)) or type(exc).__name__
+        return self._fail(
+            item, f"cannot fetch the source ({type(exc).__name__}: {why})", Action.RETRY
+        )
+
+    def _spool_path(self, item: Item) -> Path:
+        if self._spool is None:
+            self._spool = tempfile.TemporaryDirectory(prefix="ingest-fetch-")
+        return Path(self._spool.name) / hashlib.sha256(item.key.encode()).hexdigest()
+
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
@@ -214,3 +271,41 @@ class Fetcher:
             await self._session.close()
         if self._spool is not None:
             self._spool.cleanup()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _s3_client() -> Any:
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise ConfigError(
+            "s3:// sources need boto3: pip install 'ingest[s3]'", key="path"
+        ) from None
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1})
+    return boto3.client("s3", config=config)
+
+
+def _get_object(
+    client: Any, bucket: str, key: str, path: Path, max_size: int | None
+) -> tuple[int, bytes]:
+    """GetObject streamed to `path` (in a worker thread): (size, first bytes)."""
+    answer = client.get_object(Bucket=bucket, Key=key)
+    length = answer.get("ContentLength")
+    if max_size is not None and length is not None and length > max_size:
+        answer["Body"].close()
+        raise _TooLarge(f"{length:,} bytes, over the limit")
+    size, head = 0, b""
+    with path.open("wb") as fh:
+        for chunk in answer["Body"].iter_chunks(CHUNK):
+            size += len(chunk)
+            if max_size is not None and size > max_size:
+                raise _TooLarge(f"over {max_size:,} bytes")
+            head = head if len(head) >= SNIFF_BYTES else (head + chunk)[:SNIFF_BYTES]
+            fh.write(chunk)
+    if length is not None and size != length:
+        raise OSError(f"body cut short: {size} of {length} bytes")
+    return size, head

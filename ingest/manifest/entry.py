@@ -27,7 +27,7 @@ from ingest.redact import shown_url, url_key
 FIELDS = ("path", "id", "name", "content_type", "caption", "metadata")
 FIELD_SET = frozenset(FIELDS)
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
-_REMOTE = re.compile(r"\s*https?://[^/\s]", re.I)  # a remote source (`ingest.remote`)
+_REMOTE = re.compile(r"\s*(?:https?|s3)://[^/\s]", re.I)  # a remote source (`ingest.remote`)
 
 # Names people reach for instead of ours, best guess first. The first one the
 # entry does not already have becomes the "did you mean" suggestion.
@@ -73,8 +73,8 @@ def _path_problem(written: str) -> str | None:
         return "path contains a NUL character"
     if _URL.match(written) or written.startswith("data:"):
         return (
-            f"path is a URL ({clip(shown_url(written), 80)!r}); ingest fetches only http:// "
-            "and https:// URLs: download it and list the local path"
+            f"path is a URL ({clip(shown_url(written), 80)!r}); ingest fetches only http://, "
+            "https:// and s3:// URLs: download it and list the local path"
         )
     return None
 

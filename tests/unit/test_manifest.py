@@ -198,7 +198,7 @@ BAD_JSONL_LINES: list[tuple[str | bytes, str]] = [
     ('{"path": "   "}', "empty path"),
     ('{"path": "a\\u0000b.png"}', "NUL"),
     ('{"path": "ftp://example.com/a.png"}', "path is a URL ('ftp://example.com/a.png')"),
-    ('{"path": "s3://bucket/a.png"}', "path is a URL"),
+    ('{"path": "gs://bucket/a.png"}', "path is a URL"),
     ('{"path": "data:image/png;base64,AAAA"}', "path is a URL"),
     ('{"path": "a.png", "id": true}', '"id" must be a string or an integer, got a boolean'),
     ('{"path": "a.png", "id": 1.5}', '"id" must be a string or an integer, got a number'),
@@ -611,14 +611,14 @@ def test_list_strips_and_skips(tmp_path: Path) -> None:
 
 
 def test_list_bad_lines(tmp_path: Path) -> None:
-    text = b"a.png\nb\xff.png\ns3://x/y.png\na.png\nc.png\n"
+    text = b"a.png\nb\xff.png\ngs://x/y.png\na.png\nc.png\n"
     assert summary(read(write(tmp_path / "m.lst", text))) == [
         (1, "a.png"),
         (2, "ERR: not valid UTF-8 (byte ff at column 2): b\\xff.png"),
         (
             3,
-            "ERR: path is a URL ('s3://x/y.png'); ingest fetches only http:// and https:// "
-            "URLs: download it and list the local path",
+            "ERR: path is a URL ('gs://x/y.png'); ingest fetches only http://, https:// "
+            "and s3:// URLs: download it and list the local path",
         ),
         (4, "ERR: duplicate path 'a.png' (first at line 1)"),
         (5, "c.png"),

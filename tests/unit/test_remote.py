@@ -152,3 +152,37 @@ def test_urls_are_fetched_uploaded_once_and_failures_are_their_items(
     assert {k: v for k, v in server.hits.items() if k not in ("missing.png", "page.png")} == {
         k: v for k, v in hits.items() if k not in ("missing.png", "page.png")
     }  # done items are not fetched again
+
+
+def test_s3_objects_are_fetched_through_boto3_from_an_in_process_moto(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boto3 = pytest.importorskip("boto3")
+    moto_server = pytest.importorskip("moto.server")
+    s3_server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3_server.start()
+    try:
+        host, port = s3_server.get_host_and_port()
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        }.items():
+            monkeypatch.setenv(name, value)
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="data")
+        client.put_object(Bucket="data", Key="cats/a.png", Body=PNG)
+        manifest = tmp_path / "s3.txt"
+        manifest.write_text("s3://data/cats/a.png\ns3://data/cats/none.png\n")
+        store = tmp_path / "store"
+        result = ingest.upload_sync(
+            manifest, provider="novita", sim=sim_settings(store_dir=store), max_attempts=1
+        )
+    finally:
+        s3_server.stop()
+    assert (result.done, result.failed) == (1, 1)
+    assert [p.read_bytes() for p in store.rglob("*") if p.is_file()] == [PNG]
+    failed = [orjson.loads(line) for line in Path(result.journal).read_bytes().splitlines()[1:]]
+    [missing] = [r for r in failed if r["s"] == "fail"]
+    assert missing["e"] == "source answered NoSuchKey (HTTP 404): s3://data/cats/none.png"

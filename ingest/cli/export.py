@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
         for line in exc.problems:
             print(f"ingest: problem: {line}", file=sys.stderr)
         print(
-            f"ingest: error: {exc}; nothing was written. Fix the captions in the manifest "
-            "(export reads them from it: nothing needs uploading again) and export again",
+            f"ingest: error: {exc}; nothing was written. Fix what each problem names (captions "
+            "are read from the manifest: nothing needs uploading again) and export again",
             file=sys.stderr,
         )
         return 1

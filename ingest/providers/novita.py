@@ -77,7 +77,10 @@ def _item(row: Mapping[str, object], training: TrainingKind) -> dict[str, object
             f"{where}: style training needs a caption (1-{CAPTION_CHARS} characters); it has none"
         )
     if not assets_id.isdigit():
-        return f"{where}: style training takes an integer assets_id; Novita gave {assets_id!r}"
+        return (
+            f"{where}: style training takes an integer assets_id; Novita gave {assets_id!r} "
+            "(no caption can fix that: these ids suit --training subject)"
+        )
     return {"assets_id": int(assets_id), "caption": caption}
 
 

@@ -118,13 +118,21 @@ def test_style_without_a_caption_is_a_problem_and_nothing_is_written(
     ]
 
 
-def test_style_refuses_string_assets_ids(tmp_path: Path) -> None:
-    """The guide's 32-hex ids cannot be the integer style training types assets_id as."""
+def test_style_refuses_string_assets_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The guide's 32-hex ids cannot be the integer style training types assets_id as.
+
+    The advice said "Fix the captions in the manifest", which cannot help here.
+    """
     journal = journal_of(tmp_path, ["a cat"], ids=["34558688e2f42a0137ca2d5274a8cf43"])
     with pytest.raises(ExportError) as info:
         ingest.export(journal, "provider", training="style")
     [problem] = info.value.problems
     assert "integer assets_id" in problem and "34558688e2f42a0137ca2d5274a8cf43" in problem
+    assert "--training subject" in problem
+    assert main(["export", str(journal), "--format", "provider", "--training", "style"]) == 1
+    assert "Fix the captions" not in capsys.readouterr().err
 
 
 def test_training_is_novitas_and_the_provider_formats_only(

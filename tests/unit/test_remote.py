@@ -23,6 +23,7 @@ from tests.images import image_bytes
 PNG = image_bytes("png", 3_000, 1)
 JPEG = image_bytes("jpeg", 300_000, 2)  # over the read-ahead size, sent chunked without a length
 SIGNED = image_bytes("png", 2_000, 3)
+FAILING = ("missing.png", "page.png", "scan.bmp")  # failed items: fetched again by a re-run
 
 
 class Server:
@@ -71,6 +72,8 @@ class Server:
             return web.Response(body=PNG[:-1] + b"\x01")
         if name == "signed/c.png":
             return web.Response(body=SIGNED)
+        if name == "scan.bmp":
+            return web.Response(body=b"BM" + bytes(200))
         if name == "page.png":
             return web.Response(text="<html><body>log in</body></html>", content_type="text/html")
         return web.Response(status=404, text="no such image")
@@ -112,6 +115,7 @@ def test_urls_are_fetched_uploaded_once_and_failures_are_their_items(
         {"path": secret_url, "id": "signed"},
         {"path": server.url("missing.png")},
         {"path": server.url("page.png")},
+        {"path": server.url("scan.bmp")},
     ]
     manifest = tmp_path / "urls.jsonl"
     manifest.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
@@ -128,7 +132,7 @@ def test_urls_are_fetched_uploaded_once_and_failures_are_their_items(
         )
 
     result = run()
-    assert (result.done, result.failed) == (4, 2)
+    assert (result.done, result.failed) == (4, 3)
     bodies = sorted(
         hashlib.sha256(p.read_bytes()).hexdigest() for p in store.rglob("*") if p.is_file()
     )
@@ -144,13 +148,15 @@ def test_urls_are_fetched_uploaded_once_and_failures_are_their_items(
     )
     page = failed[url_key(server.url("page.png"))]["e"]
     assert page.startswith("not an image (an HTML page")
+    bmp = failed[url_key(server.url("scan.bmp"))]["e"]
+    assert bmp.startswith("unsupported image type bmp (novita accepts jpeg, png, webp; --convert")
     rows = {r["key"]: r for r in ingest.export(result.journal)}
     assert rows[url_key(server.url("a.png"))]["caption"] == "a"
     hits = dict(server.hits)
     again = run()
     assert again.this_run.skipped == 4 and again.this_run.done == 0
-    assert {k: v for k, v in server.hits.items() if k not in ("missing.png", "page.png")} == {
-        k: v for k, v in hits.items() if k not in ("missing.png", "page.png")
+    assert {k: v for k, v in server.hits.items() if k not in FAILING} == {
+        k: v for k, v in hits.items() if k not in FAILING
     }  # done items are not fetched again
 
 

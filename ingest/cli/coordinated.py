@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingest.cli import exits
 from ingest.cli.options import positive_int, positive_seconds
-from ingest.coord.lease import LEASE_S
-from ingest.coord.plan import CHUNK_LINES
+from ingest.coord import CHUNK_LINES, LEASE_S
 
 if TYPE_CHECKING:
     from ingest.cli.report import Reporter

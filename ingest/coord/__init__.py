@@ -10,5 +10,9 @@ Retry-After pause, and the pacer that uses them), `entries` (the manifest
 read chunk by chunk) and `worker` (one worker's loop around the unchanged
 engine). The design and the pitfalls it avoids: ../shared/scaleout.md.
 
-Importing this package imports nothing of redis; `connection` does.
+Importing this package imports nothing of redis; `connection` does. Its
+defaults live here, so the CLI's flags can name them without importing more.
 """
+
+LEASE_S = 30.0  # a chunk's lease, seconds (renewed every third of it)
+CHUNK_LINES = 200  # entries a chunk holds: small enough to balance, large enough to batch

@@ -19,7 +19,8 @@ reports is also sent to the shared pause by the pacer's own task (`run`), so
 a 429 at one worker pauses all of them within one round trip.
 
 Invariants: one script call per granted API call (a refused one sleeps the
-wait the script names, then asks again); times in Lua are formatted with
+wait the script names, then asks again), or, with no shared rate, one per
+`PAUSE_POLL_S` at most, so another worker's pause is obeyed within that; times in Lua are formatted with
 `%d` (its numbers are doubles); the account's key never reaches Redis (the
 keys are named by `names.account_digest`).
 """
@@ -80,6 +81,9 @@ return string.format('%d', current)
 """
 
 
+PAUSE_POLL_S = 0.05  # with no shared rate, the pause is looked at this often, not every call
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     """The script's answer: granted, or how long to wait; with the server's time."""
@@ -138,6 +142,7 @@ class SharedPacer:
         self._max_pause_s = max_pause_s
         self._rng = rng or random.Random()
         self._pending = 0.0  # the longest pause not yet sent
+        self._checked = float("-inf")  # when the pause was last looked at (no shared rate)
         self._wake = anyio.Event()
         self.shared_waits = 0  # times the shared budget made a call wait
 
@@ -147,9 +152,15 @@ class SharedPacer:
     async def wait(self) -> float:
         await self.local.wait()
         while True:
+            now = self._clock.now()
+            if self.budget.rate is None:
+                if now < self._checked + PAUSE_POLL_S:
+                    return now  # no shared rate: the pause was looked at a moment ago
+                self._checked = now  # callers meanwhile go on this look's word
             grant = await self.budget.take()
             if grant.granted:
                 return self._clock.now()
+            self._checked = float("-inf")  # paused: the next caller looks again
             self.shared_waits += 1
             # A little jitter, so workers refused together do not all ask again at once.
             await self._clock.sleep(grant.wait_s * (1.0 + 0.1 * self._rng.random()))

@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ingest.coord import LEASE_S
 from ingest.coord.names import GROUP, RunKeys
 from ingest.coord.plan import Chunk
 
 if TYPE_CHECKING:
     from ingest.coord.connection import Connection
 
-LEASE_S = 30.0
 MARGIN_S = 5.0  # a lease is given up this long before it could lapse
 POISON_AFTER = 5  # deliveries of one chunk before it is given up
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ingest.coord import CHUNK_LINES
 from ingest.coord.names import GROUP, RunKeys
 from ingest.errors import ConfigError, ManifestError
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from ingest.coord.connection import Connection
     from ingest.manifest import ManifestFormat
 
-CHUNK_LINES = 200  # entries a chunk holds: small enough to balance, large enough to batch
 
 # KEYS: plan, chunks. ARGV: the plan's JSON, then one "first last count" per chunk.
 _PLAN = """

@@ -37,12 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ingest.coord import CHUNK_LINES, LEASE_S
 from ingest.coord.budget import Budget, SharedPacer
 from ingest.coord.connection import Connection, connect
 from ingest.coord.entries import ChunkReader
-from ingest.coord.lease import LEASE_S, Lease, Leases
+from ingest.coord.lease import Lease, Leases
 from ingest.coord.names import BudgetKeys, RunKeys, account_digest, default_run_name
-from ingest.coord.plan import CHUNK_LINES, Planned, binding, lay_out, plan_run
+from ingest.coord.plan import Planned, binding, lay_out, plan_run
 from ingest.coord.record import Counts, Record, Shipper
 from ingest.engine.outcomes import Counters, Observer, Outcome, StopReason
 from ingest.redact import redact

@@ -1,0 +1,397 @@
+"""Packed sources and --convert against the free-running reference: issue 15's speed and memory bars.
+
+    python benchmarks/sources.py                         # all three parts, 3 rounds
+    python benchmarks/sources.py --part speed --count 10000 --rounds 3
+    python benchmarks/sources.py --part memory --run-sizes 2000,20000 --validate-sizes 2000,20000,100000
+    python benchmarks/sources.py --part convert --convert-count 200
+
+Every measured client is `ingest run --provider novita` (the `ingest` script
+beside this Python) uploading to the reference's nginx sink through its
+signer (`ingest.bench.sink`, `ingest.bench.signer`, as `reference.py`), so
+neither server sets the pace; their CPU is recorded with every run.
+
+- **speed**: COUNT × 64 KiB images (the reference's data set) as loose files
+  (a JSON lines manifest), one uncompressed WebDataset tar shard, one stored
+  zip and one Parquet file (`{bytes, path}` image column, row groups of 500);
+  in each round the four in a rotating order; medians of the rounds; files/s
+  and CPU per file against loose files of the same rounds (bar: ≥ 0.9×).
+- **memory**: tar shards and Parquet files of growing size (4 KiB members):
+  peak RSS of `ingest run` (uploading all of them) and of `ingest validate`
+  (bar: under 150 MiB at any size).
+- **convert**: a mixed folder (70 % JPEG/PNG, 30 % TIFF/BMP/HEIC, real
+  Pillow-made images) with and without ``--convert``, alternating: files/s of
+  all, files/s of the JPEG/PNG alone (from the ``--json`` events' times: the
+  uploads must not be starved by the conversions) and the client's cores.
+
+Every run is checked: the sink must hold one object per uploaded file and
+the summary must count them done. The load average before each run is
+recorded (the machine is shared). Results: `benchmarks/results/sources-PART.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import DATA, dataset, ingest_summary, median, save
+from reference import KEY, ingest_command, terminate_cleanly, tool_versions
+
+from ingest.bench.dataset import KINDS, SUFFIXES, image_bytes
+from ingest.bench.procs import ensure_tool
+from ingest.bench.runner import run_measured
+from ingest.bench.signer import SignerProcess
+from ingest.bench.sink import NGINX_PACKAGE, NginxSink
+
+SIZE = 64 * 1024
+SOURCES = ("loose", "tar", "zip", "parquet")
+ROW_GROUP = 500
+BAR_SPEED, BAR_RSS_MIB = 0.9, 150.0
+
+
+@dataclass
+class Run:
+    """One measured `ingest` process."""
+
+    what: str
+    round: int
+    wall_s: float
+    cpu_s: float
+    rss_mib: float
+    sink_cores: float
+    signer_cores: float
+    load_1m: float
+    done: int
+    ok: bool
+    kept_files_per_s: float | None = None  # convert: the JPEG/PNG alone
+    note: str = ""
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+def _cached(path: Path, build: Any) -> Path:
+    """`path`, built by `build(tmp_path)` once and renamed into place."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        build(partial)
+        partial.rename(path)
+    return path
+
+
+def _members(paths: Sequence[Path]) -> Any:
+    for path in paths:
+        yield f"s/{path.stem}{path.suffix}", path.read_bytes()
+
+
+def write_tar(target: Path, members: Any) -> None:
+    with tarfile.open(target, "w", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 1_700_000_000, 0o644
+            tar.addfile(info, io.BytesIO(data))
+
+
+def write_zip(target: Path, members: Any) -> None:
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+
+
+def write_parquet(target: Path, members: Any) -> None:
+    """`datasets`' Image feature layout: an ``image`` struct column ``{bytes, path}``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())]))])
+    struct = schema.field("image").type
+
+    def flush(writer: Any, batch: list[dict[str, Any]]) -> None:
+        writer.write_table(pa.table({"image": pa.array(batch, type=struct)}), ROW_GROUP)
+        batch.clear()
+
+    with pq.ParquetWriter(target, schema) as writer:
+        batch: list[dict[str, Any]] = []
+        for name, data in members:
+            batch.append({"bytes": data, "path": name.rsplit("/", 1)[-1]})
+            if len(batch) == ROW_GROUP:
+                flush(writer, batch)
+        if batch:
+            flush(writer, batch)
+
+
+WRITERS = {"tar": write_tar, "zip": write_zip, "parquet": write_parquet}
+
+
+def packed(paths: Sequence[Path], root: Path) -> dict[str, Path]:
+    """The same images as one tar, one stored zip and one Parquet file (made once)."""
+    return {
+        kind: _cached(root / f"shard.{kind}", lambda p, k=kind: WRITERS[k](p, _members(paths)))
+        for kind in WRITERS
+    }
+
+
+def small_members(count: int, size: int = 4096) -> Any:
+    for index in range(count):
+        kind = KINDS[index % len(KINDS)]
+        yield f"s/{index:07d}{SUFFIXES[kind]}", image_bytes(kind, size, index)
+
+
+def mixed_folder(count: int) -> tuple[Path, int]:
+    """`count` real images: 70 % JPEG/PNG, 30 % TIFF/BMP/HEIC; the folder and its kept count."""
+    from PIL import Image
+
+    root = DATA / f"mixed-{count}-v1"
+    kinds = ["jpeg", "png"] * 35 + ["tiff", "bmp", "heic"] * 10
+    if not (root / ".complete").exists():
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        root.mkdir(parents=True, exist_ok=True)
+        rng = random.Random(15)
+        base = Image.effect_noise((768, 512), 48).convert("RGB")
+        for index in range(count):
+            kind = kinds[index % len(kinds)]
+            tint = Image.new("RGB", base.size, tuple(rng.randrange(256) for _ in range(3)))
+            image = Image.blend(base, tint, 0.5)
+            ext = {"jpeg": "jpg"}.get(kind, kind)
+            image.save(root / f"img-{index:05d}.{ext}", format=kind.upper())
+        (root / ".complete").touch()
+    kept = sum(1 for i in range(count) if kinds[i % len(kinds)] in ("jpeg", "png"))
+    return root, kept
+
+
+# -- measuring ----------------------------------------------------------------------------
+
+
+class Client:
+    """`ingest run` / `ingest validate` measured against one sink and signer."""
+
+    def __init__(self, sink: NginxSink, signer: SignerProcess, tmp: Path) -> None:
+        self.sink, self.signer, self.tmp = sink, signer, tmp
+        self.env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        self.env["NOVITA_API_KEY"] = KEY
+
+    def run(self, what: str, round_: int, source: Path, expect: int, *extra: str) -> Run:
+        journal = self.tmp / "run.journal"
+        for leftover in self.tmp.glob("run.journal*"):
+            leftover.unlink()
+        self.sink.clear()
+        args = [*ingest_command(), "run", str(source), "--provider", "novita", "--base-url",
+                self.signer.base_url, "--journal", str(journal), "--json", *extra]  # fmt: skip
+        load = os.getloadavg()[0]
+        sink0, signer0 = self.sink.cpu_s(), self.signer.cpu_s()
+        out, err, usage = run_measured(args, env=self.env)
+        sink_s, signer_s = self.sink.cpu_s() - sink0, self.signer.cpu_s() - signer0
+        done = int(ingest_summary(out).get("done") or 0)
+        stored = self.sink.stored()
+        ok = usage.status in (0, 1) and done == expect == stored  # 1: rejected items (convert)
+        note = "" if ok else f"exit {usage.status}, {done} done, {stored} stored: {err[-300:]}"
+        wall = usage.wall_s
+        return Run(what, round_, wall, usage.cpu_s, usage.peak_rss_bytes / 2**20, sink_s / wall,
+                   signer_s / wall, load, done, ok, _kept_rate(out), note)  # fmt: skip
+
+    def validate(self, what: str, source: Path) -> Run:
+        args = [*ingest_command(), "validate", str(source), "--provider", "novita"]
+        load = os.getloadavg()[0]
+        _, err, usage = run_measured(args, env=self.env)
+        ok = usage.status == 0
+        return Run(what, 1, usage.wall_s, usage.cpu_s, usage.peak_rss_bytes / 2**20, 0.0, 0.0,
+                   load, 0, ok, note="" if ok else err[-300:])  # fmt: skip
+
+
+def _kept_rate(out: str) -> float | None:
+    """JPEG/PNG items done per second from the run's start, from the ``--json`` events."""
+    start, kept = None, []
+    for line in out.splitlines():
+        if not line.startswith("{"):
+            continue
+        event = json.loads(line)
+        if event.get("event") == "start":
+            start = event["t"]
+        elif event.get("event") == "item_done" and event["key"].endswith((".jpg", ".png")):
+            kept.append(event["t"])
+    if start is None or not kept:
+        return None
+    return len(kept) / max(max(kept) - start, 1e-6)
+
+
+def _show(run: Run, files: int) -> None:
+    print(
+        f"  {run.what:24s} round {run.round} {files / run.wall_s:8.1f} files/s "
+        f"{run.cpu_s * 1000 / files:7.3f} ms CPU/file {run.rss_mib:5.0f} MiB "
+        f"sink {run.sink_cores:.2f} signer {run.signer_cores:.2f} load {run.load_1m:.1f}"
+        + ("" if run.ok else f"  FAILED {run.note}"),
+        file=sys.stderr,
+    )
+
+
+def _medians(samples: Sequence[Run]) -> dict[str, Any]:
+    """Medians of a client's good runs (files: those it uploaded)."""
+    good = [r for r in samples if r.ok]
+    row: dict[str, Any] = {"runs": len(samples), "ok": len(good)}
+    if good:
+        kept = [r.kept_files_per_s for r in good if r.kept_files_per_s is not None]
+        row |= {
+            "done": good[0].done,
+            "files_per_s": median([r.done / r.wall_s for r in good]),
+            "cpu_ms_per_file": median([r.cpu_s * 1000 / r.done for r in good]),
+            "client_cores": median([r.cpu_s / r.wall_s for r in good]),
+            "peak_rss_mib": max(r.rss_mib for r in good),
+            "sink_cores": median([r.sink_cores for r in good]),
+            "signer_cores": median([r.signer_cores for r in good]),
+            "load_1m": median([r.load_1m for r in good]),
+            "kept_files_per_s": median(kept) if kept else None,
+        }
+    return row
+
+
+Column = tuple[str, str, str]  # header, row key, format
+SPEED_COLUMNS: list[Column] = [
+    ("files/s", "files_per_s", ",.0f"), ("CPU ms/file", "cpu_ms_per_file", ".3f"),
+    ("peak RSS MiB", "peak_rss_mib", ".0f"), ("sink cores", "sink_cores", ".2f"),
+    ("signer cores", "signer_cores", ".2f"), ("load 1m", "load_1m", ".1f"),
+    ("× loose files/s", "vs_loose_files_per_s", ".2f"),
+    ("× loose CPU/file", "vs_loose_cpu_per_file", ".2f"),
+]  # fmt: skip
+CONVERT_COLUMNS: list[Column] = [
+    ("files done", "done", "d"), ("files/s", "files_per_s", ",.1f"),
+    ("JPEG/PNG files/s", "kept_files_per_s", ",.1f"), ("client cores", "client_cores", ".2f"),
+    ("CPU ms/file", "cpu_ms_per_file", ".1f"), ("peak RSS MiB", "peak_rss_mib", ".0f"),
+    ("load 1m", "load_1m", ".1f"),
+]  # fmt: skip
+
+
+def _table(first: str, rows: dict[str, dict[str, Any]], columns: Sequence[Column]) -> None:
+    """A Markdown table: one row per client, failed ones marked."""
+    print(f"| {first} | " + " | ".join(c[0] for c in columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for name, row in rows.items():
+        cells = [
+            "failed" if not row["ok"] else "—" if row.get(key) is None else format(row[key], spec)
+            for _, key, spec in columns
+        ]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def rotating(names: Sequence[str], rounds: int) -> Any:
+    for round_ in range(rounds):
+        shift = round_ % len(names)
+        for name in [*names[shift:], *names[:shift]]:
+            yield round_ + 1, name
+
+
+# -- the three parts ----------------------------------------------------------------------
+
+
+def speed(client: Client, count: int, rounds: int) -> dict[str, Any]:
+    paths, manifest, _ = dataset(count, SIZE)
+    sources = {"loose": manifest, **packed(paths, manifest.parent / "packed")}
+    runs: dict[str, list[Run]] = {s: [] for s in SOURCES}
+    for round_, name in rotating(SOURCES, rounds):
+        runs[name].append(run := client.run(name, round_, sources[name], count))
+        _show(run, count)
+    rows = {name: _medians(samples) for name, samples in runs.items()}
+    # Ratios per round (the machine's pace moves between rounds), then their median.
+    for name, row in rows.items():
+        pairs = [(a, b) for a, b in zip(runs[name], runs["loose"], strict=True) if a.ok and b.ok]
+        if pairs:
+            row["vs_loose_files_per_s"] = median([b.wall_s / a.wall_s for a, b in pairs])
+            row["vs_loose_cpu_per_file"] = median([a.cpu_s / b.cpu_s for a, b in pairs])
+    print(f"\nspeed: {count:,} × 64 KiB, medians of {rounds} rounds\n")
+    _table("source", rows, SPEED_COLUMNS)
+    return {"files": count, "file_size": SIZE, "rounds": rounds, "bar": BAR_SPEED, "rows": rows,
+            "runs": [asdict(r) for rs in runs.values() for r in rs]}  # fmt: skip
+
+
+def memory(
+    client: Client, run_sizes: Sequence[int], validate_sizes: Sequence[int]
+) -> dict[str, Any]:
+    runs: list[Run] = []
+    for members in sorted({*run_sizes, *validate_sizes}):
+        for kind in ("tar", "parquet"):
+            shard = DATA / "sources-rss" / f"{members}.{kind}"
+            _cached(shard, lambda p, k=kind, n=members: WRITERS[k](p, small_members(n)))
+            if members in validate_sizes:
+                runs.append(run := client.validate(f"validate {kind} {members:,}", shard))
+                _show(run, members)
+            if members in run_sizes:
+                runs.append(run := client.run(f"run {kind} {members:,}", 1, shard, members))
+                _show(run, members)
+    print("\nmemory: 4 KiB members, one run each\n")
+    print("| command | members | wall s | CPU s | peak RSS MiB | load 1m | ok |\n"
+          "|---|---:|---:|---:|---:|---:|---|")  # fmt: skip
+    for r in runs:
+        command, kind, members = r.what.split(" ")
+        print(f"| `ingest {command}` {kind} | {members} | {r.wall_s:.1f} | {r.cpu_s:.1f} | "
+              f"{r.rss_mib:.0f} | {r.load_1m:.1f} | {'yes' if r.ok else 'NO'} |")  # fmt: skip
+    worst = max((r.rss_mib for r in runs if r.ok), default=float("nan"))
+    print(f"\nlargest peak RSS {worst:.0f} MiB (bar: under {BAR_RSS_MIB:.0f} MiB)")
+    return {"bar_mib": BAR_RSS_MIB, "peak_rss_mib": worst, "runs": [asdict(r) for r in runs]}
+
+
+def convert(client: Client, count: int, rounds: int) -> dict[str, Any]:
+    folder, kept = mixed_folder(count)
+    runs: dict[str, list[Run]] = {"plain": [], "convert": []}
+    for round_, name in rotating(list(runs), rounds):
+        expect, extra = (kept, ()) if name == "plain" else (count, ("--convert",))
+        runs[name].append(run := client.run(name, round_, folder, expect, *extra))
+        _show(run, expect)
+    rows = {name: _medians(samples) for name, samples in runs.items()}
+    print(f"\nconvert: {count} images ({kept} JPEG/PNG, {count - kept} TIFF/BMP/HEIC), "
+          f"medians of {rounds} rounds\n")  # fmt: skip
+    _table("run", rows, CONVERT_COLUMNS)
+    return {"files": count, "kept": kept, "rounds": rounds, "rows": rows,
+            "runs": [asdict(r) for rs in runs.values() for r in rs]}  # fmt: skip
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=["speed", "memory", "convert", "all"], default="all")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--count", type=int, default=10_000, help="speed: files (64 KiB)")
+    parser.add_argument("--run-sizes", type=_sizes, default=[2000, 20_000])
+    parser.add_argument("--validate-sizes", type=_sizes, default=[2000, 20_000, 100_000])
+    parser.add_argument("--convert-count", type=int, default=200)
+    args = parser.parse_args()
+    if ensure_tool("nginx", NGINX_PACKAGE) is None:
+        print(f"sources: nginx is needed (apt-get install {NGINX_PACKAGE})", file=sys.stderr)
+        return 2
+    parts = ["speed", "memory", "convert"] if args.part == "all" else [args.part]
+    with (
+        terminate_cleanly(),
+        NginxSink.start() as sink,
+        SignerProcess.start(sink.base_url) as signer,
+        tempfile.TemporaryDirectory(prefix="ingest-sources-") as tmp,
+    ):
+        client = Client(sink, signer, Path(tmp))
+        for part in parts:
+            load = os.getloadavg()
+            if part == "speed":
+                result = speed(client, args.count, args.rounds)
+            elif part == "memory":
+                result = memory(client, args.run_sizes, args.validate_sizes)
+            else:
+                result = convert(client, args.convert_count, args.rounds)
+            result |= {"load_before": load, "tools": tool_versions(), "ingest": ingest_command()}
+            print(f"saved {save(f'sources-{part}', result)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

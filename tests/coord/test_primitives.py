@@ -66,6 +66,9 @@ async def test_leases_reclaim_fence_ack_and_poison(conn: Connection) -> None:
     assert await b.take() is None  # both held, neither idle yet
     await a.renew()
     assert first.valid(a.lease_s, a.margin_s)
+    renewed, first.renewed = first.renewed, first.renewed - (a.lease_s - a.margin_s)
+    assert not first.valid(a.lease_s, a.margin_s)  # fenced: last renewal older than lease - margin
+    first.renewed = renewed
     # `a` stops renewing (as a dead worker would): `b` reclaims both once they idle.
     taken: list[Lease] = []
     with anyio.fail_after(5):

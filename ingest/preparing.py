@@ -19,15 +19,14 @@ from typing import TYPE_CHECKING
 
 from ingest.capabilities import Capabilities
 from ingest.convert import DECODABLE, Converter, accepting, converter_for
-from ingest.http import Timeouts
 from ingest.item import Source
 from ingest.prefetch import Prefetch, release
-from ingest.remote import Fetcher
 
 if TYPE_CHECKING:
     from ingest.clock import Clock
     from ingest.engine.settings import EngineSettings
     from ingest.engine.triage import Redo
+    from ingest.remote import Fetcher
 
 
 class Preparer:
@@ -44,17 +43,11 @@ class Preparer:
         # What the local checks accept: with --convert, every type it decodes.
         self.caps = accepting(caps) if self.converter is not None else caps
         formats = caps.formats | DECODABLE if self.converter is not None else caps.formats
-        run = settings.run
-        self._fetcher_args = {
-            "provider": provider,
-            "formats": formats,
-            "policy": settings.retry,
-            "timeouts": Timeouts(connect=run.connect_timeout_s, read=run.read_timeout_s),
-            "concurrency": settings.put_concurrency,
-            "max_size": caps.max_size if self.converter is None else None,
-            "sleep": clock.sleep,
-            "now": clock.now,
-        }
+        self._formats = formats
+        self._settings = settings
+        self._clock = clock
+        self._provider = provider
+        self._max_size = caps.max_size if self.converter is None else None
         self.fetcher: Fetcher | None = None
 
     async def prepare(self, verdict: Source | Redo, prefetch: Prefetch | None) -> Source | Redo:
@@ -66,13 +59,31 @@ class Preparer:
     async def source(self, source: Source, prefetch: Prefetch | None = None) -> Source:
         if source.item.url is not None:
             if self.fetcher is None:
-                self.fetcher = Fetcher(**self._fetcher_args)  # type: ignore[arg-type]
+                self.fetcher = self._open_fetcher()
             source = await self.fetcher.fetch(source)
         if self.converter is not None and self.converter.needs(source):
             converted = await self.converter.convert(source)
             release(source, prefetch)  # the original's read-ahead bytes
             source = converted
         return source
+
+    def _open_fetcher(self) -> Fetcher:
+        # Imported here: `remote` pulls in aiohttp, which a run of local files
+        # (and `import ingest`) must not pay for.
+        from ingest.http import Timeouts
+        from ingest.remote import Fetcher
+
+        run = self._settings.run
+        return Fetcher(
+            provider=self._provider,
+            formats=self._formats,
+            policy=self._settings.retry,
+            timeouts=Timeouts(connect=run.connect_timeout_s, read=run.read_timeout_s),
+            concurrency=self._settings.put_concurrency,
+            max_size=self._max_size,
+            sleep=self._clock.sleep,
+            now=self._clock.now,
+        )
 
     def forget(self, key: str) -> None:
         if self.fetcher is not None:

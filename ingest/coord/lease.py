@@ -14,6 +14,9 @@ the consumer group's pending-entry list (PEL):
   resets their idle time; it returns the ids still held.
 - `ack` acknowledges a chunk in one script that first checks the owner
   (XACK itself does not) and counts it finished.
+- `hand_back` gives an unfinished chunk back at once (this worker drains or
+  stops): the entry is made to look idle for ten leases, without counting a
+  delivery, so the next XAUTOCLAIM anywhere takes it.
 - Fencing is local: `Lease.valid` is false once the last successful renewal
   is older than lease - margin on this process's monotonic clock, and a
   worker must then start nothing more on that chunk.
@@ -52,6 +55,17 @@ for i = 3, #ARGV do
   end
 end
 return kept
+"""
+
+# KEYS: stream. ARGV: group, consumer, id, idle ms. Makes an owned entry look long idle (so
+# the next XAUTOCLAIM takes it at once) without counting a delivery; 0: not this consumer's.
+_HAND_BACK = """
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #p == 1 and p[1][2] == ARGV[2] then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
+  return 1
+end
+return 0
 """
 
 # KEYS: stream, finished counter. ARGV: group, consumer, id. -1: not this consumer's.
@@ -109,6 +123,7 @@ class Leases:
         client = conn.client
         self._renew = client.register_script(_RENEW)
         self._ack = client.register_script(_ACK)
+        self._hand_back = client.register_script(_HAND_BACK)
         self.poisoned: list[Poisoned] = []
 
     async def take(self) -> Lease | None:
@@ -197,6 +212,13 @@ class Leases:
     def release(self, lease: Lease) -> None:
         """Stop renewing a chunk left unfinished: it goes back to the others when it lapses."""
         self.held.pop(lease.chunk.id, None)
+
+    async def hand_back(self, lease: Lease) -> None:
+        """Give an unfinished chunk back now (a drain, a stop): the next `take` anywhere gets it."""
+        self.release(lease)
+        idle_ms = int(self.lease_s * 1000) * 10
+        args: list[str | int] = [GROUP, self.consumer, lease.chunk.id, idle_ms]
+        await self._conn.call(lambda: self._hand_back(keys=[self._keys.chunks], args=args))
 
     async def finished(self) -> int:
         """Chunks acknowledged (or given up) so far, by every worker."""

@@ -222,7 +222,10 @@ class Worker:
                     if outcome.stop_reason is None and not outcome.drained:
                         acked += await leases.ack(lease)
                         continue
-                    leases.release(lease)  # unfinished: it lapses back to the others
+                    if lease.valid(leases.lease_s, leases.margin_s):
+                        await leases.hand_back(lease)  # unfinished: another worker takes it now
+                    else:
+                        leases.release(lease)  # maybe another's already: it lapses back
                     if outcome.stop_reason is not None:
                         message = outcome.stop_message or outcome.stop_reason.value
                         if outcome.stop_reason is StopReason.PROVIDER:

@@ -91,6 +91,20 @@ async def test_leases_reclaim_fence_ack_and_poison(conn: Connection) -> None:
     assert await conn.client.llen(KEYS.poison) == 1
 
 
+async def test_a_drained_worker_hands_its_chunk_back_at_once(conn: Connection) -> None:
+    layout = _layout(10)
+    await plan_run(conn, KEYS, layout, binding(layout, "novita", "emulator", {}))
+    a, b = Leases(conn, KEYS, "a", lease_s=30), Leases(conn, KEYS, "b", lease_s=30)
+    lease = await a.take()
+    assert lease is not None and await b.take() is None
+    await a.hand_back(lease)
+    again = await b.take()  # no 30 s wait for the lease to lapse
+    assert again is not None and again.chunk.id == lease.chunk.id
+    assert again.deliveries == 2 and not a.held
+    await a.hand_back(lease)  # no longer a's: nothing happens
+    assert await b.take() is None
+
+
 async def test_record_ships_each_line_once(conn: Connection) -> None:
     record = Record(conn, KEYS)
     assert await record.ship("done", [(3, '{"k":"a"}'), (9, '{"k":"b"}')]) == 2

@@ -19,7 +19,7 @@ is gone, Redis >= 7.0).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,6 +164,36 @@ def _mismatch(
         f"run {name!r} is bound to {', '.join(what) or 'other settings'}; this worker is "
         "refused: give it the same manifest and settings, or another --run-name"
     )
+
+
+async def join_run(
+    conn: Connection,
+    keys: RunKeys,
+    layout: Layout,
+    provider: str,
+    endpoint: str,
+    run_params: Callable[[Mapping[str, str]], Mapping[str, str]],
+) -> tuple[Planned, dict[str, str]]:
+    """Plan or join the run; returns it and the run-level values every worker uses.
+
+    `run_params(previous)` is the provider's (`ProviderClass.run_params`): a
+    value the settings do not name comes from the stored plan (an Autoenhance
+    order id one worker made up is every worker's), so it is read first; a
+    worker that lost the race to plan with a value of its own tries once more
+    with the winner's.
+    """
+    for attempt in (1, 2):
+        stored = await read_plan(conn, keys)
+        previous = stored.get("bind", {}) if stored and stored.get("provider") == provider else {}
+        bind = dict(run_params(previous))
+        try:
+            planned = await plan_run(conn, keys, layout, binding(layout, provider, endpoint, bind))
+        except RunMismatch:
+            if attempt == 2 or stored is not None:
+                raise
+            continue  # another worker planned meanwhile: take its values
+        return planned, bind
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def read_plan(conn: Connection, keys: RunKeys) -> dict[str, Any] | None:

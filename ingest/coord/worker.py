@@ -43,7 +43,7 @@ from ingest.coord.connection import Connection, connect
 from ingest.coord.entries import ChunkReader
 from ingest.coord.lease import Lease, Leases
 from ingest.coord.names import BudgetKeys, RunKeys, account_digest, default_run_name
-from ingest.coord.plan import Planned, binding, lay_out, plan_run
+from ingest.coord.plan import Planned, join_run, lay_out
 from ingest.coord.record import Counts, Record, Shipper
 from ingest.engine.outcomes import Counters, Observer, Outcome, StopReason
 from ingest.redact import redact
@@ -150,10 +150,11 @@ class Worker:
             layout = await anyio.to_thread.run_sync(
                 lay_out, plan.manifest, plan.format, c.chunk_lines
             )
-            header = wiring.binding(plan, emulator=False)
-            endpoint = header.endpoint or wiring.endpoint_of(plan.provider_settings.base_url)
-            bound = binding(layout, plan.provider, endpoint, header.bind)
-            planned = await plan_run(conn, self.keys, layout, bound)
+            endpoint = wiring.endpoint_of(plan.provider_settings.base_url)
+            planned, bind = await join_run(
+                conn, self.keys, layout, plan.provider, endpoint,
+                lambda previous: plan.cls.run_params(plan.provider_settings, previous),
+            )  # fmt: skip
             if self._on_start is not None:
                 self._on_start(self.run_name, planned.created)
             record = Record(conn, self.keys)
@@ -162,7 +163,7 @@ class Worker:
             shipper = Shipper(record, self._observer)
             async with (
                 wiring.connect(
-                    plan.cls, plan.provider_settings, plan.run, plan.secrets, header.bind
+                    plan.cls, plan.provider_settings, plan.run, plan.secrets, bind
                 ) as provider,
                 anyio.create_task_group() as tg,
             ):

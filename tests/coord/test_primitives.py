@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import anyio
@@ -12,7 +12,7 @@ from ingest.coord.budget import Budget
 from ingest.coord.connection import Connection, connect
 from ingest.coord.lease import Lease, Leases
 from ingest.coord.names import BudgetKeys, RunKeys, account_digest
-from ingest.coord.plan import Layout, RunMismatch, binding, lay_out, plan_run
+from ingest.coord.plan import Layout, RunMismatch, binding, join_run, lay_out, plan_run
 from ingest.coord.record import Record
 
 pytestmark = pytest.mark.anyio
@@ -149,3 +149,22 @@ async def test_a_pause_stops_every_caller_and_is_never_shortened(conn: Connectio
         assert not grant.granted
         assert grant.server_us + grant.wait_s * 1e6 == pytest.approx(end, abs=2)
     assert "other" not in str(await conn.client.keys("*"))  # only the digest names it
+
+
+async def test_workers_racing_to_plan_share_one_made_up_run_value(conn: Connection) -> None:
+    # Autoenhance makes an order id up when none is named: every worker must use one.
+    layout = _layout(10)
+    made = iter(["order-a", "order-b", "order-c", "order-d"])
+
+    def run_params(previous: Mapping[str, str]) -> dict[str, str]:
+        return {"order_id": previous.get("order_id") or next(made)}
+
+    binds: list[dict[str, str]] = []
+
+    async def join() -> None:
+        binds.append((await join_run(conn, KEYS, layout, "autoenhance", "e", run_params))[1])
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(join)
+    assert len({b["order_id"] for b in binds}) == 1 and len(binds) == 3

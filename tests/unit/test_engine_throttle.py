@@ -89,19 +89,26 @@ def test_storage_triage_sets_the_scope(
 
 
 @pytest.mark.parametrize(
-    ("body", "action", "scope"),
-    [(SAME_NAME, Action.FAIL_ITEM, Scope.ITEM), (RATE, Action.RETRY, Scope.PLANE)],
+    ("body", "wait", "action", "scope"),
+    [
+        (SAME_NAME, 3600, Action.FAIL_ITEM, Scope.ITEM),
+        # A rate limit's own wait; one of a minute or more on a named create is read
+        # as the name rule whatever its body (test_autoenhance_fidelity.py).
+        (RATE, 30, Action.RETRY, Scope.PLANE),
+    ],
 )
 async def test_autoenhance_tells_its_two_429s_apart(
-    tmp_path: Path, body: dict[str, Any], action: Action, scope: Scope
+    tmp_path: Path, body: dict[str, Any], wait: int, action: Action, scope: Scope
 ) -> None:
-    err = await autoenhance_refusal(tmp_path, body)
-    assert (err.status, err.action, err.scope, err.retry_after) == (429, action, scope, 3600)
+    err = await autoenhance_refusal(tmp_path, body, {"Retry-After": str(wait)})
+    assert (err.status, err.action, err.scope, err.retry_after) == (429, action, scope, wait)
 
 
-async def autoenhance_refusal(tmp_path: Path, body: dict[str, Any]) -> TransferError:
-    """The error the real Autoenhance adapter raises for a 429 with this body and an hour's wait."""
-    api = FakeApi(Canned(429, body, HOUR))
+async def autoenhance_refusal(
+    tmp_path: Path, body: dict[str, Any], headers: dict[str, str] = HOUR
+) -> TransferError:
+    """The error the real Autoenhance adapter raises for a 429 with this body (an hour's wait)."""
+    api = FakeApi(Canned(429, body, headers))
     adapter = AutoenhanceProvider(context(api, "autoenhance", {"order_id": "o-1"}))
     with pytest.raises(TransferError) as info:
         await adapter.acquire(source(tmp_path))

@@ -1,6 +1,6 @@
 """Packed sources and --convert against the free-running reference: issue 15's speed and memory bars.
 
-    python benchmarks/sources.py                         # all three parts, 3 rounds
+    python benchmarks/sources.py                         # all three parts, 3 rounds (~20 min loaded)
     python benchmarks/sources.py --part speed --count 10000 --rounds 3
     python benchmarks/sources.py --part memory --run-sizes 2000,20000 --validate-sizes 2000,20000,100000
     python benchmarks/sources.py --part convert --convert-count 200
@@ -57,6 +57,8 @@ SIZE = 64 * 1024
 SOURCES = ("loose", "tar", "zip", "parquet")
 ROW_GROUP = 500
 BAR_SPEED, BAR_RSS_MIB = 0.9, 150.0
+MIXED_SIZE = (1600, 1200)  # pixels: 2 MP, a conversion costs tens of ms
+FORMATS = {"heic": "HEIF"}  # Pillow format names (pillow-heif saves HEIC as "HEIF")
 
 
 @dataclass
@@ -152,21 +154,22 @@ def mixed_folder(count: int) -> tuple[Path, int]:
     """`count` real images: 70 % JPEG/PNG, 30 % TIFF/BMP/HEIC; the folder and its kept count."""
     from PIL import Image
 
-    root = DATA / f"mixed-{count}-v1"
+    root = DATA / f"mixed-{count}-v2"
     kinds = ["jpeg", "png"] * 35 + ["tiff", "bmp", "heic"] * 10
+    random.Random(15).shuffle(kinds)  # mixed through the folder, as a camera roll is
     if not (root / ".complete").exists():
         import pillow_heif
 
         pillow_heif.register_heif_opener()
         root.mkdir(parents=True, exist_ok=True)
         rng = random.Random(15)
-        base = Image.effect_noise((768, 512), 48).convert("RGB")
+        base = Image.effect_noise(MIXED_SIZE, 48).convert("RGB")
         for index in range(count):
             kind = kinds[index % len(kinds)]
             tint = Image.new("RGB", base.size, tuple(rng.randrange(256) for _ in range(3)))
             image = Image.blend(base, tint, 0.5)
             ext = {"jpeg": "jpg"}.get(kind, kind)
-            image.save(root / f"img-{index:05d}.{ext}", format=kind.upper())
+            image.save(root / f"img-{index:05d}.{ext}", format=FORMATS.get(kind, kind.upper()))
         (root / ".complete").touch()
     kept = sum(1 for i in range(count) if kinds[i % len(kinds)] in ("jpeg", "png"))
     return root, kept

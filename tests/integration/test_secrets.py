@@ -102,9 +102,9 @@ def provider_runs(s: Spec, tmp: Path, evidence: Evidence) -> None:
     manifest = write_jsonl_manifest(paths, tmp / "manifest.jsonl")
     journal = s.journal(manifest)
     run = {"read_timeout_s": 1.0, "backoff_base_s": 0.02, "put_concurrency": 4, "lookahead": 12}
-    # First with 2 attempts per step, so that items fail and their errors are printed;
+    # First with 1 attempt per step, so that items fail and their errors are printed;
     # then with enough attempts to finish (the failed items are retried).
-    impatient = config(tmp / "impatient.toml", max_attempts=2, retry_window_s=0, **run)
+    impatient = config(tmp / "impatient.toml", max_attempts=1, retry_window_s=0, **run)
     patient = config(tmp / "patient.toml", max_attempts=12, **run)
     with sim_process("--lifetime", "3", "--faults", FAULTS, *s.sim_flags) as sim:
         failing = run_ingest(

@@ -68,6 +68,39 @@ def check_call(
     _secrets(settings, provider)
 
 
+def check_coordinated(
+    url: str | None,
+    run_name: str | None,
+    *,
+    journal: object,
+    sim: object,
+    force: bool,
+    wrap: object,
+) -> None:
+    """`coordinator=` and `run_name=`: a valid URL and name, none of what a worker cannot take."""
+    from ingest.coord.connection import check_url
+    from ingest.coord.names import check_run_name
+
+    if url is None:
+        raise ConfigError("run_name names a shared run: give coordinator= too", key="run_name")
+    if not isinstance(url, str):
+        raise ConfigError(f"expected a redis:// URL, got {_shown(url)}", key="coordinator")
+    check_url(url)
+    if run_name is not None:
+        why = check_run_name(run_name) if isinstance(run_name, str) else f"got {_shown(run_name)}"
+        if why:
+            raise ConfigError(f"run_name {run_name!r}: {why}", key="run_name")
+    given = {"journal": journal is not None, "sim": sim is not False, "force": force,
+             "wrap": wrap is not None}  # fmt: skip
+    for name, is_given in given.items():
+        if is_given:
+            raise ConfigError(
+                f"{name}= cannot be used with coordinator= (workers share the coordinator's "
+                "record, not a journal or an emulator of their own)",
+                key=name,
+            )
+
+
 def check_endpoint(provider: str, settings: Settings) -> None:
     """The provider's base URL is one a run may call (`ingest.urls`)."""
     from ingest.urls import base_url_problem

@@ -115,7 +115,7 @@ class Upload:
 
     async def ended(self) -> None:
         """Wait for the run to end, raising nothing (`wait` then gives its `Result`)."""
-        await self._open()[1].wait()
+        await self._running().wait()
 
     async def wait(self) -> Result:
         """Wait for the run to end; its journal counts and stop reason.
@@ -123,11 +123,17 @@ class Upload:
         Raises what ended the run if it was not a stop (a `JournalError` counting
         the journal at the end, a bug), as itself, never in an `ExceptionGroup`.
         """
-        await self._open()[1].wait()
+        await self._running().wait()
         if self._error is not None:
             raise self._error
         assert self._result is not None  # set before `_finished`
         return self._result
+
+    def _running(self) -> anyio.Event:
+        """Set when the run has ended; a `RuntimeError` outside the block."""
+        if self._tasks is None or self._finished is None:
+            raise RuntimeError("the upload is not open: use `async with ingest.open_upload(...)`")
+        return self._finished
 
     def _open(self) -> tuple[Engine, anyio.Event]:
         if self._engine is None or self._finished is None:
@@ -197,14 +203,14 @@ class Upload:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        engine, finished = self._open()
+        finished = self._running()
         if exc is not None:
-            engine.abort()  # the block failed or was cancelled: stop the run now
+            self.abort()  # the block failed or was cancelled: stop the run now
         try:
             if exc is None:
                 await finished.wait()  # the block ended: the run goes on to its end
         except BaseException as waiting:  # cancelled while waiting
-            engine.abort()
+            self.abort()
             await self._close(type(waiting), waiting, waiting.__traceback__)
             raise
         await self._close(exc_type, exc, tb)
@@ -315,6 +321,8 @@ def open_upload(
     retry_failed: bool = False,
     reupload_changed: bool = False,
     wrap: Callable[[Provider], Provider] | None = None,
+    coordinator: str | None = None,
+    run_name: str | None = None,
     **settings: Any,
 ) -> Upload:
     """A run of `source` to `provider`, to enter with `async with`.
@@ -329,7 +337,11 @@ def open_upload(
     outcome. `force` reuses a journal bound to another run; `retry_failed`
     also retries items that failed before; `reupload_changed` uploads again
     files changed since their upload. `wrap` instruments the adapter
-    (benchmarks and tests wrap it to time or break its steps).
+    (benchmarks and tests wrap it to time or break its steps). `coordinator`
+    (redis://HOST:PORT/DB) makes this call one worker of the run `run_name`
+    shared through Redis, as `ingest run --coordinator` (`ingest.coord.front`):
+    no `journal`, `sim`, `force` or `wrap` then, and the `Result` holds the
+    run's counts.
 
     Raises `ConfigError` or `ManifestError` now, and `JournalError` on
     entering the block: nothing is sent before the block starts.
@@ -344,6 +356,10 @@ def open_upload(
         settings=settings,
         provider=provider,
     )
+    if coordinator is not None or run_name is not None:
+        arguments.check_coordinated(
+            coordinator, run_name, journal=journal, sim=sim, force=force, wrap=wrap
+        )
     plan = wiring.prepare(
         source,
         provider=provider,
@@ -353,6 +369,17 @@ def open_upload(
         format=format,
         keys="env" if sim is False else "sim",
     )
+    if coordinator is not None:
+        from ingest.coord.front import CoordinatedUpload
+        from ingest.coord.worker import Coordinator
+
+        return CoordinatedUpload(
+            plan,
+            Coordinator(coordinator, run_name),
+            observer=observer,
+            retry_failed=retry_failed,
+            reupload_changed=reupload_changed,
+        )
     return Upload(
         plan,
         sim=_sim_settings(sim),

@@ -41,7 +41,7 @@ class Result:
     stop_reason: StopReason | None  # None: not stopped (it may have been drained)
     stop_message: str | None  # the stop's one-line explanation, for people
     drained: bool  # `drain()` ended it early: items in flight finished, no new ones started
-    journal: Path
+    journal: Path  # Path() for a coordinated run: its record is the coordinator's (`run_name`)
     elapsed_s: float
     this_run: Counters  # the engine's counters for this run alone (a copy)
     # Items uploaded by earlier runs that this run's manifest no longer lists; not in `done`.
@@ -50,6 +50,9 @@ class Result:
     # disk): in `this_run.done`, not in `done`; the next run redoes them (asking first
     # where the provider can tell).
     unjournaled: int = 0
+    # The shared run's name (`open_upload(coordinator=...)`): the counts are every worker's,
+    # `this_run` this worker's; None for a run on a journal.
+    run_name: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -61,6 +64,7 @@ class Result:
             and self.total is not None
             and c.read == c.skipped + c.done
             and c.failed == c.rejected == c.changed == c.in_flight == 0
+            and (self.run_name is None or self.done == self.total)
         )
 
     @property

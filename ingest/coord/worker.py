@@ -118,10 +118,16 @@ class Worker:
         self._reupload_changed = reupload_changed
         self._on_start = on_start
         self._engine: Engine | None = None
+        self.last_engine: Engine | None = None  # the current chunk's engine, else the last one's
         self._lease: Lease | None = None  # the chunk the engine is on
         self._draining = False
         self._stop: tuple[StopReason, str] | None = None
         self.counters = Counters()
+
+    @property
+    def drained(self) -> bool:
+        """`drain` or `abort` was called (or the stop flag obeyed)."""
+        return self._draining
 
     def drain(self) -> None:
         """Take no new chunk; the engine finishes what is in flight."""
@@ -259,7 +265,7 @@ class Worker:
                 plan.run, retry_failed=self._retry_failed, reupload_changed=self._reupload_changed
             )
             engine = Engine(provider, journal, replay, settings, observer=shipper, api_pacer=pacer)
-            self._engine = engine
+            self._engine = self.last_engine = engine
             self._lease = lease
             if self._draining:
                 engine.drain()

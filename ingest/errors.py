@@ -59,12 +59,19 @@ class ConfigError(IngestError):
 
 
 class ManifestError(IngestError):
-    """One manifest entry that cannot be used; the others go on."""
+    """One manifest entry that cannot be used; the others go on.
 
-    def __init__(self, reason: str, *, source: str, line: int | None = None) -> None:
+    `key` names the entry where the reader knows it (a folder's image whose
+    caption file cannot be used), so it is named by its path, not its place.
+    """
+
+    def __init__(
+        self, reason: str, *, source: str, line: int | None = None, key: str | None = None
+    ) -> None:
         self.reason = reason
         self.source = source
         self.line = line
+        self.key = key
         where = f"{source}:{line}" if line is not None else source
         super().__init__(f"{where}: {reason}")
 

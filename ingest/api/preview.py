@@ -41,7 +41,6 @@ def dry_run(
 ) -> Iterator[Planned]:
     """Each entry of the plan's manifest, in order, with the fate a run would give it."""
     from ingest.engine.triage import Triage
-    from ingest.errors import ManifestError
     from ingest.journal import Header, Replay, replay
     from ingest.manifest import read_manifest
     from ingest.validate import Checker
@@ -61,7 +60,7 @@ def dry_run(
     entries = read_manifest(plan.manifest, plan.format)
     try:
         for entry in entries:
-            key = None if isinstance(entry, ManifestError) else entry.key
+            key = entry.key  # a reader's problem may name its entry too
             yield _planned(triage(entry), key, entry.line)
     finally:
         entries.close()

@@ -124,9 +124,8 @@ def run(args: argparse.Namespace) -> int:
     ok = total_bytes = entries_seen = 0
     for entry in entries:
         entries_seen += 1
-        key: str | None = None
+        key: str | None = entry.key  # a reader's problem may name its entry too
         if not isinstance(entry, ManifestError):
-            key = entry.key
             result: Source | ManifestError = checker(entry)
         else:
             result = entry

@@ -146,7 +146,7 @@ class Triage:
 
     def __call__(self, entry: Item | ManifestError) -> Triaged:
         if isinstance(entry, ManifestError):
-            return Rejected(entry)
+            return Rejected(entry, entry.key)
         return self._item(entry)
 
     def _item(self, item: Item) -> Triaged:

@@ -180,7 +180,7 @@ def _item(
     caption_file, row = attached
     caption, problem = read_caption(caption_file) if caption_file else (None, None)
     if problem is not None:
-        return ManifestError(problem, source=source, line=position)
+        return ManifestError(problem, source=source, line=position, key=rel)
     counts = stats.caption_counts
     origin = None
     if caption is not None:

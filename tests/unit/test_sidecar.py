@@ -12,11 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ingest
+from ingest.capabilities import Capabilities
 from ingest.cli.main import main
+from ingest.engine.triage import Rejected, Triage
 from ingest.errors import ManifestError
 from ingest.item import Item
+from ingest.journal import Header, Replay
 from ingest.manifest import WalkStats, count_entries, read_manifest
 from ingest.manifest.folder import Captions, SkippedFiles
+from ingest.sniff import ImageType
+from ingest.validate import Checker
 from tests.images import make_image, touch
 
 
@@ -245,3 +250,24 @@ def test_a_folder_named_like_a_caption_file_is_walked_not_read(tmp_path: Path) -
         ("a.png", None),
         ("a.txt/b.png", None),
     ]
+
+
+def test_an_image_whose_caption_file_is_bad_is_named_by_its_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Newcomer finding: `run` said "rejected /abs/folder: ..." and `validate --each` "2: ...",
+    the folder or the walk's place, where every other folder problem names the image."""
+    make_image(tmp_path / "a.png", "png", 256, 1)
+    make_image(tmp_path / "b.png", "png", 256, 2)
+    (tmp_path / "b.txt").write_bytes(b"\xff\xfe not UTF-8")
+    assert main(["validate", str(tmp_path), "--provider", "novita", "--each"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("b.png: rejected: caption file is not UTF-8 (byte 0 is 0xff)")
+    found, _ = walk(tmp_path)
+    state = Replay(header=Header("novita", str(tmp_path)))
+    caps = Capabilities(formats=frozenset({ImageType.PNG}), max_size=None, url_lifetime_s=None)
+    triage = Triage(
+        state, Checker(caps, "novita"), finalize=False, retry_failed=False, reupload_changed=False
+    )
+    rejected = triage(found[1])
+    assert isinstance(rejected, Rejected) and rejected.key == "b.png"  # what `run` prints

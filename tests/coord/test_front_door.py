@@ -85,3 +85,23 @@ def test_a_run_name_needs_a_coordinator(tmp_path: Path) -> None:
     manifest = write_jsonl_manifest(make_dataset(tmp_path / "img", 1), tmp_path / "m.jsonl")
     with pytest.raises(ConfigError, match="give coordinator= too"):
         ingest.open_upload(manifest, provider="novita", run_name="r")
+
+
+@pytest.mark.anyio
+async def test_a_drained_worker_takes_no_chunk_and_is_not_complete(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOVITA_API_KEY", KEY)
+    manifest = write_jsonl_manifest(make_dataset(tmp_path / "img", 3), tmp_path / "m.jsonl")
+    async with serve(SimSettings(api_keys=frozenset({KEY}))) as sim:
+        run = ingest.open_upload(
+            manifest, provider="novita", base_url=sim.base_url, coordinator=redis_url
+        )
+        async with run:
+            run.drain()  # before its first chunk
+            with pytest.raises(RuntimeError, match="not taken a chunk"):
+                run.snapshot()
+            result = await run.wait()
+        assert (result.drained, result.complete, result.done, result.total) == (True, False, 0, 3)
+        assert result.in_flight == 3 and result.run_name == "novita-m"
+        assert len(sim.state.objects) == 0

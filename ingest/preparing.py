@@ -18,12 +18,12 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from ingest.capabilities import Capabilities
-from ingest.convert import DECODABLE, Converter, accepting, converter_for
 from ingest.item import Source
 from ingest.prefetch import Prefetch, release
 
 if TYPE_CHECKING:
     from ingest.clock import Clock
+    from ingest.convert import Converter
     from ingest.engine.settings import EngineSettings
     from ingest.engine.triage import Redo
     from ingest.remote import Fetcher
@@ -39,10 +39,16 @@ class Preparer:
         settings: EngineSettings,
         clock: Clock,
     ) -> None:
-        self.converter: Converter | None = converter_for(caps, provider, settings.run)
-        # What the local checks accept: with --convert, every type it decodes.
-        self.caps = accepting(caps) if self.converter is not None else caps
-        formats = caps.formats | DECODABLE if self.converter is not None else caps.formats
+        self.converter: Converter | None = None
+        self.caps = caps
+        formats = caps.formats
+        if settings.run.convert:  # ingest.convert (and Pillow) only for a run with --convert
+            from ingest.convert import DECODABLE, accepting, converter_for
+
+            self.converter = converter_for(caps, provider, settings.run)
+            # What the local checks accept: with --convert, every type it decodes.
+            self.caps = accepting(caps)
+            formats = caps.formats | DECODABLE
         self._formats = formats
         self._settings = settings
         self._clock = clock

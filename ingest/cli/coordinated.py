@@ -62,15 +62,16 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 
 def check_args(args: argparse.Namespace) -> None:
     """A `ConfigError` for flags a coordinated run cannot take."""
-    from ingest.coord.connection import check_url
-    from ingest.coord.names import check_run_name
     from ingest.errors import ConfigError
 
     url, name = getattr(args, "coordinator", None), getattr(args, "run_name", None)
     if name is not None and not url:
         raise ConfigError("--run-name names a shared run: give --coordinator too", key="run_name")
     if not url:
-        return  # `retry-failed` has neither flag
+        return  # `retry-failed` has neither flag; a plain run imports nothing of ingest.coord
+    from ingest.coord.connection import check_url
+    from ingest.coord.names import check_run_name
+
     check_url(url)
     if name is not None and (why := check_run_name(name)):
         raise ConfigError(f"--run-name {name!r}: {why}", key="run_name")

@@ -48,7 +48,6 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ingest import handoff
 from ingest.clock import SYSTEM, Clock
-from ingest.convert import with_conversion
 from ingest.engine.finalize import Finalizer, ToFinalize
 from ingest.engine.outcomes import (
     Counters,
@@ -85,6 +84,7 @@ from ingest.tally import Tally
 from ingest.validate import Checker
 
 if TYPE_CHECKING:
+    from ingest.convert import R
     from ingest.manifest import SeekAhead
 
 
@@ -398,7 +398,7 @@ class Engine:
         """Journal an item whose bytes landed, before its finalize (`up`)."""
         size, mtime_ns = self._file_of(key, source)
         rec = records.uploaded(key, target.remote_id, size, mtime_ns, target.extra)
-        self._record(with_conversion(rec, source))
+        self._record(_noting_conversion(rec, source))
 
     def _file_of(self, key: str, source: Source | None) -> tuple[int, int]:
         """(size, mtime ns) of an item: its source's, or the journal's for one resumed."""
@@ -411,7 +411,7 @@ class Engine:
         rec = records.completed(
             key, landed.remote_id, size, mtime_ns, url=landed.url, extra=landed.extra
         )
-        self._record(with_conversion(rec, source))
+        self._record(_noting_conversion(rec, source))
         if source is not None:
             self.counters.bytes_done += source.size
         self.counters.done += 1
@@ -456,3 +456,12 @@ class Engine:
 
 def _source_of(verdict: Source | Redo) -> Source:
     return verdict.source if isinstance(verdict, Redo) else verdict
+
+
+def _noting_conversion(rec: R, source: Source | None) -> R:
+    """`rec` with ``cv`` when its source was converted; only `--convert` imports ingest.convert."""
+    if source is None or source.converted is None:
+        return rec
+    from ingest.convert import with_conversion
+
+    return with_conversion(rec, source)

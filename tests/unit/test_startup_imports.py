@@ -1,0 +1,45 @@
+"""A plain `ingest run` of local files imports none of what only other runs need."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# Each is imported by the run that needs it: --sim, --convert, URL sources,
+# --coordinator, Parquet shards, the human display (--json shows none).
+LAZY = (
+    "ingest.sim",
+    "ingest.convert",
+    "PIL",
+    "ingest.remote",
+    "ingest.coord.connection",
+    "ingest.coord.names",
+    "redis",
+    "pyarrow",
+    "rich",
+)
+
+
+def test_a_plain_run_does_not_import_what_it_does_not_use(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image\n")  # rejected by the local checks: no request is made
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(f'{{"path": "{bad}"}}\n')
+    argv = ["run", str(manifest), "--provider", "novita", "--base-url", "http://127.0.0.1:9"]
+    argv += ["--journal", str(tmp_path / "j"), "--json"]
+    code = (
+        "import sys; from ingest.cli.main import main\n"
+        f"try: main({argv!r})\n"
+        "except SystemExit: pass\n"
+        "print(' '.join(sorted(sys.modules)), file=sys.stderr)"
+    )
+    env = {**os.environ, "NOVITA_API_KEY": "k"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert '"rejected":1' in done.stdout, done.stdout + done.stderr
+    loaded = set(done.stderr.split())
+    assert "ingest.engine.core" in loaded  # the run got as far as the engine
+    assert not {m for m in loaded if m.split(".")[0] in LAZY or m.startswith(LAZY)}

@@ -23,7 +23,7 @@ from ingest.prefetch import Prefetch, release
 
 if TYPE_CHECKING:
     from ingest.clock import Clock
-    from ingest.convert import Converter
+    from ingest.convert import Converter, R
     from ingest.engine.settings import EngineSettings
     from ingest.engine.triage import Redo
     from ingest.remote import Fetcher
@@ -102,3 +102,12 @@ class Preparer:
             await self.fetcher.aclose()
         if self.converter is not None:
             self.converter.close()
+
+
+def noting_conversion(rec: R, source: Source | None) -> R:
+    """`rec` with ``cv`` when its source was converted; only `--convert` imports ingest.convert."""
+    if source is None or source.converted is None:
+        return rec
+    from ingest.convert import with_conversion
+
+    return with_conversion(rec, source)

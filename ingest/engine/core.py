@@ -48,6 +48,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ingest import handoff
 from ingest.clock import SYSTEM, Clock
+from ingest.engine.breaker import Breaker
 from ingest.engine.finalize import Finalizer, ToFinalize
 from ingest.engine.outcomes import (
     Counters,
@@ -70,6 +71,7 @@ from ingest.engine.triage import (
     Triage,
     Triaged,
     redone_first,
+    source_of,
 )
 from ingest.engine.worker import Calls
 from ingest.errors import UNREACHABLE, Action, JournalError, ManifestError, TransferError
@@ -78,13 +80,12 @@ from ingest.journal import Journal, Replay, records
 from ingest.journal.records import Record
 from ingest.pacing import Pacing
 from ingest.prefetch import Prefetch, release
-from ingest.preparing import Preparer
+from ingest.preparing import Preparer, noting_conversion
 from ingest.providers.base import Landed, Provider, Recovers, Target, Tidies
 from ingest.tally import Tally
 from ingest.validate import Checker
 
 if TYPE_CHECKING:
-    from ingest.convert import R
     from ingest.manifest import SeekAhead
 
 
@@ -141,8 +142,7 @@ class Engine:
         self._total: int | None = None
         self.stop_reason: StopReason | None = None
         self.stop_message: str | None = None
-        self._streak_code: str | None = None
-        self._streak = 0
+        self._breaker = Breaker(settings.circuit_breaker)
 
     @property
     def api_pacer(self) -> Pacing:
@@ -297,7 +297,7 @@ class Engine:
                         # budget is only bookkeeping by then; nothing is read after a drain).
                         for verdict in batch[routed:]:
                             if isinstance(verdict, Source | Redo):
-                                release(_source_of(verdict), self._prefetch)
+                                release(source_of(verdict), self._prefetch)
 
     async def _route(
         self,
@@ -339,7 +339,7 @@ class Engine:
         finalize = self.provider.caps.finalize
         async with receive, landed:
             async for verdict in handoff.Items(receive):
-                source = _source_of(verdict)
+                source = source_of(verdict)
                 if self._draining:
                     release(source, self._prefetch)
                     continue  # not started: it is simply picked up by the next run
@@ -347,7 +347,7 @@ class Engine:
                 self.counters.in_flight += 1
                 try:
                     verdict = await self.preparer.prepare(verdict, self._prefetch)
-                    source = _source_of(verdict)  # fetched (a URL), converted (--convert)
+                    source = source_of(verdict)  # fetched (a URL), converted (--convert)
                     recovered = await self._recover(verdict) if isinstance(verdict, Redo) else None
                     if recovered is not None:
                         self.done(item.key, item.line, source, recovered)
@@ -398,7 +398,7 @@ class Engine:
         """Journal an item whose bytes landed, before its finalize (`up`)."""
         size, mtime_ns = self._file_of(key, source)
         rec = records.uploaded(key, target.remote_id, size, mtime_ns, target.extra)
-        self._record(_noting_conversion(rec, source))
+        self._record(noting_conversion(rec, source))
 
     def _file_of(self, key: str, source: Source | None) -> tuple[int, int]:
         """(size, mtime ns) of an item: its source's, or the journal's for one resumed."""
@@ -411,11 +411,11 @@ class Engine:
         rec = records.completed(
             key, landed.remote_id, size, mtime_ns, url=landed.url, extra=landed.extra
         )
-        self._record(_noting_conversion(rec, source))
+        self._record(noting_conversion(rec, source))
         if source is not None:
             self.counters.bytes_done += source.size
         self.counters.done += 1
-        self._streak, self._streak_code = 0, None
+        self._breaker.succeeded()
         if self.observer is not None:  # resumed items too (only finalized by this run)
             self.observer.item_done(ItemDone(key, line, size, landed, uploaded=source is not None))
 
@@ -441,27 +441,5 @@ class Engine:
         self._record(records.failed(key, line, err.action, err.code, err.message, landed=kept))
         if self.observer is not None:
             self.observer.item_failed(key, line, err)
-        if err.code == self._streak_code:
-            self._streak += 1
-        else:
-            self._streak, self._streak_code = 1, err.code
-        if self._streak >= self.settings.circuit_breaker:
-            self._stop(
-                StopReason.CIRCUIT_BREAKER,
-                f"circuit breaker: {self._streak} items in a row failed with {err.code} "
-                f"({err.message}); the provider looks unavailable. Re-run the same command "
-                "to resume.",
-            )
-
-
-def _source_of(verdict: Source | Redo) -> Source:
-    return verdict.source if isinstance(verdict, Redo) else verdict
-
-
-def _noting_conversion(rec: R, source: Source | None) -> R:
-    """`rec` with ``cv`` when its source was converted; only `--convert` imports ingest.convert."""
-    if source is None or source.converted is None:
-        return rec
-    from ingest.convert import with_conversion
-
-    return with_conversion(rec, source)
+        if (tripped := self._breaker.failed(err)) is not None:
+            self._stop(StopReason.CIRCUIT_BREAKER, tripped)

@@ -181,3 +181,8 @@ class Triage:
             if acquired is not None:
                 return Redo(result, acquired)
         return result
+
+
+def source_of(verdict: Source | Redo) -> Source:
+    """The source a verdict uploads: a `Redo`'s, or the verdict itself."""
+    return verdict.source if isinstance(verdict, Redo) else verdict

@@ -41,9 +41,11 @@ class CoordinatorError(IngestError):
 def describe(url: str) -> str:
     """A coordinator URL as messages show it: no user or password."""
     parts = urlsplit(url)
+    if not parts.netloc:  # not a URL (a typo: "redis//:pw@h"): nothing up to an "@" shown
+        return url.rpartition("@")[2]
     host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    port = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
+    return f"{parts.scheme}://{host}{':' + port if port else ''}{parts.path}"
 
 
 def check_url(url: str) -> None:
@@ -54,6 +56,13 @@ def check_url(url: str) -> None:
             f"--coordinator must be a redis://HOST:PORT/DB URL, got {describe(url)!r}",
             key="coordinator",
         )
+    try:
+        parts.port  # noqa: B018 (urlsplit checks the port only when asked)
+    except ValueError:
+        raise ConfigError(
+            f"--coordinator: the port is a number (redis://HOST:6379/0), got {describe(url)!r}",
+            key="coordinator",
+        ) from None
     db = parts.path.strip("/")
     if db and not db.isdigit():
         raise ConfigError(

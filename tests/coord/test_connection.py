@@ -40,3 +40,11 @@ def test_bad_urls_are_one_line() -> None:
     with pytest.raises(ConfigError, match="database is a number"):
         check_url("redis://127.0.0.1:6379/x")
     assert describe("redis://user:secret@h:1/2") == "redis://h:1/2"
+    # Newcomer findings: a port that is no number was a ValueError traceback, and a
+    # URL without "://" was shown as '://?redis//:pw@h:1/0', its password with it.
+    with pytest.raises(ConfigError, match=r"port is a number .* got 'redis://h:abc/0'"):
+        check_url("redis://:pw@h:abc/0")
+    with pytest.raises(ConfigError, match="redis://HOST:PORT/DB URL, got 'h:1/0'") as caught:
+        check_url("redis//:pw@h:1/0")
+    assert "pw" not in str(caught.value)
+    assert describe("rediss://[::1]:6380/0") == "rediss://::1:6380/0"

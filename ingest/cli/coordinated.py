@@ -149,6 +149,8 @@ async def _main(worker: Worker, reporter: Reporter) -> int:
 
 
 def _report(result: WorkerResult, reporter: Reporter, *, interrupted: bool) -> int:
+    from ingest.journal.report import plural
+
     c, mine = result.counts, result.this_worker
     fields: dict[str, Any] = {
         "run_name": result.run_name,
@@ -163,7 +165,7 @@ def _report(result: WorkerResult, reporter: Reporter, *, interrupted: bool) -> i
     reporter.event("summary", **fields)
     reporter.note(
         f"run {result.run_name!r}: {c.done} of {result.entries} done, {c.failed} failed, "
-        f"{c.rejected} rejected (this worker: {mine.done} done in {result.chunks} chunks, "
+        f"{c.rejected} rejected (this worker: {mine.done} done in {plural(result.chunks, 'chunk')}, "
         f"{mine.api_calls} API calls)",
         always=True,
     )

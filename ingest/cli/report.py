@@ -30,6 +30,7 @@ from ingest.cli.output import Output
 from ingest.engine import ItemDone, Progress, Snapshot
 from ingest.errors import EXPIRED, ManifestError, TransferError
 from ingest.journal.report import removed_note
+from ingest.reasons import group
 from ingest.redact import redact
 
 if TYPE_CHECKING:
@@ -59,10 +60,19 @@ REFUSED_HINT = (
 )
 
 
+# A URL source the manifest names (an http(s):// or s3:// path) could not be fetched.
+SOURCE_HINT = (
+    "the source server refused or broke off these downloads (each reason says why); fix the "
+    "URLs, then run `ingest retry-failed`"
+)
+
+
 def hint_for(action: str, code: str) -> str:
     """What to do about failures of one (action, code): expiry and refusal differ."""
     if action == "resign" and code != EXPIRED:
         return REFUSED_HINT
+    if code == "source_failed":
+        return SOURCE_HINT
     return HINTS.get(action, "")
 
 
@@ -205,7 +215,7 @@ class Reporter:
         self._print_failure(f"failed  {key if self.folder else f'line {line} {key}'}: {err}")
 
     def item_rejected(self, key: str | None, err: ManifestError) -> None:
-        self.failures[("rejected", err.reason.split(":")[0])] += 1
+        self.failures[("rejected", group(err.reason))] += 1
         self.event("item_rejected", key=key, line=err.line, reason=err.reason)
         where = problem_where(err.line, key, err.reason, err.source, folder=self.folder)
         reason = folder_reason(err.reason, key) if self.folder else err.reason

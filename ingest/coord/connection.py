@@ -60,13 +60,13 @@ def check_url(url: str) -> None:
         parts.port  # noqa: B018 (urlsplit checks the port only when asked)
     except ValueError:
         raise ConfigError(
-            f"--coordinator: the port is a number (redis://HOST:6379/0), got {describe(url)!r}",
+            f"the port is a number (redis://HOST:6379/0), got {describe(url)!r}",
             key="coordinator",
         ) from None
     db = parts.path.strip("/")
     if db and not db.isdigit():
         raise ConfigError(
-            f"--coordinator: the database is a number (redis://HOST:PORT/0), got {db!r}",
+            f"the database is a number (redis://HOST:PORT/0), got {db!r}",
             key="coordinator",
         )
 
@@ -78,6 +78,7 @@ class Connection:
         self.client = client
         self.url = url
         self._down_s = down_s
+        self._reached = False  # the server answered once: a lost connection is then retried
 
     async def call(self, command: Callable[[], Awaitable[Any]]) -> Any:
         """Run `command` shielded; a lost connection is retried for at most `down_s`.
@@ -94,8 +95,15 @@ class Connection:
         while True:
             try:
                 with anyio.CancelScope(shield=True):
-                    return await command()
+                    reply = await command()
+                self._reached = True
+                return reply
             except (LostConnection, RedisTimeout, OSError) as exc:
+                if not self._reached:  # never reached: stop at once, as an unreachable API does
+                    raise CoordinatorError(
+                        f"the coordinator {describe(self.url)} cannot be reached "
+                        f"({type(exc).__name__}): is redis-server running there? Nothing was done"
+                    ) from None
                 now = anyio.current_time()
                 deadline = now + self._down_s if deadline is None else deadline
                 if now >= deadline:

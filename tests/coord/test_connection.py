@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 import redis
+import redis.asyncio
+import redis.exceptions
 
-from ingest.coord.connection import CoordinatorError, check_url, connect, describe
+from ingest.coord.connection import (
+    Connection,
+    CoordinatorError,
+    check_url,
+    connect,
+    describe,
+)
 from ingest.errors import ConfigError
 
 pytestmark = pytest.mark.anyio
@@ -25,12 +33,28 @@ async def test_noeviction_is_required(redis_url: str) -> None:
         admin.close()
 
 
-async def test_a_coordinator_down_longer_than_the_bound_stops() -> None:
-    # A port nobody listens on: refused at once, retried for down_s, then one clear error.
+async def test_a_coordinator_never_reached_stops_at_once() -> None:
+    # A port nobody listens on: nothing to wait for (newcomer finding: it waited 30 s).
     url = "redis://:hunter2@127.0.0.1:9/0"
-    with pytest.raises(CoordinatorError, match=r"unreachable for 0.2s") as caught:
-        async with connect(url, down_s=0.2):
+    with pytest.raises(CoordinatorError, match=r"cannot be reached .*Nothing was done") as caught:
+        async with connect(url, down_s=3600):
             pass
+    assert "hunter2" not in str(caught.value)
+
+
+async def test_a_coordinator_down_longer_than_the_bound_stops() -> None:
+    # Reached once, then lost: retried for down_s, then one clear error.
+    answers: list[object] = ["PONG"]
+
+    async def command() -> object:
+        if answers:
+            return answers.pop()
+        raise redis.exceptions.ConnectionError("Connection refused")
+
+    conn = Connection(redis.asyncio.Redis(), "redis://:hunter2@127.0.0.1:9/0", down_s=0.2)
+    assert await conn.call(command) == "PONG"
+    with pytest.raises(CoordinatorError, match=r"unreachable for 0.2s") as caught:
+        await conn.call(command)
     assert "hunter2" not in str(caught.value)
 
 

@@ -136,3 +136,23 @@ def test_a_refused_signature_is_not_hinted_as_expiry() -> None:
     refused = hint_for("resign", "SignatureDoesNotMatch")
     assert "expiring" not in refused and "changes the request" in refused
     assert hint_for("stop", "unauthorized") == HINTS["stop"]
+
+
+def test_the_summary_groups_rejections_by_cause_not_by_the_first_colon() -> None:
+    # Newcomer finding: reason.split(":")[0] cut "path is a URL ('ftp://...')" at its colon,
+    # and gave each position of a damaged member ("bytes 512-1024: ...") a row of its own.
+    reporter = Reporter("plain", err=io.StringIO())
+    for n, reason in enumerate(
+        ("path is a URL ('ftp://a/x.png'); ingest reads http(s)://", "invalid JSON at column 3: x")
+    ):
+        reporter.item_rejected(None, ManifestError(reason, source="m.jsonl", line=n + 1))
+    reporter.item_rejected(None, ManifestError("invalid JSON at column 9: x", source="m", line=3))
+    assert dict(reporter.failures) == {
+        ("rejected", "path is a URL ('…'); ingest reads http(s)://"): 1,
+        ("rejected", "invalid JSON at column N: x"): 2,
+    }
+
+
+def test_a_url_source_that_failed_is_not_hinted_as_the_provider_s_refusal() -> None:
+    assert "source server" in hint_for("fail_item", "source_failed")
+    assert "provider rejected" in hint_for("fail_item", "too_large")

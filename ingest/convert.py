@@ -157,7 +157,7 @@ class Converter:
     def plan(self, source: Source) -> ImageType | str:
         """What `source` would become, from its header only (for `validate`), or why not."""
         try:
-            with self._image.open(io.BytesIO(_bytes_of(source))) as im:
+            with self._open(_bytes_of(source), source.image_type) as im:
                 return target_type(im.mode, im.info, self.formats)
         except Exception as exc:  # decoders raise many types
             return f"cannot convert {source.image_type.ext} ({_reason(exc)}): {source.item.where}"
@@ -181,6 +181,12 @@ class Converter:
         """Items whose converted bytes are in the spool now."""
         return len(self._files)
 
+    def _open(self, data: bytes, image_type: ImageType) -> Any:
+        """Pillow's image of `data`; an AVIF only through an AVIF plugin (pillow-heif claims
+        every HEIF brand, an AVIF with major brand ``mif1`` too, and has no AV1 decoder)."""
+        formats = ["AVIF"] if image_type is ImageType.AVIF else None
+        return self._image.open(io.BytesIO(data), formats=formats)
+
     def _fail(self, source: Source, why: str) -> TransferError:
         return TransferError(
             f"cannot convert {source.image_type.ext}: {why}: {source.item.where}",
@@ -198,7 +204,7 @@ class Converter:
         if len(data) != source.size:
             raise self._fail(source, f"the file changed since it was checked ({len(data)} bytes)")
         try:
-            with self._image.open(io.BytesIO(data)) as im:
+            with self._open(data, source.image_type) as im:
                 width, height = im.size
                 need = width * height * 4 * 2 + len(data)  # decoded, and one converted copy
                 if need > self.budget.total:

@@ -8,7 +8,7 @@ survive cancellation), `names` (every key of a run and of a budget), `plan`
 (what is done or failed, by manifest line), `budget` (the shared GCRA and
 Retry-After pause, and the pacer that uses them), `entries` (the manifest
 read chunk by chunk) and `worker` (one worker's loop around the unchanged
-engine). The design and the pitfalls it avoids: ../shared/scaleout.md.
+engine). The design, and the Redis pitfalls it avoids, are in README.md ("Scaling out").
 
 Importing this package imports nothing of redis; `connection` does. Its
 defaults live here, so the CLI's flags can name them without importing more.

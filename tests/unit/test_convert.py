@@ -208,3 +208,15 @@ def test_scenario_takes_a_converted_bmp(tmp_path: Path) -> None:
     assert result.complete and result.done == 2
     done = {r["k"]: r for r in journal_lines(result) if r["s"] == "done"}
     assert str(done["scan.bmp"]["cv"]).startswith("bmp sha256:") and "cv" not in done["photo.heic"]
+
+
+def test_an_avif_whose_major_brand_is_mif1_converts(tmp_path: Path) -> None:
+    # pillow-heif claims every HEIF brand and has no AV1 decoder: such an AVIF failed with
+    # "Support for this compression format has not been built in: AV1".
+    from tests.unit.test_sim_magic import avif_major_mif1
+
+    path = tmp_path / "a.avif"
+    path.write_bytes(avif_major_mif1())
+    out, im, _ = convert(path)
+    assert out.converted is not None and out.converted.original is ImageType.AVIF
+    assert out.image_type is ImageType.JPEG and im.size[0] > 0

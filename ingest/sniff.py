@@ -2,7 +2,20 @@
 
 Owns the closed set of image formats `ingest` knows and their magic numbers.
 AVIF and HEIC are ISO base media files, told apart by the brands of their
-leading ``ftyp`` box. `SNIFF_BYTES` are enough to tell the type.
+leading ``ftyp`` box. `SNIFF_BYTES` are enough to tell the type (an ``ftyp``
+box with up to 12 compatible brands).
+
+What each type needs beyond its signature:
+
+    WebP   "RIFF", a size, "WEBP" and then the first chunk, "VP8 " (lossy),
+           "VP8L" (lossless) or "VP8X" (extended): RFC 9649, WebP Container
+           Specification, "RIFF Header" and "Simple File Format" / "Extended
+           File Format". A RIFF/WEBP header with another chunk is not WebP.
+    HEIC   an HEVC still-image brand, "heic", "heix", "heim" or "heis", as the
+           major brand or among the compatible ones: ISO/IEC 23008-12 (HEIF),
+           Annex B (brands) and the image/heic registration there. The generic
+           HEIF brand "mif1" names no codec (a JPEG, AV1 or uncompressed HEIF
+           carries it too), so alone it is not HEIC.
 
 Also owns the one cheap completeness check, `truncation`: a PNG or JPEG whose
 last `TAIL_BYTES` (one ``pread``) lack its end marker was cut short (a copy
@@ -21,7 +34,7 @@ from __future__ import annotations
 
 import enum
 
-SNIFF_BYTES = 32
+SNIFF_BYTES = 64
 """How many leading bytes `sniff` needs to decide."""
 
 TAIL_BYTES = 4096
@@ -60,7 +73,7 @@ def sniff(head: bytes) -> ImageType | None:
         return ImageType.PNG
     if head.startswith(b"\xff\xd8\xff"):
         return ImageType.JPEG
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and head[12:16] in _WEBP_FIRST_CHUNKS:
         return ImageType.WEBP
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return ImageType.GIF
@@ -69,15 +82,17 @@ def sniff(head: bytes) -> ImageType | None:
     if head[:2] == b"BM":
         return ImageType.BMP
     if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in _AVIF_BRANDS or not _AVIF_BRANDS.isdisjoint(_compatible_brands(head)):
+        brands = {head[8:12], *_compatible_brands(head)}
+        if not _AVIF_BRANDS.isdisjoint(brands):
             return ImageType.AVIF
-        if brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1"):
+        if not _HEIC_BRANDS.isdisjoint(brands):
             return ImageType.HEIC
     return None
 
 
-_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_WEBP_FIRST_CHUNKS = (b"VP8 ", b"VP8L", b"VP8X")  # RFC 9649, "RIFF Header"
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})  # AV1 Image File Format (AOM), "Brands"
+_HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis"})  # ISO/IEC 23008-12, Annex B
 
 
 def _compatible_brands(head: bytes) -> set[bytes]:

@@ -118,10 +118,12 @@ def test_w1_the_same_with_a_folder(workdir: Path) -> None:
 def scenario_list(workdir: Path) -> Path:
     """W2's list: an image the API refuses every time, and a small one.
 
-    The refused one has a RIFF/WEBP header but no VP8 chunk: the client's sniff
-    takes it for WebP, the emulator's own table for no image (a 400).
+    The refused one opens with a FileTypeBox of 12 bytes, too short for its
+    minor version: the client's sniff reads its major brand "heic" and takes
+    it for HEIC, the emulator's own table wants the box's 16 bytes
+    (ISO/IEC 14496-12) and sees no image (a 400).
     """
-    (workdir / "large_1.png").write_bytes(b"RIFF\x10\x00\x00\x00WEBPJUNK" + bytes(4096))
+    (workdir / "large_1.png").write_bytes(b"\x00\x00\x00\x0cftypheic" + bytes(4096))
     make_image(workdir / "shape_00.png", "png", 4096, seed=2)
     listing = workdir / "list.txt"
     listing.write_text("large_1.png\nshape_00.png\n")

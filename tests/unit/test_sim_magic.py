@@ -162,3 +162,34 @@ def test_the_corpus_has_images_and_non_images() -> None:
 
 def test_the_two_tables_cover_the_same_formats() -> None:
     assert {(t.mime, t.ext) for t in ImageType} == {(f.mime, f.ext) for f in ImageFormat}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # RFC 9649: the chunk after "WEBP" is VP8, VP8L or VP8X; anything else is no WebP.
+        (b"RIFF\x10\x00\x00\x00WEBPJUNK" + bytes(64), None),
+        (b"RIFF\x10\x00\x00\x00WEBPVP8L" + bytes(64), "image/webp"),
+        (b"RIFF\x10\x00\x00\x00WEBPVP8X" + bytes(64), "image/webp"),
+        # ISO/IEC 23008-12: "mif1" alone names no codec; an HEVC image brand makes it HEIC.
+        (b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1miaf" + bytes(64), None),
+        (b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heix" + bytes(64), "image/heic"),
+        # The HEVC brand sixth among the compatible ones (bytes 36-40: past a 32-byte head).
+        (
+            b"\x00\x00\x00\x28ftypmif1\x00\x00\x00\x00mif1miafMiHEMiPrMiHBheic" + bytes(64),
+            "image/heic",
+        ),
+    ],
+    ids=[
+        "webp-junk-chunk",
+        "webp-lossless",
+        "webp-extended",
+        "bare-mif1",
+        "mif1-heix",
+        "late-heic",
+    ],
+)
+def test_both_tables_follow_the_specs_beyond_the_signature(
+    body: bytes, expected: str | None
+) -> None:
+    assert (client(body), emulator(body)) == (expected, expected)

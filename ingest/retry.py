@@ -17,6 +17,7 @@ once the window is over.
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 from collections.abc import Mapping
@@ -62,23 +63,34 @@ class RetryPolicy:
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds from `Retry-After` (delta or HTTP date) or `retry-after-ms`, if present."""
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("Retry-After")
+    """Seconds from `retry-after-ms`, else `Retry-After` (delta or HTTP date), if present.
+
+    The millisecond header first, as Scenario's SDK reads them (scenario-sdk
+    2.4.0 ``_base_client.py::_parse_retry_after_header``; the OpenAI/Stainless
+    clients share it). A value that is no finite number of at least 0 is as
+    good as absent (the SDK's ``_calculate_retry_timeout`` ignores a negative
+    one too), so the next header still counts.
+    """
+    millis = _finite(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000.0
+    value = (headers.get("Retry-After") or "").strip()
     if not value:
         return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _finite(value)
+    if seconds is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _finite(text: str | None) -> float | None:
+    """`text` as a finite number >= 0, else None ("nan", "inf", "-5", "soon" are None)."""
+    try:
+        value = float(text) if text else math.nan
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import random
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ingest.errors import Scope
+from ingest.http import Response, http_error
 from ingest.lease import lease_for, server_skew, url_expiry
 from ingest.retry import RetryPolicy, parse_retry_after
+from ingest.storage import classify_storage_error
 
 URL = (
     "https://b.s3.amazonaws.com/k.png?X-Amz-Algorithm=AWS4-HMAC-SHA256"
@@ -118,3 +123,24 @@ def test_parse_retry_after_forms() -> None:
     )
     assert parse_retry_after({}) is None
     assert parse_retry_after({"Retry-After": "soon"}) is None
+
+
+def test_retry_after_ms_first_and_a_value_that_is_no_wait_counts_as_absent() -> None:
+    # scenario-sdk _base_client.py: retry-after-ms before retry-after; a negative wait ignored.
+    assert parse_retry_after({"retry-after-ms": "250", "Retry-After": "7"}) == 0.25
+    assert parse_retry_after({"retry-after-ms": "-5", "Retry-After": "3"}) == 3.0
+    assert parse_retry_after({"retry-after-ms": "nan", "Retry-After": "3"}) == 3.0
+    assert parse_retry_after({"retry-after-ms": "inf"}) is None
+    assert parse_retry_after({"Retry-After": "nan"}) is None
+    assert parse_retry_after({"Retry-After": "-1"}) is None
+
+
+def test_both_http_layers_read_retry_after_ms_in_any_case() -> None:
+    # aiohttp hands over a case-insensitive multidict; the header as a server may spell it.
+    headers = CIMultiDictProxy(CIMultiDict({"Retry-After-Ms": "1500"}))
+    api = http_error(
+        Response(503, headers, b"", 0.0, 0.0), provider="p", op="acquire", code="x", message="m"
+    )
+    assert (api.retry_after, api.scope) == (1.5, Scope.PLANE)  # a 503 that says when: the pace
+    put = classify_storage_error(503, b"", headers, provider="p")
+    assert (put.retry_after, put.scope) == (1.5, Scope.PLANE)

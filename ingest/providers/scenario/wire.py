@@ -7,8 +7,9 @@ which turns an error answer (``{"message", "reason"?, "details"?}``) into a
 retryable; and `json_with_b64`, a JSON body whose middle is a file in base64,
 read and encoded chunk by chunk so a 3.5 MB image never sits in memory.
 
-When to come back: ``Retry-After`` (`ingest.http`), else ``retry-after-ms``
-(the SDK reads it first: scenario-sdk ``_base_client.py::_parse_retry_after_header``),
+When to come back: ``retry-after-ms``, else ``Retry-After`` (both read by
+`ingest.http` through `ingest.retry.parse_retry_after`, the millisecond one first
+as the SDK: scenario-sdk ``_base_client.py::_parse_retry_after_header``),
 else a 429's ``remainingSeconds`` at the top of the body (where Scenario's
 Blender client reads it: ``scenario/core/api/client.py::_retry_delay``) or
 under ``details`` (the training cooldown of scenario-labs/skills [S16]).
@@ -72,8 +73,6 @@ def classify(response: Response, *, provider: str, op: str, auth_hint: str = "")
         action = Action.FAIL_ITEM
         message = f"{message} (the API says not to retry)"
     err = http_error(response, provider=provider, op=op, code=code, message=message, action=action)
-    if err.retry_after is None:
-        err.retry_after = _seconds(response.headers.get("retry-after-ms"), 1000)
     if err.retry_after is None and status == 429 and isinstance(payload, dict):
         err.retry_after = _seconds(payload.get("remainingSeconds")) or _seconds(
             details.get("remainingSeconds")
@@ -81,8 +80,8 @@ def classify(response: Response, *, provider: str, op: str, auth_hint: str = "")
     return err
 
 
-def _seconds(value: Any, per_second: float = 1.0) -> float | None:
-    """A positive number of seconds from a JSON number or header text, else None."""
+def _seconds(value: Any) -> float | None:
+    """A positive number of seconds from a JSON number (or a number in a string), else None."""
     if isinstance(value, str):
         try:
             value = float(value)
@@ -90,7 +89,7 @@ def _seconds(value: Any, per_second: float = 1.0) -> float | None:
             return None
     if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
         return None
-    return float(value) / per_second
+    return float(value)
 
 
 def b64_length(size: int) -> int:

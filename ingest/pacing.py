@@ -16,8 +16,10 @@ How the allowance is measured (the part that makes it converge):
   counts that burst as sustainable rate (the pacer then never converges and
   settles into a burst-429-pause loop). Between two cuts the bucket goes from
   empty to empty, so successes per second of the cycle is its refill rate.
-  Retry-After pauses are left out of the cycle's time: time the server told us
-  to wait is not time it refused us.
+  A cycle with one refusal counts the pause it began with (the limiter refilled
+  then: leaving it out measured 10/s at a 5/s bucket); in a cycle with more,
+  the pauses are left out of its time (time the server told us to wait, as a
+  penalty, is not time it refused us).
 - The first refusal of a run is a probe. If most of the calls that were in
   flight with it are refused too, a limiter ran dry: it was full when we
   began, so its allowance is what got through over the time until the pause
@@ -28,9 +30,9 @@ How the allowance is measured (the part that makes it converge):
   refusals that are not about pace do not ratchet the rate down to nothing:
   the new rate is the attempt rate that yields what got through.
 - A 429 for a call that started before the last cut was sent at the old rate:
-  it pauses (Retry-After) but does not cut again. A cycle needs `MIN_SAMPLE`
-  successes and `MIN_CYCLE_S` seconds before it can cut; until then a
-  throttle only pauses.
+  it pauses (Retry-After) but does not cut again. A cycle needs `PROBE_SAMPLE`
+  successes and `MIN_CYCLE_S` seconds before it can cut (the first cut: `MIN_SAMPLE`
+  successes, or `PROBE_SAMPLE` calls refused together); until then a throttle only pauses.
 
 A pause never outlasts `max_pause_s`: a Retry-After longer than that (an
 hour, say) pauses for the cap (the engine counts each cut wait in
@@ -85,8 +87,10 @@ class Pacer:
     """AIMD pacing of call starts, shared by every task of one plane."""
 
     WINDOW_S = 10.0  # longest cycle measured; older successes are forgotten
-    MIN_SAMPLE = 10  # successes in a cycle before a throttle may cut the rate
+    MIN_SAMPLE = 10  # successes before the first cut (fewer: PROBE_SAMPLE refused together)
     MIN_CYCLE_S = 1.5  # and seconds
+    PROBE_SAMPLE = 3  # refusals in flight together that may cut at once; a cycle's successes
+    RAISE = (0.05, 0.1)  # a success adds 1/rate, within these: +1 call/s per second, 5-10 %/s
     MAX_EVENTS = 4096  # call starts and successes remembered (the window's newest)
 
     def __init__(
@@ -116,6 +120,7 @@ class Pacer:
         self._last_cut = float("-inf")  # calls started before were paced by an older rate
         self._probe: _Probe | None = None
         self._probed = False
+        self._refill_until = float("-inf")
 
     def stats(self) -> PacerStats:
         now = self._clock()
@@ -197,7 +202,7 @@ class Pacer:
         _push(self._successes, now, now - self.WINDOW_S)
         if self._rate is None:
             return
-        rate = self._rate + max(1.0 / self._rate, 0.05)
+        rate = self._rate + raise_step(self._rate)
         if self._ceiling is not None:
             rate = min(rate, self._ceiling)
         self._rate = rate
@@ -208,35 +213,52 @@ class Pacer:
         probe, self._probe = self._probe, None
         assert probe is not None
         if probe.refused >= probe.passed:  # a limiter ran dry: cut, its pause counted in
-            self._cut(probe.at, first=True)
+            self._cut(probe.at, first=True, in_flight_refused=probe.refused)
         else:  # refusals not about pace: keep going, measure from here
             self._last_cut = self._epoch = probe.at
             self._cycle_refused = 0
 
-    def _cut(self, now: float, *, first: bool) -> None:
-        """Cut the rate to what got through since the cycle began (if enough did)."""
+    def _cut(self, now: float, *, first: bool, in_flight_refused: int = 0) -> None:
+        """Cut the rate to what got through since the cycle began (if enough did).
+
+        The first cut may go on fewer than `MIN_SAMPLE` successes when `PROBE_SAMPLE`
+        calls in flight were refused together (many callers queued at a slow limiter:
+        5/s with 16 callers passed 5, and the 1 s pauses alone paced the run, 29 % of
+        its calls refused); a cycle's cut needs `PROBE_SAMPLE` successes and `MIN_CYCLE_S`.
+        """
         start = self._epoch if self._epoch is not None else now
         since = max(start, now - self.WINDOW_S)
         if len(self._successes) == self.MAX_EVENTS:
             since = max(since, self._successes[0])  # older ones were dropped: measure the rest
         got_through = sum(1 for t in self._successes if since <= t <= now)
-        if got_through < self.MIN_SAMPLE:
+        if first:
+            enough = got_through >= self.MIN_SAMPLE or (
+                got_through >= 1 and in_flight_refused >= self.PROBE_SAMPLE
+            )
+        else:
+            enough = got_through >= self.PROBE_SAMPLE
+        if not enough:
             return  # too few calls to measure an allowance: the pause alone will do
         elapsed = now - since
+        refused = max(1, self._cycle_refused)
+        share = refused / (got_through + refused)
         if first:
             # The limiter was full when we began: its burst is paid back by the pause.
             elapsed += max(0.0, self._paused_until - now)
         else:
-            elapsed -= self._paused_within(since, now)
+            # One refusal in the cycle: the limiter ran dry once, and it refilled during
+            # the pause the cycle began with. More: those pauses were the server's penalty.
+            skip = self._refill_until if self._cycle_refused <= 1 else since
+            elapsed -= self._paused_within(max(since, skip), now)
         allowed = got_through / max(0.05, elapsed)
         # The attempt rate that yields `allowed` when this share is refused anyway.
-        refused = max(1, self._cycle_refused)
-        allowed /= 1.0 - min(0.5, refused / (got_through + refused))
+        allowed /= 1.0 - min(0.5, share)
         new = max(self._min_rate, allowed if self._rate is None else min(self._rate, allowed))
         if self._ceiling is not None:
             new = min(new, self._ceiling)
         self._rate = new
         self._last_cut = self._epoch = now
+        self._refill_until = self._paused_until
         self._cycle_refused = 0
         self._next_slot = max(self._next_slot, self._paused_until, now + 1.0 / new)
 
@@ -251,6 +273,13 @@ class Pacer:
 
     def _paused_within(self, since: float, now: float) -> float:
         return sum(max(0.0, min(end, now) - max(start, since)) for start, end in self._pauses)
+
+
+def raise_step(rate: float) -> float:
+    """What one success adds to `rate`: about +1 call/s per second, but 5-10 %/s at the ends
+    (at 2 calls/s, +1/s per second doubled the rate in 2 s and overshot a slow limiter)."""
+    low, high = Pacer.RAISE
+    return min(high, max(1.0 / rate, low))
 
 
 def _push(window: collections.deque[float], value: float | None, horizon: float) -> None:

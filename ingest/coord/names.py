@@ -55,6 +55,10 @@ class RunKeys:
         return self._key("rejected")
 
     @property
+    def landed(self) -> str:  # hash: line -> `up` record of an item landed, not yet finalized
+        return self._key("landed")
+
+    @property
     def results(self) -> str:  # list: batches of done records, one JSON a line
         return self._key("results")
 

@@ -11,8 +11,20 @@ outcomes to Redis in batches, each in one Lua script that sets the lines'
 bits and appends only the records of lines not already set (a line redone
 after a reclaim keeps its first record).
 
+Landed, not finalized (ModelHunter's complete, Scenario's attach): when the
+engine journals `up`, the shipper sends that record (key, remote id, size,
+mtime, extra: what finalize needs; never a URL or a secret) to a hash by
+line, in the same batches, before the outcomes of the same flush. A done
+line's entry is deleted by the script that sets its done bit, so the hash
+holds only items between their PUT and their finalize (and those whose
+finalize failed): a few per worker in flight, not one per item of the run.
+Whoever takes the chunk next (`chunk_state`) hands those records to the
+engine as a resumed journal would (`coord.landing`): finalized, not
+uploaded again.
+
 Invariants: a chunk is acknowledged only after `Shipper.flush` has shipped
-every outcome of its lines; a line's bit is set only with its record.
+every outcome of its lines; a line's bit is set only with its record; a
+landed record is never stored for a line already done.
 """
 
 from __future__ import annotations
@@ -30,23 +42,38 @@ if TYPE_CHECKING:
     from ingest.coord.connection import Connection
     from ingest.engine.outcomes import ItemDone, Observer
     from ingest.errors import ManifestError, TransferError
+    from ingest.journal.records import UpRecord
 
 Kind = Literal["done", "failed", "rejected"]
 BATCH = 256  # outcomes shipped in one script
 FLUSH_S = 0.2  # and at least this often
 
-# KEYS: bitmap, list. ARGV: line, record, line, record... Returns the records appended.
+# KEYS: bitmap, list[, landed hash: done lines are finalized]. ARGV: line, record, line,
+# record... Returns the records appended.
 _SHIP = """
 local fresh = {}
 for i = 1, #ARGV, 2 do
   if redis.call('SETBIT', KEYS[1], ARGV[i], 1) == 0 then
     fresh[#fresh + 1] = ARGV[i + 1]
   end
+  if KEYS[3] then
+    redis.call('HDEL', KEYS[3], ARGV[i])
+  end
 end
 if #fresh > 0 then
   redis.call('RPUSH', KEYS[2], table.concat(fresh, '\\n'))
 end
 return #fresh
+"""
+
+# KEYS: done bitmap, landed hash. ARGV: line, `up` record... Lines already done are left out.
+_LAND = """
+for i = 1, #ARGV, 2 do
+  if redis.call('GETBIT', KEYS[1], ARGV[i]) == 0 then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
 """
 
 
@@ -66,6 +93,7 @@ class Record:
         self._conn = conn
         self._keys = keys
         self._ship = conn.client.register_script(_SHIP)
+        self._land = conn.client.register_script(_LAND)
 
     def _bitmap(self, kind: Kind) -> str:
         return {"done": self._keys.done, "failed": self._keys.failed}.get(kind, self._keys.rejected)
@@ -79,10 +107,23 @@ class Record:
         for line, rec in outcomes:
             args += [line, rec]
         keys = [self._bitmap(kind), self._list(kind)]
+        if kind == "done":
+            keys.append(self._keys.landed)
         return int(await self._conn.call(lambda: self._ship(keys=keys, args=args)))
+
+    async def land(self, landed: Sequence[tuple[int, str]]) -> None:
+        """Record (line, `up` record JSON) pairs of items whose bytes landed, not finalized."""
+        args: list[Any] = [part for pair in landed for part in pair]
+        keys = [self._keys.done, self._keys.landed]
+        await self._conn.call(lambda: self._land(keys=keys, args=args))
 
     async def settled(self, first: int, last: int) -> set[int]:
         """The lines in first..last that are done, failed or rejected (one round trip)."""
+        settled, _ = await self.chunk_state(first, last)
+        return settled
+
+    async def chunk_state(self, first: int, last: int) -> tuple[set[int], dict[int, str]]:
+        """The settled lines in first..last, and the landed records of the others (one round trip)."""
         lo, hi = first // 8, last // 8
         gets: list[Any] = []
         for i in range(lo, hi + 1):
@@ -90,13 +131,20 @@ class Record:
         pipe = self._conn.client.pipeline(transaction=False)
         for kind in ("done", "failed", "rejected"):
             pipe.execute_command("BITFIELD_RO", self._bitmap(kind), *gets)
-        replies: list[Any] = await self._conn.call(pipe.execute)
+        lines = range(first, last + 1)
+        pipe.hmget(self._keys.landed, list(lines))
+        *replies, found = await self._conn.call(pipe.execute)
         settled: set[int] = set()
         for data in replies:
-            for line in range(first, last + 1):
+            for line in lines:
                 if int(data[line // 8 - lo]) & (0x80 >> (line % 8)):
                     settled.add(line)
-        return settled
+        landed = {
+            line: rec
+            for line, rec in zip(lines, found, strict=True)
+            if rec is not None and line not in settled
+        }
+        return settled, landed
 
     async def counts(self) -> Counts:
         pipe = self._conn.client.pipeline(transaction=False)
@@ -137,6 +185,7 @@ class Shipper:
             "failed": [],
             "rejected": [],
         }
+        self._landed: list[tuple[int, str]] = []  # `up` records: shipped before the outcomes
         self._wake = anyio.Event()
         self._lock = anyio.Lock()
         self.shipped = 0
@@ -181,6 +230,12 @@ class Shipper:
         if self._forward is not None:
             self._forward.item_changed(key, line)
 
+    def landed(self, line: int, up: UpRecord) -> None:
+        """The engine journaled `up` for the item of `line`: its bytes landed, finalize is left."""
+        self._landed.append((line, orjson.dumps(up).decode()))
+        if len(self._landed) >= BATCH:
+            self._wake.set()
+
     # -- shipping ------------------------------------------------------------
 
     def _add(self, kind: Kind, line: int, rec: dict[str, Any]) -> None:
@@ -190,6 +245,9 @@ class Shipper:
 
     async def flush(self) -> None:
         async with self._lock:
+            while self._landed:  # before the outcomes: a done line's entry is then deleted
+                batch, self._landed = self._landed[:BATCH], self._landed[BATCH:]
+                await self.record.land(batch)
             for kind, outcomes in self._pending.items():
                 while outcomes:
                     batch, self._pending[kind] = outcomes[:BATCH], outcomes[BATCH:]

@@ -8,8 +8,11 @@ library's `run_worker`. How it works:
 2. Open the provider's sessions once, then, until the run is done: take a
    chunk (`lease.Leases.take`); run a new `Engine` on the chunk's lines not
    yet settled (`entries.ChunkReader`), with a scratch journal of its own as
-   the write-ahead log, the `Shipper` as its observer and the `SharedPacer`
-   as its API pacer; when the engine has ended, ship what is left and
+   the write-ahead log, the `Shipper` as its observer (and the receiver of
+   its `up` records: `landing.ShippingEngine`) and the `SharedPacer` as its
+   API pacer; items another worker landed but did not finalize are given to
+   the engine as a resumed journal's (`landing.resume`: finalized, not
+   uploaded again). When the engine has ended, ship what is left and
    acknowledge the chunk only then. With no chunk to take while others hold
    leases, wait for them to finish or lapse (then reclaim).
 3. Beside it: `renew` every lease/3; a fence that drains the engine (starts
@@ -79,6 +82,7 @@ class WorkerResult:
     chunks: int  # chunks this worker acknowledged
     poisoned: int  # chunks given up (by this worker)
     planned: bool  # this worker wrote the plan
+    resumed: int = 0  # items another worker landed that this one finalized (or tried to)
     stop_reason: StopReason | None = None
     stop_message: str | None = None
 
@@ -123,6 +127,7 @@ class Worker:
         self._draining = False
         self._stop: tuple[StopReason, str] | None = None
         self.counters = Counters()
+        self.resumed = 0  # items another worker landed that this one finalized (or tried to)
 
     @property
     def drained(self) -> bool:
@@ -187,7 +192,7 @@ class Worker:
         reason, message = self._stop or (None, None)
         return WorkerResult(
             self.run_name, planned.entries, counts, self.counters, chunks,
-            len(leases.poisoned), planned.created, reason, message,
+            len(leases.poisoned), planned.created, self.resumed, reason, message,
         )  # fmt: skip
 
     def _pacer(self, conn: Connection, endpoint: str) -> SharedPacer:
@@ -254,17 +259,23 @@ class Worker:
         journal_path: Path,
     ) -> Outcome:
         from ingest.api import wiring
-        from ingest.engine import Engine, EngineSettings
+        from ingest.coord import landing
+        from ingest.engine import EngineSettings
 
         chunk = lease.chunk
-        skip = await shipper.record.settled(chunk.first, chunk.last)
+        skip, landed = await shipper.record.chunk_state(chunk.first, chunk.last)
         plan = dataclasses.replace(self.plan, journal=journal_path)
         journal, replay, _ = await anyio.to_thread.run_sync(lambda: wiring.open_journal(plan))
         with journal:
             settings = EngineSettings(
                 plan.run, retry_failed=self._retry_failed, reupload_changed=self._reupload_changed
             )
-            engine = Engine(provider, journal, replay, settings, observer=shipper, api_pacer=pacer)
+            # Items whose bytes landed at a worker that died before finalizing: finalize only.
+            self.resumed += landing.resume(replay, landed)
+            engine = landing.ShippingEngine(
+                provider, journal, replay, settings, observer=shipper, api_pacer=pacer,
+                shipper=shipper,
+            )  # fmt: skip
             self._engine = self.last_engine = engine
             self._lease = lease
             if self._draining:

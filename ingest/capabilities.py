@@ -26,3 +26,6 @@ class Capabilities:
     # SignatureDoesNotMatch); None: the run's `max_resigns`. 1 where a re-sign cannot
     # re-issue a URL but makes another remote record each time (Autoenhance's images).
     resign_limit: int | None = None
+    # Its transfer is one PUT of the whole body (`Context.put`), so a remote source of known
+    # length may be streamed into it (`ingest.remote`); False: it reads the file (a spool).
+    one_put: bool = True

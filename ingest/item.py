@@ -15,9 +15,10 @@ the bytes its image column holds there.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ingest.redact import shown_url
@@ -92,6 +93,15 @@ class Converted:
     digest: str  # sha256 of the converted bytes (journaled)
 
 
+class Streamed(Protocol):
+    """A source's bytes read as they are sent, not from `item.path` (a remote source whose
+    length is known: `ingest.remote`). Each call of `chunks` is one pass: the first sends what
+    the fetch opened, a later one (a retry, a re-sign) fetches again. A problem it meets is
+    appended to `problems` and raised: it ends the body early, so storage keeps nothing."""
+
+    def chunks(self, problems: list[BaseException]) -> AsyncGenerator[bytes, None]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """An item whose file exists, is readable and holds a supported image."""
@@ -104,6 +114,8 @@ class Source:
     body: bytes | None = field(default=None, compare=False, repr=False)
     # Made by `--convert`: `item.path` is then the spooled converted file.
     converted: Converted | None = field(default=None, compare=False)
+    # A remote source streamed into its PUT (`ingest.remote`): `item.path` is then no file.
+    stream: Streamed | None = field(default=None, compare=False, repr=False)
 
     @property
     def file_size(self) -> int:

@@ -50,6 +50,9 @@ class Preparer:
             self.caps = accepting(caps)
             formats = caps.formats | DECODABLE
         self._formats = formats
+        # What a fetch may stream into its PUT: a type sent as is, to a provider whose
+        # transfer is one PUT (`ingest.remote`); anything else is spooled to a file.
+        self._streamable = caps.formats if caps.one_put else frozenset()
         self._settings = settings
         self._clock = clock
         self._provider = provider
@@ -87,6 +90,7 @@ class Preparer:
             timeouts=Timeouts(connect=run.connect_timeout_s, read=run.read_timeout_s),
             concurrency=self._settings.put_concurrency,
             max_size=self._max_size,
+            streamable=self._streamable,
             sleep=self._clock.sleep,
             now=self._clock.now,
         )

@@ -4,19 +4,34 @@ Owns the fetch of one remote item (`Fetcher.fetch`): a GET with aiohttp,
 its answer classified like any other (2xx fetched; 408/425/429/5xx, a
 connection or a timeout retried with the run's backoff for `max_attempts`
 tries and at least `retry_window_s`; any other status, a body that is not an
-image or one over the provider's size limit fails its item, code
-``source_failed``), an ``s3://bucket/key`` the same way through boto3's GetObject (in a
-thread, its own retries off); and what a remote item's URL becomes in a key and a
-message (`url_key`, `shown_url` in `ingest.redact`).
+image, a cut PNG or JPEG or one over the provider's size limit fails its
+item, code ``source_failed``), an ``s3://bucket/key`` the same way through
+boto3's GetObject (in a thread, its own retries off); and what a remote
+item's URL becomes in a key and a message (`url_key`, `shown_url` in
+`ingest.redact`).
 
-How it works: the body is streamed to a file in a private temporary folder
-(one per item in flight, deleted when the engine journals the item: the same
-spool life as a converted image), refused as soon as it passes the limit
-(from Content-Length before any byte when the server says it). Its first
-bytes are sniffed, and the `Source` handed on names that file: every reader
-of the data path (the PUT with its exact Content-Length, a multipart part,
-Scenario's JSON body) and `--convert` then treat it as a local file. Fetches
-run on the data plane's budget: at most `put_concurrency` at once.
+How it works: the answer is opened and its first chunk read (the type is
+sniffed from it, refused as soon as the length passes the limit: from
+Content-Length before any byte when the server says it). Then one of two:
+
+- *streamed*: a source whose length is known (Content-Length, the object's
+  size), of a type the provider takes, for a provider whose transfer is one
+  PUT of the whole body (`Capabilities.one_put`), is handed on as a `Source`
+  whose `stream` is a `remote_body.RemoteBody`: the PUT sends the first chunk
+  and the rest straight from the source with the exact Content-Length,
+  checked as it goes (a cut image cuts the PUT body short: storage keeps
+  nothing). Nothing is spooled. A retry or a re-sign of the PUT fetches the
+  source again.
+- *spooled*: a source of unknown length, one `--convert` must convert, or
+  one for a provider that reads a file (Scenario's base64 body, multipart
+  parts) is written to a file in a private temporary folder (one per item in
+  flight, deleted when the engine journals the item: the same spool life as
+  a converted image), and the `Source` names that file: every reader of the
+  data path and `--convert` then treat it as a local file.
+
+Fetches run on the data plane's budget: at most `put_concurrency` opening or
+spooling at once; a streamed body is then read within its PUT slot, so the
+memory of remote bodies is a few chunks per worker.
 
 Invariants: a URL's userinfo and query never reach a message, a journal key
 or a log (the key keeps a digest of the query so that two URLs differing
@@ -36,7 +51,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -44,12 +59,14 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 import anyio
 
+from ingest import offloop
 from ingest.errors import Action, ConfigError, TransferError
 from ingest.http import USER_AGENT, Timeouts, triage
 from ingest.item import Item, Source
 from ingest.redact import redact
+from ingest.remote_body import Opened, RemoteBody, check_tail, checked
 from ingest.retry import RetryPolicy, parse_retry_after
-from ingest.sniff import SNIFF_BYTES, ImageType, sniff
+from ingest.sniff import SNIFF_BYTES, TAIL_BYTES, ImageType, sniff
 
 CHUNK = 256 * 1024
 
@@ -65,7 +82,7 @@ def url_name(url: str) -> str:
 
 
 class Fetcher:
-    """Fetches remote items for one run; owns its session and spool folder."""
+    """Fetches remote items for one run; owns its session, spool folder and open bodies."""
 
     def __init__(
         self,
@@ -76,11 +93,13 @@ class Fetcher:
         timeouts: Timeouts,
         concurrency: int,
         max_size: int | None,
+        streamable: frozenset[ImageType] = frozenset(),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.provider = provider
-        self.formats = formats
+        self.formats = formats  # what a fetched body may be (with --convert: every type)
+        self.streamable = streamable  # what may be streamed into its PUT (see the module)
         self.policy = policy
         self.timeouts = timeouts
         self.max_size = max_size
@@ -90,6 +109,7 @@ class Fetcher:
         self._s3: Any = None  # a boto3 S3 client, made at the first s3:// source
         self._spool: tempfile.TemporaryDirectory[str] | None = None
         self._files: dict[str, Path] = {}
+        self._bodies: dict[str, RemoteBody] = {}
         self._lock = threading.Lock()
         self._rng = random.Random()
         self.fetches = 0  # GETs sent (retries included)
@@ -104,7 +124,8 @@ class Fetcher:
         )
 
     async def fetch(self, source: Source) -> Source:
-        """`source`'s URL fetched into the spool, as a `Source` of that file; else `TransferError`."""
+        """`source`'s URL fetched: a `Source` streamed from it or of its spool file; else
+        `TransferError`."""
         item = source.item
         assert item.url is not None
         first_failure: float | None = None
@@ -123,82 +144,123 @@ class Fetcher:
                 await self._sleep(self.policy.delay(attempt, self._rng, err.retry_after))
 
     async def _once(self, item: Item) -> Source:
-        assert item.url is not None
-        if item.url.lower().startswith("s3://"):
-            return await self._once_s3(item)
-        session = self._open()
-        path = self._spool_path(item)
-        self.fetches += 1
+        opened = await self._opened(item)
         try:
-            async with session.get(item.url, allow_redirects=True, max_redirects=5) as response:
-                if response.url.scheme not in ("http", "https"):
-                    raise self._fail(item, "redirected away from http(s)")
-                if response.status >= 300:
-                    action = triage(response.status)
-                    if action is Action.STOP:  # a source's 401/403 is about that source only
-                        action = Action.FAIL_ITEM
-                    err = self._fail(item, f"source answered HTTP {response.status}", action)
-                    err.retry_after = parse_retry_after(response.headers)
-                    raise err
-                length = response.content_length
-                if self.max_size is not None and length is not None and length > self.max_size:
-                    raise self._fail(item, f"source too large: {length:,} bytes, over the limit")
-                size, head = await self._spool_body(item, response.content, path)
+            if not opened.head:
+                raise self._fail(item, "source is empty (0 bytes)")
+            kind = self._kind(item, opened.head)
+            length = opened.length
+            if length is not None and len(opened.head) >= length:  # all of it is here
+                check_tail(item, kind, opened.head[-TAIL_BYTES:], length, self._fail)
+            if length is not None and kind in self.streamable:
+                body = RemoteBody(
+                    item,
+                    opened,
+                    kind,
+                    max_size=self.max_size,
+                    reopen=self._opened,
+                    fail=self._fail,
+                    failure=self._failure,
+                )
+                with self._lock:
+                    self._bodies[item.key] = body
+                streamed = dataclasses.replace(item, name=self._name(item))
+                return Source(item=streamed, size=length, mtime_ns=0, image_type=kind, stream=body)
+            path = self._spool_path(item)
+            try:
+                size = await self._spool_body(item, opened, kind, path)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
         except TransferError:
-            path.unlink(missing_ok=True)
+            opened.close()
             raise
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            path.unlink(missing_ok=True)
-            why = f"cannot fetch the source ({type(exc).__name__}: {_without_urls(str(exc))})"
-            if isinstance(exc, aiohttp.TooManyRedirects):
-                raise self._fail(item, "too many redirects") from None
-            raise self._fail(item, why, Action.RETRY) from None
-        if length is not None and size != length:
-            path.unlink(missing_ok=True)
-            raise self._fail(item, f"source body cut short: {size} of {length} bytes", Action.RETRY)
-        return self._fetched(item, path, size, head)
-
-    def _fetched(self, item: Item, path: Path, size: int, head: bytes) -> Source:
-        """The spooled body as a `Source`, once sniffed; a non-image fails its item."""
-        assert item.url is not None
+        except Exception as exc:
+            opened.close()
+            raise self._failure(item, exc) from None
+        opened.close()
         with self._lock:
             self._files[item.key] = path
-        kind = sniff(head)
-        if kind is None or kind not in self.formats:
-            self.forget(item.key)
-            from ingest.validate import describe_content
-
-            what = f"not an image ({describe_content(head)})" if kind is None else None
-            accepted = ", ".join(sorted(t.ext for t in self.formats))
-            unsupported = f"unsupported image type {kind.ext if kind else ''} ({self.provider} "
-            raise self._fail(
-                item, what or f"{unsupported}accepts {accepted}; --convert converts it)"
-            )
-        name = item.name or url_name(item.url)
-        fetched = dataclasses.replace(item, path=path, name=name)
+        fetched = dataclasses.replace(item, path=path, name=self._name(item))
         return Source(item=fetched, size=size, mtime_ns=0, image_type=kind)
 
-    async def _spool_body(
-        self, item: Item, body: aiohttp.StreamReader, path: Path
-    ) -> tuple[int, bytes]:
-        loop = asyncio.get_running_loop()
-        fd = await loop.run_in_executor(None, os.open, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        size, head = 0, b""
+    def _name(self, item: Item) -> str:
+        assert item.url is not None
+        return item.name or url_name(item.url)
+
+    def _kind(self, item: Item, head: bytes) -> ImageType:
+        """The body's type from its first bytes; a non-image fails its item."""
+        kind = sniff(head)
+        if kind is not None and kind in self.formats:
+            return kind
+        from ingest.validate import describe_content
+
+        what = f"not an image ({describe_content(head)})" if kind is None else None
+        accepted = ", ".join(sorted(t.ext for t in self.formats))
+        unsupported = f"unsupported image type {kind.ext if kind else ''} ({self.provider} "
+        raise self._fail(item, what or f"{unsupported}accepts {accepted}; --convert converts it)")
+
+    async def _opened(self, item: Item) -> Opened:
+        """The source's answer with its first chunk read; classified `TransferError` if not."""
+        assert item.url is not None
+        if item.url.lower().startswith("s3://"):
+            return await self._opened_s3(item)
+        session = self._open()
+        self.fetches += 1
         try:
-            async for chunk in body.iter_chunked(CHUNK):
+            response = await session.get(item.url, allow_redirects=True, max_redirects=5)
+        except Exception as exc:
+            raise self._failure(item, exc) from None
+        try:
+            if response.url.scheme not in ("http", "https"):
+                raise self._fail(item, "redirected away from http(s)")
+            if response.status >= 300:
+                action = triage(response.status)
+                if action is Action.STOP:  # a source's 401/403 is about that source only
+                    action = Action.FAIL_ITEM
+                err = self._fail(item, f"source answered HTTP {response.status}", action)
+                err.retry_after = parse_retry_after(response.headers)
+                raise err
+            length = response.content_length
+            self._check_length(item, length)
+            head = await _first_chunk(response.content, length)
+        except BaseException as exc:
+            response.close()
+            if isinstance(exc, Exception) and not isinstance(exc, TransferError):
+                raise self._failure(item, exc) from None
+            raise
+        # Released, not closed: a body read to its end leaves its connection for the next GET.
+        return Opened(length, head, response.content.iter_chunked(CHUNK), response.release)
+
+    def _check_length(self, item: Item, length: int | None) -> None:
+        if self.max_size is not None and length is not None and length > self.max_size:
+            raise self._fail(item, f"source too large: {length:,} bytes, over the limit")
+
+    def _failure(self, item: Item, exc: Exception) -> TransferError:
+        """What reading a source raised (aiohttp's, botocore's, the OS's) as its item's error."""
+        assert item.url is not None
+        if isinstance(exc, TransferError):
+            return exc
+        if item.url.lower().startswith("s3://"):
+            return self._s3_error(item, exc)
+        if isinstance(exc, aiohttp.TooManyRedirects):
+            return self._fail(item, "too many redirects")
+        why = f"cannot fetch the source ({type(exc).__name__}: {_without_urls(str(exc))})"
+        return self._fail(item, why, Action.RETRY)
+
+    async def _spool_body(self, item: Item, opened: Opened, kind: ImageType, path: Path) -> int:
+        """`opened`'s body, checked, written to `path`: its size."""
+        fd = await offloop.run(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
+        size = 0
+        try:
+            async for chunk in checked(item, opened, kind, max_size=self.max_size, fail=self._fail):
+                await offloop.run(os.write, fd, chunk)
                 size += len(chunk)
-                if self.max_size is not None and size > self.max_size:
-                    raise self._fail(item, f"source too large: over {self.max_size:,} bytes")
-                if len(head) < SNIFF_BYTES:
-                    head += chunk[: SNIFF_BYTES - len(head)]
-                await loop.run_in_executor(None, os.write, fd, chunk)
         finally:
             os.close(fd)
-        if size == 0:
-            raise self._fail(item, "source is empty (0 bytes)")
-        return size, head
+        return size
 
-    async def _once_s3(self, item: Item) -> Source:
+    async def _opened_s3(self, item: Item) -> Opened:
         """An ``s3://bucket/key`` source: GetObject with boto3 (the s3 extra), in a thread.
 
         Credentials and endpoint as boto3 finds them (``AWS_*`` variables, the shared
@@ -208,22 +270,25 @@ class Fetcher:
         assert item.url is not None
         if self._s3 is None:
             self._s3 = _s3_client()
-        path = self._spool_path(item)
         bucket, _, key = item.url[5:].partition("/")
+        self.fetches += 1
         try:
-            size, head = await anyio.to_thread.run_sync(
-                _get_object, self._s3, bucket, key, path, self.max_size
+            answer = await anyio.to_thread.run_sync(
+                lambda: self._s3.get_object(Bucket=bucket, Key=key)
             )
-        except _TooLarge as exc:
-            path.unlink(missing_ok=True)
-            raise self._fail(item, f"source too large: {exc}") from None
         except Exception as exc:  # botocore's tree: ClientError by code, the rest transport
-            path.unlink(missing_ok=True)
             raise self._s3_error(item, exc) from None
-        if size == 0:
-            path.unlink(missing_ok=True)
-            raise self._fail(item, "source is empty (0 bytes)")
-        return self._fetched(item, path, size, head)
+        body = answer["Body"]
+        try:
+            length = answer.get("ContentLength")
+            self._check_length(item, length)
+            head = await anyio.to_thread.run_sync(body.read, CHUNK)
+        except BaseException as exc:
+            body.close()
+            if isinstance(exc, Exception) and not isinstance(exc, TransferError):
+                raise self._s3_error(item, exc) from None
+            raise
+        return Opened(length, head, _s3_rest(body), body.close)
 
     def _s3_error(self, item: Item, exc: Exception) -> TransferError:
         response = getattr(exc, "response", None)
@@ -260,21 +325,44 @@ class Fetcher:
         return self._session
 
     def forget(self, key: str) -> None:
-        """The item is journaled done or failed: its spooled body goes."""
+        """The item is journaled done or failed: its spooled body goes, an open one is let go."""
         with self._lock:
             path = self._files.pop(key, None)
+            body = self._bodies.pop(key, None)
         if path is not None:
             path.unlink(missing_ok=True)
+        if body is not None:
+            body.close()
 
     async def aclose(self) -> None:
+        with self._lock:
+            bodies, self._bodies = list(self._bodies.values()), {}
+        for body in bodies:
+            body.close()
         if self._session is not None:
             await self._session.close()
         if self._spool is not None:
             self._spool.cleanup()
 
 
-class _TooLarge(Exception):
-    pass
+async def _first_chunk(content: aiohttp.StreamReader, length: int | None) -> bytes:
+    """The first chunk that arrived (up to `CHUNK`), at least what `sniff` needs if the body
+    has it."""
+    head = await content.read(CHUNK)
+    want = SNIFF_BYTES if length is None else min(SNIFF_BYTES, length)
+    while head and len(head) < want:
+        more = await content.read(CHUNK - len(head))
+        if not more:
+            break
+        head += more
+    return head
+
+
+async def _s3_rest(body: Any) -> AsyncGenerator[bytes, None]:
+    """A GetObject body after its first chunk, one thread hop a chunk (botocore checks that
+    the body is as long as its ContentLength: a short one raises IncompleteReadError)."""
+    while chunk := await anyio.to_thread.run_sync(body.read, CHUNK):
+        yield chunk
 
 
 def _s3_client() -> Any:
@@ -287,25 +375,3 @@ def _s3_client() -> Any:
         ) from None
     config = Config(retries={"mode": "standard", "total_max_attempts": 1})
     return boto3.client("s3", config=config)
-
-
-def _get_object(
-    client: Any, bucket: str, key: str, path: Path, max_size: int | None
-) -> tuple[int, bytes]:
-    """GetObject streamed to `path` (in a worker thread): (size, first bytes)."""
-    answer = client.get_object(Bucket=bucket, Key=key)
-    length = answer.get("ContentLength")
-    if max_size is not None and length is not None and length > max_size:
-        answer["Body"].close()
-        raise _TooLarge(f"{length:,} bytes, over the limit")
-    size, head = 0, b""
-    with path.open("wb") as fh:
-        for chunk in answer["Body"].iter_chunks(CHUNK):
-            size += len(chunk)
-            if max_size is not None and size > max_size:
-                raise _TooLarge(f"over {max_size:,} bytes")
-            head = head if len(head) >= SNIFF_BYTES else (head + chunk)[:SNIFF_BYTES]
-            fh.write(chunk)
-    if length is not None and size != length:
-        raise OSError(f"body cut short: {size} of {length} bytes")
-    return size, head

@@ -2,7 +2,7 @@
 
 Owns the rules a pre-signed S3-style PUT needs: the URL goes out byte for
 byte, the body is streamed from disk (a whole file, or one byte range of it
-for a multipart part) with an exact Content-Length (S3 answers a chunked PUT
+for a multipart part; or, `put_stream`, from a remote source as it is read) with an exact Content-Length (S3 answers a chunked PUT
 with 501 NotImplemented), Content-Type is always set to what was declared
 when the URL was signed (it may be a signed header), redirects are not
 followed, and S3-style XML errors are triaged: an expired URL means re-sign,
@@ -24,7 +24,7 @@ import yarl
 from ingest import offloop
 from ingest.errors import EXPIRED, Action, Scope, TransferError
 from ingest.http import check_upload_url, map_errors, throttle_scope, triage
-from ingest.item import Member
+from ingest.item import Member, Streamed
 from ingest.redact import redact
 from ingest.retry import parse_retry_after
 
@@ -297,6 +297,47 @@ async def put_member(
     await _send(
         session, target, path, length, content_type, make_body, provider=provider, extra=headers
     )
+
+
+async def put_stream(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: Streamed,
+    size: int,
+    content_type: str,
+    *,
+    provider: str,
+    where: str,
+    allow_insecure_http: bool = False,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """PUT `size` bytes that `body` reads as they go (a remote source: `ingest.remote`).
+
+    The same rules as `put_file`. A problem the body meets (its source failed,
+    sent too little, or is a cut image) ends the body early, so storage keeps
+    nothing, and is raised instead of the send error aiohttp reports for it.
+    """
+    target = check_upload_url(url, allow_insecure=allow_insecure_http, provider=provider)
+    problems: list[BaseException] = []
+
+    async def make_body() -> AsyncGenerator[bytes, None]:
+        return body.chunks(problems)
+
+    try:
+        await _send(
+            session,
+            target,
+            Path(where),
+            size,
+            content_type,
+            make_body,
+            provider=provider,
+            extra=headers,
+        )
+    except TransferError:
+        if problems and isinstance(problems[0], TransferError):
+            raise problems[0] from None
+        raise
 
 
 async def _decompressed(

@@ -42,10 +42,23 @@ class Context:
         `headers`: sent besides Content-Type and Content-Length, only by an
         adapter that knows the URL is its API's own (Autoenhance's key).
         """
-        from ingest.storage import put_file, put_member
+        from ingest.storage import put_file, put_member, put_stream
 
         if target.url is None:
             raise ValueError(f"{provider}: target {target.remote_id!r} has no upload URL")
+        if source.stream is not None:  # a remote source, read as it is sent
+            await put_stream(
+                self.storage,
+                target.url,
+                source.stream,
+                source.size,
+                target.content_type,
+                provider=provider,
+                where=source.item.where,
+                allow_insecure_http=self.allow_insecure_http,
+                headers=headers,
+            )
+            return target
         member = source.item.member
         if member is not None and source.body is None:  # a shard's member, not read ahead
             await put_member(

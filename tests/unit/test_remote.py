@@ -23,6 +23,8 @@ from tests.images import image_bytes
 PNG = image_bytes("png", 3_000, 1)
 JPEG = image_bytes("jpeg", 300_000, 2)  # over the read-ahead size, sent chunked without a length
 SIGNED = image_bytes("png", 2_000, 3)
+FLAKY = image_bytes("png", 3_000, 4)
+BIG = image_bytes("jpeg", 1_200_000, 5)
 FAILING = ("missing.png", "page.png", "scan.bmp")  # failed items: fetched again by a re-run
 
 
@@ -69,7 +71,7 @@ class Server:
         if name == "flaky.png":  # one 503, then the image
             if self.hits[name] == 1:
                 return web.Response(status=503, text="busy")
-            return web.Response(body=PNG[:-1] + b"\x01")
+            return web.Response(body=FLAKY)
         if name == "signed/c.png":
             return web.Response(body=SIGNED)
         if name == "scan.bmp":
@@ -91,6 +93,18 @@ def server() -> Iterator[Server]:
     srv = Server()
     yield srv
     srv.close()
+
+
+def upload_urls(manifest: Path, store: Path) -> ingest.Result:
+    """`manifest` uploaded to Novita through the emulator, retried quickly (3 tries)."""
+    return ingest.upload_sync(
+        manifest,
+        provider="novita",
+        sim=sim_settings(store_dir=store),
+        retry_window_s=0,
+        max_attempts=3,
+        backoff_base_s=0.01,
+    )
 
 
 def test_urls_show_and_key_without_userinfo_or_signature() -> None:
@@ -122,21 +136,14 @@ def test_urls_are_fetched_uploaded_once_and_failures_are_their_items(
     store = tmp_path / "store"
 
     def run() -> ingest.Result:
-        return ingest.upload_sync(
-            manifest,
-            provider="novita",
-            sim=sim_settings(store_dir=store),
-            retry_window_s=0,
-            max_attempts=3,
-            backoff_base_s=0.01,
-        )
+        return upload_urls(manifest, store)
 
     result = run()
     assert (result.done, result.failed) == (4, 3)
     bodies = sorted(
         hashlib.sha256(p.read_bytes()).hexdigest() for p in store.rglob("*") if p.is_file()
     )
-    sent = [PNG, JPEG, PNG[:-1] + b"\x01", SIGNED]
+    sent = [PNG, JPEG, FLAKY, SIGNED]
     assert bodies == sorted(hashlib.sha256(b).hexdigest() for b in sent)
     assert server.hits["flaky.png"] == 2 and server.hits["missing.png"] == 1  # 404: not retried
     journal = Path(result.journal).read_text()
@@ -179,16 +186,20 @@ def test_s3_objects_are_fetched_through_boto3_from_an_in_process_moto(
         client = boto3.client("s3")
         client.create_bucket(Bucket="data")
         client.put_object(Bucket="data", Key="cats/a.png", Body=PNG)
+        client.put_object(Bucket="data", Key="cats/big.jpg", Body=BIG)  # streamed, many chunks
         manifest = tmp_path / "s3.txt"
-        manifest.write_text("s3://data/cats/a.png\ns3://data/cats/none.png\n")
+        manifest.write_text(
+            "s3://data/cats/a.png\ns3://data/cats/none.png\ns3://data/cats/big.jpg\n"
+        )
         store = tmp_path / "store"
         result = ingest.upload_sync(
             manifest, provider="novita", sim=sim_settings(store_dir=store), max_attempts=1
         )
     finally:
         s3_server.stop()
-    assert (result.done, result.failed) == (1, 1)
-    assert [p.read_bytes() for p in store.rglob("*") if p.is_file()] == [PNG]
+    assert (result.done, result.failed) == (2, 1)
+    stored = sorted(p.read_bytes() for p in store.rglob("*") if p.is_file())
+    assert stored == sorted([PNG, BIG])
     failed = [orjson.loads(line) for line in Path(result.journal).read_bytes().splitlines()[1:]]
     [missing] = [r for r in failed if r["s"] == "fail"]
     assert missing["e"] == "source answered NoSuchKey (HTTP 404): s3://data/cats/none.png"

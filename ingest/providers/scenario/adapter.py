@@ -135,6 +135,7 @@ class ScenarioProvider:
             url_lifetime_s=None,  # most items have no URL at all; part URLs carry their expiry
             finalize=assets,
             finalize_batch=ATTACH_BATCH if assets else 1,
+            one_put=False,  # base64 in a JSON body or multipart parts: read from a file
         )
 
     @staticmethod

@@ -1,0 +1,184 @@
+"""Remote sources of known length are streamed into their PUT, not spooled (issue 15 part 3):
+the bytes storage keeps are the source's; a source that dies mid-stream is its item's retry
+(fetched again), then its failure, classified and with its URL redacted; a length that does not
+hold, or a PNG whose tail is cut, ends the PUT body short, so storage keeps nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+import ingest
+from ingest.api.wiring import sim_settings
+from ingest.errors import Action, TransferError
+from ingest.item import Item
+from ingest.redact import url_key
+from ingest.remote import Fetcher
+from ingest.remote_body import Opened, checked
+from ingest.sim.context import abort_connection
+from ingest.sniff import ImageType
+from tests.images import image_bytes
+from tests.unit.test_remote import Server, upload_urls
+
+BIG = image_bytes("png", 1_500_000, 11)  # several chunks: most of it is read during the PUT
+ONCE = image_bytes("jpeg", 900_000, 12)
+CUT = image_bytes("png", 800_000, 13)[:-12]  # a PNG cut short: no IEND at its end
+CHANGES = image_bytes("png", 700_000, 14)
+
+
+class StreamServer(Server):
+    """Bodies with a Content-Length; some die part way (a TCP reset), once or always."""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        hits = self.hits[name] = self.hits.get(name, 0) + 1
+        body = {"big.png": BIG, "once.jpg": ONCE, "dies.jpg": ONCE, "cut.png": CUT}.get(name)
+        if name == "changes.png":  # dies the first time; fetched again, it is longer
+            body = CHANGES if hits == 1 else CHANGES + b"\x00" * 10
+        if body is None:
+            return web.Response(status=404)
+        dies = name == "dies.jpg" or (hits == 1 and name in ("once.jpg", "changes.png"))
+        response = web.StreamResponse()
+        response.content_length = len(body)
+        await response.prepare(request)
+        half = len(body) // 2
+        await response.write(body[:half])
+        if dies:
+            await asyncio.sleep(0.05)  # let the first half go out before the reset
+            abort_connection(request)
+            return response
+        await response.write(body[half:])
+        await response.write_eof()
+        return response
+
+
+@pytest.fixture
+def server() -> Iterator[StreamServer]:
+    srv = StreamServer()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def spooled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The items whose bodies were spooled (written to a file) rather than streamed."""
+    seen: list[str] = []
+    spool_body = Fetcher._spool_body
+
+    async def recording(self: Fetcher, item: Item, *args: Any) -> int:
+        seen.append(PurePosixPath(item.where).name)
+        return await spool_body(self, item, *args)
+
+    monkeypatch.setattr(Fetcher, "_spool_body", recording)
+    return seen
+
+
+def _digests(store: Path) -> list[str]:
+    return sorted(
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in store.rglob("*") if p.is_file()
+    )
+
+
+def test_known_lengths_stream_into_the_put_and_failures_keep_nothing(
+    server: StreamServer, spooled: list[str], tmp_path: Path
+) -> None:
+    secret = server.url("dies.jpg").replace("http://", "http://bob:s3cret@")
+    secret += "?X-Amz-Signature=topsecretsig"
+    lines = [server.url(n) for n in ("big.png", "once.jpg", "cut.png", "changes.png")] + [secret]
+    manifest = tmp_path / "urls.txt"
+    manifest.write_text("\n".join(lines) + "\n")
+    store = tmp_path / "store"
+    result = upload_urls(manifest, store)
+    assert (result.done, result.failed) == (2, 3)
+    assert _digests(store) == sorted(hashlib.sha256(b).hexdigest() for b in (BIG, ONCE))
+    assert spooled == []  # every body went from its source's socket into its PUT
+    # once.jpg died part way through its first PUT: that PUT was retried, fetching it again.
+    assert server.hits["once.jpg"] == 2 and server.hits["dies.jpg"] == 3
+    assert server.hits["cut.png"] == 1 and server.hits["changes.png"] == 2
+    journal = Path(result.journal).read_text()
+    assert "s3cret" not in journal and "topsecretsig" not in journal and "bob" not in journal
+    records = [orjson.loads(line) for line in journal.splitlines()[1:]]
+    failed = {r["k"]: r for r in records if r["s"] == "fail"}
+    assert {r["c"] for r in failed.values()} == {"source_failed"}
+    cut = failed[url_key(server.url("cut.png"))]
+    assert cut["a"] == "fail_item" and cut["e"] == (
+        "truncated PNG (no IEND chunk at its end: the file was cut short): " + server.url("cut.png")
+    )
+    changed = failed[url_key(server.url("changes.png"))]["e"]
+    assert changed.startswith("source changed since it was first fetched (700,010 bytes, png;")
+    dies = failed[url_key(secret)]
+    assert dies["a"] == "retry" and dies["e"].startswith("cannot fetch the source (")
+    assert dies["e"].endswith("/dies.jpg?X-Amz-Signature=REDACTED")
+    assert "127.0.0.1" in dies["e"] and "bob" not in dies["e"]
+
+
+def _item() -> Item:
+    return Item(key="k", path=Path("u"), line=1, url="https://h.example/a.png")
+
+
+def _fail(item: Item, why: str, action: Action) -> TransferError:
+    return TransferError(why, action=action, code="source_failed", provider="p", op="fetch")
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def _read(opened: Opened, kind: ImageType = ImageType.PNG) -> tuple[list[bytes], str]:
+    got: list[bytes] = []
+    try:
+        async for chunk in checked(_item(), opened, kind, max_size=None, fail=_fail):
+            got.append(chunk)
+    except TransferError as err:
+        return got, f"{err.action.value}: {err.message}"
+    return got, "ok"
+
+
+@pytest.mark.parametrize(
+    ("length", "rest", "outcome"),
+    [
+        (len(BIG), [BIG[100:]], "ok"),
+        (len(BIG) - 1, [BIG[100:]], "retry: source sent more than its 1,499,999 bytes"),
+        (len(BIG) + 1, [BIG[100:]], "retry: source body cut short: 1500000 of 1500001 bytes"),
+        (None, [BIG[100:]], "ok"),  # a spool: checked at its end
+        (len(BIG) - 8, [BIG[100:-8]], "fail_item: truncated PNG"),
+        (None, [BIG[100:-8]], "fail_item: truncated PNG"),
+    ],
+)
+def test_a_body_is_checked_as_it_is_read(
+    length: int | None, rest: list[bytes], outcome: str
+) -> None:
+    opened = Opened(length, BIG[:100], _chunks(*rest), lambda: None)
+    got, said = asyncio.run(_read(opened))
+    assert said.startswith(outcome)
+    if outcome == "ok":
+        assert b"".join(got) == BIG
+    elif length is not None:
+        # The last chunk, or the one past the length, never went out: storage keeps nothing.
+        assert sum(map(len, got)) < length
+
+
+def test_a_provider_that_reads_a_file_gets_a_spooled_body(
+    server: StreamServer, spooled: list[str], tmp_path: Path
+) -> None:
+    manifest = tmp_path / "urls.txt"
+    manifest.write_text(server.url("big.png") + "\n" + server.url("cut.png") + "\n")
+    result = ingest.upload_sync(
+        manifest, provider="scenario", sim=sim_settings(), model_id="model_r", max_attempts=1
+    )
+    assert (result.done, result.failed) == (1, 1)  # multipart parts, read from the spool
+    assert spooled == ["big.png", "cut.png"]
+    [cut] = [
+        r
+        for r in map(orjson.loads, Path(result.journal).read_bytes().splitlines()[1:])
+        if r["s"] == "fail"
+    ]
+    assert cut["e"].startswith("truncated PNG (no IEND chunk")

@@ -7,13 +7,17 @@ counts at the end) and its exit code: 0 when the whole run is done (every
 worker exits 0 then), 1 when it finished with items failed or rejected, 3
 when it stopped (a STOP-class error at any worker, or the coordinator down
 for longer than its bound), 130 when interrupted. The work is
-`ingest.coord.worker.Worker`'s.
+`ingest.coord.worker.Worker`'s. Also `status`, `export` and `retry-failed`
+of a shared run (`--coordinator URL --run-name NAME` instead of a journal).
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ingest.cli import exits
@@ -319,3 +323,64 @@ async def _read(url: str, name: str, failures: bool) -> dict[str, Any]:
         "stopped": stopped,
         "failures": sorted(found, key=lambda r: int(r["line"])),
     }
+
+
+# -- retry-failed of a shared run -------------------------------------------------
+
+
+def retry_failed(
+    args: argparse.Namespace, default: Callable[[argparse.Namespace, str, str], None]
+) -> int:
+    """Make the run's failed items pending again, then work as one of its workers.
+
+    `default(args, key, value)` sets a provider flag the user did not give
+    (`retry_failed._default`): the run's plan gives them, as a journal's header does.
+    """
+    import anyio
+
+    from ingest.cli import run as run_cmd
+    from ingest.errors import ConfigError, IngestError
+    from ingest.journal.report import plural
+    from ingest.redact import redact
+
+    try:
+        reads_coordinator(args)
+        check_args(args)
+        plan, source, retried = anyio.run(_make_pending, args.coordinator, args.run_name,
+                                          args.chunk_lines)  # fmt: skip
+        manifest = args.shared_manifest or (Path(source) if source else None)
+        if manifest is None:
+            raise ConfigError(
+                f"run {args.run_name!r} does not record its manifest: give --manifest"
+            )
+    except ConfigError as exc:
+        print(f"ingest: error: {redact(str(exc))}", file=sys.stderr)
+        return exits.EXIT_USAGE
+    except IngestError as exc:
+        print(f"ingest: stopped: {redact(str(exc))}", file=sys.stderr)
+        return exits.EXIT_STOPPED
+    print(
+        f"ingest: {plural(retried.items, 'failed item')} of run {args.run_name!r} pending again "
+        f"({plural(retried.chunks, 'chunk')}); working as one of its workers",
+        file=sys.stderr,
+    )
+    args.manifest, args.provider, args.retry_failed = manifest, plan["provider"], True
+    default(args, "base_url", plan["endpoint"])
+    for key, value in plan.get("bind", {}).items():
+        default(args, key, value)
+    return run_cmd.run(args)
+
+
+async def _make_pending(
+    url: str, name: str, chunk_lines: int
+) -> tuple[dict[str, Any], str | None, Any]:
+    from ingest.coord.connection import connect
+    from ingest.coord.names import RunKeys
+    from ingest.coord.retry import make_pending
+
+    keys = RunKeys(name)
+    async with connect(url) as conn:
+        plan = await _planned(conn, keys, url)
+        retried = await make_pending(conn, keys, chunk_lines)
+        source: str | None = await conn.call(lambda: conn.client.get(keys.source))
+    return plan, source, retried

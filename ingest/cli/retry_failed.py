@@ -12,6 +12,14 @@ have typed (`--sim`, `--base-url`, `--mode`, ...) unless that flag is given,
 so a flag that disagrees with the journal is refused by the binding check
 like any run's, and the config file's values never replace the journal's.
 
+A shared run (`--coordinator URL --run-name NAME` instead of JOURNAL): its
+failed items are made pending again as new chunks (`ingest.coord.retry`),
+then the command works as one of the run's workers, with the provider,
+endpoint and run-level values its plan records and the manifest at the path
+the planning worker had (`--manifest` for this machine's copy); run the
+same command, or `ingest run ... --coordinator`, on more machines to share
+the retry.
+
 Invariants: a journal made with `--sim` is retried against the built-in
 emulator (in this process; nothing leaves the machine), one made against a
 base URL against that URL, never the provider's default host. A journal that
@@ -26,6 +34,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ingest.cli import coordinated
 from ingest.cli.exits import HelpFormatter
 from ingest.cli.run import EXIT_CODES, add_run_flags
 
@@ -38,13 +47,23 @@ def register(sub: Any) -> None:
             "Resume the run recorded in JOURNAL and retry its failed items too (after you fixed "
             "the cause). Same as `ingest run MANIFEST --provider P --journal JOURNAL "
             "--retry-failed` with the endpoint (--sim or --base-url), mode, model and order "
-            "the journal was made with."
+            "the journal was made with. With --coordinator URL --run-name NAME instead of "
+            "JOURNAL: the shared run's failed items are made pending again and this process "
+            "works as one of its workers."
         ),
         epilog=EXIT_CODES,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("journal", type=Path)
+    p.add_argument("journal", type=Path, nargs="?", help="the run's journal")
     add_run_flags(p, retry_failed_flag=False)
+    coordinated.add_flags(p)
+    p.add_argument(
+        "--manifest",
+        dest="shared_manifest",
+        type=Path,
+        metavar="PATH",
+        help="with --coordinator: the run's manifest here (default: where its planner read it)",
+    )
     p.set_defaults(func=run)
 
 
@@ -53,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from ingest.errors import JournalError
     from ingest.journal import EMULATOR, peek_header
 
+    if args.coordinator is not None or args.run_name is not None or args.journal is None:
+        return coordinated.retry_failed(args, _default)
     try:
         header = peek_header(args.journal)
     except JournalError as exc:  # a folder, or a path under a file

@@ -35,6 +35,10 @@ class RunKeys:
         return self._key("plan")
 
     @property
+    def source(self) -> str:  # the manifest's path at the worker that planned (retry-failed's)
+        return self._key("source")
+
+    @property
     def chunks(self) -> str:  # stream: one entry per chunk, group GROUP
         return self._key("chunks")
 

@@ -166,6 +166,9 @@ class Worker:
                 conn, self.keys, layout, plan.provider, endpoint,
                 lambda previous: plan.cls.run_params(plan.provider_settings, previous),
             )  # fmt: skip
+            if planned.created:  # where `retry-failed` finds the manifest, unless told
+                source = str(plan.manifest.absolute())
+                await conn.call(lambda: conn.client.set(self.keys.source, source, nx=True))
             if self._on_start is not None:
                 self._on_start(self.run_name, planned.created)
             record = Record(conn, self.keys)

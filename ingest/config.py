@@ -20,7 +20,7 @@ import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ingest.errors import ConfigError
 from ingest.providers.settings import DEFAULT_PROVIDERS, SETTINGS_CLASSES, ProviderSettings
@@ -41,6 +41,9 @@ __all__ = [
     "read_secrets",
     "secret_hint",
 ]
+
+
+PutTransport = Literal["lean", "aiohttp"]  # the HTTP client of the uploads (ingest.http)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,11 @@ class RunSettings:
     connect_timeout_s: float = setting(10.0, "seconds to open a connection")
     read_timeout_s: float = setting(
         60.0, "seconds to wait for any data from a server before retrying"
+    )
+    put_transport: PutTransport = setting(
+        "lean",
+        "HTTP client of the uploads: lean (ingest's own kept-alive HTTP/1.1, less CPU a file) "
+        "or aiohttp (the fallback)",
     )
     circuit_breaker: int = setting(
         25, "items failing in a row with the same error that stop the run"

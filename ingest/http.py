@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -35,6 +35,9 @@ from ingest.lease import Lease, lease_for
 from ingest.redact import redact
 from ingest.retry import parse_retry_after
 from ingest.urls import refusal
+
+if TYPE_CHECKING:
+    from ingest.config import PutTransport
 
 USER_AGENT = "ingest/0.1 (+https://github.com/ingest)"
 
@@ -98,9 +101,21 @@ def api_session(
     return _no_hidden_retries(session)
 
 
-def storage_session(timeouts: Timeouts, limit: int) -> aiohttp.ClientSession:
-    """The data-plane session: no credentials, no cookies, no decompression."""
-    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
+def storage_session(
+    timeouts: Timeouts, limit: int, transport: PutTransport = "lean"
+) -> aiohttp.ClientSession:
+    """The data-plane session: no credentials, no cookies, no decompression.
+
+    With ``transport="lean"`` its connector carries a lean PUT pool
+    (`ingest.transport.Pool`, as ``connector.lean``) that `ingest.storage`
+    sends PUTs through, closed with the session; ``"aiohttp"`` sends them by
+    aiohttp (the ``[run] put_transport`` fallback).
+    """
+    connector: aiohttp.TCPConnector
+    if transport == "lean":
+        connector = _LeanConnector(timeouts, limit)
+    else:
+        connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
     session = aiohttp.ClientSession(
         headers={"User-Agent": USER_AGENT},
         connector=connector,
@@ -115,6 +130,25 @@ def storage_session(timeouts: Timeouts, limit: int) -> aiohttp.ClientSession:
         raise_for_status=False,
     )
     return _no_hidden_retries(session)
+
+
+class _LeanConnector(aiohttp.TCPConnector):
+    """aiohttp's connector (for what goes by aiohttp) with the lean PUT pool beside it."""
+
+    def __init__(self, timeouts: Timeouts, limit: int) -> None:
+        from ingest.transport import Pool
+
+        super().__init__(limit=limit, ttl_dns_cache=300)
+        self.lean = Pool(
+            connect_timeout=timeouts.connect,
+            read_timeout=timeouts.read,
+            limit=limit,
+            user_agent=USER_AGENT,
+        )
+
+    def close(self, *args: Any, **kwargs: Any) -> Any:
+        self.lean.close()
+        return super().close(*args, **kwargs)
 
 
 def _no_hidden_retries(session: aiohttp.ClientSession) -> aiohttp.ClientSession:

@@ -7,15 +7,21 @@ with 501 NotImplemented), Content-Type is always set to what was declared
 when the URL was signed (it may be a signed header), redirects are not
 followed, and S3-style XML errors are triaged: an expired URL means re-sign,
 never retry the dead URL.
+
+A PUT goes out on the storage session's lean transport (`ingest.transport`:
+kept-alive HTTP/1.1 connections on asyncio Protocols, about half aiohttp's
+CPU a small file) unless ``[run] put_transport = "aiohttp"`` or a proxy in
+the environment covers the URL's host; then by aiohttp. Both answer in the
+same shape (`ingest.transport.send`) and are triaged here alike.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import anyio
@@ -27,6 +33,11 @@ from ingest.http import check_upload_url, map_errors, throttle_scope, triage
 from ingest.item import Member, Streamed
 from ingest.redact import redact
 from ingest.retry import parse_retry_after
+from ingest.transport.send import closing_body as closing_body  # imported from here by others
+from ingest.transport.send import send_aiohttp, send_lean
+
+if TYPE_CHECKING:
+    from ingest.transport import Pool
 
 CHUNK = 256 * 1024
 SMALL_FILE = 256 * 1024  # read in one go below this: one thread hop instead of a stream
@@ -103,30 +114,6 @@ async def _read_range(path: Path, offset: int, length: int) -> bytes:
     if len(data) != length:
         raise FileChanged(f"file shrank: {len(data)} of {length} bytes at offset {offset}")
     return data
-
-
-class closing_body:  # lower case: it reads as the function it replaced, `async with closing_body(…)`
-    """Close a body stream the request left unfinished (an early refusal leaves its file open).
-
-    A class, not a generator-based context manager: it wraps every PUT, and a
-    bytes body (every small file) needs nothing closed.
-    """
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: bytes | AsyncGenerator[bytes, None]) -> None:
-        self._data = data
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        data = self._data
-        if not isinstance(data, bytes):
-            with anyio.CancelScope(shield=True), contextlib.suppress(RuntimeError):
-                # RuntimeError: the request's writer is still inside the stream; its
-                # cancellation closes the file through the stream's `finally`.
-                await data.aclose()
 
 
 def _local_cause(err: BaseException) -> FileChanged | OSError | None:
@@ -372,29 +359,33 @@ async def _send(
     provider: str,
     extra: Mapping[str, str] | None = None,
 ) -> None:
-    """One PUT of `size` bytes made by `body`, with its answer triaged."""
+    """One PUT of `size` bytes made by `body`, with its answer triaged.
+
+    Sent by the session's lean transport (`ingest.transport`) when it has one
+    and the URL's origin is not behind a proxy set in the environment, else
+    by aiohttp; the same rules and the same errors either way.
+    """
     headers = {**(extra or {}), "Content-Type": content_type, "Content-Length": str(size)}
+    lean: Pool | None = getattr(session.connector, "lean", None)
+    origin = str(target.origin())
     try:
-        async with map_errors(provider, "transfer", str(target.origin())):
-            data = await body()
-            async with (
-                closing_body(data),
-                session.put(target, data=data, headers=headers, allow_redirects=False) as resp,
-            ):
-                if resp.status in (200, 201, 204):
-                    await resp.read()
-                    return
-                answer = await resp.content.read(64 * 1024)
-                if 300 <= resp.status < 400:
-                    raise TransferError(
-                        f"storage answered a {resp.status} redirect; redirects are not followed",
-                        action=Action.FAIL_ITEM,
-                        code="redirect",
-                        provider=provider,
-                        op="transfer",
-                        status=resp.status,
-                    )
-                raise classify_storage_error(resp.status, answer, resp.headers, provider=provider)
+        async with map_errors(provider, "transfer", origin):
+            if lean is not None and lean.direct(target):
+                status, answer, answer_headers = await send_lean(
+                    lean, target, headers, body, provider=provider, origin=origin
+                )
+            else:
+                status, answer, answer_headers = await send_aiohttp(session, target, headers, body)
+            if status in (200, 201, 204):
+                return
+            if 300 <= status < 400:
+                raise _item_failure(
+                    f"storage answered a {status} redirect; redirects are not followed",
+                    "redirect",
+                    provider,
+                    status=status,
+                )
+            raise classify_storage_error(status, answer, answer_headers, provider=provider)
     except TransferError as err:
         # The body's file failed while aiohttp was sending it: aiohttp reports a
         # send error, but the cause is local and retrying cannot help.
@@ -402,31 +393,24 @@ async def _send(
         if local is None:
             raise
         if isinstance(local, FileChanged):
-            raise TransferError(
-                str(local),
-                action=Action.FAIL_ITEM,
-                code="file_changed",
-                provider=provider,
-                op="transfer",
-            ) from err
-        raise TransferError(
-            f"cannot read {path}: {local.strerror or local}",
-            action=Action.FAIL_ITEM,
-            code="unreadable",
-            provider=provider,
-            op="transfer",
+            raise _item_failure(str(local), "file_changed", provider) from err
+        raise _item_failure(
+            f"cannot read {path}: {local.strerror or local}", "unreadable", provider
         ) from err
     except FileChanged as exc:
-        raise TransferError(
-            str(exc), action=Action.FAIL_ITEM, code="file_changed", provider=provider, op="transfer"
-        ) from exc
+        raise _item_failure(str(exc), "file_changed", provider) from exc
     except OSError as exc:
         if isinstance(exc, ConnectionError):
             raise
-        raise TransferError(
-            f"cannot read {path}: {exc.strerror or exc}",
-            action=Action.FAIL_ITEM,
-            code="unreadable",
-            provider=provider,
-            op="transfer",
+        raise _item_failure(
+            f"cannot read {path}: {exc.strerror or exc}", "unreadable", provider
         ) from exc
+
+
+def _item_failure(
+    message: str, code: str, provider: str, *, status: int | None = None
+) -> TransferError:
+    """A transfer failure of this item alone (retrying cannot help)."""
+    return TransferError(
+        message, action=Action.FAIL_ITEM, code=code, provider=provider, op="transfer", status=status
+    )

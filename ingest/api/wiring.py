@@ -302,7 +302,7 @@ async def connect(
             timeouts,
             run.api_concurrency,
         ) as api,
-        storage_session(timeouts, run.put_concurrency) as storage,
+        storage_session(timeouts, run.put_concurrency, run.put_transport) as storage,
     ):
         yield cls(
             Context(

@@ -1,0 +1,230 @@
+"""One kept-alive HTTP/1.1 connection of the lean PUT transport, as an asyncio Protocol.
+
+Owns the socket's side of one request at a time: writing the request (head
+and body) with the transport's write flow control, feeding the answer to
+its `AnswerReader`, the read timeout, and telling whether the connection
+can carry the next request.
+
+How it works: `send_head` writes the request line and headers (and a bytes
+body) in one `transport.write`; `send_chunk` writes a body chunk and waits
+only while the transport has paused writing (`pause_writing` /
+`resume_writing`: its buffer is above the high-water mark), so a 16 MiB
+body is never buffered whole. `answer()` waits for the final answer; bytes
+arrive through `data_received` into llhttp. The read timeout is one timer a
+request: it fires after `read_timeout` s and re-arms itself while the
+connection saw progress since (bytes in, or the write buffer drained), so
+no timer is made per chunk.
+
+Invariants: a request's waiter ends exactly once, with the answer or an
+error (`Disconnected`, `TimeoutError`, `BadAnswer`); a connection is
+reusable only after a keep-alive final answer to a request whose body went
+out whole, and while the server has not closed it (an idle connection the
+server closes is dropped from the pool as soon as the close is seen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+import httptools
+
+from ingest.transport.response import Answer, AnswerReader
+
+
+class Disconnected(ConnectionError):
+    """The server closed (or reset) the connection before its answer was whole.
+
+    `clean`: it was closed with a FIN (as a server closes an idle kept-alive
+    connection), not reset.
+    """
+
+    def __init__(self, message: str, *, clean: bool = False) -> None:
+        super().__init__(message)
+        self.clean = clean
+
+
+class BadAnswer(ConnectionError):
+    """The server's bytes are not an HTTP/1.1 answer llhttp can frame."""
+
+
+class Connection(asyncio.Protocol):
+    """See the module docstring; made by `loop.create_connection`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float) -> None:
+        self._loop = loop
+        self._read_timeout = read_timeout
+        self.transport: asyncio.Transport | None = None
+        self._reader = AnswerReader(self._answered)
+        self._waiter: asyncio.Future[Answer] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._paused = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._progress = 0.0  # loop time of the last sign of life during a request
+        self.closed = False  # the server closed, or we did
+        self.answer: Answer | None = None
+        self.requests = 0  # requests begun on this connection
+
+    # asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = cast("asyncio.Transport", transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._progress = self._loop.time()
+        if not self.answer_pending:
+            # Bytes while nothing is asked: the connection is out of step.
+            self.close()
+            return
+        try:
+            self._reader.feed(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(BadAnswer("server switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(BadAnswer(f"malformed answer: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        answer = self._reader.until_close()
+        if answer is not None:
+            self._answered(answer)
+        self._lost(None)
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(exc)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._progress = self._loop.time()
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # requests ----------------------------------------------------------------
+
+    @property
+    def answer_pending(self) -> bool:
+        return self._waiter is not None and not self._waiter.done()
+
+    @property
+    def started(self) -> bool:
+        """A byte of this request's answer has arrived."""
+        return self._reader.started
+
+    def send_head(self, head: bytes) -> None:
+        """Begin a request: write its head (with a bytes body joined on, if it has one)."""
+        transport = self.transport
+        if transport is None or self.closed:
+            raise Disconnected("connection closed before the request")
+        self.requests += 1
+        self.answer = None
+        self._reader.reset()
+        self._waiter = self._loop.create_future()
+        self._progress = self._loop.time()
+        self._timer = self._loop.call_at(self._progress + self._read_timeout, self._check_timeout)
+        transport.write(head)
+
+    async def send_chunk(self, chunk: bytes) -> bool:
+        """Write one body chunk; False once the request is over (answered early, or closed)."""
+        transport = self.transport
+        if self.closed or transport is None or self._waiter is None or self._waiter.done():
+            return False
+        transport.write(chunk)
+        self._progress = self._loop.time()
+        if self._paused:
+            drain = self._drain = self._loop.create_future()
+            await drain  # also woken when the request ends (an early answer, a close, the timeout)
+            return not self._waiter.done()
+        return True
+
+    async def wait_answer(self) -> Answer:
+        """The final answer to the current request (raises what ended it otherwise)."""
+        assert self._waiter is not None
+        return await self._waiter
+
+    def finish(self) -> None:
+        """After a request, however it ended: no timer left, no error left unretrieved."""
+        self._stop_timer()
+        waiter = self._waiter
+        if waiter is not None:
+            if not waiter.done():
+                waiter.cancel()
+            elif not waiter.cancelled():
+                waiter.exception()  # marks it retrieved (asyncio logs unretrieved errors)
+
+    def reusable(self) -> bool:
+        answer = self.answer
+        return (
+            answer is not None
+            and answer.keep_alive
+            and not self.closed
+            and not self._paused
+            and not self._reader.spoiled
+            and self.transport is not None
+            and not self.transport.is_closing()
+        )
+
+    def close(self) -> None:
+        self.closed = True
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.abort()
+
+    # inside ------------------------------------------------------------------
+
+    def _answered(self, answer: Answer) -> None:
+        self.answer = answer
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(answer)
+        self._wake_drain()
+
+    def _fail(self, exc: BaseException) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        self._wake_drain()
+        self.abort()
+
+    def _lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._stop_timer()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            if exc is None:
+                err = Disconnected("server closed the connection before answering", clean=True)
+            else:
+                err = Disconnected(f"connection lost before the answer: {exc}")
+            waiter.set_exception(err)
+        self._wake_drain()
+
+    def _wake_drain(self) -> None:
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def _check_timeout(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        due = self._progress + self._read_timeout
+        if self._loop.time() < due:  # progress since the timer was set: wait the rest
+            self._timer = self._loop.call_at(due, self._check_timeout)
+            return
+        self._fail(TimeoutError(f"no answer in {self._read_timeout:g} s"))
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

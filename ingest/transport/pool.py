@@ -1,0 +1,237 @@
+"""Kept-alive connections per origin, and one PUT over them: the lean transport's front.
+
+Owns `Pool`: idle connections per (scheme, host, port), opening new ones
+(TCP, or TLS with the default context and SNI) within the connect timeout,
+and `Pool.put`: one request with an exact Content-Length, its body bytes or
+an async iterator of chunks, and its final answer.
+
+How it works: `put` takes an idle connection of the URL's origin (dropping
+any the server closed while it sat idle) or opens one, writes the head
+(request line and headers built as one string; a bytes body joined to it:
+one `transport.write`), then the chunks of an iterator body, then waits for
+the answer. A connection goes back to the idle list only after a keep-alive
+2xx answer to a body that went out whole; any other ending closes it.
+
+Invariants: nothing is followed (a redirect is an answer like any other)
+and nothing is retried here: a kept-alive connection the server closed
+(a FIN, as servers close idle connections; not a reset, which may have
+cut a body the server was reading) before a byte of the answer came raises
+`Stale`, so the caller can send
+the same bytes once more on a fresh one (``fresh=True``), which never
+raises it. Connect failures raise `ConnectFailed` with a few words of why;
+a TLS failure raises `TLSFailed`; both are `ConnectionError`s, as are the
+connection's own (`Disconnected`, `BadAnswer`); the read timeout is a
+`TimeoutError`. A header name or value with CR/LF, or a URL with spaces
+or control characters, is refused (`UnsafeRequest`) before anything is sent.
+At most `limit` idle connections are kept per origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import ssl
+import urllib.request
+from collections.abc import AsyncIterator, Mapping
+
+import yarl
+
+from ingest.transport.connection import Connection, Disconnected
+from ingest.transport.response import Answer
+
+Origin = tuple[str, str, int]  # scheme, host as connected to (IDNA), port
+
+_UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f-\U0010ffff]")
+_UNSAFE_HEADER = re.compile(r"[\r\n\x00]")
+_ssl_context: ssl.SSLContext | None = None
+
+
+class ConnectFailed(ConnectionError):
+    """A connection could not be opened; `why` says so in a few words."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class TLSFailed(ConnectionError):
+    """The TLS handshake failed (a certificate that does not verify, a protocol mismatch)."""
+
+
+class UnsafeRequest(ValueError):
+    """A URL or header that would change the request's framing (CR/LF, spaces): not sent."""
+
+
+class Stale(Disconnected):
+    """A kept-alive connection was closed by the server before any byte of its answer."""
+
+
+def default_tls() -> ssl.SSLContext:
+    """The default client context (system CAs, hostname checks), built once, on first use."""
+    global _ssl_context
+    if _ssl_context is None:
+        _ssl_context = ssl.create_default_context()
+    return _ssl_context
+
+
+def origin_of(url: yarl.URL) -> Origin:
+    host = url.raw_host or ""
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")
+    return (url.scheme, host, url.port or (443 if url.scheme == "https" else 80))
+
+
+def request_head(url: yarl.URL, headers: Mapping[str, str], user_agent: str) -> bytes:
+    """``PUT`` request line and headers, ready to write; `UnsafeRequest` on an unsafe part."""
+    target = url.raw_path_qs
+    if _UNSAFE_TARGET.search(target):
+        raise UnsafeRequest("upload URL has spaces or control characters in its path or query")
+    lines = [f"PUT {target} HTTP/1.1", f"Host: {url.host_port_subcomponent}"]
+    lines.append(f"User-Agent: {user_agent}")
+    for name, value in headers.items():
+        if _UNSAFE_HEADER.search(name) or _UNSAFE_HEADER.search(value) or ":" in name:
+            raise UnsafeRequest(f"header {name[:40]!r} has a line break or colon")
+        lines.append(f"{name}: {value}")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
+
+
+class Pool:
+    """See the module docstring. Close it (`close`) when the run ends."""
+
+    def __init__(
+        self, *, connect_timeout: float, read_timeout: float, limit: int, user_agent: str
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.limit = max(1, limit)
+        self.user_agent = user_agent
+        self._idle: dict[Origin, list[Connection]] = {}
+        self._open: set[Connection] = set()
+        self.opened = 0  # connections opened so far (tests and the bench read it)
+        self._proxies = urllib.request.getproxies_environment()  # read once, as aiohttp does
+        self._direct: dict[str, bool] = {}
+
+    def direct(self, url: yarl.URL) -> bool:
+        """False when the environment sends `url`'s scheme through a proxy (HTTP(S)_PROXY,
+        ALL_PROXY) and NO_PROXY does not exempt its host: this transport speaks no proxy."""
+        if not self._proxies:
+            return True
+        host = url.raw_host or ""
+        key = f"{url.scheme}://{host}"
+        known = self._direct.get(key)
+        if known is None:
+            proxied = url.scheme in self._proxies or "all" in self._proxies
+            # In the standard library since 3.x, documented only in its source: no stub.
+            bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+            known = not proxied or bool(bypass(host, self._proxies))
+            self._direct[key] = known
+        return known
+
+    async def put(
+        self,
+        url: yarl.URL,
+        headers: Mapping[str, str],
+        body: bytes | AsyncIterator[bytes],
+        *,
+        fresh: bool = False,
+    ) -> Answer:
+        """One PUT; `headers` must carry Content-Type and the exact Content-Length."""
+        head = request_head(url, headers, self.user_agent)
+        origin = origin_of(url)
+        conn = None if fresh else self._take(origin)
+        reused = conn is not None
+        if conn is None:
+            conn = await self._connect(origin)
+        ok = False
+        try:
+            if isinstance(body, bytes):
+                conn.send_head(head + body if len(body) <= 256 * 1024 else head)
+                if len(body) > 256 * 1024:
+                    await conn.send_chunk(body)
+                whole = True
+            else:
+                conn.send_head(head)
+                whole = await _send_body(conn, body)
+            try:
+                answer = await conn.wait_answer()
+            except Disconnected as exc:
+                if reused and exc.clean and not conn.started:
+                    raise Stale(str(exc)) from exc
+                raise
+            ok = whole and 200 <= answer.status < 300 and conn.reusable()
+            return answer
+        finally:
+            conn.finish()
+            if ok:
+                self._give_back(origin, conn)
+            else:
+                self._forget(conn)
+                conn.close()
+
+    def close(self) -> None:
+        """Close every connection, idle or not (the run is over)."""
+        for conn in list(self._open):
+            conn.close()
+        self._open.clear()
+        self._idle.clear()
+
+    def _take(self, origin: Origin) -> Connection | None:
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+            self._open.discard(conn)
+        return None
+
+    def _give_back(self, origin: Origin, conn: Connection) -> None:
+        idle = self._idle.setdefault(origin, [])
+        if len(idle) >= self.limit:
+            self._forget(conn)
+            conn.close()
+            return
+        idle.append(conn)
+
+    def _forget(self, conn: Connection) -> None:
+        self._open.discard(conn)
+
+    async def _connect(self, origin: Origin) -> Connection:
+        scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        tls = default_tls() if scheme == "https" else None
+        try:
+            _transport, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: Connection(loop, self.read_timeout),
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls is not None else None,
+                ),
+                self.connect_timeout,
+            )
+        except TimeoutError:
+            raise ConnectFailed("connection timed out") from None
+        except ssl.SSLError as exc:
+            raise TLSFailed(f"TLS handshake with {host} failed: {exc.reason or exc}") from exc
+        except ssl.CertificateError as exc:
+            raise TLSFailed(f"TLS certificate of {host} does not verify: {exc}") from exc
+        except ConnectionRefusedError:
+            raise ConnectFailed("connection refused") from None
+        except socket.gaierror as exc:
+            raise ConnectFailed(f"host not found ({exc.strerror or exc})") from exc
+        except OSError as exc:
+            raise ConnectFailed((exc.strerror or str(exc) or type(exc).__name__).lower()) from exc
+        self.opened += 1
+        self._open.add(conn)
+        return conn
+
+
+async def _send_body(conn: Connection, body: AsyncIterator[bytes]) -> bool:
+    """Write an iterator body's chunks; True if all of it went out before the request ended."""
+    async for chunk in body:
+        if not await conn.send_chunk(chunk):
+            return False
+    return True

@@ -1,0 +1,132 @@
+"""The answer to one lean PUT: its status, headers and (capped) body, parsed by llhttp.
+
+Owns `Answer` (what a PUT's caller reads) and `AnswerReader` (the callbacks
+`httptools.HttpResponseParser` calls as bytes arrive on a connection).
+
+How it works: one reader per connection, fed every byte the server sends;
+llhttp (C) frames the answer (status line, headers, Content-Length, chunked
+or read-until-close bodies) and calls back here. A 1xx answer (an unasked
+``100 Continue``, a ``103 Early Hints``) is skipped: only a final status
+completes a request. Header names and values are kept as bytes in a list
+and decoded only when the caller reads `Answer.headers` (success answers,
+nearly all of them, are never looked at).
+
+Invariants: at most `BODY_CAP` bytes of a body are kept (the rest is
+counted, not stored), as `storage` reads at most 64 KiB of an error answer;
+`done` is set once per request, at the final answer's end, or as soon as
+an error answer has `BODY_CAP` bytes (the connection is then not reused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+BODY_CAP = 64 * 1024  # storage's cap on an error body (aiohttp path: resp.content.read(64 KiB))
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A final answer: status, raw headers, the first `BODY_CAP` bytes of its body."""
+
+    status: int
+    raw_headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+    keep_alive: bool  # the server framed it so the connection can carry the next request
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """Case-insensitive headers, decoded as latin-1 (as aiohttp does)."""
+        return CIMultiDictProxy(
+            CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw_headers)
+        )
+
+
+class AnswerReader:
+    """httptools callbacks for one connection; `on_done` hears each final answer."""
+
+    __slots__ = (
+        "_body",
+        "_body_len",
+        "_complete",
+        "_framed",
+        "_headers",
+        "_on_done",
+        "_status",
+        "parser",
+        "spoiled",
+        "started",
+    )
+
+    def __init__(self, on_done: Callable[[Answer], None]) -> None:
+        self._on_done = on_done
+        self.parser = httptools.HttpResponseParser(self)
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._body_len = 0
+        self._status = 0
+        self._complete = False  # this request's final answer was handed on
+        self._framed = False  # Content-Length or chunked: llhttp knows where the body ends
+        self.started = False  # a byte of this request's answer arrived
+        self.spoiled = False  # bytes beyond the answer: the connection is out of step
+
+    def reset(self) -> None:
+        """Before a request on this connection: forget the previous answer."""
+        self._headers = []
+        self._body = []
+        self._body_len = 0
+        self._status = 0
+        self._complete = False
+        self._framed = False
+        self.started = False
+
+    def feed(self, data: bytes) -> None:
+        """Bytes from the server; raises `httptools.HttpParserError` on a malformed answer."""
+        self.started = True
+        self.parser.feed_data(data)
+
+    def until_close(self) -> Answer | None:
+        """At EOF: the answer whose body runs to the close (no length, not chunked), if any."""
+        if self._complete or self._status < 200 or self._framed:
+            return None  # nothing final yet, or a framed body cut short
+        return self._answer(keep_alive=False)
+
+    def _answer(self, *, keep_alive: bool) -> Answer:
+        self._complete = True
+        return Answer(self._status, tuple(self._headers), b"".join(self._body), keep_alive)
+
+    # httptools callbacks ---------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._complete:
+            self.spoiled = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._status = self.parser.get_status_code()
+        self._framed = any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._headers
+        )
+
+    def on_body(self, body: bytes) -> None:
+        if self._status < 200 or self._complete:
+            return
+        room = BODY_CAP - self._body_len
+        if room > 0:
+            self._body.append(body[:room] if len(body) > room else body)
+        self._body_len += len(body)
+        if self._body_len >= BODY_CAP and not 200 <= self._status < 300:
+            self._on_done(self._answer(keep_alive=False))  # enough of an error answer
+
+    def on_message_complete(self) -> None:
+        if self._status < 200:  # 1xx: an interim answer, the final one follows
+            self._headers = []
+            self._status = 0
+            return
+        if not self._complete:
+            self._on_done(self._answer(keep_alive=self.parser.should_keep_alive()))

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ingest.journal import Header, Journal, Replay
     from ingest.manifest import ManifestFormat
     from ingest.providers.base import Provider, ProviderClass
+    from ingest.providers.context import SharedNames
     from ingest.providers.settings import ProviderSettings
     from ingest.sim import SimServer, SimSettings
 
@@ -289,8 +290,9 @@ async def connect(
     run: RunSettings,
     secrets: Mapping[str, str],
     params: Mapping[str, str],
+    names: SharedNames | None = None,
 ) -> AsyncIterator[Provider]:
-    """The adapter on its own API and storage sessions (closed on exit)."""
+    """The adapter on its own API and storage sessions (closed on exit); `names`: shared counts."""
     from ingest.http import Timeouts, api_session, storage_session
     from ingest.providers.context import Context
 
@@ -311,5 +313,6 @@ async def connect(
                 settings=psettings,
                 params=dict(params),
                 allow_insecure_http=run.allow_insecure_http,
+                names=names,
             )
         )

@@ -93,6 +93,10 @@ class BudgetKeys:
     def pause(self) -> str:  # server microseconds until which no call starts
         return f"ingest:budget:{self.digest}:pause"
 
+    @property
+    def names(self) -> str:  # hash: creates per file name this server hour (Autoenhance's rule)
+        return f"ingest:budget:{self.digest}:names"
+
 
 def account_digest(provider: str, endpoint: str, secrets: Mapping[str, str]) -> str:
     """A digest naming one provider account; the key is not recoverable from it."""

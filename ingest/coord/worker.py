@@ -45,6 +45,7 @@ from ingest.coord.budget import Budget, SharedPacer
 from ingest.coord.connection import Connection, connect
 from ingest.coord.entries import ChunkReader
 from ingest.coord.lease import Lease, Leases
+from ingest.coord.namecounts import SharedNameCounts
 from ingest.coord.names import BudgetKeys, RunKeys, account_digest, default_run_name
 from ingest.coord.plan import Planned, join_run, lay_out
 from ingest.coord.record import Counts, Record, Shipper
@@ -173,11 +174,13 @@ class Worker:
                 self._on_start(self.run_name, planned.created)
             record = Record(conn, self.keys)
             leases = Leases(conn, self.keys, _consumer(), lease_s=c.lease_s)
-            pacer = self._pacer(conn, endpoint)
+            account = BudgetKeys(account_digest(plan.provider, endpoint, plan.secrets))
+            pacer = self._pacer(conn, account)
             shipper = Shipper(record, self._observer)
+            names = SharedNameCounts(conn, account)  # Autoenhance's same-name rule, shared
             async with (
                 wiring.connect(
-                    plan.cls, plan.provider_settings, plan.run, plan.secrets, bind
+                    plan.cls, plan.provider_settings, plan.run, plan.secrets, bind, names
                 ) as provider,
                 anyio.create_task_group() as tg,
             ):
@@ -198,15 +201,14 @@ class Worker:
             len(leases.poisoned), planned.created, self.resumed, reason, message,
         )  # fmt: skip
 
-    def _pacer(self, conn: Connection, endpoint: str) -> SharedPacer:
+    def _pacer(self, conn: Connection, account: BudgetKeys) -> SharedPacer:
         from ingest.clock import SYSTEM
         from ingest.pacing import Pacer
 
         run = self.plan.run
         rate = run.api_rate or None
         burst = self.coordinator.burst or max(1, int((rate or 0) / 25))
-        digest = account_digest(self.plan.provider, endpoint, self.plan.secrets)
-        budget = Budget(conn, BudgetKeys(digest), rate, burst)
+        budget = Budget(conn, account, rate, burst)
         # The local pacer keeps this worker's adaptive cut and pause; the budget, the shared rate.
         local = Pacer(None, clock=SYSTEM, max_pause_s=run.max_pause_s)
         return SharedPacer(budget, local, SYSTEM, max_pause_s=run.max_pause_s)

@@ -44,7 +44,8 @@ the name rule when its message or detail says "same", "duplicate" or
 "identical" together with "name" (the stable words of the documented rule,
 "30 duplicate file names per hour"; "Duplicate filename …" too), or when this
 adapter itself created 30 images with that name within the hour (it counts
-them, re-signs included, so a bare "Too Many Requests" is told apart too), or
+them, re-signs included, so a bare "Too Many Requests" is told apart too; in
+a coordinated run every worker's creates on the account: `Context.names`), or
 when its Retry-After is a minute or more (the rate limit "resolves instantly";
 so a name used up by an earlier run is told apart without words too). A
 rate-limit 429 never mentions names.
@@ -173,8 +174,11 @@ class AutoenhanceProvider:
 
     # -- errors ----------------------------------------------------------------
 
-    def _error(self, response: Response, op: str, name: str | None = None) -> TransferError:
-        """The error of an answer; `name` is the image name a create asked for."""
+    def _error(
+        self, response: Response, op: str, name: str | None = None, shared: int = 0
+    ) -> TransferError:
+        """The error of an answer; `name` is the image name a create asked for, `shared` the
+        creates of it every worker of a coordinated run counted."""
         payload = response.json()
         status = response.status
         code = f"http_{status}"
@@ -189,7 +193,7 @@ class AutoenhanceProvider:
             code = "validation_error"
         elif status == 429 and (
             is_same_name_429(payload if isinstance(payload, dict) else message)
-            or (name is not None and self._names.count(name, self._ctx.clock()) >= SAME_NAME_LIMIT)
+            or (name is not None and self._uses(name, shared) >= SAME_NAME_LIMIT)
             or (name is not None and (parse_retry_after(response.headers) or 0) >= NAME_RULE_WAIT_S)
         ):
             # About this file name, not the pace: its Retry-After (up to an hour) must
@@ -214,6 +218,10 @@ class AutoenhanceProvider:
             scope=scope,
         )
 
+    def _uses(self, name: str, shared: int) -> int:
+        """Creates of `name` within the hour known here: this process's, or every worker's."""
+        return max(shared, self._names.count(name, self._ctx.clock()))
+
     def _bad_response(self, response: Response, op: str, what: str) -> TransferError:
         return bad_response(response, provider=self.name, op=op, what=what)
 
@@ -235,9 +243,13 @@ class AutoenhanceProvider:
             headers=self._headers,
             clock=self._ctx.clock,
         )
+        shared = self._ctx.names
         if response.status not in (200, 201):
-            raise self._error(response, "acquire", name)
+            counted = await shared.count(name) if shared and response.status == 429 else 0
+            raise self._error(response, "acquire", name, counted)
         self._names.add(name, self._ctx.clock())
+        if shared is not None:  # every worker on the account sees it (a coordinated run)
+            await shared.add(name)
         payload: Any = response.json()
         if not isinstance(payload, dict):
             payload = {}

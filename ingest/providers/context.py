@@ -2,7 +2,8 @@
 
 `settings` is the common `ProviderSettings` type (callers serve every
 provider); an adapter reads its own keys through its class, e.g.
-`ScenarioSettings.of(ctx.settings)`.
+`ScenarioSettings.of(ctx.settings)`. `names` is set in a coordinated run:
+same-name counts every worker on the account sees (Autoenhance's rule).
 """
 
 from __future__ import annotations
@@ -10,12 +11,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 
 from ingest.item import Source
 from ingest.providers.base import Target
 from ingest.providers.settings import ProviderSettings
+
+
+class SharedNames(Protocol):
+    """Creates per file name shared by every worker on one account (`coord.namecounts`)."""
+
+    async def add(self, name: str) -> int:
+        """Count one create of `name`; returns the count so far (a lower bound of the API's)."""
+        ...
+
+    async def count(self, name: str) -> int:
+        """Creates of `name` counted so far (a lower bound of the API's)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +42,7 @@ class Context:
     params: Mapping[str, str] = field(default_factory=dict)  # bound in the journal header
     allow_insecure_http: bool = False
     clock: Callable[[], float] = field(default=time.time)
+    names: SharedNames | None = None  # a coordinated run's shared counts (else this process's)
 
     async def put(
         self,

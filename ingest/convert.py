@@ -15,13 +15,13 @@ the budget and the bytes without pickling them. Before decoding, a thread
 reads the header only (`Image.open` is lazy), estimates the decoded pixels'
 bytes and takes them from the `Budget` (`convert_memory_mib`), waiting while
 other conversions hold it; an image that alone needs more is that item's
-problem. The converted bytes are spooled to one file per item in a private
-temporary folder (named by a digest of its key), and the `Source` handed on names
+problem. The converted bytes are spooled to one file per item, without a
+name (`ingest.spool`: a killed run leaves none behind), and the `Source` handed on names
 that file (`member` None) under the original's key, mtime and a display name
 with the new extension, so every reader of the data path (the PUT, a
 multipart part, Scenario's base64 body) sends the converted bytes unchanged.
 The spool file goes when the engine journals the item done or failed
-(`forget`); the folder goes with the converter.
+(`forget`), the rest with the converter (`close`).
 
 Invariants: conversion is deterministic (same bytes and settings, same
 digest), so a resume converts the same way; the `Source` keeps the original's
@@ -39,9 +39,8 @@ import dataclasses
 import hashlib
 import io
 import os
-import tempfile
 import threading
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 import anyio
@@ -51,6 +50,7 @@ from ingest.errors import Action, ConfigError, TransferError
 from ingest.item import Converted, Item, Source
 from ingest.journal.records import DoneRecord, UpRecord
 from ingest.sniff import ImageType
+from ingest.spool import Spool
 
 R = TypeVar("R", UpRecord, DoneRecord)
 
@@ -147,9 +147,7 @@ class Converter:
         self.max_size = max_size
         self.budget = Budget(memory_bytes)
         self._limiter = anyio.CapacityLimiter(workers or os.cpu_count() or 1)
-        self._spool = tempfile.TemporaryDirectory(prefix="ingest-convert-")
-        self._files: dict[str, Path] = {}
-        self._lock = threading.Lock()
+        self._spool = Spool("ingest-convert-")  # files without names (`ingest.spool`)
 
     def needs(self, source: Source) -> bool:
         return source.image_type not in self.formats
@@ -168,18 +166,15 @@ class Converter:
 
     def forget(self, key: str) -> None:
         """The item is journaled done or failed: its spool file goes."""
-        with self._lock:
-            path = self._files.pop(key, None)
-        if path is not None:
-            path.unlink(missing_ok=True)
+        self._spool.forget(key)
 
     def close(self) -> None:
-        self._spool.cleanup()
+        self._spool.close()
 
     @property
     def spooled(self) -> int:
         """Items whose converted bytes are in the spool now."""
-        return len(self._files)
+        return len(self._spool)
 
     def _open(self, data: bytes, image_type: ImageType) -> Any:
         """Pillow's image of `data`; an AVIF only through an AVIF plugin (pillow-heif claims
@@ -229,12 +224,8 @@ class Converter:
                 f"{self.max_size:,}-byte limit (try --max-side)",
             )
         digest = hashlib.sha256(out).hexdigest()
-        # Named by the key: two items may convert to the same bytes and must not share a file.
-        spooled = hashlib.sha256(source.item.key.encode()).hexdigest()
-        path = Path(self._spool.name) / f"{spooled}.{_EXT[kind]}"
-        path.write_bytes(out)
-        with self._lock:
-            self._files[source.item.key] = path
+        # One file per key: two items may convert to the same bytes and must not share a file.
+        path = self._spool.write(source.item.key, out)
         item = source.item
         name = PurePosixPath(item.display_name).stem + "." + _EXT[kind]
         return Source(

@@ -24,9 +24,9 @@ Content-Length before any byte when the server says it). Then one of two:
   source again.
 - *spooled*: a source of unknown length, one `--convert` must convert, or
   one for a provider that reads a file (Scenario's base64 body, multipart
-  parts) is written to a file in a private temporary folder (one per item in
-  flight, deleted when the engine journals the item: the same spool life as
-  a converted image), and the `Source` names that file: every reader of the
+  parts) is written to a file without a name (`ingest.spool`: one per item in
+  flight, let go when the engine journals the item, and by a SIGKILL too:
+  the same spool life as a converted image), and the `Source` names that file: every reader of the
   data path and `--convert` then treat it as a local file.
 
 Fetches run on the data plane's budget: at most `put_concurrency` opening or
@@ -44,11 +44,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import os
 import random
 import re
-import tempfile
 import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -67,6 +64,7 @@ from ingest.redact import redact
 from ingest.remote_body import Opened, RemoteBody, check_tail, checked
 from ingest.retry import RetryPolicy, parse_retry_after
 from ingest.sniff import SNIFF_BYTES, TAIL_BYTES, ImageType, sniff
+from ingest.spool import Spool, write_all
 
 CHUNK = 256 * 1024
 
@@ -107,8 +105,7 @@ class Fetcher:
         self._slots = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
         self._s3: Any = None  # a boto3 S3 client, made at the first s3:// source
-        self._spool: tempfile.TemporaryDirectory[str] | None = None
-        self._files: dict[str, Path] = {}
+        self._spool = Spool("ingest-fetch-")  # files without names (`ingest.spool`)
         self._bodies: dict[str, RemoteBody] = {}
         self._lock = threading.Lock()
         self._rng = random.Random()
@@ -166,12 +163,7 @@ class Fetcher:
                     self._bodies[item.key] = body
                 streamed = dataclasses.replace(item, name=self._name(item))
                 return Source(item=streamed, size=length, mtime_ns=0, image_type=kind, stream=body)
-            path = self._spool_path(item)
-            try:
-                size = await self._spool_body(item, opened, kind, path)
-            except BaseException:
-                path.unlink(missing_ok=True)
-                raise
+            size, path = await self._spool_body(item, opened, kind)
         except TransferError:
             opened.close()
             raise
@@ -179,8 +171,6 @@ class Fetcher:
             opened.close()
             raise self._failure(item, exc) from None
         opened.close()
-        with self._lock:
-            self._files[item.key] = path
         fetched = dataclasses.replace(item, path=path, name=self._name(item))
         return Source(item=fetched, size=size, mtime_ns=0, image_type=kind)
 
@@ -248,17 +238,18 @@ class Fetcher:
         why = f"cannot fetch the source ({type(exc).__name__}: {_without_urls(str(exc))})"
         return self._fail(item, why, Action.RETRY)
 
-    async def _spool_body(self, item: Item, opened: Opened, kind: ImageType, path: Path) -> int:
-        """`opened`'s body, checked, written to `path`: its size."""
-        fd = await offloop.run(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
+    async def _spool_body(self, item: Item, opened: Opened, kind: ImageType) -> tuple[int, Path]:
+        """`opened`'s body, checked, written to the item's spool file: its size and path."""
+        fd, path = self._spool.create(item.key)
         size = 0
         try:
             async for chunk in checked(item, opened, kind, max_size=self.max_size, fail=self._fail):
-                await offloop.run(os.write, fd, chunk)
+                await offloop.run(write_all, fd, chunk)
                 size += len(chunk)
-        finally:
-            os.close(fd)
-        return size
+        except BaseException:
+            self._spool.forget(item.key)
+            raise
+        return size, path
 
     async def _opened_s3(self, item: Item) -> Opened:
         """An ``s3://bucket/key`` source: GetObject with boto3 (the s3 extra), in a thread.
@@ -306,11 +297,6 @@ class Fetcher:
             item, f"cannot fetch the source ({type(exc).__name__}: {why})", Action.RETRY
         )
 
-    def _spool_path(self, item: Item) -> Path:
-        if self._spool is None:
-            self._spool = tempfile.TemporaryDirectory(prefix="ingest-fetch-")
-        return Path(self._spool.name) / hashlib.sha256(item.key.encode()).hexdigest()
-
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
@@ -326,11 +312,9 @@ class Fetcher:
 
     def forget(self, key: str) -> None:
         """The item is journaled done or failed: its spooled body goes, an open one is let go."""
+        self._spool.forget(key)
         with self._lock:
-            path = self._files.pop(key, None)
             body = self._bodies.pop(key, None)
-        if path is not None:
-            path.unlink(missing_ok=True)
         if body is not None:
             body.close()
 
@@ -341,8 +325,7 @@ class Fetcher:
             body.close()
         if self._session is not None:
             await self._session.close()
-        if self._spool is not None:
-            self._spool.cleanup()
+        self._spool.close()
 
 
 async def _first_chunk(content: aiohttp.StreamReader, length: int | None) -> bytes:

@@ -72,7 +72,7 @@ def spooled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     spool_body = Fetcher._spool_body
 
-    async def recording(self: Fetcher, item: Item, *args: Any) -> int:
+    async def recording(self: Fetcher, item: Item, *args: Any) -> tuple[int, Path]:
         seen.append(PurePosixPath(item.where).name)
         return await spool_body(self, item, *args)
 

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
 from aiohttp import web
 
 import ingest
+from ingest import storage
 from ingest.api.wiring import sim_settings
 from ingest.errors import Action, TransferError
 from ingest.item import Item
@@ -34,7 +38,18 @@ CHANGES = image_bytes("png", 700_000, 14)
 
 
 class StreamServer(Server):
-    """Bodies with a Content-Length; some die part way (a TCP reset), once or always."""
+    """Bodies with a Content-Length; some die part way (a TCP reset), once or always.
+
+    One that dies is reset only once the client's PUT of it has started (`puts`): the first
+    chunk was read by then, so the death is the PUT's, never the fetch's.
+    """
+
+    puts: Counter[str]
+    put_started: threading.Condition
+
+    def _wait_for_put(self, name: str, count: int) -> None:
+        with self.put_started:
+            self.put_started.wait_for(lambda: self.puts[name] >= count, timeout=20)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -51,7 +66,8 @@ class StreamServer(Server):
         half = len(body) // 2
         await response.write(body[:half])
         if dies:
-            await asyncio.sleep(0.05)  # let the first half go out before the reset
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self._wait_for_put, name, hits)
             abort_connection(request)
             return response
         await response.write(body[half:])
@@ -60,8 +76,18 @@ class StreamServer(Server):
 
 
 @pytest.fixture
-def server() -> Iterator[StreamServer]:
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[StreamServer]:
     srv = StreamServer()
+    srv.puts, srv.put_started = Counter(), threading.Condition()
+    put_stream = storage.put_stream
+
+    async def counted(*args: Any, where: str, **kwargs: Any) -> None:
+        with srv.put_started:
+            srv.puts[PurePosixPath(urlsplit(where).path).name] += 1
+            srv.put_started.notify_all()
+        await put_stream(*args, where=where, **kwargs)
+
+    monkeypatch.setattr(storage, "put_stream", counted)
     yield srv
     srv.close()
 

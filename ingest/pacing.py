@@ -100,8 +100,10 @@ class Pacer:
         min_rate: float = 0.5,
         clock: Clock = SYSTEM,
         max_pause_s: float | None = None,
+        learns: bool = True,
     ) -> None:
         self._rate = rate
+        self._learns = learns  # False: throttles pause, nothing is learnt (a shared budget does)
         self._ceiling = rate  # a configured rate is never exceeded
         self._min_rate = min_rate
         self._clock = clock.now
@@ -169,6 +171,8 @@ class Pacer:
             if self._max_pause_s is not None:
                 retry_after = min(retry_after, self._max_pause_s)
             self._pause(now, now + retry_after)
+        if not self._learns:
+            return
         probe = self._probe
         if probe is not None:
             if started is not None and started < probe.at:
@@ -193,6 +197,8 @@ class Pacer:
 
     def on_success(self, started: float | None = None) -> None:
         """A call went through: probe upward (about +1 call/s per second, or +5 %/s)."""
+        if not self._learns:
+            return
         now = self._clock()
         probe = self._probe
         if probe is not None and started is not None and started < probe.at:

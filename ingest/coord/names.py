@@ -97,6 +97,10 @@ class BudgetKeys:
     def names(self) -> str:  # hash: creates per file name this server hour (Autoenhance's rule)
         return f"ingest:budget:{self.digest}:names"
 
+    @property
+    def learnt(self) -> str:  # hash: the rate learnt from throttling and its cycle's counts
+        return f"ingest:budget:{self.digest}:learnt"
+
 
 def account_digest(provider: str, endpoint: str, secrets: Mapping[str, str]) -> str:
     """A digest naming one provider account; the key is not recoverable from it."""

@@ -209,8 +209,8 @@ class Worker:
         rate = run.api_rate or None
         burst = self.coordinator.burst or max(1, int((rate or 0) / 25))
         budget = Budget(conn, account, rate, burst)
-        # The local pacer keeps this worker's adaptive cut and pause; the budget, the shared rate.
-        local = Pacer(None, clock=SYSTEM, max_pause_s=run.max_pause_s)
+        # The local pacer keeps this worker's pause; the budget learns the account's rate.
+        local = Pacer(None, clock=SYSTEM, max_pause_s=run.max_pause_s, learns=False)
         return SharedPacer(budget, local, SYSTEM, max_pause_s=run.max_pause_s)
 
     async def _loop(

@@ -41,7 +41,7 @@ class Result:
     stop_reason: StopReason | None  # None: not stopped (it may have been drained)
     stop_message: str | None  # the stop's one-line explanation, for people
     drained: bool  # `drain()` ended it early: items in flight finished, no new ones started
-    journal: Path  # Path() for a coordinated run: its record is the coordinator's (`run_name`)
+    journal: Path | None  # None for a coordinated run: its record is the coordinator's (`run_name`)
     elapsed_s: float
     this_run: Counters  # the engine's counters for this run alone (a copy)
     # Items uploaded by earlier runs that this run's manifest no longer lists; not in `done`.

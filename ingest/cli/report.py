@@ -357,7 +357,7 @@ class Reporter:
     def summary(self, result: Result) -> None:
         c = result.this_run
         elapsed = max(result.elapsed_s, 1e-6)
-        total, journal = result.total, str(result.journal)
+        total, journal = result.total, result.journal  # None: a shared run's (run_name)
         counts = {
             "done": result.done,
             "failed": result.failed,
@@ -367,7 +367,7 @@ class Reporter:
         if self.mode == "json":
             self.event(
                 "summary",
-                journal=journal,
+                journal=str(journal) if journal else None,
                 total=total,
                 done=counts["done"],
                 failed=counts["failed"],
@@ -405,7 +405,8 @@ class Reporter:
                 if c.waits_capped
                 else ""
             ),
-            f"journal {journal}: {counts['done']} done"
+            (f"journal {journal}" if journal else f"run {result.run_name!r}")
+            + f": {counts['done']} done"
             + (f" of {total}" if total is not None else "")
             + f", {counts['failed']} failed, {counts['rejected']} rejected, {counts['in_flight']} unfinished",
         ]

@@ -13,7 +13,7 @@ of the chunk in hand (or the last one's), `wait` gives the `Result`.
 
 Invariants: the `Result`'s counts are every worker's (`done`, `failed`,
 `rejected` by manifest line), `total` the manifest's entries, `in_flight`
-the entries not settled yet, `journal` Path() (there is none) and `run_name` set; it is
+the entries not settled yet, `journal` None (there is none) and `run_name` set; it is
 `complete` only when every entry of the run is done. Importing this module
 imports nothing of redis.
 """
@@ -21,7 +21,6 @@ imports nothing of redis.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -108,7 +107,7 @@ def _result(w: WorkerResult, elapsed_s: float, drained: bool) -> Result:
         stop_reason=w.stop_reason,
         stop_message=w.stop_message,
         drained=drained and w.stop_reason is None,
-        journal=Path(),
+        journal=None,
         elapsed_s=elapsed_s,
         this_run=w.this_worker,
         run_name=w.run_name,

@@ -23,6 +23,7 @@ from ingest.errors import TransferError
 from ingest.item import Item, Source
 from ingest.sniff import ImageType, sniff
 from ingest.validate import Checker
+from tests.results import journal_of
 
 pillow_heif = pytest.importorskip("pillow_heif")  # the convert extra, in dev: CI has it
 pillow_heif.register_heif_opener()
@@ -130,7 +131,7 @@ def mixed_folder(root: Path) -> Path:
 
 
 def journal_lines(result: ingest.Result) -> list[dict[str, object]]:
-    return [orjson.loads(line) for line in Path(result.journal).read_bytes().splitlines()[1:]]
+    return [orjson.loads(line) for line in journal_of(result).read_bytes().splitlines()[1:]]
 
 
 def stored(store: Path) -> list[bytes]:

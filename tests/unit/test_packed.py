@@ -26,6 +26,7 @@ from ingest.manifest.folder import Captions
 from ingest.manifest.packed import list_members, samples
 from ingest.reasons import group
 from tests.images import image_bytes
+from tests.results import journal_of
 
 BIG = 400_000  # over the read-ahead's 256 KiB: streamed at upload, not read whole
 
@@ -120,7 +121,7 @@ def test_a_tar_uploads_each_image_once_and_resumes_without_a_second_copy(tmp_pat
     first = upload(shard, tmp_path)
     assert first.complete and (first.done, first.total) == (5, 5)
     assert landed(tmp_path) == digests(images)  # the exact member bytes, nothing else
-    rows = {r["key"]: r for r in ingest.export(first.journal)}
+    rows = {r["key"]: r for r in ingest.export(journal_of(first))}
     assert rows["shard.tar#s/000000.jpg"]["caption"] == "a fox in snow"
     assert rows["shard.tar#s/000000.jpg"]["path"] == f"{shard}#s/000000.jpg"
     again = upload(shard, tmp_path)
@@ -150,7 +151,7 @@ def test_a_zip_uploads_stored_and_deflated_members(tmp_path: Path) -> None:
     result = upload(shard, tmp_path)
     assert result.complete and result.done == 3
     assert landed(tmp_path) == digests(images)
-    rows = {r["key"]: r.get("caption") for r in ingest.export(result.journal)}
+    rows = {r["key"]: r.get("caption") for r in ingest.export(journal_of(result))}
     assert rows == {
         "pack.zip#a.png": "zip caption",
         "pack.zip#b.webp": None,
@@ -175,7 +176,7 @@ def test_bad_members_are_named_with_shard_and_member_and_the_others_go_on(
     result = upload(shard, tmp_path)
     assert (result.done, result.rejected) == (1, 3)
     assert landed(tmp_path) == digests({"ok": good})
-    reasons = sorted(f.reason for f in ingest.failures(result.journal))
+    reasons = sorted(f.reason for f in ingest.failures(journal_of(result)))
     assert [group(r) for r in reasons] == [
         "not an image (content looks like text ('…'))",
         "truncated member (bytes N of a shard that ends at byte N)",

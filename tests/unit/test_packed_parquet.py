@@ -19,6 +19,7 @@ from ingest.manifest import WalkStats, count_entries, read_manifest
 from ingest.manifest.folder import Captions
 from ingest.manifest.packed import parquet
 from tests.images import image_bytes
+from tests.results import journal_of
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # datasets.Image's storage
 
@@ -74,7 +75,7 @@ def test_a_parquet_file_uploads_every_row_once_with_its_caption(tmp_path: Path) 
         if p.is_file()
     )
     assert stored == sorted(hashlib.sha256(data).hexdigest() for data in images)
-    rows = {r["key"]: r.get("caption") for r in ingest.export(result.journal)}
+    rows = {r["key"]: r.get("caption") for r in ingest.export(journal_of(result))}
     assert rows["data.parquet#row-2"] == "caption 2" and rows["data.parquet#row-3"] is None
     again = ingest.upload_sync(source, provider="novita", sim=settings)
     assert again.complete and again.this_run.skipped == 5
@@ -97,7 +98,7 @@ def test_plain_binary_columns_and_rows_without_bytes(tmp_path: Path) -> None:
     assert found[1].reason == f"row 1 holds no image bytes: {source}#row-1"
     result = ingest.upload_sync(source, provider="novita", sim=True)
     assert (result.done, result.rejected) == (1, 2)
-    reasons = sorted(f.reason for f in ingest.failures(result.journal))
+    reasons = sorted(f.reason for f in ingest.failures(journal_of(result)))
     assert reasons[0].startswith("not an image (content looks like text") and reasons[0].endswith(
         f"{source}#row-2"
     )

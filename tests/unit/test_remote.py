@@ -19,6 +19,7 @@ import ingest
 from ingest.api.wiring import sim_settings
 from ingest.redact import shown_url, url_key
 from tests.images import image_bytes
+from tests.results import journal_of
 
 PNG = image_bytes("png", 3_000, 1)
 JPEG = image_bytes("jpeg", 300_000, 2)  # over the read-ahead size, sent chunked without a length
@@ -146,7 +147,7 @@ def test_urls_are_fetched_uploaded_once_and_failures_are_their_items(
     sent = [PNG, JPEG, FLAKY, SIGNED]
     assert bodies == sorted(hashlib.sha256(b).hexdigest() for b in sent)
     assert server.hits["flaky.png"] == 2 and server.hits["missing.png"] == 1  # 404: not retried
-    journal = Path(result.journal).read_text()
+    journal = journal_of(result).read_text()
     assert "s3cret" not in journal and "topsecretsig" not in journal and "bob" not in journal
     failed = {r["k"]: r for r in map(orjson.loads, journal.splitlines()[1:]) if r["s"] == "fail"}
     missing = failed[url_key(server.url("missing.png"))]
@@ -157,7 +158,7 @@ def test_urls_are_fetched_uploaded_once_and_failures_are_their_items(
     assert page.startswith("not an image (an HTML page")
     bmp = failed[url_key(server.url("scan.bmp"))]["e"]
     assert bmp.startswith("unsupported image type bmp (novita accepts jpeg, png, webp; --convert")
-    rows = {r["key"]: r for r in ingest.export(result.journal)}
+    rows = {r["key"]: r for r in ingest.export(journal_of(result))}
     assert rows[url_key(server.url("a.png"))]["caption"] == "a"
     hits = dict(server.hits)
     again = run()
@@ -200,6 +201,6 @@ def test_s3_objects_are_fetched_through_boto3_from_an_in_process_moto(
     assert (result.done, result.failed) == (2, 1)
     stored = sorted(p.read_bytes() for p in store.rglob("*") if p.is_file())
     assert stored == sorted([PNG, BIG])
-    failed = [orjson.loads(line) for line in Path(result.journal).read_bytes().splitlines()[1:]]
+    failed = [orjson.loads(line) for line in journal_of(result).read_bytes().splitlines()[1:]]
     [missing] = [r for r in failed if r["s"] == "fail"]
     assert missing["e"] == "source answered NoSuchKey (HTTP 404): s3://data/cats/none.png"

@@ -29,6 +29,7 @@ from ingest.remote_body import Opened, checked
 from ingest.sim.context import abort_connection
 from ingest.sniff import ImageType
 from tests.images import image_bytes
+from tests.results import journal_of
 from tests.unit.test_remote import Server, upload_urls
 
 BIG = image_bytes("png", 1_500_000, 11)  # several chunks: most of it is read during the PUT
@@ -128,7 +129,7 @@ def test_known_lengths_stream_into_the_put_and_failures_keep_nothing(
     # once.jpg died part way through its first PUT: that PUT was retried, fetching it again.
     assert server.hits["once.jpg"] == 2 and server.hits["dies.jpg"] == 3
     assert server.hits["cut.png"] == 1 and server.hits["changes.png"] == 2
-    journal = Path(result.journal).read_text()
+    journal = journal_of(result).read_text()
     assert "s3cret" not in journal and "topsecretsig" not in journal and "bob" not in journal
     records = [orjson.loads(line) for line in journal.splitlines()[1:]]
     failed = {r["k"]: r for r in records if r["s"] == "fail"}
@@ -204,7 +205,7 @@ def test_a_provider_that_reads_a_file_gets_a_spooled_body(
     assert spooled == ["big.png", "cut.png"]
     [cut] = [
         r
-        for r in map(orjson.loads, Path(result.journal).read_bytes().splitlines()[1:])
+        for r in map(orjson.loads, journal_of(result).read_bytes().splitlines()[1:])
         if r["s"] == "fail"
     ]
     assert cut["e"].startswith("truncated PNG (no IEND chunk")

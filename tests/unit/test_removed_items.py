@@ -21,6 +21,7 @@ import ingest
 from ingest.cli.main import main
 from ingest.journal import Failure, failures, status
 from tests.images import make_dataset, make_image, write_jsonl_manifest
+from tests.results import journal_of
 
 
 def upload(source: Path) -> ingest.Result:
@@ -100,10 +101,10 @@ def test_a_jsonl_manifest_edited_between_runs(
     again = upload(manifest)
     assert (again.done, again.total, again.removed) == (20, 20, 10)
     assert again.complete
-    info = status(again.journal)
+    info = status(journal_of(again))
     assert (info.done, info.total, info.removed) == (20, 20, 10)
     assert info.complete
-    assert keys_of(list(ingest.export(again.journal))) == [
+    assert keys_of(list(ingest.export(journal_of(again)))) == [
         f"item-{n:06d}" for n in [*range(10), *range(20, 30)]
     ]
 
@@ -115,10 +116,10 @@ def test_a_jsonl_manifest_edited_between_runs(
 
     with monkeypatch.context() as patch:
         patch.setattr(report, "manifest_entries", unread)
-        assert status(again.journal) == info
+        assert status(journal_of(again)) == info
     # Edited since: read again, and counted as it is now.
     manifest.write_bytes(b"".join(lines[:5]))
-    edited = status(again.journal)
+    edited = status(journal_of(again))
     assert (edited.done, edited.total, edited.removed) == (5, 5, 25)
 
 
@@ -159,7 +160,7 @@ def test_status_failed_lists_every_problem_beyond_the_first_fifty(
     result = upload(manifest)
     assert (result.done, result.rejected) == (2, 61)
 
-    found = list(failures(result.journal))
+    found = list(failures(journal_of(result)))
     assert len(found) == 61
     first = found[0]
     assert first == Failure(
@@ -170,7 +171,7 @@ def test_status_failed_lists_every_problem_beyond_the_first_fifty(
         reason=f"file not found: {tmp_path / 'img' / 'missing-00.png'}",
     )
     assert found[-1].key is None and found[-1].line == 63 and found[-1].kind == "bad"
-    problems = status(result.journal).problems
+    problems = status(journal_of(result)).problems
     (missing, bad_json) = problems
     assert (missing, problems[missing]) == ("rejected/file not found", 60)
     assert bad_json.startswith("rejected/invalid JSON at column N: ") and problems[bad_json] == 1
@@ -250,7 +251,7 @@ def test_problem_groups_hold_no_paths_and_are_never_cut(
         "rejected/cannot open: Too many levels of symbolic links": 2,
         "rejected/unsupported image type gif (novita accepts jpeg, png, webp; --convert converts it)": 1,
     }
-    assert status(result.journal).problems == groups
+    assert status(journal_of(result)).problems == groups
 
     assert main(["validate", str(folder), "--provider", "novita", "--json"]) == 1
     by_reason = orjson.loads(capsys.readouterr().out)["by_reason"]

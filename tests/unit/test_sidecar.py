@@ -23,6 +23,7 @@ from ingest.manifest.folder import Captions, SkippedFiles
 from ingest.sniff import ImageType
 from ingest.validate import Checker
 from tests.images import make_image, touch
+from tests.results import journal_of
 
 
 def walk(root: Path) -> tuple[list[Item | ManifestError], WalkStats]:
@@ -192,7 +193,7 @@ def test_folder_captions_reach_the_export(tmp_path: Path) -> None:
     (tmp_path / "metadata.jsonl").write_text('{"file_name": "b.webp", "text": "a row caption"}\n')
     result = ingest.upload_sync(tmp_path, provider="novita", sim=True, put_concurrency=2)
     assert result.complete and result.done == 2
-    rows = list(ingest.export(result.journal))
+    rows = list(ingest.export(journal_of(result)))
     assert {r["key"]: r.get("caption") for r in rows} == {
         "a.png": "a sidecar caption",
         "b.webp": "a row caption",

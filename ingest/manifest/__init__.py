@@ -23,6 +23,7 @@ Where each part lives:
     probe       the format by name; whole-manifest checks before any entry
     lines       opening a manifest file, its physical lines, unreadable lines
     jsonl, csvfile, pathlist, folder    one module per format
+    csvrows     the CSV record loop csvfile and metadata share (lines, cells or the problem)
     sidecar, metadata   a folder's caption files and metadata.jsonl / metadata.csv
     packed      tar and zip shards: members, WebDataset samples, ``shard.tar#member``
     entry       what every format shares: fields, path checks, the key

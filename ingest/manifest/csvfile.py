@@ -7,20 +7,26 @@ and a message for each way a header or a record can be wrong. A record with
 fewer fields than the header leaves the missing columns empty, as long as it
 reaches the ``path`` column. The header is read twice: once when the manifest
 is opened (`probe`), once by the reader.
+
+Records come from `ingest.manifest.csvrows` (shared with folder metadata
+files), which owns the line tracking and the unreadable-record reasons.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.errors import ManifestError
+from ingest.manifest.csvrows import CsvFeed, csv_records, span
 from ingest.manifest.dedupe import Entry
 from ingest.manifest.entry import make_entry, normalize, suggest
-from ingest.manifest.lines import clip, not_utf8, open_manifest, physical_lines, too_long
+from ingest.manifest.lines import clip, open_manifest, physical_lines
 from ingest.manifest.seenkeys import KeyCheck
+
+__all__ = ["CsvFeed", "CsvLayout", "csv_layout", "read_csv"]
 
 _CSV_COLUMNS = ("path", "id", "name", "content_type", "caption")
 _CSV_DELIMITERS = (",", "\t", ";")
@@ -35,44 +41,6 @@ class CsvLayout:
     columns: dict[str, int]  # our field name → index
     extra: tuple[tuple[int, str], ...]  # metadata columns: (index, header as written)
     unnamed: tuple[int, ...]
-
-
-class CsvFeed:
-    """Decoded physical lines for `csv.reader`, remembering where they came from.
-
-    A line that is not UTF-8 (or is too long) is handed on escaped, so the CSV
-    structure around it survives, and noted in `bad`: the record it belongs to
-    becomes an error.
-    """
-
-    __slots__ = ("_lines", "bad", "lineno")
-
-    def __init__(self, lines: Iterator[tuple[int, bytes | None]]) -> None:
-        self._lines = lines
-        self.lineno = 0
-        self.bad: list[tuple[int, str]] = []
-
-    def __iter__(self) -> CsvFeed:
-        return self
-
-    def __next__(self) -> str:
-        self.lineno, raw = next(self._lines)
-        if raw is None:
-            self.bad.append((self.lineno, too_long()))
-            return "\n"
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            self.bad.append((self.lineno, not_utf8(raw, exc)))
-            return raw.decode("utf-8", "backslashreplace")
-
-    def take_bad(self, start: int) -> str | None:
-        """The problems noted since the record starting at `start`, as one reason."""
-        if not self.bad:
-            return None
-        parts = [reason if at == start else f"line {at}: {reason}" for at, reason in self.bad]
-        self.bad.clear()
-        return "; ".join(parts)
 
 
 def csv_layout(feed: CsvFeed, source: str) -> CsvLayout:
@@ -126,32 +94,11 @@ def read_csv(path: Path, source: str, base: str, seen: KeyCheck) -> Generator[En
     with open_manifest(path, source) as fh:
         feed = CsvFeed(physical_lines(fh))
         layout = csv_layout(feed, source)
-        # strict: a stray or unclosed quote is an error, not a guess that swallows lines
-        reader = csv.reader(feed, delimiter=layout.delimiter, strict=True)
-        while True:
-            start = feed.lineno + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                feed.take_bad(start)
-                hint = " (is a quote left open?)" if feed.lineno > start else ""
-                yield ManifestError(
-                    f"bad CSV record{_span(start, feed.lineno)}: {exc}{hint}",
-                    source=source,
-                    line=start,
-                )
-                continue
-            bad = feed.take_bad(start)
-            if bad is not None:
-                yield ManifestError(bad, source=source, line=start)
-            elif any(field.strip() for field in row):
-                yield _csv_entry(row, layout, start, feed.lineno, source, base, seen)
-
-
-def _span(start: int, end: int) -> str:
-    return f" (lines {start}-{end})" if end > start else ""
+        for start, end, cells in csv_records(feed, layout.delimiter):
+            if isinstance(cells, str):
+                yield ManifestError(cells, source=source, line=start)
+            else:
+                yield _csv_entry(cells, layout, start, end, source, base, seen)
 
 
 def _csv_entry(
@@ -172,7 +119,7 @@ def _csv_entry(
         header = clip(layout.delimiter.join(layout.header), 80)
         missing = " (no value for its 'path' column)" if len(row) <= path_at else ""
         return fail(
-            f"record{_span(start, end)} has {len(row)} fields, the header {header!r} "
+            f"record{span(start, end)} has {len(row)} fields, the header {header!r} "
             f"has {len(layout.header)}{missing}{hint}"
         )
     # A short row (a spreadsheet drops trailing empty cells) leaves the columns it lacks empty.

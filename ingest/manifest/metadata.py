@@ -25,13 +25,13 @@ held only while the walk is under its folder.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import posixpath
 from dataclasses import dataclass
 from typing import Any
 
+from ingest.manifest.csvrows import CsvFeed, csv_records
 from ingest.manifest.lines import load_line, physical_lines, too_long
 
 METADATA_NAMES = ("metadata.jsonl", "metadata.csv")
@@ -156,32 +156,19 @@ def _jsonl_rows(fh: io.BufferedReader) -> list[Found]:
 
 
 def _csv_rows(fh: io.BufferedReader) -> list[Found]:
+    records = csv_records(CsvFeed(physical_lines(fh)), ",")
+    line, _, header = next(records, (0, 0, []))
+    if isinstance(header, str):
+        return [(line, f"the header row is unreadable: {header}")]
+    if not header:
+        return []
+    columns = [column.strip() for column in header]
+    if "file_name" not in columns:
+        return [(line, f'no "file_name" column (columns: {", ".join(columns)})')]
     found: list[Found] = []
-    text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
-    line = 0
-    try:
-        header = next(reader, None)
-        if header is None:
-            return found
-        columns = [column.strip() for column in header]
-        if "file_name" not in columns:
-            return [(1, f'no "file_name" column (columns: {", ".join(columns)})')]
-        while True:
-            line = reader.line_num + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                found.append((line, f"bad CSV: {exc}"))
-                continue
-            if not any(cell.strip() for cell in cells):
-                continue
-            record = {c: v for c, v in zip(columns, cells, strict=False) if v != "" and c}
-            found.append((line, record))
-    except UnicodeDecodeError:
-        found.append((line or 1, "not valid UTF-8 from this line on; save it as UTF-8"))
-    finally:
-        text.detach()
+    for start, _, cells in records:
+        if isinstance(cells, str):
+            found.append((start, cells))
+        else:
+            found.append((start, {c: v for c, v in zip(columns, cells, strict=False) if v and c}))
     return found

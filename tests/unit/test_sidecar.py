@@ -151,6 +151,36 @@ def test_a_csv_metadata_file_without_file_name_says_so(tmp_path: Path) -> None:
     ]
 
 
+def test_a_csv_metadata_files_problems_are_its_physical_lines_and_the_rest_goes_on(
+    tmp_path: Path,
+) -> None:
+    # The CSV manifests' record loop (csvrows): per-line UTF-8, strict quotes, physical lines.
+    touch(tmp_path, "a.png", "b.png", "c.png", "d.png", "e.png")
+    (tmp_path / "metadata.csv").write_bytes(
+        b"\xef\xbb\xbffile_name,text\n"
+        b"a.png,caf\xe9\n"  # Latin-1: this row only
+        b'b.png,"two\nlines"\n'
+        b'c.png,"closed" then more\n'
+        b"d.png,after the quote\n"
+        b"\n"
+        b"e.png,last\n"
+    )
+    found, _ = walk(tmp_path)
+    problems = [r.reason for r in found if isinstance(r, ManifestError)]
+    assert problems == [
+        "metadata.csv line 2: not valid UTF-8 (byte e9 at column 10): a.png,caf\\xe9",
+        "metadata.csv line 5: bad CSV record: ',' expected after '\"'",
+    ]
+    got = {k: (i.caption, i.caption_from) for k, i in items(found).items()}
+    assert got == {
+        "a.png": (None, None),
+        "b.png": ("two\nlines", "metadata.csv line 3"),
+        "c.png": (None, None),
+        "d.png": ("after the quote", "metadata.csv line 6"),
+        "e.png": ("last", "metadata.csv line 8"),
+    }
+
+
 def test_validate_reports_where_captions_come_from(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

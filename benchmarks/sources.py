@@ -3,6 +3,7 @@
     python benchmarks/sources.py                         # all three parts, 3 rounds (~20 min loaded)
     python benchmarks/sources.py --part speed --count 10000 --rounds 3
     python benchmarks/sources.py --part memory --run-sizes 2000,20000 --validate-sizes 2000,20000,100000
+    python benchmarks/sources.py --part memory --member-size 65536 --kinds parquet --validate-sizes 2000
     python benchmarks/sources.py --part convert --convert-count 200
 
 Every measured client is `ingest run --provider novita` (the `ingest` script
@@ -15,7 +16,8 @@ neither server sets the pace; their CPU is recorded with every run.
   zip and one Parquet file (`{bytes, path}` image column, row groups of 500);
   in each round the four in a rotating order; medians of the rounds; files/s
   and CPU per file against loose files of the same rounds (bar: ≥ 0.9×).
-- **memory**: tar shards and Parquet files of growing size (4 KiB members):
+- **memory**: tar shards and Parquet files of growing size (4 KiB members, or
+  ``--member-size``):
   peak RSS of `ingest run` (uploading all of them) and of `ingest validate`
   (bar: under 150 MiB at any size).
 - **convert**: a mixed folder (70 % JPEG/PNG, 30 % TIFF/BMP/HEIC, real
@@ -111,7 +113,7 @@ def write_zip(target: Path, members: Any) -> None:
             zf.writestr(name, data)
 
 
-def write_parquet(target: Path, members: Any) -> None:
+def write_parquet(target: Path, members: Any, row_group: int = ROW_GROUP) -> None:
     """`datasets`' Image feature layout: an ``image`` struct column ``{bytes, path}``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -120,14 +122,14 @@ def write_parquet(target: Path, members: Any) -> None:
     struct = schema.field("image").type
 
     def flush(writer: Any, batch: list[dict[str, Any]]) -> None:
-        writer.write_table(pa.table({"image": pa.array(batch, type=struct)}), ROW_GROUP)
+        writer.write_table(pa.table({"image": pa.array(batch, type=struct)}), row_group)
         batch.clear()
 
     with pq.ParquetWriter(target, schema) as writer:
         batch: list[dict[str, Any]] = []
         for name, data in members:
             batch.append({"bytes": data, "path": name.rsplit("/", 1)[-1]})
-            if len(batch) == ROW_GROUP:
+            if len(batch) == row_group:
                 flush(writer, batch)
         if batch:
             flush(writer, batch)
@@ -319,20 +321,29 @@ def speed(client: Client, count: int, rounds: int) -> dict[str, Any]:
 
 
 def memory(
-    client: Client, run_sizes: Sequence[int], validate_sizes: Sequence[int]
+    client: Client,
+    run_sizes: Sequence[int],
+    validate_sizes: Sequence[int],
+    size: int = 4096,
+    kinds: Sequence[str] = ("tar", "parquet"),
+    row_group: int = ROW_GROUP,
 ) -> dict[str, Any]:
     runs: list[Run] = []
     for members in sorted({*run_sizes, *validate_sizes}):
-        for kind in ("tar", "parquet"):
-            shard = DATA / "sources-rss" / f"{members}.{kind}"
-            _cached(shard, lambda p, k=kind, n=members: WRITERS[k](p, small_members(n)))
+        for kind in kinds:
+            named = f"{members}" if size == 4096 else f"{members}x{size}"
+            named += f"-rg{row_group}" if row_group != ROW_GROUP and kind == "parquet" else ""
+            shard = DATA / "sources-rss" / f"{named}.{kind}"
+            write = write_parquet if kind == "parquet" else WRITERS[kind]
+            extra = {"row_group": row_group} if kind == "parquet" else {}
+            _cached(shard, lambda p, w=write, n=members, e=extra: w(p, small_members(n, size), **e))
             if members in validate_sizes:
                 runs.append(run := client.validate(f"validate {kind} {members:,}", shard))
                 _show(run, members)
             if members in run_sizes:
                 runs.append(run := client.run(f"run {kind} {members:,}", 1, shard, members))
                 _show(run, members)
-    print("\nmemory: 4 KiB members, one run each\n")
+    print(f"\nmemory: {size:,}-byte members, row groups of {row_group}, one run each\n")
     print("| command | members | wall s | CPU s | peak RSS MiB | load 1m | ok |\n"
           "|---|---:|---:|---:|---:|---:|---|")  # fmt: skip
     for r in runs:
@@ -341,7 +352,8 @@ def memory(
               f"{r.rss_mib:.0f} | {r.load_1m:.1f} | {'yes' if r.ok else 'NO'} |")  # fmt: skip
     worst = max((r.rss_mib for r in runs if r.ok), default=float("nan"))
     print(f"\nlargest peak RSS {worst:.0f} MiB (bar: under {BAR_RSS_MIB:.0f} MiB)")
-    return {"bar_mib": BAR_RSS_MIB, "peak_rss_mib": worst, "runs": [asdict(r) for r in runs]}
+    return {"bar_mib": BAR_RSS_MIB, "peak_rss_mib": worst, "member_size": size,
+            "row_group": row_group, "runs": [asdict(r) for r in runs]}  # fmt: skip
 
 
 def convert(client: Client, count: int, rounds: int) -> dict[str, Any]:
@@ -370,6 +382,9 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=10_000, help="speed: files (64 KiB)")
     parser.add_argument("--run-sizes", type=_sizes, default=[2000, 20_000])
     parser.add_argument("--validate-sizes", type=_sizes, default=[2000, 20_000, 100_000])
+    parser.add_argument("--member-size", type=int, default=4096, help="memory: bytes a member")
+    parser.add_argument("--kinds", default="tar,parquet", help="memory: tar, parquet or both")
+    parser.add_argument("--row-group", type=int, default=ROW_GROUP, help="memory: Parquet rows")
     parser.add_argument("--convert-count", type=int, default=200)
     args = parser.parse_args()
     if ensure_tool("nginx", NGINX_PACKAGE) is None:
@@ -388,11 +403,18 @@ def main() -> int:
             if part == "speed":
                 result = speed(client, args.count, args.rounds)
             elif part == "memory":
-                result = memory(client, args.run_sizes, args.validate_sizes)
+                kinds = [k for k in args.kinds.split(",") if k]
+                result = memory(client, args.run_sizes, args.validate_sizes, args.member_size,
+                                kinds, args.row_group)  # fmt: skip
             else:
                 result = convert(client, args.convert_count, args.rounds)
             result |= {"load_before": load, "tools": tool_versions(), "ingest": ingest_command()}
-            print(f"saved {save(f'sources-{part}', result)}\n")
+            sized = part == "memory" and args.member_size != 4096
+            name = f"sources-{part}" + (f"-{args.member_size}" if sized else "")
+            name += (
+                f"-rg{args.row_group}" if part == "memory" and args.row_group != ROW_GROUP else ""
+            )
+            print(f"saved {save(name, result)}\n")
     return 0
 
 

@@ -5,7 +5,9 @@ by row group, with the ``text`` / ``caption`` column as caption and plain column
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -123,3 +125,66 @@ def test_without_pyarrow_a_parquet_manifest_says_which_extra_to_install(
     monkeypatch.setattr(parquet, "_pq", lambda: None)  # as if `import pyarrow` failed
     with pytest.raises(ManifestError, match=r"needs pyarrow: pip install 'ingest\[parquet\]'"):
         read_manifest(source)
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of about 4 rows (the images are ~1.5 KB) and a cache of about 3 batches."""
+    monkeypatch.setattr(parquet, "BATCH_BYTES", 7_000)
+    monkeypatch.setattr(parquet, "CACHE_BYTES", 20_000)
+    parquet._batches.clear()
+    monkeypatch.setattr(parquet, "_cached_bytes", 0)
+    parquet._cursors.clear()
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_rows_are_read_in_batches_from_a_budget_and_the_cache_stays_bounded(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "big-groups.parquet"
+    images = hf_parquet(source, 40, group=20)
+    pf = parquet._open(str(source), str(source))
+    assert parquet.batch_rows(pf, 0, parquet._leaf(pf, "image", True)) == 4
+    items = []
+    for item in read_manifest(source):
+        assert isinstance(item, Item) and item.member is not None
+        items.append(item)
+        assert parquet.row_bytes(source, item.member) == images[len(items) - 1]  # as validated
+    assert [i.member.row for i in items[18:22] if i.member] == [(0, 18), (0, 19), (1, 0), (1, 1)]
+    assert items[21].key == "big-groups.parquet#row-21"
+    assert len(parquet._batches) == 3  # of 10 batches read: never a row group, let alone two
+    assert not parquet._cursors  # each row was in the cache when read
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_a_row_no_longer_cached_is_read_again_by_a_cursor_moving_forward(tmp_path: Path) -> None:
+    source = tmp_path / "again.parquet"
+    images = hf_parquet(source, 40, group=20)
+    items = [i for i in read_manifest(source) if isinstance(i, Item)]
+    made = []
+    real = parquet._Cursor
+
+    def counted(group: int, batches: Iterator[tuple[int, Any]], wanted: int) -> parquet._Cursor:
+        made.append(group)
+        return real(group, batches, wanted=wanted)
+
+    parquet._batches.clear()  # as if the reader had moved far ahead of the uploads
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(parquet, "_cached_bytes", 0)
+        mp.setattr(parquet, "_Cursor", counted)
+        # Uploads as they come: in file order but jittered (9 before 4-8), a retry of a
+        # cached row (17), of one long gone (1), then the next row group.
+        for index in [2, 3, 9, 5, 4, 6, 7, 8, *range(10, 20), 17, 1, *range(20, 24)]:
+            member = items[index].member
+            assert member is not None
+            assert parquet.row_bytes(source, member) == images[index]
+    # One cursor for group 0 read forward (keeping 4-8 as it passed them for 9), one more for
+    # the retry of row 1, one for group 1; the cursors' cache stayed in its bytes.
+    assert made == [0, 0, 1]
+    assert 0 < parquet._cached_bytes <= 20_000
+    rewritten = tmp_path / "again.parquet"
+    hf_parquet(rewritten, 3, group=3)
+    member = items[30].member
+    assert member is not None
+    with pytest.raises(OSError, match=r"the Parquet file changed: no row 10 in group 1"):
+        parquet.row_bytes(source, member)

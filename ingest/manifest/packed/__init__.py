@@ -11,7 +11,7 @@ Where each part lives:
     samples     members grouped into WebDataset samples; items, captions, counts
     access      reading a member's bytes (a range, decompressing, a Parquet row)
     naming      ``shard.tar#member.png`` in a manifest line, resolved to its member
-    parquet     a Parquet file's rows as items, read by row group (pyarrow, an extra)
+    parquet     a Parquet file's rows as items, read in bounded batches (pyarrow, an extra)
 """
 
 from __future__ import annotations

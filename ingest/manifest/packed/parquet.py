@@ -1,4 +1,4 @@
-"""A Parquet file as a manifest: one item per row of its image column, read by row group.
+"""A Parquet file as a manifest: one item per row of its image column, read in bounded batches.
 
 Owns which column holds the images (`image_column`: one named ``image``, else
 the first, that is binary or a ``{bytes, path}`` struct, the layout of the
@@ -10,18 +10,36 @@ the file is) and the name a provider sees (the struct's ``path`` when it has
 one, else the key's row part with the sniffed type's extension left to the
 provider), and how a row's bytes are read again (`row_bytes`).
 
-How it works: needs pyarrow (``pip install 'ingest[parquet]'``). The file is
-read one row group at a time (`pyarrow.parquet.ParquetFile.read_row_group`),
-so memory holds one or two row groups' images, never the file: the reader
-yields a group's items, then moves on. A row's bytes are not a byte range of
+How it works: needs pyarrow (``pip install 'ingest[parquet]'``). Each row
+group is read in record batches (`ParquetFile.iter_batches`, one thread, the
+file opened without pre-buffering and read through a 1 MiB buffer) of about
+`BATCH_BYTES` of images: the batch's row count is that budget over the image
+column's average value size in the row group's metadata (`batch_rows`, the
+same for every reader of the file). A row's bytes are not a byte range of
 the file (Parquet pages are encoded and compressed), so an item names its
-(row group, row) and `row_bytes` reads the group again when needed; the last
-`_KEEP` groups read stay cached, keyed by path, size and mtime, so validating
-and uploading items in file order reads each group about once.
+(row group, row), and `row_bytes` finds them in a cache of batches (keyed
+by path, size, mtime, row group and the batch's first row) of at most
+`CACHE_BYTES` of images, the rows in flight: the reader's batches go there
+(validation reads a row right after the reader yields it, the upload soon
+after; a small image's bytes then ride with its `Source`, `ingest.prefetch`).
+A row the cache no longer holds is read by an upload-side cursor, a second
+`iter_batches` over its row group that moves forward as the uploads do
+(they come in file order, a little jittered: the batches it passes between
+two rows asked for are kept). A row behind the cursor and no longer cached
+(a retry, a re-sign long after) starts a new cursor at its row group: read
+again, never lost.
+
+Memory: a few batches, whatever the size of the row groups or of the file,
+plus what pyarrow holds to decode a page: a page is read and decompressed
+whole, and pyarrow's writer checks a page's size only every 1,024 rows, so a
+row group of fewer rows is written as one page (500 rows of 64 KiB: 32 MiB,
+held twice while it is decompressed). That part follows the file's layout,
+not ingest (`benchmarks/README.md`, Sources).
 
 Invariants: one result per row (a row with no bytes, only a path, is that
 row's `ManifestError`), so the count ahead is the file's row count; a file
-that is not Parquet, or has no image column, is refused before any row.
+that is not Parquet, or has no image column, is refused before any row; the
+cache keeps at least the two batches last used, however large.
 """
 
 from __future__ import annotations
@@ -29,7 +47,8 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +58,18 @@ from ingest.manifest.folder import WalkStats, no_images
 from ingest.manifest.metadata import CAPTION_COLUMNS
 
 INSTALL = "reading Parquet needs pyarrow: pip install 'ingest[parquet]'"
-_KEEP = 2
-_groups: OrderedDict[tuple[str, int, int, int], Any] = OrderedDict()
-_lock = threading.Lock()
+BATCH_BYTES = 2 << 20  # images a record batch holds, about (its rows: `batch_rows`)
+CACHE_BYTES = 16 << 20  # images the cache keeps: the rows in flight (~200 items of 64 KiB)
+_BUFFER = 1 << 20  # a column chunk is read through this buffer, page by page
+_CURSORS = 2  # files with an upload-side cursor open
+
+Ident = tuple[str, int, int]  # path, size, mtime: a rewritten file is another file
+BatchKey = tuple[Ident, int, int]  # the file, the row group, the batch's first row in it
+_batches: OrderedDict[BatchKey, Any] = OrderedDict()  # the reader's and the cursors' batches
+_cached_bytes = 0  # their images' bytes, at most `CACHE_BYTES` (or two batches)
+_lock = threading.Lock()  # the cache
+_cursors: OrderedDict[Ident, _Cursor] = OrderedDict()
+_cursors_lock = threading.Lock()  # one cursor moves at a time (misses are the rare case)
 
 
 def _pq() -> Any:
@@ -57,7 +85,7 @@ def _open(path: str, source: str) -> Any:
     if pq is None:
         raise ManifestError(INSTALL, source=source)
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, pre_buffer=False, buffer_size=_BUFFER)
     except FileNotFoundError:
         raise ManifestError("manifest not found (no such file)", source=source) from None
     except OSError as exc:
@@ -141,83 +169,166 @@ def _layout(pf: Any, source: str) -> tuple[str, bool, str | None, list[str]]:
     return found[0], found[1], caption, metadata
 
 
-def count_parquet(path: Path) -> int:
+def count_parquet(path: Path, *, at_least: int = 1) -> int:
     pf = _open(str(path), str(path))
-    return max(int(pf.metadata.num_rows), 1)
+    return max(int(pf.metadata.num_rows), at_least)
+
+
+def _leaf(pf: Any, column: str, struct: bool) -> int:
+    """The index of the image bytes' leaf column in the file's metadata."""
+    want = f"{column}.bytes" if struct else column
+    schema = pf.metadata.schema
+    return next(i for i in range(len(schema)) if schema.column(i).path == want)
+
+
+def batch_rows(pf: Any, group: int, leaf: int) -> int:
+    """Rows a batch of row group `group` holds: `BATCH_BYTES` over its average image size."""
+    meta = pf.metadata.row_group(group)
+    rows = int(meta.num_rows)
+    average = max(1, int(meta.column(leaf).total_uncompressed_size) // max(rows, 1))
+    return max(1, min(rows, BATCH_BYTES // average))
+
+
+def _images(column: Any, struct: bool) -> tuple[Any, Any]:
+    """(image bytes, their struct paths or None) of a batch's image column."""
+    if not struct:
+        return column, None
+    names = column.field("path") if column.type.get_field_index("path") >= 0 else None
+    return column.field("bytes"), names
+
+
+def _batches_of(pf: Any, group: int, columns: list[str], leaf: int) -> Iterator[tuple[int, Any]]:
+    """(first row in the group, record batch) of row group `group`, in order."""
+    first = 0
+    size = batch_rows(pf, group, leaf)
+    for batch in pf.iter_batches(size, row_groups=[group], columns=columns, use_threads=False):
+        yield first, batch
+        first += batch.num_rows
 
 
 def read_parquet(
-    path: Path, source: str, label: str, stats: WalkStats | None = None
+    path: Path, source: str, label: str, stats: WalkStats | None = None, *, inside: bool = False
 ) -> Generator[Item | ManifestError, None, None]:
-    """The rows of the Parquet file at `path` as items, one row group at a time."""
+    """The rows of the Parquet file at `path` as items, one record batch at a time (`inside`:
+    a file of a folder's walk, which says "no images found" itself)."""
     stats = stats if stats is not None else WalkStats()
     pf = _open(str(path), source)
-    _, _, caption_column, meta_columns = _layout(pf, source)
+    column, struct, caption_column, meta_columns = _layout(pf, source)
+    leaf = _leaf(pf, column, struct)
     st = os.stat(path)
+    ident = (str(path), st.st_size, st.st_mtime_ns)
     counts = stats.caption_counts
-    if caption_column:
+    if caption_column and f"column {caption_column!r}" not in stats.tables:
         stats.tables.append(f"column {caption_column!r}")
-    first = 0
+    columns = [c for c in (column, caption_column, *meta_columns) if c]
+    number = 0  # the row's number in the file
     for group in range(pf.num_row_groups):
-        images, names = _group(path, st, group, pf)
-        side = pf.read_row_group(group, columns=[c for c in (caption_column, *meta_columns) if c])
-        captions = side.column(caption_column).to_pylist() if caption_column else None
-        metas = [side.column(c).to_pylist() for c in meta_columns]
-        for row in range(len(images)):
-            stats.found += 1
-            number = first + row
-            name = names[row].as_py() if names is not None else None
-            if not images[row].is_valid:
-                only = f" (only the path {name!r})" if name else ""
-                yield ManifestError(
-                    f"row {number} holds no image bytes{only}: {path}#row-{number}",
-                    source=source,
+        for first, batch in _batches_of(pf, group, columns, leaf):
+            images, names = _images(batch.column(0), struct)
+            _remember((ident, group, first), images)
+            captions = batch.column(1).to_pylist() if caption_column else None
+            metas = [batch.column(c).to_pylist() for c in meta_columns]
+            for row in range(len(images)):
+                stats.found += 1
+                name = names[row].as_py() if names is not None else None
+                value = images[row]
+                if not value.is_valid:
+                    only = f" (only the path {name!r})" if name else ""
+                    yield ManifestError(
+                        f"row {number} holds no image bytes{only}: {path}#row-{number}",
+                        source=source,
+                        line=stats.found,
+                    )
+                    number += 1
+                    continue
+                caption = (captions[row] or "").strip() or None if captions else None
+                counts[1 if caption else 2] += 1
+                metadata = {
+                    c: m[row]
+                    for c, m in zip(meta_columns, metas, strict=True)
+                    if m[row] is not None
+                }
+                yield Item(
+                    key=f"{label}#row-{number}",
+                    path=path,
                     line=stats.found,
+                    name=os.path.basename(name) if name else None,
+                    caption=caption,
+                    metadata=metadata or None,
+                    caption_from=f"column {caption_column!r}" if caption else None,
+                    member=Member(
+                        f"row-{number}", 0, len(value.as_buffer()), row=(group, first + row)
+                    ),
                 )
-                continue
-            caption = (captions[row] or "").strip() or None if captions else None
-            counts[1 if caption else 2] += 1
-            metadata = {
-                c: m[row] for c, m in zip(meta_columns, metas, strict=True) if m[row] is not None
-            }
-            length = len(images[row].as_buffer())
-            yield Item(
-                key=f"{label}#row-{number}",
-                path=path,
-                line=stats.found,
-                name=os.path.basename(name) if name else None,
-                caption=caption,
-                metadata=metadata or None,
-                caption_from=f"column {caption_column!r}" if caption else None,
-                member=Member(f"row-{number}", 0, length, row=(group, row)),
-            )
-        first += len(images)
-    if stats.found == 0:
+                number += 1
+            del images, names, batch
+    if stats.found == 0 and not inside:
         yield no_images(source, stats.skipped)
 
 
-def _group(path: Path, st: os.stat_result, group: int, pf: Any = None) -> tuple[Any, Any]:
-    """(image bytes, their struct paths or None) of row group `group`, as arrow arrays, cached."""
-    key = (str(path), st.st_size, st.st_mtime_ns, group)
+def _remember(key: BatchKey, images: Any) -> None:
+    """Cache a batch's images; the oldest go past `CACHE_BYTES` (the last two always stay)."""
+    global _cached_bytes
     with _lock:
-        found = _groups.get(key)
+        if key in _batches:
+            _batches.move_to_end(key)
+            return
+        _batches[key] = images
+        _cached_bytes += images.nbytes
+        while _cached_bytes > CACHE_BYTES and len(_batches) > 2:
+            _cached_bytes -= _batches.popitem(last=False)[1].nbytes
+
+
+def _cached(ident: Ident, group: int, row: int) -> Any:
+    """The cached value of `row` (of row group `group`), or None."""
+    with _lock:
+        for key, images in reversed(_batches.items()):
+            file, at, first = key
+            if file == ident and at == group and first <= row < first + len(images):
+                _batches.move_to_end(key)
+                return images[row - first]
+    return None
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """An upload-side reader of one row group's image column, moving forward."""
+
+    group: int
+    batches: Iterator[tuple[int, Any]]
+    next_row: int = 0  # of the next batch
+    wanted: int = 0  # the row last asked for: batches before it are passed over, not kept
+    # (a forward move keeps those between two rows asked for: other uploads of the window)
+
+
+def _from_cursor(path: Path, ident: Ident, group: int, row: int) -> Any:
+    """`row`'s value read by the file's cursor (a new one if it is past the row or elsewhere)."""
+    with _cursors_lock:
+        found = _cached(ident, group, row)  # another thread's move may have read it
         if found is not None:
-            _groups.move_to_end(key)
-            return found  # type: ignore[no-any-return]
-    where = str(path)
-    pf = pf if pf is not None else _open(where, where)
-    column, struct, _, _ = _layout(pf, where)
-    values = pf.read_row_group(group, columns=[column]).column(0).combine_chunks()
-    names = None
-    if struct:
-        kind = values.type
-        names = values.field("path") if kind.get_field_index("path") >= 0 else None
-        values = values.field("bytes")
-    with _lock:
-        _groups[key] = (values, names)
-        while len(_groups) > _KEEP:
-            _groups.popitem(last=False)
-    return values, names
+            return found
+        cursor = _cursors.get(ident)
+        if cursor is None or cursor.group != group or cursor.next_row > row:
+            where = str(path)
+            pf = _open(where, where)
+            column, struct, _, _ = _layout(pf, where)
+            if group >= pf.num_row_groups:
+                raise IndexError(group)
+            batches = _batches_of(pf, group, [column], _leaf(pf, column, struct))
+            columns = ((f, _images(b.column(0), struct)[0]) for f, b in batches)
+            cursor = _Cursor(group, columns, wanted=row)
+            _cursors[ident] = cursor
+            while len(_cursors) > _CURSORS:
+                _cursors.popitem(last=False)
+        _cursors.move_to_end(ident)
+        for first, images in cursor.batches:
+            cursor.next_row = first + len(images)
+            if cursor.next_row > cursor.wanted:  # passed over: kept if the uploads are there
+                _remember((ident, group, first), images)
+            if row < cursor.next_row:
+                cursor.wanted = row
+                return images[row - first]
+        raise IndexError(row)
 
 
 def row_bytes(path: Path, member: Member) -> bytes:
@@ -226,8 +337,11 @@ def row_bytes(path: Path, member: Member) -> bytes:
     group, row = member.row
     where = f"{path}#{member.name}"
     try:
-        images, _ = _group(path, os.stat(path), group)
-        value = images[row]
+        st = os.stat(path)
+        ident = (str(path), st.st_size, st.st_mtime_ns)
+        value = _cached(ident, group, row)
+        if value is None:
+            value = _from_cursor(path, ident, group, row)
     except (IndexError, ValueError) as exc:
         raise OSError(f"the Parquet file changed: no row {row} in group {group}: {where}") from exc
     except ManifestError as exc:

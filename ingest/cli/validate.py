@@ -3,8 +3,8 @@
 Runs exactly the checks `ingest run` applies as it streams (manifest syntax,
 duplicate ids, missing/unreadable/empty files, type sniffed from the bytes,
 size and name limits of the provider), then prints a summary table (and,
-for a folder, the files its walk skipped and where its captions came from:
-caption files, metadata files, none). With ``--each``, one line per entry
+for a folder, the files its walk skipped, where its captions came from:
+caption files, metadata files, none, and the shards it read in place). With ``--each``, one line per entry
 says what it becomes (kept with its type and caption source, or rejected
 and why). Exit code 0 when everything would upload, 1 when anything would be
 rejected, a folder with no image included.
@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from ingest.errors import IngestError, ManifestError
     from ingest.item import Source
     from ingest.manifest import WalkStats, read_manifest
+    from ingest.manifest.packed.infolder import packed_counts
     from ingest.providers import provider_class
     from ingest.validate import Checker
 
@@ -162,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
             "valid": not problems,
             "skipped": {"files": walk.files, "loops": walk.loops},
             "captions": _captions(walk),
+            "packed": packed_counts(walk),
         }
         sys.stdout.write(orjson.dumps(document).decode() + "\n")
         return 1 if problems else 0
@@ -178,12 +180,16 @@ def run(args: argparse.Namespace) -> int:
     captions = walk.captions
     if captions:
         print(f"{args.manifest}: {captions.describe()}")
+    packed = packed_counts(walk)
+    if folder and packed:  # a folder's shards, read in place (their members keyed shard#member)
+        kinds = ", ".join(f"{n} {kind}" for kind, n in packed.items())
+        print(f"{args.manifest}: read {plural(sum(packed.values()), 'packed file')} ({kinds})")
     if by_converted:
         converted = ", ".join(f"{n} from {t}" for t, n in by_converted.most_common())
         print(f"{args.manifest}: --convert converts {converted} (to PNG with alpha, else JPEG)")
     types = ", ".join(f"{n} {t}" for t, n in by_type.most_common()) or "none"
     if (
-        problems or skipped or captions or by_converted
+        problems or skipped or captions or by_converted or packed
     ):  # a blank line between the lines above and the summary
         print()
     print(

@@ -1,12 +1,14 @@
 """A folder as a manifest: every image file under it, found by a recursive walk.
 
-Owns the walk: which files count (by extension, `IMAGE_EXTENSIONS`), which
-are skipped (dot names; other files, counted), which are the images' captions
-and metadata rather than skipped files (`sidecar`, `metadata`: a caption file
-beside an image, a ``metadata.jsonl`` / ``metadata.csv``), how symlinked directories are
-followed (with loop protection), the order (sorted relative paths), the key
-of each file (its path relative to the folder) and what a walk that found no
-image at all says.
+Owns the walk: which files count (by extension, `IMAGE_EXTENSIONS`; a
+``.tar``, ``.zip`` or ``.parquet`` shard is read in its place, its members
+keyed ``shard path#member``: `packed.infolder`), which are skipped (dot
+names; other files, counted), which are the images' captions and metadata
+rather than skipped files (`sidecar`, `metadata`: a caption file beside an
+image, a ``metadata.jsonl`` / ``metadata.csv``), how symlinked directories
+are followed (with loop protection), the order (sorted relative paths), the
+key of each file (its path relative to the folder) and what a walk that
+found no image at all says.
 
 How it works: each directory is listed when the walk reaches it, so only the
 listings of the directories on the current path are held. A directory, real
@@ -51,7 +53,7 @@ IMAGE_EXTENSIONS = frozenset(
 
 _EXAMPLES = 3  # skipped file names a note shows
 
-Kind = Literal["hidden", "dir", "image", "caption", "metadata", "other"]
+Kind = Literal["hidden", "dir", "image", "caption", "metadata", "packed", "other"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,10 @@ class Captions:
 class WalkStats:
     """The running tally of one walk; `skipped` and `captions` are its values so far."""
 
-    __slots__ = ("_examples", "caption_counts", "files", "found", "listener", "loops", "tables")
+    __slots__ = (
+        *("_examples", "caption_counts", "files", "found", "listener", "loops", "packed"),
+        "tables",
+    )
 
     def __init__(self, listener: Callable[[str, str], None] | None = None) -> None:
         # Told each skipped file and why, as the walk passes it (`validate --each`).
@@ -120,6 +125,7 @@ class WalkStats:
         self._examples: list[str] = []
         self.caption_counts = [0, 0, 0, 0, 0]  # as the fields of `Captions`, in order
         self.tables: list[str] = []
+        self.packed: dict[tuple[int, int], str] = {}  # shards read: (st_dev, st_ino) -> path
 
     def other_file(self, rel: str, why: str = "not an image by its name") -> None:
         """Count a skipped file; the first few in sorted order are kept, whatever the walk's."""
@@ -159,6 +165,11 @@ def read_folder(
         position = stats.found
         if found == "image" and _is_utf8(rel):
             yield _item(rel, detail, attached, stats, source, position)
+            continue
+        if found == "packed":  # a shard: its members, keyed rel#member (`packed.infolder`)
+            from ingest.manifest.packed.infolder import read_packed
+
+            yield from read_packed(Path(detail), rel, source, stats)
             continue
         if found == "image":
             reason = f"file name is not valid UTF-8: {_escaped(rel)}"
@@ -217,14 +228,17 @@ def count_folder(root: Path, stats: WalkStats, stop: Callable[[], bool]) -> int 
         return stopped
 
     try:
-        for _ in _walk(os.path.abspath(root), stats, os.scandir, halt):
-            pass
+        for found, rel, detail, _ in _walk(os.path.abspath(root), stats, os.scandir, halt):
+            if found == "packed":
+                from ingest.manifest.packed.infolder import count_packed
+
+                stats.found += count_packed(Path(detail), rel, stats)
     except OSError:  # the folder itself: the reader says what is wrong
         return None
     return None if stopped else max(stats.found, 1)  # an empty walk: its "no images found"
 
 
-Found = Literal["image", "metadata", "bad_dir_name", "unreadable"]
+Found = Literal["image", "packed", "metadata", "bad_dir_name", "unreadable"]
 Attached = tuple[str | None, Row | None]  # an image's caption file path, its metadata row
 _NOTHING: Attached = (None, None)
 
@@ -316,9 +330,11 @@ def _walk(
                     row = row or taken
                 where = os.path.join(os.path.dirname(entry.path), caption) if caption else None
                 yield "image", rel, entry.path, (where, row)
+            elif kind == "packed" and _is_utf8(rel):  # its members: counted as they are read
+                yield "packed", rel, entry.path, _NOTHING
             elif kind == "caption":
                 current.sidecars.caption_file(entry.name)
-            elif kind == "other":
+            elif kind in ("other", "packed"):
                 stats.other_file(rel, _why_skipped(entry.name))
             elif kind == "dir":
                 if not _is_utf8(entry.name):
@@ -343,8 +359,12 @@ def _walk(
 
 
 def _why_skipped(name: str) -> str:
-    if os.path.splitext(name)[1].lower() in (".tar", ".zip", ".parquet"):
-        return "a packed dataset: pass it to ingest as the manifest to upload its images"
+    from ingest.manifest.packed.infolder import compressed_tar, packed_kind
+
+    if packed_kind(name) is not None:
+        return "a packed file whose name is not valid UTF-8"
+    if compressed_tar(name):
+        return "a compressed tar: ingest reads an uncompressed .tar in place (decompress it)"
     return "not an image by its name"
 
 
@@ -365,7 +385,7 @@ def _kind(entry: os.DirEntry[str]) -> Kind:
         return "metadata"  # read when its directory was entered
     if is_caption_name(name):
         return "caption"
-    return "other"
+    return "packed" if ext in (".tar", ".zip", ".parquet") else "other"
 
 
 def _identity(directory: str) -> tuple[int, int]:

@@ -200,9 +200,9 @@ def test_validate_reports_where_captions_come_from(
         "c.jpg: kept: jpeg, 256 B, no caption",
         f"d.png: rejected: not an image (content looks like text ('text, not a png')): "
         f"{tmp_path / 'd.png'}",
-        "shard.tar: skipped: a packed dataset: pass it to ingest as the manifest to upload its images",
+        f"shard.tar: rejected: not a tar archive (the file is empty): {tmp_path / 'shard.tar'}",
         "notes.txt: skipped: a caption file with no image of its name",
-        f"{tmp_path}: skipped 2 non-image files (notes.txt, shard.tar)",
+        f"{tmp_path}: skipped 1 non-image file (notes.txt)",
     ]
     assert out[7] == (
         f"{tmp_path}: captions: 1 from caption files, 1 from metadata.jsonl, 2 without a caption"

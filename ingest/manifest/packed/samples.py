@@ -89,13 +89,24 @@ def _samples(listed: Iterator[Listed]) -> Iterator[tuple[str | None, Sample]]:
 
 
 def read_shard(
-    path: Path, kind: ShardKind, source: str, label: str, stats: WalkStats | None = None
+    path: Path,
+    kind: ShardKind,
+    source: str,
+    label: str,
+    stats: WalkStats | None = None,
+    *,
+    inside: bool = False,
 ) -> Generator[Item | ManifestError, None, None]:
-    """The items of the shard at `path`; `label` prefixes their keys (``label#member``)."""
+    """The items of the shard at `path`; `label` prefixes their keys (``label#member``).
+
+    `inside`: the shard is one file of a folder's walk (`infolder`), which says
+    "no images found" itself.
+    """
     stats = stats if stats is not None else WalkStats()
     listed = list_members(str(path), kind)
     seen = DigestSet(values=True)  # image member names (digests: flat memory), their first entry
-    stats.tables.append("json members")  # where `Captions.metadata` came from
+    if "json members" not in stats.tables:
+        stats.tables.append("json members")  # where `Captions.metadata` came from
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))  # caption members: pread
     try:
         for key, sample in _samples(listed):
@@ -106,16 +117,17 @@ def read_shard(
             yield from _sample_items(path, fd, sample, source, label, stats, seen)
     finally:
         os.close(fd)
-    if stats.found == 0:
+    if stats.found == 0 and not inside:
         yield no_images(source, stats.skipped)
 
 
-def count_shard(path: Path, kind: ShardKind) -> int:
-    """How many results `read_shard` yields, without reading a caption member."""
+def count_shard(path: Path, kind: ShardKind, *, at_least: int = 1) -> int:
+    """How many results `read_shard` yields, without reading a caption member (a shard
+    without an image: `at_least`, its "no images found" as a manifest, none in a folder)."""
     found = 0
     for key, sample in _samples(list_members(str(path), kind)):
         found += 1 if key is None else sum(_image(e) is not None for e in sample)
-    return max(found, 1)
+    return max(found, at_least)
 
 
 def _image(entry: Listed) -> Member | None:

@@ -34,6 +34,7 @@ class Member:
     length: int  # of its bytes as uploaded
     compressed: int | None = None  # a deflated zip member: its compressed size
     row: tuple[int, int] | None = None  # a Parquet row: (row group, row in it); offset unused
+    codec: tuple[int, int] | None = None  # a compressed zip member: (method, CRC-32)
 
     @property
     def stored(self) -> bool:

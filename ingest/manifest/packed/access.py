@@ -5,33 +5,28 @@ a member's bytes: `open_member` gives a file-like that reads exactly the
 member (from a start offset), `read_member` reads up to n bytes of it. A tar
 member or a stored zip member is a plain range of the shard (``pread``, no
 copy beyond the bytes asked for); a compressed zip member is decompressed as
-it is read (`zipfile`, whose CRC check fails a damaged member at its end),
-never unpacked to disk or held whole; a Parquet row's bytes come from its
-row group, read and cached by `parquet.row_bytes`.
+it is read from its own range (`zipfile.ZipExtFile` over it, with the
+method and CRC-32 its listing found, so every method zipfile knows works and
+a damaged member fails its CRC check at its end), never unpacked to disk or
+held whole, and without the shard's central directory (a `zipfile.ZipFile`
+would read all of it again); a Parquet row's bytes come from a record batch
+of its row group, read and cached by `parquet.row_bytes`.
 
 Invariants: a member never reads past its own bytes; a short read (the shard
 shrank, a member cut off) is an `OSError` naming ``shard#member``, as a file
-that changed under a reader is; a compressed member's bytes come through the
-`zipfile.ZipFile` of its shard kept open per shard (a small cache, keyed by
-path, size and mtime, so a rewritten shard is opened again).
+that changed under a reader is.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import threading
 import zipfile
 import zlib
-from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO
 
 from ingest.item import Member
-
-_KEEP = 4  # zip shards kept open
-_zips: OrderedDict[tuple[str, int, int], zipfile.ZipFile] = OrderedDict()
-_lock = threading.RLock()  # ZipFile.open counts its readers unlocked: opened under it
 
 
 class _Range(io.RawIOBase):
@@ -82,35 +77,29 @@ class _Decompressed(io.RawIOBase):
         super().close()
 
 
-def _archive(path: Path) -> zipfile.ZipFile:
-    st = os.stat(path)
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    with _lock:
-        archive = _zips.get(key)
-        if archive is not None:
-            _zips.move_to_end(key)
-            return archive
-        archive = zipfile.ZipFile(path)
-        _zips[key] = archive
-        while len(_zips) > _KEEP:
-            _zips.popitem(last=False)[1].close()
-        return archive
-
-
 def open_member(path: Path, member: Member, start: int = 0) -> BinaryIO:
     """A reader of `member`'s bytes from `start` (its own offset, not the shard's)."""
     if member.stored:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         return io.BufferedReader(_Range(fd, member.offset + start, member.length - start))
-    if member.row is not None:  # a Parquet row: its row group is read (and cached)
+    if member.row is not None:  # a Parquet row: from its (cached) record batch
         from ingest.manifest.packed.parquet import row_bytes
 
         return io.BytesIO(row_bytes(path, member)[start:])
     where = f"{path}#{member.name}"
+    assert member.compressed is not None
+    info = zipfile.ZipInfo(member.name)
+    info.compress_size, info.file_size = member.compressed, member.length
+    if member.codec is not None:
+        info.compress_type, info.CRC = member.codec
+    else:
+        info.compress_type = zipfile.ZIP_DEFLATED  # no CRC known: none checked
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    compressed = io.BufferedReader(_Range(fd, member.offset, member.compressed))
     try:
-        with _lock:
-            raw = _archive(path).open(member.name)
-    except (zipfile.BadZipFile, KeyError, NotImplementedError) as exc:
+        raw = zipfile.ZipExtFile(compressed, "r", info, close_fileobj=True)
+    except NotImplementedError as exc:  # a compression method zipfile does not know
+        compressed.close()
         raise OSError(f"cannot open member ({exc}): {where}") from None
     stream = io.BufferedReader(_Decompressed(raw, where))  # type: ignore[arg-type]
     try:

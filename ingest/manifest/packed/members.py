@@ -2,11 +2,12 @@
 
 Owns how a shard's members are listed: an uncompressed ``.tar`` by walking its
 headers (`tarheaders`: one 512-byte read a member, its data skipped, so
-memory stays flat at any shard size); a ``.zip`` from its
-central directory, each member's data offset read from its local header. A
-tar member, and a stored zip member, is a contiguous byte range of the shard
-file (`Member.stored`); a compressed zip member keeps its compressed size and
-is read by decompressing (`access`).
+memory stays flat at any shard size); a ``.zip`` from its central directory
+read entry by entry (`zipdir`, flat too), each member's data offset read
+from its local header. A tar member, and a stored zip member, is a
+contiguous byte range of the shard file (`Member.stored`); a compressed zip
+member keeps its compressed size, method and CRC-32 and is read by
+decompressing (`access`).
 
 Invariants: only regular files are members (directories, links and devices
 are passed over); a member whose bytes run past the end of the file is listed
@@ -89,28 +90,33 @@ def _tar_members(fh: BinaryIO, size: int, path: str) -> Iterator[Listed]:
 
 
 def _zip_members(fh: BinaryIO, size: int, path: str) -> Iterator[Listed]:
-    try:
-        archive = zipfile.ZipFile(fh)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ManifestError(f"not a readable zip archive ({exc})", source=path) from None
-    for info in archive.infolist():
-        if info.is_dir():
+    from ingest.manifest.packed.zipdir import Damaged, zip_entries
+
+    fd = fh.fileno()
+    for entry in zip_entries(fh, size, path):
+        if isinstance(entry, Damaged):
+            yield Listed(None, entry.problem)
+            return
+        if entry.is_dir:
             continue
-        if info.flag_bits & 0x1:
-            yield Listed(Member(info.filename, 0, info.file_size), "encrypted member")
+        if entry.flags & 0x1:
+            yield Listed(Member(entry.name, 0, entry.size), "encrypted member")
             continue
-        fh.seek(info.header_offset)
-        local = fh.read(_LOCAL_HEADER.size)
+        local = os.pread(fd, _LOCAL_HEADER.size, entry.header_offset)
         if len(local) < _LOCAL_HEADER.size or not local.startswith(_ZIP_SIGNATURE):
-            yield Listed(Member(info.filename, 0, info.file_size), "damaged local header")
+            yield Listed(Member(entry.name, 0, entry.size), "damaged local header")
             continue
         _, name_len, extra_len = _LOCAL_HEADER.unpack(local)
-        offset = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
-        stored = info.compress_type == zipfile.ZIP_STORED
+        offset = entry.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+        stored = entry.method == zipfile.ZIP_STORED
         member = Member(
-            info.filename, offset, info.file_size, None if stored else info.compress_size
+            entry.name,
+            offset,
+            entry.size,
+            None if stored else entry.compressed,
+            codec=None if stored else (entry.method, entry.crc),
         )
-        yield Listed(member, truncated(offset, info.compress_size, size))
+        yield Listed(member, truncated(offset, entry.compressed, size))
 
 
 def truncated(offset: int, length: int, size: int) -> str | None:

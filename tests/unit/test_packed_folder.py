@@ -74,7 +74,7 @@ def test_a_folder_of_shards_uploads_every_image_once_and_resumes(tmp_path: Path)
     root = tmp_path / "data"
     images = dataset(root)
     first = upload(root, tmp_path)
-    assert first.complete and first.done == len(images)
+    assert first.complete and first.done == len(images) and first.journal is not None
     assert landed(tmp_path) == digests(images)
     rows = {r["key"]: r.get("caption") for r in ingest.export(first.journal)}
     assert rows["shards/000.tar#s/000001.png"] == "from json"

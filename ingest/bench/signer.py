@@ -31,12 +31,17 @@ hour). Each route names the provider page it answers like:
   sink; ``POST /uploads/{id}/action`` and ``GET /uploads/{id}`` → ``complete``
   with the new asset's ``entityId`` at once (invented: no import delay).
 
-``GET /_signer`` answers the counters (calls per route, Scenario body bytes).
+``GET /_signer`` answers the counters (calls per route, Scenario body bytes);
+``GET /_signer/arrivals?from=N`` the arrival times (``time.time()``, seconds)
+of every API call from the Nth on, which the scale-out benchmark counts per
+1-second window (invented: a benchmark's judge of a shared rate budget, as
+the emulator's token bucket is the tests').
 """
 
 from __future__ import annotations
 
 import argparse
+import array
 import hashlib
 import hmac
 import itertools
@@ -68,6 +73,7 @@ class _Signer:
         self.sink = sink.rstrip("/")
         self.calls: Counter[str] = Counter()
         self.body_bytes = 0
+        self.arrivals = array.array("d")  # time.time() of every API call, in arrival order
         self._ids = itertools.count(1)
         self._prefix = os.urandom(4).hex()
         self._second = -1
@@ -172,9 +178,14 @@ def _routes(s: _Signer) -> list[web.RouteDef]:
     async def counters(request: web.Request) -> web.StreamResponse:
         return _json({"calls": dict(s.calls), "body_bytes": s.body_bytes})
 
+    async def arrivals(request: web.Request) -> web.StreamResponse:
+        start = int(request.query.get("from", "0"))
+        return _json({"arrivals": s.arrivals[start:].tolist(), "total": len(s.arrivals)})
+
     def counted(name: str, handler: Handler) -> Handler:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             s.calls[name] += 1
+            s.arrivals.append(time.time())
             return await handler(request)
 
         return wrapped
@@ -193,7 +204,7 @@ def _routes(s: _Signer) -> list[web.RouteDef]:
         ("GET", "/v1/uploads/{upload_id}", "scenario.poll", scenario_done),
     ]
     routes = [web.route(m, path, counted(name, h)) for m, path, name, h in table]
-    return [*routes, web.get("/_signer", counters)]
+    return [*routes, web.get("/_signer", counters), web.get("/_signer/arrivals", arrivals)]
 
 
 def build_app(sink: str) -> web.Application:
@@ -245,6 +256,12 @@ class SignerProcess(ServerProcess):
     def counters(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.base_url + "/_signer", timeout=30) as resp:
             return dict(json.loads(resp.read()))
+
+    def arrivals(self, start: int = 0) -> list[float]:
+        """The arrival times (``time.time()``) of the API calls from the `start`-th on."""
+        url = f"{self.base_url}/_signer/arrivals?from={start}"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return [float(t) for t in json.loads(resp.read())["arrivals"]]
 
     def calls(self) -> int:
         """API calls answered so far, all routes together."""

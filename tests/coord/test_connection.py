@@ -72,3 +72,26 @@ def test_bad_urls_are_one_line() -> None:
         check_url("redis//:pw@h:1/0")
     assert "pw" not in str(caught.value)
     assert describe("rediss://[::1]:6380/0") == "rediss://::1:6380/0"
+
+
+async def test_a_new_connection_reads_no_package_metadata(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py announced itself (CLIENT SETINFO, which Redis 7.0 refuses) on every new
+    # connection, after reading its version from the package metadata (~9 ms of CPU each).
+    from importlib import metadata
+
+    looked_up: list[str] = []
+    real = metadata.version
+
+    def version(name: str) -> str:
+        looked_up.append(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    async with connect(redis_url) as conn:
+        pipe = conn.client.pipeline(transaction=False)  # a second pooled connection
+        pipe.ping()
+        await conn.call(pipe.execute)
+        assert await conn.call(lambda: conn.client.ping())
+    assert looked_up == []

@@ -27,6 +27,7 @@ from ingest.coord import CHUNK_LINES, LEASE_S
 if TYPE_CHECKING:
     from ingest.cli.report import Reporter
     from ingest.config import Settings
+    from ingest.coord.retry import Retried
     from ingest.coord.worker import Worker, WorkerResult
 
 
@@ -113,6 +114,8 @@ def run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int
             f"({'planned it' if planned else 'joined it'}); {plan.provider} upload of "
             f"{args.manifest}"
         )
+        if worker.retried is not None:
+            reporter.note(_retried(name, worker.retried), always=True)
 
     worker = Worker(
         plan,
@@ -331,7 +334,7 @@ async def _read(url: str, name: str, failures: bool) -> dict[str, Any]:
 def retry_failed(
     args: argparse.Namespace, default: Callable[[argparse.Namespace, str, str], None]
 ) -> int:
-    """Make the run's failed items pending again, then work as one of its workers.
+    """Work as one of the run's workers, its failed items made pending again (`Worker`).
 
     `default(args, key, value)` sets a provider flag the user did not give
     (`retry_failed._default`): the run's plan gives them, as a journal's header does.
@@ -340,14 +343,12 @@ def retry_failed(
 
     from ingest.cli import run as run_cmd
     from ingest.errors import ConfigError, IngestError
-    from ingest.journal.report import plural
     from ingest.redact import redact
 
     try:
         reads_coordinator(args)
         check_args(args)
-        plan, source, retried = anyio.run(_make_pending, args.coordinator, args.run_name,
-                                          args.chunk_lines)  # fmt: skip
+        plan, source = anyio.run(_run_of, args.coordinator, args.run_name)
         manifest = args.shared_manifest or (Path(source) if source else None)
         if manifest is None:
             raise ConfigError(
@@ -359,11 +360,6 @@ def retry_failed(
     except IngestError as exc:
         print(f"ingest: stopped: {redact(str(exc))}", file=sys.stderr)
         return exits.EXIT_STOPPED
-    print(
-        f"ingest: {plural(retried.items, 'failed item')} of run {args.run_name!r} pending again "
-        f"({plural(retried.chunks, 'chunk')}); working as one of its workers",
-        file=sys.stderr,
-    )
     args.manifest, args.provider, args.retry_failed = manifest, plan["provider"], True
     default(args, "base_url", plan["endpoint"])
     for key, value in plan.get("bind", {}).items():
@@ -371,16 +367,27 @@ def retry_failed(
     return run_cmd.run(args)
 
 
-async def _make_pending(
-    url: str, name: str, chunk_lines: int
-) -> tuple[dict[str, Any], str | None, Any]:
+async def _run_of(url: str, name: str) -> tuple[dict[str, Any], str | None]:
+    """The run's plan, and where its planning worker read the manifest."""
     from ingest.coord.connection import connect
     from ingest.coord.names import RunKeys
-    from ingest.coord.retry import make_pending
 
     keys = RunKeys(name)
     async with connect(url) as conn:
         plan = await _planned(conn, keys, url)
-        retried = await make_pending(conn, keys, chunk_lines)
         source: str | None = await conn.call(lambda: conn.client.get(keys.source))
-    return plan, source, retried
+    return plan, source
+
+
+def _retried(name: str, retried: Retried) -> str:
+    from ingest.journal.report import plural
+
+    if retried.in_progress:
+        return (
+            f"run {name!r} has not ended: joining it as a worker; its failed items are "
+            "retried by `ingest retry-failed` once it has"
+        )
+    return (
+        f"{plural(retried.items, 'failed item')} of run {name!r} pending again "
+        f"({plural(retried.chunks, 'chunk')})"
+    )

@@ -15,7 +15,8 @@ checks that the plan and the failures list are as read (another retry, or a
 worker shipping a failure meanwhile, makes it try again from the start).
 
 Invariants: only a finished run is retried (a chunk in progress would redo
-its own lines: its worker ends first); a new chunk spans only the failed
+its own lines: a run in progress is left as it is, and the caller just
+joins it); a new chunk spans only the failed
 lines it lists and lines already settled between them (done or rejected:
 skipped without an API call), never an unsettled line of another chunk (a
 chunk given up as poison); no stream entry is deleted.
@@ -70,6 +71,8 @@ class Retried:
 
     items: int
     chunks: int
+    total: int  # the run's chunks now, the new ones included
+    in_progress: bool = False  # the run had not ended: nothing was changed
 
 
 def _bit(bitmap: bytes, line: int) -> bool:
@@ -107,7 +110,8 @@ def _settled(bitmaps: Sequence[bytes | None]) -> bytes:
 async def make_pending(conn: Connection, keys: RunKeys, chunk_lines: int) -> Retried:
     """Make the failed items of the finished run `keys.name` pending again, as new chunks.
 
-    `ConfigError` when there is no such run, or it is not finished yet.
+    A run still in progress is left as it is (`in_progress`: its failed items
+    are retried once it has ended); `ConfigError` when there is no such run.
     """
     script = conn.client.register_script(_APPLY)
     for _ in range(ATTEMPTS):
@@ -116,10 +120,7 @@ async def make_pending(conn: Connection, keys: RunKeys, chunk_lines: int) -> Ret
             raise ConfigError(f"no run named {keys.name!r} on this coordinator")
         finished = int(await conn.call(lambda: conn.client.get(keys.finished)) or 0)
         if finished < int(plan["chunks"]):
-            raise ConfigError(
-                f"run {keys.name!r} is not finished ({finished} of {plan['chunks']} chunks): "
-                "let its workers end (or run one: `ingest run ... --coordinator`), then retry"
-            )
+            return Retried(0, 0, int(plan["chunks"]), in_progress=True)
         raw_plan: str = await conn.call(lambda: conn.client.get(keys.plan))
         batches: list[str] = await conn.call(lambda: conn.client.lrange(keys.failures, 0, -1))
         failed: set[int] = set()
@@ -145,7 +146,7 @@ async def make_pending(conn: Connection, keys: RunKeys, chunk_lines: int) -> Ret
         names = [keys.plan, keys.failures, keys.failed, keys.chunks]
         applied = await conn.call(functools.partial(script, keys=names, args=args))
         if int(applied):
-            return Retried(len(failed), len(chunks))
+            return Retried(len(failed), len(chunks), int(stored["chunks"]))
     raise ConfigError(
         f"run {keys.name!r} kept changing while its failed items were being retried: "
         "is a worker still running? Try again once it has ended"

@@ -15,6 +15,8 @@ library's `run_worker`. How it works:
    uploaded again). When the engine has ended, ship what is left and
    acknowledge the chunk only then. With no chunk to take while others hold
    leases, wait for them to finish or lapse (then reclaim).
+   With `retry_failed`, a worker joining an ended run first makes its failed
+   items pending again as new chunks (`retry.make_pending`).
 3. Beside it: `renew` every lease/3; a fence that drains the engine (starts
    nothing more on the chunk) once the last renewal is older than lease -
    margin, or when another worker has taken the chunk; and the stop flag:
@@ -49,6 +51,7 @@ from ingest.coord.namecounts import SharedNameCounts
 from ingest.coord.names import BudgetKeys, RunKeys, account_digest, default_run_name
 from ingest.coord.plan import Planned, join_run, lay_out
 from ingest.coord.record import Counts, Record, Shipper
+from ingest.coord.retry import Retried, make_pending
 from ingest.engine.outcomes import Counters, Observer, Outcome, StopReason
 from ingest.redact import redact
 
@@ -129,6 +132,7 @@ class Worker:
         self._stop: tuple[StopReason, str] | None = None
         self.counters = Counters()
         self.resumed = 0  # items another worker landed that this one finalized (or tried to)
+        self.retried: Retried | None = None  # with retry_failed: what it made pending again
 
     @property
     def drained(self) -> bool:
@@ -170,6 +174,9 @@ class Worker:
             if planned.created:  # where `retry-failed` finds the manifest, unless told
                 source = str(plan.manifest.absolute())
                 await conn.call(lambda: conn.client.set(self.keys.source, source, nx=True))
+            elif self._retry_failed:  # the failed items of an ended run: pending again
+                self.retried = await make_pending(conn, self.keys, c.chunk_lines)
+                planned = dataclasses.replace(planned, chunks=self.retried.total)
             if self._on_start is not None:
                 self._on_start(self.run_name, planned.created)
             record = Record(conn, self.keys)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 from collections.abc import Collection, Mapping
@@ -56,6 +57,11 @@ class RunSettings:
         0.0, "API calls per second; 0 = unlimited until throttled, then adaptive"
     )
     lookahead: int = setting(8, "signed URLs allowed to wait for a free upload slot")
+    max_mbps: float = setting(
+        0.0,
+        "megabytes (10^6 bytes) per second of upload bodies, all uploads together (with "
+        "--coordinator: every worker on the API key); 0 = unlimited",
+    )
     max_attempts: int = setting(8, "tries of one step (the first included) before the item fails")
     retry_window_s: float = setting(
         90.0,
@@ -227,6 +233,8 @@ def _check_ranges(section: str, value: object) -> None:
         for name in ("api_concurrency", "put_concurrency", "max_attempts", "circuit_breaker"):
             if getattr(value, name) < 1:
                 raise ConfigError("must be at least 1", key=f"{section}.{name}")
+    if isinstance(value, RunSettings) and not math.isfinite(value.max_mbps):
+        raise ConfigError("must be a finite number (0: unlimited)", key=f"{section}.max_mbps")
     for spec in keys(type(value)):
         number = getattr(value, spec.name)
         if spec.kind in ("int", "float") and number < 0:

@@ -27,7 +27,7 @@ import aiohttp
 import anyio
 import yarl
 
-from ingest import offloop
+from ingest import bandwidth, offloop
 from ingest.errors import EXPIRED, Action, Scope, TransferError
 from ingest.http import check_upload_url, map_errors, throttle_scope, triage
 from ingest.item import Member, Streamed
@@ -366,6 +366,7 @@ async def _send(
     by aiohttp; the same rules and the same errors either way.
     """
     headers = {**(extra or {}), "Content-Type": content_type, "Content-Length": str(size)}
+    body = bandwidth.paced(body)  # --max-mbps: taken chunk by chunk as it is sent
     lean: Pool | None = getattr(session.connector, "lean", None)
     origin = str(target.origin())
     try:

@@ -34,6 +34,10 @@ obeyed here at once; it learns nothing, the budget does), then the shared
 budget; the throttles the engine reports are sent by the pacer's own task
 (`run`), so a 429 at one worker pauses all of them within one round trip.
 
+`SharedBytes` is `--max-mbps` for every worker on the account (the engine
+takes body chunks from it through `ingest.bandwidth`): a GCRA on bytes on the
+server clock, granted `GRANT_BYTES` at a time, so one round trip per MiB.
+
 Invariants: one script call per granted API call (a refused one sleeps the
 wait the script names, then asks again), or, with no rate configured or
 learnt, one per `PAUSE_POLL_S` at most, so another worker's pause is obeyed
@@ -46,11 +50,13 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ingest import bandwidth
 from ingest.coord.names import BudgetKeys
 from ingest.pacing import Pacer, PacerStats
 
@@ -169,8 +175,24 @@ return {string.format('%d', pause_end), shown}
 """
 
 
+# KEYS: bytes TAT. ARGV: interval us (one grant's bytes at the rate), tolerance us.
+# Returns {granted 0/1, wait us}: a GCRA on grants of `GRANT_BYTES`, on the server clock.
+_TAKE_BYTES = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local allow_at = tat - tonumber(ARGV[2])
+if allow_at > now then return {0, string.format('%d', allow_at - now)} end
+local new_tat = tat + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1000)
+return {1, '0'}
+"""
+
+
 PAUSE_POLL_S = 0.05  # with no rate configured or learnt, the pause is looked at this often
 LEARNT_TTL_S = 600.0  # a learnt rate unused this long is forgotten (a new run probes again)
+GRANT_BYTES = 1 << 20  # bytes one round trip of the shared byte budget grants
 MAX_REPORTED = 64  # refusals sent in one throttle call (more in one batch tell nothing new)
 
 
@@ -320,3 +342,38 @@ class SharedPacer:
         if seconds > 0 or refused:
             _, learnt = await self.budget.throttle(seconds, refused)
             self.learnt = learnt if learnt is not None else self.learnt
+
+
+class SharedBytes:
+    """`--max-mbps` of a coordinated run: one byte budget for every worker on the account.
+
+    A GCRA on the server clock grants `GRANT_BYTES` at a time (one round trip
+    per MiB); this worker spends a grant on its own PUTs' chunks before it asks
+    again. Takers queue on one lock, so a grant is asked for once, not by each.
+    """
+
+    def __init__(self, conn: Connection, keys: BudgetKeys, rate: float) -> None:
+        self._conn = conn
+        self._key = keys.bytes
+        self.rate = rate
+        # Burst: a tenth of a second of the rate, never less than one grant.
+        extra = max(0, bandwidth.default_burst(rate) - GRANT_BYTES)
+        self._args = [round(GRANT_BYTES / rate * 1e6), round(extra / rate * 1e6)]
+        self._script = conn.client.register_script(_TAKE_BYTES)
+        self._credit = 0
+        self._lock = anyio.Lock()
+        self.grants = 0
+
+    def _ask(self) -> Awaitable[Any]:
+        return self._script(keys=[self._key], args=self._args)
+
+    async def take(self, n: int) -> None:
+        async with self._lock:
+            while self._credit < n:
+                granted, wait_us = await self._conn.call(self._ask)
+                if int(granted) == 1:
+                    self._credit += GRANT_BYTES
+                    self.grants += 1
+                else:
+                    await anyio.sleep(int(wait_us) / 1e6)
+            self._credit -= n

@@ -98,6 +98,10 @@ class BudgetKeys:
         return f"ingest:budget:{self.digest}:names"
 
     @property
+    def bytes(self) -> str:  # GCRA of --max-mbps: theoretical arrival time, server us
+        return f"ingest:budget:{self.digest}:bytes"
+
+    @property
     def learnt(self) -> str:  # hash: the rate learnt from throttling and its cycle's counts
         return f"ingest:budget:{self.digest}:learnt"
 

@@ -42,8 +42,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ingest import bandwidth
 from ingest.coord import CHUNK_LINES, LEASE_S
-from ingest.coord.budget import Budget, SharedPacer
+from ingest.coord.budget import Budget, SharedBytes, SharedPacer
 from ingest.coord.connection import Connection, connect
 from ingest.coord.entries import ChunkReader
 from ingest.coord.lease import Lease, Leases
@@ -196,7 +197,8 @@ class Worker:
                 tg.start_soon(self._renew, leases, record)
                 tg.start_soon(self._fence, leases)
                 try:
-                    chunks = await self._loop(provider, planned, leases, shipper, pacer)
+                    with bandwidth.using(_bytes(conn, account, plan.run.max_mbps)):
+                        chunks = await self._loop(provider, planned, leases, shipper, pacer)
                 finally:
                     with anyio.CancelScope(shield=True):
                         await shipper.flush()
@@ -376,3 +378,9 @@ async def run_worker(
         reupload_changed=reupload_changed,
     )
     return await worker.run()
+
+
+def _bytes(conn: Connection, account: BudgetKeys, max_mbps: float) -> SharedBytes | None:
+    """`--max-mbps` shared by every worker on the account (None: unlimited)."""
+    rate = bandwidth.bytes_per_s(max_mbps)
+    return None if rate is None else SharedBytes(conn, account, rate)

@@ -40,6 +40,7 @@ from typing import TypeVar
 
 import anyio
 
+from ingest import bandwidth
 from ingest.clock import Clock
 from ingest.engine.outcomes import Counters
 from ingest.engine.settings import EngineSettings
@@ -78,6 +79,8 @@ class Calls:
             settings.api_rate, clock=clock, max_pause_s=settings.max_pause_s
         )  # a coordinated run passes its shared pacer (ingest.coord.budget)
         self.put_pacer = Pacer(None, clock=clock, max_pause_s=settings.max_pause_s)
+        # --max-mbps: the run's byte budget, or the coordinated worker's shared one.
+        self._bytes = bandwidth.CURRENT.get() or bandwidth.local(settings.run.max_mbps, clock)
         # `fast_acquire`: no trip through the event loop when a slot is free (once per item).
         self._api_limiter = anyio.Semaphore(settings.api_concurrency, fast_acquire=True)
         self._put_slots = anyio.Semaphore(settings.put_concurrency, fast_acquire=True)
@@ -152,7 +155,8 @@ class Calls:
                 if self._unreachable_stop is not None:
                     raise self._unreachable_stop  # the run is stopping: no more PUTs
                 self._counters.puts += 1
-                landed = await self._provider.transfer(source, target)
+                with bandwidth.using(self._bytes):
+                    landed = await self._provider.transfer(source, target)
             except TransferError as err:
                 if err is self._unreachable_stop:
                     raise

@@ -1,10 +1,11 @@
-"""The shared rate learnt from throttling, against a real redis-server (`coord.budget`).
+"""The account's shared budget against a real redis-server: the learnt rate, and --max-mbps.
 
 Two workers' `SharedPacer`s on one budget. Only the first is refused (three
 calls in flight together, as when a limiter runs dry), yet the rate the
 budget grants the second falls with the cut, both wait out the pause, and the
-second's successes alone raise the rate again for both. Real time (the
-budget runs on the server's clock): about a second.
+second's successes alone raise the rate again for both. Then two workers'
+byte budgets on one account share `--max-mbps`. Real time (the budget runs
+on the server's clock): about a second each.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from dataclasses import dataclass, field
 import anyio
 import pytest
 
+from ingest import bandwidth
+from ingest.bandwidth import PIECE
 from ingest.clock import SYSTEM
-from ingest.coord.budget import Budget, SharedPacer
+from ingest.coord.budget import GRANT_BYTES, Budget, SharedBytes, SharedPacer
 from ingest.coord.connection import Connection, connect
 from ingest.coord.names import BudgetKeys, account_digest
 from ingest.pacing import Pacer
@@ -104,3 +107,37 @@ async def test_a_429_at_one_worker_lowers_the_rate_the_other_is_granted(
         while j < len(grants) and grants[j][0] < t + 1.0:
             j += 1
         assert j - i <= max(rate for _, rate in grants[i:j]) + BURST
+
+
+async def test_max_mbps_is_one_byte_budget_for_every_worker_on_the_account(
+    conn: Connection,
+) -> None:
+    """Two workers, two PUTs each, taking 256 KiB pieces: the account's bytes stay within
+    rate x W + burst (plus the grant each worker may hold), at one round trip per MiB."""
+    keys = BudgetKeys(account_digest("novita", "e", {"k": "bytes"}))
+    rate = 8e6  # --max-mbps 8
+    workers = [SharedBytes(conn, keys, rate), SharedBytes(conn, keys, rate)]
+    released: list[tuple[float, int]] = []
+    start = time.monotonic()
+    until = start + 0.6
+
+    async def put(budget: SharedBytes) -> None:
+        while time.monotonic() < until:
+            await budget.take(PIECE)
+            released.append((time.monotonic(), PIECE))
+
+    async with anyio.create_task_group() as tg:
+        for budget in workers:
+            for _ in range(2):
+                tg.start_soon(put, budget)
+    burst = max(GRANT_BYTES, bandwidth.default_burst(rate)) + len(workers) * GRANT_BYTES
+    released.sort()
+    for i, (at, _) in enumerate(released):
+        taken = sum(n for t, n in released[i:] if t < at + 1.0)
+        assert taken <= rate * min(1.0, released[-1][0] - at) + burst, (at - start, taken)
+    total = sum(n for _, n in released)
+    grants = sum(b.grants for b in workers)
+    span = released[-1][0] - released[0][0]
+    # Used, not only held (loose: a loaded machine delays a grant's round trip).
+    assert total >= 0.6 * rate * span, (total, span)
+    assert grants * GRANT_BYTES >= total and grants <= total / GRANT_BYTES + len(workers)

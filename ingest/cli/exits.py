@@ -32,7 +32,9 @@ RUN: tuple[ExitCode, ...] = (
     ExitCode(
         EXIT_OK,
         "every entry of the manifest is done (uploaded by this run, or done before and "
-        "unchanged); records of entries since removed from the manifest do not count",
+        "unchanged); records of entries since removed from the manifest do not count. Also "
+        "when Ctrl-C or a closed output came after the last one was done (`N of N done: the "
+        "run is complete`)",
     ),
     ExitCode(
         EXIT_FAILED,
@@ -51,11 +53,14 @@ RUN: tuple[ExitCode, ...] = (
         "provider outage (circuit breaker), "
         "full disk",
     ),
-    ExitCode(EXIT_INTERRUPTED, "interrupted (Ctrl-C); run the same command to resume"),
+    ExitCode(
+        EXIT_INTERRUPTED,
+        "interrupted (Ctrl-C) before every entry was done; run the same command to resume",
+    ),
     ExitCode(
         EXIT_OUTPUT_CLOSED,
-        "the output was closed (`ingest run … --json \\| head`): the run drained and stopped; "
-        "run the same command to resume",
+        "the output was closed (`ingest run … --json \\| head`) before every entry was done: "
+        "the run drained and stopped; run the same command to resume",
     ),
 )
 

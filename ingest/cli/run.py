@@ -348,19 +348,27 @@ def exit_code(result: Result, reporter: Reporter, *, interrupted: bool = False) 
     from ingest.api import StopReason
     from ingest.cli.report import plural
 
+    of_total = f"{result.done}" + (f" of {result.total}" if result.total is not None else "")
+    # The journal's word: a drain or Ctrl-C that came after the last entry was done is complete.
+    stopped = None if result.stop_reason is StopReason.INTERRUPTED else result.stop_reason
+    finished = dataclasses.replace(result, drained=False, stop_reason=stopped).complete
     if reporter.output.closed:
-        # The journal's word: a drain that happened to come after the last item is complete.
-        if dataclasses.replace(result, drained=False).complete:
+        if finished:
+            reporter.output.say(
+                f"ingest: its output was closed; {of_total} done: the run is complete"
+            )
             return EXIT_OK
         reporter.output.say(
-            f"ingest: stopped because its output was closed; {result.done} done"
-            + (f" of {result.total}" if result.total is not None else "")
-            + " per the journal (run the same command to resume)"
+            f"ingest: stopped because its output was closed; {of_total} done"
+            " per the journal (run the same command to resume)"
         )
         return EXIT_OUTPUT_CLOSED
     if interrupted or result.drained or result.stop_reason is StopReason.INTERRUPTED:
+        if finished:
+            reporter.note(f"interrupted, but {of_total} done: the run is complete", always=True)
+            return EXIT_OK
         reporter.note(
-            f"interrupted; run the same command again to resume ({result.done} done so far)",
+            f"interrupted; run the same command again to resume ({of_total} done so far)",
             always=True,
         )
         return EXIT_INTERRUPTED

@@ -280,7 +280,7 @@ class Engine:
         async with send, landed:
             with anyio.CancelScope() as scope:
                 self._reader_scope = scope
-                while not self._draining:
+                while True:  # after a drain, only while it meets entries done before (below)
                     batch = await self.clock.run_sync(functools.partial(self._next_batch, entries))
                     if not batch:
                         self._reading_done = True
@@ -290,6 +290,8 @@ class Engine:
                     routed = 0
                     try:
                         for verdict in batch:
+                            if self._draining and not isinstance(verdict, Skipped):
+                                return  # drained: nothing new; a run all done still ends complete
                             await self._route(verdict, send, landed)
                             routed += 1
                     finally:

@@ -87,6 +87,37 @@ async def test_a_drain_gives_back_the_read_ahead_of_the_batch_it_drops(tmp_path:
     assert engine.tally.counts() == replay(tmp_path / "j").counts()
 
 
+async def test_a_drain_reads_on_through_entries_done_before_and_no_further(tmp_path: Path) -> None:
+    """A re-run drained at once (its output closed) still ends with the whole manifest read.
+
+    It starts nothing: past the first entry not done before it stops reading.
+    """
+    make_image(tmp_path / "a.png", "png", 2_000, seed=1)
+    path = manifest(tmp_path / "m.jsonl", [f"id{i}" for i in range(30)])
+    settings = EngineSettings(RunSettings(put_concurrency=2, lookahead=1), read_batch=4)
+    header = Header(provider="fake", manifest=str(path))
+
+    async def drained_run(first: bool) -> tuple[Engine, int]:
+        provider = Fake()
+        journal, state = Journal.open(tmp_path / "j", header)
+        with journal:
+            engine = Engine(provider, journal, state, settings)
+            if not first:
+                engine.drain()  # before the reader's first batch
+            await engine.run(read_manifest(path))
+            journal.sync()
+        return engine, sum(provider.puts.values())
+
+    assert (await drained_run(first=True))[1] == 30
+    engine, puts = await drained_run(first=False)
+    assert (puts, engine.counters.read, engine.counters.skipped) == (0, 30, 30)
+    assert engine.tally.total == 30  # the manifest was read to its end: the run can be complete
+    manifest(path, [f"id{i}" for i in range(30)] + [f"new{i}" for i in range(30)])
+    engine, puts = await drained_run(first=False)
+    assert (puts, engine.counters.skipped) == (0, 30)
+    assert engine.counters.read <= 32 and engine.tally.total is None  # stopped in batch 8
+
+
 async def test_a_manifest_replaced_mid_run_uploads_no_key_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

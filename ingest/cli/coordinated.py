@@ -237,6 +237,7 @@ def status(args: argparse.Namespace) -> int:
         f"failed, {info['rejected']} rejected, {info['left']} left; chunks {info['finished']} "
         f"of {info['chunks']} finished"
         + (f", {info['poisoned']} given up (poison)" if info["poisoned"] else "")
+        + (f"; {info['landed']} landed, not finalized yet" if info["landed"] else "")
     )
     if info["stopped"]:
         print(f"stopped: {info['stopped']}")
@@ -308,6 +309,7 @@ async def _read(url: str, name: str, failures: bool) -> dict[str, Any]:
         counts = await record.counts()
         finished = int(await conn.call(lambda: conn.client.get(keys.finished)) or 0)
         poisoned = int(await conn.call(lambda: conn.client.llen(keys.poison)))
+        landed = int(await conn.call(lambda: conn.client.hlen(keys.landed)))
         stopped = await record.stop_message()
         found = []
         if failures:
@@ -323,6 +325,7 @@ async def _read(url: str, name: str, failures: bool) -> dict[str, Any]:
         "chunks": int(plan["chunks"]),
         "finished": finished,
         "poisoned": poisoned,
+        "landed": landed,  # bytes landed, finalize not made yet (or failed)
         "stopped": stopped,
         "failures": sorted(found, key=lambda r: int(r["line"])),
     }

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
+from ingest.cli.coordinated import _read
 from ingest.coord.connection import connect
 from ingest.coord.names import RunKeys
 from ingest.coord.worker import run_worker
@@ -87,13 +88,14 @@ async def test_the_taker_finalizes_what_a_dead_worker_landed(
                                  "lease_s": LEASE, "chunk_lines": ITEMS, **case.settings}  # fmt: skip
         async with connect(redis_url) as conn, anyio.create_task_group() as tg:
             tg.start_soon(lambda: run_worker(manifest, provider=provider, **where))
-            for _ in range(500):  # until the run's record holds every item as landed
+            for _ in range(1500):  # until the run's record holds every item as landed (30 s)
                 if await conn.client.hlen(keys.landed) == ITEMS:
                     break
                 await anyio.sleep(0.02)
             else:
                 pytest.fail("the first worker's items never all landed")
             tg.cancel_scope.cancel()  # cancelled hard: no hand-back, the lease lapses
+        assert (await _read(redis_url, keys.name, False))["landed"] == ITEMS  # status shows it
         uploads, before = case.finalized(sim)
         assert uploads == ITEMS and sum(before) == 0  # every item landed, none finalized
         sim.set_faults(FaultPlan())

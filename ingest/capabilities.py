@@ -29,3 +29,6 @@ class Capabilities:
     # Its transfer is one PUT of the whole body (`Context.put`), so a remote source of known
     # length may be streamed into it (`ingest.remote`); False: it reads the file (a spool).
     one_put: bool = True
+    # With --convert (`ingest.convert.accepting`): the types in `formats` only because they
+    # are converted first; their size limit applies to the converted bytes, not the original.
+    converts: frozenset[ImageType] = frozenset()

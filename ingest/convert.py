@@ -23,6 +23,11 @@ multipart part, Scenario's base64 body) sends the converted bytes unchanged.
 The spool file goes when the engine journals the item done or failed
 (`forget`), the rest with the converter (`close`).
 
+The provider's size limit applies to what is uploaded: an original of a type
+converted passes the local checks whatever its size (`accepting` names those
+types in `Capabilities.converts`), and the converted bytes are checked here;
+one over the limit is the item's problem naming both sizes.
+
 Invariants: conversion is deterministic (same bytes and settings, same
 digest), so a resume converts the same way; the `Source` keeps the original's
 size in `converted.size` (the journal's fingerprint is the original's, so a
@@ -62,8 +67,10 @@ _EXT = {ImageType.JPEG: "jpg", ImageType.PNG: "png"}
 
 
 def accepting(caps: Capabilities) -> Capabilities:
-    """`caps` as the local checks see them with `--convert`: every decodable type passes."""
-    return dataclasses.replace(caps, formats=caps.formats | DECODABLE)
+    """`caps` as the local checks see them with `--convert`: every decodable type passes (the
+    ones converted, `converts`, whatever their size: the limit is the converted bytes')."""
+    converts = DECODABLE - caps.formats
+    return dataclasses.replace(caps, formats=caps.formats | DECODABLE, converts=converts)
 
 
 def _pillow() -> Any:
@@ -217,11 +224,12 @@ class Converter:
             raise
         except Exception as exc:  # decoders raise many types (OSError, ValueError, SyntaxError)
             raise self._fail(source, _reason(exc)) from None
-        if self.max_size is not None and len(out) > self.max_size:
+        if self.max_size is not None and len(out) > self.max_size:  # what is uploaded
             raise self._fail(
                 source,
-                f"converted {kind.ext} is {len(out):,} bytes, over {self.provider}'s "
-                f"{self.max_size:,}-byte limit (try --max-side)",
+                f"converted {kind.ext} is {len(out):,} bytes (from {source.size:,} bytes of "
+                f"{source.image_type.ext}), over {self.provider}'s {self.max_size:,}-byte "
+                "limit (try --max-side)",
             )
         digest = hashlib.sha256(out).hexdigest()
         # One file per key: two items may convert to the same bytes and must not share a file.

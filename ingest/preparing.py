@@ -9,7 +9,9 @@ or failed, and `aclose` the rest at the end of the run.
 
 Invariant: a prepared `Source` names a file whose bytes are exactly what the
 upload sends, under the item's own key, with the fingerprint the journal
-should keep (the original's for a converted local file).
+should keep (the original's for a converted local file), and within the
+provider's size limit: with `--convert` a URL is fetched without it (its type
+might be converted) and a fetched file kept as it is is checked here.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from ingest.capabilities import Capabilities
+from ingest.errors import Action, TransferError
 from ingest.item import Source
 from ingest.prefetch import Prefetch, release
 
@@ -74,7 +77,22 @@ class Preparer:
             converted = await self.converter.convert(source)
             release(source, prefetch)  # the original's read-ahead bytes
             source = converted
+        elif self.converter is not None and source.item.url is not None:
+            self._within_limit(source)  # fetched unchecked: it might have been converted
         return source
+
+    def _within_limit(self, source: Source) -> None:
+        """A fetched source kept as it is must be within the provider's limit itself."""
+        limit = self.caps.max_size
+        if limit is not None and source.size > limit:
+            raise TransferError(
+                f"too large: {source.size:,} bytes, over {self._provider}'s {limit:,}-byte "
+                f"limit: {source.item.where}",
+                action=Action.FAIL_ITEM,
+                code="too_large",
+                provider=self._provider,
+                op="fetch",
+            )
 
     def _open_fetcher(self) -> Fetcher:
         # Imported here: `remote` pulls in aiohttp, which a run of local files

@@ -57,6 +57,8 @@ class Limits:
     formats: frozenset[ImageType]
     max_size: int | None  # bytes
     provider: str | None = None
+    # With --convert: types converted before upload, whose size is checked once converted.
+    converts: frozenset[ImageType] = frozenset()
 
 
 def check(
@@ -124,8 +126,9 @@ def _check(
             size, path = member.length, Path(item.where)
         if size == 0:
             return fail(f"empty file (0 bytes): {path}")
-        if limits.max_size is not None and size > limits.max_size:
-            return fail(f"{_too_large(size, limits.max_size, limits.provider)}: {path}")
+        over = limits.max_size is not None and size > limits.max_size
+        if over and not limits.converts:  # with converted types: known once sniffed, below
+            return fail(f"{_too_large(size, limits.max_size or 0, limits.provider)}: {path}")
         whole = reserve(size)
         try:
             if member is not None:
@@ -143,6 +146,8 @@ def _check(
     image_type = sniff(head)
     if image_type is None:
         return fail(f"not an image (content looks like {describe_content(head)}): {path}")
+    if over and image_type not in limits.converts:  # a converted one: its converted bytes
+        return fail(f"{_too_large(size, limits.max_size or 0, limits.provider)}: {path}")
     if image_type not in limits.formats:
         accepted = ", ".join(sorted(t.ext for t in limits.formats)) or "nothing"
         who = f"{limits.provider} accepts" if limits.provider else "accepted:"
@@ -246,7 +251,7 @@ class Checker:
     def __init__(
         self, caps: Capabilities, provider: str, *, prefetch: Prefetch | None = None
     ) -> None:
-        self.limits = Limits(formats=caps.formats, max_size=caps.max_size, provider=provider)
+        self.limits = Limits(caps.formats, caps.max_size, provider, caps.converts)
         self.names = NameLimit(caps.same_name_limit, provider) if caps.same_name_limit else None
         self.prefetch = prefetch
 

@@ -62,7 +62,9 @@ def category(reason: str) -> str:
 def becomes(source: Source, into: ImageType | None = None) -> str:
     """What one checked entry becomes: "kept: png, 12.0 KiB, caption from a.txt".
 
-    `into`: the type `--convert` makes of it ("converted from heic to jpeg, ...").
+    `into`: the type `--convert` makes of it ("converted from heic to jpeg, 3.1 MiB before
+    conversion (size after conversion unknown until converted), ..."); a source converted
+    already shows the converted size, and the original's.
     """
     from ingest.cli.report import human_bytes
 
@@ -73,10 +75,15 @@ def becomes(source: Source, into: ImageType | None = None) -> str:
         caption = f"caption from {item.caption_from or 'the manifest'}"
     if item.url is not None:  # type and size are known once it is fetched (`ingest.remote`)
         return f"fetched at upload: {item.where}, {caption}"
-    kept = f"kept: {source.image_type.ext}"
-    if into is not None:
+    size = human_bytes(source.size)
+    if source.converted is not None:  # converted already: `size` is the converted bytes'
+        kept = f"converted from {source.converted.original.ext} to {source.image_type.ext}"
+        return f"{kept}, {size} (from {human_bytes(source.converted.size)}), {caption}"
+    if into is not None:  # `validate` reads the header only: the result's size is not known
         kept = f"converted from {source.image_type.ext} to {into.ext}"
-    return f"{kept}, {human_bytes(source.size)}, {caption}"
+        unknown = "size after conversion unknown until converted"
+        return f"{kept}, {size} before conversion ({unknown}), {caption}"
+    return f"kept: {source.image_type.ext}, {size}, {caption}"
 
 
 def _say_skipped(rel: str, why: str) -> None:

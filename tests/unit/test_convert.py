@@ -4,8 +4,10 @@ original's fingerprint and the converted bytes' digest, and resumes without a se
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
+import re
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -19,7 +21,7 @@ import ingest
 from ingest.api.wiring import sim_settings
 from ingest.capabilities import Capabilities
 from ingest.convert import Converter, accepting
-from ingest.errors import TransferError
+from ingest.errors import ManifestError, TransferError
 from ingest.item import Item, Source
 from ingest.sniff import ImageType, sniff
 from ingest.validate import Checker
@@ -221,3 +223,81 @@ def test_an_avif_whose_major_brand_is_mif1_converts(tmp_path: Path) -> None:
     out, im, _ = convert(path)
     assert out.converted is not None and out.converted.original is ImageType.AVIF
     assert out.image_type is ImageType.JPEG and im.size[0] > 0
+
+
+def test_the_size_limit_applies_to_the_converted_bytes_not_the_original(tmp_path: Path) -> None:
+    noisy = Image.effect_noise((160, 160), 64).convert("RGB")
+    bmp = save(tmp_path / "scan.bmp", picture((200, 200)), "BMP")  # 120 KB, ~6 KB as JPEG
+    png = save(tmp_path / "kept.png", noisy, "PNG")  # ~50 KB of noise, uploaded as it is
+    noise = save(tmp_path / "noise.tiff", noisy, "TIFF")  # ~77 KB, ~20 KB as JPEG at 100
+    limit = 40_000
+    caps = Capabilities(formats=NOVITA, max_size=limit, url_lifetime_s=None)
+    checker = Checker(accepting(caps), "novita")
+    assert bmp.stat().st_size > limit and png.stat().st_size > limit
+    over = checker(Item(key="kept.png", path=png, line=2))
+    assert isinstance(over, ManifestError) and over.reason.startswith("too large: ")
+    checked = checker(Item(key="scan.bmp", path=bmp, line=1))
+    assert isinstance(checked, Source), checked  # converted first: its size is checked then
+    converter = Converter(NOVITA, provider="novita", max_size=limit, quality=100)
+    try:
+        out = anyio.run(converter.convert, checked)
+        assert out.image_type is ImageType.JPEG and out.size < limit < checked.size
+        tight = Converter(NOVITA, provider="novita", max_size=8_000, quality=100)
+        try:
+            noisy_source = checker(Item(key="noise.tiff", path=noise, line=3))
+            assert isinstance(noisy_source, Source)
+            with pytest.raises(TransferError) as raised:
+                anyio.run(tight.convert, noisy_source)
+        finally:
+            tight.close()
+    finally:
+        converter.close()
+    size = noise.stat().st_size
+    assert re.fullmatch(
+        rf"cannot convert tiff: converted jpeg is [\d,]+ bytes \(from {size:,} bytes of "
+        rf"tiff\), over novita's 8,000-byte limit \(try --max-side\): {re.escape(str(noise))}",
+        raised.value.message,
+    )
+
+
+def test_validate_each_says_the_size_after_conversion_is_not_known_yet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ingest.cli.main import main
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    save(folder / "scan.bmp", picture((200, 200)), "BMP")
+    save(folder / "e.png", picture(seed=5), "PNG")
+    argv = ["validate", str(folder), "--provider", "novita", "--convert", "--each"]
+    assert main([*argv, "--max-size-mb", "0.05"]) == 0  # 117 KiB of BMP, under 0.05 MiB as JPEG
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == (
+        "scan.bmp: converted from bmp to jpeg, 117.2 KiB before conversion "
+        "(size after conversion unknown until converted), no caption"
+    )
+    assert out[0].startswith("e.png: kept: png, ")
+
+
+def test_with_convert_a_fetched_file_kept_as_it_is_must_be_within_the_limit(
+    tmp_path: Path,
+) -> None:
+    from ingest.clock import FakeClock
+    from ingest.config import RunSettings
+    from ingest.engine import EngineSettings
+    from ingest.preparing import Preparer
+
+    caps = Capabilities(formats=NOVITA, max_size=1_000, url_lifetime_s=None)
+    preparer = Preparer(caps, "novita", EngineSettings(RunSettings(convert=True)), FakeClock())
+    try:
+        png = save(tmp_path / "fetched.png", picture((64, 64)), "PNG")
+        url = "https://cdn.example/a.png"
+        item = Item(key=url, path=png, line=1, url=url)
+        fetched = Source(item=item, size=png.stat().st_size, mtime_ns=0, image_type=ImageType.PNG)
+        assert fetched.size > 1_000
+        with pytest.raises(TransferError, match=r"too large: [\d,]+ bytes, over novita's 1,000-"):
+            preparer._within_limit(fetched)  # the fetcher had no limit: it might convert
+        small = dataclasses.replace(fetched, size=900)
+        preparer._within_limit(small)
+    finally:
+        anyio.run(preparer.aclose)

@@ -14,10 +14,8 @@ read from the file, only from the environment variables it names.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
-import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +144,8 @@ def elsewhere(key: str, provider: str) -> str | None:
 
 
 def _did_you_mean(word: str, known: Collection[str]) -> str:
+    import difflib  # only for a mistake (start-up time)
+
     close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
     return f"did you mean {close[0]}? " if close else ""
 
@@ -250,6 +250,8 @@ def load_settings(
     """Defaults, then the TOML file at `path`, then CLI overrides."""
     data: dict[str, Any] = {}
     if path is not None:
+        import tomllib  # only when there is a file (start-up time)
+
         try:
             with path.open("rb") as fh:
                 data = tomllib.load(fh)

@@ -29,7 +29,6 @@ import orjson
 from ingest.cli.output import Output
 from ingest.engine import ItemDone, Progress, Snapshot
 from ingest.errors import EXPIRED, ManifestError, TransferError
-from ingest.journal.report import removed_note
 from ingest.reasons import group
 from ingest.redact import redact
 
@@ -413,6 +412,8 @@ class Reporter:
         if result.unjournaled:
             lines.append(unjournaled_note(result.unjournaled))
         if result.removed:
+            from ingest.journal.report import removed_note
+
             lines.append(removed_note(result.removed))
         if self.failures:
             lines.append("problems by reason:")

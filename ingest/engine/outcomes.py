@@ -18,12 +18,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ingest.errors import ManifestError, TransferError
-from ingest.manifest import SkippedFiles
 from ingest.pacing import PacerStats
 from ingest.providers.base import Landed
+
+if TYPE_CHECKING:
+    from ingest.manifest.folder import SkippedFiles
 
 
 class StopReason(enum.StrEnum):

@@ -11,6 +11,7 @@ every kind and field). The package's rooms:
     report       `status` and `failures`: what `ingest status` prints, counted
                  against the manifest as it is now
     exporting    `export`: what `ingest export` prints
+                 (both imported on first use: a run needs neither)
 
 Invariants (each module states its own):
 - Records reach the OS at the end of the event-loop turn that produced them
@@ -24,7 +25,8 @@ Invariants (each module states its own):
 
 from __future__ import annotations
 
-from ingest.journal.exporting import ExportFormat, ExportRow, export
+from typing import TYPE_CHECKING, Any
+
 from ingest.journal.header import EMULATOR, FORMAT, VERSION, Header, HeaderRecord
 from ingest.journal.maintenance import (
     Repair,
@@ -60,8 +62,34 @@ from ingest.journal.records import (
     run_started,
     uploaded,
 )
-from ingest.journal.report import Failure, JournalStatus, failures, manifest_problem, status
 from ingest.journal.writer import Journal
+
+if TYPE_CHECKING:
+    from ingest.journal.exporting import ExportFormat, ExportRow, export
+    from ingest.journal.report import Failure, JournalStatus, failures, manifest_problem, status
+
+# What `status` and `export` need is imported on first use: a run never does (start-up time).
+_REPORTS = {
+    "ExportFormat": "exporting",
+    "ExportRow": "exporting",
+    "export": "exporting",
+    "Failure": "report",
+    "JournalStatus": "report",
+    "failures": "report",
+    "manifest_problem": "report",
+    "status": "report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _REPORTS:
+        raise AttributeError(f"module 'ingest.journal' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"ingest.journal.{_REPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EMULATOR",

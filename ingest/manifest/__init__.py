@@ -45,11 +45,40 @@ Invariants:
 
 from __future__ import annotations
 
-from ingest.manifest.folder import IMAGE_EXTENSIONS, SkippedFiles, WalkStats
-from ingest.manifest.lines import MAX_LINE_BYTES
-from ingest.manifest.probe import FORMATS, ManifestFormat, manifest_format
-from ingest.manifest.reader import read_manifest
-from ingest.manifest.seekahead import Ahead, SeekAhead, count_entries
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ingest.manifest.folder import IMAGE_EXTENSIONS, SkippedFiles, WalkStats
+    from ingest.manifest.lines import MAX_LINE_BYTES
+    from ingest.manifest.probe import FORMATS, ManifestFormat, manifest_format
+    from ingest.manifest.reader import read_manifest
+    from ingest.manifest.seekahead import Ahead, SeekAhead, count_entries
+
+# Each name is imported on first use, so a run imports only its own format's
+# reader (a JSON lines run skips the folder, CSV and shard modules).
+_HOME = {
+    "IMAGE_EXTENSIONS": "folder",
+    "SkippedFiles": "folder",
+    "WalkStats": "folder",
+    "MAX_LINE_BYTES": "lines",
+    "FORMATS": "probe",
+    "ManifestFormat": "probe",
+    "manifest_format": "probe",
+    "read_manifest": "reader",
+    "Ahead": "seekahead",
+    "SeekAhead": "seekahead",
+    "count_entries": "seekahead",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'ingest.manifest' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ingest.manifest.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FORMATS",

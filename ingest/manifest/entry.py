@@ -10,7 +10,6 @@ checked against the keys seen so far.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path
@@ -140,6 +139,8 @@ def suggest(name: str, present: set[str]) -> str | None:
     elif norm in _ALIASES:
         candidates = _ALIASES[norm]
     else:
+        import difflib  # only for a mistake (start-up time)
+
         candidates = tuple(difflib.get_close_matches(norm, FIELDS, n=2, cutoff=0.6))
     for candidate in candidates:
         if candidate not in present:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ingest.errors import ManifestError
-from ingest.manifest.csvfile import CsvFeed, csv_layout
 from ingest.manifest.lines import BOM, open_manifest, physical_lines
 from ingest.sniff import sniff
 from ingest.validate import describe_content
@@ -84,6 +83,8 @@ def probe_file(path: Path, source: str, fmt: ManifestFormat) -> None:
     if problem is not None:
         raise ManifestError(problem, source=source)
     if fmt == "csv":
+        from ingest.manifest.csvfile import CsvFeed, csv_layout  # a CSV run's only
+
         with open_manifest(path, source) as fh:
             csv_layout(CsvFeed(physical_lines(fh)), source)
 

@@ -13,17 +13,15 @@ from __future__ import annotations
 import os
 from collections.abc import Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ingest.errors import ManifestError
 from ingest.item import Item
-from ingest.manifest.csvfile import read_csv
 from ingest.manifest.dedupe import deduplicated, estimate_entries, one_per_file
-from ingest.manifest.folder import WalkStats, read_folder
-from ingest.manifest.jsonl import read_jsonl
-from ingest.manifest.packed import probe_shard, read_shard
-from ingest.manifest.packed.parquet import probe_parquet, read_parquet
-from ingest.manifest.pathlist import read_list
 from ingest.manifest.probe import FORMATS, ManifestFormat, manifest_format, probe_file, probe_folder
+
+if TYPE_CHECKING:
+    from ingest.manifest.folder import WalkStats
 
 
 def read_manifest(
@@ -44,19 +42,31 @@ def read_manifest(
         raise ManifestError(
             f"unknown manifest format {fmt!r}; use one of {', '.join(FORMATS)}", source=source
         )
+    # Each format's reader is imported only by a run of that format (start-up time).
     if fmt == "folder":
+        from ingest.manifest.folder import read_folder
+
         probe_folder(path, source)
         return one_per_file(read_folder(path, source, walk), source, by_path=lambda item: True)
     if fmt == "parquet":  # one item per row; pyarrow, an optional extra
+        from ingest.manifest.packed.parquet import probe_parquet, read_parquet
+
         probe_parquet(path, source)
         return read_parquet(Path(os.path.abspath(path)), source, path.name, walk)
     if fmt in ("tar", "zip"):  # a shard: its keys are distinct member names
+        from ingest.manifest.packed import probe_shard, read_shard
+
         probe_shard(source, fmt)  # a shard that cannot be listed: raised now
         # Its items name the shard by its absolute path, as a folder's name their files.
         return read_shard(Path(os.path.abspath(path)), fmt, source, path.name, walk)
     probe_file(path, source, fmt)
     base = os.path.dirname(os.path.abspath(path))
-    reader = {"jsonl": read_jsonl, "csv": read_csv, "list": read_list}[fmt]
+    if fmt == "jsonl":
+        from ingest.manifest.jsonl import read_jsonl as reader
+    elif fmt == "csv":
+        from ingest.manifest.csvfile import read_csv as reader
+    else:
+        from ingest.manifest.pathlist import read_list as reader
     entries = deduplicated(
         lambda seen: reader(path, source, base, seen), path, source, estimate_entries(path)
     )

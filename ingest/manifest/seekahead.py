@@ -33,15 +33,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ingest.errors import ManifestError
-from ingest.manifest.csvfile import CsvFeed, csv_layout
-from ingest.manifest.folder import SkippedFiles, WalkStats, count_folder
 from ingest.manifest.lines import BOM, open_manifest, physical_lines
-from ingest.manifest.packed import count_shard
-from ingest.manifest.packed.parquet import count_parquet
 from ingest.manifest.probe import ManifestFormat, manifest_format
+
+if TYPE_CHECKING:
+    from ingest.manifest.folder import SkippedFiles, WalkStats
 
 CHUNK = 1 << 20
 LIMIT_S = 30.0
@@ -89,15 +88,21 @@ class SeekAhead:
         return self._cancelled.is_set() or time.monotonic() > self._deadline
 
     def _count(self, path: Path, fmt: ManifestFormat | None) -> None:
-        stats = WalkStats()
+        stats: WalkStats | None = None  # a folder's (the walk counts what it skipped)
         count: int | None = None
         try:
+            fmt = fmt or manifest_format(path)
+            if fmt == "folder":
+                from ingest.manifest.folder import WalkStats
+
+                stats = WalkStats()
             count = count_entries(path, fmt, self._stop, stats)
         except (OSError, ManifestError):
             pass  # the reader reports what is wrong with the manifest
         finally:
             # With no image found, the reader's "no images found" says what was skipped.
-            skipped = stats.skipped if count is not None and stats.found else None
+            ended = stats is not None and count is not None
+            skipped = stats.skipped if stats is not None and ended and stats.found else None
             self._result = Ahead(count, counting=False, skipped=skipped)
 
 
@@ -114,11 +119,18 @@ def count_entries(
     Raises `ManifestError` (or `OSError`) if the manifest cannot be read.
     """
     fmt = fmt or manifest_format(path)
+    # Each format's counter is imported only by a run of that format (start-up time).
     if fmt == "folder":
+        from ingest.manifest.folder import WalkStats, count_folder
+
         return count_folder(path, stats if stats is not None else WalkStats(), stop)
     if fmt in ("tar", "zip"):
+        from ingest.manifest.packed.samples import count_shard
+
         return count_shard(path, fmt)
     if fmt == "parquet":
+        from ingest.manifest.packed.parquet import count_parquet
+
         return count_parquet(path)
     with open_manifest(path, str(path)) as fh:
         try:
@@ -177,6 +189,8 @@ def _line_runs(
 
 def _count_csv(fh: BinaryIO, stop: Callable[[], bool], chunk_size: int) -> int:
     """Records after the header row (read as the reader reads it, to learn the delimiter)."""
+    from ingest.manifest.csvfile import CsvFeed, csv_layout
+
     delimiter = csv_layout(CsvFeed(physical_lines(fh)), str(fh.name)).delimiter.encode()
     blank = _SPACE + delimiter
     not_record = re.compile(rb"^[" + re.escape(blank) + rb"]*\n", re.MULTILINE)

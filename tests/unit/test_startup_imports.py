@@ -8,8 +8,19 @@ import sys
 from pathlib import Path
 
 # Each is imported by the run that needs it: --sim, --convert, URL sources,
-# --coordinator, Parquet shards, the human display (--json shows none).
+# --coordinator, Parquet shards, the human display (--json shows none); the
+# other manifest formats' readers, a config file's TOML parser, "did you mean"
+# and what `ingest status` and `export` print.
 LAZY = (
+    "ingest.manifest.folder",
+    "ingest.manifest.csvfile",
+    "ingest.manifest.packed.members",
+    "ingest.manifest.packed.samples",
+    "ingest.journal.report",
+    "ingest.journal.exporting",
+    "tomllib",
+    "difflib",
+    "zipfile",
     "ingest.sim",
     "ingest.convert",
     "PIL",

@@ -16,7 +16,31 @@ Where each part lives:
 
 from __future__ import annotations
 
-from ingest.manifest.packed.members import ShardKind, list_members, probe_shard, shard_kind
-from ingest.manifest.packed.samples import count_shard, read_shard
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ingest.manifest.packed.members import ShardKind, list_members, probe_shard, shard_kind
+    from ingest.manifest.packed.samples import count_shard, read_shard
+
+# Imported on first use: a path entry's `split_member` (naming) must not cost
+# every run the tar/zip readers.
+_HOME = {
+    "ShardKind": "members",
+    "list_members": "members",
+    "probe_shard": "members",
+    "shard_kind": "members",
+    "count_shard": "samples",
+    "read_shard": "samples",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'ingest.manifest.packed' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ingest.manifest.packed.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["ShardKind", "count_shard", "list_members", "probe_shard", "read_shard", "shard_kind"]

@@ -20,7 +20,6 @@ from collections import OrderedDict
 
 from ingest.errors import ManifestError
 from ingest.item import Member
-from ingest.manifest.packed.members import list_members, shard_kind
 
 _MEMBER = re.compile(r"^(.+?\.(?:tar|zip))#(.+)$", re.IGNORECASE)
 _KEEP = 2  # shard indexes kept
@@ -45,6 +44,8 @@ class Shards:
             return self._find(shard, name)
 
     def _find(self, shard: str, name: str) -> Member | str:
+        from ingest.manifest.packed.members import list_members, shard_kind  # a shard's run only
+
         kind = shard_kind(shard)
         assert kind is not None
         try:

@@ -15,6 +15,7 @@ the bytes its image column holds there.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -65,6 +66,10 @@ class Item:
     # A remote source (``https://…``, `ingest.remote`): fetched before its upload; `path`
     # is then only its shown form until the fetched file replaces it.
     url: str | None = field(default=None, repr=False)
+    # The file's `os.stat` as the reader's same-file check took it (`dedupe.one_per_file`,
+    # which sets it once, before the item leaves the reader): `validate` checks that
+    # result instead of taking a second one. None where no check took it.
+    stat: os.stat_result | None = field(default=None, compare=False, repr=False)
     # A remote item's `Source` before its fetch has size 0 and a placeholder type (JPEG);
     # `ingest.remote` replaces it with the fetched file's.
 

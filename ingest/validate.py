@@ -6,9 +6,12 @@ bytes (never its name) are an image type the provider accepts, not cut short
 (PNG, JPEG), and they agree with any content type the manifest declared.
 
 Every check is blocking I/O by design (one open, one fstat, one short read per
-item, in that order, so a FIFO never blocks and the size and the bytes come
-from the same file; with a `Prefetch` budget, a small file is read whole
-instead; a PNG or JPEG also gets one read of its last 4 KiB, for `truncation`); the engine calls the `Checker` from a worker thread in batches. A
+item, in that order, so a FIFO never blocks; with a `Prefetch` budget, a small
+file is read whole instead; a PNG or JPEG also gets one read of its last 4 KiB,
+for `truncation`); the engine calls the `Checker` from a worker thread in
+batches. Where the reader's same-file check took a stat (`Item.stat`), that is
+the stat: no fstat. A size that moved since is told by the whole read (no
+body kept) or, for a file read in parts, by the upload's own size check. A
 failed check is returned, not raised, as a `ManifestError` whose reason
 stands on its own ("file not found: /data/a.png").
 """
@@ -116,7 +119,7 @@ def _check(
     except ValueError:
         return fail(f"invalid path (it contains a NUL character): {path!r}")
     try:
-        st = os.fstat(fd)
+        st = item.stat or os.fstat(fd)  # the reader's stat, when it took one
         if stat.S_ISDIR(st.st_mode):
             return fail(f"is a directory: {path}")
         if not stat.S_ISREG(st.st_mode):
@@ -135,7 +138,8 @@ def _check(
                 head = _read_member(fd, item, size if whole else SNIFF_BYTES)
             else:
                 head = _read_all(fd, size) if whole else os.read(fd, SNIFF_BYTES)
-            tail = _tail(fd, item, head, size, whole=whole)
+            image_type = sniff(head)  # once: the tail is read only for the types it checks
+            tail = _tail(fd, item, head, size, image_type, whole=whole)
         except PermissionError:
             return fail(f"permission denied: {path}")
         except OSError as exc:
@@ -143,7 +147,6 @@ def _check(
     finally:
         os.close(fd)
 
-    image_type = sniff(head)
     if image_type is None:
         return fail(f"not an image (content looks like {describe_content(head)}): {path}")
     if over and image_type not in limits.converts:  # a converted one: its converted bytes
@@ -186,20 +189,25 @@ def _read_member(fd: int, item: Item, n: int) -> bytes:
 _TAIL_CHECKED = (ImageType.PNG, ImageType.JPEG)
 
 
-def _tail(fd: int, item: Item, head: bytes, size: int, *, whole: bool) -> bytes:
+def _tail(
+    fd: int, item: Item, head: bytes, size: int, image_type: ImageType | None, *, whole: bool
+) -> bytes:
     """The file's last bytes for `truncation` (one pread, only for the types it checks).
 
     A shard member stored as is is read in place; a compressed one is not
-    checked (its end costs a decompression of all of it).
+    checked (its end costs a decompression of all of it). Nor is a file whose
+    size moved since its stat (a read longer or shorter than it said): its
+    end is not where the stat put it, and its upload tells it changed.
     """
     if whole or size <= len(head):
-        return head[-TAIL_BYTES:]
-    if sniff(head) not in _TAIL_CHECKED:
+        return head[-TAIL_BYTES:] if len(head) == size else b""
+    if image_type not in _TAIL_CHECKED:
         return b""
     n = min(TAIL_BYTES, size)
     member = item.member
     if member is None:
-        return os.pread(fd, n, size - n)
+        end = os.pread(fd, n + 1, size - n)  # one byte more tells a file that grew
+        return end if len(end) == n else b""
     return os.pread(fd, n, member.offset + size - n) if member.stored else b""
 
 

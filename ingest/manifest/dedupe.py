@@ -21,7 +21,8 @@ whose paths name the same file (``img/a.png``, ``./img/a.png``,
 ``/abs/img/a.png``, a symlink and its target, a hard link) are one item: the
 first; each later one is an error naming that line. It is judged by the
 file's (st_dev, st_ino) from one ``stat`` per entry, kept in a `DigestSet`
-(about 23 bytes a file). Entries with an ``id`` of their own are left alone:
+(about 23 bytes a file); that stat travels on as `Item.stat`, so `validate`
+does not take another. Entries with an ``id`` of their own are left alone:
 two ids for one file are two items on purpose (one picture, two captions).
 """
 
@@ -150,6 +151,9 @@ def one_per_file(
                 except (OSError, ValueError):
                     yield entry
                     continue
+                # Handed on for `validate` (one stat an entry, not two). The item is
+                # still the reader's own: nothing downstream has seen it yet.
+                object.__setattr__(entry, "stat", st)
                 if st.st_ino:  # 0: a file system without inode numbers; nothing to go by
                     identity = _file_digest(st.st_dev, st.st_ino)
                     first = firsts.get(identity)

@@ -25,7 +25,7 @@ Invariants (each module states its own):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ingest.journal.header import EMULATOR, FORMAT, VERSION, Header, HeaderRecord
 from ingest.journal.maintenance import (
@@ -63,6 +63,7 @@ from ingest.journal.records import (
     uploaded,
 )
 from ingest.journal.writer import Journal
+from ingest.lazynames import lazy_names
 
 if TYPE_CHECKING:
     from ingest.journal.exporting import ExportFormat, ExportRow, export
@@ -70,25 +71,17 @@ if TYPE_CHECKING:
 
 # What `status` and `export` need is imported on first use: a run never does (start-up time).
 _REPORTS = {
-    "ExportFormat": "exporting",
-    "ExportRow": "exporting",
-    "export": "exporting",
-    "Failure": "report",
-    "JournalStatus": "report",
-    "failures": "report",
-    "manifest_problem": "report",
-    "status": "report",
+    "ExportFormat": "ingest.journal.exporting",
+    "ExportRow": "ingest.journal.exporting",
+    "export": "ingest.journal.exporting",
+    "Failure": "ingest.journal.report",
+    "JournalStatus": "ingest.journal.report",
+    "failures": "ingest.journal.report",
+    "manifest_problem": "ingest.journal.report",
+    "status": "ingest.journal.report",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _REPORTS:
-        raise AttributeError(f"module 'ingest.journal' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"ingest.journal.{_REPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _REPORTS, globals())
 
 
 __all__ = [

@@ -45,8 +45,9 @@ Invariants:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ingest.lazynames import lazy_names
 
 if TYPE_CHECKING:
     from ingest.manifest.folder import IMAGE_EXTENSIONS, SkippedFiles, WalkStats
@@ -58,26 +59,20 @@ if TYPE_CHECKING:
 # Each name is imported on first use, so a run imports only its own format's
 # reader (a JSON lines run skips the folder, CSV and shard modules).
 _HOME = {
-    "IMAGE_EXTENSIONS": "folder",
-    "SkippedFiles": "folder",
-    "WalkStats": "folder",
-    "MAX_LINE_BYTES": "lines",
-    "FORMATS": "probe",
-    "ManifestFormat": "probe",
-    "manifest_format": "probe",
-    "read_manifest": "reader",
-    "Ahead": "seekahead",
-    "SeekAhead": "seekahead",
-    "count_entries": "seekahead",
+    "IMAGE_EXTENSIONS": "ingest.manifest.folder",
+    "SkippedFiles": "ingest.manifest.folder",
+    "WalkStats": "ingest.manifest.folder",
+    "MAX_LINE_BYTES": "ingest.manifest.lines",
+    "FORMATS": "ingest.manifest.probe",
+    "ManifestFormat": "ingest.manifest.probe",
+    "manifest_format": "ingest.manifest.probe",
+    "read_manifest": "ingest.manifest.reader",
+    "Ahead": "ingest.manifest.seekahead",
+    "SeekAhead": "ingest.manifest.seekahead",
+    "count_entries": "ingest.manifest.seekahead",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'ingest.manifest' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ingest.manifest.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _HOME, globals())
 
 
 __all__ = [

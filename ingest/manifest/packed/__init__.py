@@ -16,8 +16,9 @@ Where each part lives:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ingest.lazynames import lazy_names
 
 if TYPE_CHECKING:
     from ingest.manifest.packed.members import ShardKind, list_members, probe_shard, shard_kind
@@ -26,21 +27,15 @@ if TYPE_CHECKING:
 # Imported on first use: a path entry's `split_member` (naming) must not cost
 # every run the tar/zip readers.
 _HOME = {
-    "ShardKind": "members",
-    "list_members": "members",
-    "probe_shard": "members",
-    "shard_kind": "members",
-    "count_shard": "samples",
-    "read_shard": "samples",
+    "ShardKind": "ingest.manifest.packed.members",
+    "list_members": "ingest.manifest.packed.members",
+    "probe_shard": "ingest.manifest.packed.members",
+    "shard_kind": "ingest.manifest.packed.members",
+    "count_shard": "ingest.manifest.packed.samples",
+    "read_shard": "ingest.manifest.packed.samples",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'ingest.manifest.packed' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ingest.manifest.packed.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _HOME, globals())
 
 
 __all__ = ["ShardKind", "count_shard", "list_members", "probe_shard", "read_shard", "shard_kind"]

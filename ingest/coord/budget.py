@@ -290,6 +290,7 @@ class SharedPacer:
         self._wake = anyio.Event()
         self.learnt: float | None = None  # the account's learnt rate, as last heard
         self.shared_waits = 0  # times the shared budget made a call wait
+        self.granted_us = 0  # server time of the last grant (us)
 
     def stats(self) -> PacerStats:
         local = self.local.stats()
@@ -309,6 +310,7 @@ class SharedPacer:
             self.learnt = grant.learnt
             self._offset_us = grant.server_us - round(self._clock.now() * 1e6)
             if grant.granted:
+                self.granted_us = grant.server_us
                 return self._clock.now()
             self._checked = float("-inf")  # paused: the next caller looks again
             self.shared_waits += 1

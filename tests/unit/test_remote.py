@@ -10,6 +10,7 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -96,7 +97,7 @@ def server() -> Iterator[Server]:
     srv.close()
 
 
-def upload_urls(manifest: Path, store: Path) -> ingest.Result:
+def upload_urls(manifest: Path, store: Path, **settings: Any) -> ingest.Result:
     """`manifest` uploaded to Novita through the emulator, retried quickly (3 tries)."""
     return ingest.upload_sync(
         manifest,
@@ -105,6 +106,7 @@ def upload_urls(manifest: Path, store: Path) -> ingest.Result:
         retry_window_s=0,
         max_attempts=3,
         backoff_base_s=0.01,
+        **settings,
     )
 
 

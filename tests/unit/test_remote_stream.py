@@ -113,8 +113,9 @@ def _digests(store: Path) -> list[str]:
     )
 
 
+@pytest.mark.parametrize("transport", ["lean", "aiohttp"])  # their send errors differ
 def test_known_lengths_stream_into_the_put_and_failures_keep_nothing(
-    server: StreamServer, spooled: list[str], tmp_path: Path
+    server: StreamServer, spooled: list[str], tmp_path: Path, transport: str
 ) -> None:
     secret = server.url("dies.jpg").replace("http://", "http://bob:s3cret@")
     secret += "?X-Amz-Signature=topsecretsig"
@@ -122,7 +123,7 @@ def test_known_lengths_stream_into_the_put_and_failures_keep_nothing(
     manifest = tmp_path / "urls.txt"
     manifest.write_text("\n".join(lines) + "\n")
     store = tmp_path / "store"
-    result = upload_urls(manifest, store)
+    result = upload_urls(manifest, store, put_transport=transport)
     assert (result.done, result.failed) == (2, 3)
     assert _digests(store) == sorted(hashlib.sha256(b).hexdigest() for b in (BIG, ONCE))
     assert spooled == []  # every body went from its source's socket into its PUT

@@ -22,7 +22,9 @@ the rounds, ratios against *bare* (sign+PUT) from the same rounds:
 - ``ingest``: ``ingest run --provider novita`` from the installed package
   (the ``ingest`` script beside this Python), journaling to disk;
 - ``ingest-asyncio``: the same with uvloop hidden (as a set-up without it
-  runs), only when uvloop is installed.
+  runs), only when uvloop is installed;
+- ``ingest-aiohttp``: ``ingest run`` with ``--put-transport aiohttp`` (PUTs by
+  aiohttp instead of the lean transport; not in the default set).
 
 Per run: wall time, CPU (user + system of the client's process tree, start-up
 included), peak RSS, the client's own transfer-phase time where it reports
@@ -79,6 +81,7 @@ LABELS = {
     "rclone": "rclone s3 (PUT only)",
     "ingest": "ingest run",
     "ingest-asyncio": "ingest run (asyncio)",
+    "ingest-aiohttp": "ingest run (aiohttp PUTs)",
 }
 UVLOOP = importlib.util.find_spec("uvloop") is not None
 _HIDE_UVLOOP = (
@@ -149,9 +152,11 @@ class Bench:
         for leftover in self.tmp.glob("run.journal*"):
             leftover.unlink()
         env["NOVITA_API_KEY"] = KEY
-        head = ingest_command(self.script) if client == "ingest" else hidden_uvloop(self.script)
+        asyncio = client == "ingest-asyncio"
+        head = hidden_uvloop(self.script) if asyncio else ingest_command(self.script)
+        put = ["--put-transport", "aiohttp"] if client == "ingest-aiohttp" else []
         return [*head, "run", str(manifest), "--provider", "novita", "--base-url",
-                self.signer.base_url, "--journal", str(journal), "--json"], env  # fmt: skip
+                self.signer.base_url, "--journal", str(journal), "--json", *put], env  # fmt: skip
 
     def measure(
         self, client: str, round_: int, paths: Sequence[Path], manifest: Path, paths_file: Path

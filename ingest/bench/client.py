@@ -28,6 +28,7 @@ class ClientConfig(TypedDict):
     put_concurrency: int | None
     api_concurrency: int | None
     api_rate: float | None
+    put_transport: str | None  # "lean" or "aiohttp"; None: the [run] default
     emulator: bool  # fill in a placeholder key, as `ingest run --sim` does
 
 
@@ -39,7 +40,7 @@ async def _run(config: ClientConfig) -> dict[str, Any]:
 
     overrides: dict[str, Any] = {
         key: value
-        for key in ("put_concurrency", "api_concurrency", "api_rate")
+        for key in ("put_concurrency", "api_concurrency", "api_rate", "put_transport")
         if (value := config[key]) is not None
     }
     plan = prepare(

@@ -72,6 +72,9 @@ class BenchOptions:
     put_concurrency: int | None = None
     api_concurrency: int | None = None
     api_rate: float | None = None
+    put_transport: str | None = (
+        None  # "lean" or "aiohttp" (`[run] put_transport`); None: its default
+    )
     lifetime_s: float = 120.0
     faults: str = ""
     base_url: str | None = None  # a real endpoint instead of the emulator
@@ -211,6 +214,7 @@ def run_client(
         "put_concurrency": options.put_concurrency,
         "api_concurrency": options.api_concurrency,
         "api_rate": options.api_rate,
+        "put_transport": options.put_transport,
         "emulator": placeholder_keys,
     }
     out, err, usage = run_measured(
@@ -235,6 +239,12 @@ def _measure(
     return build_report(
         options, base_url if emulator is None else None, client, usage, emu_cpu, stats
     )
+
+
+def _default_put_transport() -> str:
+    from ingest.config import RunSettings
+
+    return RunSettings().put_transport
 
 
 def _ms(q: dict[str, float | None]) -> dict[str, float | None]:
@@ -264,6 +274,7 @@ def build_report(
             "put_concurrency": options.put_concurrency,
             "api_concurrency": options.api_concurrency,
             "api_rate": options.api_rate,
+            "put_transport": options.put_transport or _default_put_transport(),
             "url_lifetime_s": options.lifetime_s if endpoint is None else None,
             "faults": options.faults if endpoint is None else None,
         },
@@ -365,7 +376,7 @@ def render(report: dict[str, Any]) -> str:
     share = lease["queued_share_of_lifetime"]
     lines = [
         f"ingest bench: {cfg['files']} × {_size(cfg['file_size'])} via {cfg['provider']} "
-        f"({cfg['endpoint']})",
+        f"({cfg['endpoint']}, {cfg.get('put_transport', 'aiohttp')} PUTs)",
         f"  done       {res['done']} (failed {res['failed']}, rejected {res['rejected']})"
         f" in {res['elapsed_s']:.2f} s",
         f"  throughput {res['files_per_s']:.1f} files/s, {res['mib_per_s']:.1f} MiB/s",

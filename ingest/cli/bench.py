@@ -76,6 +76,11 @@ def register(sub: Any) -> None:
     p.add_argument("--api-concurrency", type=positive_int, help="concurrent API calls")
     p.add_argument("--api-rate", type=float, help="API calls per second (0: until throttled)")
     p.add_argument(
+        "--put-transport",
+        choices=("lean", "aiohttp"),
+        help="the engine's HTTP client of the uploads (default: lean, as `ingest run`)",
+    )
+    p.add_argument(
         "--lifetime",
         type=positive_seconds,
         default=120.0,
@@ -143,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         put_concurrency=args.put_concurrency,
         api_concurrency=args.api_concurrency,
         api_rate=args.api_rate,
+        put_transport=args.put_transport,
         lifetime_s=args.lifetime,
         faults=args.faults,
         base_url=args.base_url,

@@ -249,3 +249,10 @@ def test_reference_flags_that_cannot_apply_are_bad_usage(
     err = capsys.readouterr().err
     assert says in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_report_names_the_engines_put_transport() -> None:
+    assert "(emulator, lean PUTs)" in render(_built(_client(50))).splitlines()[0]
+    fallback = _built(_client(50), put_transport="aiohttp")
+    assert fallback["config"]["put_transport"] == "aiohttp"
+    assert "(emulator, aiohttp PUTs)" in render(fallback).splitlines()[0]

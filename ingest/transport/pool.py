@@ -33,14 +33,19 @@ import re
 import socket
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
+import aiohappyeyeballs
 import yarl
 
 from ingest.transport.connection import Connection, Disconnected
 from ingest.transport.response import Answer
 
 Origin = tuple[str, str, int]  # scheme, host as connected to (IDNA), port
+AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]  # loop.getaddrinfo's entries
+DNS_TTL_S = 300.0  # addresses kept this long, as the aiohttp sessions' ttl_dns_cache
+HAPPY_EYEBALLS_DELAY_S = 0.25  # aiohttp's default
 
 _UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f-\U0010ffff]")
 _UNSAFE_HEADER = re.compile(r"[\r\n\x00]")
@@ -112,6 +117,7 @@ class Pool:
         self.opened = 0  # connections opened so far (tests and the bench read it)
         self._proxies = urllib.request.getproxies_environment()  # read once, as aiohttp does
         self._direct: dict[str, bool] = {}
+        self._dns: dict[tuple[str, int], tuple[float, Sequence[AddrInfo]]] = {}
 
     def direct(self, url: yarl.URL) -> bool:
         """False when the environment sends `url`'s scheme through a proxy (HTTP(S)_PROXY,
@@ -199,25 +205,13 @@ class Pool:
 
     async def _connect(self, origin: Origin) -> Connection:
         scheme, host, port = origin
-        loop = asyncio.get_running_loop()
         tls = default_tls() if scheme == "https" else None
         try:
-            _transport, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: Connection(loop, self.read_timeout),
-                    host,
-                    port,
-                    ssl=tls,
-                    server_hostname=host if tls is not None else None,
-                ),
-                self.connect_timeout,
-            )
+            conn = await asyncio.wait_for(self._open_one(host, port, tls), self.connect_timeout)
         except TimeoutError:
             raise ConnectFailed("connection timed out") from None
-        except ssl.SSLError as exc:
+        except ssl.SSLError as exc:  # certificate errors included
             raise TLSFailed(f"TLS handshake with {host} failed: {exc.reason or exc}") from exc
-        except ssl.CertificateError as exc:
-            raise TLSFailed(f"TLS certificate of {host} does not verify: {exc}") from exc
         except ConnectionRefusedError:
             raise ConnectFailed("connection refused") from None
         except socket.gaierror as exc:
@@ -227,6 +221,39 @@ class Pool:
         self.opened += 1
         self._open.add(conn)
         return conn
+
+    async def _open_one(self, host: str, port: int, tls: ssl.SSLContext | None) -> Connection:
+        """Resolve (cached), connect with Happy Eyeballs (as aiohttp does: a broken IPv6
+        route costs 0.25 s, not the connect timeout), then TLS if asked."""
+        loop = asyncio.get_running_loop()
+        infos = await self._resolve(loop, host, port)
+        sock = await aiohappyeyeballs.start_connection(
+            infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S, interleave=1
+        )
+        try:
+            _transport, conn = await loop.create_connection(
+                lambda: Connection(loop, self.read_timeout),
+                sock=sock,
+                ssl=tls,
+                server_hostname=host if tls is not None else None,
+            )
+        except BaseException:
+            sock.close()  # a handshake that failed or was cancelled leaves the socket open
+            raise
+        return conn
+
+    async def _resolve(
+        self, loop: asyncio.AbstractEventLoop, host: str, port: int
+    ) -> Sequence[AddrInfo]:
+        now = loop.time()
+        known = self._dns.get((host, port))
+        if known is not None and now - known[0] < DNS_TTL_S:
+            return known[1]
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        if not infos:
+            raise socket.gaierror(socket.EAI_NONAME, "no address")
+        self._dns[(host, port)] = (now, infos)
+        return infos
 
 
 async def _send_body(conn: Connection, body: AsyncIterator[bytes]) -> bool:

@@ -62,6 +62,7 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._progress = 0.0  # loop time of the last sign of life during a request
         self.closed = False  # the server closed, or we did
+        self._ours = False  # we closed it (a request ended badly, or the pool closed)
         self.answer: Answer | None = None
         self.requests = 0  # requests begun on this connection
 
@@ -169,13 +170,13 @@ class Connection(asyncio.Protocol):
         )
 
     def close(self) -> None:
-        self.closed = True
+        self.closed = self._ours = True
         self._stop_timer()
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
-        self.closed = True
+        self.closed = self._ours = True
         self._stop_timer()
         if self.transport is not None:
             self.transport.abort()
@@ -201,7 +202,9 @@ class Connection(asyncio.Protocol):
         self._stop_timer()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            if exc is None:
+            if self._ours:
+                err = Disconnected("connection closed by this client (the run is ending)")
+            elif exc is None:
                 err = Disconnected("server closed the connection before answering", clean=True)
             else:
                 err = Disconnected(f"connection lost before the answer: {exc}")

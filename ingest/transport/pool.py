@@ -118,6 +118,7 @@ class Pool:
         self._proxies = urllib.request.getproxies_environment()  # read once, as aiohttp does
         self._direct: dict[str, bool] = {}
         self._dns: dict[tuple[str, int], tuple[float, Sequence[AddrInfo]]] = {}
+        self.closed = False
 
     def direct(self, url: yarl.URL) -> bool:
         """False when the environment sends `url`'s scheme through a proxy (HTTP(S)_PROXY,
@@ -144,6 +145,8 @@ class Pool:
         fresh: bool = False,
     ) -> Answer:
         """One PUT; `headers` must carry Content-Type and the exact Content-Length."""
+        if self.closed:
+            raise Disconnected("the storage session is closed")
         head = request_head(url, headers, self.user_agent)
         origin = origin_of(url)
         conn = None if fresh else self._take(origin)
@@ -178,6 +181,7 @@ class Pool:
 
     def close(self) -> None:
         """Close every connection, idle or not (the run is over)."""
+        self.closed = True
         for conn in list(self._open):
             conn.close()
         self._open.clear()
@@ -219,6 +223,9 @@ class Pool:
         except OSError as exc:
             raise ConnectFailed((exc.strerror or str(exc) or type(exc).__name__).lower()) from exc
         self.opened += 1
+        if self.closed:  # the session closed while this one was opening
+            conn.close()
+            raise Disconnected("the storage session is closed")
         self._open.add(conn)
         return conn
 

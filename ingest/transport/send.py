@@ -4,8 +4,14 @@ Owns `send_lean` and `send_aiohttp` (each makes the body, sends it and
 returns the status, at most `BODY_CAP` bytes of an error body and the
 headers, for `ingest.storage` to triage the same way) and `closing_body`.
 
-Invariants: a body stream the request left unfinished is closed
-(`closing_body`); the lean send tries a second time only after `Stale` (a
+Invariants: a lean PUT's first byte leaves on a later event-loop turn than
+the one that asked for it: the records journaled in that turn (the item's
+``acq``, written by a `call_soon` at the end of the turn:
+`ingest.journal.writer`) reach the OS before any byte of its upload, so a
+SIGKILL can never leave an upload landed that the journal does not show in
+flight (aiohttp's request path always yielded first; a warm lean connection
+with a read-ahead body would not). A body stream the request left unfinished
+is closed (`closing_body`); the lean send tries a second time only after `Stale` (a
 kept-alive connection closed by the server before any byte of its answer),
 at once, on a fresh connection, with the body made anew; a connection
 that cannot be opened is `UNREACHABLE` ("cannot reach ORIGIN: why"), named
@@ -15,6 +21,7 @@ by its origin only; every other transport error is left to
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 
@@ -89,6 +96,9 @@ async def send_lean(
     before any byte of its answer is tried once more at once, with the body made
     anew, on a fresh connection (a PUT of the same bytes is idempotent)."""
     fresh = False
+    # One turn of the loop (FIFO: callbacks scheduled before this run first): see the
+    # module's invariants. Not a delay; a read-ahead body is otherwise sent in this turn.
+    await asyncio.sleep(0)
     while True:
         data = await body()
         try:

@@ -422,3 +422,58 @@ async def test_a_large_body_waits_for_the_socket_and_lands_whole(
     assert (
         hashlib.sha256(seen.requests[0].body).digest() == hashlib.sha256(path.read_bytes()).digest()
     )
+
+
+async def test_closing_the_session_ends_a_put_in_flight_without_a_second_try(
+    tmp_path: Path,
+) -> None:
+    path = image(tmp_path, 1000)
+    arrived = asyncio.Event()
+    done = asyncio.Event()
+
+    async def keep_one_unanswered(reader: Reader, writer: Writer, seen: Seen) -> None:
+        await read_request(reader, seen)
+        writer.write(OK)
+        await writer.drain()
+        await read_request(reader, seen)
+        arrived.set()
+        await done.wait()
+
+    async with serve(keep_one_unanswered) as (base, seen):
+        session = storage_session(Timeouts(), 2)
+        await put(session, f"{base}/b/1{SIGNED}", path)
+        in_flight = asyncio.ensure_future(put(session, f"{base}/b/2{SIGNED}", path))
+        await arrived.wait()
+        await session.close()
+        with pytest.raises(TransferError) as ended:
+            await in_flight
+        done.set()
+    assert ended.value.code == "network"
+    assert seen.connections == 1 and len(seen.requests) == 2
+
+
+async def test_a_put_leaves_after_the_callbacks_of_the_turn_that_asked_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal writes an item's `acq` with a `call_soon` at the end of the turn; a read-
+    ahead body on a warm connection must not reach the server before it (a SIGKILL between
+    them left an upload landed twice with no record of it in flight)."""
+    from ingest.transport.connection import Connection
+
+    path = image(tmp_path, 1000)
+    order: list[str] = []
+    send_head = Connection.send_head
+
+    def observed(self: Connection, head: bytes) -> None:
+        order.append("sent")
+        send_head(self, head)
+
+    monkeypatch.setattr(Connection, "send_head", observed)
+    async with serve(keep_alive) as (base, _seen), storage_session(Timeouts(), 2) as session:
+        await put(session, f"{base}/b/warm{SIGNED}", path)  # a kept-alive connection now
+        order.clear()
+        asyncio.get_running_loop().call_soon(order.append, "journaled")
+        await put_file(
+            session, f"{base}/b/1{SIGNED}", path, 1000, "image/png", provider="p", body=b"x" * 1000
+        )
+    assert order == ["journaled", "sent"]

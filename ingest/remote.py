@@ -213,6 +213,10 @@ class Fetcher:
                 raise err
             length = response.content_length
             self._check_length(item, length)
+            if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+                # Sent encoded though asked for identity: aiohttp decodes it, so the length
+                # is the encoded one, not the image's; the body is spooled and measured.
+                length = None
             head = await _first_chunk(response.content, length)
         except BaseException as exc:
             response.close()

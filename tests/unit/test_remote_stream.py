@@ -6,6 +6,7 @@ hold, or a PNG whose tail is cut, ends the PUT body short, so storage keeps noth
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import threading
 from collections import Counter
@@ -58,6 +59,8 @@ class StreamServer(Server):
         body = {"big.png": BIG, "once.jpg": ONCE, "dies.jpg": ONCE, "cut.png": CUT}.get(name)
         if name == "changes.png":  # dies the first time; fetched again, it is longer
             body = CHANGES if hits == 1 else CHANGES + b"\x00" * 10
+        if name == "gzipped.png":  # encoded though the client asked for identity
+            return web.Response(body=gzip.compress(BIG), headers={"Content-Encoding": "gzip"})
         if body is None:
             return web.Response(status=404)
         dies = name == "dies.jpg" or (hits == 1 and name in ("once.jpg", "changes.png"))
@@ -210,3 +213,14 @@ def test_a_provider_that_reads_a_file_gets_a_spooled_body(
         if r["s"] == "fail"
     ]
     assert cut["e"].startswith("truncated PNG (no IEND chunk")
+
+
+def test_an_encoded_body_is_decoded_and_spooled_not_streamed_with_the_encoded_length(
+    server: StreamServer, spooled: list[str], tmp_path: Path
+) -> None:
+    manifest = tmp_path / "urls.txt"
+    manifest.write_text(server.url("gzipped.png") + "\n")
+    store = tmp_path / "store"
+    result = upload_urls(manifest, store)
+    assert (result.done, result.failed) == (1, 0) and spooled == ["gzipped.png"]
+    assert _digests(store) == [hashlib.sha256(BIG).hexdigest()]

@@ -4,7 +4,9 @@ Owns the "landed, to finalize" hand-off and the finalizers that drain it.
 A worker whose PUT landed journals `up` and sends a `ToFinalize`; triage
 sends one for an item whose bytes landed in an earlier run (`source` is then
 `None`: only the journal knows its size). A finalizer takes what is waiting,
-up to the provider's `finalize_batch`, in one call.
+up to the provider's `finalize_batch`, in one call; where that is more than
+one, batches are filled across the finalizers (`batching.Gatherer`: a short
+linger while uploads are in flight).
 
 A finalize answered with RESIGN says the landed bytes are gone at the
 provider (ModelHunter forgets a file not completed before its upload URL
@@ -28,6 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ingest import handoff
 from ingest.clock import Clock
+from ingest.engine.batching import Gatherer, linger_for
 from ingest.engine.worker import Calls
 from ingest.errors import Action, ManifestError, TransferError
 from ingest.item import Item, Source
@@ -35,6 +38,7 @@ from ingest.providers.base import Landed, Provider, Target
 from ingest.validate import Checker
 
 if TYPE_CHECKING:
+    from ingest.engine.outcomes import Counters
     from ingest.preparing import Preparer
 
 
@@ -51,6 +55,9 @@ class ToFinalize:
 
 class Outcomes(Protocol):
     """Where a finalizer reports each item (the engine's bookkeeping)."""
+
+    @property
+    def counters(self) -> Counters: ...  # `in_flight`: uploads that may still land
 
     def done(self, key: str, line: int, source: Source | None, landed: Landed) -> None: ...
     def fail(
@@ -78,8 +85,26 @@ class Finalizer:
         # then fetched (a URL) or converted (--convert) as the workers do.
         self._preparer = preparer
         self._checker = Checker(preparer.caps if preparer else provider.caps, provider.name)
+        caps = provider.caps
+        self._gatherer = (
+            Gatherer[ToFinalize](
+                caps.finalize_batch,
+                clock,
+                linger_for(caps.url_lifetime_s),
+                lambda: outcomes.counters.in_flight > 0,
+            )
+            if caps.finalize_batch > 1
+            else None
+        )
 
     async def run(self, receive: MemoryObjectReceiveStream[ToFinalize]) -> None:
+        gatherer = self._gatherer
+        if gatherer is not None:  # batches filled across finalizers (`batching`)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(gatherer.collect, receive)
+                while batch := await gatherer.batch():
+                    await self.finalize(batch)
+            return
         batch_size = self._provider.caps.finalize_batch
         async with receive:
             async for first in handoff.Items(receive):

@@ -80,7 +80,7 @@ def url_name(url: str) -> str:
 
 
 class Fetcher:
-    """Fetches remote items for one run; owns its session, spool folder and open bodies."""
+    """Fetches remote items for one run; owns its session, its spool and the bodies it opened."""
 
     def __init__(
         self,
@@ -170,6 +170,9 @@ class Fetcher:
         except Exception as exc:
             opened.close()
             raise self._failure(item, exc) from None
+        except BaseException:  # cancelled: the answer is let go at once, not at the run's end
+            opened.close()
+            raise
         opened.close()
         fetched = dataclasses.replace(item, path=path, name=self._name(item))
         return Source(item=fetched, size=size, mtime_ns=0, image_type=kind)

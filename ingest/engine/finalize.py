@@ -12,6 +12,11 @@ A finalize answered with RESIGN says the landed bytes are gone at the
 provider (ModelHunter forgets a file not completed before its upload URL
 expired): the item is uploaded anew, once, with a new target (a resumed item's
 file is checked first, as triage would), journaled `up` again and finalized.
+That upload is a task of its own, counted in flight, through the workers'
+`Calls.upload` (the API pacer and limit, a PUT slot, the retry and re-sign
+rules), up to `put_concurrency + lookahead` at once, as many as the workers;
+the finalizer goes on finalizing meanwhile (it used to upload each such item
+itself, so no more than api_concurrency/2 at once and no completes while).
 
 Invariant: a finalize that fails keeps the item's target in its `fail`
 record (`st: up`), so a resume finalizes it without uploading again; a
@@ -38,7 +43,10 @@ from ingest.providers.base import Landed, Provider, Target
 from ingest.validate import Checker
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from ingest.engine.outcomes import Counters
+    from ingest.engine.settings import EngineSettings
     from ingest.preparing import Preparer
 
 
@@ -58,6 +66,9 @@ class Outcomes(Protocol):
 
     @property
     def counters(self) -> Counters: ...  # `in_flight`: uploads that may still land
+
+    @property
+    def settings(self) -> EngineSettings: ...
 
     def done(self, key: str, line: int, source: Source | None, landed: Landed) -> None: ...
     def fail(
@@ -85,7 +96,8 @@ class Finalizer:
         # then fetched (a URL) or converted (--convert) as the workers do.
         self._preparer = preparer
         self._checker = Checker(preparer.caps if preparer else provider.caps, provider.name)
-        caps = provider.caps
+        caps, run = provider.caps, outcomes.settings
+        self._anew_slots = anyio.Semaphore(run.put_concurrency + run.lookahead)
         self._gatherer = (
             Gatherer[ToFinalize](
                 caps.finalize_batch,
@@ -98,23 +110,23 @@ class Finalizer:
         )
 
     async def run(self, receive: MemoryObjectReceiveStream[ToFinalize]) -> None:
-        gatherer = self._gatherer
-        if gatherer is not None:  # batches filled across finalizers (`batching`)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(gatherer.collect, receive)
+        async with anyio.create_task_group() as anew:  # new uploads of forgotten items
+            gatherer = self._gatherer
+            if gatherer is not None:  # batches filled across finalizers (`batching`)
+                anew.start_soon(gatherer.collect, receive)
                 while batch := await gatherer.batch():
-                    await self.finalize(batch)
-            return
-        batch_size = self._provider.caps.finalize_batch
-        async with receive:
-            async for first in handoff.Items(receive):
-                batch = [first]
-                while len(batch) < batch_size:
-                    try:
-                        batch.append(receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                await self.finalize(batch)
+                    await self.finalize(batch, anew)
+                return
+            batch_size = self._provider.caps.finalize_batch
+            async with receive:
+                async for first in handoff.Items(receive):
+                    batch = [first]
+                    while len(batch) < batch_size:
+                        try:
+                            batch.append(receive.receive_nowait())
+                        except (anyio.WouldBlock, anyio.EndOfStream):
+                            break
+                    await self.finalize(batch, anew)
 
     async def _results(self, batch: list[ToFinalize]) -> list[Landed | TransferError]:
         pairs = [(landing.source, landing.target) for landing in batch]
@@ -123,11 +135,13 @@ class Finalizer:
         except TransferError as err:
             return [err] * len(batch)
 
-    async def finalize(self, batch: list[ToFinalize]) -> None:
+    async def finalize(self, batch: list[ToFinalize], anew: TaskGroup) -> None:
         results = await self._results(batch)
         for landing, result in zip(batch, results, strict=True):
             if isinstance(result, TransferError) and result.action is Action.RESIGN:
-                await self._anew(landing, result)
+                await self._anew_slots.acquire()  # as many at once as there are workers
+                self._outcomes.counters.in_flight += 1
+                anew.start_soon(self._anew, landing, result)
             else:
                 self._report(landing, result)
 
@@ -141,6 +155,13 @@ class Finalizer:
 
     async def _anew(self, landing: ToFinalize, gone: TransferError) -> None:
         """The provider forgot the landed bytes: upload the item once more, then finalize it."""
+        try:
+            await self._upload_anew(landing, gone)
+        finally:
+            self._outcomes.counters.in_flight -= 1
+            self._anew_slots.release()
+
+    async def _upload_anew(self, landing: ToFinalize, gone: TransferError) -> None:
         outcomes = self._outcomes
         source = landing.source
         if source is None and landing.item is not None:

@@ -104,6 +104,8 @@ async def send_lean(
         try:
             async with closing_body(data):
                 answer = await pool.put(target, headers, data, fresh=fresh)
+            if answer.status in (200, 201, 204):  # nothing of a success is read: no headers made
+                return answer.status, b"", {}
             return answer.status, answer.body, answer.headers
         except Stale:
             if fresh:

@@ -390,7 +390,7 @@ async def test_a_large_body_waits_for_the_socket_and_lands_whole(
     the server is behind (observed), and every byte arrives in order."""
     from ingest.transport.connection import Connection
 
-    path = image(tmp_path, 12 * 1024 * 1024 + 3, "big.png")
+    path = image(tmp_path, 6 * 1024 * 1024 + 3, "big.png")  # beyond the socket buffers (4 MiB)
     paused = asyncio.Event()
     pause = Connection.pause_writing
 

@@ -278,7 +278,7 @@ async def _rows(url: str, name: str) -> list[dict[str, Any]]:
         records = await Record(conn, RunKeys(name)).records("done")
     rows = []
     for rec in sorted(records, key=lambda r: int(r["line"])):
-        row = {"key": rec["k"], "line": rec["line"], "remote_id": rec["id"], "url": rec["url"]}
+        row = {"key": rec["k"], "line": rec["line"], "remote_id": rec["id"], "url": rec.get("url")}
         row["size"] = rec["size"]
         if rec.get("extra"):
             row["extra"] = rec["extra"]

@@ -193,13 +193,10 @@ class Shipper:
     # -- the Observer protocol -----------------------------------------------
 
     def item_done(self, done: ItemDone) -> None:
-        rec = {
-            "k": done.key,
-            "line": done.line,
-            "id": done.landed.remote_id,
-            "url": done.landed.url,
-            "size": done.size,
-        }
+        rec: dict[str, Any] = {"k": done.key, "line": done.line, "id": done.landed.remote_id}
+        if done.landed.url is not None:  # absent, not null: 11 bytes of every Novita record
+            rec["url"] = done.landed.url
+        rec["size"] = done.size
         if done.landed.extra:
             rec["extra"] = done.landed.extra
         self._add("done", done.line, rec)

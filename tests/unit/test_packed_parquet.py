@@ -134,6 +134,7 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parquet, "CACHE_BYTES", 20_000)
     parquet._batches.clear()
     monkeypatch.setattr(parquet, "_cached_bytes", 0)
+    monkeypatch.setattr(parquet, "_cached_rows", 0)
     parquet._cursors.clear()
 
 
@@ -171,6 +172,7 @@ def test_a_row_no_longer_cached_is_read_again_by_a_cursor_moving_forward(tmp_pat
     parquet._batches.clear()  # as if the reader had moved far ahead of the uploads
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(parquet, "_cached_bytes", 0)
+        mp.setattr(parquet, "_cached_rows", 0)
         mp.setattr(parquet, "_Cursor", counted)
         # Uploads as they come: in file order but jittered (9 before 4-8), a retry of a
         # cached row (17), of one long gone (1), then the next row group.

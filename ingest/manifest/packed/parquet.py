@@ -19,9 +19,10 @@ same for every reader of the file). A row's bytes are not a byte range of
 the file (Parquet pages are encoded and compressed), so an item names its
 (row group, row), and `row_bytes` finds them in a cache of batches (keyed
 by path, size, mtime, row group and the batch's first row) of at most
-`CACHE_BYTES` of images, the rows in flight: the reader's batches go there
-(validation reads a row right after the reader yields it, the upload soon
-after; a small image's bytes then ride with its `Source`, `ingest.prefetch`).
+`CACHE_BYTES` of images and `CACHE_ROWS` rows, the rows in flight: the
+reader's batches go there (validation reads a row right after the reader
+yields it, the upload soon after; a small image's bytes then ride with its
+`Source`, `ingest.prefetch`).
 A row the cache no longer holds is read by an upload-side cursor, a second
 `iter_batches` over its row group that moves forward as the uploads do
 (they come in file order, a little jittered: the batches it passes between
@@ -60,6 +61,7 @@ from ingest.manifest.metadata import CAPTION_COLUMNS
 INSTALL = "reading Parquet needs pyarrow: pip install 'ingest[parquet]'"
 BATCH_BYTES = 2 << 20  # images a record batch holds, about (its rows: `batch_rows`)
 CACHE_BYTES = 16 << 20  # images the cache keeps: the rows in flight (~200 items of 64 KiB)
+CACHE_ROWS = 1024  # and rows: the in-flight window (read batch + 2 x put_concurrency + lookahead)
 _BUFFER = 1 << 20  # a column chunk is read through this buffer, page by page
 _CURSORS = 2  # files with an upload-side cursor open
 
@@ -67,6 +69,7 @@ Ident = tuple[str, int, int]  # path, size, mtime: a rewritten file is another f
 BatchKey = tuple[Ident, int, int]  # the file, the row group, the batch's first row in it
 _batches: OrderedDict[BatchKey, Any] = OrderedDict()  # the reader's and the cursors' batches
 _cached_bytes = 0  # their images' bytes, at most `CACHE_BYTES` (or two batches)
+_cached_rows = 0  # their rows, at most `CACHE_ROWS` (or two batches)
 _lock = threading.Lock()  # the cache
 _cursors: OrderedDict[Ident, _Cursor] = OrderedDict()
 _cursors_lock = threading.Lock()  # one cursor moves at a time (misses are the rare case)
@@ -267,16 +270,20 @@ def read_parquet(
 
 
 def _remember(key: BatchKey, images: Any) -> None:
-    """Cache a batch's images; the oldest go past `CACHE_BYTES` (the last two always stay)."""
-    global _cached_bytes
+    """Cache a batch's images; the oldest go past `CACHE_BYTES` or `CACHE_ROWS` (the last two
+    always stay)."""
+    global _cached_bytes, _cached_rows
     with _lock:
         if key in _batches:
             _batches.move_to_end(key)
             return
         _batches[key] = images
         _cached_bytes += images.nbytes
-        while _cached_bytes > CACHE_BYTES and len(_batches) > 2:
-            _cached_bytes -= _batches.popitem(last=False)[1].nbytes
+        _cached_rows += len(images)
+        while (_cached_bytes > CACHE_BYTES or _cached_rows > CACHE_ROWS) and len(_batches) > 2:
+            gone = _batches.popitem(last=False)[1]
+            _cached_bytes -= gone.nbytes
+            _cached_rows -= len(gone)
 
 
 def _cached(ident: Ident, group: int, row: int) -> Any:

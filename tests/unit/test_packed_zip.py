@@ -118,7 +118,7 @@ def test_members_of_every_method_read_back_and_a_damaged_one_fails_its_crc(tmp_p
 def test_listing_a_zip_of_many_members_holds_one_entry_at_a_time(tmp_path: Path) -> None:
     shard = tmp_path / "many.zip"
     with zipfile.ZipFile(shard, "w") as zf:
-        for index in range(2_000):
+        for index in range(1_000):
             zf.writestr(f"s/{index:06d}.png", b"x")
     tracemalloc.start()
     try:
@@ -126,9 +126,9 @@ def test_listing_a_zip_of_many_members_holds_one_entry_at_a_time(tmp_path: Path)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert count == 2_000
-    # zipfile.ZipFile(shard) alone traces ~1 MB here (a ZipInfo and a dict entry a member).
-    assert peak < 100_000
+    assert count == 1_000
+    # zipfile.ZipFile(shard) alone traces ~0.6 MB here (a ZipInfo and a dict entry a member).
+    assert peak < 100_000  # of which 64 KiB is the read of the end record
 
 
 def test_a_damaged_directory_ends_the_listing_after_what_it_read(tmp_path: Path) -> None:

@@ -91,8 +91,8 @@ class Connection:
         Its reply is `Any`: redis-py's own types are loose (bytes | str) where
         `decode_responses` makes them str; each caller names what it expects.
         """
+        from redis.exceptions import AuthenticationError, RedisError
         from redis.exceptions import ConnectionError as LostConnection
-        from redis.exceptions import RedisError
         from redis.exceptions import TimeoutError as RedisTimeout
 
         deadline: float | None = None
@@ -103,6 +103,11 @@ class Connection:
                     reply = await command()
                 self._reached = True
                 return reply
+            except AuthenticationError as exc:  # a ConnectionError to redis-py, but no outage
+                raise CoordinatorError(
+                    f"the coordinator {describe(self.url)} refused the login "
+                    f"({str(exc).rstrip('.')}): check the password in its URL. Nothing was done"
+                ) from None
             except (LostConnection, RedisTimeout, OSError) as exc:
                 if not self._reached:  # never reached: stop at once, as an unreachable API does
                     raise CoordinatorError(

@@ -58,6 +58,21 @@ async def test_a_coordinator_down_longer_than_the_bound_stops() -> None:
     assert "hunter2" not in str(caught.value)
 
 
+async def test_a_refused_password_is_named_as_such() -> None:
+    # Newcomer finding: a wrong password said "cannot be reached (AuthenticationError):
+    # is redis-server running there?" although the server was up and answering.
+    async def command() -> object:
+        raise redis.exceptions.AuthenticationError("invalid username-password pair")
+
+    conn = Connection(redis.asyncio.Redis(), "redis://:hunter2@127.0.0.1:9/0", down_s=3600)
+    with pytest.raises(
+        CoordinatorError, match=r"refused the login \(invalid username-password pair\): check"
+    ) as caught:
+        await conn.call(command)
+    assert "running there" not in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
 def test_bad_urls_are_one_line() -> None:
     with pytest.raises(ConfigError, match="redis://HOST:PORT/DB"):
         check_url("http://127.0.0.1:6379")

@@ -3,7 +3,7 @@
 One command prints the tables and writes ``benchmarks/results/scaleout*.json``:
 
     python benchmarks/scaleout.py                       # speed, rate and memory
-    python benchmarks/scaleout.py --part speed --count 2000 --rounds 3 --workers 0,1,2,4
+    python benchmarks/scaleout.py --part speed --count 5000 --rounds 3 --workers 0,1,2,4
     python benchmarks/scaleout.py --part rate --rate 200
     python benchmarks/scaleout.py --part memory --items 1000000
 
@@ -352,7 +352,7 @@ async def _memory(redis_url: str, items: int, chunk_lines: int) -> dict[str, Any
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=["speed", "rate", "memory", "all"], default="all")
-    parser.add_argument("--count", type=int, default=2000, help="files (speed and rate)")
+    parser.add_argument("--count", type=int, default=5000, help="files (speed and rate)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", default="0,1,2,4", help="configurations (0: no coordinator)")
     parser.add_argument("--rate", type=float, default=200.0, help="the shared --api-rate")

@@ -13,7 +13,9 @@ body is never buffered whole. `answer()` waits for the final answer; bytes
 arrive through `data_received` into llhttp. The read timeout is one timer a
 request: it fires after `read_timeout` s and re-arms itself while the
 connection saw progress since (bytes in, or the write buffer drained), so
-no timer is made per chunk.
+no timer is made per chunk. Time the request spends waiting for its own
+body's next chunk (`sourcing`: the byte budget, a remote source streamed in)
+is not counted, as aiohttp starts its read timeout only once the body is out.
 
 Invariants: a request's waiter ends exactly once, with the answer or an
 error (`Disconnected`, `TimeoutError`, `BadAnswer`); a connection is
@@ -29,7 +31,7 @@ from typing import cast
 
 import httptools
 
-from ingest.transport.response import Answer, AnswerReader
+from ingest.transport.response import Answer, AnswerReader, HeadTooLarge
 
 
 class Disconnected(ConnectionError):
@@ -61,10 +63,12 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._progress = 0.0  # loop time of the last sign of life during a request
+        self._sourcing = False  # the request waits for its own body's next chunk
         self.closed = False  # the server closed, or we did
         self._ours = False  # we closed it (a request ended badly, or the pool closed)
         self.answer: Answer | None = None
         self.requests = 0  # requests begun on this connection
+        self.idle_since = 0.0  # loop time it went back to the pool (the pool sets it)
 
     # asyncio.Protocol ------------------------------------------------------
 
@@ -80,6 +84,8 @@ class Connection(asyncio.Protocol):
             return
         try:
             self._reader.feed(data)
+        except HeadTooLarge as exc:
+            self._fail(BadAnswer(str(exc)))
         except httptools.HttpParserUpgrade:
             self._fail(BadAnswer("server switched protocols"))
         except httptools.HttpParserError as exc:
@@ -141,6 +147,12 @@ class Connection(asyncio.Protocol):
             await drain  # also woken when the request ends (an early answer, a close, the timeout)
             return not self._waiter.done()
         return True
+
+    def sourcing(self, waiting: bool) -> None:
+        """The request is (or is no longer) waiting for its body's next chunk: time spent
+        so is not the server's, and the read timeout does not count it."""
+        self._sourcing = waiting
+        self._progress = self._loop.time()
 
     async def wait_answer(self) -> Answer:
         """The final answer to the current request (raises what ended it otherwise)."""
@@ -221,6 +233,8 @@ class Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
+        if self._sourcing:  # our body is slow, not the server: wait on from now
+            self._progress = self._loop.time()
         due = self._progress + self._read_timeout
         if self._loop.time() < due:  # progress since the timer was set: wait the rest
             self._timer = self._loop.call_at(due, self._check_timeout)

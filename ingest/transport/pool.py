@@ -23,7 +23,8 @@ a TLS failure raises `TLSFailed`; both are `ConnectionError`s, as are the
 connection's own (`Disconnected`, `BadAnswer`); the read timeout is a
 `TimeoutError`. A header name or value with CR/LF, or a URL with spaces
 or control characters, is refused (`UnsafeRequest`) before anything is sent.
-At most `limit` idle connections are kept per origin.
+At most `limit` idle connections are kept per origin, none idle for more
+than `idle_s` (15 s, as aiohttp's keepalive_timeout) when the next is taken.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ Origin = tuple[str, str, int]  # scheme, host as connected to (IDNA), port
 AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]  # loop.getaddrinfo's entries
 DNS_TTL_S = 300.0  # addresses kept this long, as the aiohttp sessions' ttl_dns_cache
 HAPPY_EYEBALLS_DELAY_S = 0.25  # aiohttp's default
+IDLE_S = 15.0  # an idle connection is dropped after this long: aiohttp's keepalive_timeout
 
 _UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f-\U0010ffff]")
 _UNSAFE_HEADER = re.compile(r"[\r\n\x00]")
@@ -119,6 +121,7 @@ class Pool:
         self._direct: dict[str, bool] = {}
         self._dns: dict[tuple[str, int], tuple[float, Sequence[AddrInfo]]] = {}
         self.closed = False
+        self.idle_s = IDLE_S
 
     def direct(self, url: yarl.URL) -> bool:
         """False when the environment sends `url`'s scheme through a proxy (HTTP(S)_PROXY,
@@ -176,8 +179,10 @@ class Pool:
             if ok:
                 self._give_back(origin, conn)
             else:
+                # Aborted, not closed: a close first flushes what is still queued of the
+                # body, which a server that stopped reading never takes (a kept socket).
                 self._forget(conn)
-                conn.close()
+                conn.abort()
 
     def close(self) -> None:
         """Close every connection, idle or not (the run is over)."""
@@ -187,8 +192,14 @@ class Pool:
         self._open.clear()
         self._idle.clear()
 
+    def idle_count(self) -> int:
+        """Idle connections kept, every origin together."""
+        return sum(len(idle) for idle in self._idle.values())
+
     def _take(self, origin: Origin) -> Connection | None:
         idle = self._idle.get(origin)
+        if idle:
+            self._expire(idle)
         while idle:
             conn = idle.pop()
             if not conn.closed:
@@ -198,11 +209,22 @@ class Pool:
 
     def _give_back(self, origin: Origin, conn: Connection) -> None:
         idle = self._idle.setdefault(origin, [])
+        self._expire(idle)
         if len(idle) >= self.limit:
             self._forget(conn)
             conn.close()
             return
+        conn.idle_since = asyncio.get_running_loop().time()
         idle.append(conn)
+
+    def _expire(self, idle: list[Connection]) -> None:
+        """Drop the connections idle for `idle_s` or more (the oldest are first), before a
+        server's (or a middlebox's) idle timeout can race a PUT sent on one."""
+        now = asyncio.get_running_loop().time()
+        while idle and (idle[0].closed or now - idle[0].idle_since >= self.idle_s):
+            conn = idle.pop(0)
+            self._forget(conn)
+            conn.close()
 
     def _forget(self, conn: Connection) -> None:
         self._open.discard(conn)
@@ -264,8 +286,18 @@ class Pool:
 
 
 async def _send_body(conn: Connection, body: AsyncIterator[bytes]) -> bool:
-    """Write an iterator body's chunks; True if all of it went out before the request ended."""
-    async for chunk in body:
-        if not await conn.send_chunk(chunk):
-            return False
+    """Write an iterator body's chunks; True if all of it went out before the request ended.
+
+    The time spent waiting for the next chunk (the byte budget, a remote source) is the
+    body's, not the server's: the read timeout does not count it (`Connection.sourcing`).
+    """
+    conn.sourcing(True)
+    try:
+        async for chunk in body:
+            conn.sourcing(False)
+            if not await conn.send_chunk(chunk):
+                return False
+            conn.sourcing(True)
+    finally:
+        conn.sourcing(False)
     return True

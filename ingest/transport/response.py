@@ -11,7 +11,8 @@ completes a request. Header names and values are kept as bytes in a list
 and decoded only when the caller reads `Answer.headers` (success answers,
 nearly all of them, are never looked at).
 
-Invariants: at most `BODY_CAP` bytes of a body are kept (the rest is
+Invariants: an answer's head is at most `HEAD_CAP` bytes (1xx answers
+before it included), at most `BODY_CAP` bytes of a body are kept (the rest is
 counted, not stored), as `storage` reads at most 64 KiB of an error answer;
 `done` is set once per request, at the final answer's end, or as soon as
 an error answer has `BODY_CAP` bytes (the connection is then not reused).
@@ -26,6 +27,15 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 BODY_CAP = 64 * 1024  # storage's cap on an error body (aiohttp path: resp.content.read(64 KiB))
+# The most bytes before a final answer's headers end (1xx answers included). aiohttp
+# bounds a head at 128 fields of at most 8190 bytes (client_proto.set_response_params);
+# S3's heads are under 2 KiB. Without a bound, headers that never end grow memory while
+# each byte re-arms the read timeout.
+HEAD_CAP = 128 * 1024
+
+
+class HeadTooLarge(Exception):
+    """The answer's head (status line and headers) ran past `HEAD_CAP` bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,8 @@ class AnswerReader:
         "_body_len",
         "_complete",
         "_framed",
+        "_head_len",
+        "_headed",
         "_headers",
         "_on_done",
         "_status",
@@ -70,6 +82,8 @@ class AnswerReader:
         self._status = 0
         self._complete = False  # this request's final answer was handed on
         self._framed = False  # Content-Length or chunked: llhttp knows where the body ends
+        self._head_len = 0  # bytes fed before the final answer's headers ended
+        self._headed = False  # the final answer's headers ended
         self.started = False  # a byte of this request's answer arrived
         self.spoiled = False  # bytes beyond the answer: the connection is out of step
 
@@ -81,12 +95,19 @@ class AnswerReader:
         self._status = 0
         self._complete = False
         self._framed = False
+        self._head_len = 0
+        self._headed = False
         self.started = False
 
     def feed(self, data: bytes) -> None:
-        """Bytes from the server; raises `httptools.HttpParserError` on a malformed answer."""
+        """Bytes from the server; raises `httptools.HttpParserError` on a malformed answer,
+        `HeadTooLarge` once `HEAD_CAP` bytes came without the final answer's headers."""
         self.started = True
         self.parser.feed_data(data)
+        if not self._headed:
+            self._head_len += len(data)
+            if self._head_len > HEAD_CAP:
+                raise HeadTooLarge(f"answer's headers run past {HEAD_CAP // 1024} KiB")
 
     def until_close(self) -> Answer | None:
         """At EOF: the answer whose body runs to the close (no length, not chunked), if any."""
@@ -109,6 +130,7 @@ class AnswerReader:
 
     def on_headers_complete(self) -> None:
         self._status = self.parser.get_status_code()
+        self._headed = self._status >= 200
         self._framed = any(
             name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._headers
         )

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.errors import Action, JournalCorrupt, JournalLocked, JournalMismatch
-from ingest.journal import Header, Journal, compact, peek_header, repair, replay
+from ingest.journal import Header, Journal, Replay, compact, peek_header, repair, replay
 from ingest.journal.records import (
     Landed,
     Record,
@@ -402,3 +402,45 @@ def test_decode_accepts_only_whole_records(raw: dict[str, object]) -> None:
     assert extra is None or (
         isinstance(extra, dict) and all(type(v) is str for v in extra.values())
     )
+
+
+def _state(r: Replay) -> tuple[object, ...]:
+    done = sorted(r.done.items()) if r.fingerprints else sorted(r.done)
+    return (done, r.unfinished, r.bad_lines, r.total, r.gone, r.runs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    raws=st.lists(
+        st.one_of(
+            raw_records(),
+            st.sampled_from(
+                [  # the shapes `take` checks and applies in one step, and near misses
+                    {"s": "done", "k": "a", "r": "1", "z": 3, "m": 4},
+                    {"s": "done", "k": "a", "r": "1", "z": True, "m": 4},
+                    {"s": "done", "k": 1, "r": "1", "z": 3, "m": 4},
+                    {"s": "done", "k": "a", "r": None, "z": 3, "m": 4},
+                    {"s": "done", "k": "a", "z": 3, "m": 4, "q": 1},
+                    {"s": "acq", "k": "a", "r": "1"},
+                    {"s": "acq", "k": "a", "r": 1},
+                    {"s": "acq", "k": "a", "q": "1"},
+                    {"s": "acq", "k": ["a"], "r": "1"},
+                ]
+            ),
+        ),
+        max_size=6,
+    ),
+    fingerprints=st.booleans(),
+)
+def test_replay_take_is_the_full_check_then_apply(
+    raws: list[dict[str, object]], fingerprints: bool
+) -> None:
+    """`Replay.take` (replay's one step a line) says what `problem` says and applies as `apply`."""
+    header = Header(provider="novita", manifest="m.jsonl", created=0.0)
+    taken, applied = (Replay(header=header, fingerprints=fingerprints) for _ in range(2))
+    for raw in raws:
+        why = problem(raw)
+        assert taken.take(dict(raw)) == why
+        if why is None:
+            applied.apply(decode(dict(raw), path="j", line=2))
+    assert _state(taken) == _state(applied)

@@ -65,6 +65,13 @@ SOURCE_HINT = (
     "URLs, then run `ingest retry-failed`"
 )
 
+# An image --convert could not convert here (damaged, too many pixels, too large once converted).
+CONVERT_HINT = (
+    "these images could not be converted on this machine (each reason says why: damaged, "
+    "over --convert-memory-mib, or over the size limit once converted: try --max-side); fix "
+    "or replace them, then run `ingest retry-failed`"
+)
+
 
 def hint_for(action: str, code: str) -> str:
     """What to do about failures of one (action, code): expiry and refusal differ."""
@@ -72,6 +79,8 @@ def hint_for(action: str, code: str) -> str:
         return REFUSED_HINT
     if code == "source_failed":
         return SOURCE_HINT
+    if code == "convert_failed":
+        return CONVERT_HINT
     return HINTS.get(action, "")
 
 

@@ -156,3 +156,6 @@ def test_the_summary_groups_rejections_by_cause_not_by_the_first_colon() -> None
 def test_a_url_source_that_failed_is_not_hinted_as_the_provider_s_refusal() -> None:
     assert "source server" in hint_for("fail_item", "source_failed")
     assert "provider rejected" in hint_for("fail_item", "too_large")
+    # Newcomer finding: a damaged BMP that --convert could not decode was hinted as
+    # "the provider rejected these items", though no request was made for it.
+    assert "could not be converted" in hint_for("fail_item", "convert_failed")

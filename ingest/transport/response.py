@@ -76,6 +76,14 @@ class AnswerReader:
     def __init__(self, on_done: Callable[[Answer], None]) -> None:
         self._on_done = on_done
         self.parser = httptools.HttpResponseParser(self)
+        # aiohttp's leniencies for answers (_http_parser.pyx, HttpResponseParser, outside
+        # dev mode): a folded header (RFC 9112 5.2: a user agent MUST unfold it), a bare LF
+        # line end (2.2: MAY), spaces after a chunk size. Both length headers stay an error.
+        self.parser.set_dangerous_leniencies(
+            lenient_headers=True,
+            lenient_optional_cr_before_lf=True,
+            lenient_spaces_after_chunk_size=True,
+        )
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._body_len = 0

@@ -208,3 +208,26 @@ async def test_an_idle_connection_past_the_keepalive_time_is_not_reused() -> Non
         finally:
             pool.close()
     assert accepted == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nX-Amz-Id-2: a\r\n b\r\nContent-Length: 0\r\n\r\n",  # obs-fold
+        b"HTTP/1.1 200 OK\nContent-Length: 0\n\n",  # bare LF
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 \r\nok\r\n0\r\n\r\n",
+    ],
+    ids=["folded-header", "bare-lf", "space-after-chunk-size"],
+)
+async def test_answers_aiohttp_reads_leniently_land(tmp_path: Path, answer: bytes) -> None:
+    """RFC 9112 5.2 (a user agent unfolds obs-fold), 2.2 (a bare LF may end a line): read
+    as aiohttp reads answers, not refused as malformed (every PUT failed, retried)."""
+    path = image(tmp_path, 100)
+
+    async def odd(reader: Reader, writer: Writer, _seen: Seen) -> None:
+        await read_request(reader)
+        writer.write(answer)
+        await writer.drain()
+
+    async with serve(odd) as (base, _seen), storage_session(Timeouts(read=BOUND_S), 2) as session:
+        await put_file(session, f"{base}/b/k{SIGNED}", path, 100, "image/png", provider="p")

@@ -153,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{result.item.key}: {becomes(result, into)}")
             continue
         if args.each and not args.json:
-            print(f"{key or result.line}: rejected: {result.reason}")
+            # A folder's problem of no entry (a metadata row) names the folder, not its walk place.
+            where = key or (args.manifest if args.manifest.is_dir() else result.line)
+            print(f"{where}: rejected: {result.reason}")
         by_reason[category(result.reason)] += 1
         problems.append({"line": result.line, "key": key, "reason": result.reason})
     if args.json:

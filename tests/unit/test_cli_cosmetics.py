@@ -89,6 +89,21 @@ def test_validate_of_a_folder_prints_each_path_once(
     ]
 
 
+def test_validate_each_names_a_metadata_row_s_problem_by_its_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Newcomer finding: `validate --each` printed '1: rejected: metadata.csv line 3: ...',
+    # the row's place in the walk, a number that names nothing the user can find.
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "metadata.csv").write_bytes(b"file_name,caption\na.png,caf\xe9\n")
+    assert main(["validate", str(folder), "--provider", "novita", "--each"]) in (1, 2)
+    rejected = [line for line in capsys.readouterr().out.splitlines() if "rejected" in line]
+    assert rejected == [
+        f"{folder}: rejected: metadata.csv line 2: not valid UTF-8 (byte e9 at column 10): a.png,caf\\xe9"
+    ]
+
+
 def test_a_folder_entry_is_named_by_its_path_not_its_place_in_the_walk(tmp_path: Path) -> None:
     path = tmp_path / "photos" / "sub" / "a.png"
     reason = f"empty file (0 bytes): {path}"

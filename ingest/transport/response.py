@@ -15,7 +15,7 @@ Invariants: an answer's head is at most `HEAD_CAP` bytes (1xx answers
 before it included), at most `BODY_CAP` bytes of a body are kept (the rest is
 counted, not stored), as `storage` reads at most 64 KiB of an error answer;
 `done` is set once per request, at the final answer's end, or as soon as
-an error answer has `BODY_CAP` bytes (the connection is then not reused).
+an answer has `BODY_CAP` bytes of body (the connection is then not reused).
 """
 
 from __future__ import annotations
@@ -150,8 +150,9 @@ class AnswerReader:
         if room > 0:
             self._body.append(body[:room] if len(body) > room else body)
         self._body_len += len(body)
-        if self._body_len >= BODY_CAP and not 200 <= self._status < 300:
-            self._on_done(self._answer(keep_alive=False))  # enough of an error answer
+        if self._body_len >= BODY_CAP:  # enough: storage reads no more of any answer, and a
+            # body that never ends (each byte re-arming the read timeout) must not hang a PUT
+            self._on_done(self._answer(keep_alive=False))
 
     def on_message_complete(self) -> None:
         if self._status < 200:  # 1xx: an interim answer, the final one follows

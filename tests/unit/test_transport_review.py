@@ -20,7 +20,7 @@ from ingest.http import Timeouts, storage_session
 from ingest.storage import put_file
 from ingest.transport import BadAnswer, Pool
 from ingest.transport.connection import Connection
-from tests.unit.test_transport import OK, SIGNED, Reader, Seen, Writer, serve
+from tests.unit.test_transport import OK, SIGNED, Reader, Seen, Writer, pool_of, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -231,3 +231,31 @@ async def test_answers_aiohttp_reads_leniently_land(tmp_path: Path, answer: byte
 
     async with serve(odd) as (base, _seen), storage_session(Timeouts(read=BOUND_S), 2) as session:
         await put_file(session, f"{base}/b/k{SIGNED}", path, 100, "image/png", provider="p")
+
+
+async def test_a_success_whose_body_never_ends_is_the_success_not_a_hang(tmp_path: Path) -> None:
+    """A 200 whose chunked body runs on and on: its status is the answer once BODY_CAP bytes
+    came (storage reads no body of a success), and the connection is not reused; each
+    chunk re-armed the read timeout, so the PUT never ended."""
+    path = image(tmp_path, 100)
+    stop = asyncio.Event()
+
+    async def endless_body(reader: Reader, writer: Writer, _seen: Seen) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while not stop.is_set():
+            writer.write(b"4000\r\n" + b"w" * 0x4000 + b"\r\n")
+            await writer.drain()
+
+    async with (
+        serve(endless_body) as (base, _seen),
+        storage_session(Timeouts(read=BOUND_S), 2) as session,
+    ):
+        try:
+            await asyncio.wait_for(
+                put_file(session, f"{base}/b/k{SIGNED}", path, 100, "image/png", provider="p"),
+                BOUND_S,
+            )
+        finally:
+            stop.set()
+        assert pool_of(session).idle_count() == 0

@@ -50,9 +50,14 @@ def dry_run(
     else:
         state = Replay(header=Header(plan.provider, str(plan.manifest)), fingerprints=True)
     caps = plan.cls.capabilities(plan.provider_settings)
+    checked = caps
+    if plan.run.convert:  # as the run checks (`ingest.preparing`): every type it converts passes
+        from ingest.convert import accepting
+
+        checked = accepting(caps)
     triage = Triage(
         state,
-        Checker(caps, plan.provider),
+        Checker(checked, plan.provider),
         finalize=caps.finalize,
         retry_failed=retry_failed,
         reupload_changed=reupload_changed,

@@ -137,7 +137,8 @@ class Fetcher:
                     raise
                 first_failure = self._now() if first_failure is None else first_failure
                 if self.policy.gives_up(attempt, self._now() - first_failure):
-                    raise self._fail(item, f"{err.message} (after {attempt} tries)") from None
+                    why = err.message.removesuffix(f": {item.where}")  # named once, at the end
+                    raise self._fail(item, f"{why} (after {attempt} tries)") from None
                 await self._sleep(self.policy.delay(attempt, self._rng, err.retry_after))
 
     async def _once(self, item: Item) -> Source:

@@ -27,7 +27,12 @@ JPEG = image_bytes("jpeg", 300_000, 2)  # over the read-ahead size, sent chunked
 SIGNED = image_bytes("png", 2_000, 3)
 FLAKY = image_bytes("png", 3_000, 4)
 BIG = image_bytes("jpeg", 1_200_000, 5)
-FAILING = ("missing.png", "page.png", "scan.bmp")  # failed items: fetched again by a re-run
+FAILING = (
+    "missing.png",
+    "page.png",
+    "scan.bmp",
+    "busy.png",
+)  # failed items: fetched again by a re-run
 
 
 class Server:
@@ -76,6 +81,8 @@ class Server:
             return web.Response(body=FLAKY)
         if name == "signed/c.png":
             return web.Response(body=SIGNED)
+        if name == "busy.png":  # always 503: retried, then failed
+            return web.Response(status=503, text="busy")
         if name == "scan.bmp":
             return web.Response(body=b"BM" + bytes(200))
         if name == "page.png":
@@ -133,6 +140,7 @@ def test_urls_are_fetched_uploaded_once_and_failures_are_their_items(
         {"path": server.url("missing.png")},
         {"path": server.url("page.png")},
         {"path": server.url("scan.bmp")},
+        {"path": server.url("busy.png")},
     ]
     manifest = tmp_path / "urls.jsonl"
     manifest.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
@@ -142,7 +150,7 @@ def test_urls_are_fetched_uploaded_once_and_failures_are_their_items(
         return upload_urls(manifest, store)
 
     result = run()
-    assert (result.done, result.failed) == (4, 3)
+    assert (result.done, result.failed) == (4, 4)
     bodies = sorted(
         hashlib.sha256(p.read_bytes()).hexdigest() for p in store.rglob("*") if p.is_file()
     )
@@ -156,6 +164,9 @@ def test_urls_are_fetched_uploaded_once_and_failures_are_their_items(
     assert missing["c"] == "source_failed" and missing["e"] == (
         f"source answered HTTP 404: {server.url('missing.png')}"
     )
+    # Newcomer finding: the URL was named twice ('…: URL (after 3 tries): URL').
+    busy = failed[url_key(server.url("busy.png"))]["e"]
+    assert busy == f"source answered HTTP 503 (after 3 tries): {server.url('busy.png')}"
     page = failed[url_key(server.url("page.png"))]["e"]
     assert page.startswith("not an image (an HTML page")
     bmp = failed[url_key(server.url("scan.bmp"))]["e"]

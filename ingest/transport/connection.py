@@ -99,6 +99,13 @@ class Connection(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None and self.answer_pending:
+            # uvloop's TLS transport ends a connection closed without close_notify here,
+            # with no eof_received: a body read to the close ends as at EOF (as aiohttp's
+            # connection_lost feeds its parser the EOF).
+            answer = self._reader.until_close()
+            if answer is not None:
+                self._answered(answer)
         self._lost(exc)
 
     def pause_writing(self) -> None:

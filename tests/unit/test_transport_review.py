@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import trustme
 import yarl
 
 from ingest.errors import Action, TransferError
 from ingest.http import Timeouts, storage_session
 from ingest.storage import put_file
-from ingest.transport import BadAnswer, Pool
+from ingest.transport import BadAnswer, Pool, pool
 from ingest.transport.connection import Connection
 from tests.unit.test_transport import OK, SIGNED, Reader, Seen, Writer, pool_of, serve
 
@@ -259,3 +261,36 @@ async def test_a_success_whose_body_never_ends_is_the_success_not_a_hang(tmp_pat
         finally:
             stop.set()
         assert pool_of(session).idle_count() == 0
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", [("asyncio", {"use_uvloop": False}), ("asyncio", {"use_uvloop": True})]
+)
+async def test_a_tls_answer_read_to_a_close_without_close_notify_is_the_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 200 whose body runs to the close, the TLS connection dropped without close_notify:
+    uvloop (the run's loop) reports only connection_lost, and the answer was lost."""
+    ca = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(served)
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    monkeypatch.setattr(pool, "_ssl_context", trusting)
+
+    async def answer_and_drop(reader: Reader, writer: Writer) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nstored")
+        await writer.drain()
+        writer.transport.abort()  # no close_notify
+
+    server = await asyncio.start_server(answer_and_drop, "127.0.0.1", 0, ssl=served)
+    url = yarl.URL(f"https://localhost:{server.sockets[0].getsockname()[1]}/b/k")
+    lean = new_pool(read_timeout=BOUND_S)
+    try:
+        answer = await lean.put(url, {"Content-Length": "2"}, b"hi")
+    finally:
+        lean.close()
+        server.close()
+        await server.wait_closed()
+    assert answer.status == 200 and answer.body == b"stored"

@@ -82,7 +82,8 @@ class Upload:
         self.notes: tuple[str, ...] = ()  # to show once (an older journal's unchecked binding)
 
     @property
-    def journal(self) -> Path:
+    def journal(self) -> Path | None:
+        """The run's journal; None for a coordinated run (its record is the coordinator's)."""
         return self.plan.journal
 
     @property

@@ -60,6 +60,11 @@ class CoordinatedUpload(Upload):
         self.run_name = self.worker.run_name
         self.worker_result: WorkerResult | None = None  # once it has ended
 
+    @property
+    def journal(self) -> None:
+        """None, as `Result.journal`: no journal is written beside the manifest."""
+        return None
+
     def drain(self) -> None:
         """Take no new chunk; the chunk in hand finishes what is in flight, then is handed back."""
         self.worker.drain()

@@ -29,6 +29,7 @@ import yarl
 from ingest.item import Item, Source
 from ingest.sim import SimServer
 from ingest.sniff import ImageType
+from ingest.transport.connection import Connection
 from tests.contract.harness import HARNESSES, KEY, adapter, emulator
 
 novita_client = pytest.importorskip("novita_client")
@@ -67,7 +68,7 @@ class SdkRecorder:
 
 @contextlib.contextmanager
 def traced(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Sent]]:
-    """Every aiohttp request the adapter's sessions send, headers as sent and body."""
+    """Every request the adapter sends (aiohttp's traced, the lean transport's bytes), in order."""
     sent: list[Sent] = []
     bodies: dict[int, list[bytes]] = {}
 
@@ -94,7 +95,28 @@ def traced(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Sent]]:
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(aiohttp.ClientSession, "__init__", init)
+    # The lean transport's PUTs (the default) are not aiohttp's: its bytes as written.
+    wire: list[bytes] = []
+    send_head, send_chunk = Connection.send_head, Connection.send_chunk
+
+    def head(self: Connection, data: bytes) -> None:
+        wire.append(b"")
+        wire[-1] += data
+        send_head(self, data)
+
+    async def chunk(self: Connection, data: bytes) -> bool:
+        wire[-1] += data
+        return await send_chunk(self, data)
+
+    monkeypatch.setattr(Connection, "send_head", head)
+    monkeypatch.setattr(Connection, "send_chunk", chunk)
     yield sent
+    for request in wire:
+        top, _, body = request.partition(b"\r\n\r\n")
+        line, *fields = top.decode("latin-1").split("\r\n")
+        method, target, _version = line.split(" ")
+        headers = {k.strip().lower(): v.strip() for k, v in (f.split(":", 1) for f in fields)}
+        sent.append(Sent(method, yarl.URL(target).raw_path_qs, headers, body))
 
 
 def jpeg(tmp: Path) -> Source:

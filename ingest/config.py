@@ -262,6 +262,10 @@ def load_settings(
     for name in sorted(set(data) - {"run", "providers"}):
         if secret := secret_hint(name):
             raise ConfigError(f"secrets are never read from the config file: {secret}", key=name)
+        if name in {f.name for f in dataclasses.fields(RunSettings)}:  # the table line forgotten
+            raise ConfigError(
+                f"a [run] setting outside its table: put it under [run] in {path}", key=name
+            )
         hint = _did_you_mean(name, ("run", "providers"))
         raise ConfigError(f"unknown section; {hint}(known: run, providers)", key=name)
     run_table = data.get("run", {})

@@ -38,6 +38,18 @@ def test_defaults() -> None:
     assert s.provider("novita").api_key_env == "NOVITA_API_KEY"
 
 
+def test_a_run_setting_above_any_table_says_where_it_belongs(tmp_path: Path) -> None:
+    # Newcomer finding: 'put_transport = "aiohttp"' at the top of ingest.toml was
+    # "put_transport: unknown section; (known: run, providers)".
+    config = tmp_path / "ingest.toml"
+    config.write_text('put_transport = "aiohttp"\n')
+    with pytest.raises(
+        ConfigError,
+        match=r"^put_transport: a \[run\] setting outside its table: put it under \[run\] in ",
+    ):
+        load_settings(config)
+
+
 def test_example_config_is_valid_and_complete() -> None:
     s = load_settings(ROOT / "config.example.toml")
     assert s == load_settings()  # the example documents the defaults

@@ -73,8 +73,8 @@ class Output:
         name = "stdout" if stream is self.out else "stderr"
         self.say(
             f"ingest: {name} was closed ({type(exc).__name__}): no more output; "
-            "finishing the uploads in flight, then stopping (run the same command to resume)"
-        )
+            "finishing the uploads in flight, then stopping"
+        )  # whether to resume: the run's last line says (`cli.run.exit_code`), it may be complete
         if self.on_closed is not None:
             self.on_closed()
 

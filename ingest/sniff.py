@@ -95,6 +95,22 @@ _AVIF_BRANDS = frozenset({b"avif", b"avis"})  # AV1 Image File Format (AOM), "Br
 _HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis"})  # ISO/IEC 23008-12, Annex B
 
 
+# The generic HEIF structural brands: ISO/IEC 23008-12, 10.2 ("mif1", "mif2": an image) and
+# 10.3 ("msf1": an image sequence). They name no codec, so alone they are no type here.
+_GENERIC_HEIF = {b"mif1": "image", b"mif2": "image", b"msf1": "image sequence"}
+
+
+def generic_heif(head: bytes) -> str | None:
+    """ "image" or "image sequence" for an ``ftyp`` with a generic HEIF brand only, else None.
+
+    For messages about a file `sniff` does not take (it has no HEIC or AVIF brand).
+    """
+    if head[4:8] != b"ftyp":
+        return None
+    brands = [head[8:12], *sorted(_compatible_brands(head))]
+    return next((_GENERIC_HEIF[b] for b in brands if b in _GENERIC_HEIF), None)
+
+
 def _compatible_brands(head: bytes) -> set[bytes]:
     """The compatible brands of a leading ``ftyp`` box, as far as `head` holds them.
 

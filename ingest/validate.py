@@ -29,7 +29,7 @@ from ingest.capabilities import Capabilities
 from ingest.errors import ManifestError
 from ingest.item import Item, Source
 from ingest.prefetch import Prefetch, release
-from ingest.sniff import SNIFF_BYTES, TAIL_BYTES, ImageType, sniff, truncation
+from ingest.sniff import SNIFF_BYTES, TAIL_BYTES, ImageType, generic_heif, sniff, truncation
 
 _OPEN_FLAGS = (
     os.O_RDONLY
@@ -290,6 +290,12 @@ def describe_content(head: bytes) -> str:
             return what
     if head[4:8] == b"ftyp":
         brand = head[8:12].decode("ascii", "replace").strip()
+        heif = generic_heif(head)
+        if heif is not None:  # a JPEG, uncompressed... HEIF: neither sent nor --convert decodes it
+            return (
+                f"an HEIF {heif} of brand {brand!r} with no HEIC or AVIF brand"
+                " (a kind neither the provider nor --convert takes)"
+            )
         return f"an ISO media file of brand {brand!r} (a video?), not AVIF or HEIC"
     if head[:4] == b"RIFF":
         return f"a RIFF {head[8:12].decode('ascii', 'replace').strip()} file, not WebP"

@@ -233,7 +233,10 @@ class Pool:
         scheme, host, port = origin
         tls = default_tls() if scheme == "https" else None
         try:
-            conn = await asyncio.wait_for(self._open_one(host, port, tls), self.connect_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that lands as the connection completes (and drop the connection it made).
+            async with asyncio.timeout(self.connect_timeout):
+                conn = await self._open_one(host, port, tls)
         except TimeoutError:
             raise ConnectFailed("connection timed out") from None
         except ssl.SSLError as exc:  # certificate errors included

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yarl
 
 from ingest.errors import UNREACHABLE, Action, TransferError
 from ingest.http import Timeouts, storage_session
@@ -477,3 +478,31 @@ async def test_a_put_leaves_after_the_callbacks_of_the_turn_that_asked_for_it(
             session, f"{base}/b/1{SIGNED}", path, 1000, "image/png", provider="p", body=b"x" * 1000
         )
     assert order == ["journaled", "sent"]
+
+
+async def test_a_connect_that_never_completes_fails_at_the_connect_timeout_and_a_cancel_goes_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ingest.transport.pool import ConnectFailed
+
+    never = asyncio.Event()
+
+    async def hang(self: Pool, host: str, port: int, tls: object) -> object:
+        await never.wait()  # a host that drops SYNs: nothing ever answers
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(Pool, "_open_one", hang)
+    pool = Pool(connect_timeout=0.05, read_timeout=5.0, limit=2, user_agent="t")
+    url = yarl.URL("http://192.0.2.1:9/x")
+    with pytest.raises(ConnectFailed, match="timed out"):
+        await pool.put(url, {"Content-Type": "image/png", "Content-Length": "1"}, b"x")
+    # A cancellation during the connect is the caller's, never swallowed.
+    task = asyncio.ensure_future(
+        Pool(connect_timeout=60.0, read_timeout=5.0, limit=2, user_agent="t").put(
+            url, {"Content-Type": "image/png", "Content-Length": "1"}, b"x"
+        )
+    )
+    await asyncio.sleep(0)  # let it reach the connect
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

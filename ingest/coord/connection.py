@@ -84,6 +84,7 @@ class Connection:
         self.url = url
         self._down_s = down_s
         self._reached = False  # the server answered once: a lost connection is then retried
+        self._down_since: float | None = None  # when the current outage began (loop clock)
 
     async def call(self, command: Callable[[], Awaitable[Any]]) -> Any:
         """Run `command` shielded; a lost connection is retried for at most `down_s`.
@@ -95,13 +96,13 @@ class Connection:
         from redis.exceptions import ConnectionError as LostConnection
         from redis.exceptions import TimeoutError as RedisTimeout
 
-        deadline: float | None = None
         delay = 0.05
         while True:
             try:
                 with anyio.CancelScope(shield=True):
                     reply = await command()
                 self._reached = True
+                self._down_since = None
                 return reply
             except AuthenticationError as exc:  # a ConnectionError to redis-py, but no outage
                 raise CoordinatorError(
@@ -114,9 +115,12 @@ class Connection:
                         f"the coordinator {describe(self.url)} cannot be reached "
                         f"({type(exc).__name__}): is redis-server running there? Nothing was done"
                     ) from None
+                # One outage, one bound: shared by every call, so the calls a worker makes
+                # one after another as it stops (a flush after a failed take) add no wait.
                 now = anyio.current_time()
-                deadline = now + self._down_s if deadline is None else deadline
-                if now >= deadline:
+                if self._down_since is None:
+                    self._down_since = now
+                if now >= self._down_since + self._down_s:
                     raise CoordinatorError(
                         f"the coordinator {describe(self.url)} was unreachable for "
                         f"{self._down_s:g}s ({type(exc).__name__}); what was shipped is kept: "

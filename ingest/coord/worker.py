@@ -25,7 +25,7 @@ library's `run_worker`. How it works:
 Invariants: a chunk is acknowledged only when every outcome of its lines is
 shipped; a worker that stops (a signal, a stop, the coordinator gone) leaves
 its chunk unacknowledged, so another worker redoes only its unshipped lines;
-the scratch journals live in a temporary folder removed at exit.
+the scratch journals live in a folder of `scratch` (removed at exit; a dead worker's at the next start).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from ingest.coord.names import BudgetKeys, RunKeys, account_digest, default_run_
 from ingest.coord.plan import Planned, join_run, lay_out
 from ingest.coord.record import Counts, Record, Shipper
 from ingest.coord.retry import Retried, make_pending
+from ingest.coord.scratch import scratch_folder
 from ingest.engine.outcomes import Counters, Observer, Outcome, StopReason
 from ingest.redact import redact
 
@@ -233,7 +233,7 @@ class Worker:
         reader = ChunkReader(self.plan.manifest, self.plan.format)
         acked = 0
         try:
-            with tempfile.TemporaryDirectory(prefix="ingest-worker-") as scratch:
+            with scratch_folder() as scratch:
                 while not self._draining and self._stop is None:
                     lease = await leases.take()
                     if lease is None:

@@ -70,8 +70,18 @@ CHUNK = 256 * 1024
 
 
 def _without_urls(text: str) -> str:
-    """An aiohttp error's text without the URL it may quote (it may hold a signature)."""
-    return redact(re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://\S+", "the source", text))[:200]
+    """An aiohttp error's text without the URL it may quote (it may hold a signature).
+
+    Cut where it starts quoting bytes: a source that sent more than its
+    Content-Length leaves the rest on the connection, and the next answer's
+    "Bad status line" quotes that image data.
+    """
+    text = redact(re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://\S+", "the source", text))
+    text = " ".join(text.split())  # one line
+    binary = re.search(r"\\x[0-9a-fA-F]{2}|[^\x20-\x7e]", text)
+    if binary is not None:
+        text = text[: binary.start()].rstrip(" b'\"") + " ... (binary data)"
+    return text[:200]
 
 
 def url_name(url: str) -> str:

@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ingest.errors import ManifestError
@@ -69,6 +69,12 @@ _NAME = st.text(alphabet="abz.-_ üé中/", min_size=1, max_size=40).filter(
     comment=st.binary(max_size=300),
     ascii_only=st.booleans(),
 )
+@example(  # two names that are one in ASCII (a CI run found it)
+    members=[("é", b"", zipfile.ZIP_STORED, False), ("ü", b"", zipfile.ZIP_STORED, False)],
+    prefix=b"",
+    comment=b"",
+    ascii_only=True,
+)
 def test_the_streamed_directory_lists_what_zipfile_lists(
     members: list[tuple[str, bytes, int, bool]],
     prefix: bytes,
@@ -78,11 +84,15 @@ def test_the_streamed_directory_lists_what_zipfile_lists(
 ) -> None:
     shard = tmp_path_factory.mktemp("zips") / "p.zip"
     buffer = io.BytesIO()
+    seen: set[str] = set()
     with zipfile.ZipFile(buffer, "w") as zf:
         for name, data, method, zip64 in members:
             written = name.encode("ascii", "replace").decode() if ascii_only else name
             if written.endswith("/"):
                 written += "x"
+            if written in seen:  # 'é' and 'ü' are both '?' in ASCII: one zip name, once
+                continue
+            seen.add(written)
             info = zipfile.ZipInfo(written)
             info.compress_type = method
             with zf.open(info, "w", force_zip64=zip64) as fh:

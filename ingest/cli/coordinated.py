@@ -246,8 +246,6 @@ def status(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     """The shared run's done items, one row each (jsonl or csv), by manifest line."""
-    import sys
-
     import anyio
 
     from ingest.cli.export import write_rows
@@ -278,8 +276,13 @@ async def _rows(url: str, name: str) -> list[dict[str, Any]]:
         records = await Record(conn, RunKeys(name)).records("done")
     rows = []
     for rec in sorted(records, key=lambda r: int(r["line"])):
-        row = {"key": rec["k"], "line": rec["line"], "remote_id": rec["id"], "url": rec.get("url")}
-        row["size"] = rec["size"]
+        row = {
+            "key": rec["k"],
+            "line": rec["line"],
+            "remote_id": rec["id"],
+            "url": rec.get("url"),
+            "size": rec["size"],
+        }
         if rec.get("extra"):
             row["extra"] = rec["extra"]
         rows.append(row)

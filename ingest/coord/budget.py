@@ -243,8 +243,8 @@ class Budget:
         self._interval_us = 0 if rate is None else max(1, round(1_000_000 / rate))
         low, high = Pacer.RAISE
         ttl_ms = round(LEARNT_TTL_S * 1000)
-        self._take_args = [low, high, rate or 0, ttl_ms, round(Pacer.WINDOW_S * 1e6)]
-        self._take_args.append(round(jitter_s * 1e6))
+        window_us, jitter_us = round(Pacer.WINDOW_S * 1e6), round(jitter_s * 1e6)
+        self._take_args = [low, high, rate or 0, ttl_ms, window_us, jitter_us]
         self._cut_args = [min_rate, rate or 0, round(min_cycle_s * 1e6)]
         self._cut_args += [Pacer.MIN_SAMPLE, Pacer.PROBE_SAMPLE, ttl_ms]
         self._take = conn.client.register_script(_TAKE)

@@ -254,10 +254,8 @@ class Worker:
                         leases.release(lease)  # maybe another's already: it lapses back
                     if outcome.stop_reason is not None:
                         message = outcome.stop_message or outcome.stop_reason.value
-                        if outcome.stop_reason is StopReason.PROVIDER:
-                            await shipper.record.set_stop(
-                                redact(message)
-                            )  # a bad key stops every worker
+                        if outcome.stop_reason is StopReason.PROVIDER:  # a bad key: every worker
+                            await shipper.record.set_stop(redact(message))
                         self._stop = self._stop or (outcome.stop_reason, message)
         finally:
             reader.close()

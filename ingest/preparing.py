@@ -83,11 +83,12 @@ class Preparer:
 
     def _within_limit(self, source: Source) -> None:
         """A fetched source kept as it is must be within the provider's limit itself."""
+        from ingest.validate import too_large
+
         limit = self.caps.max_size
         if limit is not None and source.size > limit:
             raise TransferError(
-                f"too large: {source.size:,} bytes, over {self._provider}'s {limit:,}-byte "
-                f"limit: {source.item.where}",
+                f"{too_large(source.size, limit, self._provider)}: {source.item.where}",
                 action=Action.FAIL_ITEM,
                 code="too_large",
                 provider=self._provider,

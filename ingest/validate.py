@@ -131,7 +131,7 @@ def _check(
             return fail(f"empty file (0 bytes): {path}")
         over = limits.max_size is not None and size > limits.max_size
         if over and not limits.converts:  # with converted types: known once sniffed, below
-            return fail(f"{_too_large(size, limits.max_size or 0, limits.provider)}: {path}")
+            return fail(f"{too_large(size, limits.max_size or 0, limits.provider)}: {path}")
         whole = reserve(size)
         try:
             if member is not None:
@@ -150,7 +150,7 @@ def _check(
     if image_type is None:
         return fail(f"not an image (content looks like {describe_content(head)}): {path}")
     if over and image_type not in limits.converts:  # a converted one: its converted bytes
-        return fail(f"{_too_large(size, limits.max_size or 0, limits.provider)}: {path}")
+        return fail(f"{too_large(size, limits.max_size or 0, limits.provider)}: {path}")
     if image_type not in limits.formats:
         accepted = ", ".join(sorted(t.ext for t in limits.formats)) or "nothing"
         who = f"{limits.provider} accepts" if limits.provider else "accepted:"
@@ -349,7 +349,9 @@ def _normal_mime(declared: str) -> str:
     return _MIME_ALIASES.get(mime, mime)
 
 
-def _too_large(size: int, max_size: int, provider: str | None) -> str:
+def too_large(size: int, max_size: int, provider: str | None) -> str:
+    """The one sentence of a file over a size limit: "too large: 7.3 MiB, over novita's 5.0 MiB
+    limit" (a local file's, a fetched one's: `preparing`)."""
     shown, limit = _human(size), _human(max_size)
     if max_size % 1_000_000 == 0 and max_size % (1 << 20):  # a decimal limit (ModelHunter's)
         shown, limit = f"{size / 1e6:.1f} MB", f"{max_size / 1e6:.1f} MB"

@@ -25,6 +25,7 @@ Where each part lives:
     jsonl, csvfile, pathlist, folder    one module per format
     csvrows     the CSV record loop csvfile and metadata share (lines, cells or the problem)
     sidecar, metadata   a folder's caption files and metadata.jsonl / metadata.csv
+    walkstats   a folder walk's tally: skipped files and rows, captions, shards read
     packed      tar and zip shards: members, WebDataset samples, ``shard.tar#member``
     entry       what every format shares: fields, path checks, the key
     dedupe      duplicate keys across the manifest, in two passes
@@ -50,18 +51,19 @@ from typing import TYPE_CHECKING
 from ingest.lazynames import lazy_names
 
 if TYPE_CHECKING:
-    from ingest.manifest.folder import IMAGE_EXTENSIONS, SkippedFiles, WalkStats
+    from ingest.manifest.folder import IMAGE_EXTENSIONS
     from ingest.manifest.lines import MAX_LINE_BYTES
     from ingest.manifest.probe import FORMATS, ManifestFormat, manifest_format
     from ingest.manifest.reader import read_manifest
     from ingest.manifest.seekahead import Ahead, SeekAhead, count_entries
+    from ingest.manifest.walkstats import SkippedFiles, WalkStats
 
 # Each name is imported on first use, so a run imports only its own format's
 # reader (a JSON lines run skips the folder, CSV and shard modules).
 _HOME = {
     "IMAGE_EXTENSIONS": "ingest.manifest.folder",
-    "SkippedFiles": "ingest.manifest.folder",
-    "WalkStats": "ingest.manifest.folder",
+    "SkippedFiles": "ingest.manifest.walkstats",
+    "WalkStats": "ingest.manifest.walkstats",
     "MAX_LINE_BYTES": "ingest.manifest.lines",
     "FORMATS": "ingest.manifest.probe",
     "ManifestFormat": "ingest.manifest.probe",

@@ -24,6 +24,7 @@ wins over the caption of its metadata row, because it is the one beside the
 image (the file a captioning tool or a person edited last, as kohya-ss reads
 it); the row's other columns are still the image's metadata. Each image with
 both counts in `Captions.both`, so `validate` can say how often that happened.
+What the walk skipped and counted is tallied in `walkstats` (re-exported here).
 
 Invariants: `read_folder` yields at least one result: a walk that finds no
 image yields one `ManifestError` ("no images found", with what it skipped);
@@ -33,11 +34,9 @@ metadata file's bad rows are results too, so both walks read it).
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import os
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -45,110 +44,24 @@ from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest.metadata import METADATA_NAMES, Row, Table, load_table, metadata_file
 from ingest.manifest.sidecar import Sidecars, is_caption_name, read_caption
+from ingest.manifest.walkstats import Captions, SkippedFiles, WalkStats, escaped, no_images
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".gif", ".avif", ".heic", ".tif", ".tiff", ".bmp"}
 )
 """File name extensions a folder walk picks up (compared case-insensitively)."""
 
-_EXAMPLES = 3  # skipped file names a note shows
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Captions",
+    "SkippedFiles",
+    "WalkStats",
+    "count_folder",
+    "no_images",
+    "read_folder",
+]
 
 Kind = Literal["hidden", "dir", "image", "caption", "metadata", "packed", "other"]
-
-
-@dataclass(frozen=True, slots=True)
-class SkippedFiles:
-    """What a folder walk passed over: files not named as images, directory loops."""
-
-    files: int = 0
-    loops: int = 0
-    examples: tuple[str, ...] = ()  # the first few skipped files (sorted), relative to the folder
-
-    def __bool__(self) -> bool:
-        return bool(self.files or self.loops)
-
-    def describe(self) -> str:
-        """E.g. "3 non-image files (notes.txt, Thumbs.db, …), 1 symlinked loop"."""
-        parts = []
-        if self.files:
-            shown = ", ".join(self.examples) + (", …" if self.files > len(self.examples) else "")
-            noun = "file" if self.files == 1 else "files"
-            parts.append(f"{self.files} non-image {noun} ({shown})")
-        if self.loops:
-            parts.append(f"{self.loops} symlinked {'loop' if self.loops == 1 else 'loops'}")
-        return ", ".join(parts)
-
-
-@dataclass(frozen=True, slots=True)
-class Captions:
-    """Where the captions of a folder's images came from (the sorted walk's count)."""
-
-    sidecar: int = 0  # images captioned by their caption file
-    metadata: int = 0  # images captioned by their metadata row
-    none: int = 0  # images with no caption
-    both: int = 0  # images with a caption file and a captioned row (the caption file won)
-    rows_unused: int = 0  # metadata rows naming no image the walk found
-    # The metadata files used, relative to the folder (a shard's: "json members"; a
-    # Parquet file's: its caption column).
-    files: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.sidecar or self.metadata or self.files)
-
-    def describe(self) -> str:
-        """E.g. "captions: 40 from caption files, 10 from metadata.jsonl, 2 without a caption"."""
-        where = ", ".join(self.files) if self.files else "metadata"
-        parts = [f"{self.sidecar} from caption files"] if self.sidecar or not self.files else []
-        parts += [f"{self.metadata} from {where}", f"{self.none} without a caption"]
-        if self.both:
-            parts.append(f"{self.both} with both (the caption file used)")
-        if self.rows_unused:
-            noun = "row" if self.rows_unused == 1 else "rows"
-            parts.append(f"{self.rows_unused} metadata {noun} naming no image found")
-        return "captions: " + ", ".join(parts)
-
-
-class WalkStats:
-    """The running tally of one walk; `skipped` and `captions` are its values so far."""
-
-    __slots__ = (
-        *("_examples", "caption_counts", "files", "found", "listener", "loops", "packed"),
-        "tables",
-    )
-
-    def __init__(self, listener: Callable[[str, str], None] | None = None) -> None:
-        # Told each skipped file and why, as the walk passes it (`validate --each`).
-        self.listener = listener
-        self.found = 0  # images, and directories that could not be walked (each a result)
-        self.files = 0
-        self.loops = 0
-        self._examples: list[str] = []
-        self.caption_counts = [0, 0, 0, 0, 0]  # as the fields of `Captions`, in order
-        self.tables: list[str] = []
-        self.packed: dict[tuple[int, int], str] = {}  # shards read: (st_dev, st_ino) -> path
-
-    def other_file(self, rel: str, why: str = "not an image by its name") -> None:
-        """Count a skipped file; the first few in sorted order are kept, whatever the walk's."""
-        if self.listener is not None:
-            self.listener(_escaped(rel), why)
-        self.files += 1
-        bisect.insort(self._examples, _escaped(rel))
-        del self._examples[_EXAMPLES:]
-
-    @property
-    def skipped(self) -> SkippedFiles:
-        return SkippedFiles(self.files, self.loops, tuple(self._examples))
-
-    @property
-    def captions(self) -> Captions:
-        sidecar, metadata, none, both, unused = self.caption_counts
-        return Captions(sidecar, metadata, none, both, unused, tuple(self.tables))
-
-
-def no_images(source: str, skipped: SkippedFiles) -> ManifestError:
-    """The one result of a walk that found no image file."""
-    why = f" (skipped {skipped.describe()})" if skipped else ""
-    return ManifestError(f"no images found{why}", source=source)
 
 
 def read_folder(
@@ -172,11 +85,11 @@ def read_folder(
             yield from read_packed(Path(detail), rel, source, stats)
             continue
         if found == "image":
-            reason = f"file name is not valid UTF-8: {_escaped(rel)}"
+            reason = f"file name is not valid UTF-8: {escaped(rel)}"
         elif found == "metadata":
             reason = detail
         elif found == "bad_dir_name":
-            reason = f"directory name is not valid UTF-8: {_escaped(rel)}/; skipped its contents"
+            reason = f"directory name is not valid UTF-8: {escaped(rel)}/; skipped its contents"
         else:
             reason = f"cannot read directory {rel}/: {detail}"
         yield ManifestError(reason, source=source, line=position)
@@ -275,7 +188,8 @@ class _Level:
         for name in self.sidecars.unmatched():
             stats.other_file(self.prefix + name, "a caption file with no image of its name")
         if self.table is not None:
-            stats.caption_counts[4] += self.table.left
+            for rel, row in sorted(self.table.rows.items()):  # named no image the walk found
+                stats.unused_row(rel, row.where)
             if self.table.skipped:
                 why = f"a second metadata file ({self.table.name} is used)"
                 stats.other_file(self.prefix + self.table.skipped, why)
@@ -346,7 +260,7 @@ def _walk(
                     if child in on_path:
                         stats.loops += 1
                         if stats.listener is not None:
-                            stats.listener(_escaped(rel) + "/", "a symlinked loop")
+                            stats.listener(escaped(rel) + "/", "a symlinked loop")
                         continue
                     level = _Level(entry.path, rel + "/", listing(entry.path), child)
                 except OSError as exc:
@@ -442,7 +356,3 @@ def _is_utf8(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _escaped(name: str) -> str:
-    return os.fsencode(name).decode("utf-8", "backslashreplace")

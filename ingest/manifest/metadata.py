@@ -16,7 +16,8 @@ Which file, and which row, wins: a folder with both files uses
 ``metadata.jsonl`` (the other is skipped, and counted as such); an image named
 by metadata files at several levels takes the nearest one's row (the deepest
 folder); a ``file_name`` listed twice in one file is a problem at its second
-line. Rows that name no image the walk finds are counted (`Table.left`).
+line. Rows that name no image the walk finds are what is left in `Table.rows`
+once the walk leaves the folder: each is counted and named (`WalkStats.unused_row`).
 
 Invariants: every problem is a (line, reason) of the metadata file, reported
 as a result of the walk, never a silent drop; the rows of a metadata file are
@@ -63,10 +64,6 @@ class Table:
     def take(self, rel: str) -> Row | None:
         """The row for the image at folder-relative `rel`, removed (what is left named no image)."""
         return self.rows.pop(rel, None)
-
-    @property
-    def left(self) -> int:
-        return len(self.rows)
 
 
 def metadata_file(names: set[str] | None, directory: str) -> tuple[str, str | None] | None:

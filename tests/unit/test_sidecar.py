@@ -83,10 +83,35 @@ def test_metadata_files_follow_the_imagefolder_convention(tmp_path: Path) -> Non
         "x.png": (None, None),
     }
     assert items(found)["train/a.png"].caption_from == "train/metadata.csv line 2"
-    assert not stats.skipped
+    assert stats.skipped == SkippedFiles(rows=1, row_examples=("missing.png",))
     assert stats.captions == Captions(
         metadata=3, none=2, rows_unused=1, files=("metadata.jsonl", "train/metadata.csv")
     )
+
+
+def test_metadata_rows_naming_no_image_are_named_by_validate_and_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "sub").mkdir()
+    make_image(tmp_path / "a.png", "png", 300, seed=1)
+    make_image(tmp_path / "sub" / "b.png", "png", 300, seed=2)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "metadata.csv").write_text(
+        "file_name,caption\na.png,a\ngone.png,x\nsub/b.png,b\nsub/lost.png,y\nnotes.txt,z\n"
+    )
+    found, stats = walk(tmp_path)
+    assert sorted(items(found)) == ["a.png", "sub/b.png"]
+    said = "3 metadata rows naming no image found (gone.png, notes.txt, sub/lost.png)"
+    assert stats.skipped.rows == stats.captions.rows_unused == 3
+    assert stats.skipped.describe() == f"1 non-image file (notes.txt), {said}"
+    counted = WalkStats()  # the run's count ahead, whose `skipped` its note says once
+    assert count_entries(tmp_path, stats=counted) == 2 and counted.skipped == stats.skipped
+    assert main(["validate", str(tmp_path), "--provider", "novita", "--each"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        "gone.png: skipped: named by metadata.csv line 3, but no image of that name is there" in out
+    )
+    assert f"{tmp_path}: skipped 1 non-image file (notes.txt), {said}" in out
 
 
 def test_a_caption_file_wins_over_a_metadata_row_whose_columns_are_kept(tmp_path: Path) -> None:

@@ -64,6 +64,7 @@ from ingest.pacing import Pacer, PacerStats
 if TYPE_CHECKING:
     from ingest.clock import Clock
     from ingest.coord.connection import Connection
+    from ingest.coord.pushed import PauseWatch
 
 # KEYS: tat, pause, learnt. ARGV: interval us (0: none configured), burst, successes since
 # this worker's last take, raise low, raise high, ceiling calls/s (0: none), learnt TTL ms,
@@ -117,13 +118,19 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl_ms)
 return {1, '0', string.format('%d', now), shown}
 """
 
-# KEYS: pause, learnt. ARGV: pause us (0: none), min rate, ceiling (0: none), min cycle us,
-# MIN_SAMPLE, PROBE_SAMPLE, learnt TTL ms, then the server start (us) of each refused call
-# (none: a pause alone). Extends the pause, never shortens it; counts the refusals of calls
-# started since the last cut and cuts as `Pacer._cut` does. Returns {pause end, learnt rate}.
+# KEYS: pause, learnt, the pushes' channel. ARGV: pause us (0: none), min rate, ceiling (0:
+# none), min cycle us, MIN_SAMPLE, PROBE_SAMPLE, learnt TTL ms, then the server start (us) of
+# each refused call (none: a pause alone). Extends the pause, never shortens it; counts the
+# refusals of calls started since the last cut and cuts as `Pacer._cut` does; publishes
+# "pause end, now, learnt rate" to every worker's `PauseWatch`. Returns {pause end, learnt rate}.
 _THROTTLE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function told(pause_end, shown)
+  local ends = string.format('%d', pause_end)
+  redis.call('PUBLISH', KEYS[3], ends .. ' ' .. string.format('%d', now) .. ' ' .. shown)
+  return {ends, shown}
+end
 local pause_end = tonumber(redis.call('GET', KEYS[1]) or '0')
 local added = 0
 local wanted = now + tonumber(ARGV[1])
@@ -136,7 +143,7 @@ end
 local h = redis.call('HMGET', KEYS[2], 'rate', 'epoch', 'ok', 'refused', 'cut', 'paused', 'probed')
 local rate = tonumber(h[1])
 local shown = rate and string.format('%.6f', rate) or ''
-if #ARGV < 8 then return {string.format('%d', pause_end), shown} end
+if #ARGV < 8 then return told(pause_end, shown) end
 local epoch = tonumber(h[2]) or now
 local ok = tonumber(h[3]) or 0
 local last_cut = tonumber(h[5]) or 0
@@ -160,7 +167,7 @@ if elapsed == nil then
   redis.call('HSET', KEYS[2], 'refused', refused, 'paused', string.format('%d', paused),
     'epoch', string.format('%d', epoch))
   redis.call('PEXPIRE', KEYS[2], ARGV[7])
-  return {string.format('%d', pause_end), shown}
+  return told(pause_end, shown)
 end
 local share = refused / (ok + refused)
 local allowed = ok * 1000000 / math.max(50000, elapsed) / (1 - math.min(0.5, share))
@@ -172,7 +179,7 @@ shown = string.format('%.6f', allowed)
 redis.call('HSET', KEYS[2], 'rate', shown, 'epoch', string.format('%d', now), 'ok', 0,
   'refused', 0, 'cut', string.format('%d', now), 'paused', string.format('%d', left), 'probed', 1)
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
-return {string.format('%d', pause_end), shown}
+return told(pause_end, shown)
 """
 
 
@@ -247,6 +254,8 @@ class Budget:
         self._take_args = [low, high, rate or 0, ttl_ms, window_us, jitter_us]
         self._cut_args = [min_rate, rate or 0, round(min_cycle_s * 1e6)]
         self._cut_args += [Pacer.MIN_SAMPLE, Pacer.PROBE_SAMPLE, ttl_ms]
+        db = conn.client.connection_pool.connection_kwargs.get("db") or 0
+        self.channel = keys.pushes(int(db))  # where `throttle` tells every `PauseWatch`
         self._take = conn.client.register_script(_TAKE)
         self._throttle = conn.client.register_script(_THROTTLE)
 
@@ -264,7 +273,7 @@ class Budget:
         (their server start times, us; empty: a pause alone). Returns the pause's end and
         the learnt rate."""
         us = math.ceil(seconds * 1_000_000)
-        keys = [self._keys.pause, self._keys.learnt]
+        keys = [self._keys.pause, self._keys.learnt, self.channel]
         args = [us, *self._cut_args, *refused[:MAX_REPORTED]]
         end, learnt = await self._conn.call(lambda: self._throttle(keys=keys, args=args))
         return int(end), _rate(learnt)
@@ -300,6 +309,8 @@ class SharedPacer:
         self._successes = 0  # not yet reported
         self._offset_us = 0  # server clock less this clock, as of the last take
         self._checked = float("-inf")  # when the pause was last looked at (no rate)
+        self._held_until = float("-inf")  # a pushed pause's end (this clock)
+        self.watch: PauseWatch | None = None  # pushes the pauses: no look per call (no rate)
         self._wake = anyio.Event()
         self.learnt: float | None = None  # the account's learnt rate, as last heard
         self.shared_waits = 0  # times the shared budget made a call wait
@@ -314,14 +325,18 @@ class SharedPacer:
         await self.local.wait()
         while True:
             now = self._clock.now()
+            if now < self._held_until:  # a pause another worker's 429 set, pushed to this one
+                await self._clock.sleep(self._held_until - now)
+                continue
             if self.budget.rate is None and self.learnt is None:
+                if self.watch is not None and self.watch.live(now):
+                    return now  # no rate, and every pause is pushed: nothing to ask
                 if now < self._checked + PAUSE_POLL_S:
                     return now  # no rate: the pause was looked at a moment ago
                 self._checked = now  # callers meanwhile go on this look's word
             successes, self._successes = self._successes, 0
             grant = await self.budget.take(successes)
-            self.learnt = grant.learnt
-            self._offset_us = grant.server_us - round(self._clock.now() * 1e6)
+            self._heard(grant)
             if grant.granted:
                 self.granted_us = grant.server_us
                 return self._clock.now()
@@ -329,6 +344,40 @@ class SharedPacer:
             self.shared_waits += 1
             # A little jitter, so workers refused together do not all ask again at once.
             await self._clock.sleep(grant.wait_s * (1.0 + 0.1 * self._rng.random()))
+
+    def _heard(self, grant: Grant) -> None:
+        self.learnt = grant.learnt
+        self._offset_us = grant.server_us - round(self._clock.now() * 1e6)
+
+    def hold(self, seconds: float) -> None:
+        """No call starts for `seconds` from now (a pushed pause; never shortens one)."""
+        self._held_until = max(self._held_until, self._clock.now() + seconds)
+
+    def told(self, message: str) -> None:
+        """A `PauseWatch` heard a throttle's "pause end, server now, learnt rate" (us, us, '')."""
+        parts = message.split(" ")
+        if len(parts) != 3:
+            return  # not a throttle's (another version's): the watch's next look tells
+        end_us, now_us, rate = parts
+        if int(end_us) > int(now_us):  # the delivery's delay only lengthens it
+            self.hold((int(end_us) - int(now_us)) / 1e6)
+        if rate:
+            self.learnt = float(rate)
+
+    async def look(self, *, always: bool = True) -> None:
+        """Ask the budget once, off any call (a watch's resync, or its report of successes).
+
+        Folds this worker's successes into the account's counts and hears the pause and
+        the learnt rate. With `always` false, only when there are successes to report and
+        no rate (with one, every call's own take reports them)."""
+        quiet = self.budget.rate is not None or self.learnt is not None or not self._successes
+        if quiet and not always:
+            return
+        successes, self._successes = self._successes, 0
+        grant = await self.budget.take(successes)
+        self._heard(grant)
+        if not grant.granted:
+            self.hold(grant.wait_s)
 
     def on_success(self, started: float | None = None) -> None:
         self.local.on_success(started)
@@ -352,6 +401,8 @@ class SharedPacer:
     async def push(self) -> None:
         """Send the longest pause and the refusals since the last push (if any) to the budget."""
         self._wake = anyio.Event()
+        if self.watch is not None:  # successes not yet reported count in this throttle's cut
+            await self.look(always=False)
         seconds, self._pending = self._pending, 0.0
         refused, self._refused = self._refused, []
         if seconds > 0 or refused:

@@ -105,6 +105,9 @@ class BudgetKeys:
     def learnt(self) -> str:  # hash: the rate learnt from throttling and its cycle's counts
         return f"ingest:budget:{self.digest}:learnt"
 
+    def pushes(self, db: int) -> str:  # pub/sub channel of the pauses (channels span databases)
+        return f"ingest:budget:{self.digest}:pushes:{db}"
+
 
 def account_digest(provider: str, endpoint: str, secrets: Mapping[str, str]) -> str:
     """A digest naming one provider account; the key is not recoverable from it."""

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ingest import bandwidth
+from ingest.clock import SYSTEM
 from ingest.coord import CHUNK_LINES, LEASE_S
 from ingest.coord.budget import Budget, SharedBytes, SharedPacer
 from ingest.coord.connection import Connection, connect
@@ -50,6 +51,7 @@ from ingest.coord.lease import Lease, Leases
 from ingest.coord.namecounts import SharedNameCounts
 from ingest.coord.names import BudgetKeys, RunKeys, account_digest, default_run_name
 from ingest.coord.plan import Planned, join_run, lay_out
+from ingest.coord.pushed import PauseWatch
 from ingest.coord.record import Counts, Record, Shipper
 from ingest.coord.retry import Retried, make_pending
 from ingest.coord.scratch import scratch_folder
@@ -193,6 +195,8 @@ class Worker:
                 anyio.create_task_group() as tg,
             ):
                 tg.start_soon(pacer.run)
+                if pacer.budget.rate is None:  # no rate: the pauses are pushed, not polled
+                    tg.start_soon(PauseWatch(conn, pacer, SYSTEM).run)
                 tg.start_soon(shipper.run)
                 tg.start_soon(self._renew, leases, record)
                 tg.start_soon(self._fence, leases)
@@ -211,7 +215,6 @@ class Worker:
         )  # fmt: skip
 
     def _pacer(self, conn: Connection, account: BudgetKeys) -> SharedPacer:
-        from ingest.clock import SYSTEM
         from ingest.pacing import Pacer
 
         run = self.plan.run

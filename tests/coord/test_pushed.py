@@ -11,7 +11,7 @@ the pacer polling. Real time: well under a second each.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import anyio
 import pytest
@@ -22,6 +22,7 @@ from ingest.coord.connection import Connection, connect
 from ingest.coord.names import BudgetKeys, account_digest
 from ingest.coord.pushed import PauseWatch
 from ingest.pacing import Pacer
+from tests.coord.observe import until
 
 pytestmark = pytest.mark.anyio
 
@@ -45,13 +46,6 @@ class CountingBudget(Budget):
 def pacer(conn: Connection, keys: BudgetKeys) -> SharedPacer:
     budget = CountingBudget(conn, keys, None)
     return SharedPacer(budget, Pacer(None, clock=SYSTEM, learns=False), SYSTEM, max_pause_s=60)
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Return once `condition()` holds (the watch's state, set by its own task), else fail."""
-    with anyio.fail_after(5):
-        while not condition():  # noqa: ASYNC110 (state another task sets: no event to await)
-            await anyio.sleep(0.001)
 
 
 async def server_us(conn: Connection) -> int:

@@ -16,10 +16,13 @@ import pytest
 import ingest
 from ingest.api.wiring import sim_settings
 from ingest.errors import ManifestError
-from ingest.item import Item
+from ingest.item import Item, Source
 from ingest.manifest import WalkStats, count_entries, read_manifest
 from ingest.manifest.folder import Captions
 from ingest.manifest.packed import parquet
+from ingest.prefetch import Prefetch
+from ingest.sniff import ImageType
+from ingest.validate import Limits, check
 from tests.images import image_bytes
 from tests.results import journal_of
 
@@ -190,3 +193,15 @@ def test_a_row_no_longer_cached_is_read_again_by_a_cursor_moving_forward(tmp_pat
     assert member is not None
     with pytest.raises(OSError, match=r"the Parquet file changed: no row 10 in group 1"):
         parquet.row_bytes(source, member)
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_read_ahead_bytes_are_the_cached_rows_not_a_second_copy(tmp_path: Path) -> None:
+    source = tmp_path / "shared.parquet"
+    images = hf_parquet(source, 12, group=6)
+    limits = Limits(frozenset({ImageType.PNG, ImageType.JPEG, ImageType.WEBP}), None)
+    for index, item in enumerate(i for i in read_manifest(source) if isinstance(i, Item)):
+        checked = check(item, limits, prefetch=Prefetch())
+        assert isinstance(checked, Source) and checked.body == images[index]
+        assert item.member is not None and parquet.row_bytes(source, item.member) is checked.body
+    assert all(isinstance(rows, list) for rows in parquet._batches.values())  # no Arrow buffers

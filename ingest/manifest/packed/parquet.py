@@ -19,10 +19,13 @@ same for every reader of the file). A row's bytes are not a byte range of
 the file (Parquet pages are encoded and compressed), so an item names its
 (row group, row), and `row_bytes` finds them in a cache of batches (keyed
 by path, size, mtime, row group and the batch's first row) of at most
-`CACHE_BYTES` of images and `CACHE_ROWS` rows, the rows in flight: the
-reader's batches go there (validation reads a row right after the reader
-yields it, the upload soon after; a small image's bytes then ride with its
-`Source`, `ingest.prefetch`).
+`CACHE_BYTES` of images and `CACHE_ROWS` rows. A batch's images become
+Python bytes once, as it is read (`_rows`), and its Arrow buffers go at
+once; `row_bytes` hands out the cached object itself, so a small image's
+read-ahead bytes (`Source.body`, `ingest.prefetch`: read by validation right
+after the reader yields the row) are the cache's, not a second copy, and
+the cache need only bridge the reader and validation, plus the rows read at
+upload (those past the read-ahead's budget).
 A row the cache no longer holds is read by an upload-side cursor, a second
 `iter_batches` over its row group that moves forward as the uploads do
 (they come in file order, a little jittered: the batches it passes between
@@ -31,8 +34,8 @@ two rows asked for are kept). A row behind the cursor and no longer cached
 again, never lost.
 
 Memory: a few batches, whatever the size of the row groups or of the file,
-plus what pyarrow holds to decode a page: a page is read and decompressed
-whole, and pyarrow's writer checks a page's size only every 1,024 rows, so a
+plus what pyarrow holds to decode a page, given back to the system after
+each row group (`_release`): a page is read and decompressed whole, and pyarrow's writer checks a page's size only every 1,024 rows, so a
 row group of fewer rows is written as one page (500 rows of 64 KiB: 32 MiB,
 held twice while it is decompressed). That part follows the file's layout,
 not ingest (`benchmarks/README.md`, Sources).
@@ -60,7 +63,7 @@ from ingest.manifest.metadata import CAPTION_COLUMNS
 
 INSTALL = "reading Parquet needs pyarrow: pip install 'ingest[parquet]'"
 BATCH_BYTES = 2 << 20  # images a record batch holds, about (its rows: `batch_rows`)
-CACHE_BYTES = 16 << 20  # images the cache keeps: the rows in flight (~200 items of 64 KiB)
+CACHE_BYTES = 4 << 20  # images the cache keeps past the read-ahead's own (`_remember`)
 CACHE_ROWS = 1024  # and rows: the in-flight window (read batch + 2 x put_concurrency + lookahead)
 _BUFFER = 1 << 20  # a column chunk is read through this buffer, page by page
 _CURSORS = 2  # files with an upload-side cursor open
@@ -192,12 +195,16 @@ def batch_rows(pf: Any, group: int, leaf: int) -> int:
     return max(1, min(rows, BATCH_BYTES // average))
 
 
-def _images(column: Any, struct: bool) -> tuple[Any, Any]:
-    """(image bytes, their struct paths or None) of a batch's image column."""
+Rows = list[bytes | None]  # a batch's image bytes, one per row (None: a row without)
+
+
+def _rows(column: Any, struct: bool) -> tuple[Rows, list[str | None] | None]:
+    """(image bytes, their struct paths or None) of a batch's image column, as Python values:
+    made once a batch, so the read-ahead's `Source.body` is the cached object, not a copy."""
     if not struct:
-        return column, None
-    names = column.field("path") if column.type.get_field_index("path") >= 0 else None
-    return column.field("bytes"), names
+        return column.to_pylist(), None
+    names = column.field("path").to_pylist() if column.type.get_field_index("path") >= 0 else None
+    return column.field("bytes").to_pylist(), names
 
 
 def _batches_of(pf: Any, group: int, columns: list[str], leaf: int) -> Iterator[tuple[int, Any]]:
@@ -227,15 +234,15 @@ def read_parquet(
     number = 0  # the row's number in the file
     for group in range(pf.num_row_groups):
         for first, batch in _batches_of(pf, group, columns, leaf):
-            images, names = _images(batch.column(0), struct)
-            _remember((ident, group, first), images)
+            values, names = _rows(batch.column(0), struct)
+            _remember((ident, group, first), values)
             captions = batch.column(1).to_pylist() if caption_column else None
             metas = [batch.column(c).to_pylist() for c in meta_columns]
-            for row in range(len(images)):
+            del batch  # its Arrow buffers: the rows are Python values from here on
+            for row, value in enumerate(values):
                 stats.found += 1
-                name = names[row].as_py() if names is not None else None
-                value = images[row]
-                if not value.is_valid:
+                name = names[row] if names is not None else None
+                if value is None:
                     only = f" (only the path {name!r})" if name else ""
                     yield ManifestError(
                         f"row {number} holds no image bytes{only}: {path}#row-{number}",
@@ -259,17 +266,24 @@ def read_parquet(
                     caption=caption,
                     metadata=metadata or None,
                     caption_from=f"column {caption_column!r}" if caption else None,
-                    member=Member(
-                        f"row-{number}", 0, len(value.as_buffer()), row=(group, first + row)
-                    ),
+                    member=Member(f"row-{number}", 0, len(value), row=(group, first + row)),
                 )
                 number += 1
-            del images, names, batch
+            del values, names
+        _release()
     if stats.found == 0 and not inside:
         yield no_images(source, stats.skipped)
 
 
-def _remember(key: BatchKey, images: Any) -> None:
+def _release() -> None:
+    """Give pyarrow's pool back to the system after a row group: its pages (decompressed whole)
+    are freed then, and the pool would otherwise keep them for the next group's."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
+def _remember(key: BatchKey, values: Rows) -> None:
     """Cache a batch's images; the oldest go past `CACHE_BYTES` or `CACHE_ROWS` (the last two
     always stay)."""
     global _cached_bytes, _cached_rows
@@ -277,23 +291,27 @@ def _remember(key: BatchKey, images: Any) -> None:
         if key in _batches:
             _batches.move_to_end(key)
             return
-        _batches[key] = images
-        _cached_bytes += images.nbytes
-        _cached_rows += len(images)
+        _batches[key] = values
+        _cached_bytes += _size(values)
+        _cached_rows += len(values)
         while (_cached_bytes > CACHE_BYTES or _cached_rows > CACHE_ROWS) and len(_batches) > 2:
             gone = _batches.popitem(last=False)[1]
-            _cached_bytes -= gone.nbytes
+            _cached_bytes -= _size(gone)
             _cached_rows -= len(gone)
 
 
-def _cached(ident: Ident, group: int, row: int) -> Any:
-    """The cached value of `row` (of row group `group`), or None."""
+def _size(values: Rows) -> int:
+    return sum(len(v) for v in values if v is not None)
+
+
+def _cached(ident: Ident, group: int, row: int) -> tuple[Rows, int] | None:
+    """The cached batch holding `row` (of row group `group`) and its index there, or None."""
     with _lock:
-        for key, images in reversed(_batches.items()):
+        for key, values in reversed(_batches.items()):
             file, at, first = key
-            if file == ident and at == group and first <= row < first + len(images):
+            if file == ident and at == group and first <= row < first + len(values):
                 _batches.move_to_end(key)
-                return images[row - first]
+                return values, row - first
     return None
 
 
@@ -302,13 +320,13 @@ class _Cursor:
     """An upload-side reader of one row group's image column, moving forward."""
 
     group: int
-    batches: Iterator[tuple[int, Any]]
+    batches: Iterator[tuple[int, Rows]]
     next_row: int = 0  # of the next batch
     wanted: int = 0  # the row last asked for: batches before it are passed over, not kept
     # (a forward move keeps those between two rows asked for: other uploads of the window)
 
 
-def _from_cursor(path: Path, ident: Ident, group: int, row: int) -> Any:
+def _from_cursor(path: Path, ident: Ident, group: int, row: int) -> tuple[Rows, int]:
     """`row`'s value read by the file's cursor (a new one if it is past the row or elsewhere)."""
     with _cursors_lock:
         found = _cached(ident, group, row)  # another thread's move may have read it
@@ -322,40 +340,39 @@ def _from_cursor(path: Path, ident: Ident, group: int, row: int) -> Any:
             if group >= pf.num_row_groups:
                 raise IndexError(group)
             batches = _batches_of(pf, group, [column], _leaf(pf, column, struct))
-            columns = ((f, _images(b.column(0), struct)[0]) for f, b in batches)
+            columns = ((f, _rows(b.column(0), struct)[0]) for f, b in batches)
             cursor = _Cursor(group, columns, wanted=row)
             _cursors[ident] = cursor
             while len(_cursors) > _CURSORS:
                 _cursors.popitem(last=False)
         _cursors.move_to_end(ident)
-        for first, images in cursor.batches:
-            cursor.next_row = first + len(images)
+        for first, values in cursor.batches:
+            cursor.next_row = first + len(values)
             if cursor.next_row > cursor.wanted:  # passed over: kept if the uploads are there
-                _remember((ident, group, first), images)
+                _remember((ident, group, first), values)
             if row < cursor.next_row:
                 cursor.wanted = row
-                return images[row - first]
+                return values, row - first
         raise IndexError(row)
 
 
 def row_bytes(path: Path, member: Member) -> bytes:
-    """The image bytes of the Parquet row `member` names; `OSError` if they are not there."""
+    """The image bytes of the Parquet row `member` names (the cached object itself, not a
+    copy); `OSError` if they are not there."""
     assert member.row is not None
     group, row = member.row
     where = f"{path}#{member.name}"
     try:
         st = os.stat(path)
         ident = (str(path), st.st_size, st.st_mtime_ns)
-        value = _cached(ident, group, row)
-        if value is None:
-            value = _from_cursor(path, ident, group, row)
+        values, index = _cached(ident, group, row) or _from_cursor(path, ident, group, row)
     except (IndexError, ValueError) as exc:
         raise OSError(f"the Parquet file changed: no row {row} in group {group}: {where}") from exc
     except ManifestError as exc:
         raise OSError(f"{exc.reason}: {where}") from None
-    if not value.is_valid:
+    data = values[index]
+    if data is None:
         raise OSError(f"row holds no image bytes: {where}")
-    data: bytes = value.as_py()
     if len(data) != member.length:
         raise OSError(
             f"the Parquet file changed: row of {len(data)} bytes, not {member.length}: {where}"

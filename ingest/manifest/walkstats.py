@@ -6,7 +6,12 @@ note) and `no_images` (the one result of a walk that found no image).
 
 How it works: `other_file` counts each skipped file and keeps the first few
 names in sorted order, whatever the walk's order; `unused_row` does the same
-for a metadata row that named no image the walk found.
+for a metadata row that named no image the walk found. While a shard is read
+(`hold`), its skipped members are held, not counted: a shard with an image in
+it (its first result, `release(keep=True)`) counts them, one without counts
+itself as the one skipped file (`release(keep=False)`), never itself and its
+members. At most `HOLD` of them are held: past that, `hold`'s `has_image`
+decides at once (a second look at the shard's listing).
 
 Invariants: the sorted and the streamed walk (`folder.read_folder`,
 `folder.count_folder`) end with the same `skipped` for the same folder; a
@@ -23,6 +28,8 @@ from dataclasses import dataclass
 from ingest.errors import ManifestError
 
 _EXAMPLES = 3  # skipped names a note shows
+HOLD = 1024
+"""A shard's skipped members held before `has_image` is asked (memory stays bounded)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +95,7 @@ class WalkStats:
     """The running tally of one walk; `skipped` and `captions` are its values so far."""
 
     __slots__ = (
-        *("_examples", "_row_examples", "caption_counts", "files", "found"),
+        *("_examples", "_held", "_row_examples", "caption_counts", "files", "found"),
         *("listener", "loops", "packed", "rows", "tables"),
     )
 
@@ -104,9 +111,26 @@ class WalkStats:
         self.caption_counts = [0, 0, 0, 0, 0]  # as the fields of `Captions`, in order
         self.tables: list[str] = []
         self.packed: dict[tuple[int, int], str] = {}  # shards read: (st_dev, st_ino) -> path
+        self._held: _Held | None = None
 
     def other_file(self, rel: str, why: str = "not an image by its name") -> None:
         """Count a skipped file; the first few in sorted order are kept, whatever the walk's."""
+        held = self._held
+        if held is not None:
+            if held.dropping:
+                return
+            held.files.append((rel, why))
+            if len(held.files) <= HOLD:
+                return
+            self._held = None
+            if not held.has_image():  # the shard is the one skipped file, not its members
+                held.files.clear()
+                held.dropping = True
+                self._held = held
+                return
+            for name, reason in held.files:
+                self.other_file(name, reason)
+            return
         if self.listener is not None:
             self.listener(escaped(rel), why)
         self.files += 1
@@ -120,6 +144,16 @@ class WalkStats:
         self.caption_counts[4] += 1
         _keep_first(self._row_examples, escaped(rel))
 
+    def hold(self, has_image: Callable[[], bool]) -> None:
+        """Hold the skipped files counted from now (a shard's members) until `release`."""
+        self._held = _Held(has_image)
+
+    def release(self, *, keep: bool) -> None:
+        """Count the held files (`keep`: the shard had an image), or drop them; holding ends."""
+        held, self._held = self._held, None
+        for rel, why in held.files if held is not None and keep else ():
+            self.other_file(rel, why)
+
     @property
     def skipped(self) -> SkippedFiles:
         return SkippedFiles(
@@ -130,6 +164,17 @@ class WalkStats:
     def captions(self) -> Captions:
         sidecar, metadata, none, both, unused = self.caption_counts
         return Captions(sidecar, metadata, none, both, unused, tuple(self.tables))
+
+
+class _Held:
+    """A shard's skipped members while it is not known whether it holds an image."""
+
+    __slots__ = ("dropping", "files", "has_image")
+
+    def __init__(self, has_image: Callable[[], bool]) -> None:
+        self.has_image = has_image
+        self.files: list[tuple[str, str]] = []
+        self.dropping = False  # it holds none: its members are not counted
 
 
 def _keep_first(examples: list[str], name: str) -> None:

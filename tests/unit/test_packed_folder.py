@@ -17,7 +17,8 @@ import ingest
 from ingest.cli.main import main
 from ingest.errors import ManifestError
 from ingest.item import Item
-from ingest.manifest import WalkStats, count_entries, read_manifest
+from ingest.manifest import SkippedFiles, WalkStats, count_entries, read_manifest, walkstats
+from ingest.manifest.packed.infolder import packed_counts
 from tests.images import image_bytes
 from tests.unit.test_packed import add, digests, landed, upload, webdataset
 
@@ -104,8 +105,32 @@ def test_a_bad_shard_is_one_problem_naming_it_and_the_walk_goes_on(tmp_path: Pat
         f"txt member is not UTF-8 (byte 0 is 0xff): {root / 'z' / 'b.tar'}#s/1.txt"
     )
     assert [r.key for r in found if isinstance(r, Item)] == ["a.png"]
-    assert "only-labels.tar" in stats.skipped.examples  # no image in it: skipped, as other files
-    assert count_entries(root) == len(found) == 4
+    # No image in it: one skipped file, as other files, and its members not counted apart; the
+    # shards that could not be read, or held no image, are not counted as read.
+    assert stats.skipped == SkippedFiles(files=1, examples=("only-labels.tar",))
+    assert packed_counts(stats) == {"tar": 1}
+    counted = WalkStats()
+    assert count_entries(root, stats=counted) == len(found) == 4
+    assert (counted.skipped, packed_counts(counted)) == (stats.skipped, {"tar": 1})
+
+
+@pytest.mark.parametrize("with_image", [False, True])
+def test_a_shard_past_the_held_members_is_still_one_skipped_file_or_its_members(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_image: bool
+) -> None:
+    monkeypatch.setattr(walkstats, "HOLD", 2)  # the shard's listing is asked past two
+    root = _mkdir(tmp_path / "data")
+    (root / "a.png").write_bytes(image_bytes("png", 900, 1))
+    with zipfile.ZipFile(root / "s.zip", "w") as zf:
+        for i in range(4):
+            zf.writestr(f"s/{i}.cls", b"3")
+        if with_image:
+            zf.writestr("s/9.png", image_bytes("png", 700, 2))
+    stats = WalkStats()
+    found = list(read_manifest(root, walk=stats))
+    assert len(found) == 1 + with_image
+    examples = ("s.zip#s/0.cls", "s.zip#s/1.cls", "s.zip#s/2.cls") if with_image else ("s.zip",)
+    assert stats.skipped == SkippedFiles(files=4 if with_image else 1, examples=examples)
 
 
 def test_a_shard_reached_by_two_routes_is_read_once(tmp_path: Path) -> None:

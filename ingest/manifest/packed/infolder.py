@@ -13,17 +13,21 @@ damaged zip, a Parquet file without an image column, no pyarrow: one problem
 naming the file, the walk goes on), then yields its members; a shard reached
 a second time by another route (a symlinked directory, a hard link) is one
 problem, not its members twice. A shard with no image in it is counted as a
-skipped file, as a folder's other files are. `count_packed` counts the same
-results for the walk's count ahead.
+skipped file, as a folder's other files are, and its members are not (they
+are held until its first result: `WalkStats.hold`). `count_packed` counts
+the same results for the walk's count ahead.
 
 Invariants: the members' keys are the shard's path in the folder, ``#``,
 the member's name (or ``row-N``), so they never collide with a loose file's
 key unless a file's own name holds ``.tar#``; `WalkStats.packed` holds one
-entry per shard read (its identity and its path in the folder).
+entry per shard read (its identity and its path in the folder), and none for a
+shard that could not be read or held no image (a problem, a skipped file), so
+`packed_counts` counts what was read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,16 +70,27 @@ def read_packed(
             key=rel,
         )
         return
-    before = stats.found
     try:
         results = _members(path, kind, rel, source, stats)
     except ManifestError as exc:
+        _not_read(path, stats)
         stats.found += 1
         yield ManifestError(f"{exc.reason}: {path}", source=source, line=stats.found, key=rel)
         return
-    yield from results
-    if stats.found == before:
-        stats.other_file(rel, "a packed file with no image in it")
+    # Its skipped members count only if it holds an image; else it is the one skipped file.
+    stats.hold(lambda: _has_image(path, kind))
+    held = True
+    try:
+        for result in results:
+            if held:
+                stats.release(keep=True)
+                held = False
+            yield result
+    finally:
+        if held:
+            stats.release(keep=False)
+    if held:
+        _empty(path, rel, stats)
 
 
 def count_packed(path: Path, rel: str, stats: WalkStats) -> int:
@@ -90,15 +105,35 @@ def count_packed(path: Path, rel: str, stats: WalkStats) -> int:
     try:
         if kind == "parquet":
             probe_parquet(path, str(path))  # no image column: one problem, whatever its rows
-            return count_parquet(path, at_least=0) or _empty(rel, stats)
-        return count_shard(path, kind, at_least=0) or _empty(rel, stats)
+            return count_parquet(path, at_least=0) or _empty(path, rel, stats)
+        return count_shard(path, kind, at_least=0) or _empty(path, rel, stats)
     except (ManifestError, OSError):  # the shard's one problem
+        _not_read(path, stats)
         return 1
 
 
-def _empty(rel: str, stats: WalkStats) -> int:
+def _has_image(path: Path, kind: PackedKind) -> bool:
+    """Whether the shard yields any result (a second look at its listing)."""
+    from ingest.manifest.packed.parquet import count_parquet
+    from ingest.manifest.packed.samples import count_shard
+
+    if kind == "parquet":
+        return count_parquet(path, at_least=0) > 0
+    return count_shard(path, kind, at_least=0) > 0
+
+
+def _empty(path: Path, rel: str, stats: WalkStats) -> int:
+    """A shard with no image: a skipped file, not a packed file read."""
+    _not_read(path, stats)
     stats.other_file(rel, "a packed file with no image in it")
     return 0
+
+
+def _not_read(path: Path, stats: WalkStats) -> None:
+    """Leave a shard that could not be read, or held no image, out of `packed_counts`."""
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        stats.packed.pop((st.st_dev, st.st_ino), None)
 
 
 def _first_route(path: Path, rel: str, stats: WalkStats) -> str | None:

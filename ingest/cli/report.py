@@ -12,7 +12,8 @@ the engine's task groups.
 Progress is shown against the whole manifest, per the journal (`Progress`):
 done (earlier runs' included, rejected items never), failed and rejected
 apart, of the total, which is the seek-ahead count (marked ``~``) until
-reading ends; the ETA is the items left at this run's rate.
+reading ends; the ETA is the items left at this run's rate. The summary at
+the end, and the hints it gives, are `summary`'s.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ import anyio
 import orjson
 
 from ingest.cli.output import Output
+from ingest.cli.summary import HINTS as HINTS  # re-exported: where callers import them
+from ingest.cli.summary import hint_for as hint_for
+from ingest.cli.summary import write_summary
 from ingest.engine import ItemDone, Progress, Snapshot
-from ingest.errors import EXPIRED, ManifestError, TransferError
+from ingest.errors import ManifestError, TransferError
 from ingest.reasons import group
 from ingest.redact import redact
 
@@ -42,46 +46,6 @@ class Watched(Protocol):
     """A run whose progress can be shown (`ingest.Upload`)."""
 
     def snapshot(self) -> Snapshot: ...
-
-
-HINTS: dict[str, str] = {
-    "stop": "check the API key variable and the account (balance, permissions)",
-    "fail_item": "the provider rejected these items (each reason says why); fix them, then run `ingest retry-failed`",
-    "retry": "transient errors outlasted the retries; re-run the same command to retry them",
-    "resign": "upload URLs kept expiring; lower put_concurrency or raise resign_margin_s",
-    "rejected": "fix these manifest lines or files, then re-run the same command",
-}
-# A RESIGN other than expiry (SignatureDoesNotMatch, AccessDenied) that a new URL did not cure.
-REFUSED_HINT = (
-    "storage refused the signed upload even with a new URL: something between ingest and "
-    "storage changes the request (a proxy rewriting headers?), or the provider signs another "
-    "Content-Type"
-)
-
-
-# A URL source the manifest names (an http(s):// or s3:// path) could not be fetched.
-SOURCE_HINT = (
-    "the source server refused or broke off these downloads (each reason says why); fix the "
-    "URLs, then run `ingest retry-failed`"
-)
-
-# An image --convert could not convert here (damaged, too many pixels, too large once converted).
-CONVERT_HINT = (
-    "these images could not be converted on this machine (each reason says why: damaged, "
-    "over --convert-memory-mib, or over the size limit once converted: try --max-side); fix "
-    "or replace them, then run `ingest retry-failed`"
-)
-
-
-def hint_for(action: str, code: str) -> str:
-    """What to do about failures of one (action, code): expiry and refusal differ."""
-    if action == "resign" and code != EXPIRED:
-        return REFUSED_HINT
-    if code == "source_failed":
-        return SOURCE_HINT
-    if code == "convert_failed":
-        return CONVERT_HINT
-    return HINTS.get(action, "")
 
 
 def human_bytes(n: float) -> str:
@@ -362,76 +326,10 @@ class Reporter:
 
     # -- the end -------------------------------------------------------------
 
-    def summary(self, result: Result) -> None:
-        c = result.this_run
-        elapsed = max(result.elapsed_s, 1e-6)
-        total, journal = result.total, result.journal  # None: a shared run's (run_name)
-        counts = {
-            "done": result.done,
-            "failed": result.failed,
-            "rejected": result.rejected,
-            "in_flight": result.in_flight,
-        }
-        if self.mode == "json":
-            self.event(
-                "summary",
-                journal=str(journal) if journal else None,
-                total=total,
-                done=counts["done"],
-                failed=counts["failed"],
-                rejected=counts["rejected"],
-                in_flight=counts["in_flight"],
-                removed=result.removed,
-                unjournaled=result.unjournaled,
-                this_run={
-                    "done": c.done,
-                    "skipped": c.skipped,
-                    "bytes": c.bytes_done,
-                    "retries": c.retries,
-                    "resigns": c.resigns,
-                    "throttles": c.throttles,
-                    "waits_capped": c.waits_capped,
-                    "api_calls": c.api_calls,
-                    "puts": c.puts,
-                    "elapsed_s": round(result.elapsed_s, 3),
-                },
-                stop_reason=result.stop_reason,
-                stop_message=result.stop_message,
-                failures=[
-                    {"class": a, "code": code, "count": n}
-                    for (a, code), n in self.failures.most_common()
-                ],
-            )
-            return
-        lines = [
-            f"uploaded {plural(c.done, 'file')} ({human_bytes(c.bytes_done)}) in {human_duration(elapsed)}"
-            f" — {c.done / elapsed:.1f} files/s, {human_bytes(c.bytes_done / elapsed)}/s",
-            f"already done before: {c.skipped}; retries: {c.retries}; re-signed URLs: {c.resigns};"
-            f" throttled: {c.throttles}"
-            + (
-                f" ({c.waits_capped} Retry-After waits cut to max_pause_s)"
-                if c.waits_capped
-                else ""
-            ),
-            (f"journal {journal}" if journal else f"run {result.run_name!r}")
-            + f": {counts['done']} done"
-            + (f" of {total}" if total is not None else "")
-            + f", {counts['failed']} failed, {counts['rejected']} rejected, {counts['in_flight']} unfinished",
-        ]
-        if result.unjournaled:
-            lines.append(unjournaled_note(result.unjournaled))
-        if result.removed:
-            from ingest.journal.report import removed_note
-
-            lines.append(removed_note(result.removed))
-        if self.failures:
-            lines.append("problems by reason:")
-            for (action, code), n in self.failures.most_common():
-                hint = hint_for(action, code)
-                lines.append(f"  {n:>6}  {action}/{code}" + (f"  → {hint}" if hint else ""))
-        if result.stop_message:
-            lines.append(f"stopped: {result.stop_message}")
-        self.output.write(self.err, "".join(redact(line) + "\n" for line in lines), flush=True)
+    def summary(self, result: Result, progress: Progress | None = None) -> None:
+        """The run's last lines; `progress`, its last snapshot's, gives an interrupted run its
+        total (`summary.write_summary`)."""
+        write_summary(self, result, progress)
 
 
 def _rate(snap: Snapshot) -> str:

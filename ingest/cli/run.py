@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ingest.api import Result, Upload
     from ingest.api.wiring import Plan
     from ingest.cli.report import Reporter
+    from ingest.engine import Progress
     from ingest.sim import SimSettings
 
 # The codes, where `retry-failed` and the tests have always imported them from.
@@ -337,18 +338,26 @@ async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) ->
         reporter.output.on_closed = None  # the run is over: nothing left to drain
         # Outside the task group: what `wait` raises reaches `run`'s handlers as itself.
         result = await run.wait()
-    reporter.summary(result)
-    return exit_code(result, reporter, interrupted=interrupted)
+        progress = run.snapshot().progress  # an interrupted run's total: the count ahead
+    reporter.summary(result, progress)
+    return exit_code(result, reporter, interrupted=interrupted, progress=progress)
 
 
-def exit_code(result: Result, reporter: Reporter, *, interrupted: bool = False) -> int:
+def exit_code(
+    result: Result,
+    reporter: Reporter,
+    *,
+    interrupted: bool = False,
+    progress: Progress | None = None,
+) -> int:
     """0 only when every entry of the manifest ended done (`Result.complete`); see EXIT_CODES."""
     import dataclasses
 
     from ingest.api import StopReason
     from ingest.cli.report import plural
+    from ingest.cli.summary import done_of
 
-    of_total = f"{result.done}" + (f" of {result.total}" if result.total is not None else "")
+    of_total = done_of(result, progress)
     # The journal's word: a drain or Ctrl-C that came after the last entry was done is complete.
     stopped = None if result.stop_reason is StopReason.INTERRUPTED else result.stop_reason
     finished = dataclasses.replace(result, drained=False, stop_reason=stopped).complete

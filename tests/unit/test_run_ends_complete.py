@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import io
 
+import orjson
 import pytest
 
 from ingest.api import Result, StopReason
 from ingest.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT_CLOSED
 from ingest.cli.report import Reporter
 from ingest.cli.run import exit_code
+from ingest.engine import Progress
 from tests.unit.test_api import result
 
 
@@ -60,3 +62,21 @@ def test_an_interrupted_run_with_work_left_says_how_far_it_got() -> None:
     outcome = result(3, 1, skipped=1, drained=True)
     assert exit_code(outcome, Reporter("quiet", err=err), interrupted=True) == EXIT_INTERRUPTED
     assert "run the same command again to resume (2 of 3 done so far)" in err.getvalue()
+
+
+def test_an_interrupted_run_counts_done_failed_and_pending_against_the_count_ahead() -> None:
+    # Ctrl-C / SIGTERM before reading ended: no total of its own, so the summary had none
+    # ("26 done, 0 failed, 0 rejected, 3 unfinished"); it counts against the count ahead now.
+    outcome = result(40, 26, failed=2, rejected=1, in_flight=3, read_all=False, drained=True)
+    counted = Progress(done=26, failed=2, rejected=1, total=300, estimated=True)
+    err = io.StringIO()
+    reporter = Reporter("plain", err=err)
+    reporter.summary(outcome, counted)
+    assert exit_code(outcome, reporter, interrupted=True, progress=counted) == EXIT_INTERRUPTED
+    lines = err.getvalue().splitlines()
+    assert lines[2].endswith(": 26 done of ~300, 2 failed, 1 rejected, 271 pending (3 unfinished)")
+    assert lines[-1] == "interrupted; run the same command again to resume (26 of ~300 done so far)"
+    events = io.StringIO()
+    Reporter("json", out=events).summary(outcome, counted)
+    summary = orjson.loads(events.getvalue())
+    assert (summary["total"], summary["total_estimated"], summary["done"]) == (300, True, 26)

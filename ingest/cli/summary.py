@@ -1,0 +1,155 @@
+"""How a run's end reads: the summary (text or the `summary` event) and the hint per failure.
+
+Owns the summary's lines (this run's pace and counters, the journal's
+counts against the manifest's total, removed and unjournaled items, the
+failures by reason with a hint for each, the stop), the hints (`hint_for`)
+and which total a summary counts against (`total_of`).
+
+How it works: the counts are the journal's (`Result`); the total is the
+manifest's as read to its end, or, for a run that stopped before (Ctrl-C,
+SIGTERM, a closed output, a stop), the count ahead of reading (``~`` while
+reading has not confirmed it), so an interrupted run still says how much of
+the manifest is done, failed and pending.
+
+Invariants: every line passes through `redact`; done + failed + rejected +
+pending is the total shown.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ingest.errors import EXPIRED
+from ingest.redact import redact
+
+if TYPE_CHECKING:
+    from ingest.api import Result
+    from ingest.cli.report import Reporter
+    from ingest.engine import Progress
+
+HINTS: dict[str, str] = {
+    "stop": "check the API key variable and the account (balance, permissions)",
+    "fail_item": "the provider rejected these items (each reason says why); fix them, then run `ingest retry-failed`",
+    "retry": "transient errors outlasted the retries; re-run the same command to retry them",
+    "resign": "upload URLs kept expiring; lower put_concurrency or raise resign_margin_s",
+    "rejected": "fix these manifest lines or files, then re-run the same command",
+}
+# A RESIGN other than expiry (SignatureDoesNotMatch, AccessDenied) that a new URL did not cure.
+REFUSED_HINT = (
+    "storage refused the signed upload even with a new URL: something between ingest and "
+    "storage changes the request (a proxy rewriting headers?), or the provider signs another "
+    "Content-Type"
+)
+
+
+# A URL source the manifest names (an http(s):// or s3:// path) could not be fetched.
+SOURCE_HINT = (
+    "the source server refused or broke off these downloads (each reason says why); fix the "
+    "URLs, then run `ingest retry-failed`"
+)
+
+# An image --convert could not convert here (damaged, too many pixels, too large once converted).
+CONVERT_HINT = (
+    "these images could not be converted on this machine (each reason says why: damaged, "
+    "over --convert-memory-mib, or over the size limit once converted: try --max-side); fix "
+    "or replace them, then run `ingest retry-failed`"
+)
+
+
+def hint_for(action: str, code: str) -> str:
+    """What to do about failures of one (action, code): expiry and refusal differ."""
+    if action == "resign" and code != EXPIRED:
+        return REFUSED_HINT
+    if code == "source_failed":
+        return SOURCE_HINT
+    if code == "convert_failed":
+        return CONVERT_HINT
+    return HINTS.get(action, "")
+
+
+def total_of(result: Result, progress: Progress | None) -> tuple[int | None, bool]:
+    """(the manifest's total, whether it is the count ahead, not yet confirmed by reading)."""
+    if result.total is not None:
+        return result.total, False
+    if progress is not None and progress.total is not None:
+        return progress.total, progress.estimated
+    return None, False
+
+
+def done_of(result: Result, progress: Progress | None) -> str:
+    """ "26 of 300 done" as the exit's last line words it ("26 of ~300" while estimated)."""
+    total, estimated = total_of(result, progress)
+    return f"{result.done}" + (
+        f" of {'~' if estimated else ''}{total}" if total is not None else ""
+    )
+
+
+def write_summary(reporter: Reporter, result: Result, progress: Progress | None) -> None:
+    """The run's last lines (or its `summary` event with `--json`)."""
+    from ingest.cli.report import human_bytes, human_duration, plural, unjournaled_note
+
+    c = result.this_run
+    elapsed = max(result.elapsed_s, 1e-6)
+    total, estimated = total_of(result, progress)
+    journal = result.journal  # None: a shared run's (run_name)
+    if reporter.mode == "json":
+        reporter.event(
+            "summary",
+            journal=str(journal) if journal else None,
+            total=total,
+            total_estimated=estimated,
+            done=result.done,
+            failed=result.failed,
+            rejected=result.rejected,
+            in_flight=result.in_flight,
+            removed=result.removed,
+            unjournaled=result.unjournaled,
+            this_run={
+                "done": c.done,
+                "skipped": c.skipped,
+                "bytes": c.bytes_done,
+                "retries": c.retries,
+                "resigns": c.resigns,
+                "throttles": c.throttles,
+                "waits_capped": c.waits_capped,
+                "api_calls": c.api_calls,
+                "puts": c.puts,
+                "elapsed_s": round(result.elapsed_s, 3),
+            },
+            stop_reason=result.stop_reason,
+            stop_message=result.stop_message,
+            failures=[
+                {"class": a, "code": code, "count": n}
+                for (a, code), n in reporter.failures.most_common()
+            ],
+        )
+        return
+    of = f" of {'~' if estimated else ''}{total}" if total is not None else ""
+    counts = f"{result.done} done{of}, {result.failed} failed, {result.rejected} rejected"
+    if result.total is None and total is not None:  # stopped before the end of the manifest
+        pending = max(0, total - result.done - result.failed - result.rejected)
+        counts += f", {pending} pending ({result.in_flight} unfinished)"
+    else:
+        counts += f", {result.in_flight} unfinished"
+    lines = [
+        f"uploaded {plural(c.done, 'file')} ({human_bytes(c.bytes_done)}) in {human_duration(elapsed)}"
+        f" — {c.done / elapsed:.1f} files/s, {human_bytes(c.bytes_done / elapsed)}/s",
+        f"already done before: {c.skipped}; retries: {c.retries}; re-signed URLs: {c.resigns};"
+        f" throttled: {c.throttles}"
+        + (f" ({c.waits_capped} Retry-After waits cut to max_pause_s)" if c.waits_capped else ""),
+        (f"journal {journal}" if journal else f"run {result.run_name!r}") + f": {counts}",
+    ]
+    if result.unjournaled:
+        lines.append(unjournaled_note(result.unjournaled))
+    if result.removed:
+        from ingest.journal.report import removed_note
+
+        lines.append(removed_note(result.removed))
+    if reporter.failures:
+        lines.append("problems by reason:")
+        for (action, code), n in reporter.failures.most_common():
+            hint = hint_for(action, code)
+            lines.append(f"  {n:>6}  {action}/{code}" + (f"  → {hint}" if hint else ""))
+    if result.stop_message:
+        lines.append(f"stopped: {result.stop_message}")
+    reporter.output.write(reporter.err, "".join(redact(line) + "\n" for line in lines), flush=True)

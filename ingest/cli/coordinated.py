@@ -156,7 +156,7 @@ async def _main(worker: Worker, reporter: Reporter) -> int:
 
 
 def _report(result: WorkerResult, reporter: Reporter, *, interrupted: bool) -> int:
-    from ingest.journal.report import plural
+    from ingest.cli.summary import worker_summary
 
     c, mine = result.counts, result.this_worker
     fields: dict[str, Any] = {
@@ -170,12 +170,7 @@ def _report(result: WorkerResult, reporter: Reporter, *, interrupted: bool) -> i
         "stop_reason": result.stop_reason.value if result.stop_reason else None,
     }
     reporter.event("summary", **fields)
-    reporter.note(
-        f"run {result.run_name!r}: {c.done} of {result.entries} done, {c.failed} failed, "
-        f"{c.rejected} rejected (this worker: {mine.done} done in {plural(result.chunks, 'chunk')}, "
-        f"{mine.api_calls} API calls)",
-        always=True,
-    )
+    reporter.note(worker_summary(result), always=True)
     if result.stop_message:
         reporter.note(f"ingest: stopped: {result.stop_message}", always=True)
     if result.stop_reason is not None and result.stop_reason.value != "interrupted":

@@ -2,8 +2,9 @@
 
 Owns the summary's lines (this run's pace and counters, the journal's
 counts against the manifest's total, removed and unjournaled items, the
-failures by reason with a hint for each, the stop), the hints (`hint_for`)
-and which total a summary counts against (`total_of`).
+failures by reason with a hint for each, the stop), the hints (`hint_for`),
+which total a summary counts against (`total_of`), and a coordinated
+worker's last line (`worker_summary`).
 
 How it works: the counts are the journal's (`Result`); the total is the
 manifest's as read to its end, or, for a run that stopped before (Ctrl-C,
@@ -25,6 +26,7 @@ from ingest.redact import redact
 if TYPE_CHECKING:
     from ingest.api import Result
     from ingest.cli.report import Reporter
+    from ingest.coord.worker import WorkerResult
     from ingest.engine import Progress
 
 HINTS: dict[str, str] = {
@@ -153,3 +155,24 @@ def write_summary(reporter: Reporter, result: Result, progress: Progress | None)
     if result.stop_message:
         lines.append(f"stopped: {result.stop_message}")
     reporter.output.write(reporter.err, "".join(redact(line) + "\n" for line in lines), flush=True)
+
+
+def worker_summary(result: WorkerResult) -> str:
+    """A coordinated worker's last line: the run's counts, then this worker's share.
+
+    A worker that took no chunk says why plainly ("the run was already done: 508 items"),
+    and one stopped mid-chunk says it finished none, never "508 done in 0 chunks".
+    """
+    from ingest.cli.report import plural
+
+    c, mine, name = result.counts, result.this_worker, repr(result.run_name)
+    counts = f"{c.done} of {result.entries} done, {c.failed} failed, {c.rejected} rejected"
+    if result.chunks == 0 and mine.done == 0 and mine.api_calls == 0:
+        if result.complete:
+            return f"run {name}: the run was already done: {plural(result.entries, 'item')}"
+        ended = result.settled >= result.entries and result.stop_reason is None
+        return f"run {name}{' had already ended' if ended else ''}: {counts} (this worker took no chunk)"
+    share = f" in {plural(result.chunks, 'chunk')}" if result.chunks else ", no chunk finished"
+    return (
+        f"run {name}: {counts} (this worker: {mine.done} done{share}, {mine.api_calls} API calls)"
+    )

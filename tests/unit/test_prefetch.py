@@ -80,3 +80,31 @@ def test_a_file_that_changes_size_during_the_read_keeps_no_bytes(
     prefetch = Prefetch()
     assert source_of(path, prefetch).body is None
     assert prefetch.in_use == 0
+
+
+def test_release_keeps_every_field_but_the_bytes(tmp_path: Path) -> None:
+    # `release` builds the Source field by field (not `dataclasses.replace`): a field
+    # added to Source and not copied there would be lost after every upload.
+    import dataclasses
+
+    from ingest.item import Converted
+
+    values = {
+        "item": Item("k", tmp_path / "a.png", 3),
+        "size": 10,
+        "mtime_ns": 5,
+        "image_type": ImageType.PNG,
+        "body": b"0123456789",
+        "converted": Converted(ImageType.JPEG, 12, "sha256:00"),
+        "stream": object(),
+    }
+    assert set(values) == {f.name for f in dataclasses.fields(Source)}, "a new Source field"
+    source = Source(**values)  # type: ignore[arg-type]
+    prefetch = Prefetch(budget=100)
+    assert prefetch.take(10)
+    kept = release(source, prefetch)
+    assert prefetch.in_use == 0
+    assert kept.body is None
+    for name, value in values.items():
+        if name != "body":
+            assert getattr(kept, name) is value, name

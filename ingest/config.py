@@ -57,8 +57,9 @@ class RunSettings:
     lookahead: int = setting(8, "signed URLs allowed to wait for a free upload slot")
     max_mbps: float = setting(
         0.0,
-        "megabytes (10^6 bytes) per second of upload bodies, all uploads together (with "
-        "--coordinator: every worker on the API key); 0 = unlimited",
+        "MB/s, decimal (1 = 1,000,000 bytes a second; curl's and rclone's 1M is 1,048,576) of "
+        "upload bodies, all uploads together (with --coordinator: every worker on the API "
+        "key); 0 = unlimited",
     )
     max_attempts: int = setting(8, "tries of one step (the first included) before the item fails")
     retry_window_s: float = setting(

@@ -39,7 +39,9 @@ class ProviderSettings:
     url_lifetime_s: float = setting(
         0.0, "seconds; a URL's lifetime when it carries no expiry (0 = provider default)"
     )
-    max_size_mb: float = setting(0.0, "MiB; files above are rejected locally (0 = no local limit)")
+    max_size_mb: float = setting(
+        0.0, "MiB (1 = 1,048,576 bytes); files above are rejected locally (0 = no local limit)"
+    )
 
     @property
     def max_size(self) -> int | None:
@@ -73,7 +75,9 @@ class ModelHunterSettings(ProviderSettings):
     api_key_env: str = inherit(ProviderSettings, "api_key_env", "MODELHUNTER_API_KEY")
     url_lifetime_s: float = inherit(ProviderSettings, "url_lifetime_s", 900.0)
     max_size_mb: float = setting(
-        0.0, "MiB; files above are rejected locally (0 = its image limit, 50 MB = 50,000,000 bytes)"
+        0.0,
+        "MiB (1 = 1,048,576 bytes); files above are rejected locally (0 = its image limit, "
+        "50 MB = 50,000,000 bytes)",
     )
 
 

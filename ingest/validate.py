@@ -103,7 +103,7 @@ def _check(
         where = str(item.path) if source is None else source  # only on failure: ~1 µs an item
         return ManifestError(reason, source=where, line=item.line)
 
-    path = item.path
+    path: Path | str = item.path
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
@@ -126,7 +126,7 @@ def _check(
             return fail(f"not a regular file ({_file_kind(st.st_mode)}): {path}")
         size, member = st.st_size, item.member
         if member is not None:  # a shard's member: its bytes, named shard#member from here on
-            size, path = member.length, Path(item.where)
+            size, path = member.length, item.where  # a str: only messages show it
         if size == 0:
             return fail(f"empty file (0 bytes): {path}")
         over = limits.max_size is not None and size > limits.max_size
@@ -135,7 +135,7 @@ def _check(
         whole = reserve(size)
         try:
             if member is not None:
-                head = _read_member(fd, item, size if whole else SNIFF_BYTES)
+                head = _read_member(fd, st.st_size, item, size if whole else SNIFF_BYTES)
             else:
                 head = _read_all(fd, size) if whole else os.read(fd, SNIFF_BYTES)
             image_type = sniff(head)  # once: the tail is read only for the types it checks
@@ -173,12 +173,12 @@ def _check(
     return Source(item=item, size=size, mtime_ns=st.st_mtime_ns, image_type=image_type, body=body)
 
 
-def _read_member(fd: int, item: Item, n: int) -> bytes:
+def _read_member(fd: int, shard_size: int, item: Item, n: int) -> bytes:
     """Up to `n` bytes of the item's shard member (a range of `fd`, or decompressed)."""
     member = item.member
     assert member is not None
     if member.stored:
-        if member.offset + member.length > os.fstat(fd).st_size:
+        if member.offset + member.length > shard_size:
             raise OSError(f"truncated member (the shard ends before its {member.length} bytes)")
         return os.pread(fd, min(n, member.length), member.offset)
     from ingest.manifest.packed.access import read_member  # not at import: a cycle

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import ingest
@@ -23,7 +23,7 @@ from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest import WalkStats, count_entries, read_manifest
 from ingest.manifest.folder import Captions
-from ingest.manifest.packed import list_members, samples
+from ingest.manifest.packed import list_members, samples, tarheaders
 from ingest.reasons import group
 from tests.images import image_bytes
 from tests.results import journal_of
@@ -354,3 +354,24 @@ def test_samples_split_names_as_webdataset_does(name: str) -> None:
     found = re.match(r"^((?:.*/|)[^.]+)[.]([^/]*)$", name)  # webdataset.tariterators.base_plus_ext
     expected = (found.group(1), found.group(2).lower()) if found else None
     assert samples._split(name) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    block=st.binary(min_size=512, max_size=512),
+    fill=st.tuples(st.sampled_from([0x00, 0x7F, 0x80, 0xFF]), st.integers(0, 512)),
+    off=st.integers(-2, 2),
+)
+@example(block=bytes(512), fill=(0xFF, 512), off=0)  # the largest sums
+@example(block=bytes(512), fill=(0xFF, 512), off=-65521)  # Adler-32's modulus away
+def test_a_header_checks_out_when_its_checksum_is_its_byte_sum(
+    block: bytes, fill: tuple[int, int], off: int
+) -> None:
+    # POSIX ustar: the sum of the header's bytes, the checksum field taken as 8 spaces, as
+    # unsigned (or, as some old tars wrote it, signed) chars; the reader sums them in C.
+    byte, many = fill  # the first `many` bytes all `byte`: sums up to 512 x 255
+    block = bytes([byte]) * many + block[many:]
+    unsigned = sum(block[:148]) + 256 + sum(block[156:])
+    signed = sum(b - 256 if b > 127 else b for b in block[:148] + block[156:]) + 256
+    stamped = block[:148] + f"{unsigned + off:06o}\0 ".encode() + block[156:]
+    assert tarheaders._checksum_ok(stamped) == (unsigned + off in (unsigned, signed))

@@ -56,15 +56,39 @@ def list_members(path: str, kind: ShardKind) -> Generator[Listed, None, None]:
     Raises `ManifestError` (source: the shard), at the first member asked for, if
     it cannot be opened or is not a `kind` shard (`probe_shard` asks at once).
     """
+    with _open(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        yield from (_tar_members(fh, size, path) if kind == "tar" else _zip_members(fh, size, path))
+
+
+def listed_names(path: str, kind: ShardKind) -> Generator[str | None, None, None]:
+    """The name of each member `list_members` lists, in order; None for a listing problem.
+
+    A zip's come from its central directory alone: no local header is read
+    (a seek-ahead count needs only the names; a ``pread`` a member was
+    most of its cost). Raises as `list_members` does.
+    """
+    if kind == "tar":
+        yield from (e.member.name if e.member else None for e in list_members(path, kind))
+        return
+    from ingest.manifest.packed.zipdir import Damaged, zip_entries
+
+    with _open(path) as fh:
+        for entry in zip_entries(fh, os.fstat(fh.fileno()).st_size, path):
+            if isinstance(entry, Damaged):
+                yield None
+                return
+            if not entry.is_dir:  # every other entry is listed, with or without a problem
+                yield entry.name
+
+
+def _open(path: str) -> BinaryIO:
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below
+        return open(path, "rb")  # the caller closes it
     except FileNotFoundError:
         raise ManifestError("shard not found (no such file)", source=path) from None
     except OSError as exc:
         raise ManifestError(f"cannot read the shard: {exc.strerror or exc}", source=path) from None
-    with fh:
-        size = os.fstat(fh.fileno()).st_size
-        yield from (_tar_members(fh, size, path) if kind == "tar" else _zip_members(fh, size, path))
 
 
 def probe_shard(path: str, kind: ShardKind) -> None:

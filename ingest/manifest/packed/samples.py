@@ -41,14 +41,14 @@ from ingest.item import Item, Member
 from ingest.manifest.folder import IMAGE_EXTENSIONS, WalkStats, no_images
 from ingest.manifest.metadata import CAPTION_COLUMNS
 from ingest.manifest.packed.access import read_member
-from ingest.manifest.packed.members import Listed, ShardKind, list_members
+from ingest.manifest.packed.members import Listed, ShardKind, list_members, listed_names
 from ingest.manifest.sidecar import MAX_CAPTION_BYTES
 
 _BASE_PLUS_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset.tariterators
 _CAPTION_SUFFIXES = ("txt", "caption")
 _IMAGE_SUFFIXES = frozenset(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 
-Sample = list[Listed]
+Sample = list[tuple[Listed, str | None]]  # each member with its suffix (None: no stem.ext name)
 
 
 def _split(name: str) -> tuple[str, str] | None:
@@ -62,28 +62,31 @@ def _split(name: str) -> tuple[str, str] | None:
     return (found.group(1), found.group(2).lower()) if found else None
 
 
-def _is_image(suffix: str) -> bool:
-    return suffix.rsplit(".", 1)[-1] in _IMAGE_SUFFIXES
+def _is_image(suffix: str | None) -> bool:
+    return suffix is not None and suffix.rsplit(".", 1)[-1] in _IMAGE_SUFFIXES
 
 
 def _samples(listed: Iterator[Listed]) -> Iterator[tuple[str | None, Sample]]:
-    """(sample key, its members) runs; a listing problem is a run of its own (key None)."""
+    """(sample key, its members) runs; a listing problem is a run of its own (key None).
+
+    Each member's name is split once, here: its suffix travels with it.
+    """
     key: str | None = None
     run: Sample = []
     for entry in listed:
         if entry.member is None:
             if run:
                 yield key, run
-            yield None, [entry]
+            yield None, [(entry, None)]
             key, run = None, []
             continue
         split = _split(entry.member.name)
-        this = split[0] if split else entry.member.name
+        this, suffix = split if split else (entry.member.name, None)
         if run and this != key:
             yield key, run
             run = []
         key = this
-        run.append(entry)
+        run.append((entry, suffix))
     if run:
         yield key, run
 
@@ -112,7 +115,7 @@ def read_shard(
         for key, sample in _samples(listed):
             if key is None:
                 stats.found += 1
-                yield ManifestError(str(sample[0].problem), source=source, line=stats.found)
+                yield ManifestError(str(sample[0][0].problem), source=source, line=stats.found)
                 continue
             yield from _sample_items(path, fd, sample, source, label, stats, seen)
     finally:
@@ -123,17 +126,19 @@ def read_shard(
 
 def count_shard(path: Path, kind: ShardKind, *, at_least: int = 1) -> int:
     """How many results `read_shard` yields, without reading a caption member (a shard
-    without an image: `at_least`, its "no images found" as a manifest, none in a folder)."""
+    without an image: `at_least`, its "no images found" as a manifest, none in a folder).
+
+    One per image member and one per listing problem: samples need not be
+    grouped to count them, and a zip's names are its central directory's.
+    """
     found = 0
-    for key, sample in _samples(list_members(str(path), kind)):
-        found += 1 if key is None else sum(_image(e) is not None for e in sample)
+    for name in listed_names(str(path), kind):
+        if name is None:
+            found += 1
+        else:
+            split = _split(name)
+            found += split is not None and _is_image(split[1])
     return max(found, at_least)
-
-
-def _image(entry: Listed) -> Member | None:
-    member = entry.member
-    split = _split(member.name) if member is not None else None
-    return member if split is not None and _is_image(split[1]) else None
 
 
 def _sample_items(
@@ -145,10 +150,10 @@ def _sample_items(
     stats: WalkStats,
     seen: DigestSet,
 ) -> Iterator[Item | ManifestError]:
-    images = [entry for entry in sample if _image(entry) is not None]
-    others = [entry for entry in sample if _image(entry) is None]
+    images = [entry for entry, suffix in sample if _is_image(suffix)]
+    others = [(entry, suffix) for entry, suffix in sample if not _is_image(suffix)]
     if not images:
-        for entry in others:
+        for entry, _suffix in others:
             name = entry.member.name if entry.member else ""
             stats.other_file(f"{label}#{name}", "a member of a sample without an image")
         return
@@ -193,16 +198,15 @@ def _text_of(
 ) -> tuple[str | None, dict[str, Any] | None, str | None, str | None]:
     """(caption, metadata, the member it came from, a problem) of a sample's other members."""
     by_suffix: dict[str, Member] = {}
-    for entry in others:
+    for entry, suffix in others:
         member = entry.member
-        split = _split(member.name) if member is not None else None
-        if member is None or split is None or entry.problem:
+        if member is None or suffix is None or entry.problem:
             if member is not None:
                 why = entry.problem or "a member name without an extension"
                 stats.other_file(f"{label}#{member.name}", why)
             continue
-        if split[1] in (*_CAPTION_SUFFIXES, "json") and split[1] not in by_suffix:
-            by_suffix[split[1]] = member
+        if suffix in (*_CAPTION_SUFFIXES, "json") and suffix not in by_suffix:
+            by_suffix[suffix] = member
         else:
             stats.other_file(f"{label}#{member.name}", "not an image, caption or json member")
     caption = origin = None

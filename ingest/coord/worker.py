@@ -50,7 +50,15 @@ from ingest.coord.entries import ChunkReader
 from ingest.coord.lease import Lease, Leases
 from ingest.coord.namecounts import SharedNameCounts
 from ingest.coord.names import BudgetKeys, RunKeys, account_digest, default_run_name
-from ingest.coord.plan import Planned, join_run, lay_out
+from ingest.coord.plan import (
+    Layout,
+    Planned,
+    fingerprint,
+    join_run,
+    known_layout,
+    lay_out,
+    read_plan,
+)
 from ingest.coord.pushed import PauseWatch
 from ingest.coord.record import Counts, Record, Shipper
 from ingest.coord.retry import Retried, make_pending
@@ -166,9 +174,7 @@ class Worker:
 
         plan, c = self.plan, self.coordinator
         async with connect(c.url) as conn:
-            layout = await anyio.to_thread.run_sync(
-                lay_out, plan.manifest, plan.format, c.chunk_lines
-            )
+            layout = await self._layout(conn)
             endpoint = wiring.endpoint_of(plan.provider_settings.base_url)
             planned, bind = await join_run(
                 conn, self.keys, layout, plan.provider, endpoint,
@@ -213,6 +219,15 @@ class Worker:
             self.run_name, planned.entries, counts, self.counters, chunks,
             len(leases.poisoned), planned.created, self.resumed, reason, message,
         )  # fmt: skip
+
+    async def _layout(self, conn: Connection) -> Layout:
+        """The manifest's layout: the stored plan's if this is the planner's file, else read."""
+        plan, chunk_lines = self.plan, self.coordinator.chunk_lines
+        printed = await anyio.to_thread.run_sync(fingerprint, plan.manifest, plan.format)
+        known = known_layout(await read_plan(conn, self.keys), printed)
+        if known is not None:
+            return known
+        return await anyio.to_thread.run_sync(lay_out, plan.manifest, plan.format, chunk_lines)
 
     def _pacer(self, conn: Connection, account: BudgetKeys) -> SharedPacer:
         from ingest.pacing import Pacer

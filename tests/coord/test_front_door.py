@@ -15,6 +15,7 @@ import anyio
 import pytest
 
 import ingest
+from ingest.coord import plan, worker
 from ingest.coord.worker import Coordinator
 from ingest.errors import ConfigError
 from ingest.sim import SimSettings
@@ -32,6 +33,13 @@ async def test_two_library_calls_share_one_run(
     from ingest.coord.front import CoordinatedUpload
 
     monkeypatch.setenv("NOVITA_API_KEY", KEY)
+    laid: list[Path] = []  # manifests read whole to plan or join (not by a fingerprint's joiner)
+
+    def lay_out(manifest: Path, *args: Any) -> plan.Layout:
+        laid.append(manifest)
+        return plan.lay_out(manifest, *args)
+
+    monkeypatch.setattr(worker, "lay_out", lay_out)
     paths = make_dataset(tmp_path / "img", ITEMS, max_size=2048)
     manifest = write_jsonl_manifest(paths, tmp_path / "m.jsonl")
     async with serve(SimSettings(api_keys=frozenset({KEY}))) as sim:
@@ -56,9 +64,16 @@ async def test_two_library_calls_share_one_run(
         ] * 2
         assert sum(r.this_run.done for r in results) == ITEMS  # no key uploaded twice
         assert len(sim.state.objects) == ITEMS
+        read = len(laid)  # 1 or 2: both may have looked before either planned
         late = await ingest.upload(manifest, provider="novita", **where)
         assert late.complete and late.this_run.api_calls == 0
         assert len(sim.state.objects) == ITEMS
+        assert len(laid) == read  # the planner's file: the plan's layout, not a second read
+        copy = tmp_path / "copy" / "m.jsonl"  # the same entries elsewhere: read, then joined
+        copy.parent.mkdir()
+        copy.write_bytes(manifest.read_bytes())
+        again = await ingest.upload(copy, provider="novita", **where)
+        assert again.complete and again.this_run.api_calls == 0 and laid[-1] == copy
 
 
 @pytest.mark.parametrize(

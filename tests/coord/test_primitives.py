@@ -117,6 +117,19 @@ async def test_record_ships_each_line_once(conn: Connection) -> None:
     assert [r["k"] for r in await record.records("done")] == ["a", "b", "c"]
 
 
+async def test_chunk_state_reads_the_range_s_landed_records_however_many_the_hash_holds(
+    conn: Connection,
+) -> None:
+    record = Record(conn, KEYS)
+    await record.land([(line, f"up{line}") for line in (2, 5, 6, 40, 41, 42, 43)])
+    await record.ship("done", [(5, '{"k":"e"}')])  # its landed entry goes with its done bit
+    await record.ship("rejected", [(300, '{"kind":"rejected","k":"z"}')])
+    # 7 entries, a range of 8 lines: the whole hash is read; of 3 lines: one look per line.
+    assert await record.chunk_state(1, 8) == ({5}, {2: "up2", 6: "up6"})
+    assert await record.chunk_state(40, 42) == (set(), {40: "up40", 41: "up41", 42: "up42"})
+    assert await record.chunk_state(299, 301) == ({300}, {})  # bytes past a bitmap's end
+
+
 async def test_gcra_holds_every_second_within_rate_plus_burst(conn: Connection) -> None:
     rate, burst = 100.0, 10
     keys = BudgetKeys(account_digest("novita", "e", {"k": "key"}))

@@ -6,6 +6,9 @@ the lines in `skip` (already settled in the run's record: they cost no API
 call). One reader is kept open across chunks and only reopened when a chunk
 starts at or before a line it already passed, so a worker taking chunks in
 stream order reads its manifest about once, whatever the number of chunks.
+A worker that read a manifest of at most `worker.KEEP_ENTRIES` entries whole
+to plan the run (`plan.read_layout`) hands them over instead: its chunks are
+fed from those, and the manifest is parsed once, as without a coordinator.
 
 Invariants: an entry is yielded at most once per `entries` call, in manifest
 order; the entry after the chunk's last line is kept for the next call, not
@@ -14,7 +17,7 @@ lost. Blocking: the engine consumes it in its reader thread.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,10 +33,13 @@ Entry = Item | ManifestError
 class ChunkReader:
     """One manifest, read forward chunk by chunk (reopened only to go back)."""
 
-    def __init__(self, manifest: Path, fmt: ManifestFormat | None) -> None:
+    def __init__(
+        self, manifest: Path, fmt: ManifestFormat | None, kept: Sequence[Entry] | None = None
+    ) -> None:
         self._manifest = manifest
         self._fmt = fmt
-        self._reader: Generator[Entry, None, None] | None = None
+        self._kept = kept  # every entry, as `plan.read_layout` read them (None: read again)
+        self._reader: Iterator[Entry] | None = None
         self._held: Entry | None = None  # read, beyond the last chunk's end
         self._passed = 0  # the last line consumed (yielded or skipped)
 
@@ -68,10 +74,13 @@ class ChunkReader:
         from ingest.manifest import read_manifest
 
         self.close()
-        self._reader = read_manifest(self._manifest, self._fmt)
+        if self._kept is not None:
+            self._reader = iter(self._kept)
+        else:
+            self._reader = read_manifest(self._manifest, self._fmt)
         self._passed = 0
 
     def close(self) -> None:
-        if self._reader is not None:
+        if isinstance(self._reader, Generator):
             self._reader.close()
         self._reader, self._held = None, None

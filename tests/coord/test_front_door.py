@@ -35,11 +35,11 @@ async def test_two_library_calls_share_one_run(
     monkeypatch.setenv("NOVITA_API_KEY", KEY)
     laid: list[Path] = []  # manifests read whole to plan or join (not by a fingerprint's joiner)
 
-    def lay_out(manifest: Path, *args: Any) -> plan.Layout:
+    def read_layout(manifest: Path, *args: Any) -> tuple[plan.Layout, Any]:
         laid.append(manifest)
-        return plan.lay_out(manifest, *args)
+        return plan.read_layout(manifest, *args)
 
-    monkeypatch.setattr(worker, "lay_out", lay_out)
+    monkeypatch.setattr(worker, "read_layout", read_layout)
     paths = make_dataset(tmp_path / "img", ITEMS, max_size=2048)
     manifest = write_jsonl_manifest(paths, tmp_path / "m.jsonl")
     async with serve(SimSettings(api_keys=frozenset({KEY}))) as sim:

@@ -8,11 +8,21 @@ from pathlib import Path
 import anyio
 import pytest
 
+from ingest import manifest as manifest_package
 from ingest.coord.budget import Budget
 from ingest.coord.connection import Connection, connect
+from ingest.coord.entries import ChunkReader
 from ingest.coord.lease import Lease, Leases
 from ingest.coord.names import BudgetKeys, RunKeys, account_digest
-from ingest.coord.plan import Layout, RunMismatch, binding, join_run, lay_out, plan_run
+from ingest.coord.plan import (
+    Layout,
+    RunMismatch,
+    binding,
+    join_run,
+    lay_out,
+    plan_run,
+    read_layout,
+)
 from ingest.coord.record import Record
 
 pytestmark = pytest.mark.anyio
@@ -51,6 +61,30 @@ def test_lay_out_chunks_every_line_once(tmp_path: Path) -> None:
     layout = lay_out(manifest, None, chunk_lines=10)
     assert layout.entries == 25
     assert layout.chunks == ((1, 10, 10), (11, 20, 10), (21, 25, 5))
+
+
+def test_chunks_fed_from_the_planning_read_match_a_second_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = tmp_path / "m.jsonl"  # a bad line and a duplicate: errors keep their lines
+    rows = [f'{{"path": "img{i}.png"}}' for i in range(25)]
+    rows[6], rows[12] = "{oops", rows[3]
+    manifest.write_text("\n".join(rows) + "\n")
+    layout, kept = read_layout(manifest, None, 10, keep=25)
+    assert kept is not None and layout == lay_out(manifest, None, 10)
+    assert read_layout(manifest, None, 10, keep=24)[1] is None  # one more than it may hold
+
+    def lines(reader: ChunkReader) -> list[list[tuple[int | None, str]]]:
+        got = []
+        for first, last, skip in ((1, 10, {2}), (11, 20, set()), (5, 12, set()), (21, 25, set())):
+            got.append([(e.line, type(e).__name__) for e in reader.entries(first, last, skip)])
+        reader.close()
+        return got
+
+    read = lines(ChunkReader(manifest, None))
+    monkeypatch.setattr(manifest_package, "read_manifest", None)  # fed: not read again
+    assert lines(ChunkReader(manifest, None, kept)) == read
+    assert ("ManifestError" in str(read[0])) and (13, "ManifestError") in read[1]
 
 
 async def test_leases_reclaim_fence_ack_and_poison(conn: Connection) -> None:

@@ -5,6 +5,7 @@ by row group, with the ``text`` / ``caption`` column as caption and plain column
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,16 @@ def test_read_ahead_bytes_are_the_cached_rows_not_a_second_copy(tmp_path: Path) 
         assert isinstance(checked, Source) and checked.body == images[index]
         assert item.member is not None and parquet.row_bytes(source, item.member) is checked.body
     assert all(isinstance(rows, list) for rows in parquet._batches.values())  # no Arrow buffers
+
+
+def test_reading_a_parquet_file_imports_only_pyarrows_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "one.parquet"
+    hf_parquet(source, 2)
+    for module in ("pyarrow.parquet", "pyarrow.fs"):  # imported, they would fail (ImportError)
+        monkeypatch.setitem(sys.modules, module, None)
+    rows = list(read_manifest(source))  # not pyarrow.fs and its cloud bindings: ~6 MiB
+    last = rows[1]
+    assert len(rows) == 2 and isinstance(last, Item) and last.member is not None
+    assert len(parquet.row_bytes(source, last.member)) == 1_501

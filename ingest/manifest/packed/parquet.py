@@ -79,19 +79,52 @@ _cursors_lock = threading.Lock()  # one cursor moves at a time (misses are the r
 
 
 def _pq() -> Any:
+    """pyarrow's Parquet reader class, or None without pyarrow.
+
+    `pyarrow._parquet.ParquetReader` is what `pyarrow.parquet.ParquetFile`
+    wraps; importing it alone leaves out what `pyarrow.parquet` imports for
+    datasets and filesystems (`pyarrow.fs` with its S3, GCS, Azure and HDFS
+    bindings): ~6 MiB less RSS and a faster start (`benchmarks/README.md`,
+    Sources). It has kept this interface (`open`, `iter_batches` by column
+    index, `metadata`, `schema_arrow`, `column_paths`) from pyarrow 14 on.
+    """
     try:
-        import pyarrow.parquet as pq
+        from pyarrow._parquet import ParquetReader
     except ImportError:
         return None
-    return pq
+    return ParquetReader
 
 
-def _open(path: str, source: str) -> Any:
-    pq = _pq()
-    if pq is None:
+class _File:
+    """A Parquet file open to read: its metadata, Arrow schema and record batches."""
+
+    __slots__ = ("_paths", "_reader", "metadata", "num_row_groups", "schema_arrow")
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+        self.metadata = reader.metadata
+        self.schema_arrow = reader.schema_arrow
+        self.num_row_groups = int(reader.num_row_groups)
+        self._paths: list[list[str]] = reader.column_paths
+
+    def iter_batches(self, size: int, group: int, columns: list[str]) -> Iterator[Any]:
+        """Record batches of row group `group` with the top-level `columns` (file order)."""
+        wanted = set(columns)
+        indices = [i for i, path in enumerate(self._paths) if path[0] in wanted]
+        batches: Iterator[Any] = self._reader.iter_batches(
+            size, [group], column_indices=indices, use_threads=False
+        )
+        return batches
+
+
+def _open(path: str, source: str) -> _File:
+    reader = _pq()
+    if reader is None:
         raise ManifestError(INSTALL, source=source)
     try:
-        return pq.ParquetFile(path, pre_buffer=False, buffer_size=_BUFFER)
+        opened = reader()
+        opened.open(path, pre_buffer=False, buffer_size=_BUFFER)
+        return _File(opened)
     except FileNotFoundError:
         raise ManifestError("manifest not found (no such file)", source=source) from None
     except OSError as exc:
@@ -146,7 +179,7 @@ def probe_parquet(path: Path, source: str) -> None:
     _layout(_open(str(path), source), source)
 
 
-def _layout(pf: Any, source: str) -> tuple[str, bool, str | None, list[str]]:
+def _layout(pf: _File, source: str) -> tuple[str, bool, str | None, list[str]]:
     import pyarrow as pa
 
     schema = pf.schema_arrow
@@ -180,14 +213,14 @@ def count_parquet(path: Path, *, at_least: int = 1) -> int:
     return max(int(pf.metadata.num_rows), at_least)
 
 
-def _leaf(pf: Any, column: str, struct: bool) -> int:
+def _leaf(pf: _File, column: str, struct: bool) -> int:
     """The index of the image bytes' leaf column in the file's metadata."""
     want = f"{column}.bytes" if struct else column
     schema = pf.metadata.schema
     return next(i for i in range(len(schema)) if schema.column(i).path == want)
 
 
-def batch_rows(pf: Any, group: int, leaf: int) -> int:
+def batch_rows(pf: _File, group: int, leaf: int) -> int:
     """Rows a batch of row group `group` holds: `BATCH_BYTES` over its average image size."""
     meta = pf.metadata.row_group(group)
     rows = int(meta.num_rows)
@@ -207,11 +240,11 @@ def _rows(column: Any, struct: bool) -> tuple[Rows, list[str | None] | None]:
     return column.field("bytes").to_pylist(), names
 
 
-def _batches_of(pf: Any, group: int, columns: list[str], leaf: int) -> Iterator[tuple[int, Any]]:
+def _batches_of(pf: _File, group: int, columns: list[str], leaf: int) -> Iterator[tuple[int, Any]]:
     """(first row in the group, record batch) of row group `group`, in order."""
     first = 0
     size = batch_rows(pf, group, leaf)
-    for batch in pf.iter_batches(size, row_groups=[group], columns=columns, use_threads=False):
+    for batch in pf.iter_batches(size, group, columns):
         yield first, batch
         first += batch.num_rows
 
@@ -234,9 +267,9 @@ def read_parquet(
     number = 0  # the row's number in the file
     for group in range(pf.num_row_groups):
         for first, batch in _batches_of(pf, group, columns, leaf):
-            values, names = _rows(batch.column(0), struct)
+            values, names = _rows(batch.column(column), struct)
             _remember((ident, group, first), values)
-            captions = batch.column(1).to_pylist() if caption_column else None
+            captions = batch.column(caption_column).to_pylist() if caption_column else None
             metas = [batch.column(c).to_pylist() for c in meta_columns]
             del batch  # its Arrow buffers: the rows are Python values from here on
             for row, value in enumerate(values):
@@ -340,7 +373,7 @@ def _from_cursor(path: Path, ident: Ident, group: int, row: int) -> tuple[Rows, 
             if group >= pf.num_row_groups:
                 raise IndexError(group)
             batches = _batches_of(pf, group, [column], _leaf(pf, column, struct))
-            columns = ((f, _rows(b.column(0), struct)[0]) for f, b in batches)
+            columns = ((f, _rows(b.column(column), struct)[0]) for f, b in batches)
             cursor = _Cursor(group, columns, wanted=row)
             _cursors[ident] = cursor
             while len(_cursors) > _CURSORS:

@@ -173,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
             "skipped": {"files": walk.files, "loops": walk.loops},
             "captions": _captions(walk),
             "packed": packed_counts(walk),
+            "notes": walk.notes,
         }
         sys.stdout.write(orjson.dumps(document).decode() + "\n")
         return 1 if problems else 0
@@ -193,12 +194,14 @@ def run(args: argparse.Namespace) -> int:
     if folder and packed:  # a folder's shards, read in place (their members keyed shard#member)
         kinds = ", ".join(f"{n} {kind}" for kind, n in packed.items())
         print(f"{args.manifest}: read {plural(sum(packed.values()), 'packed file')} ({kinds})")
+    for note in walk.notes:  # what a reader saw (a Parquet file's large pages)
+        print(note)
     if by_converted:
         converted = ", ".join(f"{n} from {t}" for t, n in by_converted.most_common())
         print(f"{args.manifest}: --convert converts {converted} (to PNG with alpha, else JPEG)")
     types = ", ".join(f"{n} {t}" for t, n in by_type.most_common()) or "none"
     if (
-        problems or skipped or captions or by_converted or packed
+        problems or skipped or captions or by_converted or packed or walk.notes
     ):  # a blank line between the lines above and the summary
         print()
     print(

@@ -96,7 +96,7 @@ class WalkStats:
 
     __slots__ = (
         *("_examples", "_held", "_row_examples", "caption_counts", "files", "found"),
-        *("listener", "loops", "packed", "rows", "tables"),
+        *("listener", "loops", "notes", "packed", "rows", "tables"),
     )
 
     def __init__(self, listener: Callable[[str, str], None] | None = None) -> None:
@@ -112,6 +112,7 @@ class WalkStats:
         self.tables: list[str] = []
         self.packed: dict[tuple[int, int], str] = {}  # shards read: (st_dev, st_ino) -> path
         self._held: _Held | None = None
+        self.notes: list[str] = []  # what a reader saw worth telling (a Parquet file's large pages)
 
     def other_file(self, rel: str, why: str = "not an image by its name") -> None:
         """Count a skipped file; the first few in sorted order are kept, whatever the walk's."""

@@ -60,6 +60,7 @@ from ingest.errors import ManifestError
 from ingest.item import Item, Member
 from ingest.manifest.folder import WalkStats, no_images
 from ingest.manifest.metadata import CAPTION_COLUMNS
+from ingest.manifest.packed.parquetpages import largest_page, page_note
 
 INSTALL = "reading Parquet needs pyarrow: pip install 'ingest[parquet]'"
 BATCH_BYTES = 2 << 20  # images a record batch holds, about (its rows: `batch_rows`)
@@ -260,6 +261,9 @@ def read_parquet(
     leaf = _leaf(pf, column, struct)
     st = os.stat(path)
     ident = (str(path), st.st_size, st.st_mtime_ns)
+    note = page_note(largest_page(str(path), pf.metadata, leaf), str(path))
+    if note is not None:
+        stats.notes.append(note)
     counts = stats.caption_counts
     if caption_column and f"column {caption_column!r}" not in stats.tables:
         stats.tables.append(f"column {caption_column!r}")

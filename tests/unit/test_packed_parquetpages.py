@@ -1,0 +1,57 @@
+"""The pages of a Parquet file's image column, read from their headers (what pyarrow will hold to
+read it), and the note `ingest validate` prints for a file whose pages are large."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ingest.cli.main import main
+from ingest.manifest.packed import parquet, parquetpages
+from ingest.manifest.packed.parquetpages import Page, largest_page
+from tests.images import image_bytes
+
+IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+
+def images_file(path: Path, rows: int, **options: Any) -> list[bytes]:
+    images = [image_bytes(("png", "jpeg")[i % 2], 2_000 + i, i) for i in range(rows)]
+    column = pa.array([{"bytes": d, "path": f"{i}.png"} for i, d in enumerate(images)], type=IMAGE)
+    pq.write_table(pa.table({"image": column}), path, row_group_size=rows, **options)
+    return images
+
+
+def page_of(path: Path) -> Page | None:
+    pf = parquet._open(str(path), str(path))
+    return largest_page(str(path), pf.metadata, parquet._leaf(pf, "image", True))
+
+
+def test_a_group_of_fewer_rows_than_a_write_batch_is_one_dictionary_page(tmp_path: Path) -> None:
+    images = images_file(tmp_path / "one.parquet", 12)  # pyarrow's defaults: dictionary on
+    page = page_of(tmp_path / "one.parquet")
+    assert page is not None and (page.values, page.group, page.dictionary) == (12, 0, True)
+    assert sum(map(len, images)) < page.size < sum(map(len, images)) + 12 * 8
+    small = tmp_path / "small.parquet"
+    images_file(small, 12, use_dictionary=False, write_batch_size=2, data_page_size=1)
+    page = page_of(small)
+    assert page is not None and (page.values, page.dictionary) == (2, False)  # 6 pages of 2 rows
+
+
+def test_validate_tells_the_page_size_it_saw_when_it_is_large(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parquetpages, "LARGE", 20_000)  # the 12 rows' page is ~24 KB
+    large, small = tmp_path / "large.parquet", tmp_path / "small.parquet"
+    images_file(large, 12)
+    images_file(small, 12, write_batch_size=2, data_page_size=1, dictionary_pagesize_limit=1)
+    assert main(["validate", str(large), "--provider", "novita"]) == 0
+    out = capsys.readouterr().out
+    assert f"{large}: the image column has pages of up to 0.0 MiB (a dictionary page of 12 " in out
+    assert "pyarrow reads and decompresses a page whole" in out
+    assert main(["validate", str(small), "--provider", "novita", "--json"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["notes"] == []

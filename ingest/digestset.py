@@ -99,6 +99,26 @@ class DigestSet:
             self._grow()
         return True
 
+    def add_all(self, digests: list[int], values: list[int] | None = None) -> None:
+        """`add` each of `digests` (with its value in `values`, a map only), in order."""
+        table, mask, count = self._table, self._mask, self._count
+        room = (mask + 1) * 7 // 10  # members before `_grow`
+        for index, digest in enumerate(digests):  # `add`'s probe, inlined: replay's bulk
+            slot = digest & mask
+            while (found := table[slot]) and found != digest:
+                slot = (slot + 1) & mask
+            if values is not None:
+                self._values[slot] = values[index]  # type: ignore[index]
+            if not found:
+                table[slot] = digest
+                count += 1
+                if count > room:
+                    self._count = count
+                    self._grow()
+                    table, mask = self._table, self._mask
+                    room = (mask + 1) * 7 // 10
+        self._count = count
+
     def discard(self, digest: int) -> bool:
         """Remove `digest`; True if it was there. Backward-shift deletion keeps probes short."""
         table, values, mask = self._table, self._values, self._mask

@@ -3,11 +3,13 @@
 Owns the line reader every pass over a journal shares, the `Replay` state,
 and the key digests and file fingerprints a replay keeps.
 
-How it works: lines are read in 256 KiB blocks and split; each is parsed by
-orjson and taken by a `Replay` (`take`: validated as `records.problem` does,
-then applied). A replay of 10^6 items reads 2·10^6 lines, so the loop is kept
-flat: one parse and one `take` per line, whose common shapes (`done`, `acq`)
-are checked and applied in one step, each field looked up once.
+How it works: the journal is read in 256 KiB blocks of whole lines; the
+header (line 1) starts a `Replay`, sized for the items a journal of that
+many bytes holds, and each block is taken into it by `scan.take_block`
+(a run's acq + done pairs in C, the rest validated as `records.problem`
+does and applied; see scan.py for why that is the line-by-line state). A
+replay of 10^6 items reads 2·10^6 lines. Line numbers and byte offsets are
+counted per block, so a bad line is named without tracking each line.
 
 Invariants:
 - Only the last line may be torn (or unreadable): it is noted (`torn_tail`)
@@ -19,31 +21,30 @@ Invariants:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from io import BufferedReader
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
 from ingest.digestset import DigestSet, digest64
 from ingest.errors import JournalCorrupt, JournalError
 from ingest.journal.header import Header
-from ingest.journal.records import AcqRecord, Record, Unfinished, count_of, problem
+from ingest.journal.records import Record, Unfinished, count_of, problem
+from ingest.journal.scan import fingerprint as fingerprint  # its home before scan.py
+from ingest.journal.scan import take_block
 
 _BLOCK = 1 << 18  # 256 KiB: as fast as larger blocks, and the split list stays small
 _MASK64 = (1 << 64) - 1
+_BYTES_PER_ITEM = 116  # a run's acq + done records of one item (benchmarks/scale.py)
 
 
 def key_digest(key: str) -> int:
     """A 64-bit digest of an item key: what replay keeps for done items."""
     return digest64(key)
-
-
-def fingerprint(size: int, mtime_ns: int) -> int:
-    """A 64-bit fingerprint of a file's size and modification time."""
-    return ((size * 0x9E3779B97F4A7C15) ^ mtime_ns) & 0xFFFFFFFFFFFFFFFF
 
 
 @dataclass(slots=True)
@@ -109,35 +110,10 @@ class Replay:
     def take(self, rec: Any) -> str | None:
         """Apply one parsed line if it is a valid record; else why not (`records.problem`).
 
-        The shapes a run writes most (``done`` and ``acq`` as the engine writes
-        them: 2·10^6 lines a replay) are checked and applied in one step, each
-        field looked up once; anything else takes the full check, then `apply`.
+        One line at a time, for a caller that has one; `replay` takes whole
+        blocks (`scan.take_block`: the common shapes in one step each), and
+        comes here for the rest.
         """
-        if type(rec) is dict:
-            size = len(rec)
-            kind = rec.get("s")
-            if kind == "done" and size == 5:
-                key, z, m = rec.get("k"), rec.get("z"), rec.get("m")
-                if (
-                    type(key) is str
-                    and type(rec.get("r")) is str
-                    and type(z) is int
-                    and type(m) is int
-                ):
-                    digest = (hash(key) & _MASK64) or 1  # `key_digest`, inlined
-                    if self.fingerprints:
-                        self.done.add(digest, fingerprint(z, m))
-                    else:
-                        self.done.add(digest)
-                    if self.unfinished:
-                        self.unfinished.pop(key, None)
-                    return None
-            elif kind == "acq" and size == 3:
-                key = rec.get("k")
-                if type(key) is str and type(rec.get("r")) is str:
-                    self.unfinished[key] = cast(AcqRecord, rec)
-                    self.done.discard((hash(key) & _MASK64) or 1)
-                    return None
         why = problem(rec)
         if why is None:
             self.apply(rec)
@@ -205,40 +181,72 @@ def replay(path: Path, *, fingerprints: bool = False) -> Replay:
     a readable journal (missing, a folder) is `JournalError`.
     """
     result: Replay | None = None
-    pending_error: tuple[int, str] | None = None
-    loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    records = good_bytes = 0
-    for number, end, line, complete in lines(path):
-        if pending_error is not None:
-            # A bad line followed by more lines: damage in the middle.
-            raise JournalCorrupt(
-                f"{pending_error[1]}, with more records after it; run `ingest repair {path}` "
-                "to keep every intact record (the items whose records are lost are redone)",
-                path=str(path),
-                line=pending_error[0],
-            )
-        if not complete:  # only the last line can be incomplete: a torn write
-            pending_error = (number, "torn record")
-            continue
-        try:
-            rec = loads(line)
-        except decode_error:
-            rec = None
-        if result is None:
-            if not isinstance(rec, dict):
-                raise JournalCorrupt("not an ingest journal (bad header)", path=str(path), line=1)
-            result = Replay(header=Header.from_record(rec, path), fingerprints=fingerprints)
-        elif (why := result.take(rec)) is None:  # checked and applied in one step
-            records += 1
-        else:
-            pending_error = (number, why)
-            continue
-        good_bytes = end
+    pending: tuple[int, str] | None = None  # a bad line: only the last line may be one
+    number = offset = good_bytes = records = 0  # lines and bytes read, the intact part
+    carry = b""
+    with _open(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        while block := fh.read(_BLOCK):
+            buf = carry + block if carry else block
+            cut = buf.rfind(b"\n")
+            if cut < 0:  # a line longer than a block
+                carry = buf
+                continue
+            body, carry = buf[:cut], buf[cut + 1 :]
+            if pending is not None:  # a bad line followed by more lines: damage in the middle
+                raise _damaged(path, pending)
+            if result is None:
+                head, more, body = body.partition(b"\n")
+                result = _started(path, head, fingerprints, size)
+                number = 1
+                offset = good_bytes = len(head) + 1
+                if not more:
+                    continue
+            count, taken, why = take_block(result, body)
+            records += taken
+            if why is None:
+                good_bytes = offset + len(body) + 1
+            elif taken == count - 1:  # the block's last line: the file's, if nothing follows
+                pending = (number + taken + 1, why)
+                good_bytes = offset + body.rfind(b"\n") + 1 if taken else good_bytes
+            else:
+                raise _damaged(path, (number + taken + 1, why))
+            number += count
+            offset += len(body) + 1
+    if carry:  # no newline at the end: a torn write
+        if pending is not None:
+            raise _damaged(path, pending)
+        pending = (number + 1, "torn record")
     if result is None:
         raise JournalCorrupt("journal is empty or its header is torn", path=str(path), line=1)
+    for key in result.unfinished:  # `take_block` leaves an acquired key's digest in `done`
+        result.done.discard((hash(key) & _MASK64) or 1)
     result.records, result.good_bytes = records, good_bytes
-    result.torn_tail = pending_error is not None
+    result.torn_tail = pending is not None
     return result
+
+
+def _started(path: Path, head: bytes, fingerprints: bool, size: int) -> Replay:
+    """The empty `Replay` of a journal whose first line is `head` (`size` bytes in all)."""
+    try:
+        rec = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        rec = None
+    if not isinstance(rec, dict):
+        raise JournalCorrupt("not an ingest journal (bad header)", path=str(path), line=1)
+    # Sized for the keys a journal of `size` bytes holds when written as a run writes it
+    # (acq + done, ~116 bytes an item), so the table is not grown (rehashed) 9 times.
+    done = DigestSet(size // _BYTES_PER_ITEM * 10 // 7 + 1, values=fingerprints)
+    return Replay(header=Header.from_record(rec, path), fingerprints=fingerprints, done=done)
+
+
+def _damaged(path: Path, bad: tuple[int, str]) -> JournalCorrupt:
+    return JournalCorrupt(
+        f"{bad[1]}, with more records after it; run `ingest repair {path}` "
+        "to keep every intact record (the items whose records are lost are redone)",
+        path=str(path),
+        line=bad[0],
+    )
 
 
 def peek_header(path: Path) -> Header | None:

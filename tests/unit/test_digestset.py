@@ -77,3 +77,20 @@ def test_a_map_matches_a_dict_through_growth_and_deletion(
         assert len(table) == len(reference)
     assert all(table.get(k) == reference.get(k) for k in range(1, 65))
     assert dict(table.items()) == reference
+
+
+@given(
+    st.lists(st.lists(st.integers(min_value=1, max_value=200), max_size=60), max_size=8),
+    st.booleans(),
+)
+def test_add_all_is_add_of_each(batches: list[list[int]], values: bool) -> None:
+    """`add_all` (replay's bulk insert, through growth) leaves the table `add` one by one does."""
+    bulk, single = DigestSet(capacity=16, values=values), DigestSet(capacity=16, values=values)
+    for batch in batches:
+        worth = [digest * 3 for digest in batch]
+        bulk.add_all(batch, worth if values else None)
+        for digest, value in zip(batch, worth, strict=True):
+            single.add(digest, value)
+    assert len(bulk) == len(single) and bulk == single
+    if values:
+        assert sorted(bulk.items()) == sorted(single.items())

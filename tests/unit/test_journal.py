@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from unittest.mock import patch
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ingest.errors import Action, JournalCorrupt, JournalLocked, JournalMismatch
@@ -409,38 +410,120 @@ def _state(r: Replay) -> tuple[object, ...]:
     return (done, r.unfinished, r.bad_lines, r.total, r.gone, r.runs)
 
 
+_KEYS = st.one_of(  # mostly one key, so an item moves between states
+    st.just("a"),
+    st.sampled_from(["", 'q"t', "b\\s", "[1]", "é", "c\x01", "\u2028", "k,{}"]),
+)
+_INTS = st.sampled_from([0, 1, 4096, -3, 2**63 - 1, 2**64 - 1, 10**19 - 1, 2**64, True, 1.5])
+_SHAPES = st.sampled_from(  # the shapes the fast paths take in one step, and near misses
+    [
+        {"s": "done", "k": "a", "r": "1", "z": 3, "m": 4},
+        {"s": "done", "k": "a", "r": "1", "z": True, "m": 4},
+        {"s": "done", "k": 1, "r": "1", "z": 3, "m": 4},
+        {"s": "done", "k": "a", "r": None, "z": 3, "m": 4},
+        {"s": "done", "k": "a", "z": 3, "m": 4, "q": 1},
+        {"s": "acq", "k": "a", "r": "1"},
+        {"s": "acq", "k": "a", "r": 1},
+        {"s": "acq", "k": "a", "q": "1"},
+        {"s": "acq", "k": ["a"], "r": "1"},
+    ]
+)
+_DAMAGE = st.sampled_from(
+    [b"{oops", b"", b" ", b"\xff\xfe", b"[]", b"null", b"{}", b'{"s":"run","t":1,"pid":1}\r']
+)
+
+
+@st.composite
+def journal_lines(draw: st.DrawFn) -> list[bytes]:
+    """Lines as a run writes them (acq + done pairs), every other record, and damage."""
+    out: list[bytes] = []
+    for _ in range(draw(st.integers(0, 14))):
+        choice = draw(st.integers(0, 9))
+        if choice < 4:  # a pair, sometimes with a size or mtime a JSON int cannot be
+            key, remote = draw(_KEYS), draw(st.sampled_from(["1", "", "r\\2"]))
+            z, m = draw(_INTS), draw(_INTS)
+            out.append(orjson.dumps({"s": "acq", "k": key, "r": remote}))
+            out.append(b'{"s":"done","k":%s,"r":"1","z":%s,"m":%s}' % (
+                orjson.dumps(key), str(z).encode(), str(m).encode()))  # fmt: skip
+        elif choice == 4:  # a key acquired again (a re-sign, a changed file uploaded again)
+            out.append(orjson.dumps(acquired(draw(_KEYS), "2")))
+        elif choice == 5:
+            out.append(orjson.dumps(draw(st.one_of(raw_records(), _SHAPES))))
+        elif choice == 6:
+            out.append(draw(_DAMAGE))
+        elif choice == 7:  # two records on one line, or one cut across two
+            one, two = orjson.dumps(acquired("a", "1")), orjson.dumps(completed("a", "1", 1, 2))
+            out.extend(draw(st.sampled_from([[one + b"," + two], [one[:9], one[9:]]])))
+        else:
+            out.append(orjson.dumps(record_of(draw(st.sampled_from(["up", "fail", "bad"])), "a")))
+    return out
+
+
+def _line_by_line(path: Path, fingerprints: bool) -> tuple[object, ...] | tuple[int, str]:
+    """What replay gives, by the rules spelled out one line at a time (`problem`, `apply`)."""
+    *lines, tail = path.read_bytes().split(b"\n")
+    state = Replay(Header.from_record(orjson.loads(lines[0]), path), fingerprints=fingerprints)
+    good, records, bad = len(lines[0]) + 1, 0, None
+    for number, line in enumerate(lines[1:], start=2):
+        if bad is not None:
+            return bad
+        try:
+            raw = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raw = None
+        if (why := problem(raw)) is not None:
+            bad = (number, why)
+            continue
+        state.apply(decode(raw, path=path, line=number))
+        records, good = records + 1, good + len(line) + 1
+    if tail and bad is not None:
+        return bad
+    return (*_state(state), records, good, bool(tail) or bad is not None)
+
+
+_ACQ, _DONE = orjson.dumps(acquired("a", "1")), orjson.dumps(completed("a", "1", 1, 2))
+_UP, _BIG = orjson.dumps(uploaded("a", "1", 1, 2)), b'{"s":"done","k":"a","r":"1","z":1,"m":%d}'
+_RUN = orjson.dumps(run_started(1.0, 1))
+
+
 @settings(max_examples=150, deadline=None)
+@example(lines=[_ACQ, _DONE, _ACQ], torn=b"", block=1 << 18, fingerprints=False)  # acquired again
+@example(lines=[_UP, _ACQ, _DONE], torn=b"", block=1 << 18, fingerprints=True)  # pair after
+@example(lines=[_ACQ, _BIG % 2**64], torn=b"", block=1 << 18, fingerprints=True)  # float mtime
+@example(lines=[_ACQ, _BIG % (2**64 - 1), b"{oops", _ACQ], torn=b"", block=40, fingerprints=True)
+@example(  # two lines that are one record in an array, and one line that is two records
+    lines=[_RUN[:-1] + b',"x":[{"b":1}', b'{"c":2}]}', _RUN + b"," + _RUN, _ACQ],
+    torn=b"",
+    block=1 << 18,
+    fingerprints=False,
+)
 @given(
-    raws=st.lists(
-        st.one_of(
-            raw_records(),
-            st.sampled_from(
-                [  # the shapes `take` checks and applies in one step, and near misses
-                    {"s": "done", "k": "a", "r": "1", "z": 3, "m": 4},
-                    {"s": "done", "k": "a", "r": "1", "z": True, "m": 4},
-                    {"s": "done", "k": 1, "r": "1", "z": 3, "m": 4},
-                    {"s": "done", "k": "a", "r": None, "z": 3, "m": 4},
-                    {"s": "done", "k": "a", "z": 3, "m": 4, "q": 1},
-                    {"s": "acq", "k": "a", "r": "1"},
-                    {"s": "acq", "k": "a", "r": 1},
-                    {"s": "acq", "k": "a", "q": "1"},
-                    {"s": "acq", "k": ["a"], "r": "1"},
-                ]
-            ),
-        ),
-        max_size=6,
-    ),
+    lines=journal_lines(),
+    torn=st.sampled_from([b"", b'{"s":"do']),
+    block=st.sampled_from([1, 40, 1 << 18]),
     fingerprints=st.booleans(),
 )
-def test_replay_take_is_the_full_check_then_apply(
-    raws: list[dict[str, object]], fingerprints: bool
+def test_replay_is_the_line_by_line_check_then_apply(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[bytes],
+    torn: bytes,
+    block: int,
+    fingerprints: bool,
 ) -> None:
-    """`Replay.take` (replay's one step a line) says what `problem` says and applies as `apply`."""
+    """Whatever the lines, replay's blocks (a run's pairs in one step, one parse a block) give
+    the state, the intact length and the damage a check and apply of each line gives."""
+    import ingest.journal.reader as reader_module
+
+    path = tmp_path_factory.mktemp("j") / "j"
     header = Header(provider="novita", manifest="m.jsonl", created=0.0)
-    taken, applied = (Replay(header=header, fingerprints=fingerprints) for _ in range(2))
-    for raw in raws:
-        why = problem(raw)
-        assert taken.take(dict(raw)) == why
-        if why is None:
-            applied.apply(decode(dict(raw), path="j", line=2))
-    assert _state(taken) == _state(applied)
+    path.write_bytes(b"\n".join([orjson.dumps(header.to_record()), *lines]) + b"\n" + torn)
+    expected = _line_by_line(path, fingerprints)
+    with patch.object(reader_module, "_BLOCK", block):
+        if len(expected) == 2:  # (line, why): damage before the last line
+            with pytest.raises(JournalCorrupt) as caught:
+                replay(path, fingerprints=fingerprints)
+            why = str(caught.value).split(": ", 1)[1].split(", with more")[0]
+            assert (caught.value.line, why) == expected
+            return
+        got = replay(path, fingerprints=fingerprints)
+    assert (*_state(got), got.records, got.good_bytes, got.torn_tail) == expected

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-PutTransport = Literal["lean", "aiohttp"]  # the HTTP client of the uploads (ingest.http)
+PutTransport = Literal["lean", "aiohttp"]  # the HTTP client of uploads and API calls (ingest.http)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +85,8 @@ class RunSettings:
     )
     put_transport: PutTransport = setting(
         "lean",
-        "HTTP client of the uploads: lean (ingest's own kept-alive HTTP/1.1, less CPU a file) "
-        "or aiohttp (the fallback)",
+        "HTTP client of the uploads and API calls: lean (ingest's own kept-alive HTTP/1.1, "
+        "less CPU a file) or aiohttp (the fallback)",
     )
     circuit_breaker: int = setting(
         25, "items failing in a row with the same error that stop the run"

@@ -3,7 +3,12 @@
 Owns three rules:
 - one `aiohttp.ClientSession` per role: the provider API session carries the
   credentials, the storage session never does, so an Authorization header can
-  never reach a storage host;
+  never reach a storage host. With the lean transport (``[run] put_transport``,
+  its default) each session's connector carries its own lean pool
+  (`ingest.transport.Pool`, as ``connector.lean``): the API pool sends the
+  API session's default headers on every call, the storage pool only a
+  User-Agent; `request` goes by the API pool unless a proxy is set for the
+  URL (`Pool.direct`) or the method is HEAD, else by aiohttp as before;
 - foreign errors (aiohttp, timeouts, OS errors) become `TransferError` in one
   place (`map_errors`), with secrets redacted from every message; a
   connection that cannot be opened (refused, unknown host, or no answer to
@@ -24,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 import orjson
@@ -34,6 +39,9 @@ from ingest.errors import UNREACHABLE, Action, Scope, TransferError
 from ingest.lease import Lease, lease_for
 from ingest.redact import redact
 from ingest.retry import parse_retry_after
+from ingest.transport.call import ACCEPT, Oversized, call, read_capped
+from ingest.transport.pool import ConnectFailed, Pool, UnsafeRequest
+from ingest.transport.response import API_BODY_CAP, BODY_CAP
 from ingest.urls import refusal
 
 if TYPE_CHECKING:
@@ -82,13 +90,27 @@ class Response:
 
 
 def api_session(
-    base_url: str, headers: Mapping[str, str], timeouts: Timeouts, limit: int
+    base_url: str,
+    headers: Mapping[str, str],
+    timeouts: Timeouts,
+    limit: int,
+    transport: PutTransport = "lean",
 ) -> aiohttp.ClientSession:
-    """The control-plane session: credentials in its default headers."""
-    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
+    """The control-plane session: credentials in its default headers.
+
+    With ``transport="lean"`` its connector carries the API's own lean pool,
+    made with the same default headers, that `request` sends calls through.
+    """
+    defaults = {"User-Agent": USER_AGENT, **headers}
+    connector: aiohttp.TCPConnector
+    if transport == "lean":  # aiohttp's own defaults made explicit: the same on its wire
+        defaults = {"User-Agent": USER_AGENT, **ACCEPT, **headers}
+        connector = _LeanConnector(timeouts, limit, api=True)
+    else:
+        connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
     session = aiohttp.ClientSession(
         base_url=base_url,
-        headers={"User-Agent": USER_AGENT, **headers},
+        headers=defaults,
         connector=connector,
         timeout=aiohttp.ClientTimeout(
             total=timeouts.api_total,
@@ -98,6 +120,8 @@ def api_session(
         ),
         raise_for_status=False,
     )
+    if isinstance(connector, _LeanConnector):
+        connector.lean.follow(session.headers)  # as aiohttp sends them, changed or not
     return _no_hidden_retries(session)
 
 
@@ -133,17 +157,20 @@ def storage_session(
 
 
 class _LeanConnector(aiohttp.TCPConnector):
-    """aiohttp's connector (for what goes by aiohttp) with the lean PUT pool beside it."""
+    """aiohttp's connector (for what goes by aiohttp) with a lean pool beside it: the
+    storage PUTs', or (`api`) the API calls', with `API_BODY_CAP`, keeping connections
+    after refusals too (`api_session` has it send the session's default headers)."""
 
-    def __init__(self, timeouts: Timeouts, limit: int) -> None:
-        from ingest.transport import Pool
-
+    def __init__(self, timeouts: Timeouts, limit: int, *, api: bool = False) -> None:
         super().__init__(limit=limit, ttl_dns_cache=300)
+        self.total = timeouts.api_total
         self.lean = Pool(
             connect_timeout=timeouts.connect,
             read_timeout=timeouts.read,
             limit=limit,
             user_agent=USER_AGENT,
+            body_cap=API_BODY_CAP if api else BODY_CAP,
+            keep_refused=api,
         )
 
     def close(self, *args: Any, **kwargs: Any) -> Any:
@@ -204,6 +231,15 @@ class map_errors:  # lower case: it reads as the function it replaced, `async wi
         if exc is None or isinstance(exc, TransferError):
             return
         provider, op = self.provider, self.op
+        if isinstance(exc, Oversized | UnsafeRequest):  # the answer's size, the request's framing
+            over = isinstance(exc, Oversized)
+            raise TransferError(
+                redact(str(exc)),
+                action=Action.RETRY if over else Action.FAIL_ITEM,
+                code="bad_response" if over else "bad_request",
+                provider=provider,
+                op=op,
+            ) from None
         why = _unreachable(exc)
         if why is not None:
             where = self.origin or (
@@ -246,6 +282,8 @@ def _unreachable(exc: BaseException) -> str | None:
     route) is as unreachable as a refusal; aiohttp's text for it names the
     signed URL, so it is not used.
     """
+    if isinstance(exc, ConnectFailed):  # the lean transport's, already in a few words
+        return exc.why
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return "connection timed out"
     if not isinstance(exc, aiohttp.ClientConnectorError) or isinstance(exc, aiohttp.ClientSSLError):
@@ -354,7 +392,8 @@ async def request(
     headers: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Response:
-    """One API call, read whole; transport failures become `TransferError`.
+    """One API call, read whole (more than `API_BODY_CAP` is a retryable ``bad_response``);
+    transport failures become `TransferError`.
 
     `headers` are added to the session's (e.g. a per-provider API version).
     """
@@ -363,12 +402,24 @@ async def request(
     if body is not None:
         sent["Content-Type"] = "application/json"
     url, origin = _resolve(session, path)
+    connector = session.connector
+    lean = getattr(connector, "lean", None)
     async with map_errors(provider, op, origin):
         sent_at = clock()
+        # HEAD stays on aiohttp: llhttp would wait for the body its Content-Length names.
+        if (
+            isinstance(lean, Pool)
+            and isinstance(url, yarl.URL)
+            and method != "HEAD"
+            and lean.direct(url)
+        ):
+            total = cast("_LeanConnector", connector).total
+            status, got, data = await call(lean, method, url, sent, body, total)
+            return Response(status, got, data, sent_at, clock())
         async with session.request(
             method, url, data=body, headers=sent or None, allow_redirects=False
         ) as resp:
-            data = await resp.read()
+            data = await read_capped(resp.content, API_BODY_CAP)
             return Response(resp.status, resp.headers, data, sent_at, clock())
 
 

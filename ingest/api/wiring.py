@@ -303,6 +303,7 @@ async def connect(
             cls.auth_headers(secrets),
             timeouts,
             run.api_concurrency,
+            run.put_transport,
         ) as api,
         storage_session(timeouts, run.put_concurrency, run.put_transport) as storage,
     ):

@@ -78,7 +78,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--put-transport",
         choices=("lean", "aiohttp"),
-        help="the engine's HTTP client of the uploads (default: lean, as `ingest run`)",
+        help="the engine's HTTP client of uploads and API calls (default: lean, as `ingest run`)",
     )
     p.add_argument(
         "--lifetime",

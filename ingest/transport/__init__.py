@@ -1,4 +1,5 @@
-"""The lean HTTP/1.1 transport of the data plane's PUTs (see `pool`, `connection`, `response`)."""
+"""The lean HTTP/1.1 transport of the storage PUTs (`send`) and the provider API calls (`call`);
+see `pool`, `connection`, `response`."""
 
 from __future__ import annotations
 

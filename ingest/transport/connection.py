@@ -1,4 +1,4 @@
-"""One kept-alive HTTP/1.1 connection of the lean PUT transport, as an asyncio Protocol.
+"""One kept-alive HTTP/1.1 connection of the lean transport, as an asyncio Protocol.
 
 Owns the socket's side of one request at a time: writing the request (head
 and body) with the transport's write flow control, feeding the answer to
@@ -31,7 +31,7 @@ from typing import cast
 
 import httptools
 
-from ingest.transport.response import Answer, AnswerReader, HeadTooLarge
+from ingest.transport.response import BODY_CAP, Answer, AnswerReader, HeadTooLarge
 
 
 class Disconnected(ConnectionError):
@@ -53,11 +53,13 @@ class BadAnswer(ConnectionError):
 class Connection(asyncio.Protocol):
     """See the module docstring; made by `loop.create_connection`."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, read_timeout: float, body_cap: int = BODY_CAP
+    ) -> None:
         self._loop = loop
         self._read_timeout = read_timeout
         self.transport: asyncio.Transport | None = None
-        self._reader = AnswerReader(self._answered)
+        self._reader = AnswerReader(self._answered, body_cap)
         self._waiter: asyncio.Future[Answer] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._paused = False

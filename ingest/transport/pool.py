@@ -1,16 +1,22 @@
-"""Kept-alive connections per origin, and one PUT over them: the lean transport's front.
+"""Kept-alive connections per origin, and one request over them: the lean transport's front.
 
 Owns `Pool`: idle connections per (scheme, host, port), opening new ones
 (TCP, or TLS with the default context and SNI) within the connect timeout,
-and `Pool.put`: one request with an exact Content-Length, its body bytes or
-an async iterator of chunks, and its final answer.
+and `Pool.send` (`Pool.put` for a PUT): one request with an exact
+Content-Length, its body bytes or an async iterator of chunks, and its
+final answer. One pool serves one role: its fixed headers (the storage
+pool's User-Agent; the API pool's User-Agent and credentials) go on every
+request it sends, and on no other pool's.
 
-How it works: `put` takes an idle connection of the URL's origin (dropping
+How it works: `send` takes an idle connection of the URL's origin (dropping
 any the server closed while it sat idle) or opens one, writes the head
-(request line and headers built as one string; a bytes body joined to it:
-one `transport.write`), then the chunks of an iterator body, then waits for
-the answer. A connection goes back to the idle list only after a keep-alive
-2xx answer to a body that went out whole; any other ending closes it.
+(request line, the pool's fixed header lines built once, the request's own;
+a bytes body joined to it: one `transport.write`), then the chunks of an
+iterator body, then waits for the answer. A connection goes back to the
+idle list only after a keep-alive answer to a body that went out whole: a
+2xx one, or any final one in a pool made with ``keep_refused`` (the API's,
+whose refusals are answers like any other, as aiohttp keeps them); any
+other ending closes it.
 
 Invariants: nothing is followed (a redirect is an answer like any other)
 and nothing is retried here: a kept-alive connection the server closed
@@ -35,13 +41,14 @@ import socket
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import aiohappyeyeballs
 import yarl
+from multidict import CIMultiDict, MultiDict, getversion
 
 from ingest.transport.connection import Connection, Disconnected
-from ingest.transport.response import Answer
+from ingest.transport.response import BODY_CAP, Answer
 
 Origin = tuple[str, str, int]  # scheme, host as connected to (IDNA), port
 AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]  # loop.getaddrinfo's entries
@@ -82,6 +89,11 @@ def default_tls() -> ssl.SSLContext:
     return _ssl_context
 
 
+def _version_of(headers: CIMultiDict[str]) -> int:
+    """multidict's change counter (public; its stub is invariant in the value type)."""
+    return getversion(cast("MultiDict[object]", headers))
+
+
 def origin_of(url: yarl.URL) -> Origin:
     host = url.raw_host or ""
     if not host.isascii():
@@ -89,31 +101,54 @@ def origin_of(url: yarl.URL) -> Origin:
     return (url.scheme, host, url.port or (443 if url.scheme == "https" else 80))
 
 
-def request_head(url: yarl.URL, headers: Mapping[str, str], user_agent: str) -> bytes:
-    """``PUT`` request line and headers, ready to write; `UnsafeRequest` on an unsafe part."""
-    target = url.raw_path_qs
-    if _UNSAFE_TARGET.search(target):
-        raise UnsafeRequest("upload URL has spaces or control characters in its path or query")
-    lines = [f"PUT {target} HTTP/1.1", f"Host: {url.host_port_subcomponent}"]
-    lines.append(f"User-Agent: {user_agent}")
+def header_lines(headers: Mapping[str, str]) -> str:
+    """``Name: value\r\n`` lines; `UnsafeRequest` on a name or value that would break the framing."""
+    lines = []
     for name, value in headers.items():
         if _UNSAFE_HEADER.search(name) or _UNSAFE_HEADER.search(value) or ":" in name:
             raise UnsafeRequest(f"header {name[:40]!r} has a line break or colon")
-        lines.append(f"{name}: {value}")
-    lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1")
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines)
+
+
+def request_head(method: str, url: yarl.URL, fixed: str, headers: Mapping[str, str]) -> bytes:
+    """Request line and headers (`fixed`: ready-made lines), ready to write; `UnsafeRequest`
+    on an unsafe part."""
+    target = url.raw_path_qs
+    if _UNSAFE_TARGET.search(target):
+        raise UnsafeRequest("URL has spaces or control characters in its path or query")
+    host = url.host_port_subcomponent
+    return (
+        f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n{fixed}{header_lines(headers)}\r\n".encode(
+            "latin-1"
+        )
+    )
 
 
 class Pool:
     """See the module docstring. Close it (`close`) when the run ends."""
 
     def __init__(
-        self, *, connect_timeout: float, read_timeout: float, limit: int, user_agent: str
+        self,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        limit: int,
+        user_agent: str,
+        headers: Mapping[str, str] | None = None,
+        body_cap: int = BODY_CAP,
+        keep_refused: bool = False,
     ) -> None:
+        """`headers`: sent on every request (after User-Agent, which they may replace)."""
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.limit = max(1, limit)
         self.user_agent = user_agent
+        self._live: CIMultiDict[str] | None = None  # `follow`'s headers
+        self._version = 0
+        self._set_fixed(headers or {})
+        self.body_cap = body_cap
+        self.keep_refused = keep_refused
         self._idle: dict[Origin, list[Connection]] = {}
         self._open: set[Connection] = set()
         self.opened = 0  # connections opened so far (tests and the bench read it)
@@ -122,6 +157,23 @@ class Pool:
         self._dns: dict[tuple[str, int], tuple[float, Sequence[AddrInfo]]] = {}
         self.closed = False
         self.idle_s = IDLE_S
+
+    def follow(self, headers: CIMultiDict[str]) -> None:
+        """Send `headers` (a session's defaults, which a caller may change) on every request,
+        as they are when it is sent: the lines are built again only after a change."""
+        self._live = headers
+        self._version = _version_of(headers)
+        self._set_fixed(headers)
+
+    def _set_fixed(self, headers: Mapping[str, str]) -> None:
+        fixed = {"User-Agent": self.user_agent}
+        for name, value in headers.items():
+            if name.lower() == "user-agent":
+                fixed.pop("User-Agent", None)
+            fixed[name] = value
+        self._fixed_headers = fixed
+        self._fixed_names = frozenset(name.lower() for name in fixed)
+        self._fixed = header_lines(fixed)  # checked and joined once
 
     def direct(self, url: yarl.URL) -> bool:
         """False when the environment sends `url`'s scheme through a proxy (HTTP(S)_PROXY,
@@ -148,9 +200,34 @@ class Pool:
         fresh: bool = False,
     ) -> Answer:
         """One PUT; `headers` must carry Content-Type and the exact Content-Length."""
+        return await self.send("PUT", url, headers, body, fresh=fresh)
+
+    async def send(
+        self,
+        method: str,
+        url: yarl.URL,
+        headers: Mapping[str, str],
+        body: bytes | AsyncIterator[bytes],
+        *,
+        fresh: bool = False,
+    ) -> Answer:
+        """One request; `headers` (besides the pool's) must carry the exact Content-Length
+        of a body (none for a GET without one). A request's header replaces the pool's of
+        the same name (as a per-request header replaces a session default in aiohttp)."""
         if self.closed:
-            raise Disconnected("the storage session is closed")
-        head = request_head(url, headers, self.user_agent)
+            raise Disconnected("the session is closed")
+        live = self._live
+        if live is not None and _version_of(live) != self._version:
+            self._version = _version_of(live)
+            self._set_fixed(live)
+        fixed = self._fixed
+        names = self._fixed_names
+        if any(name.lower() in names for name in headers):
+            mine = {name.lower() for name in headers}
+            fixed = header_lines(
+                {k: v for k, v in self._fixed_headers.items() if k.lower() not in mine}
+            )
+        head = request_head(method, url, fixed, headers)
         origin = origin_of(url)
         conn = None if fresh else self._take(origin)
         reused = conn is not None
@@ -172,7 +249,7 @@ class Pool:
                 if reused and exc.clean and not conn.started:
                     raise Stale(str(exc)) from exc
                 raise
-            ok = whole and 200 <= answer.status < 300 and conn.reusable()
+            ok = whole and (self.keep_refused or 200 <= answer.status < 300) and conn.reusable()
             return answer
         finally:
             conn.finish()
@@ -250,7 +327,7 @@ class Pool:
         self.opened += 1
         if self.closed:  # the session closed while this one was opening
             conn.close()
-            raise Disconnected("the storage session is closed")
+            raise Disconnected("the session is closed")
         self._open.add(conn)
         return conn
 
@@ -264,7 +341,7 @@ class Pool:
         )
         try:
             _transport, conn = await loop.create_connection(
-                lambda: Connection(loop, self.read_timeout),
+                lambda: Connection(loop, self.read_timeout, self.body_cap),
                 sock=sock,
                 ssl=tls,
                 server_hostname=host if tls is not None else None,

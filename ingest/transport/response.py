@@ -1,4 +1,4 @@
-"""The answer to one lean PUT: its status, headers and (capped) body, parsed by llhttp.
+"""The answer to one lean request: its status, headers and (capped) body, parsed by llhttp.
 
 Owns `Answer` (what a PUT's caller reads) and `AnswerReader` (the callbacks
 `httptools.HttpResponseParser` calls as bytes arrive on a connection).
@@ -12,10 +12,11 @@ and decoded only when the caller reads `Answer.headers` (success answers,
 nearly all of them, are never looked at).
 
 Invariants: an answer's head is at most `HEAD_CAP` bytes (1xx answers
-before it included), at most `BODY_CAP` bytes of a body are kept (the rest is
-counted, not stored), as `storage` reads at most 64 KiB of an error answer;
-`done` is set once per request, at the final answer's end, or as soon as
-an answer has `BODY_CAP` bytes of body (the connection is then not reused).
+before it included), at most the reader's cap of a body is kept (`BODY_CAP`
+for a PUT, as `storage` reads at most 64 KiB of an error answer;
+`API_BODY_CAP` for an API call); `done` is set once per request, at the
+final answer's end, or as soon as an answer's body runs past the cap (the
+answer is then `cut` and the connection not reused).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 BODY_CAP = 64 * 1024  # storage's cap on an error body (aiohttp path: resp.content.read(64 KiB))
+# An API answer is read whole up to this; one past it is `cut` (the caller's retryable
+# bad_response), never held in memory. The adapters' answers are JSON of a few KiB; the
+# cap leaves room for a long list page.
+API_BODY_CAP = 4 * 1024 * 1024
 # The most bytes before a final answer's headers end (1xx answers included). aiohttp
 # bounds a head at 128 fields of at most 8190 bytes (client_proto.set_response_params);
 # S3's heads are under 2 KiB. Without a bound, headers that never end grow memory while
@@ -40,12 +45,13 @@ class HeadTooLarge(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A final answer: status, raw headers, the first `BODY_CAP` bytes of its body."""
+    """A final answer: status, raw headers, the first cap's bytes of its body."""
 
     status: int
     raw_headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
     keep_alive: bool  # the server framed it so the connection can carry the next request
+    cut: bool = False  # its body ran past the reader's cap: `body` is only the first part
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:
@@ -61,6 +67,7 @@ class AnswerReader:
     __slots__ = (
         "_body",
         "_body_len",
+        "_cap",
         "_complete",
         "_framed",
         "_head_len",
@@ -73,8 +80,9 @@ class AnswerReader:
         "started",
     )
 
-    def __init__(self, on_done: Callable[[Answer], None]) -> None:
+    def __init__(self, on_done: Callable[[Answer], None], body_cap: int = BODY_CAP) -> None:
         self._on_done = on_done
+        self._cap = body_cap
         self.parser = httptools.HttpResponseParser(self)
         # aiohttp's leniencies for answers (_http_parser.pyx, HttpResponseParser, outside
         # dev mode): a folded header (RFC 9112 5.2: a user agent MUST unfold it), a bare LF
@@ -123,9 +131,9 @@ class AnswerReader:
             return None  # nothing final yet, or a framed body cut short
         return self._answer(keep_alive=False)
 
-    def _answer(self, *, keep_alive: bool) -> Answer:
+    def _answer(self, *, keep_alive: bool, cut: bool = False) -> Answer:
         self._complete = True
-        return Answer(self._status, tuple(self._headers), b"".join(self._body), keep_alive)
+        return Answer(self._status, tuple(self._headers), b"".join(self._body), keep_alive, cut)
 
     # httptools callbacks ---------------------------------------------------
 
@@ -146,13 +154,13 @@ class AnswerReader:
     def on_body(self, body: bytes) -> None:
         if self._status < 200 or self._complete:
             return
-        room = BODY_CAP - self._body_len
+        room = self._cap - self._body_len
         if room > 0:
             self._body.append(body[:room] if len(body) > room else body)
         self._body_len += len(body)
-        if self._body_len >= BODY_CAP:  # enough: storage reads no more of any answer, and a
-            # body that never ends (each byte re-arming the read timeout) must not hang a PUT
-            self._on_done(self._answer(keep_alive=False))
+        if self._body_len > self._cap:  # enough: no caller reads more of any answer, and a
+            # body that never ends (each byte re-arming the read timeout) must not hang a request
+            self._on_done(self._answer(keep_alive=False, cut=True))
 
     def on_message_complete(self) -> None:
         if self._status < 200:  # 1xx: an interim answer, the final one follows

@@ -1,0 +1,109 @@
+"""One provider API call on the lean transport: framing, the one re-send, the answer decoded.
+
+Owns `call` (what `ingest.http.request` sends when the API session carries
+a lean pool), `IDEMPOTENT`, the methods it may send twice, and `read_capped`
+(the same cap on an answer that goes by aiohttp).
+
+How it works: the body (JSON bytes, or none) goes out with an exact
+Content-Length (``0`` for a body-less POST, PUT, PATCH or DELETE, none for
+a GET, as aiohttp frames them); the pool adds its fixed headers (User-Agent,
+credentials, ``Accept``, ``Accept-Encoding``). The answer is read whole up
+to the pool's cap (`API_BODY_CAP`) and a gzip or deflate body decoded under
+the same cap (aiohttp's session decoded them too, and the request asks for
+them as aiohttp's did). The whole call runs under `total` seconds
+(`Timeouts.api_total`); each wait for the server under the pool's read
+timeout.
+
+Invariants: a kept-alive connection the server closed before any byte of
+the answer (`Stale`) is re-sent at once on a fresh connection only for an
+idempotent method (RFC 9110 9.2.2: GET, HEAD, PUT, DELETE, OPTIONS): a
+POST or PATCH is never sent twice here, its `Stale` goes to the caller (a
+retryable network error the engine re-paces and counts). An answer whose
+body (or decoded body) runs past the cap raises `Oversized`, never holds
+more than the cap in memory; nothing is followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from typing import TYPE_CHECKING
+
+import yarl
+from multidict import CIMultiDictProxy
+
+from ingest.transport.connection import BadAnswer
+from ingest.transport.pool import Pool, Stale
+
+if TYPE_CHECKING:
+    import aiohttp
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+_NO_BODY = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # aiohttp's GET_METHODS
+ACCEPT = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate"}  # aiohttp's DEFAULT_HEADERS, no br
+
+
+class Oversized(BadAnswer):
+    """The answer's body runs past the cap (or would, decoded)."""
+
+
+async def call(
+    pool: Pool,
+    method: str,
+    url: yarl.URL,
+    headers: dict[str, str],
+    body: bytes | None,
+    total: float,
+) -> tuple[int, CIMultiDictProxy[str], bytes]:
+    """Status, case-insensitive headers and the whole body of one call (`headers` is
+    the call's own, extended here with the Content-Length)."""
+    if body is not None:
+        headers["Content-Length"] = str(len(body))
+    elif method not in _NO_BODY:
+        headers["Content-Length"] = "0"
+    data = body or b""
+    async with asyncio.timeout(total):
+        fresh = False
+        while True:
+            try:
+                answer = await pool.send(method, url, headers, data, fresh=fresh)
+                break
+            except Stale:
+                if fresh or method not in IDEMPOTENT:
+                    raise
+                fresh = True
+    cap = pool.body_cap
+    if answer.cut:
+        raise Oversized(f"answer's body runs past {cap // 1024 // 1024} MiB")
+    answered = answer.headers
+    coding = answered.get("Content-Encoding", "").strip().lower()
+    if coding in ("gzip", "x-gzip", "deflate") and answer.body:
+        return answer.status, answered, _decoded(answer.body, coding, cap)
+    return answer.status, answered, answer.body
+
+
+def _decoded(data: bytes, coding: str, cap: int) -> bytes:
+    """A gzip or deflate (zlib-wrapped, or raw as some servers send it) body, at most `cap`."""
+    if coding == "deflate":
+        wbits = zlib.MAX_WBITS if data[:1] == b"\x78" else -zlib.MAX_WBITS
+    else:
+        wbits = 16 + zlib.MAX_WBITS
+    inflate = zlib.decompressobj(wbits)
+    try:
+        out = inflate.decompress(data, cap + 1)
+    except zlib.error as exc:
+        raise BadAnswer(f"answer's {coding} body does not decode: {exc}") from None
+    if len(out) > cap:
+        raise Oversized(f"answer's decoded body runs past {cap // 1024 // 1024} MiB")
+    return out
+
+
+async def read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:
+    """An aiohttp answer's whole body; `Oversized` as soon as it runs past `cap`."""
+    parts, size = [], 0
+    async for chunk in stream.iter_any():
+        size += len(chunk)
+        if size > cap:
+            raise Oversized(f"answer's body runs past {cap // 1024 // 1024} MiB")
+        parts.append(chunk)
+    return b"".join(parts)

@@ -14,7 +14,11 @@ them as aiohttp's did). The whole call runs under `total` seconds
 (`Timeouts.api_total`); each wait for the server under the pool's read
 timeout.
 
-Invariants: a kept-alive connection the server closed before any byte of
+Invariants: a call's first byte leaves on a later event-loop turn than the
+one that asked for it, as a lean PUT's does (`ingest.transport.send`): the
+records journaled in that turn (an ``up`` before its finalize call) reach
+the OS first, as they did when aiohttp's request path yielded before
+sending. A kept-alive connection the server closed before any byte of
 the answer (`Stale`) is re-sent at once on a fresh connection only for an
 idempotent method (RFC 9110 9.2.2: GET, HEAD, PUT, DELETE, OPTIONS): a
 POST or PATCH is never sent twice here, its `Stale` goes to the caller (a
@@ -62,6 +66,7 @@ async def call(
     elif method not in _NO_BODY:
         headers["Content-Length"] = "0"
     data = body or b""
+    await asyncio.sleep(0)  # one turn, not a delay: see the module's invariants
     async with asyncio.timeout(total):
         fresh = False
         while True:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ import orjson
 from ingest.coord import CHUNK_LINES
 from ingest.coord.names import GROUP, RunKeys
 from ingest.errors import ConfigError, ManifestError
+from ingest.item import Item
 
 if TYPE_CHECKING:
     from ingest.coord.connection import Connection
@@ -141,7 +142,12 @@ def read_layout(
     try:
         for entry in reader:
             if kept is not None:
-                kept.append(entry)
+                # Without the reader's stat: a chunk may run long after this read, and
+                # `validate` must take the file's size then, as a chunk's own read would.
+                fresh = entry
+                if isinstance(fresh, Item) and fresh.stat is not None:
+                    fresh = replace(fresh, stat=None)
+                kept.append(fresh)
                 if len(kept) > keep:
                     kept = None  # too many to hold: the chunks read the manifest again
             if isinstance(entry, ManifestError):

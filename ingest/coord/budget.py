@@ -41,8 +41,9 @@ server clock, granted `GRANT_BYTES` at a time, so one round trip per MiB.
 
 Invariants: one script call per granted API call (a refused one sleeps the
 wait the script names, then asks again), or, with no rate configured or
-learnt, one per `PAUSE_POLL_S` at most, so another worker's pause is obeyed
-within that; one more per batch of throttles; times in Lua are formatted with
+learnt, none while the worker's `pushed.PauseWatch` is live (every throttle
+publishes its pause, which the pacer holds from its arrival) and one per
+`PAUSE_POLL_S` at most while it is not; one more per batch of throttles; times in Lua are formatted with
 `%d` (its numbers are doubles); the account's key never reaches Redis (the
 keys are named by `names.account_digest`).
 """
@@ -208,7 +209,7 @@ return {1, '0'}
 # where the bound is 208 (benchmarks/scaleout.py, quiet machine).
 JITTER_S = 0.03
 
-PAUSE_POLL_S = 0.05  # with no rate configured or learnt, the pause is looked at this often
+PAUSE_POLL_S = 0.05  # no rate and no live PauseWatch: the pause is looked at this often
 LEARNT_TTL_S = 600.0  # a learnt rate unused this long is forgotten (a new run probes again)
 GRANT_BYTES = 1 << 20  # bytes one round trip of the shared byte budget grants
 MAX_REPORTED = 64  # refusals sent in one throttle call (more in one batch tell nothing new)

@@ -226,7 +226,9 @@ class Connection(asyncio.Protocol):
             if self._ours:
                 err = Disconnected("connection closed by this client (the run is ending)")
             elif exc is None:
-                err = Disconnected("server closed the connection before answering", clean=True)
+                # A status line came, then the close: it answered, but not whole.
+                when = "mid-answer" if self._reader.started else "before answering"
+                err = Disconnected(f"server closed the connection {when}", clean=True)
             else:
                 err = Disconnected(f"connection lost before the answer: {exc}")
             waiter.set_exception(err)

@@ -294,3 +294,23 @@ async def test_a_tls_answer_read_to_a_close_without_close_notify_is_the_answer(
         server.close()
         await server.wait_closed()
     assert answer.status == 200 and answer.body == b"stored"
+
+
+async def test_a_close_mid_answer_is_not_called_a_close_before_answering(tmp_path: Path) -> None:
+    """A 200 whose body stops at 3 of its 100 bytes, then a FIN: the server did answer,
+    so the failure says it closed mid-answer (it said 'before answering')."""
+    path = image(tmp_path, 100)
+
+    async def cut_answer(reader: Reader, writer: Writer, _seen: Seen) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+        await writer.drain()
+
+    async with (
+        serve(cut_answer) as (base, _seen),
+        storage_session(Timeouts(read=BOUND_S), 2) as session,
+    ):
+        with pytest.raises(TransferError) as cut:
+            await put_file(session, f"{base}/b/k{SIGNED}", path, 100, "image/png", provider="p")
+    assert "closed the connection mid-answer" in str(cut.value)
+    assert cut.value.action is Action.RETRY

@@ -219,3 +219,15 @@ def test_reading_a_parquet_file_imports_only_pyarrows_reader(
     last = rows[1]
     assert len(rows) == 2 and isinstance(last, Item) and last.member is not None
     assert len(parquet.row_bytes(source, last.member)) == 1_501
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_rows_too_large_to_be_read_ahead_get_the_larger_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parquet, "READ_AHEAD_MAX", 1_000)  # the ~1.5 KB images are "large"
+    monkeypatch.setattr(parquet, "LARGE_CACHE_BYTES", 50_000)
+    source = tmp_path / "large.parquet"
+    hf_parquet(source, 40, group=20)
+    assert sum(1 for r in read_manifest(source) if isinstance(r, Item)) == 40
+    assert 20_000 < parquet._cached_bytes <= 50_000  # past CACHE_BYTES: uploads read from here

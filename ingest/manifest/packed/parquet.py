@@ -19,7 +19,8 @@ same for every reader of the file). A row's bytes are not a byte range of
 the file (Parquet pages are encoded and compressed), so an item names its
 (row group, row), and `row_bytes` finds them in a cache of batches (keyed
 by path, size, mtime, row group and the batch's first row) of at most
-`CACHE_BYTES` of images and `CACHE_ROWS` rows. A batch's images become
+`CACHE_BYTES` of images (`LARGE_CACHE_BYTES` of rows too large to be read
+ahead) and `CACHE_ROWS` rows. A batch's images become
 Python bytes once, as it is read (`_rows`), and its Arrow buffers go at
 once; `row_bytes` hands out the cached object itself, so a small image's
 read-ahead bytes (`Source.body`, `ingest.prefetch`: read by validation right
@@ -65,7 +66,9 @@ from ingest.manifest.packed.parquetpages import largest_page, page_note
 
 INSTALL = "reading Parquet needs pyarrow: pip install 'ingest[parquet]'"
 BATCH_BYTES = 2 << 20  # images a record batch holds, about (its rows: `batch_rows`)
-CACHE_BYTES = 4 << 20  # images the cache keeps past the read-ahead's own (`_remember`)
+CACHE_BYTES = 4 << 20  # images the cache keeps of rows the read-ahead carries (`_remember`)
+LARGE_CACHE_BYTES = 16 << 20  # and of larger rows, which uploads read from here
+READ_AHEAD_MAX = 256 << 10  # `ingest.prefetch.Prefetch.max_file`: a larger row is not read ahead
 CACHE_ROWS = 1024  # and rows: the in-flight window (read batch + 2 x put_concurrency + lookahead)
 _BUFFER = 1 << 20  # a column chunk is read through this buffer, page by page
 _CURSORS = 2  # files with an upload-side cursor open
@@ -313,17 +316,21 @@ def read_parquet(
 
 
 def _remember(key: BatchKey, values: Rows) -> None:
-    """Cache a batch's images; the oldest go past `CACHE_BYTES` or `CACHE_ROWS` (the last two
-    always stay)."""
+    """Cache a batch's images; the oldest go past `CACHE_BYTES` (`LARGE_CACHE_BYTES` for a batch
+    of rows too large to be read ahead: each upload reads its row from here, and a miss reads
+    the row group again) or `CACHE_ROWS` (the last two always stay)."""
     global _cached_bytes, _cached_rows
     with _lock:
         if key in _batches:
             _batches.move_to_end(key)
             return
         _batches[key] = values
-        _cached_bytes += _size(values)
+        size = _size(values)
+        _cached_bytes += size
         _cached_rows += len(values)
-        while (_cached_bytes > CACHE_BYTES or _cached_rows > CACHE_ROWS) and len(_batches) > 2:
+        large = size > READ_AHEAD_MAX * len(values)
+        limit = LARGE_CACHE_BYTES if large else CACHE_BYTES
+        while (_cached_bytes > limit or _cached_rows > CACHE_ROWS) and len(_batches) > 2:
             gone = _batches.popitem(last=False)[1]
             _cached_bytes -= _size(gone)
             _cached_rows -= len(gone)

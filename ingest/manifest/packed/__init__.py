@@ -12,6 +12,7 @@ Where each part lives:
     access      reading a member's bytes (a range, decompressing, a Parquet row)
     naming      ``shard.tar#member.png`` in a manifest line, resolved to its member
     parquet     a Parquet file's rows as items, read in bounded batches (pyarrow, an extra)
+    parquetpages  its image column's page sizes, from the page headers (`validate`'s note)
 """
 
 from __future__ import annotations

@@ -113,15 +113,14 @@ def header_lines(headers: Mapping[str, str]) -> str:
 
 def request_head(method: str, url: yarl.URL, fixed: str, headers: Mapping[str, str]) -> bytes:
     """Request line and headers (`fixed`: ready-made lines), ready to write; `UnsafeRequest`
-    on an unsafe part."""
+    on an unsafe part. Encoded as UTF-8, as aiohttp encodes a head: a value beyond latin-1
+    (a key pasted with a typographic quote) reaches the server, whose refusal says why."""
     target = url.raw_path_qs
     if _UNSAFE_TARGET.search(target):
         raise UnsafeRequest("URL has spaces or control characters in its path or query")
     host = url.host_port_subcomponent
     return (
-        f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n{fixed}{header_lines(headers)}\r\n".encode(
-            "latin-1"
-        )
+        f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n{fixed}{header_lines(headers)}\r\n".encode()
     )
 
 

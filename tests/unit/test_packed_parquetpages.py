@@ -55,3 +55,11 @@ def test_validate_tells_the_page_size_it_saw_when_it_is_large(
     assert "pyarrow reads and decompresses a page whole" in out
     assert main(["validate", str(small), "--provider", "novita", "--json"]) == 0
     assert orjson.loads(capsys.readouterr().out)["notes"] == []
+
+
+def test_a_file_gone_since_it_was_opened_has_no_page_note(tmp_path: Path) -> None:
+    source = tmp_path / "gone.parquet"
+    images_file(source, 3)
+    pf = parquet._open(str(source), str(source))
+    source.unlink()  # the reader has its metadata; the page walk finds no file
+    assert largest_page(str(source), pf.metadata, parquet._leaf(pf, "image", True)) is None

@@ -149,24 +149,31 @@ def _header(data: bytes) -> tuple[int, int, int, int, int]:
 
 def largest_page(path: str, metadata: Any, leaf: int) -> Page | None:
     """The largest page of leaf column `leaf` in the first `GROUPS` row groups, or None."""
+    try:
+        with open(path, "rb") as fh:
+            return _walk(fh.fileno(), metadata, leaf)
+    except OSError:  # gone or unreadable since the reader opened it: the reader will say so
+        return None
+
+
+def _walk(fd: int, metadata: Any, leaf: int) -> Page | None:
+    """`largest_page` over the open file `fd`."""
     best: Page | None = None
     left = PAGES
-    with open(path, "rb") as fh:
-        fd = fh.fileno()
-        for group in range(min(GROUPS, metadata.num_row_groups)):
-            chunk = metadata.row_group(group).column(leaf)
-            start = chunk.dictionary_page_offset if chunk.has_dictionary_page else None
-            at = start if start is not None else chunk.data_page_offset
-            end = at + chunk.total_compressed_size
-            while at < end and left > 0:
-                left -= 1
-                try:
-                    kind, size, compressed, values, length = _header(os.pread(fd, _HEADER, at))
-                except (_Short, ValueError):
-                    return best
-                if best is None or size > best.size:
-                    best = Page(size, values, group, kind == _DICTIONARY)
-                at += length + compressed
+    for group in range(min(GROUPS, metadata.num_row_groups)):
+        chunk = metadata.row_group(group).column(leaf)
+        start = chunk.dictionary_page_offset if chunk.has_dictionary_page else None
+        at = start if start is not None else chunk.data_page_offset
+        end = at + chunk.total_compressed_size
+        while at < end and left > 0:
+            left -= 1
+            try:
+                kind, size, compressed, values, length = _header(os.pread(fd, _HEADER, at))
+            except (_Short, ValueError):
+                return best
+            if best is None or size > best.size:
+                best = Page(size, values, group, kind == _DICTIONARY)
+            at += length + compressed
     return best
 
 

@@ -315,5 +315,11 @@ def read_secrets(name: str, settings: ProviderSettings, fields: tuple[str, ...])
                 key=f"providers.{name}.{field_name}",
             )
         register_secret(value.strip())
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value.strip()):  # not sendable
+            raise ConfigError(
+                f"environment variable {variable} holds a control character (a line break "
+                f"or CR inside the value?); export your {name} API key on one line",
+                key=f"providers.{name}.{field_name}",
+            )
         secrets[field_name] = value.strip()
     return secrets

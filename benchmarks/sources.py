@@ -1,7 +1,7 @@
 """Packed sources and --convert against the free-running reference: issue 15's speed and memory bars.
 
-    python benchmarks/sources.py                         # all three parts, 3 rounds (~20 min loaded)
-    python benchmarks/sources.py --part speed --count 10000 --rounds 3
+    python benchmarks/sources.py                         # all three parts (~25 min loaded)
+    python benchmarks/sources.py --part speed --count 10000 --rounds 5
     python benchmarks/sources.py --part memory --run-sizes 2000,20000 --validate-sizes 2000,20000,100000
     python benchmarks/sources.py --part memory --member-size 65536 --kinds parquet --validate-sizes 2000
     python benchmarks/sources.py --part convert --convert-count 200
@@ -14,8 +14,11 @@ neither server sets the pace; their CPU is recorded with every run.
 - **speed**: COUNT × 64 KiB images (the reference's data set) as loose files
   (a JSON lines manifest), one uncompressed WebDataset tar shard, one stored
   zip and one Parquet file (`{bytes, path}` image column, row groups of 500);
-  in each round the four in a rotating order; medians of the rounds; files/s
-  and CPU per file against loose files of the same rounds (bar: ≥ 0.9×).
+  each round runs loose, X, X, loose, Y, Y, loose, ... (ABBA pairs: the
+  machine's drift falls on both sides of each ratio; the order of X, Y, Z
+  rotates by round), 5 rounds by default; files/s and CPU per file are
+  medians of the runs, the ratios against loose files (bar: ≥ 0.9× files/s)
+  medians of the pairs' ratios, each pair against the loose runs either side.
 - **memory**: tar shards and Parquet files of growing size (4 KiB members, or
   ``--member-size``):
   peak RSS of `ingest run` (uploading all of them) and of `ingest validate`
@@ -47,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import DATA, dataset, ingest_summary, median, save
-from reference import KEY, ingest_command, terminate_cleanly, tool_versions
+from reference import KEY, compile_ingest, ingest_command, terminate_cleanly, tool_versions
 
 from ingest.bench.dataset import KINDS, SUFFIXES, image_bytes
 from ingest.bench.procs import ensure_tool
@@ -270,6 +273,12 @@ SPEED_COLUMNS: list[Column] = [
     ("× loose files/s", "vs_loose_files_per_s", ".2f"),
     ("× loose CPU/file", "vs_loose_cpu_per_file", ".2f"),
 ]  # fmt: skip
+PAIRED_COLUMNS: list[Column] = [
+    *SPEED_COLUMNS[:6],
+    ("× loose files/s (median of pairs)", "vs_loose_files_per_s", ".2f"),
+    ("× loose CPU/file", "vs_loose_cpu_per_file", ".2f"),
+    ("per pair × loose files/s", "pairs", "s"),
+]
 CONVERT_COLUMNS: list[Column] = [
     ("files done", "done", "d"), ("files/s", "files_per_s", ",.1f"),
     ("JPEG/PNG files/s", "kept_files_per_s", ",.1f"), ("client cores", "client_cores", ".2f"),
@@ -300,23 +309,73 @@ def rotating(names: Sequence[str], rounds: int) -> Any:
 # -- the three parts ----------------------------------------------------------------------
 
 
+def paired_order(others: Sequence[str], round_: int, base: str = "loose") -> list[str]:
+    """One round's runs: base, X, X, base, Y, Y, base, ... (the others rotated by round).
+
+    Each source's two runs sit between two runs of `base` (ABBA): a drift of the
+    machine's speed over those four runs, linear in time, falls on both sides of
+    the pair's ratio, where a rotating order of single runs put it on one side.
+    """
+    shift = round_ % len(others)
+    order = [base]
+    for name in [*others[shift:], *others[:shift]]:
+        order += [name, name, base]
+    return order
+
+
+def pair_ratios(runs: Sequence[Run]) -> dict[str, tuple[float, float]]:
+    """Of one round's runs in `paired_order`: for each source, its pair against the two base
+    runs around it, as (× base files/s, × base CPU/file); a pair with a failed run is left out."""
+    ratios = {}
+    for at in range(1, len(runs) - 2, 3):
+        before, first, second, after = runs[at - 1 : at + 3]
+        if all(r.ok for r in (before, first, second, after)):
+            ratios[first.what] = (
+                (before.wall_s + after.wall_s) / (first.wall_s + second.wall_s),
+                (first.cpu_s + second.cpu_s) / (before.cpu_s + after.cpu_s),
+            )
+    return ratios
+
+
+def warm(sources: dict[str, Path], paths: Sequence[Path]) -> None:
+    """Read every source's bytes once (the page cache), so no round's first run pays for it."""
+    for path in [*paths, *(p for name, p in sources.items() if name != "loose")]:
+        with path.open("rb") as fh:
+            while fh.read(1 << 20):
+                pass
+
+
 def speed(client: Client, count: int, rounds: int) -> dict[str, Any]:
     paths, manifest, _ = dataset(count, SIZE)
     sources = {"loose": manifest, **packed(paths, manifest.parent / "packed")}
+    warm(sources, paths)
+    others = [s for s in SOURCES if s != "loose"]
     runs: dict[str, list[Run]] = {s: [] for s in SOURCES}
-    for round_, name in rotating(SOURCES, rounds):
-        runs[name].append(run := client.run(name, round_, sources[name], count))
-        _show(run, count)
+    per_round: list[dict[str, tuple[float, float]]] = []
+    for round_ in range(1, rounds + 1):
+        done: list[Run] = []
+        for name in paired_order(others, round_ - 1):
+            done.append(run := client.run(name, round_, sources[name], count))
+            runs[name].append(run)
+            _show(run, count)
+        per_round.append(pair_ratios(done))
+        print("  round " + str(round_) + ": " + ", ".join(
+            f"{n} {r[0]:.2f}x files/s {r[1]:.2f}x CPU" for n, r in per_round[-1].items()),
+            file=sys.stderr)  # fmt: skip
     rows = {name: _medians(samples) for name, samples in runs.items()}
-    # Ratios per round (the machine's pace moves between rounds), then their median.
-    for name, row in rows.items():
-        pairs = [(a, b) for a, b in zip(runs[name], runs["loose"], strict=True) if a.ok and b.ok]
-        if pairs:
-            row["vs_loose_files_per_s"] = median([b.wall_s / a.wall_s for a, b in pairs])
-            row["vs_loose_cpu_per_file"] = median([a.cpu_s / b.cpu_s for a, b in pairs])
-    print(f"\nspeed: {count:,} × 64 KiB, medians of {rounds} rounds\n")
-    _table("source", rows, SPEED_COLUMNS)
+    rows["loose"] |= {"vs_loose_files_per_s": 1.0, "vs_loose_cpu_per_file": 1.0, "pairs": ""}
+    for name in others:
+        found = [r[name] for r in per_round if name in r]
+        if found:  # the median of the pairs' ratios: the reported figure
+            rows[name]["vs_loose_files_per_s"] = median([f for f, _ in found])
+            rows[name]["vs_loose_cpu_per_file"] = median([c for _, c in found])
+            rows[name]["pairs"] = ", ".join(f"{f:.2f}" for f, _ in found)
+            rows[name]["pair_ratios"] = found
+    print(f"\nspeed: {count:,} × 64 KiB, {rounds} rounds of ABBA pairs (loose, X, X, loose); "
+          "files/s etc. medians of runs, ratios medians of pairs\n")  # fmt: skip
+    _table("source", rows, PAIRED_COLUMNS)
     return {"files": count, "file_size": SIZE, "rounds": rounds, "bar": BAR_SPEED, "rows": rows,
+            "order": "paired (ABBA)", "per_round": per_round,
             "runs": [asdict(r) for rs in runs.values() for r in rs]}  # fmt: skip
 
 
@@ -378,7 +437,7 @@ def _sizes(text: str) -> list[int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=["speed", "memory", "convert", "all"], default="all")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, help="speed: 5 rounds of pairs; convert: 3")
     parser.add_argument("--count", type=int, default=10_000, help="speed: files (64 KiB)")
     parser.add_argument("--run-sizes", type=_sizes, default=[2000, 20_000])
     parser.add_argument("--validate-sizes", type=_sizes, default=[2000, 20_000, 100_000])
@@ -391,6 +450,7 @@ def main() -> int:
         print(f"sources: nginx is needed (apt-get install {NGINX_PACKAGE})", file=sys.stderr)
         return 2
     parts = ["speed", "memory", "convert"] if args.part == "all" else [args.part]
+    compile_ingest(None)  # as a user's first run does: no run recompiles ingest's modules
     with (
         terminate_cleanly(),
         NginxSink.start() as sink,
@@ -401,13 +461,13 @@ def main() -> int:
         for part in parts:
             load = os.getloadavg()
             if part == "speed":
-                result = speed(client, args.count, args.rounds)
+                result = speed(client, args.count, args.rounds or 5)
             elif part == "memory":
                 kinds = [k for k in args.kinds.split(",") if k]
                 result = memory(client, args.run_sizes, args.validate_sizes, args.member_size,
                                 kinds, args.row_group)  # fmt: skip
             else:
-                result = convert(client, args.convert_count, args.rounds)
+                result = convert(client, args.convert_count, args.rounds or 3)
             result |= {"load_before": load, "tools": tool_versions(), "ingest": ingest_command()}
             sized = part == "memory" and args.member_size != 4096
             name = f"sources-{part}" + (f"-{args.member_size}" if sized else "")

@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     except IngestError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`, a coordinated export's rows): main's exit
     except OSError as exc:  # only the output can fail here: the journal's errors are IngestErrors
         why = "its folder does not exist" if isinstance(exc, FileNotFoundError) else exc.strerror
         print(f"ingest: error: cannot write {args.output}: {why}", file=sys.stderr)

@@ -78,3 +78,33 @@ def test_the_readme_and_run_help_give_the_same_exit_codes(
         "1 the run finished, but some items are not done: failed, rejected or unfinished" in shown
     )
     assert "It does not mean done == total: a dry run uploads nothing" in shown
+
+
+def test_a_coordinated_export_to_a_closed_pipe_is_no_write_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ingest export --coordinator … | head -1` said 'ingest: error: cannot write None:
+    Broken pipe' (exit 2): its rows are written inside the handler of the output file's
+    errors. The closed pipe now reaches main, which exits as for a journal's export."""
+    import sys
+    from typing import Any
+
+    from ingest.cli import coordinated
+    from ingest.cli.export import run
+    from ingest.cli.main import build_parser
+
+    async def rows(url: str, name: str) -> list[dict[str, Any]]:
+        return [{"key": "a.png", "line": 1, "remote_id": "1", "url": None, "size": 3}]
+
+    class ClosedPipe:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(coordinated, "_rows", rows)
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    args = build_parser("export").parse_args(
+        ["export", "--coordinator", "redis://127.0.0.1:1/0", "--run-name", "r"]
+    )
+    with pytest.raises(BrokenPipeError):
+        run(args)
+    assert capsys.readouterr().err == ""

@@ -5,18 +5,23 @@ on a 10,000-entry manifest and on a `--entries` (default 1,000,000) one, each
 against a fresh emulator, and compares their peak RSS. Then, on the big
 run's journal: replay time (in a fresh process, `ingest.journal.replay`),
 `ingest status` wall time, and bytes per item before and after compaction.
+Replay and status run `--rounds` times each, interleaved; the figures are
+medians, with their CPU (user + sys, the steadier figure on a loaded
+machine) and the 1-minute load beside them.
 
 Bars: peak RSS(10^6) ≤ 1.25 × peak RSS(10^4); replay < 5 s; status < 3 s;
 ≤ 200 bytes per item after compaction.
 
-    python benchmarks/scale.py [--entries 1000000]
+    python benchmarks/scale.py [--entries 1000000] [--journal-only] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -36,8 +41,8 @@ from harness import (
 
 REPLAY = (
     "import sys, time; from pathlib import Path; from ingest.journal import replay; "
-    "t = time.perf_counter(); r = replay(Path(sys.argv[1])); "
-    "print(time.perf_counter() - t, len(r.done), r.records)"
+    "t, c = time.perf_counter(), time.process_time(); r = replay(Path(sys.argv[1])); "
+    "print(time.perf_counter() - t, time.process_time() - c, len(r.done), r.records)"
 )
 
 
@@ -69,16 +74,35 @@ def synthetic_journal(path: Path, entries: int) -> Path:
     return path
 
 
-def journal_figures(big: Path, entries: int, tmp: Path) -> dict[str, object]:
-    """Replay (fresh process), `ingest status`, and compaction of the journal `big`."""
+def journal_figures(big: Path, entries: int, tmp: Path, rounds: int = 1) -> dict[str, object]:
+    """Replay (fresh process), `ingest status`, and compaction of the journal `big`.
+
+    Replay and status run `rounds` times each, interleaved: medians of each figure.
+    """
     env = env_with_key()
     size = big.stat().st_size
-    out, _, usage = run_measured([sys.executable, "-c", REPLAY, str(big)])
-    replay_s, _done, records = out.split()
-    status_out, _, status_usage = run_measured(
-        [sys.executable, "-m", "ingest", "status", str(big), "--json"], env=env
-    )
-    status = json.loads(status_out)
+    samples: dict[str, list[float]] = {}
+    records = done = 0
+    for _ in range(rounds):
+        out, _, usage = run_measured([sys.executable, "-c", REPLAY, str(big)])
+        replay_s, replay_cpu_s, _done, records_ = out.split()
+        records = int(records_)
+        status_out, _, status_usage = run_measured(
+            [sys.executable, "-m", "ingest", "status", str(big), "--json"], env=env
+        )
+        done = json.loads(status_out).get("done")
+        for name, value in (
+            ("replay_s", float(replay_s)),
+            ("replay_cpu_s", float(replay_cpu_s)),
+            ("replay_process_wall_s", usage.wall_s),
+            ("replay_process_cpu_s", usage.cpu_s),
+            ("replay_peak_rss_mib", usage.peak_rss_bytes / 2**20),
+            ("status_wall_s", status_usage.wall_s),
+            ("status_cpu_s", status_usage.cpu_s),
+            ("status_peak_rss_mib", status_usage.peak_rss_bytes / 2**20),
+            ("load_1m", os.getloadavg()[0]),
+        ):
+            samples.setdefault(name, []).append(value)
     compacted = tmp / "compacted.journal"
     shutil.copy(big, compacted)
     from ingest.journal import compact
@@ -88,13 +112,12 @@ def journal_figures(big: Path, entries: int, tmp: Path) -> dict[str, object]:
     compact_s = time.perf_counter() - start
     return {
         "journal_bytes": size,
-        "journal_records": int(records),
+        "journal_records": records,
         "bytes_per_item": size / entries,
-        "replay_s": float(replay_s),
-        "replay_process_wall_s": usage.wall_s,
-        "replay_peak_rss_mib": usage.peak_rss_bytes / 2**20,
-        "status_wall_s": status_usage.wall_s,
-        "status_done": status.get("done"),
+        "rounds": rounds,
+        **{name: statistics.median(values) for name, values in samples.items()},
+        "samples": samples,
+        "status_done": done,
         "compact_s": compact_s,
         "bytes_per_item_compacted": compacted.stat().st_size / entries,
     }
@@ -104,6 +127,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--reference", type=int, default=10_000)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="replay and status runs each (medians)"
+    )
     parser.add_argument(
         "--journal-only",
         action="store_true",
@@ -117,7 +143,7 @@ def main() -> int:
             result = {
                 "entries": args.entries,
                 "synthetic": True,
-                **journal_figures(journal, args.entries, Path(tmp)),
+                **journal_figures(journal, args.entries, Path(tmp), args.rounds),
             }
         print(json.dumps(result, indent=2))
         print(f"saved {save('scale-journal', result)}")
@@ -143,7 +169,7 @@ def main() -> int:
             }
             journals[entries] = journal
             print(f"  {entries:>9,} entries: {result[f'run_{entries}']}", file=sys.stderr)
-        result |= journal_figures(journals[args.entries], args.entries, Path(tmp))
+        result |= journal_figures(journals[args.entries], args.entries, Path(tmp), args.rounds)
     ref = result[f"run_{args.reference}"]
     big_run = result[f"run_{args.entries}"]
     assert isinstance(ref, dict) and isinstance(big_run, dict)

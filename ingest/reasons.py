@@ -10,7 +10,8 @@ How it works: the reasons the local checks write (`validate.py`,
 after "cannot open" / "cannot read" before ": ", and quote ids, names and
 snippets with `repr`. `group` removes such paths (a word starting with "/" or
 "~/", up to the next ": " or the end), folder-relative paths after
-"cannot read directory" and in "not valid UTF-8" reasons, turns quoted values into '…',
+"cannot read directory" and in "not valid UTF-8" reasons, turns quoted values (not a
+double-quoted field name such as "path") into '…',
 line, column and byte positions into N and a "too large" file's own size into
 nothing, then tidies the punctuation left behind. What stays is the cause
 with the limits that explain it ("unsupported image type bmp (scenario accepts
@@ -23,13 +24,19 @@ names no path as it is (but for positions and quotes).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
-_RULES: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+_RULES: Final[tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]] = (
     # An absolute path: a word starting with / or ~/ up to the next ": " or the end.
     (re.compile(r"(?:(?<=\s)|^)~?/.*?(?=: |$)"), ""),
-    # A quoted value (repr of an id, a name, a path, a snippet): '…'.
-    (re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""), "'…'"),
+    # A quoted value (repr of an id, a name, a path, a snippet): '…'. A double-quoted
+    # bare word is a fixed field name ("path", "file_name"), not a value: it stays (a
+    # repr uses double quotes only around text holding a single quote).
+    (
+        re.compile(r"(\"[A-Za-z_]\w*\")|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""),
+        lambda quoted: quoted[1] or "'…'",
+    ),
     # A folder-relative path named by the folder walk.
     (re.compile(r"(?<=cannot read directory )\S.*?/(?=[:;]|$)"), ""),
     (re.compile(r"(not valid UTF-8(?: \([^)]*\))?): .*$"), r"\1"),

@@ -174,3 +174,23 @@ def test_a_url_source_that_failed_is_not_hinted_as_the_provider_s_refusal() -> N
     # Newcomer finding: a damaged BMP that --convert could not decode was hinted as
     # "the provider rejected these items", though no request was made for it.
     assert "could not be converted" in hint_for("fail_item", "convert_failed")
+
+
+def test_a_problem_group_keeps_the_field_name_it_is_about() -> None:
+    """validate's table said `expected a JSON object with a '…' key` and `'…' is missing;
+    each row names its image in '…'`: the field name, the same for every item, was masked
+    as if it were a value. Values (single-quoted reprs, and a double-quoted repr) still are."""
+    from ingest.reasons import group
+
+    assert group('"path" must be a string, got a number') == '"path" must be a string, got a number'
+    assert (
+        group(
+            'metadata.jsonl line 4: "file_name" is missing; each row names its image in "file_name"'
+        )
+        == 'metadata.jsonl line N: "file_name" is missing; each row names its image in "file_name"'
+    )
+    assert (
+        group("unknown key 'nopath' (did you mean 'path'?)")
+        == "unknown key '…' (did you mean '…'?)"
+    )
+    assert group('duplicate id "it\'s" (first at line 3)') == "duplicate id '…' (first at line N)"

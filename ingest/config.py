@@ -314,12 +314,19 @@ def read_secrets(name: str, settings: ProviderSettings, fields: tuple[str, ...])
                 f"export your {name} API credentials there",
                 key=f"providers.{name}.{field_name}",
             )
-        register_secret(value.strip())
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value.strip()):  # not sendable
-            raise ConfigError(
-                f"environment variable {variable} holds a control character (a line break "
-                f"or CR inside the value?); export your {name} API key on one line",
-                key=f"providers.{name}.{field_name}",
-            )
-        secrets[field_name] = value.strip()
+        secrets[field_name] = sendable_secret(value, name, field_name, variable)
     return secrets
+
+
+def sendable_secret(value: str, name: str, field_name: str, variable: str) -> str:
+    """`value` stripped and registered for redaction; a `ConfigError` naming the
+    variable (never the value) when a control character inside it cannot be sent."""
+    value = value.strip()
+    register_secret(value)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ConfigError(
+            f"environment variable {variable} holds a control character (a line break "
+            f"or CR inside the value?); export your {name} API key on one line",
+            key=f"providers.{name}.{field_name}",
+        )
+    return value

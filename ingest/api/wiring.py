@@ -32,9 +32,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from ingest.api.arguments import check_endpoint
-from ingest.config import RunSettings, Settings, check_key_variable, load_settings, read_secrets
+from ingest.config import (
+    RunSettings,
+    Settings,
+    check_key_variable,
+    load_settings,
+    read_secrets,
+    sendable_secret,
+)
 from ingest.errors import ConfigError
-from ingest.redact import register_secret
 
 if TYPE_CHECKING:
     from ingest.journal import Header, Journal, Replay
@@ -146,7 +152,9 @@ def prepare(
     if keys == "none":
         secrets: dict[str, str] = {}
     elif keys == "sim":
-        secrets = {field: _sim_secret(getattr(psettings, field)) for field in cls.key_envs}
+        secrets = {
+            field: _sim_secret(provider, field, getattr(psettings, field)) for field in cls.key_envs
+        }
     else:
         secrets = read_secrets(provider, psettings, cls.key_envs)
     return Plan(
@@ -160,13 +168,12 @@ def prepare(
     )
 
 
-def _sim_secret(variable: str) -> str:
+def _sim_secret(provider: str, field_name: str, variable: str) -> str:
     """The emulator accepts any key: the variable's value if set, else a placeholder."""
     value = os.environ.get(variable, "").strip() if variable else ""
     if not value:
         return SIM_KEY
-    register_secret(value)
-    return value
+    return sendable_secret(value, provider, field_name, variable)
 
 
 def endpoint_of(base_url: str) -> str:

@@ -8,6 +8,8 @@ both a traceback (exit 1). It is a mistake in the environment, so a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ingest.config import load_settings, read_secrets
@@ -30,3 +32,19 @@ def test_surrounding_whitespace_is_still_trimmed(monkeypatch: pytest.MonkeyPatch
     assert read_secrets("novita", load_settings().provider("novita"), ("api_key_env",)) == {
         "api_key_env": "sk-abc"
     }
+
+
+def test_a_sim_run_refuses_it_the_same_way(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--sim` takes the variable's value when it is set (the emulator accepts any key):
+    the same check, not a traceback from the session (the reader's finding)."""
+    from ingest.cli.main import main
+    from tests.images import make_dataset, write_jsonl_manifest
+
+    manifest = write_jsonl_manifest(make_dataset(tmp_path / "i", 1), tmp_path / "m.jsonl")
+    monkeypatch.setenv("NOVITA_API_KEY", "sk-abc\rQZX")
+    assert main(["run", str(manifest), "--provider", "novita", "--sim", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "NOVITA_API_KEY holds a control character" in err and "QZX" not in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -276,6 +276,12 @@ def _decoded(line: bytes, complete: bool) -> object:
 
 
 def _check_header(path: Path, rec: object) -> None:
+    if isinstance(rec, dict) and "journal" not in rec:  # a manifest given by mistake, say
+        raise JournalCorrupt(
+            "not an ingest journal (its first line is no journal header); nothing was changed",
+            path=str(path),
+            line=1,
+        )
     try:
         Header.from_record(rec, path)
     except JournalCorrupt:

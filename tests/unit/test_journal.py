@@ -527,3 +527,14 @@ def test_replay_is_the_line_by_line_check_then_apply(
             return
         got = replay(path, fingerprints=fingerprints)
     assert (*_state(got), got.records, got.good_bytes, got.torn_tail) == expected
+
+
+def test_repair_of_a_manifest_says_it_is_no_journal_and_leaves_it(tmp_path: Path) -> None:
+    """`ingest repair photos.jsonl` (the manifest, not its journal) said its header was
+    damaged and advised moving it aside to start over: the user's manifest."""
+    manifest = tmp_path / "photos.jsonl"
+    manifest.write_bytes(b'{"path": "a.png"}\n{"path": "b.png"}\n')
+    with pytest.raises(JournalCorrupt, match=r"not an ingest journal .*nothing was changed"):
+        repair(manifest)
+    assert manifest.read_bytes() == b'{"path": "a.png"}\n{"path": "b.png"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos.jsonl"]

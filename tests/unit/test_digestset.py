@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.digestset import DigestSet, digest64
@@ -79,6 +79,7 @@ def test_a_map_matches_a_dict_through_growth_and_deletion(
     assert dict(table.items()) == reference
 
 
+@settings(max_examples=50)
 @given(
     st.lists(st.lists(st.integers(min_value=1, max_value=200), max_size=60), max_size=8),
     st.booleans(),

@@ -486,7 +486,7 @@ _UP, _BIG = orjson.dumps(uploaded("a", "1", 1, 2)), b'{"s":"done","k":"a","r":"1
 _RUN = orjson.dumps(run_started(1.0, 1))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @example(lines=[_ACQ, _DONE, _ACQ], torn=b"", block=1 << 18, fingerprints=False)  # acquired again
 @example(lines=[_UP, _ACQ, _DONE], torn=b"", block=1 << 18, fingerprints=True)  # pair after
 @example(lines=[_ACQ, _BIG % 2**64], torn=b"", block=1 << 18, fingerprints=True)  # float mtime

@@ -240,7 +240,7 @@ class map_errors:  # lower case: it reads as the function it replaced, `async wi
                 provider=provider,
                 op=op,
             ) from None
-        why = _unreachable(exc)
+        why = unreachable(exc)
         if why is not None:
             where = self.origin or (
                 f"{exc.host}:{exc.port}" if isinstance(exc, aiohttp.ClientConnectorError) else "?"
@@ -275,7 +275,7 @@ class map_errors:  # lower case: it reads as the function it replaced, `async wi
             ) from RedactedCause(exc)
 
 
-def _unreachable(exc: BaseException) -> str | None:
+def unreachable(exc: BaseException) -> str | None:
     """Why a connection could not be opened, in a few words; None if it was opened.
 
     A connect that got no answer in time (a host that drops SYNs, a dead

@@ -58,7 +58,7 @@ import anyio
 
 from ingest import offloop
 from ingest.errors import Action, ConfigError, TransferError
-from ingest.http import USER_AGENT, Timeouts, triage
+from ingest.http import USER_AGENT, Timeouts, triage, unreachable
 from ingest.item import Item, Source
 from ingest.redact import redact
 from ingest.remote_body import Opened, RemoteBody, check_tail, checked
@@ -253,6 +253,8 @@ class Fetcher:
             return self._s3_error(item, exc)
         if isinstance(exc, aiohttp.TooManyRedirects):
             return self._fail(item, "too many redirects")
+        if (refused := unreachable(exc)) is not None:  # as an API or storage host's is said
+            return self._fail(item, f"cannot reach the source: {refused}", Action.RETRY)
         why = f"cannot fetch the source ({type(exc).__name__}: {_without_urls(str(exc))})"
         return self._fail(item, why, Action.RETRY)
 

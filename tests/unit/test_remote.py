@@ -217,3 +217,22 @@ def test_s3_objects_are_fetched_through_boto3_from_an_in_process_moto(
     failed = [orjson.loads(line) for line in journal_of(result).read_bytes().splitlines()[1:]]
     [missing] = [r for r in failed if r["s"] == "fail"]
     assert missing["e"] == "source answered NoSuchKey (HTTP 404): s3://data/cats/none.png"
+
+
+def test_a_source_host_that_refuses_is_said_as_an_api_host_is(tmp_path: Path) -> None:
+    """A URL source on a port nothing listens on said 'cannot fetch the source
+    (ClientConnectorError: Cannot connect to host 127.0.0.1:N ssl:default [Connect call
+    failed ('127.0.0.1', N)])'; an API or storage host in that state is 'cannot reach …:
+    connection refused'."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed at once: nothing listens there
+    url = f"http://127.0.0.1:{port}/x.png"
+    manifest = tmp_path / "urls.jsonl"
+    manifest.write_bytes(orjson.dumps({"path": url}) + b"\n")
+    result = upload_urls(manifest, tmp_path / "store")
+    assert result.failed == 1
+    (failure,) = ingest.failures(journal_of(result))
+    assert failure.reason == f"cannot reach the source: connection refused (after 3 tries): {url}"

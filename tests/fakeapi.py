@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -50,9 +50,13 @@ class _Answer:
         self.status = canned.status
         self.headers = dict(canned.headers)
         self._body = canned.raw()
+        self.content = self  # as aiohttp's answer: its body is read from `content`
 
     async def read(self) -> bytes:
         return self._body
+
+    async def iter_any(self) -> AsyncIterator[bytes]:  # `StreamReader.iter_any`
+        yield self._body
 
     async def __aenter__(self) -> _Answer:
         return self
@@ -62,6 +66,8 @@ class _Answer:
 
 
 class FakeApi:
+    connector = None  # as a ClientSession's attribute: no lean pool, so calls come to `request`
+
     def __init__(self, *answers: Canned) -> None:
         self.answers = deque(answers)
         self.sent: list[Sent] = []

@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from ingest.cli.report import plural
+    from ingest.cli.wording import plural
     from ingest.errors import JournalError
     from ingest.journal import repair
 

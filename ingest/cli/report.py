@@ -31,6 +31,12 @@ from ingest.cli.output import Output
 from ingest.cli.summary import HINTS as HINTS  # re-exported: where callers import them
 from ingest.cli.summary import hint_for as hint_for
 from ingest.cli.summary import write_summary
+from ingest.cli.wording import folder_reason as folder_reason  # re-exported: where callers
+from ingest.cli.wording import human_bytes as human_bytes  # import them from
+from ingest.cli.wording import human_duration as human_duration
+from ingest.cli.wording import plural as plural
+from ingest.cli.wording import problem_where as problem_where
+from ingest.cli.wording import unjournaled_note as unjournaled_note
 from ingest.engine import ItemDone, Progress, Snapshot
 from ingest.errors import ManifestError, TransferError
 from ingest.reasons import group
@@ -46,67 +52,6 @@ class Watched(Protocol):
     """A run whose progress can be shown (`ingest.Upload`)."""
 
     def snapshot(self) -> Snapshot: ...
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
-
-
-def problem_where(
-    line: int | None, key: str | None, reason: str, source: str, *, folder: bool = False
-) -> str:
-    """How a problem line names its entry: ``line N KEY``, without a key the reason ends with.
-
-    A folder's or path list's key is the file's path, which the reason
-    already ends with (absolute): printing both showed the path twice. A
-    folder's entry is named by its path in the folder (its "line" is only
-    its place in the sorted walk): see `folder_reason` for the reason.
-    """
-    if folder:
-        return key or source
-    where = f"line {line}" if line is not None else source
-    if not key or reason.endswith(("/" + key, ": " + key)):
-        return where
-    return f"{where} {key}"
-
-
-def unjournaled_note(n: int) -> str:
-    """Why "uploaded N files" is more than the journal's done: their records were lost."""
-    were = "was" if n == 1 else "were"
-    return (
-        f"{plural(n, 'file')} {were} uploaded but not journaled (the journal could not be "
-        "written): the next run checks them, asking the provider where it can, else "
-        "uploading them again"
-    )
-
-
-def folder_reason(reason: str, key: str | None) -> str:
-    """`reason` without the absolute path it ends with, when that is the folder entry `key`."""
-    head, sep, tail = reason.rpartition(": ")
-    if sep and key and tail.endswith("/" + key):
-        return head
-    return reason
-
-
-def plural(n: int, noun: str, nouns: str | None = None) -> str:
-    """`n` with the noun that agrees with it: "1 file", "2 files", "1 entry", "3 entries"."""
-    if n == 1:
-        return f"{n} {noun}"
-    if nouns is None:
-        consonant_y = noun.endswith("y") and noun[-2:-1] not in ("a", "e", "i", "o", "u")
-        nouns = noun[:-1] + "ies" if consonant_y else noun + "s"
-    return f"{n} {nouns}"
-
-
-def human_duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class Reporter:

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
 def failure_line(failure: Failure, *, folder: bool = False) -> str:
     """One item of ``status --failed``: where, key, class/code, reason."""
-    from ingest.cli.report import folder_reason, problem_where
+    from ingest.cli.wording import folder_reason, problem_where
 
     key, reason = failure.key, failure.reason
     where = problem_where(failure.line, key, reason, "(no line)", folder=folder)
@@ -102,7 +102,7 @@ def _of_a_folder(journal: Path) -> bool:
 
 
 def status_lines(info: JournalStatus) -> list[str]:
-    from ingest.cli.report import plural
+    from ingest.cli.wording import plural
     from ingest.journal.maintenance import describe_endpoint
     from ingest.journal.report import removed_note
 

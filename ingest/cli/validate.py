@@ -66,7 +66,7 @@ def becomes(source: Source, into: ImageType | None = None) -> str:
     conversion (size after conversion unknown until converted), ..."); a source converted
     already shows the converted size, and the original's.
     """
-    from ingest.cli.report import human_bytes
+    from ingest.cli.wording import human_bytes
 
     item = source.item
     if item.caption is None:
@@ -105,7 +105,7 @@ def _captions(walk: WalkStats) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from ingest.cli.report import folder_reason, human_bytes, plural, problem_where
+    from ingest.cli.wording import folder_reason, human_bytes, plural, problem_where
     from ingest.convert import accepting, converter_for
     from ingest.errors import IngestError, ManifestError
     from ingest.item import Source

@@ -107,7 +107,9 @@ class RunSettings:
     max_side: int = setting(
         0, "pixels; converted images are downscaled to fit (0: kept as they are)"
     )
-    convert_workers: int = setting(0, "conversions at once (threads); 0 = one per CPU core")
+    convert_workers: int = setting(
+        0, "conversions at once (threads); 0 = one fewer than the CPU cores, at least 1"
+    )
     convert_memory_mib: int = setting(
         512, "MiB of decoded pixels that conversions in progress may hold at once"
     )

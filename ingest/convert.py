@@ -153,7 +153,10 @@ class Converter:
         self.max_side = max_side
         self.max_size = max_size
         self.budget = Budget(memory_bytes)
-        self._limiter = anyio.CapacityLimiter(workers or os.cpu_count() or 1)
+        # One core is left to the event loop by default: threads that release the GIL
+        # took both cores of a 2-core machine from the uploads (benchmarks/README.md, Convert).
+        self.workers = workers or max(1, (os.cpu_count() or 1) - 1)
+        self._limiter = anyio.CapacityLimiter(self.workers)
         self._spool = Spool("ingest-convert-")  # files without names (`ingest.spool`)
 
     def needs(self, source: Source) -> bool:

@@ -35,6 +35,7 @@ injected `Clock`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -50,6 +51,7 @@ from ingest import handoff
 from ingest.clock import SYSTEM, Clock
 from ingest.engine.breaker import Breaker
 from ingest.engine.finalize import Finalizer, ToFinalize
+from ingest.engine.lane import Lane
 from ingest.engine.outcomes import (
     Counters,
     Guarded,
@@ -127,6 +129,11 @@ class Engine:
         # Small files are read as they are validated (see `prefetch`).
         self._prefetch = Prefetch(settings.read_ahead_bytes) if settings.read_ahead_bytes else None
         self.preparer = Preparer(provider.caps, provider.name, settings, clock)  # URLs, --convert
+        self._lane = (
+            None
+            if self.preparer.converter is None
+            else Lane(self.preparer, self.fail, lambda: self._draining)
+        )
         self._triage = Triage(
             replay,
             Checker(self.preparer.caps, provider.name, prefetch=self._prefetch),
@@ -228,6 +235,10 @@ class Engine:
                 async with anyio.create_task_group() as tg:
                     # Counted on the way, for the items the manifest no longer lists.
                     listed = self.tally.watch(entries)
+                    if (lane := self._lane) is not None:  # --convert: conversions apart
+                        for _ in range(lane.workers):
+                            tg.start_soon(lane.run, lane.receive.clone(), validated_send.clone())
+                        lane.receive.close()
                     tg.start_soon(self._reader, listed, validated_send, landed_send.clone())
                     for _ in range(s.put_concurrency + s.lookahead):
                         tg.start_soon(self._worker, validated_recv.clone(), landed_send.clone())
@@ -277,7 +288,7 @@ class Engine:
         send: MemoryObjectSendStream[Source | Redo],
         landed: MemoryObjectSendStream[ToFinalize],
     ) -> None:
-        async with send, landed:
+        async with send, landed, self._lane.queue if self._lane else contextlib.nullcontext():
             with anyio.CancelScope() as scope:
                 self._reader_scope = scope
                 while True:  # after a drain, only while it meets entries done before (below)
@@ -309,7 +320,11 @@ class Engine:
     ) -> None:
         match verdict:
             case Source() | Redo():
-                await handoff.send(send, verdict)
+                lane = self._lane
+                if lane is not None and isinstance(verdict, Source) and lane.takes(verdict):
+                    await handoff.send(lane.queue, release(verdict, self._prefetch))
+                else:
+                    await handoff.send(send, verdict)
             case Skipped():
                 self.counters.skipped += 1
             case Resume(landing):

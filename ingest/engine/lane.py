@@ -1,0 +1,85 @@
+"""The conversion lane: images that `--convert` must convert, converted apart from the upload workers.
+
+Owns `Lane`: which sources it takes (`takes`) and the tasks that convert
+them (`run`), one per converter thread.
+
+Why: a conversion takes tens of milliseconds of a converter thread. Done
+in an upload worker (`Preparer.prepare`, as every item was), it held that
+worker while it waited for a thread; with 30 % of a mixed folder to
+convert, the workers were soon all waiting and the JPEG/PNG uploads went at
+the converters' pace (`benchmarks/README.md`, Convert: 184 → 74 files/s).
+
+How it works: the engine's reader routes a `Source` the converter needs
+(a local file or a shard's member; not a URL, whose type is known only
+once it is fetched, nor a `Redo`) to the lane's queue without its
+read-ahead bytes (the converter reads the file or member again), so a
+queued image holds no memory budget. Each task takes one, converts it
+(`Preparer.source`) and hands the converted `Source` to the upload
+workers' stream, where `prepare` has nothing left to do. Beyond `QUEUE`
+waiting sources the reader waits, as for a full upload stream.
+
+Invariants: a conversion that fails is its item's failure, as in a
+worker; after a drain nothing more is converted (the items are simply the
+next run's); the lane's tasks end when the reader closes the queue, and
+close their clones of the upload stream, so the upload workers end after
+the last converted item; when the workers are gone first (an aborted run),
+a converted item is left for the next run, as one not yet read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ingest import handoff
+from ingest.engine.triage import Redo
+from ingest.errors import TransferError
+from ingest.item import Source
+from ingest.preparing import Preparer
+
+QUEUE = 4096  # sources waiting to convert, without their bytes (~1 KiB each)
+
+
+class Lane:
+    """The engine's conversion lane (only with `--convert`)."""
+
+    __slots__ = ("_draining", "_fail", "_preparer", "queue", "receive", "workers")
+
+    def __init__(
+        self,
+        preparer: Preparer,
+        fail: Callable[[str, int, TransferError], None],
+        draining: Callable[[], bool],
+    ) -> None:
+        converter = preparer.converter
+        assert converter is not None  # the engine makes a lane only with --convert
+        self._preparer, self._fail, self._draining = preparer, fail, draining
+        self.workers = converter.workers
+        # The reader sends (and closes `queue` when it ends); each task gets a clone of `receive`.
+        self.queue, self.receive = anyio.create_memory_object_stream[Source](QUEUE)
+
+    def takes(self, source: Source) -> bool:
+        converter = self._preparer.converter
+        return source.item.url is None and converter is not None and converter.needs(source)
+
+    async def run(
+        self,
+        receive: MemoryObjectReceiveStream[Source],
+        send: MemoryObjectSendStream[Source | Redo],
+    ) -> None:
+        """Convert what the reader queued, one at a time, and pass it to the upload workers."""
+        async with receive, send:
+            async for source in handoff.Items(receive):
+                if self._draining():
+                    continue  # not started: the next run picks it up
+                try:
+                    converted = await self._preparer.source(source)
+                except TransferError as err:
+                    self._fail(source.item.key, source.item.line, err)
+                    continue
+                try:
+                    await handoff.send(send, converted)
+                except anyio.BrokenResourceError:
+                    return  # the upload workers are gone (the run was aborted): it is the next run's

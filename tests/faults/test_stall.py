@@ -1,8 +1,12 @@
 """A server that accepts a request and never answers: timeouts fire, the item is retried.
 
-With `read_timeout_s = 1`, stalled API calls and stalled uploads (small
+With `read_timeout_s = 4`, stalled API calls and stalled uploads (small
 bodies and streamed ones) time out, are retried, and the run finishes with
-every item landed once; nothing waits for the emulator's stall cap.
+every item landed once; nothing waits for the emulator's stall cap. The
+timeout is well above what an answer that is not stalled takes on a loaded
+machine: at 1 s, a run at load 12 counted 27 retries for 21 stalls (answers
+slowed past the timeout), and the check that each stall costs exactly one
+retry depended on the machine's speed.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ def test_stalled_requests_time_out_and_are_retried(tmp_path: Path) -> None:
         paths.append(big)
     manifest = write_jsonl_manifest(paths, tmp_path / "manifest.jsonl")
     settings = config(
-        tmp_path / "ingest.toml", read_timeout_s=1.0, max_attempts=12, backoff_base_s=0.02
+        tmp_path / "ingest.toml", read_timeout_s=4.0, max_attempts=12, backoff_base_s=0.02
     )
     with sim_process("--faults", "seed=12,api.stall=0.1,put.stall=0.15") as sim:
         run = finish(NOVITA, sim, manifest, paths, "--config", str(settings))

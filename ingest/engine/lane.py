@@ -45,7 +45,7 @@ QUEUE = 4096  # sources waiting to convert, without their bytes (~1 KiB each)
 class Lane:
     """The engine's conversion lane (only with `--convert`)."""
 
-    __slots__ = ("_draining", "_fail", "_preparer", "queue", "receive", "workers")
+    __slots__ = ("_converter", "_draining", "_fail", "_preparer", "queue", "receive", "workers")
 
     def __init__(
         self,
@@ -55,14 +55,14 @@ class Lane:
     ) -> None:
         converter = preparer.converter
         assert converter is not None  # the engine makes a lane only with --convert
-        self._preparer, self._fail, self._draining = preparer, fail, draining
+        self._converter, self._preparer = converter, preparer
+        self._fail, self._draining = fail, draining
         self.workers = converter.workers
         # The reader sends (and closes `queue` when it ends); each task gets a clone of `receive`.
         self.queue, self.receive = anyio.create_memory_object_stream[Source](QUEUE)
 
     def takes(self, source: Source) -> bool:
-        converter = self._preparer.converter
-        return source.item.url is None and converter is not None and converter.needs(source)
+        return source.item.url is None and self._converter.needs(source)
 
     async def run(
         self,

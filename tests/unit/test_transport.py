@@ -453,15 +453,11 @@ async def test_closing_the_session_ends_a_put_in_flight_without_a_second_try(
     assert seen.connections == 1 and len(seen.requests) == 2
 
 
-async def test_a_put_leaves_after_the_callbacks_of_the_turn_that_asked_for_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The journal writes an item's `acq` with a `call_soon` at the end of the turn; a read-
-    ahead body on a warm connection must not reach the server before it (a SIGKILL between
-    them left an upload landed twice with no record of it in flight)."""
+def heads_sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A list that gets "sent" each time a request's head is written (`Connection.send_head`),
+    for tests that order it against other callbacks of the loop."""
     from ingest.transport.connection import Connection
 
-    path = image(tmp_path, 1000)
     order: list[str] = []
     send_head = Connection.send_head
 
@@ -470,6 +466,17 @@ async def test_a_put_leaves_after_the_callbacks_of_the_turn_that_asked_for_it(
         send_head(self, head)
 
     monkeypatch.setattr(Connection, "send_head", observed)
+    return order
+
+
+async def test_a_put_leaves_after_the_callbacks_of_the_turn_that_asked_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal writes an item's `acq` with a `call_soon` at the end of the turn; a read-
+    ahead body on a warm connection must not reach the server before it (a SIGKILL between
+    them left an upload landed twice with no record of it in flight)."""
+    path = image(tmp_path, 1000)
+    order = heads_sent(monkeypatch)
     async with serve(keep_alive) as (base, _seen), storage_session(Timeouts(), 2) as session:
         await put(session, f"{base}/b/warm{SIGNED}", path)  # a kept-alive connection now
         order.clear()

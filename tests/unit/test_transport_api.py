@@ -21,9 +21,17 @@ import trustme
 from ingest.errors import UNREACHABLE, Action, TransferError
 from ingest.http import USER_AGENT, Timeouts, api_session, request, storage_session
 from ingest.transport import Pool, pool
-from ingest.transport.connection import Connection
 from ingest.transport.response import API_BODY_CAP
-from tests.unit.test_transport import OK, Reader, Seen, Writer, keep_alive, read_request, serve
+from tests.unit.test_transport import (
+    OK,
+    Reader,
+    Seen,
+    Writer,
+    heads_sent,
+    keep_alive,
+    read_request,
+    serve,
+)
 from tests.unit.test_transport_tls import tls_server
 
 pytestmark = pytest.mark.anyio
@@ -311,14 +319,7 @@ async def test_a_call_leaves_after_the_callbacks_of_the_turn_that_asked_for_it(
 ) -> None:
     """The journal writes with a `call_soon` at the end of the turn (an item's ``up`` before
     its finalize call): on a warm connection the call must not reach the server before it."""
-    order: list[str] = []
-    send_head = Connection.send_head
-
-    def observed(self: Connection, head: bytes) -> None:
-        order.append("sent")
-        send_head(self, head)
-
-    monkeypatch.setattr(Connection, "send_head", observed)
+    order = heads_sent(monkeypatch)
     async with serve(keep_alive) as (base, _seen), api(base) as session:
         await request(session, "POST", "warm", provider="p", op="x", json={})
         order.clear()

@@ -279,16 +279,27 @@ class Shipper:
             self._wake.set()
 
     async def flush(self) -> None:
+        """Ship what is pending now, in batches of BATCH; what comes meanwhile waits for the
+        next flush (chasing it made a batch of the few outcomes of each round trip: 233
+        scripts for 5,000 outcomes, not 20). A batch not shipped stays pending."""
         async with self._lock:
-            while self._landed:  # before the outcomes: a done line's entry is then deleted
-                batch, self._landed = self._landed[:BATCH], self._landed[BATCH:]
-                await self.record.land(batch)
-            for kind, outcomes in self._pending.items():
-                while outcomes:
-                    batch, self._pending[kind] = outcomes[:BATCH], outcomes[BATCH:]
-                    outcomes = self._pending[kind]
-                    await self.record.ship(kind, batch)
-                    self.shipped += len(batch)
+            landed, self._landed = self._landed, []
+            pending = {kind: outcomes for kind, outcomes in self._pending.items() if outcomes}
+            for kind in pending:
+                self._pending[kind] = []
+            try:
+                while landed:  # before the outcomes: a done line's entry is then deleted
+                    await self.record.land(landed[:BATCH])
+                    landed = landed[BATCH:]
+                for kind, outcomes in pending.items():
+                    while outcomes:
+                        await self.record.ship(kind, outcomes[:BATCH])
+                        self.shipped += min(BATCH, len(outcomes))
+                        outcomes = pending[kind] = outcomes[BATCH:]
+            finally:
+                self._landed[:0] = landed
+                for kind, outcomes in pending.items():
+                    self._pending[kind][:0] = outcomes
             self.flushes += 1
 
     async def run(self) -> None:

@@ -5,6 +5,8 @@ first pending outcome, and nothing at all while nothing is pending (it used to f
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import pytest
@@ -46,3 +48,37 @@ async def test_full_batches_go_at_once_a_lone_outcome_after_flush_s_and_idle_cos
         assert time.monotonic() - started >= 0.09 and shipper.flushes == 2
         assert (await shipper.record.counts()).done == BATCH + 45
         tg.cancel_scope.cancel()
+
+
+class Busy(Record):
+    """A record whose every ship sees 3 more outcomes arrive meanwhile (an engine at work)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shipper: Shipper | None = None
+        self.ships: list[int] = []
+        self._next = 10_000
+
+    async def ship(self, kind: record.Kind, outcomes: Sequence[tuple[int, str]]) -> int:
+        self.ships.append(len(outcomes))
+        assert self.shipper is not None
+        for _ in range(3 if self._next < 10_030 else 0):  # 30 at most
+            self._next += 1
+            done(self.shipper, self._next)
+        return await super().ship(kind, outcomes)
+
+
+async def test_a_flush_ships_what_was_pending_and_leaves_what_came_meanwhile(
+    redis_url: str,
+) -> None:
+    async with connect(redis_url) as conn:
+        busy = Busy(conn, RunKeys("busy"))
+        shipper = busy.shipper = Shipper(busy)
+        for line in range(1, BATCH + 11):
+            done(shipper, line)
+        await shipper.flush()  # it used to chase the arrivals: a script per 3 outcomes
+        assert busy.ships == [BATCH, 10]
+        assert shipper.shipped == BATCH + 10
+        await shipper.flush()
+        assert busy.ships == [BATCH, 10, 6]
+        assert (await busy.counts()).done == BATCH + 16

@@ -126,3 +126,21 @@ async def test_a_pause_set_while_the_subscription_was_lost_is_obeyed(conn: Conne
         await p.wait()
         assert await server_us(conn) >= end  # told by the message or by the look after it
         tg.cancel_scope.cancel()
+
+
+async def test_no_call_starts_during_a_pause_set_just_after_the_subscription_was_killed(
+    conn: Connection,
+) -> None:
+    keys = BudgetKeys(account_digest("novita", "e", {"k": "pushed-killed"}))
+    p = pacer(conn, keys)
+    watch = PauseWatch(conn, p, SYSTEM)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch.run)
+        await until(lambda: watch.live(SYSTEM.now()))
+        await conn.client.client_kill_filter(_type="pubsub")  # redis-py resubscribes by itself
+        end = await pacer(conn, keys).budget.pause(0.3)  # unheard: not subscribed at the time
+        assert watch.subscribed == 1  # not yet confirmed again (it used to count as live)
+        await p.wait()  # at once, as the next API call would
+        assert await server_us(conn) >= end
+        assert takes(p) >= 1  # the pacer asked the budget: the watch was not live
+        tg.cancel_scope.cancel()

@@ -7,22 +7,35 @@ counts at the end) and its exit code: 0 when the whole run is done (every
 worker exits 0 then), 1 when it finished with items failed or rejected, 3
 when it stopped (a STOP-class error at any worker, or the coordinator down
 for longer than its bound), 130 when interrupted. The work is
-`ingest.coord.worker.Worker`'s. Also `status`, `export` and `retry-failed`
-of a shared run (`--coordinator URL --run-name NAME` instead of a journal).
+`ingest.coord.worker.Worker`'s. A joiner given a `--chunk-lines` the run was
+not planned with says once that it is ignored (the plan rules, as the
+binding treats the chunk count). `status`, `export` and `retry-failed` of a
+shared run are `shared_run`'s (imported from here too).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
-import sys
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ingest.cli import exits
 from ingest.cli.options import positive_int, positive_seconds
+from ingest.cli.shared_run import add_reader_flags, reads_coordinator, retry_failed, status
 from ingest.coord import CHUNK_LINES, LEASE_S
+
+# A shared run's `status`, `export` and `retry-failed` are shared_run's, imported here too.
+__all__ = [
+    "add_flags",
+    "add_reader_flags",
+    "check_args",
+    "reads_coordinator",
+    "retry_failed",
+    "run",
+    "status",
+]
 
 if TYPE_CHECKING:
     from ingest.cli.report import Reporter
@@ -49,9 +62,11 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--chunk-lines",
         type=positive_int,
-        default=CHUNK_LINES,
         metavar="N",
-        help=f"manifest lines a chunk holds, if this worker plans the run (default: {CHUNK_LINES})",
+        help=(
+            f"manifest entries a chunk holds, if this worker plans the run (default: "
+            f"{CHUNK_LINES}; a worker joining a run planned otherwise says it is ignored)"
+        ),
     )
     group.add_argument(
         "--lease",
@@ -119,18 +134,27 @@ def run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int
 
     worker = Worker(
         plan,
-        Coordinator(args.coordinator, args.run_name, args.lease, args.chunk_lines),
+        Coordinator(args.coordinator, args.run_name, args.lease, args.chunk_lines or CHUNK_LINES),
         observer=reporter,
         retry_failed=args.retry_failed,
         reupload_changed=args.reupload_changed,
         on_start=on_start,
     )
-    return anyio.run(_main, worker, reporter, backend_options=backend_options())
+    ignored = None  # --chunk-lines given: said once if a run planned otherwise ignores it
+    if args.chunk_lines is not None:
+        ignored = functools.partial(
+            _chunk_lines_ignored, worker, args.chunk_lines, args.retry_failed
+        )
+    return anyio.run(_main, worker, reporter, ignored, backend_options=backend_options())
 
 
-async def _main(worker: Worker, reporter: Reporter) -> int:
+async def _main(
+    worker: Worker, reporter: Reporter, ignored: Callable[[], Awaitable[str | None]] | None
+) -> int:
     import anyio
 
+    if ignored is not None and (why := await ignored()) is not None:
+        reporter.note(why, always=True)
     interrupted = False
 
     async def on_signals() -> None:
@@ -153,6 +177,42 @@ async def _main(worker: Worker, reporter: Reporter) -> int:
     if failed is not None:
         raise failed
     return _report(result, reporter, interrupted=interrupted)
+
+
+async def _chunk_lines_ignored(worker: Worker, given: int, retrying: bool) -> str | None:
+    """Why `--chunk-lines given` does nothing: the run is planned otherwise (None: it counts).
+
+    As the binding treats the chunk count (the stored plan rules, a joiner is not
+    refused for it), a joiner's value is ignored, and this says so. The run's value
+    is its first chunk's count when it has more than one (a chunk is cut when full);
+    a run planned as one chunk of N entries had a value of N or more. A worker that
+    retries an ended run's failed items cuts its new chunks with `given`: it counts."""
+    from ingest.cli.wording import plural
+    from ingest.coord.connection import connect
+    from ingest.coord.plan import Chunk, read_plan
+
+    keys = worker.keys
+    async with connect(worker.coordinator.url) as conn:
+        plan = await read_plan(conn, keys)
+        if plan is None:
+            return None  # this worker plans it (unless another wins the race to, meanwhile)
+        first = await conn.call(lambda: conn.client.xrange(keys.chunks, count=1))
+        finished = int(await conn.call(lambda: conn.client.get(keys.finished)) or 0)
+    if not first or (retrying and finished >= int(plan["chunks"])):
+        return None
+    count, entries = Chunk.decode(*first[0]).count, int(plan["entries"])
+    if count < entries:
+        if given == count:
+            return None
+        planned = f"in chunks of {count} entries"
+    elif given >= entries:
+        return None
+    else:
+        planned = f"as one chunk of {plural(count, 'entry', 'entries')}"
+    return (
+        f"run {keys.name!r} was planned {planned}: this worker's --chunk-lines {given} is "
+        "ignored (the worker that plans a run sets its chunks)"
+    )
 
 
 def _report(result: WorkerResult, reporter: Reporter, *, interrupted: bool) -> int:
@@ -180,204 +240,6 @@ def _report(result: WorkerResult, reporter: Reporter, *, interrupted: bool) -> i
     if result.complete:
         return exits.EXIT_OK
     return exits.EXIT_FAILED
-
-
-# -- status and export of a shared run ------------------------------------------
-
-
-def add_reader_flags(p: argparse.ArgumentParser) -> None:
-    """`status`/`export --coordinator URL --run-name NAME`: read a shared run instead of a journal."""
-    group = p.add_argument_group("a shared run (instead of JOURNAL)")
-    group.add_argument("--coordinator", metavar="URL", help="redis://HOST:PORT/DB of the run")
-    group.add_argument("--run-name", metavar="NAME", help="the run's name (its workers print it)")
-
-
-def reads_coordinator(args: argparse.Namespace) -> bool:
-    """Whether `status`/`export` read a shared run; a `ConfigError` for a half-given pair."""
-    from ingest.errors import ConfigError
-
-    if args.coordinator is None and args.run_name is None:
-        if args.journal is None:
-            raise ConfigError("give a JOURNAL, or --coordinator URL --run-name NAME")
-        return False
-    if args.journal is not None or not (args.coordinator and args.run_name):
-        raise ConfigError("give either a JOURNAL or both --coordinator URL and --run-name NAME")
-    return True
-
-
-def status(args: argparse.Namespace) -> int:
-    """The shared run's counts (`--failed`: its failed and rejected items), exit 0."""
-    import anyio
-    import orjson
-
-    info = anyio.run(_read, args.coordinator, args.run_name, args.failed)
-    if args.failed:
-        for rec in info["failures"]:
-            if args.json:
-                print(orjson.dumps(rec).decode())
-            else:
-                why = rec.get("message") or rec.get("reason") or ""
-                print(
-                    f"{rec.get('k')}: line {rec['line']}: {rec['kind']} {rec.get('code', '')} {why}"
-                )
-        if not info["failures"] and not args.json:
-            print("no failed or rejected items")
-        return exits.EXIT_OK
-    del info["failures"]
-    if args.json:
-        print(orjson.dumps(info).decode())
-        return exits.EXIT_OK
-    print(
-        f"run {info['run_name']!r}: {info['done']} of {info['total']} done, {info['failed']} "
-        f"failed, {info['rejected']} rejected, {info['left']} left; chunks {info['finished']} "
-        f"of {info['chunks']} finished"
-        + (f", {info['poisoned']} given up (poison)" if info["poisoned"] else "")
-        + (f"; {info['landed']} landed, not finalized yet" if info["landed"] else "")
-    )
-    if info["stopped"]:
-        print(f"stopped: {info['stopped']}")
-    return exits.EXIT_OK
-
-
-def export(args: argparse.Namespace) -> int:
-    """The shared run's done items, one row each (jsonl or csv), by manifest line."""
-    import anyio
-
-    from ingest.cli.export import write_rows
-    from ingest.errors import ConfigError
-
-    if args.format == "provider":
-        raise ConfigError("--format provider reads a journal; with --coordinator: jsonl or csv")
-    rows = anyio.run(_rows, args.coordinator, args.run_name)
-    out = args.output.open("w", newline="") if args.output else sys.stdout
-    try:
-        write_rows(out, args.format, rows, EXPORT_COLUMNS)
-    finally:
-        if args.output:
-            out.close()
-    return exits.EXIT_OK
-
-
-EXPORT_COLUMNS = ("key", "line", "remote_id", "url", "size")
-
-
-async def _rows(url: str, name: str) -> list[dict[str, Any]]:
-    from ingest.coord.connection import connect
-    from ingest.coord.names import RunKeys
-    from ingest.coord.record import Record
-
-    async with connect(url) as conn:
-        await _planned(conn, RunKeys(name), url)
-        records = await Record(conn, RunKeys(name)).records("done")
-    rows = []
-    for rec in sorted(records, key=lambda r: int(r["line"])):
-        row = {
-            "key": rec["k"],
-            "line": rec["line"],
-            "remote_id": rec["id"],
-            "url": rec.get("url"),
-            "size": rec["size"],
-        }
-        if rec.get("extra"):
-            row["extra"] = rec["extra"]
-        rows.append(row)
-    return rows
-
-
-async def _planned(conn: Any, keys: Any, url: str) -> dict[str, Any]:
-    from ingest.coord.connection import describe
-    from ingest.coord.plan import read_plan
-    from ingest.errors import ConfigError
-
-    plan = await read_plan(conn, keys)
-    if plan is None:
-        raise ConfigError(f"no run named {keys.name!r} on {describe(url)}", key="run_name")
-    return plan
-
-
-async def _read(url: str, name: str, failures: bool) -> dict[str, Any]:
-    from ingest.coord.connection import connect
-    from ingest.coord.names import RunKeys
-    from ingest.coord.record import Record
-
-    keys = RunKeys(name)
-    async with connect(url) as conn:
-        plan = await _planned(conn, keys, url)
-        record = Record(conn, keys)
-        counts = await record.counts()
-        finished = int(await conn.call(lambda: conn.client.get(keys.finished)) or 0)
-        poisoned = int(await conn.call(lambda: conn.client.llen(keys.poison)))
-        landed = int(await conn.call(lambda: conn.client.hlen(keys.landed)))
-        stopped = await record.stop_message()
-        found = []
-        if failures:
-            found = [*await record.records("failed"), *await record.records("rejected")]
-    total = int(plan["entries"])
-    return {
-        "run_name": name,
-        "total": total,
-        "done": counts.done,
-        "failed": counts.failed,
-        "rejected": counts.rejected,
-        "left": total - counts.done - counts.failed - counts.rejected,
-        "chunks": int(plan["chunks"]),
-        "finished": finished,
-        "poisoned": poisoned,
-        "landed": landed,  # bytes landed, finalize not made yet (or failed)
-        "stopped": stopped,
-        "failures": sorted(found, key=lambda r: int(r["line"])),
-    }
-
-
-# -- retry-failed of a shared run -------------------------------------------------
-
-
-def retry_failed(
-    args: argparse.Namespace, default: Callable[[argparse.Namespace, str, str], None]
-) -> int:
-    """Work as one of the run's workers, its failed items made pending again (`Worker`).
-
-    `default(args, key, value)` sets a provider flag the user did not give
-    (`retry_failed._default`): the run's plan gives them, as a journal's header does.
-    """
-    import anyio
-
-    from ingest.cli import run as run_cmd
-    from ingest.errors import ConfigError, IngestError
-    from ingest.redact import redact
-
-    try:
-        reads_coordinator(args)
-        check_args(args)
-        plan, source = anyio.run(_run_of, args.coordinator, args.run_name)
-        manifest = args.shared_manifest or (Path(source) if source else None)
-        if manifest is None:
-            raise ConfigError(
-                f"run {args.run_name!r} does not record its manifest: give --manifest"
-            )
-    except ConfigError as exc:
-        print(f"ingest: error: {redact(str(exc))}", file=sys.stderr)
-        return exits.EXIT_USAGE
-    except IngestError as exc:
-        print(f"ingest: stopped: {redact(str(exc))}", file=sys.stderr)
-        return exits.EXIT_STOPPED
-    args.manifest, args.provider, args.retry_failed = manifest, plan["provider"], True
-    default(args, "base_url", plan["endpoint"])
-    for key, value in plan.get("bind", {}).items():
-        default(args, key, value)
-    return run_cmd.run(args)
-
-
-async def _run_of(url: str, name: str) -> tuple[dict[str, Any], str | None]:
-    """The run's plan, and where its planning worker read the manifest."""
-    from ingest.coord.connection import connect
-    from ingest.coord.names import RunKeys
-
-    keys = RunKeys(name)
-    async with connect(url) as conn:
-        plan = await _planned(conn, keys, url)
-        source: str | None = await conn.call(lambda: conn.client.get(keys.source))
-    return plan, source
 
 
 def _retried(name: str, retried: Retried) -> str:

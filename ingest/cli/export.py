@@ -15,6 +15,12 @@ item is listed in journal order, with a warning on stderr; when some of its
 entries are not done, a warning on stderr says how many ("exporting 1 of 7
 items; 6 are not done"), and the export still exits 0: it wrote what was
 asked. Exit 2 when the journal cannot be read or the output cannot be written.
+
+A shared run (`--coordinator URL --run-name NAME` instead of JOURNAL) goes
+the same way from `Exported` on: its rows come from the coordinator's record
+and the current manifest (`ingest.coord.exporting`: the run's manifest, or
+`--manifest PATH`, checked against the run's binding), its documents from
+the same `documents`; exit 3 when the coordinator cannot be reached.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ import argparse
 import csv
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from ingest.cli import coordinated
+from ingest.cli import shared_run
 
 CSV_COLUMNS = ("key", "path", "remote_id", "url", "caption")
 REMOVED_COLUMN = "removed"
@@ -57,30 +64,37 @@ def register(sub: Any) -> None:
         action="store_true",
         help="also list items uploaded earlier that the manifest no longer has",
     )
-    coordinated.add_reader_flags(p)
+    shared_run.add_reader_flags(p)
+    shared_run.add_manifest_flag(p, "the run's manifest here, for paths and captions")
     p.set_defaults(func=run)
 
 
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """What one export writes: rows (or the provider's documents), and the warnings first."""
+
+    items: Iterable[Mapping[str, object]]
+    warnings: tuple[str, ...] = ()
+
+
 def run(args: argparse.Namespace) -> int:
+    """A journal's export, or a shared run's (`--coordinator`): one path from here on."""
     import orjson
 
+    from ingest.coord.connection import CoordinatorError
     from ingest.errors import ExportError, IngestError
-    from ingest.journal import export, manifest_problem
 
-    removed = args.include_removed
+    if args.training is not None and args.format != "provider":
+        print("ingest: error: --training goes with --format provider", file=sys.stderr)
+        return 2
     try:
-        if coordinated.reads_coordinator(args):
-            return coordinated.export(args)  # a run shared through Redis (ingest.coord)
-        if args.format == "provider":
-            documents = export(
-                args.journal, "provider", include_removed=removed, training=args.training
-            )
-        elif args.training is not None:
-            print("ingest: error: --training goes with --format provider", file=sys.stderr)
-            return 2
+        if shared_run.reads_coordinator(args):
+            exported = _of_shared_run(args)  # a run shared through Redis (ingest.coord)
         else:
-            rows = export(args.journal, include_removed=removed)
-        problem = manifest_problem(args.journal)
+            if args.shared_manifest is not None:
+                print("ingest: error: --manifest goes with --coordinator", file=sys.stderr)
+                return 2
+            exported = _of_journal(args)
         out: TextIO = args.output.open("w", newline="") if args.output else sys.stdout
     except ExportError as exc:
         for line in exc.problems:
@@ -91,36 +105,88 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    except CoordinatorError as exc:  # down, or refusing: not the user's input (run's exit 3)
+        print(f"ingest: error: {exc}", file=sys.stderr)
+        return 3
     except IngestError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
-        raise  # the reader went away (`| head`, a coordinated export's rows): main's exit
+        raise  # the reader went away (`| head`): main's exit
     except OSError as exc:  # only the output can fail here: the journal's errors are IngestErrors
         why = "its folder does not exist" if isinstance(exc, FileNotFoundError) else exc.strerror
         print(f"ingest: error: cannot write {args.output}: {why}", file=sys.stderr)
         return 2
-    if problem is not None:
-        print(
-            f"ingest: warning: the manifest cannot be read ({problem}), so items removed "
-            "from it cannot be told apart: every uploaded item is listed",
-            file=sys.stderr,
-        )
-    elif (partial := _not_done(args.journal)) is not None:
-        print(f"ingest: warning: {partial}", file=sys.stderr)
-    if (emulated := _emulated(args.journal)) is not None:
-        print(f"ingest: warning: {emulated}", file=sys.stderr)
+    for warning in exported.warnings:
+        print(f"ingest: warning: {warning}", file=sys.stderr)
     try:
         if args.format == "provider":
-            for document in documents:
+            for document in exported.items:
                 out.write(orjson.dumps(document).decode() + "\n")
         else:
-            columns = (*CSV_COLUMNS, REMOVED_COLUMN) if removed else CSV_COLUMNS
-            write_rows(out, args.format, rows, columns)
+            columns = (*CSV_COLUMNS, REMOVED_COLUMN) if args.include_removed else CSV_COLUMNS
+            write_rows(out, args.format, exported.items, columns)
     finally:
         if args.output:
             out.close()
     return 0
+
+
+def _of_journal(args: argparse.Namespace) -> Exported:
+    from ingest.journal import export, manifest_problem
+
+    journal, removed = args.journal, args.include_removed
+    items: Iterable[Mapping[str, object]]
+    if args.format == "provider":
+        items = export(journal, "provider", include_removed=removed, training=args.training)
+    else:
+        items = export(journal, include_removed=removed)
+    warnings = []
+    if (problem := manifest_problem(journal)) is not None:
+        warnings.append(
+            f"the manifest cannot be read ({problem}), so items removed from it cannot be "
+            "told apart: every uploaded item is listed"
+        )
+    elif (partial := _not_done(journal)) is not None:
+        warnings.append(partial)
+    if (emulated := _emulated(journal)) is not None:
+        warnings.append(emulated)
+    return Exported(items, tuple(warnings))
+
+
+def _of_shared_run(args: argparse.Namespace) -> Exported:
+    """The shared run's done items, from its record and the current manifest (`coord.exporting`)."""
+    import anyio
+
+    from ingest.cli.wording import plural
+    from ingest.coord import exporting
+    from ingest.coord.connection import describe
+    from ingest.journal.exporting import documents
+
+    run = anyio.run(shared_run.shared_run, args.coordinator, args.run_name)
+    manifest: Path | None = args.shared_manifest or run.source
+    if manifest is None:
+        problem: str | None = "the run does not record where its manifest is"
+    else:
+        problem = exporting.check(run, manifest)  # ManifestMismatch: another manifest
+    rows = exporting.rows(run, None if problem else manifest, args.include_removed)
+    items: Iterable[Mapping[str, object]] = rows
+    if args.format == "provider":
+        items = documents(rows, run.provider, run.bind, args.training)
+    warnings = []
+    if problem is not None:
+        warnings.append(
+            f"the manifest cannot be read ({problem}): every done item is listed, in line "
+            "order, without its path and caption (--manifest PATH: the run's manifest here)"
+        )
+    elif len(run.done) < run.entries:
+        missing = run.entries - len(run.done)
+        warnings.append(
+            f"exporting {len(run.done)} of {plural(run.entries, 'item')}; {missing} "
+            f"{'is' if missing == 1 else 'are'} not done (see ingest status --coordinator "
+            f"{describe(args.coordinator)} --run-name {run.name})"
+        )
+    return Exported(items, tuple(warnings))
 
 
 def write_rows(

@@ -18,7 +18,8 @@ then the command works as one of the run's workers, with the provider,
 endpoint and run-level values its plan records and the manifest at the path
 the planning worker had (`--manifest` for this machine's copy); run the
 same command, or `ingest run ... --coordinator`, on more machines to share
-the retry.
+the retry. An ended run with nothing failed is said so, exit 0, before any
+key is asked for (`shared_run.retry_failed`).
 
 Invariants: a journal made with `--sim` is retried against the built-in
 emulator (in this process; nothing leaves the machine), one made against a
@@ -34,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ingest.cli import coordinated
+from ingest.cli import coordinated, shared_run
 from ingest.cli.exits import HelpFormatter
 from ingest.cli.run import EXIT_CODES, add_run_flags
 
@@ -57,13 +58,7 @@ def register(sub: Any) -> None:
     p.add_argument("journal", type=Path, nargs="?", help="the run's journal")
     add_run_flags(p, retry_failed_flag=False)
     coordinated.add_flags(p)
-    p.add_argument(
-        "--manifest",
-        dest="shared_manifest",
-        type=Path,
-        metavar="PATH",
-        help="with --coordinator: the run's manifest here (default: where its planner read it)",
-    )
+    shared_run.add_manifest_flag(p, "the run's manifest here")
     p.set_defaults(func=run)
 
 
@@ -73,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from ingest.journal import EMULATOR, peek_header
 
     if args.coordinator is not None or args.run_name is not None or args.journal is None:
-        return coordinated.retry_failed(args, _default)
+        return shared_run.retry_failed(args, _default)
     try:
         header = peek_header(args.journal)
     except JournalError as exc:  # a folder, or a path under a file

@@ -5,7 +5,8 @@ one concept per module: `connection` (the client, its checks, calls that
 survive cancellation), `names` (every key of a run and of a budget), `plan`
 (chunks of manifest lines in a stream, planned once, and the run's binding),
 `lease` (taking, renewing, reclaiming and acknowledging chunks), `record`
-(what is done or failed, by manifest line), `budget` (the shared GCRA and
+(what is done or failed, by manifest line), `exporting` (a run's export from
+its record and the current manifest), `budget` (the shared GCRA and
 Retry-After pause, and the pacer that uses them), `pushed` (the pause
 pushed to every worker by pub/sub when no rate is set), `entries` (the manifest
 read chunk by chunk) and `worker` (one worker's loop around the unchanged

@@ -24,7 +24,7 @@ record; without `include_removed`, only keys the manifest lists now.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal, TypeAlias, cast, overload
 
@@ -90,13 +90,28 @@ def export(
         if training is not None:
             raise ConfigError("training applies to the provider format only", key="training")
         return rows
+    return documents(rows, index.header.provider, index.header.bind, training)
+
+
+def documents(
+    rows: Iterable[ExportRow],
+    provider: str,
+    bind: Mapping[str, str],
+    training: TrainingKind | None = None,
+) -> list[Mapping[str, object]]:
+    """The provider's documents of `rows` (a journal's, or a shared run's: `ingest.coord`).
+
+    One document (`export_document`), or, for an adapter class that
+    `SplitsExport`, as many as its limits need; `bind` is the run's
+    run-level values (a model or order id). Items no valid document can hold
+    raise `ExportError`, naming each.
+    """
     from ingest.providers import provider_class
     from ingest.providers.base import SplitsExport
 
-    provider = index.header.provider
     cls = provider_class(provider)
     if isinstance(cls, SplitsExport):
-        split = cls.export_documents(list(rows), index.header.bind, training)
+        split = cls.export_documents(list(rows), bind, training)
         if split.problems:
             count = len(split.problems)
             raise ExportError(
@@ -109,7 +124,7 @@ def export(
         raise ConfigError(
             f"training kinds are novita's; {provider} exports one document", key="training"
         )
-    return [cls.export_document(list(rows), index.header.bind)]
+    return [cls.export_document(list(rows), bind)]
 
 
 class DoneIndex:
@@ -170,14 +185,26 @@ def _record_at(fh: IO[bytes], offset: int) -> DoneRecord:
 
 
 def row(key: str, rec: DoneRecord, item: Item | None) -> ExportRow:
-    """The export row of one done item (`item`: its manifest entry, when listed)."""
+    """The export row of one journaled done item (`item`: its manifest entry, when listed)."""
+    return make_row(key, rec["r"], rec.get("u"), rec.get("x"), item)
+
+
+def make_row(
+    key: str,
+    remote_id: str,
+    url: str | None,
+    extra: Mapping[str, str] | None,
+    item: Item | None,
+) -> ExportRow:
+    """The export row of one done item, wherever it is recorded (a journal, a shared run's
+    record): key, path and caption from its manifest entry, when listed; its extras last."""
     out = {"key": key}
     if item is not None:
         out["path"] = item.where  # a shard member: shard.tar#member
-    out["remote_id"] = rec["r"]
-    if rec.get("u"):
-        out["url"] = rec["u"]
+    out["remote_id"] = remote_id
+    if url:
+        out["url"] = url
     if item is not None and item.caption:
         out["caption"] = item.caption
-    out.update(rec.get("x") or {})
+    out.update(extra or {})
     return out

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from ingest.cli.coordinated import _read
+from ingest.cli.shared_run import _read
 from ingest.coord.connection import connect
 from ingest.coord.names import RunKeys
 from ingest.coord.worker import run_worker

@@ -16,7 +16,11 @@ before it included), at most the reader's cap of a body is kept (`BODY_CAP`
 for a PUT, as `storage` reads at most 64 KiB of an error answer;
 `API_BODY_CAP` for an API call); `done` is set once per request, at the
 final answer's end, or as soon as an answer's body runs past the cap (the
-answer is then `cut` and the connection not reused).
+answer is then `cut` and the connection not reused). A cut answer keeps at
+most `BODY_CAP` bytes of its body (no caller reads more of one) and, when
+its Content-Length already says it is over the cap, is cut once that much
+came: an API call told of a 200 MiB answer holds 64 KiB of it, not the 4
+MiB cap (and the joined copy) for as long as its error is kept.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class AnswerReader:
         "_head_len",
         "_headed",
         "_headers",
+        "_limit",
         "_on_done",
         "_status",
         "parser",
@@ -83,6 +88,7 @@ class AnswerReader:
     def __init__(self, on_done: Callable[[Answer], None], body_cap: int = BODY_CAP) -> None:
         self._on_done = on_done
         self._cap = body_cap
+        self._limit = body_cap  # this answer's cut point: lower when it says it is over the cap
         self.parser = httptools.HttpResponseParser(self)
         # aiohttp's leniencies for answers (_http_parser.pyx, HttpResponseParser, outside
         # dev mode): a folded header (RFC 9112 5.2: a user agent MUST unfold it), a bare LF
@@ -108,6 +114,7 @@ class AnswerReader:
         self._headers = []
         self._body = []
         self._body_len = 0
+        self._limit = self._cap
         self._status = 0
         self._complete = False
         self._framed = False
@@ -133,7 +140,11 @@ class AnswerReader:
 
     def _answer(self, *, keep_alive: bool, cut: bool = False) -> Answer:
         self._complete = True
-        return Answer(self._status, tuple(self._headers), b"".join(self._body), keep_alive, cut)
+        parts, self._body = self._body, []
+        body = b"".join(parts)
+        if cut and len(body) > BODY_CAP:  # what a caller may read of a cut answer, no more: the
+            body = body[:BODY_CAP]  # Answer can outlive the call (its error's traceback)
+        return Answer(self._status, tuple(self._headers), body, keep_alive, cut)
 
     # httptools callbacks ---------------------------------------------------
 
@@ -150,15 +161,24 @@ class AnswerReader:
         self._framed = any(
             name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._headers
         )
+        if self._cap > BODY_CAP and self._headed:  # an API answer: cut one that says it is over
+            for name, value in self._headers:  # the cap once what a cut one keeps is in
+                length = value.strip()
+                if (
+                    name.lower() == b"content-length"
+                    and length.isdigit()
+                    and int(length) > self._cap
+                ):
+                    self._limit = BODY_CAP
 
     def on_body(self, body: bytes) -> None:
         if self._status < 200 or self._complete:
             return
-        room = self._cap - self._body_len
+        room = self._limit - self._body_len
         if room > 0:
             self._body.append(body[:room] if len(body) > room else body)
         self._body_len += len(body)
-        if self._body_len > self._cap:  # enough: no caller reads more of any answer, and a
+        if self._body_len > self._limit:  # enough: no caller reads more of any answer, and a
             # body that never ends (each byte re-arming the read timeout) must not hang a request
             self._on_done(self._answer(keep_alive=False, cut=True))
 

@@ -24,7 +24,9 @@ idempotent method (RFC 9110 9.2.2: GET, HEAD, PUT, DELETE, OPTIONS): a
 POST or PATCH is never sent twice here, its `Stale` goes to the caller (a
 retryable network error the engine re-paces and counts). An answer whose
 body (or decoded body) runs past the cap raises `Oversized`, never holds
-more than the cap in memory; nothing is followed.
+more than the cap in memory; a compressed body whose stream does not end
+raises `CutShort` (a network error, retried), never a partial decode;
+nothing is followed.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ ACCEPT = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate"}  # aiohttp's DEFA
 
 class Oversized(BadAnswer):
     """The answer's body runs past the cap (or would, decoded)."""
+
+
+class CutShort(BadAnswer):
+    """A gzip or deflate answer whose compressed stream stops before its end: the bytes
+    that came are framed whole (Content-Length, chunked), but not what was compressed."""
 
 
 async def call(
@@ -100,6 +107,11 @@ def _decoded(data: bytes, coding: str, cap: int) -> bytes:
         raise BadAnswer(f"answer's {coding} body does not decode: {exc}") from None
     if len(out) > cap:
         raise Oversized(f"answer's decoded body runs past {cap // 1024 // 1024} MiB")
+    if not inflate.eof:  # a partial decode would go on as a JSON answer that does not parse
+        raise CutShort(
+            f"answer's {coding} body is cut short: its {len(data):,} bytes end before "
+            "the compressed stream does"
+        )
     return out
 
 

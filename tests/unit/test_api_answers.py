@@ -1,5 +1,6 @@
 """API answers that misbehave, on the lean transport: an answer over the cap keeps no
-more than a cut answer needs.
+more than a cut answer needs, a gzip body cut short is an error of its own (not a
+partial decode that then fails to parse).
 
 Each server is a scripted asyncio handler on a free loopback port
 (`tests.unit.test_transport.serve`); each test waits for what it observes.
@@ -8,13 +9,18 @@ Each server is a scripted asyncio handler on a free loopback port
 from __future__ import annotations
 
 import asyncio
+import gzip
+import zlib
 
 import pytest
 import yarl
 
+from ingest.errors import Action, TransferError
+from ingest.http import request
 from ingest.transport import Pool
 from ingest.transport.response import API_BODY_CAP, BODY_CAP, Answer
 from tests.unit.test_transport import Reader, Seen, Writer, read_request, serve
+from tests.unit.test_transport_api import api
 
 pytestmark = pytest.mark.anyio
 
@@ -66,3 +72,27 @@ async def test_an_endless_answer_keeps_only_what_a_cut_answer_needs() -> None:
     chunk = b"%x\r\n%s\r\n" % (65536, b"y" * 65536)
     answer = await api_answer(head, chunk, then_more=True)
     assert answer.cut and answer.body == b"y" * BODY_CAP
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_a_compressed_answer_cut_short_is_a_network_error_of_its_own(coding: str) -> None:
+    """Its framing is whole (Content-Length) but its compressed stream stops: it decoded
+    to a partial JSON that then failed to parse (a bad_response 'answer lacks …'); now
+    it says it was cut short, and is retried as the network error it is."""
+    whole = b'{"assets_id": "a1", "upload_url": "http://x/y", "padding": "' + b"p" * 4000 + b'"}'
+    packed = gzip.compress(whole) if coding == "gzip" else zlib.compress(whole)
+    cut = packed[: len(packed) // 2]
+
+    async def short(reader: Reader, writer: Writer, seen: Seen) -> None:
+        while await read_request(reader, seen) is not None:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n%s"
+                % (coding.encode(), len(cut), cut)
+            )
+            await writer.drain()
+
+    async with serve(short) as (base, _seen), api(base) as session:
+        with pytest.raises(TransferError) as broken:
+            await request(session, "POST", "v3/assets", provider="p", op="acquire", json={})
+    assert broken.value.action is Action.RETRY and broken.value.code == "network"
+    assert f"answer's {coding} body is cut short" in broken.value.message

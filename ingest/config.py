@@ -81,7 +81,9 @@ class RunSettings:
     )
     connect_timeout_s: float = setting(10.0, "seconds to open a connection")
     read_timeout_s: float = setting(
-        60.0, "seconds to wait for any data from a server before retrying"
+        60.0,
+        "seconds to wait for any data from a server, and for the rest of an answer once it "
+        "began, before retrying",
     )
     put_transport: PutTransport = setting(
         "lean",

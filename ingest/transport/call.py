@@ -12,7 +12,8 @@ to the pool's cap (`API_BODY_CAP`) and a gzip or deflate body decoded under
 the same cap (aiohttp's session decoded them too, and the request asks for
 them as aiohttp's did). The whole call runs under `total` seconds
 (`Timeouts.api_total`); each wait for the server under the pool's read
-timeout.
+timeout, and the answer, once begun, must be whole within it (`SlowAnswer`,
+named here with the call's method and URL, its query values masked).
 
 Invariants: a call's first byte leaves on a later event-loop turn than the
 one that asked for it, as a lean PUT's does (`ingest.transport.send`): the
@@ -38,7 +39,8 @@ from typing import TYPE_CHECKING
 import yarl
 from multidict import CIMultiDictProxy
 
-from ingest.transport.connection import BadAnswer
+from ingest.redact import shown_url
+from ingest.transport.connection import BadAnswer, SlowAnswer
 from ingest.transport.pool import Pool, Stale
 
 if TYPE_CHECKING:
@@ -84,6 +86,8 @@ async def call(
                 if fresh or method not in IDEMPOTENT:
                     raise
                 fresh = True
+            except SlowAnswer as exc:  # the call and its host, for the run's problem line
+                raise SlowAnswer(f"{method} {shown_url(str(url))}: {exc}") from None
     cap = pool.body_cap
     if answer.cut:
         raise Oversized(f"answer's body runs past {cap // 1024 // 1024} MiB")

@@ -16,9 +16,13 @@ connection saw progress since (bytes in, or the write buffer drained), so
 no timer is made per chunk. Time the request spends waiting for its own
 body's next chunk (`sourcing`: the byte budget, a remote source streamed in)
 is not counted, as aiohttp starts its read timeout only once the body is out.
+Once an answer's first byte came, the read timeout also bounds the whole
+answer (`SlowAnswer`): every answer read here is small (capped at 64 KiB
+or 4 MiB), and one trickling a byte at a time would otherwise re-arm it
+for ever (aiohttp's sock_read), as curl's ``--speed-limit`` exists to stop.
 
 Invariants: a request's waiter ends exactly once, with the answer or an
-error (`Disconnected`, `TimeoutError`, `BadAnswer`); a connection is
+error (`Disconnected`, `TimeoutError`, `BadAnswer`, `SlowAnswer`); a connection is
 reusable only after a keep-alive final answer to a request whose body went
 out whole, and while the server has not closed it (an idle connection the
 server closes is dropped from the pool as soon as the close is seen).
@@ -50,6 +54,10 @@ class BadAnswer(ConnectionError):
     """The server's bytes are not an HTTP/1.1 answer llhttp can frame."""
 
 
+class SlowAnswer(BadAnswer):
+    """The answer began but was not whole within the read timeout of its first byte."""
+
+
 class Connection(asyncio.Protocol):
     """See the module docstring; made by `loop.create_connection`."""
 
@@ -79,13 +87,16 @@ class Connection(asyncio.Protocol):
         self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
-        self._progress = self._loop.time()
+        now = self._progress = self._loop.time()
         if not self.answer_pending:
             # Bytes while nothing is asked: the connection is out of step.
             self.close()
             return
+        reader = self._reader
+        if reader.began is None:
+            reader.began = now
         try:
-            self._reader.feed(data)
+            reader.feed(data)
         except HeadTooLarge as exc:
             self._fail(BadAnswer(str(exc)))
         except httptools.HttpParserUpgrade:
@@ -247,8 +258,15 @@ class Connection(asyncio.Protocol):
         if self._sourcing:  # our body is slow, not the server: wait on from now
             self._progress = self._loop.time()
         due = self._progress + self._read_timeout
-        if self._loop.time() < due:  # progress since the timer was set: wait the rest
-            self._timer = self._loop.call_at(due, self._check_timeout)
+        began = self._reader.began
+        whole_by = due if began is None else began + self._read_timeout
+        if self._loop.time() < min(due, whole_by):  # progress since the timer was set: wait on
+            self._timer = self._loop.call_at(min(due, whole_by), self._check_timeout)
+            return
+        if whole_by < due:  # bytes keep coming, too slowly for an answer this small
+            self._fail(
+                SlowAnswer(f"answer not whole {self._read_timeout:g} s after its first byte")
+            )
             return
         self._fail(TimeoutError(f"no answer in {self._read_timeout:g} s"))
 

@@ -80,6 +80,7 @@ class AnswerReader:
         "_limit",
         "_on_done",
         "_status",
+        "began",
         "parser",
         "spoiled",
         "started",
@@ -107,6 +108,7 @@ class AnswerReader:
         self._head_len = 0  # bytes fed before the final answer's headers ended
         self._headed = False  # the final answer's headers ended
         self.started = False  # a byte of this request's answer arrived
+        self.began: float | None = None  # loop time its (final) answer's first byte came
         self.spoiled = False  # bytes beyond the answer: the connection is out of step
 
     def reset(self) -> None:
@@ -121,6 +123,7 @@ class AnswerReader:
         self._head_len = 0
         self._headed = False
         self.started = False
+        self.began = None
 
     def feed(self, data: bytes) -> None:
         """Bytes from the server; raises `httptools.HttpParserError` on a malformed answer,
@@ -186,6 +189,7 @@ class AnswerReader:
         if self._status < 200:  # 1xx: an interim answer, the final one follows
             self._headers = []
             self._status = 0
+            self.began = None  # the final answer's time starts with its own first byte
             return
         if not self._complete:
             self._on_done(self._answer(keep_alive=self.parser.should_keep_alive()))

@@ -1,6 +1,7 @@
-"""API answers that misbehave, on the lean transport: an answer over the cap keeps no
-more than a cut answer needs, a gzip body cut short is an error of its own (not a
-partial decode that then fails to parse).
+"""API answers that misbehave slowly, hugely or half-compressed, on the lean transport:
+a trickle is cut by the read timeout as a whole (not re-armed by each byte), an answer
+over the cap keeps no more than a cut answer needs, a gzip body cut short is an error of
+its own (not a partial decode that then fails to parse).
 
 Each server is a scripted asyncio handler on a free loopback port
 (`tests.unit.test_transport.serve`); each test waits for what it observes.
@@ -10,19 +11,65 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
 import zlib
 
 import pytest
 import yarl
 
 from ingest.errors import Action, TransferError
-from ingest.http import request
+from ingest.http import Timeouts, request
 from ingest.transport import Pool
 from ingest.transport.response import API_BODY_CAP, BODY_CAP, Answer
 from tests.unit.test_transport import Reader, Seen, Writer, read_request, serve
 from tests.unit.test_transport_api import api
 
 pytestmark = pytest.mark.anyio
+
+
+async def test_a_trickling_answer_is_cut_by_the_read_timeout_as_a_whole() -> None:
+    """One byte every 20 ms re-armed a 0.3 s read timeout for ever (only api_total, here
+    20 s, ended the call); now the answer must be whole 0.3 s after its first byte, and
+    the retried error names the call and its host, the query's values masked."""
+    stop = asyncio.Event()
+
+    async def trickle(reader: Reader, writer: Writer, seen: Seen) -> None:
+        await read_request(reader, seen)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        while not stop.is_set():
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.02)  # the server's pace, not the test's wait
+
+    async with serve(trickle) as (base, _seen), api(base, Timeouts(read=0.3, api_total=20)) as s:
+        began = time.monotonic()
+        with pytest.raises(TransferError) as slow:
+            await request(s, "GET", "v1/models?token=sk-secret-1", provider="p", op="acquire")
+        took = time.monotonic() - began
+        stop.set()
+    assert slow.value.action is Action.RETRY and slow.value.code == "network"
+    host = base.removeprefix("http://")
+    assert f"GET http://{host}/v1/models?token=REDACTED" in slow.value.message
+    assert "answer not whole 0.3 s after its first byte" in slow.value.message
+    assert "sk-secret-1" not in str(slow.value)
+    assert took < 5  # well under api_total: the read timeout's bound, with room for load
+
+
+async def test_a_status_line_then_silence_is_still_a_timeout() -> None:
+    """The whole-answer bound does not change what a stall is: no byte for the read
+    timeout is a timeout, as before."""
+    done = asyncio.Event()
+
+    async def silent(reader: Reader, writer: Writer, seen: Seen) -> None:
+        await read_request(reader, seen)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        await done.wait()
+
+    async with serve(silent) as (base, _seen), api(base, Timeouts(read=0.2)) as session:
+        with pytest.raises(TransferError) as stalled:
+            await request(session, "GET", "x", provider="p", op="acquire")
+        done.set()
+    assert stalled.value.code == "timeout"
 
 
 async def api_answer(head: bytes, body: bytes, *, then_more: bool) -> Answer:

@@ -20,7 +20,7 @@ from ingest.errors import ManifestError
 from ingest.item import Item, Source
 from ingest.manifest import WalkStats, count_entries, read_manifest
 from ingest.manifest.folder import Captions
-from ingest.manifest.packed import parquet
+from ingest.manifest.packed import parquet, parquetcache, parquetfile
 from ingest.prefetch import Prefetch
 from ingest.sniff import ImageType
 from ingest.validate import Limits, check
@@ -126,7 +126,7 @@ def test_without_pyarrow_a_parquet_manifest_says_which_extra_to_install(
 ) -> None:
     source = tmp_path / "data.parquet"
     hf_parquet(source, 1)
-    monkeypatch.setattr(parquet, "_pq", lambda: None)  # as if `import pyarrow` failed
+    monkeypatch.setattr(parquetfile, "_pq", lambda: None)  # as if `import pyarrow` failed
     with pytest.raises(ManifestError, match=r"needs pyarrow: pip install 'ingest\[parquet\]'"):
         read_manifest(source)
 
@@ -134,12 +134,9 @@ def test_without_pyarrow_a_parquet_manifest_says_which_extra_to_install(
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of about 4 rows (the images are ~1.5 KB) and a cache of about 3 batches."""
-    monkeypatch.setattr(parquet, "BATCH_BYTES", 7_000)
-    monkeypatch.setattr(parquet, "CACHE_BYTES", 20_000)
-    parquet._batches.clear()
-    monkeypatch.setattr(parquet, "_cached_bytes", 0)
-    monkeypatch.setattr(parquet, "_cached_rows", 0)
-    parquet._cursors.clear()
+    monkeypatch.setattr(parquetfile, "BATCH_BYTES", 7_000)
+    monkeypatch.setattr(parquetcache, "CACHE_BYTES", 20_000)
+    parquetcache.clear()
 
 
 @pytest.mark.usefixtures("small_batches")
@@ -148,8 +145,8 @@ def test_rows_are_read_in_batches_from_a_budget_and_the_cache_stays_bounded(
 ) -> None:
     source = tmp_path / "big-groups.parquet"
     images = hf_parquet(source, 40, group=20)
-    pf = parquet._open(str(source), str(source))
-    assert parquet.batch_rows(pf, 0, parquet._leaf(pf, "image", True)) == 4
+    pf = parquetfile.open_file(str(source), str(source))
+    assert parquetfile.batch_rows(pf, 0, parquetfile.layout(pf, "").leaf) == 4
     items = []
     for item in read_manifest(source):
         assert isinstance(item, Item) and item.member is not None
@@ -157,8 +154,8 @@ def test_rows_are_read_in_batches_from_a_budget_and_the_cache_stays_bounded(
         assert parquet.row_bytes(source, item.member) == images[len(items) - 1]  # as validated
     assert [i.member.row for i in items[18:22] if i.member] == [(0, 18), (0, 19), (1, 0), (1, 1)]
     assert items[21].key == "big-groups.parquet#row-21"
-    assert len(parquet._batches) == 3  # of 10 batches read: never a row group, let alone two
-    assert not parquet._cursors  # each row was in the cache when read
+    assert len(parquetcache._batches) == 3  # of 10 batches read: never a row group, let alone two
+    assert not parquetcache._cursors  # each row was in the cache when read
 
 
 @pytest.mark.usefixtures("small_batches")
@@ -167,17 +164,17 @@ def test_a_row_no_longer_cached_is_read_again_by_a_cursor_moving_forward(tmp_pat
     images = hf_parquet(source, 40, group=20)
     items = [i for i in read_manifest(source) if isinstance(i, Item)]
     made = []
-    real = parquet._Cursor
+    real = parquetcache._Cursor
 
-    def counted(group: int, batches: Iterator[tuple[int, Any]], wanted: int) -> parquet._Cursor:
+    def counted(
+        group: int, batches: Iterator[tuple[int, Any]], fd: int, wanted: int
+    ) -> parquetcache._Cursor:
         made.append(group)
-        return real(group, batches, wanted=wanted)
+        return real(group, batches, fd, wanted=wanted)
 
-    parquet._batches.clear()  # as if the reader had moved far ahead of the uploads
+    parquetcache.clear()  # as if the reader had moved far ahead of the uploads
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(parquet, "_cached_bytes", 0)
-        mp.setattr(parquet, "_cached_rows", 0)
-        mp.setattr(parquet, "_Cursor", counted)
+        mp.setattr(parquetcache, "_Cursor", counted)
         # Uploads as they come: in file order but jittered (9 before 4-8), a retry of a
         # cached row (17), of one long gone (1), then the next row group.
         for index in [2, 3, 9, 5, 4, 6, 7, 8, *range(10, 20), 17, 1, *range(20, 24)]:
@@ -187,7 +184,7 @@ def test_a_row_no_longer_cached_is_read_again_by_a_cursor_moving_forward(tmp_pat
     # One cursor for group 0 read forward (keeping 4-8 as it passed them for 9), one more for
     # the retry of row 1, one for group 1; the cursors' cache stayed in its bytes.
     assert made == [0, 0, 1]
-    assert 0 < parquet._cached_bytes <= 20_000
+    assert 0 < parquetcache._totals[0] <= 20_000
     rewritten = tmp_path / "again.parquet"
     hf_parquet(rewritten, 3, group=3)
     member = items[30].member
@@ -205,7 +202,7 @@ def test_read_ahead_bytes_are_the_cached_rows_not_a_second_copy(tmp_path: Path) 
         checked = check(item, limits, prefetch=Prefetch())
         assert isinstance(checked, Source) and checked.body == images[index]
         assert item.member is not None and parquet.row_bytes(source, item.member) is checked.body
-    assert all(isinstance(rows, list) for rows in parquet._batches.values())  # no Arrow buffers
+    assert all(isinstance(r, list) for r in parquetcache._batches.values())  # no Arrow buffers
 
 
 def test_reading_a_parquet_file_imports_only_pyarrows_reader(
@@ -225,9 +222,9 @@ def test_reading_a_parquet_file_imports_only_pyarrows_reader(
 def test_rows_too_large_to_be_read_ahead_get_the_larger_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(parquet, "READ_AHEAD_MAX", 1_000)  # the ~1.5 KB images are "large"
-    monkeypatch.setattr(parquet, "LARGE_CACHE_BYTES", 50_000)
+    monkeypatch.setattr(parquetcache, "READ_AHEAD_MAX", 1_000)  # the ~1.5 KB images are "large"
+    monkeypatch.setattr(parquetcache, "LARGE_CACHE_BYTES", 50_000)
     source = tmp_path / "large.parquet"
     hf_parquet(source, 40, group=20)
     assert sum(1 for r in read_manifest(source) if isinstance(r, Item)) == 40
-    assert 20_000 < parquet._cached_bytes <= 50_000  # past CACHE_BYTES: uploads read from here
+    assert 20_000 < parquetcache._totals[0] <= 50_000  # past CACHE_BYTES: uploads read from here

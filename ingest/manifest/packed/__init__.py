@@ -11,7 +11,13 @@ Where each part lives:
     samples     members grouped into WebDataset samples; items, captions, counts
     access      reading a member's bytes (a range, decompressing, a Parquet row)
     naming      ``shard.tar#member.png`` in a manifest line, resolved to its member
-    parquet     a Parquet file's rows as items, read in bounded batches (pyarrow, an extra)
+    parquet     a Parquet file's rows as items, their image bytes streamed (pyarrow, an extra)
+    parquetfile   its layout, and a row group's image bytes in batches (streamed or pyarrow)
+    parquetcache  a row's bytes read again: the reader's batches cached, an upload-side cursor
+    parquetcolumn a column chunk of byte arrays streamed value by value (plain, dictionary)
+    parquetpieces a chunk's bytes, a page's bytes as they decompress, RLE-hybrid levels
+    parquetthrift page headers (Thrift's compact protocol)
+    snappystream  raw Snappy decompressed as a stream, a bounded window for its copies
     parquetpages  its image column's page sizes, from the page headers (`validate`'s note)
 """
 

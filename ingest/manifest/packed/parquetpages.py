@@ -1,14 +1,12 @@
 """The pages of a Parquet file's image column, as its page headers say: what reading it will hold.
 
 Owns `largest_page` (the largest page of the image column among the first
-row groups, read from the page headers alone) and the note `validate` prints
-when it is large (`page_note`).
+row groups, read from the page headers alone) and what `validate` adds when
+it is large and pyarrow reads the file (`page_note`; a streamed file holds
+no page whole).
 
 How it works: a column chunk is a run of pages, each a Thrift compact-protocol
-``PageHeader`` (`parquet.thrift` in apache/parquet-format: field 1 the page
-type, 2 its uncompressed size, 3 its compressed size; a data page's or a
-dictionary page's header, fields 5, 7 and 8, begins with its value count)
-followed by that many compressed bytes. From the chunk's first page (the
+``PageHeader`` (`parquetthrift`) followed by its compressed bytes. From the chunk's first page (the
 dictionary page when there is one, as the footer says) each header is read
 with one ``pread`` and the next page found past its bytes: no page's data is
 read. Why it matters: pyarrow reads a page whole and decompresses it whole,
@@ -29,11 +27,18 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from ingest.manifest.packed.parquetthrift import (
+    DICTIONARY_PAGE,
+    BadHeader,
+    Buffer,
+    Short,
+    read_header,
+)
+
 GROUPS = 4  # row groups whose pages are walked (a file's layout is the same throughout)
 PAGES = 2048  # page headers read at most
 LARGE = 16 << 20  # a page this large is worth a note
 _HEADER = 16 << 10  # bytes read for a header (statistics may make one a few KiB)
-_DICTIONARY = 2  # PageType.DICTIONARY_PAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,107 +49,6 @@ class Page:
     values: int
     group: int
     dictionary: bool
-
-
-class _Short(Exception):
-    """The header runs past the bytes read."""
-
-
-class _Compact:
-    """Just enough of Thrift's compact protocol to read a PageHeader's fields and skip the rest."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.at = data, 0
-
-    def byte(self) -> int:
-        if self.at >= len(self.data):
-            raise _Short
-        self.at += 1
-        return self.data[self.at - 1]
-
-    def varint(self) -> int:
-        shift = value = 0
-        while True:
-            b = self.byte()
-            value |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return value
-            shift += 7
-
-    def zigzag(self) -> int:
-        n = self.varint()
-        return (n >> 1) ^ -(n & 1)
-
-    def fields(self) -> Any:
-        """(field id, type) of a struct's fields, in order; the caller reads or skips each."""
-        last = 0
-        while (head := self.byte()) != 0:
-            delta, kind = head >> 4, head & 0x0F
-            last = last + delta if delta else self.zigzag()
-            yield last, kind
-
-    def skip(self, kind: int) -> None:
-        if kind in (1, 2):  # booleans: the value is the type
-            return
-        if kind == 3:
-            self.byte()
-        elif kind in (4, 5, 6):
-            self.varint()
-        elif kind == 7:
-            self._advance(8)
-        elif kind == 8:
-            self._advance(self.varint())
-        elif kind in (9, 10):
-            head = self.byte()
-            size = head >> 4 if head >> 4 != 15 else self.varint()
-            for _ in range(size):
-                self._element(head & 0x0F)
-        elif kind == 11:
-            size = self.varint()
-            types = self.byte() if size else 0
-            for _ in range(size):
-                self._element(types >> 4)
-                self._element(types & 0x0F)
-        elif kind == 12:
-            for _, inner in self.fields():
-                self.skip(inner)
-        else:
-            raise ValueError(f"unknown Thrift type {kind}")
-
-    def _element(self, kind: int) -> None:
-        if kind in (1, 2):  # a boolean in a list is a byte
-            self.byte()
-        else:
-            self.skip(kind)
-
-    def _advance(self, n: int) -> None:
-        if self.at + n > len(self.data):
-            raise _Short
-        self.at += n
-
-
-def _header(data: bytes) -> tuple[int, int, int, int, int]:
-    """(page type, uncompressed size, compressed size, values, header length) of a PageHeader."""
-    reader = _Compact(data)
-    kind = uncompressed = compressed = values = 0
-    for field, ftype in reader.fields():
-        if field in (1, 2, 3) and ftype == 5:
-            value = reader.zigzag()
-            if field == 1:
-                kind = value
-            elif field == 2:
-                uncompressed = value
-            else:
-                compressed = value
-        elif field in (5, 7, 8) and ftype == 12:
-            for inner, itype in reader.fields():
-                if inner == 1 and itype == 5:
-                    values = reader.zigzag()
-                else:
-                    reader.skip(itype)
-        else:
-            reader.skip(ftype)
-    return kind, uncompressed, compressed, values, reader.at
 
 
 def largest_page(path: str, metadata: Any, leaf: int) -> Page | None:
@@ -168,24 +72,23 @@ def _walk(fd: int, metadata: Any, leaf: int) -> Page | None:
         while at < end and left > 0:
             left -= 1
             try:
-                kind, size, compressed, values, length = _header(os.pread(fd, _HEADER, at))
-            except (_Short, ValueError):
+                h = read_header(Buffer(os.pread(fd, _HEADER, at)))
+            except (Short, BadHeader):
                 return best
-            if best is None or size > best.size:
-                best = Page(size, values, group, kind == _DICTIONARY)
-            at += length + compressed
+            if best is None or h.uncompressed > best.size:
+                best = Page(h.uncompressed, h.values, group, h.kind == DICTIONARY_PAGE)
+            at += h.length + h.compressed
     return best
 
 
-def page_note(page: Page | None, where: str) -> str | None:
-    """What `validate` says of a large page (None if no page is `LARGE`)."""
+def page_note(page: Page | None) -> str:
+    """What `validate` adds of a `LARGE` page when pyarrow reads the file ("" if none is)."""
     if page is None or page.size < LARGE:
-        return None
+        return ""
     mib = page.size / 2**20
     kind = "a dictionary page" if page.dictionary else "a page"
     return (
-        f"{where}: the image column has pages of up to {mib:.1f} MiB ({kind} of {page.values:,} "
-        f"values in row group {page.group}); pyarrow reads and decompresses a page whole, so "
-        f"reading this file needs about {2 * mib:.0f} MiB more memory than smaller pages "
-        "would (pyarrow's writer: write_batch_size=16, or row groups of fewer rows)"
+        f"; it has pages of up to {mib:.1f} MiB ({kind} of {page.values:,} values in row group "
+        f"{page.group}), which pyarrow reads and decompresses whole: about {2 * mib:.0f} MiB "
+        "more memory than smaller pages would need"
     )

@@ -1,0 +1,247 @@
+"""The pieces a streamed Parquet column is read with: a chunk's bytes, a page's decompressed bytes, levels.
+
+Owns `ChunkBytes` (a column chunk's byte range of the file, read with
+``pread`` in pieces of `PIECE`: what page headers and page data are read
+from), `page_body` (a page's data decompressed as it is read: exactly the
+bytes asked for, or `Damaged`), `hybrid` (the RLE / bit-packed hybrid
+encoding of definition levels and dictionary indices), the codecs this
+reader streams (`CODECS`) and the two ways a stream fails: `Damaged` (the
+file is wrong) and `Unstreamable` (valid, but not something this reader
+streams: the caller reads it with pyarrow).
+
+How it works: codecs (``parquet.thrift``, CompressionCodec): UNCOMPRESSED is
+the chunk's bytes themselves; SNAPPY one raw Snappy block a page
+(`snappystream`); GZIP a gzip stream (``zlib.decompressobj``, asked for at
+most the bytes wanted, its unconsumed input kept); ZSTD through
+``zstandard``'s stream reader when that package is installed (the parquet
+extra brings it). The hybrid encoding (``Encodings.md``, apache/parquet-format):
+runs, each a varint header whose low bit says bit-packed (header >> 1 groups
+of 8 values, each group `width` bytes, least significant bit first) or RLE
+(header >> 1 repeats of one value in ceil(width / 8) bytes).
+
+Invariants: no read goes past the chunk's range (`Damaged`: "runs past its
+column chunk"); memory is one piece of the chunk and what the caller asked
+for, never a page.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from ingest.manifest.packed.parquetthrift import Short
+from ingest.manifest.packed.snappystream import SnappyError, SnappyReader, TooFar
+
+PIECE = 256 << 10  # the chunk's bytes read at a time (a larger value is one read of its own)
+Read = Callable[[int], bytes]  # up to n bytes (b"" at the end)
+
+
+class Damaged(Exception):
+    """The file's bytes are wrong here (a bad header, a short read, a stream that overruns)."""
+
+
+class Unstreamable(Exception):
+    """Valid Parquet this reader does not stream (read it with pyarrow instead)."""
+
+
+def _zstandard() -> Any:
+    try:
+        import zstandard
+    except ImportError:
+        return None
+    return zstandard
+
+
+def codecs() -> frozenset[str]:
+    """The codecs `page_body` streams (ZSTD only with ``zstandard`` installed)."""
+    found = {"UNCOMPRESSED", "SNAPPY", "GZIP"}
+    return frozenset(found | {"ZSTD"} if _zstandard() is not None else found)
+
+
+class ChunkBytes:
+    """Bytes [start, end) of the open file `fd`, read in pieces (a `parquetthrift.Bytes`)."""
+
+    __slots__ = ("_buf", "_end", "_fd", "_next", "_pos")
+
+    def __init__(self, fd: int, start: int, end: int) -> None:
+        self._fd, self._end = fd, end
+        self._buf, self._pos, self._next = b"", 0, start
+
+    def tell(self) -> int:
+        return self._next - len(self._buf) + self._pos
+
+    def seek(self, at: int) -> None:
+        self._buf, self._pos, self._next = b"", 0, at
+
+    def _fill(self, want: int) -> None:
+        size = min(max(want, PIECE), self._end - self._next)
+        data = os.pread(self._fd, size, self._next) if size > 0 else b""
+        if not data:
+            raise Short
+        self._buf, self._pos = data, 0
+        self._next += len(data)
+
+    def byte(self) -> int:
+        if self._pos >= len(self._buf):
+            self._fill(1)
+        self._pos += 1
+        return self._buf[self._pos - 1]
+
+    def skip(self, n: int) -> None:
+        if n <= len(self._buf) - self._pos:
+            self._pos += n
+        elif self.tell() + n > self._end:
+            raise Short
+        else:
+            self.seek(self.tell() + n)
+
+    def take(self, n: int) -> bytes:
+        """Exactly `n` bytes (`Short` if the range or the file ends first)."""
+        if n <= len(self._buf) - self._pos:
+            self._pos += n
+            return self._buf[self._pos - n : self._pos]
+        parts = [self._buf[self._pos :]]
+        have = len(parts[0])
+        self._buf, self._pos = b"", 0
+        if n - have >= PIECE:  # a large value: one read of its own, not through the buffer
+            if self._next + n - have > self._end:
+                raise Short
+            rest = os.pread(self._fd, n - have, self._next)
+            if len(rest) < n - have:
+                raise Short
+            self._next += len(rest)
+            parts.append(rest)
+        else:
+            self._fill(n - have)
+            self._pos = n - have
+            parts.append(self._buf[: self._pos])
+            if len(parts[1]) < n - have:
+                raise Short
+        return b"".join(parts) if have else parts[1]
+
+    def reader(self, size: int) -> Read:
+        """The next `size` bytes as a `Read` (b"" past them)."""
+        left = size
+
+        def read(n: int) -> bytes:
+            nonlocal left
+            k = min(n, left)
+            if k <= 0:
+                return b""
+            try:
+                data = self.take(k)
+            except Short:
+                raise Damaged("the file ends inside a page") from None
+            left -= k
+            return data
+
+        return read
+
+
+class _Inflate:
+    """A gzip (or zlib) stream's bytes, decompressed no further than asked."""
+
+    __slots__ = ("_d", "_source")
+
+    def __init__(self, source: Read) -> None:
+        self._source, self._d = source, zlib.decompressobj(47)  # 32 + 15: gzip or zlib header
+
+    def read(self, n: int) -> bytes:
+        parts, have = [], 0
+        while have < n:
+            tail = self._d.unconsumed_tail
+            if not tail:
+                if self._d.eof:
+                    break
+                tail = self._source(PIECE)
+                if not tail:
+                    break
+            data = self._d.decompress(tail, n - have)
+            parts.append(data)
+            have += len(data)
+        return b"".join(parts)
+
+
+def page_body(chunk: ChunkBytes, size: int, codec: str) -> Read:
+    """A page's next `size` stored bytes as they decompress: exactly n bytes a call, or `Damaged`."""
+    source = chunk.reader(size)
+    read: Read
+    if codec == "UNCOMPRESSED":
+        read = source
+    elif codec == "SNAPPY":
+        read = SnappyReader(source).read
+    elif codec == "GZIP":
+        read = _Inflate(source).read
+    elif codec == "ZSTD" and (zstandard := _zstandard()) is not None:
+        read = zstandard.ZstdDecompressor().stream_reader(_FileLike(source)).read
+    else:
+        raise Unstreamable(f"the {codec} codec")
+
+    def exact(n: int) -> bytes:
+        try:
+            data = read(n)
+            while len(data) < n and (more := read(n - len(data))):
+                data += more
+        except (SnappyError, zlib.error) as exc:
+            raise Damaged(f"a damaged {codec.lower()} stream ({exc})") from None
+        except TooFar as exc:
+            raise Unstreamable(f"a snappy stream not in 64 KiB fragments ({exc})") from None
+        except Damaged:
+            raise
+        except Exception as exc:  # zstandard.ZstdError
+            raise Damaged(f"a damaged {codec.lower()} stream ({exc})") from None
+        if len(data) < n:
+            raise Damaged(f"a page's data ends early ({len(data)} of {n} bytes)")
+        return data
+
+    return exact
+
+
+class _FileLike:
+    """A `Read` as the file object `zstandard`'s stream reader reads from."""
+
+    __slots__ = ("_read",)
+
+    def __init__(self, read: Read) -> None:
+        self._read = read
+
+    def read(self, n: int = -1) -> bytes:
+        return self._read(PIECE if n < 0 else n)
+
+
+def hybrid(data: bytes, width: int, count: int) -> list[int]:
+    """`count` values of the RLE / bit-packed hybrid encoding in `data` (`Damaged` if short)."""
+    out: list[int] = []
+    pos, size, mask = 0, len(data), (1 << width) - 1
+    rle_bytes = (width + 7) // 8
+    while len(out) < count:
+        header = shift = 0
+        while True:
+            if pos >= size:
+                raise Damaged(f"levels or indices end early ({len(out)} of {count})")
+            b = data[pos]
+            pos += 1
+            header |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+            if shift > 35:
+                raise Damaged("a run header longer than 5 bytes")
+        if header & 1:  # bit-packed: groups of 8 values
+            groups = header >> 1
+            if pos + groups * width > size and width:
+                raise Damaged(f"bit-packed values end early ({len(out)} of {count})")
+            for _ in range(groups):
+                word = int.from_bytes(data[pos : pos + width], "little")
+                pos += width
+                out.extend((word >> (i * width)) & mask for i in range(8))
+        else:
+            if pos + rle_bytes > size:
+                raise Damaged(f"a run ends early ({len(out)} of {count})")
+            value = int.from_bytes(data[pos : pos + rle_bytes], "little")
+            pos += rle_bytes
+            out.extend([value] * min(header >> 1, count - len(out)))
+    del out[count:]
+    return out

@@ -194,8 +194,9 @@ def _tail(
 ) -> bytes:
     """The file's last bytes for `truncation` (one pread, only for the types it checks).
 
-    A shard member stored as is is read in place; a compressed one is not
-    checked (its end costs a decompression of all of it). Nor is a file whose
+    A shard member stored as is is read in place, a Parquet row from the
+    reader's cache; a compressed zip member is not checked (its end costs a
+    decompression of all of it). Nor is a file whose
     size moved since its stat (a read longer or shorter than it said): its
     end is not where the stat put it, and its upload tells it changed.
     """
@@ -208,6 +209,10 @@ def _tail(
     if member is None:
         end = os.pread(fd, n + 1, size - n)  # one byte more tells a file that grew
         return end if len(end) == n else b""
+    if member.row is not None:  # a Parquet row: its bytes are the reader's cached ones
+        from ingest.manifest.packed.access import read_member  # not at import: a cycle
+
+        return read_member(item.path, member, n, size - n)
     return os.pread(fd, n, member.offset + size - n) if member.stored else b""
 
 

@@ -102,24 +102,22 @@ class ChunkBytes:
         if n <= len(self._buf) - self._pos:
             self._pos += n
             return self._buf[self._pos - n : self._pos]
-        parts = [self._buf[self._pos :]]
-        have = len(parts[0])
-        self._buf, self._pos = b"", 0
-        if n - have >= PIECE:  # a large value: one read of its own, not through the buffer
-            if self._next + n - have > self._end:
+        if n >= PIECE:  # a large value: one read of its own (its buffered start read again)
+            at = self.tell()
+            if at + n > self._end:
                 raise Short
-            rest = os.pread(self._fd, n - have, self._next)
-            if len(rest) < n - have:
+            data = os.pread(self._fd, n, at)
+            if len(data) < n:
                 raise Short
-            self._next += len(rest)
-            parts.append(rest)
-        else:
-            self._fill(n - have)
-            self._pos = n - have
-            parts.append(self._buf[: self._pos])
-            if len(parts[1]) < n - have:
-                raise Short
-        return b"".join(parts) if have else parts[1]
+            self.seek(at + n)
+            return data
+        first = self._buf[self._pos :]
+        self._fill(n - len(first))
+        self._pos = n - len(first)
+        rest = self._buf[: self._pos]
+        if len(rest) < self._pos:
+            raise Short
+        return first + rest if first else rest
 
     def reader(self, size: int) -> Read:
         """The next `size` bytes as a `Read` (b"" past them)."""

@@ -56,7 +56,8 @@ class SnappyReader:
         while len(self._out) - self._read < n and not self._done:
             self._element()
         out = self._out
-        data = bytes(out[self._read : self._read + n])
+        with memoryview(out) as view:  # one copy (a bytearray's slice would be a second)
+            data = bytes(view[self._read : self._read + n])
         self._read += len(data)
         if self._read > 4 * WINDOW:  # keep the window; drop the older output (amortised)
             cut = self._read - WINDOW

@@ -11,16 +11,18 @@ its path and caption by line.
 How it works: `read_run` reads the plan (the binding) and every done line's
 record, by pages, kept as its JSON text until its row is made. `check` then
 makes sure the manifest holds the entries the run was planned with: the
-planner's very file (`plan.fingerprint`: ~1 ms a MiB), else its entries'
-digest (`plan.lay_out`, one full read) against the binding's. Another
+planner's very file (`plan.fingerprint`: ~1 ms a MiB), else, in one read,
+the key the record holds at every done line and as many entries as the
+plan (not the binding's digest: its order follows the manifest reader's
+held entries, which vary by process: see `manifest.dedupe`). Another
 manifest is refused (`ManifestMismatch`) rather than lending its paths and
 captions to the run's remote ids; one that cannot be read gives the rows
 without path or caption, in line order, as a journal's export does (the
 reason is returned, for a warning).
 
 Invariants: each done line is exported once, from the record's first record
-of it; a row's path and caption come from the entry of its own line, in a
-manifest whose entries' digest is the run's.
+of it; a row's path and caption come from the entry of its own line, whose
+key is the record's.
 """
 
 from __future__ import annotations
@@ -94,25 +96,46 @@ def manifest_format(run: SharedRun) -> ManifestFormat | None:
 def check(run: SharedRun, manifest: Path) -> str | None:
     """None when `manifest` holds the run's entries; why it cannot be read, if it cannot.
 
-    `ManifestMismatch` when it holds other entries (blocking: a full read,
-    unless it is the planner's very file)."""
-    from ingest.coord.plan import fingerprint, lay_out
+    `ManifestMismatch` when it holds other entries: another key at a done line,
+    or another number of entries than the run was planned with (blocking: one
+    full read, unless it is the planner's very file)."""
+    from ingest.coord.plan import fingerprint
+    from ingest.manifest import read_manifest
 
     fmt = manifest_format(run)
     try:
         if run.plan.get("fingerprint") and fingerprint(manifest, fmt) == run.plan["fingerprint"]:
             return None
-        digest = lay_out(manifest, fmt).digest
+        entries = read_manifest(manifest, fmt)
     except ManifestError as exc:
         return exc.reason
     except OSError as exc:
         return exc.strerror or str(exc)
-    if digest != run.plan.get("manifest"):
-        raise ManifestMismatch(
-            f"{manifest} holds other entries than run {run.name!r} was planned with: give "
-            "--manifest PATH the run's manifest (its paths and captions are read from it)"
-        )
+    counted = 0
+    try:
+        for entry in entries:
+            if entry.line is None:
+                continue  # not a line's entry: the plan did not count it either
+            counted += 1
+            if (text := run.done.get(entry.line)) is None:
+                continue
+            uploaded = str(orjson.loads(text)["k"])
+            if not isinstance(entry, Item) or entry.key != uploaded:
+                there = repr(entry.key) if isinstance(entry, Item) else "no entry"
+                raise _mismatch(run, f"{manifest}:{entry.line} holds {there} where run "
+                                     f"{run.name!r} uploaded {uploaded!r}")  # fmt: skip
+    finally:
+        entries.close()
+    if counted != run.entries:
+        raise _mismatch(run, f"{manifest} holds {counted} entries, run {run.name!r} {run.entries}")
     return None
+
+
+def _mismatch(run: SharedRun, what: str) -> ManifestMismatch:
+    return ManifestMismatch(
+        f"{what}: give --manifest PATH the manifest the run was planned with (the export "
+        "reads each item's path and caption from it)"
+    )
 
 
 def rows(run: SharedRun, manifest: Path | None, include_removed: bool) -> Iterator[ExportRow]:

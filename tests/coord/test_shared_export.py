@@ -131,9 +131,14 @@ def test_the_manifest_must_hold_the_runs_entries(tmp_path: Path, redis_url: str)
     code, out, err = _main(*shared, "--manifest", str(other))
     assert (code, out) == (2, "")
     assert err.splitlines() == [
-        f"ingest: error: {other} holds other entries than run 'moved' was planned with: give "
-        "--manifest PATH the run's manifest (its paths and captions are read from it)"
+        f"ingest: error: {other}:1 holds 'item-000001' where run 'moved' uploaded 'item-000000':"
+        " give --manifest PATH the manifest the run was planned with (the export reads each "
+        "item's path and caption from it)"
     ]
+    other.write_text(fixed + '{"id": "new", "path": "img/img-000000.png"}\n')  # one more
+    code, out, err = _main(*shared, "--manifest", str(other))
+    assert (code, out) == (2, "")
+    assert f"ingest: error: {other} holds 8 entries, run 'moved' 7: give" in err
     shutil.rmtree(tmp_path / "run")  # where the run read it: gone, so no paths or captions
     code, out, err = _main(*shared, "--format", "csv")
     assert code == 0 and out.splitlines()[1].split(",")[1:] == ["", rows[0]["remote_id"], "", ""]

@@ -42,8 +42,10 @@ def _main(*args: str, stdout: TextIO | None = None) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-async def _done_run(url: str, name: str, manifest: Path | None, chunk_lines: int) -> None:
-    """A run planned as a worker would plan `manifest` (else one of 5,000 made-up entries),
+async def _done_run(
+    url: str, name: str, manifest: Path | None, chunk_lines: int, made_up: int = 2000
+) -> None:
+    """A run planned as a worker would plan `manifest` (else one of `made_up` entries),
     every entry done but, without a manifest, every other one failed."""
     async with connect(url) as conn:
         keys = RunKeys(name)
@@ -52,7 +54,7 @@ async def _done_run(url: str, name: str, manifest: Path | None, chunk_lines: int
         else:
             from ingest.coord.plan import Layout
 
-            layout = Layout("d" * 64, 5000, ((1, 5000, 5000),))
+            layout = Layout("d" * 64, made_up, ((1, made_up, made_up),))
         bound = binding(layout, "novita", endpoint_of(NOWHERE), {})
         await plan_run(conn, keys, layout, bound)
         record = Record(conn, keys)
@@ -117,7 +119,7 @@ def test_retry_failed_with_nothing_failed_needs_no_key(
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_run_name_the_coordinator_does_not_have(command: tuple[str, ...], redis_url: str) -> None:
-    anyio.run(_done_run, redis_url, "there", None, 0)
+    anyio.run(_done_run, redis_url, "there", None, 0, 1)
     code, out, err = _main(*command, "--coordinator", redis_url, "--run-name", "wrong")
     where = redis_url.removeprefix("redis://")
     assert (code, out) == (2, "")
@@ -145,7 +147,7 @@ def test_a_coordinator_that_is_down(command: tuple[str, ...]) -> None:
 def test_an_output_closed_early(command: tuple[str, ...], redis_url: str) -> None:
     """`ingest status --coordinator … --failed | head -1`: exit 0 as for a journal, no error.
 
-    5,000 entries (2,500 done, 2,500 failed): more than a pipe holds. (`retry-failed`
+    2,000 entries (1,000 done, 1,000 failed): more than one buffer's write. (`retry-failed`
     writes its lines to stderr: `--json`'s, the run's reporter, exits 141 as `run` does.)"""
     anyio.run(_done_run, redis_url, "big", None, 0)
     read, write = os.pipe()

@@ -1,16 +1,17 @@
 """HTTP plumbing shared by the adapters: sessions, the error map, status triage.
 
 Owns three rules:
-- one `aiohttp.ClientSession` per role: the provider API session carries the
-  credentials, the storage session never does, so an Authorization header can
-  never reach a storage host. With the lean transport (``[run] put_transport``,
-  its default) each session's connector carries its own lean pool
-  (`ingest.transport.Pool`, as ``connector.lean``): the API pool sends the
-  API session's default headers on every call, the storage pool only a
-  User-Agent; `request` goes by the API pool unless a proxy is set for the
-  URL (`Pool.direct`) or the method is HEAD, else by aiohttp as before;
-- foreign errors (aiohttp, timeouts, OS errors) become `TransferError` in one
-  place (`map_errors`), with secrets redacted from every message; a
+- one `Session` per role (`ingest.transport.session`): the provider API
+  session carries the credentials, the storage session never does, so an
+  Authorization header can never reach a storage host. With the lean
+  transport (``[run] put_transport``, its default) each session carries its
+  own lean pool (`ingest.transport.Pool`, as `Session.lean`): the API pool
+  sends the API session's default headers on every call, the storage pool
+  only a User-Agent; `request` goes by the API pool unless a proxy is set
+  for the URL (`Pool.direct`) or the method is HEAD, else by the session's
+  aiohttp client (made, and aiohttp imported, only then);
+- foreign errors (aiohttp's once it is imported, timeouts, OS errors) become
+  `TransferError` in one place (`map_errors`), with secrets redacted from every message; a
   connection that cannot be opened (refused, unknown host, or no answer to
   the connect within `Timeouts.connect`) has its own code, `UNREACHABLE`, and
   says where ("cannot reach https://…: connection refused");
@@ -25,13 +26,13 @@ from __future__ import annotations
 
 import functools
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 import yarl
 
@@ -42,12 +43,14 @@ from ingest.retry import parse_retry_after
 from ingest.transport.call import ACCEPT, Oversized, call, read_capped
 from ingest.transport.pool import ConnectFailed, Pool, UnsafeRequest
 from ingest.transport.response import API_BODY_CAP, BODY_CAP
+from ingest.transport.session import ClientRules, Session, no_hidden_retries
 from ingest.urls import refusal
 
 if TYPE_CHECKING:
     from ingest.config import PutTransport
 
 USER_AGENT = "ingest/0.1 (+https://github.com/ingest)"
+_AIOHTTP = "aiohttp"  # imported only by what the lean transport does not send (see Session)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,103 +98,47 @@ def api_session(
     timeouts: Timeouts,
     limit: int,
     transport: PutTransport = "lean",
-) -> aiohttp.ClientSession:
+) -> Session:
     """The control-plane session: credentials in its default headers.
 
-    With ``transport="lean"`` its connector carries the API's own lean pool,
-    made with the same default headers, that `request` sends calls through.
+    With ``transport="lean"`` it carries the API's own lean pool, sending the
+    same default headers, that `request` sends calls through.
     """
     defaults = {"User-Agent": USER_AGENT, **headers}
-    connector: aiohttp.TCPConnector
+    lean = None
     if transport == "lean":  # aiohttp's own defaults made explicit: the same on its wire
         defaults = {"User-Agent": USER_AGENT, **ACCEPT, **headers}
-        connector = _LeanConnector(timeouts, limit, api=True)
-    else:
-        connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
-    session = aiohttp.ClientSession(
-        base_url=base_url,
-        headers=defaults,
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(
-            total=timeouts.api_total,
-            connect=timeouts.connect,
-            sock_connect=timeouts.connect,
-            sock_read=timeouts.read,
-        ),
-        raise_for_status=False,
-    )
-    if isinstance(connector, _LeanConnector):
-        connector.lean.follow(session.headers)  # as aiohttp sends them, changed or not
-    return _no_hidden_retries(session)
+        lean = _pool(timeouts, limit, api=True)
+    rules = ClientRules(timeouts.connect, timeouts.read, timeouts.api_total, storage=False)
+    return Session(headers=defaults, limit=limit, rules=rules, lean=lean, base_url=base_url)
 
 
-def storage_session(
-    timeouts: Timeouts, limit: int, transport: PutTransport = "lean"
-) -> aiohttp.ClientSession:
+def storage_session(timeouts: Timeouts, limit: int, transport: PutTransport = "lean") -> Session:
     """The data-plane session: no credentials, no cookies, no decompression.
 
-    With ``transport="lean"`` its connector carries a lean PUT pool
-    (`ingest.transport.Pool`, as ``connector.lean``) that `ingest.storage`
-    sends PUTs through, closed with the session; ``"aiohttp"`` sends them by
-    aiohttp (the ``[run] put_transport`` fallback).
+    With ``transport="lean"`` it carries a lean PUT pool (`Session.lean`)
+    that `ingest.storage` sends PUTs through, closed with the session;
+    ``"aiohttp"`` sends them by aiohttp (the ``[run] put_transport`` fallback).
     """
-    connector: aiohttp.TCPConnector
-    if transport == "lean":
-        connector = _LeanConnector(timeouts, limit)
-    else:
-        connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
-    session = aiohttp.ClientSession(
-        headers={"User-Agent": USER_AGENT},
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(
-            total=None,
-            connect=timeouts.connect,
-            sock_connect=timeouts.connect,
-            sock_read=timeouts.read,
-        ),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        raise_for_status=False,
+    lean = _pool(timeouts, limit) if transport == "lean" else None
+    rules = ClientRules(timeouts.connect, timeouts.read, None, storage=True)
+    return Session(headers={"User-Agent": USER_AGENT}, limit=limit, rules=rules, lean=lean)
+
+
+def _pool(timeouts: Timeouts, limit: int, *, api: bool = False) -> Pool:
+    """A lean pool: the storage PUTs', or (`api`) the API calls', with `API_BODY_CAP`,
+    keeping connections after refusals too."""
+    return Pool(
+        connect_timeout=timeouts.connect,
+        read_timeout=timeouts.read,
+        limit=limit,
+        user_agent=USER_AGENT,
+        body_cap=API_BODY_CAP if api else BODY_CAP,
+        keep_refused=api,
     )
-    return _no_hidden_retries(session)
 
 
-class _LeanConnector(aiohttp.TCPConnector):
-    """aiohttp's connector (for what goes by aiohttp) with a lean pool beside it: the
-    storage PUTs', or (`api`) the API calls', with `API_BODY_CAP`, keeping connections
-    after refusals too (`api_session` has it send the session's default headers)."""
-
-    def __init__(self, timeouts: Timeouts, limit: int, *, api: bool = False) -> None:
-        super().__init__(limit=limit, ttl_dns_cache=300)
-        self.total = timeouts.api_total
-        self.lean = Pool(
-            connect_timeout=timeouts.connect,
-            read_timeout=timeouts.read,
-            limit=limit,
-            user_agent=USER_AGENT,
-            body_cap=API_BODY_CAP if api else BODY_CAP,
-            keep_refused=api,
-        )
-
-    def close(self, *args: Any, **kwargs: Any) -> Any:
-        self.lean.close()
-        return super().close(*args, **kwargs)
-
-
-def _no_hidden_retries(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
-    """Turn off aiohttp's silent second try of an idempotent request (PUT, GET).
-
-    aiohttp (3.10+) re-sends a PUT once, by itself, when the connection drops
-    before the answer. The engine owns retries: each attempt re-checks the
-    URL's lease (a dead URL is re-signed, never retried), backs off, goes
-    through the pacer and is counted. The hidden re-send skipped all of that;
-    the fault suite saw twice as many PUTs at the emulator as the run counted.
-    There is no public switch: this is the attribute aiohttp's own test client
-    sets (`aiohttp.test_utils.TestClient`).
-    """
-    if hasattr(session, "_retry_connection"):
-        session._retry_connection = False
-    return session
+_no_hidden_retries = no_hidden_retries  # its old name (tests import it from here)
 
 
 class RedactedCause(Exception):
@@ -242,9 +189,7 @@ class map_errors:  # lower case: it reads as the function it replaced, `async wi
             ) from None
         why = unreachable(exc)
         if why is not None:
-            where = self.origin or (
-                f"{exc.host}:{exc.port}" if isinstance(exc, aiohttp.ClientConnectorError) else "?"
-            )
+            where = self.origin or _aiohttp_where(exc)
             raise TransferError(
                 f"cannot reach {where}: {why}",
                 action=Action.RETRY,
@@ -256,16 +201,21 @@ class map_errors:  # lower case: it reads as the function it replaced, `async wi
             raise TransferError(
                 "no answer in time", action=Action.RETRY, code="timeout", provider=provider, op=op
             ) from RedactedCause(exc)
-        if isinstance(exc, aiohttp.ClientResponseError):  # e.g. bad redirects
-            raise TransferError(
-                redact(str(exc.message)),
-                action=Action.RETRY if exc.status >= 500 else Action.FAIL_ITEM,
-                code="http",
-                provider=provider,
-                op=op,
-                status=exc.status,
-            ) from RedactedCause(exc)
-        if isinstance(exc, aiohttp.ClientError | ConnectionError | socket.gaierror):
+        aiohttp_error = False
+        if _AIOHTTP in sys.modules:  # else no aiohttp error can exist
+            import aiohttp
+
+            if isinstance(exc, aiohttp.ClientResponseError):  # e.g. bad redirects
+                raise TransferError(
+                    redact(str(exc.message)),
+                    action=Action.RETRY if exc.status >= 500 else Action.FAIL_ITEM,
+                    code="http",
+                    provider=provider,
+                    op=op,
+                    status=exc.status,
+                ) from RedactedCause(exc)
+            aiohttp_error = isinstance(exc, aiohttp.ClientError)
+        if aiohttp_error or isinstance(exc, ConnectionError | socket.gaierror):
             raise TransferError(
                 redact(f"{type(exc).__name__}: {exc}"),
                 action=Action.RETRY,
@@ -284,6 +234,10 @@ def unreachable(exc: BaseException) -> str | None:
     """
     if isinstance(exc, ConnectFailed):  # the lean transport's, already in a few words
         return exc.why
+    if _AIOHTTP not in sys.modules:  # not imported: no aiohttp error can exist
+        return None
+    import aiohttp
+
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return "connection timed out"
     if not isinstance(exc, aiohttp.ClientConnectorError) or isinstance(exc, aiohttp.ClientSSLError):
@@ -296,11 +250,20 @@ def unreachable(exc: BaseException) -> str | None:
     return (cause.strerror or str(cause) or type(cause).__name__).lower()
 
 
-def _resolve(session: aiohttp.ClientSession, path: str) -> tuple[yarl.URL | str, str | None]:
+def _aiohttp_where(exc: BaseException) -> str:
+    """host:port of an aiohttp connect error ("?" for any other)."""
+    if _AIOHTTP in sys.modules:
+        import aiohttp
+
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return f"{exc.host}:{exc.port}"
+    return "?"
+
+
+def _resolve(session: Session, path: str) -> tuple[yarl.URL | str, str | None]:
     """The URL a request for `path` goes to (absolute when the session has a base URL) and
     its scheme://host[:port], for "cannot reach …"."""
-    base = getattr(session, "_base_url", None)  # aiohttp keeps no public accessor
-    return _resolved(base if isinstance(base, yarl.URL) else None, path)
+    return _resolved(session.base_url, path)
 
 
 @functools.lru_cache(maxsize=256)
@@ -382,7 +345,7 @@ def bad_response(response: Response, *, provider: str, op: str, what: str) -> Tr
 
 
 async def request(
-    session: aiohttp.ClientSession,
+    session: Session,
     method: str,
     path: str,
     *,
@@ -402,19 +365,12 @@ async def request(
     if body is not None:
         sent["Content-Type"] = "application/json"
     url, origin = _resolve(session, path)
-    connector = session.connector
-    lean = getattr(connector, "lean", None)
+    lean = session.lean
     async with map_errors(provider, op, origin):
         sent_at = clock()
         # HEAD stays on aiohttp: llhttp would wait for the body its Content-Length names.
-        if (
-            isinstance(lean, Pool)
-            and isinstance(url, yarl.URL)
-            and method != "HEAD"
-            and lean.direct(url)
-        ):
-            total = cast("_LeanConnector", connector).total
-            status, got, data = await call(lean, method, url, sent, body, total)
+        if lean is not None and isinstance(url, yarl.URL) and method != "HEAD" and lean.direct(url):
+            status, got, data = await call(lean, method, url, sent, body, session.total)
             return Response(status, got, data, sent_at, clock())
         async with session.request(
             method, url, data=body, headers=sent or None, allow_redirects=False

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import aiohttp
 import anyio
 import yarl
 
@@ -37,7 +37,7 @@ from ingest.transport.send import closing_body as closing_body  # imported from 
 from ingest.transport.send import send_aiohttp, send_lean
 
 if TYPE_CHECKING:
-    from ingest.transport import Pool
+    from ingest.transport.session import Session
 
 CHUNK = 256 * 1024
 SMALL_FILE = 256 * 1024  # read in one go below this: one thread hop instead of a stream
@@ -125,11 +125,19 @@ def _local_cause(err: BaseException) -> FileChanged | OSError | None:
         if isinstance(exc, FileChanged):
             return exc
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError) and not (
-            isinstance(exc, aiohttp.ClientError)
+            _is_aiohttp_error(exc)
         ):
             return exc
         exc = getattr(exc, "original", None) or exc.__cause__ or exc.__context__
     return None
+
+
+def _is_aiohttp_error(exc: BaseException) -> bool:
+    if "aiohttp" not in sys.modules:  # imported only when something went by aiohttp
+        return False
+    import aiohttp
+
+    return isinstance(exc, aiohttp.ClientError)
 
 
 def _xml_field(body: str, name: str) -> str | None:
@@ -176,7 +184,7 @@ def classify_storage_error(
 
 
 async def put_file(
-    session: aiohttp.ClientSession,
+    session: Session,
     url: str,
     path: Path,
     size: int,
@@ -215,7 +223,7 @@ async def put_file(
 
 
 async def put_range(
-    session: aiohttp.ClientSession,
+    session: Session,
     url: str,
     path: Path,
     offset: int,
@@ -244,7 +252,7 @@ async def put_range(
 
 
 async def put_member(
-    session: aiohttp.ClientSession,
+    session: Session,
     url: str,
     path: Path,
     member: Member,
@@ -287,7 +295,7 @@ async def put_member(
 
 
 async def put_stream(
-    session: aiohttp.ClientSession,
+    session: Session,
     url: str,
     body: Streamed,
     size: int,
@@ -349,7 +357,7 @@ async def _decompressed(
 
 
 async def _send(
-    session: aiohttp.ClientSession,
+    session: Session,
     target: yarl.URL,
     path: Path,
     size: int,
@@ -367,7 +375,7 @@ async def _send(
     """
     headers = {**(extra or {}), "Content-Type": content_type, "Content-Length": str(size)}
     body = bandwidth.paced(body)  # --max-mbps: taken chunk by chunk as it is sent
-    lean: Pool | None = getattr(session.connector, "lean", None)
+    lean = session.lean
     origin = str(target.origin())
     try:
         async with map_errors(provider, "transfer", origin):

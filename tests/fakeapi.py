@@ -1,6 +1,6 @@
 """A canned provider API for adapter unit tests: no sockets, every call recorded.
 
-`FakeApi` stands in for the API `aiohttp.ClientSession` an adapter's
+`FakeApi` stands in for the API `Session` an adapter's
 `Context` holds; it answers each `request()` with the next queued `Canned`
 response (JSON body, status, headers) and keeps what was sent. `source`
 writes a real JPEG, so the same `Source` can also be uploaded to the emulator.
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import aiohttp
 import orjson
 
 from ingest.config import DEFAULT_PROVIDERS, ProviderSettings
 from ingest.item import Item, Source
 from ingest.providers.context import Context
 from ingest.sniff import ImageType
+from ingest.transport.session import Session
 from tests.images import image_bytes
 
 
@@ -66,7 +66,9 @@ class _Answer:
 
 
 class FakeApi:
-    connector = None  # as a ClientSession's attribute: no lean pool, so calls come to `request`
+    lean = None  # as a `Session` without a lean pool: calls come to `request`
+    base_url = None  # paths are sent as they are
+    limit = 8
 
     def __init__(self, *answers: Canned) -> None:
         self.answers = deque(answers)
@@ -86,8 +88,8 @@ def context(
     """A `Context` whose API session is `api` (no storage session: transfers are not faked)."""
     base: ProviderSettings = DEFAULT_PROVIDERS[provider]
     return Context(
-        api=cast(aiohttp.ClientSession, api),
-        storage=cast(aiohttp.ClientSession, None),
+        api=cast(Session, api),
+        storage=cast(Session, None),
         settings=dataclasses.replace(base, **settings),
         params=dict(params or {}),
     )

@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import aiohttp
+from typing import TYPE_CHECKING, Protocol
 
 from ingest.item import Source
 from ingest.providers.base import Target
 from ingest.providers.settings import ProviderSettings
+
+if TYPE_CHECKING:
+    from ingest.transport.session import Session
 
 
 class SharedNames(Protocol):
@@ -36,8 +37,8 @@ class SharedNames(Protocol):
 class Context:
     """Open sessions (one per role) and the provider's settings."""
 
-    api: aiohttp.ClientSession
-    storage: aiohttp.ClientSession
+    api: Session
+    storage: Session
     settings: ProviderSettings
     params: Mapping[str, str] = field(default_factory=dict)  # bound in the journal header
     allow_insecure_http: bool = False

@@ -66,7 +66,7 @@ async def call(
     url: yarl.URL,
     headers: dict[str, str],
     body: bytes | None,
-    total: float,
+    total: float | None,
 ) -> tuple[int, CIMultiDictProxy[str], bytes]:
     """Status, case-insensitive headers and the whole body of one call (`headers` is
     the call's own, extended here with the Content-Length)."""

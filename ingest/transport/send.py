@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
-import aiohttp
 import anyio
 import yarl
 
@@ -34,6 +34,9 @@ from ingest.http import RedactedCause
 from ingest.redact import redact
 from ingest.transport.pool import ConnectFailed, Pool, Stale, UnsafeRequest
 from ingest.transport.response import BODY_CAP
+
+if TYPE_CHECKING:
+    from ingest.transport.session import Session
 
 Body = Callable[[], Awaitable[bytes | AsyncGenerator[bytes, None]]]
 
@@ -66,7 +69,7 @@ Answered = tuple[int, bytes, Mapping[str, str]]  # status, body (at most 64 KiB)
 
 
 async def send_aiohttp(
-    session: aiohttp.ClientSession,
+    session: Session,
     target: yarl.URL,
     headers: Mapping[str, str],
     body: Body,

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from aiohttp import ClientSession
 
 from ingest.cli.main import COMMANDS, main
 from ingest.config import DEFAULT_PROVIDERS
@@ -33,6 +32,7 @@ from ingest.providers.context import Context
 from ingest.redact import register_secret
 from ingest.sim import FaultPlan, SimSettings, serve
 from ingest.sniff import ImageType
+from ingest.transport.session import Session
 from tests.images import make_dataset, make_image, write_jsonl_manifest
 from tests.simproc import SimProcess, read_journal, run_ingest, sim_process
 from tests.torture import LEAKED_SIGNATURE, SENTINELS, Spec, config, ingest_repair, spec
@@ -257,7 +257,7 @@ async def test_exception_text_never_holds_a_secret(tmp_path: Path) -> None:
         settings = dataclasses.replace(DEFAULT_PROVIDERS["novita"], base_url=sim.base_url)
         cls = provider_class("novita")
 
-        async def adapter(key: str) -> tuple[Provider, ClientSession, ClientSession]:
+        async def adapter(key: str) -> tuple[Provider, Session, Session]:
             api = api_session(
                 sim.base_url + "/", cls.auth_headers({"api_key_env": key}), timeouts, 4
             )

@@ -31,6 +31,7 @@ from ingest.providers.context import Context
 from ingest.sim import SimServer, SimSettings, serve
 from ingest.sim.settings import AutoenhanceSimSettings
 from ingest.sniff import ImageType
+from ingest.transport.session import ClientRules, Session
 from tests.fakeapi import source
 from tests.fakeprovider import FakeProvider, refusal, run_engine, write_manifest
 from tests.images import image_bytes, make_image
@@ -63,7 +64,13 @@ async def emulated(
         storage = (
             storage_session(TIMEOUTS, 4)
             if storage_middleware is None
-            else aiohttp.ClientSession(middlewares=(storage_middleware,))
+            else Session(
+                headers={},
+                limit=4,
+                rules=ClientRules(TIMEOUTS.connect, TIMEOUTS.read, None, storage=True),
+                lean=None,
+                client=aiohttp.ClientSession(middlewares=(storage_middleware,)),
+            )
         )
         async with api_session(server.base_url + "/", headers, TIMEOUTS, 4) as api, storage:
             ctx = Context(api=api, storage=storage, settings=psettings, params=params)

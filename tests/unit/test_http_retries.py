@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from ingest.http import Timeouts, _no_hidden_retries, storage_session
+from ingest.transport.session import Session
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +49,7 @@ async def hang_up_server() -> AsyncIterator[tuple[str, list[bytes]]]:
         await server.wait_closed()
 
 
-async def put_once(session: aiohttp.ClientSession, url: str) -> None:
+async def put_once(session: aiohttp.ClientSession | Session, url: str) -> None:
     async with session:
         with pytest.raises(aiohttp.ServerDisconnectedError):
             await session.put(url, data=b"x" * 1000)

@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import pytest
 import yarl
 
@@ -24,6 +23,7 @@ from ingest.errors import UNREACHABLE, Action, TransferError
 from ingest.http import Timeouts, storage_session
 from ingest.storage import put_file
 from ingest.transport import Pool
+from ingest.transport.session import Session
 
 pytestmark = pytest.mark.anyio
 
@@ -114,15 +114,13 @@ def image(tmp_path: Path, size: int, name: str = "a.png") -> Path:
     return path
 
 
-def pool_of(session: aiohttp.ClientSession) -> Pool:
-    pool = getattr(session.connector, "lean", None)
+def pool_of(session: Session) -> Pool:
+    pool = session.lean
     assert isinstance(pool, Pool)
     return pool
 
 
-async def put(
-    session: aiohttp.ClientSession, url: str, path: Path, content_type: str = "image/png"
-) -> None:
+async def put(session: Session, url: str, path: Path, content_type: str = "image/png") -> None:
     await put_file(session, url, path, os.stat(path).st_size, content_type, provider="p")
 
 
@@ -379,7 +377,7 @@ async def test_put_transport_aiohttp_has_no_lean_pool(tmp_path: Path) -> None:
         serve(keep_alive) as (base, seen),
         storage_session(Timeouts(), 2, "aiohttp") as session,
     ):
-        assert getattr(session.connector, "lean", None) is None
+        assert session.lean is None
         await put(session, f"{base}/b/1{SIGNED}", path)
     assert seen.requests[0].headers["accept-encoding"]  # aiohttp's own header: it sent it
 

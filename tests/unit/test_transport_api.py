@@ -14,7 +14,6 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import aiohttp
 import pytest
 import trustme
 
@@ -22,6 +21,7 @@ from ingest.errors import UNREACHABLE, Action, TransferError
 from ingest.http import USER_AGENT, Timeouts, api_session, request, storage_session
 from ingest.transport import Pool, pool
 from ingest.transport.response import API_BODY_CAP
+from ingest.transport.session import Session
 from tests.unit.test_transport import (
     OK,
     Reader,
@@ -40,14 +40,14 @@ KEY = "sk-live-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}", "X-Provider": "p1"}
 
 
-def lean_of(session: aiohttp.ClientSession) -> Pool:
-    lean = getattr(session.connector, "lean", None)
+def lean_of(session: Session) -> Pool:
+    lean = session.lean
     assert isinstance(lean, Pool)
     return lean
 
 
 @asynccontextmanager
-async def api(base: str, timeouts: Timeouts | None = None) -> AsyncIterator[aiohttp.ClientSession]:
+async def api(base: str, timeouts: Timeouts | None = None) -> AsyncIterator[Session]:
     async with api_session(base + "/", AUTH, timeouts or Timeouts(), 4) as session:
         yield session
 
@@ -255,7 +255,7 @@ async def test_a_header_with_a_line_break_fails_the_item_before_sending() -> Non
 async def test_the_fallback_and_a_proxy_send_by_aiohttp(monkeypatch: pytest.MonkeyPatch) -> None:
     async with serve(keep_alive) as (base, seen):
         async with api_session(base + "/", AUTH, Timeouts(), 2, "aiohttp") as session:
-            assert getattr(session.connector, "lean", None) is None
+            assert session.lean is None
             await request(session, "GET", "a", provider="p", op="x")
         monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
         async with api(base) as session:

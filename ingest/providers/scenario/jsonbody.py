@@ -49,8 +49,7 @@ class JsonUploads:
         self._model_path = model_path
         self._preset = preset
         self.bare_base64 = False  # learned: this API refuses data URLs in /assets
-        connector = ctx.api.connector
-        connections = connector.limit if connector is not None and connector.limit else 8
+        connections = ctx.api.limit or 8
         self._bodies = anyio.CapacityLimiter(max(1, connections // 2))
 
     async def training_image(self, source: Source) -> str:

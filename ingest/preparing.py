@@ -27,6 +27,7 @@ from ingest.prefetch import Prefetch, release
 if TYPE_CHECKING:
     from ingest.clock import Clock
     from ingest.convert import Converter, R
+    from ingest.engine.outcomes import Counters
     from ingest.engine.settings import EngineSettings
     from ingest.engine.triage import Redo
     from ingest.remote import Fetcher
@@ -41,6 +42,7 @@ class Preparer:
         provider: str,
         settings: EngineSettings,
         clock: Clock,
+        counters: Counters | None = None,
     ) -> None:
         self.converter: Converter | None = None
         self.caps = caps
@@ -59,6 +61,7 @@ class Preparer:
         self._settings = settings
         self._clock = clock
         self._provider = provider
+        self._counters = counters  # a fetch's retries count with the run's others
         self._max_size = caps.max_size if self.converter is None else None
         self.fetcher: Fetcher | None = None
 
@@ -112,7 +115,12 @@ class Preparer:
             streamable=self._streamable,
             sleep=self._clock.sleep,
             now=self._clock.now,
+            on_retry=self._retried,
         )
+
+    def _retried(self) -> None:
+        if self._counters is not None:
+            self._counters.retries += 1
 
     def forget(self, key: str) -> None:
         if self.fetcher is not None:

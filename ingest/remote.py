@@ -3,7 +3,8 @@
 Owns the fetch of one remote item (`Fetcher.fetch`): a GET with aiohttp,
 its answer classified like any other (2xx fetched; 408/425/429/5xx, a
 connection or a timeout retried with the run's backoff for `max_attempts`
-tries and at least `retry_window_s`; any other status, a body that is not an
+tries and at least `retry_window_s`, each retry counted with the run's
+others (`on_retry`); any other status, a body that is not an
 image, a cut PNG or JPEG or one over the provider's size limit fails its
 item, code ``source_failed``), an ``s3://bucket/key`` the same way through
 boto3's GetObject (in a thread, its own retries off); and what a remote
@@ -104,6 +105,7 @@ class Fetcher:
         streamable: frozenset[ImageType] = frozenset(),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         now: Callable[[], float] = time.monotonic,
+        on_retry: Callable[[], None] = lambda: None,
     ) -> None:
         self.provider = provider
         self.formats = formats  # what a fetched body may be (with --convert: every type)
@@ -112,6 +114,7 @@ class Fetcher:
         self.timeouts = timeouts
         self.max_size = max_size
         self._sleep, self._now = sleep, now
+        self._on_retry = on_retry  # counted with the run's other retries (`Counters.retries`)
         self._slots = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
         self._s3: Any = None  # a boto3 S3 client, made at the first s3:// source
@@ -149,6 +152,7 @@ class Fetcher:
                 if self.policy.gives_up(attempt, self._now() - first_failure):
                     why = err.message.removesuffix(f": {item.where}")  # named once, at the end
                     raise self._fail(item, f"{why} (after {attempt} tries)") from None
+                self._on_retry()
                 await self._sleep(self.policy.delay(attempt, self._rng, err.retry_after))
 
     async def _once(self, item: Item) -> Source:

@@ -128,7 +128,7 @@ class Engine:
         )
         # Small files are read as they are validated (see `prefetch`).
         self._prefetch = Prefetch(settings.read_ahead_bytes) if settings.read_ahead_bytes else None
-        self.preparer = Preparer(provider.caps, provider.name, settings, clock)  # URLs, --convert
+        self.preparer = Preparer(provider.caps, provider.name, settings, clock, self.counters)
         self._lane = (
             None
             if self.preparer.converter is None

@@ -157,6 +157,7 @@ def test_urls_are_fetched_uploaded_once_and_failures_are_their_items(
     sent = [PNG, JPEG, FLAKY, SIGNED]
     assert bodies == sorted(hashlib.sha256(b).hexdigest() for b in sent)
     assert server.hits["flaky.png"] == 2 and server.hits["missing.png"] == 1  # 404: not retried
+    assert result.this_run.retries == 1 + 2  # flaky's and busy's, counted as other retries are
     journal = journal_of(result).read_text()
     assert "s3cret" not in journal and "topsecretsig" not in journal and "bob" not in journal
     failed = {r["k"]: r for r in map(orjson.loads, journal.splitlines()[1:]) if r["s"] == "fail"}

@@ -138,6 +138,7 @@ def prepare(
     (the emulator takes any key); "none", not at all (a dry run calls no API).
     """
     from ingest.manifest import read_manifest
+    from ingest.manifest.probe import refuse_stream
     from ingest.providers import provider_class
 
     cls: ProviderClass = provider_class(provider)
@@ -146,6 +147,7 @@ def prepare(
     check_endpoint(provider, resolved)
     for name in cls.key_envs:  # a key pasted where its variable's name belongs, in any mode
         check_key_variable(provider, name, getattr(psettings, name))
+    refuse_stream(source)  # named as given, before resolving names a pipe /proc/PID/fd/pipe:[N]
     manifest = Path(source).resolve()
     read_manifest(manifest, format).close()  # probes now: a ManifestError before any work
     journal_path = Path(journal) if journal is not None else default_journal(manifest, provider)

@@ -73,6 +73,17 @@ STDIN = (
 _PIPE_NAME = re.compile(r"(pipe|socket|anon_inode):\[\d+\]")
 
 
+def refuse_stream(given: str | os.PathLike[str]) -> None:
+    """A `ManifestError` naming the manifest as it was given (``/dev/stdin``, ``-``,
+    ``/dev/fd/63``) if it is standard input, a pipe or a device: checked before the path
+    is resolved, which would name what the link points to (``/proc/PID/fd/pipe:[N]``).
+    A regular file behind it (``< m.jsonl``) passes: the run reads that file by its own
+    path, and its journal is that file's."""
+    problem = _not_a_file(Path(given))
+    if problem is not None:
+        raise ManifestError(problem, source=os.fspath(given))
+
+
 def probe_file(path: Path, source: str, fmt: ManifestFormat) -> None:
     problem = _not_a_file(path)
     if problem is not None:

@@ -83,6 +83,7 @@ def test_a_manifest_on_stdin_says_it_is_not_supported_and_why(tmp_path: Path) ->
         )
         assert done.returncode == 2, done.stderr
         [line] = done.stderr.splitlines()
+        assert line.startswith(f"ingest: error: {command[1]}: ")  # as given, not /proc/…/pipe:[N]
         assert "a manifest on standard input is not supported" in line
         assert "reads the manifest file again" in line and "journal" in line
         assert "Traceback" not in done.stderr

@@ -414,6 +414,23 @@ def test_stdin_is_refused_saying_why(tmp_path: Path, name: str) -> None:
     assert "journal" in caught.value.reason
 
 
+def test_a_run_names_a_pipe_as_it_was_given_not_as_it_resolves(tmp_path: Path) -> None:
+    """`cat m | ingest run /dev/stdin` said '/proc/PID/fd/pipe:[N]: …' (the run resolved
+    the path first); /dev/fd/N of a pipe is the same case, in process."""
+    import ingest
+
+    read_end, write_end = os.pipe()
+    try:
+        given = f"/dev/fd/{read_end}"
+        with pytest.raises(ManifestError) as caught:
+            ingest.upload_sync(given, provider="novita", sim=True, journal=tmp_path / "j")
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert str(caught.value).startswith(f"{given}: this is a pipe, not a file; a manifest on")
+    assert not (tmp_path / "j").exists()  # refused before any journal: a second run says so too
+
+
 def test_a_named_pipe_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "m.jsonl"
     os.mkfifo(fifo)  # opening it for reading would wait for a writer for ever

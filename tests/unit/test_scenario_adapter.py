@@ -24,7 +24,7 @@ from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
 from ingest.providers.scenario import BASE64_LIMIT, ScenarioProvider, multipart
 from ingest.providers.scenario.multipart import PART_SIZE, part_size_for
-from ingest.providers.scenario.wire import b64_length, classify
+from ingest.providers.scenario.wire import b64_length, classify, wrong_base
 from ingest.providers.settings import ScenarioMode, ScenarioSettings
 from ingest.sim import FaultPlan, SimServer, SimSettings, serve
 from ingest.sim.faults import FaultInjector
@@ -229,7 +229,8 @@ async def emulator(**scenario: Any) -> AsyncIterator[SimServer]:
 async def adapter(
     sim: SimServer, *, secrets: dict[str, str] | None = None, **changes: Any
 ) -> AsyncIterator[ScenarioProvider]:
-    psettings = settings(base_url=sim.base_url + "/v1", **{"model_id": MODEL, **changes})
+    changes = {"model_id": MODEL, "base_url": sim.base_url + "/v1", **changes}
+    psettings = settings(**changes)
     params = ScenarioProvider.run_params(psettings, {})
     timeouts = Timeouts(connect=5, read=10)
     async with (
@@ -430,6 +431,51 @@ async def test_inline_mode(tmp_path: Path) -> None:
     assert stats["POST /v1/uploads"] == {"200": 1}
     assert stats["POST /v1/models/{modelId}/training-images"] == {"200": 2}
     assert "POST /v1/assets" not in stats
+
+
+@pytest.mark.anyio
+async def test_a_base_url_without_v1_is_named_not_taken_for_a_missing_model(
+    tmp_path: Path,
+) -> None:
+    """The emulator off /v1 answers a plain '404: Not Found': it said 'model … not found'
+    with no hint; now it names the call and that Scenario's base URL ends in /v1."""
+    async with emulator() as sim, adapter(sim, base_url=sim.base_url) as provider:
+        with pytest.raises(TransferError) as info:
+            await provider.acquire(make_source(tmp_path, 14))
+    assert info.value.action is Action.STOP and info.value.code == "wrong_base_url"
+    assert info.value.message == (
+        f"GET {sim.base_url}/models/{MODEL} answered 404 (404: Not Found): Scenario's base URL "
+        "ends in /v1 (https://api.cloud.scenario.com/v1), and providers.scenario.base_url "
+        f"(or --base-url) {sim.base_url} does not"
+    )
+
+
+@pytest.mark.parametrize(
+    ("base", "status", "body", "code", "needles"),
+    [  # API Gateway's answer for a path it has no resource for
+        ("https://h/v1", 403, {"message": "Missing Authentication Token"}, "wrong_base_url",
+         ["answered 403 (Missing Authentication Token), not an answer of Scenario's API"]),
+        ("https://h/api/v1", 404, b"<html>Not Found</html>", "wrong_base_url",
+         ["answered 404 (<html>Not Found</html>), not an answer", "is https://api.cloud"]),
+        ("https://h", 403, {"message": "Forbidden"}, "forbidden",  # the key, or the path
+         ["ends in /v1", "https://h does not; or the key is refused (check K and S)"]),
+        # Scenario's own answers: the model's, the key's
+        ("https://h", 404, {"message": "Model not found: m", "reason": "not_found"}, None, []),
+        ("https://h/v1", 403, {"message": "Forbidden"}, None, []),
+    ],
+)  # fmt: skip
+def test_answers_that_suggest_a_wrong_base_path_say_so(
+    base: str, status: int, body: Any, code: str | None, needles: list[str]
+) -> None:
+    err = wrong_base(
+        response(status, body),
+        called=f"{base}/models/m",
+        base_url=base,
+        op="o",
+        auth_hint="check K and S",
+    )
+    assert (err and err.code) == code and (err is None or err.action is Action.STOP)
+    assert all(needle in (err.message if err else "") for needle in needles)
 
 
 @pytest.mark.anyio

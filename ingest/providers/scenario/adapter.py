@@ -55,7 +55,7 @@ from ingest.providers.base import Landed, Target
 from ingest.providers.context import Context
 from ingest.providers.scenario.jsonbody import JsonUploads
 from ingest.providers.scenario.multipart import MultipartUploads
-from ingest.providers.scenario.wire import classify
+from ingest.providers.scenario.wire import classify, wrong_base
 from ingest.providers.settings import (
     ProviderSettings,
     ScenarioMode,
@@ -111,6 +111,7 @@ class ScenarioProvider:
         self.preset: ScenarioPreset = settings.preset
         self.caps = self.capabilities(settings)
         self._model_path = f"models/{quote(self.model_id, safe='')}"
+        self._base_url = settings.base_url.rstrip("/")  # named when it looks wrong
         self._model_checked = False
         self._model_lock = anyio.Lock()
         self._json = JsonUploads(ctx, self._error, self._model_path, self.preset)
@@ -208,6 +209,16 @@ class ScenarioProvider:
                 op="check_model",
                 clock=self._ctx.clock,
             )
+            called = f"{self._base_url}/{self._model_path}"
+            wrong = wrong_base(
+                response,
+                called=called,
+                base_url=self._base_url,
+                op="check_model",
+                auth_hint=self._auth_hint,
+            )
+            if wrong is not None:
+                raise wrong
             if response.status == 404:
                 raise TransferError(
                     f"model {self.model_id} not found; check providers.scenario.model_id "

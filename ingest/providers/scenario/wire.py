@@ -2,7 +2,8 @@
 
 Owns three things the adapter and its multipart uploads share: `classify`,
 which turns an error answer (``{"message", "reason"?, "details"?}``) into a
-`TransferError` with its `Action`; the small readers of answer objects
+`TransferError` with its `Action` (and `wrong_base`, what the first call's
+answer says when the base URL's path, not the model or key, is wrong); the small readers of answer objects
 (``{"asset": {"id": …}}`` and the like), which treat a malformed answer as
 retryable; and `json_with_b64`, a JSON body whose middle is a file in base64,
 read and encoded chunk by chunk so a 3.5 MB image never sits in memory.
@@ -30,6 +31,7 @@ from ingest.errors import Action, TransferError
 from ingest.http import Response, http_error, triage
 from ingest.item import Source
 from ingest.manifest.packed.access import read_member
+from ingest.redact import redact
 from ingest.storage import FileChanged
 
 PROVIDER = "scenario"
@@ -78,6 +80,51 @@ def classify(response: Response, *, provider: str, op: str, auth_hint: str = "")
             details.get("remainingSeconds")
         )
     return err
+
+
+BASE_URL = "https://api.cloud.scenario.com/v1"  # Scenario's API: an API Gateway stage [S12]
+
+
+def wrong_base(
+    response: Response, *, called: str, base_url: str, op: str, auth_hint: str
+) -> TransferError | None:
+    """The run-stopping error for the answer to the run's first call (`called`, the
+    model) when it suggests the base URL's path is wrong, not the model or the key; else
+    None.
+
+    Signs: a 404 without Scenario's error envelope (a web server's "404: Not Found", an
+    HTML page: no Scenario route answered; the emulator's answer off /v1 too), or API
+    Gateway's 403 ``{"message": "Missing Authentication Token"}``, its answer for a path
+    it has no resource for (AWS re:Post, "troubleshoot 403 missing authentication token
+    errors … with a custom domain name": "if the URL path is incorrect"). Another 403 to a
+    base URL without /v1 names both suspects: the key and the path.
+    """
+    payload = response.json()
+    message = payload.get("message") if isinstance(payload, dict) else None
+    lacks_v1 = not base_url.rstrip("/").endswith("/v1")
+    no_route = (response.status == 403 and message == "Missing Authentication Token") or (
+        response.status == 404 and not isinstance(message, str)
+    )
+    if not (no_route or (response.status == 403 and lacks_v1)):
+        return None
+    said = message or response.body[:80].decode("utf-8", "replace").strip() or "no body"
+    text = f"GET {redact(called)} answered {response.status} ({' '.join(str(said).split())})"
+    where = "providers.scenario.base_url (or --base-url)"
+    if lacks_v1:
+        text += f": Scenario's base URL ends in /v1 ({BASE_URL}), and {where} {redact(base_url)}"
+        text += " does not"
+    else:
+        text += f", not an answer of Scenario's API: check {where} (Scenario's is {BASE_URL})"
+    if not no_route:
+        text += f"; or the key is refused ({auth_hint})"
+    return TransferError(
+        text,
+        action=Action.STOP,
+        code="wrong_base_url" if no_route else "forbidden",
+        provider=PROVIDER,
+        op=op,
+        status=response.status,
+    )
 
 
 def _seconds(value: Any) -> float | None:

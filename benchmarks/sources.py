@@ -5,6 +5,8 @@
     python benchmarks/sources.py --part memory --run-sizes 2000,20000 --validate-sizes 2000,20000,100000
     python benchmarks/sources.py --part memory --member-size 65536 --kinds parquet --validate-sizes 2000
     python benchmarks/sources.py --part convert --convert-count 200
+    python benchmarks/sources.py --part convert --convert-count 1000 --rounds 3 \
+        --convert-extra "1 process=--convert-workers 1" --other-ingest /path/to/old/bin/ingest
 
 Every measured client is `ingest run --provider novita` (the `ingest` script
 beside this Python) uploading to the reference's nginx sink through its
@@ -24,9 +26,16 @@ neither server sets the pace; their CPU is recorded with every run.
   peak RSS of `ingest run` (uploading all of them) and of `ingest validate`
   (bar: under 150 MiB at any size).
 - **convert**: a mixed folder (70 % JPEG/PNG, 30 % TIFF/BMP/HEIC, real
-  Pillow-made images) with and without ``--convert``, alternating: files/s of
-  all, files/s of the JPEG/PNG alone (from the ``--json`` events' times: the
-  uploads must not be starved by the conversions) and the client's cores.
+  Pillow-made images) with and without ``--convert`` (and any ``--convert-extra``
+  flags or ``--other-ingest`` install), in a rotating order: files/s of all,
+  files/s of the JPEG/PNG alone (from the ``--json`` events' times: the uploads
+  must not be starved by the conversions), per round against the run without
+  ``--convert``, the client's cores, and, sampled from /proc (`procstat`), the
+  Pillow cores over the conversion span: the converter processes' CPU (or,
+  for an install converting in threads, the client's threads but the event
+  loop's) over the time it went from 1 % to 99 % of its total, with the
+  event loop's cores over the same span and the peak RSS of the client and
+  its converters together.
 
 Every run is checked: the sink must hold one object per uploaded file and
 the summary must count them done. The load average before each run is
@@ -50,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import DATA, dataset, ingest_summary, median, save
+from procstat import Sampler, span
 from reference import KEY, compile_ingest, ingest_command, terminate_cleanly, tool_versions
 
 from ingest.bench.dataset import KINDS, SUFFIXES, image_bytes
@@ -82,6 +92,19 @@ class Run:
     ok: bool
     kept_files_per_s: float | None = None  # convert: the JPEG/PNG alone
     note: str = ""
+    # convert, sampled (procstat): the Pillow side over its span, the event loop over it
+    pillow_cores: float | None = None
+    pillow_span_s: float | None = None
+    pillow_cpu_s: float | None = None
+    pillow_in: str = ""  # "processes" or "threads"
+    loop_cores: float | None = None
+    tree_rss_mib: float | None = None  # the client and its converter processes together
+    # from the start event to the last JPEG/PNG done: the Pillow side's cores, the loop's, and
+    # the loop's time runnable but waiting for a CPU (per second)
+    kept_pillow_cores: float | None = None
+    kept_loop_cores: float | None = None
+    kept_loop_wait: float | None = None
+    vs_plain_kept: float | None = None  # this round's JPEG/PNG files/s × the plain run's
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -191,24 +214,39 @@ class Client:
         self.env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         self.env["NOVITA_API_KEY"] = KEY
 
-    def run(self, what: str, round_: int, source: Path, expect: int, *extra: str) -> Run:
+    def run(
+        self,
+        what: str,
+        round_: int,
+        source: Path,
+        expect: int,
+        *extra: str,
+        script: str | None = None,
+        sample: bool = False,
+    ) -> Run:
         journal = self.tmp / "run.journal"
         for leftover in self.tmp.glob("run.journal*"):
             leftover.unlink()
         self.sink.clear()
-        args = [*ingest_command(), "run", str(source), "--provider", "novita", "--base-url",
-                self.signer.base_url, "--journal", str(journal), "--json", *extra]  # fmt: skip
+        args = [*ingest_command(script), "run", str(source), "--provider", "novita",
+                "--base-url", self.signer.base_url, "--journal", str(journal), "--json",
+                *extra]  # fmt: skip
         load = os.getloadavg()[0]
         sink0, signer0 = self.sink.cpu_s(), self.signer.cpu_s()
-        out, err, usage = run_measured(args, env=self.env)
+        samplers: list[Sampler] = []
+        started = (lambda pid: samplers.append(Sampler(pid))) if sample else None
+        out, err, usage = run_measured(args, env=self.env, started=started)
         sink_s, signer_s = self.sink.cpu_s() - sink0, self.signer.cpu_s() - signer0
         done = int(ingest_summary(out).get("done") or 0)
         stored = self.sink.stored()
         ok = usage.status in (0, 1) and done == expect == stored  # 1: rejected items (convert)
         note = "" if ok else f"exit {usage.status}, {done} done, {stored} stored: {err[-300:]}"
         wall = usage.wall_s
-        return Run(what, round_, wall, usage.cpu_s, usage.peak_rss_bytes / 2**20, sink_s / wall,
-                   signer_s / wall, load, done, ok, _kept_rate(out), note)  # fmt: skip
+        run = Run(what, round_, wall, usage.cpu_s, usage.peak_rss_bytes / 2**20, sink_s / wall,
+                  signer_s / wall, load, done, ok, _kept_rate(out), note)  # fmt: skip
+        for sampler in samplers:
+            _pillow_share(run, sampler, _kept_phase(out))
+        return run
 
     def validate(self, what: str, source: Path) -> Run:
         args = [*ingest_command(), "validate", str(source), "--provider", "novita"]
@@ -219,8 +257,29 @@ class Client:
                    load, 0, ok, note="" if ok else err[-300:])  # fmt: skip
 
 
-def _kept_rate(out: str) -> float | None:
-    """JPEG/PNG items done per second from the run's start, from the ``--json`` events."""
+def _pillow_share(run: Run, sampler: Sampler, kept: tuple[float, float] | None) -> None:
+    """`run`'s Pillow cores over the conversion span and the uploads' phase, from `sampler`."""
+    samples = sampler.stop()
+    if not samples:
+        return
+    run.tree_rss_mib = max(s.rss_bytes for s in samples) / 2**20
+    series, run.pillow_in = (
+        ("children_s", "processes") if sampler.converters else ("threads_s", "threads")
+    )
+    found = span(samples, series)
+    if found is not None:
+        run.pillow_cores, run.pillow_span_s = found["cores"], found["span_s"]
+        run.pillow_cpu_s, run.loop_cores = found["cpu_s"], found["loop_cores"]
+    within = [s for s in samples if kept and kept[0] <= s.t <= kept[1]]
+    if len(within) >= 2 and (length := within[-1].t - within[0].t) > 0:
+        first, last = within[0], within[-1]
+        run.kept_pillow_cores = (getattr(last, series) - getattr(first, series)) / length
+        run.kept_loop_cores = (last.main_s - first.main_s) / length
+        run.kept_loop_wait = (last.main_wait_s - first.main_wait_s) / length
+
+
+def _kept_events(out: str) -> tuple[float, list[float]] | None:
+    """The run's ``start`` time and its JPEG/PNG ``item_done`` times (the ``--json`` events)."""
     start, kept = None, []
     for line in out.splitlines():
         if not line.startswith("{"):
@@ -230,8 +289,21 @@ def _kept_rate(out: str) -> float | None:
             start = event["t"]
         elif event.get("event") == "item_done" and event["key"].endswith((".jpg", ".png")):
             kept.append(event["t"])
-    if start is None or not kept:
+    return None if start is None or not kept else (start, kept)
+
+
+def _kept_phase(out: str) -> tuple[float, float] | None:
+    """From the run's start to its last JPEG/PNG done."""
+    found = _kept_events(out)
+    return None if found is None else (found[0], max(found[1]))
+
+
+def _kept_rate(out: str) -> float | None:
+    """JPEG/PNG items done per second from the run's start."""
+    found = _kept_events(out)
+    if found is None:
         return None
+    start, kept = found
     return len(kept) / max(max(kept) - start, 1e-6)
 
 
@@ -240,6 +312,19 @@ def _show(run: Run, files: int) -> None:
         f"  {run.what:24s} round {run.round} {files / run.wall_s:8.1f} files/s "
         f"{run.cpu_s * 1000 / files:7.3f} ms CPU/file {run.rss_mib:5.0f} MiB "
         f"sink {run.sink_cores:.2f} signer {run.signer_cores:.2f} load {run.load_1m:.1f}"
+        + ("" if run.kept_files_per_s is None else f" JPEG/PNG {run.kept_files_per_s:.1f}/s")
+        + (
+            ""
+            if run.pillow_cores is None
+            else f" Pillow {run.pillow_cores:.2f} cores ({run.pillow_in}) over {run.pillow_span_s:.1f} s,"
+            f" loop {run.loop_cores:.2f}, client+converters {run.tree_rss_mib:.0f} MiB"
+        )
+        + (
+            ""
+            if run.kept_loop_cores is None
+            else f"; while JPEG/PNG: Pillow {run.kept_pillow_cores:.2f} loop {run.kept_loop_cores:.2f}"
+            f" (waiting for a CPU {run.kept_loop_wait:.2f})"
+        )
         + ("" if run.ok else f"  FAILED {run.note}"),
         file=sys.stderr,
     )
@@ -262,6 +347,15 @@ def _medians(samples: Sequence[Run]) -> dict[str, Any]:
             "load_1m": median([r.load_1m for r in good]),
             "kept_files_per_s": median(kept) if kept else None,
         }
+        for key in ("pillow_cores", "pillow_span_s", "loop_cores", "vs_plain_kept",
+                    "kept_pillow_cores", "kept_loop_cores", "kept_loop_wait"):  # fmt: skip
+            found = [getattr(r, key) for r in good if getattr(r, key) is not None]
+            row[key] = median(found) if found else None
+        rss = [r.tree_rss_mib for r in good if r.tree_rss_mib is not None]
+        row["tree_rss_mib"] = max(rss) if rss else None
+        row["per_round_vs_plain"] = ", ".join(
+            f"{r.vs_plain_kept:.2f}" for r in good if r.vs_plain_kept is not None
+        )
     return row
 
 
@@ -281,8 +375,15 @@ PAIRED_COLUMNS: list[Column] = [
 ]
 CONVERT_COLUMNS: list[Column] = [
     ("files done", "done", "d"), ("files/s", "files_per_s", ",.1f"),
-    ("JPEG/PNG files/s", "kept_files_per_s", ",.1f"), ("client cores", "client_cores", ".2f"),
-    ("CPU ms/file", "cpu_ms_per_file", ".1f"), ("peak RSS MiB", "peak_rss_mib", ".0f"),
+    ("JPEG/PNG files/s", "kept_files_per_s", ",.1f"),
+    ("× plain JPEG/PNG (median of rounds)", "vs_plain_kept", ".2f"),
+    ("per round", "per_round_vs_plain", "s"),
+    ("Pillow cores over the span", "pillow_cores", ".2f"), ("span s", "pillow_span_s", ".1f"),
+    ("loop cores over it", "loop_cores", ".2f"),
+    ("while JPEG/PNG upload: Pillow cores", "kept_pillow_cores", ".2f"),
+    ("loop cores", "kept_loop_cores", ".2f"), ("loop waiting for a CPU", "kept_loop_wait", ".2f"),
+    ("client cores", "client_cores", ".2f"),
+    ("CPU ms/file", "cpu_ms_per_file", ".1f"), ("client+converters peak MiB", "tree_rss_mib", ".0f"),
     ("load 1m", "load_1m", ".1f"),
 ]  # fmt: skip
 
@@ -415,18 +516,43 @@ def memory(
             "row_group": row_group, "runs": [asdict(r) for r in runs]}  # fmt: skip
 
 
-def convert(client: Client, count: int, rounds: int) -> dict[str, Any]:
+def convert(
+    client: Client,
+    count: int,
+    rounds: int,
+    extras: Sequence[str] = (),
+    other: str | None = None,
+) -> dict[str, Any]:
+    """`extras`: "NAME=FLAGS" runs of this install with --convert and FLAGS; `other`: another
+    install's ``bin/ingest``, run with --convert as "--convert (other install)"."""
     folder, kept = mixed_folder(count)
-    runs: dict[str, list[Run]] = {"plain": [], "convert": []}
+    variants: dict[str, tuple[list[str], str | None]] = {"plain": ([], None),
+                                                         "--convert": (["--convert"], None)}  # fmt: skip
+    for extra in extras:
+        name, _, flags = extra.partition("=")
+        variants[f"--convert ({name})"] = (["--convert", *flags.split()], None)
+    if other:
+        variants["--convert (other install)"] = (["--convert"], other)
+    runs: dict[str, list[Run]] = {name: [] for name in variants}
     for round_, name in rotating(list(runs), rounds):
-        expect, extra = (kept, ()) if name == "plain" else (count, ("--convert",))
-        runs[name].append(run := client.run(name, round_, folder, expect, *extra))
+        flags, script = variants[name]
+        expect = count if flags else kept
+        run = client.run(name, round_, folder, expect, *flags, script=script, sample=True)
+        runs[name].append(run)
         _show(run, expect)
+    for round_ in range(1, rounds + 1):  # each run's JPEG/PNG pace against its round's plain run
+        plain = [r for r in runs["plain"] if r.round == round_ and r.ok and r.kept_files_per_s]
+        for samples in runs.values():
+            for r in samples:
+                if plain and r.round == round_ and r.kept_files_per_s is not None:
+                    r.vs_plain_kept = r.kept_files_per_s / (plain[0].kept_files_per_s or 1)
     rows = {name: _medians(samples) for name, samples in runs.items()}
     print(f"\nconvert: {count} images ({kept} JPEG/PNG, {count - kept} TIFF/BMP/HEIC), "
-          f"medians of {rounds} rounds\n")  # fmt: skip
+          f"medians of {rounds} rounds (rotating order)\n")  # fmt: skip
     _table("run", rows, CONVERT_COLUMNS)
     return {"files": count, "kept": kept, "rounds": rounds, "rows": rows,
+            "variants": {name: {"flags": f, "ingest": ingest_command(s)}
+                         for name, (f, s) in variants.items()},
             "runs": [asdict(r) for rs in runs.values() for r in rs]}  # fmt: skip
 
 
@@ -444,7 +570,24 @@ def main() -> int:
     parser.add_argument("--member-size", type=int, default=4096, help="memory: bytes a member")
     parser.add_argument("--kinds", default="tar,parquet", help="memory: tar, parquet or both")
     parser.add_argument("--row-group", type=int, default=ROW_GROUP, help="memory: Parquet rows")
-    parser.add_argument("--convert-count", type=int, default=200)
+    parser.add_argument(
+        "--convert-count",
+        type=int,
+        default=200,
+        help="convert: images in the mixed folder (1000 for a span of ~10 s)",
+    )
+    parser.add_argument(
+        "--convert-extra",
+        action="append",
+        default=[],
+        metavar="NAME=FLAGS",
+        help="convert: also run --convert with these flags (repeatable)",
+    )
+    parser.add_argument(
+        "--other-ingest",
+        metavar="SCRIPT",
+        help="convert: also run --convert with this install's bin/ingest",
+    )
     args = parser.parse_args()
     if ensure_tool("nginx", NGINX_PACKAGE) is None:
         print(f"sources: nginx is needed (apt-get install {NGINX_PACKAGE})", file=sys.stderr)
@@ -467,7 +610,8 @@ def main() -> int:
                 result = memory(client, args.run_sizes, args.validate_sizes, args.member_size,
                                 kinds, args.row_group)  # fmt: skip
             else:
-                result = convert(client, args.convert_count, args.rounds or 3)
+                result = convert(client, args.convert_count, args.rounds or 3,
+                                 args.convert_extra, args.other_ingest)  # fmt: skip
             result |= {"load_before": load, "tools": tool_versions(), "ingest": ingest_command()}
             sized = part == "memory" and args.member_size != 4096
             name = f"sources-{part}" + (f"-{args.member_size}" if sized else "")

@@ -110,7 +110,7 @@ class RunSettings:
         0, "pixels; converted images are downscaled to fit (0: kept as they are)"
     )
     convert_workers: int = setting(
-        0, "conversions at once (threads); 0 = one fewer than the CPU cores, at least 1"
+        0, "conversions at once (converter processes); 0 = one per CPU core"
     )
     convert_memory_mib: int = setting(
         512, "MiB of decoded pixels that conversions in progress may hold at once"

@@ -3,25 +3,33 @@
 Owns the conversion of one checked `Source` (HEIC, AVIF, TIFF, BMP, GIF, ...)
 into PNG (when it has alpha) or JPEG (otherwise, at `convert_quality`), with
 its EXIF orientation applied and, with `--max-side N`, downscaled so neither
-side exceeds N; and the pool, memory budget and spool that do it.
+side exceeds N; and the converter processes, memory budget and spool that do it.
 
-How it works: `Converter.convert` (called by `ingest.preparing` for a source
-whose type the provider does not take) runs in a worker thread of a bounded pool
-(`convert_workers`, a `CapacityLimiter`): threads, not processes, because
-Pillow and libheif release the GIL while they decode and encode (measured:
-2 threads convert HEIC and TIFF as fast as 2 processes on this machine, and
-the event loop's worst gap stayed as without conversion), and a thread shares
-the budget and the bytes without pickling them. Before decoding, a thread
-reads the header only (`Image.open` is lazy), estimates the decoded pixels'
-bytes and takes them from the `Budget` (`convert_memory_mib`), waiting while
-other conversions hold it; an image that alone needs more is that item's
-problem. The converted bytes are spooled to one file per item, without a
-name (`ingest.spool`: a killed run leaves none behind), and the `Source` handed on names
-that file (`member` None) under the original's key, mtime and a display name
-with the new extension, so every reader of the data path (the PUT, a
-multipart part, Scenario's base64 body) sends the converted bytes unchanged.
-The spool file goes when the engine journals the item done or failed
-(`forget`), the rest with the converter (`close`).
+How it works: `Converter.convert` (called by the engine's conversion lane,
+`ingest.engine.lane`, through `ingest.preparing`) hands the source to a
+converter process (`ingest.convert_child`, Pillow imported only there), at
+most `convert_workers` at once (a `CapacityLimiter`; one process each,
+started on first use and kept for the run), from a thread that waits on the
+process's pipe. Processes, not threads: a thread converting shared the GIL
+and the CPU with the event loop, so one thread (all the uploads left room
+for) did at most ~0.9 of a core of Pillow work and two starved the uploads
+(0.64x their pace); a process runs at a lower priority (`NICE`), so on a
+busy machine the uploads keep their core and the conversions take every
+other cycle (benchmarks/README.md, Convert). A local file is read by the
+process itself (its path is sent); a shard's member or a fetched file (a
+spool file is the parent's) is sent as bytes. The process reads the header
+only and answers the bytes decoding will take; the thread takes them from
+the `Budget` (`convert_memory_mib`), waiting while other conversions hold
+it, before the process decodes: an image that alone needs more is that
+item's problem. A process that ends mid-conversion (killed, a decoder's
+crash) is that item's failure; the next conversion starts a new one. The
+converted bytes are spooled to one file per item, without a name
+(`ingest.spool`: a killed run leaves none behind), and the `Source` handed
+on names that file (`member` None) under the original's key, mtime and a
+display name with the new extension, so every reader of the data path (the
+PUT, a multipart part, Scenario's base64 body) sends the converted bytes
+unchanged. The spool file goes when the engine journals the item done or
+failed (`forget`), the rest and the processes with the converter (`close`).
 
 The provider's size limit applies to what is uploaded: an original of a type
 converted passes the local checks whatever its size (`accepting` names those
@@ -34,7 +42,8 @@ size in `converted.size` (the journal's fingerprint is the original's, so a
 re-run skips a done item without converting it again) and the converted
 bytes' sha256 in `converted.digest` (journaled beside it); a failed
 conversion is a `TransferError` (FAIL_ITEM, code ``convert_failed``) naming
-the file, never a traceback.
+the file, never a traceback; the event loop's process never imports Pillow
+for a run (only `validate`'s `plan` reads headers in process).
 """
 
 from __future__ import annotations
@@ -42,14 +51,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import io
+import importlib.util
 import os
+import signal
+import subprocess
+import sys
 import threading
-from pathlib import PurePosixPath
-from typing import Any, TypeVar
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, TypeVar
 
 import anyio
 
+from ingest import convert_child as child
 from ingest.capabilities import Capabilities
 from ingest.errors import Action, ConfigError, TransferError
 from ingest.item import Converted, Item, Source
@@ -62,8 +75,14 @@ R = TypeVar("R", UpRecord, DoneRecord)
 # Every type `sniff` knows, Pillow decodes (HEIC through pillow-heif, AVIF built in
 # from Pillow 11 or through pillow-avif-plugin).
 DECODABLE = frozenset(ImageType)
-_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_BY_EXT = {kind.ext: kind for kind in ImageType}
 _EXT = {ImageType.JPEG: "jpg", ImageType.PNG: "png"}
+_PROC_FD = Path("/proc/self/fd")  # a spool file's folder: this process's, not the child's
+_ROOT = str(Path(__file__).resolve().parent.parent)  # where this `ingest` is imported from
+# -P: the working folder is not put first on the path (an `ingest/` there would shadow this
+# one); this install's folder is the last resort, so the child imports the same package.
+_CHILD = (f"import sys; sys.path.append({_ROOT!r}); "
+          "from ingest.convert_child import main; main()")  # fmt: skip
 
 
 def accepting(caps: Capabilities) -> Capabilities:
@@ -71,26 +90,6 @@ def accepting(caps: Capabilities) -> Capabilities:
     ones converted, `converts`, whatever their size: the limit is the converted bytes')."""
     converts = DECODABLE - caps.formats
     return dataclasses.replace(caps, formats=caps.formats | DECODABLE, converts=converts)
-
-
-def _pillow() -> Any:
-    """Pillow with HEIC (and AVIF) openers registered; a clear error without the extra."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise ConfigError(
-            "--convert needs Pillow: pip install 'ingest[convert]'", key="convert"
-        ) from None
-    try:
-        import pillow_heif
-
-        pillow_heif.register_heif_opener()
-    except ImportError:
-        pass  # HEIC then fails per item: "cannot identify image file"
-    with contextlib.suppress(ImportError):  # Pillow < 11: AVIF through the plugin
-        import pillow_avif  # type: ignore[import-not-found]  # noqa: F401
-    Image.MAX_IMAGE_PIXELS = None  # the budget below decides, per item, with its own message
-    return Image
 
 
 class Budget:
@@ -116,16 +115,72 @@ class Budget:
         return self.total - self._left
 
 
-def target_type(mode: str, info: dict[str, Any], formats: frozenset[ImageType]) -> ImageType:
-    """PNG for an image with alpha (or a provider without JPEG), JPEG otherwise."""
-    alpha = mode in _ALPHA_MODES or (mode in ("P", "L", "RGB") and "transparency" in info)
-    if ImageType.JPEG not in formats or (alpha and ImageType.PNG in formats):
-        return ImageType.PNG
-    return ImageType.JPEG
+class _Gone(Exception):
+    """The converter process ended (its pipe closed): the text says how."""
+
+
+class _Process:
+    """One converter process (`ingest.convert_child`) and its two pipes."""
+
+    def __init__(self, formats: frozenset[ImageType], quality: int, max_side: int) -> None:
+        names = ",".join(sorted(kind.ext for kind in formats))
+        argv = [sys.executable, "-P", "-c", _CHILD, names, str(quality), str(max_side)]
+        # Its own process group (a terminal's Ctrl-C drains the run and must not end the
+        # conversions), in the run's session: Linux's autogroup schedules a session as one
+        # group, and in a session of its own the child's lower priority would count for nothing.
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            process_group=0,
+        )  # fmt: skip
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._to: IO[bytes] = self.proc.stdin
+        self._from: IO[bytes] = self.proc.stdout
+        ready = self.ask()
+        if ready[0] != "ready":
+            self.close()
+            raise _Gone(str(ready[1]))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def tell(self, *message: Any) -> None:
+        try:
+            child.send(self._to, message)
+        except OSError:  # BrokenPipeError: it ended
+            raise _Gone(self._ended()) from None
+
+    def ask(self, *message: Any) -> tuple[Any, ...]:
+        if message:
+            self.tell(*message)
+        answer = child.receive(self._from)
+        if answer is None:
+            raise _Gone(self._ended())
+        return answer
+
+    def _ended(self) -> str:
+        try:
+            code = self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit status {code}"
+
+    def close(self) -> None:
+        """Its pipes closed and it ended (SIGTERM: it holds nothing worth an orderly exit, which
+        took 0.1-0.2 s of Pillow's and libheif's teardown on a loaded machine)."""
+        for pipe in (self._to, self._from):
+            with contextlib.suppress(OSError):
+                pipe.close()
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.terminate()
+        self.proc.wait()
 
 
 class Converter:
-    """Converts sources to a type in `formats`; one per run (it owns the spool folder)."""
+    """Converts sources to a type in `formats`; one per run (it owns the spool and processes)."""
 
     def __init__(
         self,
@@ -146,18 +201,25 @@ class Converter:
             )
         if max_side < 0:
             raise ConfigError(f"max_side must be 0 (off) or more, not {max_side}", key="max_side")
-        self._image = _pillow()
+        if importlib.util.find_spec("PIL") is None:  # imported only where it converts
+            raise ConfigError(
+                "--convert needs Pillow: pip install 'ingest[convert]'", key="convert"
+            )
         self.formats = formats
         self.provider = provider
         self.quality = quality
         self.max_side = max_side
         self.max_size = max_size
         self.budget = Budget(memory_bytes)
-        # One core is left to the event loop by default: threads that release the GIL
-        # took both cores of a 2-core machine from the uploads (benchmarks/README.md, Convert).
-        self.workers = workers or max(1, (os.cpu_count() or 1) - 1)
+        # As many processes as cores: at their lower priority they take what the uploads
+        # leave (benchmarks/README.md, Convert).
+        self.workers = workers or os.cpu_count() or 1
         self._limiter = anyio.CapacityLimiter(self.workers)
         self._spool = Spool("ingest-convert-")  # files without names (`ingest.spool`)
+        self._idle: list[_Process] = []
+        self._all: set[_Process] = set()
+        self._lock = threading.Lock()
+        self._image: Any = None  # Pillow in this process: `plan` (validate) only
 
     def needs(self, source: Source) -> bool:
         return source.image_type not in self.formats
@@ -165,13 +227,16 @@ class Converter:
     def plan(self, source: Source) -> ImageType | str:
         """What `source` would become, from its header only (for `validate`), or why not."""
         try:
-            with self._open(_bytes_of(source), source.image_type) as im:
-                return target_type(im.mode, im.info, self.formats)
+            if self._image is None:
+                self._image = child.pillow()
+            with child.open_image(self._image, _bytes_of(source), source.image_type.ext) as im:
+                return self._kind(child.target_type(im.mode, im.info, self._exts))
         except Exception as exc:  # decoders raise many types
-            return f"cannot convert {source.image_type.ext} ({_reason(exc)}): {source.item.where}"
+            why = child.reason(exc)
+            return f"cannot convert {source.image_type.ext} ({why}): {source.item.where}"
 
     async def convert(self, source: Source) -> Source:
-        """`source` converted and spooled, in a pool thread; `TransferError` if it cannot be."""
+        """`source` converted and spooled, in a converter process; `TransferError` if not."""
         return await anyio.to_thread.run_sync(self._convert, source, limiter=self._limiter)
 
     def forget(self, key: str) -> None:
@@ -179,6 +244,11 @@ class Converter:
         self._spool.forget(key)
 
     def close(self) -> None:
+        """The spool and the converter processes go."""
+        with self._lock:
+            processes, self._all, self._idle = list(self._all), set(), []
+        for process in processes:
+            process.close()
         self._spool.close()
 
     @property
@@ -186,11 +256,18 @@ class Converter:
         """Items whose converted bytes are in the spool now."""
         return len(self._spool)
 
-    def _open(self, data: bytes, image_type: ImageType) -> Any:
-        """Pillow's image of `data`; an AVIF only through an AVIF plugin (pillow-heif claims
-        every HEIF brand, an AVIF with major brand ``mif1`` too, and has no AV1 decoder)."""
-        formats = ["AVIF"] if image_type is ImageType.AVIF else None
-        return self._image.open(io.BytesIO(data), formats=formats)
+    @property
+    def pids(self) -> list[int]:
+        """The converter processes running now."""
+        with self._lock:
+            return [process.pid for process in self._all]
+
+    @property
+    def _exts(self) -> frozenset[str]:
+        return frozenset(kind.ext for kind in self.formats)
+
+    def _kind(self, ext: str) -> ImageType:
+        return _BY_EXT[ext]
 
     def _fail(self, source: Source, why: str) -> TransferError:
         return TransferError(
@@ -201,32 +278,68 @@ class Converter:
             op="convert",
         )
 
+    def _process(self) -> _Process:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        process = _Process(self.formats, self.quality, self.max_side)
+        with self._lock:
+            self._all.add(process)
+        return process
+
     def _convert(self, source: Source) -> Source:
         try:
-            data = _bytes_of(source)
-        except OSError as exc:
-            raise self._fail(source, f"cannot read it ({exc.strerror or exc})") from None
-        if len(data) != source.size:
-            raise self._fail(source, f"the file changed since it was checked ({len(data)} bytes)")
+            process = self._process()
+        except (_Gone, OSError) as exc:
+            raise self._fail(source, f"no converter process could start ({exc})") from None
         try:
-            with self._open(data, source.image_type) as im:
-                width, height = im.size
-                need = width * height * 4 * 2 + len(data)  # decoded, and one converted copy
-                if need > self.budget.total:
-                    raise self._fail(
-                        source,
-                        f"{width}x{height} pixels need about {-(-need >> 20)} MiB to convert, "
-                        f"over convert_memory_mib ({self.budget.total >> 20}; or --max-side)",
-                    )
-                self.budget.take(need)
-                try:
-                    out, kind = self._encode(im)
-                finally:
-                    self.budget.give_back(need)
-        except TransferError:
+            out, kind = self._exchange(process, source)
+        except _Gone as gone:
+            with self._lock:
+                self._all.discard(process)
+            process.close()
+            raise self._fail(source, f"its converter process ended ({gone})") from None
+        except BaseException:
+            with self._lock:
+                self._idle.append(process)  # it answered: ready for the next image
             raise
-        except Exception as exc:  # decoders raise many types (OSError, ValueError, SyntaxError)
-            raise self._fail(source, _reason(exc)) from None
+        with self._lock:
+            self._idle.append(process)
+        return self._spooled(source, out, self._kind(kind))
+
+    def _exchange(self, process: _Process, source: Source) -> tuple[bytes, str]:
+        """The converted bytes and their type, from `process` (see the module)."""
+        item = source.item
+        path: str | None = None
+        data: bytes | None = None
+        if source.body is None and item.member is None and item.path.parent != _PROC_FD:
+            path = os.path.abspath(item.path)  # it reads the file itself
+        else:
+            try:
+                data = _bytes_of(source)
+            except OSError as exc:
+                raise self._fail(source, f"cannot read it ({exc.strerror or exc})") from None
+        answer = process.ask("open", path, data, source.size, source.image_type.ext)
+        if answer[0] == "fail":
+            raise self._fail(source, answer[1])
+        _, width, height, need = answer
+        if need > self.budget.total:
+            process.tell("skip")
+            raise self._fail(
+                source,
+                f"{width}x{height} pixels need about {-(-need >> 20)} MiB to convert, "
+                f"over convert_memory_mib ({self.budget.total >> 20}; or --max-side)",
+            )
+        self.budget.take(need)
+        try:
+            answer = process.ask("go")
+        finally:
+            self.budget.give_back(need)
+        if answer[0] == "fail":
+            raise self._fail(source, answer[1])
+        return answer[1], answer[2]
+
+    def _spooled(self, source: Source, out: bytes, kind: ImageType) -> Source:
         if self.max_size is not None and len(out) > self.max_size:  # what is uploaded
             raise self._fail(
                 source,
@@ -247,23 +360,6 @@ class Converter:
             converted=Converted(original=source.image_type, size=source.size, digest=digest),
         )
 
-    def _encode(self, im: Any) -> tuple[bytes, ImageType]:
-        from PIL import ImageOps
-
-        kind = target_type(im.mode, im.info, self.formats)
-        icc = im.info.get("icc_profile")
-        im = ImageOps.exif_transpose(im)  # a copy, turned upright; the EXIF is not carried over
-        if self.max_side and max(im.size) > self.max_side:
-            im.thumbnail((self.max_side, self.max_side), self._image.Resampling.LANCZOS)
-        out = io.BytesIO()
-        if kind is ImageType.PNG:
-            im = im if im.mode in ("RGBA", "LA", "RGB", "L", "P") else im.convert("RGBA")
-            im.save(out, "PNG", icc_profile=icc)
-        else:
-            im = im if im.mode in ("RGB", "L") else im.convert("RGB")
-            im.save(out, "JPEG", quality=self.quality, icc_profile=icc)
-        return out.getvalue(), kind
-
 
 def _bytes_of(source: Source) -> bytes:
     """The original's bytes: read ahead, a shard's member, or the file."""
@@ -276,13 +372,6 @@ def _bytes_of(source: Source) -> bytes:
         return read_member(item.path, item.member, item.member.length)
     with item.path.open("rb") as fh:
         return fh.read()
-
-
-def _reason(exc: BaseException) -> str:
-    if type(exc).__name__ == "UnidentifiedImageError":  # its text names a BytesIO
-        return "damaged or truncated: its decoder cannot read it"
-    text = str(exc).strip() or type(exc).__name__
-    return text if len(text) <= 160 else text[:159] + "…"
 
 
 def converter_for(caps: Capabilities, provider: str, run: Any) -> Converter | None:

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,9 +92,12 @@ class ProcessUsage:
 
 
 def run_measured(
-    args: list[str], env: dict[str, str] | None = None
+    args: list[str],
+    env: dict[str, str] | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> tuple[str, str, ProcessUsage]:
-    """Run a child to its end; its stdout, stderr, and whole-process usage from `wait4`.
+    """Run a child to its end; its stdout, stderr, and whole-process usage from `wait4`
+    (`started` is told the child's pid: GNU time's, when it measures the peak RSS).
 
     Peak RSS comes from GNU time when it is installed: Linux carries a process's
     ``ru_maxrss`` across ``execve``, so a child forked from a large parent would
@@ -117,6 +120,8 @@ def run_measured(
         env=env,
         start_new_session=True,  # its own group: GNU time and the client are stopped together
     )
+    if started is not None:
+        started(proc.pid)
     try:
         out, err = _drain(proc)
         _, status, usage = os.wait4(proc.pid, 0)

@@ -132,7 +132,7 @@ class Engine:
         self._lane = (
             None
             if self.preparer.converter is None
-            else Lane(self.preparer, self.fail, lambda: self._draining)
+            else Lane(self.preparer, self.fail, lambda: self._draining, clock)
         )
         self._triage = Triage(
             replay,

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,7 +85,7 @@ async def main() -> None:
     converter = Converter(frozenset({ImageType.PNG, ImageType.JPEG}), provider="novita")
     local = Source(Item(key="scan.bmp", path=bmp, line=2), bmp.stat().st_size, 0, ImageType.BMP)
     converted = await converter.convert(local)
-    print(fetched.item.path, converted.item.path, flush=True)
+    print(fetched.item.path, converted.item.path, *converter.pids, flush=True)
     sys.stdin.read()  # both spool files held open until the test kills this process
 
 asyncio.run(main())
@@ -105,7 +106,8 @@ def test_a_sigkilled_run_leaves_no_spool_file(server: Server, tmp_path: Path) ->
         try:
             assert child.stdout is not None
             held = child.stdout.readline().decode().split()  # both spooled, and still held
-            assert len(held) == 2, "the child did not get as far as its spool files"
+            assert len(held) == 3, "the child did not get as far as its spool files"
+            held, converters = held[:2], [int(pid) for pid in held[2:]]
             for path in held:  # open in the child, in its TMPDIR, and without a name there
                 link = os.readlink(f"/proc/{child.pid}/fd/{Path(path).name}")
                 assert link.startswith(str(spool)) and link.endswith("(deleted)"), link
@@ -116,3 +118,16 @@ def test_a_sigkilled_run_leaves_no_spool_file(server: Server, tmp_path: Path) ->
             child.send_signal(signal.SIGKILL)
             child.wait(10)
     assert list(spool.iterdir()) == []
+    deadline = time.monotonic() + 10  # its converter process sees its stdin end, and ends
+    while not all(ended(pid) for pid in converters) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert all(ended(pid) for pid in converters)
+
+
+def ended(pid: int) -> bool:
+    """`pid` is gone or a zombie (its new parent may not have reaped it yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"

@@ -1,0 +1,185 @@
+"""The Pillow side of `--convert`: one image decoded and encoded, and the process that does it.
+
+Owns the Pillow work of one conversion (`pillow`, `open_image`, `need_of`,
+`target_type`, `encode`: imported by `ingest.convert` for `validate`'s
+header reads too) and `main`, the converter process `ingest.convert` starts
+(``python -m ingest.convert_child``), one per conversion at once.
+
+How it works: the parent and the child exchange frames (an 8-byte length,
+then a pickle) over the child's stdin and a duplicate of its stdout (its
+fd 1 then points at stderr, so nothing a library prints can break a frame).
+The child first says ``ready`` (or why it cannot convert: Pillow missing),
+then serves one job at a time: ``open`` (a path it reads, or the bytes of a
+member or a fetched file, with the size checked) → it reads the header only
+(`Image.open` is lazy) and answers ``need`` (pixels and the bytes decoding
+will take); the parent takes those from its memory budget and says ``go``
+(or ``skip``) → ``done`` with the converted bytes and their type, or
+``fail`` with a one-line reason. The child lowers its own priority (`NICE`)
+before its first import, so the uploads' event loop, at the normal
+priority, gets a core whenever it wants one and the conversions take the
+rest (benchmarks/README.md, Convert).
+
+Invariants: the child imports nothing of `ingest` beyond this module and
+holds no state between jobs but its Pillow import; it ends when its stdin
+ends (the parent closed it, or the parent died: a SIGKILLed run leaves no
+converter process behind); a decoder's exception is that job's ``fail``,
+never the child's end; conversion is deterministic (same bytes and
+settings, same output).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+import struct
+import sys
+from typing import IO, Any
+
+NICE = 10  # added to the child's niceness: the event loop comes first (see the module)
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_HEADER = struct.Struct("<Q")
+
+
+def pillow() -> Any:
+    """Pillow's `Image` with HEIC (and AVIF) openers registered; ImportError without Pillow."""
+    from PIL import Image
+
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    except ImportError:
+        pass  # HEIC then fails per item: "cannot identify image file"
+    with contextlib.suppress(ImportError):  # Pillow < 11: AVIF through the plugin
+        import pillow_avif  # type: ignore[import-not-found]  # noqa: F401
+    Image.MAX_IMAGE_PIXELS = None  # the budget decides, per item, with its own message
+    return Image
+
+
+def open_image(image: Any, data: bytes, image_type: str) -> Any:
+    """Pillow's (lazy) image of `data`; an AVIF only through an AVIF plugin (pillow-heif claims
+    every HEIF brand, an AVIF with major brand ``mif1`` too, and has no AV1 decoder)."""
+    formats = ["AVIF"] if image_type == "avif" else None
+    return image.open(io.BytesIO(data), formats=formats)
+
+
+def need_of(im: Any, data: bytes) -> int:
+    """Bytes a conversion of `im` holds at its peak: decoded, one converted copy, the original."""
+    width, height = im.size
+    return int(width * height * 4 * 2 + len(data))
+
+
+def target_type(mode: str, info: dict[str, Any], formats: frozenset[str]) -> str:
+    """``png`` for an image with alpha (or a provider without JPEG), ``jpeg`` otherwise."""
+    alpha = mode in _ALPHA_MODES or (mode in ("P", "L", "RGB") and "transparency" in info)
+    if "jpeg" not in formats or (alpha and "png" in formats):
+        return "png"
+    return "jpeg"
+
+
+def encode(image: Any, im: Any, formats: frozenset[str], quality: int, max_side: int) -> Any:
+    """`im` upright, within `max_side`, as (bytes, ``png`` or ``jpeg``)."""
+    from PIL import ImageOps
+
+    kind = target_type(im.mode, im.info, formats)
+    icc = im.info.get("icc_profile")
+    im = ImageOps.exif_transpose(im)  # a copy, turned upright; the EXIF is not carried over
+    if max_side and max(im.size) > max_side:
+        im.thumbnail((max_side, max_side), image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    if kind == "png":
+        im = im if im.mode in ("RGBA", "LA", "RGB", "L", "P") else im.convert("RGBA")
+        im.save(out, "PNG", icc_profile=icc)
+    else:
+        im = im if im.mode in ("RGB", "L") else im.convert("RGB")
+        im.save(out, "JPEG", quality=quality, icc_profile=icc)
+    return out.getvalue(), kind
+
+
+def reason(exc: BaseException) -> str:
+    """A decoder's exception as one short line."""
+    if type(exc).__name__ == "UnidentifiedImageError":  # its text names a BytesIO
+        return "damaged or truncated: its decoder cannot read it"
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
+def send(out: IO[bytes], message: tuple[Any, ...]) -> None:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_HEADER.pack(len(body)))
+    out.write(body)
+    out.flush()
+
+
+def receive(source: IO[bytes]) -> tuple[Any, ...] | None:
+    """The next frame, or None at the end of the stream (a frame cut short is an end too)."""
+    head = source.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        return None
+    (length,) = _HEADER.unpack(head)
+    body = source.read(length)
+    if len(body) < length:
+        return None
+    message: tuple[Any, ...] = pickle.loads(body)  # from the parent that started this process
+    return message
+
+
+def _read(path: str | None, data: bytes | None) -> bytes:
+    if data is not None:
+        return data
+    assert path is not None
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def serve(
+    source: IO[bytes], out: IO[bytes], formats: frozenset[str], quality: int, side: int
+) -> None:
+    """Jobs until `source` ends (see the module)."""
+    try:
+        image = pillow()
+    except ImportError as exc:
+        send(out, ("fail", f"Pillow cannot be imported ({exc})"))
+        return
+    send(out, ("ready",))
+    while (job := receive(source)) is not None:
+        _, path, given, size, image_type = job
+        try:
+            data = _read(path, given)
+        except OSError as exc:
+            send(out, ("fail", f"cannot read it ({exc.strerror or exc})"))
+            continue
+        if len(data) != size:
+            send(out, ("fail", f"the file changed since it was checked ({len(data)} bytes)"))
+            continue
+        try:
+            with open_image(image, data, image_type) as im:
+                send(out, ("need", *im.size, need_of(im, data)))
+                answer = receive(source)
+                if answer is None:
+                    return
+                if answer[0] != "go":
+                    continue
+                converted, kind = encode(image, im, formats, quality, side)
+        except Exception as exc:  # decoders raise many types (OSError, ValueError, SyntaxError)
+            send(out, ("fail", reason(exc)))
+            continue
+        send(out, ("done", converted, kind))
+        del data, converted
+
+
+def main() -> None:
+    """The converter process: argv is the target formats (comma-separated), quality, max side."""
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
+    formats, quality, side = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a library's print goes to stderr, not into a frame
+    with contextlib.suppress(BrokenPipeError):  # the parent is gone
+        serve(sys.stdin.buffer, out, frozenset(formats.split(",")), quality, side)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Conversions in converter processes (`ingest.convert`, `ingest.convert_child`) and when the
+lane runs a second one (`ingest.engine.lane`): a process that dies is its item's failure and the
+next image gets a new one; no converter outlives a SIGKILLed run (test_spool); a second
+conversion starts only while the upload workers have nothing queued."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import cast
+
+import anyio
+import pytest
+
+from ingest.clock import FakeClock
+from ingest.convert import Converter
+from ingest.engine.lane import Lane
+from ingest.engine.triage import Redo
+from ingest.engine.triage import source_of as source_of_
+from ingest.errors import TransferError
+from ingest.item import Item, Source
+from ingest.preparing import Preparer
+from ingest.sniff import ImageType
+from tests.unit.test_convert import NOVITA, picture, save, source_of
+
+
+def test_a_converter_process_killed_mid_conversion_fails_that_item_and_the_next_converts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bmp = source_of(save(tmp_path / "a.bmp", picture(), "BMP"))
+    converter = Converter(NOVITA, provider="novita", workers=1)
+    take = converter.budget.take
+
+    def killed(n: int) -> None:  # the process has read the header and waits for "go"
+        (pid,) = converter.pids
+        os.kill(pid, signal.SIGKILL)
+        take(n)
+
+    try:
+        assert anyio.run(converter.convert, bmp).image_type is ImageType.JPEG
+        (first,) = converter.pids
+        monkeypatch.setattr(converter.budget, "take", killed)
+        with pytest.raises(TransferError) as raised:
+            anyio.run(converter.convert, bmp)
+        assert raised.value.code == "convert_failed"
+        assert raised.value.message == (
+            f"cannot convert bmp: its converter process ended (killed by SIGKILL): {bmp.item.where}"
+        )
+        assert converter.pids == [] and converter.budget.in_use == 0
+        monkeypatch.setattr(converter.budget, "take", take)
+        assert anyio.run(converter.convert, bmp).image_type is ImageType.JPEG
+        assert converter.pids != [first]
+    finally:
+        converter.close()
+    assert converter.pids == []
+
+
+class HeldConversions:
+    """A preparer whose conversions wait until the test lets them go; it counts them at once."""
+
+    def __init__(self) -> None:
+        self.converter = self  # the lane asks its converter for `workers` and `needs`
+        self.workers = 2
+        self.running = self.most = 0
+        self.at = {1: anyio.Event(), 2: anyio.Event()}  # set when that many run at once
+        self.go = anyio.Event()
+
+    def needs(self, source: Source) -> bool:
+        return True
+
+    async def source(self, source: Source) -> Source:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        self.at[self.running].set()
+        try:
+            await self.go.wait()
+        finally:
+            self.running -= 1
+        return source
+
+
+class PollCounter(FakeClock):
+    """A fake clock that says when a task has slept (looked and waited) `enough` times."""
+
+    def __init__(self, enough: int) -> None:
+        super().__init__()
+        self.left, self.enough = enough, anyio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            self.enough.set()
+        await super().sleep(seconds)
+
+
+def bmp(name: str) -> Source:
+    return Source(Item(key=name, path=Path(name), line=1), 10, 0, ImageType.BMP)
+
+
+def test_a_second_conversion_starts_only_while_the_uploads_have_nothing_queued() -> None:
+    async def scenario() -> None:
+        clock = PollCounter(enough=5)
+        held = HeldConversions()
+        lane = Lane(cast(Preparer, held), lambda *_: None, lambda: False, clock)
+        uploads, taken = anyio.create_memory_object_stream[Source | Redo](4)
+        uploads.send_nowait(bmp("queued-for-upload.png"))  # the upload workers have work
+        for n in range(3):
+            lane.queue.send_nowait(bmp(f"{n}.bmp"))
+        lane.queue.close()
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg, taken:
+                for _ in range(lane.workers):
+                    tg.start_soon(lane.run, lane.receive.clone(), uploads.clone())
+                lane.receive.close()
+                uploads.close()
+                # One converts at once; the other looks at the uploads' queue, again and again.
+                await held.at[1].wait()
+                await clock.enough.wait()
+                assert (held.running, held.most) == (1, 1)
+                assert source_of_(taken.receive_nowait()).item.key == "queued-for-upload.png"
+                await held.at[2].wait()  # the uploads wait for work: both convert
+                held.go.set()
+                done = sorted([source_of_(await taken.receive()).item.key for _ in range(3)])
+        assert done == ["0.bmp", "1.bmp", "2.bmp"] and held.most == 2
+
+    anyio.run(scenario)

@@ -12,7 +12,7 @@ snippets with `repr`. `group` removes such paths (a word starting with "/" or
 "~/", up to the next ": " or the end), folder-relative paths after
 "cannot read directory" and in "not valid UTF-8" reasons, turns quoted values (not a
 double-quoted field name such as "path") into '…',
-line, column and byte positions into N and a "too large" file's own size into
+line, column, byte, row and row group positions into N and a "too large" file's own size into
 nothing, then tidies the punctuation left behind. What stays is the cause
 with the limits that explain it ("unsupported image type bmp (scenario accepts
 avif, gif, heic, jpeg, png, tiff, webp)").
@@ -41,7 +41,9 @@ _RULES: Final[tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     (re.compile(r"(?<=cannot read directory )\S.*?/(?=[:;]|$)"), ""),
     (re.compile(r"(not valid UTF-8(?: \([^)]*\))?): .*$"), r"\1"),
     # Positions and sizes that differ from item to item.
-    (re.compile(r"\b(lines?|columns?|bytes?) \d+(?:-\d+)?"), r"\1 N"),
+    # (A Parquet file's rows: "row 7 not read: after the damaged image column at row 0 of
+    # row group 2" is one group for every row of that row group, not a table line each.)
+    (re.compile(r"\b(lines?|columns?|bytes?|rows?|row groups?) \d+(?:-\d+)?"), r"\1 N"),
     (re.compile(r"\bbyte N(?: [0-9a-f]{2})+|\bbyte [0-9a-f]{2}(?: [0-9a-f]{2})*"), "byte …"),
     (re.compile(r"\bbinary data starting(?: [0-9a-f]{2})+"), "binary data"),
     (re.compile(r"^too large: [^,]*, "), "too large, "),

@@ -194,3 +194,18 @@ def test_a_problem_group_keeps_the_field_name_it_is_about() -> None:
         == "unknown key '…' (did you mean '…'?)"
     )
     assert group('duplicate id "it\'s" (first at line 3)') == "duplicate id '…' (first at line N)"
+
+
+def test_a_damaged_parquet_row_group_is_two_problem_groups_not_one_per_row() -> None:
+    """Newcomer7: a Parquet file with one damaged page header made validate's table and
+    `ingest status` list 1,000 groups, `row 1 not read: …`, `row 2 not read: …`, one a row."""
+    from ingest.manifest import WalkStats
+    from ingest.manifest.packed.parquet import _damaged
+    from ingest.reasons import group
+
+    path = Path("/data/train.parquet")
+    rows = _damaged(path, "train.parquet", WalkStats(), 2, 7, 500, "a bad page header at byte 9")
+    assert {group(problem.reason) for problem in rows} == {
+        "row N damaged image column in row group N (a bad page header at byte N)",
+        "row N not read: after the damaged image column at row N of row group N",
+    }

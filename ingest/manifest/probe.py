@@ -130,6 +130,8 @@ def _head_problem(head: bytes, fmt: ManifestFormat) -> str | None:
         return "not a text manifest: the file looks like a PDF document"
     if _looks_binary(head):
         what = next((what for magic, what in _NOT_TEXT if head.startswith(magic)), None)
+        if what is None and head[257:262] == b"ustar":  # a POSIX tar header's magic
+            what = "a tar archive; ingest reads it itself: name it *.tar or pass --format tar"
         image_type = sniff(head)
         if what is None and image_type is not None:
             what = (
@@ -167,8 +169,13 @@ _NOT_TEXT = (
     (b"BZh", "bzip2-compressed data; decompress it first"),
     (b"\xfd7zXZ\x00", "xz-compressed data; decompress it first"),
     (b"\x28\xb5\x2f\xfd", "zstd-compressed data; decompress it first"),
-    (b"PK\x03\x04", "a zip archive (a spreadsheet? export it as CSV)"),
-    (b"PAR1", "a Parquet file; export it as JSON lines or CSV"),
+    # ingest reads these itself (given --format, or named *.zip / *.parquet / *.tar).
+    (
+        b"PK\x03\x04",
+        "a zip archive (a spreadsheet? export it as CSV); of images? "
+        "ingest reads it itself: name it *.zip or pass --format zip",
+    ),
+    (b"PAR1", "a Parquet file; ingest reads it itself: name it *.parquet or pass --format parquet"),
     (b"SQLite format 3\x00", "a SQLite database; export it as JSON lines or CSV"),
 )
 

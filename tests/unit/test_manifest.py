@@ -372,6 +372,10 @@ def test_unreadable_manifest_raises_chmod(tmp_path: Path) -> None:
         ("m.lst", b"\x00\x01\x02binary", "not a text manifest"),
         ("m.jsonl", b"\x1f\x8b\x08\x00rest", "gzip-compressed data; decompress it first"),
         ("m.csv", b"PK\x03\x04rest", "zip archive (a spreadsheet? export it as CSV)"),
+        # Newcomer7: these two said "export it as JSON lines or CSV" / "binary data starting
+        # 73 2f 30", though ingest reads Parquet files and tars itself (a HF cache blob, -f list).
+        ("blob", b"PAR1\x15\x04" + bytes(60), "name it *.parquet or pass --format parquet"),
+        ("m.lst", b"s/000.jpg".ljust(257, b"\0") + b"ustar\x0000", "a tar archive; ingest reads"),
         ("m.txt", b"%PDF-1.7\n...", "PDF document"),
         ("m.jsonl", "{}".encode("utf-16"), "UTF-16 encoded; save it as UTF-8"),
         ("m.json", b'[{"path": "a.png"}]\n', "JSON array"),

@@ -4,6 +4,8 @@
     python benchmarks/sources.py --part speed --count 10000 --rounds 5
     python benchmarks/sources.py --part memory --run-sizes 2000,20000 --validate-sizes 2000,20000,100000
     python benchmarks/sources.py --part memory --member-size 65536 --kinds parquet --validate-sizes 2000
+    python benchmarks/sources.py --part memory --parquet-layouts 65536:100,65536:500,1048576:100 \
+        --run-sizes 1000 --validate-sizes 1000
     python benchmarks/sources.py --part convert --convert-count 200
     python benchmarks/sources.py --part convert --convert-count 1000 --rounds 3 \
         --convert-extra "1 process=--convert-workers 1" --other-ingest /path/to/old/bin/ingest
@@ -24,7 +26,10 @@ neither server sets the pace; their CPU is recorded with every run.
 - **memory**: tar shards and Parquet files of growing size (4 KiB members, or
   ``--member-size``):
   peak RSS of `ingest run` (uploading all of them) and of `ingest validate`
-  (bar: under 150 MiB at any size).
+  (bar: under 150 MiB at any size); ``--parquet-layouts`` runs Parquet files
+  of several image sizes and row-group sizes (issue 15's: 64 KiB images in
+  row groups of 100, as `datasets` writes, and of 500, one page a group;
+  1 MiB images in groups of 100), each saved as its own result.
 - **convert**: a mixed folder (70 % JPEG/PNG, 30 % TIFF/BMP/HEIC, real
   Pillow-made images) with and without ``--convert`` (and any ``--convert-extra``
   flags or ``--other-ingest`` install), in a rotating order: files/s of all,
@@ -560,6 +565,14 @@ def _sizes(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
+ISSUE_LAYOUTS = "65536:100,65536:500,1048576:100"  # issue 15's: datasets' groups, one-page, large
+
+
+def _layouts(text: str) -> list[tuple[int, int]]:
+    pairs = [part.split(":") for part in text.split(",") if part.strip()]
+    return [(int(size), int(rows)) for size, rows in pairs]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=["speed", "memory", "convert", "all"], default="all")
@@ -570,6 +583,9 @@ def main() -> int:
     parser.add_argument("--member-size", type=int, default=4096, help="memory: bytes a member")
     parser.add_argument("--kinds", default="tar,parquet", help="memory: tar, parquet or both")
     parser.add_argument("--row-group", type=int, default=ROW_GROUP, help="memory: Parquet rows")
+    parser.add_argument("--parquet-layouts", type=_layouts, default=[],
+                        help="memory: Parquet files only, SIZE:ROWS,... (images of SIZE bytes in "
+                        "row groups of ROWS), one result each; e.g. " + ISSUE_LAYOUTS)  # fmt: skip
     parser.add_argument(
         "--convert-count",
         type=int,
@@ -605,6 +621,13 @@ def main() -> int:
             load = os.getloadavg()
             if part == "speed":
                 result = speed(client, args.count, args.rounds or 5)
+            elif part == "memory" and args.parquet_layouts:
+                for size, rows in args.parquet_layouts:
+                    result = memory(client, args.run_sizes, args.validate_sizes, size,
+                                    ["parquet"], rows)  # fmt: skip
+                    result |= {"load_before": load, "tools": tool_versions()}
+                    print(f"saved {save(f'sources-memory-{size}-rg{rows}', result)}\n")
+                continue
             elif part == "memory":
                 kinds = [k for k in args.kinds.split(",") if k]
                 result = memory(client, args.run_sizes, args.validate_sizes, args.member_size,

@@ -145,8 +145,8 @@ def read_parquet(
                 for first, values in group_batches(pf, lay, group, fd):
                     remember((ident, group, first), values)
                     for row, value in enumerate(values, first):
-                        stats.found += 1
                         name, caption, metadata = small.row()
+                        stats.found += 1
                         if value is None:
                             only = f" (only the path {name!r})" if name else ""
                             yield ManifestError(
@@ -186,8 +186,8 @@ def _damaged(
     for n in range(number, number + left):
         stats.found += 1
         said = (
-            f"damaged image column in row group {group} ({reason})"
+            f"cannot be read: row group {group} is damaged ({reason})"
             if n == number
-            else f"not read: after the damaged image column at row {number} of row group {group}"
+            else f"not read: row group {group} is damaged from row {number} on"
         )
         yield ManifestError(f"row {n} {said}: {path}#row-{n}", source=source, line=stats.found)

@@ -1,6 +1,7 @@
 """Throughput against a reference that runs free: nginx as the PUT sink, a minimal signer.
 
-One command prints the tables and writes ``benchmarks/results/reference-*.json``:
+One command prints the tables and writes the figures to ``$TMPDIR/ingest-reference-*.json``
+(``--save``: to the tracked ``benchmarks/results/reference-*.json``, the recorded figures):
 
     python benchmarks/reference.py                     # 2,000 and 10,000 × 64 KiB, 40 × 16 MiB
     python benchmarks/reference.py --workload small --clients bare,ingest --rounds 3
@@ -260,6 +261,7 @@ def run_workload(
     signer: SignerProcess,
     script: str | None = None,
     count: int | None = None,
+    keep: bool = False,
 ) -> dict[str, Any]:
     size = WORKLOADS[name][1]
     count = count or WORKLOADS[name][0]
@@ -305,7 +307,12 @@ def run_workload(
         "runs": {c: [asdict(r) for r in rs] for c, rs in runs.items()}, "notes": notes,
         "tools": tool_versions(), "machine": machine(), "ingest": ingest_command(script),
     }  # fmt: skip
-    print(f"saved {save(saved_as, result)}")
+    if keep:
+        print(f"saved {save(saved_as, result)}")
+    else:  # the tracked results stay the recorded figures: --save replaces them
+        scratch = Path(tempfile.gettempdir()) / f"ingest-{saved_as}.json"
+        scratch.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"written to {scratch} (--save: to benchmarks/results/)")
     return result
 
 
@@ -340,6 +347,12 @@ def main() -> int:
         metavar="PATH",
         help="the ingest script to measure (another venv's bin/ingest; default: this one's)",
     )
+    parser.add_argument(
+        "--save",
+        action="store_true",
+        help="write the figures to benchmarks/results/ (the tracked, recorded ones); "
+        "else to $TMPDIR/ingest-reference-*.json",
+    )
     args = parser.parse_args()
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     unknown = [c for c in clients if c not in LABELS]
@@ -366,7 +379,9 @@ def main() -> int:
             f"sink {sink.base_url} (nginx, {sink.root}), signer {signer.base_url}", file=sys.stderr
         )
         for name in names:
-            run_workload(name, clients, args.rounds, sink, signer, args.ingest, args.count)
+            run_workload(
+                name, clients, args.rounds, sink, signer, args.ingest, args.count, args.save
+            )
     return 0
 
 

@@ -76,18 +76,19 @@ async def call(
         headers["Content-Length"] = "0"
     data = body or b""
     await asyncio.sleep(0)  # one turn, not a delay: see the module's invariants
-    async with asyncio.timeout(total):
-        fresh = False
-        while True:
-            try:
-                answer = await pool.send(method, url, headers, data, fresh=fresh)
-                break
-            except Stale:
-                if fresh or method not in IDEMPOTENT:
-                    raise
-                fresh = True
-            except SlowAnswer as exc:  # the call and its host, for the run's problem line
-                raise SlowAnswer(f"{method} {shown_url(str(url))}: {exc}") from None
+    # The total on the connection's own timer (Pool.send), not an asyncio.timeout a call.
+    deadline = None if total is None else asyncio.get_running_loop().time() + total
+    fresh = False
+    while True:
+        try:
+            answer = await pool.send(method, url, headers, data, fresh=fresh, deadline=deadline)
+            break
+        except Stale:
+            if fresh or method not in IDEMPOTENT:
+                raise
+            fresh = True
+        except SlowAnswer as exc:  # the call and its host, for the run's problem line
+            raise SlowAnswer(f"{method} {shown_url(str(url))}: {exc}") from None
     cap = pool.body_cap
     if answer.cut:
         raise Oversized(f"answer's body runs past {cap // 1024 // 1024} MiB")

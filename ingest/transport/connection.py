@@ -13,7 +13,8 @@ body is never buffered whole. `answer()` waits for the final answer; bytes
 arrive through `data_received` into llhttp. The read timeout is one timer a
 request: it fires after `read_timeout` s and re-arms itself while the
 connection saw progress since (bytes in, or the write buffer drained), so
-no timer is made per chunk. Time the request spends waiting for its own
+no timer is made per chunk; an API call's total bound (`deadline`) is
+kept on that same timer, not on a timer of its own. Time the request spends waiting for its own
 body's next chunk (`sourcing`: the byte budget, a remote source streamed in)
 is not counted, as aiohttp starts its read timeout only once the body is out.
 Once an answer's first byte came, the read timeout also bounds the whole
@@ -72,6 +73,7 @@ class Connection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._paused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # the request's total bound (loop time), if any
         self._progress = 0.0  # loop time of the last sign of life during a request
         self._sourcing = False  # the request waits for its own body's next chunk
         self.closed = False  # the server closed, or we did
@@ -142,8 +144,10 @@ class Connection(asyncio.Protocol):
         """A byte of this request's answer has arrived."""
         return self._reader.started
 
-    def send_head(self, head: bytes) -> None:
-        """Begin a request: write its head (with a bytes body joined on, if it has one)."""
+    def send_head(self, head: bytes, body: bytes = b"", deadline: float | None = None) -> None:
+        """Begin a request: write its head (and a bytes `body` with it: one write, no join
+        on uvloop). `deadline` (loop time): the whole request ends by then or fails with a
+        `TimeoutError` (an API call's total bound, on the read timeout's timer)."""
         transport = self.transport
         if transport is None or self.closed:
             raise Disconnected("connection closed before the request")
@@ -151,9 +155,16 @@ class Connection(asyncio.Protocol):
         self.answer = None
         self._reader.reset()
         self._waiter = self._loop.create_future()
-        self._progress = self._loop.time()
-        self._timer = self._loop.call_at(self._progress + self._read_timeout, self._check_timeout)
-        transport.write(head)
+        self._deadline = deadline
+        now = self._progress = self._loop.time()
+        due = now + self._read_timeout
+        self._timer = self._loop.call_at(
+            due if deadline is None or due < deadline else max(deadline, now), self._check_timeout
+        )
+        if body:
+            transport.writelines((head, body))
+        else:
+            transport.write(head)
 
     async def send_chunk(self, chunk: bytes) -> bool:
         """Write one body chunk; False once the request is over (answered early, or closed)."""
@@ -260,8 +271,13 @@ class Connection(asyncio.Protocol):
         due = self._progress + self._read_timeout
         began = self._reader.began
         whole_by = due if began is None else began + self._read_timeout
-        if self._loop.time() < min(due, whole_by):  # progress since the timer was set: wait on
-            self._timer = self._loop.call_at(min(due, whole_by), self._check_timeout)
+        now, deadline = self._loop.time(), self._deadline
+        if deadline is not None and now >= deadline:
+            self._fail(TimeoutError("no whole answer within the call's total time"))
+            return
+        if now < min(due, whole_by):  # progress since the timer was set: wait on
+            wake = min(due, whole_by) if deadline is None else min(due, whole_by, deadline)
+            self._timer = self._loop.call_at(wake, self._check_timeout)
             return
         if whole_by < due:  # bytes keep coming, too slowly for an answer this small
             self._fail(

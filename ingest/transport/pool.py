@@ -209,10 +209,13 @@ class Pool:
         body: bytes | AsyncIterator[bytes],
         *,
         fresh: bool = False,
+        deadline: float | None = None,
     ) -> Answer:
         """One request; `headers` (besides the pool's) must carry the exact Content-Length
         of a body (none for a GET without one). A request's header replaces the pool's of
-        the same name (as a per-request header replaces a session default in aiohttp)."""
+        the same name (as a per-request header replaces a session default in aiohttp).
+        `deadline` (loop time): the request, a new connection's connect included, ends by
+        then or raises `TimeoutError`."""
         if self.closed:
             raise Disconnected("the session is closed")
         live = self._live
@@ -231,16 +234,20 @@ class Pool:
         conn = None if fresh else self._take(origin)
         reused = conn is not None
         if conn is None:
-            conn = await self._connect(origin)
+            if deadline is None:
+                conn = await self._connect(origin)
+            else:  # rare (a new connection): the deadline's own timer only here
+                async with asyncio.timeout_at(deadline):
+                    conn = await self._connect(origin)
         ok = False
         try:
             if isinstance(body, bytes):
-                conn.send_head(head + body if len(body) <= 256 * 1024 else head)
+                conn.send_head(head, body if len(body) <= 256 * 1024 else b"", deadline)
                 if len(body) > 256 * 1024:
                     await conn.send_chunk(body)
                 whole = True
             else:
-                conn.send_head(head)
+                conn.send_head(head, deadline=deadline)
                 whole = await _send_body(conn, body)
             try:
                 answer = await conn.wait_answer()

@@ -99,10 +99,11 @@ def traced(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Sent]]:
     wire: list[bytes] = []
     send_head, send_chunk = Connection.send_head, Connection.send_chunk
 
-    def head(self: Connection, data: bytes) -> None:
-        wire.append(b"")
-        wire[-1] += data
-        send_head(self, data)
+    def head(
+        self: Connection, data: bytes, body: bytes = b"", deadline: float | None = None
+    ) -> None:
+        wire.append(data + body)
+        send_head(self, data, body, deadline)
 
     async def chunk(self: Connection, data: bytes) -> bool:
         wire[-1] += data

@@ -459,9 +459,11 @@ def heads_sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     order: list[str] = []
     send_head = Connection.send_head
 
-    def observed(self: Connection, head: bytes) -> None:
+    def observed(
+        self: Connection, head: bytes, body: bytes = b"", deadline: float | None = None
+    ) -> None:
         order.append("sent")
-        send_head(self, head)
+        send_head(self, head, body, deadline)
 
     monkeypatch.setattr(Connection, "send_head", observed)
     return order

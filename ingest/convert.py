@@ -225,7 +225,8 @@ class Converter:
         return source.image_type not in self.formats
 
     def plan(self, source: Source) -> ImageType | str:
-        """What `source` would become, from its header only (for `validate`), or why not."""
+        """What `source` would become, from its header only (for `validate`), or why not
+        (the reason a run's `convert_failed` gives: `_fail`'s wording)."""
         try:
             if self._image is None:
                 self._image = child.pillow()
@@ -233,7 +234,7 @@ class Converter:
                 return self._kind(child.target_type(im.mode, im.info, self._exts))
         except Exception as exc:  # decoders raise many types
             why = child.reason(exc)
-            return f"cannot convert {source.image_type.ext} ({why}): {source.item.where}"
+            return f"cannot convert {source.image_type.ext}: {why}: {source.item.where}"
 
     async def convert(self, source: Source) -> Source:
         """`source` converted and spooled, in a converter process; `TransferError` if not."""

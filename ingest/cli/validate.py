@@ -52,6 +52,11 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+# How a run counts an image its conversion fails (a failed item, not a rejected one), and
+# how `ingest status --failed` names it: validate predicts it from the image's header.
+CONVERT_FAILED = "fail_item/convert_failed"
+
+
 def category(reason: str) -> str:
     """The table row of a rejection reason: its cause without paths (`ingest.reasons.group`)."""
     from ingest.reasons import group
@@ -138,10 +143,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             result = entry
         into: ImageType | None = None
+        fails = False  # a problem the run fails at upload (`CONVERT_FAILED`), not a rejection
         if isinstance(result, Source) and converter is not None and converter.needs(result):
             planned = converter.plan(result)  # its header read: what it becomes, or why not
-            if isinstance(planned, str):
+            if isinstance(planned, str):  # the run fails it at its conversion: said as it will
                 result = ManifestError(planned, source=str(result.item.path), line=result.item.line)
+                fails = True
             else:
                 into = planned
                 by_converted[result.image_type.ext] += 1
@@ -155,9 +162,13 @@ def run(args: argparse.Namespace) -> int:
         if args.each and not args.json:
             # A folder's problem of no entry (a metadata row) names the folder, not its walk place.
             where = key or (args.manifest if args.manifest.is_dir() else result.line)
-            print(f"{where}: rejected: {result.reason}")
-        by_reason[category(result.reason)] += 1
-        problems.append({"line": result.line, "key": key, "reason": result.reason})
+            print(f"{where}: {CONVERT_FAILED if fails else 'rejected'}: {result.reason}")
+        by_reason[f"{CONVERT_FAILED}: " * fails + category(result.reason)] += 1
+        problem: dict[str, Any] = {"line": result.line, "key": key, "reason": result.reason}
+        problem["class"] = "fail" if fails else "bad"  # as `ingest status --failed --json`
+        if fails:
+            problem |= {"action": "fail_item", "code": "convert_failed"}
+        problems.append(problem)
     if args.json:
         document = {
             "manifest": str(args.manifest),
@@ -181,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
     for problem in [] if args.each else problems[: args.limit]:  # --each said them in place
         key, reason = problem["key"], problem["reason"]
         where = problem_where(problem["line"], key, reason, str(args.manifest), folder=folder)
-        print(f"{where}: {folder_reason(reason, key) if folder else reason}")
+        said = folder_reason(reason, key) if folder else reason
+        print(f"{where}: {CONVERT_FAILED + ': ' if problem['class'] == 'fail' else ''}{said}")
     if len(problems) > args.limit and not args.each:
         print(f"… and {len(problems) - args.limit} more (use --json for all)")
     skipped = walk.skipped

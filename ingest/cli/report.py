@@ -171,7 +171,9 @@ class Reporter:
         """Once: what a folder's walk passed over (non-image files, symlinked loops)."""
         if snap.skipped and not self._skipped_noted:
             self._skipped_noted = True
-            self.note(f"skipped {snap.skipped.describe()} in the folder")
+            self.note(
+                f"skipped {snap.skipped.describe()} in the {'folder' if self.folder else 'shard'}"
+            )
 
     async def watch(self, engine: Watched) -> None:
         """Show progress until cancelled."""

@@ -12,6 +12,8 @@ How it works, per format:
                   quote is open, line by line in a run that holds a quote (a
                   quote left open continues the record)
     folder        `folder.count_folder`: the walk, unsorted and streamed
+    tar, zip      the shard's names, grouped into samples to count the
+                  members its reader skips (`samples.count_shard`)
 
 Invariants:
 - memory is bounded: at most two chunks of the file (an over-long line counts
@@ -55,7 +57,9 @@ class Ahead:
 
     count: int | None  # entries the manifest will yield; None: not known (yet, or given up)
     counting: bool  # still at it
-    skipped: SkippedFiles | None = None  # a folder's non-image files and loops, once its walk ended
+    # A folder's non-image files and loops (a shard's members too), or a shard manifest's
+    # skipped members, once the count ended: what the reader's walk will say (validate's).
+    skipped: SkippedFiles | None = None
 
 
 class SeekAhead:
@@ -88,11 +92,11 @@ class SeekAhead:
         return self._cancelled.is_set() or time.monotonic() > self._deadline
 
     def _count(self, path: Path, fmt: ManifestFormat | None) -> None:
-        stats: WalkStats | None = None  # a folder's (the walk counts what it skipped)
+        stats: WalkStats | None = None  # a folder's or shard's (what its walk skipped)
         count: int | None = None
         try:
             fmt = fmt or manifest_format(path)
-            if fmt == "folder":
+            if fmt in ("folder", "tar", "zip"):  # a shard's skipped members, as validate's
                 from ingest.manifest.folder import WalkStats
 
                 stats = WalkStats()
@@ -127,7 +131,11 @@ def count_entries(
     if fmt in ("tar", "zip"):
         from ingest.manifest.packed.samples import count_shard
 
-        return count_shard(path, fmt)
+        if stats is None:
+            return count_shard(path, fmt)
+        found = count_shard(path, fmt, at_least=0, stats=stats, label=path.name)
+        stats.found += found
+        return max(found, 1)  # no image: its "no images found" problem
     if fmt == "parquet":
         from ingest.manifest.packed.parquet import count_parquet
 

@@ -124,15 +124,19 @@ async def test_the_first_status_line_waits_for_the_seek_ahead_count() -> None:
     assert first.startswith("done 0/~1000 "), first
 
 
-async def test_a_folders_skipped_files_are_noted_once() -> None:
+@pytest.mark.parametrize("folder", [True, False])  # a folder's walk, or a shard's members
+async def test_a_folders_skipped_files_are_noted_once(folder: bool) -> None:
     skipped = SkippedFiles(files=3, loops=1, examples=("Thumbs.db", "a.txt", "b.txt"))
     run = Script(snapshot(Progress(done=1, total=4), skipped=skipped), until=3)
     err = io.StringIO()
-    await watch(Reporter("plain", interval=0, err=err), run)
+    reporter = Reporter("plain", interval=0, err=err)
+    reporter.folder = folder
+    await watch(reporter, run)
     assert err.getvalue().count("done 1/4") >= 3
     notes = [line for line in err.getvalue().splitlines() if line.startswith("skipped")]
+    where = "folder" if folder else "shard"
     assert notes == [
-        "skipped 3 non-image files (Thumbs.db, a.txt, b.txt), 1 symlinked loop in the folder"
+        f"skipped 3 non-image files (Thumbs.db, a.txt, b.txt), 1 symlinked loop in the {where}"
     ]
 
 

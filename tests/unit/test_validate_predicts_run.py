@@ -1,10 +1,13 @@
 """`ingest validate` says what a run will do, in the run's words: an image its conversion
 fails is a failed item (``fail_item/convert_failed``, as `ingest status --failed` names it),
-not a rejected one.
+not a rejected one; the files a run's note says it skipped are the ones validate lists,
+a shard's non-image members included.
 """
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,8 @@ import pytest
 
 import ingest
 from ingest.api.wiring import sim_settings
+from ingest.manifest import WalkStats, read_manifest
+from ingest.manifest.seekahead import SeekAhead
 from tests.images import image_bytes
 from tests.results import journal_of
 
@@ -59,3 +64,36 @@ def test_a_damaged_heic_is_the_failure_validate_predicts(
     )
     [row] = checked["by_reason"]  # validate's table row: the run's class and reason
     assert row.startswith("fail_item/convert_failed: cannot convert heic: damaged or truncated")
+
+
+def shard(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("manifest", ["folder", "shard"])
+def test_a_runs_skipped_note_counts_a_shards_members_as_validate_does(
+    tmp_path: Path, manifest: str
+) -> None:
+    """The run's note comes from the count ahead, whose walk counted a shard as images
+    only: validate said 'skipped 3 non-image files (readme.txt, shard.tar#s/1.cls, …)',
+    the run 'skipped 1 non-image file (readme.txt)', and nothing for a shard given alone."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("hi")
+    (folder / "loose.png").write_bytes(PNG)
+    members = [("s/1.png", PNG), ("s/1.cls", b"3"), ("s/1.txt", b"a cat"), ("s/2.npy", b"x")]
+    tar = shard(folder / "shard.tar", [*members, ("s/3.png", PNG), ("s/3.json", b"{}")])
+    path = folder if manifest == "folder" else tar
+    walk = WalkStats()
+    for _entry in read_manifest(path, walk=walk):
+        pass
+    ahead = SeekAhead(path).wait(30)
+    assert ahead.skipped == walk.skipped
+    expected = ["shard.tar#s/1.cls", "shard.tar#s/2.npy"]
+    assert list(walk.skipped.examples) == ["readme.txt", *expected][-len(walk.skipped.examples) :]
+    assert walk.skipped.files == (3 if manifest == "folder" else 2)

@@ -106,7 +106,14 @@ def count_packed(path: Path, rel: str, stats: WalkStats) -> int:
         if kind == "parquet":
             probe_parquet(path, str(path))  # no image column: one problem, whatever its rows
             return count_parquet(path, at_least=0) or _empty(path, rel, stats)
-        return count_shard(path, kind, at_least=0) or _empty(path, rel, stats)
+        # Its skipped members count only if it holds an image (as `read_packed` counts them).
+        stats.hold(lambda: _has_image(path, kind))
+        found = 0
+        try:
+            found = count_shard(path, kind, at_least=0, stats=stats, label=rel)
+        finally:
+            stats.release(keep=found > 0)
+        return found or _empty(path, rel, stats)
     except (ManifestError, OSError):  # the shard's one problem
         _not_read(path, stats)
         return 1

@@ -27,6 +27,7 @@ member name, to tell a name the shard holds twice).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Generator, Iterator
@@ -124,14 +125,26 @@ def read_shard(
         yield no_images(source, stats.skipped)
 
 
-def count_shard(path: Path, kind: ShardKind, *, at_least: int = 1) -> int:
+def count_shard(
+    path: Path,
+    kind: ShardKind,
+    *,
+    at_least: int = 1,
+    stats: WalkStats | None = None,
+    label: str = "",
+) -> int:
     """How many results `read_shard` yields, without reading a caption member (a shard
     without an image: `at_least`, its "no images found" as a manifest, none in a folder).
 
     One per image member and one per listing problem: samples need not be
     grouped to count them, and a zip's names are its central directory's.
+    With `stats`, the members `read_shard` would skip are counted there too
+    (keyed ``label#name``), so a run's note says what validate says; only
+    then are names grouped into samples (one sample held at a time).
     """
     found = 0
+    if stats is not None:
+        return max(_count_skipping(path, kind, stats, label), at_least)
     for name in listed_names(str(path), kind):
         if name is None:
             found += 1
@@ -139,6 +152,47 @@ def count_shard(path: Path, kind: ShardKind, *, at_least: int = 1) -> int:
             split = _split(name)
             found += split is not None and _is_image(split[1])
     return max(found, at_least)
+
+
+def _count_skipping(path: Path, kind: ShardKind, stats: WalkStats, label: str) -> int:
+    """`count_shard`'s count, each member `_sample_items` skips counted in `stats`."""
+    found = 0
+    key: str | None = None
+    run: list[tuple[str, str | None]] = []  # one sample's (name, suffix)
+    for name in itertools.chain(listed_names(str(path), kind), (None,)):  # None: also the end
+        split = _split(name) if name is not None else None
+        this = split[0] if split else name
+        if run and (name is None or this != key):
+            images = sum(_is_image(suffix) for _name, suffix in run)
+            found += images
+            taken: set[str] = set()
+            for member, suffix in run:
+                if not _is_image(suffix):
+                    why = _skipped_why(suffix, None, taken) if images else _NO_IMAGE
+                    if why is not None:
+                        stats.other_file(f"{label}#{member}", why)
+            run = []
+        if name is None:
+            found += 1  # a listing problem (the last None is the loop's own end)
+            continue
+        key = this
+        run.append((name, split[1] if split else None))
+    return found - 1
+
+
+_NO_IMAGE = "a member of a sample without an image"
+
+
+def _skipped_why(suffix: str | None, problem: str | None, taken: set[str]) -> str | None:
+    """Why a sample's member that is no image is skipped; None for the sample's caption or
+    json member (the first of each suffix, added to `taken`). The reader's rule and the
+    count's."""
+    if suffix is None or problem:
+        return problem or "a member name without an extension"
+    if suffix in (*_CAPTION_SUFFIXES, "json") and suffix not in taken:
+        taken.add(suffix)
+        return None
+    return "not an image, caption or json member"
 
 
 def _sample_items(
@@ -155,7 +209,7 @@ def _sample_items(
     if not images:
         for entry, _suffix in others:
             name = entry.member.name if entry.member else ""
-            stats.other_file(f"{label}#{name}", "a member of a sample without an image")
+            stats.other_file(f"{label}#{name}", _NO_IMAGE)
         return
     caption, metadata, origin, problem = _text_of(path, fd, others, label, stats)
     # Counted as a folder's: from a caption member as from a caption file, from json as metadata.
@@ -198,17 +252,16 @@ def _text_of(
 ) -> tuple[str | None, dict[str, Any] | None, str | None, str | None]:
     """(caption, metadata, the member it came from, a problem) of a sample's other members."""
     by_suffix: dict[str, Member] = {}
+    taken: set[str] = set()
     for entry, suffix in others:
         member = entry.member
-        if member is None or suffix is None or entry.problem:
-            if member is not None:
-                why = entry.problem or "a member name without an extension"
-                stats.other_file(f"{label}#{member.name}", why)
+        if member is None:
             continue
-        if suffix in (*_CAPTION_SUFFIXES, "json") and suffix not in by_suffix:
+        why = _skipped_why(suffix, entry.problem, taken)
+        if why is not None:
+            stats.other_file(f"{label}#{member.name}", why)
+        elif suffix is not None:
             by_suffix[suffix] = member
-        else:
-            stats.other_file(f"{label}#{member.name}", "not an image, caption or json member")
     caption = origin = None
     metadata: dict[str, Any] | None = None
     for suffix in _CAPTION_SUFFIXES:

@@ -227,13 +227,60 @@ def test_a_source_host_that_refuses_is_said_as_an_api_host_is(tmp_path: Path) ->
     connection refused'."""
     import socket
 
+    # Bound but not listening, for the whole run: a connect to it is refused, and no other
+    # process (another test's server) can take the port, nor can a connect of ours pick it
+    # as its own source port (a TCP self-connect, which succeeds). A port closed before
+    # the run, as this test had it, is free for either while the run's 3 tries go on.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed at once: nothing listens there
-    url = f"http://127.0.0.1:{port}/x.png"
-    manifest = tmp_path / "urls.jsonl"
-    manifest.write_bytes(orjson.dumps({"path": url}) + b"\n")
-    result = upload_urls(manifest, tmp_path / "store")
+        port = sock.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/x.png"
+        manifest = tmp_path / "urls.jsonl"
+        manifest.write_bytes(orjson.dumps({"path": url}) + b"\n")
+        result = upload_urls(manifest, tmp_path / "store")
     assert result.failed == 1
     (failure,) = ingest.failures(journal_of(result))
     assert failure.reason == f"cannot reach the source: connection refused (after 3 tries): {url}"
+
+
+def test_each_s3_source_client_reads_the_credentials_of_its_own_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """boto3.client() took the process's default session, which keeps the credentials its
+    first client found: a second run in the process (a notebook, the next test) signed
+    with the first run's AWS_ACCESS_KEY_ID. Each run's client has a session of its own."""
+    pytest.importorskip("boto3")
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from ingest.remote import _s3_client
+
+    signed: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            signed.append(self.headers.get("Authorization", ""))
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        for key in ("AKIDFIRSTRUN", "AKIDSECONDRUN"):
+            monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", f"secret-of-{key}")
+            with pytest.raises(Exception, match="404"):
+                _s3_client().get_object(Bucket="b", Key="k.png")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [auth.split("Credential=")[1].split("/")[0] for auth in signed] == [
+        "AKIDFIRSTRUN",
+        "AKIDSECONDRUN",
+    ]

@@ -5,7 +5,8 @@ outcomes.py  Counters, Snapshot, Progress, Outcome, StopReason, Observer
 triage.py    one entry's verdict (skip, upload, resume, reject, ...)
 worker.py    one item's calls: acquire, transfer, retries, re-sign, throttles
 finalize.py  the landed → finalize hand-off and batched finalizers
-core.py      Engine: the stages wired together, outcomes journaled
+core.py      Engine: the stages wired together
+endings.py   an item's ending journaled, counted and heard; the run's stop
 """
 
 from __future__ import annotations

@@ -50,12 +50,12 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ingest import handoff
 from ingest.clock import SYSTEM, Clock
 from ingest.engine.breaker import Breaker
+from ingest.engine.endings import Endings
 from ingest.engine.finalize import Finalizer, ToFinalize
 from ingest.engine.lane import Lane
 from ingest.engine.outcomes import (
     Counters,
     Guarded,
-    ItemDone,
     Observer,
     Outcome,
     Progress,
@@ -76,14 +76,13 @@ from ingest.engine.triage import (
     source_of,
 )
 from ingest.engine.worker import Calls
-from ingest.errors import UNREACHABLE, Action, JournalError, ManifestError, TransferError
+from ingest.errors import Action, ManifestError, TransferError
 from ingest.item import Item, Source
 from ingest.journal import Journal, Replay, records
-from ingest.journal.records import Record
 from ingest.pacing import Pacing
 from ingest.prefetch import Prefetch, release
-from ingest.preparing import Preparer, noting_conversion
-from ingest.providers.base import Landed, Provider, Recovers, Target, Tidies
+from ingest.preparing import Preparer
+from ingest.providers.base import Landed, Provider, Recovers, Tidies
 from ingest.tally import Tally
 from ingest.validate import Checker
 
@@ -91,7 +90,7 @@ if TYPE_CHECKING:
     from ingest.manifest import SeekAhead
 
 
-class Engine:
+class Engine(Endings):
     """Runs one manifest through one provider. Create, then `await run(entries)`."""
 
     def __init__(
@@ -179,12 +178,6 @@ class Engine:
     def _observer_raised(self, exc: Exception) -> None:
         self.abort(f"the observer raised {type(exc).__name__}: {exc}")
 
-    def _stop(self, reason: StopReason, message: str) -> None:
-        if self.stop_reason is None:
-            self.stop_reason, self.stop_message = reason, message
-        if self._scope is not None:
-            self._scope.cancel()
-
     def snapshot(self) -> Snapshot:
         ahead = self._ahead.state() if self._ahead is not None else None
         total, estimated = self._total, False
@@ -260,18 +253,6 @@ class Engine:
             elapsed_s=self.clock.now() - self._started,
             stop_message=self.stop_message,
         )
-
-    # -- journal -------------------------------------------------------------
-
-    def _record(self, rec: Record) -> None:
-        try:
-            self.journal.record(rec)
-        except JournalError as exc:
-            self._stop(StopReason.JOURNAL, str(exc))
-            return
-        self.tally.apply(rec)
-        if rec["s"] in ("done", "fail"):
-            self.preparer.forget(rec["k"])  # its fetched or converted bytes are no longer needed
 
     # -- stage 1: read and triage (blocking I/O in a worker thread) ----------
 
@@ -408,55 +389,3 @@ class Engine:
             if err.action is Action.FAIL_ITEM:
                 return None  # this id will not do; a new upload tells the item's real outcome
             raise
-
-    # -- outcomes (also the finalizers' `Outcomes`) --------------------------
-
-    def uploaded(self, key: str, source: Source, target: Target) -> None:
-        """Journal an item whose bytes landed, before its finalize (`up`)."""
-        size, mtime_ns = self._file_of(key, source)
-        rec = records.uploaded(key, target.remote_id, size, mtime_ns, target.extra)
-        self._record(noting_conversion(rec, source))
-
-    def _file_of(self, key: str, source: Source | None) -> tuple[int, int]:
-        """(size, mtime ns) of an item: its source's, or the journal's for one resumed."""
-        if source is not None:
-            return source.file_size, source.mtime_ns
-        return records.file_of(self.replay.unfinished.get(key))
-
-    def done(self, key: str, line: int, source: Source | None, landed: Landed) -> None:
-        size, mtime_ns = self._file_of(key, source)
-        rec = records.completed(
-            key, landed.remote_id, size, mtime_ns, url=landed.url, extra=landed.extra
-        )
-        self._record(noting_conversion(rec, source))
-        if source is not None:
-            self.counters.bytes_done += source.size
-        self.counters.done += 1
-        self._breaker.succeeded()
-        if self.observer is not None:  # resumed items too (only finalized by this run)
-            self.observer.item_done(ItemDone(key, line, size, landed, uploaded=source is not None))
-
-    def _stop_for(self, err: TransferError) -> None:
-        """End the run for a STOP-class error: an API never reached, or the provider's refusal."""
-        if err.code == UNREACHABLE:
-            self._stop(StopReason.UNREACHABLE, err.message)
-        else:
-            self._stop(StopReason.PROVIDER, str(err))
-
-    def fail(
-        self, key: str, line: int, err: TransferError, *, landing: ToFinalize | None = None
-    ) -> None:
-        """Record a failed item; `landing` is its target (and source) when only finalize failed."""
-        if err.action is Action.STOP:
-            self._stop_for(err)
-            return
-        self.counters.failed += 1
-        kept = None
-        if landing is not None:
-            size, mtime_ns = self._file_of(key, landing.source)
-            kept = records.Landed(landing.target.remote_id, landing.target.extra, size, mtime_ns)
-        self._record(records.failed(key, line, err.action, err.code, err.message, landed=kept))
-        if self.observer is not None:
-            self.observer.item_failed(key, line, err)
-        if (tripped := self._breaker.failed(err)) is not None:
-            self._stop(StopReason.CIRCUIT_BREAKER, tripped)

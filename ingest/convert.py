@@ -23,7 +23,8 @@ the `Budget` (`convert_memory_mib`), waiting while other conversions hold
 it, before the process decodes: an image that alone needs more is that
 item's problem. A process that ends mid-conversion (killed, a decoder's
 crash) is that item's failure; the next conversion starts a new one. The
-converted bytes are spooled to one file per item, without a name
+converted bytes come back raw after the answer, and are copied in `_CHUNK`s
+(never whole in this process) to one spool file per item, without a name
 (`ingest.spool`: a killed run leaves none behind), and the `Source` handed
 on names that file (`member` None) under the original's key, mtime and a
 display name with the new extension, so every reader of the data path (the
@@ -50,7 +51,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import importlib.util
 import os
 import signal
@@ -68,7 +68,7 @@ from ingest.errors import Action, ConfigError, TransferError
 from ingest.item import Converted, Item, Source
 from ingest.journal.records import DoneRecord, UpRecord
 from ingest.sniff import ImageType
-from ingest.spool import Spool
+from ingest.spool import Spool, write_all
 
 R = TypeVar("R", UpRecord, DoneRecord)
 
@@ -77,6 +77,7 @@ R = TypeVar("R", UpRecord, DoneRecord)
 DECODABLE = frozenset(ImageType)
 _BY_EXT = {kind.ext: kind for kind in ImageType}
 _EXT = {ImageType.JPEG: "jpg", ImageType.PNG: "png"}
+_CHUNK = 1 << 20  # converted bytes copied from a converter process to the spool at a time
 _PROC_FD = Path("/proc/self/fd")  # a spool file's folder: this process's, not the child's
 _ROOT = str(Path(__file__).resolve().parent.parent)  # where this `ingest` is imported from
 # -P: the working folder is not put first on the path (an `ingest/` there would shadow this
@@ -149,6 +150,23 @@ class _Process:
             child.send(self._to, message)
         except OSError:  # BrokenPipeError: it ended
             raise _Gone(self._ended()) from None
+
+    def copy(self, fd: int | None, length: int) -> OSError | None:
+        """The `length` raw bytes after an answer, to `fd` (None: read and dropped); all of
+        them are read whatever happens to the writes (the next answer follows), and the
+        first write's error is returned."""
+        left, error = length, None
+        while left:
+            chunk = self._from.read(min(left, _CHUNK))
+            if not chunk:
+                raise _Gone(self._ended())
+            if fd is not None and error is None:
+                try:
+                    write_all(fd, chunk)
+                except OSError as exc:
+                    error = exc
+            left -= len(chunk)
+        return error
 
     def ask(self, *message: Any) -> tuple[Any, ...]:
         if message:
@@ -294,33 +312,31 @@ class Converter:
         except (_Gone, OSError) as exc:
             raise self._fail(source, f"no converter process could start ({exc})") from None
         try:
-            out, kind = self._exchange(process, source)
+            return self._exchange(process, source)
         except _Gone as gone:
+            self._spool.forget(source.item.key)
             with self._lock:
                 self._all.discard(process)
             process.close()
             raise self._fail(source, f"its converter process ended ({gone})") from None
-        except BaseException:
+        finally:
             with self._lock:
-                self._idle.append(process)  # it answered: ready for the next image
-            raise
-        with self._lock:
-            self._idle.append(process)
-        return self._spooled(source, out, self._kind(kind))
+                if process in self._all:
+                    self._idle.append(process)  # it answered: ready for the next image
 
-    def _exchange(self, process: _Process, source: Source) -> tuple[bytes, str]:
-        """The converted bytes and their type, from `process` (see the module)."""
+    def _exchange(self, process: _Process, source: Source) -> Source:
+        """`source` converted by `process` (see the module) and spooled."""
         item = source.item
-        path: str | None = None
+        read_at: str | None = None
         data: bytes | None = None
         if source.body is None and item.member is None and item.path.parent != _PROC_FD:
-            path = os.path.abspath(item.path)  # it reads the file itself
+            read_at = os.path.abspath(item.path)  # it reads the file itself
         else:
             try:
                 data = _bytes_of(source)
             except OSError as exc:
                 raise self._fail(source, f"cannot read it ({exc.strerror or exc})") from None
-        answer = process.ask("open", path, data, source.size, source.image_type.ext)
+        answer = process.ask("open", read_at, data, source.size, source.image_type.ext)
         if answer[0] == "fail":
             raise self._fail(source, answer[1])
         _, width, height, need = answer
@@ -338,24 +354,25 @@ class Converter:
             self.budget.give_back(need)
         if answer[0] == "fail":
             raise self._fail(source, answer[1])
-        return answer[1], answer[2]
-
-    def _spooled(self, source: Source, out: bytes, kind: ImageType) -> Source:
-        if self.max_size is not None and len(out) > self.max_size:  # what is uploaded
+        _, ext, digest, size = answer
+        kind = self._kind(ext)
+        if self.max_size is not None and size > self.max_size:  # what is uploaded
+            process.copy(None, size)
             raise self._fail(
                 source,
-                f"converted {kind.ext} is {len(out):,} bytes (from {source.size:,} bytes of "
+                f"converted {kind.ext} is {size:,} bytes (from {source.size:,} bytes of "
                 f"{source.image_type.ext}), over {self.provider}'s {self.max_size:,}-byte "
                 "limit (try --max-side)",
             )
-        digest = hashlib.sha256(out).hexdigest()
         # One file per key: two items may convert to the same bytes and must not share a file.
-        path = self._spool.write(source.item.key, out)
-        item = source.item
+        fd, path = self._spool.create(item.key)
+        if (error := process.copy(fd, size)) is not None:
+            self._spool.forget(item.key)
+            raise self._fail(source, f"cannot spool it ({error.strerror or error})")
         name = PurePosixPath(item.display_name).stem + "." + _EXT[kind]
         return Source(
             item=dataclasses.replace(item, path=path, member=None, name=name, content_type=None),
-            size=len(out),
+            size=size,
             mtime_ns=source.mtime_ns,
             image_type=kind,
             converted=Converted(original=source.image_type, size=source.size, digest=digest),

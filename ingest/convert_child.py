@@ -13,8 +13,10 @@ then serves one job at a time: ``open`` (a path it reads, or the bytes of a
 member or a fetched file, with the size checked) → it reads the header only
 (`Image.open` is lazy) and answers ``need`` (pixels and the bytes decoding
 will take); the parent takes those from its memory budget and says ``go``
-(or ``skip``) → ``done`` with the converted bytes and their type, or
-``fail`` with a one-line reason. The child lowers its own priority (`NICE`)
+(or ``skip``) → ``done`` with the converted bytes' type, sha256 and length,
+followed by those bytes raw (outside the pickle: the parent copies them to
+its spool file in chunks, never holding them whole), or ``fail`` with a
+one-line reason. The child lowers its own priority (`NICE`)
 before its first import, so the uploads' event loop, at the normal
 priority, gets a core whenever it wants one and the conversions take the
 rest (benchmarks/README.md, Convert).
@@ -30,6 +32,7 @@ settings, same output).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import pickle
@@ -106,10 +109,13 @@ def reason(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:159] + "…"
 
 
-def send(out: IO[bytes], message: tuple[Any, ...]) -> None:
+def send(out: IO[bytes], message: tuple[Any, ...], raw: bytes = b"") -> None:
+    """A frame of `message`, then `raw` as it is (its length is in `message`)."""
     body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     out.write(_HEADER.pack(len(body)))
     out.write(body)
+    if raw:
+        out.write(raw)
     out.flush()
 
 
@@ -166,7 +172,8 @@ def serve(
         except Exception as exc:  # decoders raise many types (OSError, ValueError, SyntaxError)
             send(out, ("fail", reason(exc)))
             continue
-        send(out, ("done", converted, kind))
+        digest = hashlib.sha256(converted).hexdigest()
+        send(out, ("done", kind, digest, len(converted)), converted)
         del data, converted
 
 

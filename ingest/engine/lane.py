@@ -20,10 +20,11 @@ workers' stream, where `prepare` has nothing left to do. Beyond `QUEUE`
 waiting sources the reader waits, as for a full upload stream. One
 conversion runs whenever there is one to run; a second (and more, up to
 the converter's processes) only while the upload workers have nothing
-queued: while they have, the uploads' event loop needs its core, and a
-second converter beside it took their pace from 0.70x to 0.45x of a run
-without conversions (benchmarks/README.md, Convert); once they wait for
-work, the conversions are what the run waits for, and take every core.
+queued: while they have, the uploads' event loop needs its core (before
+this rule, two converter processes beside the uploads took their pace from
+0.70x to 0.47x of a run without conversions, where one left it at 0.70x:
+medians of 3 rounds, loaded machine); once they wait for work, the
+conversions are what the run waits for, and take every core.
 Whether the workers have work queued is looked at every `POLL_S`.
 
 Invariants: a conversion that fails is its item's failure, as in a

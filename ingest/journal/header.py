@@ -6,11 +6,13 @@ URL without user info, query or fragment; absent in journals written before
 it was recorded) and the run-level values the provider binds (`bind`: an
 order id, a model id and mode). Never a key or a signed query string.
 `from_record` is the one check of a header read back; damage is
-`JournalCorrupt` at line 1.
+`JournalCorrupt` at line 1 (`bad_header` names a manifest's journals when
+the file is a manifest).
 """
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +61,7 @@ class Header:
     @classmethod
     def from_record(cls, rec: object, path: Path | str) -> Header:
         if not isinstance(rec, dict) or rec.get("journal") != FORMAT:
-            raise JournalCorrupt("not an ingest journal (bad header)", path=str(path), line=1)
+            raise bad_header(path)
         if rec.get("v") != VERSION:
             raise JournalCorrupt(
                 f"unsupported journal version {rec.get('v')!r}", path=str(path), line=1
@@ -81,3 +83,19 @@ class Header:
             created=float(rec.get("created", 0.0)),
             endpoint=endpoint or None,
         )
+
+
+def bad_header(path: Path | str) -> JournalCorrupt:
+    """A first line that is no journal header, with the journal meant when it is a manifest.
+
+    `ingest status photos.jsonl` (the manifest, not its journal) said only "bad header".
+    """
+    path = Path(path)
+    beside = sorted(str(p) for p in path.parent.glob(f"{glob.escape(path.name)}.*.journal"))
+    if beside:
+        hint = f"; a manifest? its journal: {', '.join(beside)}"
+    elif path.suffix != ".journal":
+        hint = "; a manifest? a run writes its journal beside it (MANIFEST.PROVIDER.journal)"
+    else:
+        hint = ""
+    return JournalCorrupt(f"not an ingest journal (bad header){hint}", path=str(path), line=1)

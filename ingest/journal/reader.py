@@ -32,7 +32,7 @@ import orjson
 
 from ingest.digestset import DigestSet, digest64
 from ingest.errors import JournalCorrupt, JournalError
-from ingest.journal.header import Header
+from ingest.journal.header import Header, bad_header
 from ingest.journal.records import Record, Unfinished, count_of, problem
 from ingest.journal.scan import fingerprint as fingerprint  # its home before scan.py
 from ingest.journal.scan import take_block
@@ -233,7 +233,7 @@ def _started(path: Path, head: bytes, fingerprints: bool, size: int) -> Replay:
     except orjson.JSONDecodeError:
         rec = None
     if not isinstance(rec, dict):
-        raise JournalCorrupt("not an ingest journal (bad header)", path=str(path), line=1)
+        raise bad_header(path)
     # Sized for the keys a journal of `size` bytes holds when written as a run writes it
     # (acq + done, ~116 bytes an item), so the table is not grown (rehashed) 9 times.
     done = DigestSet(size // _BYTES_PER_ITEM * 10 // 7 + 1, values=fingerprints)

@@ -209,3 +209,22 @@ def test_a_damaged_parquet_row_group_is_two_problem_groups_not_one_per_row() -> 
         "row N damaged image column in row group N (a bad page header at byte N)",
         "row N not read: after the damaged image column at row N of row group N",
     }
+
+
+def test_status_of_a_manifest_names_its_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Newcomer7: `ingest status photos.jsonl` (the manifest, not its journal) said only
+    `not an ingest journal (bad header)`."""
+    manifest = tmp_path / "photos.jsonl"
+    manifest.write_text('{"path": "a.png"}\n')
+    assert main(["status", str(manifest)]) == 2
+    assert "a manifest? a run writes its journal beside it" in capsys.readouterr().err
+    journal = tmp_path / "photos.jsonl.novita.journal"
+    opened, _ = Journal.open(journal, Header(provider="novita", manifest=str(manifest)))
+    opened.close()
+    assert main(["status", str(manifest)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"a manifest? its journal: {journal}")
+    (tmp_path / "other.journal").write_text("[1]\n")
+    assert main(["status", str(tmp_path / "other.journal")]) == 2
+    assert capsys.readouterr().err.strip().endswith("not an ingest journal (bad header)")

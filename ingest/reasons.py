@@ -41,8 +41,8 @@ _RULES: Final[tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     (re.compile(r"(?<=cannot read directory )\S.*?/(?=[:;]|$)"), ""),
     (re.compile(r"(not valid UTF-8(?: \([^)]*\))?): .*$"), r"\1"),
     # Positions and sizes that differ from item to item.
-    # (A Parquet file's rows: "row 7 not read: after the damaged image column at row 0 of
-    # row group 2" is one group for every row of that row group, not a table line each.)
+    # (A Parquet file's rows: "row 7 not read: row group 2 is damaged from row 0 on" is one
+    # group for every row of that row group, not a table line each.)
     (re.compile(r"\b(lines?|columns?|bytes?|rows?|row groups?) \d+(?:-\d+)?"), r"\1 N"),
     (re.compile(r"\bbyte N(?: [0-9a-f]{2})+|\bbyte [0-9a-f]{2}(?: [0-9a-f]{2})*"), "byte …"),
     (re.compile(r"\bbinary data starting(?: [0-9a-f]{2})+"), "binary data"),

@@ -206,8 +206,8 @@ def test_a_damaged_parquet_row_group_is_two_problem_groups_not_one_per_row() -> 
     path = Path("/data/train.parquet")
     rows = _damaged(path, "train.parquet", WalkStats(), 2, 7, 500, "a bad page header at byte 9")
     assert {group(problem.reason) for problem in rows} == {
-        "row N damaged image column in row group N (a bad page header at byte N)",
-        "row N not read: after the damaged image column at row N of row group N",
+        "row N cannot be read: row group N is damaged (a bad page header at byte N)",
+        "row N not read: row group N is damaged from row N on",
     }
 
 

@@ -135,6 +135,10 @@ class Connection(asyncio.Protocol):
 
     # requests ----------------------------------------------------------------
 
+    def now(self) -> float:
+        """Its loop's time (asyncio.get_running_loop costs a getpid syscall on 3.11)."""
+        return self._loop.time()
+
     @property
     def answer_pending(self) -> bool:
         return self._waiter is not None and not self._waiter.done()

@@ -282,7 +282,7 @@ class Pool:
     def _take(self, origin: Origin) -> Connection | None:
         idle = self._idle.get(origin)
         if idle:
-            self._expire(idle)
+            self._expire(idle, idle[-1].now())
         while idle:
             conn = idle.pop()
             if not conn.closed:
@@ -292,18 +292,18 @@ class Pool:
 
     def _give_back(self, origin: Origin, conn: Connection) -> None:
         idle = self._idle.setdefault(origin, [])
-        self._expire(idle)
+        now = conn.now()
+        self._expire(idle, now)
         if len(idle) >= self.limit:
             self._forget(conn)
             conn.close()
             return
-        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle_since = now
         idle.append(conn)
 
-    def _expire(self, idle: list[Connection]) -> None:
-        """Drop the connections idle for `idle_s` or more (the oldest are first), before a
-        server's (or a middlebox's) idle timeout can race a PUT sent on one."""
-        now = asyncio.get_running_loop().time()
+    def _expire(self, idle: list[Connection], now: float) -> None:
+        """Drop the connections idle for `idle_s` or more at loop time `now` (the oldest are
+        first), before a server's (or a middlebox's) idle timeout can race a PUT sent on one."""
         while idle and (idle[0].closed or now - idle[0].idle_since >= self.idle_s):
             conn = idle.pop(0)
             self._forget(conn)

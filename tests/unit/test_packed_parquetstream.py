@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest import WalkStats, read_manifest
-from ingest.manifest.packed import parquetcache, parquetcolumn, parquetfile
+from ingest.manifest.packed import (
+    parquetcache,
+    parquetcolumn,
+    parquetfile,
+    parquetpieces,
+    snappystream,
+)
 from ingest.manifest.packed.parquetpieces import Unstreamable
 from ingest.manifest.packed.snappystream import WINDOW, SnappyError, SnappyReader, TooFar
 from ingest.sniff import ImageType
@@ -150,6 +156,38 @@ def test_what_is_not_streamed_is_read_by_pyarrow_and_validate_says_why(tmp_path:
     ]
 
 
+def _group(source: Path) -> Values:
+    pf = parquetfile.open_file(str(source), "")
+    lay = parquetfile.layout(pf, "")
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        return [v for _, batch in parquetfile.group_batches(pf, lay, 0, fd) for v in batch]
+    finally:
+        os.close(fd)
+
+
+def test_a_compressible_snappy_page_is_decompressed_whole_up_to_a_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "bitmaps.parquet"
+    rows = [image_bytes("png", 200, i)[:60] + bytes(5_000) for i in range(10)]  # BMP-like
+    table = pa.table({"image": pa.array(rows, type=pa.binary())})
+    pq.write_table(table, source, use_dictionary=False)  # one plain page of 50 KB, 10 images
+    decoded: list[int] = []
+    real = snappystream.SnappyReader
+
+    def counted(source: Any) -> Any:
+        decoded.append(1)
+        return real(source)
+
+    monkeypatch.setattr(parquetpieces, "SnappyReader", counted)
+    assert _ours(source, 0) == rows and not decoded  # pyarrow's native snappy: not ours
+    monkeypatch.setattr(parquetpieces, "HELD", 1_000)  # the page is over the budget:
+    with pytest.raises(Unstreamable, match=r"a compressible snappy page of 0\.0 MiB"):
+        _ours(source, 0)
+    assert _group(source) == rows  # pyarrow reads the row group
+
+
 def test_a_row_group_the_stream_cannot_finish_is_finished_by_pyarrow(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,14 +199,7 @@ def test_a_row_group_the_stream_cannot_finish_is_finished_by_pyarrow(
     monkeypatch.setattr(parquetcolumn, "RESTARTS", 2)  # ...nor read again more than twice
     with pytest.raises(Unstreamable):
         _ours(source, 0)
-    pf = parquetfile.open_file(str(source), "")
-    lay = parquetfile.layout(pf, "")
-    fd = os.open(source, os.O_RDONLY)
-    try:
-        got = [v for _, batch in parquetfile.group_batches(pf, lay, 0, fd) for v in batch]
-    finally:
-        os.close(fd)
-    assert got == rows
+    assert _group(source) == rows
 
 
 def test_a_damaged_page_is_its_rows_problem_and_the_other_row_groups_go_on(tmp_path: Path) -> None:

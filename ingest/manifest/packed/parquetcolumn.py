@@ -147,11 +147,10 @@ def _open_page(src: ChunkBytes, h: PageHeader, chunk: Chunk) -> tuple[list[int] 
         except Short:
             raise Damaged("the file ends inside a page") from None
         levels = hybrid(stored, width, h.values) if chunk.max_def else None
-        size = h.compressed - h.definition_bytes
-        body = page_body(src, size, chunk.codec if h.values_compressed else "UNCOMPRESSED")
-        left = h.uncompressed - h.definition_bytes
+        size, left = h.compressed - h.definition_bytes, h.uncompressed - h.definition_bytes
+        body = page_body(src, size, chunk.codec if h.values_compressed else "UNCOMPRESSED", left)
     else:
-        body, left = page_body(src, h.compressed, chunk.codec), h.uncompressed
+        body, left = page_body(src, h.compressed, chunk.codec, h.uncompressed), h.uncompressed
         if chunk.max_def:
             if h.levels_encoding != RLE:
                 raise Unstreamable(f"{ENCODINGS.get(h.levels_encoding, '?')} definition levels")
@@ -215,7 +214,7 @@ class _Dictionary:
     def _open(self) -> Read:
         h = self._page.header
         src = ChunkBytes(self._fd, self._page.body, self._page.body + h.compressed)
-        return page_body(src, h.compressed, self._chunk.codec)
+        return page_body(src, h.compressed, self._chunk.codec, h.uncompressed)
 
     def get(self, k: int, row: int) -> bytes:
         """Entry `k`, for row `row` (an entry no later row needs is let go)."""

@@ -10,9 +10,16 @@ A worker that read a manifest of at most `worker.KEEP_ENTRIES` entries whole
 to plan the run (`plan.read_layout`) hands them over instead: its chunks are
 fed from those, and the manifest is parsed once, as without a coordinator.
 
-Invariants: an entry is yielded at most once per `entries` call, in manifest
-order; the entry after the chunk's last line is kept for the next call, not
-lost. Blocking: the engine consumes it in its reader thread.
+A reader without a plan gives the few entries its duplicate filter could not
+decide at once after all others (`manifest.dedupe`): past the end of every
+chunk, so never fed. A chunk's read is given the plan's `Duplicates` instead
+and answers every key from them in one pass, in line order; the kept entries
+are in line order too (`plan.read_layout`).
+
+Invariants: every entry whose line is in first..last is yielded once per
+`entries` call (less `skip`), in line order; the entry after the chunk's last
+line is kept for the next call, not lost. Blocking: the engine consumes it in
+its reader thread.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from ingest.item import Item
 
 if TYPE_CHECKING:
     from ingest.manifest import ManifestFormat
+    from ingest.manifest.seenkeys import Duplicates
 
 Entry = Item | ManifestError
 
@@ -34,13 +42,19 @@ class ChunkReader:
     """One manifest, read forward chunk by chunk (reopened only to go back)."""
 
     def __init__(
-        self, manifest: Path, fmt: ManifestFormat | None, kept: Sequence[Entry] | None = None
+        self,
+        manifest: Path,
+        fmt: ManifestFormat | None,
+        kept: Sequence[Entry] | None = None,
+        *,
+        duplicates: Duplicates,
     ) -> None:
         self._manifest = manifest
         self._fmt = fmt
         self._kept = kept  # every entry, as `plan.read_layout` read them (None: read again)
+        self._duplicates = duplicates  # the plan's: what a read of the manifest found
         self._reader: Iterator[Entry] | None = None
-        self._held: Entry | None = None  # read, beyond the last chunk's end
+        self._ahead: Entry | None = None  # read, beyond the last chunk's end
         self._passed = 0  # the last line consumed (yielded or skipped)
 
     def entries(
@@ -57,15 +71,15 @@ class ChunkReader:
                 yield entry
                 continue
             if line > last:
-                self._held = entry
+                self._ahead = entry
                 return
             self._passed = line
             if line >= first and line not in skip:
                 yield entry
 
     def _next(self) -> Entry | None:
-        if self._held is not None:
-            entry, self._held = self._held, None
+        if self._ahead is not None:
+            entry, self._ahead = self._ahead, None
             return entry
         assert self._reader is not None
         return next(self._reader, None)
@@ -77,10 +91,10 @@ class ChunkReader:
         if self._kept is not None:
             self._reader = iter(self._kept)
         else:
-            self._reader = read_manifest(self._manifest, self._fmt)
+            self._reader = read_manifest(self._manifest, self._fmt, duplicates=self._duplicates)
         self._passed = 0
 
     def close(self) -> None:
         if isinstance(self._reader, Generator):
             self._reader.close()
-        self._reader, self._held = None, None
+        self._reader, self._ahead = None, None

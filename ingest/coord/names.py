@@ -35,6 +35,10 @@ class RunKeys:
         return self._key("plan")
 
     @property
+    def duplicates(self) -> str:  # "LINE FIRST ..." of the manifest's duplicate keys, with the plan
+        return self._key("duplicates")
+
+    @property
     def source(self) -> str:  # the manifest's path at the worker that planned (retry-failed's)
         return self._key("source")
 

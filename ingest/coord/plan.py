@@ -2,27 +2,34 @@
 
 Owns what every worker agrees on before it uploads anything. Each worker
 reads the whole manifest once (`lay_out`, blocking: run it in a thread) to
-digest its entries and cut their lines into chunks of `chunk_lines` (a
-joiner whose manifest file is the planner's, by `fingerprint`, takes the
-stored plan's digest instead: `known_layout`); the
-first to arrive writes the chunks into the run's stream and creates the
-consumer group, gated by `SET NX` of the plan key inside one Lua script, so
-a plan is written exactly once and never half (a worker killed mid-plan
-wrote nothing). Every later worker reads the stored binding instead and is
-refused (`RunMismatch`) if it differs: another manifest (by its entries'
-digest, not its path), provider, endpoint or run-level value.
+digest its entries, find its duplicate keys and cut its lines into chunks of
+`chunk_lines` entries (a joiner whose manifest file is the planner's, by
+`fingerprint`, takes the stored plan's digest instead: `known_layout`); the
+first to arrive writes the chunks into the run's stream, the duplicates
+beside the plan and creates the consumer group, gated by `SET NX` of the
+plan key inside one Lua script, so a plan is written exactly once and never
+half (a worker killed mid-plan wrote nothing). Every later worker reads the
+stored binding instead and is refused (`RunMismatch`) if it differs: another
+manifest (by its entries' digest, not its path), provider, endpoint or
+run-level value; and it takes the stored duplicates, from which each chunk's
+read answers every key in line order (`entries.ChunkReader`).
 
 Invariants: chunks cover every manifest line that holds an entry, in order,
-without overlap; a chunk's stream entry is never deleted or trimmed while
-the run exists (XAUTOCLAIM silently drops pending entries whose stream entry
-is gone, Redis >= 7.0).
+without overlap; the digest, the chunks and the duplicates depend on the
+manifest only, not on the order a reader yielded its entries in nor on the
+process's hash seed (the reader holds a seed-dependent few back: `dedupe`);
+a chunk's stream entry is never deleted or trimmed while the run exists
+(XAUTOCLAIM silently drops pending entries whose stream entry is gone,
+Redis >= 7.0).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+import heapq
+from array import array
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +39,7 @@ from ingest.coord import CHUNK_LINES
 from ingest.coord.names import GROUP, RunKeys
 from ingest.errors import ConfigError, ManifestError
 from ingest.item import Item
+from ingest.manifest.seenkeys import Duplicates
 
 if TYPE_CHECKING:
     from ingest.coord.connection import Connection
@@ -39,16 +47,20 @@ if TYPE_CHECKING:
     from ingest.manifest import ManifestFormat
 
 
-# KEYS: plan, chunks. ARGV: the plan's JSON, then one "first last count" per chunk.
+# KEYS: plan, chunks, duplicates. ARGV: the plan's JSON, the duplicates (`Duplicates.text`),
+# then one "first last count" per chunk.
 _PLAN = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-  for i = 2, #ARGV do
+  if ARGV[2] ~= '' then
+    redis.call('SET', KEYS[3], ARGV[2])
+  end
+  for i = 3, #ARGV do
     redis.call('XADD', KEYS[2], '*', 'c', ARGV[i])
   end
   redis.call('XGROUP', 'CREATE', KEYS[2], '@GROUP@', '0', 'MKSTREAM')
-  return {1, ARGV[1]}
+  return {1, ARGV[1], ''}
 end
-return {0, redis.call('GET', KEYS[1])}
+return {0, redis.call('GET', KEYS[1]), redis.call('GET', KEYS[3]) or ''}
 """.replace("@GROUP@", GROUP)
 
 
@@ -82,6 +94,7 @@ class Layout:
     entries: int
     chunks: tuple[tuple[int, int, int], ...]  # (first, last, count) each
     fingerprint: str | None = None  # `fingerprint` of the manifest read (None: not a file)
+    duplicates: Duplicates = field(default_factory=Duplicates)  # what the read found (`dedupe`)
 
 
 def fingerprint(manifest: Path, fmt: ManifestFormat | None) -> str | None:
@@ -116,6 +129,9 @@ class Planned:
     chunks: int
     entries: int
     created: bool
+    # The manifest's duplicate lines, as the planner's read found them: a chunk's read
+    # (`entries.ChunkReader`) answers from them in line order instead of holding entries.
+    duplicates: Duplicates = field(default_factory=Duplicates)
 
 
 def lay_out(manifest: Path, fmt: ManifestFormat | None, chunk_lines: int = CHUNK_LINES) -> Layout:
@@ -126,18 +142,22 @@ def lay_out(manifest: Path, fmt: ManifestFormat | None, chunk_lines: int = CHUNK
 def read_layout(
     manifest: Path, fmt: ManifestFormat | None, chunk_lines: int = CHUNK_LINES, keep: int = 0
 ) -> tuple[Layout, list[Entry] | None]:
-    """`lay_out`, and the entries read, in order, if there were at most `keep` (else None).
+    """`lay_out`, and the entries read, in line order, if there were at most `keep` (else None).
 
     A worker feeds its chunks from those (`entries.ChunkReader`) instead of parsing the
-    manifest a second time: each entry costs ~40-60 us to read, ~5 % of a file's CPU."""
+    manifest a second time: each entry costs ~40-60 us to read, ~5 % of a file's CPU.
+
+    The reader gives the entries its duplicate filter held last (`dedupe`), and which
+    those are depends on the process's hash seed, so nothing here depends on the read
+    order: the digest is a sum over the entries, the chunks are cut in line order."""
     from ingest.manifest import read_manifest
+    from ingest.manifest.dedupe import DuplicateKey, Unsettled
 
     printed = fingerprint(manifest, fmt)
     kept: list[Entry] | None = [] if keep > 0 else None
-    digest = hashlib.sha256()
-    chunks: list[tuple[int, int, int]] = []
-    first = last = count = 0
-    entries = 0
+    cut = _Cut(chunk_lines)
+    dup_lines, dup_firsts = array("Q"), array("Q")
+    total = entries = 0
     reader = read_manifest(manifest, fmt)
     try:
         for entry in reader:
@@ -153,22 +173,87 @@ def read_layout(
             if isinstance(entry, ManifestError):
                 if entry.line is None:
                     continue  # not a line's entry: reported by whichever chunk reads it
-                line, what = entry.line, f"!{entry}"
+                if isinstance(entry, Unsettled):  # the file changed under this read
+                    raise ManifestError(
+                        f"the manifest changed while it was read to plan the run (line "
+                        f"{entry.line} could not be checked for a duplicate key); nothing "
+                        "was planned: run the same command again",
+                        source=entry.source,
+                    )
+                if isinstance(entry, DuplicateKey):
+                    dup_lines.append(entry.line)
+                    dup_firsts.append(entry.first)
+                # The reason, not str(entry): that names the manifest by the path given.
+                line, what = entry.line, f"!{entry.reason}"
             else:
                 line, what = entry.line, entry.key
-            digest.update(f"{line}\t{what}\n".encode())
+            total += _entry_digest(line, what)
             entries += 1
+            cut.add(line)
+    finally:
+        reader.close()
+    if kept is not None:
+        kept.sort(key=lambda e: e.line or 0)
+    digest = hashlib.sha256(b"ingest entries 2\0%d\0" % entries)
+    digest.update((total & _MASK256).to_bytes(32, "little"))
+    dups = Duplicates.of(dup_lines, dup_firsts)
+    return Layout(digest.hexdigest(), entries, cut.chunks(), printed, dups), kept
+
+
+_MASK256 = (1 << 256) - 1
+
+
+def _entry_digest(line: int, what: str) -> int:
+    """One entry's share of the manifest's digest: its (line, key) hashed, summed mod 2^256.
+
+    A sum does not depend on the order the entries were read in (a multiset hash;
+    colliding needs a chosen set of entries, not a mistake, and the binding guards
+    against mistakes). ~1 us an entry, beside ~40-60 us to read it."""
+    hashed = hashlib.blake2b(f"{line}\t{what}".encode(), digest_size=32).digest()
+    return int.from_bytes(hashed, "little")
+
+
+class _Cut:
+    """Chunks of `chunk_lines` entries in line order, from lines given nearly in order.
+
+    Lines come in increasing order but for the few a reader yields late (`dedupe`'s held
+    entries, each below a line already given), so the chunks are cut at the end, from
+    the lines kept as runs of consecutive lines (16 bytes a run: a manifest's runs are
+    as many as its gaps, blank or held lines) merged with the late ones: the same chunks
+    whichever entries were late. A chunk never ends between two entries of one line, so
+    chunks never overlap."""
+
+    def __init__(self, chunk_lines: int) -> None:
+        self._size = chunk_lines
+        self._starts, self._ends, self._late = array("Q"), array("Q"), array("Q")
+
+    def add(self, line: int) -> None:
+        ends = self._ends
+        if not ends or line > ends[-1] + 1:
+            self._starts.append(line)
+            ends.append(line)
+        elif line == ends[-1] + 1:
+            ends[-1] = line
+        else:  # at or below a line given: late
+            self._late.append(line)
+
+    def _lines(self) -> Iterator[int]:
+        for start, end in zip(self._starts, self._ends, strict=True):
+            yield from range(start, end + 1)
+
+    def chunks(self) -> tuple[tuple[int, int, int], ...]:
+        chunks: list[tuple[int, int, int]] = []
+        first = last = count = 0
+        for line in heapq.merge(self._lines(), sorted(self._late)):
+            if count >= self._size and line != last:
+                chunks.append((first, last, count))
+                count = 0
             if count == 0:
                 first = line
             last, count = line, count + 1
-            if count == chunk_lines:
-                chunks.append((first, last, count))
-                count = 0
-    finally:
-        reader.close()
-    if count:
-        chunks.append((first, last, count))
-    return Layout(digest.hexdigest(), entries, tuple(chunks), printed), kept
+        if count:
+            chunks.append((first, last, count))
+        return tuple(chunks)
 
 
 def binding(
@@ -191,9 +276,12 @@ async def plan_run(
 ) -> Planned:
     """Write the plan if nobody has (atomically), else check this worker against it."""
     plan_json = orjson.dumps(dict(bound)).decode()
-    argv = [plan_json, *(f"{f} {last} {n}" for f, last, n in layout.chunks)]
+    chunks = (f"{f} {last} {n}" for f, last, n in layout.chunks)
+    argv = [plan_json, layout.duplicates.text(), *chunks]
     script = conn.client.register_script(_PLAN)
-    created, stored = await conn.call(lambda: script(keys=[keys.plan, keys.chunks], args=argv))
+    created, stored, dups = await conn.call(
+        lambda: script(keys=[keys.plan, keys.chunks, keys.duplicates], args=argv)
+    )
     theirs: dict[str, Any] = orjson.loads(stored)
     # The chunk count follows the first worker's --chunk-lines: the plan stored rules; the
     # fingerprint tells only whether a joiner may skip reading its manifest (`known_layout`).
@@ -202,7 +290,8 @@ async def plan_run(
     )
     if differ:
         raise RunMismatch(_mismatch(keys.name, differ, theirs, bound), key="run_name")
-    return Planned(int(theirs["chunks"]), int(theirs["entries"]), bool(created))
+    known = layout.duplicates if created else Duplicates.parse(dups)
+    return Planned(int(theirs["chunks"]), int(theirs["entries"]), bool(created), known)
 
 
 def _mismatch(

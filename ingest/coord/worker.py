@@ -258,7 +258,9 @@ class Worker:
         pacer: SharedPacer,
         kept: list[Entry] | None,
     ) -> int:
-        reader = ChunkReader(self.plan.manifest, self.plan.format, kept)
+        reader = ChunkReader(
+            self.plan.manifest, self.plan.format, kept, duplicates=planned.duplicates
+        )
         acked = 0
         try:
             with scratch_folder() as scratch:

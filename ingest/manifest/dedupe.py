@@ -12,9 +12,15 @@ again with `FirstLines`, which notes the first line of every held key, and
 settles each held entry: a duplicate naming that line, or (a false alarm of
 the filter) the item itself.
 
-Invariants: held entries come after all others, in manifest order; a held
-entry that cannot be settled (the file changed or vanished in between) is an
-error to retry, never an upload, so no key is uploaded twice.
+Invariants: held entries come after all others, in manifest order (so the
+whole stream is in line order only when nothing was held, and which entries
+are held depends on the process's hash seed: whoever needs line order or a
+digest of the entries must not rely on the read order); a held entry that
+cannot be settled (the file changed or vanished in between) is an error to
+retry (`Unsettled`), never an upload, so no key is uploaded twice.
+
+A reader given the duplicates already found (`seenkeys.KnownDuplicates`, a
+coordinated run's plan) makes one pass instead, in line order, holding nothing.
 
 Also owns "one file, one item" (`one_per_file`): entries keyed by their path
 whose paths name the same file (``img/a.png``, ``./img/a.png``,
@@ -39,7 +45,7 @@ from ingest.digestset import DigestSet, digest64
 from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest.lines import clip
-from ingest.manifest.seenkeys import FirstLines, KeyCheck, SeenKeys
+from ingest.manifest.seenkeys import FirstLines, KeyCheck, KnownDuplicates, SeenKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +63,22 @@ Reader = Callable[[KeyCheck], Generator[Entry, None, None]]
 """A manifest read from the start, checking its keys against the `KeyCheck` given."""
 
 
-def duplicate(key: str, what: str, first: int, source: str, line: int) -> ManifestError:
+class DuplicateKey(ManifestError):
+    """A key seen on an earlier line: `first` is that line (0: not known)."""
+
+    def __init__(self, reason: str, *, source: str, line: int, first: int) -> None:
+        super().__init__(reason, source=source, line=line)
+        self.first = first
+
+
+class Unsettled(ManifestError):
+    """A held entry the second pass could not settle: neither uploaded nor called a duplicate."""
+
+
+def duplicate(key: str, what: str, first: int, source: str, line: int) -> DuplicateKey:
     where = f"first at line {first}" if first else "also on an earlier line"
-    return ManifestError(f"duplicate {what} {clip(key, 80)!r} ({where})", source=source, line=line)
+    reason = f"duplicate {what} {clip(key, 80)!r} ({where})"
+    return DuplicateKey(reason, source=source, line=line, first=first)
 
 
 def estimate_entries(path: Path) -> int:
@@ -74,9 +93,18 @@ def estimate_entries(path: Path) -> int:
 
 
 def deduplicated(
-    read: Reader, path: Path, source: str, expected: int
+    read: Reader, path: Path, source: str, expected: int, known: KnownDuplicates | None = None
 ) -> Generator[Item | ManifestError, None, None]:
-    """The reader's entries with duplicate keys turned into errors (see `seenkeys`)."""
+    """The reader's entries with duplicate keys turned into errors (see `seenkeys`).
+
+    With `known` (the duplicates a whole read found before), one pass in line order."""
+    if known is not None:
+        with contextlib.closing(read(known)) as entries:
+            for entry in entries:
+                if isinstance(entry, Held):  # `KnownDuplicates` never holds
+                    raise AssertionError("a known duplicate check held an entry")
+                yield entry
+        return
     before = _identity(path)
     held_lines, held_digests = array("Q"), DigestSet()
     for entry in read(SeenKeys(expected)):
@@ -124,7 +152,7 @@ def _held_unsettled(
 ) -> Iterator[ManifestError]:
     """Errors for held entries that could not be settled: retried by the next run."""
     for line in held_lines[start:]:
-        yield ManifestError(
+        yield Unsettled(
             f"could not check this line for a duplicate key ({why}); "
             "run the same command again to upload it",
             source=source,

@@ -22,10 +22,15 @@ from ingest.manifest.probe import FORMATS, ManifestFormat, manifest_format, prob
 
 if TYPE_CHECKING:
     from ingest.manifest.folder import WalkStats
+    from ingest.manifest.seenkeys import Duplicates
 
 
 def read_manifest(
-    path: Path, fmt: ManifestFormat | None = None, *, walk: WalkStats | None = None
+    path: Path,
+    fmt: ManifestFormat | None = None,
+    *,
+    walk: WalkStats | None = None,
+    duplicates: Duplicates | None = None,
 ) -> Generator[Item | ManifestError, None, None]:
     """Stream the entries of the manifest (or folder) at `path`, in order.
 
@@ -33,7 +38,9 @@ def read_manifest(
     `ManifestError` now if the manifest as a whole cannot be read; after that,
     a bad entry is yielded as a `ManifestError` and the next entry follows.
     The file stays open until the generator is exhausted or closed. A folder's
-    walk counts what it skipped in `walk`, when given.
+    walk counts what it skipped in `walk`, when given. With `duplicates` (what an
+    earlier read of this manifest found: a coordinated run's plan), entries come
+    in line order in one pass (`dedupe`).
     """
     source = str(path)
     if fmt is None:
@@ -68,7 +75,11 @@ def read_manifest(
     else:
         from ingest.manifest.pathlist import read_list as reader
     entries = deduplicated(
-        lambda seen: reader(path, source, base, seen), path, source, estimate_entries(path)
+        lambda seen: reader(path, source, base, seen),
+        path,
+        source,
+        estimate_entries(path),
+        None if duplicates is None else duplicates.check(),
     )
     return one_per_file(entries, source, by_path=_keyed_by_path)
 

@@ -24,12 +24,19 @@ How it works:
 
 Memory: ~2 bytes a key for the filters, plus 16 bytes a held entry (each a
 real duplicate or a rare false alarm). Digests are Python's string hash, so
-nothing here may outlive the process.
+nothing here may outlive the process, and which entries are held differs
+from one process to the next.
+
+`Duplicates` is what such a read found, kept beyond the process (a
+coordinated run stores it with its plan: 16 bytes a duplicate line, nothing
+for a manifest without one); `KnownDuplicates` answers a later read from it
+exactly, in one pass and in line order, holding nothing.
 """
 
 from __future__ import annotations
 
 from array import array
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from ingest.digestset import DigestSet, digest64
@@ -148,3 +155,60 @@ class FirstLines:
             self.seen += 1
             return HOLD
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicates:
+    """Every duplicate line of a manifest and the line its key was first on, by line."""
+
+    lines: array[int] = field(default_factory=lambda: array("Q"))
+    firsts: array[int] = field(default_factory=lambda: array("Q"))  # 0: not known
+
+    @staticmethod
+    def of(lines: array[int], firsts: array[int]) -> Duplicates:
+        """From pairs in any order (a read gives held duplicates last)."""
+        if any(lines[i] >= lines[i + 1] for i in range(len(lines) - 1)):
+            order = sorted(range(len(lines)), key=lines.__getitem__)
+            lines, firsts = (
+                array("Q", (lines[i] for i in order)),
+                array("Q", (firsts[i] for i in order)),
+            )
+        return Duplicates(lines, firsts)
+
+    @staticmethod
+    def parse(text: str) -> Duplicates:
+        """From `text()`: "LINE FIRST" pairs, space-separated."""
+        both = array("Q", map(int, text.split()))
+        return Duplicates(both[0::2], both[1::2])
+
+    def text(self) -> str:
+        return " ".join(
+            f"{line} {first}" for line, first in zip(self.lines, self.firsts, strict=True)
+        )
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def check(self) -> KnownDuplicates:
+        """A `KeyCheck` for one read of the manifest from its start."""
+        return KnownDuplicates(self)
+
+
+class KnownDuplicates:
+    """A `KeyCheck` answering from `Duplicates`: never HOLD; lines must come in increasing order.
+
+    It answers by line, not by key: it is only given a manifest whose (line, key)
+    pairs are those of the read that found the duplicates (a run's binding digest)."""
+
+    __slots__ = ("_firsts", "_lines", "_next")
+
+    def __init__(self, known: Duplicates) -> None:
+        self._lines, self._firsts = known.lines, known.firsts
+        self._next = 0
+
+    def check(self, key: str, line: int) -> int | _Hold | None:
+        lines, at = self._lines, self._next
+        while at < len(lines) and lines[at] < line:
+            at += 1
+        self._next = at
+        return self._firsts[at] if at < len(lines) and lines[at] == line else None

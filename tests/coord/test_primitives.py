@@ -81,10 +81,10 @@ def test_chunks_fed_from_the_planning_read_match_a_second_read(
         reader.close()
         return got
 
-    read = lines(ChunkReader(manifest, None))
+    read = lines(ChunkReader(manifest, None, duplicates=layout.duplicates))
     monkeypatch.setattr(manifest_package, "read_manifest", None)  # fed: not read again
-    assert lines(ChunkReader(manifest, None, kept)) == read
-    assert ("ManifestError" in str(read[0])) and (13, "ManifestError") in read[1]
+    assert lines(ChunkReader(manifest, None, kept, duplicates=layout.duplicates)) == read
+    assert ("ManifestError" in str(read[0])) and (13, "DuplicateKey") in read[1]
 
 
 async def test_leases_reclaim_fence_ack_and_poison(conn: Connection) -> None:
@@ -238,3 +238,20 @@ async def test_workers_racing_to_plan_share_one_made_up_run_value(conn: Connecti
         for _ in range(3):
             tg.start_soon(join)
     assert len({b["order_id"] for b in binds}) == 1 and len(binds) == 3
+
+
+async def test_every_joiner_gets_the_planner_s_duplicates(conn: Connection, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.txt"  # lines 4 and 6 repeat line 1, line 5 repeats line 2
+    manifest.write_text("a.png\nb.png\nc.png\na.png\nb.png\na.png\n")
+    layout = lay_out(manifest, None, chunk_lines=2)
+    assert layout.duplicates.text() == "4 1 5 2 6 1"
+    bound = binding(layout, "novita", "emulator", {})
+    planned = await plan_run(conn, KEYS, layout, bound)
+    # A joiner that took the plan's digest by the fingerprint read no duplicates itself.
+    joiner = Layout(layout.digest, layout.entries, (), layout.fingerprint)
+    joined = await plan_run(conn, KEYS, joiner, bound)
+    assert (planned.created, joined.created) == (True, False)
+    assert planned.duplicates == joined.duplicates == layout.duplicates
+    reader = ChunkReader(manifest, None, duplicates=joined.duplicates)
+    fed = [type(e).__name__ for f, last, _n in layout.chunks for e in reader.entries(f, last)]
+    assert fed == ["Item"] * 3 + ["DuplicateKey"] * 3

@@ -21,11 +21,12 @@ from tests.images import make_dataset, make_image, write_jsonl_manifest
 def test_a_file_rewritten_after_planning_is_checked_at_its_size_now(tmp_path: Path) -> None:
     paths = make_dataset(tmp_path / "img", 3, min_size=2048, max_size=4096)  # png, jpeg, webp
     manifest = write_jsonl_manifest(paths, tmp_path / "m.jsonl", ids=False)  # keyed by path
-    _layout, kept = read_layout(manifest, None, 10, keep=10)
+    layout, kept = read_layout(manifest, None, 10, keep=10)
     assert kept is not None
     make_image(paths[1], "jpeg", 1024, 7)  # written anew, smaller (its name ends .jpg)
     now = paths[1].stat().st_size
-    fed = [e for e in ChunkReader(manifest, None, kept).entries(1, 3) if isinstance(e, Item)]
+    reader = ChunkReader(manifest, None, kept, duplicates=layout.duplicates)
+    fed = [e for e in reader.entries(1, 3) if isinstance(e, Item)]
     assert len(fed) == 3
     got = check(fed[1], Limits(frozenset(ImageType), None))
     assert isinstance(got, Source)

@@ -105,18 +105,22 @@ def resolve_settings(
     provider_keys = {f.name for f in dataclasses.fields(load_settings().provider(provider))}
     unknown = sorted(set(overrides) - run_keys - provider_keys)
     if unknown:
-        raise ConfigError(_unknown_message(provider, unknown))
+        raise ConfigError(_unknown_message(provider, unknown, run_keys | provider_keys))
     run = {k: v for k, v in overrides.items() if k in run_keys}
     own = {k: v for k, v in overrides.items() if k not in run_keys}
     path = Path(config) if config is not None else None
     return load_settings(path, run_overrides=run, provider_overrides={provider: own} if own else {})
 
 
-def _unknown_message(provider: str, unknown: list[str]) -> str:
-    from ingest.config import elsewhere
+def _unknown_message(provider: str, unknown: list[str], known: set[str]) -> str:
+    from ingest.config import _did_you_mean, elsewhere
 
-    named = [f"{key} ({owner})" if (owner := elsewhere(key, provider)) else key for key in unknown]
-    return f"unknown settings for {provider}: {', '.join(named)}"
+    def said(key: str) -> str:
+        guess = _did_you_mean(key, known).removesuffix(" ")  # the CLI's config-file hint
+        why = elsewhere(key, provider) or guess
+        return f"{key} ({why})" if why else key
+
+    return f"unknown settings for {provider}: {', '.join(map(said, unknown))}"
 
 
 def prepare(

@@ -111,8 +111,12 @@ def test_settings_keywords_go_to_their_section() -> None:
 
 
 def test_unknown_settings_are_named_together() -> None:
-    with pytest.raises(ConfigError, match=r"unknown settings for novita: bogus, put_concurency"):
+    # Newcomer7: a misspelt keyword got no "did you mean", as a misspelt config key does.
+    with pytest.raises(ConfigError) as info:
         resolve_settings("novita", None, {"put_concurency": 1, "bogus": 2, "api_rate": 1.0})
+    assert str(info.value) == (
+        "unknown settings for novita: bogus, put_concurency (did you mean put_concurrency?)"
+    )
 
 
 def test_a_key_of_another_provider_names_its_owner() -> None:

@@ -18,7 +18,8 @@ the page decompressed whole by pyarrow, up to `HELD` (larger: `Unstreamable`,
 pyarrow reads it); GZIP a gzip stream (``zlib.decompressobj``, asked for at
 most the bytes wanted, its unconsumed input kept); ZSTD through
 ``zstandard``'s stream reader when that package is installed (the parquet
-extra brings it). The hybrid encoding (``Encodings.md``, apache/parquet-format):
+extra brings it). The hybrid encoding
+(https://github.com/apache/parquet-format/blob/master/Encodings.md):
 runs, each a varint header whose low bit says bit-packed (header >> 1 groups
 of 8 values, each group `width` bytes, least significant bit first) or RLE
 (header >> 1 repeats of one value in ceil(width / 8) bytes).

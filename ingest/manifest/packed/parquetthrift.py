@@ -13,8 +13,9 @@ How it works: the structs are those of ``parquet.thrift`` (apache/parquet-format
 4 repetition-level encoding), 7 ``DictionaryPageHeader`` (1 values,
 2 encoding), 8 ``DataPageHeaderV2`` (1 values, 2 nulls, 3 rows, 4 encoding,
 5 definition-levels byte length, 6 repetition-levels byte length,
-7 is_compressed, default true). The compact protocol (Thrift's
-``TCompactProtocol.md``): a field header byte is a delta to the field id in
+7 is_compressed, default true). The compact protocol
+(https://github.com/apache/thrift/blob/master/doc/specs/thrift-compact-protocol.md):
+a field header byte is a delta to the field id in
 its high nibble (0: a zigzag i16 id follows) and a type in its low one; ints
 are zigzag varints; a bool field's value is its type (1 true, 2 false); a
 binary is a varint length and its bytes (skipped without being read).

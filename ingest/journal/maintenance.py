@@ -71,8 +71,12 @@ def lock(path: Path) -> int:
         if _is_at(fd, lock_path):
             break
         os.close(fd)  # a released (removed) lock file: lock the one at the path now
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:  # a full disk: the lock file is not left behind (nor its fd open)
+        unlock(path, fd)
+        raise
     return fd
 
 

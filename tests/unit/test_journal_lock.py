@@ -91,3 +91,22 @@ def test_repair_releases_its_lock(tmp_path: Path) -> None:
     assert (done.kept, done.dropped) == (2, ((3, "unreadable record"),))
     assert done.backup is not None and done.backup.exists()
     assert not _lock_file(path).exists()
+
+
+def test_a_full_disk_at_the_lock_leaves_no_lock_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Newcomer7: on a full disk (a 1 MiB tmpfs) the lock file was created, its pid could not
+    be written, and the refused run left `<journal>.lock` behind (and its fd open)."""
+    import errno
+
+    from ingest.errors import JournalError
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    path = tmp_path / "m.jsonl.novita.journal"
+    monkeypatch.setattr("ingest.journal.maintenance.os.pwrite", full)
+    with pytest.raises(JournalError, match="the disk is full"):
+        Journal.open(path, HEADER)
+    assert list(tmp_path.iterdir()) == []

@@ -9,31 +9,37 @@ library's `run_worker`. How it works:
    for the chunks, not parsed again), and plan the run or check this worker
    against its binding.
 2. Open the provider's sessions once, then, until the run is done: take a
-   chunk (`lease.Leases.take`); run a new `Engine` on the chunk's lines not
-   yet settled (`entries.ChunkReader`), with a scratch journal of its own as
-   the write-ahead log, the `Shipper` as its observer (and the receiver of
-   its `up` records: `landing.ShippingEngine`) and the `SharedPacer` as its
-   API pacer; items another worker landed but did not finalize are given to
-   the engine as a resumed journal's (`landing.resume`: finalized, not
-   uploaded again). When the engine has ended, ship what is left and
-   acknowledge the chunk only then. With no chunk to take while others hold
-   leases, wait for them to finish or lapse (then reclaim).
+   chunk (`lease.Leases.take`) and run an `Engine` on it and the chunks after
+   it (`feed.Feed`: the next lease is taken as the reader reaches a chunk's
+   end, so the pipeline does not empty between chunks), on each chunk's lines
+   not yet settled (`entries.ChunkReader`), with a scratch journal as the
+   write-ahead log, the `Shipper` as its observer through the feed (and the
+   receiver of its `up` records: `landing.ShippingEngine`), the `SharedPacer`
+   as its API pacer; items another worker landed but did not finalize are
+   given to the engine as a resumed journal's (`landing.resume`). A chunk
+   whose every line has its outcome is shipped, then acknowledged, while the
+   engine goes on; when the engine ends (no chunk to take at once, a drain, a
+   stop), the chunks it did not finish are handed back. With no chunk to take
+   while others hold leases, wait for them to finish or lapse (then reclaim).
    With `retry_failed`, a worker joining an ended run first makes its failed
    items pending again as new chunks (`retry.make_pending`).
 3. Beside it: `renew` every lease/3; a fence that drains the engine (starts
-   nothing more on the chunk) once the last renewal is older than lease -
-   margin, or when another worker has taken the chunk; and the stop flag:
+   nothing more; its chunks go back) once the last renewal of a chunk it has
+   not finished is older than lease - margin, or another worker has taken
+   it; and the stop flag:
    a STOP-class error at any worker (a bad key) stops every worker.
 
 Invariants: a chunk is acknowledged only when every outcome of its lines is
 shipped; a worker that stops (a signal, a stop, the coordinator gone) leaves
 its chunk unacknowledged, so another worker redoes only its unshipped lines;
-the scratch journals live in a folder of `scratch` (removed at exit; a dead worker's at the next start).
+the scratch journals (one per engine) live in a folder of `scratch` (removed at exit; a
+dead worker's at the next start).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import socket
 import uuid
@@ -43,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ingest import bandwidth
 from ingest.clock import SYSTEM
@@ -50,7 +57,8 @@ from ingest.coord import CHUNK_LINES, LEASE_S
 from ingest.coord.budget import Budget, SharedBytes, SharedPacer
 from ingest.coord.connection import Connection, connect
 from ingest.coord.entries import ChunkReader, Entry
-from ingest.coord.lease import Lease, Leases
+from ingest.coord.feed import Fed, Feed
+from ingest.coord.lease import Leases
 from ingest.coord.namecounts import SharedNameCounts
 from ingest.coord.names import BudgetKeys, RunKeys, account_digest, default_run_name
 from ingest.coord.plan import (
@@ -143,8 +151,9 @@ class Worker:
         self._reupload_changed = reupload_changed
         self._on_start = on_start
         self._engine: Engine | None = None
-        self.last_engine: Engine | None = None  # the current chunk's engine, else the last one's
-        self._lease: Lease | None = None  # the chunk the engine is on
+        self.last_engine: Engine | None = None  # the current engine, else the last one
+        self._feed: Feed | None = None  # the chunks the engine is on
+        self._acked = 0  # chunks this worker acknowledged
         self._draining = False
         self._stop: tuple[StopReason, str] | None = None
         self.counters = Counters()
@@ -261,27 +270,21 @@ class Worker:
         reader = ChunkReader(
             self.plan.manifest, self.plan.format, kept, duplicates=planned.duplicates
         )
-        acked = 0
         try:
             with scratch_folder() as scratch:
+                engines = 0
                 while not self._draining and self._stop is None:
-                    lease = await leases.take()
-                    if lease is None:
+                    first = await self._take(leases, shipper.record)
+                    if first is None:
                         if await leases.finished() >= planned.chunks:
                             break  # the whole run is done
                         await anyio.sleep(min(WAIT_S, leases.lease_s / 3))
                         continue
-                    path = Path(scratch) / f"chunk-{lease.chunk.id}.journal"
-                    outcome = await self._chunk(provider, lease, reader, shipper, pacer, path)
-                    await shipper.flush()  # every outcome of its lines, before any ack
+                    engines += 1
+                    path = Path(scratch) / f"engine-{engines}.journal"
+                    feed = Feed(reader, first, lambda: self._take(leases, shipper.record), shipper)
+                    outcome = await self._engine_run(provider, feed, leases, shipper, pacer, path)
                     path.unlink(missing_ok=True)
-                    if outcome.stop_reason is None and not outcome.drained:
-                        acked += await leases.ack(lease)
-                        continue
-                    if lease.valid(leases.lease_s, leases.margin_s):
-                        await leases.hand_back(lease)  # unfinished: another worker takes it now
-                    else:
-                        leases.release(lease)  # maybe another's already: it lapses back
                     if outcome.stop_reason is not None:
                         message = outcome.stop_message or outcome.stop_reason.value
                         if outcome.stop_reason is StopReason.PROVIDER:  # a bad key: every worker
@@ -289,45 +292,78 @@ class Worker:
                         self._stop = self._stop or (outcome.stop_reason, message)
         finally:
             reader.close()
-        return acked
+        return self._acked
 
-    async def _chunk(
+    async def _take(self, leases: Leases, record: Record) -> Fed | None:
+        """The next chunk and its record's state (settled lines, landed items), or None."""
+        lease = await leases.take()
+        if lease is None:
+            return None
+        skip, landed = await record.chunk_state(lease.chunk.first, lease.chunk.last)
+        return Fed(lease, skip, landed)
+
+    async def _engine_run(
         self,
         provider: Provider,
-        lease: Lease,
-        reader: ChunkReader,
+        feed: Feed,
+        leases: Leases,
         shipper: Shipper,
         pacer: SharedPacer,
         journal_path: Path,
     ) -> Outcome:
+        """One engine, fed chunk after chunk (`feed.Feed`), each acknowledged once complete;
+        then what it took and did not finish goes back to the others."""
         from ingest.api import wiring
         from ingest.coord import landing
         from ingest.engine import EngineSettings
 
-        chunk = lease.chunk
-        skip, landed = await shipper.record.chunk_state(chunk.first, chunk.last)
         plan = dataclasses.replace(self.plan, journal=journal_path)
         journal, replay, _ = await anyio.to_thread.run_sync(lambda: wiring.open_journal(plan))
+        complete, completed = anyio.create_memory_object_stream[Fed](math.inf)
         with journal:
             settings = EngineSettings(
                 plan.run, retry_failed=self._retry_failed, reupload_changed=self._reupload_changed
             )
-            # Items whose bytes landed at a worker that died before finalizing: finalize only.
-            self.resumed += landing.resume(replay, landed)
             engine = landing.ShippingEngine(
-                provider, journal, replay, settings, observer=shipper, api_pacer=pacer,
+                provider, journal, replay, feed.fitted(settings), observer=feed, api_pacer=pacer,
                 shipper=shipper,
             )  # fmt: skip
+            feed.bind(replay, complete.send_nowait, lambda: self._draining or _stopping(engine))
             self._engine = self.last_engine = engine
-            self._lease = lease
+            self._feed = feed
             if self._draining:
                 engine.drain()
             try:
-                outcome = await engine.run(reader.entries(chunk.first, chunk.last, skip))
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._acks, completed, leases, shipper)
+                    async with complete:  # closed at the end: the acks that are left, then done
+                        outcome = await engine.run(feed.entries())
+                        if outcome.stop_reason is None and not outcome.drained:
+                            for fed in feed.ended():
+                                complete.send_nowait(fed)
             finally:
-                self._engine = None
+                self._engine = self._feed = None
+        self.resumed += feed.resumed
         _add(self.counters, outcome.counters)
+        await shipper.flush()  # what the unfinished chunks did stays done
+        for fed in feed.fed:
+            if fed.acked:
+                continue
+            if fed.lease.valid(leases.lease_s, leases.margin_s):
+                await leases.hand_back(fed.lease)  # unfinished: another worker takes it now
+            else:
+                leases.release(fed.lease)  # maybe another's already: it lapses back
         return outcome
+
+    async def _acks(
+        self, completed: MemoryObjectReceiveStream[Fed], leases: Leases, shipper: Shipper
+    ) -> None:
+        """Acknowledge each complete chunk once every outcome of its lines is shipped."""
+        async with completed:
+            async for fed in completed:
+                await shipper.flush()
+                self._acked += await leases.ack(fed.lease)
+                fed.acked = True
 
     async def _renew(self, leases: Leases, record: Record) -> None:
         """Renew every lease/3, and obey the stop flag another worker may have set."""
@@ -345,10 +381,14 @@ class Worker:
     async def _fence(self, leases: Leases) -> None:
         """Drain the engine once its chunk's lease may have lapsed (local monotonic clock)."""
         while True:
-            engine, lease = self._engine, self._lease
-            if engine and lease and not lease.valid(leases.lease_s, leases.margin_s):
+            engine, feed = self._engine, self._feed
+            if engine and feed and not feed.valid(leases.lease_s, leases.margin_s):
                 engine.drain()  # start nothing more on a chunk that may be another's
             await anyio.sleep(leases.margin_s / 2)
+
+
+def _stopping(engine: Engine) -> bool:
+    return engine.draining or engine.stop_reason is not None
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -6,7 +6,9 @@ flight; a second: stop now), its lines (the run's name at start, the run's
 counts at the end) and its exit code: 0 when the whole run is done (every
 worker exits 0 then), 1 when it finished with items failed or rejected, 3
 when it stopped (a STOP-class error at any worker, or the coordinator down
-for longer than its bound), 130 when interrupted. The work is
+for longer than its bound), 130 when interrupted, 141 when its output was
+closed (`--json | head -1`: drained as by a first Ctrl-C) before the run was
+done. The work is
 `ingest.coord.worker.Worker`'s. A joiner given a `--chunk-lines` the run was
 not planned with says once that it is ignored (the plan rules, as the
 binding treats the chunk count). `status`, `export` and `retry-failed` of a
@@ -166,6 +168,10 @@ async def _main(
                 (worker.abort if interrupted else worker.drain)()
                 interrupted = True
 
+    # A closed output (`--json | head -1`) drains as a first Ctrl-C does; exit 141 unless done.
+    reporter.output.on_closed = worker.drain
+    if reporter.output.closed:  # closed before this point (the start line)
+        worker.drain()
     failed: Exception | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(on_signals)
@@ -174,6 +180,7 @@ async def _main(
         except Exception as exc:  # raised as itself below, not in the task group's group
             failed = exc
         tg.cancel_scope.cancel()
+    reporter.output.on_closed = None
     if failed is not None:
         raise failed
     return _report(result, reporter, interrupted=interrupted)
@@ -235,6 +242,12 @@ def _report(result: WorkerResult, reporter: Reporter, *, interrupted: bool) -> i
         reporter.note(f"ingest: stopped: {result.stop_message}", always=True)
     if result.stop_reason is not None and result.stop_reason.value != "interrupted":
         return exits.EXIT_STOPPED
+    if reporter.output.closed and not result.complete:
+        reporter.output.say(
+            f"ingest: stopped because its output was closed; {worker_summary(result)} "
+            "(run the same command to resume)"
+        )
+        return exits.EXIT_OUTPUT_CLOSED
     if interrupted or result.stop_reason is not None:
         return exits.EXIT_INTERRUPTED
     if result.complete:

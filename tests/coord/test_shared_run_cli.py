@@ -157,3 +157,21 @@ def test_an_output_closed_early(command: tuple[str, ...], redis_url: str) -> Non
                          stdout=closed)  # fmt: skip
     closed.close()  # main pointed it at /dev/null once the pipe broke: nothing left to fail
     assert code == 0 and "error" not in err and "Traceback" not in err, err
+
+
+def test_a_worker_whose_output_is_closed_drains_and_exits_141(
+    manifest: Path, redis_url: str
+) -> None:
+    """Newcomer7: `ingest run … --coordinator URL --json | head -1` said "finishing the
+    uploads in flight, then stopping", then leased and uploaded every chunk of the run and
+    exited 0. A worker now drains as on a first Ctrl-C and exits 141, as a journal's run does
+    (here before its first chunk: the provider, nothing listening, is never called)."""
+    read, write = os.pipe()
+    os.close(read)
+    closed = os.fdopen(write, "w")
+    code, _, err = _main("run", str(manifest), "--provider", "novita", "--base-url", NOWHERE,
+                         "--coordinator", redis_url, "--json", stdout=closed)  # fmt: skip
+    closed.close()
+    assert code == 141, err
+    assert "stopped because its output was closed; run 'novita-m': 0 of 6 done" in err, err
+    assert "Traceback" not in err

@@ -7,10 +7,10 @@ side exceeds N; and the converter processes, memory budget and spool that do it.
 
 How it works: `Converter.convert` (called by the engine's conversion lane,
 `ingest.engine.lane`, through `ingest.preparing`) hands the source to a
-converter process (`ingest.convert_child`, Pillow imported only there), at
-most `convert_workers` at once (a `CapacityLimiter`; one process each,
-started on first use and kept for the run), from a thread that waits on the
-process's pipe. Processes, not threads: a thread converting shared the GIL
+converter process (`ingest.convert_child`, Pillow imported only there; the
+process-wide pool of them is `ingest.convert_pool`), at most
+`convert_workers` at once (a `CapacityLimiter`), from a thread that waits
+on the process's pipe. Processes, not threads: a thread converting shared the GIL
 and the CPU with the event loop, so one thread (all the uploads left room
 for) did at most ~0.9 of a core of Pillow work and two starved the uploads
 (0.64x their pace); a process runs at a lower priority (`NICE`), so on a
@@ -30,7 +30,8 @@ on names that file (`member` None) under the original's key, mtime and a
 display name with the new extension, so every reader of the data path (the
 PUT, a multipart part, Scenario's base64 body) sends the converted bytes
 unchanged. The spool file goes when the engine journals the item done or
-failed (`forget`), the rest and the processes with the converter (`close`).
+failed (`forget`), the rest with the converter (`close`); the processes
+are the pool's.
 
 The provider's size limit applies to what is uploaded: an original of a type
 converted passes the local checks whatever its size (`accepting` names those
@@ -49,26 +50,23 @@ for a run (only `validate`'s `plan` reads headers in process).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
 import os
-import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
 from ingest import convert_child as child
+from ingest import convert_pool as pool
 from ingest.capabilities import Capabilities
 from ingest.errors import Action, ConfigError, TransferError
 from ingest.item import Converted, Item, Source
 from ingest.journal.records import DoneRecord, UpRecord
 from ingest.sniff import ImageType
-from ingest.spool import Spool, write_all
+from ingest.spool import Spool
 
 R = TypeVar("R", UpRecord, DoneRecord)
 
@@ -77,13 +75,7 @@ R = TypeVar("R", UpRecord, DoneRecord)
 DECODABLE = frozenset(ImageType)
 _BY_EXT = {kind.ext: kind for kind in ImageType}
 _EXT = {ImageType.JPEG: "jpg", ImageType.PNG: "png"}
-_CHUNK = 1 << 20  # converted bytes copied from a converter process to the spool at a time
 _PROC_FD = Path("/proc/self/fd")  # a spool file's folder: this process's, not the child's
-_ROOT = str(Path(__file__).resolve().parent.parent)  # where this `ingest` is imported from
-# -P: the working folder is not put first on the path (an `ingest/` there would shadow this
-# one); this install's folder is the last resort, so the child imports the same package.
-_CHILD = (f"import sys; sys.path.append({_ROOT!r}); "
-          "from ingest.convert_child import main; main()")  # fmt: skip
 
 
 def accepting(caps: Capabilities) -> Capabilities:
@@ -114,87 +106,6 @@ class Budget:
     @property
     def in_use(self) -> int:
         return self.total - self._left
-
-
-class _Gone(Exception):
-    """The converter process ended (its pipe closed): the text says how."""
-
-
-class _Process:
-    """One converter process (`ingest.convert_child`) and its two pipes."""
-
-    def __init__(self, formats: frozenset[ImageType], quality: int, max_side: int) -> None:
-        names = ",".join(sorted(kind.ext for kind in formats))
-        argv = [sys.executable, "-P", "-c", _CHILD, names, str(quality), str(max_side)]
-        # Its own process group (a terminal's Ctrl-C drains the run and must not end the
-        # conversions), in the run's session: Linux's autogroup schedules a session as one
-        # group, and in a session of its own the child's lower priority would count for nothing.
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            process_group=0,
-        )  # fmt: skip
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self._to: IO[bytes] = self.proc.stdin
-        self._from: IO[bytes] = self.proc.stdout
-        ready = self.ask()
-        if ready[0] != "ready":
-            self.close()
-            raise _Gone(str(ready[1]))
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def tell(self, *message: Any) -> None:
-        try:
-            child.send(self._to, message)
-        except OSError:  # BrokenPipeError: it ended
-            raise _Gone(self._ended()) from None
-
-    def copy(self, fd: int | None, length: int) -> OSError | None:
-        """The `length` raw bytes after an answer, to `fd` (None: read and dropped); all of
-        them are read whatever happens to the writes (the next answer follows), and the
-        first write's error is returned."""
-        left, error = length, None
-        while left:
-            chunk = self._from.read(min(left, _CHUNK))
-            if not chunk:
-                raise _Gone(self._ended())
-            if fd is not None and error is None:
-                try:
-                    write_all(fd, chunk)
-                except OSError as exc:
-                    error = exc
-            left -= len(chunk)
-        return error
-
-    def ask(self, *message: Any) -> tuple[Any, ...]:
-        if message:
-            self.tell(*message)
-        answer = child.receive(self._from)
-        if answer is None:
-            raise _Gone(self._ended())
-        return answer
-
-    def _ended(self) -> str:
-        try:
-            code = self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        if code < 0:
-            return f"killed by {signal.Signals(-code).name}"
-        return f"exit status {code}"
-
-    def close(self) -> None:
-        """Its pipes closed and it ended (SIGTERM: it holds nothing worth an orderly exit, which
-        took 0.1-0.2 s of Pillow's and libheif's teardown on a loaded machine)."""
-        for pipe in (self._to, self._from):
-            with contextlib.suppress(OSError):
-                pipe.close()
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.terminate()
-        self.proc.wait()
 
 
 class Converter:
@@ -234,9 +145,7 @@ class Converter:
         self.workers = workers or os.cpu_count() or 1
         self._limiter = anyio.CapacityLimiter(self.workers)
         self._spool = Spool("ingest-convert-")  # files without names (`ingest.spool`)
-        self._idle: list[_Process] = []
-        self._all: set[_Process] = set()
-        self._lock = threading.Lock()
+        self._exts = ",".join(sorted(kind.ext for kind in formats))
         self._image: Any = None  # Pillow in this process: `plan` (validate) only
 
     def needs(self, source: Source) -> bool:
@@ -249,7 +158,8 @@ class Converter:
             if self._image is None:
                 self._image = child.pillow()
             with child.open_image(self._image, _bytes_of(source), source.image_type.ext) as im:
-                return self._kind(child.target_type(im.mode, im.info, self._exts))
+                exts = frozenset(self._exts.split(","))
+                return self._kind(child.target_type(im.mode, im.info, exts))
         except Exception as exc:  # decoders raise many types
             why = child.reason(exc)
             return f"cannot convert {source.image_type.ext}: {why}: {source.item.where}"
@@ -263,27 +173,13 @@ class Converter:
         self._spool.forget(key)
 
     def close(self) -> None:
-        """The spool and the converter processes go."""
-        with self._lock:
-            processes, self._all, self._idle = list(self._all), set(), []
-        for process in processes:
-            process.close()
+        """The spool goes (the converter processes are the pool's: `ingest.convert_pool`)."""
         self._spool.close()
 
     @property
     def spooled(self) -> int:
         """Items whose converted bytes are in the spool now."""
         return len(self._spool)
-
-    @property
-    def pids(self) -> list[int]:
-        """The converter processes running now."""
-        with self._lock:
-            return [process.pid for process in self._all]
-
-    @property
-    def _exts(self) -> frozenset[str]:
-        return frozenset(kind.ext for kind in self.formats)
 
     def _kind(self, ext: str) -> ImageType:
         return _BY_EXT[ext]
@@ -297,34 +193,27 @@ class Converter:
             op="convert",
         )
 
-    def _process(self) -> _Process:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        process = _Process(self.formats, self.quality, self.max_side)
-        with self._lock:
-            self._all.add(process)
-        return process
-
     def _convert(self, source: Source) -> Source:
         try:
-            process = self._process()
-        except (_Gone, OSError) as exc:
+            process = pool.take()
+        except (pool.Gone, OSError) as exc:
             raise self._fail(source, f"no converter process could start ({exc})") from None
         try:
-            return self._exchange(process, source)
-        except _Gone as gone:
+            converted = self._exchange(process, source)
+        except pool.Gone as gone:
             self._spool.forget(source.item.key)
-            with self._lock:
-                self._all.discard(process)
-            process.close()
+            pool.drop(process)
             raise self._fail(source, f"its converter process ended ({gone})") from None
-        finally:
-            with self._lock:
-                if process in self._all:
-                    self._idle.append(process)  # it answered: ready for the next image
+        except TransferError:
+            pool.give(process)  # it answered: ready for the next image
+            raise
+        except BaseException:
+            pool.drop(process)  # out of step, perhaps: not to be trusted with another
+            raise
+        pool.give(process)
+        return converted
 
-    def _exchange(self, process: _Process, source: Source) -> Source:
+    def _exchange(self, process: pool.Process, source: Source) -> Source:
         """`source` converted by `process` (see the module) and spooled."""
         item = source.item
         read_at: str | None = None
@@ -336,7 +225,8 @@ class Converter:
                 data = _bytes_of(source)
             except OSError as exc:
                 raise self._fail(source, f"cannot read it ({exc.strerror or exc})") from None
-        answer = process.ask("open", read_at, data, source.size, source.image_type.ext)
+        job = (read_at, data, source.size, source.image_type.ext)
+        answer = process.ask("open", *job, self._exts, self.quality, self.max_side)
         if answer[0] == "fail":
             raise self._fail(source, answer[1])
         _, width, height, need = answer

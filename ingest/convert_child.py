@@ -2,15 +2,16 @@
 
 Owns the Pillow work of one conversion (`pillow`, `open_image`, `need_of`,
 `target_type`, `encode`: imported by `ingest.convert` for `validate`'s
-header reads too) and `main`, the converter process `ingest.convert` starts
-(``python -m ingest.convert_child``), one per conversion at once.
+header reads too) and `main`, the converter process `ingest.convert_pool`
+starts, one per conversion at once.
 
 How it works: the parent and the child exchange frames (an 8-byte length,
 then a pickle) over the child's stdin and a duplicate of its stdout (its
 fd 1 then points at stderr, so nothing a library prints can break a frame).
 The child first says ``ready`` (or why it cannot convert: Pillow missing),
 then serves one job at a time: ``open`` (a path it reads, or the bytes of a
-member or a fetched file, with the size checked) → it reads the header only
+member or a fetched file, with the size checked, and the job's settings:
+target types, quality, max side) → it reads the header only
 (`Image.open` is lazy) and answers ``need`` (pixels and the bytes decoding
 will take); the parent takes those from its memory budget and says ``go``
 (or ``skip``) → ``done`` with the converted bytes' type, sha256 and length,
@@ -24,7 +25,7 @@ rest (benchmarks/README.md, Convert).
 Invariants: the child imports nothing of `ingest` beyond this module and
 holds no state between jobs but its Pillow import; it ends when its stdin
 ends (the parent closed it, or the parent died: a SIGKILLed run leaves no
-converter process behind); a decoder's exception is that job's ``fail``,
+converter process behind) or after `IDLE_S` without a job; a decoder's exception is that job's ``fail``,
 never the child's end; conversion is deterministic (same bytes and
 settings, same output).
 """
@@ -36,11 +37,13 @@ import hashlib
 import io
 import os
 import pickle
+import select
 import struct
 import sys
 from typing import IO, Any
 
 NICE = 10  # added to the child's niceness: the event loop comes first (see the module)
+IDLE_S = 120.0  # without a job this long, it ends (`ingest.convert_pool` reuses it within 10 s)
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _HEADER = struct.Struct("<Q")
 
@@ -140,18 +143,17 @@ def _read(path: str | None, data: bytes | None) -> bytes:
         return fh.read()
 
 
-def serve(
-    source: IO[bytes], out: IO[bytes], formats: frozenset[str], quality: int, side: int
-) -> None:
-    """Jobs until `source` ends (see the module)."""
+def serve(source: IO[bytes], out: IO[bytes]) -> None:
+    """Jobs until `source` ends or none comes for `IDLE_S` (see the module)."""
     try:
         image = pillow()
     except ImportError as exc:
         send(out, ("fail", f"Pillow cannot be imported ({exc})"))
         return
     send(out, ("ready",))
-    while (job := receive(source)) is not None:
-        _, path, given, size, image_type = job
+    while select.select([source], [], [], IDLE_S)[0] and (job := receive(source)) is not None:
+        _, path, given, size, image_type, exts, quality, side = job
+        formats = frozenset(exts.split(","))
         try:
             data = _read(path, given)
         except OSError as exc:
@@ -178,14 +180,13 @@ def serve(
 
 
 def main() -> None:
-    """The converter process: argv is the target formats (comma-separated), quality, max side."""
+    """The converter process (see the module)."""
     with contextlib.suppress(OSError):
         os.nice(NICE)
-    formats, quality, side = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a library's print goes to stderr, not into a frame
     with contextlib.suppress(BrokenPipeError):  # the parent is gone
-        serve(sys.stdin.buffer, out, frozenset(formats.split(",")), quality, side)
+        serve(sys.stdin.buffer, out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ from typing import cast
 
 import anyio
 import pytest
+from PIL import Image
 
+from ingest import convert_pool
 from ingest.clock import FakeClock
 from ingest.convert import Converter
 from ingest.engine.lane import Lane
@@ -31,29 +33,47 @@ def test_a_converter_process_killed_mid_conversion_fails_that_item_and_the_next_
     bmp = source_of(save(tmp_path / "a.bmp", picture(), "BMP"))
     converter = Converter(NOVITA, provider="novita", workers=1)
     take = converter.budget.take
+    killed: list[int] = []
 
-    def killed(n: int) -> None:  # the process has read the header and waits for "go"
-        (pid,) = converter.pids
+    def kill(n: int) -> None:  # the process has read the header and waits for "go"
+        (pid,) = convert_pool.busy()
         os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
         take(n)
 
     try:
         assert anyio.run(converter.convert, bmp).image_type is ImageType.JPEG
-        (first,) = converter.pids
-        monkeypatch.setattr(converter.budget, "take", killed)
+        monkeypatch.setattr(converter.budget, "take", kill)
         with pytest.raises(TransferError) as raised:
             anyio.run(converter.convert, bmp)
         assert raised.value.code == "convert_failed"
         assert raised.value.message == (
             f"cannot convert bmp: its converter process ended (killed by SIGKILL): {bmp.item.where}"
         )
-        assert converter.pids == [] and converter.budget.in_use == 0
+        assert killed[0] not in convert_pool.pids() and converter.budget.in_use == 0
         monkeypatch.setattr(converter.budget, "take", take)
         assert anyio.run(converter.convert, bmp).image_type is ImageType.JPEG
-        assert converter.pids != [first]
     finally:
         converter.close()
-    assert converter.pids == []
+    assert convert_pool.busy() == []
+
+
+def test_converter_processes_are_shared_by_converters_and_serve_each_ones_settings(
+    tmp_path: Path,
+) -> None:
+    big = source_of(save(tmp_path / "big.bmp", picture((400, 100)), "BMP"))
+    sizes, running = [], []
+    for side in (100, 0, 50):  # one after the other: the first one's process serves all three
+        converter = Converter(NOVITA, provider="novita", workers=1, max_side=side)
+        try:
+            out = anyio.run(converter.convert, big)
+            with Image.open(out.item.path) as im:
+                sizes.append(im.size)
+        finally:
+            converter.close()
+        running.append(convert_pool.pids())
+    assert sizes == [(100, 25), (400, 100), (50, 13)]
+    assert running[0] == running[1] == running[2] and convert_pool.busy() == []
 
 
 class HeldConversions:

@@ -69,6 +69,7 @@ def test_without_proc_files_are_named_and_go_with_forget_and_close(tmpdir_: Path
 _HOLDER = """
 import asyncio, sys
 from pathlib import Path
+from ingest import convert_pool
 from ingest.convert import Converter
 from ingest.http import Timeouts
 from ingest.item import Item, Source
@@ -85,7 +86,7 @@ async def main() -> None:
     converter = Converter(frozenset({ImageType.PNG, ImageType.JPEG}), provider="novita")
     local = Source(Item(key="scan.bmp", path=bmp, line=2), bmp.stat().st_size, 0, ImageType.BMP)
     converted = await converter.convert(local)
-    print(fetched.item.path, converted.item.path, *converter.pids, flush=True)
+    print(fetched.item.path, converted.item.path, *convert_pool.pids(), flush=True)
     sys.stdin.read()  # both spool files held open until the test kills this process
 
 asyncio.run(main())

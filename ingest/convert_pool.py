@@ -1,0 +1,200 @@
+"""The converter processes of `--convert`, shared by every `Converter` of this process.
+
+Owns `Process` (one ``python -m ingest.convert_child``-like child and its two
+pipes: the frames of `ingest.convert_child`, and the raw converted bytes
+copied out in `CHUNK`s) and the pool (`take`, `give`, `drop`, `pids`).
+
+How it works: a conversion takes an idle process from the pool or starts one
+(~0.1 s of CPU: Python and Pillow's import), and gives it back once it has
+answered; the settings of a conversion travel with each job, so any process
+serves any `Converter`. Processes are shared because they are worth keeping:
+a coordinated worker runs an engine (and a `Converter`) per chunk, a library
+user runs upload after upload, and a test suite converts in hundreds of
+runs. An idle process is taken again only within `REUSE_S` of its last
+answer; it ends by itself after `convert_child.IDLE_S` without a job (far
+longer, so it never ends as a job reaches it), and when this process ends
+(closed at exit, else at its stdin's end). One that dies (`Gone`) is dropped, never given back.
+
+Invariants: a process in the pool is between two jobs (every frame of its
+last one read); at most as many processes as conversions ever ran at once
+in this process; a forked child of this process starts with an empty pool.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from ingest import convert_child
+from ingest.spool import write_all
+
+CHUNK = 1 << 20  # converted bytes copied from a converter process to the spool at a time
+REUSE_S = 10.0  # an idle process is taken again within this of its last answer
+_ROOT = str(Path(__file__).resolve().parent.parent)  # where this `ingest` is imported from
+# -P: the working folder is not put first on the path (an `ingest/` there would shadow this
+# one); this install's folder is the last resort, so the child imports the same package.
+_CHILD = (f"import sys; sys.path.append({_ROOT!r}); "
+          "from ingest.convert_child import main; main()")  # fmt: skip
+
+
+class Gone(Exception):
+    """The converter process ended (its pipe closed): the text says how."""
+
+
+class Process:
+    """One converter process (`ingest.convert_child`) and its two pipes."""
+
+    def __init__(self) -> None:
+        argv = [sys.executable, "-P", "-c", _CHILD]
+        # Its own process group (a terminal's Ctrl-C drains the run and must not end the
+        # conversions), in the run's session: Linux's autogroup schedules a session as one
+        # group, and in a session of its own the child's lower priority would count for nothing.
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            process_group=0,
+        )  # fmt: skip
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._to: IO[bytes] = self.proc.stdin
+        self._from: IO[bytes] = self.proc.stdout
+        ready = self.ask()
+        if ready[0] != "ready":
+            self.close()
+            raise Gone(str(ready[1]))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def tell(self, *message: Any) -> None:
+        try:
+            convert_child.send(self._to, message)
+        except OSError:  # BrokenPipeError: it ended
+            raise Gone(self._ended()) from None
+
+    def copy(self, fd: int | None, length: int) -> OSError | None:
+        """The `length` raw bytes after an answer, to `fd` (None: read and dropped); all of
+        them are read whatever happens to the writes (the next answer follows), and the
+        first write's error is returned."""
+        left, error = length, None
+        while left:
+            chunk = self._from.read(min(left, CHUNK))
+            if not chunk:
+                raise Gone(self._ended())
+            if fd is not None and error is None:
+                try:
+                    write_all(fd, chunk)
+                except OSError as exc:
+                    error = exc
+            left -= len(chunk)
+        return error
+
+    def ask(self, *message: Any) -> tuple[Any, ...]:
+        if message:
+            self.tell(*message)
+        answer = convert_child.receive(self._from)
+        if answer is None:
+            raise Gone(self._ended())
+        return answer
+
+    def _ended(self) -> str:
+        try:
+            code = self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit status {code}"
+
+    def close(self) -> None:
+        """Its pipes closed and it ended (SIGTERM: it holds nothing worth an orderly exit, which
+        took 0.1-0.2 s of Pillow's and libheif's teardown on a loaded machine)."""
+        for pipe in (self._to, self._from):
+            with contextlib.suppress(OSError):
+                pipe.close()
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.terminate()
+        self.proc.wait()
+
+
+_idle: list[tuple[float, Process]] = []  # (when it last answered, the process)
+_running: set[Process] = set()
+_lock = threading.Lock()
+
+
+def take() -> Process:
+    """An idle process of the pool, else a new one (`Gone` or `OSError` if it cannot start)."""
+    stale = []
+    found = None
+    with _lock:
+        while _idle and found is None:
+            since, process = _idle.pop()
+            if time.monotonic() - since < REUSE_S and process.proc.poll() is None:
+                found = process
+            else:
+                stale.append(process)
+                _running.discard(process)
+    for process in stale:
+        process.close()
+    if found is not None:
+        return found
+    process = Process()
+    with _lock:
+        _running.add(process)
+    return process
+
+
+def give(process: Process) -> None:
+    """`process` answered its job: idle, for the next conversion."""
+    with _lock:
+        if process in _running:
+            _idle.append((time.monotonic(), process))
+
+
+def drop(process: Process) -> None:
+    """`process` ended (or cannot be trusted): out of the pool, and gone."""
+    with _lock:
+        _running.discard(process)
+    process.close()
+
+
+def pids() -> list[int]:
+    """The converter processes running now (idle or converting)."""
+    with _lock:
+        return [process.pid for process in _running]
+
+
+def busy() -> list[int]:
+    """The converter processes converting now."""
+    with _lock:
+        idle = {process for _, process in _idle}
+        return [process.pid for process in _running - idle]
+
+
+def _close_all() -> None:
+    """At exit: every process goes now (they would at their stdin's end, a moment later)."""
+    with _lock:
+        processes = list(_running)
+        _running.clear()
+        _idle.clear()
+    for process in processes:
+        process.close()
+
+
+def _after_fork() -> None:
+    global _idle, _running, _lock
+    _inherited.append((_idle, _running))  # the parent's: kept, not collected (nor waited for)
+    _idle, _running, _lock = [], set(), threading.Lock()
+
+
+_inherited: list[tuple[list[tuple[float, Process]], set[Process]]] = []
+atexit.register(_close_all)
+os.register_at_fork(after_in_child=_after_fork)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ingest.errors import ConfigError
 from ingest.providers.settings import DEFAULT_PROVIDERS, SETTINGS_CLASSES, ProviderSettings
-from ingest.redact import key_variable_problem, register_secret
+from ingest.redact import key_variable_problem, keyish, preview, register_secret
 from ingest.schema import Key, keys, setting
 
 if TYPE_CHECKING:
@@ -312,6 +312,12 @@ def read_secrets(name: str, settings: ProviderSettings, fields: tuple[str, ...])
         variable = getattr(settings, field_name)
         check_key_variable(name, field_name, variable)
         value = os.environ.get(variable, "") if variable else ""
+        if not value.strip() and keyish(variable):  # the key pasted as the variable's name
+            raise ConfigError(
+                f"environment variable {preview(variable)} is not set, and it looks like a key: "
+                "put the key in the environment and name the variable here",
+                key=f"providers.{name}.{field_name}",
+            )
         if not value.strip():
             raise ConfigError(
                 f"environment variable {variable or '(unset)'} is empty or not set; "

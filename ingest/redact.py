@@ -7,7 +7,9 @@ Owns two rules:
   and any registered secret value never leave the process;
 - a key pasted where the *name* of its environment variable belongs
   (``api_key_env = "sk-live-…"``) is an error that shows only its first
-  characters (`key_variable_problem`), and is registered as a secret.
+  characters (`key_variable_problem`), and is registered as a secret; so is
+  one that is a valid variable name but, unset, looks like a key (`keyish`:
+  ``a8f3k2m9x7q1w5e6r4t0``, ``sk_live_4eC39…``).
 
 How a registered secret is found: one of `WHOLE_TOKEN_BELOW` (8) characters
 or more is masked wherever it appears, even inside a longer word or path (a
@@ -102,6 +104,20 @@ def url_key(url: str) -> str:
 def preview(secret: str) -> str:
     """The first characters of a secret, enough to recognise it: at most 4, at most a quarter."""
     return secret[: min(4, len(secret) // 4)] + "…"
+
+
+_KEYISH_RUN = re.compile(r"[A-Za-z0-9]{16,}")  # 16+ characters without a word break
+
+
+def keyish(variable: str) -> bool:
+    """Whether `variable`, a valid variable name that is not set, looks like a key itself
+    (16+ letters and digits mixed without a `_`: `a8f3k2m9x7q1w5e6r4t0`,
+    `sk_live_4eC39HqLyjWDarjtT1zdp7dc`); then it is registered as a secret."""
+    for run in _KEYISH_RUN.findall(variable):
+        if any(c.isdigit() for c in run) and any(c.isalpha() for c in run):
+            register_secret(variable)
+            return True
+    return False
 
 
 def key_variable_problem(field: str, variable: str) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ingest.cli.options import add_settings_flags, settings_from_args
 from ingest.config import ProviderSettings, RunSettings, Settings
-from ingest.redact import key_variable_problem, preview
+from ingest.redact import key_variable_problem, keyish, preview
 from ingest.schema import Key, keys
 
 HEADER = """\
@@ -80,7 +80,10 @@ def _section(title: str, value: RunSettings | ProviderSettings, secrets: bool) -
             if problem is not None:  # a pasted key: never shown beyond its first characters
                 current, comment = preview(current), f"{comment}; ERROR: {problem}"
             elif secrets:
-                comment += f"; ${current}: {mask(os.environ.get(current, ''))}"
+                held = os.environ.get(current, "")
+                if not held and keyish(current):  # not set, and by its look the key itself
+                    current = preview(current)
+                comment += f"; ${current}: {mask(held)}"
         rows.append((f"{key.name} = {_toml(current)}", comment))
     width = max(len(text) for text, _ in rows)
     return [f"[{title}]", *(f"{text.ljust(width)}  # {comment}" for text, comment in rows)]

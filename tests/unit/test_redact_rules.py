@@ -108,3 +108,31 @@ def test_a_journal_path_holding_a_short_keys_text_is_printed_as_it_is(
     err = capsys.readouterr().err
     assert f"journal {journal} was made for provider" in err, err
     assert "***" not in err
+
+
+KEYISH = "a8f3k2m9x7q1w5e6r4t0"  # a key that is also a valid variable name
+
+
+def test_an_unset_variable_that_looks_like_a_key_is_not_echoed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Newcomer7: `--api-key-env a8f3k2m9x7q1w5e6r4t0` (the key, all letters and digits, so a
+    valid variable name) was echoed whole: "environment variable a8f3k2m9x7q1w5e6r4t0 is
+    empty or not set", and `# $a8f3k2m9x7q1w5e6r4t0: NOT SET` in `config show`."""
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"id": "a", "path": "a.png"}\n')
+    monkeypatch.chdir(tmp_path)
+    for pasted in (KEYISH, "sk_live_4eC39HqLyjWDarjtT1zdp7dc"):
+        monkeypatch.delenv(pasted, raising=False)
+        args = ["run", str(manifest), "--provider", "novita", "--api-key-env", pasted]
+        assert main([*args, "--base-url", "http://127.0.0.1:9"]) == 2
+        assert main(["config", "show", "--provider", "novita", "--api-key-env", pasted]) == 0
+        out, err = capsys.readouterr()
+        assert pasted not in out + err
+        assert f"{pasted[:4]}… is not set, and it looks like a key" in err
+        assert f"${pasted[:4]}…: NOT SET" in out
+    for name in ("NOVITA_API_KEY_2", "novita_key_2024_production"):  # names, said as they are
+        monkeypatch.delenv(name, raising=False)
+        args = ["run", str(manifest), "--provider", "novita", "--api-key-env", name]
+        assert main([*args, "--base-url", "http://127.0.0.1:9"]) == 2
+        assert f"environment variable {name} is empty or not set" in capsys.readouterr().err

@@ -21,7 +21,11 @@ def digest64(text: str) -> int:
     Python's own string hash (SipHash, computed in C and cached on the string)
     is several times cheaper than blake2b, and digests never leave the
     process: they index in-memory tables only (manifest duplicates, journal
-    replay), so its per-process seed does no harm.
+    replay), so its per-process seed does no harm. Nothing persisted or compared
+    between processes may depend on it, nor on what it decides: which manifest
+    entries the duplicate filter holds back varies with the seed, so a coordinated
+    run's plan digests its entries with blake2b, in no order (`coord.plan`).
+    Measured (load 12): ~0.3 us a fresh key here, ~1.8 us for a keyed blake2b.
     """
     return (hash(text) & _MASK64) or 1
 

@@ -28,7 +28,7 @@ key is the record's.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from ingest.coord.names import RunKeys
 from ingest.errors import ConfigError, ManifestError
 from ingest.item import Item
 from ingest.journal.exporting import ExportRow, make_row
+from ingest.manifest.seenkeys import Duplicates
 
 if TYPE_CHECKING:
     from ingest.coord.connection import Connection
@@ -58,6 +59,8 @@ class SharedRun:
     plan: Mapping[str, Any]  # the binding as stored (`plan.binding`)
     done: Mapping[int, str]  # manifest line -> its done record (JSON text)
     source: Path | None  # where the planning worker read the manifest (None: not recorded)
+    # The plan's duplicate lines: the manifest is read in line order (`seenkeys.Duplicates`).
+    duplicates: Duplicates = field(default_factory=Duplicates)
 
     @property
     def entries(self) -> int:
@@ -82,7 +85,9 @@ async def read_run(conn: Connection, keys: RunKeys) -> SharedRun | None:
         return None
     done = await Record(conn, keys).done_texts(PAGE)
     source: str | None = await conn.call(lambda: conn.client.get(keys.source))
-    return SharedRun(keys.name, plan, done, Path(source) if source else None)
+    dups: str | None = await conn.call(lambda: conn.client.get(keys.duplicates))
+    known = Duplicates.parse(dups or "")
+    return SharedRun(keys.name, plan, done, Path(source) if source else None, known)
 
 
 def manifest_format(run: SharedRun) -> ManifestFormat | None:
@@ -148,7 +153,7 @@ def rows(run: SharedRun, manifest: Path | None, include_removed: bool) -> Iterat
     from ingest.manifest import read_manifest
 
     left = dict(run.done)
-    entries = read_manifest(manifest, manifest_format(run))
+    entries = read_manifest(manifest, manifest_format(run), duplicates=run.duplicates)
     try:
         for entry in entries:
             if isinstance(entry, Item) and (text := left.pop(entry.line, None)) is not None:

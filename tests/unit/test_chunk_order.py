@@ -130,3 +130,22 @@ def test_the_digest_does_not_name_the_manifest_by_the_path_given(
     path, _keys = _manifest(tmp_path, 50)  # line 41 is an error: its message names the file
     monkeypatch.chdir(tmp_path)
     assert read_layout(path, None)[0].digest == read_layout(Path("m.jsonl"), None)[0].digest
+
+
+def test_a_coordinated_export_lists_its_rows_in_line_order(tmp_path: Path) -> None:
+    from ingest.coord.exporting import SharedRun, rows
+
+    path, _keys = _manifest(tmp_path, 300)
+    with tiny_tables():
+        layout = read_layout(path, None, 1_000)[0]
+        items = [e for e in read_manifest(path) if isinstance(e, Item)]
+        assert [i.line for i in items] != sorted(i.line for i in items)  # some held
+        done = {
+            i.line: orjson.dumps(
+                {"k": i.key, "line": i.line, "id": f"r{i.line}", "size": 1}
+            ).decode()
+            for i in items
+        }
+        run = SharedRun("t", {"entries": layout.entries}, done, None, layout.duplicates)
+        ids = [row["remote_id"] for row in rows(run, path, include_removed=False)]
+    assert ids == [f"r{line}" for line in sorted(done)]

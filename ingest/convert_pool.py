@@ -2,7 +2,7 @@
 
 Owns `Process` (one ``python -m ingest.convert_child``-like child and its two
 pipes: the frames of `ingest.convert_child`, and the raw converted bytes
-copied out in `CHUNK`s) and the pool (`take`, `give`, `drop`, `pids`).
+copied out in `CHUNK`s) and the pool (`take`, `give`, `drop`, `pids`, `close_all`).
 
 How it works: a conversion takes an idle process from the pool or starts one
 (~0.1 s of CPU: Python and Pillow's import), and gives it back once it has
@@ -13,7 +13,7 @@ user runs upload after upload, and a test suite converts in hundreds of
 runs. An idle process is taken again only within `REUSE_S` of its last
 answer; it ends by itself after `convert_child.IDLE_S` without a job (far
 longer, so it never ends as a job reaches it), and when this process ends
-(closed at exit, else at its stdin's end). One that dies (`Gone`) is dropped, never given back.
+(`close_all`, else at its stdin's end). One that dies (`Gone`) is dropped, never given back.
 
 Invariants: a process in the pool is between two jobs (every frame of its
 last one read); at most as many processes as conversions ever ran at once
@@ -179,8 +179,9 @@ def busy() -> list[int]:
         return [process.pid for process in _running - idle]
 
 
-def _close_all() -> None:
-    """At exit: every process goes now (they would at their stdin's end, a moment later)."""
+def close_all() -> None:
+    """Every process goes now, reaped (at exit, and before `ingest run`'s `os._exit`: they
+    would end at their stdin's end anyway, but unreaped, their CPU missing from the run's)."""
     with _lock:
         processes = list(_running)
         _running.clear()
@@ -196,5 +197,5 @@ def _after_fork() -> None:
 
 
 _inherited: list[tuple[list[tuple[float, Process]], set[Process]]] = []
-atexit.register(_close_all)
+atexit.register(close_all)
 os.register_at_fork(after_in_child=_after_fork)

@@ -89,6 +89,8 @@ def entry() -> NoReturn:
     argv = sys.argv[1:]
     code = main(argv)
     if argv and argv[0] in QUICK_EXIT:
+        if (pool := sys.modules.get("ingest.convert_pool")) is not None:
+            pool.close_all()  # --convert's processes, reaped: their CPU is the run's (atexit's job)
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):  # a reader gone, a stream closed
                 stream.flush()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import cast
 
@@ -145,3 +146,29 @@ def test_a_second_conversion_starts_only_while_the_uploads_have_nothing_queued()
         assert done == ["0.bmp", "1.bmp", "2.bmp"] and held.most == 2
 
     anyio.run(scenario)
+
+
+def test_ingest_run_reaps_its_converter_processes_before_its_quick_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ingest run` leaves with `os._exit` (no atexit): its converters must be reaped first, or
+    their CPU is missing from the run's (GNU time, the benchmarks) and init reaps them."""
+    from ingest.cli import main as cli
+
+    converter = Converter(NOVITA, provider="novita", workers=1)
+    try:
+        anyio.run(converter.convert, source_of(save(tmp_path / "a.bmp", picture(), "BMP")))
+    finally:
+        converter.close()
+    running = [p for _, p in convert_pool._idle]
+    assert running and all(p.proc.returncode is None for p in running)
+
+    def leave(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(cli, "main", lambda argv: 0)
+    monkeypatch.setattr(os, "_exit", leave)
+    monkeypatch.setattr(sys, "argv", ["ingest", "run", "x"])
+    with pytest.raises(SystemExit):
+        cli.entry()
+    assert convert_pool.pids() == [] and all(p.proc.returncode is not None for p in running)

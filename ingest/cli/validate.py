@@ -161,7 +161,10 @@ def run(args: argparse.Namespace) -> int:
             continue
         if args.each and not args.json:
             # A folder's problem of no entry (a metadata row) names the folder, not its walk place.
-            where = key or (args.manifest if args.manifest.is_dir() else result.line)
+            # A manifest's (or shard's) problem of no key is its line, as the table without
+            # --each says it: `line 3: rejected: invalid JSON …`, not `3: rejected: …`.
+            line = None if args.manifest.is_dir() or result.line is None else result.line
+            where = key or (args.manifest if line is None else f"line {line}")
             print(f"{where}: {CONVERT_FAILED if fails else 'rejected'}: {result.reason}")
         by_reason[f"{CONVERT_FAILED}: " * fails + category(result.reason)] += 1
         problem: dict[str, Any] = {"line": result.line, "key": key, "reason": result.reason}

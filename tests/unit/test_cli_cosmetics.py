@@ -228,3 +228,15 @@ def test_status_of_a_manifest_names_its_journal(
     (tmp_path / "other.journal").write_text("[1]\n")
     assert main(["status", str(tmp_path / "other.journal")]) == 2
     assert capsys.readouterr().err.strip().endswith("not an ingest journal (bad header)")
+
+
+def test_validate_each_names_a_keyless_problem_by_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Newcomer7: `validate --each` printed `3: rejected: invalid JSON …` (a bare number)
+    where the table without --each says `line 3: …`."""
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"path": "missing.png"}\n{broken\n')
+    assert main(["validate", str(manifest), "--provider", "novita", "--each"]) == 1
+    rejected = [line for line in capsys.readouterr().out.splitlines() if "rejected" in line]
+    assert rejected[1].startswith("line 2: rejected: invalid JSON at column 2")

@@ -135,7 +135,7 @@ def test_the_digest_does_not_name_the_manifest_by_the_path_given(
 def test_a_coordinated_export_lists_its_rows_in_line_order(tmp_path: Path) -> None:
     from ingest.coord.exporting import SharedRun, rows
 
-    path, _keys = _manifest(tmp_path, 300)
+    path, _keys = _manifest(tmp_path, 200)
     with tiny_tables():
         layout = read_layout(path, None, 1_000)[0]
         items = [e for e in read_manifest(path) if isinstance(e, Item)]
@@ -149,3 +149,15 @@ def test_a_coordinated_export_lists_its_rows_in_line_order(tmp_path: Path) -> No
         run = SharedRun("t", {"entries": layout.entries}, done, None, layout.duplicates)
         ids = [row["remote_id"] for row in rows(run, path, include_removed=False)]
     assert ids == [f"r{line}" for line in sorted(done)]
+
+
+def test_a_manifest_changed_under_the_planning_read_is_not_planned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingest.manifest import dedupe
+
+    path, _keys = _manifest(tmp_path, 200)
+    identities = iter([(1, 1, 1, 1), (1, 1, 1, 2)])  # before and after the first pass
+    monkeypatch.setattr(dedupe, "_identity", lambda _path: next(identities))
+    with tiny_tables(), pytest.raises(ManifestError, match="changed while it was read to plan"):
+        read_layout(path, None, 50)

@@ -155,8 +155,8 @@ def _open_page(src: ChunkBytes, h: PageHeader, chunk: Chunk) -> tuple[list[int] 
             if h.levels_encoding != RLE:
                 raise Unstreamable(f"{ENCODINGS.get(h.levels_encoding, '?')} definition levels")
             n = int.from_bytes(body(4), "little")
-            if n > left:
-                raise Damaged(f"definition levels of {n} bytes in a page of {left}")
+            if n > left or n > 8 + h.values * (1 + (width + 7) // 8):  # a run of 1 a value
+                raise Damaged(f"definition levels of {n} bytes for {h.values} values")
             levels = hybrid(body(n), width, h.values)
             left -= 4 + n
     return levels, body, left
@@ -172,13 +172,15 @@ def _indices(fd: int, chunk: Chunk, at: int) -> dict[int, list[int | None]]:
     which pass two meets and reports in its place)."""
     src = ChunkBytes(fd, at, chunk.end)
     found: dict[int, list[int | None]] = {}
+    rows = 0
     try:
         for page in _walk(src, at, chunk.end):
             h = page.header
             if not h.data_page:
                 continue
-            if h.encoding not in _DICTIONARY_ENCODED:
-                break
+            rows += h.values
+            if h.encoding not in _DICTIONARY_ENCODED or rows > chunk.rows:
+                break  # more values than rows: pass two says so, nothing decoded here
             levels, body, left = _open_page(src, h, chunk)
             if left - 1 > INDICES_MAX:
                 raise Unstreamable(f"a dictionary-encoded page of {left:,} bytes of indices")

@@ -207,6 +207,8 @@ def page_body(chunk: ChunkBytes, size: int, codec: str, out: int) -> Read:
         raise Unstreamable(f"the {codec} codec")
 
     def exact(n: int) -> bytes:
+        if n < 0:  # the page's sizes leave less than nothing (a zstd read(-1) reads it all)
+            raise Damaged(f"a page's sizes leave {n} bytes for its data")
         try:
             data = read(n)
             while len(data) < n and (more := read(n - len(data))):
@@ -256,8 +258,8 @@ def hybrid(data: bytes, width: int, count: int) -> list[int]:
                 break
             if shift > 35:
                 raise Damaged("a run header longer than 5 bytes")
-        if header & 1:  # bit-packed: groups of 8 values
-            groups = header >> 1
+        if header & 1:  # bit-packed: groups of 8 values (none unpacked past `count`)
+            groups = min(header >> 1, (count - len(out) + 7) // 8)
             if pos + groups * width > size and width:
                 raise Damaged(f"bit-packed values end early ({len(out)} of {count})")
             for _ in range(groups):

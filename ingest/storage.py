@@ -285,6 +285,20 @@ async def put_member(
         )
         return
     target = check_upload_url(url, allow_insecure=allow_insecure_http, provider=provider)
+    if member.row is not None:  # a Parquet row: its bytes (the reader's cached object) as they are
+
+        async def row() -> bytes:
+            from ingest.manifest.packed.parquet import row_bytes
+
+            data = await offloop.run(row_bytes, path, member)
+            # Sent as one body, not copied into chunks by a reader thread (`benchmarks/README.md`,
+            # the streamed Parquet reader: those copies filled the threads' malloc arenas).
+            return data if start == 0 and length == len(data) else data[start : start + length]
+
+        await _send(
+            session, target, path, length, content_type, row, provider=provider, extra=headers
+        )
+        return
 
     async def make_body() -> AsyncGenerator[bytes, None]:
         return _decompressed(path, member, start, length)

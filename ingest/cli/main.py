@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from ingest import __version__
+from ingest import __version__, arenas
 
 # Command modules are imported lazily by name so `ingest status` does not pay for aiohttp.
 COMMANDS: tuple[str, ...] = (
@@ -37,6 +37,7 @@ COMMANDS: tuple[str, ...] = (
 # sim` serves until stopped, where 50 ms is nothing, and the other commands
 # were never measured: they keep the normal exit (atexit handlers, finalizers).
 QUICK_EXIT: frozenset[str] = frozenset({"run", "bench"})
+UPLOADS: frozenset[str] = frozenset({"run", "retry-failed", "bench", "validate"})  # arenas.limit
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -87,6 +88,8 @@ def entry() -> NoReturn:
     handlers and finalizers run).
     """
     argv = sys.argv[1:]
+    if argv and argv[0] in UPLOADS:
+        arenas.limit()  # before any thread: glibc's per-thread arenas kept image bytes (arenas.py)
     code = main(argv)
     if argv and argv[0] in QUICK_EXIT:
         if (pool := sys.modules.get("ingest.convert_pool")) is not None:

@@ -228,3 +228,33 @@ def test_rows_too_large_to_be_read_ahead_get_the_larger_cache(
     hf_parquet(source, 40, group=20)
     assert sum(1 for r in read_manifest(source) if isinstance(r, Item)) == 40
     assert 20_000 < parquetcache._totals[0] <= 50_000  # past CACHE_BYTES: uploads read from here
+
+
+def test_a_row_not_read_ahead_is_sent_as_its_bytes_not_copied_into_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingest import storage
+
+    sent: list[object] = []
+    real: Any = storage._send
+
+    async def spy(*args: Any, **kwargs: Any) -> None:
+        *head, body = args
+
+        async def seen() -> Any:
+            data = await body()
+            sent.append(data)
+            return data
+
+        await real(*head, seen, **kwargs)
+
+    monkeypatch.setattr(storage, "_send", spy)
+    # no row read ahead (the images are ~1.5 KB): every upload reads its row, as a 1 MiB one does
+    monkeypatch.setattr("ingest.engine.core.Prefetch", lambda budget: Prefetch(budget, 100))
+    source = tmp_path / "data.parquet"
+    images = hf_parquet(source, 4, group=2)
+    settings = sim_settings(store_dir=tmp_path / "store")
+    result = ingest.upload_sync(source, provider="novita", sim=settings)
+    assert result.complete and result.done == 4
+    assert all(isinstance(data, bytes) for data in sent)  # was a generator of 256 KiB copies
+    assert sorted(sent) == sorted(images)  # type: ignore[type-var]

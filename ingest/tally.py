@@ -86,12 +86,15 @@ class Tally:
                     listed[state] += 1
             yield entry
 
-    def end_record(self, entries: int) -> EndRecord:
-        """The `end` record of a full read of `entries`: with the earlier items it no longer listed."""
+    def end_record(self, entries: int, changed: int = 0) -> EndRecord:
+        """The `end` record of a full read of `entries`: with the earlier items it no longer listed.
+
+        `changed`: the read's done items whose file changed since upload, not uploaded again.
+        """
         start = self._start.all_counts()
         start["rejected"] -= self._start.bad_lines  # keyless: the latest run's, not items
         gone: dict[str, int] = {name: start[name] - self._listed[name] for name in _COUNTS}
-        return manifest_end(entries, gone, self._identity)
+        return manifest_end(entries, gone, self._identity, changed)
 
     # -- the records ---------------------------------------------------------
 

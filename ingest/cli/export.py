@@ -208,6 +208,8 @@ def write_rows(
 def _not_done(journal: Path) -> str | None:
     """ "exporting 1 of 7 items; 6 are not done" when the manifest is not all done, else None.
 
+    Or, all done, that files the latest run found changed are exported as their earlier upload.
+
     The export still succeeds (exit 0: it wrote what was asked); the warning
     keeps a partial dataset from passing for a whole one.
     """
@@ -215,6 +217,12 @@ def _not_done(journal: Path) -> str | None:
     from ingest.journal.report import plural
 
     counts = status(journal)
+    if counts.changed and counts.total is not None and counts.done >= counts.total:
+        return (
+            f"{plural(counts.changed, 'file')} changed since upload, as the latest run found: "
+            f"{'its row is its' if counts.changed == 1 else 'their rows are their'} earlier "
+            "upload (`ingest run --reupload-changed` uploads the new content)"
+        )
     if counts.total is None or counts.done >= counts.total:
         return None
     missing = counts.total - counts.done

@@ -394,8 +394,8 @@ def exit_code(
             )
         if c.changed:
             reporter.note(
-                f"{plural(c.changed, 'file')} changed since upload; "
-                "run with --reupload-changed to upload them again",
+                f"{plural(c.changed, 'file')} changed since upload; run with "
+                f"--reupload-changed to upload {'it' if c.changed == 1 else 'them'} again",
                 always=True,
             )
         return EXIT_FAILED

@@ -277,7 +277,8 @@ class Engine(Endings):
                     if not batch:
                         self._reading_done = True
                         self._total = self.counters.read
-                        self._record(self.tally.end_record(self.counters.read))
+                        counters = self.counters
+                        self._record(self.tally.end_record(counters.read, counters.changed))
                         break
                     routed = 0
                     try:

@@ -73,6 +73,7 @@ class Replay:
     gone: dict[str, int] = field(default_factory=dict)
     read_to_end: bool = False  # the latest run read its manifest to the end
     manifest_id: str | None = None  # the manifest file that read began with (`end` "mi")
+    changed: int = 0  # done items that read found changed since upload, kept (`end` "ch")
     runs: int = 0
     records: int = 0
     good_bytes: int = 0  # offset of the end of the last complete record
@@ -99,6 +100,7 @@ class Replay:
             self.total = rec["n"]
             self.gone = rec.get("gone", {})
             self.manifest_id = rec.get("mi")
+            self.changed = rec.get("ch", 0)
             self.read_to_end = True
         elif "k" in rec:
             key = rec["k"]

@@ -16,14 +16,17 @@ lines):
             Scenario's mode and preset). Neither ever holds a secret.
     run     {"s":"run", "t":unix time, "pid":process id}
             a run (or resume) started
-    end     {"s":"end", "n":entries, "gone"?:{count: items}, "mi"?:manifest identity}
+    end     {"s":"end", "n":entries, "gone"?:{count: items}, "mi"?:manifest identity,
+             "ch"?:changed}
             the manifest was read to its end (`n` entries, rejected ones included);
             `gone` counts, by the state the journal held them in ("done",
             "failed", "rejected", "in_flight"), the items of earlier runs this
             read no longer listed (removed from the manifest or folder): a
             replay subtracts them until the next `end` (see `reader.Replay`);
             `mi` identifies the manifest file that read began with (device,
-            inode, size, mtime), so `ingest status` can tell it is unchanged
+            inode, size, mtime), so `ingest status` can tell it is unchanged;
+            `ch` counts the done items whose file this read found changed since
+            its upload and that were not uploaded again (`--reupload-changed`)
     acq     {"s":"acq", "k":key, "r":remote id, "x"?:{extra}}
             an upload target was acquired (again on every re-sign)
     up      {"s":"up", "k":key, "r":remote id, "z":size, "m":mtime ns, "x"?:{extra},
@@ -89,6 +92,7 @@ class EndRecord(TypedDict):
     n: int
     gone: NotRequired[dict[str, int]]
     mi: NotRequired[str]
+    ch: NotRequired[int]
 
 
 class AcqRecord(TypedDict):
@@ -157,15 +161,23 @@ def run_started(t: float, pid: int) -> RunRecord:
 
 
 def manifest_end(
-    entries: int, gone: Mapping[str, int] | None = None, identity: str | None = None
+    entries: int,
+    gone: Mapping[str, int] | None = None,
+    identity: str | None = None,
+    changed: int = 0,
 ) -> EndRecord:
-    """The end of a full read: `entries` read, `gone` items of earlier runs it no longer listed."""
+    """The end of a full read: `entries` read, `gone` items of earlier runs it no longer listed.
+
+    `changed`: done items whose file the read found changed since upload (kept as they were).
+    """
     rec: EndRecord = {"s": "end", "n": entries}
     kept = {name: n for name, n in (gone or {}).items() if n}
     if kept:
         rec["gone"] = kept
     if identity is not None:
         rec["mi"] = identity
+    if changed:
+        rec["ch"] = changed
     return rec
 
 
@@ -302,7 +314,7 @@ _EXTRA: Final = (dict,)
 # kind -> (required fields, optional fields), each (name, allowed types).
 _FIELDS: Final[dict[str, tuple[tuple[tuple[str, tuple[type, ...]], ...], ...]]] = {
     "run": ((("t", _NUMBER), ("pid", _INT)), ()),
-    "end": ((("n", _INT),), (("gone", _EXTRA), ("mi", _STR))),
+    "end": ((("n", _INT),), (("gone", _EXTRA), ("mi", _STR), ("ch", _INT))),
     "acq": ((("k", _STR), ("r", _STR)), (("x", _EXTRA),)),
     "up": ((("k", _STR), ("r", _STR), ("z", _INT), ("m", _INT)), (("x", _EXTRA), ("cv", _STR))),
     "done": (

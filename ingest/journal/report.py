@@ -85,6 +85,15 @@ def removed_note(n: int) -> str:
     )
 
 
+def changed_note(n: int) -> str:
+    """The line that reports done items whose file the latest run found changed since upload."""
+    return (
+        f"{plural(n, 'file')} changed since upload, as the latest run found: the earlier "
+        "upload is kept (`ingest export` lists it); `ingest run --reupload-changed` uploads "
+        f"{'it' if n == 1 else 'them'} again"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class JournalStatus:
     """What a journal records about the manifest's items: counts by state, problems, next steps."""
@@ -105,11 +114,17 @@ class JournalStatus:
     failed_item: int = 0  # of `failed`, refused for good (`fail_item`): a rerun leaves them
     manifest_problem: str | None = None  # why the manifest cannot be read (counts: the journal's)
     endpoint: str | None = None  # "emulator" or the base URL it was made against (None: unrecorded)
+    changed: int = 0  # of `done`, files the latest full read found changed since upload
 
     @property
     def complete(self) -> bool:
-        """Every manifest entry is done."""
-        return self.total is not None and self.done == self.total
+        """Every manifest entry is done, and no file the latest run read changed since upload.
+
+        A run that meets a changed file keeps its earlier upload and exits 1, so
+        `status` says so too; a file changed after the latest run is found by the
+        next run (`status` reads no image).
+        """
+        return self.total is not None and self.done == self.total and not self.changed
 
     def next_steps(self) -> tuple[str, ...]:
         """What would get the rest done, one line each (empty when complete)."""
@@ -137,6 +152,8 @@ class JournalStatus:
                 f"{plural(self.rejected, 'item')} rejected locally, which a rerun rejects "
                 f"again ({listing}): fix or remove them in the manifest, then rerun"
             )
+        if self.changed:
+            steps.append(changed_note(self.changed))
         return tuple(steps)
 
     def to_json(self) -> dict[str, object]:
@@ -155,6 +172,7 @@ class JournalStatus:
             "not_started": self.not_started,
             "removed": self.removed,
             "failed_item": self.failed_item,
+            "changed": self.changed,
             "complete": self.complete,
             "torn_tail": self.torn_tail,
             "problems": dict(self.problems),
@@ -261,6 +279,7 @@ def _status(
         problems=dict(reasons.most_common()),
         manifest_problem=problem,
         endpoint=state.header.endpoint,
+        changed=min(state.changed, counts["done"]),
     )
 
 

@@ -22,7 +22,7 @@ import pytest
 
 import ingest
 from ingest.api.preview import dry_run
-from ingest.api.wiring import prepare
+from ingest.api.wiring import default_journal, prepare
 from ingest.errors import Action, JournalMismatch
 from ingest.item import Source
 from ingest.journal import records
@@ -443,7 +443,18 @@ def test_a_file_changed_since_upload_exits_1_and_says_how_to_upload_it(
     capsys.readouterr()
     assert cli_run.run(build_parser().parse_args(argv)) == cli_run.EXIT_FAILED
     err = capsys.readouterr().err
-    assert "1 file changed since upload; run with --reupload-changed to upload them again" in err
+    assert "1 file changed since upload; run with --reupload-changed to upload it again" in err
     assert "not uploaded" not in err
+    journal = default_journal(manifest, "novita")
+    kept = ingest.status(journal)  # as the run: not complete, and the same way out
+    assert (kept.done, kept.changed, kept.complete) == (3, 1, False)
+    assert kept.next_steps()[-1].startswith("1 file changed since upload, as the latest run found")
+    from ingest.cli.main import main
+
+    capsys.readouterr()
+    assert main(["export", str(journal)]) == 0
+    assert "ingest: warning: 1 file changed since upload" in capsys.readouterr().err
     again = [*argv, "--reupload-changed"]
     assert cli_run.run(build_parser().parse_args(again)) == cli_run.EXIT_OK
+    after = ingest.status(journal)
+    assert (after.done, after.changed, after.complete) == (3, 0, True)

@@ -98,7 +98,7 @@ def test_exit_0_only_when_every_manifest_item_is_done(outcome: Result, code: int
     if changed:
         assert (
             f"{plural(changed, 'file')} changed since upload; run with --reupload-changed to "
-            "upload them again" in said
+            f"upload {'it' if changed == 1 else 'them'} again" in said
         )
         assert "not uploaded" not in said
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ingest.api import Result, Upload
     from ingest.api.wiring import Plan
     from ingest.cli.report import Reporter
+    from ingest.config import Settings
     from ingest.engine import Progress
     from ingest.sim import SimSettings
 
@@ -155,15 +156,23 @@ def _mode(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import anyio
-
-    from ingest.api import open_upload
     from ingest.cli.report import Reporter
-    from ingest.loop import backend_options
 
     settings = settings_from_args(args, args.provider)
     reporter = Reporter(_mode(args), interval=settings.run.status_interval_s)
     reporter.folder = args.manifest.is_dir()
+    try:
+        return _run_reporting(args, settings, reporter)
+    finally:
+        reporter.flush()  # the item lines held since the last flush (`Output.write`)
+
+
+def _run_reporting(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
+    import anyio
+
+    from ingest.api import open_upload
+    from ingest.loop import backend_options
+
     coordinated.check_args(args)
     if getattr(args, "coordinator", None):  # one worker of a run shared through Redis
         return coordinated.run(args, settings, reporter)

@@ -141,8 +141,8 @@ def prepare(
     `ConfigError` if one is unset); "sim", from them or else a placeholder
     (the emulator takes any key); "none", not at all (a dry run calls no API).
     """
-    from ingest.manifest import read_manifest
     from ingest.manifest.probe import refuse_stream
+    from ingest.manifest.reader import refuse_empty
     from ingest.providers import provider_class
 
     cls: ProviderClass = provider_class(provider)
@@ -153,7 +153,7 @@ def prepare(
         check_key_variable(provider, name, getattr(psettings, name))
     refuse_stream(source)  # named as given, before resolving names a pipe /proc/PID/fd/pipe:[N]
     manifest = Path(source).resolve()
-    read_manifest(manifest, format).close()  # probes now: a ManifestError before any work
+    refuse_empty(manifest, format)  # probes now: a ManifestError (or nothing to upload) first
     journal_path = Path(journal) if journal is not None else default_journal(manifest, provider)
     if keys == "none":
         secrets: dict[str, str] = {}

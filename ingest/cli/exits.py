@@ -1,6 +1,7 @@
 """The exit codes of `ingest run` (and `retry-failed`) and what each means: the one text.
 
-Owns the codes, their meanings for a run and for a dry run, and their two
+Owns the codes, their meanings for a run and for a dry run, which code an
+error that ends a command before its run is (`out_of_room`), and their two
 renderings: the epilog of `run --help` and `retry-failed --help` (`help_text`,
 one code a line) and the README's exit code tables (`markdown`; a test checks
 that the README holds exactly these rows), so the help and the README cannot
@@ -13,6 +14,7 @@ with the backquotes dropped.
 from __future__ import annotations
 
 import argparse
+import errno
 import textwrap
 from dataclasses import dataclass
 
@@ -44,14 +46,18 @@ RUN: tuple[ExitCode, ...] = (
         "--reupload-changed to upload them again`)",
     ),
     ExitCode(
-        EXIT_USAGE, "bad usage, configuration, manifest file or journal (nothing was uploaded)"
+        EXIT_USAGE,
+        "refused: the command must change. Bad usage (a misspelt flag: `did you mean "
+        "--provider?`), configuration, manifest file or journal, or nothing to upload (an "
+        "empty manifest, a folder, shard or Parquet file without an image); nothing was "
+        "written or uploaded",
     ),
     ExitCode(
         EXIT_STOPPED,
-        "the run was stopped: bad key, no balance, an API or storage host unreachable from the "
-        "start (`cannot reach https://…: connection refused` or `connection timed out`), "
-        "provider outage (circuit breaker), "
-        "full disk",
+        "stopped by what the run depends on, whenever it happened: bad key, no balance, an "
+        "API or storage host unreachable from the start (`cannot reach https://…: connection "
+        "refused` or `connection timed out`), provider outage (circuit breaker), a full disk "
+        "(or quota, or file size limit) at the journal's opening as mid-run",
     ),
     ExitCode(
         EXIT_INTERRUPTED,
@@ -73,10 +79,27 @@ DRY_RUN: tuple[ExitCode, ...] = (
     ExitCode(EXIT_FAILED, "some entries would be rejected (each is listed, with its reason)"),
     ExitCode(
         EXIT_USAGE,
-        "bad usage, configuration, manifest file or journal, refused as the run would refuse "
-        "it (a missing `--model-id`, a bad `--base-url`, a journal of another run)",
+        "bad usage, configuration, manifest file or journal, or nothing to upload, refused as "
+        "the run would refuse it (a missing `--model-id`, a bad `--base-url`, a journal of "
+        "another run, an empty manifest)",
     ),
 )
+
+
+# A write refused for want of room: a full disk, a quota, a file size limit (`ulimit -f`).
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def out_of_room(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is a write refused for want of room: the machine's
+    state, not the command's, so it exits `EXIT_STOPPED` whether the journal's opening or
+    a record mid-run met it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _NO_ROOM:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def markdown(codes: tuple[ExitCode, ...]) -> str:

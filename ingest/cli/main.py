@@ -1,6 +1,7 @@
 """Entry point of the `ingest` command: builds the parser from one module per command.
 
-Owns the command table, `ingest --version`, and how the process leaves:
+Owns the command table, `ingest --version`, how a mistake in the command line
+is said (`Parser`: one line, the closest option, exit 2), and how the process leaves:
 `run` and `bench` with `os._exit` once everything is flushed (see `entry`),
 every other command through the interpreter's normal exit.
 """
@@ -11,6 +12,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -40,12 +42,80 @@ QUICK_EXIT: frozenset[str] = frozenset({"run", "bench"})
 UPLOADS: frozenset[str] = frozenset({"run", "retry-failed", "bench", "validate"})  # arenas.limit
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, its mistakes said in ingest's one line (exit 2), with the closest
+    option or choice, no usage block: ``ingest run: error: unrecognized arguments: --providr
+    (did you mean --provider?); see 'ingest run --help'``. Subcommands' parsers are of this
+    class too."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._given = list(sys.argv[1:] if args is None else args)
+        parsed, extras = super().parse_known_args(args, namespace)
+        command = self._command_parser(parsed)
+        if extras and command is not None:  # argparse tells them at the top, naming no command
+            command.error(unrecognized(extras, command))
+        return parsed, extras
+
+    def _command_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser | None:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(parsed, "command", None) or "")
+                return chosen if isinstance(chosen, argparse.ArgumentParser) else None
+        return None
+
+    def error(self, message: str) -> NoReturn:
+        choice = _INVALID_CHOICE.search(message)
+        if choice is not None:
+            named = [c.strip().strip("'") for c in choice[2].split(",")]
+            message += _did_you_mean(choice[1], named, 0.6)
+        elif message.startswith("the following arguments are required"):
+            # `--providr novita`: the misspelt flag is the cause, not the flag it left out.
+            unknown = [a for a in getattr(self, "_given", ()) if _unknown_option(a, self)]
+            message = unrecognized(unknown, self) if unknown else message
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+# argparse's words for a value not among an argument's choices (Python 3.11-3.13).
+_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
+
+
+def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """What argparse says of `extras`, each option with the closest of `parser`'s."""
+    options = _options(parser)
+    said = [
+        extra + (_did_you_mean(extra.partition("=")[0], options) if extra.startswith("-") else "")
+        for extra in extras
+    ]
+    return f"unrecognized arguments: {', '.join(said)}"
+
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    return [o for action in parser._actions for o in action.option_strings]
+
+
+def _unknown_option(arg: str, parser: argparse.ArgumentParser) -> bool:
+    """Whether `arg` is a long option `parser` does not know, nor as an abbreviation."""
+    name = arg.partition("=")[0]
+    return name.startswith("--") and not any(o.startswith(name) for o in _options(parser))
+
+
+def _did_you_mean(given: str, known: Sequence[str], cutoff: float = 0.75) -> str:
+    # 0.75 for options: `--retry-failed` is not "--retry-window-s" (0.67), `--base` is
+    # `--base-url` (0.75); 0.6 for a choice's short words (`rnu`: `run`, 0.67).
+    import difflib  # only on a mistake: a run's start-up does without it
+
+    close = difflib.get_close_matches(given, known, n=1, cutoff=cutoff)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command, or of `only` (what `main` builds for a named command).
 
     `only="--version"` registers no command: the flag prints and exits while parsing.
     """
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ingest",
         description="Upload image datasets to providers' pre-signed URLs, resumably.",
     )

@@ -75,6 +75,7 @@ class Reporter:
         self._printed_failures = 0
         self._skipped_noted = False
         self._journal: str | None = None  # a dry run has none
+        self.done_before: int | None = None  # the journal's done items as the run started
         self.folder = False  # the manifest is a folder: entries are named by their path in it
         self._live: Any = None
         self._flushed_at = 0.0
@@ -84,6 +85,7 @@ class Reporter:
     def event(self, kind: str, **fields: Any) -> None:
         if kind == "start":  # where `ingest status --failed` finds every problem afterwards
             self._journal = fields.get("journal")
+            self.done_before = fields.get("already_done")  # the summary's "of the journal's N"
         if self.mode == "json":
             now = time.time()
             if self.output.lost(self.out):

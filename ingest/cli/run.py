@@ -138,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except (ConfigError, JournalError, ManifestError) as exc:
+        if exits.out_of_room(exc):  # a full disk at the journal's opening: as one mid-run
+            print(f"ingest: stopped: {redact(str(exc))}", file=sys.stderr)
+            return EXIT_STOPPED
         print(f"ingest: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except IngestError as exc:
@@ -308,7 +311,8 @@ async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) ->
         )
         reporter.note(
             f"{'resuming' if run.resumed else 'starting'} {run.plan.provider} upload of "
-            f"{args.manifest} (journal {run.journal}; {run.already_done} already done)"
+            f"{args.manifest} (journal {run.journal}: "
+            f"{plural(run.already_done, 'item')} done by earlier runs)"
         )
         interrupted = False
 

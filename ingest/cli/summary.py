@@ -136,8 +136,8 @@ def write_summary(reporter: Reporter, result: Result, progress: Progress | None)
     lines = [
         f"uploaded {plural(c.done, 'file')} ({human_bytes(c.bytes_done)}) in {human_duration(elapsed)}"
         f" — {c.done / elapsed:.1f} files/s, {human_bytes(c.bytes_done / elapsed)}/s",
-        f"already done before: {c.skipped}; retries: {c.retries}; re-signed URLs: {c.resigns};"
-        f" throttled: {c.throttles}"
+        f"skipped {c.skipped} done before{_of_done_before(result, reporter.done_before)};"
+        f" retries: {c.retries}; re-signed URLs: {c.resigns}; throttled: {c.throttles}"
         + (f" ({c.waits_capped} Retry-After waits cut to max_pause_s)" if c.waits_capped else ""),
         (f"journal {journal}" if journal else f"run {result.run_name!r}") + f": {counts}",
     ]
@@ -155,6 +155,21 @@ def write_summary(reporter: Reporter, result: Result, progress: Progress | None)
     if result.stop_message:
         lines.append(f"stopped: {result.stop_message}")
     reporter.output.write(reporter.err, "".join(redact(line) + "\n" for line in lines), flush=True)
+
+
+def _of_done_before(result: Result, before: int | None) -> str:
+    """Why this run skipped fewer than the journal's done items as it started (the start
+    line's "N items done by earlier runs"), so the two are not read as one figure: ""
+    when they agree, else " (of the journal's 4 done: 1 changed since upload, …)"."""
+    c = result.this_run
+    if before is None or before == c.skipped:
+        return ""
+    parts = [(c.changed, "changed since upload"), (result.removed, "no longer in the manifest")]
+    rest = before - c.skipped - c.changed - result.removed
+    if rest > 0:  # not reached (the run stopped early), or changed and uploaded again
+        parts.append((rest, "not reached" if result.total is None else "uploaded again"))
+    said = ", ".join(f"{n} {what}" for n, what in parts if n > 0)
+    return f" (of the journal's {before} done{': ' + said if said and rest >= 0 else ''})"
 
 
 def worker_summary(result: WorkerResult) -> str:

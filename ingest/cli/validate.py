@@ -7,7 +7,10 @@ for a folder, the files its walk skipped, where its captions came from:
 caption files, metadata files, none, and the shards it read in place). With ``--each``, one line per entry
 says what it becomes (kept with its type and caption source, or rejected
 and why). Exit code 0 when everything would upload, 1 when anything would be
-rejected, a folder with no image included.
+rejected, 2 when the manifest cannot be read or holds nothing to upload (an
+empty file, a folder with no image: refused as a run refuses it). The captions
+line counts the entries that upload: an entry's caption counts are taken as
+its reading adds them, and those of an entry with a problem are left out.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +27,7 @@ from ingest.cli.options import add_settings_flags, settings_from_args
 if TYPE_CHECKING:
     from ingest.item import Source
     from ingest.manifest import WalkStats
+    from ingest.manifest.walkstats import Captions
     from ingest.sniff import ImageType
 
 
@@ -95,8 +100,17 @@ def _say_skipped(rel: str, why: str) -> None:
     print(f"{rel}: skipped: {why}")
 
 
-def _captions(walk: WalkStats) -> dict[str, Any]:
+def kept_captions(walk: WalkStats, dropped: list[int]) -> Captions:
+    """The walk's caption counts without the entries that will not upload (`dropped`: what
+    their reading added to `WalkStats.caption_counts`' first four fields)."""
     c = walk.captions
+    sidecar, metadata, none, both = (
+        n - d for n, d in zip(walk.caption_counts[:4], dropped, strict=True)
+    )
+    return replace(c, sidecar=sidecar, metadata=metadata, none=none, both=both)
+
+
+def _captions(c: Captions) -> dict[str, Any]:
     return {
         "from_caption_files": c.sidecar,
         "from_metadata": c.metadata,
@@ -116,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     from ingest.item import Source
     from ingest.manifest import WalkStats, read_manifest
     from ingest.manifest.packed.infolder import packed_counts
+    from ingest.manifest.reader import refuse_empty
     from ingest.providers import provider_class
     from ingest.validate import Checker
 
@@ -126,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         converter = converter_for(caps, args.provider, settings.run)  # --convert
         checker = Checker(accepting(caps) if converter else caps, args.provider)
         walk = WalkStats(_say_skipped if args.each and not args.json else None)
+        refuse_empty(args.manifest, args.format)  # nothing to upload: refused, as by a run
         entries = read_manifest(args.manifest, args.format, walk=walk)
     except IngestError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)
@@ -135,8 +151,13 @@ def run(args: argparse.Namespace) -> int:
     by_type: Counter[str] = Counter()
     by_converted: Counter[str] = Counter()  # --convert: the original types converted
     ok = total_bytes = entries_seen = 0
+    # Caption counts an entry's reading added (the walk counts as it reads, ahead of the
+    # checks): those of an entry that will not upload are taken out of the captions line.
+    counted, dropped = [0, 0, 0, 0], [0, 0, 0, 0]
     for entry in entries:
         entries_seen += 1
+        added = [n - c for n, c in zip(walk.caption_counts[:4], counted, strict=True)]
+        counted = walk.caption_counts[:4]
         key: str | None = entry.key  # a reader's problem may name its entry too
         if not isinstance(entry, ManifestError):
             result: Source | ManifestError = checker(entry)
@@ -159,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
             if args.each and not args.json:
                 print(f"{result.item.key}: {becomes(result, into)}")
             continue
+        dropped = [d + a for d, a in zip(dropped, added, strict=True)]
         if args.each and not args.json:
             # A folder's problem of no entry (a metadata row) names the folder, not its walk place.
             # A manifest's (or shard's) problem of no key is its line, as the table without
@@ -172,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         if fails:
             problem |= {"action": "fail_item", "code": "convert_failed"}
         problems.append(problem)
+    captions = kept_captions(walk, dropped)
     if args.json:
         document = {
             "manifest": str(args.manifest),
@@ -185,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
             "by_reason": dict(by_reason.most_common()),
             "valid": not problems,
             "skipped": {"files": walk.files, "loops": walk.loops},
-            "captions": _captions(walk),
+            "captions": _captions(captions),
             "packed": packed_counts(walk),
             "notes": walk.notes,
         }
@@ -202,9 +225,10 @@ def run(args: argparse.Namespace) -> int:
     skipped = walk.skipped
     if skipped and walk.found:  # with nothing found, "no images found" says it
         print(f"{args.manifest}: skipped {skipped.describe()}")
-    captions = walk.captions
-    if captions:
-        print(f"{args.manifest}: {captions.describe()}")
+    if captions:  # of the entries that upload: a rejected entry's caption is not counted
+        left_out = sum(dropped[:3])  # each image is counted once: caption file, metadata, none
+        tail = f" (not counted: {plural(left_out, 'entry')} with a problem)" if left_out else ""
+        print(f"{args.manifest}: {captions.describe()}{tail}")
     packed = packed_counts(walk)
     if folder and packed:  # a folder's shards, read in place (their members keyed shard#member)
         kinds = ", ".join(f"{n} {kind}" for kind, n in packed.items())

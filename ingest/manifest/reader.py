@@ -5,7 +5,8 @@ whole (`probe`), then hand back a lazy reader of that format, with duplicate
 keys settled across the whole manifest (`dedupe`) for every format but a
 folder (whose keys are distinct paths) and a shard (distinct member names),
 and one item per file for entries keyed by their path, folders included
-(`dedupe.one_per_file`).
+(`dedupe.one_per_file`); and `refuse_empty`, the same checks and at least
+one entry (what a run and `validate` require: nothing to upload is refused).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest.dedupe import deduplicated, estimate_entries, one_per_file
 from ingest.manifest.probe import FORMATS, ManifestFormat, manifest_format, probe_file, probe_folder
+from ingest.manifest.walkstats import NoImages
 
 if TYPE_CHECKING:
     from ingest.manifest.folder import WalkStats
@@ -82,6 +84,35 @@ def read_manifest(
         None if duplicates is None else duplicates.check(),
     )
     return one_per_file(entries, source, by_path=_keyed_by_path)
+
+
+# Why a manifest file of no entry holds nothing to upload, by format.
+_NO_ENTRY: dict[str, str] = {
+    "jsonl": "no entries (the file is empty or holds only blank lines)",
+    "csv": "no entries (no row below the header)",
+    "list": "no entries (the file is empty or holds only blank lines and # comments)",
+}
+
+
+def refuse_empty(path: Path, fmt: ManifestFormat | None = None) -> None:
+    """Check the manifest as `read_manifest` does, and that it holds at least one entry.
+
+    Raises `ManifestError` when it cannot be read, or when it holds nothing to
+    upload: a file of no entry, a folder (or shard, or Parquet file) of no
+    image. Reads up to the first entry only (a bad entry counts: it is the
+    run's problem to report). Empty input is refused before anything is
+    written, as a bad manifest is (exit 2), whatever its format.
+    """
+    entries = read_manifest(path, fmt)
+    try:
+        first = next(entries, None)
+    finally:
+        entries.close()
+    if first is None:
+        why = _NO_ENTRY.get(fmt or manifest_format(path), "no entries")
+        raise ManifestError(f"{why}: nothing to upload", source=str(path))
+    if isinstance(first, NoImages):
+        raise ManifestError(f"{first.reason}: nothing to upload", source=first.source)
 
 
 def _keyed_by_path(item: Item) -> bool:

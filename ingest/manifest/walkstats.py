@@ -2,7 +2,7 @@
 
 Owns `WalkStats` (the running counts a walk and its shards update),
 `SkippedFiles` and `Captions` (their values, for `validate` and a run's
-note) and `no_images` (the one result of a walk that found no image).
+note) and `no_images` (the one result of a walk that found no image, a `NoImages`).
 
 How it works: `other_file` counts each skipped file and keeps the first few
 names in sorted order, whatever the walk's order; `unused_row` does the same
@@ -183,10 +183,15 @@ def _keep_first(examples: list[str], name: str) -> None:
     del examples[_EXAMPLES:]
 
 
-def no_images(source: str, skipped: SkippedFiles) -> ManifestError:
+class NoImages(ManifestError):
+    """The one result of a walk (a folder, a shard, a Parquet file) that found no image:
+    the manifest holds nothing to upload (`reader.refuse_empty` refuses it as a whole)."""
+
+
+def no_images(source: str, skipped: SkippedFiles) -> NoImages:
     """The one result of a walk that found no image file."""
     why = f" (skipped {skipped.describe()})" if skipped else ""
-    return ManifestError(f"no images found{why}", source=source)
+    return NoImages(f"no images found{why}", source=source)
 
 
 def escaped(name: str) -> str:

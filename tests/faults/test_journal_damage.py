@@ -267,8 +267,10 @@ def test_file_size_limit_while_journaling_stops_cleanly_then_resume(
             timeout=60,
             check=False,
         )
-        assert too_small.returncode == 2, too_small.stderr
+        # Out of room at the journal's opening is 3, as mid-run below (fixes8a; was 2).
+        assert too_small.returncode == 3, too_small.stderr
         assert "Traceback" not in too_small.stderr
+        assert "ingest: stopped: cannot" in too_small.stderr
         assert "file size limit" in too_small.stderr and str(journal) in too_small.stderr
         assert sim.objects() == []  # nothing was uploaded without a journal
 

@@ -207,7 +207,7 @@ def test_w6_force_never_turns_one_providers_records_into_anothers(workdir: Path)
     assert "--force" not in refused.stderr  # not offered for another provider
     forced = run_ingest([*other, "--force"], env=env, cwd=workdir)
     assert forced.returncode == 2, forced.stdout
-    assert "already done" not in forced.stderr
+    assert "done by earlier runs" not in forced.stderr
     assert (workdir / journal).read_bytes() == written
     export = run_ingest(["export", journal, "--format", "provider"], env=env, cwd=workdir)
     assert (
@@ -229,7 +229,7 @@ def test_force_follows_a_moved_manifest_and_rewrites_the_header(workdir: Path) -
     assert "(or --force if only the manifest moved)" in refused.stderr
     forced = run_ingest([*moved, "--force"], env=NOVITA, cwd=workdir)
     assert forced.returncode == 0, forced.stderr
-    assert "12 already done" in forced.stderr
+    assert "12 items done by earlier runs" in forced.stderr
     assert header(workdir / "j")["manifest"] == str(workdir / "examples/moved.jsonl")
     # retry-failed now follows the header to the manifest where it is.
     retried = run_ingest(["retry-failed", "j"], env=NOVITA, cwd=workdir)

@@ -117,7 +117,7 @@ def test_json_events_and_quiet_output(good_manifest: Path) -> None:
     assert again.returncode == 0
     assert again.stdout == ""
     assert "starting" not in again.stderr and "resuming" not in again.stderr
-    assert "already done before: 12" in again.stderr
+    assert "skipped 12 done before;" in again.stderr
 
 
 def test_status_and_export(good_manifest: Path, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ def test_validate_follows_a_symlinked_subfolder(tmp_path: Path) -> None:
     assert "0 problems" in done.stdout
 
 
-def test_a_folder_with_no_image_is_a_problem_for_validate_run_and_dry_run(
+def test_a_folder_with_no_image_is_refused_by_validate_run_and_dry_run(
     tmp_path: Path,
 ) -> None:
     photos = tmp_path / "photos"
@@ -35,24 +35,21 @@ def test_a_folder_with_no_image_is_a_problem_for_validate_run_and_dry_run(
     (photos / "notes" / "back").symlink_to("..", target_is_directory=True)
     why = (
         "no images found (skipped 3 non-image files (Thumbs.db, notes/todo.md, readme.txt), "
-        "1 symlinked loop)"
+        "1 symlinked loop): nothing to upload"
     )
+    # Nothing to upload is refused (exit 2) as an empty manifest is (fixes8a), not exit 1.
     checked = run_ingest(["validate", str(photos), *VALIDATE], env=ingest_env())
-    assert checked.returncode == 1, checked.stdout + checked.stderr
-    assert f"{photos}: {why}" in checked.stdout.splitlines()
-    assert "1 entry for novita: 0 ok" in checked.stdout
-    assert "1 problem\n" in checked.stdout
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert checked.stderr == f"ingest: error: {photos}: {why}\n"
 
     ran = run_ingest(["run", str(photos), *VALIDATE, "--sim", "--plain"], env=ingest_env())
-    assert ran.returncode == 1, ran.stdout + ran.stderr
-    assert why in ran.stderr
-    assert "in the folder" not in ran.stderr  # the skipped files are told once, in that line
-    assert "1 item not uploaded" in ran.stderr
-    assert "uploaded 0 files" in ran.stderr
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    assert ran.stderr == f"ingest: error: {photos}: {why}\n"
+    assert not (photos / ".ingest").exists()  # no journal written
 
-    # The dry run of the same command (its journal is bound to the emulator).
+    # The dry run of the same command.
     dry = run_ingest(["run", str(photos), *VALIDATE, "--sim", "--dry-run"], env=ingest_env())
-    assert dry.returncode == 1
+    assert dry.returncode == 2
     assert why in dry.stderr
 
 

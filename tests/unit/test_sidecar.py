@@ -229,15 +229,17 @@ def test_validate_reports_where_captions_come_from(
         "notes.txt: skipped: a caption file with no image of its name",
         f"{tmp_path}: skipped 1 non-image file (notes.txt)",
     ]
+    # Only the entries that upload (d.png, rejected, has no caption: not counted; fixes8a).
     assert out[7] == (
-        f"{tmp_path}: captions: 1 from caption files, 1 from metadata.jsonl, 2 without a caption"
+        f"{tmp_path}: captions: 1 from caption files, 1 from metadata.jsonl, 1 without a caption"
+        " (not counted: 1 entry with a problem)"
     )
     assert main(["validate", str(tmp_path), "--provider", "novita", "--json"]) == 1
     captions = orjson.loads(capsys.readouterr().out)["captions"]
     assert (captions["from_caption_files"], captions["from_metadata"], captions["without"]) == (
         1,
         1,
-        2,
+        1,
     )
 
 

@@ -201,12 +201,20 @@ def _report(options: BenchOptions, rounds: list[dict[str, Any]], load: float) ->
         share = report["reference"]["share"]
         report["verdict"] = {
             "bottleneck": "client CPU",
-            "reason": f"nginx ({engine['sink_cores']:.2f} cores) and the signer "
-            f"({engine['signer_cores']:.2f}) ran free, so the client set the pace: the engine "
-            f"reached {share['files_per_s']:.0%} of the bare loop's files/s at "
-            f"{share['cpu_per_file']:.2f}× its CPU per file",
+            "reason": f"{servers_said(engine)} ran free while the engine ran, so the client "
+            f"set the pace: the engine reached {share['files_per_s']:.0%} of the bare loop's "
+            f"files/s at {share['cpu_per_file']:.2f}× its CPU per file",
         }
     return report
+
+
+def servers_said(figures: dict[str, Any]) -> str:
+    """The servers' CPU while one client ran, in the words the servers line and the verdict
+    share (one figure, one meaning: each the median over rounds of that client's runs)."""
+    return (
+        f"nginx {figures['sink_cores']:.2f} cores and the signer "
+        f"{figures['signer_cores']:.2f} cores"
+    )
 
 
 def render_reference(reference: dict[str, Any]) -> list[str]:
@@ -225,8 +233,8 @@ def render_reference(reference: dict[str, Any]) -> list[str]:
         f"{share['cpu_per_file']:.2f}× its CPU per file (medians of {_rounds(reference['rounds'])})",
         f"  API      {engine['api_calls_per_file']:.2f} calls per file "
         f"(bare {bare['api_calls_per_file']:.2f})",
-        f"  servers  sink (nginx) {max(bare['sink_cores'], engine['sink_cores']):.2f} cores, "
-        f"signer {max(bare['signer_cores'], engine['signer_cores']):.2f} cores at most",
+        f"  servers  while the engine ran: {servers_said(engine)}; while the bare loop ran: "
+        f"{servers_said(bare)} (medians)",
     ]
     cores = os.cpu_count() or 1
     if reference["load_1m_before"] > cores:

@@ -235,39 +235,18 @@ class Reporter:
             )
 
     async def _watch_live(self, engine: Watched) -> None:
-        from rich.console import Console, Group
+        from rich.console import Console
         from rich.live import Live
-        from rich.progress import BarColumn, Progress, TextColumn
-        from rich.text import Text
 
         console = Console(file=self.err)
-        bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[done_of]}"),
-            TextColumn("{task.fields[eta]}"),
-            TextColumn("{task.fields[rate]}"),
-            console=console,
-        )
-        task = bar.add_task("upload", total=None, done_of="", eta="", rate="")
-        # The counts on a line of their own: on an 80-column terminal the bar's line keeps
-        # done/total and the ETA whole.
-        detail = Text(no_wrap=True, overflow="ellipsis")
-        with Live(Group(bar, detail), console=console, refresh_per_second=4) as live:
+        view = LiveView(engine.snapshot())
+        with Live(view, console=console, refresh_per_second=4) as live:
             self._live = live
             try:
                 while True:
                     snap = engine.snapshot()
                     self._note_skipped(snap)
-                    detail.plain = _counts(snap)
-                    bar.update(
-                        task,
-                        completed=snap.progress.done,
-                        total=snap.progress.total,
-                        done_of=_done_of(snap.progress),
-                        eta=_eta(snap),
-                        rate=_rate(snap),
-                    )
+                    view.snap = snap
                     await anyio.sleep(0.25)
             finally:
                 self._note_skipped(engine.snapshot())
@@ -281,6 +260,43 @@ class Reporter:
         write_summary(self, result, progress)
 
 
+class LiveView:
+    """The live display of a snapshot, laid out for the width it is drawn at.
+
+    Wide enough (`BAR_MIN` columns of bar beside the figures): ``upload ━━━╸  435/~1010
+    eta ~0:30 12.3 files/s, 4.1 MiB/s``, the counts on a line of their own. Narrower, the
+    bar is dropped, never the figures: done/total and the ETA, the rate and the counts
+    each wrap at a space (a 40-column terminal cut ``435/~…`` and ``faile…``).
+    """
+
+    BAR_MIN = 10
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        snap, width = self.snap, options.max_width
+        p = snap.progress
+        parts = [part for part in (_done_of(p), _eta(snap), _rate(snap)) if part]
+        figures = " ".join(parts)
+        room = width - len("upload ") - len(figures) - 2
+        if room >= self.BAR_MIN:
+            row = Table.grid(padding=(0, 1))
+            row.add_row(
+                Text("upload", style="bold"),
+                ProgressBar(total=p.total, completed=p.done, width=room),
+                Text(figures, no_wrap=True),
+            )
+            yield row
+        else:
+            yield Text(_fill(parts, width))
+        yield Text(_fill(_count_parts(snap), width))
+
+
 def _rate(snap: Snapshot) -> str:
     """This run's pace: 3.2 files/s, 1.2 MiB/s."""
     c, elapsed = snap.counters, max(snap.elapsed_s, 1e-6)
@@ -289,16 +305,30 @@ def _rate(snap: Snapshot) -> str:
 
 def _counts(snap: Snapshot) -> str:
     """In flight, retries, re-signs, failed and rejected apart (per the journal), throttling."""
+    return " ".join(_count_parts(snap))
+
+
+def _count_parts(snap: Snapshot) -> list[str]:
+    """`_counts`, a label with its figure a part (a narrow display wraps between parts)."""
     c, p, pacer = snap.counters, snap.progress, snap.api_pacer
-    text = (
-        f"in flight {c.in_flight} retries {c.retries} re-signs {c.resigns}"
-        f" failed {p.failed} rejected {p.rejected}"
-    )
+    parts = [f"in flight {c.in_flight}", f"retries {c.retries}", f"re-signs {c.resigns}"]
+    parts += [f"failed {p.failed}", f"rejected {p.rejected}"]
     if pacer.rate is not None:
-        text += f" paced {pacer.rate:.1f}/s"
+        parts.append(f"paced {pacer.rate:.1f}/s")
     if pacer.paused_for > 0:
-        text += f" paused {math.ceil(pacer.paused_for)}s"
-    return text
+        parts.append(f"paused {math.ceil(pacer.paused_for)}s")
+    return parts
+
+
+def _fill(parts: list[str], width: int) -> str:
+    """`parts` joined by spaces, a line break instead where the next would pass `width`."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + 1 + len(part) <= width:
+            lines[-1] += " " + part
+        else:
+            lines.append(part)
+    return "\n".join(lines)
 
 
 def _done_of(p: Progress) -> str:

@@ -10,6 +10,7 @@ beside the plan and creates the consumer group, gated by `SET NX` of the
 plan key inside one Lua script, so a plan is written exactly once and never
 half (a worker killed mid-plan wrote nothing). Every later worker reads the
 stored binding instead and is refused (`RunMismatch`) if it differs: another
+plan format (`PLAN_FORMAT`: a plan another version of ingest laid out),
 manifest (by its entries' digest, not its path), provider, endpoint or
 run-level value; and it takes the stored duplicates, from which each chunk's
 read answers every key in line order (`entries.ChunkReader`).
@@ -65,6 +66,9 @@ return {0, redis.call('GET', KEYS[1]), redis.call('GET', KEYS[3]) or ''}
 
 
 _UNBOUND = frozenset({"chunks", "fingerprint"})  # stored in the plan, not compared
+# How a plan is laid out and its manifest digested (`lay_out`); a plan of another format
+# (one of none: planned before it was recorded) cannot be joined whatever the manifest.
+PLAN_FORMAT = 2
 
 
 class RunMismatch(ConfigError):
@@ -194,7 +198,7 @@ def read_layout(
         reader.close()
     if kept is not None:
         kept.sort(key=lambda e: e.line or 0)
-    digest = hashlib.sha256(b"ingest entries 2\0%d\0" % entries)
+    digest = hashlib.sha256(b"ingest entries %d\0%d\0" % (PLAN_FORMAT, entries))
     digest.update((total & _MASK256).to_bytes(32, "little"))
     dups = Duplicates.of(dup_lines, dup_firsts)
     return Layout(digest.hexdigest(), entries, cut.chunks(), printed, dups), kept
@@ -261,6 +265,7 @@ def binding(
 ) -> dict[str, Any]:
     """The values every worker of a run must share."""
     return {
+        "format": PLAN_FORMAT,
         "manifest": layout.digest,
         "entries": layout.entries,
         "chunks": len(layout.chunks),
@@ -288,6 +293,8 @@ async def plan_run(
     differ = sorted(
         k for k in set(theirs) | set(bound) if k not in _UNBOUND and theirs.get(k) != bound.get(k)
     )
+    if "format" not in theirs and "manifest" not in differ:  # format 2, before it was recorded
+        differ = [k for k in differ if k != "format"]
     if differ:
         raise RunMismatch(_mismatch(keys.name, differ, theirs, bound), key="run_name")
     known = layout.duplicates if created else Duplicates.parse(dups)
@@ -297,6 +304,15 @@ async def plan_run(
 def _mismatch(
     name: str, differ: list[str], theirs: Mapping[str, Any], ours: Mapping[str, Any]
 ) -> str:
+    if "format" in differ:  # its digest is another formula's: no other difference is told
+        fmt = theirs.get("format")
+        theirs_is = f"format {fmt}" if fmt is not None else "an earlier format"
+        return (
+            f"run {name!r} was planned by another version of ingest (its plan is of "
+            f"{theirs_is}, this worker's of format {PLAN_FORMAT}), so its manifest cannot be "
+            "compared; this worker is refused: use a new --run-name (or finish the run with "
+            "the version that planned it)"
+        )
     what = []
     for k in differ:
         if k == "manifest":

@@ -5,18 +5,21 @@
 - a full disk at the journal's opening exited 2, mid-run 3;
 - the resume line's "N already done" (the journal's) and the summary's "already done before:
   M" (this run's skips) read as one figure that disagreed;
-- a misspelt flag got argparse's usage and bare message, no "did you mean".
+- a misspelt flag got argparse's usage and bare message, no "did you mean";
+- at 40 columns the live bar cut its totals (``435/~…``) and its counts (``faile…``).
 """
 
 from __future__ import annotations
 
 import errno
+import io
 from pathlib import Path
 
 import orjson
 import pytest
 
 from ingest.cli.main import main
+from ingest.cli.report import Reporter
 from tests.images import make_image, touch
 
 
@@ -132,3 +135,51 @@ def test_a_misspelt_flag_gets_one_line_with_the_closest_option(
     command = "ingest" if argv[0] == "rnu" else f"ingest {argv[0]}"
     assert line.startswith(f"{command}: error: ") and said in line, line
     assert line.endswith("--help'") and "usage:" not in captured.err
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("columns", [40, 80])
+async def test_a_narrow_terminal_drops_the_bar_and_keeps_every_count(
+    monkeypatch: pytest.MonkeyPatch, columns: int
+) -> None:
+    from tests.unit.test_progress import RESUMED, Script, watch
+
+    monkeypatch.setenv("COLUMNS", str(columns))  # the width rich draws the live display at
+    err = io.StringIO()
+    await watch(Reporter("live", err=err), Script(RESUMED, until=2))
+    shown = err.getvalue()  # not a terminal: rich renders the last frame when it stops
+    assert all(len(line) <= columns for line in shown.splitlines())
+    for figure in ("435/~1010", "eta ~1:58", "3.2 files/s", "failed 0", "rejected 197"):
+        assert figure in shown, shown
+    assert "…" not in shown
+    assert ("━" in shown) == (columns == 80)  # the bar only where it fits beside the figures
+
+
+def test_bench_reference_says_each_servers_figure_once_with_its_meaning() -> None:
+    from ingest.bench.reference import render_reference, servers_said
+
+    def client(sink: float, signer: float) -> dict[str, float]:
+        figures = dict.fromkeys(("files_per_s", "transfer_files_per_s", "cpu_ms_per_file"), 1.0)
+        return (
+            figures
+            | {"peak_rss_mib": 50.0, "api_calls_per_file": 1.0}
+            | {
+                "sink_cores": sink,
+                "signer_cores": signer,
+            }
+        )
+
+    engine, bare = client(0.12, 0.08), client(0.31, 0.2)
+    reference = {"bare": bare, "engine": engine, "rounds": 3, "load_1m_before": 0.0}
+    reference |= {
+        "problems": [],
+        "share": dict.fromkeys(("files_per_s", "transfer_files_per_s", "cpu_per_file"), 1.0),
+    }
+    [servers] = [line for line in render_reference(reference) if "servers" in line]
+    # Was "sink (nginx) 0.31 cores, signer 0.20 cores at most" (the larger of the two clients')
+    # beside a verdict of "nginx (0.12 cores) and the signer (0.08)": two figures, one name.
+    assert servers == (
+        "  servers  while the engine ran: nginx 0.12 cores and the signer 0.08 cores; "
+        "while the bare loop ran: nginx 0.31 cores and the signer 0.20 cores (medians)"
+    )
+    assert servers_said(engine) in servers  # the verdict's words for the engine's run

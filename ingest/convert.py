@@ -13,8 +13,8 @@ process-wide pool of them is `ingest.convert_pool`), at most
 on the process's pipe. Processes, not threads: a thread converting shared the GIL
 and the CPU with the event loop, so one thread (all the uploads left room
 for) did at most ~0.9 of a core of Pillow work and two starved the uploads
-(0.64x their pace); a process shares no GIL and runs at a lower priority
-(`convert_child.NICE`), so within the run the uploads' loop comes first,
+(0.64x their pace); a process shares no GIL and runs under ``SCHED_IDLE``
+(`convert_child.lower_priority`), so the uploads' loop comes first,
 and the lane lets more than one convert only while the uploads wait for
 work (benchmarks/README.md, Convert). A local file is read by the
 process itself (its path is sent); a shard's member or a fetched file (a

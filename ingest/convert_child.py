@@ -17,10 +17,25 @@ will take); the parent takes those from its memory budget and says ``go``
 (or ``skip``) → ``done`` with the converted bytes' type, sha256 and length,
 followed by those bytes raw (outside the pickle: the parent copies them to
 its spool file in chunks, never holding them whole), or ``fail`` with a
-one-line reason. The child lowers its own priority (`NICE`)
-before its first import, so the uploads' event loop, at the normal
-priority, gets a core whenever it wants one and the conversions take the
-rest (benchmarks/README.md, Convert).
+one-line reason.
+
+Priority: before its first import the child puts itself (and so every
+thread it starts later: libheif decodes in threads of its own) under
+Linux's ``SCHED_IDLE`` policy (`lower_priority`; where that is refused or
+absent, `NICE` is added to its niceness instead). What that buys over a
+nice value (man 7 sched, "SCHED_IDLE"; kernel/sched/fair.c): a normal task
+that wakes preempts a ``SCHED_IDLE`` one at once
+(`check_preempt_wakeup_fair`: "Idle tasks are by definition preempted by
+non-idle tasks"), where a niced task may keep the CPU to the end of its
+slice; and a CPU running only ``SCHED_IDLE`` tasks counts as idle when a
+woken task picks its CPU (`sched_idle_cpu` in `select_idle_sibling`), so
+the event loop, the sink or the signer waking goes straight onto the core
+a conversion holds. The child stays in the run's session (`convert_pool`):
+with autogroup each session is one group, and the group's weight on a CPU
+follows its tasks' weights there (`calc_group_shares`), so a core running
+only a converter gives the run's group almost no weight against other
+sessions either; the conversions take what nobody else wants
+(benchmarks/README.md, Convert).
 
 Invariants: the child imports nothing of `ingest` beyond this module and
 holds no state between jobs but its Pillow import; it ends when its stdin
@@ -42,7 +57,7 @@ import struct
 import sys
 from typing import IO, Any
 
-NICE = 10  # added to the child's niceness: the event loop comes first (see the module)
+NICE = 10  # added to the child's niceness where SCHED_IDLE is refused (see the module)
 IDLE_S = 120.0  # without a job this long, it ends (`ingest.convert_pool` reuses it within 10 s)
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _HEADER = struct.Struct("<Q")
@@ -179,10 +194,20 @@ def serve(source: IO[bytes], out: IO[bytes]) -> None:
         del data, converted
 
 
+def lower_priority() -> str:
+    """This process under ``SCHED_IDLE``, else niced by `NICE` (see the module): which one."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux, or refused (a seccomp filter, a sandbox)
+        with contextlib.suppress(OSError):
+            os.nice(NICE)
+        return "nice"
+    return "idle"
+
+
 def main() -> None:
     """The converter process (see the module)."""
-    with contextlib.suppress(OSError):
-        os.nice(NICE)
+    lower_priority()
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a library's print goes to stderr, not into a frame
     with contextlib.suppress(BrokenPipeError):  # the parent is gone

@@ -1,7 +1,8 @@
 """Conversions in converter processes (`ingest.convert`, `ingest.convert_child`) and when the
 lane runs a second one (`ingest.engine.lane`): a process that dies is its item's failure and the
 next image gets a new one; no converter outlives a SIGKILLed run (test_spool); a second
-conversion starts only while the upload workers have nothing queued."""
+conversion starts only while the upload workers have nothing queued; a converter process runs
+under SCHED_IDLE."""
 
 from __future__ import annotations
 
@@ -172,3 +173,19 @@ def test_ingest_run_reaps_its_converter_processes_before_its_quick_exit(
     with pytest.raises(SystemExit):
         cli.entry()
     assert convert_pool.pids() == [] and all(p.proc.returncode is not None for p in running)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_a_converter_process_runs_under_sched_idle(tmp_path: Path) -> None:
+    """Under SCHED_IDLE a waking upload preempts a conversion at once (`convert_child`); set
+    before the first import, so every thread the process has (and libheif starts) has it."""
+    heic = source_of(save(tmp_path / "a.heic", picture(), "HEIF"))
+    converter = Converter(NOVITA, provider="novita", workers=1)
+    try:
+        assert anyio.run(converter.convert, heic).image_type is ImageType.JPEG
+        pids = convert_pool.pids()
+        tasks = [int(tid) for pid in pids for tid in os.listdir(f"/proc/{pid}/task")]
+        policies = {os.sched_getscheduler(tid) for tid in tasks}
+    finally:
+        converter.close()
+    assert pids and policies == {os.SCHED_IDLE} and os.sched_getscheduler(0) == os.SCHED_OTHER

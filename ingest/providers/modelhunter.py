@@ -54,7 +54,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from ingest.capabilities import Capabilities
+from ingest.capabilities import MODELHUNTER_IMAGE_BYTES, Capabilities
 from ingest.errors import Action, TransferError
 from ingest.http import Response, bad_response, http_error, request
 from ingest.item import Source
@@ -64,7 +64,7 @@ from ingest.providers.settings import ModelHunterSettings, ProviderSettings
 from ingest.sniff import ImageType
 
 DOCUMENTED_LIFETIME_S = 900.0  # "valid for 15 minutes" (Get Upload URL)
-IMAGE_LIMIT_BYTES = 50_000_000  # "max 50 MB" for images (File Uploads), MB = 10^6 bytes
+IMAGE_LIMIT_BYTES = MODELHUNTER_IMAGE_BYTES  # "max 50 MB" for images (File Uploads)
 
 _STOP_CODES = frozenset(
     {

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from ingest import capabilities
 from ingest.manifest.packed import parquetcolumn
-from ingest.manifest.packed.parquetcolumn import Chunk
+from ingest.manifest.packed.parquetcolumn import Chunk, Oversized
 from ingest.manifest.packed.parquetpieces import Damaged, Unstreamable, hybrid
 
 _I32, _STRUCT = 5, 12
@@ -127,3 +128,76 @@ def test_definition_levels_longer_than_any_encoding_of_the_page_values_are_damag
         tracemalloc.stop()
         os.close(fd)
     assert peak < 2 << 20
+
+
+def _plain_page(values: Sequence[bytes], compress: bool) -> bytes:
+    raw = b"".join(len(v).to_bytes(4, "little") + v for v in values)
+    stored = zlib.compress(raw) if compress else raw
+    return _page(0, stored, len(raw), 5, [(1, len(values)), (2, PLAIN), (3, RLE), (4, RLE)])
+
+
+def _gzip_values(path: Path, data: bytes, rows: int) -> tuple[list[parquetcolumn.Value], int]:
+    """(the values of a gzip chunk of `rows` required rows, the peak bytes traced meanwhile)."""
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    tracemalloc.start()
+    try:
+        got = list(parquetcolumn.values(fd, Chunk(0, len(data), "GZIP", 0, rows)))
+        return got, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        os.close(fd)
+
+
+def test_a_value_over_the_largest_image_is_that_rows_oversized_never_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(capabilities, "LARGEST_IMAGE_BYTES", 1 << 20)
+    big = b"\x00" * (3 << 20)  # three times the cap: a few KiB gzipped
+    data = _plain_page([b"a" * 10, big, b"b" * 10], compress=True)
+    got, peak = _gzip_values(tmp_path / "f", data, 3)
+    assert got == [b"a" * 10, Oversized(3 << 20, 1 << 20), b"b" * 10]
+    assert peak < 1 << 20  # the old code held the 3 MiB value
+
+
+def test_an_oversized_dictionary_entry_is_read_past_and_its_rows_each_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(capabilities, "LARGEST_IMAGE_BYTES", 1 << 20)
+    entries = b"".join(len(v).to_bytes(4, "little") + v for v in (b"\x00" * (3 << 20), b"img"))
+    stored = zlib.compress(entries)
+    dictionary = _page(2, stored, len(entries), 7, [(1, 2), (2, PLAIN)])
+    indices = b"\x01" + _varint(1 << 1 | 1) + bytes([0b010])  # width 1, one group: 0, 1, 0
+    data = dictionary + _indices_page(zlib.compress(indices), 3, uncompressed=len(indices))
+    got, peak = _gzip_values(tmp_path / "f", data, 3)
+    too_big = Oversized(3 << 20, 1 << 20)
+    assert got == [too_big, b"img", too_big] and peak < 1 << 20
+
+
+@pytest.mark.parametrize(
+    ("compression", "dictionary"), [("snappy", True), ("none", False), ("lz4", False)]
+)
+def test_an_oversized_row_is_its_own_problem_naming_file_group_and_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str, dictionary: bool
+) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from ingest.errors import ManifestError
+    from ingest.item import Item
+    from ingest.manifest.packed.parquet import read_parquet
+
+    monkeypatch.setattr(capabilities, "LARGEST_IMAGE_BYTES", 100_000)
+    images = [os.urandom(1000), os.urandom(300_000), os.urandom(1000), os.urandom(1000)]
+    path = tmp_path / "p.parquet"
+    table = pa.table({"image": pa.array(images, pa.binary())})
+    pq.write_table(
+        table, path, row_group_size=2, compression=compression, use_dictionary=dictionary
+    )
+    got = list(read_parquet(path, str(path), "p.parquet"))
+    assert [type(r) for r in got] == [Item, ManifestError, Item, Item]
+    problem = got[1]
+    assert isinstance(problem, ManifestError)
+    assert problem.reason == (
+        "row 1 (row group 0) holds an image of 300,000 bytes, more than any provider takes "
+        f"(100,000 bytes); not read: {path}#row-1"
+    )

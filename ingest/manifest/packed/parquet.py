@@ -18,7 +18,8 @@ Memory: streamed, about a batch of images plus the cache, whatever the size
 of the row groups, pages or file; read by pyarrow, plus about twice the
 largest page (`parquetpages`; `benchmarks/README.md`, Sources).
 
-Invariants: one result per row (a row with no bytes, only a path, is that
+Invariants: one result per row (a row with no bytes, only a path, or with
+an image over `capabilities.LARGEST_IMAGE_BYTES`, which is never read whole, is that
 row's `ManifestError`; so is each row of a row group from where it is
 damaged: the first names what is wrong, the rest say they were not read),
 so the count ahead is the file's row count; a file that is not Parquet, or
@@ -36,6 +37,7 @@ from ingest.errors import ManifestError
 from ingest.item import Item, Member
 from ingest.manifest.folder import WalkStats, no_images
 from ingest.manifest.packed.parquetcache import ident_of, remember, row_bytes
+from ingest.manifest.packed.parquetcolumn import Oversized
 from ingest.manifest.packed.parquetfile import (
     GroupDamaged,
     Layout,
@@ -154,6 +156,13 @@ def read_parquet(
                                 source=source,
                                 line=stats.found,
                             )
+                        elif isinstance(value, Oversized):
+                            yield ManifestError(
+                                f"row {number} (row group {group}) {_oversized(value)}: "
+                                f"{path}#row-{number}",
+                                source=source,
+                                line=stats.found,
+                            )
                         else:
                             counts[1 if caption else 2] += 1
                             yield Item(
@@ -177,6 +186,13 @@ def read_parquet(
         os.close(fd)
     if stats.found == 0 and not inside:
         yield no_images(source, stats.skipped)
+
+
+def _oversized(value: Oversized) -> str:
+    return (
+        f"holds an image of {value.size:,} bytes, more than any provider takes "
+        f"({value.limit:,} bytes); not read"
+    )
 
 
 def _damaged(

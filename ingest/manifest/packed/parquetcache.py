@@ -89,7 +89,7 @@ def clear() -> None:
 
 
 def _size(values: Rows) -> int:
-    return sum(len(v) for v in values if v is not None)
+    return sum(len(v) for v in values if isinstance(v, bytes))
 
 
 def _cached(ident: Ident, group: int, row: int) -> tuple[Rows, int] | None:
@@ -172,8 +172,8 @@ def row_bytes(path: Path, member: Member) -> bytes:
         _drop_cursor(ident_of(path))
         raise OSError(f"damaged row group {group} ({exc.reason}): {where}") from None
     data = values[index]
-    if data is None:
-        raise OSError(f"row holds no image bytes: {where}")
+    if not isinstance(data, bytes):
+        raise OSError(f"row holds no image bytes it can read: {where}")
     if len(data) != member.length:
         raise OSError(
             f"the Parquet file changed: row of {len(data)} bytes, not {member.length}: {where}"

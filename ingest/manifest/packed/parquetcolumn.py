@@ -19,9 +19,11 @@ dictionary is read forward as the rows need its entries, an entry kept
 only while a later row still needs it (`DICTIONARY_BUDGET` in all; past it
 an entry is dropped and the dictionary read again from its start when
 needed, at most `RESTARTS` times a chunk). Unique images (the usual case)
-are indices 0, 1, 2...: nothing is kept.
+are indices 0, 1, 2...: nothing is kept. A value longer than
+`capabilities.LARGEST_IMAGE_BYTES` (the largest image any provider documents taking) is
+read past a piece at a time and yielded as `Oversized`, its length alone.
 
-Invariants: memory is about one value plus a few pieces of the chunk and
+Invariants: memory is about one value (at most `LARGEST_IMAGE_BYTES`) plus a few pieces of the chunk and
 the indices of its dictionary-encoded pages, whatever the page sizes;
 `Damaged` for wrong bytes and `Unstreamable` for what this reader does not
 do (the caller reads the rest with pyarrow), raised when met, after the
@@ -35,7 +37,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ingest import capabilities
 from ingest.manifest.packed.parquetpieces import (
+    PIECE,
     ChunkBytes,
     Damaged,
     Read,
@@ -74,6 +78,29 @@ class Chunk:
     codec: str
     max_def: int
     rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Oversized:
+    """A value of `size` bytes, over `limit` (`LARGEST_IMAGE_BYTES`): read past, never held."""
+
+    size: int
+    limit: int
+
+
+Value = bytes | Oversized | None  # a row's value (None: a null)
+
+
+def _value(body: Read, n: int) -> bytes | Oversized:
+    """The next `n` bytes of `body`, or, past `LARGEST_IMAGE_BYTES`, `Oversized` once they are
+    read past a piece at a time."""
+    limit = capabilities.LARGEST_IMAGE_BYTES
+    if n <= limit:
+        return body(n)
+    left = n
+    while left > 0:
+        left -= len(body(min(left, PIECE)))
+    return Oversized(n, limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +195,14 @@ def _present(levels: list[int] | None, h: PageHeader, max_def: int) -> int:
 
 def _indices(fd: int, chunk: Chunk, at: int) -> dict[int, list[int | None]]:
     """Pass one: each dictionary-encoded data page after the dictionary (by where its data
-    starts) with its rows' entry indices, up to the first plain page (or a damaged one,
-    which pass two meets and reports in its place)."""
+    starts) with its rows' entry indices (None: a null), up to the first page that is plain,
+    brings the values past the row group's rows, or is damaged. Pass two (`values`) yields
+    the planned pages' rows, then meets the page pass one stopped at: a plain one is read as
+    plain; past the rows, or a damaged header, is `Damaged`; but a dictionary-encoded page
+    whose levels or indices are damaged is not planned, so pass two raises `Unstreamable`
+    ("after a plain one") and pyarrow reads the rest of the row group (and says what is
+    wrong). Indices of more than `INDICES_MAX` bytes are `Unstreamable` here, before any
+    row is yielded."""
     src = ChunkBytes(fd, at, chunk.end)
     found: dict[int, list[int | None]] = {}
     rows = 0
@@ -209,7 +242,7 @@ class _Dictionary:
     def __init__(self, fd: int, chunk: Chunk, page: _Page, last: dict[int, int]) -> None:
         self._fd, self._chunk, self._page, self._last = fd, chunk, page, last
         self._count = page.header.values
-        self._held: dict[int, bytes] = {}
+        self._held: dict[int, bytes | Oversized] = {}
         self._held_bytes = self._restarts = self._next = 0
         self._body = self._open()
 
@@ -218,7 +251,7 @@ class _Dictionary:
         src = ChunkBytes(self._fd, self._page.body, self._page.body + h.compressed)
         return page_body(src, h.compressed, self._chunk.codec, h.uncompressed)
 
-    def get(self, k: int, row: int) -> bytes:
+    def get(self, k: int, row: int) -> bytes | Oversized:
         """Entry `k`, for row `row` (an entry no later row needs is let go)."""
         if k >= self._count:
             raise Damaged(f"dictionary index {k} of a dictionary of {self._count} entries")
@@ -226,7 +259,7 @@ class _Dictionary:
         if value is not None:
             if self._last.get(k, -1) <= row:
                 del self._held[k]
-                self._held_bytes -= len(value)
+                self._held_bytes -= _cost(value)
             return value
         if k < self._next:
             self._restarts += 1
@@ -235,7 +268,7 @@ class _Dictionary:
             self._body, self._next = self._open(), 0
         while True:
             j = self._next
-            value = self._body(int.from_bytes(self._body(4), "little"))
+            value = _value(self._body, int.from_bytes(self._body(4), "little"))
             self._next += 1
             if j == k:
                 break
@@ -245,10 +278,14 @@ class _Dictionary:
             self._hold(k, value)
         return value
 
-    def _hold(self, j: int, value: bytes) -> None:
-        if self._held_bytes + len(value) <= DICTIONARY_BUDGET:
+    def _hold(self, j: int, value: bytes | Oversized) -> None:
+        if self._held_bytes + _cost(value) <= DICTIONARY_BUDGET:
             self._held[j] = value
-            self._held_bytes += len(value)
+            self._held_bytes += _cost(value)
+
+
+def _cost(value: bytes | Oversized) -> int:
+    return len(value) if isinstance(value, bytes) else 0
 
 
 def _last_uses(planned: dict[int, list[int | None]], first: int) -> dict[int, int]:
@@ -262,8 +299,9 @@ def _last_uses(planned: dict[int, list[int | None]], first: int) -> dict[int, in
     return last
 
 
-def values(fd: int, chunk: Chunk) -> Iterator[bytes | None]:
-    """Each row's value of `chunk` in order (None: a null), read from the open file `fd`."""
+def values(fd: int, chunk: Chunk) -> Iterator[Value]:
+    """Each row's value of `chunk` in order (None: a null; `Oversized`: too long to hold), read
+    from the open file `fd`."""
     src = ChunkBytes(fd, chunk.start, chunk.end)
     dictionary: _Dictionary | None = None
     planned: dict[int, list[int | None]] = {}
@@ -301,7 +339,7 @@ def values(fd: int, chunk: Chunk) -> Iterator[bytes | None]:
                     left -= 4 + n
                     if left < 0:
                         raise Damaged(f"a value of {n:,} bytes runs past its page")
-                    yield body(n)
+                    yield _value(body, n)
                 row += 1
         else:
             raise Unstreamable(f"the {ENCODINGS.get(h.encoding, str(h.encoding))} encoding")

@@ -30,16 +30,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ingest import capabilities
 from ingest.errors import ManifestError
 from ingest.manifest.metadata import CAPTION_COLUMNS
 from ingest.manifest.packed import parquetcolumn
+from ingest.manifest.packed.parquetcolumn import Oversized, Value
 from ingest.manifest.packed.parquetpieces import Damaged, Unstreamable
 
 INSTALL = "reading Parquet needs pyarrow: pip install 'ingest[parquet]'"
 BATCH_BYTES = 2 << 20  # images a batch holds, about (its rows: `batch_rows`)
 _BUFFER = 1 << 20  # pyarrow reads a column chunk through this buffer, page by page
 
-Rows = list[bytes | None]  # a batch's image bytes, one per row (None: a row without)
+Rows = list[Value]  # a batch's image bytes, one per row (None: a row without; `Oversized`)
 
 
 class GroupDamaged(Exception):
@@ -220,10 +222,15 @@ def batch_rows(pf: ParquetFile, group: int, leaf: int) -> int:
 
 def arrow_rows(column: Any, struct: bool) -> Rows:
     """A batch's image column's bytes as Python values (made once a batch: the read-ahead's
-    `Source.body` is the cached object, not a copy)."""
+    `Source.body` is the cached object, not a copy); one over `LARGEST_IMAGE_BYTES` is
+    `Oversized`, as the stream makes it."""
+    limit = capabilities.LARGEST_IMAGE_BYTES
     if struct:  # flatten: a null struct's fields are null (`field` would ignore its validity)
         column = column.flatten()[column.type.get_field_index("bytes")]
     values: Rows = column.to_pylist()
+    for i, value in enumerate(values):
+        if isinstance(value, bytes) and len(value) > limit:
+            values[i] = Oversized(len(value), limit)
     return values
 
 
@@ -246,7 +253,7 @@ def _streamed(pf: ParquetFile, lay: Layout, group: int, fd: int) -> Iterator[tup
     try:
         for value in parquetcolumn.values(fd, parquetcolumn.chunk_of(pf.metadata, group, lay.leaf)):
             values.append(value)
-            held += len(value) if value is not None else 0
+            held += len(value) if isinstance(value, bytes) else 0
             if len(values) >= size or held >= limit:
                 yield first, values
                 first, held, values = first + len(values), 0, []

@@ -127,7 +127,8 @@ def write_summary(reporter: Reporter, result: Result, progress: Progress | None)
         )
         return
     of = f" of {'~' if estimated else ''}{total}" if total is not None else ""
-    counts = f"{result.done} done{of}, {result.failed} failed, {result.rejected} rejected"
+    changed = f" ({c.changed} changed since upload)" if c.changed else ""  # done, kept: exit 1
+    counts = f"{result.done} done{of}{changed}, {result.failed} failed, {result.rejected} rejected"
     if result.total is None and total is not None:  # stopped before the end of the manifest
         pending = max(0, total - result.done - result.failed - result.rejected)
         counts += f", {pending} pending ({result.in_flight} unfinished)"

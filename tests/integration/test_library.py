@@ -445,6 +445,7 @@ def test_a_file_changed_since_upload_exits_1_and_says_how_to_upload_it(
     err = capsys.readouterr().err
     assert "1 file changed since upload; run with --reupload-changed to upload it again" in err
     assert "not uploaded" not in err
+    assert ": 3 done of 3 (1 changed since upload), 0 failed" in err  # why "3 of 3" exits 1
     journal = default_journal(manifest, "novita")
     kept = ingest.status(journal)  # as the run: not complete, and the same way out
     assert (kept.done, kept.changed, kept.complete) == (3, 1, False)

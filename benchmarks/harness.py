@@ -250,9 +250,22 @@ def table(rows: dict[str, Any], *, mib: bool = False) -> str:
     return "\n".join(lines)
 
 
-def save(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+SAVE_HELP = "write the figures to benchmarks/results/ (the tracked, recorded ones); else to $TMPDIR"
+
+
+def record(name: str, payload: dict[str, Any], keep: bool) -> str:
+    """Write a result: with `keep` (``--save``) to the tracked ``benchmarks/results/NAME.json``,
+    else to ``$TMPDIR/ingest-NAME.json`` (the recorded figures stay until --save replaces them);
+    the line to print."""
+    if keep:
+        return f"saved {save(name, payload)}"
+    scratch = save(name, payload, Path(tempfile.gettempdir()), prefix="ingest-")
+    return f"written to {scratch} (--save: to benchmarks/results/)"
+
+
+def save(name: str, payload: dict[str, Any], folder: Path = RESULTS, prefix: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{prefix}{name}.json"
     payload = {"benchmark": name, "when": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
                **payload}  # fmt: skip
     path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
+    SAVE_HELP,
     add_ratios,
     curl_config,
     dataset,
@@ -61,7 +62,7 @@ from harness import (
     presign,
     rclone,
     rclone_env,
-    save,
+    record,
 )
 
 from ingest.bench.procs import ensure_tool
@@ -311,12 +312,7 @@ def run_workload(
         "runs": {c: [asdict(r) for r in rs] for c, rs in runs.items()}, "notes": notes,
         "tools": tool_versions(), "machine": machine(), "ingest": ingest_command(script),
     }  # fmt: skip
-    if keep:
-        print(f"saved {save(saved_as, result)}")
-    else:  # the tracked results stay the recorded figures: --save replaces them
-        scratch = Path(tempfile.gettempdir()) / f"ingest-{saved_as}.json"
-        scratch.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"written to {scratch} (--save: to benchmarks/results/)")
+    print(record(saved_as, result, keep))
     return result
 
 
@@ -354,8 +350,7 @@ def main() -> int:
     parser.add_argument(
         "--save",
         action="store_true",
-        help="write the figures to benchmarks/results/ (the tracked, recorded ones); "
-        "else to $TMPDIR/ingest-reference-*.json",
+        help=SAVE_HELP,
     )
     args = parser.parse_args()
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]

@@ -1,6 +1,7 @@
 """Scale-out on one machine: 1, 2 and 4 `ingest run --coordinator` workers against one process.
 
-One command prints the tables and writes ``benchmarks/results/scaleout*.json``:
+One command prints the tables and writes ``$TMPDIR/ingest-scaleout*.json`` (``--save``: the
+tracked ``benchmarks/results/scaleout*.json``):
 
     python benchmarks/scaleout.py                       # speed, rate and memory
     python benchmarks/scaleout.py --part speed --count 5000 --rounds 3 --workers 0,1,2,4
@@ -49,7 +50,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import dataset, ingest_summary, machine, median, save
+from harness import SAVE_HELP, dataset, ingest_summary, machine, median, record
 from reference import KEY, ingest_command, terminate_cleanly, tool_versions
 
 from ingest.bench.procs import ensure_tool
@@ -360,6 +361,7 @@ def main() -> int:
     parser.add_argument("--rate-chunk-lines", type=int, default=200, help="chunks of the rate run")
     parser.add_argument("--items", type=int, default=1_000_000, help="items (memory)")
     parser.add_argument("--tag", default="", help="results go to scaleout[-TAG].json")
+    parser.add_argument("--save", action="store_true", help=SAVE_HELP)
     args = parser.parse_args()
     configs = [int(n) for n in args.workers.split(",") if n.strip()]
     for tool, package in (("nginx", NGINX_PACKAGE), ("redis-server", REDIS_PACKAGE)):
@@ -389,7 +391,7 @@ def main() -> int:
     loads = os.getloadavg()
     result["load_after"] = [round(x, 2) for x in loads]
     name = "scaleout" + (f"-{args.tag}" if args.tag else "")
-    print(f"saved {save(name, result)}")
+    print(record(name, result, args.save))
     return 0
 
 

@@ -44,7 +44,8 @@ neither server sets the pace; their CPU is recorded with every run.
 
 Every run is checked: the sink must hold one object per uploaded file and
 the summary must count them done. The load average before each run is
-recorded (the machine is shared). Results: `benchmarks/results/sources-PART.json`.
+recorded (the machine is shared). Results: `$TMPDIR/ingest-sources-PART.json`
+(``--save``: the tracked `benchmarks/results/sources-PART.json`).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import DATA, dataset, ingest_summary, median, save
+from harness import DATA, SAVE_HELP, dataset, ingest_summary, median, record
 from procstat import Sampler, span
 from reference import KEY, compile_ingest, ingest_command, terminate_cleanly, tool_versions
 
@@ -604,6 +605,7 @@ def main() -> int:
         metavar="SCRIPT",
         help="convert: also run --convert with this install's bin/ingest",
     )
+    parser.add_argument("--save", action="store_true", help=SAVE_HELP)
     args = parser.parse_args()
     if ensure_tool("nginx", NGINX_PACKAGE) is None:
         print(f"sources: nginx is needed (apt-get install {NGINX_PACKAGE})", file=sys.stderr)
@@ -626,7 +628,7 @@ def main() -> int:
                     result = memory(client, args.run_sizes, args.validate_sizes, size,
                                     ["parquet"], rows)  # fmt: skip
                     result |= {"load_before": load, "tools": tool_versions()}
-                    print(f"saved {save(f'sources-memory-{size}-rg{rows}', result)}\n")
+                    print(record(f"sources-memory-{size}-rg{rows}", result, args.save) + "\n")
                 continue
             elif part == "memory":
                 kinds = [k for k in args.kinds.split(",") if k]
@@ -641,7 +643,7 @@ def main() -> int:
             name += (
                 f"-rg{args.row_group}" if part == "memory" and args.row_group != ROW_GROUP else ""
             )
-            print(f"saved {save(name, result)}\n")
+            print(record(name, result, args.save) + "\n")
     return 0
 
 

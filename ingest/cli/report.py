@@ -3,7 +3,8 @@
 Four modes: a live rich display on a terminal; plain status lines at an
 interval in a log; one JSON event per line with `--json`; nothing but the
 summary and errors with `--quiet`. Per-item failures are printed as they
-happen (never only in a log file). All text passes through `redact`.
+happen (never only in a log file). All text passes through `redact`: a
+line, or, of an item's `--json` line, the fields that may hold a URL.
 
 Every write goes through `output.Output`: a reader that goes away
 (`ingest run … --json | head -1`) closes the output instead of raising into
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from ingest.api import Result
 
 Mode = Literal["live", "plain", "json", "quiet"]
+URL_FIELDS = ("reason", "url")  # an item event's fields that may hold a (signed) URL
 
 
 class Watched(Protocol):
@@ -83,9 +85,23 @@ class Reporter:
     # -- events --------------------------------------------------------------
 
     def event(self, kind: str, **fields: Any) -> None:
+        """A `--json` event, its whole line redacted (an item's: `_item_event`)."""
         if kind == "start":  # where `ingest status --failed` finds every problem afterwards
             self._journal = fields.get("journal")
             self.done_before = fields.get("already_done")  # the summary's "of the journal's N"
+        self._emit(kind, fields, whole=True)
+
+    def _item_event(self, kind: str, **fields: Any) -> None:
+        """An item's `--json` event: only the fields that may hold a URL are redacted
+        (`URL_FIELDS`: an error's reason, a landed file's url); its key (a path, an id, or a URL
+        without its query: `redact.url_key`), ids and figures hold none."""
+        for name in URL_FIELDS:
+            value = fields.get(name)
+            if value is not None:
+                fields[name] = redact(value)
+        self._emit(kind, fields, whole=False)
+
+    def _emit(self, kind: str, fields: dict[str, Any], *, whole: bool) -> None:
         if self.mode == "json":
             now = time.time()
             if self.output.lost(self.out):
@@ -94,7 +110,7 @@ class Reporter:
             # Flushed at most every FLUSH_S (and by `watch`): a write per item
             # was a visible share of a small-file run's CPU.
             flush = kind != "item_done" or now - self._flushed_at >= self.FLUSH_S
-            self.output.write(self.out, redact(line) + "\n", flush=flush)
+            self.output.write(self.out, (redact(line) if whole else line) + "\n", flush=flush)
             if flush:
                 self._flushed_at = now
 
@@ -119,11 +135,11 @@ class Reporter:
             fields: dict[str, Any] = {"key": done.key, "remote_id": done.landed.remote_id}
             if done.landed.url:
                 fields["url"] = done.landed.url
-            self.event("item_done", line=done.line, size=done.size, **fields)
+            self._item_event("item_done", line=done.line, size=done.size, **fields)
 
     def item_failed(self, key: str, line: int, err: TransferError) -> None:
         self.failures[(err.action.value, err.code)] += 1
-        self.event(
+        self._item_event(
             "item_failed",
             key=key,
             line=line,
@@ -135,13 +151,13 @@ class Reporter:
 
     def item_rejected(self, key: str | None, err: ManifestError) -> None:
         self.failures[("rejected", group(err.reason))] += 1
-        self.event("item_rejected", key=key, line=err.line, reason=err.reason)
+        self._item_event("item_rejected", key=key, line=err.line, reason=err.reason)
         where = problem_where(err.line, key, err.reason, err.source, folder=self.folder)
         reason = folder_reason(err.reason, key) if self.folder else err.reason
         self._print_failure(f"rejected {where}: {reason}")
 
     def item_changed(self, key: str, line: int) -> None:
-        self.event("item_changed", key=key, line=line)
+        self._item_event("item_changed", key=key, line=line)
         where = key if self.folder else f"line {line} {key}"
         self._print_failure(
             f"changed {where}: the file changed since it was uploaded (kept the old upload)"

@@ -115,6 +115,9 @@ class RunSettings:
     convert_memory_mib: int = setting(
         512, "MiB of decoded pixels that conversions in progress may hold at once"
     )
+    convert_timeout_s: float = setting(
+        60.0, "seconds one image may take to convert before its converter is stopped and it fails"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,10 @@ only and answers the bytes decoding will take; the thread takes them from
 the `Budget` (`convert_memory_mib`), waiting while other conversions hold
 it, before the process decodes: an image that alone needs more is that
 item's problem. A process that ends mid-conversion (killed, a decoder's
-crash) is that item's failure; the next conversion starts a new one. The
+crash) is that item's failure; the next conversion starts a new one. So is
+one still converting after `convert_timeout_s` (a decoder that hangs), its
+time in the process counted but not its wait for the budget: the process is
+killed (`convert_pool.Process.arm`) and the thread's read of its pipe ends. The
 converted bytes come back raw after the answer, and are copied in `_CHUNK`s
 (never whole in this process) to one spool file per item, without a name
 (`ingest.spool`: a killed run leaves none behind), and the `Source` handed
@@ -51,10 +54,13 @@ for a run (only `validate`'s `plan` reads headers in process).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import os
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -122,12 +128,17 @@ class Converter:
         workers: int = 0,
         memory_bytes: int = 512 << 20,
         max_size: int | None = None,
+        timeout_s: float = 60.0,
     ) -> None:
         if not formats & {ImageType.PNG, ImageType.JPEG}:
             raise ConfigError(f"--convert: {provider} takes neither PNG nor JPEG", key="convert")
         if not 1 <= quality <= 100:
             raise ConfigError(
                 f"convert_quality must be 1 to 100, not {quality}", key="convert_quality"
+            )
+        if not timeout_s > 0:
+            raise ConfigError(
+                f"convert_timeout_s must be above 0, not {timeout_s:g}", key="convert_timeout_s"
             )
         if max_side < 0:
             raise ConfigError(f"max_side must be 0 (off) or more, not {max_side}", key="max_side")
@@ -140,6 +151,7 @@ class Converter:
         self.quality = quality
         self.max_side = max_side
         self.max_size = max_size
+        self.timeout_s = timeout_s
         self.budget = Budget(memory_bytes)
         # As many processes as cores: at their lower priority they take what the uploads
         # leave (benchmarks/README.md, Convert).
@@ -201,13 +213,17 @@ class Converter:
             raise self._fail(source, f"no converter process could start ({exc})") from None
         try:
             converted = self._exchange(process, source)
-        except pool.Gone as gone:
+        except (pool.Gone, TransferError) as exc:
+            if isinstance(exc, TransferError) and not process.overdue:
+                pool.give(process)  # it answered: ready for the next image
+                raise
             self._spool.forget(source.item.key)
             pool.drop(process)
-            raise self._fail(source, f"its converter process ended ({gone})") from None
-        except TransferError:
-            pool.give(process)  # it answered: ready for the next image
-            raise
+            why = f"its converter process ended ({exc})"
+            if process.overdue:
+                why = (f"still converting after convert_timeout_s ({self.timeout_s:g} s): its "
+                       "converter process was stopped")  # fmt: skip
+            raise self._fail(source, why) from None
         except BaseException:
             pool.drop(process)  # out of step, perhaps: not to be trusted with another
             raise
@@ -227,7 +243,9 @@ class Converter:
             except OSError as exc:
                 raise self._fail(source, f"cannot read it ({exc.strerror or exc})") from None
         job = (read_at, data, source.size, source.image_type.ext)
-        answer = process.ask("open", *job, self._exts, self.quality, self.max_side)
+        started = time.monotonic()
+        with _limit(process, self.timeout_s):
+            answer = process.ask("open", *job, self._exts, self.quality, self.max_side)
         if answer[0] == "fail":
             raise self._fail(source, answer[1])
         _, width, height, need = answer
@@ -238,7 +256,14 @@ class Converter:
                 f"{width}x{height} pixels need about {-(-need >> 20)} MiB to convert, "
                 f"over convert_memory_mib ({self.budget.total >> 20}; or --max-side)",
             )
+        took = time.monotonic() - started
         self.budget.take(need)
+        with _limit(process, self.timeout_s - took):  # the wait for memory is not the child's
+            return self._finish(process, source, need)
+
+    def _finish(self, process: pool.Process, source: Source, need: int) -> Source:
+        """The decode and encode (`need` bytes taken), and the converted bytes spooled."""
+        item = source.item
         try:
             answer = process.ask("go")
         finally:
@@ -270,6 +295,18 @@ class Converter:
         )
 
 
+@contextlib.contextmanager
+def _limit(process: pool.Process, seconds: float) -> Iterator[None]:
+    """What `process` does within, killed past `seconds` (`Gone`, `process.overdue`)."""
+    process.arm(seconds)
+    try:
+        yield
+    finally:
+        in_time = process.disarm()
+    if not in_time:  # it answered, but only as its time ran out: killed all the same
+        raise pool.Gone("killed by SIGKILL")
+
+
 def _bytes_of(source: Source) -> bytes:
     """The original's bytes: read ahead, a shard's member, or the file."""
     if source.body is not None:
@@ -295,6 +332,7 @@ def converter_for(caps: Capabilities, provider: str, run: Any) -> Converter | No
         workers=run.convert_workers,
         memory_bytes=run.convert_memory_mib << 20,
         max_size=caps.max_size,
+        timeout_s=run.convert_timeout_s,
     )
 
 

@@ -2,7 +2,9 @@
 
 Owns `Process` (one ``python -m ingest.convert_child``-like child and its two
 pipes: the frames of `ingest.convert_child`, and the raw converted bytes
-copied out in `CHUNK`s) and the pool (`take`, `give`, `drop`, `pids`, `close_all`).
+copied out in `CHUNK`s; and its time limit, `arm` / `disarm`: a process
+still working when it runs out is killed, so a reader waiting on its pipe
+sees it end, `overdue`) and the pool (`take`, `give`, `drop`, `pids`, `close_all`).
 
 How it works: a conversion takes an idle process from the pool or starts one
 (~0.1 s of CPU: Python and Pillow's import), and gives it back once it has
@@ -64,6 +66,10 @@ class Process:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._to: IO[bytes] = self.proc.stdin
         self._from: IO[bytes] = self.proc.stdout
+        self._timer: threading.Timer | None = None
+        self._armed = 0  # which `arm` the running timer is
+        self._timing = threading.Lock()
+        self.overdue = False  # killed by its time limit (`arm`)
         ready = self.ask()
         if ready[0] != "ready":
             self.close()
@@ -72,6 +78,30 @@ class Process:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def arm(self, seconds: float) -> None:
+        """Killed (SIGKILL) unless `disarm` comes within `seconds`: a decoder that hangs."""
+        with self._timing:
+            self._armed += 1
+            self._timer = threading.Timer(seconds, self._out_of_time, (self._armed,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> bool:
+        """The time limit off; False if it ran out first (the process was killed)."""
+        with self._timing:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return not self.overdue
+
+    def _out_of_time(self, armed: int) -> None:
+        with self._timing:
+            if self._timer is None or armed != self._armed:  # disarmed as it ran out
+                return
+            self.overdue = True
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
 
     def tell(self, *message: Any) -> None:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import cast
 
@@ -189,3 +190,37 @@ def test_a_converter_process_runs_under_sched_idle(tmp_path: Path) -> None:
     finally:
         converter.close()
     assert pids and policies == {os.SCHED_IDLE} and os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+# A converter that hangs as a decoder might: it reads the job, answers the header, then waits
+# forever (test-only: the pool's child command line, monkeypatched below).
+HANGS = (
+    f"import sys; sys.path.append({convert_pool._ROOT!r})\n"
+    "from ingest import convert_child as c\n"
+    "c.send(sys.stdout.buffer, ('ready',)); c.receive(sys.stdin.buffer)\n"
+    "c.send(sys.stdout.buffer, ('need', 48, 32, 4096)); sys.stdin.buffer.read()"
+)
+
+
+def test_a_conversion_past_convert_timeout_s_fails_its_item_and_the_next_converts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bmp = source_of(save(tmp_path / "a.bmp", picture(), "BMP"))
+    convert_pool.close_all()  # the next process is a new one: the hanging child
+    monkeypatch.setattr(convert_pool, "_CHILD", HANGS)
+    converter = Converter(NOVITA, provider="novita", workers=1, timeout_s=0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransferError) as raised:
+            anyio.run(converter.convert, bmp)
+        assert time.monotonic() - started < 10
+        assert raised.value.code == "convert_failed"
+        assert raised.value.message == (
+            "cannot convert bmp: still converting after convert_timeout_s (0.2 s): its converter "
+            f"process was stopped: {bmp.item.where}"
+        )
+        assert convert_pool.pids() == [] and converter.budget.in_use == 0
+        monkeypatch.undo()
+        assert anyio.run(converter.convert, bmp).image_type is ImageType.JPEG
+    finally:
+        converter.close()

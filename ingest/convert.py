@@ -170,7 +170,10 @@ class Converter:
         try:
             if self._image is None:
                 self._image = child.pillow()
-            with child.open_image(self._image, _bytes_of(source), source.image_type.ext) as im:
+            data, ext = _bytes_of(source), source.image_type.ext
+            with child.open_image(self._image, data, ext) as im:
+                if (short := child.cut_short(data, ext)) is not None:  # as the run's process
+                    return f"cannot convert {ext}: {short}: {source.item.where}"
                 exts = frozenset(self._exts.split(","))
                 return self._kind(child.target_type(im.mode, im.info, exts))
         except Exception as exc:  # decoders raise many types

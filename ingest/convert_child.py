@@ -1,9 +1,11 @@
 """The Pillow side of `--convert`: one image decoded and encoded, and the process that does it.
 
 Owns the Pillow work of one conversion (`pillow`, `open_image`, `need_of`,
-`target_type`, `encode`: imported by `ingest.convert` for `validate`'s
-header reads too) and `main`, the converter process `ingest.convert_pool`
-starts, one per conversion at once.
+`target_type`, `encode`, and `cut_short`: a HEIC or AVIF whose header reads
+but whose image data the file cut short, found from its ``iloc`` box, not
+by decoding; imported by `ingest.convert` for `validate`'s header reads
+too, so validate predicts the run's failure in its words) and `main`, the
+converter process `ingest.convert_pool` starts, one per conversion at once.
 
 How it works: the parent and the child exchange frames (an 8-byte length,
 then a pickle) over the child's stdin and a duplicate of its stdout (its
@@ -55,6 +57,7 @@ import pickle
 import select
 import struct
 import sys
+from collections.abc import Iterator
 from typing import IO, Any
 
 NICE = 10  # added to the child's niceness where SCHED_IDLE is refused (see the module)
@@ -119,6 +122,71 @@ def encode(image: Any, im: Any, formats: frozenset[str], quality: int, max_side:
     return out.getvalue(), kind
 
 
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """The ISO BMFF boxes in `data[start:end]`: (type, payload start, box end)."""
+    while start + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, start)
+        body = start + 8
+        if size == 1 and body + 8 <= end:  # a 64-bit size follows
+            (size,) = struct.unpack_from(">Q", data, body)
+            body += 8
+        elif size == 0:  # to the end
+            size = end - start
+        if size < body - start:
+            return
+        yield kind, body, min(start + size, end)
+        start += size
+
+
+def _uint(data: bytes, at: int, size: int) -> int:
+    return int.from_bytes(data[at : at + size], "big") if size else 0
+
+
+def cut_short(data: bytes, image_type: str) -> str | None:
+    """Why a HEIC or AVIF whose header reads cannot decode: its item location box (``iloc``,
+    ISO/IEC 14496-12 8.11.3) places data past the file's end (a file cut short, which libheif
+    finds only when it decodes: "Extent in iloc box references data outside of file
+    bounds"); None when every extent is within it, or for another type."""
+    if image_type not in ("heic", "avif"):
+        return None
+    try:
+        meta = next((b, e) for kind, b, e in _boxes(data, 0, len(data)) if kind == b"meta")
+        at, end = next(
+            (b, e) for kind, b, e in _boxes(data, meta[0] + 4, meta[1]) if kind == b"iloc"
+        )
+        version = data[at]
+        sizes = data[at + 4] << 8 | data[at + 5]
+        offset_size, length_size, base_size = sizes >> 12, sizes >> 8 & 15, sizes >> 4 & 15
+        index_size = sizes & 15 if version in (1, 2) else 0
+        id_size = 4 if version == 2 else 2
+        count, at = _uint(data, at + 6, id_size), at + 6 + id_size
+        needed = 0
+        for _ in range(count):
+            at += id_size
+            method = _uint(data, at, 2) & 15 if version in (1, 2) else 0
+            at += 2 if version in (1, 2) else 0
+            reference, base = _uint(data, at, 2), _uint(data, at + 2, base_size)
+            extents, at = _uint(data, at + 2 + base_size, 2), at + 4 + base_size
+            for _ in range(extents):
+                at += index_size
+                offset, length = (
+                    _uint(data, at, offset_size),
+                    _uint(data, at + offset_size, length_size),
+                )
+                at += offset_size + length_size
+                if method == 0 and reference == 0:  # in this file, at an offset
+                    needed = max(needed, base + offset + length)
+            if at > end:
+                return None  # a box this check does not follow: the decoder decides
+    except (StopIteration, IndexError, struct.error):
+        return None
+    if needed <= len(data):
+        return None
+    return (
+        f"damaged or truncated: its image data ends at byte {needed:,}, the file at {len(data):,}"
+    )
+
+
 def reason(exc: BaseException) -> str:
     """A decoder's exception as one short line."""
     if type(exc).__name__ == "UnidentifiedImageError":  # its text names a BytesIO
@@ -179,6 +247,9 @@ def serve(source: IO[bytes], out: IO[bytes]) -> None:
             continue
         try:
             with open_image(image, data, image_type) as im:
+                if (short := cut_short(data, image_type)) is not None:
+                    send(out, ("fail", short))  # what `validate` says of it too (`ingest.convert`)
+                    continue
                 send(out, ("need", *im.size, need_of(im, data)))
                 answer = receive(source)
                 if answer is None:

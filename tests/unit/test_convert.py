@@ -304,3 +304,24 @@ def test_with_convert_a_fetched_file_kept_as_it_is_must_be_within_the_limit(
         preparer._within_limit(small)
     finally:
         anyio.run(preparer.aclose)
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_cut_short_finds_a_heif_cut_in_its_image_data_and_nothing_in_a_whole_one(
+    fmt: str,
+) -> None:
+    pytest.importorskip("pillow_heif")
+    from pillow_heif import register_heif_opener
+
+    from ingest.convert_child import cut_short
+
+    register_heif_opener()
+    out = io.BytesIO()
+    picture((64, 48)).save(out, fmt)
+    whole, ext = out.getvalue(), {"HEIF": "heic"}.get(fmt, "avif")
+    assert cut_short(whole, ext) is None and cut_short(whole[:-3], "tiff") is None
+    assert cut_short(whole[:-3], ext) == (
+        f"damaged or truncated: its image data ends at byte {len(whole):,}, "
+        f"the file at {len(whole) - 3:,}"
+    )
+    assert cut_short(b"\x00\x00\x00\x10meta" + bytes(40), ext) is None  # no iloc: the decoder's

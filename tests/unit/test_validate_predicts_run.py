@@ -32,11 +32,13 @@ def validate_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, A
     return document
 
 
+@pytest.mark.parametrize("cut", ["header", "tail"])
 def test_a_damaged_heic_is_the_failure_validate_predicts(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cut: str
 ) -> None:
     """validate said 'rejected: cannot convert heic (damaged …)' while the run counted
-    'fail_item/convert_failed: cannot convert heic: damaged …': two classes, two wordings."""
+    'fail_item/convert_failed: cannot convert heic: damaged …': two classes, two wordings.
+    A HEIC cut in its image data (its header whole) passed validate, and the run failed it."""
     pytest.importorskip("pillow_heif")
     from PIL import Image
     from pillow_heif import register_heif_opener
@@ -44,9 +46,14 @@ def test_a_damaged_heic_is_the_failure_validate_predicts(
     register_heif_opener()
     folder = tmp_path / "photos"
     folder.mkdir()
-    Image.new("RGB", (32, 24), (200, 30, 40)).save(folder / "whole.heic")
+    if cut == "header":  # half of a tiny file: its header is cut too
+        Image.new("RGB", (32, 24), (200, 30, 40)).save(folder / "whole.heic")
+        keep = 1 / 2
+    else:  # the last bytes of its image data
+        Image.effect_noise((64, 48), 40).convert("RGB").save(folder / "whole.heic")
+        keep = 0.98
     whole = (folder / "whole.heic").read_bytes()
-    (folder / "cut.heic").write_bytes(whole[: len(whole) // 2])
+    (folder / "cut.heic").write_bytes(whole[: int(len(whole) * keep)])
     (folder / "ok.png").write_bytes(PNG)
 
     checked = validate_json(capsys, str(folder), "--provider", "novita", "--convert")

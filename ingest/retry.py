@@ -16,7 +16,6 @@ once the window is over.
 
 from __future__ import annotations
 
-import email.utils
 import math
 import random
 import time
@@ -80,6 +79,8 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     seconds = _finite(value)
     if seconds is not None:
         return seconds
+    import email.utils  # a date Retry-After is rare: not on every run's start
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -30,6 +30,9 @@ LAZY = (
     "redis",
     "pyarrow",
     "rich",
+    "urllib.request",  # read for a *_proxy variable only (transport.pool._proxies)
+    "http.client",
+    "email",  # an HTTP date not in IMF-fixdate only (lease._http_date, retry)
 )
 
 
@@ -54,3 +57,23 @@ def test_a_plain_run_does_not_import_what_it_does_not_use(tmp_path: Path) -> Non
     loaded = set(done.stderr.split())
     assert "ingest.engine.core" in loaded  # the run got as far as the engine
     assert not {m for m in loaded if m.split(".")[0] in LAZY or m.startswith(LAZY)}
+
+
+def test_an_imf_fixdate_is_read_without_email_utils() -> None:
+    code = (
+        "import sys\n"
+        "import random; from ingest.lease import _http_date, server_skew\n"
+        "assert server_skew('Sun, 06 Nov 1994 08:49:37 GMT', 0.0) == 784111777.0\n"
+        "assert 'email.utils' not in sys.modules\n"
+        "stamps = [random.uniform(0, 4e9) for _ in range(500)]\n"
+        "import email.utils\n"
+        "for t in stamps:\n"
+        "    v = email.utils.formatdate(t, usegmt=True)\n"
+        "    assert _http_date(v) == email.utils.parsedate_to_datetime(v).timestamp(), v\n"
+        "for v in ('Sunday, 06-Nov-94 08:49:37 GMT', 'Sun Nov  6 08:49:37 1994'):\n"
+        "    assert _http_date(v) == 784111777.0, v  # the obsolete forms, by email.utils\n"
+        "assert _http_date('Sun, 31 Feb 1994 08:49:37 GMT') is None\n"
+        "print('ok')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr

@@ -91,10 +91,11 @@ async def read_run(conn: Connection, keys: RunKeys) -> SharedRun | None:
 
 
 def manifest_format(run: SharedRun) -> ManifestFormat | None:
-    """The manifest's format as the run's binding names it (None: by its name, as a run reads it)."""
+    """The manifest's format as the run's plan records it (`--format` when the planner was given
+    one; None: by its name, as the run read it)."""
     from ingest.manifest.probe import FORMATS
 
-    fmt = run.bind.get("format")
+    fmt = run.plan.get("manifest_format")
     return next((f for f in FORMATS if f == fmt), None)
 
 

@@ -65,7 +65,9 @@ return {0, redis.call('GET', KEYS[1]), redis.call('GET', KEYS[3]) or ''}
 """.replace("@GROUP@", GROUP)
 
 
-_UNBOUND = frozenset({"chunks", "fingerprint"})  # stored in the plan, not compared
+# Stored in the plan, not compared: a forced --format is what the export reads the manifest
+# as (`exporting.manifest_format`); the entries' digest already compares what it reads.
+_UNBOUND = frozenset({"chunks", "fingerprint", "manifest_format"})
 # How a plan is laid out and its manifest digested (`lay_out`); a plan of another format
 # (one of none: planned before it was recorded) cannot be joined whatever the manifest.
 PLAN_FORMAT = 2
@@ -99,6 +101,7 @@ class Layout:
     chunks: tuple[tuple[int, int, int], ...]  # (first, last, count) each
     fingerprint: str | None = None  # `fingerprint` of the manifest read (None: not a file)
     duplicates: Duplicates = field(default_factory=Duplicates)  # what the read found (`dedupe`)
+    manifest_format: str | None = None  # the format it was read as when forced (None: by name)
 
 
 def fingerprint(manifest: Path, fmt: ManifestFormat | None) -> str | None:
@@ -123,7 +126,9 @@ def known_layout(stored: Mapping[str, Any] | None, fingerprint: str | None) -> L
     Its chunks are left out: only a planning worker writes them, and a plan is stored."""
     if stored is None or fingerprint is None or stored.get("fingerprint") != fingerprint:
         return None
-    return Layout(str(stored["manifest"]), int(stored["entries"]), (), fingerprint)
+    fmt = stored.get("manifest_format")  # the same: the fingerprint covers the format
+    return Layout(str(stored["manifest"]), int(stored["entries"]), (), fingerprint,
+                  manifest_format=str(fmt) if fmt else None)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +206,7 @@ def read_layout(
     digest = hashlib.sha256(b"ingest entries %d\0%d\0" % (PLAN_FORMAT, entries))
     digest.update((total & _MASK256).to_bytes(32, "little"))
     dups = Duplicates.of(dup_lines, dup_firsts)
-    return Layout(digest.hexdigest(), entries, cut.chunks(), printed, dups), kept
+    return Layout(digest.hexdigest(), entries, cut.chunks(), printed, dups, fmt), kept
 
 
 _MASK256 = (1 << 256) - 1
@@ -273,6 +278,7 @@ def binding(
         "endpoint": endpoint,
         "bind": dict(sorted(bind.items())),
         "fingerprint": layout.fingerprint,
+        "manifest_format": layout.manifest_format,
     }
 
 

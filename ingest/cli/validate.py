@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     from ingest.item import Source
     from ingest.manifest import WalkStats, read_manifest
     from ingest.manifest.packed.infolder import packed_counts
+    from ingest.manifest.probe import refuse_stream
     from ingest.manifest.reader import refuse_empty
     from ingest.providers import provider_class
     from ingest.validate import Checker
@@ -141,8 +142,10 @@ def run(args: argparse.Namespace) -> int:
         converter = converter_for(caps, args.provider, settings.run)  # --convert
         checker = Checker(accepting(caps) if converter else caps, args.provider)
         walk = WalkStats(_say_skipped if args.each and not args.json else None)
-        refuse_empty(args.manifest, args.format)  # nothing to upload: refused, as by a run
-        entries = read_manifest(args.manifest, args.format, walk=walk)
+        refuse_stream(args.manifest)  # as a run: `/dev/stdin < m.jsonl` reads m.jsonl
+        manifest = args.manifest.resolve()  # its format and its relative paths are m.jsonl's
+        refuse_empty(manifest, args.format)  # nothing to upload: refused, as by a run
+        entries = read_manifest(manifest, args.format, walk=walk)
     except IngestError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)
         return 2

@@ -110,3 +110,17 @@ def test_a_coordinated_export_to_a_closed_pipe_is_no_write_error(
     with pytest.raises(BrokenPipeError):
         run(args)
     assert "ingest: error" not in capsys.readouterr().err  # (a warning: no manifest recorded)
+
+
+def test_validate_reads_a_file_redirected_to_stdin_as_that_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `ingest validate /dev/stdin < m.jsonl` read it as a path list (by the name "stdin") with
+    # paths relative to /dev: 2 problems 'file not found: /dev/{"path": …}' (newcomer8); a run
+    # reads m.jsonl. /dev/fd/N of the open file is the same link, in process.
+    paths = make_dataset(tmp_path / "images", 2, min_size=512, max_size=4096)
+    manifest = write_jsonl_manifest(paths, tmp_path / "m.jsonl")
+    with manifest.open("rb") as fh:
+        given = f"/dev/fd/{fh.fileno()}"
+        assert main(["validate", given, "--provider", "novita"]) == 0
+    assert capsys.readouterr().out.startswith(f"{given}: 2 entries for novita: 2 ok")

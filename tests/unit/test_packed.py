@@ -375,3 +375,19 @@ def test_a_header_checks_out_when_its_checksum_is_its_byte_sum(
     signed = sum(b - 256 if b > 127 else b for b in block[:148] + block[156:]) + 256
     stamped = block[:148] + f"{unsigned + off:06o}\0 ".encode() + block[156:]
     assert tarheaders._checksum_ok(stamped) == (unsigned + off in (unsigned, signed))
+
+
+def test_a_tar_cut_inside_a_members_padding_says_it_is_cut_short(tmp_path: Path) -> None:
+    # A download cut after a member's data but before its 512-byte block ends: GNU tar and
+    # tarfile say "unexpected end"; the listing read it as the end and said nothing (newcomer8).
+    shard = tmp_path / "cut.tar"
+    with tarfile.open(shard, "w") as tar:
+        add(tar, "a.png", image_bytes("png", 600, 1))
+        add(tar, "b.png", image_bytes("png", 600, 2))
+    shard.write_bytes(shard.read_bytes()[:1200])  # a.png: data 512-1112, padded to 1536
+    listed = list(list_members(str(shard), "tar"))
+    assert [e.member.name for e in listed if e.member] == ["a.png"]
+    assert listed[-1].problem == (
+        "the tar is cut short: it ends at byte 1200, inside the padding of member 'a.png'"
+        " (to byte 1536); the members after it are lost"
+    )

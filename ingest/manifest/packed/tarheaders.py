@@ -13,8 +13,10 @@ Invariants: a member's data is the `size` bytes right after its header,
 padded to 512; only regular files (type ``0``, NUL or ``7``) are listed; the
 first header must check out, or the file is not a tar (`ManifestError`); a
 later header that does not (its checksum wrong, the file ends inside it) ends
-the listing with that problem; a member cut off by the end of the file is
-listed with its problem, and nothing is read after it.
+the listing with that problem, as does a file that ends inside a member's
+padding (cut short there: GNU tar and `tarfile` say "unexpected end"); a
+member cut off by the end of the file is listed with its problem, and nothing
+is read after it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def tar_members(fd: int, size: int, path: str) -> Iterator[Listed]:
         if not block.strip(b"\x00"):
             if first and not block:
                 raise ManifestError("not a tar archive (the file is empty)", source=path)
+            if offset > size:  # GNU tar and tarfile: "unexpected end of data"
+                yield Listed(None, _cut_in_padding(offset, size, last))
             return  # the end-of-archive blocks (or the end of the file)
         problem = None if len(block) == BLOCK and _checksum_ok(block) else _damaged(offset, last)
         if problem is not None:
@@ -81,6 +85,14 @@ def tar_members(fd: int, size: int, path: str) -> Iterator[Listed]:
         yield Listed(Member(name, data, length), cut)
         if cut is not None:
             return  # nothing can be read after a member the file cuts off
+
+
+def _cut_in_padding(offset: int, size: int, last: str | None) -> str:
+    of = f" of member {last!r}" if last is not None else ""
+    return (
+        f"the tar is cut short: it ends at byte {size}, inside the padding{of} (to byte "
+        f"{offset}); the members after it are lost"
+    )
 
 
 def _damaged(offset: int, last: str | None) -> str:

@@ -25,10 +25,7 @@ the rounds, ratios against *bare* (sign+PUT) from the same rounds:
 - ``ingest-asyncio``: the same with uvloop hidden (as a set-up without it
   runs), only when uvloop is installed;
 - ``ingest-aiohttp``: ``ingest run`` with ``--put-transport aiohttp`` (PUTs by
-  aiohttp instead of the lean transport; not in the default set);
-- ``ingest-threadput``: ``ingest run`` with ``INGEST_PUT_WRITER=thread`` (a
-  PUT's head and body written by a thread, `ingest.transport.writer`: a
-  prototype, not in the default set).
+  aiohttp instead of the lean transport; not in the default set).
 
 Per run: wall time, CPU (user + system of the client's process tree, start-up
 included), peak RSS, the client's own transfer-phase time where it reports
@@ -87,7 +84,6 @@ LABELS = {
     "ingest": "ingest run",
     "ingest-asyncio": "ingest run (asyncio)",
     "ingest-aiohttp": "ingest run (aiohttp PUTs)",
-    "ingest-threadput": "ingest run (thread writes PUTs)",
 }
 UVLOOP = importlib.util.find_spec("uvloop") is not None
 _HIDE_UVLOOP = (
@@ -169,8 +165,6 @@ class Bench:
         for leftover in self.tmp.glob("run.journal*"):
             leftover.unlink()
         env["NOVITA_API_KEY"] = KEY
-        if client == "ingest-threadput":
-            env["INGEST_PUT_WRITER"] = "thread"
         asyncio = client == "ingest-asyncio"
         head = hidden_uvloop(self.script) if asyncio else ingest_command(self.script)
         put = ["--put-transport", "aiohttp"] if client == "ingest-aiohttp" else []

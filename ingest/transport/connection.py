@@ -32,13 +32,11 @@ server closes is dropped from the pool as soon as the close is seen).
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import cast
 
 import httptools
 
 from ingest.transport.response import BODY_CAP, Answer, AnswerReader, HeadTooLarge
-from ingest.transport.writer import MIN_BODY, writer
 
 
 class Disconnected(ConnectionError):
@@ -83,18 +81,12 @@ class Connection(asyncio.Protocol):
         self.answer: Answer | None = None
         self.requests = 0  # requests begun on this connection
         self.idle_since = 0.0  # loop time it went back to the pool (the pool sets it)
-        self._fd = -1  # the socket's descriptor, plain TCP only (`writer`: a thread's writev)
-        self.write_lock = threading.Lock()  # held while a thread writes (`writer`)
-        self.rest_pending = False  # the thread handed back bytes the loop has yet to write
 
     # asyncio.Protocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self.transport = cast("asyncio.Transport", transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and transport.get_extra_info("sslcontext") is None:
-            self._fd = sock.fileno()
 
     def data_received(self, data: bytes) -> None:
         now = self._progress = self._loop.time()
@@ -174,12 +166,7 @@ class Connection(asyncio.Protocol):
             due if deadline is None or due < deadline else max(deadline, now), self._check_timeout
         )
         if body:
-            thread = writer() if len(body) >= MIN_BODY and self._fd >= 0 else None
-            if thread is not None and not transport.get_write_buffer_size():
-                self.write_lock.acquire()  # released by the thread: see `writer`
-                thread.submit(self, self._fd, head, body, self._loop.call_soon_threadsafe)
-            else:
-                transport.writelines((head, body))
+            transport.writelines((head, body))
         else:
             transport.write(head)
 
@@ -195,21 +182,6 @@ class Connection(asyncio.Protocol):
             await drain  # also woken when the request ends (an early answer, a close, the timeout)
             return not self._waiter.done()
         return True
-
-    def rest_from_thread(self, rest: memoryview) -> None:
-        """What the writer thread's writev left (on the loop's thread, in order)."""
-        self.rest_pending = False
-        transport = self.transport
-        if not self.closed and transport is not None and not transport.is_closing():
-            transport.write(rest)
-            self._progress = self._loop.time()
-
-    def _settled(self) -> None:
-        """Wait for the writer thread's writev on this connection, if one is under way
-        (one non-blocking call: bounded)."""
-        if self.write_lock.locked():
-            with self.write_lock:
-                pass
 
     def sourcing(self, waiting: bool) -> None:
         """The request is (or is no longer) waiting for its body's next chunk: time spent
@@ -233,11 +205,9 @@ class Connection(asyncio.Protocol):
                 waiter.exception()  # marks it retrieved (asyncio logs unretrieved errors)
 
     def reusable(self) -> bool:
-        self._settled()
         answer = self.answer
         return (
-            not self.rest_pending
-            and answer is not None
+            answer is not None
             and answer.keep_alive
             and not self.closed
             and not self._paused
@@ -247,14 +217,12 @@ class Connection(asyncio.Protocol):
         )
 
     def close(self) -> None:
-        self._settled()
         self.closed = self._ours = True
         self._stop_timer()
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
-        self._settled()
         self.closed = self._ours = True
         self._stop_timer()
         if self.transport is not None:

@@ -144,7 +144,7 @@ class DoneIndex:
     def rows(self, include_removed: bool) -> Iterator[ExportRow]:
         """Rows in manifest order, then (if asked, or without a manifest) the unlisted ones."""
         try:
-            entries = manifest_entries(self.header)
+            entries = manifest_entries(self.header, ordered=True)
         except ManifestError:
             return self._unlisted(flag=False)
         return self._listed(entries, include_removed)

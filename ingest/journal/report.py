@@ -286,13 +286,16 @@ def _status(
 # -- the manifest as it is now ------------------------------------------------
 
 
-def manifest_entries(header: Header) -> Generator[Item | ManifestError, None, None]:
-    """The entries of the manifest `header` names, read again; `ManifestError` if it cannot be."""
+def manifest_entries(
+    header: Header, *, ordered: bool = False
+) -> Generator[Item | ManifestError, None, None]:
+    """The entries of the manifest `header` names, read again; `ManifestError` if it cannot be
+    (`ordered`: in line order, as listings show them; `read_manifest`)."""
     from ingest.manifest import read_manifest
     from ingest.manifest.probe import FORMATS
 
     fmt = header.bind.get("format")
-    return read_manifest(Path(header.manifest), fmt if fmt in FORMATS else None)
+    return read_manifest(Path(header.manifest), fmt if fmt in FORMATS else None, ordered=ordered)
 
 
 def _unreadable(exc: ManifestError | OSError) -> str:
@@ -357,7 +360,7 @@ def failures(journal: str | os.PathLike[str]) -> Iterator[Failure]:
     path = Path(journal)
     state = replay(path)
     try:
-        entries = manifest_entries(state.header)
+        entries = manifest_entries(state.header, ordered=True)
     except ManifestError:
         return _journal_failures(path, state)
     return _listed_failures(entries, state)

@@ -15,7 +15,9 @@ the filter) the item itself.
 Invariants: held entries come after all others, in manifest order (so the
 whole stream is in line order only when nothing was held, and which entries
 are held depends on the process's hash seed: whoever needs line order or a
-digest of the entries must not rely on the read order); a held entry that
+digest of the entries must not rely on the read order), but for an `ordered`
+read (`_in_order`: the listings of `export` and `status --failed`), which
+gives each in its place in the same passes; a held entry that
 cannot be settled (the file changed or vanished in between) is an error to
 retry (`Unsettled`), never an upload, so no key is uploaded twice.
 
@@ -93,17 +95,27 @@ def estimate_entries(path: Path) -> int:
 
 
 def deduplicated(
-    read: Reader, path: Path, source: str, expected: int, known: KnownDuplicates | None = None
+    read: Reader,
+    path: Path,
+    source: str,
+    expected: int,
+    known: KnownDuplicates | None = None,
+    *,
+    ordered: bool = False,
 ) -> Generator[Item | ManifestError, None, None]:
     """The reader's entries with duplicate keys turned into errors (see `seenkeys`).
 
-    With `known` (the duplicates a whole read found before), one pass in line order."""
+    With `known` (the duplicates a whole read found before), one pass in line order.
+    `ordered`: in line order without `known`, in the same passes (`_in_order`)."""
     if known is not None:
         with contextlib.closing(read(known)) as entries:
             for entry in entries:
                 if isinstance(entry, Held):  # `KnownDuplicates` never holds
                     raise AssertionError("a known duplicate check held an entry")
                 yield entry
+        return
+    if ordered:
+        yield from _in_order(read, path, source, expected)
         return
     before = _identity(path)
     held_lines, held_digests = array("Q"), DigestSet()
@@ -124,18 +136,74 @@ def deduplicated(
         with contextlib.closing(read(first)) as again:
             for entry in again:
                 if isinstance(entry, Held):
-                    item = entry.item
-                    line = first.lines.get(digest64(item.key)) or item.line
-                    if line < item.line:
-                        yield duplicate(item.key, entry.what, line, source, item.line)
-                    else:
-                        yield item  # a false alarm of the filter
+                    yield _settled(entry, first, source)
                     if first.seen == len(held_lines):
                         return
     except ManifestError as exc:
         yield from _held_unsettled(held_lines, first.seen, source, exc.reason)
         return
     # Held lines the second pass did not meet again: the file changed under us.
+    yield from _held_unsettled(held_lines, first.seen, source, "the line is gone")
+
+
+def _settled(entry: Held, first: FirstLines, source: str) -> Item | ManifestError:
+    """A held entry met again by the second pass: a duplicate of its key's first line, or
+    (a false alarm of the filter) the item itself."""
+    item = entry.item
+    line = first.lines.get(digest64(item.key)) or item.line
+    return duplicate(item.key, entry.what, line, source, item.line) if line < item.line else item
+
+
+def _in_order(
+    read: Reader, path: Path, source: str, expected: int
+) -> Generator[Item | ManifestError, None, None]:
+    """`deduplicated` in line order: the first pass's entries up to its first held one (line
+    H); the rest come from the second pass, which reads every line again anyway (it notes
+    each held key's first line), each held entry settled where it stands, since its key's
+    first line is at or before it. Kept between the passes: what `deduplicated` keeps, and
+    the duplicates past H the first pass told at once (real duplicates only)."""
+    before = _identity(path)
+    held_lines, held_digests = array("Q"), DigestSet()
+    told: dict[int, ManifestError] = {}  # past H: a duplicate the first pass named at once
+    last, at_h = None, 0  # the line last yielded, and its entries yielded (of line H: skipped)
+    for entry in read(SeenKeys(expected)):
+        if isinstance(entry, Held):
+            if not held_lines and last != entry.item.line:
+                at_h = 0
+            held_lines.append(entry.item.line)
+            held_digests.add(digest64(entry.item.key))
+        elif not held_lines:
+            yield entry
+            at_h, last = (at_h + 1 if entry.line == last else 1), entry.line
+        elif isinstance(entry, DuplicateKey):
+            told[entry.line or 0] = entry
+    if not held_lines:
+        return
+    h = held_lines[0]
+    first = FirstLines(held_lines, held_digests)
+    if _identity(path) != before:
+        reason = "the manifest changed while it was read"
+        yield from _held_unsettled(held_lines, 0, source, reason)
+        return
+    past = False  # the second pass is at line H or after it
+    try:
+        with contextlib.closing(read(first)) as again:
+            for entry in again:
+                line = entry.item.line if isinstance(entry, Held) else entry.line
+                if (line is not None and line < h) or (not past and line is None):
+                    continue
+                past = True
+                if isinstance(entry, Held):
+                    yield _settled(entry, first, source)
+                elif line == h and at_h:
+                    at_h -= 1  # yielded by the first pass
+                elif isinstance(entry, Item) and line in told:
+                    yield told.pop(line)
+                else:
+                    yield entry
+    except ManifestError as exc:
+        yield from _held_unsettled(held_lines, first.seen, source, exc.reason)
+        return
     yield from _held_unsettled(held_lines, first.seen, source, "the line is gone")
 
 

@@ -33,6 +33,7 @@ def read_manifest(
     *,
     walk: WalkStats | None = None,
     duplicates: Duplicates | None = None,
+    ordered: bool = False,
 ) -> Generator[Item | ManifestError, None, None]:
     """Stream the entries of the manifest (or folder) at `path`, in order.
 
@@ -42,7 +43,9 @@ def read_manifest(
     The file stays open until the generator is exhausted or closed. A folder's
     walk counts what it skipped in `walk`, when given. With `duplicates` (what an
     earlier read of this manifest found: a coordinated run's plan), entries come
-    in line order in one pass (`dedupe`).
+    in line order in one pass (`dedupe`); `ordered`, in line order without them, in the
+    passes a read takes anyway (without: an entry held to be checked for a duplicate key
+    comes after the others).
     """
     source = str(path)
     if fmt is None:
@@ -82,6 +85,7 @@ def read_manifest(
         source,
         estimate_entries(path),
         None if duplicates is None else duplicates.check(),
+        ordered=ordered,
     )
     return one_per_file(entries, source, by_path=_keyed_by_path)
 

@@ -51,10 +51,12 @@ recorded (the machine is shared). Results: `$TMPDIR/ingest-sources-PART.json`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
 import random
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -111,6 +113,11 @@ class Run:
     kept_loop_cores: float | None = None
     kept_loop_wait: float | None = None
     vs_plain_kept: float | None = None  # this round's JPEG/PNG files/s × the plain run's
+    # the JPEG/PNG pace between the 10th and the 90th percentile of their done times (no
+    # start-up, no tail), against the plain run's; when the first of them was done (s)
+    kept_mid_per_s: float | None = None
+    vs_plain_mid: float | None = None
+    kept_first_s: float | None = None
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -229,7 +236,9 @@ class Client:
         *extra: str,
         script: str | None = None,
         sample: bool = False,
+        beside: int = 0,
     ) -> Run:
+        """`beside`: that many SCHED_IDLE busy loops run beside the client (`spinners`)."""
         journal = self.tmp / "run.journal"
         for leftover in self.tmp.glob("run.journal*"):
             leftover.unlink()
@@ -241,7 +250,8 @@ class Client:
         sink0, signer0 = self.sink.cpu_s(), self.signer.cpu_s()
         samplers: list[Sampler] = []
         started = (lambda pid: samplers.append(Sampler(pid))) if sample else None
-        out, err, usage = run_measured(args, env=self.env, started=started)
+        with spinners(beside):
+            out, err, usage = run_measured(args, env=self.env, started=started)
         sink_s, signer_s = self.sink.cpu_s() - sink0, self.signer.cpu_s() - signer0
         done = int(ingest_summary(out).get("done") or 0)
         stored = self.sink.stored()
@@ -252,6 +262,11 @@ class Client:
                   signer_s / wall, load, done, ok, _kept_rate(out), note)  # fmt: skip
         for sampler in samplers:
             _pillow_share(run, sampler, _kept_phase(out))
+        if (found := _kept_events(out)) is not None and len(found[1]) >= 10:
+            times = sorted(found[1])
+            low, high = len(times) // 10, len(times) * 9 // 10
+            run.kept_first_s = times[0] - found[0]
+            run.kept_mid_per_s = (high - low) / max(times[high] - times[low], 1e-6)
         return run
 
     def validate(self, what: str, source: Path) -> Run:
@@ -261,6 +276,23 @@ class Client:
         ok = usage.status == 0
         return Run(what, 1, usage.wall_s, usage.cpu_s, usage.peak_rss_bytes / 2**20, 0.0, 0.0,
                    load, 0, ok, note="" if ok else err[-300:])  # fmt: skip
+
+
+# A control for --convert (`--idle-spinners`): what a busy core costs the uploads when no ingest
+# code runs on it (the spinners are not the client's children: the sampler does not see them).
+_SPIN = "import os; os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True: pass"
+
+
+@contextlib.contextmanager
+def spinners(count: int) -> Any:
+    """`count` SCHED_IDLE busy loops while within (as a converter process would run)."""
+    procs = [subprocess.Popen([sys.executable, "-c", _SPIN]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def _pillow_share(run: Run, sampler: Sampler, kept: tuple[float, float] | None) -> None:
@@ -354,7 +386,8 @@ def _medians(samples: Sequence[Run]) -> dict[str, Any]:
             "kept_files_per_s": median(kept) if kept else None,
         }
         for key in ("pillow_cores", "pillow_span_s", "loop_cores", "vs_plain_kept",
-                    "kept_pillow_cores", "kept_loop_cores", "kept_loop_wait"):  # fmt: skip
+                    "kept_pillow_cores", "kept_loop_cores", "kept_loop_wait", "vs_plain_mid",
+                    "kept_first_s"):  # fmt: skip
             found = [getattr(r, key) for r in good if getattr(r, key) is not None]
             row[key] = median(found) if found else None
         rss = [r.tree_rss_mib for r in good if r.tree_rss_mib is not None]
@@ -384,6 +417,7 @@ CONVERT_COLUMNS: list[Column] = [
     ("JPEG/PNG files/s", "kept_files_per_s", ",.1f"),
     ("× plain JPEG/PNG (median of rounds)", "vs_plain_kept", ".2f"),
     ("per round", "per_round_vs_plain", "s"),
+    ("× plain, 10–90 % of them", "vs_plain_mid", ".2f"), ("first JPEG/PNG s", "kept_first_s", ".2f"),
     ("Pillow cores over the span", "pillow_cores", ".2f"), ("span s", "pillow_span_s", ".1f"),
     ("loop cores over it", "loop_cores", ".2f"),
     ("while JPEG/PNG upload: Pillow cores", "kept_pillow_cores", ".2f"),
@@ -528,22 +562,28 @@ def convert(
     rounds: int,
     extras: Sequence[str] = (),
     other: str | None = None,
+    idle_spinners: int = 0,
 ) -> dict[str, Any]:
     """`extras`: "NAME=FLAGS" runs of this install with --convert and FLAGS; `other`: another
-    install's ``bin/ingest``, run with --convert as "--convert (other install)"."""
+    install's ``bin/ingest``, run with --convert as "--convert (other install)";
+    `idle_spinners`: also a run without --convert beside that many SCHED_IDLE busy loops."""
     folder, kept = mixed_folder(count)
-    variants: dict[str, tuple[list[str], str | None]] = {"plain": ([], None),
-                                                         "--convert": (["--convert"], None)}  # fmt: skip
+    Variant = tuple[list[str], str | None, int]  # flags, another install's script, spinners
+    variants: dict[str, Variant] = {"plain": ([], None, 0), "--convert": (["--convert"], None, 0)}
     for extra in extras:
-        name, _, flags = extra.partition("=")
-        variants[f"--convert ({name})"] = (["--convert", *flags.split()], None)
+        name, _, given = extra.partition("=")
+        variants[f"--convert ({name})"] = (["--convert", *given.split()], None, 0)
     if other:
-        variants["--convert (other install)"] = (["--convert"], other)
+        variants["--convert (other install)"] = (["--convert"], other, 0)
+    if idle_spinners:
+        variants[f"plain beside {idle_spinners} SCHED_IDLE spinner(s)"] = ([], None, idle_spinners)
     runs: dict[str, list[Run]] = {name: [] for name in variants}
     for round_, name in rotating(list(runs), rounds):
-        flags, script = variants[name]
+        flags, script, beside = variants[name]
         expect = count if flags else kept
-        run = client.run(name, round_, folder, expect, *flags, script=script, sample=True)
+        run = client.run(
+            name, round_, folder, expect, *flags, script=script, sample=True, beside=beside
+        )
         runs[name].append(run)
         _show(run, expect)
     for round_ in range(1, rounds + 1):  # each run's JPEG/PNG pace against its round's plain run
@@ -552,13 +592,15 @@ def convert(
             for r in samples:
                 if plain and r.round == round_ and r.kept_files_per_s is not None:
                     r.vs_plain_kept = r.kept_files_per_s / (plain[0].kept_files_per_s or 1)
+                if plain and r.round == round_ and r.kept_mid_per_s and plain[0].kept_mid_per_s:
+                    r.vs_plain_mid = r.kept_mid_per_s / plain[0].kept_mid_per_s
     rows = {name: _medians(samples) for name, samples in runs.items()}
     print(f"\nconvert: {count} images ({kept} JPEG/PNG, {count - kept} TIFF/BMP/HEIC), "
           f"medians of {rounds} rounds (rotating order)\n")  # fmt: skip
     _table("run", rows, CONVERT_COLUMNS)
     return {"files": count, "kept": kept, "rounds": rounds, "rows": rows,
-            "variants": {name: {"flags": f, "ingest": ingest_command(s)}
-                         for name, (f, s) in variants.items()},
+            "variants": {name: {"flags": f, "ingest": ingest_command(s), "idle_spinners": b}
+                         for name, (f, s, b) in variants.items()},
             "runs": [asdict(r) for rs in runs.values() for r in rs]}  # fmt: skip
 
 
@@ -601,6 +643,13 @@ def main() -> int:
         help="convert: also run --convert with these flags (repeatable)",
     )
     parser.add_argument(
+        "--idle-spinners",
+        type=int,
+        default=0,
+        metavar="N",
+        help="convert: also run without --convert beside N SCHED_IDLE busy loops (a control)",
+    )
+    parser.add_argument(
         "--other-ingest",
         metavar="SCRIPT",
         help="convert: also run --convert with this install's bin/ingest",
@@ -636,7 +685,7 @@ def main() -> int:
                                 kinds, args.row_group)  # fmt: skip
             else:
                 result = convert(client, args.convert_count, args.rounds or 3,
-                                 args.convert_extra, args.other_ingest)  # fmt: skip
+                                 args.convert_extra, args.other_ingest, args.idle_spinners)  # fmt: skip
             result |= {"load_before": load, "tools": tool_versions(), "ingest": ingest_command()}
             sized = part == "memory" and args.member_size != 4096
             name = f"sources-{part}" + (f"-{args.member_size}" if sized else "")

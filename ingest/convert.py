@@ -59,7 +59,6 @@ import dataclasses
 import importlib.util
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -246,7 +245,6 @@ class Converter:
             except OSError as exc:
                 raise self._fail(source, f"cannot read it ({exc.strerror or exc})") from None
         job = (read_at, data, source.size, source.image_type.ext)
-        started = time.monotonic()
         with _limit(process, self.timeout_s):
             answer = process.ask("open", *job, self._exts, self.quality, self.max_side)
         if answer[0] == "fail":
@@ -259,7 +257,7 @@ class Converter:
                 f"{width}x{height} pixels need about {-(-need >> 20)} MiB to convert, "
                 f"over convert_memory_mib ({self.budget.total >> 20}; or --max-side)",
             )
-        took = time.monotonic() - started
+        took = process.spent_s  # its own: not a wait for a CPU (`convert_pool.Process.arm`)
         self.budget.take(need)
         with _limit(process, self.timeout_s - took):  # the wait for memory is not the child's
             return self._finish(process, source, need)

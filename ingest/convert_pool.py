@@ -4,7 +4,8 @@ Owns `Process` (one ``python -m ingest.convert_child``-like child and its two
 pipes: the frames of `ingest.convert_child`, and the raw converted bytes
 copied out in `CHUNK`s; and its time limit, `arm` / `disarm`: a process
 still working when it runs out is killed, so a reader waiting on its pipe
-sees it end, `overdue`) and the pool (`take`, `give`, `drop`, `pids`, `close_all`).
+sees it end, `overdue`; one runnable then is given until its CPU time
+reaches the limit, since under SCHED_IDLE its wait for a CPU is not its own) and the pool (`take`, `give`, `drop`, `pids`, `close_all`).
 
 How it works: a conversion takes an idle process from the pool or starts one
 (~0.1 s of CPU: Python and Pillow's import), and gives it back once it has
@@ -40,6 +41,7 @@ from ingest.spool import write_all
 
 CHUNK = 1 << 20  # converted bytes copied from a converter process to the spool at a time
 REUSE_S = 10.0  # an idle process is taken again within this of its last answer
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc's CPU time unit
 _ROOT = str(Path(__file__).resolve().parent.parent)  # where this `ingest` is imported from
 # -P: the working folder is not put first on the path (an `ingest/` there would shadow this
 # one); this install's folder is the last resort, so the child imports the same package.
@@ -68,6 +70,9 @@ class Process:
         self._from: IO[bytes] = self.proc.stdout
         self._timer: threading.Timer | None = None
         self._armed = 0  # which `arm` the running timer is
+        self._limit = (0.0, 0.0, 0.0)  # `arm`'s seconds, its time, the CPU time it had then
+        self._extended = False  # runnable past `arm`'s seconds: timed by its CPU since
+        self.spent_s = 0.0  # the last `arm`'s time until `disarm` (CPU time once extended)
         self._timing = threading.Lock()
         self.overdue = False  # killed by its time limit (`arm`)
         ready = self.ask()
@@ -80,12 +85,15 @@ class Process:
         return self.proc.pid
 
     def arm(self, seconds: float) -> None:
-        """Killed (SIGKILL) unless `disarm` comes within `seconds`: a decoder that hangs."""
+        """Killed (SIGKILL) unless `disarm` comes within `seconds` (a decoder that hangs); past
+        them, one still runnable has until its CPU time since reaches `seconds`: under
+        SCHED_IDLE a converter gets ~0.3 % of a core a normal task wants (weight 3 against
+        1024), and wall time alone killed sound conversions on a busy machine."""
         with self._timing:
             self._armed += 1
-            self._timer = threading.Timer(seconds, self._out_of_time, (self._armed,))
-        self._timer.daemon = True
-        self._timer.start()
+            self._limit = (seconds, time.monotonic(), _cpu_s(self.pid)[0])
+            self._extended = False
+            self._start_timer(seconds)
 
     def disarm(self) -> bool:
         """The time limit off; False if it ran out first (the process was killed)."""
@@ -93,11 +101,26 @@ class Process:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            _, armed_at, cpu_at_arm = self._limit
+            self.spent_s = time.monotonic() - armed_at
+            if self._extended:
+                self.spent_s = _cpu_s(self.pid)[0] - cpu_at_arm
             return not self.overdue
+
+    def _start_timer(self, seconds: float) -> None:
+        self._timer = threading.Timer(seconds, self._out_of_time, (self._armed,))
+        self._timer.daemon = True
+        self._timer.start()
 
     def _out_of_time(self, armed: int) -> None:
         with self._timing:
             if self._timer is None or armed != self._armed:  # disarmed as it ran out
+                return
+            seconds, _, cpu_at_arm = self._limit
+            cpu, runnable = _cpu_s(self.pid)
+            if runnable and cpu - cpu_at_arm < seconds:  # working, or waiting for a CPU
+                self._extended = True
+                self._start_timer(max(seconds - (cpu - cpu_at_arm), 0.05))
                 return
             self.overdue = True
             with contextlib.suppress(ProcessLookupError):
@@ -153,6 +176,23 @@ class Process:
         with contextlib.suppress(ProcessLookupError):
             self.proc.terminate()
         self.proc.wait()
+
+
+def _cpu_s(pid: int) -> tuple[float, bool]:
+    """`pid`'s CPU time so far, every thread's (/proc/PID/stat utime + stime, man 5 proc), and
+    whether one of its threads is runnable (state R: running, or waiting for a CPU); (0, False)
+    where unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+        cpu = (int(fields[11]) + int(fields[12])) / _TICKS
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/stat", "rb") as stat:
+                if stat.read().rpartition(b")")[2].split()[:1] == [b"R"]:
+                    return cpu, True
+        return cpu, False
+    except (OSError, IndexError, ValueError):
+        return 0.0, False
 
 
 _idle: list[tuple[float, Process]] = []  # (when it last answered, the process)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -222,5 +223,34 @@ def test_a_conversion_past_convert_timeout_s_fails_its_item_and_the_next_convert
         assert convert_pool.pids() == [] and converter.budget.in_use == 0
         monkeypatch.undo()
         assert anyio.run(converter.convert, bmp).image_type is ImageType.JPEG
+    finally:
+        converter.close()
+
+
+# A normal-priority process that keeps one CPU busy for a while (in this session, so the
+# converter's SCHED_IDLE counts against it within one autogroup), then ends by itself.
+HOG = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end: pass"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/schedstat"), reason="Linux's schedstat")
+def test_a_conversion_waiting_for_a_cpu_is_not_past_convert_timeout_s(tmp_path: Path) -> None:
+    """Under SCHED_IDLE a converter gets next to no CPU while a normal task wants its core (a
+    build, a training job): that wait is not the conversion's time (`convert_pool.Process.arm`);
+    the limit is for a decoder that hangs, and killed starved ones on a busy machine."""
+    bmp = source_of(save(tmp_path / "a.bmp", picture(), "BMP"))
+    converter = Converter(NOVITA, provider="novita", workers=1, timeout_s=0.2)
+    cpu = min(os.sched_getaffinity(0))
+    try:
+        assert anyio.run(converter.convert, bmp).image_type is ImageType.JPEG  # started, idle
+        (pid,) = convert_pool.pids()
+        os.sched_setaffinity(pid, {cpu})
+        hog = subprocess.Popen(
+            [sys.executable, "-c", HOG, "0.5"], preexec_fn=lambda: os.sched_setaffinity(0, {cpu})
+        )
+        try:
+            assert anyio.run(converter.convert, bmp).image_type is ImageType.JPEG
+        finally:
+            hog.kill()
+            hog.wait()
     finally:
         converter.close()

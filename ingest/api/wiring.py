@@ -207,10 +207,13 @@ def binding(plan: Plan, *, emulator: bool, previous: Header | None = None) -> He
     from ingest.journal import EMULATOR, Header
 
     bound = previous.bind if previous and previous.provider == plan.provider else {}
+    bind = plan.cls.run_params(plan.provider_settings, bound)
+    if plan.format is not None:  # what status and export read the manifest as (`manifest_entries`)
+        bind = {**bind, "format": plan.format}
     return Header(
         provider=plan.provider,
         manifest=str(plan.manifest),
-        bind=plan.cls.run_params(plan.provider_settings, bound),
+        bind=bind,
         created=time.time(),
         endpoint=EMULATOR if emulator else endpoint_of(plan.provider_settings.base_url),
     )

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from ingest.errors import ManifestError
 from ingest.item import Item
@@ -71,3 +72,16 @@ def test_export_and_status_failed_list_in_line_order(tmp_path: Path) -> None:
     done = sorted(i.line for i in items if i.line % 2 == 0)
     assert ids == [f"r{line}" for line in done]  # the old code gave held rows last
     assert listed == sorted(listed) and len(listed) > len(items) - len(done)  # with the errors
+
+
+@pytest.mark.anyio
+async def test_a_forced_format_is_what_export_reads_the_manifest_as(tmp_path: Path) -> None:
+    import ingest
+    from tests.images import make_dataset, write_jsonl_manifest
+
+    images = make_dataset(tmp_path / "img", 3, max_size=2048)
+    manifest = write_jsonl_manifest(images, tmp_path / "m.txt")
+    journal = tmp_path / "j.journal"
+    await ingest.upload(manifest, provider="novita", sim=True, journal=journal, format="jsonl")
+    rows = list(ingest.export(journal))  # read by its name (a list), the old code found none
+    assert [row["key"] for row in rows] == ["item-000000", "item-000001", "item-000002"]

@@ -317,6 +317,10 @@ class Fetcher:
                 action = Action.FAIL_ITEM
             return self._fail(item, f"source answered {code} (HTTP {status})", action)
         why = _without_urls(str(exc)) or type(exc).__name__
+        settled = _settled(exc)  # found before anything is sent: no retry changes it
+        if settled is not None:
+            why = f"{why}; {settled}" if settled else why
+            return self._fail(item, f"cannot fetch the source ({type(exc).__name__}: {why})")
         return self._fail(
             item, f"cannot fetch the source ({type(exc).__name__}: {why})", Action.RETRY
         )
@@ -350,6 +354,22 @@ class Fetcher:
         if self._session is not None:
             await self._session.close()
         self._spool.close()
+
+
+def _settled(exc: Exception) -> str | None:
+    """What to do about a botocore error that no retry changes (no credentials found, no
+    region, a bucket name S3 cannot take), "" if nothing more to say; None for the others,
+    retried as transport errors. Missing credentials were retried for `retry_window_s`
+    (~2 minutes) per item before failing (newcomer8)."""
+    from botocore import exceptions as be  # boto3 made the client that raised it
+
+    if isinstance(exc, (be.NoCredentialsError, be.PartialCredentialsError)):
+        return "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+    if isinstance(exc, be.NoRegionError):
+        return "set AWS_DEFAULT_REGION"
+    if isinstance(exc, (be.ParamValidationError, be.ProfileNotFound)):
+        return ""
+    return None
 
 
 async def _first_chunk(content: aiohttp.StreamReader, length: int | None) -> bytes:

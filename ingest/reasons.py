@@ -23,39 +23,46 @@ names no path as it is (but for positions and quotes).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
-from typing import Final
 
-_RULES: Final[tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]] = (
-    # An absolute path: a word starting with / or ~/ up to the next ": " or the end.
-    (re.compile(r"(?:(?<=\s)|^)~?/.*?(?=: |$)"), ""),
-    # A quoted value (repr of an id, a name, a path, a snippet): '…'. A double-quoted
-    # bare word is a fixed field name ("path", "file_name"), not a value: it stays (a
-    # repr uses double quotes only around text holding a single quote).
-    (
-        re.compile(r"(\"[A-Za-z_]\w*\")|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""),
-        lambda quoted: quoted[1] or "'…'",
-    ),
-    # A folder-relative path named by the folder walk.
-    (re.compile(r"(?<=cannot read directory )\S.*?/(?=[:;]|$)"), ""),
-    (re.compile(r"(not valid UTF-8(?: \([^)]*\))?): .*$"), r"\1"),
-    # Positions and sizes that differ from item to item.
-    # (A Parquet file's rows: "row 7 not read: row group 2 is damaged from row 0 on" is one
-    # group for every row of that row group, not a table line each.)
-    (re.compile(r"\b(lines?|columns?|bytes?|rows?|row groups?) \d+(?:-\d+)?"), r"\1 N"),
-    (re.compile(r"\bbyte N(?: [0-9a-f]{2})+|\bbyte [0-9a-f]{2}(?: [0-9a-f]{2})*"), "byte …"),
-    (re.compile(r"\bbinary data starting(?: [0-9a-f]{2})+"), "binary data"),
-    (re.compile(r"^too large: [^,]*, "), "too large, "),
-    # Punctuation a removed path leaves behind.
-    (re.compile(r"\s+(?=[:;,)])|(?<=\()\s+"), ""),
-    (re.compile(r"[:;,]\s*$|\s{2,}"), " "),
-)
+Rules = tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]
+
+
+@functools.cache
+def _rules() -> Rules:
+    """Compiled at the first problem, not at import: ~10 regular expressions, a few ms of
+    every run's start that a run with no problem never used."""
+    return (
+        # An absolute path: a word starting with / or ~/ up to the next ": " or the end.
+        (re.compile(r"(?:(?<=\s)|^)~?/.*?(?=: |$)"), ""),
+        # A quoted value (repr of an id, a name, a path, a snippet): '…'. A double-quoted
+        # bare word is a fixed field name ("path", "file_name"), not a value: it stays (a
+        # repr uses double quotes only around text holding a single quote).
+        (
+            re.compile(r"(\"[A-Za-z_]\w*\")|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""),
+            lambda quoted: quoted[1] or "'…'",
+        ),
+        # A folder-relative path named by the folder walk.
+        (re.compile(r"(?<=cannot read directory )\S.*?/(?=[:;]|$)"), ""),
+        (re.compile(r"(not valid UTF-8(?: \([^)]*\))?): .*$"), r"\1"),
+        # Positions and sizes that differ from item to item.
+        # (A Parquet file's rows: "row 7 not read: row group 2 is damaged from row 0 on" is one
+        # group for every row of that row group, not a table line each.)
+        (re.compile(r"\b(lines?|columns?|bytes?|rows?|row groups?) \d+(?:-\d+)?"), r"\1 N"),
+        (re.compile(r"\bbyte N(?: [0-9a-f]{2})+|\bbyte [0-9a-f]{2}(?: [0-9a-f]{2})*"), "byte …"),
+        (re.compile(r"\bbinary data starting(?: [0-9a-f]{2})+"), "binary data"),
+        (re.compile(r"^too large: [^,]*, "), "too large, "),
+        # Punctuation a removed path leaves behind.
+        (re.compile(r"\s+(?=[:;,)])|(?<=\()\s+"), ""),
+        (re.compile(r"[:;,]\s*$|\s{2,}"), " "),
+    )
 
 
 def group(reason: str) -> str:
     """The problem group of `reason`: its cause, without the paths and positions of one item."""
     text = reason
-    for pattern, replacement in _RULES:
+    for pattern, replacement in _rules():
         text = pattern.sub(replacement, text)
     return text.strip() or reason.strip()

@@ -47,7 +47,9 @@ if TYPE_CHECKING:
     from ingest.api import Result
 
 Mode = Literal["live", "plain", "json", "quiet"]
-URL_FIELDS = ("reason", "url")  # an item event's fields that may hold a (signed) URL
+# An item event's fields that may hold a signed query string or a secret: its key too (a path
+# holds what a file's name holds: `wget` names a signed URL's file `a.png?X-Amz-Signature=…`).
+URL_FIELDS = ("key", "reason", "url")
 
 
 class Watched(Protocol):
@@ -93,8 +95,8 @@ class Reporter:
 
     def _item_event(self, kind: str, **fields: Any) -> None:
         """An item's `--json` event: only the fields that may hold a URL are redacted
-        (`URL_FIELDS`: an error's reason, a landed file's url); its key (a path, an id, or a URL
-        without its query: `redact.url_key`), ids and figures hold none."""
+        (`URL_FIELDS`: its key, an error's reason, a landed file's url); its ids and figures
+        hold none."""
         for name in URL_FIELDS:
             value = fields.get(name)
             if value is not None:

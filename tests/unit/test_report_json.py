@@ -55,6 +55,23 @@ def test_an_item_line_is_redacted_by_its_url_fields_not_as_a_whole(
     reporter = Reporter("json", out=io.StringIO(), err=io.StringIO())
     reporter.item_done(ItemDone("c.png", 5, 10, Landed("id-1"), uploaded=True))
     reporter.item_changed("d.png", 6)
-    assert seen == []  # neither holds a URL (the old code redacted each whole line)
+    assert seen == ["c.png", "d.png"]  # the keys only (the old code redacted each whole line)
     reporter.item_done(ItemDone("e.png", 7, 10, Landed("id-2", "https://cdn/e.png"), True))
-    assert seen == ["https://cdn/e.png"]
+    assert seen[2:] == ["e.png", "https://cdn/e.png"]
+
+
+def test_a_signed_query_string_in_a_key_is_redacted_in_json() -> None:
+    """A path key holds what its file's name holds: `wget` of a signed URL names the file
+    `a.png?X-Amz-Credential=…&X-Amz-Signature=…`, and a manifest lists it as it is."""
+    out = io.StringIO()
+    reporter = Reporter("json", out=out, err=io.StringIO())
+    key = "a.png?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=f00d"
+    err = TransferError("refused", action=Action.FAIL_ITEM, code="403", provider="novita", op="put")
+    reporter.item_done(ItemDone(key, 5, 10, Landed("id-1"), uploaded=True))
+    reporter.item_failed(key, 6, err)
+    reporter.item_rejected(key, ManifestError("not an image", source="m", line=7))
+    reporter.item_changed(key, 8)
+    reporter.flush()
+    assert "f00d" not in out.getvalue() and "AKIAEXAMPLE" not in out.getvalue()
+    shown = "a.png?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED"
+    assert [line["key"] for line in _lines(out)] == [shown] * 4

@@ -65,6 +65,11 @@ class Process:
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             process_group=0,
         )  # fmt: skip
+        # Under SCHED_IDLE from its first instruction, not only once its own `lower_priority`
+        # runs: the interpreter's start-up and `site` before it are ~0.1 s of CPU, which at
+        # a run's start competed with the uploads' (the child's call stays: the fallback).
+        with contextlib.suppress(AttributeError, OSError):
+            os.sched_setscheduler(self.proc.pid, os.SCHED_IDLE, os.sched_param(0))
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._to: IO[bytes] = self.proc.stdin
         self._from: IO[bytes] = self.proc.stdout

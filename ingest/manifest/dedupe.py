@@ -68,9 +68,12 @@ Reader = Callable[[KeyCheck], Generator[Entry, None, None]]
 class DuplicateKey(ManifestError):
     """A key seen on an earlier line: `first` is that line (0: not known)."""
 
-    def __init__(self, reason: str, *, source: str, line: int, first: int) -> None:
+    def __init__(
+        self, reason: str, *, source: str, line: int, first: int, what: str = "path"
+    ) -> None:
         super().__init__(reason, source=source, line=line)
         self.first = first
+        self.what = what  # "path" or "id": what the key is
 
 
 class Unsettled(ManifestError):
@@ -80,7 +83,7 @@ class Unsettled(ManifestError):
 def duplicate(key: str, what: str, first: int, source: str, line: int) -> DuplicateKey:
     where = f"first at line {first}" if first else "also on an earlier line"
     reason = f"duplicate {what} {clip(key, 80)!r} ({where})"
-    return DuplicateKey(reason, source=source, line=line, first=first)
+    return DuplicateKey(reason, source=source, line=line, first=first, what=what)
 
 
 def estimate_entries(path: Path) -> int:
@@ -161,10 +164,12 @@ def _in_order(
     H); the rest come from the second pass, which reads every line again anyway (it notes
     each held key's first line), each held entry settled where it stands, since its key's
     first line is at or before it. Kept between the passes: what `deduplicated` keeps, and
-    the duplicates past H the first pass told at once (real duplicates only)."""
+    the duplicates past H the first pass told at once (real duplicates only), 17 bytes each."""
     before = _identity(path)
     held_lines, held_digests = array("Q"), DigestSet()
-    told: dict[int, ManifestError] = {}  # past H: a duplicate the first pass named at once
+    # Past H, a duplicate the first pass named at once: its line, first line and what (an id
+    # or not), 17 bytes; not its message (a captions file lists a key once a caption).
+    told_lines, told_firsts, told_ids, told_next = array("Q"), array("Q"), bytearray(), 0
     last, at_h = None, 0  # the line last yielded, and its entries yielded (of line H: skipped)
     for entry in read(SeenKeys(expected)):
         if isinstance(entry, Held):
@@ -176,7 +181,9 @@ def _in_order(
             yield entry
             at_h, last = (at_h + 1 if entry.line == last else 1), entry.line
         elif isinstance(entry, DuplicateKey):
-            told[entry.line or 0] = entry
+            told_lines.append(entry.line or 0)
+            told_firsts.append(entry.first)
+            told_ids.append(entry.what == "id")
     if not held_lines:
         return
     h = held_lines[0]
@@ -197,14 +204,23 @@ def _in_order(
                     yield _settled(entry, first, source)
                 elif line == h and at_h:
                     at_h -= 1  # yielded by the first pass
-                elif isinstance(entry, Item) and line in told:
-                    yield told.pop(line)
+                elif isinstance(entry, Item) and (told := _told(told_lines, told_next, line)):
+                    told_next = told
+                    what = "id" if told_ids[told - 1] else "path"
+                    yield duplicate(entry.key, what, told_firsts[told - 1], source, entry.line)
                 else:
                     yield entry
     except ManifestError as exc:
         yield from _held_unsettled(held_lines, first.seen, source, exc.reason)
         return
     yield from _held_unsettled(held_lines, first.seen, source, "the line is gone")
+
+
+def _told(lines: array[int], at: int, line: int | None) -> int:
+    """Past the `lines` entry for `line` (a told duplicate's) from `at` on, or 0 if none is."""
+    while at < len(lines) and lines[at] < (line or 0):
+        at += 1
+    return at + 1 if at < len(lines) and lines[at] == line else 0
 
 
 def _identity(path: Path) -> tuple[int, int, int, int] | None:

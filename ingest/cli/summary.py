@@ -53,8 +53,8 @@ SOURCE_HINT = (
 # An image --convert could not convert here (damaged, too many pixels, too large once converted).
 CONVERT_HINT = (
     "these images could not be converted on this machine (each reason says why: damaged, "
-    "over --convert-memory-mib, or over the size limit once converted: try --max-side); fix "
-    "or replace them, then run `ingest retry-failed`"
+    "over --convert-memory-mib, still converting after --convert-timeout-s, or over the size "
+    "limit once converted: try --max-side); fix or replace them, then run `ingest retry-failed`"
 )
 
 

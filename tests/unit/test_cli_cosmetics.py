@@ -153,6 +153,12 @@ def test_a_refused_signature_is_not_hinted_as_expiry() -> None:
     assert hint_for("stop", "unauthorized") == HINTS["stop"]
 
 
+def test_the_convert_hint_names_every_limit_a_conversion_can_fail_by() -> None:
+    # convert_timeout_s (convprio) is a fourth way a conversion fails: the hint names its flag.
+    hint = hint_for("fail", "convert_failed")
+    assert all(f in hint for f in ("--convert-memory-mib", "--convert-timeout-s", "--max-side"))
+
+
 def test_the_summary_groups_rejections_by_cause_not_by_the_first_colon() -> None:
     # Newcomer finding: reason.split(":")[0] cut "path is a URL ('ftp://...')" at its colon,
     # and gave each position of a damaged member ("bytes 512-1024: ...") a row of its own.

@@ -232,7 +232,10 @@ def test_a_conversion_past_convert_timeout_s_fails_its_item_and_the_next_convert
 
 # A normal-priority process that keeps one CPU busy for a while (in this session, so the
 # converter's SCHED_IDLE counts against it within one autogroup), then ends by itself.
-HOG = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end: pass"
+HOG = (
+    "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nprint(flush=True)\n"
+    "while time.monotonic() < end: pass"
+)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/schedstat"), reason="Linux's schedstat")
@@ -248,12 +251,16 @@ def test_a_conversion_waiting_for_a_cpu_is_not_past_convert_timeout_s(tmp_path: 
         (pid,) = convert_pool.pids()
         os.sched_setaffinity(pid, {cpu})
         hog = subprocess.Popen(
-            [sys.executable, "-c", HOG, "0.5"], preexec_fn=lambda: os.sched_setaffinity(0, {cpu})
+            [sys.executable, "-c", HOG, "0.5"],
+            stdout=subprocess.PIPE,
+            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
         )
+        assert hog.stdout is not None and hog.stdout.readline() == b"\n"  # it spins from now
         try:
             assert anyio.run(converter.convert, bmp).image_type is ImageType.JPEG
         finally:
             hog.kill()
             hog.wait()
+            hog.stdout.close()
     finally:
         converter.close()

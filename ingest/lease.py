@@ -41,7 +41,9 @@ def _http_date(value: str) -> float | None:
     # every server sends (RFC 9110 section 5.6.7: "Sun, 06 Nov 1994 08:49:37 GMT") is read
     # here; any other form by email.utils, imported only then (14 ms of a run's start).
     parts = value.split()
-    if len(parts) == 6 and parts[5] == "GMT" and len(parts[4]) == 8 and parts[3].isdigit():
+    year = parts[3] if len(parts) == 6 else ""
+    # A four-digit year only: RFC 5322's obsolete two-digit one (94: 1994) is email.utils'.
+    if len(year) == 4 and year.isdigit() and parts[5] == "GMT" and len(parts[4]) == 8:
         month = _MONTHS.get(parts[2])
         hms = parts[4].split(":")
         if month and parts[1].isdigit() and all(len(x) == 2 and x.isdigit() for x in hms):

@@ -144,3 +144,14 @@ def test_both_http_layers_read_retry_after_ms_in_any_case() -> None:
     assert (api.retry_after, api.scope) == (1.5, Scope.PLANE)  # a 503 that says when: the pace
     put = classify_storage_error(503, b"", headers, provider="p")
     assert (put.retry_after, put.scope) == (1.5, Scope.PLANE)
+
+
+def test_a_date_with_a_two_digit_year_is_read_as_email_utils_reads_it() -> None:
+    """`Sun, 06 Nov 94 08:49:37 GMT` (RFC 5322's obsolete year, which email.utils reads as
+    1994) is not IMF-fixdate: lease._http_date's own reading took it as the year 94, a skew
+    of 1,900 years that no lease survives (or that makes one never expire)."""
+    import email.utils
+
+    for value in ("Sun, 06 Nov 94 08:49:37 GMT", "Fri, 27 Nov 26 08:49:37 GMT"):
+        expected = email.utils.parsedate_to_datetime(value).timestamp()
+        assert server_skew(value, expected) == 0.0, value

@@ -51,7 +51,11 @@ def _rules() -> Rules:
         # (A Parquet file's rows: "row 7 not read: row group 2 is damaged from row 0 on" is one
         # group for every row of that row group, not a table line each.)
         (re.compile(r"\b(lines?|columns?|bytes?|rows?|row groups?) \d+(?:-\d+)?"), r"\1 N"),
-        (re.compile(r"\bbyte N(?: [0-9a-f]{2})+|\bbyte [0-9a-f]{2}(?: [0-9a-f]{2})*"), "byte …"),
+        # (Whole hex bytes only: "byte N after" stays; it lost "af" to this rule: "byte …ter".)
+        (
+            re.compile(r"\bbyte N(?: [0-9a-f]{2})+\b|\bbyte [0-9a-f]{2}(?: [0-9a-f]{2})*\b"),
+            "byte …",
+        ),
         (re.compile(r"\bbinary data starting(?: [0-9a-f]{2})+"), "binary data"),
         (re.compile(r"^too large: [^,]*, "), "too large, "),
         # Punctuation a removed path leaves behind.

@@ -246,3 +246,16 @@ def test_validate_each_names_a_keyless_problem_by_its_line(
     assert main(["validate", str(manifest), "--provider", "novita", "--each"]) == 1
     rejected = [line for line in capsys.readouterr().out.splitlines() if "rejected" in line]
     assert rejected[1].startswith("line 2: rejected: invalid JSON at column 2")
+
+
+def test_a_position_before_a_word_of_hex_letters_stays_a_position() -> None:
+    # Newcomer8: validate's table said "damaged tar header at byte …ter member '…'": the hex
+    # byte rule took the "af" of "after" for a byte value.
+    from ingest.reasons import group
+
+    assert group("damaged tar header at byte 2048 after member 's/0.txt'; the rest is lost") == (
+        "damaged tar header at byte N after member '…'; the rest is lost"
+    )
+    assert group("not valid UTF-8 (byte e9 at column 49): caf\\xe9") == (
+        "not valid UTF-8 (byte … at column N)"
+    )

@@ -41,6 +41,7 @@ from ingest.spool import write_all
 
 CHUNK = 1 << 20  # converted bytes copied from a converter process to the spool at a time
 REUSE_S = 10.0  # an idle process is taken again within this of its last answer
+STARVED_FACTOR = 10  # a runnable process's time limit in wall time, at most, times its own
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc's CPU time unit
 _ROOT = str(Path(__file__).resolve().parent.parent)  # where this `ingest` is imported from
 # -P: the working folder is not put first on the path (an `ingest/` there would shadow this
@@ -91,7 +92,8 @@ class Process:
 
     def arm(self, seconds: float) -> None:
         """Killed (SIGKILL) unless `disarm` comes within `seconds` (a decoder that hangs); past
-        them, one still runnable has until its CPU time since reaches `seconds`: under
+        them, one still runnable has until its CPU time since reaches `seconds` (within
+        `STARVED_FACTOR` times `seconds` of wall time): under
         SCHED_IDLE a converter gets ~0.3 % of a core a normal task wants (weight 3 against
         1024), and wall time alone killed sound conversions on a busy machine."""
         with self._timing:
@@ -123,7 +125,10 @@ class Process:
                 return
             seconds, _, cpu_at_arm = self._limit
             cpu, runnable = _cpu_s(self.pid)
-            if runnable and cpu - cpu_at_arm < seconds:  # working, or waiting for a CPU
+            waited = time.monotonic() - self._limit[1]
+            # Working, or waiting for a CPU; but no longer than STARVED_FACTOR times the limit
+            # (a decoder spinning on a crafted file, on a busy machine, must end too).
+            if runnable and cpu - cpu_at_arm < seconds and waited < STARVED_FACTOR * seconds:
                 self._extended = True
                 self._start_timer(max(seconds - (cpu - cpu_at_arm), 0.05))
                 return

@@ -264,3 +264,55 @@ def test_a_conversion_waiting_for_a_cpu_is_not_past_convert_timeout_s(tmp_path: 
             hog.stdout.close()
     finally:
         converter.close()
+
+
+# A converter that spins as a decoder might on a crafted file, on one CPU under SCHED_IDLE.
+SPINS = (
+    f"import os, sys; sys.path.append({convert_pool._ROOT!r})\n"
+    "from ingest import convert_child as c\n"
+    "os.sched_setaffinity(0, {int(sys.argv[1])})\n"
+    "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+    "c.send(sys.stdout.buffer, ('ready',)); c.receive(sys.stdin.buffer)\n"
+    "c.send(sys.stdout.buffer, ('need', 48, 32, 4096)); c.receive(sys.stdin.buffer)\n"
+    "while True: pass"
+)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/schedstat"), reason="Linux's schedstat")
+def test_a_starved_converter_that_spins_is_stopped_within_ten_times_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runnable converter is timed by its CPU (`Process.arm`), but not for ever: one that
+    spins while a normal task holds its core is stopped within STARVED_FACTOR x the limit."""
+    bmp = source_of(save(tmp_path / "a.bmp", picture(), "BMP"))
+    cpu = min(os.sched_getaffinity(0))
+    convert_pool.close_all()  # the next process is a new one: the spinning child
+    monkeypatch.setattr(convert_pool, "_CHILD", SPINS.replace("sys.argv[1]", str(cpu)))
+    converter = Converter(NOVITA, provider="novita", workers=1, timeout_s=0.05)
+    convert_pool.give(convert_pool.take())  # started (and pinned) before the hog, idle
+    hog = subprocess.Popen(
+        [sys.executable, "-c", HOG, "5"],
+        stdout=subprocess.PIPE,
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+    )
+    out_of_time = convert_pool.Process._out_of_time
+
+    def then_no_hog(process: convert_pool.Process, armed: int) -> None:
+        out_of_time(process, armed)
+        if process.overdue:  # killed: the hog goes, so that the child gets a CPU to end on
+            hog.kill()
+
+    monkeypatch.setattr(convert_pool.Process, "_out_of_time", then_no_hog)
+    try:
+        assert hog.stdout is not None and hog.stdout.readline() == b"\n"  # it spins from now
+        started = time.monotonic()
+        with pytest.raises(TransferError) as raised:
+            anyio.run(converter.convert, bmp)
+        assert "still converting after convert_timeout_s" in raised.value.message
+        assert time.monotonic() - started < 2.5  # 10 x 0.05 s; the hog's 5 s without the bound
+    finally:
+        hog.kill()
+        hog.wait()
+        if hog.stdout is not None:
+            hog.stdout.close()
+        converter.close()

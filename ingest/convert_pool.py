@@ -124,7 +124,7 @@ class Process:
             if self._timer is None or armed != self._armed:  # disarmed as it ran out
                 return
             seconds, _, cpu_at_arm = self._limit
-            cpu, runnable = _cpu_s(self.pid)
+            cpu, runnable = _cpu_s(self.pid, runnable=True)
             waited = time.monotonic() - self._limit[1]
             # Working, or waiting for a CPU; but no longer than STARVED_FACTOR times the limit
             # (a decoder spinning on a crafted file, on a busy machine, must end too).
@@ -188,15 +188,16 @@ class Process:
         self.proc.wait()
 
 
-def _cpu_s(pid: int) -> tuple[float, bool]:
+def _cpu_s(pid: int, *, runnable: bool = False) -> tuple[float, bool]:
     """`pid`'s CPU time so far, every thread's (/proc/PID/stat utime + stime, man 5 proc), and
-    whether one of its threads is runnable (state R: running, or waiting for a CPU); (0, False)
-    where unreadable."""
+    with `runnable`, whether one of its threads is (state R: running, or waiting for a CPU;
+    else False: one read, ~24 us, against ~57 with the listing; load 1.6); (0, False) where
+    unreadable."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             fields = stat.read().rpartition(b")")[2].split()
         cpu = (int(fields[11]) + int(fields[12])) / _TICKS
-        for tid in os.listdir(f"/proc/{pid}/task"):
+        for tid in os.listdir(f"/proc/{pid}/task") if runnable else ():
             with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/stat", "rb") as stat:
                 if stat.read().rpartition(b")")[2].split()[:1] == [b"R"]:
                     return cpu, True

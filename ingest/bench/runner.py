@@ -236,13 +236,20 @@ def _measure(
     if emulator is not None:
         base_url = api_base(base_url, options.provider)  # the provider's path under the emulator
     emu_cpu0 = emulator.cpu_s() if emulator else 0.0
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     client, usage = run_client(
         options, base_url, manifest, journal, placeholder_keys=emulator is not None
     )
     emu_cpu = emulator.cpu_s() - emu_cpu0 if emulator else None
     stats = emulator.stats() if emulator else None
     return build_report(
-        options, base_url if emulator is None else None, client, usage, emu_cpu, stats
+        options,
+        base_url if emulator is None else None,
+        client,
+        usage,
+        emu_cpu,
+        stats,
+        load_1m_before=load,
     )
 
 
@@ -263,8 +270,11 @@ def build_report(
     usage: ProcessUsage,
     emulator_cpu_s: float | None,
     emulator_stats: dict[str, Any] | None,
+    *,
+    load_1m_before: float | None = None,
 ) -> dict[str, Any]:
-    """The report of one run, verdict included."""
+    """The report of one run, verdict included (`load_1m_before`: the machine's 1-minute
+    load average as the client started, None where unknown)."""
     done = client["done"]
     elapsed = max(client["elapsed_s"], 1e-9)
     per_file = max(done, 1)
@@ -319,6 +329,7 @@ def build_report(
             "peak_rss_mib": round(usage.peak_rss_bytes / 2**20, 1),
         },
         "emulator": None,
+        "load_1m_before": None if load_1m_before is None else round(load_1m_before, 2),
     }
     if emulator_cpu_s is not None:
         report["emulator"] = {
@@ -408,7 +419,12 @@ def render(report: dict[str, Any]) -> str:
     if report.get("reference"):
         from ingest.bench.reference import render_reference
 
-        lines += render_reference(report["reference"])
+        lines += render_reference(report["reference"])  # with its own load note
+    elif (report.get("load_1m_before") or 0) > (cores := os.cpu_count() or 1):
+        lines.append(  # as --reference says it: a loaded machine's latencies are its queues
+            f"  note       the load average was {report['load_1m_before']:.1f} on {cores} cores "
+            "before the run: other work shared the machine, so figures move between runs"
+        )
     if res["stop_reason"]:
         lines.append(f"  stopped    {res['stop_reason']}: {res.get('stop_message') or ''}")
     verdict_ = report["verdict"]

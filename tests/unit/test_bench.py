@@ -256,3 +256,22 @@ def test_the_report_names_the_engines_put_transport() -> None:
     fallback = _built(_client(50), put_transport="aiohttp")
     assert fallback["config"]["put_transport"] == "aiohttp"
     assert "(emulator, aiohttp PUTs)" in render(fallback).splitlines()[0]
+
+
+def test_a_bench_on_a_loaded_machine_says_so_as_the_reference_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Newcomer8: at load 6.8 on 2 cores `ingest bench` named "storage bandwidth" from a PUT's
+    # 28.2 ms against an API call's 28.1 ms (both the machine's queues) and said nothing of
+    # the load; `--reference` notes it.
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    usage = ProcessUsage(wall_s=2.0, cpu_s=0.5, peak_rss_bytes=40 << 20, status=0)
+    options = BenchOptions(count=50)
+    loaded = build_report(options, None, _client(50), usage, 0.1, {}, load_1m_before=6.8)
+    assert loaded["load_1m_before"] == 6.8
+    assert render(loaded).splitlines()[-2] == (
+        "  note       the load average was 6.8 on 2 cores before the run: other work shared "
+        "the machine, so figures move between runs"
+    )
+    quiet = build_report(options, None, _client(50), usage, 0.1, {}, load_1m_before=0.5)
+    assert "load average" not in render(quiet)

@@ -158,3 +158,31 @@ def test_validate_says_what_each_shard_member_becomes(
     assert main(["validate", str(root), "--provider", "novita", "--json"]) == 0
     document = orjson.loads(capsys.readouterr().out)
     assert document["packed"] == {"tar": 1, "zip": 1, "parquet": 1}
+
+
+def test_a_shard_s_problems_in_a_folder_name_the_shard_and_the_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Newcomer8: in a folder, a shard cut short said 'data: the tar is cut short: …' (which
+    # tar?) and a bad caption member 'data: txt member is not UTF-8 …', not the image's key.
+    root = tmp_path / "data"
+    with tarfile.open(_mkdir(root / "z") / "b.tar", "w") as tar:
+        add(tar, "s/1.png", image_bytes("png", 700, 2))
+        add(tar, "s/1.txt", b"\xff not utf-8")
+    with tarfile.open(root / "z" / "c.tar", "w") as tar:
+        add(tar, "s/2.png", image_bytes("png", 700, 3))
+        add(tar, "s/3.png", image_bytes("png", 700, 4))
+    cut = root / "z" / "c.tar"
+    cut.write_bytes(cut.read_bytes()[:1300])  # in s/2.png's padding (its data 512-1212)
+    problems = [r for r in read_manifest(root) if isinstance(r, ManifestError)]
+    assert [(r.key, r.reason.rsplit(": ", 1)[1]) for r in problems] == [
+        ("z/b.tar#s/1.png", f"{root / 'z' / 'b.tar'}#s/1.txt"),
+        (None, str(cut)),
+    ]
+    assert main(["validate", str(root), "--provider", "novita"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "z/b.tar#s/1.png: txt member is not UTF-8 (byte 0 is 0xff)" + (
+        f": {root / 'z' / 'b.tar'}#s/1.txt"
+    )
+    assert out[1].startswith(f"{root}: the tar is cut short: it ends at byte 1300,")
+    assert out[1].endswith(f": {cut}")

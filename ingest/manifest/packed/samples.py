@@ -115,8 +115,9 @@ def read_shard(
     try:
         for key, sample in _samples(listed):
             if key is None:
-                stats.found += 1
-                yield ManifestError(str(sample[0][0].problem), source=source, line=stats.found)
+                stats.found += 1  # named with the shard: in a folder, `source` is the folder
+                problem = f"{sample[0][0].problem}: {path}"
+                yield ManifestError(problem, source=source, line=stats.found)
                 continue
             yield from _sample_items(path, fd, sample, source, label, stats, seen)
     finally:
@@ -231,9 +232,10 @@ def _sample_items(
                 line=stats.found,
             )
             continue
-        if entry.problem or problem:
+        if entry.problem or problem:  # the image's problem, named by its key (as a folder's)
             reason = f"{entry.problem}: {where}" if entry.problem else str(problem)
-            yield ManifestError(reason, source=source, line=stats.found)
+            key = f"{label}#{member.name}"
+            yield ManifestError(reason, source=source, line=stats.found, key=key)
             continue
         counts[which] += 1
         yield Item(

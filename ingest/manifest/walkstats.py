@@ -83,7 +83,8 @@ class Captions:
 
     def describe(self) -> str:
         """E.g. "captions: 40 from caption files, 10 from metadata.jsonl, 2 without a caption"."""
-        where = ", ".join(self.files) if self.files else "metadata"
+        *rest, last = self.files or ("metadata",)  # "from json members, column 'text'" read
+        where = f"{', '.join(rest)} and {last}" if rest else last  # as one source: "and"
         parts = [f"{self.sidecar} from caption files"] if self.sidecar or not self.files else []
         parts += [f"{self.metadata} from {where}", f"{self.none} without a caption"]
         if self.both:

@@ -329,3 +329,16 @@ def test_an_image_whose_caption_file_is_bad_is_named_by_its_path(
     )
     rejected = triage(found[1])
     assert isinstance(rejected, Rejected) and rejected.key == "b.png"  # what `run` prints
+
+
+def test_captions_from_two_sources_are_named_as_two() -> None:
+    # Newcomer8: a folder with a tar and a Parquet file said "23 from json members, column
+    # 'text', 5 without a caption", as if "column 'text'" were a third count.
+    two = Captions(sidecar=10, metadata=23, none=5, files=("json members", "column 'text'"))
+    assert two.describe() == (
+        "captions: 10 from caption files, 23 from json members and column 'text', "
+        "5 without a caption"
+    )
+    assert Captions(metadata=2, files=("a", "b", "c")).describe() == (
+        "captions: 2 from a, b and c, 0 without a caption"
+    )

@@ -19,6 +19,7 @@ from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.manifest import SkippedFiles, WalkStats, count_entries, read_manifest, walkstats
 from ingest.manifest.packed.infolder import packed_counts
+from ingest.reasons import group
 from tests.images import image_bytes
 from tests.unit.test_packed import add, digests, landed, upload, webdataset
 
@@ -140,8 +141,13 @@ def test_a_shard_reached_by_two_routes_is_read_once(tmp_path: Path) -> None:
     found = list(read_manifest(root))
     assert [r.key for r in found if isinstance(r, Item)] == [f"again/s.tar#{k}" for k in images]
     (problem,) = [r for r in found if isinstance(r, ManifestError)]
-    assert problem.key == "real/s.tar" and problem.reason.startswith("same packed file as again/")
+    assert problem.key == "real/s.tar" and problem.reason.startswith("same packed file as 'again/")
     assert count_entries(root) == len(found)
+    # Newcomer8: each such shard was a problem group of its own (its names in the reason).
+    assert group(problem.reason) == (
+        "same packed file as '…' (a link to it, or another route to it): "
+        "its members are read once, as '…'"
+    )
 
 
 def test_validate_says_what_each_shard_member_becomes(

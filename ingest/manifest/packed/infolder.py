@@ -63,8 +63,8 @@ def read_packed(
     if first is not None:
         stats.found += 1
         yield ManifestError(
-            f"same packed file as {first} (a link to it, or another route to it): "
-            f"its members are read once, as {first}#…",
+            f"same packed file as {first!r} (a link to it, or another route to it): "
+            f"its members are read once, as {first + '#…'!r}",  # quoted: one problem group
             source=source,
             line=stats.found,
             key=rel,

@@ -81,6 +81,7 @@ class Reporter:
         self._journal: str | None = None  # a dry run has none
         self.done_before: int | None = None  # the journal's done items as the run started
         self.folder = False  # the manifest is a folder: entries are named by their path in it
+        self.key_envs: tuple[str, ...] = ()  # the variables the provider's secrets came from
         self._live: Any = None
         self._flushed_at = 0.0
 

@@ -18,8 +18,9 @@ then the command works as one of the run's workers, with the provider,
 endpoint and run-level values its plan records and the manifest at the path
 the planning worker had (`--manifest` for this machine's copy); run the
 same command, or `ingest run ... --coordinator`, on more machines to share
-the retry. An ended run with nothing failed is said so, exit 0, before any
-key is asked for (`shared_run.retry_failed`).
+the retry. An ended run with nothing failed, on a journal or shared, is said
+so before any key is asked for: exit 0, or 1 when entries stay rejected
+(`_nothing_failed`, `shared_run.retry_failed`).
 
 Invariants: a journal made with `--sim` is retried against the built-in
 emulator (in this process; nothing leaves the machine), one made against a
@@ -87,7 +88,42 @@ def run(args: argparse.Namespace) -> int:
         _default(args, "base_url", header.endpoint)
     for key, value in header.bind.items():
         _default(args, key, value)
+    idle = None if args.reupload_changed else _nothing_failed(args)
+    if idle is not None:  # before any key is asked for, as for a shared run
+        print(idle[0], file=sys.stderr)
+        return run_cmd.EXIT_OK if idle[1] else run_cmd.EXIT_FAILED
     return run_cmd.run(args)
+
+
+def _nothing_failed(args: argparse.Namespace) -> tuple[str, bool] | None:
+    """If the journal's run has ended with nothing failed (every entry done or rejected, by
+    the journal and the current manifest) and these flags pass its binding check: the line
+    that says so, and whether every entry is done (exit 0; rejected entries stay rejected:
+    exit 1). None: a retry has work, or the run has something to refuse."""
+    from ingest.api.wiring import check_journal, prepare
+    from ingest.cli.options import settings_from_args
+    from ingest.errors import IngestError
+    from ingest.journal.report import status
+
+    journal: Path = args.journal
+    try:
+        settings = settings_from_args(args, args.provider)
+        plan = prepare(args.manifest, provider=args.provider, journal=journal,
+                       config=settings, format=args.format, keys="none")  # fmt: skip
+        check_journal(plan, emulator=args.sim, force=args.force)
+        s = status(journal)
+    except IngestError:
+        return None  # the run names what is wrong
+    if s.total is None or s.failed or s.in_flight or s.changed or s.done + s.rejected < s.total:
+        return None
+    what = f"{s.done} of {s.total} done"
+    line = f"nothing failed in {journal} ({what}): nothing to retry"
+    if s.rejected:
+        line = (
+            f"nothing failed in {journal} ({what}, {s.rejected} rejected, which stay rejected):"
+            f" nothing to retry; ingest status {journal} --failed lists them"
+        )
+    return line, not s.rejected
 
 
 def _default(args: argparse.Namespace, key: str, value: str) -> None:

@@ -164,6 +164,8 @@ def _run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, args.provider)
     reporter = Reporter(_mode(args), interval=settings.run.status_interval_s)
     reporter.folder = args.manifest.is_dir()
+    section = settings.provider(args.provider)
+    reporter.key_envs = tuple(v for f in section.key_envs if (v := str(getattr(section, f))))
     try:
         return _run_reporting(args, settings, reporter)
     finally:
@@ -309,10 +311,10 @@ async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) ->
             resumed=run.resumed,
             already_done=run.already_done,
         )
+        earlier = f": {plural(run.already_done, 'item')} done by earlier runs" * bool(run.resumed)
         reporter.note(
             f"{'resuming' if run.resumed else 'starting'} {run.plan.provider} upload of "
-            f"{args.manifest} (journal {run.journal}: "
-            f"{plural(run.already_done, 'item')} done by earlier runs)"
+            f"{args.manifest} (journal {run.journal}{earlier})"
         )
         interrupted = False
 

@@ -200,8 +200,8 @@ def retry_failed(
         check_args(args)
         plan, source, idle = anyio.run(_run_of, args.coordinator, args.run_name)
         if idle is not None and not args.reupload_changed:  # before any key is asked for
-            print(idle, file=sys.stderr)
-            return exits.EXIT_OK
+            print(idle[0], file=sys.stderr)  # entries rejected stay so: exit 1
+            return exits.EXIT_OK if idle[1] else exits.EXIT_FAILED
         manifest = args.shared_manifest or (Path(source) if source else None)
         if manifest is None:
             raise ConfigError(
@@ -220,9 +220,12 @@ def retry_failed(
     return run_cmd.run(args)
 
 
-async def _run_of(url: str, name: str) -> tuple[dict[str, Any], str | None, str | None]:
+async def _run_of(
+    url: str, name: str
+) -> tuple[dict[str, Any], str | None, tuple[str, bool] | None]:
     """The run's plan, where its planning worker read the manifest, and, if the run has
-    ended with nothing failed, the line that says there is nothing to retry."""
+    ended with nothing failed, the line that says there is nothing to retry and whether
+    every entry is done."""
     from ingest.cli.wording import plural
     from ingest.coord.connection import connect, describe
     from ingest.coord.names import RunKeys
@@ -248,4 +251,4 @@ async def _run_of(url: str, name: str) -> tuple[dict[str, Any], str | None, str 
         idle += (
             f"; ingest status --coordinator {describe(url)} --run-name {name} --failed lists them"
         )
-    return plan, source, idle
+    return plan, source, (idle, not counts.rejected and not left)

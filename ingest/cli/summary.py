@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ingest.engine.outcomes import StopReason
 from ingest.errors import EXPIRED
 from ingest.redact import redact
 
@@ -56,6 +57,14 @@ CONVERT_HINT = (
     "over --convert-memory-mib, still converting after --convert-timeout-s, or over the size "
     "limit once converted: try --max-side); fix or replace them, then run `ingest retry-failed`"
 )
+
+
+def stop_hint(key_envs: tuple[str, ...]) -> str:
+    """What to check when the provider stopped the run, naming where the key was read."""
+    if not key_envs:
+        return HINTS["stop"]
+    where = " and ".join(key_envs)
+    return f"check the API key in {where} (--api-key-env names another) and the account (balance, permissions)"
 
 
 def hint_for(action: str, code: str) -> str:
@@ -155,6 +164,10 @@ def write_summary(reporter: Reporter, result: Result, progress: Progress | None)
             lines.append(f"  {n:>6}  {action}/{code}" + (f"  → {hint}" if hint else ""))
     if result.stop_message:
         lines.append(f"stopped: {result.stop_message}")
+        if (
+            result.stop_reason is StopReason.PROVIDER
+        ):  # a bad key, no balance: name the key's source
+            lines.append(f"  → {stop_hint(reporter.key_envs)}")
     reporter.output.write(reporter.err, "".join(redact(line) + "\n" for line in lines), flush=True)
 
 

@@ -126,6 +126,8 @@ def provider_runs(s: Spec, tmp: Path, evidence: Evidence) -> None:
         fresh = write_jsonl_manifest(paths[:5], tmp / "again.jsonl")
         bad_key = run_ingest(s.run_args(fresh, sim, "--plain"), env=s.env())
         assert bad_key.returncode == 3, bad_key.stderr
+        # The stop names where the key was read (newcomer8: "403 INVALID_API_KEY" alone).
+        assert f"check the API key in {' and '.join(s.keys)} " in bad_key.stderr, bad_key.stderr
         evidence.add(f"{s.name} bad key", bad_key)
         evidence.sim(sim)
     # `status` and `export` print the same text in this process (no interpreter start-up).

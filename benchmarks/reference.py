@@ -219,6 +219,12 @@ def summarize(runs: dict[str, list[Run]], files: int, nbytes: int) -> dict[str, 
     return add_ratios(rows)
 
 
+def per_round(runs: dict[str, list[Run]], client: str, other: str) -> list[float]:
+    """`client`'s files/s over `other`'s, round by round (both ok in that round)."""
+    theirs = {r.round: r.wall_s for r in runs.get(other, []) if r.ok}
+    return [theirs[r.round] / r.wall_s for r in runs.get(client, []) if r.ok and r.round in theirs]
+
+
 def table(rows: dict[str, Any]) -> str:
     lines = [
         "| client | files/s | MiB/s | CPU ms/file | peak RSS MiB | transfer-phase files/s "
@@ -292,6 +298,11 @@ def run_workload(
     rows = summarize(runs, count, count * size)
     print(f"\n{name}: {count:,} × {size // 1024:,} KiB, medians of {rounds} rounds\n")
     print(table(rows))
+    rclone = per_round(runs, "ingest", "rclone")
+    if rclone:  # the bar "above rclone", by the rounds' own pairs (machine speed moves between)
+        rows["ingest"]["vs_rclone_per_round"] = rclone
+        print(f"\ningest × rclone files/s per round: {', '.join(f'{r:.2f}' for r in rclone)}"
+              f" (median {median(rclone):.2f})")  # fmt: skip
     notes = [
         f"{row['label']}: the {part} used {row[part + '_cores']:.2f} cores: it may have set the pace"
         for row in rows.values()

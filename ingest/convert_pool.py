@@ -5,7 +5,8 @@ pipes: the frames of `ingest.convert_child`, and the raw converted bytes
 copied out in `CHUNK`s; and its time limit, `arm` / `disarm`: a process
 still working when it runs out is killed, so a reader waiting on its pipe
 sees it end, `overdue`; one runnable then is given until its CPU time
-reaches the limit, since under SCHED_IDLE its wait for a CPU is not its own) and the pool (`take`, `give`, `drop`, `pids`, `close_all`).
+reaches the limit, since under SCHED_IDLE its wait for a CPU is not its
+own) and the pool (`take`, `give`, `drop`, `pids`, `close_all`).
 
 How it works: a conversion takes an idle process from the pool or starts one
 (~0.1 s of CPU: Python and Pillow's import), and gives it back once it has

@@ -240,10 +240,10 @@ def _report(result: WorkerResult, reporter: Reporter, *, interrupted: bool) -> i
     reporter.note(worker_summary(result), always=True)
     if result.stop_message:
         reporter.note(f"ingest: stopped: {result.stop_message}", always=True)
-        if result.stop_reason is not None and result.stop_reason.value == "provider":
-            from ingest.cli.summary import stop_hint
+        from ingest.cli.summary import stop_hint
 
-            reporter.note(f"  → {stop_hint(reporter.key_envs)}", always=True)
+        if hint := stop_hint(result.stop_reason, reporter.key_envs):
+            reporter.note(hint, always=True)
     if result.stop_reason is not None and result.stop_reason.value != "interrupted":
         return exits.EXIT_STOPPED
     if reporter.output.closed and not result.complete:

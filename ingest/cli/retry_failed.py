@@ -102,6 +102,7 @@ def _nothing_failed(args: argparse.Namespace) -> tuple[str, bool] | None:
     exit 1). None: a retry has work, or the run has something to refuse."""
     from ingest.api.wiring import check_journal, prepare
     from ingest.cli.options import settings_from_args
+    from ingest.cli.wording import nothing_to_retry
     from ingest.errors import IngestError
     from ingest.journal.report import status
 
@@ -116,14 +117,7 @@ def _nothing_failed(args: argparse.Namespace) -> tuple[str, bool] | None:
         return None  # the run names what is wrong
     if s.total is None or s.failed or s.in_flight or s.changed or s.done + s.rejected < s.total:
         return None
-    what = f"{s.done} of {s.total} done"
-    line = f"nothing failed in {journal} ({what}): nothing to retry"
-    if s.rejected:
-        line = (
-            f"nothing failed in {journal} ({what}, {s.rejected} rejected, which stay rejected):"
-            f" nothing to retry; ingest status {journal} --failed lists them"
-        )
-    return line, not s.rejected
+    return nothing_to_retry(str(journal), s.done, s.total, s.rejected, str(journal))
 
 
 def _default(args: argparse.Namespace, key: str, value: str) -> None:

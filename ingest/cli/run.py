@@ -311,7 +311,9 @@ async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) ->
             resumed=run.resumed,
             already_done=run.already_done,
         )
-        earlier = f": {plural(run.already_done, 'item')} done by earlier runs" * bool(run.resumed)
+        earlier = (
+            f": {plural(run.already_done, 'item')} done by earlier runs" if run.resumed else ""
+        )
         reporter.note(
             f"{'resuming' if run.resumed else 'starting'} {run.plan.provider} upload of "
             f"{args.manifest} (journal {run.journal}{earlier})"

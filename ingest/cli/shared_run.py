@@ -226,7 +226,7 @@ async def _run_of(
     """The run's plan, where its planning worker read the manifest, and, if the run has
     ended with nothing failed, the line that says there is nothing to retry and whether
     every entry is done."""
-    from ingest.cli.wording import plural
+    from ingest.cli.wording import nothing_to_retry
     from ingest.coord.connection import connect, describe
     from ingest.coord.names import RunKeys
     from ingest.coord.record import Record
@@ -241,14 +241,6 @@ async def _run_of(
         return plan, source, None  # failed items to retry, or a run to join as it is
     total = int(plan["entries"])
     left = total - counts.done - counts.rejected  # lines of chunks given up (poison)
-    what = [f"{counts.done} of {total} done"]
-    if counts.rejected:
-        what.append(f"{counts.rejected} rejected, which stay rejected")
-    if left:
-        what.append(f"{plural(left, 'item')} in chunks given up (poison)")
-    idle = f"nothing failed in run {name!r} ({', '.join(what)}): nothing to retry"
-    if counts.rejected:
-        idle += (
-            f"; ingest status --coordinator {describe(url)} --run-name {name} --failed lists them"
-        )
-    return plan, source, (idle, not counts.rejected and not left)
+    status = f"--coordinator {describe(url)} --run-name {name}"
+    idle = nothing_to_retry(f"run {name!r}", counts.done, total, counts.rejected, status, left)
+    return plan, source, idle

@@ -59,12 +59,18 @@ CONVERT_HINT = (
 )
 
 
-def stop_hint(key_envs: tuple[str, ...]) -> str:
-    """What to check when the provider stopped the run, naming where the key was read."""
+def stop_hint(reason: StopReason | None, key_envs: tuple[str, ...]) -> str | None:
+    """The line after "stopped: …" when the provider stopped the run (a bad key, no balance),
+    naming where the key was read; None for any other stop."""
+    if reason is not StopReason.PROVIDER:
+        return None
     if not key_envs:
-        return HINTS["stop"]
+        return f"  → {HINTS['stop']}"
     where = " and ".join(key_envs)
-    return f"check the API key in {where} (--api-key-env names another) and the account (balance, permissions)"
+    return (
+        f"  → check the API key in {where} (--api-key-env names another) and the account"
+        " (balance, permissions)"
+    )
 
 
 def hint_for(action: str, code: str) -> str:
@@ -164,10 +170,8 @@ def write_summary(reporter: Reporter, result: Result, progress: Progress | None)
             lines.append(f"  {n:>6}  {action}/{code}" + (f"  → {hint}" if hint else ""))
     if result.stop_message:
         lines.append(f"stopped: {result.stop_message}")
-        if (
-            result.stop_reason is StopReason.PROVIDER
-        ):  # a bad key, no balance: name the key's source
-            lines.append(f"  → {stop_hint(reporter.key_envs)}")
+        if stopped := stop_hint(result.stop_reason, reporter.key_envs):
+            lines.append(stopped)
     reporter.output.write(reporter.err, "".join(redact(line) + "\n" for line in lines), flush=True)
 
 

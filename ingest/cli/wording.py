@@ -2,7 +2,7 @@
 
 Owns the small text helpers every command's output uses (`plural`,
 `human_bytes`, `human_duration`, `problem_where`, `folder_reason`,
-`unjournaled_note`). It imports nothing of the engine, so `status`, `export`
+`unjournaled_note`, `nothing_to_retry`). It imports nothing of the engine, so `status`, `export`
 and `validate` word their lines without importing what a run needs
 (`ingest.cli.report` re-exports these names for the run's display).
 """
@@ -69,3 +69,20 @@ def human_duration(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def nothing_to_retry(
+    run: str, done: int, total: int, rejected: int, status: str, given_up: int = 0
+) -> tuple[str, bool]:
+    """What `retry-failed` says of a run that ended with nothing failed (`run`: how it is
+    named; `status`: the `ingest status` arguments that list its rejected entries), and
+    whether every entry is done (exit 0; entries that stay rejected or were given up: 1)."""
+    what = [f"{done} of {total} done"]
+    if rejected:
+        what.append(f"{rejected} rejected, which stay rejected")
+    if given_up:
+        what.append(f"{plural(given_up, 'item')} in chunks given up (poison)")
+    line = f"nothing failed in {run} ({', '.join(what)}): nothing to retry"
+    if rejected:
+        line += f"; ingest status {status} --failed lists them"
+    return line, not rejected and not given_up

@@ -14,7 +14,8 @@ replay. This relies on the engine's invariant that a key reaches at most one
 final record (done, fail, bad) per run: each manifest key is one item.
 
 Removed entries: `watch` sees every entry the run reads and counts, by its
-state in the opening replay, the keys this manifest still lists. At the end
+state in the opening replay, the keys this manifest still lists (a keyed
+`ManifestError` included: a bad caption file's image is still listed). At the end
 of the read, an earlier key this read did not list has had no record in this
 run (records follow reading), so it is still in its opening state: the keys
 gone from the manifest are, state by state, the opening counts less the
@@ -80,7 +81,9 @@ class Tally:
             return
         listed, state_at_start = self._listed, self._state_at_start
         for entry in entries:
-            if isinstance(entry, Item):
+            # A keyed ManifestError (a folder image whose caption file is bad, a bad shard
+            # member) is an entry the manifest still lists, as an Item is.
+            if entry.key is not None:
                 state = state_at_start(entry.key)
                 if state is not None:
                     listed[state] += 1

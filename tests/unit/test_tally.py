@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest.errors import ManifestError
 from ingest.item import Item
 from ingest.journal import Header, replay
 from ingest.journal.records import (
@@ -123,3 +124,23 @@ def test_an_item_gone_from_the_manifest_leaves_the_counts_at_the_end_of_the_read
     assert end == {"s": "end", "n": 1, "gone": {"done": 1}}
     tally.apply(end)
     assert (tally.counts()["done"], tally.total, tally.removed) == (1, 1, 1)
+
+
+def test_a_keyed_manifest_error_is_still_listed_not_gone(tmp_path: Path) -> None:
+    # A folder image whose caption file is not UTF-8 is rejected by the reader, with its key.
+    # Rejected again by the next run, it is still the manifest's: not counted as gone
+    # (the run's 'journal J: … 0 rejected' line said so, while `ingest status` said 1).
+    path = tmp_path / "run.journal"
+    header = Header(provider="novita", manifest="photos", created=0.0)
+    lines = [run_started(0.0, 1), completed("a.png", "1", 1, 1)]
+    lines += [rejected(2, "caption file is not UTF-8", key="b.png"), manifest_end(2)]
+    path.write_bytes(b"".join(orjson.dumps(rec) + b"\n" for rec in [header.to_record(), *lines]))
+    tally = Tally(replay(path))
+    tally.apply(run_started(1.0, 1))
+    bad = ManifestError("caption file is not UTF-8", source="photos", line=2, key="b.png")
+    assert len(list(tally.watch(iter([Item("a.png", Path("a.png"), 1), bad])))) == 2
+    tally.apply(rejected(2, "caption file is not UTF-8", key="b.png"))
+    end = tally.end_record(2)
+    assert end == {"s": "end", "n": 2}
+    tally.apply(end)
+    assert tally.counts() == {"done": 1, "failed": 0, "rejected": 1, "in_flight": 0}

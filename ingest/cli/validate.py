@@ -210,7 +210,11 @@ def run(args: argparse.Namespace) -> int:
             "problems": problems,
             "by_reason": dict(by_reason.most_common()),
             "valid": not problems,
-            "skipped": {"files": walk.files, "loops": walk.loops},
+            "skipped": {
+                "files": walk.files,
+                "loops": walk.loops,
+                "metadata_rows_repeated": walk.repeats,
+            },
             "captions": _captions(captions),
             "packed": packed_counts(walk),
             "notes": walk.notes,

@@ -221,6 +221,8 @@ def _walk(
                 for line, reason in table.problems if table is not None else ():
                     stats.found += 1
                     yield "metadata", name, _at(name, line, reason), _NOTHING
+                for line, rel, first in table.repeats if table is not None else ():
+                    stats.repeated_row(name, line, rel, first)  # not an entry: its image has one
             if not stack:
                 break
             current = stack[-1]

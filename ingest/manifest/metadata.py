@@ -15,9 +15,15 @@ walk is read and what its rows give the images under that folder:
 Which file, and which row, wins: a folder with both files uses
 ``metadata.jsonl`` (the other is skipped, and counted as such); an image named
 by metadata files at several levels takes the nearest one's row (the deepest
-folder); a ``file_name`` listed twice in one file is a problem at its second
-line. Rows that name no image the walk finds are what is left in `Table.rows`
-once the walk leaves the folder: each is counted and named (`WalkStats.unused_row`).
+folder); a ``file_name`` listed again in one file names an image that already
+has its row: the image is one item, with its first row, and the later row is
+counted and named as not used (`Table.repeats`, `WalkStats.repeated_row`), not
+a problem. (`datasets` makes an example of every row since 3.4, "allow
+repeated media", so one picture under two captions is two examples; before,
+its dict of rows kept the last; neither refuses it. An item here is one
+upload of one file, which cannot carry two captions.) Rows that name no image
+the walk finds are what is left in `Table.rows` once the walk leaves the
+folder: each is counted and named (`WalkStats.unused_row`).
 
 Invariants: every problem is a (line, reason) of the metadata file, reported
 as a result of the walk, never a silent drop; the rows of a metadata file are
@@ -53,12 +59,14 @@ class Row:
 class Table:
     """The rows of one metadata file, by the folder-relative path of the image they name."""
 
-    __slots__ = ("name", "problems", "rows", "skipped")
+    __slots__ = ("name", "problems", "repeats", "rows", "skipped")
 
     def __init__(self, name: str) -> None:
         self.name = name  # folder-relative, e.g. "train/metadata.jsonl"
         self.rows: dict[str, Row] = {}
         self.problems: list[tuple[int, str]] = []
+        # Rows naming an image again: (line, the image's folder-relative path, its row's where).
+        self.repeats: list[tuple[int, str, str]] = []
         self.skipped: str | None = None  # the other metadata file of the folder, not used
 
     def take(self, rel: str) -> Row | None:
@@ -123,9 +131,9 @@ def _add(table: Table, prefix: str, line: int, record: dict[str, Any]) -> None:
             caption = value.strip()
             del record[column]
     key = prefix + relative
-    first = table.rows.get(key)
+    first = table.rows.get(key)  # the whole file is read before the walk takes a row
     if first is not None:
-        problem(f"file_name {written!r} is listed again (first at {first.where})")
+        table.repeats.append((line, key, first.where))
         return
     table.rows[key] = Row(caption, record or None, f"{table.name} line {line}")
 

@@ -6,7 +6,9 @@ note) and `no_images` (the one result of a walk that found no image, a `NoImages
 
 How it works: `other_file` counts each skipped file and keeps the first few
 names in sorted order, whatever the walk's order; `unused_row` does the same
-for a metadata row that named no image the walk found. While a shard is read
+for a metadata row that named no image the walk found, and `repeated_row` for
+one that named an image an earlier row of its file named (kept in order of
+file and line). While a shard is read
 (`hold`), its skipped members are held, not counted: a shard with an image in
 it (its first result, `release(keep=True)`) counts them, one without counts
 itself as the one skipped file (`release(keep=False)`), never itself and its
@@ -42,9 +44,11 @@ class SkippedFiles:
     examples: tuple[str, ...] = ()  # the first few skipped files (sorted), relative to the folder
     rows: int = 0  # metadata rows whose file_name is no image of the walk
     row_examples: tuple[str, ...] = ()  # the first few of their names (sorted), as `examples`
+    repeats: int = 0  # metadata rows naming an image an earlier row of their file named
+    repeat_examples: tuple[str, ...] = ()  # the first few: "metadata.csv line 4: a.png"
 
     def __bool__(self) -> bool:
-        return bool(self.files or self.loops or self.rows)
+        return bool(self.files or self.loops or self.rows or self.repeats)
 
     def describe(self) -> str:
         """E.g. "3 non-image files (notes.txt, Thumbs.db, …), 1 symlinked loop"."""
@@ -58,6 +62,13 @@ class SkippedFiles:
             noun = "row" if self.rows == 1 else "rows"
             shown = _shown(self.row_examples, self.rows)
             parts.append(f"{self.rows} metadata {noun} naming no image found ({shown})")
+        if self.repeats:
+            noun = "row" if self.repeats == 1 else "rows"
+            shown = _shown(self.repeat_examples, self.repeats)
+            each = "the image takes" if self.repeats == 1 else "each image takes"
+            parts.append(
+                f"{self.repeats} metadata {noun} naming an image again ({shown}; {each} its first row)"
+            )
         return ", ".join(parts)
 
 
@@ -96,8 +107,8 @@ class WalkStats:
     """The running tally of one walk; `skipped` and `captions` are its values so far."""
 
     __slots__ = (
-        *("_examples", "_held", "_row_examples", "caption_counts", "files", "found"),
-        *("listener", "loops", "notes", "packed", "rows", "tables"),
+        *("_examples", "_held", "_repeats", "_row_examples", "caption_counts", "files"),
+        *("found", "listener", "loops", "notes", "packed", "repeats", "rows", "tables"),
     )
 
     def __init__(self, listener: Callable[[str, str], None] | None = None) -> None:
@@ -107,8 +118,10 @@ class WalkStats:
         self.files = 0
         self.loops = 0
         self.rows = 0
+        self.repeats = 0
         self._examples: list[str] = []
         self._row_examples: list[str] = []
+        self._repeats: list[tuple[str, int, str]] = []  # (metadata file, line, image), sorted
         self.caption_counts = [0, 0, 0, 0, 0]  # as the fields of `Captions`, in order
         self.tables: list[str] = []
         self.packed: dict[tuple[int, int], str] = {}  # shards read: (st_dev, st_ino) -> path
@@ -146,6 +159,16 @@ class WalkStats:
         self.caption_counts[4] += 1
         _keep_first(self._row_examples, escaped(rel))
 
+    def repeated_row(self, table: str, line: int, rel: str, first: str) -> None:
+        """Count row `line` of metadata file `table`, naming image `rel` again (its row: `first`)."""
+        if self.listener is not None:
+            self.listener(
+                f"{table} line {line}", f"names {escaped(rel)} again (its row is {first})"
+            )
+        self.repeats += 1
+        bisect.insort(self._repeats, (table, line, escaped(rel)))
+        del self._repeats[_EXAMPLES:]
+
     def hold(self, has_image: Callable[[], bool]) -> None:
         """Hold the skipped files counted from now (a shard's members) until `release`."""
         self._held = _Held(has_image)
@@ -158,8 +181,10 @@ class WalkStats:
 
     @property
     def skipped(self) -> SkippedFiles:
+        repeats = tuple(f"{table} line {line}: {rel}" for table, line, rel in self._repeats)
         return SkippedFiles(
-            self.files, self.loops, tuple(self._examples), self.rows, tuple(self._row_examples)
+            *(self.files, self.loops, tuple(self._examples), self.rows, tuple(self._row_examples)),
+            *(self.repeats, repeats),
         )
 
     @property

@@ -1,9 +1,10 @@
 """The Pillow side of `--convert`: one image decoded and encoded, and the process that does it.
 
 Owns the Pillow work of one conversion (`pillow`, `open_image`, `need_of`,
-`target_type`, `encode`, and `cut_short`: a HEIC or AVIF whose header reads
-but whose image data the file cut short, found from its ``iloc`` box, not
-by decoding; imported by `ingest.convert` for `validate`'s header reads
+`target_type`, `encode`, and `cut_short`: a HEIC, AVIF, TIFF or BMP whose
+header reads but whose image data the file cut short, found from where its
+header places that data (``iloc`` box, strip or tile offsets, rows), not by
+decoding; imported by `ingest.convert` for `validate`'s header reads
 too, so validate predicts the run's failure in its words) and `main`, the
 converter process `ingest.convert_pool` starts, one per conversion at once.
 
@@ -143,48 +144,103 @@ def _uint(data: bytes, at: int, size: int) -> int:
 
 
 def cut_short(data: bytes, image_type: str) -> str | None:
-    """Why a HEIC or AVIF whose header reads cannot decode: its item location box (``iloc``,
-    ISO/IEC 14496-12 8.11.3) places data past the file's end (a file cut short, which libheif
-    finds only when it decodes: "Extent in iloc box references data outside of file
-    bounds"); None when every extent is within it, or for another type."""
-    if image_type not in ("heic", "avif"):
-        return None
+    """Why an image whose header reads cannot decode: the header places its image data past
+    the file's end (a file cut short, which the decoder finds only when it decodes); None
+    when the data is within the file, for another type, or for a header this does not follow
+    (the decoder decides). HEIC and AVIF: the item location box; TIFF: the first image's
+    strips or tiles; BMP: its uncompressed rows (`_NEEDED`)."""
+    needed_of = _NEEDED.get(image_type)
     try:
-        meta = next((b, e) for kind, b, e in _boxes(data, 0, len(data)) if kind == b"meta")
-        at, end = next(
-            (b, e) for kind, b, e in _boxes(data, meta[0] + 4, meta[1]) if kind == b"iloc"
-        )
-        version = data[at]
-        sizes = data[at + 4] << 8 | data[at + 5]
-        offset_size, length_size, base_size = sizes >> 12, sizes >> 8 & 15, sizes >> 4 & 15
-        index_size = sizes & 15 if version in (1, 2) else 0
-        id_size = 4 if version == 2 else 2
-        count, at = _uint(data, at + 6, id_size), at + 6 + id_size
-        needed = 0
-        for _ in range(count):
-            at += id_size
-            method = _uint(data, at, 2) & 15 if version in (1, 2) else 0
-            at += 2 if version in (1, 2) else 0
-            reference, base = _uint(data, at, 2), _uint(data, at + 2, base_size)
-            extents, at = _uint(data, at + 2 + base_size, 2), at + 4 + base_size
-            for _ in range(extents):
-                at += index_size
-                offset, length = (
-                    _uint(data, at, offset_size),
-                    _uint(data, at + offset_size, length_size),
-                )
-                at += offset_size + length_size
-                if method == 0 and reference == 0:  # in this file, at an offset
-                    needed = max(needed, base + offset + length)
-            if at > end:
-                return None  # a box this check does not follow: the decoder decides
+        needed = needed_of(data) if needed_of is not None else None
     except (StopIteration, IndexError, struct.error):
         return None
-    if needed <= len(data):
+    if needed is None or needed <= len(data):
         return None
     return (
         f"damaged or truncated: its image data ends at byte {needed:,}, the file at {len(data):,}"
     )
+
+
+def _heif_needed(data: bytes) -> int | None:
+    """Where the last extent of an ``iloc`` box (ISO/IEC 14496-12 8.11.3) ends: libheif says
+    "Extent in iloc box references data outside of file bounds" when it decodes."""
+    meta = next((b, e) for kind, b, e in _boxes(data, 0, len(data)) if kind == b"meta")
+    at, end = next((b, e) for kind, b, e in _boxes(data, meta[0] + 4, meta[1]) if kind == b"iloc")
+    version = data[at]
+    sizes = data[at + 4] << 8 | data[at + 5]
+    offset_size, length_size, base_size = sizes >> 12, sizes >> 8 & 15, sizes >> 4 & 15
+    index_size = sizes & 15 if version in (1, 2) else 0
+    id_size = 4 if version == 2 else 2
+    count, at = _uint(data, at + 6, id_size), at + 6 + id_size
+    needed = 0
+    for _ in range(count):
+        at += id_size
+        method = _uint(data, at, 2) & 15 if version in (1, 2) else 0
+        at += 2 if version in (1, 2) else 0
+        reference, base = _uint(data, at, 2), _uint(data, at + 2, base_size)
+        extents, at = _uint(data, at + 2 + base_size, 2), at + 4 + base_size
+        for _ in range(extents):
+            at += index_size
+            offset = _uint(data, at, offset_size)
+            length = _uint(data, at + offset_size, length_size)
+            at += offset_size + length_size
+            if method == 0 and reference == 0:  # in this file, at an offset
+                needed = max(needed, base + offset + length)
+        if at > end:
+            return None  # a box this check does not follow
+    return needed
+
+
+_TIFF_SIZES = {3: 2, 4: 4}  # SHORT, LONG: the types of offsets and byte counts (TIFF 6.0, p. 15)
+_TIFF_PAIRS = ((273, 279), (324, 325))  # StripOffsets/StripByteCounts, TileOffsets/TileByteCounts
+
+
+def _tiff_needed(data: bytes) -> int | None:
+    """Where the first image's last strip or tile ends (TIFF 6.0, sections 2, 3 and 15: each
+    strip is StripByteCounts bytes at its StripOffsets, as libtiff reads one). Pillow decodes
+    the first image only; a BigTIFF, or a tag outside the file, is left to the decoder."""
+    order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(data[:4])
+    if order is None:
+        return None
+    (ifd,) = struct.unpack_from(order + "I", data, 4)
+    (count,) = struct.unpack_from(order + "H", data, ifd)
+    tags: dict[int, list[int]] = {}
+    for at in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        tag, kind, n = struct.unpack_from(order + "HHI", data, at)
+        size = _TIFF_SIZES.get(kind)
+        if size is None or not any(tag in pair for pair in _TIFF_PAIRS):
+            continue
+        where = at + 8 if n * size <= 4 else struct.unpack_from(order + "I", data, at + 8)[0]
+        if where + n * size > len(data):
+            return None
+        tags[tag] = list(struct.unpack_from(f"{order}{n}{'H' if size == 2 else 'I'}", data, where))
+    for offsets, counts in _TIFF_PAIRS:
+        if tags.get(offsets) and len(tags.get(counts, ())) == len(tags[offsets]):
+            return max(o + c for o, c in zip(tags[offsets], tags[counts], strict=True))
+    return None
+
+
+def _bmp_needed(data: bytes) -> int | None:
+    """Where an uncompressed BMP's rows end: bfOffBits, then |height| rows of width x bit
+    count bits, each padded to 4 bytes (Microsoft's BITMAPINFOHEADER page, "Calculating
+    Surface Stride"), the bytes Pillow's raw decoder reads; compressed (RLE, JPEG, PNG)
+    data is left to the decoder."""
+    if data[:2] != b"BM":
+        return None
+    offset, header = struct.unpack_from("<I", data, 10)[0], struct.unpack_from("<I", data, 14)[0]
+    if header == 12:  # BITMAPCOREHEADER (OS/2): 16-bit sizes, no compression
+        width, height, _, bits = struct.unpack_from("<HHHH", data, 18)
+        compression = 0
+    elif header >= 40:  # BITMAPINFOHEADER and its successors
+        width, height, _, bits, compression = struct.unpack_from("<iiHHI", data, 18)
+    else:
+        return None
+    if compression not in (0, 3, 6):  # BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS: rows as they are
+        return None
+    return int(offset + (width * bits + 31) // 32 * 4 * abs(height))
+
+
+_NEEDED = {"heic": _heif_needed, "avif": _heif_needed, "tiff": _tiff_needed, "bmp": _bmp_needed}
 
 
 def reason(exc: BaseException) -> str:

@@ -325,3 +325,37 @@ def test_cut_short_finds_a_heif_cut_in_its_image_data_and_nothing_in_a_whole_one
         f"the file at {len(whole) - 3:,}"
     )
     assert cut_short(b"\x00\x00\x00\x10meta" + bytes(40), ext) is None  # no iloc: the decoder's
+
+
+def test_cut_short_reads_a_big_endian_tiffs_strips_and_leaves_what_it_cannot_follow() -> None:
+    import struct
+
+    from ingest.convert_child import cut_short
+
+    def tiff(offsets: list[int], counts: list[int], kind: int = 4) -> bytes:
+        # A big-endian header, then an IFD of two entries (LONG arrays past it, or inline).
+        n, size = len(offsets), 2 if kind == 3 else 4
+        code = "H" if kind == 3 else "I"
+        arrays = 8 + 2 + 24 + 4
+        inline = n * size <= 4
+        entries = b""
+        for i, (tag, values) in enumerate(((273, offsets), (279, counts))):
+            packed = struct.pack(f">{n}{code}", *values)
+            field = packed.ljust(4, b"\0") if inline else struct.pack(">I", arrays + i * n * size)
+            entries += struct.pack(">HHI", tag, kind, n) + field
+        extra = (
+            b"" if inline else b"".join(struct.pack(f">{n}{code}", *v) for v in (offsets, counts))
+        )
+        return b"MM\0*" + struct.pack(">I", 8) + struct.pack(">H", 2) + entries + bytes(4) + extra
+
+    head = tiff([100, 300], [200, 150])  # the strips end at 450
+    assert cut_short(head.ljust(450, b"\0"), "tiff") is None
+    assert cut_short(head.ljust(449, b"\0"), "tiff") == (
+        "damaged or truncated: its image data ends at byte 450, the file at 449"
+    )
+    short = tiff([60], [40], kind=3)  # one SHORT strip, its values inline
+    assert cut_short(short.ljust(99, b"\0"), "tiff") is not None
+    assert cut_short(short.ljust(100, b"\0"), "tiff") is None
+    assert cut_short(b"II+\0" + bytes(20), "tiff") is None  # a BigTIFF: the decoder's
+    rle = b"BM" + bytes(8) + struct.pack("<II", 54, 40) + struct.pack("<iiHHI", 64, 64, 1, 8, 1)
+    assert cut_short(rle + bytes(10), "bmp") is None  # RLE8: its decoder decides

@@ -73,6 +73,35 @@ def test_a_damaged_heic_is_the_failure_validate_predicts(
     assert row.startswith("fail_item/convert_failed: cannot convert heic: damaged or truncated")
 
 
+@pytest.mark.parametrize("fmt", ["tiff", "bmp"])
+def test_a_tiff_or_bmp_cut_in_its_image_data_is_the_failure_validate_predicts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """Behind a header that reads, a TIFF's strips or a BMP's rows cut short passed validate
+    ('converted from tiff to jpeg') and the run failed it ('image file is truncated (830 bytes
+    not processed)'): now both say where its data ends, as for a HEIC."""
+    from PIL import Image
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    Image.effect_noise((64, 48), 40).convert("RGB").save(folder / f"whole.{fmt}")
+    whole = (folder / f"whole.{fmt}").read_bytes()
+    (folder / f"cut.{fmt}").write_bytes(whole[:-100])
+
+    checked = validate_json(capsys, str(folder), "--provider", "novita", "--convert")
+    [predicted] = checked["problems"]
+    assert predicted["reason"] == (
+        f"cannot convert {fmt}: damaged or truncated: its image data ends at byte "
+        f"{len(whole):,}, the file at {len(whole) - 100:,}: {folder / f'cut.{fmt}'}"
+    )
+    result = ingest.upload_sync(
+        folder, provider="novita", sim=sim_settings(store_dir=tmp_path / "s"), convert=True
+    )
+    [failure] = ingest.failures(journal_of(result))
+    assert (result.done, result.failed, result.rejected) == (1, 1, 0)
+    assert (predicted["reason"], predicted["code"]) == (failure.reason, failure.code)
+
+
 def shard(path: Path, members: list[tuple[str, bytes]]) -> Path:
     with tarfile.open(path, "w") as tar:
         for name, data in members:

@@ -391,3 +391,19 @@ def test_a_tar_cut_inside_a_members_padding_says_it_is_cut_short(tmp_path: Path)
         "the tar is cut short: it ends at byte 1200, inside the padding of member 'a.png'"
         " (to byte 1536); the members after it are lost"
     )
+
+
+def test_a_tar_cut_inside_a_header_says_it_is_cut_short_not_damaged(tmp_path: Path) -> None:
+    # A download cut inside the next member's 512-byte header said "damaged tar header"
+    # (newcomer9): the header is not damaged, the file ends in it, as GNU tar's "Unexpected EOF".
+    shard = tmp_path / "cut.tar"
+    with tarfile.open(shard, "w") as tar:
+        add(tar, "a.png", image_bytes("png", 600, 1))
+        add(tar, "b.png", image_bytes("png", 600, 2))
+    shard.write_bytes(shard.read_bytes()[:1700])  # b.png's header: bytes 1536-2048
+    listed = list(list_members(str(shard), "tar"))
+    assert [e.member.name for e in listed if e.member] == ["a.png"]
+    assert listed[-1].problem == (
+        "the tar is cut short: it ends at byte 1700, inside the header at byte 1536 after"
+        " member 'a.png'; the members after it are lost"
+    )

@@ -12,9 +12,9 @@ writer.
 Invariants: a member's data is the `size` bytes right after its header,
 padded to 512; only regular files (type ``0``, NUL or ``7``) are listed; the
 first header must check out, or the file is not a tar (`ManifestError`); a
-later header that does not (its checksum wrong, the file ends inside it) ends
-the listing with that problem, as does a file that ends inside a member's
-padding (cut short there: GNU tar and `tarfile` say "unexpected end"); a
+later header that does not (its checksum wrong: damaged; the file ends inside
+it: cut short) ends the listing with that problem, as does a file that ends
+inside a member's padding (cut short there: GNU tar and `tarfile` say "unexpected end"); a
 member cut off by the end of the file is listed with its problem, and nothing
 is read after it.
 """
@@ -50,7 +50,10 @@ def tar_members(fd: int, size: int, path: str) -> Iterator[Listed]:
             if offset > size:  # GNU tar and tarfile: "unexpected end of data"
                 yield Listed(None, _cut_in_padding(offset, size, last))
             return  # the end-of-archive blocks (or the end of the file)
-        problem = None if len(block) == BLOCK and _checksum_ok(block) else _damaged(offset, last)
+        if len(block) < BLOCK:  # a download cut off inside a header: cut, not damaged
+            problem: str | None = _cut_in_header(offset, size, last)
+        else:
+            problem = None if _checksum_ok(block) else _damaged(offset, last)
         if problem is not None:
             if first:
                 raise ManifestError("not a tar archive (no valid tar header)", source=path)
@@ -92,6 +95,14 @@ def _cut_in_padding(offset: int, size: int, last: str | None) -> str:
     return (
         f"the tar is cut short: it ends at byte {size}, inside the padding{of} (to byte "
         f"{offset}); the members after it are lost"
+    )
+
+
+def _cut_in_header(offset: int, size: int, last: str | None) -> str:
+    after = f" after member {last!r}" if last is not None else ""
+    return (
+        f"the tar is cut short: it ends at byte {size}, inside the header at byte {offset}"
+        f"{after}; the members after it are lost"
     )
 
 

@@ -29,7 +29,8 @@ class Capabilities:
     url_lifetime_s: float | None  # documented lifetime of an upload URL; None: no URL
     finalize: bool = False  # has a step after the transfer (complete, attach)
     finalize_batch: int = 1  # items per finalize call
-    same_name_limit: int | None = None  # items that may share one file name (per hour)
+    same_name_limit: int | None = None  # items that may share one file name (per window)
+    same_name_window_s: float = 3600.0  # the window of that limit (Autoenhance's hour)
     # Re-signs per item after a storage refusal other than expiry (a 403 such as
     # SignatureDoesNotMatch); None: the run's `max_resigns`. 1 where a re-sign cannot
     # re-issue a URL but makes another remote record each time (Autoenhance's images).

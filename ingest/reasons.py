@@ -27,6 +27,10 @@ import functools
 import re
 from collections.abc import Callable
 
+# How the reason of an item a provider's same-name limit holds back starts
+# (`validate.NameLimit`): the CLI words it apart from a rejection, the summary hints apart.
+HELD = "held back"
+
 Rules = tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]
 
 
@@ -58,6 +62,11 @@ def _rules() -> Rules:
         ),
         (re.compile(r"\bbinary data starting(?: [0-9a-f]{2})+"), "binary data"),
         (re.compile(r"^too large: [^,]*, "), "too large, "),
+        # When an item held back by a same-name limit can go (`validate.NameLimit`).
+        (
+            re.compile(r"\b(go after|not before) (?:\d{4}-\d\d-\d\d )?\d\d:\d\d\b"),
+            r"\1 the time given",
+        ),
         # Punctuation a removed path leaves behind.
         (re.compile(r"\s+(?=[:;,)])|(?<=\()\s+"), ""),
         (re.compile(r"[:;,]\s*$|\s{2,}"), " "),

@@ -40,7 +40,7 @@ from ingest.cli.wording import problem_where as problem_where
 from ingest.cli.wording import unjournaled_note as unjournaled_note
 from ingest.engine import ItemDone, Progress, Snapshot
 from ingest.errors import ManifestError, TransferError
-from ingest.reasons import group
+from ingest.reasons import HELD, group
 from ingest.redact import redact
 
 if TYPE_CHECKING:
@@ -157,7 +157,10 @@ class Reporter:
         self._item_event("item_rejected", key=key, line=err.line, reason=err.reason)
         where = problem_where(err.line, key, err.reason, err.source, folder=self.folder)
         reason = folder_reason(err.reason, key) if self.folder else err.reason
-        self._print_failure(f"rejected {where}: {reason}")
+        verdict = "rejected"
+        if reason.startswith(HELD):  # a provider's same-name limit: not the item's fault
+            verdict, reason = "held back", reason.removeprefix(HELD).lstrip(": ")
+        self._print_failure(f"{verdict} {where}: {reason}")
 
     def item_changed(self, key: str, line: int) -> None:
         self._item_event("item_changed", key=key, line=line)

@@ -372,7 +372,7 @@ def exit_code(
 
     from ingest.api import StopReason
     from ingest.cli.report import plural
-    from ingest.cli.summary import done_of
+    from ingest.cli.summary import done_of, held_of
 
     of_total = done_of(result, progress)
     # The journal's word: a drain or Ctrl-C that came after the last entry was done is complete.
@@ -406,7 +406,8 @@ def exit_code(
             unfinished = result.not_done - c.failed - c.rejected - c.changed
             reporter.note(
                 f"{plural(result.not_done - c.changed, 'item')} not uploaded ({c.failed} failed, "
-                f"{c.rejected} rejected, {unfinished} unfinished)",
+                f"{c.rejected} rejected{f': {held} held back' if (held := held_of(reporter)) else ''}"
+                f", {unfinished} unfinished)",
                 always=True,
             )
         if c.changed:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ingest.engine.outcomes import StopReason
 from ingest.errors import EXPIRED
+from ingest.reasons import HELD
 from ingest.redact import redact
 
 if TYPE_CHECKING:
@@ -59,6 +60,13 @@ CONVERT_HINT = (
 )
 
 
+# An item a provider's same-name limit holds back (`validate.NameLimit`): nothing to fix.
+HELD_HINT = (
+    "nothing to fix: the provider takes no more of that file name this hour; run the same"
+    " command again after the time each item's line gives (`ingest status --failed` lists them)"
+)
+
+
 def stop_hint(reason: StopReason | None, key_envs: tuple[str, ...]) -> str | None:
     """The line after "stopped: …" when the provider stopped the run (a bad key, no balance),
     naming where the key was read; None for any other stop."""
@@ -81,7 +89,15 @@ def hint_for(action: str, code: str) -> str:
         return SOURCE_HINT
     if code == "convert_failed":
         return CONVERT_HINT
+    if action == "rejected" and code.startswith(HELD):
+        return HELD_HINT
     return HINTS.get(action, "")
+
+
+def held_of(reporter: Reporter) -> int:
+    """Of this run's rejected items, those a same-name limit held back (`validate.NameLimit`)."""
+    failures = reporter.failures.items()
+    return sum(n for (a, code), n in failures if a == "rejected" and code.startswith(HELD))
 
 
 def total_of(result: Result, progress: Progress | None) -> tuple[int | None, bool]:
@@ -143,7 +159,10 @@ def write_summary(reporter: Reporter, result: Result, progress: Progress | None)
         return
     of = f" of {'~' if estimated else ''}{total}" if total is not None else ""
     changed = f" ({c.changed} changed since upload)" if c.changed else ""  # done, kept: exit 1
-    counts = f"{result.done} done{of}{changed}, {result.failed} failed, {result.rejected} rejected"
+    counts = (
+        f"{result.done} done{of}{changed}, {result.failed} failed, {result.rejected} rejected"
+        + (f" ({held} held back)" if (held := held_of(reporter)) else "")
+    )
     if result.total is None and total is not None:  # stopped before the end of the manifest
         pending = max(0, total - result.done - result.failed - result.rejected)
         counts += f", {pending} pending ({result.in_flight} unfinished)"

@@ -82,7 +82,7 @@ from ingest.journal import Journal, Replay, records
 from ingest.pacing import Pacing
 from ingest.prefetch import Prefetch, release
 from ingest.preparing import Preparer
-from ingest.providers.base import Landed, Provider, Recovers, Tidies
+from ingest.providers.base import Landed, NamesUsed, Provider, Recovers, Tidies
 from ingest.tally import Tally
 from ingest.validate import Checker
 
@@ -135,7 +135,13 @@ class Engine(Endings):
         )
         self._triage = Triage(
             replay,
-            Checker(self.preparer.caps, provider.name, prefetch=self._prefetch),
+            Checker(
+                self.preparer.caps,
+                provider.name,
+                prefetch=self._prefetch,
+                earlier=provider.names_used if isinstance(provider, NamesUsed) else None,
+                now=clock.time,
+            ),
             finalize=provider.caps.finalize,
             retry_failed=settings.retry_failed,
             reupload_changed=settings.reupload_changed,

@@ -79,6 +79,9 @@ a resumed run starts any item (`tidy`), the journal's order is listed
 (``GET /v3/orders/{id}``) and its waiting images are deleted, so those go too.
 Only for an order the journal made itself: an order named with ``order_id``
 may be shared, and another client's waiting image is its upload in progress.
+The same listing (either order) gives the names its images were created
+with in the last hour (`names_used`): the run's name check counts them, so a
+re-run within the hour holds back what the name rule would refuse.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ from ingest.item import Source
 from ingest.providers.autoenhance_wire import (
     NAME_RULE_WAIT_S,
     SAME_NAME_LIMIT,
+    SAME_NAME_WINDOW_S,
     NameUses,
     flatten,
     is_same_name_429,
@@ -129,6 +133,7 @@ class AutoenhanceProvider:
         settings = AutoenhanceSettings.of(ctx.settings)
         self._headers = {"x-api-version": settings.api_version} if settings.api_version else {}
         self._names = NameUses()
+        self._earlier: dict[str, list[float]] = {}  # name -> creates before this run (`tidy`)
         self._octet_first = False  # learnt: the API signs octet-stream whatever we declared
         # Item key -> the image its latest URL belongs to, until a PUT lands there (LRU:
         # only items in flight matter, and there are never more than a few hundred).
@@ -319,9 +324,9 @@ class AutoenhanceProvider:
         return None
 
     async def tidy(self) -> int:
-        """Delete the waiting images of the journal's own order (see above); how many."""
+        """Learn the order's file names, delete its waiting images (see above); how many."""
         order_id = self._ctx.params.get("order_id")
-        if not order_id or AutoenhanceSettings.of(self._ctx.settings).order_id:
+        if not order_id:
             return 0
         response = await self._call("GET", f"v3/orders/{quote(order_id, safe='')}")
         if response.status == 404:
@@ -332,18 +337,47 @@ class AutoenhanceProvider:
         images = payload.get("images") if isinstance(payload, dict) else None
         if not isinstance(images, list):
             raise self._bad_response(response, "recover", "the order's images")
+        listed = [image for image in images if isinstance(image, dict)]
+        self._learn_names(listed)
+        if AutoenhanceSettings.of(self._ctx.settings).order_id:
+            return 0  # a named order may be shared: its waiting images may be others' uploads
         waiting = [
             image["image_id"]
-            for image in images
-            if isinstance(image, dict)
-            and image.get("status") == "waiting"
-            and isinstance(image.get("image_id"), str)
+            for image in listed
+            if image.get("status") == "waiting" and isinstance(image.get("image_id"), str)
         ]
         for image_id in waiting:
             response = await self._call("DELETE", f"v3/images/{quote(image_id, safe='')}")
             if response.status not in (200, 204, 404):
                 raise self._error(response, "recover")
         return len(waiting)
+
+    def _learn_names(self, images: list[dict[str, Any]]) -> None:
+        """The order's creates within the name rule's window, counted as this run's own are.
+
+        Each listed image (waiting ones too: a create counts whether or not its
+        bytes came) by its ``image_name`` and ``date_added`` (``ImageOut``, SDK
+        1.1.0 ``models/image_out.py``: an int, whose unit no source gives; read as
+        milliseconds when it is past 10^11, as the emulator's, else seconds:
+        inferred). A lower bound of the API's count (an image a re-sign deleted is
+        no longer listed), so a 429 beyond it is still told apart as before.
+        """
+        since = self._ctx.clock() - SAME_NAME_WINDOW_S
+        uses: list[tuple[float, str]] = []
+        for image in images:
+            name, added = image.get("image_name"), image.get("date_added")
+            if not isinstance(name, str) or not isinstance(added, int | float):
+                continue
+            when = added / 1000 if added > 1e11 else float(added)
+            if when > since:
+                uses.append((when, name))
+        for when, name in sorted(uses):
+            self._earlier.setdefault(name, []).append(when)
+            self._names.add(name, when)
+
+    def names_used(self, name: str) -> Sequence[float]:
+        """Creates of `name` an earlier run made within the hour, as `tidy` found them."""
+        return self._earlier.get(name, ())
 
     async def _call(self, method: str, path: str, *, op: str = "recover") -> Response:
         return await request(

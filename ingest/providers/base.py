@@ -134,6 +134,20 @@ TrainingKind = Literal["subject", "style"]
 """Which training task a provider document is for (Novita: ``/v3/training/subject|style``)."""
 
 
+@runtime_checkable
+class NamesUsed(Protocol):
+    """An adapter whose API lists the file names its account used within a limit's window.
+
+    Optional (the engine checks with `isinstance`): with `Capabilities.same_name_limit`, the
+    run's name check (`validate.NameLimit`) adds these creates to its own count, so a re-run
+    holds back what the provider would refuse instead of spending a call on it.
+    """
+
+    def names_used(self, name: str) -> Sequence[float]:
+        """The unix times of creates of `name` known before this run (learnt by `tidy`)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Documents:
     """An export as documents, and the done items none of them can hold (each: why)."""

@@ -21,7 +21,9 @@ the rounds, ratios against *bare* (sign+PUT) from the same rounds:
 - ``rclone``: Debian's rclone, S3 backend (``--s3-provider Other``) at the
   sink, 64 transfers, single PUTs, no HEAD, no listing, no checksums;
 - ``ingest``: ``ingest run --provider novita`` from the installed package
-  (the ``ingest`` script beside this Python), journaling to disk;
+  (the ``ingest`` script beside this Python, ``--ingest PATH`` another's, or
+  ``--readme-venv DIR``: a venv made there by the install part of the README's
+  first set-up command, as a user or a checker gets it), journaling to disk;
 - ``ingest-asyncio``: the same with uvloop hidden (as a set-up without it
   runs), only when uvloop is installed;
 - ``ingest-aiohttp``: ``ingest run`` with ``--put-transport aiohttp`` (PUTs by
@@ -42,6 +44,8 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -52,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
+    ROOT,
     SAVE_HELP,
     add_ratios,
     curl_config,
@@ -122,6 +127,32 @@ def compile_ingest(script: str | None) -> None:
     python = Path(script).parent / "python" if script else Path(sys.executable)
     code = "import compileall, ingest, os; compileall.compile_dir(os.path.dirname(ingest.__file__), quiet=1)"
     subprocess.run([str(python), "-c", code], check=True)
+
+
+def readme_install() -> str:
+    """The README's first set-up command up to its first ``ingest``: what a user installs."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"^```bash\n(.*)$", text, re.MULTILINE)
+    if found is None or " && ingest " not in found.group(1):
+        raise SystemExit("reference: README.md's first bash block has no '... && ingest ...' line")
+    return found.group(1).split(" && ingest ", 1)[0]
+
+
+def make_readme_venv(folder: Path) -> str:
+    """Run the README's install in the repository with its ``.venv`` named `folder`; the
+    ``ingest`` script it installed. Nothing is compiled afterwards: the runs pay what a
+    user's runs pay (the environment, PYTHONDONTWRITEBYTECODE included, is this one's)."""
+    command = readme_install()
+    if ".venv" not in command:
+        raise SystemExit(f"reference: the README's install names no .venv: {command}")
+    if folder.exists():
+        raise SystemExit(f"reference: --readme-venv {folder} exists; remove it or name another")
+    command = command.replace(".venv", shlex.quote(str(folder.resolve())))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    print(f"reference: {command}", file=sys.stderr)
+    subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    return str(folder.resolve() / "bin" / "ingest")
 
 
 def hidden_uvloop(script: str | None) -> list[str]:
@@ -269,6 +300,7 @@ def run_workload(
     script: str | None = None,
     count: int | None = None,
     keep: bool = False,
+    install: str = "",
 ) -> dict[str, Any]:
     size = WORKLOADS[name][1]
     count = count or WORKLOADS[name][0]
@@ -322,6 +354,7 @@ def run_workload(
         "workload": name, "files": count, "file_size": size, "rounds": rounds, "rows": rows,
         "runs": {c: [asdict(r) for r in rs] for c, rs in runs.items()}, "notes": notes,
         "tools": tool_versions(), "machine": machine(), "ingest": ingest_command(script),
+        "install": install,
     }  # fmt: skip
     print(record(saved_as, result, keep))
     return result
@@ -359,6 +392,13 @@ def main() -> int:
         help="the ingest script to measure (another venv's bin/ingest; default: this one's)",
     )
     parser.add_argument(
+        "--readme-venv",
+        metavar="DIR",
+        type=Path,
+        help="make a venv at DIR with the README's first set-up command (its install part) "
+        "and measure its ingest as installed, bytecode as pip wrote it",
+    )
+    parser.add_argument(
         "--save",
         action="store_true",
         help=SAVE_HELP,
@@ -379,7 +419,14 @@ def main() -> int:
         print(f"reference: nginx is needed (apt-get install {NGINX_PACKAGE})", file=sys.stderr)
         return 2
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
-    compile_ingest(args.ingest)
+    if args.readme_venv is not None:
+        if args.ingest:
+            parser.error("--ingest and --readme-venv name two installs: give one")
+        args.ingest = make_readme_venv(args.readme_venv)
+        install = readme_install().replace(".venv", str(args.readme_venv))
+    else:
+        compile_ingest(args.ingest)
+        install = "as found, then its bytecode compiled (compile_ingest)"
     with (
         terminate_cleanly(),
         NginxSink.start() as sink,
@@ -390,8 +437,9 @@ def main() -> int:
         )
         for name in names:
             run_workload(
-                name, clients, args.rounds, sink, signer, args.ingest, args.count, args.save
-            )
+                name, clients, args.rounds, sink, signer, args.ingest, args.count, args.save,
+                install,
+            )  # fmt: skip
     return 0
 
 

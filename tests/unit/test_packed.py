@@ -225,9 +225,11 @@ def test_a_manifest_line_names_a_member(tmp_path: Path) -> None:
     ]
     problems = [(r.line, r.reason) for r in found if isinstance(r, ManifestError)]
     assert problems == [
-        (3, f"no member 's/nope.png' in {shard}"),
+        (3, f"no member 's/nope.png' in the shard: {shard}"),
         (4, f"shard not found: {tmp_path / 'shards' / 'missing.tar'}"),
     ]
+    # validate's table groups it whole (it said "no member '…' in": the path went, "in" stayed)
+    assert group(problems[0][1]) == "no member '…' in the shard"
     result = upload(manifest, tmp_path)
     assert (result.done, result.rejected) == (2, 2)
     assert landed(tmp_path) == digests({k: images[k] for k in ("s/000001.png", "s/000002.webp")})

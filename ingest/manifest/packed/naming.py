@@ -71,7 +71,7 @@ class Shards:
         self._indexes.move_to_end(key)
         found = index.get(name)
         if found is None:
-            return f"no member {name!r} in {shard}"
+            return f"no member {name!r} in the shard: {shard}"  # the path last, as grouped
         if isinstance(found, str):
             return f"{found}: {shard}#{name}"
         return found

@@ -60,6 +60,7 @@ def _rules() -> Rules:
             re.compile(r"\bbyte N(?: [0-9a-f]{2})+\b|\bbyte [0-9a-f]{2}(?: [0-9a-f]{2})*\b"),
             "byte …",
         ),
+        (re.compile(r"\bbyte N is 0x[0-9a-f]{2}\b"), "byte N is 0x…"),  # a caption's bad byte
         (re.compile(r"\bbinary data starting(?: [0-9a-f]{2})+"), "binary data"),
         (re.compile(r"^too large: [^,]*, "), "too large, "),
         # When an item held back by a same-name limit can go (`validate.NameLimit`).

@@ -259,3 +259,15 @@ def test_a_position_before_a_word_of_hex_letters_stays_a_position() -> None:
     assert group("not valid UTF-8 (byte e9 at column 49): caf\\xe9") == (
         "not valid UTF-8 (byte … at column N)"
     )
+
+
+def test_caption_files_not_utf8_are_one_group_whatever_their_bad_byte() -> None:
+    # Newcomer9: validate's table had a row per bad byte value ("(byte N is 0xe9)",
+    # "(byte N is 0xff)", "(byte N is 0x81)") for one cause.
+    from ingest.reasons import group
+
+    groups = {
+        group(f"caption file is not UTF-8 (byte {n} is 0x{b:02x}); save it as UTF-8: /d/{n}.txt")
+        for n, b in ((3, 0xE9), (0, 0xFF), (7, 0x81))
+    }
+    assert groups == {"caption file is not UTF-8 (byte N is 0x…); save it as UTF-8"}

@@ -180,7 +180,7 @@ def test_bad_members_are_named_with_shard_and_member_and_the_others_go_on(
     assert [group(r) for r in reasons] == [
         "not an image (content looks like text ('…'))",
         "truncated member (bytes N of a shard that ends at byte N)",
-        "txt member is not UTF-8 (byte N is 0xe9)",
+        "txt member is not UTF-8 (byte N is 0x…)",
     ]
     assert reasons == [
         f"not an image (content looks like text ('this is not an image, o…')): {shard}#text.png",

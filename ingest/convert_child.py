@@ -59,7 +59,7 @@ import select
 import struct
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 NICE = 10  # added to the child's niceness where SCHED_IDLE is refused (see the module)
 IDLE_S = 120.0  # without a job this long, it ends (`ingest.convert_pool` reuses it within 10 s)
@@ -251,7 +251,21 @@ def reason(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:159] + "…"
 
 
-def send(out: IO[bytes], message: tuple[Any, ...], raw: bytes = b"") -> None:
+class Writer(Protocol):
+    """Where frames go: the child's stdout, or the parent's end of its stdin
+    (`convert_pool._Pipe`)."""
+
+    def write(self, data: bytes, /) -> object: ...
+    def flush(self) -> object: ...
+
+
+class Reader(Protocol):
+    """Where frames come from (`read` returns fewer bytes only at the end)."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
+def send(out: Writer, message: tuple[Any, ...], raw: bytes = b"") -> None:
     """A frame of `message`, then `raw` as it is (its length is in `message`)."""
     body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     out.write(_HEADER.pack(len(body)))
@@ -261,7 +275,7 @@ def send(out: IO[bytes], message: tuple[Any, ...], raw: bytes = b"") -> None:
     out.flush()
 
 
-def receive(source: IO[bytes]) -> tuple[Any, ...] | None:
+def receive(source: Reader) -> tuple[Any, ...] | None:
     """The next frame, or None at the end of the stream (a frame cut short is an end too)."""
     head = source.read(_HEADER.size)
     if len(head) < _HEADER.size:

@@ -8,6 +8,17 @@ sees it end, `overdue`; one runnable then is given until its CPU time
 reaches the limit, since under SCHED_IDLE its wait for a CPU is not its
 own) and the pool (`take`, `give`, `drop`, `pids`, `close_all`).
 
+A process its time limit kills may take a while to end: under SCHED_IDLE,
+with a normal task on its core, even its exit waits for a CPU (5.3 s seen),
+and its pipes close only as it exits. So its pipes are read and written
+through `_Pipe`, whose waits the kill ends at once (`Gone`); it is lifted out
+of SCHED_IDLE where that is allowed (`_lift`: root or CAP_SYS_NICE; an
+unprivileged process may not leave SCHED_IDLE); and a process that ends is
+reaped when it has (`_reap`), not waited for, except by `close_all`, for at
+most `REAP_S`. Its start-up (the interpreter, Pillow's import: ~0.1 s of CPU)
+is timed as a conversion is, for `START_S` (`Process`): a converter that
+never says it is ready is killed too.
+
 How it works: a conversion takes an idle process from the pool or starts one
 (~0.1 s of CPU: Python and Pillow's import), and gives it back once it has
 answered; the settings of a conversion travel with each job, so any process
@@ -28,7 +39,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -43,6 +56,8 @@ from ingest.spool import write_all
 CHUNK = 1 << 20  # converted bytes copied from a converter process to the spool at a time
 REUSE_S = 10.0  # an idle process is taken again within this of its last answer
 STARVED_FACTOR = 10  # a runnable process's time limit in wall time, at most, times its own
+START_S = 10.0  # a new process's time limit until it is ready (`arm`'s rule)
+REAP_S = 1.0  # `close_all` waits this long at most for the processes that were ended
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc's CPU time unit
 _ROOT = str(Path(__file__).resolve().parent.parent)  # where this `ingest` is imported from
 # -P: the working folder is not put first on the path (an `ingest/` there would shadow this
@@ -55,10 +70,66 @@ class Gone(Exception):
     """The converter process ended (its pipe closed): the text says how."""
 
 
+class _Pipe:
+    """A child's stdin and stdout, as the frames of `convert_child` read and write them, with
+    every wait ended by `wake` (the child was killed: what it has not sent is not coming)."""
+
+    __slots__ = ("_in", "_out", "_raw", "_wake")
+
+    def __init__(self, to_child: int, from_child: int) -> None:
+        self._in, self._out = from_child, to_child
+        for fd in (to_child, from_child):  # a read or write takes what the pipe has now
+            os.set_blocking(fd, False)
+        self._raw = io.FileIO(from_child, "rb", closefd=False)
+        self._wake = os.pipe()
+
+    def read(self, n: int) -> bytes:
+        """`n` bytes (a frame), fewer at the pipe's end or once woken."""
+        buffer = bytearray(n)
+        return bytes(buffer[: self.read_into(memoryview(buffer))])
+
+    def read_into(self, view: memoryview) -> int:
+        """`view` filled, or as much of it as came before the pipe's end or the wake (which
+        is looked at only when the pipe has nothing to read: no select while bytes flow)."""
+        got = 0
+        while got < len(view):
+            filled = self._raw.readinto(view[got:])  # None: nothing to read now
+            if filled is None:
+                if self._wake[0] in select.select([self._in, self._wake[0]], [], [])[0]:
+                    break
+                continue
+            if not filled:
+                break
+            got += filled
+        return got
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            ready = select.select([self._wake[0]], [self._out], [])
+            if ready[0]:
+                raise BrokenPipeError("the converter process was killed")
+            with contextlib.suppress(BlockingIOError):
+                view = view[os.write(self._out, view) :]
+
+    def flush(self) -> None:
+        pass
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake[1], b"\0")
+
+    def close(self) -> None:
+        for fd in self._wake:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 class Process:
     """One converter process (`ingest.convert_child`) and its two pipes."""
 
     def __init__(self) -> None:
+        """Started, and ready within `START_S` (timed as `arm` times a conversion)."""
         argv = [sys.executable, "-P", "-c", _CHILD]
         # Its own process group (a terminal's Ctrl-C drains the run and must not end the
         # conversions), in the run's session: Linux's autogroup schedules a session as one
@@ -73,8 +144,10 @@ class Process:
         with contextlib.suppress(AttributeError, OSError):
             os.sched_setscheduler(self.proc.pid, os.SCHED_IDLE, os.sched_param(0))
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self._to: IO[bytes] = self.proc.stdin
-        self._from: IO[bytes] = self.proc.stdout
+        self._files: tuple[IO[bytes], IO[bytes]] = (self.proc.stdin, self.proc.stdout)
+        self._pipe = _Pipe(self.proc.stdin.fileno(), self.proc.stdout.fileno())
+        self._closed = False
+        self._buffer: memoryview | None = None  # `copy`'s
         self._timer: threading.Timer | None = None
         self._armed = 0  # which `arm` the running timer is
         self._limit = (0.0, 0.0, 0.0)  # `arm`'s seconds, its time, the CPU time it had then
@@ -82,7 +155,15 @@ class Process:
         self.spent_s = 0.0  # the last `arm`'s time until `disarm` (CPU time once extended)
         self._timing = threading.Lock()
         self.overdue = False  # killed by its time limit (`arm`)
-        ready = self.ask()
+        self.arm(START_S)
+        try:
+            ready = self.ask()
+        except Gone:
+            self.close()
+            if not self.disarm():
+                raise Gone(f"not ready within {START_S:g} s: it was stopped") from None
+            raise
+        self.disarm()
         if ready[0] != "ready":
             self.close()
             raise Gone(str(ready[1]))
@@ -134,12 +215,14 @@ class Process:
                 self._start_timer(max(seconds - (cpu - cpu_at_arm), 0.05))
                 return
             self.overdue = True
+            _lift(self.pid)
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
+            self._pipe.wake()  # the reader and writer: now, not once it has exited
 
     def tell(self, *message: Any) -> None:
         try:
-            convert_child.send(self._to, message)
+            convert_child.send(self._pipe, message)
         except OSError:  # BrokenPipeError: it ended
             raise Gone(self._ended()) from None
 
@@ -148,45 +231,59 @@ class Process:
         them are read whatever happens to the writes (the next answer follows), and the
         first write's error is returned."""
         left, error = length, None
+        if self._buffer is None:  # kept: fresh pages for each chunk cost ~1 ms a conversion
+            self._buffer = memoryview(bytearray(CHUNK))
         while left:
-            chunk = self._from.read(min(left, CHUNK))
-            if not chunk:
+            got = self._pipe.read_into(self._buffer[: min(left, CHUNK)])
+            if not got:
                 raise Gone(self._ended())
             if fd is not None and error is None:
                 try:
-                    write_all(fd, chunk)
+                    write_all(fd, self._buffer[:got])
                 except OSError as exc:
                     error = exc
-            left -= len(chunk)
+            left -= got
         return error
 
     def ask(self, *message: Any) -> tuple[Any, ...]:
         if message:
             self.tell(*message)
-        answer = convert_child.receive(self._from)
+        answer = convert_child.receive(self._pipe)
         if answer is None:
             raise Gone(self._ended())
         return answer
 
     def _ended(self) -> str:
+        if self.overdue:  # its time limit's kill, which it may be slow to act on (`_Pipe`)
+            return "killed by SIGKILL"
         try:
             code = self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
+        except subprocess.TimeoutExpired:  # its pipe closed, but it runs on
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            return "killed by SIGKILL"
         if code < 0:
             return f"killed by {signal.Signals(-code).name}"
         return f"exit status {code}"
 
     def close(self) -> None:
-        """Its pipes closed and it ended (SIGTERM: it holds nothing worth an orderly exit, which
-        took 0.1-0.2 s of Pillow's and libheif's teardown on a loaded machine)."""
-        for pipe in (self._to, self._from):
+        """Its pipes closed and it told to end (SIGTERM: it holds nothing worth an orderly exit,
+        which took 0.1-0.2 s of Pillow's and libheif's teardown on a loaded machine), to be
+        reaped once it has (`_reap`): it may be waiting for a CPU to exit on."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pipe.wake()
+        self._pipe.close()
+        for pipe in self._files:
             with contextlib.suppress(OSError):
                 pipe.close()
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.terminate()
-        self.proc.wait()
+        if self.proc.poll() is None:
+            _lift(self.pid)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
+        with _lock:
+            _ending.append(self.proc)
 
 
 def _cpu_s(pid: int, *, runnable: bool = False) -> tuple[float, bool]:
@@ -207,13 +304,39 @@ def _cpu_s(pid: int, *, runnable: bool = False) -> tuple[float, bool]:
         return 0.0, False
 
 
+def _lift(pid: int) -> None:
+    """`pid`'s threads back under the normal policy, where this process may do that (see the
+    module), so that a process being ended gets a CPU to end on."""
+    if not hasattr(os, "SCHED_OTHER"):
+        return
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
+
+
+def _reap(seconds: float = 0.0) -> None:
+    """The ended processes that have exited reaped, waiting up to `seconds` in all for them."""
+    deadline = time.monotonic() + seconds
+    with _lock:
+        ending = list(_ending)
+    for proc in ending:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(deadline - time.monotonic(), 0))
+    with _lock:
+        _ending[:] = [proc for proc in _ending if proc.returncode is None]
+
+
 _idle: list[tuple[float, Process]] = []  # (when it last answered, the process)
 _running: set[Process] = set()
+_ending: list[subprocess.Popen[bytes]] = []  # told to end (`Process.close`), not yet reaped
 _lock = threading.Lock()
 
 
 def take() -> Process:
-    """An idle process of the pool, else a new one (`Gone` or `OSError` if it cannot start)."""
+    """An idle process of the pool, else a new one (`Gone` or `OSError` if it cannot start,
+    or was not ready within `START_S`)."""
+    _reap()
     stale = []
     found = None
     with _lock:
@@ -262,20 +385,22 @@ def busy() -> list[int]:
 
 
 def close_all() -> None:
-    """Every process goes now, reaped (at exit, and before `ingest run`'s `os._exit`: they
-    would end at their stdin's end anyway, but unreaped, their CPU missing from the run's)."""
+    """Every process goes now, reaped within `REAP_S` (at exit, and before `ingest run`'s
+    `os._exit`: they would end at their stdin's end anyway, but unreaped, their CPU missing
+    from the run's; one starved of a CPU is left to end as it can, without the run waiting)."""
     with _lock:
         processes = list(_running)
         _running.clear()
         _idle.clear()
     for process in processes:
         process.close()
+    _reap(REAP_S)
 
 
 def _after_fork() -> None:
-    global _idle, _running, _lock
+    global _idle, _running, _ending, _lock
     _inherited.append((_idle, _running))  # the parent's: kept, not collected (nor waited for)
-    _idle, _running, _lock = [], set(), threading.Lock()
+    _idle, _running, _ending, _lock = [], set(), [], threading.Lock()
 
 
 _inherited: list[tuple[list[tuple[float, Process]], set[Process]]] = []

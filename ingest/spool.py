@@ -113,7 +113,7 @@ class Spool:
         return len(self._fds)
 
 
-def write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes | memoryview) -> None:
     """All of `data` to `fd` (a write may take less than it was given)."""
     view = memoryview(data)
     while view:

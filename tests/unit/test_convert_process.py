@@ -283,26 +283,23 @@ def test_a_starved_converter_that_spins_is_stopped_within_ten_times_the_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A runnable converter is timed by its CPU (`Process.arm`), but not for ever: one that
-    spins while a normal task holds its core is stopped within STARVED_FACTOR x the limit."""
+    spins while a normal task holds its core is stopped within STARVED_FACTOR x the limit,
+    and its item fails then, while the hog still runs: the SIGKILLed child exits only when it
+    gets a CPU (5.3 s seen, its pipes closing only then), which the run no longer waits for.
+    Not lifted out of SCHED_IDLE here (`_lift`), as an unprivileged run cannot."""
     bmp = source_of(save(tmp_path / "a.bmp", picture(), "BMP"))
     cpu = min(os.sched_getaffinity(0))
     convert_pool.close_all()  # the next process is a new one: the spinning child
     monkeypatch.setattr(convert_pool, "_CHILD", SPINS.replace("sys.argv[1]", str(cpu)))
+    monkeypatch.setattr(convert_pool, "_lift", lambda pid: None)
     converter = Converter(NOVITA, provider="novita", workers=1, timeout_s=0.05)
     convert_pool.give(convert_pool.take())  # started (and pinned) before the hog, idle
+    (process,) = [p for _, p in convert_pool._idle]
     hog = subprocess.Popen(
         [sys.executable, "-c", HOG, "5"],
         stdout=subprocess.PIPE,
         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
     )
-    out_of_time = convert_pool.Process._out_of_time
-
-    def then_no_hog(process: convert_pool.Process, armed: int) -> None:
-        out_of_time(process, armed)
-        if process.overdue:  # killed: the hog goes, so that the child gets a CPU to end on
-            hog.kill()
-
-    monkeypatch.setattr(convert_pool.Process, "_out_of_time", then_no_hog)
     try:
         assert hog.stdout is not None and hog.stdout.readline() == b"\n"  # it spins from now
         started = time.monotonic()
@@ -310,9 +307,56 @@ def test_a_starved_converter_that_spins_is_stopped_within_ten_times_the_limit(
             anyio.run(converter.convert, bmp)
         assert "still converting after convert_timeout_s" in raised.value.message
         assert time.monotonic() - started < 2.5  # 10 x 0.05 s; the hog's 5 s without the bound
+        assert hog.poll() is None  # told while the hog runs, not when it let the child exit
     finally:
         hog.kill()
         hog.wait()
         if hog.stdout is not None:
             hog.stdout.close()
         converter.close()
+    convert_pool.close_all()  # it has a CPU now: reaped within REAP_S
+    assert process.proc.returncode == -signal.SIGKILL and convert_pool._ending == []
+
+
+def test_a_converter_process_not_ready_within_start_s_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A converter's start-up (the interpreter, Pillow's import) had no time limit: one that
+    never said it was ready held its image, and the run's end, for as long as it took."""
+    bmp = source_of(save(tmp_path / "a.bmp", picture(), "BMP"))
+    convert_pool.close_all()  # the next process is a new one: the silent child
+    monkeypatch.setattr(convert_pool, "_CHILD", "import time; time.sleep(5)")
+    monkeypatch.setattr(convert_pool, "START_S", 0.2)
+    converter = Converter(NOVITA, provider="novita", workers=1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransferError) as raised:
+            anyio.run(converter.convert, bmp)
+        assert time.monotonic() - started < 2.5  # its 5 s of sleep without the limit
+        assert raised.value.message == (
+            "cannot convert bmp: no converter process could start (not ready within 0.2 s: "
+            f"it was stopped): {bmp.item.where}"
+        )
+        assert convert_pool.pids() == []
+    finally:
+        converter.close()
+        convert_pool.close_all()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_a_process_being_ended_is_lifted_out_of_sched_idle_where_allowed() -> None:
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        os.sched_setscheduler(sleeper.pid, os.SCHED_IDLE, os.sched_param(0))
+        convert_pool._lift(sleeper.pid)
+        lifted = os.sched_getscheduler(sleeper.pid)
+        try:  # what this process may do: leave SCHED_IDLE (root, CAP_SYS_NICE) or not
+            os.sched_setscheduler(sleeper.pid, os.SCHED_IDLE, os.sched_param(0))
+            os.sched_setscheduler(sleeper.pid, os.SCHED_OTHER, os.sched_param(0))
+            allowed = True
+        except PermissionError:
+            allowed = False
+        assert lifted == (os.SCHED_OTHER if allowed else os.SCHED_IDLE)
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -2,9 +2,10 @@
 
 Owns the fetch of one remote item (`Fetcher.fetch`): a GET with aiohttp,
 its answer classified like any other (2xx fetched; 408/425/429/5xx, a
-connection or a timeout retried with the run's backoff for `max_attempts`
-tries and at least `retry_window_s`, each retry counted with the run's
-others (`on_retry`); any other status, a body that is not an
+dropped connection or a timeout retried with the run's backoff for
+`max_attempts` tries and at least `retry_window_s`, each retry counted with
+the run's others (`on_retry`); a host that refuses the connection or is not
+found only `REFUSED_TRIES` times, briefly; any other status, a body that is not an
 image, a cut PNG or JPEG or one over the provider's size limit fails its
 item, code ``source_failed``), an ``s3://bucket/key`` the same way through
 boto3's GetObject (in a thread, its own retries off); and what a remote
@@ -68,6 +69,15 @@ from ingest.sniff import SNIFF_BYTES, TAIL_BYTES, ImageType, sniff
 from ingest.spool import Spool, write_all
 
 CHUNK = 256 * 1024
+# A source host that refuses the connection or whose name is not found is tried this many
+# times in all, each retry after at most REFUSED_WAIT_S, whatever `max_attempts` and
+# `retry_window_s` say (those stay for the provider's own hosts and for a source's 5xx,
+# 429, timeouts and dropped connections): a refusal is an answer, the way curl (`--retry`
+# skips it without `--retry-connrefused`) and wget (no retry of "Connection refused" without
+# `--retry-connrefused`, none of a name not found) take it. It fails the item in about a
+# second instead of the ~1 min 48 s (12 tries) the run's policy gave it; the other items go on.
+REFUSED_TRIES = 3
+REFUSED_WAIT_S = 0.5
 
 
 def _without_urls(text: str) -> str:
@@ -88,6 +98,13 @@ def _without_urls(text: str) -> str:
 def url_name(url: str) -> str:
     """The file name a provider sees for a URL: its path's last segment."""
     return unquote(PurePosixPath(urlsplit(url).path).name) or "image"
+
+
+SOURCE_FAILED = "source_failed"  # the code of every failure of a remote source
+
+
+class Refused(TransferError):
+    """A source host refused the connection, or its name is not found: a few short tries."""
 
 
 class Fetcher:
@@ -128,7 +145,7 @@ class Fetcher:
         return TransferError(
             f"{why}: {item.where}",
             action=action,
-            code="source_failed",
+            code=SOURCE_FAILED,
             provider=self.provider,
             op="fetch",
         )
@@ -149,11 +166,17 @@ class Fetcher:
                 if err.action is not Action.RETRY:
                     raise
                 first_failure = self._now() if first_failure is None else first_failure
-                if self.policy.gives_up(attempt, self._now() - first_failure):
+                refused = isinstance(err, Refused)
+                if (
+                    attempt >= REFUSED_TRIES
+                    if refused
+                    else self.policy.gives_up(attempt, self._now() - first_failure)
+                ):
                     why = err.message.removesuffix(f": {item.where}")  # named once, at the end
                     raise self._fail(item, f"{why} (after {attempt} tries)") from None
                 self._on_retry()
-                await self._sleep(self.policy.delay(attempt, self._rng, err.retry_after))
+                wait = self.policy.delay(attempt, self._rng, err.retry_after)
+                await self._sleep(min(wait, REFUSED_WAIT_S) if refused else wait)
 
     async def _once(self, item: Item) -> Source:
         opened = await self._opened(item)
@@ -258,6 +281,11 @@ class Fetcher:
         if isinstance(exc, aiohttp.TooManyRedirects):
             return self._fail(item, "too many redirects")
         if (refused := unreachable(exc)) is not None:  # as an API or storage host's is said
+            why = f"cannot reach the source: {refused}: {item.where}"
+            if refused == "connection refused" or refused.startswith("host not found"):
+                return Refused(
+                    why, action=Action.RETRY, code=SOURCE_FAILED, provider=self.provider, op="fetch"
+                )
             return self._fail(item, f"cannot reach the source: {refused}", Action.RETRY)
         why = f"cannot fetch the source ({type(exc).__name__}: {_without_urls(str(exc))})"
         return self._fail(item, why, Action.RETRY)

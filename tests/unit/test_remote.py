@@ -284,3 +284,50 @@ def test_each_s3_source_client_reads_the_credentials_of_its_own_time(
         "AKIDFIRSTRUN",
         "AKIDSECONDRUN",
     ]
+
+
+def test_a_refused_source_gets_three_short_tries_whatever_the_retry_window() -> None:
+    """A URL on a host that refuses connections kept its item (and the run's ETA) going for
+    ~1 min 48 s: the run's 90-s retry window, 12 tries. Now three tries, each retry after at
+    most half a second, as curl and wget leave a refusal alone; the policy is the default's."""
+    import socket
+
+    from ingest.config import RunSettings
+    from ingest.engine.settings import EngineSettings
+    from ingest.errors import Action
+    from ingest.http import Timeouts
+    from ingest.item import Item, Source
+    from ingest.remote import Fetcher
+    from ingest.sniff import ImageType
+
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def fetch(url: str) -> ingest.TransferError:
+        fetcher = Fetcher(
+            provider="novita",
+            formats=frozenset({ImageType.PNG}),
+            policy=EngineSettings(RunSettings()).retry,  # 8 tries, at least 90 s
+            timeouts=Timeouts(connect=5, read=5),
+            concurrency=1,
+            max_size=None,
+            sleep=sleep,
+            now=lambda: sum(slept),
+        )
+        item = Item(key=url, path=Path(url), line=1, url=url)
+        try:
+            with pytest.raises(ingest.TransferError) as info:
+                await fetcher.fetch(Source(item=item, size=0, mtime_ns=0, image_type=ImageType.PNG))
+        finally:
+            await fetcher.aclose()
+        return info.value
+
+    with socket.socket() as sock:  # bound, not listening: refused (see the test above)
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/x.png"
+        err = asyncio.run(fetch(url))
+    assert err.action is Action.FAIL_ITEM and err.code == "source_failed"
+    assert err.message == f"cannot reach the source: connection refused (after 3 tries): {url}"
+    assert len(slept) == 2 and sum(slept) <= 1.0

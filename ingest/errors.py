@@ -24,6 +24,7 @@ these.
 from __future__ import annotations
 
 import enum
+import errno
 
 
 class Action(enum.Enum):
@@ -138,3 +139,19 @@ class TransferError(IngestError):
         self.scope = scope
         status_part = f" {status}" if status is not None else ""
         super().__init__(f"{provider} {op}{status_part} {code}: {message}")
+
+
+# A write refused for want of room: a full disk, a quota, a file size limit (`ulimit -f`).
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def out_of_room(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is a write refused for want of room: the machine's
+    state, not the call's, so a run stops (`StopReason.JOURNAL`, exit 3) whether the
+    journal's opening or a record mid-run met it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _NO_ROOM:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -15,7 +15,9 @@ once the engine has returned and the journal is synced.
 Invariants: no signal handler is installed and nothing is printed; errors of
 configuration and manifest are raised by `open_upload`, of the journal by
 `__aenter__`, all before any request; a stopped run is a `Result` with a
-`stop_reason`, not an exception.
+`stop_reason`, not an exception, also one stopped before it started (no room
+to open its journal: `StopReason.JOURNAL`, as a full disk mid-run; the block
+then has one snapshot and nothing to steer).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import anyio
 import anyio.abc
 
 from ingest.api import arguments, wiring
-from ingest.api.result import Result
+from ingest.api.result import Result, counted, still, unopened
+from ingest.errors import JournalError, out_of_room
 
 if TYPE_CHECKING:
     from ingest.config import Settings
@@ -95,10 +98,15 @@ class Upload:
 
     def snapshot(self) -> Snapshot:
         """This run's live counters and pacing state, frozen."""
+        if self._engine is None and self._result is not None:  # stopped before it started
+            return still(self._result)
         return self._open()[0].snapshot()
 
     async def snapshots(self, every: float = 1.0) -> AsyncIterator[Snapshot]:
         """A snapshot now, then every `every` seconds while the run goes on, then a last one."""
+        if self._engine is None and self._result is not None:
+            yield still(self._result)
+            return
         engine, finished = self._open()
         while not finished.is_set():
             yield engine.snapshot()
@@ -108,11 +116,13 @@ class Upload:
 
     def drain(self) -> None:
         """Start no new items; finish those in flight, then end (`Result.drained`)."""
-        self._open()[0].drain()
+        if self._engine is not None or self._result is None:
+            self._open()[0].drain()
 
     def abort(self) -> None:
         """End now (`StopReason.INTERRUPTED`); items in flight are redone by the next run."""
-        self._open()[0].abort()
+        if self._engine is not None or self._result is None:
+            self._open()[0].abort()
 
     async def ended(self) -> None:
         """Wait for the run to end, raising nothing (`wait` then gives its `Result`)."""
@@ -156,11 +166,24 @@ class Upload:
             stack.callback(entries.close)
             ahead = SeekAhead(self.plan.manifest, self.plan.format)  # the total, early
             stack.callback(ahead.cancel)
-            journal, replay, self.notes = await anyio.to_thread.run_sync(
-                lambda: wiring.open_journal(
-                    self.plan, force=self._force, emulator=self._sim is not None
+            try:
+                journal, replay, self.notes = await anyio.to_thread.run_sync(
+                    lambda: wiring.open_journal(
+                        self.plan, force=self._force, emulator=self._sim is not None
+                    )
                 )
-            )
+            except JournalError as exc:
+                if not out_of_room(exc):
+                    raise
+                # No room to open the journal: the machine's state, not the call's. A
+                # stopped run, as a full disk mid-run is, with nothing sent.
+                self._result = await anyio.to_thread.run_sync(unopened, self.plan.journal, exc)
+            if self._result is not None:
+                await stack.aclose()
+                self._tasks = tg = anyio.create_task_group()
+                await tg.__aenter__()
+                finished.set()
+                return self
             stack.enter_context(journal)
             plan = self.plan
             if self._sim is not None:
@@ -292,11 +315,8 @@ def _result(engine: Engine, journal: Journal, outcome: Outcome, already_done: in
         total = final.total if final.read_to_end else None
         # Done by this run but not on disk (a re-uploaded changed file counts here too).
         unjournaled = max(0, already_done + outcome.counters.done - len(final.done))
-    return Result(
-        done=counts["done"],
-        failed=counts["failed"],
-        rejected=counts["rejected"],
-        in_flight=counts["in_flight"],
+    return counted(
+        counts,
         total=total,
         stop_reason=outcome.stop_reason,
         stop_message=outcome.stop_message,
@@ -345,7 +365,9 @@ def open_upload(
     run's counts.
 
     Raises `ConfigError` or `ManifestError` now, and `JournalError` on
-    entering the block: nothing is sent before the block starts.
+    entering the block: nothing is sent before the block starts. No room to
+    open the journal (a full disk, a quota) is not raised: the run is stopped
+    before it starts, its `Result` (`wait`) at once, `StopReason.JOURNAL`.
     """
     arguments.check_call(
         source=source,

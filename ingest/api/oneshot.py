@@ -38,7 +38,8 @@ def _to_the_end(opener: Callable[P, Upload]) -> Callable[P, Coroutine[Any, Any, 
     provider="novita", put_concurrency=8)``. Runs in the caller's event loop
     and installs no signal handler. Raises `ConfigError`, `ManifestError` or
     `JournalError` before any work; a run that stops (a bad key, an outage, a
-    full disk) is returned, with its `stop_reason`, not raised. Cancelling the
+    full disk, also one met at the journal's opening) is returned, with its
+    `stop_reason`, not raised. Cancelling the
     call stops the run; its journal keeps what was done, for a resume.
     """
     return upload

@@ -1,6 +1,8 @@
 """What a finished run returns: the journal's counts and why it stopped.
 
-Owns `Result` (`StopReason` is the engine's, re-exported). The counts are the journal's (what
+Owns `Result` (`StopReason` is the engine's, re-exported), and the result of a run
+stopped before it started (`unopened`: no room to open its journal) with its one
+snapshot (`still`). The counts are the journal's (what
 `ingest status` would report after the run), never the engine's live
 counters; those are kept apart in `this_run`. They count the manifest's
 items: an item an earlier run uploaded that this manifest no longer lists is
@@ -17,14 +19,18 @@ manifest, and those neither help nor hurt.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ingest.engine.outcomes import StopReason
+from ingest.errors import IngestError
 
 if TYPE_CHECKING:
-    from ingest.engine import Counters
+    from ingest.engine import Counters, Snapshot
+    from ingest.errors import JournalError
 
 __all__ = ["Result", "StopReason"]
 
@@ -76,3 +82,53 @@ class Result:
         """
         c = self.this_run
         return c.read - c.skipped - c.done
+
+
+def counted(counts: Mapping[str, int], **fields: Any) -> Result:
+    """A `Result` of a journal's `counts` (done, failed, rejected, in_flight) and `fields`."""
+    return Result(
+        done=counts["done"],
+        failed=counts["failed"],
+        rejected=counts["rejected"],
+        in_flight=counts["in_flight"],
+        **fields,
+    )
+
+
+def unopened(path: Path, exc: JournalError) -> Result:
+    """The `Result` of a run whose journal could not be opened for want of room: stopped
+    (`StopReason.JOURNAL`) before anything was sent, counted from the journal as it is."""
+    from ingest.engine import Counters
+    from ingest.journal import replay
+
+    counts = {"done": 0, "failed": 0, "rejected": 0, "in_flight": 0}
+    removed = 0
+    with contextlib.suppress(OSError, IngestError):  # none yet, or unreadable: nothing counted
+        earlier = replay(path)
+        counts, removed = earlier.counts(), earlier.removed
+    return counted(
+        counts,
+        total=None,
+        stop_reason=StopReason.JOURNAL,
+        stop_message=str(exc),
+        drained=False,
+        journal=path,
+        elapsed_s=0.0,
+        this_run=Counters(),
+        removed=removed,
+    )
+
+
+def still(result: Result) -> Snapshot:
+    """The one snapshot of a run that stopped before it started (`unopened`)."""
+    from ingest.engine import Progress, Snapshot
+    from ingest.pacing import PacerStats
+
+    return Snapshot(
+        counters=result.this_run,
+        total=None,
+        elapsed_s=0.0,
+        api_pacer=PacerStats(rate=None, throttles=0, paused_for=0.0),
+        reading_done=False,
+        progress=Progress(done=result.done, failed=result.failed, rejected=result.rejected),
+    )

@@ -1,7 +1,7 @@
 """The exit codes of `ingest run` (and `retry-failed`) and what each means: the one text.
 
 Owns the codes, their meanings for a run and for a dry run, which code an
-error that ends a command before its run is (`out_of_room`), and their two
+error that ends a command before its run is (`out_of_room`, from `ingest.errors`), and their two
 renderings: the epilog of `run --help` and `retry-failed --help` (`help_text`,
 one code a line) and the README's exit code tables (`markdown`; a test checks
 that the README holds exactly these rows), so the help and the README cannot
@@ -14,9 +14,10 @@ with the backquotes dropped.
 from __future__ import annotations
 
 import argparse
-import errno
 import textwrap
 from dataclasses import dataclass
+
+from ingest.errors import out_of_room as out_of_room  # re-exported: where callers import it
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,8 @@ RUN: tuple[ExitCode, ...] = (
     ExitCode(
         EXIT_FAILED,
         "the run finished, but some items are not done: failed, rejected or unfinished "
-        "(see the summary; fix and run `ingest retry-failed`), or files changed since their "
+        "(see the summary; fix and run `ingest retry-failed`; those held back by Autoenhance's "
+        "30 file names an hour: run again after the time given), or files changed since their "
         "upload and not uploaded again (`N files changed since upload; run with "
         "--reupload-changed to upload them again`)",
     ),
@@ -84,22 +86,6 @@ DRY_RUN: tuple[ExitCode, ...] = (
         "another run, an empty manifest)",
     ),
 )
-
-
-# A write refused for want of room: a full disk, a quota, a file size limit (`ulimit -f`).
-_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-
-
-def out_of_room(exc: BaseException) -> bool:
-    """Whether `exc` (or what caused it) is a write refused for want of room: the machine's
-    state, not the command's, so it exits `EXIT_STOPPED` whether the journal's opening or
-    a record mid-run met it."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in _NO_ROOM:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def markdown(codes: tuple[ExitCode, ...]) -> str:

@@ -294,8 +294,12 @@ async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) ->
     import anyio.abc
 
     from ingest.cli.report import plural
+    from ingest.redact import redact
 
     async with upload as run:
+        if (early := run.result) is not None:  # stopped before it started (no room for the journal)
+            print(f"ingest: stopped: {redact(early.stop_message or '')}", file=sys.stderr)
+            return EXIT_STOPPED
         if run.emulator is not None:
             reporter.note(
                 f"using the built-in emulator at {run.emulator.base_url} "

@@ -89,8 +89,6 @@ LABELS = {
     "ingest": "ingest run",
     "ingest-asyncio": "ingest run (asyncio)",
     "ingest-aiohttp": "ingest run (aiohttp PUTs)",
-    "ingest-putproc": "ingest run (PUT process)",
-    "ingest-putproc-c": "ingest run (PUT process, 2 ms frames)",
 }
 UVLOOP = importlib.util.find_spec("uvloop") is not None
 _HIDE_UVLOOP = (
@@ -201,10 +199,6 @@ class Bench:
         asyncio = client == "ingest-asyncio"
         head = hidden_uvloop(self.script) if asyncio else ingest_command(self.script)
         put = ["--put-transport", "aiohttp"] if client == "ingest-aiohttp" else []
-        if client.startswith("ingest-putproc"):
-            env["INGEST_PUTPROC"] = "1"
-        if client == "ingest-putproc-c":
-            env["INGEST_PUTPROC_COALESCE_MS"] = "2"
         return [*head, "run", str(manifest), "--provider", "novita", "--base-url",
                 self.signer.base_url, "--journal", str(journal), "--json", *put], env  # fmt: skip
 

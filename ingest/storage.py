@@ -28,13 +28,11 @@ import anyio
 import yarl
 
 from ingest import bandwidth, offloop
-from ingest.errors import EXPIRED, UNREACHABLE, Action, Scope, TransferError
-from ingest.http import RedactedCause, check_upload_url, map_errors, throttle_scope, triage
+from ingest.errors import EXPIRED, Action, Scope, TransferError
+from ingest.http import check_upload_url, map_errors, throttle_scope, triage
 from ingest.item import Member, Streamed
 from ingest.redact import redact
 from ingest.retry import parse_retry_after
-from ingest.transport.pool import ConnectFailed
-from ingest.transport.putproc import LocalFileError
 from ingest.transport.send import closing_body as closing_body  # imported from here by others
 from ingest.transport.send import send_aiohttp, send_lean
 
@@ -204,12 +202,6 @@ async def put_file(
     that knows the URL is its API's own adds one, e.g. Autoenhance's key).
     """
     target = check_upload_url(url, allow_insecure=allow_insecure_http, provider=provider)
-    putproc = session.putproc
-    if putproc is not None and putproc.alive and bandwidth.CURRENT.get() is None:
-        lean = session.lean
-        if lean is not None and lean.direct(target):
-            await _send_child(session, target, path, size, content_type, provider, headers)
-            return
 
     async def make_body() -> bytes | AsyncGenerator[bytes, None]:
         if body is not None:
@@ -436,49 +428,6 @@ async def _send(
         raise _item_failure(
             f"cannot read {path}: {exc.strerror or exc}", "unreadable", provider
         ) from exc
-
-
-async def _send_child(
-    session: Session,
-    target: yarl.URL,
-    path: Path,
-    size: int,
-    content_type: str,
-    provider: str,
-    extra: Mapping[str, str] | None,
-) -> None:
-    """`_send` by the PUT process (`ingest.transport.putproc`): the child reads the file."""
-    assert session.putproc is not None
-    headers = {**(extra or {}), "Content-Type": content_type, "Content-Length": str(size)}
-    origin = str(target.origin())
-    try:
-        async with map_errors(provider, "transfer", origin):
-            try:
-                status, answer, answer_headers = await session.putproc.put(
-                    str(target), headers, str(path), 0, size, True
-                )
-            except ConnectFailed as exc:
-                raise TransferError(
-                    f"cannot reach {origin}: {exc.why}",
-                    action=Action.RETRY,
-                    code=UNREACHABLE,
-                    provider=provider,
-                    op="transfer",
-                ) from RedactedCause(exc)
-            if status in (200, 201, 204):
-                return
-            if 300 <= status < 400:
-                raise _item_failure(
-                    f"storage answered a {status} redirect; redirects are not followed",
-                    "redirect",
-                    provider,
-                    status=status,
-                )
-            raise classify_storage_error(status, answer, answer_headers, provider=provider)
-    except LocalFileError as exc:
-        if exc.code == "file_changed":
-            raise _item_failure(str(exc), "file_changed", provider) from None
-        raise _item_failure(f"cannot read {path}: {exc}", "unreadable", provider) from None
 
 
 def _item_failure(

@@ -323,18 +323,6 @@ async def connect(
         ) as api,
         storage_session(timeouts, run.put_concurrency, run.put_transport) as storage,
     ):
-        if storage.lean is not None and os.environ.get("INGEST_PUTPROC") == "1":
-            from ingest.transport.putproc import PutProc
-
-            storage.putproc = PutProc(
-                {
-                    "connect_timeout": timeouts.connect,
-                    "read_timeout": timeouts.read,
-                    "limit": run.put_concurrency,
-                    "user_agent": storage.headers.get("User-Agent", ""),
-                }
-            )
-            await storage.putproc.start()
         yield cls(
             Context(
                 api=api,

@@ -126,9 +126,7 @@ class Engine(Endings):
             api_pacer=api_pacer,
         )
         # Small files are read as they are validated (see `prefetch`).
-        # The PUT process (prototype) reads the file itself: nothing read ahead here.
-        reads = bool(settings.read_ahead_bytes) and os.environ.get("INGEST_PUTPROC") != "1"
-        self._prefetch = Prefetch(settings.read_ahead_bytes) if reads else None
+        self._prefetch = Prefetch(settings.read_ahead_bytes) if settings.read_ahead_bytes else None
         self.preparer = Preparer(provider.caps, provider.name, settings, clock, self.counters)
         self._lane = (
             None

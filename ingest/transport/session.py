@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     import aiohttp
     from aiohttp.client import _RequestContextManager
 
-    from ingest.transport.putproc import PutProc
-
 
 @dataclass(frozen=True, slots=True)
 class ClientRules:
@@ -55,7 +53,7 @@ class ClientRules:
 class Session:
     """See the module docstring; use as ``async with`` or `close` it."""
 
-    __slots__ = ("_client", "base_url", "headers", "lean", "limit", "putproc", "rules", "total")
+    __slots__ = ("_client", "base_url", "headers", "lean", "limit", "rules", "total")
 
     def __init__(
         self,
@@ -76,7 +74,6 @@ class Session:
         self.total = rules.total
         self.base_url = yarl.URL(base_url) if base_url else None
         self._client = client
-        self.putproc: PutProc | None = None  # the PUT process, when wiring started one
         if lean is not None:
             lean.follow(self.headers)  # as they are at each request, changed or not
 
@@ -124,9 +121,6 @@ class Session:
         return self.request("PUT", url, **kwargs)
 
     async def close(self) -> None:
-        putproc, self.putproc = self.putproc, None
-        if putproc is not None:
-            await putproc.close()
         if self.lean is not None:
             self.lean.close()
         client, self._client = self._client, None

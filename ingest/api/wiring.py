@@ -153,8 +153,10 @@ def prepare(
         check_key_variable(provider, name, getattr(psettings, name))
     refuse_stream(source)  # named as given, before resolving names a pipe /proc/PID/fd/pipe:[N]
     manifest = Path(source).resolve()
-    refuse_empty(manifest, format)  # probes now: a ManifestError (or nothing to upload) first
     journal_path = Path(journal) if journal is not None else default_journal(manifest, provider)
+    if format is None:  # a resume reads the manifest as its journal's run did
+        format = recorded_format(journal_path, provider)
+    refuse_empty(manifest, format)  # probes now: a ManifestError (or nothing to upload) first
     if keys == "none":
         secrets: dict[str, str] = {}
     elif keys == "sim":
@@ -172,6 +174,27 @@ def prepare(
         journal=journal_path.resolve(),
         format=format,
     )
+
+
+def recorded_format(journal: Path, provider: str) -> ManifestFormat | None:
+    """The `format` an earlier run of `journal` forced (its header's ``bind``), else None.
+
+    A resume given no `format` reads the manifest as that run did, as it keeps a
+    recorded order or model (`binding`); one given another is refused by the
+    binding check. A journal that cannot be read yet is left to its opening to name.
+    """
+    from ingest.errors import JournalError
+    from ingest.journal import peek_header
+    from ingest.manifest.probe import FORMATS
+
+    try:
+        header = peek_header(journal)
+    except JournalError:
+        return None
+    if header is None or header.provider != provider:
+        return None
+    recorded = header.bind.get("format")
+    return next((f for f in FORMATS if f == recorded), None)
 
 
 def _sim_secret(provider: str, field_name: str, variable: str) -> str:

@@ -1,5 +1,6 @@
 """Library calls of defects found in session 8: a full disk at the journal's opening is a stopped
-`Result`, as one mid-run is, not a raised `JournalError`."""
+`Result`, as one mid-run is, not a raised `JournalError`; a resume given no `format` reads the
+manifest as the journal's run was told to."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import ingest
+from ingest.errors import JournalMismatch
 from tests.images import make_image
 
 
@@ -42,3 +44,18 @@ def test_a_full_disk_at_the_journals_opening_is_a_stopped_result(
     import anyio
 
     assert anyio.run(steered).stop_reason is ingest.StopReason.JOURNAL
+
+
+def test_a_resume_without_format_reads_the_manifest_as_the_journal_records(tmp_path: Path) -> None:
+    """A CSV named `list.txt`, first run with `format="csv"`: a resume without it read the file
+    as a list by its name (its header row a missing file `path`); `retry-failed` too."""
+    make_image(tmp_path / "a.png", "png", 256, 1)
+    manifest = tmp_path / "list.txt"
+    manifest.write_text("path,caption\na.png,a cat\n")
+    first = ingest.upload_sync(manifest, provider="novita", sim=True, format="csv")
+    assert first.complete and first.done == 1
+    again = ingest.upload_sync(manifest, provider="novita", sim=True)
+    assert again.complete, again
+    assert (again.this_run.skipped, again.rejected) == (1, 0)
+    with pytest.raises(JournalMismatch, match="format"):  # another one is refused
+        ingest.upload_sync(manifest, provider="novita", sim=True, format="list")

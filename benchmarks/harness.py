@@ -10,6 +10,7 @@ medians are reported with ratios against *bare* from the same rounds.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import platform
@@ -34,6 +35,18 @@ from ingest.bench.runner import run_measured  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 DATA = Path(os.environ.get("INGEST_BENCH_DATA", tempfile.gettempdir())) / "ingest-bench-data"
 KEY = "sk-bench"
+
+
+def bare_reader_note(clients: Sequence[str]) -> str | None:
+    """A note when bare (or put) runs without aiofiles: it then reads through the loop's
+    default executor, not with the aiofiles body benchmarks/README.md describes (the
+    session 8 results were recorded so: no aiofiles among their tools)."""
+    if not {"bare", "put"} & set(clients) or importlib.util.find_spec("aiofiles") is not None:
+        return None
+    return (
+        "bare read its files through the loop's executor: aiofiles is not installed in this "
+        "Python (pip install -e '.[bench]' for the aiofiles reader)"
+    )
 
 
 def machine() -> dict[str, Any]:

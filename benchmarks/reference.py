@@ -59,6 +59,7 @@ from harness import (
     ROOT,
     SAVE_HELP,
     add_ratios,
+    bare_reader_note,
     curl_config,
     dataset,
     ingest_summary,
@@ -342,6 +343,8 @@ def run_workload(
         for part in ("sink", "signer")
         if row[part + "_cores"] >= 0.85
     ]
+    if (reader := bare_reader_note(clients)) is not None:
+        notes.append(reader)
     loads = [r.load_1m for rs in runs.values() for r in rs]
     if loads and max(loads) > (os.cpu_count() or 1):
         notes.append(

@@ -56,3 +56,16 @@ def test_each_benchmark_writes_through_record_and_has_save(script: str) -> None:
     }
     assert "record" in called and "save" not in called  # save() writes the tracked results
     assert "--save" in flags
+
+
+def test_bare_without_aiofiles_is_noted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Newcomer9: run from the README's venv (no bench extra), bare read through the executor
+    # and nothing said so; benchmarks/README.md describes an aiofiles body.
+    harness = _harness()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "aiofiles" else real(name)
+    )
+    note = harness.bare_reader_note(["bare", "ingest"])
+    assert note is not None and "aiofiles is not installed" in note
+    assert harness.bare_reader_note(["curl", "ingest"]) is None  # no bare run: nothing to say

@@ -79,8 +79,7 @@ a resumed run starts any item (`tidy`), the journal's order is listed
 (``GET /v3/orders/{id}``) and its waiting images are deleted, so those go too.
 Only for an order the journal made itself: an order named with ``order_id``
 may be shared, and another client's waiting image is its upload in progress.
-The same listing (either order) gives the names its images were created
-with in the last hour (`names_used`): the run's name check counts them, so a
+The same listing gives the names its images were created with in the last hour (`names_used`): the run's name check counts them, so a
 re-run within the hour holds back what the name rule would refuse.
 """
 
@@ -326,7 +325,9 @@ class AutoenhanceProvider:
     async def tidy(self) -> int:
         """Learn the order's file names, delete its waiting images (see above); how many."""
         order_id = self._ctx.params.get("order_id")
-        if not order_id:
+        if not order_id or AutoenhanceSettings.of(self._ctx.settings).order_id:
+            # A named order may be shared (another client's waiting image is its upload in
+            # progress) and any size: not listed; its names are told by the 429s alone.
             return 0
         response = await self._call("GET", f"v3/orders/{quote(order_id, safe='')}")
         if response.status == 404:
@@ -339,8 +340,6 @@ class AutoenhanceProvider:
             raise self._bad_response(response, "recover", "the order's images")
         listed = [image for image in images if isinstance(image, dict)]
         self._learn_names(listed)
-        if AutoenhanceSettings.of(self._ctx.settings).order_id:
-            return 0  # a named order may be shared: its waiting images may be others' uploads
         waiting = [
             image["image_id"]
             for image in listed

@@ -14,10 +14,11 @@ import importlib
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ingest import __version__, arenas
+from ingest.cli import startup
 
 # Command modules are imported lazily by name so `ingest status` does not pay for aiohttp.
 COMMANDS: tuple[str, ...] = (
@@ -40,6 +41,7 @@ COMMANDS: tuple[str, ...] = (
 # were never measured: they keep the normal exit (atexit handlers, finalizers).
 QUICK_EXIT: frozenset[str] = frozenset({"run", "bench"})
 UPLOADS: frozenset[str] = frozenset({"run", "retry-failed", "bench", "validate"})  # arenas.limit
+GC_PAUSED: frozenset[str] = frozenset({"run"})  # startup.pause: every path of `run` resumes
 
 
 class Parser(argparse.ArgumentParser):
@@ -65,6 +67,12 @@ class Parser(argparse.ArgumentParser):
                 return chosen if isinstance(chosen, argparse.ArgumentParser) else None
         return None
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse's own asks shutil for the width at every add_argument (it checks the
+        # metavar): shutil, with bz2 and lzma, is ~6 ms of a run's start-up. The same width.
+        make: Callable[..., argparse.HelpFormatter] = self.formatter_class  # all take width
+        return make(prog=self.prog, width=help_width())
+
     def error(self, message: str) -> NoReturn:
         choice = _INVALID_CHOICE.search(message)
         if choice is not None:
@@ -75,6 +83,23 @@ class Parser(argparse.ArgumentParser):
             unknown = [a for a in getattr(self, "_given", ()) if _unknown_option(a, self)]
             message = unrecognized(unknown, self) if unknown else message
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+def help_width() -> int:
+    """argparse's width, ``shutil.get_terminal_size().columns - 2``, without shutil: the
+    ``COLUMNS`` variable if a positive number, else the terminal of ``sys.__stdout__``,
+    else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        columns = columns or 80
+    return columns - 2
 
 
 # argparse's words for a value not among an argument's choices (Python 3.11-3.13).
@@ -158,6 +183,8 @@ def entry() -> NoReturn:
     handlers and finalizers run).
     """
     argv = sys.argv[1:]
+    if argv and argv[0] in GC_PAUSED:
+        startup.pause()  # resumed where the run's start-up ends (cli/run.py)
     if argv and argv[0] in UPLOADS:
         arenas.limit()  # before any thread: glibc's per-thread arenas kept image bytes (arenas.py)
     code = main(argv)

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ingest.cli import coordinated, exits
+from ingest.cli import coordinated, exits, startup
 from ingest.cli.exits import EXIT_OUTPUT_CLOSED, HelpFormatter, help_text
 from ingest.cli.options import (
     add_settings_flags,
@@ -180,10 +180,12 @@ def _run_reporting(args: argparse.Namespace, settings: Settings, reporter: Repor
 
     coordinated.check_args(args)
     if getattr(args, "coordinator", None):  # one worker of a run shared through Redis
+        startup.resume()
         return coordinated.run(args, settings, reporter)
     if args.dry_run:
         from ingest.api.wiring import check_journal, prepare
 
+        startup.resume()  # before the journal's replay
         plan = prepare(
             args.manifest,
             provider=args.provider,
@@ -296,6 +298,7 @@ async def _main(args: argparse.Namespace, upload: Upload, reporter: Reporter) ->
     from ingest.cli.report import plural
     from ingest.redact import redact
 
+    startup.resume()  # the start-up's objects frozen, the collector back (before any replay)
     async with upload as run:
         if (early := run.result) is not None:  # stopped before it started (no room for the journal)
             print(f"ingest: stopped: {redact(early.stop_message or '')}", file=sys.stderr)

@@ -27,7 +27,6 @@ import errno
 import fcntl
 import itertools
 import os
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -155,6 +154,8 @@ def rebind(path: Path, header: Header) -> None:
     with path.open("rb") as src, tmp.open("wb") as out:
         src.readline()
         out.write(orjson.dumps(header.to_record()) + b"\n")
+        import shutil  # here, as below: with bz2 and lzma ~6 ms of a run's start-up
+
         shutil.copyfileobj(src, out, 1 << 20)
         out.flush()
         os.fsync(out.fileno())
@@ -259,6 +260,8 @@ def repair(path: Path, *, dry_run: bool = False) -> Repair:
         while backup.exists():
             n += 1
             backup = path.with_name(f"{path.name}.damaged.{n}")
+        import shutil
+
         shutil.copyfile(path, backup)
         tmp = path.with_name(path.name + ".repair")
         with tmp.open("wb") as out:

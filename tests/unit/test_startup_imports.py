@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -33,6 +34,11 @@ LAZY = (
     "urllib.request",  # read for a *_proxy variable only (transport.pool._proxies)
     "http.client",
     "email",  # an HTTP date not in IMF-fixdate only (lease._http_date, retry)
+    "hashlib",  # a URL entry's key (redact.url_key)
+    "shutil",  # journal rebind and repair; argparse's width (cli.main.help_width) without it
+    "bz2",
+    "lzma",
+    "ingest.manifest.walkstats",  # a walk's (folder, shard) tally
 )
 
 
@@ -43,20 +49,50 @@ def test_a_plain_run_does_not_import_what_it_does_not_use(tmp_path: Path) -> Non
     manifest.write_text(f'{{"path": "{bad}"}}\n')
     argv = ["run", str(manifest), "--provider", "novita", "--base-url", "http://127.0.0.1:9"]
     argv += ["--journal", str(tmp_path / "j"), "--json"]
+    # By the command's own entry, which pauses the collector over the start-up (cli/startup.py)
+    # and leaves by os._exit: the modules and the collector's state are told there.
     code = (
-        "import sys; from ingest.cli.main import main\n"
-        f"try: main({argv!r})\n"
-        "except SystemExit: pass\n"
-        "print(' '.join(sorted(sys.modules)), file=sys.stderr)"
+        "import gc, os, sys; from ingest.cli.main import entry\n"
+        "def leave(code):\n"
+        "    print(' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+        "    print('gc', gc.isenabled(), gc.get_freeze_count(), file=sys.stderr)\n"
+        "    sys.stderr.flush(); _exit(code)\n"
+        "_exit, os._exit = os._exit, leave\n"
+        f"sys.argv = ['ingest', *{argv!r}]\n"
+        "entry()"
     )
     env = {**os.environ, "NOVITA_API_KEY": "k"}
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
     )
     assert '"rejected":1' in done.stdout, done.stdout + done.stderr
-    loaded = set(done.stderr.split())
+    modules, collector = done.stderr.splitlines()[-2:]
+    loaded = set(modules.split())
     assert "ingest.engine.core" in loaded  # the run got as far as the engine
     assert not {m for m in loaded if m.split(".")[0] in LAZY or m.startswith(LAZY)}
+    enabled, frozen = collector.split()[1:]
+    assert enabled == "True"  # resumed before the upload
+    assert int(frozen) > 10_000  # the start-up's objects, which no collection walks again
+
+
+def test_the_collector_paused_over_the_start_up_is_back_for_a_dry_run(tmp_path: Path) -> None:
+    from ingest.cli import startup
+    from ingest.cli.main import main
+
+    image = tmp_path / "a.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(f'{{"path": "{image}"}}\n')
+    argv = ["run", str(manifest), "--provider", "novita", "--dry-run", "--json"]
+    startup.pause()
+    try:
+        main([*argv, "--journal", str(tmp_path / "j")])
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
+    startup.resume()  # a second resume, or one without a pause, does nothing
+    assert gc.get_freeze_count() == 0
 
 
 def test_an_imf_fixdate_is_read_without_email_utils() -> None:

@@ -339,16 +339,16 @@ def build_report(
             "expired_puts": (emulator_stats or {}).get("expired"),
             "assets_issued": (emulator_stats or {}).get("assets_issued"),
         }
-    unfinished = _unfinished(options.count, client)
-    if unfinished is None:
+    not_done = unfinished(options.count, client)
+    if not_done is None:
         bottleneck, reason = verdict(report, cores=os.cpu_count() or 1)
         report["verdict"] = {"bottleneck": bottleneck, "reason": reason}
     else:
-        report["verdict"] = {"bottleneck": None, "reason": unfinished}
+        report["verdict"] = {"bottleneck": None, "reason": not_done}
     return report
 
 
-def _unfinished(count: int, client: dict[str, Any]) -> str | None:
+def unfinished(count: int, client: dict[str, Any]) -> str | None:
     """Why a run has no verdict (it stopped, or not every file is done); None if it has one."""
     stopped = client["stop_reason"]
     if client["done"] == count and not stopped:
@@ -395,7 +395,8 @@ def render(report: dict[str, Any]) -> str:
         f"({cfg['endpoint']}, {cfg.get('put_transport', 'aiohttp')} PUTs)",
         f"  done       {res['done']} (failed {res['failed']}, rejected {res['rejected']})"
         f" in {res['elapsed_s']:.2f} s",
-        f"  throughput {res['files_per_s']:.1f} files/s, {res['mib_per_s']:.1f} MiB/s",
+        f"  throughput {res['files_per_s']:.1f} files/s, {res['mib_per_s']:.1f} MiB/s "
+        "in the transfer phase (start-up not counted)",
         f"  API        {ms(lat['api'])}",
         f"  PUT        {ms(lat['put'])}",
         "  queued     "

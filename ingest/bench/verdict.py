@@ -7,8 +7,10 @@ Rules, first match wins (thresholds are shares of the run's wall time):
 2. provider rate limit: ≥ 5 answers of 429 per 1,000 files;
 3. client CPU: the client's event loop was busy ≥ 70 % of the run, or the
    client process used ≥ 90 % of the machine's cores;
-4. storage bandwidth: a PUT takes at least as long as an API call (the data
-   plane is the slow stage), otherwise provider API latency.
+4. storage bandwidth: a PUT takes longer than an API call (the data plane is
+   the slow stage), provider API latency the other way round; none when their
+   medians are within `SAME_LATENCY` of each other (28.2 ms against 28.1 on a
+   loaded machine named storage bandwidth: both were its queues).
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ EMULATOR_CORE = 0.85
 THROTTLES_PER_1000 = 5.0
 LOOP_BUSY = 0.70
 MACHINE_FULL = 0.90
+SAME_LATENCY = 0.10  # PUT and API medians this close (of the larger) are one figure: invented
 
 
-def verdict(report: dict[str, Any], *, cores: int) -> tuple[Bottleneck, str]:
-    """The bottleneck of a run and why, from a report built by `runner.build_report`."""
+def verdict(report: dict[str, Any], *, cores: int) -> tuple[Bottleneck | None, str]:
+    """The bottleneck of a run and why (None: no stage stands out), from a report built by
+    `runner.build_report`."""
     client = report["client"]
     wall = max(client["process_wall_s"], 1e-9)
     client_cores = client["cpu_s"] / wall
@@ -63,6 +67,12 @@ def verdict(report: dict[str, Any], *, cores: int) -> tuple[Bottleneck, str]:
             f"({client['cpu_ms_per_file']:.2f} ms CPU per file)",
         )
     api, put = report["latency_ms"]["api"]["p50"], report["latency_ms"]["put"]["p50"]
+    if api is not None and put is not None and abs(put - api) <= SAME_LATENCY * max(put, api):
+        return (
+            None,
+            f"no stage stands out: a PUT takes {put:.1f} ms at the median and an API call "
+            f"{api:.1f} ms, the same within {SAME_LATENCY:.0%}, and the client had CPU to spare",
+        )
     if put is not None and (api is None or put >= api):
         return (
             "storage bandwidth",

@@ -164,7 +164,12 @@ async def _main(
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:  # the first drains, any later one stops now
                 if not interrupted:
-                    reporter.note("stopping: finishing this worker's chunk in flight", always=True)
+                    reporter.note(
+                        "stopping: finishing the uploads in flight, then handing this worker's "
+                        "chunk back to the run (its other items go to another worker); press "
+                        "Ctrl-C again to stop now",
+                        always=True,
+                    )
                 (worker.abort if interrupted else worker.drain)()
                 interrupted = True
 

@@ -35,6 +35,7 @@ from ingest.cli.summary import write_summary
 from ingest.cli.wording import folder_reason as folder_reason  # re-exported: where callers
 from ingest.cli.wording import human_bytes as human_bytes  # import them from
 from ingest.cli.wording import human_duration as human_duration
+from ingest.cli.wording import member_where
 from ingest.cli.wording import plural as plural
 from ingest.cli.wording import problem_where as problem_where
 from ingest.cli.wording import unjournaled_note as unjournaled_note
@@ -81,6 +82,7 @@ class Reporter:
         self._journal: str | None = None  # a dry run has none
         self.done_before: int | None = None  # the journal's done items as the run started
         self.folder = False  # the manifest is a folder: entries are named by their path in it
+        self.packed = False  # a shard or Parquet file: entries are named by member or row
         self.key_envs: tuple[str, ...] = ()  # the variables the provider's secrets came from
         self._live: Any = None
         self._flushed_at = 0.0
@@ -150,13 +152,15 @@ class Reporter:
             code=err.code,
             reason=err.message,
         )
-        self._print_failure(f"failed  {key if self.folder else f'line {line} {key}'}: {err}")
+        self._print_failure(f"failed  {self._where(key, line)}: {err}")
 
     def item_rejected(self, key: str | None, err: ManifestError) -> None:
         self.failures[("rejected", group(err.reason))] += 1
         self._item_event("item_rejected", key=key, line=err.line, reason=err.reason)
-        where = problem_where(err.line, key, err.reason, err.source, folder=self.folder)
-        reason = folder_reason(err.reason, key) if self.folder else err.reason
+        where = problem_where(
+            err.line, key, err.reason, err.source, folder=self.folder, packed=self.packed
+        )
+        reason = folder_reason(err.reason, key) if self.folder or self.packed else err.reason
         verdict = "rejected"
         if reason.startswith(HELD):  # a provider's same-name limit: not the item's fault
             verdict, reason = "held back", reason.removeprefix(HELD).lstrip(": ")
@@ -164,10 +168,17 @@ class Reporter:
 
     def item_changed(self, key: str, line: int) -> None:
         self._item_event("item_changed", key=key, line=line)
-        where = key if self.folder else f"line {line} {key}"
+        where = self._where(key, line)
         self._print_failure(
             f"changed {where}: the file changed since it was uploaded (kept the old upload)"
         )
+
+    def _where(self, key: str, line: int) -> str:
+        """An item as a problem line names it: its path in a folder, its member or row in a
+        shard, else its manifest line and key."""
+        if self.folder:
+            return key
+        return (self.packed and member_where(key)) or f"line {line} {key}"
 
     def _print_failure(self, text: str) -> None:
         if self.mode == "json":

@@ -160,10 +160,12 @@ def _mode(args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from ingest.cli.report import Reporter
+    from ingest.cli.wording import packed
 
     settings = settings_from_args(args, args.provider)
     reporter = Reporter(_mode(args), interval=settings.run.status_interval_s)
     reporter.folder = args.manifest.is_dir()
+    reporter.packed = packed(args.manifest, args.format)
     section = settings.provider(args.provider)
     reporter.key_envs = tuple(v for f in section.key_envs if (v := str(getattr(section, f))))
     try:

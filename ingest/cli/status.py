@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.write(orjson.dumps(failure.to_json()).decode() + "\n")
         else:
             listed = 0
-            folder = _of_a_folder(args.journal)
+            folder, packed = _naming(args.journal)
             for failure in found:
-                print(failure_line(failure, folder=folder))
+                print(failure_line(failure, folder=folder, packed=packed))
                 listed += 1
             if not listed:
                 print("no failed or rejected items")
@@ -79,26 +79,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def failure_line(failure: Failure, *, folder: bool = False) -> str:
+def failure_line(failure: Failure, *, folder: bool = False, packed: bool = False) -> str:
     """One item of ``status --failed``: where, key, class/code, reason."""
     from ingest.cli.wording import folder_reason, problem_where
 
     key, reason = failure.key, failure.reason
-    where = problem_where(failure.line, key, reason, "(no line)", folder=folder)
+    where = problem_where(failure.line, key, reason, "(no line)", folder=folder, packed=packed)
     label = f"{failure.action}/{failure.code}" if failure.kind == "fail" else "rejected"
-    return f"{where}: {label}: {folder_reason(reason, key) if folder else reason}"
+    return f"{where}: {label}: {folder_reason(reason, key) if folder or packed else reason}"
 
 
-def _of_a_folder(journal: Path) -> bool:
-    """Whether the journal's manifest is a folder (its entries are then named by path)."""
+def _naming(journal: Path) -> tuple[bool, bool]:
+    """Whether the journal's manifest is a folder (its entries are then named by path), and
+    whether a shard or Parquet file (by member or row: `wording.member_where`)."""
+    from ingest.cli.wording import packed
     from ingest.errors import JournalError
     from ingest.journal.reader import peek_header
 
     try:
         header = peek_header(journal)
     except JournalError:
-        return False
-    return header is not None and Path(header.manifest).is_dir()
+        return False, False
+    if header is None:
+        return False, False
+    manifest = Path(header.manifest)
+    return manifest.is_dir(), packed(manifest)
 
 
 def status_lines(info: JournalStatus) -> list[str]:

@@ -187,7 +187,8 @@ def write_summary(reporter: Reporter, result: Result, progress: Progress | None)
         for (action, code), n in reporter.failures.most_common():
             hint = hint_for(action, code)
             lines.append(f"  {n:>6}  {action}/{code}" + (f"  → {hint}" if hint else ""))
-    if result.stop_message:
+    # Ctrl-C's stop is the exit line's ("interrupted; run the same command again to resume …").
+    if result.stop_message and result.stop_reason is not StopReason.INTERRUPTED:
         lines.append(f"stopped: {result.stop_message}")
         if stopped := stop_hint(result.stop_reason, reporter.key_envs):
             lines.append(stopped)

@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     import orjson
 
     from ingest.cli.wording import folder_reason, human_bytes, plural, problem_where
+    from ingest.cli.wording import packed as of_a_shard
     from ingest.convert import accepting, converter_for
     from ingest.errors import IngestError, ManifestError
     from ingest.item import Source
@@ -222,10 +223,13 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(document).decode() + "\n")
         return 1 if problems else 0
     folder = args.manifest.is_dir()
+    shard = of_a_shard(args.manifest, args.format)
     for problem in [] if args.each else problems[: args.limit]:  # --each said them in place
         key, reason = problem["key"], problem["reason"]
-        where = problem_where(problem["line"], key, reason, str(args.manifest), folder=folder)
-        said = folder_reason(reason, key) if folder else reason
+        where = problem_where(
+            problem["line"], key, reason, str(args.manifest), folder=folder, packed=shard
+        )
+        said = folder_reason(reason, key) if folder or shard else reason
         print(f"{where}: {CONVERT_FAILED + ': ' if problem['class'] == 'fail' else ''}{said}")
     if len(problems) > args.limit and not args.each:
         print(f"… and {len(problems) - args.limit} more (use --json for all)")

@@ -1,13 +1,15 @@
 """How the commands word counts, sizes, durations and where a problem is.
 
 Owns the small text helpers every command's output uses (`plural`,
-`human_bytes`, `human_duration`, `problem_where`, `folder_reason`,
-`unjournaled_note`, `nothing_to_retry`). It imports nothing of the engine, so `status`, `export`
+`human_bytes`, `human_duration`, `problem_where`, `member_where`, `packed`,
+`folder_reason`, `unjournaled_note`, `nothing_to_retry`). It imports nothing of the engine, so `status`, `export`
 and `validate` word their lines without importing what a run needs
 (`ingest.cli.report` re-exports these names for the run's display).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 def human_bytes(n: float) -> str:
@@ -19,21 +21,55 @@ def human_bytes(n: float) -> str:
 
 
 def problem_where(
-    line: int | None, key: str | None, reason: str, source: str, *, folder: bool = False
+    line: int | None,
+    key: str | None,
+    reason: str,
+    source: str,
+    *,
+    folder: bool = False,
+    packed: bool = False,
 ) -> str:
     """How a problem line names its entry: ``line N KEY``, without a key the reason ends with.
 
     A folder's or path list's key is the file's path, which the reason
     already ends with (absolute): printing both showed the path twice. A
     folder's entry is named by its path in the folder (its "line" is only
-    its place in the sorted walk): see `folder_reason` for the reason.
+    its place in the sorted walk): see `folder_reason` for the reason. A
+    shard's or Parquet file's (`packed`) is its member or row (`member_where`):
+    its "line" is its place among them, not a line of any file.
     """
     if folder:
         return key or source
+    if packed:
+        return member_where(key) or source
     where = f"line {line}" if line is not None else source
     if not key or reason.endswith(("/" + key, ": " + key)):
         return where
     return f"{where} {key}"
+
+
+def member_where(key: str | None) -> str | None:
+    """A shard's entry, keyed ``SHARD#MEMBER``, as its user names it: ``member s/001.png of
+    s.tar``, or ``row 7 of t.parquet``; None for a key of no member."""
+    lowered = (key or "").lower()
+    ends = [at for sep in (".tar#", ".zip#", ".parquet#") if (at := lowered.find(sep)) >= 0]
+    if not key or not ends:
+        return None
+    cut = min(ends) + lowered[min(ends) :].index("#")
+    shard, member = key[:cut], key[cut + 1 :]
+    if not member:
+        return None
+    if shard.lower().endswith(".parquet") and member.startswith("row-") and member[4:].isdigit():
+        return f"row {member[4:]} of {shard}"
+    return f"member {member} of {shard}"
+
+
+def packed(manifest: str | Path, fmt: str | None = None) -> bool:
+    """Whether the manifest is a shard or a Parquet file (read as `fmt`, else as its name
+    says): its entries are then named by member or row (`member_where`), not by line."""
+    from ingest.manifest.probe import manifest_format
+
+    return (fmt or manifest_format(Path(manifest))) in ("tar", "zip", "parquet")
 
 
 def unjournaled_note(n: int) -> str:

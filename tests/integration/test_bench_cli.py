@@ -61,15 +61,16 @@ def test_bench_json_report() -> None:
     assert report["client"]["peak_rss_mib"] > 10
     assert report["emulator"]["fast_path"] is True
     assert report["emulator"]["cpu_s"] > 0
-    assert report["verdict"]["bottleneck"] in BOTTLENECKS
-    assert report["verdict"]["reason"]
+    verdict = report["verdict"]  # None: a PUT's and an API call's medians within 10 %
+    assert verdict["bottleneck"] in BOTTLENECKS or verdict["reason"].startswith("no stage")
+    assert verdict["reason"]
 
 
 def test_bench_human_report_ends_with_verdict() -> None:
     done = run_ingest(["bench", "--count", "30", "--size", "4KiB"], env=ingest_env(), timeout=60)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
-    assert lines[-1].startswith("verdict: bottleneck is ")
+    assert lines[-1].startswith(("verdict: bottleneck is ", "verdict: none — no stage"))
     assert any(line.strip().startswith("throughput") for line in lines)
 
 
@@ -93,7 +94,8 @@ def test_bench_runs_every_provider_on_the_emulator(provider: str) -> None:
     assert report["config"]["provider"] == provider
     assert (report["result"]["done"], report["result"]["failed"]) == (50, 0)
     assert report["result"]["stop_reason"] is None
-    assert report["verdict"]["bottleneck"] in BOTTLENECKS
+    verdict = report["verdict"]  # None: a PUT's and an API call's medians within 10 %
+    assert verdict["bottleneck"] in BOTTLENECKS or verdict["reason"].startswith("no stage")
 
 
 def test_bench_provider_settings_are_flags_checked_before_the_run() -> None:

@@ -409,3 +409,24 @@ def test_a_tar_cut_inside_a_header_says_it_is_cut_short_not_damaged(tmp_path: Pa
         "the tar is cut short: it ends at byte 1700, inside the header at byte 1536 after"
         " member 'a.png'; the members after it are lost"
     )
+
+
+def test_caption_members_apart_from_their_images_are_noted(tmp_path: Path) -> None:
+    # Newcomer9: `tar cf` of a kohya folder writes it in the folder's order, not by name, so
+    # a.png and a.txt are not adjacent: validate said only "skipped 2 non-image files" and
+    # "2 without a caption", with nothing on why or how to write the shard.
+    shard = tmp_path / "unsorted.tar"
+    with tarfile.open(shard, "w") as tar:
+        for name in ("a.png", "b.png", "a.txt", "b.txt"):
+            add(tar, name, image_bytes("png", 300, 1) if name.endswith("png") else b"cap")
+    found, stats = results(shard)
+    assert [r.caption for r in found if isinstance(r, Item)] == [None, None]
+    assert stats.notes == [
+        f"{shard}: 2 caption members have no image next to them (a sample is a run of adjacent"
+        " members, as WebDataset reads them): a shard written unsorted splits an image from"
+        " its caption; write it sorted by name (tar --sort=name)"
+    ]
+    with tarfile.open(sorted_shard := tmp_path / "sorted.tar", "w") as tar:
+        for name in ("a.png", "a.txt"):
+            add(tar, name, image_bytes("png", 300, 1) if name.endswith("png") else b"cap")
+    assert results(sorted_shard)[1].notes == []

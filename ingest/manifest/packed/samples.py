@@ -112,6 +112,7 @@ def read_shard(
     if "json members" not in stats.tables:
         stats.tables.append("json members")  # where `Captions.metadata` came from
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))  # caption members: pread
+    apart = 0  # samples of caption members only: their images are elsewhere, or nowhere
     try:
         for key, sample in _samples(listed):
             if key is None:
@@ -119,9 +120,12 @@ def read_shard(
                 problem = f"{sample[0][0].problem}: {path}"
                 yield ManifestError(problem, source=source, line=stats.found)
                 continue
+            apart += _captions_alone(sample)
             yield from _sample_items(path, fd, sample, source, label, stats, seen)
     finally:
         os.close(fd)
+    if apart:
+        stats.notes.append(_apart_note(path, apart))
     if stats.found == 0 and not inside:
         yield no_images(source, stats.skipped)
 
@@ -182,6 +186,24 @@ def _count_skipping(path: Path, kind: ShardKind, stats: WalkStats, label: str) -
 
 
 _NO_IMAGE = "a member of a sample without an image"
+
+
+def _captions_alone(sample: Sample) -> bool:
+    """A sample with a caption member and no image: in a shard written unsorted (GNU tar's
+    and zip's order is the folder's, not the names'), a caption lands apart from its image."""
+    suffixes = [suffix for _entry, suffix in sample]
+    return not any(map(_is_image, suffixes)) and any(
+        suffix in _CAPTION_SUFFIXES for suffix in suffixes
+    )
+
+
+def _apart_note(path: Path, samples: int) -> str:
+    members = "1 caption member has" if samples == 1 else f"{samples} caption members have"
+    return (
+        f"{path}: {members} no image next to {'it' if samples == 1 else 'them'} (a sample is a run of adjacent members, as "
+        "WebDataset reads them): a shard written unsorted splits an image from its caption; "
+        "write it sorted by name (tar --sort=name)"
+    )
 
 
 def _skipped_why(suffix: str | None, problem: str | None, taken: set[str]) -> str | None:

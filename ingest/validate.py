@@ -306,8 +306,9 @@ class NameLimit:
 
 def clock_time(unix: float) -> str:
     """`unix` as this machine's wall clock says it, to the minute ("14:05", or with the date
-    when it is not today's)."""
-    moment = time.localtime(unix)
+    when it is not today's), rounded up: an item that can go at 14:05:40 is told "after
+    14:06", so a re-run at any moment after the time given finds it free."""
+    moment = time.localtime(-(-unix // 60) * 60)
     today = time.strftime("%Y-%m-%d") == time.strftime("%Y-%m-%d", moment)
     return time.strftime("%H:%M" if today else "%Y-%m-%d %H:%M", moment)
 

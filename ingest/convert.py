@@ -159,6 +159,10 @@ class Converter:
         self._spool = Spool("ingest-convert-")  # files without names (`ingest.spool`)
         self._exts = ",".join(sorted(kind.ext for kind in formats))
         self._image: Any = None  # Pillow in this process: `plan` (validate) only
+        # The processes converting now, by item key, and the keys `stop` was called for.
+        self._busy: dict[str, pool.Process] = {}
+        self._stopping: set[str] = set()
+        self._busy_lock = threading.Lock()
 
     def needs(self, source: Source) -> bool:
         return source.image_type not in self.formats
@@ -182,6 +186,15 @@ class Converter:
     async def convert(self, source: Source) -> Source:
         """`source` converted and spooled, in a converter process; `TransferError` if not."""
         return await anyio.to_thread.run_sync(self._convert, source, limiter=self._limiter)
+
+    def stop(self, key: str) -> None:
+        """The conversion of `key` stopped now, its process killed (the run is being stopped:
+        `engine.lane`); it then fails as a process that ended does."""
+        with self._busy_lock:
+            self._stopping.add(key)
+            process = self._busy.get(key)
+        if process is not None:
+            process.stop()
 
     def forget(self, key: str) -> None:
         """The item is journaled done or failed: its spool file goes."""
@@ -213,10 +226,15 @@ class Converter:
             process = pool.take()
         except (pool.Gone, OSError) as exc:
             raise self._fail(source, f"no converter process could start ({exc})") from None
+        key = source.item.key
+        with self._busy_lock:
+            self._busy[key] = process
+            if key in self._stopping:
+                process.stop()
         try:
             converted = self._exchange(process, source)
         except (pool.Gone, TransferError) as exc:
-            if isinstance(exc, TransferError) and not process.overdue:
+            if isinstance(exc, TransferError) and not (process.overdue or process.stopped):
                 pool.give(process)  # it answered: ready for the next image
                 raise
             self._spool.forget(source.item.key)
@@ -229,7 +247,11 @@ class Converter:
         except BaseException:
             pool.drop(process)  # out of step, perhaps: not to be trusted with another
             raise
-        pool.give(process)
+        finally:
+            with self._busy_lock:
+                self._busy.pop(key, None)
+                self._stopping.discard(key)
+        (pool.drop if process.stopped else pool.give)(process)  # killed: never given again
         return converted
 
     def _exchange(self, process: pool.Process, source: Source) -> Source:

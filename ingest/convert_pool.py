@@ -155,6 +155,7 @@ class Process:
         self.spent_s = 0.0  # the last `arm`'s time until `disarm` (CPU time once extended)
         self._timing = threading.Lock()
         self.overdue = False  # killed by its time limit (`arm`)
+        self.stopped = False  # killed by `stop`
         self.arm(START_S)
         try:
             ready = self.ask()
@@ -220,6 +221,14 @@ class Process:
                 self.proc.kill()
             self._pipe.wake()  # the reader and writer: now, not once it has exited
 
+    def stop(self) -> None:
+        """Killed now, whatever it is doing (the run is being stopped), its waits ended."""
+        self.stopped = True
+        _lift(self.pid)
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        self._pipe.wake()
+
     def tell(self, *message: Any) -> None:
         try:
             convert_child.send(self._pipe, message)
@@ -254,7 +263,7 @@ class Process:
         return answer
 
     def _ended(self) -> str:
-        if self.overdue:  # its time limit's kill, which it may be slow to act on (`_Pipe`)
+        if self.overdue or self.stopped:  # this process's kill: it may be slow to act on it
             return "killed by SIGKILL"
         try:
             code = self.proc.wait(5)

@@ -29,7 +29,9 @@ Whether the workers have work queued is looked at every `POLL_S`.
 
 Invariants: a conversion that fails is its item's failure, as in a
 worker; after a drain nothing more is converted (the items are simply the
-next run's); the lane's tasks end when the reader closes the queue, and
+next run's); after an abort (the lane's tasks cancelled) a conversion in
+flight has `STOP_GRACE_S` to end, then its process is stopped
+(`Converter.stop`), and its item is the next run's, not failed; the lane's tasks end when the reader closes the queue, and
 close their clones of the upload stream, so the upload workers end after
 the last converted item; when the workers are gone first (an aborted run),
 a converted item is left for the next run, as one not yet read; at least
@@ -41,6 +43,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import anyio
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ingest import handoff
@@ -52,6 +55,7 @@ from ingest.preparing import Preparer
 
 QUEUE = 4096  # sources waiting to convert, without their bytes (~1 KiB each)
 POLL_S = 0.02  # how often a task waiting for its turn looks at the upload workers' queue
+STOP_GRACE_S = 0.5  # an aborted run's conversion may end by itself this long, else is stopped
 
 
 class Lane:
@@ -106,10 +110,9 @@ class Lane:
                         return
                     if self._draining():
                         continue  # not started: the next run picks it up
-                    try:
-                        converted = await self._preparer.source(source)
-                    except TransferError as err:
-                        self._fail(source.item.key, source.item.line, err)
+                    converted = await self._converted(source)
+                    if isinstance(converted, TransferError):
+                        self._fail(source.item.key, source.item.line, converted)
                         continue
                     try:
                         await handoff.send(send, converted)
@@ -117,6 +120,41 @@ class Lane:
                         return  # the upload workers are gone (the run was aborted): the next run's
                 finally:
                     self._active -= 1
+
+    async def _converted(self, source: Source) -> Source | TransferError:
+        """`source` converted, or why not; cancelled (the run aborted), it stops the
+        conversion's process: anyio waits for a thread to return, and the conversion's would
+        have held the run's end for as long as it took (up to `convert_timeout_s`)."""
+        finished = stopped = False
+        result: Source | TransferError | None = None
+        returned = anyio.Event()
+
+        async def stop_if_cancelled() -> None:
+            nonlocal stopped
+            try:
+                await anyio.sleep_forever()
+            finally:
+                if not finished:  # cancelled from outside: this task's scope, or an abort
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_GRACE_S):
+                        await returned.wait()  # one about to end keeps its process
+                    if not returned.is_set():
+                        stopped = True
+                        self._converter.stop(source.item.key)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_if_cancelled)
+            try:
+                result = await self._preparer.source(source)
+            except TransferError as err:
+                result = err
+            finally:
+                finished = result is not None
+                returned.set()
+                tg.cancel_scope.cancel()
+        if stopped:  # its failure is the stop's, not the item's: the cancellation goes on
+            await anyio.lowlevel.checkpoint()
+        assert result is not None  # else the cancellation went on, out of the task group
+        return result
 
     async def _turn(self, send: MemoryObjectSendStream[Source | Redo]) -> None:
         """Until this task may convert: at once if none is, else once the uploads wait for work."""

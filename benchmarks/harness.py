@@ -45,7 +45,7 @@ def bare_reader_note(clients: Sequence[str]) -> str | None:
         return None
     return (
         "bare read its files through the loop's executor: aiofiles is not installed in this "
-        "Python (pip install -e '.[bench]' for the aiofiles reader)"
+        "Python (pip install 'aiofiles>=23.2', the bench extra, for the aiofiles reader)"
     )
 
 

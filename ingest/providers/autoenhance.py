@@ -133,6 +133,7 @@ class AutoenhanceProvider:
         self._headers = {"x-api-version": settings.api_version} if settings.api_version else {}
         self._names = NameUses()
         self._earlier: dict[str, list[float]] = {}  # name -> creates before this run (`tidy`)
+        self._learnt = False  # `_earlier` is from the first listing (before its DELETEs)
         self._octet_first = False  # learnt: the API signs octet-stream whatever we declared
         # Item key -> the image its latest URL belongs to, until a PUT lands there (LRU:
         # only items in flight matter, and there are never more than a few hundred).
@@ -339,7 +340,9 @@ class AutoenhanceProvider:
         if not isinstance(images, list):
             raise self._bad_response(response, "recover", "the order's images")
         listed = [image for image in images if isinstance(image, dict)]
-        self._learn_names(listed)
+        if not self._learnt:  # `tidy` retried whole (a DELETE's 503): its names are known
+            self._learnt = True
+            self._learn_names(listed)
         waiting = [
             image["image_id"]
             for image in listed

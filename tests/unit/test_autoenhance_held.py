@@ -70,6 +70,16 @@ async def run(provider: AutoenhanceProvider, manifest: Path, journal_path: Path)
         return await engine.run(read_manifest(manifest))
 
 
+def same_names(folder: Path, n: int) -> Path:
+    """A manifest of `n` images all named img.png, each in its own folder."""
+    entries = []
+    for i in range(n):
+        (folder / f"f{i:02d}").mkdir()
+        make_image(folder / f"f{i:02d}" / "img.png", "png", 200, seed=i)
+        entries.append({"path": f"f{i:02d}/img.png"})
+    return write_manifest(folder / "m.jsonl", entries)
+
+
 def held_reasons(journal_path: Path) -> list[str]:
     lines = [json.loads(line) for line in journal_path.read_text().splitlines()[1:]]
     return [str(rec["e"]) for rec in lines if rec["s"] == "bad"]
@@ -78,12 +88,7 @@ def held_reasons(journal_path: Path) -> list[str]:
 async def test_a_rerun_within_the_hour_holds_the_same_items_back_without_a_call(
     tmp_path: Path,
 ) -> None:
-    entries = []
-    for n in range(33):
-        (tmp_path / f"f{n:02d}").mkdir()
-        make_image(tmp_path / f"f{n:02d}" / "img.png", "png", 200, seed=n)
-        entries.append({"path": f"f{n:02d}/img.png"})
-    manifest = write_manifest(tmp_path / "m.jsonl", entries)
+    manifest = same_names(tmp_path, 33)
     journal = tmp_path / "journal"
     async with serve(SimSettings(api_keys=frozenset({KEY}))) as server:
         psettings = dataclasses.replace(DEFAULT_PROVIDERS["autoenhance"], base_url=server.base_url)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import time
 from pathlib import Path
 
+import pytest
+
+from ingest.config import DEFAULT_PROVIDERS
 from ingest.item import Item
+from ingest.providers.autoenhance import AutoenhanceProvider
+from ingest.sim import SimSettings, serve
 from ingest.validate import NameLimit
+from tests.unit import test_autoenhance_held as held
 
 
 def _item(n: int) -> Item:
@@ -33,3 +40,21 @@ def test_a_held_item_passes_at_any_moment_after_the_time_its_line_gives() -> Non
             1, "autoenhance", earlier=lambda name: [created], now=functools.partial(float, after)
         )
         assert again.check(_item(1)) is None, (stated, after - minute)
+
+
+@pytest.mark.anyio
+async def test_a_retried_tidy_does_not_count_the_orders_names_twice(tmp_path: Path) -> None:
+    # `calls.api` retries `tidy` whole when a DELETE of a waiting image gets a 503 or its
+    # connection drops: each listing added the order's creates again, so 15 earlier
+    # img.png creates held back items after 15 more (the API takes 30).
+    manifest = held.same_names(tmp_path, 15)
+    journal = tmp_path / "journal"
+    async with serve(SimSettings(api_keys=frozenset({held.KEY}))) as server:
+        psettings = dataclasses.replace(DEFAULT_PROVIDERS["autoenhance"], base_url=server.base_url)
+        params = AutoenhanceProvider.run_params(psettings, {})
+        async with held.adapter(server, params) as first:
+            assert (await held.run(first, manifest, journal)).counters.done == 15
+        async with held.adapter(server, params) as second:
+            await second.tidy()
+            await second.tidy()  # the retry
+            assert len(second.names_used("img.png")) == 15

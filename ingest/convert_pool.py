@@ -74,7 +74,7 @@ class _Pipe:
     """A child's stdin and stdout, as the frames of `convert_child` read and write them, with
     every wait ended by `wake` (the child was killed: what it has not sent is not coming)."""
 
-    __slots__ = ("_in", "_out", "_raw", "_wake")
+    __slots__ = ("_closed", "_in", "_out", "_raw", "_wake", "_waking")
 
     def __init__(self, to_child: int, from_child: int) -> None:
         self._in, self._out = from_child, to_child
@@ -82,6 +82,9 @@ class _Pipe:
             os.set_blocking(fd, False)
         self._raw = io.FileIO(from_child, "rb", closefd=False)
         self._wake = os.pipe()
+        # `wake` and `close` apart: a stop may come from another thread after the close, when
+        # the wake pipe's numbers may be another file's (a byte written there is not ours).
+        self._waking, self._closed = threading.Lock(), False
 
     def read(self, n: int) -> bytes:
         """`n` bytes (a frame), fewer at the pipe's end or once woken."""
@@ -116,10 +119,15 @@ class _Pipe:
         pass
 
     def wake(self) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._wake[1], b"\0")
+        with self._waking, contextlib.suppress(OSError):
+            if not self._closed:
+                os.write(self._wake[1], b"\0")
 
     def close(self) -> None:
+        with self._waking:
+            if self._closed:
+                return
+            self._closed = True
         for fd in self._wake:
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import re
 import time
 from pathlib import Path
 
 import pytest
 
+from ingest import convert_pool
 from ingest.config import DEFAULT_PROVIDERS
 from ingest.item import Item
 from ingest.providers.autoenhance import AutoenhanceProvider
@@ -58,3 +60,21 @@ async def test_a_retried_tidy_does_not_count_the_orders_names_twice(tmp_path: Pa
             await second.tidy()
             await second.tidy()  # the retry
             assert len(second.names_used("img.png")) == 15
+
+
+def test_stopping_a_converter_process_already_dropped_writes_nowhere(tmp_path: Path) -> None:
+    # `Converter.stop` takes the process under its lock and stops it outside it; the
+    # conversion's thread may drop (close) it in between. Its wake pipe's fd numbers are
+    # then free, and the next file opened gets one: the stop wrote a 0 byte into it.
+    process = convert_pool.take()
+    woken = process._pipe._wake[1]
+    convert_pool.drop(process)
+    other = tmp_path / "opened-next"
+    fd = os.open(other, os.O_WRONLY | os.O_CREAT)
+    try:
+        os.dup2(fd, woken)  # as the next open would have been numbered
+        process.stop()
+    finally:
+        os.close(woken)
+        os.close(fd)
+    assert other.read_bytes() == b""

@@ -5,6 +5,7 @@ image in a row is checked as a tar member is; a dictionary-encoded caption colum
 from __future__ import annotations
 
 import os
+import random
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from ingest.manifest.packed import (
 )
 from ingest.manifest.packed.parquetcolumn import Value
 from ingest.manifest.packed.parquetpieces import Unstreamable
-from ingest.manifest.packed.snappystream import WINDOW, SnappyError, SnappyReader, TooFar
+from ingest.manifest.packed.snappystream import WINDOW, Pieces, SnappyError, SnappyReader, TooFar
 from ingest.sniff import ImageType
 from ingest.validate import Limits, check
 from tests.images import image_bytes
@@ -226,9 +227,44 @@ def test_snappy_streamed_in_small_reads_is_the_block(tmp_path: Path) -> None:
     data = b"".join(image_bytes("png", 3_000, i)[:100] * 30 for i in range(60)) + bytes(200_000)
     block = pa.compress(data, codec="snappy", asbytes=True)
     pieces = iter(block[i : i + 7] for i in range(0, len(block), 7))
-    reader = SnappyReader(lambda n: next(pieces, b""))
+    reader = SnappyReader(Pieces(lambda n: next(pieces, b"")))
     out = b"".join(iter(lambda: reader.read(5_001), b""))
     assert reader.total == len(data) and out == data
+
+
+def _image_like(rng: random.Random, size: int) -> bytes:
+    """Mostly incompressible bytes with a few repeats from up to 40 KB back (Snappy copies
+    across the reader's pieces) and a short run (an overlapping copy)."""
+    data = bytearray(rng.randbytes(size))
+    for _ in range(size // 20_000):
+        at, back = rng.randrange(size), rng.randrange(1, 40_000)
+        if back <= at:
+            data[at : at + 64] = data[at - back : at - back + 64]
+    at = rng.randrange(size + 1)
+    data[at : at + 300] = bytes(300)
+    return bytes(data[:size])
+
+
+@pytest.mark.parametrize("dictionary", [True, False])
+def test_large_mostly_incompressible_rows_are_read_as_pyarrow_reads_them(
+    tmp_path: Path, dictionary: bool
+) -> None:
+    rng = random.Random(15)
+    sizes = [70_000, 65_536, 3, 200_000, 16_384, 16_383, 0, 131_072, 90_001, 5_000]
+    images = [_image_like(rng, n) for n in sizes]
+    rows: Values = [None if n == 0 else image for n, image in zip(sizes, images, strict=True)]
+    source = tmp_path / "large.parquet"
+    pq.write_table(
+        pa.table({"image": pa.array(rows, type=pa.binary())}),
+        source,
+        use_dictionary=dictionary,
+        data_page_size=150_000,
+    )
+    assert _ours(source, 0) == rows
+    block = pa.compress(b"".join(images), codec="snappy", asbytes=True)
+    pieces = iter(block[i : i + 50_000] for i in range(0, len(block), 50_000))
+    reader = SnappyReader(Pieces(lambda n: next(pieces, b"")))
+    assert [reader.read(len(image)) for image in images] == images
 
 
 def _literal(data: bytes) -> bytes:
@@ -238,7 +274,7 @@ def _literal(data: bytes) -> bytes:
 def test_a_snappy_stream_that_overruns_or_reaches_too_far_is_said_so() -> None:
     def reader(block: bytes) -> SnappyReader:
         pieces = iter([block])
-        return SnappyReader(lambda n: next(pieces, b""))
+        return SnappyReader(Pieces(lambda n: next(pieces, b"")))
 
     with pytest.raises(SnappyError, match="runs past the block's length"):
         reader(b"\x03" + _literal(b"abcd")).read(10)  # 3 bytes said, 4 given
@@ -247,12 +283,26 @@ def test_a_snappy_stream_that_overruns_or_reaches_too_far_is_said_so() -> None:
     with pytest.raises(SnappyError, match="a copy from offset 9 of 4 bytes"):
         reader(b"\x08" + _literal(b"abcd") + bytes([(4 - 1) << 2 | 2, 9, 0])).read(10)
     far = WINDOW * 8  # a copy from further back than the window keeps: valid, not streamed
-    head = bytes([0x80 | (far + 4) & 0x7F, 0x80 | (far + 4) >> 7 & 0x7F, (far + 4) >> 14])
-    literal = bytes([63 << 2]) + (far - 1).to_bytes(4, "little") + bytes(far)
-    copy = bytes([(4 - 1) << 2 | 3]) + (far).to_bytes(4, "little")
-    stream = reader(head + literal + copy)
-    assert len(stream.read(far)) == far
-    with pytest.raises(TooFar):
+    literal = bytes([63 << 2]) + (far - 1).to_bytes(4, "little")
+    copy = bytes([(4 - 1) << 2 | 3])
+    size = 2 * far + 4
+    head = bytes([0x80 | size & 0x7F, 0x80 | size >> 7 & 0x7F, size >> 14])
+    stream = reader(
+        head + literal + bytes(far) + literal + b"\x01" * far + copy + (far).to_bytes(4, "little")
+    )
+    assert stream.read(far) == bytes(far) and stream.read(far) == b"\x01" * far
+    assert stream.read(4) == b"\x01" * 4  # the last literal is kept whole: `far` back is in it
+    stream = reader(
+        head
+        + literal
+        + bytes(far)
+        + literal
+        + b"\x01" * far
+        + copy
+        + (2 * far).to_bytes(4, "little")
+    )
+    assert stream.read(far) == bytes(far) and stream.read(far) == b"\x01" * far
+    with pytest.raises(TooFar):  # the first literal is past the window: not kept
         stream.read(4)
 
 

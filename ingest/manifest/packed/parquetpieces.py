@@ -1,7 +1,8 @@
 """The pieces a streamed Parquet column is read with: a chunk's bytes, a page's decompressed bytes, levels.
 
-Owns `ChunkBytes` (a column chunk's byte range of the file, read with
-``pread`` in pieces of `PIECE`: what page headers and page data are read
+Owns `ChunkBytes` (a column chunk's byte range of the file: small reads
+from a buffer of `FILL` bytes, a read of `DIRECT` bytes or more one
+``pread`` into the bytes returned; what page headers and page data are read
 from), `page_body` (a page's data decompressed as it is read: exactly the
 bytes asked for, or `Damaged`), `hybrid` (the RLE / bit-packed hybrid
 encoding of definition levels and dictionary indices), the codecs this
@@ -11,7 +12,8 @@ streams: the caller reads it with pyarrow).
 
 How it works: codecs (``parquet.thrift``, CompressionCodec): UNCOMPRESSED is
 the chunk's bytes themselves; SNAPPY one raw Snappy block a page
-(`snappystream`), or, for a page that shrank by more than a tenth (many
+(`snappystream`, its literals read from the page's own `ChunkBytes`: an
+image's bytes are one or two ``pread`` calls, not copied in Python), or, for a page that shrank by more than a tenth (many
 copies, which the Python decoder takes ~0.4 s a MiB to replay against
 pyarrow's native 3 ms; images already compressed shrink by next to nothing),
 the page decompressed whole by pyarrow, up to `HELD` (larger: `Unstreamable`,
@@ -25,8 +27,9 @@ of 8 values, each group `width` bytes, least significant bit first) or RLE
 (header >> 1 repeats of one value in ceil(width / 8) bytes).
 
 Invariants: no read goes past the chunk's range (`Damaged`: "runs past its
-column chunk"); memory is one piece of the chunk and what the caller asked
-for, never a page but a compressible Snappy one of at most `HELD`.
+column chunk"), nor past a page's (`ChunkBytes.sub`); memory is a `FILL`
+buffer or a `PIECE` of the chunk and what the caller asked for, never a page
+but a compressible Snappy one of at most `HELD`.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ from typing import Any
 from ingest.manifest.packed.parquetthrift import Short
 from ingest.manifest.packed.snappystream import SnappyError, SnappyReader, TooFar
 
-PIECE = 256 << 10  # the chunk's bytes read at a time (a larger value is one read of its own)
+PIECE = 256 << 10  # what a gzip or zstd stream, or a read past a value, asks for at a time
+FILL = 16 << 10  # the chunk's bytes read at a time for small reads (headers, levels, short values)
+DIRECT = 16 << 10  # a read this long is one pread of its own, into the bytes it returns
 HELD = 16 << 20  # a compressible Snappy page is decompressed whole up to this size (see below)
 Read = Callable[[int], bytes]  # up to n bytes (b"" at the end)
 
@@ -81,8 +86,21 @@ class ChunkBytes:
     def seek(self, at: int) -> None:
         self._buf, self._pos, self._next = b"", 0, at
 
+    def left(self) -> int:
+        """Bytes of the range not yet read."""
+        return self._end - self.tell()
+
+    def sub(self, size: int) -> ChunkBytes:
+        """The next `size` bytes as a range of their own (`Damaged` past this one); this one
+        moves past them."""
+        at = self.tell()
+        if at + size > self._end:
+            raise Damaged("a page runs past its column chunk")
+        self.seek(at + size)
+        return ChunkBytes(self._fd, at, at + size)
+
     def _fill(self, want: int) -> None:
-        size = min(max(want, PIECE), self._end - self._next)
+        size = min(max(want, FILL), self._end - self._next)
         data = os.pread(self._fd, size, self._next) if size > 0 else b""
         if not data:
             raise Short
@@ -108,7 +126,7 @@ class ChunkBytes:
         if n <= len(self._buf) - self._pos:
             self._pos += n
             return self._buf[self._pos - n : self._pos]
-        if n >= PIECE:  # a large value: one read of its own (its buffered start read again)
+        if n >= DIRECT:  # a large value: one read of its own (its buffered start read again)
             at = self.tell()
             if at + n > self._end:
                 raise Short
@@ -190,15 +208,21 @@ def _held_snappy(source: Read, size: int, out: int) -> Read:
 
 def page_body(chunk: ChunkBytes, size: int, codec: str, out: int) -> Read:
     """A page's next `size` stored bytes (`out` decompressed) as they decompress: exactly n
-    bytes a call, or `Damaged`."""
-    source = chunk.reader(size)
+    bytes a call, or `Damaged`; `chunk` moves past them."""
+    if size < 0:
+        raise Damaged(f"a page's sizes leave {size} bytes for its data")
+    page = chunk.sub(size)
+    source = page.reader(size)
     read: Read
     if codec == "UNCOMPRESSED":
         read = source
     elif codec == "SNAPPY" and out > size * 1.1:
         read = _held_snappy(source, size, out)
     elif codec == "SNAPPY":
-        read = SnappyReader(source).read
+        try:
+            read = SnappyReader(page).read
+        except SnappyError as exc:
+            raise Damaged(f"a damaged snappy stream ({exc})") from None
     elif codec == "GZIP":
         read = _Inflate(source).read
     elif codec == "ZSTD" and (zstandard := _zstandard()) is not None:

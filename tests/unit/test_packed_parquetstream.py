@@ -278,8 +278,10 @@ def test_a_snappy_stream_that_overruns_or_reaches_too_far_is_said_so() -> None:
 
     with pytest.raises(SnappyError, match="runs past the block's length"):
         reader(b"\x03" + _literal(b"abcd")).read(10)  # 3 bytes said, 4 given
-    with pytest.raises(SnappyError, match="ends in the middle"):
+    with pytest.raises(SnappyError, match="ends in the middle of a literal"):
         reader(b"\x08" + _literal(b"abcdefgh")[:5]).read(10)
+    with pytest.raises(SnappyError, match="ends in the middle of an element"):
+        reader(b"\x08" + _literal(b"abcd") + bytes([(4 - 1) << 2 | 3, 4, 0])).read(10)
     with pytest.raises(SnappyError, match="a copy from offset 9 of 4 bytes"):
         reader(b"\x08" + _literal(b"abcd") + bytes([(4 - 1) << 2 | 2, 9, 0])).read(10)
     far = WINDOW * 8  # a copy from further back than the window keeps: valid, not streamed

@@ -113,6 +113,11 @@ def open_member(path: Path, member: Member, start: int = 0) -> BinaryIO:
 def read_member(path: Path, member: Member, n: int, start: int = 0) -> bytes:
     """Up to `n` bytes of `member` from `start`; `OSError` if it has fewer than it should."""
     want = min(n, member.length - start)
+    if member.row is not None:  # a Parquet row: the cached bytes themselves (a slice of them)
+        from ingest.manifest.packed.parquet import row_bytes
+
+        data = row_bytes(path, member)  # its length checked against the member's
+        return data if start == 0 and want == len(data) else data[start : start + want]
     with open_member(path, member, start) as fh:
         data = _read_exactly(fh, want)
     if len(data) < want:

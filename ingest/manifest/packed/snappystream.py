@@ -134,7 +134,10 @@ class SnappyReader:
                     raise SnappyError("bytes after the block's end")
                 break
             else:
-                piece = self._element()
+                try:
+                    piece = self._element()
+                except Short:
+                    raise SnappyError("the block ends in the middle of an element") from None
                 if not piece:  # a literal's tag: its bytes come next
                     continue
                 if len(piece) > need:
@@ -162,43 +165,37 @@ class SnappyReader:
         while len(pieces) > 1 and self._held - len(pieces[0]) >= WINDOW:
             self._held -= len(pieces.popleft())
 
-    def _byte(self) -> int:
-        try:
-            return self._input.byte()
-        except Short:
-            raise SnappyError("the block ends in the middle of an element") from None
-
     def _varint(self) -> int:
         value = 0
         for shift in range(0, 35, 7):
-            b = self._byte()
+            try:
+                b = self._input.byte()
+            except Short:
+                raise SnappyError("the block ends in the middle of an element") from None
             value |= (b & 0x7F) << shift
             if not b & 0x80:
                 return value
         raise SnappyError("a length longer than 5 bytes")
 
-    def _little(self, n: int) -> int:
-        value = 0
-        for shift in range(0, 8 * n, 8):
-            value |= self._byte() << shift
-        return value
-
     def _element(self) -> bytes:
-        """The next element: b"" for a literal (`_literal` says how long), a copy's bytes."""
-        tag = self._byte()
+        """The next element: b"" for a literal (`_literal` says how long), a copy's bytes
+        (`Short` if the block ends inside it)."""
+        source = self._input
+        tag = source.byte()
         kind = tag & 3
         if kind == 0:
             length = tag >> 2
-            if length >= 60:
-                length = self._little(length - 59)
+            if length >= 60:  # the length in 1-4 bytes after the tag, little-endian
+                length = int.from_bytes(source.take(length - 59), "little")
             if self._produced + length + 1 > self.total:
                 raise SnappyError("a literal runs past the block's length")
             self._literal = length + 1
             return b""
         if kind == 1:
-            length, offset = 4 + ((tag >> 2) & 7), ((tag >> 5) << 8) | self._byte()
+            length, offset = 4 + ((tag >> 2) & 7), ((tag >> 5) << 8) | source.byte()
         else:
-            length, offset = (tag >> 2) + 1, self._little(2 if kind == 2 else 4)
+            length = (tag >> 2) + 1
+            offset = int.from_bytes(source.take(2 if kind == 2 else 4), "little")
         return self._copy(length, offset)
 
     def _copy(self, length: int, offset: int) -> bytes:

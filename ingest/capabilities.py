@@ -1,8 +1,9 @@
 """What a provider can do: the one record the input layer and the providers share.
 
 Owns `Capabilities` and the documented image limits (`MODELHUNTER_IMAGE_BYTES`,
-the validators' through ModelHunter's capabilities; `LARGEST_IMAGE_BYTES`,
-the most a Parquet row's image may be: `parquetcolumn`). It lives apart from `ingest.providers` so that the input
+the validators' through ModelHunter's capabilities; a Parquet row's reader has
+a bound of its own, not a provider's: `parquetcolumn.ROW_BOUND`). It lives
+apart from `ingest.providers` so that the input
 layer (manifest, sniffing, validation, read-ahead) can check an item against
 a provider's limits without importing any adapter, session or setting.
 """
@@ -15,9 +16,6 @@ from ingest.sniff import ImageType
 
 # ModelHunter's image limit: "max 50 MB" for images (File Uploads), MB = 10^6 bytes.
 MODELHUNTER_IMAGE_BYTES = 50_000_000
-# The largest image any provider documents taking (Novita, Scenario and Autoenhance document no
-# limit): what a reader that must hold an image whole (a Parquet row's) holds at most.
-LARGEST_IMAGE_BYTES = MODELHUNTER_IMAGE_BYTES
 
 
 @dataclass(frozen=True, slots=True)

@@ -210,7 +210,10 @@ def test_a_damaged_parquet_row_group_is_two_problem_groups_not_one_per_row() -> 
     from ingest.reasons import group
 
     path = Path("/data/train.parquet")
-    rows = _damaged(path, "train.parquet", WalkStats(), 2, 7, 500, "a bad page header at byte 9")
+    where = (2, 7, 500)  # row group 2 from row 7, 500 rows
+    rows = _damaged(
+        path, "train.parquet", "train.parquet", WalkStats(), where, "a bad page header at byte 9"
+    )
     assert {group(problem.reason) for problem in rows} == {
         "row N cannot be read: row group N is damaged (a bad page header at byte N)",
         "row N not read: row group N is damaged from row N on",

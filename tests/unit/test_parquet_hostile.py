@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from ingest import capabilities
 from ingest.manifest.packed import parquetcolumn
 from ingest.manifest.packed.parquetcolumn import Chunk, Oversized
 from ingest.manifest.packed.parquetpieces import Damaged, Unstreamable, hybrid
@@ -152,7 +151,7 @@ def _gzip_values(path: Path, data: bytes, rows: int) -> tuple[list[parquetcolumn
 def test_a_value_over_the_largest_image_is_that_rows_oversized_never_held(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(capabilities, "LARGEST_IMAGE_BYTES", 1 << 20)
+    monkeypatch.setattr(parquetcolumn, "ROW_BOUND", 1 << 20)
     big = b"\x00" * (3 << 20)  # three times the cap: a few KiB gzipped
     data = _plain_page([b"a" * 10, big, b"b" * 10], compress=True)
     got, peak = _gzip_values(tmp_path / "f", data, 3)
@@ -163,7 +162,7 @@ def test_a_value_over_the_largest_image_is_that_rows_oversized_never_held(
 def test_an_oversized_dictionary_entry_is_read_past_and_its_rows_each_say_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(capabilities, "LARGEST_IMAGE_BYTES", 1 << 20)
+    monkeypatch.setattr(parquetcolumn, "ROW_BOUND", 1 << 20)
     entries = b"".join(len(v).to_bytes(4, "little") + v for v in (b"\x00" * (3 << 20), b"img"))
     stored = zlib.compress(entries)
     dictionary = _page(2, stored, len(entries), 7, [(1, 2), (2, PLAIN)])
@@ -186,7 +185,7 @@ def test_an_oversized_row_is_its_own_problem_naming_file_group_and_row(
     from ingest.item import Item
     from ingest.manifest.packed.parquet import read_parquet
 
-    monkeypatch.setattr(capabilities, "LARGEST_IMAGE_BYTES", 100_000)
+    monkeypatch.setattr(parquetcolumn, "ROW_BOUND", 100_000)
     images = [os.urandom(1000), os.urandom(300_000), os.urandom(1000), os.urandom(1000)]
     path = tmp_path / "p.parquet"
     table = pa.table({"image": pa.array(images, pa.binary())})
@@ -198,6 +197,7 @@ def test_an_oversized_row_is_its_own_problem_naming_file_group_and_row(
     problem = got[1]
     assert isinstance(problem, ManifestError)
     assert problem.reason == (
-        "row 1 (row group 0) holds an image of 300,000 bytes, more than any provider takes "
-        f"(100,000 bytes); not read: {path}#row-1"
+        "row 1 (row group 0) holds an image of 300,000 bytes, more than ingest reads from a "
+        "Parquet row (100,000 bytes: a row is held whole in memory; as a file or a tar member it "
+        f"would be streamed); not read: {path}#row-1"
     )

@@ -19,10 +19,11 @@ of the row groups, pages or file; read by pyarrow, plus about twice the
 largest page (`parquetpages`; `benchmarks/README.md`, Sources).
 
 Invariants: one result per row (a row with no bytes, only a path, or with
-an image over `capabilities.LARGEST_IMAGE_BYTES`, which is never read whole, is that
+an image over `parquetcolumn.ROW_BOUND`, this reader's bound, which is never read whole, is that
 row's `ManifestError`; so is each row of a row group from where it is
 damaged: the first names what is wrong, the rest say they were not read),
-so the count ahead is the file's row count; a file that is not Parquet, or
+so the count ahead is the file's row count, and each problem names its row's
+key (``file#row-N``: in a folder, not the folder); a file that is not Parquet, or
 has no image column, is refused before any row.
 """
 
@@ -48,6 +49,7 @@ from ingest.manifest.packed.parquetfile import (
     open_file,
 )
 from ingest.manifest.packed.parquetpages import largest_page, page_note
+from ingest.manifest.packed.parquetpieces import said
 
 SMALL_ROWS = 4096  # rows of the small columns (path, caption, metadata) read at a time
 
@@ -111,7 +113,7 @@ class _Small:
             try:
                 batch = next(self._batches, None)
             except (OSError, ValueError) as exc:  # pyarrow's errors (ArrowInvalid: ValueError)
-                raise GroupDamaged(self._group, f"pyarrow: {exc}") from None
+                raise GroupDamaged(self._group, f"pyarrow: {said(exc)}") from None
             if batch is None:
                 return False
             cols = {n: batch.column(n).to_pylist() for n in batch.schema.names}
@@ -155,6 +157,7 @@ def read_parquet(
                                 f"row {number} holds no image bytes{only}: {path}#row-{number}",
                                 source=source,
                                 line=stats.found,
+                                key=f"{label}#row-{number}",
                             )
                         elif isinstance(value, Oversized):
                             yield ManifestError(
@@ -162,6 +165,7 @@ def read_parquet(
                                 f"{path}#row-{number}",
                                 source=source,
                                 line=stats.found,
+                                key=f"{label}#row-{number}",
                             )
                         else:
                             counts[1 if caption else 2] += 1
@@ -179,7 +183,10 @@ def read_parquet(
                         done += 1
                     del values
             except GroupDamaged as exc:
-                for error in _damaged(path, source, stats, group, number, rows - done, exc.reason):
+                left = rows - done
+                for error in _damaged(
+                    path, source, label, stats, (group, number, left), exc.reason
+                ):
                     number += 1
                     yield error
     finally:
@@ -190,20 +197,28 @@ def read_parquet(
 
 def _oversized(value: Oversized) -> str:
     return (
-        f"holds an image of {value.size:,} bytes, more than any provider takes "
-        f"({value.limit:,} bytes); not read"
+        f"holds an image of {value.size:,} bytes, more than ingest reads from a Parquet row "
+        f"({value.limit:,} bytes: a row is held whole in memory; as a file or a tar member "
+        "it would be streamed); not read"
     )
 
 
 def _damaged(
-    path: Path, source: str, stats: WalkStats, group: int, number: int, left: int, reason: str
+    path: Path, source: str, label: str, stats: WalkStats, at: tuple[int, int, int], reason: str
 ) -> Iterator[ManifestError]:
-    """One problem for each row of row group `group` from row `number` on (`left` of them)."""
+    """One problem for each row of row group `group` from row `number` on (`left` of them:
+    `at`), each named by its key (in a folder, not by the folder)."""
+    group, number, left = at
     for n in range(number, number + left):
         stats.found += 1
-        said = (
+        what = (
             f"cannot be read: row group {group} is damaged ({reason})"
             if n == number
             else f"not read: row group {group} is damaged from row {number} on"
         )
-        yield ManifestError(f"row {n} {said}: {path}#row-{n}", source=source, line=stats.found)
+        yield ManifestError(
+            f"row {n} {what}: {path}#row-{n}",
+            source=source,
+            line=stats.found,
+            key=f"{label}#row-{n}",
+        )

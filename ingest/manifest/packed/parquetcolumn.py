@@ -19,11 +19,11 @@ dictionary is read forward as the rows need its entries, an entry kept
 only while a later row still needs it (`DICTIONARY_BUDGET` in all; past it
 an entry is dropped and the dictionary read again from its start when
 needed, at most `RESTARTS` times a chunk). Unique images (the usual case)
-are indices 0, 1, 2...: nothing is kept. A value longer than
-`capabilities.LARGEST_IMAGE_BYTES` (the largest image any provider documents taking) is
-read past a piece at a time and yielded as `Oversized`, its length alone.
+are indices 0, 1, 2...: nothing is kept. A value longer than `ROW_BOUND`
+(this reader's bound, not a provider's limit: a row is held whole) is read
+past a piece at a time and yielded as `Oversized`, its length alone.
 
-Invariants: memory is about one value (at most `LARGEST_IMAGE_BYTES`) plus a few pieces of the chunk and
+Invariants: memory is about one value (at most `ROW_BOUND`) plus a few pieces of the chunk and
 the indices of its dictionary-encoded pages, whatever the page sizes;
 `Damaged` for wrong bytes and `Unstreamable` for what this reader does not
 do (the caller reads the rest with pyarrow), raised when met, after the
@@ -37,7 +37,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ingest import capabilities
 from ingest.manifest.packed.parquetpieces import (
     PIECE,
     ChunkBytes,
@@ -62,6 +61,12 @@ from ingest.manifest.packed.parquetthrift import (
     read_header,
 )
 
+# The largest image a row may hold: a row is held whole (its page is encoded and compressed, not a
+# byte range to stream), so a larger one is read past, never held. This reader's bound, not a
+# provider's: Novita, Scenario and Autoenhance document no limit, and a provider that has one
+# (ModelHunter's 50 MB, or a configured `max_size_mb`) refuses a row over it in validation, in
+# its own words, as it does a folder's file. Twice ModelHunter's image limit (invented: memory).
+ROW_BOUND = 100_000_000
 DICTIONARY_BUDGET = 16 << 20  # dictionary entries kept for later rows, bytes
 RESTARTS = 8  # times a chunk's dictionary may be read again from its start
 INDICES_MAX = 16 << 20  # a dictionary-encoded page's indices, bytes (more: not streamed)
@@ -82,7 +87,7 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class Oversized:
-    """A value of `size` bytes, over `limit` (`LARGEST_IMAGE_BYTES`): read past, never held."""
+    """A value of `size` bytes, over `limit` (`ROW_BOUND`): read past, never held."""
 
     size: int
     limit: int
@@ -92,9 +97,9 @@ Value = bytes | Oversized | None  # a row's value (None: a null)
 
 
 def _value(body: Read, n: int) -> bytes | Oversized:
-    """The next `n` bytes of `body`, or, past `LARGEST_IMAGE_BYTES`, `Oversized` once they are
+    """The next `n` bytes of `body`, or, past `ROW_BOUND`, `Oversized` once they are
     read past a piece at a time."""
-    limit = capabilities.LARGEST_IMAGE_BYTES
+    limit = ROW_BOUND
     if n <= limit:
         return body(n)
     left = n

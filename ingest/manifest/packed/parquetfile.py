@@ -30,12 +30,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ingest import capabilities
 from ingest.errors import ManifestError
 from ingest.manifest.metadata import CAPTION_COLUMNS
 from ingest.manifest.packed import parquetcolumn
 from ingest.manifest.packed.parquetcolumn import Oversized, Value
-from ingest.manifest.packed.parquetpieces import Damaged, Unstreamable
+from ingest.manifest.packed.parquetpieces import Damaged, Unstreamable, said
 
 INSTALL = "reading Parquet needs pyarrow: pip install 'ingest[parquet]'"
 BATCH_BYTES = 2 << 20  # images a batch holds, about (its rows: `batch_rows`)
@@ -130,7 +129,7 @@ def open_file(path: str, source: str) -> ParquetFile:
     except FileNotFoundError:
         raise ManifestError("manifest not found (no such file)", source=source) from None
     except Exception as exc:  # OSError, pyarrow.ArrowInvalid and kin: damaged or not Parquet
-        raise ManifestError(f"not a readable Parquet file ({exc})", source=source) from None
+        raise ManifestError(f"not a readable Parquet file ({said(exc)})", source=source) from None
 
 
 def _value_type(kind: Any) -> Any:
@@ -222,9 +221,9 @@ def batch_rows(pf: ParquetFile, group: int, leaf: int) -> int:
 
 def arrow_rows(column: Any, struct: bool) -> Rows:
     """A batch's image column's bytes as Python values (made once a batch: the read-ahead's
-    `Source.body` is the cached object, not a copy); one over `LARGEST_IMAGE_BYTES` is
+    `Source.body` is the cached object, not a copy); one over `parquetcolumn.ROW_BOUND` is
     `Oversized`, as the stream makes it."""
-    limit = capabilities.LARGEST_IMAGE_BYTES
+    limit = parquetcolumn.ROW_BOUND
     if struct:  # flatten: a null struct's fields are null (`field` would ignore its validity)
         column = column.flatten()[column.type.get_field_index("bytes")]
     values: Rows = column.to_pylist()
@@ -281,4 +280,4 @@ def group_batches(pf: ParquetFile, lay: Layout, group: int, fd: int) -> Iterator
     except GroupDamaged:
         raise
     except (OSError, ValueError) as exc:  # pyarrow's errors (ArrowInvalid is a ValueError)
-        raise GroupDamaged(group, f"pyarrow: {exc}") from None
+        raise GroupDamaged(group, f"pyarrow: {said(exc)}") from None

@@ -57,6 +57,16 @@ class Unstreamable(Exception):
     """Valid Parquet this reader does not stream (read it with pyarrow instead)."""
 
 
+def said(exc: BaseException) -> str:
+    """A foreign error's words (pyarrow's, zlib's, zstandard's) as one printable line: a
+    control character as its escape, a run of whitespace (pyarrow's newlines) as one space."""
+    text = "".join(
+        c if c.isprintable() or c.isspace() else c.encode("unicode_escape").decode()
+        for c in str(exc)
+    )
+    return " ".join(text.split())
+
+
 def _zstandard() -> Any:
     try:
         import zstandard
@@ -195,7 +205,7 @@ def _held_snappy(source: Read, size: int, out: int) -> Read:
     try:
         data = memoryview(pa.decompress(source(size), out, codec="snappy", asbytes=True))
     except (OSError, ValueError) as exc:  # pyarrow's errors (ArrowInvalid is a ValueError)
-        raise Damaged(f"a damaged snappy stream ({exc})") from None
+        raise Damaged(f"a damaged snappy stream ({said(exc)})") from None
     at = 0
 
     def read(n: int) -> bytes:
@@ -222,7 +232,7 @@ def page_body(chunk: ChunkBytes, size: int, codec: str, out: int) -> Read:
         try:
             read = SnappyReader(page).read
         except SnappyError as exc:
-            raise Damaged(f"a damaged snappy stream ({exc})") from None
+            raise Damaged(f"a damaged snappy stream ({said(exc)})") from None
     elif codec == "GZIP":
         read = _Inflate(source).read
     elif codec == "ZSTD" and (zstandard := _zstandard()) is not None:
@@ -238,13 +248,13 @@ def page_body(chunk: ChunkBytes, size: int, codec: str, out: int) -> Read:
             while len(data) < n and (more := read(n - len(data))):
                 data += more
         except (SnappyError, zlib.error) as exc:
-            raise Damaged(f"a damaged {codec.lower()} stream ({exc})") from None
+            raise Damaged(f"a damaged {codec.lower()} stream ({said(exc)})") from None
         except TooFar as exc:
             raise Unstreamable(f"a snappy stream not in 64 KiB fragments ({exc})") from None
         except Damaged:
             raise
         except Exception as exc:  # zstandard.ZstdError
-            raise Damaged(f"a damaged {codec.lower()} stream ({exc})") from None
+            raise Damaged(f"a damaged {codec.lower()} stream ({said(exc)})") from None
         if len(data) < n:
             raise Damaged(f"a page's data ends early ({len(data)} of {n} bytes)")
         return data

@@ -359,7 +359,9 @@ def take() -> Process:
     with _lock:
         while _idle and found is None:
             since, process = _idle.pop()
-            if time.monotonic() - since < REUSE_S and process.proc.poll() is None:
+            # Stopped or overdue: killed, though perhaps not yet exited (a late `stop`).
+            killed = process.stopped or process.overdue
+            if time.monotonic() - since < REUSE_S and process.proc.poll() is None and not killed:
                 found = process
             else:
                 stale.append(process)

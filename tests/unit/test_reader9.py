@@ -78,3 +78,24 @@ def test_stopping_a_converter_process_already_dropped_writes_nowhere(tmp_path: P
         os.close(woken)
         os.close(fd)
     assert other.read_bytes() == b""
+
+
+def test_a_process_stopped_after_it_was_given_back_is_not_taken_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `Converter.stop` may stop a process just after its conversion ended and gave it back
+    # (the stop took it from `_busy` first). Killed, it may not have exited yet (under
+    # SCHED_IDLE its exit waits for a CPU): `take` handed it to the next conversion, whose
+    # first read the stop's wake ended, failing that item as convert_failed.
+    process = convert_pool.take()
+    convert_pool.give(process)
+    real_kill = process.proc.kill
+    monkeypatch.setattr(process.proc, "kill", lambda: None)  # not acted on yet
+    process.stop()
+    taken = convert_pool.take()
+    try:
+        assert taken is not process
+    finally:
+        real_kill()
+        convert_pool.drop(process)
+        convert_pool.drop(taken)

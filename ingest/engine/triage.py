@@ -4,7 +4,9 @@ Owns the reading of the journal's verdict on an item. Each entry becomes one
 of a closed set of small values, and the reader dispatches on them with
 `match`:
 
-    Skipped       done in an earlier run (and unchanged, or its file is gone)
+    Skipped       done in an earlier run (and unchanged, or its file is gone, or
+                  its entry is bad now: a caption file, a row group; the upload
+                  stands, as for a file gone)
     Source        checked and ready to upload (see `validate.Checker`)
     Resume        its bytes landed in an earlier run: only finalize is left
     Redo          in flight when a run was killed (last record `acq`): its
@@ -146,6 +148,8 @@ class Triage:
 
     def __call__(self, entry: Item | ManifestError) -> Triaged:
         if isinstance(entry, ManifestError):
+            if entry.key is not None and self._replay.is_done(entry.key):
+                return SKIPPED  # a `bad` record would erase the upload from the journal
             return Rejected(entry, entry.key)
         return self._item(entry)
 

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+import ingest
 from ingest import convert_pool
 from ingest.config import DEFAULT_PROVIDERS
 from ingest.item import Item
 from ingest.providers.autoenhance import AutoenhanceProvider
 from ingest.sim import SimSettings, serve
 from ingest.validate import NameLimit
+from tests.images import make_image
 from tests.unit import test_autoenhance_held as held
 
 
@@ -99,3 +101,16 @@ def test_a_process_stopped_after_it_was_given_back_is_not_taken_again(
         real_kill()
         convert_pool.drop(process)
         convert_pool.drop(taken)
+
+
+def test_an_uploaded_image_whose_entry_turns_bad_stays_done(tmp_path: Path) -> None:
+    # A keyed reader rejection (a caption file no longer UTF-8; a damaged Parquet row group,
+    # now keyed by row) was journaled `bad` over the item's `done`: the upload left the
+    # journal's counts and its export, and once the entry was fixed it was uploaded again.
+    make_image(tmp_path / "a.png", "png", 128, 1)
+    (tmp_path / "a.txt").write_text("a cat")
+    make_image(tmp_path / "b.png", "png", 128, 2)
+    assert ingest.upload_sync(tmp_path, provider="novita", sim=True).done == 2
+    (tmp_path / "a.txt").write_bytes(b"caf\xe9")
+    again = ingest.upload_sync(tmp_path, provider="novita", sim=True)
+    assert (again.done, again.rejected, again.this_run.skipped) == (2, 0, 2)

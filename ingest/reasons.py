@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 
 # How the reason of an item a provider's same-name limit holds back starts
-# (`validate.NameLimit`): the CLI words it apart from a rejection, the summary hints apart.
+# (`namelimit.NameLimit`): the CLI words it apart from a rejection, the summary hints apart.
 HELD = "held back"
 
 Rules = tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]
@@ -63,7 +63,7 @@ def _rules() -> Rules:
         (re.compile(r"\bbyte N is 0x[0-9a-f]{2}\b"), "byte N is 0x…"),  # a caption's bad byte
         (re.compile(r"\bbinary data starting(?: [0-9a-f]{2})+"), "binary data"),
         (re.compile(r"^too large: [^,]*, "), "too large, "),
-        # When an item held back by a same-name limit can go (`validate.NameLimit`).
+        # When an item held back by a same-name limit can go (`namelimit.NameLimit`).
         (
             re.compile(r"\b(go after|not before) (?:\d{4}-\d\d-\d\d )?\d\d:\d\d\b"),
             r"\1 the time given",

@@ -60,7 +60,7 @@ CONVERT_HINT = (
 )
 
 
-# An item a provider's same-name limit holds back (`validate.NameLimit`): nothing to fix.
+# An item a provider's same-name limit holds back (`namelimit.NameLimit`): nothing to fix.
 HELD_HINT = (
     "nothing to fix: the provider takes no more of that file name this hour; run the same"
     " command again after the time each item's line gives (`ingest status --failed` lists them)"
@@ -95,7 +95,7 @@ def hint_for(action: str, code: str) -> str:
 
 
 def held_of(reporter: Reporter) -> int:
-    """Of this run's rejected items, those a same-name limit held back (`validate.NameLimit`)."""
+    """Of this run's rejected items, those a same-name limit held back (`namelimit.NameLimit`)."""
     failures = reporter.failures.items()
     return sum(n for (a, code), n in failures if a == "rejected" and code.startswith(HELD))
 

@@ -139,7 +139,7 @@ class NamesUsed(Protocol):
     """An adapter whose API lists the file names its account used within a limit's window.
 
     Optional (the engine checks with `isinstance`): with `Capabilities.same_name_limit`, the
-    run's name check (`validate.NameLimit`) adds these creates to its own count, so a re-run
+    run's name check (`namelimit.NameLimit`) adds these creates to its own count, so a re-run
     holds back what the provider would refuse instead of spending a call on it.
     """
 

@@ -27,10 +27,10 @@ from ingest.http import Timeouts, api_session, storage_session
 from ingest.item import Item
 from ingest.journal import Header, Journal, replay
 from ingest.manifest import read_manifest
+from ingest.namelimit import NameLimit, clock_time
 from ingest.providers.autoenhance import AutoenhanceProvider
 from ingest.providers.context import Context
 from ingest.sim import SimServer, SimSettings, serve
-from ingest.validate import NameLimit, clock_time
 from tests.fakeprovider import write_manifest
 from tests.images import make_image
 

@@ -15,9 +15,9 @@ import ingest
 from ingest import convert_pool
 from ingest.config import DEFAULT_PROVIDERS
 from ingest.item import Item
+from ingest.namelimit import NameLimit
 from ingest.providers.autoenhance import AutoenhanceProvider
 from ingest.sim import SimSettings, serve
-from ingest.validate import NameLimit
 from tests.images import make_image
 from tests.unit import test_autoenhance_held as held
 

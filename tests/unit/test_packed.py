@@ -379,36 +379,37 @@ def test_a_header_checks_out_when_its_checksum_is_its_byte_sum(
     assert tarheaders._checksum_ok(stamped) == (unsigned + off in (unsigned, signed))
 
 
-def test_a_tar_cut_inside_a_members_padding_says_it_is_cut_short(tmp_path: Path) -> None:
-    # A download cut after a member's data but before its 512-byte block ends: GNU tar and
-    # tarfile say "unexpected end"; the listing read it as the end and said nothing (newcomer8).
+@pytest.mark.parametrize(
+    ("cut", "problem"),
+    [
+        # A download cut after a member's data but before its 512-byte block ends: GNU tar
+        # and tarfile say "unexpected end"; the listing read it as the end and said nothing
+        # (newcomer8). a.png: data 512-1112, padded to 1536.
+        (
+            1200,
+            "the tar is cut short: it ends at byte 1200, inside the padding of member 'a.png'"
+            " (to byte 1536); the members after it are lost",
+        ),
+        # A cut inside the next member's 512-byte header said "damaged tar header"
+        # (newcomer9): the header is not damaged, the file ends in it, as GNU tar's
+        # "Unexpected EOF". b.png's header: bytes 1536-2048.
+        (
+            1700,
+            "the tar is cut short: it ends at byte 1700, inside the header at byte 1536 after"
+            " member 'a.png'; the members after it are lost",
+        ),
+    ],
+    ids=["in-padding", "in-header"],
+)
+def test_a_tar_cut_short_says_so_and_where(tmp_path: Path, cut: int, problem: str) -> None:
     shard = tmp_path / "cut.tar"
     with tarfile.open(shard, "w") as tar:
         add(tar, "a.png", image_bytes("png", 600, 1))
         add(tar, "b.png", image_bytes("png", 600, 2))
-    shard.write_bytes(shard.read_bytes()[:1200])  # a.png: data 512-1112, padded to 1536
+    shard.write_bytes(shard.read_bytes()[:cut])
     listed = list(list_members(str(shard), "tar"))
     assert [e.member.name for e in listed if e.member] == ["a.png"]
-    assert listed[-1].problem == (
-        "the tar is cut short: it ends at byte 1200, inside the padding of member 'a.png'"
-        " (to byte 1536); the members after it are lost"
-    )
-
-
-def test_a_tar_cut_inside_a_header_says_it_is_cut_short_not_damaged(tmp_path: Path) -> None:
-    # A download cut inside the next member's 512-byte header said "damaged tar header"
-    # (newcomer9): the header is not damaged, the file ends in it, as GNU tar's "Unexpected EOF".
-    shard = tmp_path / "cut.tar"
-    with tarfile.open(shard, "w") as tar:
-        add(tar, "a.png", image_bytes("png", 600, 1))
-        add(tar, "b.png", image_bytes("png", 600, 2))
-    shard.write_bytes(shard.read_bytes()[:1700])  # b.png's header: bytes 1536-2048
-    listed = list(list_members(str(shard), "tar"))
-    assert [e.member.name for e in listed if e.member] == ["a.png"]
-    assert listed[-1].problem == (
-        "the tar is cut short: it ends at byte 1700, inside the header at byte 1536 after"
-        " member 'a.png'; the members after it are lost"
-    )
+    assert listed[-1].problem == problem
 
 
 def test_caption_members_apart_from_their_images_are_noted(tmp_path: Path) -> None:

@@ -30,9 +30,10 @@ from ingest.errors import ManifestError
 from ingest.item import Item, Source
 from ingest.namelimit import EarlierUses, NameLimit
 from ingest.prefetch import Prefetch, release
+from ingest.readahead import ReadAhead
 from ingest.sniff import SNIFF_BYTES, TAIL_BYTES, ImageType, generic_heif, sniff, truncation
 
-_OPEN_FLAGS = (
+OPEN_FLAGS = (  # how a check opens an item's file
     os.O_RDONLY
     | getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not wait for a writer
     | getattr(os, "O_CLOEXEC", 0)
@@ -66,18 +67,25 @@ class Limits:
 
 
 def check(
-    item: Item, limits: Limits, *, source: str | None = None, prefetch: Prefetch | None = None
+    item: Item,
+    limits: Limits,
+    *,
+    source: str | None = None,
+    prefetch: Prefetch | None = None,
+    fd: int | None = None,
 ) -> Source | ManifestError:
     """`item` as a `Source` if its file can be uploaded under `limits`, else why not.
 
     The error's `source` is `source` when given (the manifest, say), else the
     item's path; its `line` is the item's manifest line. With `prefetch`, a
     small file's bytes come along in `Source.body` while the budget allows.
+    `fd`: the item's file, already opened with `OPEN_FLAGS` (`ingest.readahead`);
+    closed here, as the file this opens itself is.
     """
     if item.url is not None:  # a remote source: checked as it is fetched (`ingest.remote`)
         return Source(item=item, size=0, mtime_ns=0, image_type=ImageType.JPEG)
     if prefetch is None:
-        return _check(item, limits, source, _no_read_ahead)
+        return _check(item, limits, source, _no_read_ahead, fd)
     taken = 0
 
     def reserve(size: int) -> bool:
@@ -86,7 +94,7 @@ def check(
             taken = size
         return taken > 0
 
-    result = _check(item, limits, source, reserve)
+    result = _check(item, limits, source, reserve, fd)
     if taken and not (isinstance(result, Source) and result.body is not None):
         prefetch.give_back(taken)
     return result
@@ -97,7 +105,11 @@ def _no_read_ahead(size: int) -> bool:
 
 
 def _check(
-    item: Item, limits: Limits, source: str | None, reserve: Callable[[int], bool]
+    item: Item,
+    limits: Limits,
+    source: str | None,
+    reserve: Callable[[int], bool],
+    fd: int | None = None,
 ) -> Source | ManifestError:
 
     def fail(reason: str) -> ManifestError:
@@ -106,7 +118,8 @@ def _check(
 
     path: Path | str = item.path
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        if fd is None:
+            fd = os.open(path, OPEN_FLAGS)
     except FileNotFoundError:
         return fail(f"file not found: {path}")
     except NotADirectoryError:
@@ -244,6 +257,7 @@ class Checker:
         prefetch: Prefetch | None = None,
         earlier: EarlierUses | None = None,
         now: Callable[[], float] | None = None,
+        read_ahead: bool = False,
     ) -> None:
         self.limits = Limits(caps.formats, caps.max_size, provider, caps.converts)
         self.names = (
@@ -258,9 +272,12 @@ class Checker:
             else None
         )
         self.prefetch = prefetch
+        self.ahead = ReadAhead(OPEN_FLAGS) if read_ahead else None
 
     def __call__(self, item: Item) -> Source | ManifestError:
-        result = check(item, self.limits, prefetch=self.prefetch)
+        ahead = self.ahead
+        fd = ahead.take(item.path) if ahead is not None and item.member is None else None
+        result = check(item, self.limits, prefetch=self.prefetch, fd=fd)
         if isinstance(result, Source) and self.names is not None:
             refused = self.names.check(item)
             if refused is not None:

@@ -141,6 +141,7 @@ class Engine(Endings):
                 prefetch=self._prefetch,
                 earlier=provider.names_used if isinstance(provider, NamesUsed) else None,
                 now=clock.time,
+                read_ahead=True,
             ),
             finalize=provider.caps.finalize,
             retry_failed=settings.retry_failed,
@@ -263,9 +264,7 @@ class Engine(Endings):
     # -- stage 1: read and triage (blocking I/O in a worker thread) ----------
 
     def _next_batch(self, entries: Iterator[Item | ManifestError]) -> list[Triaged]:
-        batch = [
-            self._triage(entry) for entry in itertools.islice(entries, self.settings.read_batch)
-        ]
+        batch = self._triage.batch(list(itertools.islice(entries, self.settings.read_batch)))
         self.counters.read += len(batch)
         return redone_first(batch)
 

@@ -146,6 +146,26 @@ class Triage:
         self._retry_failed = retry_failed
         self._reupload_changed = reupload_changed
 
+    def batch(self, entries: list[Item | ManifestError]) -> list[Triaged]:
+        """Each entry's verdict; first, the files to check are hinted to the disk together
+        (the checker's `ReadAhead`, where it has one), and whatever no check took is closed."""
+        ahead = self._check.ahead
+        if ahead is None:
+            return [self(entry) for entry in entries]
+        done = self._replay.is_done
+        ahead.advise(
+            entry.path
+            for entry in entries
+            if isinstance(entry, Item)
+            and entry.url is None
+            and entry.member is None
+            and not done(entry.key)
+        )
+        try:
+            return [self(entry) for entry in entries]
+        finally:
+            ahead.close()
+
     def __call__(self, entry: Item | ManifestError) -> Triaged:
         if isinstance(entry, ManifestError):
             if entry.key is not None and self._replay.is_done(entry.key):

@@ -246,6 +246,11 @@ def add_ratios(rows: dict[str, Any]) -> dict[str, Any]:
     return rows
 
 
+def ratio(vs: dict[str, float], key: str) -> str:
+    """A ratio against bare for a table, or a dash when bare was not run (or failed)."""
+    return f"{vs[key]:.2f}" if key in vs else "—"
+
+
 def table(rows: dict[str, Any], *, mib: bool = False) -> str:
     head = "| client | files/s | MiB/s | CPU ms/file | peak RSS MiB | emulator cores | × bare files/s | × bare CPU/file |"
     lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -257,8 +262,8 @@ def table(rows: dict[str, Any], *, mib: bool = False) -> str:
         lines.append(
             f"| {name} | {row['files_per_s']:,.0f} | {row['mib_per_s']:,.1f} | "
             f"{row['cpu_ms_per_file']:.3f} | {row['peak_rss_mib']:.0f} | "
-            f"{row['emulator_cores']:.2f} | {vs.get('files_per_s', float('nan')):.2f} | "
-            f"{vs.get('cpu_per_file', float('nan')):.2f} |"
+            f"{row['emulator_cores']:.2f} | {ratio(vs, 'files_per_s')} | "
+            f"{ratio(vs, 'cpu_per_file')} |"
         )
     return "\n".join(lines)
 

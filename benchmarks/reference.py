@@ -75,6 +75,7 @@ from harness import (
     machine,
     median,
     presign,
+    ratio,
     rclone,
     rclone_env,
     record,
@@ -305,7 +306,7 @@ def table(rows: dict[str, Any]) -> str:
             f"{row['cpu_ms_per_file']:.3f} | {row['peak_rss_mib']:.0f} | "
             f"{'—' if phase is None else f'{phase:,.0f}'} | {row['sink_cores']:.2f} | "
             f"{row['signer_cores']:.2f} | {row['load_1m']:.2f} | "
-            f"{vs.get('files_per_s', float('nan')):.2f} | {vs.get('cpu_per_file', float('nan')):.2f} |"
+            f"{ratio(vs, 'files_per_s')} | {ratio(vs, 'cpu_per_file')} |"
         )
     return "\n".join(lines)
 

@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import SAVE_HELP, dataset, ingest_summary, machine, median, record
+from harness import SAVE_HELP, dataset, ingest_summary, machine, median, ratio, record
 from reference import KEY, ingest_command, terminate_cleanly, tool_versions
 
 from ingest.bench.procs import ensure_tool
@@ -243,7 +243,7 @@ def speed_table(rows: dict[str, Any]) -> str:
         vs = row.get("vs_single", {})
         lines.append(
             f"| {row['label']} | {row['files_per_s']:,.0f} | {row['cpu_ms_per_file']:.3f} | "
-            f"{vs.get('files_per_s', float('nan')):.2f} | {vs.get('cpu_per_file', float('nan')):.2f} | "
+            f"{ratio(vs, 'files_per_s')} | {ratio(vs, 'cpu_per_file')} | "
             f"{row['redis_cores']:.2f} | {row['redis_cpu_ms_per_file']:.3f} | "
             f"{row['sink_cores']:.2f} | {row['signer_cores']:.2f} | "
             f"{row['peak_rss_mib']:.0f} | {row['load_1m']:.2f} |"

@@ -11,7 +11,9 @@ Invariant: a prepared `Source` names a file whose bytes are exactly what the
 upload sends, under the item's own key, with the fingerprint the journal
 should keep (the original's for a converted local file), and within the
 provider's size limit: with `--convert` a URL is fetched without it (its type
-might be converted) and a fetched file kept as it is is checked here.
+might be converted) and a fetched file kept as it is is checked here. A
+fetched file that a local file's check would reject (a type the provider does
+not take) raises `SourceRejected`: its item is rejected, not failed.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from ingest.capabilities import Capabilities
-from ingest.errors import Action, TransferError
-from ingest.item import Source
+from ingest.errors import Action, ManifestError, TransferError
+from ingest.item import Item, Source
 from ingest.prefetch import Prefetch, release
 
 if TYPE_CHECKING:
@@ -31,6 +33,19 @@ if TYPE_CHECKING:
     from ingest.engine.settings import EngineSettings
     from ingest.engine.triage import Redo
     from ingest.remote import Fetcher
+
+
+class SourceRejected(TransferError):
+    """A fetched source that its local twin's check rejects: a type the provider does not take.
+
+    Journaled `bad` as that local file would be (`Endings.fail`), so a re-run checks it
+    again (and `--convert` converts it) instead of leaving it failed for `retry-failed`.
+    A `FAIL_ITEM` for any code that does not look for it.
+    """
+
+    def __init__(self, reason: str, item: Item, *, provider: str, code: str) -> None:
+        super().__init__(reason, action=Action.FAIL_ITEM, code=code, provider=provider, op="fetch")
+        self.rejection = ManifestError(reason, source=item.where, line=item.line)
 
 
 class Preparer:

@@ -6,10 +6,11 @@ Owns `group(reason)`, the key under which problems are counted: the rows of
 group is whole words, never text cut at a width.
 
 How it works: the reasons the local checks write (`validate.py`,
-`manifest/`) name their file by its absolute path, at the end after ": " or
+`manifest/`; a fetched file's, `remote.py`) name their file by its absolute
+path (a fetched one by its URL), at the end after ": " or
 after "cannot open" / "cannot read" before ": ", and quote ids, names and
 snippets with `repr`. `group` removes such paths (a word starting with "/" or
-"~/", up to the next ": " or the end), folder-relative paths after
+"~/" or a URL's scheme, up to the next ": " or the end), folder-relative paths after
 "cannot read directory" and in "not valid UTF-8" reasons, turns quoted values (not a
 double-quoted field name such as "path") into '…',
 line, column, byte, row and row group positions into N and a "too large" file's own size into
@@ -39,8 +40,10 @@ def _rules() -> Rules:
     """Compiled at the first problem, not at import: ~10 regular expressions, a few ms of
     every run's start that a run with no problem never used."""
     return (
-        # An absolute path: a word starting with / or ~/ up to the next ": " or the end.
-        (re.compile(r"(?:(?<=\s)|^)~?/.*?(?=: |$)"), ""),
+        # An absolute path (a word starting with / or ~/), or a URL source's shown URL (a
+        # fetched file's rejection names it as a local one names its path), up to the next
+        # ": " or the end.
+        (re.compile(r"(?:(?<=\s)|^)(?:~?/|[A-Za-z][A-Za-z0-9+.-]*://).*?(?=: |$)"), ""),
         # A quoted value (repr of an id, a name, a path, a snippet): '…'. A double-quoted
         # bare word is a fixed field name ("path", "file_name"), not a value: it stays (a
         # repr uses double quotes only around text holding a single quote).

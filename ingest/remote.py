@@ -7,7 +7,8 @@ dropped connection or a timeout retried with the run's backoff for
 the run's others (`on_retry`); a host that refuses the connection or is not
 found only `REFUSED_TRIES` times, briefly; any other status, a body that is not an
 image, a cut PNG or JPEG or one over the provider's size limit fails its
-item, code ``source_failed``), an ``s3://bucket/key`` the same way through
+item, code ``source_failed``; an image of a type the provider does not take is
+rejected, as a local one is: `SourceRejected`), an ``s3://bucket/key`` the same way through
 boto3's GetObject (in a thread, its own retries off); and what a remote
 item's URL becomes in a key and a message (`url_key`, `shown_url` in
 `ingest.redact`).
@@ -62,6 +63,7 @@ from ingest import offloop
 from ingest.errors import Action, ConfigError, TransferError
 from ingest.http import USER_AGENT, Timeouts, triage, unreachable
 from ingest.item import Item, Source
+from ingest.preparing import SourceRejected
 from ingest.redact import redact
 from ingest.remote_body import Opened, RemoteBody, check_tail, checked
 from ingest.retry import RetryPolicy, parse_retry_after
@@ -226,10 +228,14 @@ class Fetcher:
             return kind
         from ingest.validate import describe_content
 
-        what = f"not an image ({describe_content(head)})" if kind is None else None
+        if kind is None:
+            raise self._fail(item, f"not an image ({describe_content(head)})")
         accepted = ", ".join(sorted(t.ext for t in self.formats))
-        unsupported = f"unsupported image type {kind.ext if kind else ''} ({self.provider} "
-        raise self._fail(item, what or f"{unsupported}accepts {accepted}; --convert converts it)")
+        reason = (  # as validate words a local file's, and a rejection as it is
+            f"unsupported image type {kind.ext} ({self.provider} accepts {accepted}; "
+            f"--convert converts it): {item.where}"
+        )
+        raise SourceRejected(reason, item, provider=self.provider, code="unsupported_type")
 
     async def _opened(self, item: Item) -> Opened:
         """The source's answer with its first chunk read; classified `TransferError` if not."""

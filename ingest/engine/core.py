@@ -323,10 +323,7 @@ class Engine(Endings):
             case FailedBefore():
                 self.counters.failed += 1
             case Rejected(error, key):
-                self.counters.rejected += 1
-                self._record(records.rejected(error.line, error.reason, key))
-                if self.observer is not None:
-                    self.observer.item_rejected(key, error)
+                self.reject(key, error)
 
     # -- stages 2 and 3: acquire, then transfer ------------------------------
 

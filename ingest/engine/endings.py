@@ -2,7 +2,8 @@
 
 Owns `Endings`, the part of the `Engine` every stage calls when an item
 ends (also the finalizers' `Outcomes`): `uploaded` (``up``, before a
-finalize), `done`, `fail` (a STOP-class error stops the run instead), and
+finalize), `done`, `fail` (a STOP-class error stops the run instead; a fetched
+source its local twin's check rejects is `reject`ed), `reject`, and
 `_record`, through which every record goes (journal, then the tally; a
 journal that cannot be written stops the run). `_stop` is the one way a run
 is stopped: the first reason and message are kept.
@@ -17,9 +18,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ingest.engine.outcomes import Counters, Guarded, ItemDone, StopReason
-from ingest.errors import UNREACHABLE, Action, JournalError, TransferError
+from ingest.errors import UNREACHABLE, Action, JournalError, ManifestError, TransferError
 from ingest.journal import records
-from ingest.preparing import noting_conversion
+from ingest.preparing import SourceRejected, noting_conversion
 
 if TYPE_CHECKING:
     import anyio
@@ -103,6 +104,9 @@ class Endings:
         if err.action is Action.STOP:
             self._stop_for(err)
             return
+        if isinstance(err, SourceRejected) and landing is None:
+            self.reject(key, err.rejection)  # as a local file of its type is: checked again
+            return
         self.counters.failed += 1
         kept = None
         if landing is not None:
@@ -113,3 +117,10 @@ class Endings:
             self.observer.item_failed(key, line, err)
         if (tripped := self._breaker.failed(err)) is not None:
             self._stop(StopReason.CIRCUIT_BREAKER, tripped)
+
+    def reject(self, key: str | None, err: ManifestError) -> None:
+        """Record a rejected entry (`bad`): a re-run checks it again."""
+        self.counters.rejected += 1
+        self._record(records.rejected(err.line, err.reason, key))
+        if self.observer is not None:
+            self.observer.item_rejected(key, err)

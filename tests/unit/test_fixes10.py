@@ -1,0 +1,86 @@
+"""Defects noticed in session 9 (fixes10): a fetched source of a type the provider does not
+take is a rejection, as a local file's is; source-fetch failures are not the provider's for
+the circuit breaker; a temporary DNS failure of a source gets the run's retry budget."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ingest.cli.main import main
+
+
+def _heic() -> bytes:
+    pillow_heif = pytest.importorskip("pillow_heif")  # the convert extra, in dev
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    out = io.BytesIO()
+    Image.effect_mandelbrot((48, 32), (-2, -1.5, 1, 1.5), 40).convert("RGB").save(out, "HEIF")
+    return out.getvalue()
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[dict[str, bytes], str]]:
+    """A loopback server of `bodies` (name -> bytes) and its base URL."""
+    bodies: dict[str, bytes] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = bodies.get(self.path.lstrip("/"))
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield bodies, f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_fetched_heic_without_convert_is_rejected_and_a_re_run_with_convert_uploads_it(
+    served: tuple[dict[str, bytes], str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It failed as source_failed (journaled `fail`, not retried), so the same command with
+    # --convert did nothing; a local HEIC is rejected, and --convert then converts it.
+    bodies, base = served
+    bodies["phone.heic"] = _heic()
+    url = f"{base}/phone.heic"
+    manifest = tmp_path / "m.jsonl"
+    (tmp_path / "local.heic").write_bytes(bodies["phone.heic"])
+    lines = ({"path": url}, {"path": str(tmp_path / "local.heic")})
+    manifest.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    run = ["run", str(manifest), "--provider", "novita", "--sim", "--quiet"]
+    assert main(run) == 1
+    said = capsys.readouterr()
+    assert (
+        f"rejected line 1: unsupported image type heic (novita accepts jpeg, png, webp; "
+        f"--convert converts it): {url}" in said.err
+    )
+    assert "0 failed, 2 rejected" in said.err
+    # One problem row for both: the URL is taken out of the group as the path is.
+    assert "2  rejected/unsupported image type heic (novita accepts jpeg, png, webp; " in said.err
+    recs = [r for r in _records(tmp_path) if r.get("s") in ("bad", "fail")]
+    assert sorted((str(r["s"]), str(r["l"])) for r in recs) == [("bad", "1"), ("bad", "2")]
+    assert main([*run, "--convert"]) == 0
+    done = [r for r in _records(tmp_path) if r.get("s") == "done"]
+    assert len(done) == 2 and all(str(r["cv"]).startswith("heic sha256:") for r in done)
+
+
+def _records(folder: Path) -> list[dict[str, object]]:
+    [journal] = folder.glob("*.journal")
+    return [orjson.loads(line) for line in journal.read_bytes().splitlines()]

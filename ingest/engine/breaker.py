@@ -4,11 +4,20 @@ Owns the streak. `failed` counts an item's failure code and returns the stop
 message once `limit` items in a row failed with the same code; `succeeded`
 ends the streak. A provider that is down then stops the run (resumable)
 instead of failing every item of the manifest one by one.
+
+Invariant: only the provider's and its storage's failures count. An item's
+own source that cannot be fetched or converted (`op` ``fetch``, ``convert``:
+a dead source host, a folder of damaged HEICs) says nothing about the
+provider: it neither counts nor ends a streak, and each such item fails with
+its own reason (200 URLs on a refused host said "the provider looks
+unavailable").
 """
 
 from __future__ import annotations
 
 from ingest.errors import TransferError
+
+SOURCE_OPS = frozenset({"fetch", "convert"})  # an item's source, before any provider call
 
 
 class Breaker:
@@ -26,6 +35,8 @@ class Breaker:
 
     def failed(self, err: TransferError) -> str | None:
         """The stop message when this failure trips the breaker, else None."""
+        if err.op in SOURCE_OPS:
+            return None
         if err.code == self._code:
             self._streak += 1
         else:

@@ -5,6 +5,7 @@ the circuit breaker; a temporary DNS failure of a source gets the run's retry bu
 from __future__ import annotations
 
 import io
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,7 +14,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+import ingest
 from ingest.cli.main import main
+from ingest.engine.breaker import Breaker
+from ingest.errors import Action, TransferError
 
 
 def _heic() -> bytes:
@@ -81,6 +85,48 @@ def test_a_fetched_heic_without_convert_is_rejected_and_a_re_run_with_convert_up
     assert len(done) == 2 and all(str(r["cv"]).startswith("heic sha256:") for r in done)
 
 
-def _records(folder: Path) -> list[dict[str, object]]:
+def _journal(folder: Path) -> Path:
     [journal] = folder.glob("*.journal")
-    return [orjson.loads(line) for line in journal.read_bytes().splitlines()]
+    return journal
+
+
+def _records(folder: Path) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in _journal(folder).read_bytes().splitlines()]
+
+
+def _source_error(message: str = "cannot reach the source: connection refused") -> TransferError:
+    return TransferError(
+        message, action=Action.FAIL_ITEM, code="source_failed", provider="novita", op="fetch"
+    )
+
+
+def test_source_failures_never_trip_the_breaker_and_leave_the_providers_streak_alone() -> None:
+    # 200 URLs on a dead host stopped the run: "circuit breaker: 25 items in a row failed with
+    # source_failed (…); the provider looks unavailable" (the provider was fine).
+    breaker = Breaker(3)
+    assert all(breaker.failed(_source_error()) is None for _ in range(200))
+    provider = TransferError("HTTP 500", action=Action.RETRY, code="500", provider="n", op="x")
+    assert breaker.failed(provider) is None and breaker.failed(provider) is None
+    assert breaker.failed(_source_error()) is None  # between two of the provider's
+    assert breaker.failed(provider) is not None
+
+
+def test_urls_on_a_dead_host_each_fail_and_the_run_goes_to_its_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as sock:  # bound, not listening: every connect is refused
+        sock.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        manifest = tmp_path / "m.jsonl"
+        urls = [f"{base}/{n}.png" for n in range(6)]
+        manifest.write_bytes(b"".join(orjson.dumps({"path": url}) + b"\n" for url in urls))
+        run = ["run", str(manifest), "--provider", "novita", "--sim", "--quiet"]
+        assert main([*run, "--circuit-breaker", "2"]) == 1  # not 3: stopped
+    said = capsys.readouterr().err
+    assert "circuit breaker" not in said and "provider looks unavailable" not in said
+    assert "6  fail_item/source_failed  → the source server refused" in said
+    assert "6 items not uploaded (6 failed, 0 rejected, 0 unfinished)" in said
+    reasons = {f.reason for f in ingest.failures(_journal(tmp_path))}
+    assert reasons == {
+        f"cannot reach the source: connection refused (after 3 tries): {url}" for url in urls
+    }

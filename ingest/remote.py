@@ -5,7 +5,8 @@ its answer classified like any other (2xx fetched; 408/425/429/5xx, a
 dropped connection or a timeout retried with the run's backoff for
 `max_attempts` tries and at least `retry_window_s`, each retry counted with
 the run's others (`on_retry`); a host that refuses the connection or is not
-found only `REFUSED_TRIES` times, briefly; any other status, a body that is not an
+found only `REFUSED_TRIES` times, briefly (a temporary name-lookup failure,
+``EAI_AGAIN``, is an outage: the run's budget); any other status, a body that is not an
 image, a cut PNG or JPEG or one over the provider's size limit fails its
 item, code ``source_failed``; an image of a type the provider does not take is
 rejected, as a local one is: `SourceRejected`), an ``s3://bucket/key`` the same way through
@@ -49,6 +50,7 @@ import asyncio
 import dataclasses
 import random
 import re
+import socket
 import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -288,7 +290,9 @@ class Fetcher:
             return self._fail(item, "too many redirects")
         if (refused := unreachable(exc)) is not None:  # as an API or storage host's is said
             why = f"cannot reach the source: {refused}: {item.where}"
-            if refused == "connection refused" or refused.startswith("host not found"):
+            if refused == "connection refused" or (
+                refused.startswith("host not found") and not _temporary(exc)
+            ):
                 return Refused(
                     why, action=Action.RETRY, code=SOURCE_FAILED, provider=self.provider, op="fetch"
                 )
@@ -388,6 +392,13 @@ class Fetcher:
         if self._session is not None:
             await self._session.close()
         self._spool.close()
+
+
+def _temporary(exc: Exception) -> bool:
+    """Whether a name lookup failed for now (``EAI_AGAIN``: the resolver timed out or could
+    not be asked), not for good: the run's retry budget, not a refusal's few tries."""
+    cause = getattr(exc, "os_error", None)
+    return isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_AGAIN
 
 
 def _settled(exc: Exception) -> str | None:

@@ -4,6 +4,7 @@ the circuit breaker; a temporary DNS failure of a source gets the run's retry bu
 
 from __future__ import annotations
 
+import asyncio
 import io
 import socket
 import threading
@@ -11,13 +12,20 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 
 import ingest
 from ingest.cli.main import main
+from ingest.config import RunSettings
 from ingest.engine.breaker import Breaker
+from ingest.engine.settings import EngineSettings
 from ingest.errors import Action, TransferError
+from ingest.http import Timeouts
+from ingest.item import Item, Source
+from ingest.remote import Fetcher
+from ingest.sniff import ImageType
 
 
 def _heic() -> bytes:
@@ -130,3 +138,63 @@ def test_urls_on_a_dead_host_each_fail_and_the_run_goes_to_its_end(
     assert reasons == {
         f"cannot reach the source: connection refused (after 3 tries): {url}" for url in urls
     }
+
+
+def _tries(exc: Exception) -> tuple[int, TransferError]:
+    """How many times a fetch whose every connect raises `exc` is tried, with the run's
+    default policy (8 tries, at least 90 s), and what it fails with."""
+    slept: list[float] = []
+    tries = 0
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    fetcher = Fetcher(
+        provider="novita",
+        formats=frozenset({ImageType.PNG}),
+        policy=EngineSettings(RunSettings()).retry,
+        timeouts=Timeouts(connect=5, read=5),
+        concurrency=1,
+        max_size=None,
+        sleep=sleep,
+        now=lambda: sum(slept),
+    )
+    url = "http://images.example/x.png"
+    item = Item(key=url, path=Path(url), line=1, url=url)
+
+    async def opened(item: Item) -> object:
+        nonlocal tries
+        tries += 1
+        raise fetcher._failure(item, exc)  # where the code maps a connect's errors
+
+    fetcher._opened = opened  # type: ignore[method-assign,assignment]
+
+    async def fetch() -> TransferError:
+        try:
+            await fetcher.fetch(Source(item=item, size=0, mtime_ns=0, image_type=ImageType.PNG))
+        except TransferError as err:
+            return err
+        finally:
+            await fetcher.aclose()
+        raise AssertionError("fetched")
+
+    err = asyncio.run(fetch())
+    return tries, err
+
+
+def _dns_error(code: int, text: str) -> aiohttp.ClientConnectorDNSError:
+    key = aiohttp.client_reqrep.ConnectionKey("images.example", 80, False, True, None, None, None)
+    return aiohttp.ClientConnectorDNSError(key, socket.gaierror(code, text))
+
+
+def test_a_temporary_dns_failure_gets_the_runs_retry_budget_a_name_not_found_three_tries() -> None:
+    # EAI_AGAIN ("Temporary failure in name resolution") was taken as a name not found:
+    # 3 short tries, as for a refusal, though the next try may well resolve.
+    again, err = _tries(_dns_error(socket.EAI_AGAIN, "Temporary failure in name resolution"))
+    assert again >= 8 and err.action is Action.FAIL_ITEM  # 8 tries and 90 s, as any outage
+    assert err.message == (
+        "cannot reach the source: host not found (Temporary failure in name resolution) "
+        f"(after {again} tries): http://images.example/x.png"
+    )
+    unknown, _ = _tries(_dns_error(socket.EAI_NONAME, "Name or service not known"))
+    assert unknown == 3

@@ -25,6 +25,7 @@ from ingest.cli import exits
 if TYPE_CHECKING:
     from ingest.coord.exporting import SharedRun
     from ingest.errors import ConfigError
+    from ingest.journal.report import Failure
 
 SCAN_ROUNDS = 20  # SCAN calls looking for the run names to list beside "no run named ..."
 
@@ -73,14 +74,13 @@ def status(args: argparse.Namespace) -> int:
         print(f"ingest: error: {exc}", file=sys.stderr)
         return exits.EXIT_STOPPED
     if args.failed:
+        from ingest.cli.status import failure_line
+
         for rec in info["failures"]:
             if args.json:
                 print(orjson.dumps(rec).decode())
             else:
-                why = rec.get("message") or rec.get("reason") or ""
-                print(
-                    f"{rec.get('k')}: line {rec['line']}: {rec['kind']} {rec.get('code', '')} {why}"
-                )
+                print(failure_line(_failure_of(rec)))
         if not info["failures"] and not args.json:
             print("no failed or rejected items")
         return exits.EXIT_OK
@@ -98,6 +98,20 @@ def status(args: argparse.Namespace) -> int:
     if info["stopped"]:
         print(f"stopped: {info['stopped']}")
     return exits.EXIT_OK
+
+
+def _failure_of(rec: dict[str, Any]) -> Failure:
+    """A failed or rejected item of the run's record as a journal's `failures` gives it, so
+    that `status --failed` words it alike for both (it said "KEY: line N: failed CODE …")."""
+    from ingest.journal.report import Failure
+    from ingest.reasons import group
+
+    if rec["kind"] == "failed":
+        message = str(rec.get("message", ""))
+        code = str(rec.get("code", "")) or group(message)
+        return Failure(rec.get("k"), rec["line"], "fail", code, message, rec.get("action"))
+    reason = str(rec.get("reason", ""))
+    return Failure(rec.get("k"), rec["line"], "bad", group(reason), reason)
 
 
 async def shared_run(url: str, name: str) -> SharedRun:

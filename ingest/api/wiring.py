@@ -250,10 +250,12 @@ def open_journal(
     `emulator`: the run goes to the built-in emulator. A journal bound to
     another provider, endpoint or run-level value is a `JournalMismatch`; to
     another manifest, one unless `force`. Also returns notes to show once:
-    the binding fields an older journal does not record, left unchecked.
+    the binding fields an older journal does not record, left unchecked, and a
+    `--format` the journal's runs were not given, when it is not the one detected.
     """
     from ingest.journal import Journal, peek_header, unrecorded
     from ingest.journal.maintenance import describe_endpoint
+    from ingest.manifest.probe import manifest_format
 
     previous = peek_header(plan.journal)
     header = binding(plan, emulator=emulator, previous=previous)
@@ -261,22 +263,29 @@ def open_journal(
         plan.journal, header, force=force, sync_interval=plan.run.journal_sync_interval_s
     )
     missing = unrecorded(replay.header, header)
-    if not missing:
-        return journal, replay, ()
-    values = [
-        describe_endpoint(header.endpoint)
-        if name == "endpoint"
-        else f"{name} {header.bind[name]!r}"
-        for name in missing
-    ]
-    return (
-        journal,
-        replay,
-        (
+    notes = []
+    if "format" in missing:  # recorded only when given: its runs read the manifest as detected
+        missing = tuple(name for name in missing if name != "format")
+        detected = manifest_format(plan.manifest)
+        if header.bind["format"] != detected:
+            notes.append(
+                f"journal {plan.journal} records no --format (its runs read the manifest as "
+                f"detected, {detected}), so it is not checked: this run reads it as "
+                f"{header.bind['format']}"
+            )
+    if missing:
+        values = [
+            describe_endpoint(header.endpoint)
+            if name == "endpoint"
+            else f"{name} {header.bind[name]!r}"
+            for name in missing
+        ]
+        they = "they are" if len(missing) > 1 else "it is"
+        notes.append(
             f"journal {plan.journal} does not record its {', '.join(missing)} (written by an "
-            f"older ingest), so they are not checked: this run uses {', '.join(values)}",
-        ),
-    )
+            f"older ingest), so {they} not checked: this run uses {', '.join(values)}"
+        )
+    return journal, replay, tuple(notes)
 
 
 def check_journal(plan: Plan, *, emulator: bool, force: bool = False) -> None:

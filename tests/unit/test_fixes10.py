@@ -1,6 +1,8 @@
 """Defects noticed in session 9 (fixes10): a fetched source of a type the provider does not
 take is a rejection, as a local file's is; source-fetch failures are not the provider's for
-the circuit breaker; a temporary DNS failure of a source gets the run's retry budget."""
+the circuit breaker; a temporary DNS failure of a source gets the run's retry budget; a
+resume given a --format its journal does not record says so without blaming an older
+ingest."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from ingest.http import Timeouts
 from ingest.item import Item, Source
 from ingest.remote import Fetcher
 from ingest.sniff import ImageType
+from tests.images import make_dataset, write_jsonl_manifest
 
 
 def _heic() -> bytes:
@@ -198,3 +201,21 @@ def test_a_temporary_dns_failure_gets_the_runs_retry_budget_a_name_not_found_thr
     )
     unknown, _ = _tries(_dns_error(socket.EAI_NONAME, "Name or service not known"))
     assert unknown == 3
+
+
+def test_a_resume_given_the_detected_format_says_nothing_and_another_names_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "journal … does not record its format (written by an older ingest), so they are not
+    # checked": the journal was this ingest's, made without --format (the manifest detected).
+    manifest = write_jsonl_manifest(make_dataset(tmp_path / "img", 2), tmp_path / "m.jsonl")
+    run = ["run", str(manifest), "--provider", "novita", "--sim", "--quiet"]
+    assert main(run) == 0
+    capsys.readouterr()
+    assert main([*run, "--format", "jsonl"]) == 0
+    assert "format" not in capsys.readouterr().err
+    main([*run, "--format", "list"])
+    assert (
+        f"journal {_journal(tmp_path)} records no --format (its runs read the manifest as "
+        "detected, jsonl), so it is not checked: this run reads it as list"
+    ) in capsys.readouterr().err.splitlines()

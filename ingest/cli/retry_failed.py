@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from ingest.cli import coordinated, shared_run
-from ingest.cli.exits import HelpFormatter
-from ingest.cli.run import EXIT_CODES, add_run_flags
+from ingest.cli.exits import HelpFormatter, help_text
+from ingest.cli.run import add_run_flags
 
 
 def register(sub: Any) -> None:
@@ -53,7 +53,7 @@ def register(sub: Any) -> None:
             "JOURNAL: the shared run's failed items are made pending again and this process "
             "works as one of its workers."
         ),
-        epilog=EXIT_CODES,
+        epilog_of=help_text,  # as `run`'s: rendered only for --help
         formatter_class=HelpFormatter,
     )
     p.add_argument("journal", type=Path, nargs="?", help="the run's journal")

@@ -46,7 +46,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = (
     exits.EXIT_STOPPED,
     exits.EXIT_INTERRUPTED,
 )
-EXIT_CODES = help_text()  # the epilog of `run --help` and `retry-failed --help`
 DRAIN_GRACE_S = 30.0
 
 
@@ -58,7 +57,7 @@ def register(sub: Any) -> None:
             "Upload every image of MANIFEST to PROVIDER. Running the same command again "
             "resumes: done items are skipped, unfinished ones redone."
         ),
-        epilog=EXIT_CODES,
+        epilog_of=help_text,  # the exit codes, rendered only for --help (cli.main.Parser)
         formatter_class=HelpFormatter,
     )
     p.add_argument("manifest", type=Path, help="JSON lines, CSV, a list of paths, or a folder")
@@ -376,7 +375,7 @@ def exit_code(
     interrupted: bool = False,
     progress: Progress | None = None,
 ) -> int:
-    """0 only when every entry of the manifest ended done (`Result.complete`); see EXIT_CODES."""
+    """0 only when every entry of the manifest ended done (`Result.complete`); see `exits.RUN`."""
     import dataclasses
 
     from ingest.api import StopReason

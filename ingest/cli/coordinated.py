@@ -1,7 +1,6 @@
 """`ingest run --coordinator URL`: this process as one worker of a run shared through Redis.
 
-Owns the scale-out flags of `run` (`--coordinator`, `--run-name`), the
-worker's signals (SIGINT or SIGTERM: take no new chunk and finish the one in
+Owns the worker's signals (SIGINT or SIGTERM: take no new chunk and finish the one in
 flight; a second: stop now), its lines (the run's name at start, the run's
 counts at the end) and its exit code: 0 when the whole run is done (every
 worker exits 0 then), 1 when it finished with items failed or rejected, 3
@@ -11,8 +10,9 @@ closed (`--json | head -1`: drained as by a first Ctrl-C) before the run was
 done. The work is
 `ingest.coord.worker.Worker`'s. A joiner given a `--chunk-lines` the run was
 not planned with says once that it is ignored (the plan rules, as the
-binding treats the chunk count). `status`, `export` and `retry-failed` of a
-shared run are `shared_run`'s (imported from here too).
+binding treats the chunk count). The scale-out flags and their checks are
+`scaleout`'s, so a plain run imports nothing of this module; `status`, `export`
+and `retry-failed` of a shared run are `shared_run`'s (both imported from here too).
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ingest.cli import exits
-from ingest.cli.options import positive_int, positive_seconds
+from ingest.cli.scaleout import add_flags, check_args
 from ingest.cli.shared_run import add_reader_flags, reads_coordinator, retry_failed, status
-from ingest.coord import CHUNK_LINES, LEASE_S
+from ingest.coord import CHUNK_LINES
 
-# A shared run's `status`, `export` and `retry-failed` are shared_run's, imported here too.
+# The flags and their checks are scaleout's, a shared run's `status`, `export` and
+# `retry-failed` shared_run's: imported here too.
 __all__ = [
     "add_flags",
     "add_reader_flags",
@@ -44,71 +45,6 @@ if TYPE_CHECKING:
     from ingest.config import Settings
     from ingest.coord.retry import Retried
     from ingest.coord.worker import Worker, WorkerResult
-
-
-def add_flags(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("scale-out (pip install 'ingest[redis]')")
-    group.add_argument(
-        "--coordinator",
-        metavar="URL",
-        help=(
-            "redis://HOST:PORT/DB: run as one worker of a run shared by every process given "
-            "the same URL and run name (one manifest, one rate budget, one record)"
-        ),
-    )
-    group.add_argument(
-        "--run-name",
-        metavar="NAME",
-        help="the shared run's name (default: PROVIDER-MANIFESTSTEM, printed at start)",
-    )
-    group.add_argument(
-        "--chunk-lines",
-        type=positive_int,
-        metavar="N",
-        help=(
-            f"manifest entries a chunk holds, if this worker plans the run (default: "
-            f"{CHUNK_LINES}; a worker joining a run planned otherwise says it is ignored)"
-        ),
-    )
-    group.add_argument(
-        "--lease",
-        type=positive_seconds,
-        default=LEASE_S,
-        metavar="S",
-        help=(
-            f"seconds a dead worker's chunk stays its own before another takes it over "
-            f"(default: {LEASE_S:g}; renewed every third of it)"
-        ),
-    )
-
-
-def check_args(args: argparse.Namespace) -> None:
-    """A `ConfigError` for flags a coordinated run cannot take."""
-    from ingest.errors import ConfigError
-
-    url, name = getattr(args, "coordinator", None), getattr(args, "run_name", None)
-    if name is not None and not url:
-        raise ConfigError("--run-name names a shared run: give --coordinator too", key="run_name")
-    if not url:
-        return  # `retry-failed` has neither flag; a plain run imports nothing of ingest.coord
-    from ingest.coord.connection import check_url
-    from ingest.coord.names import check_run_name
-
-    check_url(url)
-    if name is not None and (why := check_run_name(name)):
-        raise ConfigError(f"--run-name {name!r}: {why}", key="run_name")
-    for flag, given in (
-        ("--sim", args.sim),
-        ("--dry-run", args.dry_run),
-        ("--journal", args.journal),
-    ):
-        if given:
-            raise ConfigError(
-                f"{flag} cannot be used with --coordinator (workers share the coordinator's "
-                "record, not a journal or an emulator of their own: point --base-url at one "
-                "`ingest sim` to try it)",
-                key="coordinator",
-            )
 
 
 def run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ingest.cli import coordinated, exits, startup
+from ingest.cli import exits, scaleout, startup
 from ingest.cli.exits import EXIT_OUTPUT_CLOSED, HelpFormatter, help_text
 from ingest.cli.options import (
     add_settings_flags,
@@ -63,7 +63,7 @@ def register(sub: Any) -> None:
     p.add_argument("manifest", type=Path, help="JSON lines, CSV, a list of paths, or a folder")
     p.add_argument("--provider", required=True, choices=_provider_names())
     add_run_flags(p)
-    coordinated.add_flags(p)
+    scaleout.add_flags(p)
     p.set_defaults(func=run)
 
 
@@ -179,8 +179,10 @@ def _run_reporting(args: argparse.Namespace, settings: Settings, reporter: Repor
     from ingest.api import open_upload
     from ingest.loop import backend_options
 
-    coordinated.check_args(args)
+    scaleout.check_args(args)
     if getattr(args, "coordinator", None):  # one worker of a run shared through Redis
+        from ingest.cli import coordinated
+
         startup.resume()
         return coordinated.run(args, settings, reporter)
     if args.dry_run:

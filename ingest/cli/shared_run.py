@@ -205,7 +205,7 @@ def retry_failed(
     import anyio
 
     from ingest.cli import run as run_cmd
-    from ingest.cli.coordinated import check_args
+    from ingest.cli.scaleout import check_args
     from ingest.errors import ConfigError, IngestError
     from ingest.redact import redact
 

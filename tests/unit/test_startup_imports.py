@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 # Each is imported by the run that needs it: --sim, --convert, URL sources,
-# --coordinator, Parquet shards, the human display (--json shows none); the
+# --coordinator (its worker's CLI too), Parquet shards, the human display (--json shows none); the
 # other manifest formats' readers, a config file's TOML parser, "did you mean"
 # and what `ingest status` and `export` print.
 LAZY = (
@@ -28,6 +28,8 @@ LAZY = (
     "ingest.remote",
     "ingest.coord.connection",
     "ingest.coord.names",
+    "ingest.cli.coordinated",  # the worker's CLI: a plain run's flags are cli.scaleout's
+    "ingest.cli.shared_run",
     "redis",
     "pyarrow",
     "rich",

@@ -41,6 +41,8 @@ LAZY = (
     "bz2",
     "lzma",
     "ingest.manifest.walkstats",  # a walk's (folder, shard) tally
+    "zlib",  # a gzip or deflate API answer (transport.call._decoded)
+    "glob",  # a journal's bad header names the journals beside it (journal.header.bad_header)
 )
 
 

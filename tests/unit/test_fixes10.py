@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import aiohttp
@@ -29,6 +28,7 @@ from ingest.item import Item, Source
 from ingest.remote import Fetcher
 from ingest.sniff import ImageType
 from tests.images import make_dataset, write_jsonl_manifest
+from tests.loopback import serving
 
 
 def _heic() -> bytes:
@@ -46,25 +46,12 @@ def served() -> Iterator[tuple[dict[str, bytes], str]]:
     """A loopback server of `bodies` (name -> bytes) and its base URL."""
     bodies: dict[str, bytes] = {}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = bodies.get(self.path.lstrip("/"))
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
+    def answer(request: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        body = bodies.get(request.path.lstrip("/"))
+        return (200, body) if body is not None else (404, b"")
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield bodies, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(answer) as base:
+        yield bodies, base
 
 
 def test_a_fetched_heic_without_convert_is_rejected_and_a_re_run_with_convert_uploads_it(

@@ -254,36 +254,25 @@ def test_each_s3_source_client_reads_the_credentials_of_its_own_time(
     first client found: a second run in the process (a notebook, the next test) signed
     with the first run's AWS_ACCESS_KEY_ID. Each run's client has a session of its own."""
     pytest.importorskip("boto3")
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     from ingest.remote import _s3_client
+    from tests.loopback import serving
 
     signed: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            signed.append(self.headers.get("Authorization", ""))
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def answer(request: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        signed.append(request.headers.get("Authorization", ""))
+        return 404, b""
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_port}")
+    with serving(answer) as base:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", base)
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
         for key in ("AKIDFIRSTRUN", "AKIDSECONDRUN"):
             monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
             monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", f"secret-of-{key}")
             with pytest.raises(Exception, match="404"):
                 _s3_client().get_object(Bucket="b", Key="k.png")
-    finally:
-        server.shutdown()
-        server.server_close()
     assert [auth.split("Credential=")[1].split("/")[0] for auth in signed] == [
         "AKIDFIRSTRUN",
         "AKIDSECONDRUN",

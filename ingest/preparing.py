@@ -12,8 +12,10 @@ upload sends, under the item's own key, with the fingerprint the journal
 should keep (the original's for a converted local file), and within the
 provider's size limit: with `--convert` a URL is fetched without it (its type
 might be converted) and a fetched file kept as it is is checked here. A
-fetched file that a local file's check would reject (a type the provider does
-not take) raises `SourceRejected`: its item is rejected, not failed.
+fetched file that a local file's check would reject (not an image, a type the
+provider does not take, over its size limit: `too_large_source`) raises
+`SourceRejected`, worded as `validate` words the local file's: its item is
+rejected, not failed.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ if TYPE_CHECKING:
 
 
 class SourceRejected(TransferError):
-    """A fetched source that its local twin's check rejects: a type the provider does not take.
+    """A fetched source that its local twin's check rejects: not an image, a type the provider
+    does not take, over its size limit (an HTML page served with 200 where an image was
+    expected is one: the URL is wrong, and the manifest is what to fix, as for a local one).
 
     Journaled `bad` as that local file would be (`Endings.fail`), so a re-run checks it
     again (and `--convert` converts it) instead of leaving it failed for `retry-failed`.
@@ -46,6 +50,23 @@ class SourceRejected(TransferError):
     def __init__(self, reason: str, item: Item, *, provider: str, code: str) -> None:
         super().__init__(reason, action=Action.FAIL_ITEM, code=code, provider=provider, op="fetch")
         self.rejection = ManifestError(reason, source=item.where, line=item.line)
+
+
+def too_large_source(
+    item: Item, size: int, limit: int, provider: str, *, said: bool = True
+) -> SourceRejected:
+    """A fetched source over `limit`, worded as a local file's (`validate.too_large`).
+
+    `said`: the source said its length (Content-Length, the object's size), or `size` is
+    all of it; else `size` is what was read when the limit was passed (a body of unknown
+    length is not read to its end only to measure it).
+    """
+    from ingest.validate import too_large  # as `describe_content`: only when one is
+
+    why = too_large(size, limit, provider)
+    if not said:
+        why += " (at least: the source did not say its length)"
+    return SourceRejected(f"{why}: {item.where}", item, provider=provider, code="too_large")
 
 
 class Preparer:
@@ -101,17 +122,9 @@ class Preparer:
 
     def _within_limit(self, source: Source) -> None:
         """A fetched source kept as it is must be within the provider's limit itself."""
-        from ingest.validate import too_large
-
         limit = self.caps.max_size
         if limit is not None and source.size > limit:
-            raise TransferError(
-                f"{too_large(source.size, limit, self._provider)}: {source.item.where}",
-                action=Action.FAIL_ITEM,
-                code="too_large",
-                provider=self._provider,
-                op="fetch",
-            )
+            raise too_large_source(source.item, source.size, limit, self._provider)
 
     def _open_fetcher(self) -> Fetcher:
         # Imported here: `remote` pulls in aiohttp, which a run of local files

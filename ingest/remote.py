@@ -6,10 +6,11 @@ dropped connection or a timeout retried with the run's backoff for
 `max_attempts` tries and at least `retry_window_s`, each retry counted with
 the run's others (`on_retry`); a host that refuses the connection or is not
 found only `REFUSED_TRIES` times, briefly (a temporary name-lookup failure,
-``EAI_AGAIN``, is an outage: the run's budget); any other status, a body that is not an
-image, a cut PNG or JPEG or one over the provider's size limit fails its
-item, code ``source_failed``; an image of a type the provider does not take is
-rejected, as a local one is: `SourceRejected`), an ``s3://bucket/key`` the same way through
+``EAI_AGAIN``, is an outage: the run's budget); any other status or a cut PNG or JPEG
+fails its item, code ``source_failed``; a body that is not an image (an HTML page
+served with 200 too: the URL is wrong), of a type the provider does not take or over its
+size limit is rejected, worded as a local file is: `SourceRejected`), an
+``s3://bucket/key`` the same way through
 boto3's GetObject (in a thread, its own retries off); and what a remote
 item's URL becomes in a key and a message (`url_key`, `shown_url` in
 `ingest.redact`).
@@ -65,7 +66,7 @@ from ingest import offloop
 from ingest.errors import Action, ConfigError, TransferError
 from ingest.http import USER_AGENT, Timeouts, triage, unreachable
 from ingest.item import Item, Source
-from ingest.preparing import SourceRejected
+from ingest.preparing import SourceRejected, too_large_source
 from ingest.redact import redact
 from ingest.remote_body import Opened, RemoteBody, check_tail, checked
 from ingest.retry import RetryPolicy, parse_retry_after
@@ -199,6 +200,7 @@ class Fetcher:
                     max_size=self.max_size,
                     reopen=self._opened,
                     fail=self._fail,
+                    too_large=self._read_past_limit,
                     failure=self._failure,
                 )
                 with self._lock:
@@ -224,16 +226,20 @@ class Fetcher:
         return item.name or url_name(item.url)
 
     def _kind(self, item: Item, head: bytes) -> ImageType:
-        """The body's type from its first bytes; a non-image fails its item."""
+        """The body's type from its first bytes; a non-image or one the provider does not
+        take is rejected, worded as `validate` words a local file's."""
         kind = sniff(head)
         if kind is not None and kind in self.formats:
             return kind
-        from ingest.validate import describe_content
-
         if kind is None:
-            raise self._fail(item, f"not an image ({describe_content(head)})")
+            from ingest.validate import describe_content
+
+            why = f"not an image (content looks like {describe_content(head)})"
+            raise SourceRejected(
+                f"{why}: {item.where}", item, provider=self.provider, code="not_image"
+            )
         accepted = ", ".join(sorted(t.ext for t in self.formats))
-        reason = (  # as validate words a local file's, and a rejection as it is
+        reason = (
             f"unsupported image type {kind.ext} ({self.provider} accepts {accepted}; "
             f"--convert converts it): {item.where}"
         )
@@ -276,8 +282,14 @@ class Fetcher:
         return Opened(length, head, response.content.iter_chunked(CHUNK), response.release)
 
     def _check_length(self, item: Item, length: int | None) -> None:
+        """A source whose said length is over the limit is rejected before any byte is read."""
         if self.max_size is not None and length is not None and length > self.max_size:
-            raise self._fail(item, f"source too large: {length:,} bytes, over the limit")
+            raise too_large_source(item, length, self.max_size, self.provider)
+
+    def _read_past_limit(self, item: Item, read: int) -> TransferError:
+        """A body of unknown length read past the limit (`read` bytes so far): rejected."""
+        assert self.max_size is not None
+        return too_large_source(item, read, self.max_size, self.provider, said=False)
 
     def _failure(self, item: Item, exc: Exception) -> TransferError:
         """What reading a source raised (aiohttp's, botocore's, the OS's) as its item's error."""
@@ -305,7 +317,14 @@ class Fetcher:
         fd, path = self._spool.create(item.key)
         size = 0
         try:
-            async for chunk in checked(item, opened, kind, max_size=self.max_size, fail=self._fail):
+            async for chunk in checked(
+                item,
+                opened,
+                kind,
+                max_size=self.max_size,
+                fail=self._fail,
+                too_large=self._read_past_limit,
+            ):
                 await offloop.run(write_all, fd, chunk)
                 size += len(chunk)
         except BaseException:

@@ -2,7 +2,8 @@
 
 Owns what every reader of a remote body checks, chunk by chunk (`checked`):
 no more and no fewer bytes than the source said (Content-Length, the
-object's size), nothing over the provider's limit, nothing empty, and a PNG
+object's size), nothing over the provider's limit (`too_large`: a rejection,
+as a local file's), nothing empty, and a PNG
 or JPEG whose last bytes are not cut short (`sniff.truncation`, the reason a
 local file gets), checked on the last chunk *before* it is handed on; and
 `RemoteBody`, the `Streamed` body of a source whose length is known, which
@@ -33,6 +34,7 @@ from ingest.item import Item
 from ingest.sniff import TAIL_BYTES, ImageType, sniff, truncation
 
 Fail = Callable[[Item, str, Action], TransferError]
+TooLarge = Callable[[Item, int], TransferError]  # a body past the limit, its bytes so far
 
 
 @dataclass(slots=True)
@@ -52,6 +54,7 @@ async def checked(
     *,
     max_size: int | None,
     fail: Fail,
+    too_large: TooLarge,
 ) -> AsyncGenerator[bytes, None]:
     """`opened`'s chunks, head first, each checked before it is handed on (see the module)."""
     length, sent, tail = opened.length, 0, b""
@@ -65,10 +68,10 @@ async def checked(
         if not chunk:
             continue
         sent += len(chunk)
-        if max_size is not None and sent > max_size:
-            raise fail(item, f"source too large: over {max_size:,} bytes", Action.FAIL_ITEM)
-        if length is not None and sent > length:
+        if length is not None and sent > length:  # first: a said length was within the limit
             raise fail(item, f"source sent more than its {length:,} bytes", Action.RETRY)
+        if max_size is not None and sent > max_size:
+            raise too_large(item, sent)
         tail = chunk[-TAIL_BYTES:] if len(chunk) >= TAIL_BYTES else (tail + chunk)[-TAIL_BYTES:]
         if sent == length:  # the last chunk: is the image whole?
             check_tail(item, kind, tail, sent, fail)
@@ -101,6 +104,7 @@ class RemoteBody:
         "_live",
         "_pending",
         "_reopen",
+        "_too_large",
         "item",
         "kind",
         "max_size",
@@ -116,6 +120,7 @@ class RemoteBody:
         max_size: int | None,
         reopen: Callable[[Item], Awaitable[Opened]],
         fail: Fail,
+        too_large: TooLarge,
         failure: Callable[[Item, Exception], TransferError],
     ) -> None:
         assert opened.length is not None
@@ -123,6 +128,7 @@ class RemoteBody:
         self._pending: Opened | None = opened  # the first pass sends what the fetch opened
         self._live: Opened | None = None
         self._reopen, self._fail, self._failure = reopen, fail, failure
+        self._too_large = too_large
 
     async def chunks(self, problems: list[BaseException]) -> AsyncGenerator[bytes, None]:
         opened, self._pending = self._pending, None
@@ -131,7 +137,12 @@ class RemoteBody:
                 opened = await self._again()
             self._live = opened
             async for chunk in checked(
-                self.item, opened, self.kind, max_size=self.max_size, fail=self._fail
+                self.item,
+                opened,
+                self.kind,
+                max_size=self.max_size,
+                fail=self._fail,
+                too_large=self._too_large,
             ):
                 yield chunk
         except TransferError as err:

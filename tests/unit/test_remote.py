@@ -150,8 +150,9 @@ def test_urls_are_fetched_uploaded_once_and_failures_are_their_items(
         return upload_urls(manifest, store)
 
     result = run()
-    # scan.bmp is rejected, as a local BMP is (fixes10): a re-run checks it again.
-    assert (result.done, result.failed, result.rejected) == (4, 3, 1)
+    # scan.bmp and page.png are rejected, as a local BMP or HTML file is (fixes10,
+    # fixes10b): a re-run checks them again.
+    assert (result.done, result.failed, result.rejected) == (4, 2, 2)
     bodies = sorted(
         hashlib.sha256(p.read_bytes()).hexdigest() for p in store.rglob("*") if p.is_file()
     )
@@ -170,8 +171,11 @@ def test_urls_are_fetched_uploaded_once_and_failures_are_their_items(
     # Newcomer finding: the URL was named twice ('…: URL (after 3 tries): URL').
     busy = failed[url_key(server.url("busy.png"))]["e"]
     assert busy == f"source answered HTTP 503 (after 3 tries): {server.url('busy.png')}"
-    page = failed[url_key(server.url("page.png"))]["e"]
-    assert page.startswith("not an image (an HTML page")
+    page = failed[url_key(server.url("page.png"))]
+    assert page["s"] == "bad" and page["e"] == (  # validate's words for a local one
+        "not an image (content looks like an HTML page (an error or login page saved by "
+        f"mistake?)): {server.url('page.png')}"
+    )
     bmp = failed[url_key(server.url("scan.bmp"))]
     assert bmp["s"] == "bad" and bmp["e"].startswith(
         "unsupported image type bmp (novita accepts jpeg, png, webp; --convert"

@@ -158,15 +158,24 @@ def _fail(item: Item, why: str, action: Action) -> TransferError:
     return TransferError(why, action=action, code="source_failed", provider="p", op="fetch")
 
 
+def _too_large(item: Item, read: int) -> TransferError:
+    why = f"too large: {read:,} read"
+    return TransferError(why, action=Action.FAIL_ITEM, code="too_large", provider="p", op="fetch")
+
+
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
     for part in parts:
         yield part
 
 
-async def _read(opened: Opened, kind: ImageType = ImageType.PNG) -> tuple[list[bytes], str]:
+async def _read(
+    opened: Opened, kind: ImageType = ImageType.PNG, max_size: int | None = None
+) -> tuple[list[bytes], str]:
     got: list[bytes] = []
     try:
-        async for chunk in checked(_item(), opened, kind, max_size=None, fail=_fail):
+        async for chunk in checked(
+            _item(), opened, kind, max_size=max_size, fail=_fail, too_large=_too_large
+        ):
             got.append(chunk)
     except TransferError as err:
         return got, f"{err.action.value}: {err.message}"
@@ -195,6 +204,24 @@ def test_a_body_is_checked_as_it_is_read(
     elif length is not None:
         # The last chunk, or the one past the length, never went out: storage keeps nothing.
         assert sum(map(len, got)) < length
+
+
+@pytest.mark.parametrize(
+    ("length", "outcome"),
+    [
+        # No length said: rejected once past the limit, naming what was read, not read on.
+        (None, "fail_item: too large: 1,000,100 read"),
+        # A said length within the limit, then more sent: the length is what broke (it was
+        # "source too large", a failure not retried, before the length was checked first).
+        (999_999, "retry: source sent more than its 999,999 bytes"),
+    ],
+)
+def test_a_body_past_the_limit_is_too_large_unless_it_broke_its_length_first(
+    length: int | None, outcome: str
+) -> None:
+    opened = Opened(length, BIG[:100], _chunks(BIG[100:1_000_100], BIG[1_000_100:]), lambda: None)
+    got, said = asyncio.run(_read(opened, max_size=999_999))
+    assert said == outcome and sum(map(len, got)) == 100  # the chunk past it never went out
 
 
 def test_a_provider_that_reads_a_file_gets_a_spooled_body(

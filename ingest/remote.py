@@ -232,9 +232,9 @@ class Fetcher:
         if kind is not None and kind in self.formats:
             return kind
         if kind is None:
-            from ingest.validate import describe_content
+            from ingest.validate import not_an_image
 
-            why = f"not an image (content looks like {describe_content(head)})"
+            why = not_an_image(head)
             raise SourceRejected(
                 f"{why}: {item.where}", item, provider=self.provider, code="not_image"
             )

@@ -162,7 +162,7 @@ def _check(
         os.close(fd)
 
     if image_type is None:
-        return fail(f"not an image (content looks like {describe_content(head)}): {path}")
+        return fail(f"{not_an_image(head)}: {path}")
     if over and image_type not in limits.converts:  # a converted one: its converted bytes
         return fail(f"{too_large(size, limits.max_size or 0, limits.provider)}: {path}")
     if image_type not in limits.formats:
@@ -292,6 +292,11 @@ def check_many(
     """`check` each item in turn, lazily."""
     for item in items:
         yield check(item, limits, source=source)
+
+
+def not_an_image(head: bytes) -> str:
+    """Why a file or fetched body starting `head` is refused: it is no image type we know."""
+    return f"not an image (content looks like {describe_content(head)})"
 
 
 def describe_content(head: bytes) -> str:

@@ -148,32 +148,37 @@ class Triage:
 
     def batch(self, entries: list[Item | ManifestError]) -> list[Triaged]:
         """Each entry's verdict; first, the files to check are hinted to the disk together
-        (the checker's `ReadAhead`, where it has one), and whatever no check took is closed."""
+        (the checker's `ReadAhead`, where it has one), and whatever no check took is closed.
+
+        Hinted are only the files a check will read: the journal's verdicts come first, so
+        an item done, failed before or landed (finalize only) is not opened for nothing."""
         ahead = self._check.ahead
         if ahead is None:
             return [self(entry) for entry in entries]
-        done = self._replay.is_done
+        journaled = [self._journaled(entry) for entry in entries]
         ahead.advise(
             entry.path
-            for entry in entries
-            if isinstance(entry, Item)
-            and entry.url is None
-            and entry.member is None
-            and not done(entry.key)
+            for entry in journaled
+            if isinstance(entry, Item) and entry.url is None and entry.member is None
         )
         try:
-            return [self(entry) for entry in entries]
+            return [self._checked(v) if isinstance(v, Item) else v for v in journaled]
         finally:
             ahead.close()
 
     def __call__(self, entry: Item | ManifestError) -> Triaged:
+        verdict = self._journaled(entry)
+        return self._checked(verdict) if isinstance(verdict, Item) else verdict
+
+    def _journaled(self, entry: Item | ManifestError) -> Triaged | Item:
+        """The verdict the journal alone gives, or the item itself when its file is checked."""
         if isinstance(entry, ManifestError):
             if entry.key is not None and self._replay.is_done(entry.key):
                 return SKIPPED  # a `bad` record would erase the upload from the journal
             return Rejected(entry, entry.key)
         return self._item(entry)
 
-    def _item(self, item: Item) -> Triaged:
+    def _item(self, item: Item) -> Triaged | Item:
         replay = self._replay
         if replay.is_done(item.key):
             if item.url is not None:
@@ -197,9 +202,14 @@ class Triage:
                 landed = _landed_target(previous)
                 if landed is not None:
                     return Resume(ToFinalize(item.key, item.line, landed, None, item))
+        return item
+
+    def _checked(self, item: Item) -> Triaged:
+        """The verdict of an item the journal left to its file's check."""
         result = self._check(item)
         if isinstance(result, ManifestError):
             return Rejected(result, item.key)
+        previous = self._replay.unfinished.get(item.key)
         if previous is not None:
             acquired = _acquired_target(previous, result)
             if acquired is not None:

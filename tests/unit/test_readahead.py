@@ -16,9 +16,10 @@ import pytest
 
 from ingest import readahead
 from ingest.clock import FakeClock
+from ingest.errors import Action
 from ingest.readahead import ReadAhead
 from ingest.validate import OPEN_FLAGS
-from tests.fakeprovider import FakeProvider, run_engine, write_manifest
+from tests.fakeprovider import FakeProvider, refusal, run_engine, write_manifest
 from tests.images import make_image
 
 pytestmark = pytest.mark.anyio
@@ -110,3 +111,33 @@ def test_take_hands_each_open_file_out_once_and_close_closes_the_rest(
     assert left not in closed and len(closed) == 1  # c's, which no check took
     os.close(left)
     assert ahead.take(paths[2]) is None
+
+
+async def test_items_the_journal_settles_without_a_check_are_not_hinted(
+    tmp_path: Path, hinted: list[str]
+) -> None:
+    # A resume hinted (opened, and asked the disk for 256 KiB of) every item that failed
+    # before and every one that landed but was not finalized, though neither is checked:
+    # a re-run of a manifest with 10,000 failed items read 2.5 GB ahead for nothing.
+    for n, name in enumerate(("a.png", "failed.png", "landed.png")):
+        make_image(tmp_path / name, "png", 3_000, seed=n)
+    rows = [{"path": p} for p in ("a.png", "failed.png", "landed.png")]
+    manifest = write_manifest(tmp_path / "m.jsonl", rows)
+    clock = FakeClock()
+    provider = FakeProvider(clock, finalize=True)
+    provider.fail_always("acquire", "failed.png", refusal(Action.FAIL_ITEM, "refused"))
+    provider.fail("finalize", "landed.png", refusal(Action.STOP, "gone", op="finalize"))
+    first = await run_engine(tmp_path, provider, manifest, clock)
+    assert first.journal.counts()["failed"] == 1 and "landed.png" in first.journal.unfinished
+    hinted.clear()
+    before = open_fds()
+    ran = await run_engine(tmp_path, FakeProvider(clock, finalize=True), manifest, clock)
+    c = ran.outcome.counters
+    assert (c.done, c.failed) == (1, 1)  # landed.png finalized; failed.png failed before
+    assert hinted == []  # a.png done, the other two settled by the journal: none is read
+    assert open_fds() == before
+    retried = await run_engine(
+        tmp_path, FakeProvider(clock, finalize=True), manifest, clock, retry_failed=True
+    )
+    assert retried.outcome.counters.done == 1
+    assert [Path(p).name for p in hinted] == ["failed.png"]  # checked again: hinted

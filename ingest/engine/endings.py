@@ -106,6 +106,10 @@ class Endings:
             return
         if isinstance(err, SourceRejected) and landing is None:
             self.reject(key, err.rejection)  # as a local file of its type is: checked again
+            # Its fetch may have left a body open or spooled (a size checked after the fetch);
+            # `_record` lets go only on done or fail, as a reader's `bad` may share a key in
+            # flight (a duplicate line).
+            self.preparer.forget(key)
             return
         self.counters.failed += 1
         kept = None

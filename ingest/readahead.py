@@ -27,6 +27,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from ingest.item import Item
+
 READ_AHEAD = 256 << 10  # bytes hinted a file: the read-ahead budget's largest file (prefetch)
 
 _ADVISE = getattr(os, "posix_fadvise", None)
@@ -42,12 +44,15 @@ class ReadAhead:
         self._flags = flags  # as the check opens them (non-blocking: a FIFO never waits)
         self._open: dict[Path | str, int] = {}
 
-    def advise(self, paths: Iterable[Path | str]) -> None:
-        """Open each path not open yet and ask the kernel to start reading it."""
+    def advise(self, items: Iterable[Item]) -> None:
+        """Open each loose local file not open yet and ask the kernel to start reading it."""
         if _ADVISE is None:
             return
         opened = self._open
-        for path in paths:
+        for item in items:
+            if not _loose(item):
+                continue  # a URL is fetched, a shard's member read from its shard
+            path = item.path
             if path in opened:
                 continue  # listed twice in one batch: the second check opens its own
             try:
@@ -60,12 +65,17 @@ class ReadAhead:
             except OSError:
                 pass  # a FIFO or a device: nothing to read ahead, the check tells it apart
 
-    def take(self, path: Path | str) -> int | None:
-        """The open file of `path` if it was hinted (the caller closes it), else None."""
-        return self._open.pop(path, None) if self._open else None
+    def take(self, item: Item) -> int | None:
+        """The open file of `item` if it was hinted (the caller closes it), else None."""
+        return self._open.pop(item.path, None) if self._open and _loose(item) else None
 
     def close(self) -> None:
         """Close what no check took (entries that turned out skipped or were not reached)."""
         opened, self._open = self._open, {}
         for fd in opened.values():
             os.close(fd)
+
+
+def _loose(item: Item) -> bool:
+    """A file of its own on this machine: the only kind hinted (and handed to its check)."""
+    return item.url is None and item.member is None

@@ -276,7 +276,7 @@ class Checker:
 
     def __call__(self, item: Item) -> Source | ManifestError:
         ahead = self.ahead
-        fd = ahead.take(item.path) if ahead is not None and item.member is None else None
+        fd = ahead.take(item) if ahead is not None else None
         result = check(item, self.limits, prefetch=self.prefetch, fd=fd)
         if isinstance(result, Source) and self.names is not None:
             refused = self.names.check(item)

@@ -156,11 +156,7 @@ class Triage:
         if ahead is None:
             return [self(entry) for entry in entries]
         journaled = [self._journaled(entry) for entry in entries]
-        ahead.advise(
-            entry.path
-            for entry in journaled
-            if isinstance(entry, Item) and entry.url is None and entry.member is None
-        )
+        ahead.advise(entry for entry in journaled if isinstance(entry, Item))
         try:
             return [self._checked(v) if isinstance(v, Item) else v for v in journaled]
         finally:

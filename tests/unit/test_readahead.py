@@ -17,6 +17,7 @@ import pytest
 from ingest import readahead
 from ingest.clock import FakeClock
 from ingest.errors import Action
+from ingest.item import Item
 from ingest.readahead import ReadAhead
 from ingest.validate import OPEN_FLAGS
 from tests.fakeprovider import FakeProvider, refusal, run_engine, write_manifest
@@ -96,21 +97,23 @@ def test_take_hands_each_open_file_out_once_and_close_closes_the_rest(
     paths = [tmp_path / n for n in ("a", "b", "c")]
     for path in paths:
         path.write_bytes(b"x" * 10)
+    items = [Item(key=p.name, path=p, line=n) for n, p in enumerate(paths, 1)]
+    missing = Item(key="missing", path=tmp_path / "missing", line=4)
     ahead = ReadAhead(OPEN_FLAGS)
-    ahead.advise([*paths, tmp_path / "missing", paths[0]])
+    ahead.advise([*items, missing, items[0]])
     assert len(hinted) == 3  # the missing one is not opened, the repeated one not twice
-    fd = ahead.take(paths[0])
+    fd = ahead.take(items[0])
     assert fd is not None and os.read(fd, 20) == b"x" * 10
     os.close(fd)
-    assert ahead.take(paths[0]) is None  # taken once: a second check opens its own
-    left = ahead.take(paths[1])
+    assert ahead.take(items[0]) is None  # taken once: a second check opens its own
+    left = ahead.take(items[1])
     assert left is not None
     kept = set(open_fds())
     ahead.close()
     closed = kept - open_fds()
     assert left not in closed and len(closed) == 1  # c's, which no check took
     os.close(left)
-    assert ahead.take(paths[2]) is None
+    assert ahead.take(items[2]) is None
 
 
 async def test_items_the_journal_settles_without_a_check_are_not_hinted(

@@ -12,8 +12,9 @@ upload sends, under the item's own key, with the fingerprint the journal
 should keep (the original's for a converted local file), and within the
 provider's size limit: with `--convert` a URL is fetched without it (its type
 might be converted) and a fetched file kept as it is is checked here. A
-fetched file that a local file's check would reject (not an image, a type the
-provider does not take, over its size limit: `too_large_source`) raises
+fetched file that a local file's check would reject (empty, a cut PNG or JPEG,
+not an image, a type the provider does not take, over its size limit:
+`too_large_source`) raises
 `SourceRejected`, worded as `validate` words the local file's: its item is
 rejected, not failed.
 """
@@ -38,9 +39,11 @@ if TYPE_CHECKING:
 
 
 class SourceRejected(TransferError):
-    """A fetched source that its local twin's check rejects: not an image, a type the provider
-    does not take, over its size limit (an HTML page served with 200 where an image was
-    expected is one: the URL is wrong, and the manifest is what to fix, as for a local one).
+    """A fetched source that its local twin's check rejects: empty, a cut PNG or JPEG, not an
+    image, a type the provider does not take, over its size limit (an HTML page served with
+    200 where an image was expected is one: the URL is wrong, and the manifest is what to fix,
+    as for a local one). Only a body that arrived whole: one cut short of its said length is
+    a dropped connection, retried.
 
     Journaled `bad` as that local file would be (`Endings.fail`), so a re-run checks it
     again (and `--convert` converts it) instead of leaving it failed for `retry-failed`.

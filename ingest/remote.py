@@ -6,10 +6,10 @@ dropped connection or a timeout retried with the run's backoff for
 `max_attempts` tries and at least `retry_window_s`, each retry counted with
 the run's others (`on_retry`); a host that refuses the connection or is not
 found only `REFUSED_TRIES` times, briefly (a temporary name-lookup failure,
-``EAI_AGAIN``, is an outage: the run's budget); any other status or a cut PNG or JPEG
-fails its item, code ``source_failed``; a body that is not an image (an HTML page
-served with 200 too: the URL is wrong), of a type the provider does not take or over its
-size limit is rejected, worded as a local file is: `SourceRejected`), an
+``EAI_AGAIN``, is an outage: the run's budget); any other status fails its item, code
+``source_failed``; a body that arrived whole but is empty, a cut PNG or JPEG, not an image
+(an HTML page served with 200 too: the URL is wrong), of a type the provider does not take
+or over its size limit is rejected, worded as a local file is: `SourceRejected`), an
 ``s3://bucket/key`` the same way through
 boto3's GetObject (in a thread, its own retries off); and what a remote
 item's URL becomes in a key and a message (`url_key`, `shown_url` in
@@ -68,7 +68,7 @@ from ingest.http import USER_AGENT, Timeouts, triage, unreachable
 from ingest.item import Item, Source
 from ingest.preparing import SourceRejected, too_large_source
 from ingest.redact import redact
-from ingest.remote_body import Opened, RemoteBody, check_tail, checked
+from ingest.remote_body import Opened, RemoteBody, check_tail, checked, ended_short
 from ingest.retry import RetryPolicy, parse_retry_after
 from ingest.sniff import SNIFF_BYTES, TAIL_BYTES, ImageType, sniff
 from ingest.spool import Spool, write_all
@@ -186,12 +186,12 @@ class Fetcher:
     async def _once(self, item: Item) -> Source:
         opened = await self._opened(item)
         try:
-            if not opened.head:
-                raise self._fail(item, "source is empty (0 bytes)")
+            if not opened.head:  # an empty file, or a connection dropped before its body
+                raise ended_short(item, 0, opened.length, self._fail, self._reject)
             kind = self._kind(item, opened.head)
             length = opened.length
             if length is not None and len(opened.head) >= length:  # all of it is here
-                check_tail(item, kind, opened.head[-TAIL_BYTES:], length, self._fail)
+                check_tail(item, kind, opened.head[-TAIL_BYTES:], length, self._reject)
             if length is not None and kind in self.streamable:
                 body = RemoteBody(
                     item,
@@ -201,6 +201,7 @@ class Fetcher:
                     reopen=self._opened,
                     fail=self._fail,
                     too_large=self._read_past_limit,
+                    reject=self._reject,
                     failure=self._failure,
                 )
                 with self._lock:
@@ -234,16 +235,14 @@ class Fetcher:
         if kind is None:
             from ingest.validate import not_an_image
 
-            why = not_an_image(head)
-            raise SourceRejected(
-                f"{why}: {item.where}", item, provider=self.provider, code="not_image"
-            )
+            raise self._reject(item, not_an_image(head), "not_image")
         accepted = ", ".join(sorted(t.ext for t in self.formats))
-        reason = (
-            f"unsupported image type {kind.ext} ({self.provider} accepts {accepted}; "
-            f"--convert converts it): {item.where}"
-        )
-        raise SourceRejected(reason, item, provider=self.provider, code="unsupported_type")
+        why = f"unsupported image type {kind.ext} ({self.provider} accepts {accepted}; --convert"
+        raise self._reject(item, f"{why} converts it)", "unsupported_type")
+
+    def _reject(self, item: Item, why: str, code: str) -> SourceRejected:
+        """A body that a local file's check rejects, in its words (`why`), naming the URL."""
+        return SourceRejected(f"{why}: {item.where}", item, provider=self.provider, code=code)
 
     async def _opened(self, item: Item) -> Opened:
         """The source's answer with its first chunk read; classified `TransferError` if not."""
@@ -324,6 +323,7 @@ class Fetcher:
                 max_size=self.max_size,
                 fail=self._fail,
                 too_large=self._read_past_limit,
+                reject=self._reject,
             ):
                 await offloop.run(write_all, fd, chunk)
                 size += len(chunk)

@@ -2,10 +2,11 @@
 
 Owns what every reader of a remote body checks, chunk by chunk (`checked`):
 no more and no fewer bytes than the source said (Content-Length, the
-object's size), nothing over the provider's limit (`too_large`: a rejection,
-as a local file's), nothing empty, and a PNG
-or JPEG whose last bytes are not cut short (`sniff.truncation`, the reason a
-local file gets), checked on the last chunk *before* it is handed on; and
+object's size: a body cut short of it is a dropped connection, retried),
+and, of a body that arrived whole, what a local file's check rejects
+(`reject`, in its words): nothing over the provider's limit (`too_large`),
+nothing empty, and a PNG or JPEG whose last bytes are not cut short
+(`sniff.truncation`), checked on the last chunk *before* it is handed on; and
 `RemoteBody`, the `Streamed` body of a source whose length is known, which
 the PUT reads as it sends (`storage.put_stream`).
 
@@ -15,7 +16,8 @@ the PUT then sends that chunk and what follows it, straight from the
 source's socket, so nothing is spooled and memory stays at a few chunks per
 PUT in flight. A problem (the source died, sent too little or too much, or
 the image is cut) raises before the chunk it concerns goes out: storage sees
-a body shorter than its Content-Length and keeps nothing. A source is read
+a body shorter than its Content-Length and keeps nothing (and a cut image is
+rejected, though its PUT had sent all but its last chunk). A source is read
 once per pass: a retry or a re-sign of the PUT fetches it again (`reopen`),
 and a source whose size or type changed in between fails its item.
 
@@ -35,6 +37,8 @@ from ingest.sniff import TAIL_BYTES, ImageType, sniff, truncation
 
 Fail = Callable[[Item, str, Action], TransferError]
 TooLarge = Callable[[Item, int], TransferError]  # a body past the limit, its bytes so far
+# A whole body that a local file's check rejects: (item, that check's reason, code).
+Reject = Callable[[Item, str, str], TransferError]
 
 
 @dataclass(slots=True)
@@ -55,6 +59,7 @@ async def checked(
     max_size: int | None,
     fail: Fail,
     too_large: TooLarge,
+    reject: Reject,
 ) -> AsyncGenerator[bytes, None]:
     """`opened`'s chunks, head first, each checked before it is handed on (see the module)."""
     length, sent, tail = opened.length, 0, b""
@@ -74,21 +79,35 @@ async def checked(
             raise too_large(item, sent)
         tail = chunk[-TAIL_BYTES:] if len(chunk) >= TAIL_BYTES else (tail + chunk)[-TAIL_BYTES:]
         if sent == length:  # the last chunk: is the image whole?
-            check_tail(item, kind, tail, sent, fail)
+            check_tail(item, kind, tail, sent, reject)
         yield chunk
-    if sent == 0:
-        raise fail(item, "source is empty (0 bytes)", Action.FAIL_ITEM)
-    if length is not None and sent < length:
-        raise fail(item, f"source body cut short: {sent} of {length} bytes", Action.RETRY)
+    if sent == 0 or (length is not None and sent < length):
+        raise ended_short(item, sent, length, fail, reject)
     if length is None:  # a spooled body: checked once it is all there
-        check_tail(item, kind, tail, sent, fail)
+        check_tail(item, kind, tail, sent, reject)
 
 
-def check_tail(item: Item, kind: ImageType, tail: bytes, size: int, fail: Fail) -> None:
-    """A cut PNG or JPEG fails its item, with the reason a local file gets."""
+def ended_short(
+    item: Item, sent: int, length: int | None, fail: Fail, reject: Reject
+) -> TransferError:
+    """A body that ended after `sent` bytes, empty or short of its said `length`.
+
+    Short of its length, the connection dropped: a retry fetches it again.
+    Empty as said (a length of 0, or none said and none sent), it is an empty
+    file: rejected, as a local one is.
+    """
+    if length is not None and sent < length:
+        return fail(item, f"source body cut short: {sent} of {length} bytes", Action.RETRY)
+    from ingest.validate import EMPTY  # as `not_an_image`: only when one is
+
+    return reject(item, EMPTY, "empty")
+
+
+def check_tail(item: Item, kind: ImageType, tail: bytes, size: int, reject: Reject) -> None:
+    """A whole body that is a cut PNG or JPEG is rejected, with the reason a local file gets."""
     cut = truncation(kind, tail, whole=size <= TAIL_BYTES)
     if cut is not None:
-        raise fail(item, cut, Action.FAIL_ITEM)
+        raise reject(item, cut, "truncated")
 
 
 class RemoteBody:
@@ -103,6 +122,7 @@ class RemoteBody:
         "_failure",
         "_live",
         "_pending",
+        "_reject",
         "_reopen",
         "_too_large",
         "item",
@@ -121,6 +141,7 @@ class RemoteBody:
         reopen: Callable[[Item], Awaitable[Opened]],
         fail: Fail,
         too_large: TooLarge,
+        reject: Reject,
         failure: Callable[[Item, Exception], TransferError],
     ) -> None:
         assert opened.length is not None
@@ -128,7 +149,7 @@ class RemoteBody:
         self._pending: Opened | None = opened  # the first pass sends what the fetch opened
         self._live: Opened | None = None
         self._reopen, self._fail, self._failure = reopen, fail, failure
-        self._too_large = too_large
+        self._too_large, self._reject = too_large, reject
 
     async def chunks(self, problems: list[BaseException]) -> AsyncGenerator[bytes, None]:
         opened, self._pending = self._pending, None
@@ -143,6 +164,7 @@ class RemoteBody:
                 max_size=self.max_size,
                 fail=self._fail,
                 too_large=self._too_large,
+                reject=self._reject,
             ):
                 yield chunk
         except TransferError as err:

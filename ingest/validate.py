@@ -142,7 +142,7 @@ def _check(
         if member is not None:  # a shard's member: its bytes, named shard#member from here on
             size, path = member.length, item.where  # a str: only messages show it
         if size == 0:
-            return fail(f"empty file (0 bytes): {path}")
+            return fail(f"{EMPTY}: {path}")
         over = limits.max_size is not None and size > limits.max_size
         if over and not limits.converts:  # with converted types: known once sniffed, below
             return fail(f"{too_large(size, limits.max_size or 0, limits.provider)}: {path}")
@@ -292,6 +292,9 @@ def check_many(
     """`check` each item in turn, lazily."""
     for item in items:
         yield check(item, limits, source=source)
+
+
+EMPTY = "empty file (0 bytes)"  # a file's or a fetched body's refusal (`ingest.remote_body`)
 
 
 def not_an_image(head: bytes) -> str:

@@ -1,7 +1,8 @@
 """Remote sources of known length are streamed into their PUT, not spooled (issue 15 part 3):
 the bytes storage keeps are the source's; a source that dies mid-stream is its item's retry
 (fetched again), then its failure, classified and with its URL redacted; a length that does not
-hold, or a PNG whose tail is cut, ends the PUT body short, so storage keeps nothing."""
+hold, or a PNG whose tail is cut (rejected, as a local one is), ends the PUT body short, so
+storage keeps nothing."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from ingest import storage
 from ingest.api.wiring import sim_settings
 from ingest.errors import Action, TransferError
 from ingest.item import Item
+from ingest.preparing import SourceRejected
 from ingest.redact import url_key
 from ingest.remote import Fetcher
 from ingest.remote_body import Opened, checked
@@ -127,7 +129,7 @@ def test_known_lengths_stream_into_the_put_and_failures_keep_nothing(
     manifest.write_text("\n".join(lines) + "\n")
     store = tmp_path / "store"
     result = upload_urls(manifest, store, put_transport=transport)
-    assert (result.done, result.failed) == (2, 3)
+    assert (result.done, result.failed, result.rejected) == (2, 2, 1)
     assert _digests(store) == sorted(hashlib.sha256(b).hexdigest() for b in (BIG, ONCE))
     assert spooled == []  # every body went from its source's socket into its PUT
     # once.jpg died part way through its first PUT: that PUT was retried, fetching it again.
@@ -138,8 +140,8 @@ def test_known_lengths_stream_into_the_put_and_failures_keep_nothing(
     records = [orjson.loads(line) for line in journal.splitlines()[1:]]
     failed = {r["k"]: r for r in records if r["s"] == "fail"}
     assert {r["c"] for r in failed.values()} == {"source_failed"}
-    cut = failed[url_key(server.url("cut.png"))]
-    assert cut["a"] == "fail_item" and cut["e"] == (
+    [cut] = [r for r in records if r["s"] == "bad"]  # as a local file cut short is
+    assert cut["k"] == url_key(server.url("cut.png")) and cut["e"] == (
         "truncated PNG (no IEND chunk at its end: the file was cut short): " + server.url("cut.png")
     )
     changed = failed[url_key(server.url("changes.png"))]["e"]
@@ -158,6 +160,10 @@ def _fail(item: Item, why: str, action: Action) -> TransferError:
     return TransferError(why, action=action, code="source_failed", provider="p", op="fetch")
 
 
+def _reject(item: Item, why: str, code: str) -> TransferError:
+    return SourceRejected(why, item, provider="p", code=code)
+
+
 def _too_large(item: Item, read: int) -> TransferError:
     why = f"too large: {read:,} read"
     return TransferError(why, action=Action.FAIL_ITEM, code="too_large", provider="p", op="fetch")
@@ -174,34 +180,61 @@ async def _read(
     got: list[bytes] = []
     try:
         async for chunk in checked(
-            _item(), opened, kind, max_size=max_size, fail=_fail, too_large=_too_large
+            _item(),
+            opened,
+            kind,
+            max_size=max_size,
+            fail=_fail,
+            too_large=_too_large,
+            reject=_reject,
         ):
             got.append(chunk)
     except TransferError as err:
-        return got, f"{err.action.value}: {err.message}"
+        said = "rejected" if isinstance(err, SourceRejected) else err.action.value
+        return got, f"{said}: {err.message}"
     return got, "ok"
 
 
 @pytest.mark.parametrize(
-    ("length", "rest", "outcome"),
+    ("length", "head", "rest", "outcome"),
     [
-        (len(BIG), [BIG[100:]], "ok"),
-        (len(BIG) - 1, [BIG[100:]], "retry: source sent more than its 1,499,999 bytes"),
-        (len(BIG) + 1, [BIG[100:]], "retry: source body cut short: 1500000 of 1500001 bytes"),
-        (None, [BIG[100:]], "ok"),  # a spool: checked at its end
-        (len(BIG) - 8, [BIG[100:-8]], "fail_item: truncated PNG"),
-        (None, [BIG[100:-8]], "fail_item: truncated PNG"),
+        (len(BIG), BIG[:100], [BIG[100:]], "ok"),
+        (len(BIG) - 1, BIG[:100], [BIG[100:]], "retry: source sent more than its 1,499,999 bytes"),
+        (
+            len(BIG) + 1,
+            BIG[:100],
+            [BIG[100:]],
+            "retry: source body cut short: 1500000 of 1500001 bytes",
+        ),
+        (None, BIG[:100], [BIG[100:]], "ok"),  # a spool: checked at its end
+        # A whole body that a local file's check rejects (fixes15: they failed their items).
+        (len(BIG) - 8, BIG[:100], [BIG[100:-8]], "rejected: truncated PNG"),
+        (None, BIG[:100], [BIG[100:-8]], "rejected: truncated PNG"),
+        (0, b"", [], "rejected: empty file (0 bytes)"),
+        (None, b"", [b""], "rejected: empty file (0 bytes)"),
+        (5, b"", [], "retry: source body cut short: 0 of 5 bytes"),  # the connection dropped
+    ],
+    ids=[
+        "whole",
+        "more",
+        "short",
+        "spooled",
+        "cut",
+        "cut-spooled",
+        "empty",
+        "empty-spooled",
+        "nothing-of-5",
     ],
 )
 def test_a_body_is_checked_as_it_is_read(
-    length: int | None, rest: list[bytes], outcome: str
+    length: int | None, head: bytes, rest: list[bytes], outcome: str
 ) -> None:
-    opened = Opened(length, BIG[:100], _chunks(*rest), lambda: None)
+    opened = Opened(length, head, _chunks(*rest), lambda: None)
     got, said = asyncio.run(_read(opened))
     assert said.startswith(outcome)
     if outcome == "ok":
         assert b"".join(got) == BIG
-    elif length is not None:
+    elif length:
         # The last chunk, or the one past the length, never went out: storage keeps nothing.
         assert sum(map(len, got)) < length
 
@@ -232,12 +265,13 @@ def test_a_provider_that_reads_a_file_gets_a_spooled_body(
     result = ingest.upload_sync(
         manifest, provider="scenario", sim=sim_settings(), model_id="model_r", max_attempts=1
     )
-    assert (result.done, result.failed) == (1, 1)  # multipart parts, read from the spool
+    # multipart parts, read from the spool; the cut one rejected, as a local one is
+    assert (result.done, result.failed, result.rejected) == (1, 0, 1)
     assert spooled == ["big.png", "cut.png"]
     [cut] = [
         r
         for r in map(orjson.loads, journal_of(result).read_bytes().splitlines()[1:])
-        if r["s"] == "fail"
+        if r["s"] == "bad"
     ]
     assert cut["e"].startswith("truncated PNG (no IEND chunk")
 

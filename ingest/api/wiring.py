@@ -154,8 +154,13 @@ def prepare(
     refuse_stream(source)  # named as given, before resolving names a pipe /proc/PID/fd/pipe:[N]
     manifest = Path(source).resolve()
     journal_path = Path(journal) if journal is not None else default_journal(manifest, provider)
+    recorded = recorded_format(journal_path, provider)
     if format is None:  # a resume reads the manifest as its journal's run did
-        format = recorded_format(journal_path, provider)
+        format = recorded
+    elif recorded is not None and format != recorded:  # before the manifest is read as given
+        from ingest.journal.maintenance import format_mismatch
+
+        raise format_mismatch(journal_path.resolve(), recorded, format)
     refuse_empty(manifest, format)  # probes now: a ManifestError (or nothing to upload) first
     if keys == "none":
         secrets: dict[str, str] = {}
@@ -180,8 +185,9 @@ def recorded_format(journal: Path, provider: str) -> ManifestFormat | None:
     """The `format` an earlier run of `journal` forced (its header's ``bind``), else None.
 
     A resume given no `format` reads the manifest as that run did, as it keeps a
-    recorded order or model (`binding`); one given another is refused by the
-    binding check. A journal that cannot be read yet is left to its opening to name.
+    recorded order or model (`binding`); one given another is refused (`prepare`,
+    before the manifest is probed as the wrong format). A journal that cannot be read
+    yet is left to its opening to name.
     """
     from ingest.errors import JournalError
     from ingest.journal import peek_header

@@ -121,19 +121,31 @@ def check_binding(path: Path, found: Header, wanted: Header, force: bool) -> Hea
                 f"targets {describe_endpoint(wanted.endpoint)}",
             )
         )
-    for key, value in wanted.bind.items():
-        if key in found.bind and found.bind[key] != value:
-            differs.append((f"with {key} {found.bind[key]!r}", f"uses {key} {value!r}"))
+    changed = [k for k, v in wanted.bind.items() if k in found.bind and found.bind[k] != v]
+    for key in changed:
+        differs.append((f"with {key} {found.bind[key]!r}", f"uses {key} {wanted.bind[key]!r}"))
     moved = found.manifest != wanted.manifest
     if moved and (differs or not force):
         differs.append((f"for manifest {found.manifest}", f"reads {wanted.manifest}"))
     if not differs:
         return replace(found, manifest=wanted.manifest) if moved else found
+    if changed == ["format"] and len(differs) == 1:
+        raise format_mismatch(path, found.bind["format"], wanted.bind["format"])
     made, this = zip(*differs, strict=True)
     hint = " (or --force if only the manifest moved)" if moved and len(differs) == 1 else ""
     raise JournalMismatch(
         f"journal {path} was made {', '.join(made)}; this run {', '.join(this)}: "
         f"use another --journal (or journal=) to keep them apart{hint}"
+    )
+
+
+def format_mismatch(path: Path, recorded: str, given: str) -> JournalMismatch:
+    """A resume given a --format its journal's runs were not: refused (its every line would
+    be read otherwise), as another binding is, saying how to resume it instead."""
+    return JournalMismatch(
+        f"journal {path} was made with format {recorded!r}; this run uses format {given!r}: "
+        f"run without --format (or with --format {recorded}) to resume it, or use another "
+        "--journal (or journal=) to keep them apart"
     )
 
 

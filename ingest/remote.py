@@ -232,13 +232,12 @@ class Fetcher:
         kind = sniff(head)
         if kind is not None and kind in self.formats:
             return kind
-        if kind is None:
-            from ingest.validate import not_an_image
+        from ingest.validate import not_an_image, unsupported_type
 
+        if kind is None:
             raise self._reject(item, not_an_image(head), "not_image")
-        accepted = ", ".join(sorted(t.ext for t in self.formats))
-        why = f"unsupported image type {kind.ext} ({self.provider} accepts {accepted}; --convert"
-        raise self._reject(item, f"{why} converts it)", "unsupported_type")
+        why = unsupported_type(kind, self.formats, self.provider)
+        raise self._reject(item, why, "unsupported_type")
 
     def _reject(self, item: Item, why: str, code: str) -> SourceRejected:
         """A body that a local file's check rejects, in its words (`why`), naming the URL."""

@@ -166,10 +166,7 @@ def _check(
     if over and image_type not in limits.converts:  # a converted one: its converted bytes
         return fail(f"{too_large(size, limits.max_size or 0, limits.provider)}: {path}")
     if image_type not in limits.formats:
-        accepted = ", ".join(sorted(t.ext for t in limits.formats)) or "nothing"
-        who = f"{limits.provider} accepts" if limits.provider else "accepted:"
-        hint = "; --convert converts it"  # every type `sniff` knows, `ingest.convert` decodes
-        return fail(f"unsupported image type {image_type.ext} ({who} {accepted}{hint}): {path}")
+        return fail(f"{unsupported_type(image_type, limits.formats, limits.provider)}: {path}")
     if item.content_type is not None and _normal_mime(item.content_type) != image_type.mime:
         declared = item.content_type.strip()
         if "/" not in declared:  # "jpeg", "png": a type name where a MIME type belongs
@@ -295,6 +292,14 @@ def check_many(
 
 
 EMPTY = "empty file (0 bytes)"  # a file's or a fetched body's refusal (`ingest.remote_body`)
+
+
+def unsupported_type(kind: ImageType, formats: Iterable[ImageType], provider: str | None) -> str:
+    """Why a file or fetched body of type `kind` is refused: the provider takes only `formats`."""
+    accepted = ", ".join(sorted(t.ext for t in formats)) or "nothing"
+    who = f"{provider} accepts" if provider else "accepted:"
+    hint = "; --convert converts it"  # every type `sniff` knows, `ingest.convert` decodes
+    return f"unsupported image type {kind.ext} ({who} {accepted}{hint})"
 
 
 def not_an_image(head: bytes) -> str:

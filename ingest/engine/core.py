@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import itertools
 import os
 import random
 from collections.abc import Iterator
@@ -79,6 +78,7 @@ from ingest.engine.worker import Calls
 from ingest.errors import Action, ManifestError, TransferError
 from ingest.item import Item, Source
 from ingest.journal import Journal, Replay, records
+from ingest.manifest.packed.held import triage_batch
 from ingest.pacing import Pacing
 from ingest.prefetch import Prefetch, release
 from ingest.preparing import Preparer
@@ -264,7 +264,7 @@ class Engine(Endings):
     # -- stage 1: read and triage (blocking I/O in a worker thread) ----------
 
     def _next_batch(self, entries: Iterator[Item | ManifestError]) -> list[Triaged]:
-        batch = self._triage.batch(list(itertools.islice(entries, self.settings.read_batch)))
+        batch = self._triage.batch(triage_batch(entries, self.settings.read_batch))
         self.counters.read += len(batch)
         return redone_first(batch)
 

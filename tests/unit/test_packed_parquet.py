@@ -17,7 +17,7 @@ import pytest
 import ingest
 from ingest.api.wiring import sim_settings
 from ingest.errors import ManifestError
-from ingest.item import Item, Source
+from ingest.item import Item, Member, Source
 from ingest.manifest import WalkStats, count_entries, read_manifest
 from ingest.manifest.folder import Captions
 from ingest.manifest.packed import parquet, parquetcache, parquetfile
@@ -258,3 +258,52 @@ def test_a_row_not_read_ahead_is_sent_as_its_bytes_not_copied_into_chunks(
     assert result.complete and result.done == 4
     assert all(isinstance(data, bytes) for data in sent)  # was a generator of 256 KiB copies
     assert sorted(sent) == sorted(images)  # type: ignore[type-var]
+
+
+def test_a_triage_batch_ends_once_its_parquet_rows_hold_held_bytes(tmp_path: Path) -> None:
+    from ingest.manifest.packed import held
+
+    def row(n: int, length: int) -> Item:
+        return Item(f"f#row-{n}", tmp_path, n, member=Member(f"row-{n}", 0, length, row=(0, n)))
+
+    files = [Item(f"a{n}.png", tmp_path / f"a{n}.png", n) for n in range(3)]
+    rows = iter([row(n, held.HELD_BYTES // 2) for n in range(5)])
+    assert [i.key for i in held.triage_batch(rows, 128)] == ["f#row-0", "f#row-1"]
+    assert next(rows).key == "f#row-2"  # nothing past the row that reached the bytes was read
+    assert len(held.triage_batch(iter(files * 50), 128)) == 128  # files: their count alone
+    one = held.triage_batch(iter([row(0, 10 * held.HELD_BYTES), row(1, 1)]), 128)
+    assert [i.key for i in one] == ["f#row-0"]  # at least one entry, however large
+    assert held.triage_batch(iter([]), 128) == []
+    # The cache keeps a batch's rows with the reader's batches either side of them.
+    assert parquetcache.CACHE_BYTES >= held.HELD_BYTES + 2 * parquetfile.BATCH_BYTES
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_validation_finds_every_row_in_the_cache_no_row_group_read_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingest.manifest.packed import held
+
+    monkeypatch.setattr(held, "HELD_BYTES", 20_000 - 2 * 7_000)  # the cache's, scaled down
+    source = tmp_path / "window.parquet"
+    images = hf_parquet(source, 90, group=30)
+    made: list[int] = []
+    real = parquetcache._new_cursor
+
+    def counted(path: Path, group: int, row: int) -> Any:
+        made.append(group)
+        return real(path, group, row)
+
+    monkeypatch.setattr(parquetcache, "_new_cursor", counted)
+    settings = sim_settings(store_dir=tmp_path / "store")
+    # Triage batches of 128 entries held ~130 KB of rows here, past the cache's 20 KB: the
+    # rows it had dropped were read again, each by a cursor from its row group's start.
+    result = ingest.upload_sync(source, provider="novita", sim=settings, put_concurrency=2)
+    assert result.complete and result.done == 90
+    assert made == []
+    stored = sorted(
+        hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in (tmp_path / "store").rglob("*")
+        if p.is_file()
+    )
+    assert stored == sorted(hashlib.sha256(i).hexdigest() for i in images)

@@ -14,6 +14,7 @@ Where each part lives:
     parquet     a Parquet file's rows as items, their image bytes streamed (pyarrow, an extra)
     parquetfile   its layout, and a row group's image bytes in batches (streamed or pyarrow)
     parquetcache  a row's bytes read again: the reader's batches cached, an upload-side cursor
+    held          a triage batch's entries, fewer once its Parquet rows fill what the cache keeps
     parquetcolumn a column chunk of byte arrays streamed value by value (plain, dictionary)
     parquetpieces a chunk's bytes, a page's bytes as they decompress, RLE-hybrid levels
     parquetthrift page headers (Thrift's compact protocol)

@@ -41,7 +41,7 @@ from ingest.manifest.packed.parquetfile import GroupDamaged, Rows, group_batches
 
 # Images the cache keeps of rows the read-ahead carries (`remember`): a triage batch's rows
 # (`held.HELD_BYTES`) and the reader's batches either side of them (2 x `BATCH_BYTES`), whole
-CACHE_BYTES = 8 << 20
+CACHE_BYTES = 12 << 20
 LARGE_CACHE_BYTES = 16 << 20  # and of larger rows, which uploads read from here
 READ_AHEAD_MAX = 256 << 10  # `ingest.prefetch.Prefetch.max_file`: a larger row is not read ahead
 CACHE_ROWS = 1024  # and rows: the in-flight window (read batch + 2 x put_concurrency + lookahead)

@@ -141,10 +141,7 @@ class Converter:
             )
         if max_side < 0:
             raise ConfigError(f"max_side must be 0 (off) or more, not {max_side}", key="max_side")
-        if importlib.util.find_spec("PIL") is None:  # imported only where it converts
-            raise ConfigError(
-                "--convert needs Pillow: pip install 'ingest[convert]'", key="convert"
-            )
+        require_pillow()
         self.formats = formats
         self.provider = provider
         self.quality = quality
@@ -341,6 +338,12 @@ def _bytes_of(source: Source) -> bytes:
         return read_member(item.path, item.member, item.member.length)
     with item.path.open("rb") as fh:
         return fh.read()
+
+
+def require_pillow() -> None:
+    """`ConfigError` unless Pillow can be imported (it is imported only where it converts)."""
+    if importlib.util.find_spec("PIL") is None:
+        raise ConfigError("--convert needs Pillow: pip install 'ingest[convert]'")
 
 
 def converter_for(caps: Capabilities, provider: str, run: Any) -> Converter | None:

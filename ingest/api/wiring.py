@@ -149,6 +149,10 @@ def prepare(
     resolved = resolve_settings(provider, config, settings or {})
     psettings = resolved.provider(provider)
     check_endpoint(provider, resolved)
+    if resolved.run.convert:  # refused before a journal is written (exit 2: nothing written)
+        from ingest.convert import require_pillow
+
+        require_pillow()
     for name in cls.key_envs:  # a key pasted where its variable's name belongs, in any mode
         check_key_variable(provider, name, getattr(psettings, name))
     refuse_stream(source)  # named as given, before resolving names a pipe /proc/PID/fd/pipe:[N]

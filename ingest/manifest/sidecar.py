@@ -28,6 +28,12 @@ MAX_CAPTION_BYTES = 64 << 10
 """A larger caption file is a problem: it is not a caption (a log, a dump saved by mistake)."""
 
 
+def not_utf8(data: bytes, exc: UnicodeDecodeError) -> str:
+    """Why text `data` cannot be read, in the words every caption source uses (a caption file,
+    a tar member, a Parquet value): "is not UTF-8 (byte 3 is 0xe9)"."""
+    return f"is not UTF-8 (byte {exc.start} is 0x{data[exc.start]:02x})"
+
+
 def is_caption_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in CAPTION_EXTENSIONS
 
@@ -92,9 +98,6 @@ def read_caption(path: str) -> tuple[str | None, str | None]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return None, (
-            f"caption file is not UTF-8 (byte {exc.start} is 0x{data[exc.start]:02x}); "
-            f"save it as UTF-8: {path}"
-        )
+        return None, (f"caption file {not_utf8(data, exc)}; save it as UTF-8: {path}")
     text = text.strip()
     return (text or None), None

@@ -50,6 +50,7 @@ from ingest.manifest.packed.parquetfile import (
 )
 from ingest.manifest.packed.parquetpages import largest_page, page_note
 from ingest.manifest.packed.parquetpieces import said
+from ingest.manifest.sidecar import not_utf8
 
 SMALL_ROWS = 4096  # rows of the small columns (path, caption, metadata) read at a time
 
@@ -93,20 +94,22 @@ class _Small:
             pf.iter_batches(SMALL_ROWS, group, columns) if columns else iter(())
         )
         self._columns: dict[str, list[Any]] = {}
+        self._bad: dict[int, str] = {}  # a batch's rows with a value that is not UTF-8
         self._at = self._size = 0
 
-    def row(self) -> tuple[str | None, str | None, dict[str, Any] | None]:
-        """The next row's (struct path, caption, metadata)."""
+    def row(self) -> tuple[str | None, str | None, dict[str, Any] | None, str | None]:
+        """The next row's (struct path, caption, metadata, what of it is not UTF-8)."""
         lay = self._lay
         if not self._batches_left():
-            return None, None, None
+            return None, None, None, None
         at = self._at
         self._at += 1
         cols = self._columns
         name = cols["\0path"][at] if self._path else None
         caption = cols[lay.caption][at] if lay.caption else None
         meta = {c: cols[c][at] for c in lay.metadata if cols[c][at] is not None}
-        return name, (caption or "").strip() or None, meta or None
+        problem = self._bad.get(at) if self._bad else None
+        return name, (caption or "").strip() or None, meta or None, problem
 
     def _batches_left(self) -> bool:
         while self._at >= self._size:
@@ -116,12 +119,45 @@ class _Small:
                 raise GroupDamaged(self._group, f"pyarrow: {said(exc)}") from None
             if batch is None:
                 return False
-            cols = {n: batch.column(n).to_pylist() for n in batch.schema.names}
+            lay, bad = self._lay, dict[int, str]()
+            cols = {  # the struct itself is not read: its path is, below
+                n: _texts(batch.column(n), self._what(n), bad)
+                for n in batch.schema.names
+                if n != lay.column
+            }
             if self._path:
-                path = batch.column(self._lay.column)
-                cols["\0path"] = path.flatten()[0].to_pylist()
-            self._columns, self._at, self._size = cols, 0, batch.num_rows
+                path = batch.column(lay.column).flatten()[0]
+                cols["\0path"] = _texts(path, f"path (column '{lay.column}.path')", bad)
+            self._columns, self._bad, self._at, self._size = cols, bad, 0, batch.num_rows
         return True
+
+    def _what(self, column: str) -> str:
+        if column == self._lay.caption:
+            return f"caption (column {column!r})"
+        return f"value in column {column!r}"
+
+
+def _texts(column: Any, what: str, bad: dict[int, str]) -> list[Any]:
+    """A batch's column as Python values. A string that is not UTF-8 (pyarrow reads a string
+    column's bytes unchecked) is None, and its row's problem in `bad`; only a batch that holds
+    one is decoded again here, a value at a time."""
+    values: list[Any]
+    try:
+        values = column.to_pylist()
+        return values
+    except UnicodeDecodeError:
+        pass
+    import pyarrow as pa
+
+    values = column.cast(pa.large_binary()).to_pylist()
+    for at, data in enumerate(values):
+        if data is not None:
+            try:
+                values[at] = data.decode()
+            except UnicodeDecodeError as exc:
+                values[at] = None
+                bad.setdefault(at, f"{what} {not_utf8(data, exc)}")
+    return values
 
 
 def read_parquet(
@@ -149,7 +185,7 @@ def read_parquet(
                 for first, values in group_batches(pf, lay, group, fd):
                     remember((ident, group, first), values)
                     for row, value in enumerate(values, first):
-                        name, caption, metadata = small.row()
+                        name, caption, metadata, unreadable = small.row()
                         stats.found += 1
                         if value is None:
                             only = f" (only the path {name!r})" if name else ""
@@ -163,6 +199,13 @@ def read_parquet(
                             yield ManifestError(
                                 f"row {number} (row group {group}) {_oversized(value)}: "
                                 f"{path}#row-{number}",
+                                source=source,
+                                line=stats.found,
+                                key=f"{label}#row-{number}",
+                            )
+                        elif unreadable is not None:  # rejected, as a tar's caption member
+                            yield ManifestError(
+                                f"row {number}: the {unreadable}: {path}#row-{number}",
                                 source=source,
                                 line=stats.found,
                                 key=f"{label}#row-{number}",

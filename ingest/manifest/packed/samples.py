@@ -43,7 +43,7 @@ from ingest.manifest.folder import IMAGE_EXTENSIONS, WalkStats, no_images
 from ingest.manifest.metadata import CAPTION_COLUMNS
 from ingest.manifest.packed.access import read_member
 from ingest.manifest.packed.members import Listed, ShardKind, list_members, listed_names
-from ingest.manifest.sidecar import MAX_CAPTION_BYTES
+from ingest.manifest.sidecar import MAX_CAPTION_BYTES, not_utf8
 
 _BASE_PLUS_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset.tariterators
 _CAPTION_SUFFIXES = ("txt", "caption")
@@ -347,5 +347,5 @@ def _member_text(path: Path, fd: int, member: Member) -> tuple[str, str | None]:
         kind = member.name.rsplit(".", 1)[-1]
         return (
             "",
-            f"{kind} member is not UTF-8 (byte {exc.start} is 0x{data[exc.start]:02x}): {where}",
+            f"{kind} member {not_utf8(data, exc)}: {where}",
         )

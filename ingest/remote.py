@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.util
 import random
 import re
 import socket
@@ -455,6 +456,19 @@ async def _s3_rest(body: Any) -> AsyncGenerator[bytes, None]:
         yield chunk
 
 
+def need_boto3() -> ConfigError:
+    """The refusal of an s3:// source without boto3 (`validate` and a run's start say it too)."""
+    return ConfigError("s3:// sources need boto3: pip install 'ingest[s3]'")
+
+
+def require_boto3(url: str | None) -> None:
+    """Raise `need_boto3()` if `url` is an s3:// source and boto3 cannot be imported."""
+    if not (url or "").startswith("s3://"):
+        return
+    if importlib.util.find_spec("boto3") is None or importlib.util.find_spec("botocore") is None:
+        raise need_boto3()
+
+
 _s3_loader: Any = None  # botocore's service models, read once a process (~0.8 s), shared
 
 
@@ -469,9 +483,7 @@ def _s3_client() -> Any:
         import botocore.session
         from botocore.config import Config
     except ImportError:
-        raise ConfigError(
-            "s3:// sources need boto3: pip install 'ingest[s3]'", key="path"
-        ) from None
+        raise need_boto3() from None
     config = Config(retries={"mode": "standard", "total_max_attempts": 1})
     core = botocore.session.get_session()
     if _s3_loader is None:

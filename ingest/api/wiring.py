@@ -141,6 +141,7 @@ def prepare(
     `ConfigError` if one is unset); "sim", from them or else a placeholder
     (the emulator takes any key); "none", not at all (a dry run calls no API).
     """
+    from ingest.item import Item
     from ingest.manifest.probe import refuse_stream
     from ingest.manifest.reader import refuse_empty
     from ingest.providers import provider_class
@@ -165,7 +166,11 @@ def prepare(
         from ingest.journal.maintenance import format_mismatch
 
         raise format_mismatch(journal_path.resolve(), recorded, format)
-    refuse_empty(manifest, format)  # probes now: a ManifestError (or nothing to upload) first
+    first = refuse_empty(manifest, format)  # probes now: a ManifestError (or nothing to upload)
+    if isinstance(first, Item) and first.url is not None:  # s3:// without boto3: refused now
+        from ingest.remote import require_boto3
+
+        require_boto3(first.url)
     if keys == "none":
         secrets: dict[str, str] = {}
     elif keys == "sim":

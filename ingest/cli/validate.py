@@ -155,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
     by_type: Counter[str] = Counter()
     by_converted: Counter[str] = Counter()  # --convert: the original types converted
     ok = total_bytes = entries_seen = 0
+    s3_checked = False  # boto3 can be imported, an s3:// source found
     # Caption counts an entry's reading added (the walk counts as it reads, ahead of the
     # checks): those of an entry that will not upload are taken out of the captions line.
     counted, dropped = [0, 0, 0, 0], [0, 0, 0, 0]
@@ -164,6 +165,15 @@ def run(args: argparse.Namespace) -> int:
         counted = walk.caption_counts[:4]
         key: str | None = entry.key  # a reader's problem may name its entry too
         if not isinstance(entry, ManifestError):
+            if entry.url is not None and not s3_checked:  # s3:// without boto3: as by a run
+                from ingest.remote import require_boto3
+
+                try:
+                    require_boto3(entry.url)
+                except IngestError as exc:
+                    print(f"ingest: error: {exc}", file=sys.stderr)
+                    return 2
+                s3_checked = entry.url.startswith("s3://")
             result: Source | ManifestError = checker(entry)
         else:
             result = entry

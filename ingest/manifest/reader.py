@@ -98,8 +98,9 @@ _NO_ENTRY: dict[str, str] = {
 }
 
 
-def refuse_empty(path: Path, fmt: ManifestFormat | None = None) -> None:
-    """Check the manifest as `read_manifest` does, and that it holds at least one entry.
+def refuse_empty(path: Path, fmt: ManifestFormat | None = None) -> Item | ManifestError:
+    """Check the manifest as `read_manifest` does, and that it holds at least one entry: the
+    first, returned (a run's start checks what its source needs: boto3 for s3://).
 
     Raises `ManifestError` when it cannot be read, or when it holds nothing to
     upload: a file of no entry, a folder (or shard, or Parquet file) of no
@@ -120,6 +121,7 @@ def refuse_empty(path: Path, fmt: ManifestFormat | None = None) -> None:
     walkstats = sys.modules.get("ingest.manifest.walkstats")
     if walkstats is not None and isinstance(first, walkstats.NoImages):
         raise ManifestError(f"{first.reason}: nothing to upload", source=first.source)
+    return first
 
 
 def _keyed_by_path(item: Item) -> bool:

@@ -1,0 +1,38 @@
+"""s3:// sources without boto3 are refused by `validate` as by `run`, before a run starts.
+
+A new user without the s3 extra got "2 ok", exit 0 from `validate`, while `run`
+said "starting novita upload", then refused with exit 2 and a stray `path:`
+before its line (newcomer16).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from ingest.cli import exits
+from ingest.cli.main import main
+
+
+def test_s3_sources_without_boto3_are_refused_by_validate_and_before_a_run_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)  # not installed: import and find_spec fail
+    manifest = tmp_path / "urls.txt"
+    manifest.write_text("s3://bucket/a.png\ns3://bucket/b.png\n")
+    later = tmp_path / "later.txt"  # validate checks every entry, not only the first
+    later.write_text("https://example.com/a.png\ns3://bucket/b.png\n")
+    journal = tmp_path / "m.journal"
+    runs = [["run", "--sim"], ["run", "--dry-run"], ["validate"], ["validate", "--json"]]
+    for command, source in [*((c, manifest) for c in runs), (["validate"], later)]:
+        extra = ["--journal", str(journal)] if command[0] == "run" else []
+        assert main([*command, str(source), "--provider", "novita", *extra]) == exits.EXIT_USAGE, (
+            command
+        )
+        captured = capsys.readouterr()
+        assert captured.err.splitlines() == [
+            "ingest: error: s3:// sources need boto3: pip install 'ingest[s3]'"
+        ], command
+        assert "ok" not in captured.out and not journal.exists(), command

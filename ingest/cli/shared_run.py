@@ -77,10 +77,8 @@ def status(args: argparse.Namespace) -> int:
         from ingest.cli.status import failure_line
 
         for rec in info["failures"]:
-            if args.json:
-                print(orjson.dumps(rec).decode())
-            else:
-                print(failure_line(_failure_of(rec)))
+            failure = _failure_of(rec)  # --json: a journal's fields, not the record's own
+            print(orjson.dumps(failure.to_json()).decode() if args.json else failure_line(failure))
         if not info["failures"] and not args.json:
             print("no failed or rejected items")
         return exits.EXIT_OK
@@ -102,7 +100,8 @@ def status(args: argparse.Namespace) -> int:
 
 def _failure_of(rec: dict[str, Any]) -> Failure:
     """A failed or rejected item of the run's record as a journal's `failures` gives it, so
-    that `status --failed` words it alike for both (it said "KEY: line N: failed CODE …")."""
+    that `status --failed` words it alike for both (it said "KEY: line N: failed CODE …"),
+    and `--failed --json` gives the same fields (it gave the record's `kind`, `k`, …)."""
     from ingest.journal.report import Failure
     from ingest.reasons import group
 

@@ -48,3 +48,18 @@ def test_a_shared_runs_failed_items_are_worded_as_a_journals(redis_url: str) -> 
         "line 2 cat-2: fail_item/invalid_image: the API refused the image",
         "line 3: rejected: not an image (content looks like text): /data/3.png",
     ]
+
+
+def test_a_shared_runs_failed_json_lines_are_a_journals(redis_url: str) -> None:
+    # fixes16: it printed the record's own fields ("kind", "k", "message") where a journal's
+    # `status --failed --json` gives key, line, class, action, code, reason.
+    anyio.run(_run, redis_url)
+    where = ("--coordinator", redis_url, "--run-name", "r")
+    code, out, err = _main("status", *where, "--failed", "--json")
+    assert code == 0, err
+    assert [orjson.loads(line) for line in out.splitlines()] == [
+        {"key": "cat-2", "line": 2, "class": "fail", "action": "fail_item",
+         "code": "invalid_image", "reason": "the API refused the image"},
+        {"key": "/data/3.png", "line": 3, "class": "bad", "action": None,
+         "code": "not an image (content looks like text)", "reason": str(REJECTED["reason"])},
+    ]  # fmt: skip

@@ -123,7 +123,7 @@ def test_retry_failed_through_the_coordinator(
     assert (info["done"], info["failed"], info["rejected"], info["left"]) == (5, 0, 1, 0)
     assert (info["chunks"], info["finished"]) == (4, 4)  # 3 planned, 1 retried
     code, out, _ = _main("status", *where, "--failed", "--json")
-    assert [json.loads(line)["kind"] for line in out.splitlines()] == ["rejected"]
+    assert [json.loads(line)["class"] for line in out.splitlines()] == ["bad"]
     code, out, _ = _main("export", *where)
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["key"] for r in rows] == [f"item-{i:06d}" for i in range(5)]

@@ -18,12 +18,13 @@ for) did at most ~0.9 of a core of Pillow work and two starved the uploads
 and the lane lets more than one convert only while the uploads wait for
 work (benchmarks/README.md, Convert). A local file is read by the
 process itself (its path is sent); a shard's member or a fetched file (a
-spool file is the parent's) is sent as bytes. The process reads the header
-only and answers the bytes decoding will take; the thread takes them from
-the `Budget` (`convert_memory_mib`), waiting while other conversions hold
-it, before the process decodes: an image that alone needs more is that
-item's problem. A process that ends mid-conversion (killed, a decoder's
-crash) is that item's failure; the next conversion starts a new one. So is
+spool file is the parent's) is sent as bytes, raw after the job's frame
+(`convert_child`). The process reads the header only and answers the bytes
+decoding will take; the thread takes them from the `Budget`
+(`convert_memory_mib`), waiting while other conversions hold it, before
+the process decodes: an image that alone needs more is that item's
+problem. A process that ends mid-conversion (killed, a decoder's crash) is
+that item's failure; the next conversion starts a new one. So is
 one still converting after `convert_timeout_s` (a decoder that hangs), its
 time in the process counted but not its wait for the budget: the process is
 killed (`convert_pool.Process.arm`) and the thread's read of its pipe ends. The
@@ -263,9 +264,11 @@ class Converter:
                 data = _bytes_of(source)
             except OSError as exc:
                 raise self._fail(source, f"cannot read it ({exc.strerror or exc})") from None
-        job = (read_at, data, source.size, source.image_type.ext)
+        sent = None if data is None else len(data)  # its bytes follow the frame, raw
+        job = (read_at, sent, source.size, source.image_type.ext)
         with _limit(process, self.timeout_s):
-            answer = process.ask("open", *job, self._exts, self.quality, self.max_side)
+            process.tell("open", *job, self._exts, self.quality, self.max_side, raw=data or b"")
+            answer = process.ask()
         if answer[0] == "fail":
             raise self._fail(source, answer[1])
         _, width, height, need = answer

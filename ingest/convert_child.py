@@ -13,8 +13,9 @@ then a pickle) over the child's stdin and a duplicate of its stdout (its
 fd 1 then points at stderr, so nothing a library prints can break a frame).
 The child first says ``ready`` (or why it cannot convert: Pillow missing),
 then serves one job at a time: ``open`` (a path it reads, or the bytes of a
-member or a fetched file, with the size checked, and the job's settings:
-target types, quality, max side) → it reads the header only
+member or a fetched file, raw after the frame as the converted bytes come
+back: the parent copies them into no pickle; with the size checked, and the
+job's settings: target types, quality, max side) → it reads the header only
 (`Image.open` is lazy) and answers ``need`` (pixels and the bytes decoding
 will take); the parent takes those from its memory budget and says ``go``
 (or ``skip``) → ``done`` with the converted bytes' type, sha256 and length,
@@ -288,10 +289,7 @@ def receive(source: Reader) -> tuple[Any, ...] | None:
     return message
 
 
-def _read(path: str | None, data: bytes | None) -> bytes:
-    if data is not None:
-        return data
-    assert path is not None
+def _read(path: str) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()
 
@@ -305,10 +303,10 @@ def serve(source: IO[bytes], out: IO[bytes]) -> None:
         return
     send(out, ("ready",))
     while select.select([source], [], [], IDLE_S)[0] and (job := receive(source)) is not None:
-        _, path, given, size, image_type, exts, quality, side = job
+        _, path, sent, size, image_type, exts, quality, side = job  # sent: raw bytes following
         formats = frozenset(exts.split(","))
         try:
-            data = _read(path, given)
+            data = source.read(sent) if sent is not None else _read(path)
         except OSError as exc:
             send(out, ("fail", f"cannot read it ({exc.strerror or exc})"))
             continue

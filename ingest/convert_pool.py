@@ -1,12 +1,21 @@
 """The converter processes of `--convert`, shared by every `Converter` of this process.
 
-Owns `Process` (one ``python -m ingest.convert_child``-like child and its two
-pipes: the frames of `ingest.convert_child`, and the raw converted bytes
-copied out in `CHUNK`s; and its time limit, `arm` / `disarm`: a process
-still working when it runs out is killed, so a reader waiting on its pipe
-sees it end, `overdue`; one runnable then is given until its CPU time
-reaches the limit, since under SCHED_IDLE its wait for a CPU is not its
-own) and the pool (`take`, `give`, `drop`, `pids`, `close_all`).
+Owns `Process` (one ``python -m ingest.convert_child``-like child and its
+two pipes: the frames of `ingest.convert_child`, an original's bytes sent
+raw, and the raw converted bytes copied out in `CHUNK`s; and its time
+limit, `arm` / `disarm`: a process still working when it runs out is
+killed, so a reader waiting on its pipe sees it end, `overdue`; one
+runnable then is given until its CPU time reaches the limit, since under
+SCHED_IDLE its wait for a CPU is not its own), the one thread that keeps
+every process's time limit (`_Watchdog`) and the pool (`take`, `give`,
+`drop`, `pids`, `close_all`).
+
+Time limits: one thread for the pool, waiting for the earliest deadline of
+the processes armed now, not a `threading.Timer` per `arm` (two a
+conversion: each a thread started and cancelled, with the GIL, beside the
+uploads' event loop). `disarm` only takes its process off the watch: the
+thread may wake for a deadline gone, and looks again. It starts with the
+first `arm` and ends with `close_all` (the next `arm` starts it again).
 
 A process its time limit kills may take a while to end: under SCHED_IDLE,
 with a normal task on its core, even its exit waits for a CPU (5.3 s seen),
@@ -39,6 +48,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import io
 import os
 import select
@@ -54,6 +64,7 @@ from ingest import convert_child
 from ingest.spool import write_all
 
 CHUNK = 1 << 20  # converted bytes copied from a converter process to the spool at a time
+PIPE_BYTES = 1 << 20  # a child's pipes asked to hold this much each (Linux: 64 KiB else)
 REUSE_S = 10.0  # an idle process is taken again within this of its last answer
 STARVED_FACTOR = 10  # a runnable process's time limit in wall time, at most, times its own
 START_S = 10.0  # a new process's time limit until it is ready (`arm`'s rule)
@@ -80,6 +91,12 @@ class _Pipe:
         self._in, self._out = from_child, to_child
         for fd in (to_child, from_child):  # a read or write takes what the pipe has now
             os.set_blocking(fd, False)
+        # The bytes of an image each way in reads and writes of up to a MiB, not 64 KiB (a
+        # syscall, a select and a wake of this thread for each); refused past
+        # /proc/sys/fs/pipe-max-size (or not Linux): the default stays.
+        for fd in (to_child, from_child):
+            with contextlib.suppress(AttributeError, OSError):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         self._raw = io.FileIO(from_child, "rb", closefd=False)
         self._wake = os.pipe()
         # `wake` and `close` apart: a stop may come from another thread after the close, when
@@ -107,13 +124,15 @@ class _Pipe:
         return got
 
     def write(self, data: bytes) -> None:
+        """`data` written; the wake is looked at only when the pipe is full (what a killed
+        process is sent is never read: the read that follows sees the wake)."""
         view = memoryview(data)
         while view:
-            ready = select.select([self._wake[0]], [self._out], [])
-            if ready[0]:
-                raise BrokenPipeError("the converter process was killed")
-            with contextlib.suppress(BlockingIOError):
+            try:
                 view = view[os.write(self._out, view) :]
+            except BlockingIOError:
+                if select.select([self._wake[0]], [self._out], [])[0]:
+                    raise BrokenPipeError("the converter process was killed") from None
 
     def flush(self) -> None:
         pass
@@ -156,8 +175,9 @@ class Process:
         self._pipe = _Pipe(self.proc.stdin.fileno(), self.proc.stdout.fileno())
         self._closed = False
         self._buffer: memoryview | None = None  # `copy`'s
-        self._timer: threading.Timer | None = None
-        self._armed = 0  # which `arm` the running timer is
+        self._stat = _open_stat(self.pid)  # /proc/PID/stat, read again by `_cpu_s`
+        self._watched = False  # armed, and not disarmed since
+        self._armed = 0  # which `arm` the watchdog's deadline is
         self._limit = (0.0, 0.0, 0.0)  # `arm`'s seconds, its time, the CPU time it had then
         self._extended = False  # runnable past `arm`'s seconds: timed by its CPU since
         self.spent_s = 0.0  # the last `arm`'s time until `disarm` (CPU time once extended)
@@ -189,40 +209,40 @@ class Process:
         1024), and wall time alone killed sound conversions on a busy machine."""
         with self._timing:
             self._armed += 1
-            self._limit = (seconds, time.monotonic(), _cpu_s(self.pid)[0])
+            now = time.monotonic()
+            self._limit = (seconds, now, _cpu_s(self._stat)[0])
             self._extended = False
-            self._start_timer(seconds)
+            self._watched = True
+            _watchdog.watch(self, now + seconds, self._armed)
 
     def disarm(self) -> bool:
         """The time limit off; False if it ran out first (the process was killed)."""
         with self._timing:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            if self._watched:
+                self._watched = False
+                _watchdog.unwatch(self)
             _, armed_at, cpu_at_arm = self._limit
             self.spent_s = time.monotonic() - armed_at
             if self._extended:
-                self.spent_s = _cpu_s(self.pid)[0] - cpu_at_arm
+                self.spent_s = _cpu_s(self._stat)[0] - cpu_at_arm
             return not self.overdue
 
-    def _start_timer(self, seconds: float) -> None:
-        self._timer = threading.Timer(seconds, self._out_of_time, (self._armed,))
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _out_of_time(self, armed: int) -> None:
+    def out_of_time(self, armed: int) -> None:
+        """Its deadline for `arm` number `armed` has passed (`_Watchdog`)."""
         with self._timing:
-            if self._timer is None or armed != self._armed:  # disarmed as it ran out
+            if not self._watched or armed != self._armed:  # disarmed as it ran out
                 return
             seconds, _, cpu_at_arm = self._limit
-            cpu, runnable = _cpu_s(self.pid, runnable=True)
+            cpu, runnable = _cpu_s(self._stat, self.pid)
             waited = time.monotonic() - self._limit[1]
             # Working, or waiting for a CPU; but no longer than STARVED_FACTOR times the limit
             # (a decoder spinning on a crafted file, on a busy machine, must end too).
             if runnable and cpu - cpu_at_arm < seconds and waited < STARVED_FACTOR * seconds:
                 self._extended = True
-                self._start_timer(max(seconds - (cpu - cpu_at_arm), 0.05))
+                left = max(seconds - (cpu - cpu_at_arm), 0.05)
+                _watchdog.watch(self, time.monotonic() + left, armed)
                 return
+            self._watched = False
             self.overdue = True
             _lift(self.pid)
             with contextlib.suppress(ProcessLookupError):
@@ -237,9 +257,9 @@ class Process:
             self.proc.kill()
         self._pipe.wake()
 
-    def tell(self, *message: Any) -> None:
+    def tell(self, *message: Any, raw: bytes = b"") -> None:
         try:
-            convert_child.send(self._pipe, message)
+            convert_child.send(self._pipe, message, raw)
         except OSError:  # BrokenPipeError: it ended
             raise Gone(self._ended()) from None
 
@@ -292,6 +312,10 @@ class Process:
         self._closed = True
         self._pipe.wake()
         self._pipe.close()
+        with self._timing:  # not while `out_of_time` reads it: the number may be reused
+            stat, self._stat = self._stat, None
+        if stat is not None:
+            os.close(stat)
         for pipe in self._files:
             with contextlib.suppress(OSError):
                 pipe.close()
@@ -303,16 +327,80 @@ class Process:
             _ending.append(self.proc)
 
 
-def _cpu_s(pid: int, *, runnable: bool = False) -> tuple[float, bool]:
-    """`pid`'s CPU time so far, every thread's (/proc/PID/stat utime + stime, man 5 proc), and
-    with `runnable`, whether one of its threads is (state R: running, or waiting for a CPU;
+class _Watchdog:
+    """The time limits of every process armed now (`Process.arm`), kept by one thread."""
+
+    def __init__(self) -> None:
+        self._deadlines: dict[Process, tuple[float, int]] = {}  # when, and for which `arm`
+        self._cond = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._wakes_at = float("inf")  # the deadline the thread waits for
+
+    def watch(self, process: Process, deadline: float, armed: int) -> None:
+        """`process.out_of_time(armed)` at `deadline` (monotonic), unless `unwatch`ed first."""
+        with self._cond:
+            self._deadlines[process] = (deadline, armed)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="ingest-convert-watchdog", daemon=True
+                )
+                self._thread.start()
+            elif deadline < self._wakes_at:  # else it wakes in time anyway, no GIL taken now
+                self._cond.notify()
+
+    def unwatch(self, process: Process) -> None:
+        with self._cond:
+            self._deadlines.pop(process, None)
+
+    def close(self) -> None:
+        """Its thread ended (the deadlines stay, for the thread the next `watch` starts)."""
+        with self._cond:
+            thread, self._thread = self._thread, None
+            self._cond.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._cond:
+                if self._thread is not me:
+                    return
+                now = time.monotonic()
+                due = [(p, armed) for p, (at, armed) in self._deadlines.items() if at <= now]
+                for process, _ in due:
+                    del self._deadlines[process]
+                if not due:
+                    soonest = min((at for at, _ in self._deadlines.values()), default=None)
+                    self._wakes_at = float("inf") if soonest is None else soonest
+                    self._cond.wait(None if soonest is None else soonest - now)
+                    self._wakes_at = float("inf")
+                    continue
+            for process, armed in due:  # outside the lock: it takes the process's, then this
+                process.out_of_time(armed)
+
+
+def _open_stat(pid: int) -> int | None:
+    """/proc/`pid`/stat opened, for `_cpu_s` (None where there is none: not Linux)."""
+    try:
+        return os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _cpu_s(fd: int | None, pid: int | None = None) -> tuple[float, bool]:
+    """The CPU time so far of the process whose /proc/PID/stat is open as `fd`, every thread's
+    (utime + stime, man 5 proc), read again from its start (no open and close each time; and
+    once the process is gone, an error, never another one's that took its number); with
+    `pid`, whether one of its threads is runnable (state R: running, or waiting for a CPU;
     else False: one read, ~24 us, against ~57 with the listing; load 1.6); (0, False) where
     unreadable."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rpartition(b")")[2].split()
+        if fd is None:
+            return 0.0, False
+        fields = os.pread(fd, 1024, 0).rpartition(b")")[2].split()
         cpu = (int(fields[11]) + int(fields[12])) / _TICKS
-        for tid in os.listdir(f"/proc/{pid}/task") if runnable else ():
+        for tid in os.listdir(f"/proc/{pid}/task") if pid is not None else ():
             with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/stat", "rb") as stat:
                 if stat.read().rpartition(b")")[2].split()[:1] == [b"R"]:
                     return cpu, True
@@ -348,6 +436,7 @@ _idle: list[tuple[float, Process]] = []  # (when it last answered, the process)
 _running: set[Process] = set()
 _ending: list[subprocess.Popen[bytes]] = []  # told to end (`Process.close`), not yet reaped
 _lock = threading.Lock()
+_watchdog = _Watchdog()
 
 
 def take() -> Process:
@@ -413,13 +502,15 @@ def close_all() -> None:
         _idle.clear()
     for process in processes:
         process.close()
+    _watchdog.close()
     _reap(REAP_S)
 
 
 def _after_fork() -> None:
-    global _idle, _running, _ending, _lock
+    global _idle, _running, _ending, _lock, _watchdog
     _inherited.append((_idle, _running))  # the parent's: kept, not collected (nor waited for)
     _idle, _running, _ending, _lock = [], set(), [], threading.Lock()
+    _watchdog = _Watchdog()  # the parent's thread is not in the child
 
 
 _inherited: list[tuple[list[tuple[float, Process]], set[Process]]] = []

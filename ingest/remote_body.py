@@ -97,10 +97,15 @@ def ended_short(
     file: rejected, as a local one is.
     """
     if length is not None and sent < length:
-        return fail(item, f"source body cut short: {sent} of {length} bytes", Action.RETRY)
+        return fail(item, cut_short(sent, length), Action.RETRY)
     from ingest.validate import EMPTY  # as `not_an_image`: only when one is
 
     return reject(item, EMPTY, "empty")
+
+
+def cut_short(sent: int, length: int) -> str:
+    """A body that ended after `sent` of its said `length` bytes, as every reader says it."""
+    return f"source body cut short: {sent} of {length} bytes"
 
 
 def check_tail(item: Item, kind: ImageType, tail: bytes, size: int, reject: Reject) -> None:

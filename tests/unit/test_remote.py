@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from aiohttp import web
 import ingest
 from ingest.api.wiring import sim_settings
 from ingest.redact import shown_url, url_key
+from ingest.retry import RetryPolicy
 from tests.images import image_bytes
 from tests.results import journal_of
 
@@ -283,6 +285,37 @@ def test_each_s3_source_client_reads_the_credentials_of_its_own_time(
     ]
 
 
+async def fetch_error(
+    url: str,
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[None]],
+    now: Callable[[], float] = time.monotonic,
+) -> ingest.TransferError:
+    """What fetching `url` (a PNG for Novita, spooled) raised, each wait through `sleep`."""
+    from ingest.http import Timeouts
+    from ingest.item import Item, Source
+    from ingest.remote import Fetcher
+    from ingest.sniff import ImageType
+
+    fetcher = Fetcher(
+        provider="novita",
+        formats=frozenset({ImageType.PNG}),
+        policy=policy,
+        timeouts=Timeouts(connect=5, read=5),
+        concurrency=1,
+        max_size=None,
+        sleep=sleep,
+        now=now,
+    )
+    item = Item(key=url, path=Path(url), line=1, url=url)
+    try:
+        with pytest.raises(ingest.TransferError) as info:
+            await fetcher.fetch(Source(item=item, size=0, mtime_ns=0, image_type=ImageType.PNG))
+    finally:
+        await fetcher.aclose()
+    return info.value
+
+
 def test_a_refused_source_gets_three_short_tries_whatever_the_retry_window() -> None:
     """A URL on a host that refuses connections kept its item (and the run's ETA) going for
     ~1 min 48 s: the run's 90-s retry window, 12 tries. Now three tries, each retry after at
@@ -292,39 +325,17 @@ def test_a_refused_source_gets_three_short_tries_whatever_the_retry_window() -> 
     from ingest.config import RunSettings
     from ingest.engine.settings import EngineSettings
     from ingest.errors import Action
-    from ingest.http import Timeouts
-    from ingest.item import Item, Source
-    from ingest.remote import Fetcher
-    from ingest.sniff import ImageType
 
     slept: list[float] = []
 
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    async def fetch(url: str) -> ingest.TransferError:
-        fetcher = Fetcher(
-            provider="novita",
-            formats=frozenset({ImageType.PNG}),
-            policy=EngineSettings(RunSettings()).retry,  # 8 tries, at least 90 s
-            timeouts=Timeouts(connect=5, read=5),
-            concurrency=1,
-            max_size=None,
-            sleep=sleep,
-            now=lambda: sum(slept),
-        )
-        item = Item(key=url, path=Path(url), line=1, url=url)
-        try:
-            with pytest.raises(ingest.TransferError) as info:
-                await fetcher.fetch(Source(item=item, size=0, mtime_ns=0, image_type=ImageType.PNG))
-        finally:
-            await fetcher.aclose()
-        return info.value
-
+    policy = EngineSettings(RunSettings()).retry  # 8 tries, at least 90 s
     with socket.socket() as sock:  # bound, not listening: refused (see the test above)
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/x.png"
-        err = asyncio.run(fetch(url))
+        err = asyncio.run(fetch_error(url, policy, sleep, lambda: sum(slept)))
     assert err.action is Action.FAIL_ITEM and err.code == "source_failed"
     assert err.message == f"cannot reach the source: connection refused (after 3 tries): {url}"
     assert len(slept) == 2 and sum(slept) <= 1.0

@@ -147,7 +147,7 @@ def test_known_lengths_stream_into_the_put_and_failures_keep_nothing(
     changed = failed[url_key(server.url("changes.png"))]["e"]
     assert changed.startswith("source changed since it was first fetched (700,010 bytes, png;")
     dies = failed[url_key(secret)]
-    assert dies["a"] == "retry" and dies["e"].startswith("cannot fetch the source (")
+    assert dies["a"] == "retry" and dies["e"].startswith("source body cut short: ")
     assert dies["e"].endswith("/dies.jpg?X-Amz-Signature=REDACTED")
     assert "127.0.0.1" in dies["e"] and "bob" not in dies["e"]
 

@@ -13,8 +13,8 @@ snippets with `repr`. `group` removes such paths (a word starting with "/" or
 "~/" or a URL's scheme, up to the next ": " or the end), folder-relative paths after
 "cannot read directory" and in "not valid UTF-8" reasons, turns quoted values (not a
 double-quoted field name such as "path") into '…',
-line, column, byte, row and row group positions into N and a "too large" file's own size into
-nothing, then tidies the punctuation left behind. What stays is the cause
+line, column, byte, row and row group positions into N (a number whole, its thousands
+separators too) and a "too large" file's own size into nothing, then tidies the punctuation left behind. What stays is the cause
 with the limits that explain it ("unsupported image type bmp (scenario accepts
 avif, gif, heic, jpeg, png, tiff, webp)").
 
@@ -42,8 +42,9 @@ def _rules() -> Rules:
     return (
         # An absolute path (a word starting with / or ~/), or a URL source's shown URL (a
         # fetched file's rejection names it as a local one names its path), up to the next
-        # ": " or the end.
-        (re.compile(r"(?:(?<=\s)|^)(?:~?/|[A-Za-z][A-Za-z0-9+.-]*://).*?(?=: |$)"), ""),
+        # ": " or the end. A scheme alone ("fetches only http://, https:// and s3:// URLs")
+        # is no URL: a URL's host follows its "://".
+        (re.compile(r"(?:(?<=\s)|^)(?:~?/|[A-Za-z][A-Za-z0-9+.-]*://(?=[\w\[])).*?(?=: |$)"), ""),
         # A quoted value (repr of an id, a name, a path, a snippet): '…'. A double-quoted
         # bare word is a fixed field name ("path", "file_name"), not a value: it stays (a
         # repr uses double quotes only around text holding a single quote).
@@ -57,13 +58,21 @@ def _rules() -> Rules:
         # Positions and sizes that differ from item to item.
         # (A Parquet file's rows: "row 7 not read: row group 2 is damaged from row 0 on" is one
         # group for every row of that row group, not a table line each.)
-        (re.compile(r"\b(lines?|columns?|bytes?|rows?|row groups?) \d+(?:-\d+)?"), r"\1 N"),
+        # A number whole, with its thousands separators ("byte 16,151": not "byte N,151").
+        (
+            re.compile(
+                r"\b(lines?|columns?|bytes?|rows?|row groups?) (?:\d{1,3}(?:,\d{3})+|\d+)"
+                r"(?:-\d+)?(?![\d,]\d)"
+            ),
+            r"\1 N",
+        ),
         # (Whole hex bytes only: "byte N after" stays; it lost "af" to this rule: "byte …ter".)
         (
             re.compile(r"\bbyte N(?: [0-9a-f]{2})+\b|\bbyte [0-9a-f]{2}(?: [0-9a-f]{2})*\b"),
             "byte …",
         ),
         (re.compile(r"\bbyte N is 0x[0-9a-f]{2}\b"), "byte N is 0x…"),  # a caption's bad byte
+        (re.compile(r"\bthe file at [\d,]*\d\b"), "the file at N"),  # a cut file's size
         (re.compile(r"\bbinary data starting(?: [0-9a-f]{2})+"), "binary data"),
         (re.compile(r"^too large: [^,]*, "), "too large, "),
         # When an item held back by a same-name limit can go (`namelimit.NameLimit`).

@@ -274,3 +274,25 @@ def test_caption_files_not_utf8_are_one_group_whatever_their_bad_byte() -> None:
         for n, b in ((3, 0xE9), (0, 0xFF), (7, 0x81))
     }
     assert groups == {"caption file is not UTF-8 (byte N is 0x…); save it as UTF-8"}
+
+
+def test_a_number_with_thousands_separators_and_a_list_of_schemes_survive_grouping() -> None:
+    # Newcomer16: validate's table said "its image data ends at byte N,151" (the digits before
+    # the separator taken for the position) and "ingest fetches only: download it" (the list
+    # of schemes taken for a URL running to the next ": ").
+    from ingest.reasons import group
+
+    cut = (
+        "cannot convert heic: damaged or truncated: its image data ends at byte {}, the file at {}"
+    )
+    assert {
+        group(cut.format(a, b) + ": /d/v0.heic") for a, b in (("16,151", "8,075"), (900, 12))
+    } == {cut.format("N", "N")}
+    scheme = (
+        "path is a URL ('gs://bucket/a.png'); ingest fetches only http://, https:// and s3:// "
+        "URLs: download it and list the local path"
+    )
+    assert group(scheme) == scheme.replace("'gs://bucket/a.png'", "'…'")
+    assert group("source body cut short: 60 of 5000 bytes: https://host/a.png") == (
+        "source body cut short: 60 of 5000 bytes"
+    )

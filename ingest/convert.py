@@ -172,7 +172,7 @@ class Converter:
             if self._image is None:
                 self._image = child.pillow()
             data, ext = _bytes_of(source), source.image_type.ext
-            with child.open_image(self._image, data, ext) as im:
+            with child.quiet(), child.open_image(self._image, data, ext) as im:
                 if (short := child.cut_short(data, ext)) is not None:  # as the run's process
                     return f"cannot convert {ext}: {short}: {source.item.where}"
                 exts = frozenset(self._exts.split(","))

@@ -59,6 +59,7 @@ import pickle
 import select
 import struct
 import sys
+import warnings
 from collections.abc import Iterator
 from typing import IO, Any, Protocol
 
@@ -89,6 +90,17 @@ def open_image(image: Any, data: bytes, image_type: str) -> Any:
     every HEIF brand, an AVIF with major brand ``mif1`` too, and has no AV1 decoder)."""
     formats = ["AVIF"] if image_type == "avif" else None
     return image.open(io.BytesIO(data), formats=formats)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Pillow's (and pillow-heif's) warnings about one image dropped, for `validate`'s header
+    reads in the parent (a converter process's stderr is /dev/null): printed raw on stderr
+    (``TiffImagePlugin.py:982: UserWarning: Corrupt EXIF data…``), they named no file; the
+    image converts, or fails with its own reason, as it would without them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"(PIL|pillow_heif)(\.|$)")
+        yield
 
 
 def need_of(im: Any, data: bytes) -> int:

@@ -9,6 +9,7 @@ import hashlib
 import io
 import re
 import tempfile
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -359,3 +360,25 @@ def test_cut_short_reads_a_big_endian_tiffs_strips_and_leaves_what_it_cannot_fol
     assert cut_short(b"II+\0" + bytes(20), "tiff") is None  # a BigTIFF: the decoder's
     rle = b"BM" + bytes(8) + struct.pack("<II", 54, 40) + struct.pack("<iiHHI", 64, 64, 1, 8, 1)
     assert cut_short(rle + bytes(10), "bmp") is None  # RLE8: its decoder decides
+
+
+def test_pillows_warnings_about_an_image_reach_neither_stderr_nor_the_reason(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Newcomer16: `validate --convert` printed Pillow's "TiffImagePlugin.py:982: UserWarning:
+    # Corrupt EXIF data…" and its `warnings.warn` line to stderr, naming no file.
+    bad = tmp_path / "corrupt.tiff"
+    bad.write_bytes(b"II*\x00" + (10**6).to_bytes(4, "little") + bytes(200))  # IFD past the end
+    converter = Converter(NOVITA, provider="novita")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            planned = converter.plan(source_of(bad))  # validate's header read, in this process
+            with pytest.raises(TransferError) as raised:  # the run's, in a converter process
+                anyio.run(converter.convert, source_of(bad))
+    finally:
+        converter.close()
+    assert [str(w.message) for w in caught] == []
+    assert planned == raised.value.message  # as validate predicts it
+    assert planned == f"cannot convert tiff: damaged or truncated: its decoder cannot read it: {bad}"
+    assert capfd.readouterr().err == ""

@@ -380,5 +380,7 @@ def test_pillows_warnings_about_an_image_reach_neither_stderr_nor_the_reason(
         converter.close()
     assert [str(w.message) for w in caught] == []
     assert planned == raised.value.message  # as validate predicts it
-    assert planned == f"cannot convert tiff: damaged or truncated: its decoder cannot read it: {bad}"
+    assert (
+        planned == f"cannot convert tiff: damaged or truncated: its decoder cannot read it: {bad}"
+    )
     assert capfd.readouterr().err == ""

@@ -6,8 +6,8 @@ dropped connection or a timeout retried with the run's backoff for
 `max_attempts` tries and at least `retry_window_s`, each retry counted with
 the run's others (`on_retry`); a host that refuses the connection or is not
 found only `REFUSED_TRIES` times, briefly (a temporary name-lookup failure,
-``EAI_AGAIN``, is an outage: the run's budget); any other status fails its item, code
-``source_failed``; a body that arrived whole but is empty, a cut PNG or JPEG, not an image
+``EAI_AGAIN`` or aiodns's timeout, is an outage: the run's budget); any other status
+fails its item, code ``source_failed``; a body that arrived whole but is empty, a cut PNG or JPEG, not an image
 (an HTML page served with 200 too: the URL is wrong), of a type the provider does not take
 or over its size limit is rejected, worded as a local file is: `SourceRejected`), an
 ``s3://bucket/key`` the same way through
@@ -53,6 +53,7 @@ import importlib.util
 import random
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -84,6 +85,10 @@ CHUNK = 256 * 1024
 # second instead of the ~1 min 48 s (12 tries) the run's policy gave it; the other items go on.
 REFUSED_TRIES = 3
 REFUSED_WAIT_S = 0.5
+# c-ares's codes (`aiodns.error`, from `pycares.errno`) of a lookup that may work next time:
+# ARES_ESERVFAIL "Server failure", ARES_ECONNREFUSED "Could not contact DNS servers",
+# ARES_ETIMEOUT "Timeout while contacting DNS servers" (getaddrinfo's EAI_AGAIN, so to speak).
+_ARES_TEMPORARY = frozenset({3, 11, 12})
 
 
 def _payload_short(exc: Exception) -> str | None:
@@ -435,9 +440,21 @@ class Fetcher:
 
 def _temporary(exc: Exception) -> bool:
     """Whether a name lookup failed for now (``EAI_AGAIN``: the resolver timed out or could
-    not be asked), not for good: the run's retry budget, not a refusal's few tries."""
+    not be asked), not for good: the run's retry budget, not a refusal's few tries.
+
+    With aiodns installed, aiohttp's `AsyncResolver` raises ``OSError(None, text)`` from
+    ``aiodns.error.DNSError(code, text)``: no errno, c-ares's code on the cause."""
     cause = getattr(exc, "os_error", None)
-    return isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_AGAIN
+    if isinstance(cause, socket.gaierror):
+        return cause.errno == socket.EAI_AGAIN
+    errors = sys.modules.get("aiodns.error")  # imported by aiohttp if one was raised
+    dns = getattr(cause, "__cause__", None)
+    return (
+        errors is not None
+        and isinstance(dns, errors.DNSError)
+        and bool(dns.args)
+        and dns.args[0] in _ARES_TEMPORARY
+    )
 
 
 def _settled(exc: Exception) -> str | None:

@@ -1,5 +1,6 @@
 """Newcomer 16's Parquet defects, each failing on the code before its fix: a string column
-holding bytes that are not UTF-8 is that row's problem, not a traceback that stops the run."""
+holding bytes that are not UTF-8 is that row's problem, not a traceback that stops the run; a
+binary caption column is the caption, decoded as UTF-8, not silently "no caption"."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 import ingest
 from ingest.errors import ManifestError
 from ingest.item import Item
-from ingest.manifest import read_manifest
+from ingest.manifest import WalkStats, read_manifest
 from tests.images import image_bytes
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
@@ -68,3 +70,23 @@ def test_a_struct_path_or_metadata_value_that_is_not_utf8_is_named_too(tmp_path:
         f"row 1: the value in column 'id' is not UTF-8 (byte 1 is 0xc3): {source}#row-1",
         f"row 2: the path (column 'image.path') is not UTF-8 (byte 0 is 0xff): {source}#row-2",
     ]
+
+
+@pytest.mark.parametrize("dictionary", [False, True], ids=["binary", "dictionary"])
+def test_a_binary_caption_column_is_the_caption_decoded_as_utf8(
+    tmp_path: Path, dictionary: bool
+) -> None:
+    source = tmp_path / "b.parquet"
+    texts = pa.array(["é one".encode(), b"", b"bad \xff", None], pa.binary())
+    captions = texts.dictionary_encode() if dictionary else texts
+    images = pa.array([image_bytes("png", 900, i) for i in range(4)])
+    pq.write_table(pa.table({"image": images, "caption": captions}), source)
+    stats = WalkStats()
+    found = list(read_manifest(source, walk=stats))
+    assert [r.caption if isinstance(r, Item) else r.reason for r in found] == [
+        "é one",
+        None,
+        f"row 2: the caption (column 'caption') is not UTF-8 (byte 4 is 0xff): {source}#row-2",
+        None,
+    ]
+    assert stats.captions.describe() == "captions: 1 from column 'caption', 2 without a caption"

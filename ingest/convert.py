@@ -69,7 +69,7 @@ import anyio
 from ingest import convert_child as child
 from ingest import convert_pool as pool
 from ingest.capabilities import Capabilities
-from ingest.errors import Action, ConfigError, TransferError
+from ingest.errors import Action, ConfigError, TransferError, install_hint
 from ingest.item import Converted, Item, Source
 from ingest.journal.records import DoneRecord, UpRecord
 from ingest.sniff import ImageType
@@ -346,7 +346,7 @@ def _bytes_of(source: Source) -> bytes:
 def require_pillow() -> None:
     """`ConfigError` unless Pillow can be imported (it is imported only where it converts)."""
     if importlib.util.find_spec("PIL") is None:
-        raise ConfigError("--convert needs Pillow: pip install 'ingest[convert]'")
+        raise ConfigError(f"--convert needs Pillow: {install_hint('convert')}")
 
 
 def converter_for(caps: Capabilities, provider: str, run: Any) -> Converter | None:

@@ -47,6 +47,12 @@ class Scope(enum.Enum):
     PLANE = "plane"  # the server's pace: slow and pause every call of this plane
 
 
+def install_hint(extra: str) -> str:
+    """How to install an optional extra, as the README's set-up installs ingest: from its
+    checkout (``pip install .``), not by name from an index."""
+    return f"pip install '.[{extra}]' in ingest's checkout"
+
+
 class IngestError(Exception):
     """Root of every error `ingest` raises on purpose."""
 

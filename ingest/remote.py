@@ -65,7 +65,7 @@ import aiohttp
 import anyio
 
 from ingest import offloop
-from ingest.errors import Action, ConfigError, TransferError
+from ingest.errors import Action, ConfigError, TransferError, install_hint
 from ingest.http import USER_AGENT, Timeouts, triage, unreachable
 from ingest.item import Item, Source
 from ingest.preparing import SourceRejected, too_large_source
@@ -495,7 +495,7 @@ async def _s3_rest(body: Any) -> AsyncGenerator[bytes, None]:
 
 def need_boto3() -> ConfigError:
     """The refusal of an s3:// source without boto3 (`validate` and a run's start say it too)."""
-    return ConfigError("s3:// sources need boto3: pip install 'ingest[s3]'")
+    return ConfigError(f"s3:// sources need boto3: {install_hint('s3')}")
 
 
 def require_boto3(url: str | None) -> None:

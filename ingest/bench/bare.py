@@ -6,7 +6,7 @@ it returns (plus the step after the PUT where the flow has one: ModelHunter's
 complete, Scenario's attach of 10 assets a call). aiohttp and uvloop (when
 installed) as the engine; bodies streamed from disk in 256 KiB chunks by an
 async generator with an exact Content-Length, read with aiofiles as a plain
-async client reads them (``pip install 'ingest[bench]'``; without aiofiles,
+async client reads them (``pip install '.[bench]'``; without aiofiles,
 reads go through the loop's default executor and ``reader`` says so);
 `--put-concurrency` workers, at most `--api-concurrency` API calls at once.
 No journal, validation, retries, leases or progress.

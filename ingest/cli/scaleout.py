@@ -12,10 +12,11 @@ import argparse
 
 from ingest.cli.options import positive_int, positive_seconds
 from ingest.coord import CHUNK_LINES, LEASE_S
+from ingest.errors import install_hint
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("scale-out (pip install 'ingest[redis]')")
+    group = p.add_argument_group(f"scale-out ({install_hint('redis')})")
     group.add_argument(
         "--coordinator",
         metavar="URL",

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from ingest.errors import ConfigError, IngestError
+from ingest.errors import ConfigError, IngestError, install_hint
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -173,8 +173,7 @@ async def connect(url: str, *, down_s: float = DOWN_S) -> AsyncIterator[Connecti
         from redis.asyncio import Redis
     except ImportError:
         raise ConfigError(
-            "--coordinator needs the redis client: pip install 'ingest[redis]'",
-            key="coordinator",
+            f"--coordinator needs the redis client: {install_hint('redis')}"
         ) from None
     client = Redis.from_url(
         url,

@@ -36,6 +36,6 @@ def test_convert_without_pillow_writes_no_journal(
         assert main(args + extra) == exits.EXIT_USAGE, command
         err = capsys.readouterr().err
         assert err.splitlines()[-1] == (
-            "ingest: error: --convert needs Pillow: pip install 'ingest[convert]'"
+            "ingest: error: --convert needs Pillow: pip install '.[convert]' in ingest's checkout"
         ), command
         assert not journal.exists() and not list(tmp_path.glob("*.journal*")), command

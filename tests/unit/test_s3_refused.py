@@ -33,6 +33,6 @@ def test_s3_sources_without_boto3_are_refused_by_validate_and_before_a_run_start
         )
         captured = capsys.readouterr()
         assert captured.err.splitlines() == [
-            "ingest: error: s3:// sources need boto3: pip install 'ingest[s3]'"
+            "ingest: error: s3:// sources need boto3: pip install '.[s3]' in ingest's checkout"
         ], command
         assert "ok" not in captured.out and not journal.exists(), command

@@ -40,8 +40,8 @@ memory of remote bodies is a few chunks per worker.
 
 Invariants: a URL's userinfo and query never reach a message, a journal key
 or a log (the key keeps a digest of the query so that two URLs differing
-only there stay two items); redirects are followed (at most 5) only to
-http(s); a fetched source's fingerprint is its size and mtime 0 (a done
+only there stay two items); redirects are followed (at most 4: aiohttp's
+`max_redirects=5` refuses the fifth) only to http(s), https to http included; a fetched source's fingerprint is its size and mtime 0 (a done
 remote item is never fetched again: there is no local file to compare).
 """
 

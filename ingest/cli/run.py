@@ -60,7 +60,14 @@ def register(sub: Any) -> None:
         epilog_of=help_text,  # the exit codes, rendered only for --help (cli.main.Parser)
         formatter_class=HelpFormatter,
     )
-    p.add_argument("manifest", type=Path, help="JSON lines, CSV, a list of paths, or a folder")
+    p.add_argument(
+        "manifest",
+        type=Path,
+        help=(
+            "JSON lines, CSV, a list of paths or URLs (http(s)://, s3://), a tar or zip shard, "
+            "a Parquet file, or a folder (its images, shards and Parquet files)"
+        ),
+    )
     p.add_argument("--provider", required=True, choices=_provider_names())
     add_run_flags(p)
     scaleout.add_flags(p)

@@ -40,7 +40,9 @@ def register(sub: Any) -> None:
         description=(
             "Report every local problem of MANIFEST for PROVIDER in one pass, without any network: "
             "bad lines, duplicate ids, missing, unreadable or empty files, types sniffed from the "
-            "bytes, size and name limits. Exit code 0 if all is well, 1 if anything would be rejected."
+            "bytes, size and name limits. Exit code 0 if all is well, 1 if anything would be "
+            "rejected, 2 if it cannot be checked: a bad flag or setting, a manifest that cannot "
+            "be read or holds nothing to upload, an s3:// source without boto3."
         ),
     )
     p.add_argument("manifest", type=Path)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 import types
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -56,3 +58,46 @@ def test_a_gaierror_is_still_read_by_its_errno() -> None:
     unknown = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
     tries, _ = _tries(aiohttp.ClientConnectorDNSError(key, unknown))
     assert tries == 3
+
+
+def _help(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    from ingest.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return " ".join(capsys.readouterr().out.split())  # the help's lines, unwrapped
+
+
+def test_run_help_names_every_manifest_it_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    # "JSON lines, CSV, a list of paths, or a folder": no shard, Parquet file or URL.
+    shown = _help(capsys, "run")
+    for kind in ("JSON lines", "CSV", "URLs (http(s)://, s3://)", "tar or zip shard", "Parquet"):
+        assert kind in shown
+
+
+def test_validate_help_names_its_exit_2_which_an_empty_manifest_gets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its help gave exit codes 0 and 1 only.
+    from ingest.cli.main import main
+
+    exit_2 = (
+        "2 if it cannot be checked: a bad flag or setting, a manifest that cannot be read or "
+        "holds nothing to upload, an s3:// source without boto3"
+    )
+    assert exit_2 in _help(capsys, "validate")
+    empty = tmp_path / "m.jsonl"
+    empty.write_text("")
+    assert main(["validate", str(empty), "--provider", "novita"]) == 2
+    missing = tmp_path / "gone.jsonl"
+    assert main(["validate", str(missing), "--provider", "novita"]) == 2
+
+
+def test_the_readme_gives_the_redirects_a_source_follows() -> None:
+    # aiohttp refuses the redirect that reaches `max_redirects`: 5 follows 4.
+    root = Path(__file__).resolve().parents[2]
+    given = re.search(r"max_redirects=(\d+)", (root / "ingest/remote.py").read_text())
+    assert given is not None
+    readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    assert f"redirects are followed, {int(given[1]) - 1} at most" in readme
+    assert "an `https://` source that redirects to `http://` is followed there" in readme

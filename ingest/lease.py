@@ -5,6 +5,8 @@ Owns the rule that a lease's expiry comes from the response's
 SigV2/CloudFront `Expires` epoch), else from the provider's documented
 lifetime; and it is corrected for the skew between the server's clock (its
 `Date` header) and ours. All times are POSIX seconds on the local clock.
+Also what a URL that arrived expired (or about to) by its own `X-Amz-Date`
+and `X-Amz-Expires` on our clock is (`late_url`: one warning a run).
 """
 
 from __future__ import annotations
@@ -116,17 +118,50 @@ def _parse_iso(value: str) -> float | None:
     return parsed.timestamp()
 
 
-def url_expiry(url: str) -> float | None:
-    """The server-clock expiry a signed URL carries in its query, if any."""
+def _query(url: str) -> dict[str, str]:
     # Split by hand, not `parse_qsl`: this runs for every URL, and the values
     # read here are plain digits that are never percent-encoded.
     _, _, rest = url.partition("?")
-    query = dict(part.partition("=")[::2] for part in rest.partition("#")[0].split("&"))
+    return dict(part.partition("=")[::2] for part in rest.partition("#")[0].split("&"))
+
+
+def _amz_window(query: dict[str, str]) -> tuple[float, int] | None:
+    """`X-Amz-Date` (POSIX seconds, the signer's clock) and `X-Amz-Expires`, if both."""
     amz_date, amz_expires = query.get("X-Amz-Date"), query.get("X-Amz-Expires")
     if amz_date and amz_expires and amz_expires.isdigit():
         start = _parse_amz_date(amz_date)
         if start is not None:
-            return start + int(amz_expires)
+            return start, int(amz_expires)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class LateURL:
+    """A signed URL that arrived expired, or within `ARRIVAL_MARGIN_S` of it, by its own
+    `X-Amz-Date` + `X-Amz-Expires` read on the local clock (for a warning: no URL kept)."""
+
+    age_s: float  # local clock minus its X-Amz-Date: the signer's clock skew plus the call
+    lifetime_s: int  # its X-Amz-Expires
+
+
+ARRIVAL_MARGIN_S = 5.0
+
+
+def late_url(url: str, now: float) -> LateURL | None:
+    """`url` as a `LateURL` if it arrived (at `now`, local) expired or about to by its own
+    signing time; None if it did not or carries no `X-Amz-Date`/`X-Amz-Expires`."""
+    window = _amz_window(_query(url))
+    if window is None or now - window[0] <= window[1] - ARRIVAL_MARGIN_S:
+        return None
+    return LateURL(now - window[0], window[1])
+
+
+def url_expiry(url: str) -> float | None:
+    """The server-clock expiry a signed URL carries in its query, if any."""
+    query = _query(url)
+    window = _amz_window(query)
+    if window is not None:
+        return window[0] + window[1]
     expires = query.get("Expires")
     if expires and expires.isdigit():
         return float(expires)

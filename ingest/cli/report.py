@@ -46,6 +46,7 @@ from ingest.redact import redact
 
 if TYPE_CHECKING:
     from ingest.api import Result
+    from ingest.lease import LateURL
 
 Mode = Literal["live", "plain", "json", "quiet"]
 # An item event's fields that may hold a signed query string or a secret: its key too (a path
@@ -79,6 +80,7 @@ class Reporter:
         self.failures: Counter[tuple[str, str]] = Counter()
         self._printed_failures = 0
         self._skipped_noted = False
+        self._late_noted = False
         self._journal: str | None = None  # a dry run has none
         self.done_before: int | None = None  # the journal's done items as the run started
         self.folder = False  # the manifest is a folder: entries are named by their path in it
@@ -203,12 +205,16 @@ class Reporter:
         )
 
     def _note_skipped(self, snap: Snapshot) -> None:
-        """Once: what a folder's walk passed over (non-image files, symlinked loops)."""
+        """Once: what a folder's walk passed over (non-image files, symlinked loops); once, an
+        upload URL that arrived expired or about to by its own signing time."""
         if snap.skipped and not self._skipped_noted:
             self._skipped_noted = True
             self.note(
                 f"skipped {snap.skipped.describe()} in the {'folder' if self.folder else 'shard'}"
             )
+        if snap.late_url is not None and not self._late_noted:
+            self._late_noted = True
+            self.note(late_url_warning(snap.late_url), always=True)
 
     async def watch(self, engine: Watched) -> None:
         """Show progress until cancelled."""
@@ -242,7 +248,7 @@ class Reporter:
                 await anyio.sleep(self.FLUSH_S)
             finally:
                 # also when cancelled at the end of the run: what is buffered goes out
-                if not self._skipped_noted:
+                if not (self._skipped_noted and self._late_noted):
                     self._note_skipped(engine.snapshot())
                 self.flush()
             if time.monotonic() < next_stats:
@@ -291,6 +297,18 @@ class Reporter:
         """The run's last lines; `progress`, its last snapshot's, gives an interrupted run its
         total (`summary.write_summary`)."""
         write_summary(self, result, progress)
+
+
+def late_url_warning(late: LateURL) -> str:
+    """The one line of a run whose upload URLs arrive expired, or about to, by their own
+    X-Amz-Date and X-Amz-Expires on this machine's clock (no URL: it is signed)."""
+    return (
+        f"warning: upload URLs arrive expired or about to by their own X-Amz-Date and "
+        f"X-Amz-Expires: signed {late.age_s:.0f} s before this machine's clock, valid "
+        f"{late.lifetime_s} s. The provider's clock and this one are about {late.age_s:.0f} s "
+        "apart (or its answers that slow): check the clock (NTP), or storage may refuse them "
+        "as expired and each re-sign bring another"
+    )
 
 
 class LiveView:

@@ -206,6 +206,7 @@ class Engine(Endings):
                 counting=ahead is not None and ahead.counting and not self._reading_done,
             ),
             skipped=ahead.skipped if ahead is not None else None,
+            late_url=self.calls.late_url,
         )
 
     # -- the run -------------------------------------------------------------

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ingest.errors import ManifestError, TransferError
+from ingest.lease import LateURL
 from ingest.pacing import PacerStats
 from ingest.providers.base import Landed
 
@@ -88,6 +89,7 @@ class Snapshot:
     reading_done: bool
     progress: Progress = Progress()
     skipped: SkippedFiles | None = None  # a folder's non-image files and loops, once counted
+    late_url: LateURL | None = None  # the first upload URL that arrived (nearly) expired
 
 
 @dataclass(frozen=True, slots=True)

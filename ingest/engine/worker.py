@@ -20,6 +20,10 @@ How it works:
   rate); an item-scoped one, whatever its status or Retry-After, delays that
   item alone. This module never looks at an HTTP status.
 - Every cut wait is counted (`Counters.waits_capped`) so the run can say so.
+- The first URL that arrives expired, or about to, by its own X-Amz-Date and
+  X-Amz-Expires on our clock is kept (`late_url`) for one warning: the lease,
+  corrected by the API's Date header, may still hold, but a storage host on
+  our time would refuse it, and each re-sign would bring another like it.
 - An API that cannot be reached before it ever answered (refused, unknown
   host, connect timed out) stops the run at once (STOP, code `unreachable`);
   after its first answer, the same error is an outage and is retried. The
@@ -48,6 +52,7 @@ from ingest.errors import EXPIRED, UNREACHABLE, Action, Scope, TransferError
 from ingest.item import Source
 from ingest.journal import records
 from ingest.journal.records import Record
+from ingest.lease import LateURL, late_url
 from ingest.pacing import Pacer, Pacing
 from ingest.providers.base import Provider, Target
 
@@ -113,6 +118,9 @@ class Calls:
         self._api_reached = False  # any API answer yet, even an error one (see `_unreachable`)
         self._storage_reached = False  # any storage answer yet, likewise
         self._unreachable_stop: TransferError | None = None
+        # The first target whose URL arrived expired or about to by its own X-Amz-Date, for
+        # one warning a run (`Snapshot.late_url`); then no URL is looked at again.
+        self.late_url: LateURL | None = None
 
     # -- control plane ---------------------------------------------------------
 
@@ -154,6 +162,8 @@ class Calls:
     async def acquire(self, source: Source) -> Target:
         target = await self.api(lambda: self._provider.acquire(source))
         self._record(records.acquired(source.item.key, target.remote_id, target.extra))
+        if self.late_url is None and target.url is not None:
+            self.late_url = late_url(target.url, self._clock.time())
         return target
 
     # -- both: one item's upload -----------------------------------------------

@@ -9,6 +9,7 @@ import types
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 
 from ingest.errors import Action
@@ -101,3 +102,38 @@ def test_the_readme_gives_the_redirects_a_source_follows() -> None:
     readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
     assert f"redirects are followed, {int(given[1]) - 1} at most" in readme
     assert "an `https://` source that redirects to `http://` is followed there" in readme
+
+
+@pytest.mark.parametrize("mode", ["--plain", "--json"])
+def test_upload_urls_that_arrive_expired_by_their_own_date_are_warned_of_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    # A provider whose clock is 10 minutes behind signs 120 s URLs that are long dead on
+    # ours: the leases follow its Date header, nothing said that storage on our time would
+    # refuse each one (re-signing only brings another).
+    from ingest.cli.main import main
+    from tests.images import make_dataset, write_jsonl_manifest
+
+    manifest = write_jsonl_manifest(make_dataset(tmp_path / "img", 3), tmp_path / "m.jsonl")
+    run = ["run", str(manifest), "--provider", "novita", "--sim", "--sim-faults", "skew=-600"]
+    assert main([*run, mode]) == 0
+    out, err = capsys.readouterr()
+    if mode == "--json":
+        err = "".join(
+            e["message"] + "\n" for e in map(orjson.loads, out.splitlines()) if e["event"] == "note"
+        )
+    warned = [line for line in err.splitlines() if line.startswith("warning: upload URLs")]
+    assert len(warned) == 1, err
+    assert re.search(r"signed 60[01] s before this machine's clock, valid 120 s\. ", warned[0])
+    assert "about 60" in warned[0] and "?" not in warned[0] and "X-Amz-Signature" not in err
+
+
+def test_a_url_with_time_left_on_our_clock_is_not_late() -> None:
+    from ingest.lease import late_url
+
+    url = "https://s.example/k?X-Amz-Date=20260101T000000Z&X-Amz-Expires=120&X-Amz-Signature=s"
+    signed = 1767225600.0  # 2026-01-01T00:00:00Z
+    assert late_url(url, signed + 100) is None
+    late = late_url(url, signed + 116)  # 4 s left: within the margin
+    assert late is not None and (late.age_s, late.lifetime_s) == (116, 120)
+    assert late_url("https://s.example/k?Expires=1", signed) is None  # no X-Amz-Date

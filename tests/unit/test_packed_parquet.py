@@ -127,7 +127,9 @@ def test_without_pyarrow_a_parquet_manifest_says_which_extra_to_install(
     source = tmp_path / "data.parquet"
     hf_parquet(source, 1)
     monkeypatch.setattr(parquetfile, "_pq", lambda: None)  # as if `import pyarrow` failed
-    with pytest.raises(ManifestError, match=r"needs pyarrow: pip install 'ingest\[parquet\]'"):
+    with pytest.raises(
+        ManifestError, match=r"needs pyarrow: pip install '\.\[parquet\]' in ingest's checkout"
+    ):
         read_manifest(source)
 
 

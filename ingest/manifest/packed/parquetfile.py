@@ -8,7 +8,7 @@ metadata (`Layout`), which way the image bytes are read (`Layout.streamed`,
 `Layout.why`), and `group_batches`: a row group's image bytes as lists of
 Python bytes of about `BATCH_BYTES` each.
 
-How it works: needs pyarrow (``pip install 'ingest[parquet]'``) for the
+How it works: needs pyarrow (``pip install '.[parquet]'``) for the
 footer and the small columns. The image bytes are streamed by
 `parquetcolumn` (memory: about one image, whatever the page sizes) when the
 footer shows nothing it does not stream (`parquetcolumn.why_not`: a codec
@@ -30,13 +30,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ingest.errors import ManifestError
+from ingest.errors import ManifestError, install_hint
 from ingest.manifest.metadata import CAPTION_COLUMNS
 from ingest.manifest.packed import parquetcolumn
 from ingest.manifest.packed.parquetcolumn import Oversized, Value
 from ingest.manifest.packed.parquetpieces import Damaged, Unstreamable, said
 
-INSTALL = "reading Parquet needs pyarrow: pip install 'ingest[parquet]'"
+INSTALL = f"reading Parquet needs pyarrow: {install_hint('parquet')}"
 BATCH_BYTES = 2 << 20  # images a batch holds, about (its rows: `batch_rows`)
 _BUFFER = 1 << 20  # pyarrow reads a column chunk through this buffer, page by page
 

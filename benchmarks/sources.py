@@ -236,9 +236,9 @@ class Client:
         *extra: str,
         script: str | None = None,
         sample: bool = False,
-        beside: int = 0,
+        beside: Sequence[list[str]] = (),
     ) -> Run:
-        """`beside`: that many SCHED_IDLE busy loops run beside the client (`spinners`)."""
+        """`beside`: commands run beside the client (`spinners`: SCHED_IDLE controls)."""
         journal = self.tmp / "run.journal"
         for leftover in self.tmp.glob("run.journal*"):
             leftover.unlink()
@@ -278,15 +278,33 @@ class Client:
                    load, 0, ok, note="" if ok else err[-300:])  # fmt: skip
 
 
-# A control for --convert (`--idle-spinners`): what a busy core costs the uploads when no ingest
-# code runs on it (the spinners are not the client's children: the sampler does not see them).
-_SPIN = "import os; os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True: pass"
+# Controls for --convert: what a busy core costs the uploads when no ingest code runs on it (the
+# processes are not the client's children: the sampler does not see them). `--idle-spinners`: a
+# busy loop; `--idle-pillow`: the converters' own work (the folder's TIFF, BMP and HEIC images
+# decoded, turned upright and encoded as JPEG at quality 90 by Pillow, over and over) with no
+# ingest code, so that what a conversion costs the uploads beyond Pillow's work shows apart.
+_IDLE = "import os; os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+_SPIN = _IDLE + "while True: pass"
+_PILLOW = (
+    _IDLE
+    + """
+import io, itertools, sys
+from pathlib import Path
+import pillow_heif
+from PIL import Image, ImageOps
+pillow_heif.register_heif_opener()
+files = sorted(p for p in Path(sys.argv[1]).iterdir() if p.suffix in (".tiff", ".bmp", ".heic"))
+for path in itertools.cycle(files):
+    with Image.open(path) as image:
+        ImageOps.exif_transpose(image).convert("RGB").save(io.BytesIO(), "JPEG", quality=90)
+"""
+)
 
 
 @contextlib.contextmanager
-def spinners(count: int) -> Any:
-    """`count` SCHED_IDLE busy loops while within (as a converter process would run)."""
-    procs = [subprocess.Popen([sys.executable, "-c", _SPIN]) for _ in range(count)]
+def spinners(commands: Sequence[list[str]]) -> Any:
+    """`commands` running while within (SCHED_IDLE, as a converter process would run)."""
+    procs = [subprocess.Popen(command) for command in commands]
     try:
         yield
     finally:
@@ -547,8 +565,8 @@ def memory(
     print("| command | members | wall s | CPU s | peak RSS MiB | load 1m | ok |\n"
           "|---|---:|---:|---:|---:|---:|---|")  # fmt: skip
     for r in runs:
-        command, kind, members = r.what.split(" ")
-        print(f"| `ingest {command}` {kind} | {members} | {r.wall_s:.1f} | {r.cpu_s:.1f} | "
+        command, kind, shown = r.what.split(" ")
+        print(f"| `ingest {command}` {kind} | {shown} | {r.wall_s:.1f} | {r.cpu_s:.1f} | "
               f"{r.rss_mib:.0f} | {r.load_1m:.1f} | {'yes' if r.ok else 'NO'} |")  # fmt: skip
     worst = max((r.rss_mib for r in runs if r.ok), default=float("nan"))
     print(f"\nlargest peak RSS {worst:.0f} MiB (bar: under {BAR_RSS_MIB:.0f} MiB)")
@@ -563,20 +581,26 @@ def convert(
     extras: Sequence[str] = (),
     other: str | None = None,
     idle_spinners: int = 0,
+    idle_pillow: int = 0,
 ) -> dict[str, Any]:
     """`extras`: "NAME=FLAGS" runs of this install with --convert and FLAGS; `other`: another
     install's ``bin/ingest``, run with --convert as "--convert (other install)";
-    `idle_spinners`: also a run without --convert beside that many SCHED_IDLE busy loops."""
+    `idle_spinners`, `idle_pillow`: also a run without --convert beside that many SCHED_IDLE
+    busy loops, or Pillow loops doing the converters' work (`_PILLOW`)."""
     folder, kept = mixed_folder(count)
-    Variant = tuple[list[str], str | None, int]  # flags, another install's script, spinners
-    variants: dict[str, Variant] = {"plain": ([], None, 0), "--convert": (["--convert"], None, 0)}
+    Variant = tuple[list[str], str | None, list[list[str]]]  # flags, an install's script, beside
+    variants: dict[str, Variant] = {"plain": ([], None, []), "--convert": (["--convert"], None, [])}
     for extra in extras:
         name, _, given = extra.partition("=")
-        variants[f"--convert ({name})"] = (["--convert", *given.split()], None, 0)
+        variants[f"--convert ({name})"] = (["--convert", *given.split()], None, [])
     if other:
-        variants["--convert (other install)"] = (["--convert"], other, 0)
+        variants["--convert (other install)"] = (["--convert"], other, [])
     if idle_spinners:
-        variants[f"plain beside {idle_spinners} SCHED_IDLE spinner(s)"] = ([], None, idle_spinners)
+        spin = [[sys.executable, "-c", _SPIN]] * idle_spinners
+        variants[f"plain beside {idle_spinners} SCHED_IDLE spinner(s)"] = ([], None, spin)
+    if idle_pillow:
+        loops = [[sys.executable, "-c", _PILLOW, str(folder)]] * idle_pillow
+        variants[f"plain beside {idle_pillow} SCHED_IDLE Pillow loop(s)"] = ([], None, loops)
     runs: dict[str, list[Run]] = {name: [] for name in variants}
     for round_, name in rotating(list(runs), rounds):
         flags, script, beside = variants[name]
@@ -599,7 +623,7 @@ def convert(
           f"medians of {rounds} rounds (rotating order)\n")  # fmt: skip
     _table("run", rows, CONVERT_COLUMNS)
     return {"files": count, "kept": kept, "rounds": rounds, "rows": rows,
-            "variants": {name: {"flags": f, "ingest": ingest_command(s), "idle_spinners": b}
+            "variants": {name: {"flags": f, "ingest": ingest_command(s), "beside": b}
                          for name, (f, s, b) in variants.items()},
             "runs": [asdict(r) for rs in runs.values() for r in rs]}  # fmt: skip
 
@@ -650,6 +674,14 @@ def main() -> int:
         help="convert: also run without --convert beside N SCHED_IDLE busy loops (a control)",
     )
     parser.add_argument(
+        "--idle-pillow",
+        type=int,
+        default=0,
+        metavar="N",
+        help="convert: also run without --convert beside N SCHED_IDLE Pillow loops doing the "
+        "converters' work without ingest (a control)",
+    )
+    parser.add_argument(
         "--other-ingest",
         metavar="SCRIPT",
         help="convert: also run --convert with this install's bin/ingest",
@@ -685,7 +717,8 @@ def main() -> int:
                                 kinds, args.row_group)  # fmt: skip
             else:
                 result = convert(client, args.convert_count, args.rounds or 3,
-                                 args.convert_extra, args.other_ingest, args.idle_spinners)  # fmt: skip
+                                 args.convert_extra, args.other_ingest, args.idle_spinners,
+                                 args.idle_pillow)  # fmt: skip
             result |= {"load_before": load, "tools": tool_versions(), "ingest": ingest_command()}
             sized = part == "memory" and args.member_size != 4096
             name = f"sources-{part}" + (f"-{args.member_size}" if sized else "")

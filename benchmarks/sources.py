@@ -41,6 +41,9 @@ neither server sets the pace; their CPU is recorded with every run.
   loop's) over the time it went from 1 % to 99 % of its total, with the
   event loop's cores over the same span and the peak RSS of the client and
   its converters together.
+  ``--idle-spinners N`` and ``--idle-pillow N`` add control runs without
+  ``--convert`` beside N SCHED_IDLE busy loops, or N loops doing the
+  converters' Pillow work with no ingest code.
 
 Every run is checked: the sink must hold one object per uploaded file and
 the summary must count them done. The load average before each run is

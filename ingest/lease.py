@@ -24,6 +24,9 @@ class Lease:
     expires_at: float
     granted_s: float  # the lifetime left when it was acquired
     source: str  # "field", "url", "default": where the expiry came from (for reports)
+    # The URL's own X-Amz-Date (POSIX seconds, the signer's clock) and X-Amz-Expires, when it
+    # carries both: read once, with the expiry, for `late_url`'s look on our clock.
+    signed: tuple[float, int] | None = None
 
     def time_left(self, now: float) -> float:
         return self.expires_at - now
@@ -147,10 +150,11 @@ class LateURL:
 ARRIVAL_MARGIN_S = 5.0
 
 
-def late_url(url: str, now: float) -> LateURL | None:
-    """`url` as a `LateURL` if it arrived (at `now`, local) expired or about to by its own
-    signing time; None if it did not or carries no `X-Amz-Date`/`X-Amz-Expires`."""
-    window = _amz_window(_query(url))
+def late_url(lease: Lease | None, now: float) -> LateURL | None:
+    """The URL `lease` was built from as a `LateURL` if it arrived (at `now`, local) expired
+    or about to by its own signing time (`Lease.signed`); None if it did not or carries no
+    `X-Amz-Date`/`X-Amz-Expires`."""
+    window = lease.signed if lease is not None else None
     if window is None or now - window[0] <= window[1] - ARRIVAL_MARGIN_S:
         return None
     return LateURL(now - window[0], window[1])
@@ -159,7 +163,11 @@ def late_url(url: str, now: float) -> LateURL | None:
 def url_expiry(url: str) -> float | None:
     """The server-clock expiry a signed URL carries in its query, if any."""
     query = _query(url)
-    window = _amz_window(query)
+    return _expiry_of(query, _amz_window(query))
+
+
+def _expiry_of(query: dict[str, str], window: tuple[float, int] | None) -> float | None:
+    """`url_expiry` of a URL's `query` whose `_amz_window` is `window`."""
     if window is not None:
         return window[0] + window[1]
     expires = query.get("Expires")
@@ -186,16 +194,17 @@ def lease_for(
     header allows (`_latest_skew`).
     """
     skew = _latest_skew(date_header, sent_at)
+    query = _query(url) if url else {}
+    signed = _amz_window(query)
     if expires_at:
         server_expiry = _parse_iso(expires_at)
         if server_expiry is not None:
-            return Lease(server_expiry - skew, server_expiry - skew - received_at, "field")
-    if url:
-        server_expiry = url_expiry(url)
-        if server_expiry is not None:
-            return Lease(server_expiry - skew, server_expiry - skew - received_at, "url")
+            return Lease(server_expiry - skew, server_expiry - skew - received_at, "field", signed)
+    server_expiry = _expiry_of(query, signed)
+    if server_expiry is not None:
+        return Lease(server_expiry - skew, server_expiry - skew - received_at, "url", signed)
     if default_lifetime is not None:
-        return Lease(
+        return Lease(  # a URL without its own expiry: nothing `signed` either
             sent_at + default_lifetime, sent_at + default_lifetime - received_at, "default"
         )
     return None

@@ -162,8 +162,8 @@ class Calls:
     async def acquire(self, source: Source) -> Target:
         target = await self.api(lambda: self._provider.acquire(source))
         self._record(records.acquired(source.item.key, target.remote_id, target.extra))
-        if self.late_url is None and target.url is not None:
-            self.late_url = late_url(target.url, self._clock.time())
+        if self.late_url is None:  # from the lease: its URL's query read once, with its expiry
+            self.late_url = late_url(target.lease, self._clock.time())
         return target
 
     # -- both: one item's upload -----------------------------------------------

@@ -129,11 +129,15 @@ def test_upload_urls_that_arrive_expired_by_their_own_date_are_warned_of_once(
 
 
 def test_a_url_with_time_left_on_our_clock_is_not_late() -> None:
-    from ingest.lease import late_url
+    from ingest.lease import Lease, late_url, lease_for
+
+    def lease(url: str) -> Lease | None:
+        return lease_for(url=url, expires_at=None, date_header=None, sent_at=0.0,
+                         received_at=0.0, default_lifetime=None)  # fmt: skip
 
     url = "https://s.example/k?X-Amz-Date=20260101T000000Z&X-Amz-Expires=120&X-Amz-Signature=s"
     signed = 1767225600.0  # 2026-01-01T00:00:00Z
-    assert late_url(url, signed + 100) is None
-    late = late_url(url, signed + 116)  # 4 s left: within the margin
+    assert late_url(lease(url), signed + 100) is None
+    late = late_url(lease(url), signed + 116)  # 4 s left: within the margin
     assert late is not None and (late.age_s, late.lifetime_s) == (116, 120)
-    assert late_url("https://s.example/k?Expires=1", signed) is None  # no X-Amz-Date
+    assert late_url(lease("https://s.example/k?Expires=1"), signed) is None  # no X-Amz-Date

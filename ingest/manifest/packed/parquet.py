@@ -29,7 +29,6 @@ has no image column, is refused before any row.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -38,7 +37,6 @@ from typing import Any
 from ingest.errors import ManifestError
 from ingest.item import Item, Member
 from ingest.manifest.folder import WalkStats, no_images
-from ingest.manifest.metadata import CAPTION_COLUMNS
 from ingest.manifest.packed.parquetcache import ident_of, remember, row_bytes
 from ingest.manifest.packed.parquetcolumn import Oversized
 from ingest.manifest.packed.parquetfile import (
@@ -89,7 +87,7 @@ class _Small:
         self._lay, self._group = lay, group
         self._path = False
         columns = [*([lay.caption] if lay.caption else []), *lay.metadata]
-        self._binary = lay.caption if lay.caption and _binary(pf, lay.caption) else None
+        self._binary = lay.caption if lay.caption_bytes else None
         if lay.struct and pf.schema_arrow.field(lay.column).type.get_field_index("path") >= 0:
             self._path = True
             columns.insert(0, f"{lay.column}.path")
@@ -140,26 +138,6 @@ class _Small:
         return f"value in column {column!r}"
 
 
-def _binary(pf: ParquetFile, column: str) -> bool:
-    import pyarrow as pa
-
-    kind = pf.schema_arrow.field(column).type
-    kind = kind.value_type if pa.types.is_dictionary(kind) else kind
-    return bool(pa.types.is_binary(kind) or pa.types.is_large_binary(kind))
-
-
-def _with_binary_caption(pf: ParquetFile, lay: Layout) -> Layout:
-    """`lay` with a binary ``caption`` (else ``text``) column as its caption when it has no
-    string one: datasets write text as bytes too; each row's is decoded as UTF-8."""
-    if lay.caption is not None:
-        return lay
-    names = pf.schema_arrow.names
-    for name in CAPTION_COLUMNS:
-        if name in names and name != lay.column and _binary(pf, name):
-            return dataclasses.replace(lay, caption=name)
-    return lay
-
-
 def _texts(column: Any, what: str, bad: dict[int, str], *, binary: bool = False) -> list[Any]:
     """A batch's column as Python values (a `binary` one as strings: pyarrow checks its UTF-8
     as it casts). A string that is not UTF-8 (pyarrow reads a string column's bytes
@@ -191,7 +169,7 @@ def read_parquet(
     of a folder's walk, which says "no images found" itself)."""
     stats = stats if stats is not None else WalkStats()
     pf = open_file(str(path), source)
-    lay = _with_binary_caption(pf, layout(pf, source))
+    lay = layout(pf, source)
     ident = ident_of(path)
     stats.notes.append(path_note(pf, lay, str(path)))
     counts = stats.caption_counts

@@ -3,7 +3,7 @@
 Owns which column holds the images (`image_column`: one named ``image``, else
 the first, that is binary or a ``{bytes, path}`` struct, the layout of the
 Hugging Face `datasets` Image feature), which gives the caption (``caption``,
-else ``text``, a string column, dictionary-encoded or not) and what else is
+else ``text``, a string column, dictionary-encoded or not; else a binary one, decoded as UTF-8) and what else is
 metadata (`Layout`), which way the image bytes are read (`Layout.streamed`,
 `Layout.why`), and `group_batches`: a row group's image bytes as lists of
 Python bytes of about `BATCH_BYTES` each.
@@ -79,6 +79,7 @@ class Layout:
     metadata: tuple[str, ...]
     leaf: int  # the image bytes' leaf column in the footer
     why: str | None  # why pyarrow reads the image bytes (None: streamed)
+    caption_bytes: bool = False  # the caption column is binary: each row's decoded as UTF-8
 
     @property
     def streamed(self) -> bool:
@@ -197,10 +198,13 @@ def layout(pf: ParquetFile, source: str) -> Layout:
             f"feature writes); columns: {', '.join(schema.names)}",
             source=source,
         )
-    caption = next(
-        (c for c in CAPTION_COLUMNS if c in schema.names and _is_string(schema.field(c).type)),
-        None,
-    )
+    # A string caption (else text) column; else a binary one (datasets write text as bytes too).
+    names = [c for c in CAPTION_COLUMNS if c in schema.names and c != found[0]]
+    caption = next((c for c in names if _is_string(schema.field(c).type)), None)
+    binary = False
+    if caption is None:
+        caption = next((c for c in names if _is_binary(_value_type(schema.field(c).type))), None)
+        binary = caption is not None
     metadata = tuple(
         n for n in schema.names if n not in (found[0], caption) and _plain(schema.field(n).type)
     )
@@ -208,7 +212,7 @@ def layout(pf: ParquetFile, source: str) -> Layout:
     footer = pf.metadata.schema
     leaf = next(i for i in range(len(footer)) if footer.column(i).path == want)
     why = parquetcolumn.why_not(pf.metadata, leaf)
-    return Layout(found[0], found[1], caption, metadata, leaf, why)
+    return Layout(found[0], found[1], caption, metadata, leaf, why, binary)
 
 
 def batch_rows(pf: ParquetFile, group: int, leaf: int) -> int:

@@ -36,3 +36,30 @@ def test_s3_sources_without_boto3_are_refused_by_validate_and_before_a_run_start
             "ingest: error: s3:// sources need boto3: pip install '.[s3]' in ingest's checkout"
         ], command
         assert "ok" not in captured.out and not journal.exists(), command
+
+
+def test_an_s3_source_past_the_first_entry_without_boto3_stops_the_run_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run looks at its first entry only before it starts (the README says so); one
+    found later stops it there with the same one line, exit 2, and a journal a resume reads."""
+    from PIL import Image
+
+    from ingest.journal.report import status
+
+    monkeypatch.setitem(sys.modules, "boto3", None)
+    for name in ("a", "b"):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{name}.png")
+    manifest = tmp_path / "mixed.txt"
+    manifest.write_text("a.png\nb.png\ns3://bucket/c.png\n")
+    journal = tmp_path / "m.journal"
+    assert main(["run", "--sim", str(manifest), "--provider", "novita",
+                 "--journal", str(journal)]) == exits.EXIT_USAGE  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        "ingest: error: s3:// sources need boto3: pip install '.[s3]' in ingest's checkout"
+    )
+    assert "Traceback" not in err
+    report = status(journal)  # read as `ingest status` does: consistent, nothing failed
+    assert report.total == 3 and report.failed == report.rejected == 0
+    assert report.done + report.in_flight + report.not_started == 3

@@ -46,7 +46,11 @@ def test_a_rows_problem_in_a_folder_is_named_by_its_key_not_the_folder(tmp_path:
     assert problem.key == "t.parquet#row-1"
     where = problem_where(problem.line, problem.key, problem.reason, problem.source, folder=True)
     said = f"{where}: {folder_reason(problem.reason, problem.key)}"
-    assert said == "t.parquet#row-1: row 1 holds no image bytes (only the path 'b')"
+    assert said == (  # and how to get the bytes in (datasets' to_parquet writes such rows)
+        "t.parquet#row-1: row 1 holds no image bytes (only the path 'b': datasets' to_parquet "
+        "keeps images loaded from files as paths; embed them first with "
+        "datasets.table.embed_table_storage, or list the files)"
+    )
 
 
 def test_a_row_over_modelhunters_limit_is_read_and_refused_by_the_providers_limit_alone(

@@ -52,6 +52,14 @@ from ingest.manifest.packed.parquetpages import largest_page, page_note
 from ingest.manifest.packed.parquetpieces import said
 from ingest.manifest.sidecar import not_utf8
 
+# How a row gets only a path: datasets' `Dataset.to_parquet` writes its table as it is
+# (src/datasets/io/parquet.py), and an Image column loaded from files holds their paths;
+# `push_to_hub` embeds the bytes (`embed_external_files`), through `embed_table_storage`.
+PATH_ONLY = (
+    ": datasets' to_parquet keeps images loaded from files as paths; embed them first "
+    "with datasets.table.embed_table_storage, or list the files"
+)
+
 SMALL_ROWS = 4096  # rows of the small columns (path, caption, metadata) read at a time
 
 __all__ = ["count_parquet", "image_column", "probe_parquet", "read_parquet", "row_bytes"]
@@ -190,7 +198,7 @@ def read_parquet(
                         name, caption, metadata, unreadable = small.row()
                         stats.found += 1
                         if value is None:
-                            only = f" (only the path {name!r})" if name else ""
+                            only = f" (only the path {name!r}{PATH_ONLY})" if name else ""
                             yield ManifestError(
                                 f"row {number} holds no image bytes{only}: {path}#row-{number}",
                                 source=source,

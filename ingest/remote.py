@@ -270,7 +270,7 @@ class Fetcher:
     async def _opened(self, item: Item) -> Opened:
         """The source's answer with its first chunk read; classified `TransferError` if not."""
         assert item.url is not None
-        if item.url.lower().startswith("s3://"):
+        if is_s3(item.url):
             return await self._opened_s3(item)
         session = self._open()
         self.fetches += 1
@@ -318,7 +318,7 @@ class Fetcher:
         assert item.url is not None
         if isinstance(exc, TransferError):
             return exc
-        if item.url.lower().startswith("s3://"):
+        if is_s3(item.url):
             return self._s3_error(item, exc)
         if isinstance(exc, aiohttp.TooManyRedirects):
             return self._fail(item, "too many redirects")
@@ -498,9 +498,14 @@ def need_boto3() -> ConfigError:
     return ConfigError(f"s3:// sources need boto3: {install_hint('s3')}")
 
 
+def is_s3(url: str | None) -> bool:
+    """Whether `url` is an s3:// source (its scheme in any case, as the manifest takes it)."""
+    return (url or "")[:5].lower() == "s3://"
+
+
 def require_boto3(url: str | None) -> None:
     """Raise `need_boto3()` if `url` is an s3:// source and boto3 cannot be imported."""
-    if not (url or "").startswith("s3://"):
+    if not is_s3(url):
         return
     if importlib.util.find_spec("boto3") is None or importlib.util.find_spec("botocore") is None:
         raise need_boto3()

@@ -168,14 +168,14 @@ def run(args: argparse.Namespace) -> int:
         key: str | None = entry.key  # a reader's problem may name its entry too
         if not isinstance(entry, ManifestError):
             if entry.url is not None and not s3_checked:  # s3:// without boto3: as by a run
-                from ingest.remote import require_boto3
+                from ingest.remote import is_s3, require_boto3
 
                 try:
                     require_boto3(entry.url)
                 except IngestError as exc:
                     print(f"ingest: error: {exc}", file=sys.stderr)
                     return 2
-                s3_checked = entry.url.startswith("s3://")
+                s3_checked = is_s3(entry.url)
             result: Source | ManifestError = checker(entry)
         else:
             result = entry

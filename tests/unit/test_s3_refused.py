@@ -24,9 +24,12 @@ def test_s3_sources_without_boto3_are_refused_by_validate_and_before_a_run_start
     manifest.write_text("s3://bucket/a.png\ns3://bucket/b.png\n")
     later = tmp_path / "later.txt"  # validate checks every entry, not only the first
     later.write_text("https://example.com/a.png\ns3://bucket/b.png\n")
+    upper = tmp_path / "upper.txt"  # the manifest takes the scheme in any case, as the fetch
+    upper.write_text("S3://bucket/a.png\n")
     journal = tmp_path / "m.journal"
     runs = [["run", "--sim"], ["run", "--dry-run"], ["validate"], ["validate", "--json"]]
-    for command, source in [*((c, manifest) for c in runs), (["validate"], later)]:
+    others = [(["validate"], later), (["validate"], upper), (["run", "--sim"], upper)]
+    for command, source in [*((c, manifest) for c in runs), *others]:
         extra = ["--journal", str(journal)] if command[0] == "run" else []
         assert main([*command, str(source), "--provider", "novita", *extra]) == exits.EXIT_USAGE, (
             command
